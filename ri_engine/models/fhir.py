@@ -1,0 +1,138 @@
+"""The FHIR R4 subset RI uses inside requests and inferences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .base import Model, field, required
+
+SNOMED = "http://snomed.info/sct"
+RADLEX = "http://radlex.org"
+LOINC = "http://loinc.org"
+DERIVATION_REFERENCE = "http://hl7.org/fhir/StructureDefinition/derivation-reference"
+
+
+@dataclass(kw_only=True)
+class Reference(Model):
+    reference: str | None = None
+    type: str | None = None
+    display: str | None = None
+
+
+@dataclass(kw_only=True)
+class Quantity(Model):
+    value: float | None = None
+    comparator: str | None = None
+    unit: str | None = None
+    system: str | None = None
+    code: str | None = None
+
+
+@dataclass(kw_only=True)
+class Range(Model):
+    low: Quantity | None = None
+    high: Quantity | None = None
+
+
+@dataclass(kw_only=True)
+class Period(Model):
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(kw_only=True)
+class Extension(Model):
+    url: str = required()
+    value_string: str | None = None
+    value_integer: int | None = None
+    value_boolean: bool | None = None
+    value_reference: Reference | None = None
+    value_date_time: str | None = None
+    value_codeable_concept: CodeableConcept | None = None
+    value_quantity: Quantity | None = None
+    extension: list[Extension] | None = None
+
+
+@dataclass(kw_only=True)
+class Coding(Model):
+    system: str | None = None
+    version: str | None = None
+    code: str | None = None
+    display: str | None = None
+    extension: list[Extension] | None = None
+
+
+@dataclass(kw_only=True)
+class CodeableConcept(Model):
+    coding: list[Coding] | None = None
+    text: str | None = None
+    extension: list[Extension] | None = None
+
+
+@dataclass(kw_only=True)
+class ObservationComponent(Model):
+    code: CodeableConcept = required()
+    value_quantity: Quantity | None = None
+    value_codeable_concept: CodeableConcept | None = None
+    value_string: str | None = None
+    value_boolean: bool | None = None
+    value_integer: int | None = None
+    value_range: Range | None = None
+    value_period: Period | None = None
+    value_date_time: str | None = None
+    interpretation: list[CodeableConcept] | None = None
+    extension: list[Extension] | None = None
+
+
+@dataclass(kw_only=True)
+class Observation(Model):
+    # Optional on input because RI's own size observations carry neither; the engine
+    # always sets resourceType "Observation" and status "unknown" on findings.
+    resource_type: str | None = None
+    id: str | None = None
+    status: str | None = None
+    category: list[CodeableConcept] | None = None
+    code: CodeableConcept | None = None
+    interpretation: list[CodeableConcept] | None = None
+    component: list[ObservationComponent] | None = None
+    value_quantity: Quantity | None = None
+    value_codeable_concept: CodeableConcept | None = None
+    value_string: str | None = None
+    value_boolean: bool | None = None
+    value_range: Range | None = None
+    effective_date_time: str | None = None
+    extension: list[Extension] | None = None
+
+
+def coding(system: str, code: str, display: str | None = None) -> Coding:
+    return Coding(system=system, code=code, display=display)
+
+
+def concept(system: str, code: str, display: str | None = None, *,
+            extension: list[Extension] | None = None) -> CodeableConcept:
+    return CodeableConcept(coding=[coding(system, code, display)], extension=extension)
+
+
+def token_extension(offset: int, length: int, document_id: str) -> Extension:
+    """One evidence token: a span of the document text (RI's derivation-reference)."""
+    return Extension(
+        url=DERIVATION_REFERENCE,
+        extension=[
+            Extension(url="reference", value_reference=Reference(reference=document_id, type="documentId")),
+            Extension(url="offset", value_integer=offset),
+            Extension(url="length", value_integer=length),
+        ],
+    )
+
+
+def token_spans(extensions: list[Extension] | None) -> list[tuple[int, int]]:
+    """The (offset, length) pairs of every evidence token among ``extensions``."""
+    spans = []
+    for ext in extensions or []:
+        if ext.url != DERIVATION_REFERENCE:
+            continue
+        parts: dict[str, Any] = {e.url: e.value_integer for e in ext.extension or []}
+        if parts.get("offset") is not None and parts.get("length") is not None:
+            spans.append((parts["offset"], parts["length"]))
+    return spans
