@@ -1,0 +1,362 @@
+"""The audit log: every inbound message, every step taken for it, every inference.
+
+One SQLite database (WAL mode) created with owner-only permissions: the file is
+``0600`` and, when the gateway creates its directory, the directory is ``0700``
+(the database holds PHI).  Tables of other areas (the outbox) live in the same file.
+
+Schema (``PRAGMA user_version = 1``)::
+
+    messages                    one row per inbound message, committed before its ACK
+      id              INTEGER PRIMARY KEY
+      received_at     TEXT      UTC, ISO 8601 with milliseconds ("2024-01-15T10:00:00.123Z")
+      conn_id         INTEGER   listener connection number
+      peer            TEXT      remote address ("127.0.0.1:51234")
+      control_id      TEXT      MSH-10 (NULL when the header is unreadable)
+      sender          TEXT      MSH-3^MSH-4 as one string
+      sending_application TEXT  MSH-3
+      sending_facility    TEXT  MSH-4
+      receiving_application TEXT MSH-5
+      receiving_facility  TEXT  MSH-6
+      message_type    TEXT      MSH-9 type^event ("ORU^R01")
+      version         TEXT      MSH-12
+      processing_id   TEXT      MSH-11
+      charset         TEXT      Python codec the message was decoded with
+      size            INTEGER   bytes in the frame
+      raw             BLOB      the frame payload exactly as received
+      ack_code        TEXT      AA, AE, AR (CA/CE/CR in enhanced mode), NULL if none sent
+      ack_control_id  TEXT      MSH-10 of our ACK
+      ack_payload     BLOB      the ACK exactly as sent (re-sent for a duplicate)
+      error_code      TEXT      HL7 table 0357 code of the ERR segment, if any
+      error_text      TEXT      the ERR text (describes the fault, never quotes content)
+      status          TEXT      received | analysed | skipped | failed | rejected
+      reports         INTEGER   OBR groups mapped to RI requests
+      analysed_at     TEXT      when analysis finished (analysed/skipped/failed)
+    UNIQUE (sending_application, sending_facility, control_id) WHERE ack_code IN ('AA','CA')
+        -- duplicate detection: only accepted messages count, so a corrected resend of a
+        -- rejected message is processed.
+
+    events                      the trail of steps, keyed by the inbound message
+      id, time, event, control_id, message_id (-> messages.id), fields (JSON object)
+      events: received, rejected, duplicate, resumed, analysed, analysis_failed, skipped,
+              plus those of other areas (delivered, delivery_failed, dead_lettered, ...)
+
+    inferences                  one row per RI inference produced for a message
+      id, message_id (-> messages.id), obr_index (1-based OBR group), accession (OBR-3/18),
+      kind (RI inference kind), json (the inference as RI JSON)
+
+Status life cycle: ``received`` (ACKed, analysis pending: resumed at restart) ->
+``analysed`` | ``skipped`` (nothing to analyse) | ``failed``; ``rejected`` for AE/AR.
+
+Writes are *operations* (``op(conn) -> result``) run by :meth:`AuditLog.run_batch`,
+several per transaction, each in its own savepoint so one failure does not undo the
+others.  :class:`gateway.commit.GroupCommitter` batches them off the reactor thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import stat
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from typing import Any, TypeVar
+
+import sqlite_utils
+
+from .errors import AuditError
+
+__all__ = [
+    "AuditLog", "Op", "ReceivedMessage", "StoredMessage", "event_op", "inferences_op",
+    "received_op", "status_op", "utc_now",
+]
+
+SCHEMA_VERSION = 1
+T = TypeVar("T")
+Op = Callable[[sqlite3.Connection], T]
+
+
+def utc_now(now: datetime | None = None) -> str:
+    now = now or datetime.now(timezone.utc)
+    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """What is stored for an inbound message (header fields None when unreadable)."""
+
+    raw: bytes
+    received_at: str
+    status: str
+    ack_code: str | None
+    ack_payload: bytes | None
+    ack_control_id: str | None = None
+    conn_id: int | None = None
+    peer: str | None = None
+    control_id: str | None = None
+    sending_application: str | None = None
+    sending_facility: str | None = None
+    receiving_application: str | None = None
+    receiving_facility: str | None = None
+    message_type: str | None = None
+    version: str | None = None
+    processing_id: str | None = None
+    charset: str | None = None
+    error_code: str | None = None
+    error_text: str | None = None
+    reports: int | None = None
+
+    @property
+    def sender(self) -> str | None:
+        if self.sending_application is None and self.sending_facility is None:
+            return None
+        return f"{self.sending_application or ''}^{self.sending_facility or ''}"
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    control_id: str | None
+    status: str
+    ack_code: str | None
+    ack_payload: bytes | None
+    raw: bytes
+    charset: str | None
+
+
+def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int]:
+    """Insert the message and its ``received`` (or ``rejected``) event; returns the id."""
+    row = asdict(msg)
+    row["sender"] = msg.sender
+    row["size"] = len(msg.raw)
+    columns = ", ".join(row)
+    marks = ", ".join("?" for _ in row)
+
+    def op(conn: sqlite3.Connection) -> int:
+        cur = conn.execute(f"INSERT INTO messages ({columns}) VALUES ({marks})", tuple(row.values()))
+        message_id = int(cur.lastrowid)  # type: ignore[arg-type]
+        event = "rejected" if msg.status == "rejected" else "received"
+        fields = {"ack_code": msg.ack_code, "conn_id": msg.conn_id, "peer": msg.peer,
+                  "size": len(msg.raw), **event_fields}
+        if msg.error_code:
+            fields["error_code"] = msg.error_code
+        _insert_event(conn, msg.received_at, event, msg.control_id, message_id, fields)
+        return message_id
+
+    return op
+
+
+def event_op(event: str, control_id: str | None, message_id: int | None = None,
+             time: str | None = None, **fields: Any) -> Op[int]:
+    def op(conn: sqlite3.Connection) -> int:
+        return _insert_event(conn, time or utc_now(), event, control_id, message_id, fields)
+
+    return op
+
+
+def status_op(message_id: int, status: str, *, reports: int | None = None) -> Op[None]:
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE messages SET status = ?, reports = COALESCE(?, reports), analysed_at = ? "
+            "WHERE id = ?", (status, reports, utc_now(), message_id))
+
+    return op
+
+
+def inferences_op(message_id: int, obr_index: int, accession: str | None,
+                  inferences: Sequence[dict[str, Any]]) -> Op[int]:
+    """Store RI inference JSON objects (each with its ``kind``); returns how many."""
+    def op(conn: sqlite3.Connection) -> int:
+        conn.executemany(
+            "INSERT INTO inferences (message_id, obr_index, accession, kind, json) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [(message_id, obr_index, accession, inf.get("kind"), json.dumps(inf))
+             for inf in inferences])
+        return len(inferences)
+
+    return op
+
+
+def _insert_event(conn: sqlite3.Connection, time: str, event: str, control_id: str | None,
+                  message_id: int | None, fields: dict[str, Any]) -> int:
+    clean = {k: v for k, v in fields.items() if v is not None}
+    cur = conn.execute(
+        "INSERT INTO events (time, event, control_id, message_id, fields) VALUES (?, ?, ?, ?, ?)",
+        (time, event, control_id, message_id, json.dumps(clean, default=str)))
+    return int(cur.lastrowid)  # type: ignore[arg-type]
+
+
+def _prepare_path(path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        os.makedirs(directory, mode=0o700)
+        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+    if not os.path.exists(path):
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+    # SQLite gives the -wal and -shm files the permissions of the database file.
+    if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+        os.chmod(path, 0o600)
+
+
+_EVENT_VIEW = """
+SELECT e.id AS id, e.time AS time, e.event AS event, e.control_id AS control_id,
+       m.message_type AS message_type, m.sender AS sender, m.ack_code AS ack_code,
+       e.message_id AS message_id, e.fields AS fields
+FROM events e LEFT JOIN messages m ON m.id = e.message_id
+"""
+
+
+class AuditLog:
+    """The audit database.  ``readonly=True`` opens an existing file for queries only."""
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", readonly: bool = False) -> None:
+        self.path = path
+        try:
+            if readonly:
+                if not os.path.exists(path):
+                    raise AuditError(f"no audit database at {path}")
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+            else:
+                _prepare_path(path)
+                # isolation_level=None: transactions are explicit (BEGIN/COMMIT in run_batch).
+                conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            self.db = sqlite_utils.Database(conn)
+            if not readonly:
+                self.db.enable_wal()
+                conn.execute(f"PRAGMA synchronous = {synchronous}")
+                self._create_schema()
+        except sqlite3.Error as exc:
+            raise AuditError(f"cannot open audit database {path}: {exc}") from None
+        self.conn = conn
+
+    def _create_schema(self) -> None:
+        db = self.db
+        db["messages"].create({
+            "id": int, "received_at": str, "conn_id": int, "peer": str, "control_id": str,
+            "sender": str, "sending_application": str, "sending_facility": str,
+            "receiving_application": str, "receiving_facility": str, "message_type": str,
+            "version": str, "processing_id": str, "charset": str, "size": int, "raw": bytes,
+            "ack_code": str, "ack_control_id": str, "ack_payload": bytes, "error_code": str,
+            "error_text": str, "status": str, "reports": int, "analysed_at": str,
+        }, pk="id", if_not_exists=True)
+        db["events"].create({
+            "id": int, "time": str, "event": str, "control_id": str, "message_id": int,
+            "fields": str,
+        }, pk="id", foreign_keys=[("message_id", "messages", "id")], if_not_exists=True)
+        db["inferences"].create({
+            "id": int, "message_id": int, "obr_index": int, "accession": str, "kind": str,
+            "json": str,
+        }, pk="id", foreign_keys=[("message_id", "messages", "id")], if_not_exists=True)
+        db["messages"].create_index(["control_id"], if_not_exists=True)
+        db["messages"].create_index(["status"], if_not_exists=True)
+        db["events"].create_index(["control_id"], if_not_exists=True)
+        db["events"].create_index(["message_id"], if_not_exists=True)
+        db["inferences"].create_index(["message_id"], if_not_exists=True)
+        # A partial unique index, which sqlite-utils' create_index cannot express.
+        db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS messages_accepted_key ON messages "
+            "(sending_application, sending_facility, control_id) "
+            "WHERE ack_code IN ('AA', 'CA')")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # --- writing -------------------------------------------------------------------------
+
+    def run_batch(self, ops: Sequence[Op[Any]]) -> list[Any]:
+        """Run ``ops`` in one transaction; each result, or the exception an op raised.
+
+        Each op runs in a savepoint, so a failing op leaves the others committed.
+        Raises :class:`AuditError` when the transaction itself cannot be committed.
+        """
+        conn = self.conn
+        results: list[Any] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append(op(conn))
+                except Exception as exc:  # noqa: BLE001 - reported per op, others go on
+                    conn.execute("ROLLBACK TO op")
+                    results.append(exc)
+                conn.execute("RELEASE op")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise AuditError(f"audit database write failed: {exc}") from None
+        return results
+
+    def run(self, op: Op[T]) -> T:
+        """Run one op in its own transaction and return its result (or raise its error)."""
+        (result,) = self.run_batch([op])
+        if isinstance(result, BaseException):
+            raise AuditError(f"audit database write failed: {result}")
+        return result  # type: ignore[no-any-return]
+
+    def record_received(self, msg: ReceivedMessage, **event_fields: Any) -> int:
+        """Commit an inbound message (and its event) now; returns its id."""
+        return self.run(received_op(msg, **event_fields))
+
+    def record_event(self, event: str, control_id: str | None, message_id: int | None = None,
+                     **fields: Any) -> int:
+        return self.run(event_op(event, control_id, message_id, **fields))
+
+    # --- reading -------------------------------------------------------------------------
+
+    def find_accepted(self, sending_application: str | None, sending_facility: str | None,
+                      control_id: str) -> StoredMessage | None:
+        """The accepted message with this MSH-3/MSH-4/MSH-10, if one is stored."""
+        row = self.conn.execute(
+            "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
+            "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
+            "AND ack_code IN ('AA', 'CA')",
+            (sending_application, sending_facility, control_id)).fetchone()
+        return StoredMessage(*row) if row else None
+
+    def pending_analysis(self) -> list[StoredMessage]:
+        """Accepted messages whose analysis never finished (oldest first)."""
+        rows = self.conn.execute(
+            "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
+            "WHERE status = 'received' ORDER BY id").fetchall()
+        return [StoredMessage(*row) for row in rows]
+
+    def events(self, *, after_id: int = 0, last: int | None = None,
+               control_id: str | None = None) -> list[dict[str, Any]]:
+        """Events as dicts (oldest first): all after ``after_id``, or the ``last`` N."""
+        where, params = ["e.id > ?"], [after_id]
+        if control_id is not None:
+            where.append("e.control_id = ?")
+            params.append(control_id)  # type: ignore[arg-type]
+        sql = f"{_EVENT_VIEW} WHERE {' AND '.join(where)} ORDER BY e.id"
+        if last is not None:
+            sql = f"SELECT * FROM ({sql} DESC LIMIT {int(last)}) ORDER BY id"
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        out = []
+        for row in cur.fetchall():
+            item = dict(zip(names, row))
+            item["fields"] = json.loads(item["fields"] or "{}")
+            out.append(item)
+        return out
+
+    def messages_for(self, control_id: str) -> list[dict[str, Any]]:
+        """Stored messages with this MSH-10 (without the raw bytes), oldest first."""
+        cur = self.conn.execute(
+            "SELECT id, received_at, control_id, sender, message_type, version, charset, size, "
+            "ack_code, ack_control_id, error_code, error_text, status, reports, analysed_at "
+            "FROM messages WHERE control_id = ? ORDER BY id", (control_id,))
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+    def inferences_for(self, message_id: int) -> list[dict[str, Any]]:
+        cur = self.conn.execute(
+            "SELECT obr_index, accession, kind, json FROM inferences WHERE message_id = ? "
+            "ORDER BY id", (message_id,))
+        return [{"obr_index": r[0], "accession": r[1], "kind": r[2], "inference": json.loads(r[3])}
+                for r in cur.fetchall()]
+
+    def close(self) -> None:
+        self.conn.close()

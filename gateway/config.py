@@ -1,0 +1,361 @@
+"""Gateway settings: one frozen :class:`Settings` object built by :func:`load_settings`.
+
+Sources, later ones winning:
+
+1. defaults embedded here (``serve`` runs with no file at all);
+2. a TOML file (``config/gateway.toml`` documents every key);
+3. environment variables ``RI_GATEWAY_<SECTION>_<KEY>`` (``RI_GATEWAY_MLLP_ENDPOINT``);
+   ``RI_GATEWAY_API_KEYS`` is accepted as a short form of ``RI_GATEWAY_HTTP_API_KEYS``;
+4. command-line overrides, given as ``{"section.key": value}``.
+
+Every value is checked here, so a bad one fails at start with a :class:`ConfigError`
+naming the key.  Unknown sections and keys are errors too (a typo must not be
+silently ignored).
+
+Sections owned by other modules (``[routes]``, ``[destinations]``) are registered
+with :func:`register_section`; their parsed value is ``settings.section(name)``.
+Modules listed in :data:`SECTION_PROVIDERS` are imported before parsing so that
+their registrations exist whatever the caller imported first.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+__all__ = [
+    "AnalysisSettings", "ConfigError", "HTTPSettings", "LoggingSettings", "MLLPSettings",
+    "SECTION_PROVIDERS", "Settings", "StorageSettings", "load_settings", "register_section",
+]
+
+ENV_PREFIX = "RI_GATEWAY_"
+
+HL7_VERSIONS = (
+    "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
+    "2.8", "2.8.1", "2.8.2",
+)
+
+
+def _check_endpoint(key: str, value: str) -> None:
+    # Parsing the description builds the endpoint object without listening, so a
+    # typo ("tpc:2575") or a missing TLS key file is reported at start.
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(None, value)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
+        raise ConfigError(key, f"invalid Twisted endpoint {value!r}: {exc}") from None
+
+
+def _check_charset(key: str, value: str) -> None:
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ConfigError(key, f"unknown character set {value!r}") from None
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(key, f"must be greater than 0, got {value}")
+
+
+def _not_negative(key: str, value: float | None) -> None:
+    if value is not None and value < 0:
+        raise ConfigError(key, f"must not be negative, got {value}")
+
+
+def _non_empty(key: str, value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigError(key, "must list at least one value")
+
+
+def check(fn: Callable[[str, Any], None]) -> Any:
+    """A dataclass field default carrying a validator (applied after type coercion)."""
+    return {"check": fn}
+
+
+@dataclass(frozen=True)
+class MLLPSettings:
+    endpoint: str = field(default="tcp:2575:interface=127.0.0.1",
+                          metadata=check(_check_endpoint))
+    max_frame_size: int = field(default=16 * 1024 * 1024, metadata=check(_positive))
+    lenient_end: bool = False
+    # Seconds without a byte before a connection is closed; 0 disables the timeout.
+    idle_timeout: float = field(default=300.0, metadata=check(_not_negative))
+    max_connections: int = field(default=100, metadata=check(_positive))
+    default_charset: str = field(default="utf-8", metadata=check(_check_charset))
+    accepted_message_types: tuple[str, ...] = field(default=("ORU^R01",),
+                                                    metadata=check(_non_empty))
+    accepted_versions: tuple[str, ...] = field(default=HL7_VERSIONS, metadata=check(_non_empty))
+    accepted_processing_ids: tuple[str, ...] = field(default=("P", "D", "T"),
+                                                     metadata=check(_non_empty))
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    db: str = "./var/ri-gateway.sqlite3"
+    # Most messages committed in one transaction (group commit while the previous
+    # commit is still being written).
+    max_batch: int = field(default=256, metadata=check(_positive))
+    # SQLite ``synchronous``: FULL survives power loss, NORMAL only a process crash.
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    # 0 means one worker per CPU core.
+    workers: int = field(default=0, metadata=check(_not_negative))
+    executor: Literal["process", "thread"] = "process"
+    ack_after: Literal["persistence", "analysis"] = "persistence"
+
+
+@dataclass(frozen=True)
+class HTTPSettings:
+    enabled: bool = True
+    endpoint: str = field(default="tcp:8080:interface=127.0.0.1", metadata=check(_check_endpoint))
+    api_keys: tuple[str, ...] = ()
+    max_body_bytes: int = field(default=1024 * 1024, metadata=check(_positive))
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # auto: JSON when stdout is not a terminal, readable console lines when it is.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+BUILTIN_SECTIONS: dict[str, type] = {
+    "mllp": MLLPSettings,
+    "storage": StorageSettings,
+    "analysis": AnalysisSettings,
+    "http": HTTPSettings,
+    "logging": LoggingSettings,
+}
+
+SectionParser = Callable[[Mapping[str, Any]], Any]
+_REGISTERED: dict[str, SectionParser] = {}
+
+# Modules that register sections of their own, imported (when present) before parsing.
+SECTION_PROVIDERS: tuple[str, ...] = ("gateway.routing", "gateway.outbox")
+
+
+def register_section(name: str, parser: SectionParser) -> None:
+    """Register a top-level TOML table owned by another module.
+
+    ``parser(table)`` receives the merged table (file, then environment overrides as
+    strings parsed as TOML values) and returns the value kept in ``settings.section(name)``;
+    it raises ``ConfigError("<name>.<key>", ...)`` for a bad value.  It is also called
+    with ``{}`` when the file has no such table, so it decides the defaults.
+    """
+    if name in BUILTIN_SECTIONS or name == "mappings":
+        raise ValueError(f"section [{name}] is built in")
+    _REGISTERED[name] = parser
+
+
+@dataclass(frozen=True)
+class Settings:
+    mllp: MLLPSettings = field(default_factory=MLLPSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    http: HTTPSettings = field(default_factory=HTTPSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    # The [mappings] table as written, and what mappings.config made of it
+    # (None = the mapping defaults).
+    mappings: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    mapping_config: Any = None
+    sections: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
+    source: str | None = None
+
+    def section(self, name: str) -> Any:
+        """The parsed value of a registered section (KeyError when none is registered)."""
+        return self.sections[name]
+
+
+# --- coercion ---------------------------------------------------------------------------
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """Turn a TOML or environment value into the field's type, or fail naming the key."""
+    origin = typing.get_origin(tp)
+    from_env = isinstance(value, str)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if from_env and value.strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if from_env and value.strip().lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if from_env:
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if tp is float or tp == (float | None):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if from_env:
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(key, f"expected a string, got {value!r}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if isinstance(value, str):
+            for option in allowed:
+                if value.strip().lower() == option.lower():
+                    return option
+        raise ConfigError(key, f"must be one of {', '.join(allowed)}; got {value!r}")
+    if origin is tuple:
+        if isinstance(value, str):
+            # Environment form: comma-separated.
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(key, f"expected a list of strings, got {value!r}")
+    raise ConfigError(key, f"unsupported value {value!r}")  # pragma: no cover - schema bug
+
+
+def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown key (known: {', '.join(known)})")
+    kwargs = {}
+    for key, value in table.items():
+        dotted = f"{name}.{key}"
+        coerced = _coerce(dotted, hints[key], value)
+        validator = known[key].metadata.get("check")
+        if validator is not None:
+            validator(dotted, coerced)
+        kwargs[key] = coerced
+    return cls(**kwargs)
+
+
+def _env_value(raw: str) -> Any:
+    """An environment value for a free-form section: a TOML value if it parses, else text."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _env_overrides(environ: Mapping[str, str], section_names: list[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    # Longest names first so a section whose name has an underscore wins over a prefix.
+    names = sorted(section_names, key=len, reverse=True)
+    for var, raw in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        if rest == "api_keys":
+            out.setdefault("http", {})["api_keys"] = raw
+            continue
+        if rest == "config":
+            continue  # the config file path, read by the CLI
+        for name in names:
+            if rest.startswith(name + "_"):
+                out.setdefault(name, {})[rest[len(name) + 1:]] = raw
+                break
+        else:
+            raise ConfigError(var, f"environment variable names no known section "
+                                   f"({', '.join(sorted(section_names))})")
+    return out
+
+
+def _import_providers() -> None:
+    for module in SECTION_PROVIDERS:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the module exists but is broken: say so
+                raise
+
+
+def _parse_mappings(table: Mapping[str, Any]) -> Any:
+    if not table:
+        return None
+    from mappings.config import MappingConfig, MappingConfigError
+
+    try:
+        return MappingConfig.from_dict(dict(table))
+    except MappingConfigError as exc:
+        key = getattr(exc, "key", "")
+        message = getattr(exc, "message", str(exc))
+        raise ConfigError(f"mappings.{key}" if key else "mappings", message) from None
+
+
+def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None = None,
+                  environ: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from defaults, ``path`` (TOML), ``environ`` and ``overrides``.
+
+    ``overrides`` maps dotted keys to values (``{"mllp.endpoint": "tcp:2600"}``); None
+    values are ignored so CLI options left unset do not override anything.
+    """
+    _import_providers()
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise ConfigError("", f"cannot read configuration file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
+
+    all_sections = [*BUILTIN_SECTIONS, "mappings", *_REGISTERED]
+    tables: dict[str, dict[str, Any]] = {}
+    for name, table in data.items():
+        if name not in all_sections:
+            raise ConfigError(name, f"unknown section [{name}] (known: {', '.join(all_sections)})")
+        if not isinstance(table, dict):
+            raise ConfigError(name, "must be a table")
+        tables[name] = dict(table)
+
+    for name, values in _env_overrides(environ, all_sections).items():
+        section = tables.setdefault(name, {})
+        for key, raw in values.items():
+            section[key] = raw if name in BUILTIN_SECTIONS else _env_value(raw)
+
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        name, _, key = dotted.partition(".")
+        if name not in all_sections or not key:
+            raise ConfigError(dotted, "unknown setting")
+        tables.setdefault(name, {})[key] = value
+
+    built = {name: _build_section(name, cls, tables.get(name, {}))
+             for name, cls in BUILTIN_SECTIONS.items()}
+    mappings_table = tables.get("mappings", {})
+    registered = {name: parser(tables.get(name, {})) for name, parser in _REGISTERED.items()}
+    settings = Settings(
+        **built,
+        mappings=types.MappingProxyType(mappings_table),
+        mapping_config=_parse_mappings(mappings_table),
+        sections=types.MappingProxyType(registered),
+        source=path,
+    )
+    if settings.http.enabled and settings.http.endpoint == settings.mllp.endpoint:
+        raise ConfigError("http.endpoint", "must differ from mllp.endpoint")
+    return settings
+

@@ -1,0 +1,38 @@
+"""Errors the gateway application raises itself.
+
+    GatewayError
+    ├── ConfigError        a configuration value is invalid; ``key`` names it
+    │                      (``mllp.max_frame_size``); the CLI exits 2 with the message
+    ├── AuditError         the audit database cannot be opened or written
+    └── InputError         a file given to a CLI command cannot be used (not HL7, not
+                           JSON, unreadable); the CLI exits 2 with the message
+
+HL7 content errors are ``mappings.errors.HL7Error``; engine errors are
+``ri_engine.errors.EngineError``.  They are translated to ACK codes in exactly one
+place (:mod:`gateway.ack_policy`) and to CLI exit codes at the CLI boundary.
+"""
+
+from __future__ import annotations
+
+__all__ = ["AuditError", "ConfigError", "GatewayError", "InputError"]
+
+
+class GatewayError(Exception):
+    """Base class of the gateway's own errors."""
+
+
+class ConfigError(GatewayError):
+    """An invalid configuration value; ``key`` is the dotted key (``section.name``)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}" if key else message)
+        self.key = key
+        self.message = message
+
+
+class AuditError(GatewayError):
+    """The audit database cannot be opened, created or written."""
+
+
+class InputError(GatewayError):
+    """A file or value given on the command line cannot be used."""

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from gateway.audit import AuditLog, ReceivedMessage, event_op, inferences_op, received_op, status_op
+from gateway.errors import AuditError
+
+
+def message(control_id="C1", ack_code="AA", status="received", app="RIS", fac="HOSP", **kw):
+    return ReceivedMessage(
+        raw=f"MSH|^~\\&|{app}|{fac}|||||ORU^R01|{control_id}|P|2.5".encode(),
+        received_at="2024-01-15T10:00:00.000Z", status=status, ack_code=ack_code,
+        ack_payload=b"MSH|ack", ack_control_id="A1", conn_id=1, peer="127.0.0.1:5000",
+        control_id=control_id, sending_application=app, sending_facility=fac,
+        message_type="ORU^R01", version="2.5", processing_id="P", charset="utf-8", **kw)
+
+
+def test_created_with_owner_only_permissions(tmp_path):
+    path = tmp_path / "new" / "audit.sqlite3"
+    audit = AuditLog(str(path))
+    audit.record_received(message())
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    wal = str(path) + "-wal"
+    assert os.path.exists(wal)
+    assert stat.S_IMODE(os.stat(wal).st_mode) == 0o600
+    assert audit.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_received_message_and_events(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    message_id = audit.record_received(message())
+    audit.record_event("analysed", "C1", message_id, inferences=2)
+    events = audit.events()
+    assert [(e["event"], e["control_id"], e["message_type"], e["sender"], e["ack_code"])
+            for e in events] == [("received", "C1", "ORU^R01", "RIS^HOSP", "AA"),
+                                 ("analysed", "C1", "ORU^R01", "RIS^HOSP", "AA")]
+    assert events[1]["fields"] == {"inferences": 2}
+    assert audit.events(last=1) == events[1:]
+    assert audit.events(after_id=events[0]["id"]) == events[1:]
+
+
+def test_duplicate_key_only_counts_accepted_messages(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    audit.record_received(message(ack_code="AR", status="rejected"))
+    assert audit.find_accepted("RIS", "HOSP", "C1") is None
+    first = audit.record_received(message())
+    stored = audit.find_accepted("RIS", "HOSP", "C1")
+    assert (stored.id, stored.ack_payload, stored.status) == (first, b"MSH|ack", "received")
+    assert audit.find_accepted("RIS", "OTHER", "C1") is None
+    with pytest.raises(AuditError):
+        audit.record_received(message())
+
+
+def test_batch_isolates_a_failing_op(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    results = audit.run_batch([received_op(message("C1")), received_op(message("C1")),
+                               received_op(message("C2"))])
+    assert isinstance(results[1], Exception)
+    assert [type(r) for r in (results[0], results[2])] == [int, int]
+    assert [m["control_id"] for m in audit.messages_for("C1") + audit.messages_for("C2")] == ["C1", "C2"]
+
+
+def test_pending_analysis_and_inferences(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    first = audit.record_received(message("C1"))
+    second = audit.record_received(message("C2"))
+    audit.run_batch([inferences_op(first, 1, "ACC1", [{"kind": "finding", "x": 1}]),
+                     status_op(first, "analysed", reports=1),
+                     event_op("analysed", "C1", first)])
+    assert [m.control_id for m in audit.pending_analysis()] == ["C2"]
+    assert audit.inferences_for(first) == [
+        {"obr_index": 1, "accession": "ACC1", "kind": "finding",
+         "inference": {"kind": "finding", "x": 1}}]
+    assert audit.messages_for("C1")[0]["status"] == "analysed"
+    assert second != first
+
+
+def test_readonly_needs_an_existing_file(tmp_path):
+    with pytest.raises(AuditError):
+        AuditLog(str(tmp_path / "none.sqlite3"), readonly=True)
+    AuditLog(str(tmp_path / "a.sqlite3")).record_received(message())
+    reader = AuditLog(str(tmp_path / "a.sqlite3"), readonly=True)
+    assert [e["event"] for e in reader.events()] == ["received"]

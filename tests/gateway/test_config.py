@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import (
+    AnalysisSettings, HTTPSettings, LoggingSettings, MLLPSettings, Settings, StorageSettings,
+    load_settings,
+)
+from gateway.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "gateway.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_embedded_defaults_without_a_file():
+    settings = load_settings(None, {}, {})
+    assert settings.mllp == MLLPSettings()
+    assert settings.mllp.endpoint == "tcp:2575:interface=127.0.0.1"
+    assert settings.http.endpoint == "tcp:8080:interface=127.0.0.1"
+    assert settings.storage.db == "./var/ri-gateway.sqlite3"
+    assert (settings.analysis, settings.logging) == (AnalysisSettings(), LoggingSettings())
+
+
+def test_documented_file_equals_the_embedded_defaults():
+    from pathlib import Path
+
+    path = Path(__file__).parents[2] / "config" / "gateway.toml"
+    settings = load_settings(str(path), {}, {})
+    defaults = load_settings(None, {}, {})
+    assert (settings.mllp, settings.storage, settings.analysis, settings.http, settings.logging) == (
+        defaults.mllp, defaults.storage, defaults.analysis, defaults.http, defaults.logging)
+
+
+def test_documented_file_mentions_every_key():
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "config" / "gateway.toml").read_text()
+    for section, cls in [("mllp", MLLPSettings), ("storage", StorageSettings),
+                         ("analysis", AnalysisSettings), ("http", HTTPSettings),
+                         ("logging", LoggingSettings)]:
+        assert f"[{section}]" in text
+        for f in fields(cls):
+            assert f"\n{f.name} = " in text, f"{section}.{f.name} undocumented"
+
+
+def test_file_then_environment_then_cli(tmp_path):
+    path = write(tmp_path, '[mllp]\nendpoint = "tcp:3000"\nmax_connections = 5\n'
+                           '[storage]\ndb = "/tmp/a.sqlite3"\n')
+    env = {"RI_GATEWAY_MLLP_ENDPOINT": "tcp:3001", "RI_GATEWAY_MLLP_LENIENT_END": "true",
+           "RI_GATEWAY_MLLP_ACCEPTED_MESSAGE_TYPES": "ORU^R01, ORU^R30",
+           "RI_GATEWAY_API_KEYS": "k1,k2", "UNRELATED": "x"}
+    settings = load_settings(path, {"mllp.endpoint": "tcp:3002", "storage.db": None}, env)
+    assert settings.mllp == MLLPSettings(
+        endpoint="tcp:3002", max_connections=5, lenient_end=True,
+        accepted_message_types=("ORU^R01", "ORU^R30"))
+    assert settings.storage.db == "/tmp/a.sqlite3"
+    assert settings.http.api_keys == ("k1", "k2")
+
+
+@pytest.mark.parametrize("text, env, key", [
+    ("[mllp]\nmax_frame_size = -1\n", {}, "mllp.max_frame_size"),
+    ("[mllp]\nmax_frame_size = \"big\"\n", {}, "mllp.max_frame_size"),
+    ("[mllp]\nendpoint = \"tpc:2575\"\n", {}, "mllp.endpoint"),
+    ("[mllp]\ndefault_charset = \"klingon\"\n", {}, "mllp.default_charset"),
+    ("[mllp]\naccepted_versions = []\n", {}, "mllp.accepted_versions"),
+    ("[mllp]\nlenient_end = \"maybe\"\n", {}, "mllp.lenient_end"),
+    ("[mllp]\nno_such_key = 1\n", {}, "mllp.no_such_key"),
+    ("[nonsense]\nx = 1\n", {}, "nonsense"),
+    ("[analysis]\nack_after = \"never\"\n", {}, "analysis.ack_after"),
+    ("", {"RI_GATEWAY_ANALYSIS_WORKERS": "many"}, "analysis.workers"),
+    ("", {"RI_GATEWAY_STORAGE_SYNCHRONOUS": "off"}, "storage.synchronous"),
+    ("", {"RI_GATEWAY_NOPE_X": "1"}, "RI_GATEWAY_NOPE_X"),
+    ("[http]\nendpoint = \"tcp:2575:interface=127.0.0.1\"\n", {}, "http.endpoint"),
+])
+def test_invalid_values_name_the_key(tmp_path, text, env, key):
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), {}, env)
+    assert info.value.key == key
+    assert str(info.value).startswith(key)
+
+
+def test_cli_override_is_validated():
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"mllp.endpoint": "bogus:1"}, {})
+    assert info.value.key == "mllp.endpoint"
+
+
+def test_unreadable_and_invalid_toml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(str(tmp_path / "missing.toml"), {}, {})
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(write(tmp_path, "[mllp\n"), {}, {})
+
+
+def test_settings_are_frozen():
+    settings = load_settings(None, {}, {})
+    with pytest.raises(AttributeError):
+        settings.mllp.endpoint = "tcp:1"  # type: ignore[misc]
+    assert isinstance(settings, Settings)
+
+
+def test_registered_section(tmp_path, monkeypatch):
+    from gateway import config
+
+    seen = []
+
+    def parse(table):
+        seen.append(dict(table))
+        if "limit" in table and not isinstance(table["limit"], int):
+            raise ConfigError("extra.limit", "expected an integer")
+        return dict(table)
+
+    monkeypatch.setitem(config._REGISTERED, "extra", parse)
+    settings = load_settings(write(tmp_path, "[extra]\nname = \"a\"\n"), {},
+                             {"RI_GATEWAY_EXTRA_LIMIT": "3"})
+    assert settings.section("extra") == {"name": "a", "limit": 3}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {}, {"RI_GATEWAY_EXTRA_LIMIT": "x"})
+    assert info.value.key == "extra.limit"
