@@ -1,0 +1,177 @@
+"""Accepting REST jobs, running their analysis and recording the outcome.
+
+The flow of one job::
+
+    PUT  -> accept(): validate (400 on a bad request), store as notStarted
+         -> start():  mark running, hand the request to the analysis runner
+                      (which works off the reactor thread)
+         -> succeeded with the result, or failed with an RI error object
+
+:meth:`JobRunner.resume` starts again every job that was accepted but not
+finished, e.g. because the process stopped; :meth:`JobRunner.start_purging`
+deletes expired jobs periodically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.python.failure import Failure
+
+from gateway.logging import get_logger
+from ri_engine.models import (
+    INFERENCE_TYPES, InferenceResult, ModelConfiguration, RadiologyInsightsData,
+)
+
+from .errors import ApiError, job_error_from
+from .job_store import JobRecord, JobStore
+
+__all__ = ["API_VERSIONS", "Analyzer", "JobRunner", "RequestParser"]
+
+log = get_logger("gateway.http")
+
+# Kinds the 2024-10-01 version added; a 2024-04-01 client neither asks for nor expects them.
+_ADDED_2024_10_01 = ("scoringAndAssessment", "guidance", "qualityMeasure")
+API_VERSIONS: dict[str, tuple[str, ...]] = {
+    "2024-04-01": tuple(k for k in INFERENCE_TYPES if k not in _ADDED_2024_10_01),
+    "2024-10-01": INFERENCE_TYPES,
+}
+
+PURGE_INTERVAL = 300.0
+
+
+class Analyzer(Protocol):
+    """What runs the engine: ``gateway.analysis.AnalysisPool`` or a test double."""
+
+    def analyze(self, data: RadiologyInsightsData) -> Deferred[InferenceResult]: ...
+
+
+RequestParser = Callable[[Any], RadiologyInsightsData]
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        analysis: Analyzer,
+        *,
+        parse: RequestParser,
+        clock: IReactorTime,
+        on_finished: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.analysis = analysis
+        self._parse = parse
+        self._clock = clock
+        self._on_finished = on_finished
+        self._purging: LoopingCall | None = None
+
+    def now(self) -> float:
+        return self._clock.seconds()
+
+    # -- jobs --------------------------------------------------------------------
+
+    def accept(self, job_id: str, body: Any, api_version: str) -> tuple[JobRecord, bool]:
+        """Validate a PUT body and store the job; raises on a request RI would refuse.
+
+        Returns the stored job (``notStarted``) and whether it is new; call
+        :meth:`start` with it once the response is on its way.
+        """
+        if not isinstance(body, dict):
+            raise ApiError(400, "InvalidRequestBody", "The request body must be a JSON object.")
+        if "jobData" not in body:
+            raise ApiError(400, "InvalidRequestBody", "The request body has no 'jobData'.",
+                           target="jobData")
+        self._prepare(body, api_version)
+        return self.store.put(job_id, json.dumps(body["jobData"]), api_version, self.now())
+
+    def start(self, record: JobRecord) -> Deferred[None]:
+        """Run the analysis of a stored job; the Deferred fires once the outcome is stored."""
+        try:
+            data = self._prepare({"jobData": json.loads(record.request)}, record.api_version)
+        except Exception as exc:  # noqa: BLE001 - stored request no longer valid: fail the job
+            self._record_failure(record, Failure(exc))
+            return Deferred.fromResult(None)
+        if not self.store.mark_running(record.id, record.revision, self.now()):
+            return Deferred.fromResult(None)  # replaced meanwhile; the newer run owns the id
+        d = maybeDeferred(self.analysis.analyze, data)
+        d.addCallbacks(self._record_success, self._record_failure,
+                       callbackArgs=(record,), errbackArgs=(record,))
+        return d
+
+    def resume(self) -> list[Deferred[None]]:
+        """Start again every job accepted but not finished (after a restart)."""
+        records = self.store.unfinished(self.now())
+        if records:
+            log.info("resuming REST jobs", count=len(records))
+        return [self.start(record) for record in records]
+
+    # -- retention ---------------------------------------------------------------
+
+    def purge(self) -> int:
+        removed = self.store.purge(self.now())
+        if removed:
+            log.info("purged expired REST jobs", count=removed)
+        return removed
+
+    def start_purging(self, interval: float = PURGE_INTERVAL) -> None:
+        if self._purging is None:
+            self._purging = LoopingCall(self.purge)
+            self._purging.clock = self._clock
+            self._purging.start(interval, now=True).addErrback(
+                lambda f: log.error("purging REST jobs stopped", error_type=f.type.__name__))
+
+    def stop_purging(self) -> None:
+        if self._purging is not None and self._purging.running:
+            self._purging.stop()
+        self._purging = None
+
+    # -- internals ---------------------------------------------------------------
+
+    def _prepare(self, body: dict[str, Any], api_version: str) -> RadiologyInsightsData:
+        data = self._parse(body)
+        return _restrict_to_version(data, api_version)
+
+    def _record_success(self, result: InferenceResult, record: JobRecord) -> None:
+        stored = self.store.succeed(record.id, record.revision, self.now(), result.to_json())
+        log.info("REST job succeeded", job_id=record.id, recorded=stored)
+        self._finished(record.id)
+
+    def _record_failure(self, failure: Failure, record: JobRecord) -> None:
+        error = job_error_from(failure.value)
+        stored = self.store.fail(record.id, record.revision, self.now(), error.to_json())
+        # The exception text can quote the report, so only its type and code are logged.
+        log.warning("REST job failed", job_id=record.id, error_code=error.code,
+                    error_type=failure.type.__name__, recorded=stored)
+        self._finished(record.id)
+
+    def _finished(self, job_id: str) -> None:
+        if self._on_finished is not None:
+            self._on_finished(job_id)
+
+
+def _restrict_to_version(data: RadiologyInsightsData, api_version: str) -> RadiologyInsightsData:
+    """Keep a request within the inference kinds its API version knows."""
+    allowed = API_VERSIONS[api_version]
+    if allowed == INFERENCE_TYPES:
+        return data
+    configuration = data.configuration
+    requested = configuration.inference_types if configuration else None
+    if requested:
+        newer = [k for k in requested if k in _ADDED_2024_10_01]
+        if newer:
+            raise ApiError(
+                400, "InvalidRequestBody",
+                f"Inference type(s) {', '.join(newer)} need api-version 2024-10-01.",
+                target="jobData.configuration.inferenceTypes")
+        return data
+    # No list means "every kind" -- every kind this version has.
+    base = configuration or ModelConfiguration()
+    return dataclasses.replace(
+        data, configuration=dataclasses.replace(base, inference_types=list(allowed)))
