@@ -1,0 +1,218 @@
+"""Bytes off the wire -> message text with CR segment separators. Never raises on bytes.
+
+Decisions (each has a test in tests/mappings/test_decoding.py):
+
+* **Byte order marks** (UTF-8, UTF-16 LE/BE) are stripped and win over MSH-18: a sender
+  that writes a BOM knows its encoding better than its MSH-18 field. UTF-16 without a
+  BOM is recognised from the NUL pattern of ``"MSH"``.
+* **MSH-18 is read from the raw bytes**, as latin-1, before decoding: every character set
+  in HL7 table 0211 that can carry an MSH segment keeps ASCII bytes for ASCII characters.
+  MSH-18 may repeat (``8859/1~UNICODE UTF-8``, v2.3+): the first value this module knows
+  is used. Names are matched case-insensitively ignoring spaces, ``_`` and ``-``, so
+  ``UNICODE UTF-8``, ``UTF-8``, ``utf8``, ``ISO_IR 192`` and ``ISO-IR-192`` are the same.
+* **Without a usable MSH-18** the configured default (``default_charset``) is used.
+* **Declared UTF-16 on a message whose MSH we just read as ASCII** cannot be right (UTF-16
+  would have NUL bytes there); it is decoded as UTF-8 instead. ``UNICODE`` alone (a
+  pre-2.5 name for UCS-2 that senders use loosely) is treated the same way.
+* **Fallback**: the declared codec is tried strictly, then UTF-8, then the default. If none
+  decodes every byte, the declared (else default) codec decodes with one U+FFFD per
+  undecodable byte, and ``replaced`` counts them. ``charset`` names the codec really used.
+* **Segment separators**: CRLF, CR and LF all end a segment. A line that does not start
+  with a segment id (a capital letter and one or two capitals/digits followed by the field
+  separator) continues the previous segment and is joined to it with LF. This keeps a raw
+  line break inside an ED base64 value or a multi-line NTE inside its field instead of
+  inventing a bogus segment; base64 decoders ignore the LF. Blank lines between segments
+  are dropped; blank lines inside a continued value are kept. A segment id of two
+  characters (a truncated ``OBX`` sent as ``BX|``) still starts a segment so the damage
+  stays in one unknown segment rather than spilling into the previous one.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from dataclasses import dataclass
+
+_MARK = "\ud800"  # a lone surrogate: no strict decoder produces one, so it marks our replacements
+
+
+def _mark_errors(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    return _MARK * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("ri-gateway-mark", _mark_errors)
+
+# HL7 table 0211 names, DICOM (0008,0005) spellings and the common IANA/Windows names,
+# keyed by _key(name). Values are Python codec names.
+_CHARSETS: dict[str, str] = {}
+
+
+def _register(codec: str, *names: str) -> None:
+    for name in names:
+        _CHARSETS[_key(name)] = codec
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]+", "", name).upper()
+
+
+_register("ascii", "ASCII", "US-ASCII", "ANSI_X3.4-1968", "ISO_IR 6", "ISO 646", "ISO646-US")
+_ISO8859 = {1: 100, 2: 101, 3: 109, 4: 110, 5: 144, 6: 127, 7: 126, 8: 138, 9: 148,
+            10: None, 11: 166, 13: None, 14: None, 15: 203}
+for _n, _dicom in _ISO8859.items():
+    _names = [f"8859/{_n}", f"ISO-8859-{_n}", f"ISO8859-{_n}", f"ISO_8859-{_n}", f"8859-{_n}", f"ISO8859{_n}"]
+    if _dicom is not None:
+        _names += [f"ISO_IR {_dicom}", f"ISO IR{_dicom}"]
+    _register(f"iso8859_{_n}", *_names)
+_register("latin_1", "LATIN1", "LATIN-1", "L1", "ISO-IR-100")
+_register("iso8859_15", "LATIN9", "LATIN-9")
+_register("cp1252", "WINDOWS-1252", "CP1252", "WIN1252", "MS-ANSI")
+_register("cp1250", "WINDOWS-1250", "CP1250")
+_register("cp1251", "WINDOWS-1251", "CP1251")
+_register("utf-8", "UNICODE UTF-8", "UTF-8", "UTF8", "ISO_IR 192", "UNICODE")
+_register("utf-16", "UNICODE UTF-16", "UTF-16", "UTF16", "UCS-2")
+_register("utf-32", "UNICODE UTF-32", "UTF-32")
+_register("gb18030", "GB 18030-2000", "GB18030", "GB 18030")
+_register("gbk", "GBK")
+_register("big5", "BIG-5", "BIG5")
+_register("euc_kr", "KS X 1001", "ISO 2022 IR 149")
+_register("shift_jis", "ISO IR14", "ISO IR87", "SHIFT_JIS", "SJIS", "ISO_IR 13")
+_register("euc_jp", "ISO IR159", "EUC-JP")
+_register("tis_620", "TIS-620")
+
+_SEGMENT_END = re.compile(r"\r\n|\r|\n")
+
+
+@dataclass(frozen=True)
+class DecodedMessage:
+    """A message as text: ``text`` has CR segment separators and no BOM.
+
+    ``charset`` is the Python codec that produced ``text``; ``declared`` is MSH-18 as
+    sent (``None`` when absent); ``replaced`` counts undecodable bytes turned into U+FFFD.
+    """
+
+    text: str
+    charset: str
+    declared: str | None
+    replaced: int = 0
+
+
+def charset_codec(name: str) -> str | None:
+    """The Python codec for an MSH-18 value or charset alias, or None when unknown."""
+    codec = _CHARSETS.get(_key(name))
+    if codec is not None:
+        return codec
+    try:
+        return codecs.lookup(name.strip()).name
+    except (LookupError, ValueError):
+        return None
+
+
+def decode_message(raw: bytes, default_charset: str = "utf-8") -> DecodedMessage:
+    """Decode one message payload; see the module docstring for every rule applied."""
+    default = charset_codec(default_charset) or "utf-8"
+    body, bom_codec = _strip_bom(raw)
+    declared, values = _declared_charset(body if bom_codec is None else _ascii_view(body, bom_codec))
+    if bom_codec is not None:
+        codec = bom_codec
+        candidates = [bom_codec]
+    else:
+        codec = _first_known(values) or default
+        if codec.startswith("utf_16") or codec.startswith("utf-16") or codec.startswith("utf_32") \
+                or codec.startswith("utf-32"):
+            codec = "utf-8"  # MSH was readable as ASCII, so this cannot be UTF-16/32
+        candidates = list(dict.fromkeys([codec, "utf-8", default]))
+    for candidate in candidates:
+        try:
+            text = body.decode(candidate)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        return DecodedMessage(normalise_segments(text), codecs.lookup(candidate).name, declared, 0)
+    text = body.decode(codec, errors="ri-gateway-mark")
+    replaced = text.count(_MARK)
+    text = text.replace(_MARK, "\ufffd")
+    return DecodedMessage(normalise_segments(text), codecs.lookup(codec).name, declared, replaced)
+
+
+def _strip_bom(raw: bytes) -> tuple[bytes, str | None]:
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):], "utf-8"
+    if raw.startswith(codecs.BOM_UTF16_LE):
+        return raw[2:], "utf-16-le"
+    if raw.startswith(codecs.BOM_UTF16_BE):
+        return raw[2:], "utf-16-be"
+    head = raw.lstrip(b"\r\n\t ")[:6]
+    if head.startswith(b"M\x00S\x00H\x00"):
+        return raw, "utf-16-le"
+    if head.startswith(b"\x00M\x00S\x00H"):
+        return raw, "utf-16-be"
+    return raw, None
+
+
+def _ascii_view(body: bytes, codec: str) -> bytes:
+    """The first KB of a UTF-16 body as latin-1 bytes, to find MSH-18 in it."""
+    try:
+        return body[:2048].decode(codec, errors="ignore").encode("latin-1", errors="replace")
+    except LookupError:
+        return b""
+
+
+def _first_known(values: list[str]) -> str | None:
+    for value in values:
+        codec = charset_codec(value)
+        if codec is not None:
+            return codec
+    return None
+
+
+def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
+    """MSH-18 as sent and its repetitions, read from raw bytes as latin-1."""
+    text = body[:65536].decode("latin-1")
+    start = _find_msh(text)
+    if start < 0 or len(text) < start + 4:
+        return None, []
+    end = _SEGMENT_END.search(text, start)
+    segment = text[start:end.start() if end else len(text)]
+    fs = segment[3]
+    fields = segment.split(fs)
+    # fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
+    if len(fields) < 18 or not fields[17].strip():
+        return None, []
+    value = fields[17]
+    encoding = fields[1]
+    rep = encoding[1] if len(encoding) > 1 else "~"
+    return value, [v.strip() for v in value.split(rep) if v.strip()]
+
+
+def _find_msh(text: str) -> int:
+    """Offset of the first MSH segment (at the start or after a segment break), or -1."""
+    stripped = len(text) - len(text.lstrip())
+    if text.startswith("MSH", stripped):
+        return stripped
+    match = re.search(r"[\r\n]MSH", text)
+    return match.start() + 1 if match else -1
+
+
+def normalise_segments(text: str, field_separator: str | None = None) -> str:
+    """Rejoin a message so segments are separated by CR only (rules in the module docstring)."""
+    text = text.strip("\r\n\t \x00")
+    if field_separator is None:
+        msh = _find_msh(text)
+        field_separator = text[msh + 3] if msh >= 0 and len(text) > msh + 3 else "|"
+    fs = re.escape(field_separator)
+    starts = re.compile(rf"[A-Z][A-Z0-9]{{1,2}}(?:{fs})|[A-Z][A-Z0-9]{{2}}$")
+    segments: list[str] = []
+    blank = 0
+    for line in _SEGMENT_END.split(text):
+        if starts.match(line) or not segments:
+            if line or segments:
+                segments.append(line)
+            blank = 0
+        elif not line:
+            blank += 1
+        else:
+            segments[-1] += "\n" * (blank + 1) + line
+            blank = 0
+    return "\r".join(segments)

@@ -1,0 +1,145 @@
+"""decode_message: charsets from MSH-18, defaults, BOMs, segment separators, fallback."""
+
+from __future__ import annotations
+
+import codecs
+
+import pytest
+
+from mappings.decoding import DecodedMessage, charset_codec, decode_message, normalise_segments
+
+
+def msh(charset: str = "", version: str = "2.5") -> str:
+    fields = ["MSH", "^~\\&", "RIS", "HOSP", "RI", "GW", "20240101120000", "", "ORU^R01", "C1", "P",
+              version, "", "", "", "", "", charset]
+    return "|".join(fields)
+
+
+@pytest.mark.parametrize(("declared", "codec"), [
+    ("ASCII", "ascii"),
+    ("8859/1", "iso8859-1"),
+    ("8859/2", "iso8859-2"),
+    ("8859/5", "iso8859-5"),
+    ("8859/7", "iso8859-7"),
+    ("8859/9", "iso8859-9"),
+    ("8859/15", "iso8859-15"),
+    ("UNICODE UTF-8", "utf-8"),
+    ("UNICODE", "utf-8"),
+    ("ISO_IR 100", "iso8859-1"),
+    ("ISO-IR-100", "iso8859-1"),
+    ("ISO_IR 192", "utf-8"),
+    ("ISO_IR 144", "iso8859-5"),
+    ("UTF-8", "utf-8"),
+    ("utf8", "utf-8"),
+    ("Windows-1252", "cp1252"),
+    ("CP1252", "cp1252"),
+    ("ISO-8859-1", "iso8859-1"),
+    ("iso8859-15", "iso8859-15"),
+])
+def test_charset_names(declared: str, codec: str) -> None:
+    assert codecs.lookup(charset_codec(declared) or "").name == codec
+
+
+def test_unknown_charset_name() -> None:
+    assert charset_codec("code1") is None
+
+
+@pytest.mark.parametrize(("declared", "text", "codec"), [
+    ("8859/1", "Müller", "iso8859-1"),
+    ("8859/15", "price 5€", "iso8859-15"),
+    ("UNICODE UTF-8", "Gisela Straße ✓", "utf-8"),
+    ("Windows-1252", "“quoted”", "cp1252"),
+    ("8859/5", "Иванов", "iso8859-5"),
+    ("8859/7", "Παπαδόπουλος", "iso8859-7"),
+])
+def test_declared_charset_decodes(declared: str, text: str, codec: str) -> None:
+    message = msh(declared) + "\rPID|||1||" + text
+    raw = message.encode(codec)
+    assert decode_message(raw) == DecodedMessage(message, codec, declared, 0)
+
+
+def test_repeating_msh18_uses_first_known_value() -> None:
+    message = msh("code1~8859/1~UNICODE UTF-8") + "\rPID|||1||Müller"
+    decoded = decode_message(message.encode("latin-1"))
+    assert (decoded.charset, decoded.declared, decoded.text) == ("iso8859-1", "code1~8859/1~UNICODE UTF-8", message)
+
+
+def test_unknown_msh18_falls_back_to_default() -> None:
+    message = msh("code1~code2") + "\rPID|||1||Müller"
+    assert decode_message(message.encode("latin-1"), default_charset="latin-1").charset == "iso8859-1"
+    assert decode_message(message.encode("utf-8")).charset == "utf-8"
+
+
+def test_no_msh18_uses_configured_default() -> None:
+    message = msh() + "\rPID|||1||Müller"
+    assert decode_message(message.encode("cp1252"), default_charset="windows-1252") == \
+        DecodedMessage(message, "cp1252", None, 0)
+    assert decode_message(message.encode("utf-8"), default_charset="utf-8") == \
+        DecodedMessage(message, "utf-8", None, 0)
+
+
+def test_declared_ascii_but_utf8_bytes_decodes_as_utf8() -> None:
+    message = msh("ASCII") + "\rPID|||1||Müller"
+    assert decode_message(message.encode("utf-8")) == DecodedMessage(message, "utf-8", "ASCII", 0)
+
+
+def test_undecodable_bytes_are_replaced_and_counted() -> None:
+    raw = (msh("ASCII") + "\rPID|||1||M").encode() + b"\xfc\xff" + b"ller"
+    decoded = decode_message(raw)
+    assert decoded.text == msh("ASCII") + "\rPID|||1||M\ufffd\ufffdller"
+    assert (decoded.charset, decoded.replaced) == ("ascii", 2)
+
+
+def test_declared_utf16_on_ascii_readable_message_is_read_as_utf8() -> None:
+    message = msh("UNICODE UTF-16") + "\rPID|||1||Zoë"
+    assert decode_message(message.encode("utf-8")).charset == "utf-8"
+
+
+@pytest.mark.parametrize(("bom", "codec"), [
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+])
+def test_bom_is_stripped_and_wins(bom: bytes, codec: str) -> None:
+    message = msh("8859/1") + "\rPID|||1||Zoë"
+    decoded = decode_message(bom + message.encode(codec))
+    assert (decoded.text, decoded.charset, decoded.declared) == (message, codecs.lookup(codec).name, "8859/1")
+
+
+def test_utf16_without_bom_is_recognised() -> None:
+    message = msh() + "\rPID|||1||Zoë"
+    assert decode_message(message.encode("utf-16-le")).text == message
+
+
+@pytest.mark.parametrize("separator", ["\r", "\n", "\r\n"])
+def test_segment_separators_become_cr(separator: str) -> None:
+    segments = [msh(), "PID|||1", "OBR|1", "OBX|1|TX|||text"]
+    raw = (separator.join(segments) + separator).encode()
+    assert decode_message(raw).text == "\r".join(segments)
+
+
+def test_line_break_inside_a_value_continues_the_segment() -> None:
+    raw = "\r".join([msh(), "OBX|1|ED|||^Application^PDF^Base64^JVBERi0x", "LjMNCg==||||||F", "OBX|2|TX|||x"])
+    assert decode_message(raw.encode()).text.split("\r") == [
+        msh(), "OBX|1|ED|||^Application^PDF^Base64^JVBERi0x\nLjMNCg==||||||F", "OBX|2|TX|||x"]
+
+
+def test_blank_lines_between_segments_dropped_inside_values_kept() -> None:
+    text = "\r\n".join([msh(), "", "NTE|1||first line", "", "third line", "", "OBX|1|TX|||x", "", ""])
+    assert normalise_segments(text).split("\r") == [msh(), "NTE|1||first line\n\nthird line", "OBX|1|TX|||x"]
+
+
+def test_truncated_two_letter_segment_id_stays_a_segment() -> None:
+    text = "\r".join([msh(), "OBR|1", "BX|1|SN|x"])
+    assert normalise_segments(text).split("\r") == [msh(), "OBR|1", "BX|1|SN|x"]
+
+
+def test_custom_field_separator_is_used_for_segment_starts() -> None:
+    text = "MSH#^~\\&#A\rPID#1\rcontinued"
+    assert normalise_segments(text) == "MSH#^~\\&#A\rPID#1\ncontinued"
+
+
+@pytest.mark.parametrize("raw", [b"", b"\x00\x01\x02", b"\xff" * 10, b"MSH", b"MSH|", b"\r\n\r\n",
+                                 b"\xef\xbb\xbf", b"\xff\xfe"])
+def test_never_raises(raw: bytes) -> None:
+    assert isinstance(decode_message(raw), DecodedMessage)
