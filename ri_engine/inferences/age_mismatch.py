@@ -1,0 +1,194 @@
+"""ageMismatch: an age the report states for the patient disagrees with ``birthDate``.
+
+The patient's true age is computed from ``details.birthDate`` at the context's reference
+date (encounter start, else the document date). An inference is produced for every age
+expression that describes the patient and falls outside the tolerance:
+
+- years ("72-year-old", "72 yo", "72 y/o", "aged 72", "78 years old", "72 years of age"):
+  accepted within +/-1 year of the completed age (reports are dictated around birthdays
+  and birth dates travel through time zones);
+- months / weeks / days ("6-month-old", "3 week old"): +/-1 month, +/-2 weeks, +/-3 days;
+- age words: each has an accepted range in years, already widened by a margin
+  (``AGE_WORDS`` below): neonate/newborn, infant, toddler, adolescent/teenager,
+  sexagenarian ... nonagenarian.
+
+Ages that are not the patient's present age are skipped: another person's ("her
+40-year-old son", "mother, 65 years old"), a past event ("diagnosed at age 40", "since
+age 12", "when she was 20 years old"), and the age of a thing ("10-year-old fracture").
+Without a birth date or a reference date there is nothing to compare, so nothing is
+produced (as RI does). Evidence: the RI tokens of the age expression.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from ..context import AnalysisContext
+from ..models import AgeMismatchInference, Inference
+from .quality_text import (
+    knowledge, phrase_pattern, section_name_at, sentence_bounds, token_evidence,
+)
+
+_NUM = r"(?P<n>\d{1,3}(?:\.\d)?)"
+_UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
+_AGE_PATTERNS = (
+    # 72-year-old, 78 years old, 6-month-old, 3 wk old
+    re.compile(rf"(?<![\d.]){_NUM}\s*-?\s*{_UNIT}\s*-?\s*old\b", re.IGNORECASE),
+    # 72 years of age
+    re.compile(rf"(?<![\d.]){_NUM}\s*-?\s*{_UNIT}\s+of\s+age\b", re.IGNORECASE),
+    # 72 yo, 72 y/o, 72 y.o., 72yo
+    re.compile(rf"(?<![\d.]){_NUM}\s*(?P<u>yo|y/o|y\.o\.?|yoa)(?![A-Za-z])", re.IGNORECASE),
+    # aged 72, age: 72, age 72
+    re.compile(rf"\bage[d]?\s*:?\s*{_NUM}(?![\d.])(?!\s*(?:months?|mos?|weeks?|wks?|days?)\b)",
+               re.IGNORECASE),
+)
+
+# Accepted age range in years per age word, with a margin beyond the textbook range.
+AGE_WORDS: dict[str, tuple[float, float]] = {
+    "neonate": (0.0, 0.25), "newborn": (0.0, 0.25), "neonatal": (0.0, 0.25),
+    "infant": (0.0, 2.0), "toddler": (0.5, 4.0),
+    "adolescent": (9.0, 21.0), "teenager": (12.0, 20.0), "teen": (12.0, 20.0),
+    "sexagenarian": (59.0, 71.0), "septuagenarian": (69.0, 81.0),
+    "octogenarian": (79.0, 91.0), "nonagenarian": (89.0, 101.0),
+}
+_AGE_WORD = phrase_pattern(list(AGE_WORDS))
+
+# Word right before the number that dates the age to a past event ("at 40 years old").
+_PAST_LEAD = re.compile(
+    r"(?:\b(?:at|since|until|till|by|from|before|after|between|when|during|as\s+a)"
+    r"(?:\s+the)?(?:\s+ages?\s+of)?(?:\s+(?:age|ages))?\s*:?\s*$)"
+    r"|(?:\b(?:was|were|turned)\s*$)",
+    re.IGNORECASE,
+)
+_THINGS = phrase_pattern([
+    "fracture", "fractures", "prosthesis", "implant", "injury", "graft", "stent", "scar",
+    "tumor", "device", "repair", "surgery", "shunt", "pacemaker", "infarct", "lesion",
+    "clot", "hematoma", "thrombus", "hemorrhage", "bleed", "blood", "finding", "findings",
+    "change", "changes", "arthroplasty", "replacement", "hardware", "history",
+])
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    age = _true_age(ctx)
+    if age is None:
+        return []
+    inferences: list[Inference] = []
+    for start, end, stated_ok in _stated_ages(ctx, age):
+        if stated_ok:
+            continue
+        evidence = token_evidence(ctx, (start, end))
+        inferences.append(AgeMismatchInference(extension=evidence or None))
+    return inferences
+
+
+# --- the patient's true age -----------------------------------------------------------------
+
+def _parse_date(value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    m = re.match(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})", value)
+    if not m:
+        return None
+    try:
+        return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        return None
+
+
+class _Age:
+    """Exact age at the reference date, in the units a report may use."""
+
+    def __init__(self, born: dt.date, on: dt.date) -> None:
+        self.days = (on - born).days
+        months = (on.year - born.year) * 12 + on.month - born.month
+        if on.day < born.day:
+            months -= 1
+        self.months = months
+        self.years = months // 12
+        self.exact_years = self.days / 365.25
+
+    def accepts(self, value: float, unit: str) -> bool:
+        unit = unit.lower()
+        if unit.startswith(("y", "yo")):
+            return self.years - 1 <= value <= self.years + 1
+        if unit.startswith("mo"):
+            return abs(value - self.months) <= 1
+        if unit.startswith("w"):
+            return abs(value - self.days / 7) <= 2
+        if unit.startswith("d"):
+            return abs(value - self.days) <= 3
+        return True
+
+
+def _true_age(ctx: AnalysisContext) -> _Age | None:
+    details = ctx.patient.details
+    born = _parse_date(details.birth_date if details else None)
+    on = ctx.reference_date or ctx.document_date
+    if born is None or on is None or on < born:
+        return None
+    return _Age(born, on)
+
+
+# --- ages stated in the text ----------------------------------------------------------------
+
+def _stated_ages(ctx: AnalysisContext, age: _Age) -> list[tuple[int, int, bool]]:
+    """(start, end, accepted) for every age expression that describes the patient."""
+    found: list[tuple[int, int, bool]] = []
+    taken: list[tuple[int, int]] = []
+    for pattern in _AGE_PATTERNS:
+        for m in pattern.finditer(ctx.text):
+            if any(s < m.end() and m.start() < e for s, e in taken):
+                continue
+            taken.append((m.start(), m.end()))
+            if not _describes_patient_now(ctx, m.start(), m.end()):
+                continue
+            value = float(m.group("n"))
+            unit = m.group("u") if "u" in m.groupdict() and m.group("u") else "years"
+            found.append((m.start(), m.end(), age.accepts(value, unit)))
+    for m in _AGE_WORD.finditer(ctx.text):
+        if any(s <= m.start() < e for s, e in taken):
+            continue
+        if not _word_describes_patient(ctx, m.start(), m.end()):
+            continue
+        low, high = AGE_WORDS[m.group(0).lower()]
+        found.append((m.start(), m.end(), low <= age.exact_years <= high))
+    return sorted(found)
+
+
+def _other_person_pattern() -> re.Pattern[str]:
+    words = knowledge("quality_sex_terms.json")["otherPersonWords"]
+    return phrase_pattern(words)
+
+
+def _describes_patient_now(ctx: AnalysisContext, start: int, end: int) -> bool:
+    text = ctx.text
+    s_start, s_end = sentence_bounds(ctx, start)
+    lead = text[max(s_start, start - 40):start]
+    if _PAST_LEAD.search(lead):
+        return False
+    follow = text[end:min(s_end, end + 30)]
+    next_word = re.match(r"[\s,(-]*([A-Za-z]+)", follow)
+    others = _other_person_pattern()
+    if next_word:
+        word = next_word.group(1)
+        if others.fullmatch(word) or _THINGS.fullmatch(word):
+            return False
+    # "mother, 65 years old" / "son (40 yo)": a relative named just before the age.
+    if others.search(text, max(s_start, start - 25), start):
+        return False
+    return True
+
+
+def _word_describes_patient(ctx: AnalysisContext, start: int, end: int) -> bool:
+    """An age word counts only where the report introduces the patient with it."""
+    text = ctx.text
+    if text[end:end + 2] in ("'s", "’s"):
+        return False
+    lead = text[max(0, start - 20):start].lower()
+    if re.search(r"\b(?:her|his|their|the\s+mother'?s?|of\s+an?|delivered)\s+$", lead):
+        return False
+    section = section_name_at(ctx, start)
+    if section not in (None, "HISTORY", "EXAM"):
+        return False
+    return _describes_patient_now(ctx, start, end)

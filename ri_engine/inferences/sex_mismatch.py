@@ -1,0 +1,148 @@
+"""sexMismatch: the report implies a sex other than ``details.sex``.
+
+Three kinds of mention imply a sex (terms in ``knowledge/quality_sex_terms.json``):
+
+- explicit words for the patient: man, woman, male, female, boy, girl, gentleman, lady,
+  and "M"/"F" written right after an age ("43 yo M");
+- pronouns he/his/him, she/her/hers, only where they refer to the patient: the sentence
+  names the patient first, or the pronoun sits in the history/indication section, and no
+  other person (a doctor, a relative) is named before it in the sentence. Pronouns
+  repeat through a report, so all of them together yield at most one inference;
+- sex-specific anatomy (prostate, testes, uterus, ovaries, cervix, ...) and conditions
+  (pregnancy, ectopic pregnancy, testicular torsion, ...).
+
+A mention does not count when its clause denies it ("no gestational sac"), when it is
+documented as absent or removed ("status post hysterectomy, uterus absent"), or when it
+belongs to someone else ("her husband", "male fetus", "family history of prostate
+cancer"). Each remaining mention whose sex differs from ``details.sex`` gives one
+inference (RI: one per triggering mention) with the SNOMED sex indication; evidence
+tokens sit on both the indication and the inference. Nothing is produced when the
+patient's sex is missing or ``unspecified``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from ..context import AnalysisContext
+from ..models import Inference, SexMismatchInference
+from .quality_text import (
+    coded, is_negated, knowledge, phrase_pattern, section_name_at, sentence_bounds,
+    token_evidence,
+)
+
+_PATIENT = re.compile(r"\b(?:patient|pt)\b", re.IGNORECASE)
+_AGE_LETTER = re.compile(
+    r"\b\d{1,3}\s*(?:yo|y/o|y\.o\.|-?\s*years?\s*-?\s*old|-?\s*yr\s*-?\s*old)\s+(?P<s>[MF])\b")
+
+
+@dataclass(frozen=True)
+class _Mention:
+    sex: str
+    start: int
+    end: int
+    pronoun: bool = False
+
+
+@dataclass(frozen=True)
+class _Terms:
+    words: dict[str, re.Pattern[str]]
+    pronouns: dict[str, re.Pattern[str]]
+    specific: tuple[tuple[str, re.Pattern[str]], ...]
+    absence: re.Pattern[str]
+    others: re.Pattern[str]
+    indication: dict[str, dict[str, str]]
+
+
+@functools.cache
+def _terms() -> _Terms:
+    data = knowledge("quality_sex_terms.json")
+    words = {sex: phrase_pattern([w for w in ws if len(w) > 1])
+             for sex, ws in data["explicitWords"].items()}
+    pronouns = {sex: phrase_pattern(ws) for sex, ws in data["pronouns"].items()}
+    specific = tuple((entry["sex"], phrase_pattern(entry["patterns"]))
+                     for entry in data["anatomy"] + data["conditions"])
+    return _Terms(words, pronouns, specific, phrase_pattern(data["absenceCues"]),
+                  phrase_pattern(data["otherPersonWords"]), data["sexIndication"])
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    details = ctx.patient.details
+    sex = details.sex if details else None
+    if sex not in ("male", "female"):
+        return []
+    terms = _terms()
+    inferences: list[Inference] = []
+    pronoun_seen = False
+    for mention in _mentions(ctx, terms):
+        if mention.sex == sex:
+            continue
+        if mention.pronoun:
+            if pronoun_seen:
+                continue
+            pronoun_seen = True
+        span = (mention.start, mention.end)
+        inferences.append(SexMismatchInference(
+            sex_indication=coded(terms.indication[mention.sex], ctx, (span,)),
+            extension=token_evidence(ctx, span) or None,
+        ))
+    return inferences
+
+
+def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
+    text = ctx.text
+    found: dict[tuple[int, int], _Mention] = {}
+    for sex, pattern in terms.words.items():
+        for m in pattern.finditer(text):
+            if not _other_person(ctx, terms, m.start(), m.end()):
+                found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end())
+    for m in _AGE_LETTER.finditer(text):
+        sex = "male" if m.group("s") == "M" else "female"
+        found[(m.start("s"), m.end("s"))] = _Mention(sex, m.start("s"), m.end("s"))
+    for sex, pattern in terms.specific:
+        for m in pattern.finditer(text):
+            key = (m.start(), m.end())
+            # "ectopic pregnancy" and "pregnancy" overlap: keep the longer phrase only.
+            if any(s <= m.start() and m.end() <= e and (s, e) != key for s, e in found):
+                continue
+            if _denied_or_absent(ctx, terms, m.start(), m.end()):
+                continue
+            if _other_person(ctx, terms, m.start(), m.end()):
+                continue
+            found = {k: v for k, v in found.items() if not (m.start() <= k[0] and k[1] <= m.end())}
+            found[key] = _Mention(sex, m.start(), m.end())
+    for sex, pattern in terms.pronouns.items():
+        for m in pattern.finditer(text):
+            if _pronoun_is_patient(ctx, terms, m.start()):
+                found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end(), pronoun=True)
+    return sorted(found.values(), key=lambda x: x.start)
+
+
+def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> bool:
+    """The mention belongs to a relative, a fetus or a clinician, not the patient."""
+    s_start, s_end = sentence_bounds(ctx, start)
+    text = ctx.text
+    after = re.match(r"[\s,-]*([A-Za-z]+)", text[end:s_end])
+    if after and terms.others.fullmatch(after.group(1)):
+        return True
+    before = text[max(s_start, start - 30):start]
+    return bool(terms.others.search(before))
+
+
+def _denied_or_absent(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> bool:
+    if is_negated(ctx, start, end):
+        return True
+    s_start, s_end = sentence_bounds(ctx, start)
+    return bool(terms.absence.search(ctx.text, s_start, s_end))
+
+
+def _pronoun_is_patient(ctx: AnalysisContext, terms: _Terms, start: int) -> bool:
+    s_start, _ = sentence_bounds(ctx, start)
+    before = ctx.text[s_start:start]
+    if terms.others.search(before):
+        return False
+    if _PATIENT.search(before):
+        return True
+    return section_name_at(ctx, start) == "HISTORY"
