@@ -1,0 +1,189 @@
+"""Reading the MSH segment with the sender's own delimiters.
+
+Decisions:
+
+* The message must start with ``MSH`` once leading whitespace and a BOM character are
+  skipped. A file/batch envelope (``FHS``/``BHS`` first) is tolerated: the first MSH that
+  starts a segment is read and ``envelope`` names the wrapper. Anything else before the
+  first MSH makes the header unreadable.
+* MSH-1 is the character after ``MSH``; it must be printable, not a letter, digit or space.
+* MSH-2 is read as sent: 1 to 5 distinct printable ASCII characters, none a letter, digit,
+  space or the field separator (``^~\\&``, ``^~\\}``, ``^~}``, ``^~\\&#`` all pass; a
+  replacement character or mojibake in MSH-2 does not). Positions follow the standard:
+  component, repetition, escape, sub-component, truncation; a missing position takes its
+  default only if that character is not already used (so ``^~}`` has ``}`` as its escape
+  character and ``&`` as sub-component separator).
+* A trailing field separator after the last MSH field is harmless (an empty field).
+* Values are kept as sent (escape sequences included), so an ACK can echo them byte for
+  byte. ``field(n)`` gives any raw MSH-n.
+* MSH-10 is required: without a control id no acknowledgement can be matched, so a header
+  without one is unreadable (``err_code`` 101, location MSH-10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import UnreadableHeader
+
+DEFAULT_ENCODING_CHARACTERS = "^~\\&"
+
+
+@dataclass(frozen=True)
+class Delimiters:
+    """The separators and escape character of one message ("" when the sender has none)."""
+
+    field: str = "|"
+    component: str = "^"
+    repetition: str = "~"
+    escape: str = "\\"
+    subcomponent: str = "&"
+    truncation: str = ""
+
+    @classmethod
+    def from_msh(cls, field_separator: str, encoding_characters: str) -> Delimiters:
+        defaults = ("^", "~", "\\", "&")
+        chosen: list[str] = []
+        used = {field_separator, *encoding_characters}
+        for position, default in enumerate(defaults):
+            if position < len(encoding_characters):
+                chosen.append(encoding_characters[position])
+            elif default not in used:
+                chosen.append(default)
+                used.add(default)
+            else:
+                chosen.append("")
+        truncation = encoding_characters[4] if len(encoding_characters) > 4 else ""
+        return cls(field_separator, chosen[0], chosen[1], chosen[2], chosen[3], truncation)
+
+
+@dataclass(frozen=True)
+class MessageHeader:
+    """The MSH segment of one message; values are raw field strings as sent.
+
+    ``message_type``/``trigger_event``/``message_structure`` are MSH-9 components;
+    ``processing_id`` is MSH-11.1, ``version`` MSH-12.1, ``character_sets`` the MSH-18
+    repetitions. ``raw_msh`` is the whole segment; ``envelope`` is "FHS"/"BHS" when the
+    message came wrapped in a batch/file envelope.
+    """
+
+    field_separator: str
+    encoding_characters: str
+    sending_application: str
+    sending_facility: str
+    receiving_application: str
+    receiving_facility: str
+    message_datetime: str
+    message_type: str
+    trigger_event: str
+    message_structure: str
+    control_id: str
+    processing_id: str
+    version: str
+    accept_ack_type: str
+    application_ack_type: str
+    character_sets: tuple[str, ...]
+    raw_msh: str
+    envelope: str | None = None
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return Delimiters.from_msh(self.field_separator, self.encoding_characters)
+
+    def field(self, n: int) -> str:
+        """Raw MSH-n as sent ("" when absent). MSH-1 is the field separator itself."""
+        if n == 1:
+            return self.field_separator
+        parts = self.raw_msh.split(self.field_separator)
+        return parts[n - 1] if 0 < n - 1 < len(parts) else ""
+
+    @property
+    def message_code(self) -> str:
+        """``TYPE^TRIGGER`` (or just ``TYPE``) as used in configuration and logs."""
+        return f"{self.message_type}^{self.trigger_event}" if self.trigger_event else self.message_type
+
+
+def locate_msh(text: str) -> tuple[int, str | None]:
+    """Offset of the MSH segment and the envelope segment id before it.
+
+    Raises UnreadableHeader when the text does not start with MSH (or an FHS/BHS
+    envelope followed by an MSH).
+    """
+    start = 0
+    while start < len(text) and (text[start].isspace() or text[start] == "\ufeff"):
+        start += 1
+    head = text[start:start + 3]
+    if head == "MSH":
+        return start, None
+    if head in ("FHS", "BHS"):
+        for sep in ("\rMSH", "\nMSH"):
+            found = text.find(sep, start)
+            if found >= 0:
+                return found + 1, head
+        raise UnreadableHeader(f"{head} envelope without an MSH segment", err_code="100")
+    if not text[start:].strip():
+        raise UnreadableHeader("empty message", err_code="100")
+    raise UnreadableHeader("message does not start with an MSH segment", err_code="100")
+
+
+def valid_encoding_characters(field_separator: str, chars: str) -> bool:
+    if not 1 <= len(chars) <= 5 or len(set(chars)) != len(chars):
+        return False
+    return all(_is_delimiter(c) and c != field_separator for c in chars)
+
+
+def _is_delimiter(c: str) -> bool:
+    return 0x21 <= ord(c) <= 0x7E and not c.isalnum()
+
+
+def read_header(text: str) -> MessageHeader:
+    """Read the MSH of ``text`` (see the module docstring); raises UnreadableHeader."""
+    start, envelope = locate_msh(text)
+    end = len(text)
+    for terminator in ("\r", "\n"):
+        found = text.find(terminator, start)
+        if 0 <= found < end:
+            end = found
+    segment = text[start:end]
+    if len(segment) < 4:
+        raise UnreadableHeader("MSH segment has no field separator", location="MSH-1")
+    fs = segment[3]
+    if not _is_delimiter(fs):
+        raise UnreadableHeader("MSH-1 field separator is not a printable delimiter", location="MSH-1")
+    parts = segment.split(fs)
+    encoding = parts[1] if len(parts) > 1 else ""
+    if not valid_encoding_characters(fs, encoding):
+        raise UnreadableHeader("MSH-2 encoding characters are invalid", location="MSH-2")
+    delims = Delimiters.from_msh(fs, encoding)
+
+    def raw(n: int) -> str:
+        return parts[n - 1] if n - 1 < len(parts) else ""
+
+    def component(n: int, index: int) -> str:
+        comps = raw(n).split(delims.component) if delims.component else [raw(n)]
+        return comps[index].strip() if index < len(comps) else ""
+
+    control_id = raw(10)
+    if not control_id.strip():
+        raise UnreadableHeader("MSH-10 message control id is missing", err_code="101", location="MSH-10")
+    charsets = raw(18).split(delims.repetition) if delims.repetition else [raw(18)]
+    return MessageHeader(
+        field_separator=fs,
+        encoding_characters=encoding,
+        sending_application=raw(3),
+        sending_facility=raw(4),
+        receiving_application=raw(5),
+        receiving_facility=raw(6),
+        message_datetime=raw(7),
+        message_type=component(9, 0).upper(),
+        trigger_event=component(9, 1).upper(),
+        message_structure=component(9, 2).upper(),
+        control_id=control_id,
+        processing_id=component(11, 0).upper(),
+        version=component(12, 0),
+        accept_ack_type=raw(15).strip().upper(),
+        application_ack_type=raw(16).strip().upper(),
+        character_sets=tuple(c.strip() for c in charsets if c.strip()),
+        raw_msh=segment,
+        envelope=envelope,
+    )
