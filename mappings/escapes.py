@@ -1,0 +1,159 @@
+"""HL7 v2 escape sequences and FT formatting commands, with the message's own delimiters.
+
+``render_text`` turns an escaped TX/FT/ST/CE value into plain text:
+
+=================  ==============================================================
+sequence           rendered as
+=================  ==============================================================
+``\\F\\ \\S\\ \\T\\``    the field / component / sub-component separator character
+``\\R\\ \\E\\ \\P\\``    the repetition separator / escape / truncation character
+``\\Xhh...\\``        the bytes hh... decoded with the message charset (UTF-8, else
+                   latin-1 when they are not valid in it); CR/LF become line breaks
+``\\H\\ \\N\\``         nothing (highlighting has no plain-text form)
+``\\Zxx\\``           nothing (locally defined; meaning unknown here)
+``\\Cxxyy\\ \\Mxxyyzz\\`` nothing (ISO 2022 character set switches; the text between
+                   is already decoded)
+``\\.br\\``           line break
+``\\.sp N\\``         line break plus N blank lines (N defaults to 1)
+``\\.in N\\``         line break; following lines indented by N spaces (``+N``/``-N``
+                   adjust the current indent)
+``\\.ti N\\``         line break; the next line only is indented by N more spaces
+``\\.sk N\\``         N spaces
+``\\.ce\\``           line break (centering has no plain-text form)
+``\\.fi\\ \\.nf\\``      nothing (fill mode has no plain-text form)
+=================  ==============================================================
+
+Anything else between two escape characters, and an escape character with no closing
+one, is kept literally: senders put stray backslashes in free text, and dropping text
+would be worse than showing a backslash. Formatting commands are honoured in every text
+type, not only FT, because RIS systems send ``\\.br\\`` in TX and ST too.
+
+``escape`` is the inverse for text we write (ACK MSA-3/ERR, outbound ORU values).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from .header import Delimiters
+
+_FORMAT = re.compile(r"\.(br|sp|in|ti|sk|ce|fi|nf)(?:\s*([+-]?\d+))?\s*$", re.IGNORECASE)
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
+
+
+@lru_cache(maxsize=64)
+def _sequence_pattern(esc: str) -> re.Pattern[str]:
+    e = re.escape(esc)
+    return re.compile(rf"{e}([^{e}\r\n]{{0,256}}){e}")
+
+
+def render_text(value: str, delimiters: Delimiters, charset: str = "utf-8") -> str:
+    """Plain text for an escaped HL7 text value (see the module docstring)."""
+    esc = delimiters.escape
+    if not esc or esc not in value:
+        return value
+    out: list[str] = []
+    state = _Layout()
+    pos = 0
+    for match in _sequence_pattern(esc).finditer(value):
+        out.append(state.text(value[pos:match.start()]))
+        out.append(_render_sequence(match.group(1), match.group(0), delimiters, charset, state))
+        pos = match.end()
+    out.append(state.text(value[pos:]))
+    return "".join(out)
+
+
+class _Layout:
+    """Indentation state of FT formatting commands while rendering one value."""
+
+    def __init__(self) -> None:
+        self.indent = 0
+        self.pending: int | None = None  # indent to apply at the start of the next line
+
+    def newline(self, count: int = 1) -> str:
+        self.pending = self.indent if self.pending is None else self.pending
+        return "\n" * count
+
+    def text(self, chunk: str) -> str:
+        if not chunk:
+            return ""
+        if self.pending is not None:
+            pad, self.pending = self.pending, None
+            return " " * pad + chunk
+        return chunk
+
+
+def _render_sequence(body: str, literal: str, d: Delimiters, charset: str, state: _Layout) -> str:
+    simple = {"F": d.field, "S": d.component, "T": d.subcomponent, "R": d.repetition,
+              "E": d.escape, "P": d.truncation}
+    if body in simple and simple[body]:
+        return state.text(simple[body])
+    if body in ("H", "N"):
+        return ""
+    head = body[:1]
+    if head == "X" and _HEX.fullmatch(body[1:]):
+        return state.text(_hex_text(body[1:], charset))
+    if head == "Z" and len(body) > 1:
+        return ""
+    if head in ("C", "M") and _HEX.fullmatch(body[1:]) and len(body) - 1 in (4, 6):
+        return ""
+    fmt = _FORMAT.match(body)
+    if fmt is None:
+        return state.text(literal)
+    command, number = fmt.group(1).lower(), fmt.group(2)
+    n = int(number) if number is not None else None
+    if command == "br" or command == "ce":
+        return state.newline()
+    if command == "sp":
+        return state.newline(1 + (1 if n is None else max(n, 0)))
+    if command == "in":
+        if number is not None and number[0] in "+-":
+            state.indent = max(0, state.indent + (n or 0))
+        else:
+            state.indent = max(0, n or 0)
+        state.pending = None
+        return state.newline()
+    if command == "ti":
+        text = state.newline()
+        state.pending = max(0, state.indent + (n or 0))
+        return text
+    if command == "sk":
+        return state.text(" " * max(0, 1 if n is None else n))
+    return ""  # fi / nf
+
+
+def _hex_text(hexdigits: str, charset: str) -> str:
+    data = bytes.fromhex(hexdigits)
+    try:
+        text = data.decode(charset)
+    except (UnicodeDecodeError, LookupError):
+        text = data.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def escape(text: str, delimiters: Delimiters, *, newline: str = " ") -> str:
+    """Escape ``text`` for an HL7 field; line breaks become ``newline`` (e.g. ``"\\\\.br\\\\"``).
+
+    Without an escape character (an MSH-2 shorter than three characters) delimiter
+    characters cannot be escaped and are replaced by spaces.
+    """
+    d = delimiters
+    esc = d.escape
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    pairs = [(d.field, "F"), (d.component, "S"), (d.subcomponent, "T"), (d.repetition, "R"),
+             (d.truncation, "P")]
+    out: list[str] = []
+    for char in text:
+        if char == "\n":
+            out.append(newline)
+        elif esc and char == esc:
+            out.append(f"{esc}E{esc}")
+        else:
+            for delim, code in pairs:
+                if delim and char == delim:
+                    out.append(f"{esc}{code}{esc}" if esc else " ")
+                    break
+            else:
+                out.append(char if char.isprintable() or char == "\t" else " ")
+    return "".join(out)
