@@ -1,0 +1,434 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from mllp_battery import FS, MSG_A, MSG_B, MSG_C, VT, FramingBattery, Outcome
+from structlog.testing import capture_logs
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+
+from mllp import (
+    ConnectionInfo,
+    ListenerStats,
+    MLLPServerFactory,
+    MLLPServerProtocol,
+    encode_frame,
+)
+from mllp.server import describe_peer
+
+PEER = IPv4Address("TCP", "10.1.2.3", 40001)
+SECRET = b"PID|1||SECRET-PATIENT-NAME"
+
+
+def ack_for(payload: bytes) -> bytes:
+    # Replies may not contain FS, and some battery payloads do.
+    return b"ACK:" + payload.replace(FS, b"<FS>")
+
+
+class RecordingHandler:
+    def __init__(self, reply: Callable[[bytes], Any] = ack_for) -> None:
+        self.reply = reply
+        self.calls: list[tuple[bytes, ConnectionInfo]] = []
+
+    def handle(self, payload: bytes, conn: ConnectionInfo) -> Any:
+        self.calls.append((payload, conn))
+        return self.reply(payload)
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [payload for payload, _ in self.calls]
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, name: str, **fields: Any) -> None:
+        self.events.append((name, fields))
+
+    def named(self, name: str) -> list[dict[str, Any]]:
+        return [fields for event, fields in self.events if event == name]
+
+
+def make_factory(handler: Any = None, **options: Any) -> MLLPServerFactory:
+    options.setdefault("clock", Clock())
+    return MLLPServerFactory(handler or RecordingHandler(), **options)
+
+
+def connect(
+    factory: MLLPServerFactory, peer: Any = PEER
+) -> tuple[MLLPServerProtocol, StringTransport]:
+    proto = factory.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    proto.makeConnection(transport)
+    return proto, transport
+
+
+def lose(proto: MLLPServerProtocol) -> None:
+    proto.connectionLost(Failure(ConnectionDone()))
+
+
+class TestListenerBattery(FramingBattery):
+    """The framing battery through the listener: frames reach the handler, replies leave."""
+
+    def run(
+        self, chunks: list[bytes], *, lenient_end: bool = False, max_frame_size: int = 1 << 24
+    ) -> Outcome:
+        handler = RecordingHandler()
+        events = EventLog()
+        factory = make_factory(
+            handler, lenient_end=lenient_end, max_frame_size=max_frame_size, on_event=events
+        )
+        proto, transport = connect(factory)
+        for chunk in chunks:
+            proto.dataReceived(chunk)
+        frames = tuple(handler.payloads)
+        assert transport.value() == b"".join(encode_frame(ack_for(p)) for p in frames)
+        assert factory.stats.frames == len(frames)
+        # An oversize frame, and only that, closes the connection.
+        assert transport.disconnecting == bool(factory.stats.oversize_frames)
+        return Outcome(
+            frames=frames,
+            stray=factory.stats.bytes_outside_frames,
+            restarted=tuple(f["discarded"] for f in events.named("frame_restarted")),
+            too_large=factory.stats.oversize_frames,
+        )
+
+
+def test_handler_gets_payload_and_connection_info() -> None:
+    handler = RecordingHandler()
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A))
+    assert handler.calls == [(MSG_A, ConnectionInfo(conn_id=1, peer="10.1.2.3:40001"))]
+    assert transport.value() == encode_frame(ack_for(MSG_A))
+
+
+def test_connection_ids_increase() -> None:
+    factory = make_factory()
+    assert [connect(factory)[0].info.conn_id for _ in range(3)] == [1, 2, 3]
+
+
+def test_handler_returning_none_sends_nothing() -> None:
+    handler = RecordingHandler(reply=lambda payload: None)
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B))
+    assert handler.payloads == [MSG_A, MSG_B]
+    assert transport.value() == b""
+    assert not transport.disconnecting
+
+
+def test_replies_leave_in_arrival_order_when_deferreds_fire_out_of_order() -> None:
+    pending = {MSG_A: Deferred(), MSG_B: Deferred(), MSG_C: Deferred()}
+    handler = RecordingHandler(reply=lambda payload: pending[payload])
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B) + encode_frame(MSG_C))
+    assert handler.payloads == [MSG_A]
+
+    pending[MSG_C].callback(b"reply C")
+    pending[MSG_B].callback(b"reply B")
+    assert handler.payloads == [MSG_A]
+    assert transport.value() == b""
+
+    pending[MSG_A].callback(b"reply A")
+    assert handler.payloads == [MSG_A, MSG_B, MSG_C]
+    assert transport.value() == (
+        encode_frame(b"reply A") + encode_frame(b"reply B") + encode_frame(b"reply C")
+    )
+
+
+def test_next_frame_waits_for_the_slow_reply_across_reads() -> None:
+    pending: list[Deferred[bytes | None]] = []
+
+    def slow(payload: bytes) -> Deferred[bytes | None]:
+        pending.append(Deferred())
+        return pending[-1]
+
+    handler = RecordingHandler(reply=slow)
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A))
+    proto.dataReceived(encode_frame(MSG_B))
+    assert handler.payloads == [MSG_A]
+    pending[0].callback(None)  # no reply for A; B goes next
+    assert handler.payloads == [MSG_A, MSG_B]
+    pending[1].callback(b"reply B")
+    assert transport.value() == encode_frame(b"reply B")
+
+
+def test_many_frames_in_one_read_with_synchronous_handler() -> None:
+    handler = RecordingHandler()
+    proto, transport = connect(make_factory(handler))
+    payloads = [b"MSG %d" % i for i in range(5000)]
+    proto.dataReceived(b"".join(encode_frame(p) for p in payloads))
+    assert handler.payloads == payloads
+    assert transport.value() == b"".join(encode_frame(ack_for(p)) for p in payloads)
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (lambda payload: Deferred.fromCoroutine(_fail_async()), "RuntimeError"),
+        (lambda payload: 1 / 0, "ZeroDivisionError"),
+        (lambda payload: "text, not bytes", "TypeError"),
+        (lambda payload: b"has a \x0b inside", "InvalidPayload"),
+    ],
+    ids=["deferred-fails", "raises", "returns-str", "unframeable-reply"],
+)
+def test_handler_failure_drops_the_connection(reply: Callable[[bytes], Any], error: str) -> None:
+    handler = RecordingHandler(reply=reply)
+    events = EventLog()
+    proto, transport = connect(make_factory(handler, on_event=events))
+    with capture_logs() as logs:
+        proto.dataReceived(encode_frame(SECRET) + encode_frame(MSG_B))
+        proto.dataReceived(encode_frame(MSG_C))
+    assert handler.payloads == [SECRET]  # frames behind the failure are not handed over
+    assert transport.value() == b""
+    assert transport.disconnecting
+    assert events.named("handler_failed") == [{"conn_id": 1, "error": error}]
+    failures = [entry for entry in logs if entry["event"] == "mllp.handler_failed"]
+    assert failures == [
+        {"event": "mllp.handler_failed", "log_level": "error", "error": error,
+         "conn_id": 1, "peer": "10.1.2.3:40001"}
+    ]
+
+
+async def _fail_async() -> bytes:
+    raise RuntimeError(f"could not store {SECRET!r}")
+
+
+def test_replies_written_before_a_failure_are_kept() -> None:
+    def reply(payload: bytes) -> bytes:
+        if payload == MSG_B:
+            raise RuntimeError("boom")
+        return b"ok"
+
+    proto, transport = connect(make_factory(RecordingHandler(reply=reply)))
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B))
+    assert transport.value() == encode_frame(b"ok")
+    assert transport.disconnecting
+
+
+def test_nothing_is_delivered_after_the_transport_started_disconnecting() -> None:
+    handler = RecordingHandler()
+    proto, transport = connect(make_factory(handler))
+    transport.loseConnection()
+    proto.dataReceived(encode_frame(MSG_A))
+    assert handler.payloads == []
+    assert transport.value() == b""
+
+
+def test_queued_frames_are_dropped_when_the_transport_starts_disconnecting() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    handler = RecordingHandler(reply=lambda payload: pending if payload == MSG_A else b"x")
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B))
+    transport.loseConnection()
+    pending.callback(b"reply A")
+    assert handler.payloads == [MSG_A]
+    assert transport.value() == b""
+
+
+def test_reply_after_connection_lost_is_dropped() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    proto, transport = connect(make_factory(RecordingHandler(reply=lambda p: pending)))
+    proto.dataReceived(encode_frame(MSG_A))
+    lose(proto)
+    pending.callback(b"late")
+    assert transport.value() == b""
+
+
+def test_oversize_frame_closes_after_answering_earlier_frames() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    handler = RecordingHandler(reply=lambda payload: pending)
+    events = EventLog()
+    factory = make_factory(handler, max_frame_size=100, on_event=events)
+    proto, transport = connect(factory)
+    with capture_logs() as logs:
+        proto.dataReceived(encode_frame(MSG_A) + VT + b"x" * 150)
+        assert not transport.disconnecting  # MSG_A still owes its reply
+        assert transport.producerState == "paused"
+        proto.dataReceived(b"x" * 10 + FS + b"\r" + encode_frame(MSG_B))  # ignored
+        pending.callback(b"reply A")
+    assert handler.payloads == [MSG_A]
+    assert transport.value() == encode_frame(b"reply A")
+    assert transport.disconnecting
+    assert factory.stats.oversize_frames == 1
+    assert events.named("frame_too_large") == [{"conn_id": 1, "size": 150, "limit": 100}]
+    assert {"event": "mllp.frame_too_large", "log_level": "warning", "size": 150,
+            "limit": 100, "conn_id": 1, "peer": "10.1.2.3:40001"} in logs
+
+
+def test_idle_timeout_closes_a_quiet_connection() -> None:
+    clock = Clock()
+    events = EventLog()
+    factory = make_factory(idle_timeout=30, clock=clock, on_event=events)
+    proto, transport = connect(factory)
+    clock.advance(29)
+    proto.dataReceived(b"stray")  # any input counts as activity
+    clock.advance(29)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    assert factory.stats.idle_timeouts == 1
+    assert events.named("idle_timeout") == [{"conn_id": 1, "timeout": 30}]
+
+
+def test_half_sent_frame_does_not_keep_the_connection_alive() -> None:
+    clock = Clock()
+    proto, transport = connect(make_factory(idle_timeout=10, clock=clock))
+    proto.dataReceived(VT + b"MSH|never finished")
+    clock.advance(10)
+    assert transport.disconnecting
+
+
+def test_idle_timer_waits_while_the_handler_works() -> None:
+    clock = Clock()
+    pending: Deferred[bytes | None] = Deferred()
+    factory = make_factory(RecordingHandler(reply=lambda p: pending), idle_timeout=10, clock=clock)
+    proto, transport = connect(factory)
+    proto.dataReceived(encode_frame(MSG_A))
+    clock.advance(1000)
+    assert not transport.disconnecting
+    pending.callback(b"reply A")
+    assert transport.value() == encode_frame(b"reply A")
+    clock.advance(9)
+    assert not transport.disconnecting
+    clock.advance(1)
+    assert transport.disconnecting
+    assert factory.stats.idle_timeouts == 1
+
+
+def test_no_idle_timeout_when_disabled() -> None:
+    clock = Clock()
+    proto, transport = connect(make_factory(idle_timeout=None, clock=clock))
+    clock.advance(10**6)
+    assert not transport.disconnecting
+    assert clock.getDelayedCalls() == []
+
+
+def test_connection_lost_cancels_the_idle_timer() -> None:
+    clock = Clock()
+    proto, transport = connect(make_factory(idle_timeout=10, clock=clock))
+    lose(proto)
+    assert clock.getDelayedCalls() == []
+
+
+def test_connections_beyond_the_limit_are_refused() -> None:
+    events = EventLog()
+    handler = RecordingHandler()
+    factory = make_factory(handler, max_connections=2, on_event=events)
+    first, _ = connect(factory)
+    connect(factory)
+    refused, refused_transport = connect(factory, IPv4Address("TCP", "10.9.9.9", 5000))
+    assert refused_transport.disconnecting
+    refused.dataReceived(encode_frame(MSG_A))
+    assert handler.payloads == []
+    lose(refused)  # the refused connection closing must not free a slot
+    assert factory.stats == ListenerStats(
+        connections_total=2, connections_open=2, connections_refused=1
+    )
+    assert events.named("connection_refused") == [{"conn_id": 3, "peer": "10.9.9.9:5000"}]
+
+    lose(first)
+    _, fourth_transport = connect(factory)
+    assert not fourth_transport.disconnecting
+    assert factory.stats == ListenerStats(
+        connections_total=3, connections_open=2, connections_refused=1
+    )
+
+
+def test_stats_and_events_over_a_connection() -> None:
+    events = EventLog()
+    stats = ListenerStats()
+    factory = make_factory(stats=stats, on_event=events)
+    proto, _ = connect(factory)
+    proto.dataReceived(b"ab" + encode_frame(MSG_A) + VT + b"xyz" + encode_frame(MSG_B) + b"\n")
+    lose(proto)
+    assert stats == ListenerStats(
+        connections_total=1, connections_open=0, frames=2, bytes_outside_frames=3
+    )
+    assert events.events == [
+        ("connection_made", {"conn_id": 1, "peer": "10.1.2.3:40001"}),
+        ("stray_bytes", {"conn_id": 1, "count": 2}),
+        ("frame", {"conn_id": 1, "size": len(MSG_A)}),
+        ("frame_restarted", {"conn_id": 1, "discarded": 3}),
+        ("frame", {"conn_id": 1, "size": len(MSG_B)}),
+        ("stray_bytes", {"conn_id": 1, "count": 1}),
+        ("connection_lost", {"conn_id": 1, "peer": "10.1.2.3:40001"}),
+    ]
+
+
+def test_failing_event_callback_does_not_break_the_connection() -> None:
+    def broken(name: str, **fields: Any) -> None:
+        raise KeyError(name)
+
+    handler = RecordingHandler()
+    proto, transport = connect(make_factory(handler, on_event=broken))
+    with capture_logs() as logs:
+        proto.dataReceived(encode_frame(MSG_A))
+    assert transport.value() == encode_frame(ack_for(MSG_A))
+    assert [e["event_name"] for e in logs if e["event"] == "mllp.on_event_failed"] == ["frame"]
+
+
+def test_logs_carry_connection_fields_and_never_payload_bytes() -> None:
+    handler = RecordingHandler(reply=lambda payload: payload.replace(b"PID", b"MSA"))
+    factory = make_factory(handler, max_frame_size=200)
+    with capture_logs() as logs:
+        proto, _ = connect(factory)
+        proto.dataReceived(
+            b"junk" + VT + SECRET + encode_frame(SECRET) + VT + SECRET * 10 + FS + b"\r"
+        )
+        lose(proto)
+    assert [entry["event"] for entry in logs] == [
+        "mllp.connection_made",
+        "mllp.stray_bytes",
+        "mllp.frame_restarted",
+        "mllp.frame_too_large",
+        "mllp.connection_lost",
+    ]
+    for entry in logs:
+        assert entry["conn_id"] == 1
+        assert entry["peer"] == "10.1.2.3:40001"
+        assert "SECRET" not in repr(entry)
+    assert logs[-1] == {
+        "event": "mllp.connection_lost", "log_level": "info", "conn_id": 1,
+        "peer": "10.1.2.3:40001", "frames": 1, "unfinished_frame_bytes": 0,
+        "reason": "ConnectionDone",
+    }
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        (IPv4Address("TCP", "127.0.0.1", 2575), "127.0.0.1:2575"),
+        (IPv6Address("TCP", "::1", 2575), "[::1]:2575"),
+        (UNIXAddress("/run/gw.sock"), "UNIXAddress('/run/gw.sock')"),
+    ],
+)
+def test_describe_peer(address: Any, expected: str) -> None:
+    assert describe_peer(address) == expected
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_frame_size": 0}, "max_frame_size"),
+        ({"idle_timeout": 0}, "idle_timeout"),
+        ({"idle_timeout": "5"}, "idle_timeout"),
+        ({"max_connections": 0}, "max_connections"),
+        ({"max_connections": 2.5}, "max_connections"),
+    ],
+)
+def test_invalid_factory_options(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MLLPServerFactory(RecordingHandler(), clock=Clock(), **options)
+
+
+def test_handler_without_handle_method_is_refused() -> None:
+    with pytest.raises(TypeError, match="handle"):
+        MLLPServerFactory(lambda payload, conn: None, clock=Clock())  # type: ignore[arg-type]
