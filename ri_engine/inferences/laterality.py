@@ -1,0 +1,229 @@
+"""lateralityDiscrepancy: the side in the report disagrees with the order or with itself.
+
+Three discrepancy types (ri_contract 5.3), vocabulary in ``knowledge/quality_laterality.json``:
+
+- ``orderLateralityMismatch``: the order names one side, read from its code (the
+  procedure table in ``quality_order_exams.json``; a CPT "-LT"/"-RT" modifier) or its
+  display/description ("LEFT", "LT", "Left", a trailing "L"), and the text puts the other
+  side on the ordered body part ("right breast" for a LEFT breast order). Abbreviated
+  sides count in the text too, so an exam title "US LT BREAST" agrees with a LEFT order.
+  Mentions in history, indication and comparison sections, and sentences about priors,
+  the contralateral side or surgery ("status post right mastectomy"), are not the exam
+  being reported and are skipped. Bilateral orders have no side and never mismatch.
+  One inference per opposite side, indicating that side, with every such mention as
+  evidence.
+- ``textLateralityContradiction``: the impression puts a finding on one side of a paired
+  structure and the findings section puts the same finding of the same structure only
+  on the other side. The indication is the impression's side.
+- ``textLateralityMissing``: a lateralised order whose text states no side anywhere (an
+  exam title with a side counts as stated). No indication and no evidence, as RI does.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+
+from ..context import AnalysisContext
+from ..models import Inference, LateralityDiscrepancyInference, OrderedProcedure
+from .quality_text import (
+    coded, is_negated, knowledge, phrase_pattern, section_blocks, section_name_at,
+    sentence_bounds, token_evidence,
+)
+
+_OPPOSITE = {"left": "right", "right": "left"}
+_CPT_MODIFIER = re.compile(r"-\s*(LT|RT)\b", re.IGNORECASE)
+# A lone L/R is a side only at the end of an order text or in parentheses ("KNEE L",
+# "HIP (R)"); elsewhere it is usually part of a name ("L SPINE").
+_LONE_LETTER = re.compile(r"(?:\(\s*([LR])\s*\)|\b([LR])\s*$)")
+
+
+@dataclass(frozen=True)
+class _Side:
+    side: str        # left / right / bilateral
+    start: int
+    end: int
+    part: str | None  # paired-part group the side word qualifies, if any
+    part_span: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class _Vocab:
+    codes: dict[str, dict[str, str]]
+    order_words: dict[str, re.Pattern[str]]
+    text_words: dict[str, re.Pattern[str]]
+    any_side: re.Pattern[str]
+    parts: tuple[tuple[str, re.Pattern[str]], ...]
+    findings: re.Pattern[str]
+    excluded_sections: frozenset[str]
+    excluded_cues: re.Pattern[str]
+    order_table: dict[str, str]
+
+
+@functools.cache
+def _vocab() -> _Vocab:
+    data = knowledge("quality_laterality.json")
+    exams = knowledge("quality_order_exams.json")
+    order_words = {side: phrase_pattern([w for w in ws if len(w) > 1])
+                   for side, ws in data["sideWords"].items()}
+    text_words = {side: phrase_pattern(ws) for side, ws in data["textOnlySideWords"].items()}
+    all_text = [w for ws in data["textOnlySideWords"].values() for w in ws]
+    parts = tuple((group, phrase_pattern(words)) for group, words in data["pairedParts"].items())
+    table = {c["code"]: c["laterality"] for c in exams["codes"] if c.get("laterality")}
+    return _Vocab(data["codes"], order_words, text_words, phrase_pattern(all_text), parts,
+                  phrase_pattern(data["findingWords"]), frozenset(data["excludedSections"]),
+                  phrase_pattern(data["excludedCues"]), table)
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    vocab = _vocab()
+    inferences: list[Inference] = []
+    order_side, order_part = _order_laterality(ctx.ordered_procedures, vocab)
+    if order_side in _OPPOSITE:
+        if not vocab.any_side.search(ctx.text):
+            inferences.append(LateralityDiscrepancyInference(discrepancy_type="textLateralityMissing"))
+        else:
+            inferences.extend(_order_mismatch(ctx, vocab, order_side, order_part))
+    inferences.extend(_contradictions(ctx, vocab))
+    return inferences
+
+
+# --- the order's side -----------------------------------------------------------------------
+
+def _order_laterality(procedures: list[OrderedProcedure], vocab: _Vocab) -> tuple[str | None, str | None]:
+    sides: set[str] = set()
+    part: str | None = None
+    for procedure in procedures:
+        texts = [procedure.description or ""]
+        for coding in (procedure.code.coding if procedure.code and procedure.code.coding else []):
+            texts.append(coding.display or "")
+            if coding.code in vocab.order_table:
+                sides.add(vocab.order_table[coding.code])
+            m = _CPT_MODIFIER.search(coding.code or "")
+            if m:
+                sides.add("left" if m.group(1).upper() == "LT" else "right")
+        for text in texts:
+            for side, pattern in vocab.order_words.items():
+                if pattern.search(text):
+                    sides.add(side)
+            m = _LONE_LETTER.search(text.strip())
+            if m:
+                sides.add("left" if (m.group(1) or m.group(2)) == "L" else "right")
+            for group, pattern in vocab.parts:
+                if part is None and pattern.search(text):
+                    part = group
+    if "bilateral" in sides or sides >= {"left", "right"} or len(sides) != 1:
+        return None, part
+    return sides.pop(), part
+
+
+# --- sides in the text ----------------------------------------------------------------------
+
+def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = None) -> list[_Side]:
+    """Side words in text[lo:hi], each with the paired part it qualifies."""
+    text = ctx.text
+    hi = len(text) if hi is None else hi
+    found: list[_Side] = []
+    for side, pattern in vocab.text_words.items():
+        for m in pattern.finditer(text, lo, hi):
+            part, span = _part_after(ctx, vocab, m.end())
+            found.append(_Side(side, m.start(), m.end(), part, span))
+    return sorted(found, key=lambda s: s.start)
+
+
+def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str | None, tuple[int, int] | None]:
+    """The paired part named within a few words after a side word ("left | lower lobe")."""
+    _, s_end = sentence_bounds(ctx, offset)
+    window = ctx.text[offset:min(s_end, offset + 40)]
+    words = re.match(r"(?:\s*[-A-Za-z]+){0,4}", window)
+    limit = offset + (words.end() if words else 0)
+    best: tuple[int, str, tuple[int, int]] | None = None
+    for group, pattern in vocab.parts:
+        m = pattern.search(ctx.text, offset, limit)
+        if m and (best is None or m.start() < best[0]):
+            best = (m.start(), group, (m.start(), m.end()))
+    return (best[1], best[2]) if best else (None, None)
+
+
+def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side) -> bool:
+    if section_name_at(ctx, side.start) in vocab.excluded_sections:
+        return False
+    s_start, s_end = sentence_bounds(ctx, side.start)
+    return not vocab.excluded_cues.search(ctx.text, s_start, s_end)
+
+
+def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str,
+                    order_part: str | None) -> list[Inference]:
+    if order_part is None:
+        return []
+    opposite = _OPPOSITE[order_side]
+    wrong = [s for s in _sides(ctx, vocab)
+             if s.side == opposite and s.part == order_part and _counts_for_exam(ctx, vocab, s)]
+    if not wrong:
+        return []
+    spans = tuple((s.start, s.end) for s in wrong)
+    evidence_spans = spans + tuple(s.part_span for s in wrong if s.part_span)
+    return [LateralityDiscrepancyInference(
+        discrepancy_type="orderLateralityMismatch",
+        laterality_indication=coded(vocab.codes[opposite], ctx, spans),
+        extension=token_evidence(ctx, *evidence_spans) or None,
+    )]
+
+
+# --- findings versus impression -------------------------------------------------------------
+
+def _finding_key(word: str, vocab: _Vocab) -> str:
+    low = word.lower()
+    if low == "calculi":
+        return "calculus"
+    for cut in (2, 1):
+        if low.endswith("es"[-cut:]) and vocab.findings.fullmatch(low[:-cut]):
+            return low[:-cut]
+    return low
+
+
+def _sided_findings(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> list[tuple[tuple[str, str], _Side, tuple[int, int]]]:
+    """((finding, part), side, finding span) for findings with a sided part in [lo, hi)."""
+    out = []
+    for m in vocab.findings.finditer(ctx.text, lo, hi):
+        if is_negated(ctx, m.start(), m.end()):
+            continue
+        s_start, s_end = sentence_bounds(ctx, m.start())
+        sides = [s for s in _sides(ctx, vocab, max(lo, s_start), min(hi, s_end))
+                 if s.part and s.side in _OPPOSITE]
+        if not sides:
+            continue
+        nearest = min(sides, key=lambda s: abs(s.start - m.start()))
+        out.append(((_finding_key(m.group(0), vocab), nearest.part or ""), nearest, (m.start(), m.end())))
+    return out
+
+
+def _contradictions(ctx: AnalysisContext, vocab: _Vocab) -> list[Inference]:
+    blocks = section_blocks(ctx)
+    findings = [b for b in blocks if b.name == "FINDINGS"]
+    impressions = [b for b in blocks if b.name == "IMPRESSION"]
+    if not findings or not impressions:
+        return []
+    body: dict[tuple[str, str], list[_Side]] = {}
+    for block in findings:
+        for key, side, _ in _sided_findings(ctx, vocab, block.start, block.end):
+            body.setdefault(key, []).append(side)
+    inferences: list[Inference] = []
+    reported: set[tuple[tuple[str, str], str]] = set()
+    for block in impressions:
+        for key, side, span in _sided_findings(ctx, vocab, block.start, block.end):
+            stated = body.get(key)
+            if not stated or any(s.side == side.side for s in stated):
+                continue
+            if (key, side.side) in reported:
+                continue
+            reported.add((key, side.side))
+            other = stated[0]
+            inferences.append(LateralityDiscrepancyInference(
+                discrepancy_type="textLateralityContradiction",
+                laterality_indication=coded(vocab.codes[side.side], ctx, ((side.start, side.end),)),
+                extension=token_evidence(ctx, (side.start, side.end), span,
+                                         (other.start, other.end)) or None,
+            ))
+    return inferences
