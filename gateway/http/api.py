@@ -65,8 +65,8 @@ class JobsResource(Resource):
                 raise ApiError(405, "MethodNotAllowed",
                                "Only GET and PUT are supported on a job.",
                                headers={"Allow": "GET, PUT"})
-            api_version = _api_version(request)
             job_id = _job_id(request.postpath)
+            api_version = _api_version(request)
             if request.method == b"PUT":
                 return self._put(request, job_id, api_version)
             return self._get(request, job_id)
@@ -111,6 +111,9 @@ class RootResource(Resource):
 
     def getChild(self, path: bytes, request: Any) -> Resource:  # noqa: N802 - twisted naming
         return _NotFound()
+
+    def render(self, request: Any) -> bytes:
+        return _NotFound().render(request)
 
 
 class _NotFound(Resource):
@@ -240,7 +243,8 @@ def _read_json(request: Any) -> Any:
     if not raw.strip():
         raise ApiError(400, "InvalidRequestBody", "The request body is empty.")
     try:
-        return json.loads(raw)
+        # RI takes UTF-8 JSON (a byte order mark is tolerated).
+        return json.loads(raw.decode("utf-8-sig"))
     except UnicodeDecodeError:
         raise ApiError(400, "InvalidRequestBody", "The request body is not UTF-8.") from None
     except json.JSONDecodeError as exc:

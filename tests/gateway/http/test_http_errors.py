@@ -1,0 +1,208 @@
+"""Every refused request gets RI's error body, with x-ms-error-code naming the same code."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from rest_harness import JOB_URL, Harness, Response, job_body, make_harness
+
+PATH = JOB_URL.format("job-1", "2024-10-01")
+
+
+def _error(response: Response) -> tuple[int, dict]:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert response.header("x-ms-error-code") == body["error"]["code"]
+    assert response.header("Content-Type") == "application/json; charset=utf-8"
+    assert response.header("x-ms-request-id")
+    return response.status, body["error"]
+
+
+def _with(mutate) -> dict:
+    body = job_body()
+    mutate(body["jobData"])
+    return body
+
+
+def _patient(data: dict) -> dict:
+    return data["patients"][0]
+
+
+def _document(data: dict) -> dict:
+    return data["patients"][0]["patientDocuments"][0]
+
+
+@pytest.mark.parametrize(("job_id", "shown"), [
+    ("a" * 37, "a" * 37),
+    ("ab", "ab"),
+    ("-leading-dash", "-leading-dash"),
+    ("trailing_", "trailing_"),
+    ("has%20space", "has space"),
+    ("dots.not.allowed", "dots.not.allowed"),
+])
+def test_bad_job_ids_are_refused(harness: Harness, job_id: str, shown: str) -> None:
+    status, error = _error(harness.put_job(job_id, job_body()))
+    assert (status, error) == (400, {
+        "code": "InvalidJobId",
+        "message": f"The job id '{shown}' is invalid: use 3 to 36 letters, digits, '-' or '_', "
+                   "starting and ending with a letter or digit.",
+        "target": "id"})
+    assert harness.analysis.calls == []
+
+
+def test_the_longest_and_shortest_valid_ids_are_accepted(harness: Harness) -> None:
+    assert harness.put_job("a" * 36, job_body()).status == 201
+    assert harness.put_job("a-b", job_body()).status == 201
+    assert harness.put_job("A_9", job_body()).status == 201
+
+
+def test_missing_api_version(harness: Harness) -> None:
+    response = harness.request("PUT", "/health-insights/radiology-insights/jobs/job-1", job_body())
+    assert _error(response) == (400, {
+        "code": "MissingApiVersionParameter",
+        "message": "The api-version query parameter is required (2024-04-01, 2024-10-01).",
+        "target": "api-version"})
+
+
+@pytest.mark.parametrize("version", ["2023-09-01-preview", "2025-07-01-preview", "latest"])
+def test_unsupported_api_version(harness: Harness, version: str) -> None:
+    for response in (harness.put_job("job-1", job_body(), api_version=version),
+                     harness.get_job("job-1", api_version=version)):
+        assert _error(response) == (400, {
+            "code": "UnsupportedApiVersion",
+            "message": f"The api-version '{version}' is not supported; "
+                       "use one of 2024-04-01, 2024-10-01.",
+            "target": "api-version"})
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"{not json", "The request body is not valid JSON: Expecting property name enclosed in "
+                   "double quotes at line 1 column 2."),
+    (b'{"jobData": ', "The request body is not valid JSON: Expecting value at line 1 column 13."),
+    (b"\xff\xfe\x00garbage", "The request body is not UTF-8."),
+    (b"   ", "The request body is empty."),
+    (b"[1, 2]", "The request body must be a JSON object."),
+])
+def test_malformed_bodies(harness: Harness, body: bytes, message: str) -> None:
+    assert _error(harness.put_job("job-1", body)) == (
+        400, {"code": "InvalidRequestBody", "message": message})
+
+
+def test_a_body_without_job_data(harness: Harness) -> None:
+    assert _error(harness.put_job("job-1", {"patients": []})) == (400, {
+        "code": "InvalidRequestBody", "message": "The request body has no 'jobData'.",
+        "target": "jobData"})
+
+
+def test_a_body_that_does_not_fit_the_model_names_the_field(harness: Harness) -> None:
+    body = _with(lambda d: _document(d)["content"].pop("value"))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "InvalidRequestBody",
+        "message": "missing required field 'value'",
+        "target": "jobData.patients[0].patientDocuments[0].content"})
+
+
+def _two_patients(d: dict) -> None:
+    d["patients"].append(copy.deepcopy(d["patients"][0]))
+
+
+def _two_documents(d: dict) -> None:
+    docs = _patient(d)["patientDocuments"]
+    docs.append(dict(docs[0], id="doc-2"))
+
+
+def _two_encounters(d: dict) -> None:
+    _patient(d)["encounters"].append({"id": "enc-2"})
+
+
+@pytest.mark.parametrize(("mutate", "code", "message", "target"), [
+    (_two_patients, "InvalidPatientCount",
+     "A request must hold exactly one patient, not 2.", "jobData.patients"),
+    (lambda d: d.update(patients=[]), "InvalidPatientCount",
+     "A request must hold exactly one patient, not 0.", "jobData.patients"),
+    (_two_documents, "InvalidDocumentCount",
+     "A patient must have exactly one document, not 2.", "jobData.patients[0].patientDocuments"),
+    (_two_encounters, "InvalidEncounterCount",
+     "A patient can have one encounter, not 2.", "jobData.patients[0].encounters"),
+    (lambda d: d["configuration"].update(locale="fr-FR"), "UnsupportedLocale",
+     "Unsupported locale 'fr-FR'; use one of en-CA, en-US, en-AU, en-DE, en-IE, en-NZ, en-GB.",
+     "jobData.configuration.locale"),
+    (lambda d: _document(d).update(language="de"), "UnsupportedLanguage",
+     "Only English documents are supported (language 'en').",
+     "jobData.patients[0].patientDocuments[0].language"),
+    (lambda d: _document(d)["content"].update(value="x" * 50_001), "DocumentTooLong",
+     "The document text has 50001 characters; the limit is 50000.",
+     "jobData.patients[0].patientDocuments[0].content.value"),
+    (lambda d: _document(d).pop("createdAt"), "MissingCreatedAt",
+     "The document needs createdAt.", "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d)["content"].update(value="  \n"), "EmptyDocument",
+     "The document content is empty.", "jobData.patients[0].patientDocuments[0].content.value"),
+    (lambda d: d["configuration"].update(inferenceTypes=["finding", "mood"]),
+     "UnknownInferenceType", "Unknown inference type 'mood'.",
+     "jobData.configuration.inferenceTypes[1]"),
+])
+def test_requests_breaking_ri_input_rules(harness: Harness, mutate, code, message, target) -> None:
+    assert _error(harness.put_job("job-1", _with(mutate))) == (
+        400, {"code": code, "message": message, "target": target})
+    assert harness.analysis.calls == []
+
+
+def test_exactly_50000_characters_are_accepted(harness: Harness) -> None:
+    body = _with(lambda d: _document(d)["content"].update(value="x" * 50_000))
+    assert harness.put_job("job-1", body).status == 201
+
+
+def test_an_unknown_job(harness: Harness) -> None:
+    assert _error(harness.get_job("never-made")) == (404, {
+        "code": "NotFound",
+        "message": "There is no job 'never-made' (finished jobs are kept for 24 hours).",
+        "target": "id"})
+
+
+@pytest.mark.parametrize("path", [
+    "/", "/health-insights", "/health-insights/radiology-insights/jobs",
+    "/health-insights/radiology-insights/jobs/a/b?api-version=2024-10-01",
+])
+def test_unknown_paths(harness: Harness, path: str) -> None:
+    status, error = _error(harness.request("GET", path))
+    assert (status, error["code"]) == (404, "NotFound")
+
+
+def test_unsupported_method(harness: Harness) -> None:
+    response = harness.request("DELETE", PATH)
+    assert _error(response) == (405, {
+        "code": "MethodNotAllowed", "message": "Only GET and PUT are supported on a job."})
+    assert response.header("Allow") == "GET, PUT"
+
+
+def test_a_declared_oversize_body_is_refused_before_it_is_read() -> None:
+    harness = make_harness(max_body_bytes=1000)
+    head = (f"PUT {PATH} HTTP/1.1\r\nHost: h\r\nOcp-Apim-Subscription-Key: {harness.key}\r\n"
+            "Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n").encode()
+    response = harness.raw(head + b"x" * 100)
+    assert _error(response) == (413, {
+        "code": "RequestEntityTooLarge",
+        "message": "The request body is larger than the limit of 1000 bytes."})
+    assert response.closed
+    assert b"100 Continue" not in response.body
+    assert harness.analysis.calls == []
+    assert harness.metrics.get("ri_gateway_http_requests_total", {"status": "413"}) == 1
+
+
+def test_a_chunked_body_growing_past_the_limit_is_refused() -> None:
+    harness = make_harness(max_body_bytes=1000)
+    head = (f"PUT {PATH} HTTP/1.1\r\nHost: h\r\nOcp-Apim-Subscription-Key: {harness.key}\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n").encode()
+    chunks = b"".join(b"258\r\n" + b"y" * 600 + b"\r\n" for _ in range(3)) + b"0\r\n\r\n"
+    response = harness.raw(head + chunks)
+    status, error = _error(response)
+    assert (status, error["code"], response.closed) == (413, "RequestEntityTooLarge", True)
+    assert harness.analysis.calls == []
+
+
+def test_a_body_at_the_limit_is_accepted() -> None:
+    body = job_body()
+    size = len(__import__("json").dumps(body).encode())
+    harness = make_harness(max_body_bytes=size)
+    assert harness.put_job("job-1", body).status == 201

@@ -1,0 +1,189 @@
+"""The RI job endpoints: create, poll, replace, expand, failures, versions, restart, retention."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from ri_engine.errors import AnalysisFailure, RequestError
+from ri_engine.models import INFERENCE_TYPES, AgeMismatchInference
+
+from rest_harness import JOB_URL, START, Harness, job_body, make_harness
+
+
+def _iso(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="seconds")
+
+
+def test_put_creates_a_job_and_get_follows_it_to_its_result(harness: Harness) -> None:
+    created = harness.put_job("job-1", job_body())
+
+    assert created.status == 201
+    assert created.header("Operation-Location") == (
+        "http://127.0.0.1:8080/health-insights/radiology-insights/jobs/job-1?api-version=2024-10-01")
+    assert created.header("Retry-After") == "1"
+    assert len(created.header("x-ms-request-id") or "") == 36
+    assert created.json() == {
+        "id": "job-1", "status": "notStarted", "createdAt": _iso(START),
+        "updatedAt": _iso(START), "expiresAt": _iso(START + 24 * 3600)}
+
+    harness.clock.advance(2)
+    running = harness.get_job("job-1")
+    assert (running.status, running.json()["status"]) == (200, "running")
+    assert running.header("Retry-After") == "1"
+
+    harness.clock.advance(3)
+    inference = AgeMismatchInference()
+    harness.analysis.finish(inferences=[inference])
+    done = harness.get_job("job-1")
+    assert done.header("Retry-After") is None
+    assert done.json() == {
+        "id": "job-1", "status": "succeeded", "createdAt": _iso(START),
+        "updatedAt": _iso(START + 5), "expiresAt": _iso(START + 24 * 3600),
+        "result": {"patientResults": [{"patientId": "patient-1",
+                                       "inferences": [{"kind": "ageMismatch"}]}],
+                   "modelVersion": "test-model"}}
+
+
+def test_the_analysis_receives_the_request_as_parsed(harness: Harness) -> None:
+    harness.put_job("job-1", job_body("Impression: small nodule."))
+    (data, _), = harness.analysis.calls
+    assert data.patients[0].patient_documents[0].content.value == "Impression: small nodule."
+    assert data.configuration.locale == "en-US"
+
+
+def test_put_on_an_existing_id_replaces_the_job(harness: Harness) -> None:
+    harness.put_job("job-1", job_body("first report"))
+    harness.clock.advance(10)
+    replaced = harness.put_job("job-1", job_body("second report"))
+
+    assert replaced.status == 200
+    assert replaced.json()["status"] == "notStarted"
+    assert replaced.json()["createdAt"] == _iso(START + 10)
+    # The first analysis ends late: its result must not land on the replaced job.
+    harness.analysis.finish(0, inferences=[AgeMismatchInference()])
+    assert harness.get_job("job-1").json()["status"] == "running"
+    harness.analysis.finish(1)
+    job = harness.get_job("job-1").json()
+    assert job["status"] == "succeeded"
+    assert job["result"]["patientResults"][0]["inferences"] == []
+
+
+def test_expand_job_data_echoes_the_request(harness: Harness) -> None:
+    body = job_body(inferenceTypes=["finding"])
+    put = harness.request("PUT", JOB_URL.format("job-2", "2024-10-01") + "&expand=jobData", body)
+    assert put.json()["jobData"] == body["jobData"]
+    get = harness.request("GET", JOB_URL.format("job-2", "2024-10-01") + "&expand=jobData")
+    assert get.json()["jobData"] == body["jobData"]
+    assert "jobData" not in harness.get_job("job-2").json()
+
+
+def test_a_request_error_during_analysis_fails_the_job_with_its_error(harness: Harness) -> None:
+    harness.put_job("job-1", job_body())
+    harness.analysis.calls[0][1].errback(
+        RequestError("The report has no text the engine can read.", code="UnreadableText",
+                     target="jobData.patients[0].patientDocuments[0].content"))
+    job = harness.get_job("job-1").json()
+    assert (job["status"], job["error"]) == ("failed", {
+        "code": "UnreadableText", "message": "The report has no text the engine can read.",
+        "target": "jobData.patients[0].patientDocuments[0].content"})
+
+
+def test_an_internal_failure_fails_the_job_without_leaking_details(harness: Harness) -> None:
+    harness.put_job("job-1", job_body())
+    harness.analysis.calls[0][1].errback(AnalysisFailure("boom near 'patient text'"))
+    job = harness.get_job("job-1").json()
+    assert (job["status"], job["error"]) == ("failed", {
+        "code": "InternalError",
+        "message": "The server failed to analyse the request; the error has been logged."})
+
+
+def test_api_version_2024_04_01_is_accepted_and_limited_to_its_kinds(harness: Harness) -> None:
+    response = harness.put_job("old-client", job_body(), api_version="2024-04-01")
+    assert response.status == 201
+    assert response.header("Operation-Location").endswith("?api-version=2024-04-01")
+    (data, _), = harness.analysis.calls
+    assert data.configuration.inference_types == [
+        k for k in INFERENCE_TYPES
+        if k not in ("scoringAndAssessment", "guidance", "qualityMeasure")]
+
+
+def test_api_version_2024_04_01_refuses_kinds_added_later(harness: Harness) -> None:
+    response = harness.put_job("old-client", job_body(inferenceTypes=["finding", "guidance"]),
+                               api_version="2024-04-01")
+    assert response.status == 400
+    assert response.json() == {"error": {
+        "code": "InvalidRequestBody",
+        "message": "Inference type(s) guidance need api-version 2024-10-01.",
+        "target": "jobData.configuration.inferenceTypes"}}
+
+
+def test_both_spellings_of_the_option_keys_are_understood(harness: Harness) -> None:
+    for job_id, key in (("capital", "QualityMeasureOptions"), ("camel", "qualityMeasureOptions")):
+        body = job_body(inferenceTypes=["qualityMeasure"],
+                        inferenceOptions={key: {"measureTypes": ["mips364", "mips436"]},
+                                          "GuidanceOptions": {"showGuidanceInHistory": True}})
+        assert harness.put_job(job_id, body).status == 201
+    options = [data.configuration.inference_options for data, _ in harness.analysis.calls]
+    assert options[0] == options[1]
+    assert options[0].quality_measure_options.measure_types == ["mips364", "mips436"]
+    assert options[0].guidance_options.show_guidance_in_history is True
+
+
+def test_a_job_in_progress_is_run_again_after_a_restart(tmp_path) -> None:
+    db = tmp_path / "gateway.db"
+    first = make_harness(db)
+    first.put_job("survivor", job_body("kept across restarts"))
+    first.put_job("finished", job_body())
+    first.analysis.finish(1)
+    assert [d.patients[0].patient_documents[0].content.value for d, _ in first.analysis.calls] == [
+        "kept across restarts", "FINDINGS: No acute abnormality."]
+
+    # A new process on the same database: listening resumes the unfinished job only.
+    second = make_harness(db, clock=first.clock)
+    assert second.get_job("survivor").json()["status"] == "running"
+    second.site.startFactory()
+    try:
+        (data, _), = second.analysis.calls
+        assert data.patients[0].patient_documents[0].content.value == "kept across restarts"
+        second.analysis.finish()
+        assert second.get_job("survivor").json()["status"] == "succeeded"
+        assert second.get_job("finished").json()["status"] == "succeeded"
+    finally:
+        second.site.stopFactory()
+
+
+def test_jobs_expire_after_24_hours_and_are_purged(tmp_path) -> None:
+    harness = make_harness(tmp_path / "gateway.db")
+    harness.site.startFactory()
+    try:
+        harness.put_job("short-lived", job_body())
+        harness.analysis.finish()
+        harness.clock.advance(24 * 3600 - 1)
+        assert harness.get_job("short-lived").status == 200
+        harness.clock.advance(1)
+        gone = harness.get_job("short-lived")
+        assert gone.status == 404
+        assert gone.json()["error"]["code"] == "NotFound"
+        harness.clock.advance(300)  # the periodic purge runs
+        store = harness.site.runner.store
+        assert store._db.execute("SELECT COUNT(*) FROM http_jobs").fetchone() == (0,)
+    finally:
+        harness.site.stopFactory()
+
+
+def test_an_expired_id_can_be_created_again(harness: Harness) -> None:
+    harness.put_job("reused", job_body())
+    harness.clock.advance(25 * 3600)
+    assert harness.put_job("reused", job_body()).status == 201
+
+
+def test_the_database_file_is_private(tmp_path) -> None:
+    make_harness(tmp_path / "jobs.db")
+    assert (tmp_path / "jobs.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_response_body_is_json_in_utf8(harness: Harness) -> None:
+    response = harness.put_job("job-1", job_body("Befund: Knöchel unauffällig."))
+    assert response.header("Content-Type") == "application/json; charset=utf-8"
+    json.loads(response.body.decode("utf-8"))
