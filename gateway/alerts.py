@@ -1,0 +1,129 @@
+"""Which inferences of a report are worth an alert, by configuration.
+
+An alert route names the classes of inference it alerts on (``alert_on``):
+
+    critical     criticalResult inferences (the default, and the reason alerts exist)
+    actionable   followupRecommendation that is neither hedged nor a guideline quote
+    scores       scoringAndAssessment whose category/value matches a score rule
+                 (default rules: BI-RADS 4, 4A, 4B, 4C, 5 and Lung-RADS 4, 4A, 4B, 4X)
+    laterality   lateralityDiscrepancy
+    sex          sexMismatch
+    age          ageMismatch
+
+A report whose text already documents the communication of its result (a
+``followupCommunication`` inference) still alerts; the alert says so.
+
+Errors: ``AlertConfigError(key, message)`` for an invalid alert setting.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ri_engine.models import (
+    FollowupCommunicationInference, FollowupRecommendationInference, Inference,
+    ScoringAndAssessmentInference,
+)
+
+ALERT_CLASSES = ("critical", "actionable", "scores", "laterality", "sex", "age")
+_KIND_OF_CLASS = {
+    "critical": "criticalResult",
+    "laterality": "lateralityDiscrepancy",
+    "sex": "sexMismatch",
+    "age": "ageMismatch",
+}
+
+
+class AlertConfigError(ValueError):
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+def _norm(text: str) -> str:
+    # "BI-RADS", "BIRADS" and "bi rads" are the same category.
+    return re.sub(r"[^0-9A-Z]", "", text.upper())
+
+
+@dataclass(frozen=True)
+class ScoreRule:
+    """Alert when a score of ``category`` takes one of ``values``."""
+
+    category: str
+    values: frozenset[str]
+
+    def matches(self, inf: ScoringAndAssessmentInference) -> bool:
+        if _norm(inf.category) != _norm(self.category):
+            return False
+        wanted = {_norm(v) for v in self.values}
+        if inf.single_value is not None:
+            return _norm(inf.single_value) in wanted
+        if inf.range_value is not None:
+            # A range alerts when either end would.
+            return bool({_norm(inf.range_value.minimum), _norm(inf.range_value.maximum)} & wanted)
+        return False
+
+
+DEFAULT_SCORE_RULES = (
+    ScoreRule("BIRADS", frozenset({"4", "4A", "4B", "4C", "5"})),
+    ScoreRule("LUNG-RADS", frozenset({"4", "4A", "4B", "4X"})),
+)
+
+
+@dataclass(frozen=True)
+class AlertPolicy:
+    on: frozenset[str] = frozenset({"critical"})
+    score_rules: tuple[ScoreRule, ...] = DEFAULT_SCORE_RULES
+
+    def is_alerting(self, inf: Inference) -> bool:
+        for cls in self.on:
+            if cls in _KIND_OF_CLASS and inf.kind == _KIND_OF_CLASS[cls]:
+                return True
+            if (cls == "actionable" and isinstance(inf, FollowupRecommendationInference)
+                    and not inf.is_hedging and not inf.is_guideline):
+                return True
+            if cls == "scores" and isinstance(inf, ScoringAndAssessmentInference):
+                if any(rule.matches(inf) for rule in self.score_rules):
+                    return True
+        return False
+
+    def alerting(self, inferences: Iterable[Inference]) -> list[Inference]:
+        return [inf for inf in inferences if self.is_alerting(inf)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], prefix: str) -> AlertPolicy:
+        on = data.get("alert_on", ["critical"])
+        if not isinstance(on, list) or not all(isinstance(v, str) for v in on):
+            raise AlertConfigError(f"{prefix}.alert_on", "must be a list of strings")
+        for value in on:
+            if value not in ALERT_CLASSES:
+                raise AlertConfigError(f"{prefix}.alert_on",
+                                       f"unknown class {value!r} (known: {', '.join(ALERT_CLASSES)})")
+        rules = DEFAULT_SCORE_RULES
+        if "scores" in data:
+            raw = data["scores"]
+            if not isinstance(raw, list):
+                raise AlertConfigError(f"{prefix}.scores", "must be a list of tables")
+            parsed = []
+            for i, item in enumerate(raw):
+                where = f"{prefix}.scores[{i}]"
+                if not isinstance(item, Mapping) or not isinstance(item.get("category"), str):
+                    raise AlertConfigError(where, 'needs category = "..." and values = [...]')
+                values = item.get("values")
+                if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                    raise AlertConfigError(f"{where}.values", "must be a non-empty list of strings")
+                parsed.append(ScoreRule(item["category"], frozenset(values)))
+            rules = tuple(parsed)
+        return cls(on=frozenset(on), score_rules=rules)
+
+
+def communication_of(inferences: Sequence[Inference]) -> FollowupCommunicationInference | None:
+    """The report's own record of having communicated the result, if it has one."""
+    for inf in inferences:
+        if isinstance(inf, FollowupCommunicationInference):
+            return inf
+    return None

@@ -1,0 +1,333 @@
+"""Delivery of the outbox over MLLP: one worker per destination, one message at a time.
+
+A worker takes the oldest pending message of its destination, sends it on its
+connection and waits for the ACK (``ack_timeout``). Then:
+
+    AA / CA with MSA-2 = the sent MSH-10   delivered
+    AE / CE                                retried with backoff
+    AR / CR                                dead-lettered at once
+    MSA-2 naming another message           connection closed, retried with backoff
+    unreadable reply                       connection closed, retried with backoff
+    no ACK in time (AckTimeout)            the client aborts the connection; retried
+    connection refused / lost              retried with backoff
+
+A message that has failed ``max_attempts`` times is dead-lettered. Waits grow
+exponentially (``backoff_initial * backoff_multiplier ** (attempt - 1)``, at most
+``backoff_max``) with +/- ``jitter`` randomness so many gateways do not retry in step.
+The worker never sends a later message while an earlier one is pending: the order of
+delivery per destination is the order of the outbox (a dead-lettered message no longer
+holds up the queue). State lives in the outbox table, so a restarted gateway resumes
+where it stopped (at-least-once: a message whose ACK was lost is sent again).
+
+Seams: ``connect(destination) -> Deferred[sender]`` (an ``mllp.client.MLLPClientProtocol``
+by default), ``clock`` (``IReactorTime``), ``random() -> [0, 1)``, and ``run_db(fn, *args)
+-> Deferred`` (database calls; by default on a one-thread pool in production, directly
+in tests).
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import structlog
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.python.failure import Failure
+
+from mappings.ack import parse_ack
+from mllp.errors import AckTimeout, ConnectionClosed
+
+from .outbox import Outbox, OutboxRow
+from .routing import Destination
+
+__all__ = ["DeliveryService", "DestinationWorker", "backoff_delay"]
+
+_log = structlog.get_logger("ri_gateway.delivery")
+ACCEPTED = ("AA", "CA")
+REJECTED = ("AR", "CR")
+
+
+class Sender(Protocol):
+    def send(self, payload: bytes, timeout: float) -> defer.Deferred: ...
+    def close(self) -> defer.Deferred: ...
+
+
+Connect = Callable[[Destination], defer.Deferred]
+RunDb = Callable[..., defer.Deferred]
+
+
+def direct_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+    return defer.maybeDeferred(fn, *args, **kwargs)
+
+
+def backoff_delay(dest: Destination, attempt: int, rand: float) -> float:
+    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+    base = min(dest.backoff_max, dest.backoff_initial * dest.backoff_multiplier ** (attempt - 1))
+    return max(0.0, base * (1 + dest.jitter * (2 * rand - 1)))
+
+
+class _Outcome(Exception):
+    """How one attempt ended, when it did not end with a matching AA/CA."""
+
+    def __init__(self, error: str, *, ack_code: str | None = None, final: bool = False) -> None:
+        super().__init__(error)
+        self.error = error
+        self.ack_code = ack_code
+        self.final = final
+
+
+class DestinationWorker:
+    def __init__(self, dest: Destination, outbox: Outbox, *, connect: Connect,
+                 clock: IReactorTime, random: Callable[[], float] = _random.random,
+                 run_db: RunDb = direct_db, metrics: Any = None) -> None:
+        self.dest = dest
+        self.outbox = outbox
+        self._connect = connect
+        self._clock = clock
+        self._random = random
+        self._run_db = run_db
+        self._metrics = metrics
+        self._sender: Sender | None = None
+        self._busy = False
+        self._again = False
+        self._timer: IDelayedCall | None = None
+        self._stopped = True
+        self._idle_waiters: list[defer.Deferred] = []
+
+    # --- control --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopped = False
+        self.wake()
+
+    def wake(self) -> None:
+        """Look at the queue now (a message was enqueued, or a retry is due)."""
+        if self._stopped:
+            return
+        if self._busy:
+            self._again = True
+            return
+        self._cancel_timer()
+        self._busy = True
+        self._again = False
+        d = self._run_db(self.outbox.head, self.dest.name)
+        d.addCallback(self._got_head)
+        d.addErrback(self._db_failed)
+
+    def stop(self) -> defer.Deferred:
+        self._stopped = True
+        self._cancel_timer()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            return sender.close()
+        return defer.succeed(None)
+
+    def when_idle(self) -> defer.Deferred:
+        """Fires when the worker has nothing left to send now (tests and shutdown)."""
+        if not self._busy:
+            return defer.succeed(None)
+        d: defer.Deferred = defer.Deferred()
+        self._idle_waiters.append(d)
+        return d
+
+    # --- the loop -------------------------------------------------------------------------
+
+    def _got_head(self, row: OutboxRow | None) -> None:
+        if row is None or self._stopped:
+            self._done()
+            return
+        wait = row.next_attempt_at - self._clock.seconds()
+        if wait > 0:
+            self._timer = self._clock.callLater(wait, self._timer_fired)
+            self._done()
+            return
+        d = self._attempt(row)
+        d.addCallbacks(self._succeeded, self._failed, callbackArgs=(row,), errbackArgs=(row,))
+        d.addErrback(self._db_failed)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self.wake()
+
+    def _attempt(self, row: OutboxRow) -> defer.Deferred:
+        reused = self._sender is not None
+
+        def send(sender: Sender) -> defer.Deferred:
+            self._sender = sender
+            return sender.send(row.payload, self.dest.ack_timeout)
+
+        d = defer.succeed(self._sender) if reused else self._connect(self.dest)
+        d.addCallback(send)
+        if reused:
+            # A kept connection the peer closed while idle: reconnect once, not an attempt.
+            def reconnect(failure: Failure) -> defer.Deferred:
+                failure.trap(ConnectionClosed)
+                self._sender = None
+                return self._connect(self.dest).addCallback(send)
+            d.addErrback(reconnect)
+        d.addCallback(self._check_ack, row)
+        return d
+
+    def _check_ack(self, reply: bytes, row: OutboxRow) -> str:
+        try:
+            info = parse_ack(reply)
+        except Exception as exc:  # noqa: BLE001 - any unreadable reply is a failed attempt
+            self._drop_connection()
+            raise _Outcome(f"unreadable ACK ({type(exc).__name__})") from None
+        if info.acked_control_id != row.control_id:
+            # Not the answer to this message (a late or foreign ACK): the pairing on this
+            # connection can no longer be trusted.
+            self._drop_connection()
+            raise _Outcome(f"ACK names another message (MSA-2 {info.acked_control_id!r})",
+                           ack_code=info.code)
+        if info.code in ACCEPTED:
+            return info.code
+        detail = f" (ERR {info.error_code})" if info.error_code else ""
+        raise _Outcome(f"{info.code}{detail}", ack_code=info.code, final=info.code in REJECTED)
+
+    def _succeeded(self, ack_code: str, row: OutboxRow) -> defer.Deferred:
+        self._count("delivered")
+        _log.info("outbox.delivered", destination=self.dest.name, outbox_id=row.id,
+                  control_id=row.source_control_id, attempt=row.attempts + 1)
+        d = self._run_db(self.outbox.record_delivered, row, ack_code)
+        d.addCallback(lambda _: self._next())
+        return d
+
+    def _failed(self, failure: Failure, row: OutboxRow) -> defer.Deferred:
+        if failure.check(_Outcome):
+            outcome: _Outcome = failure.value
+        elif failure.check(AckTimeout):
+            self._sender = None  # the client has aborted the connection
+            outcome = _Outcome(f"no ACK within {self.dest.ack_timeout:g} s")
+        else:
+            self._drop_connection()
+            outcome = _Outcome(f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300])
+        attempt = row.attempts + 1
+        final = outcome.final or attempt >= self.dest.max_attempts
+        retry_at = None if final else self._clock.seconds() + backoff_delay(
+            self.dest, attempt, self._random())
+        self._count("dead_lettered" if final else "failed")
+        _log.warning("outbox.delivery_failed", destination=self.dest.name, outbox_id=row.id,
+                     control_id=row.source_control_id, attempt=attempt, error=outcome.error,
+                     dead_lettered=final)
+        d = self._run_db(self.outbox.record_failed, row, outcome.error, retry_at=retry_at,
+                         ack_code=outcome.ack_code)
+        d.addCallback(lambda _: self._next())
+        return d
+
+    def _next(self) -> None:
+        self._busy = False
+        self.wake()
+
+    def _done(self) -> None:
+        self._busy = False
+        if self._again:
+            self.wake()
+            return
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def _db_failed(self, failure: Failure) -> None:
+        # The database is the source of truth: try again later rather than guess.
+        _log.error("outbox.database_error", destination=self.dest.name,
+                   error=failure.getErrorMessage())
+        self._busy = False
+        if not self._stopped:
+            self._cancel_timer()
+            self._timer = self._clock.callLater(max(1.0, self.dest.backoff_initial), self._timer_fired)
+        self._done()
+
+    def _drop_connection(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _count(self, outcome: str) -> None:
+        if self._metrics is not None:
+            self._metrics.inc("ri_gateway_deliveries_total",
+                              {"destination": self.dest.name, "outcome": outcome})
+
+
+def mllp_connect(reactor: Any) -> Connect:
+    from mllp.client import connect_client
+
+    def connect(dest: Destination) -> defer.Deferred:
+        return connect_client(reactor, dest.endpoint)
+
+    return connect
+
+
+class DeliveryService(Service):
+    """All destination workers; resumes pending messages at start, polls as a safety net.
+
+    The poll (``poll_interval`` seconds) also picks up messages re-queued by
+    ``ri-gateway outbox retry`` from another process.
+    """
+
+    def __init__(self, outbox: Outbox, destinations: Mapping[str, Destination], *,
+                 reactor: Any = None, connect: Connect | None = None,
+                 random: Callable[[], float] = _random.random, run_db: RunDb = direct_db,
+                 metrics: Any = None, poll_interval: float = 5.0) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        self.outbox = outbox
+        self.reactor = reactor
+        self.run_db = run_db
+        self.metrics = metrics
+        self.poll_interval = poll_interval
+        connect = connect or mllp_connect(reactor)
+        self.workers = {
+            name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
+                                    run_db=run_db, metrics=metrics)
+            for name, dest in destinations.items()}
+        self._poll: task.LoopingCall | None = None
+        if metrics is not None and hasattr(metrics, "add_collector"):
+            metrics.add_collector(self._collect)
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        for worker in self.workers.values():
+            worker.start()
+        self._poll = task.LoopingCall(self.notify)
+        self._poll.clock = self.reactor
+        self._poll.start(self.poll_interval, now=False)
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
+        super().stopService()
+        if self._poll is not None and self._poll.running:
+            self._poll.stop()
+        return defer.DeferredList([w.stop() for w in self.workers.values()])
+
+    def notify(self, destinations: Any = None) -> None:
+        """Wake the workers of ``destinations`` (all when None), e.g. after an enqueue."""
+        names = self.workers if destinations is None else destinations
+        for name in names:
+            worker = self.workers.get(name)
+            if worker is not None:
+                worker.wake()
+
+    def when_idle(self) -> defer.Deferred:
+        return defer.DeferredList([w.when_idle() for w in self.workers.values()])
+
+    def _collect(self, metrics: Any) -> None:
+        # Read on the scrape; a failed read leaves the previous values.
+        try:
+            backlog = self.outbox.backlog()
+        except Exception:  # noqa: BLE001
+            return
+        now = self.reactor.seconds()
+        for name in self.workers:
+            count, oldest = backlog.get(name, (0, None))
+            metrics.set("ri_gateway_outbox_depth", count, {"destination": name})
+            metrics.set("ri_gateway_outbox_oldest_pending_seconds",
+                        max(0.0, now - oldest) if oldest is not None else 0.0, {"destination": name})

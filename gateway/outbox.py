@@ -1,0 +1,320 @@
+"""The durable outbox: every outbound message, from analysis to delivery or dead letter.
+
+The ``outbox`` table lives in the audit database. A message is inserted by
+:func:`enqueue_op` inside the transaction that records the analysis, so a result
+exists in the outbox exactly when its analysis is recorded: a crash either loses
+both (the analysis is resumed at restart) or neither (delivery resumes at restart).
+
+Schema::
+
+    outbox
+      id                INTEGER PRIMARY KEY AUTOINCREMENT   delivery order per destination
+      destination       TEXT     [destinations.NAME]
+      route             TEXT     [routes.NAME] (or "application_ack")
+      purpose           TEXT     results | alerts | application_ack
+      control_id        TEXT     MSH-10 of the outbound message (MSA-2 must echo it)
+      source_control_id TEXT     MSH-10 of the inbound message (audit events are keyed by it)
+      message_id        INTEGER  messages.id of the inbound message, when known
+      payload           BLOB     the message exactly as sent
+      status            TEXT     pending | delivered | dead
+      attempts          INTEGER  delivery attempts made
+      next_attempt_at   REAL     clock seconds before which no attempt is made (backoff)
+      created_at        REAL     clock seconds
+      updated_at        REAL
+      delivered_at      REAL
+      ack_code          TEXT     MSA-1 of the last ACK received
+      last_error        TEXT     why the last attempt failed (never message content)
+
+Every state change writes its audit event (``enqueued``, ``delivered``,
+``delivery_failed``, ``dead_lettered``, ``requeued``) in the same transaction.
+
+Errors: ``OutboxError`` (an unknown id, a database failure).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .audit import event_op, utc_now
+from .errors import GatewayError
+
+__all__ = ["Outbox", "OutboxError", "OutboxRow", "enqueue_op", "ensure_schema"]
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    route TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    control_id TEXT NOT NULL,
+    source_control_id TEXT,
+    message_id INTEGER,
+    payload BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL,
+    delivered_at REAL,
+    ack_code TEXT,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
+"""
+
+_COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
+            "status, attempts, next_attempt_at, created_at, updated_at, delivered_at, ack_code, "
+            "last_error")
+
+
+class OutboxError(GatewayError):
+    """An outbox operation failed (unknown id, database error)."""
+
+
+class Planned(Protocol):
+    """What :func:`enqueue_op` stores (``gateway.routing.PlannedMessage``)."""
+
+    destination: str
+    route: str
+    purpose: str
+    control_id: str
+    payload: bytes
+
+
+class Clock(Protocol):
+    def seconds(self) -> float: ...
+
+
+class _WallClock:
+    def seconds(self) -> float:
+        return time.time()
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    destination: str
+    route: str
+    purpose: str
+    control_id: str
+    source_control_id: str | None
+    message_id: int | None
+    payload: bytes
+    status: str
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    updated_at: float | None
+    delivered_at: float | None
+    ack_code: str | None
+    last_error: str | None
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    conn.executescript(_SCHEMA)
+
+
+def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
+               message_id: int | None = None,
+               now: float | None = None) -> Callable[[sqlite3.Connection], list[int]]:
+    """An audit-log operation inserting ``planned`` (and their ``enqueued`` events).
+
+    Run it in the transaction that records the analysis (``AuditLog.run_batch`` or
+    ``GroupCommitter.submit``); returns the new outbox ids.
+    """
+    def op(conn: sqlite3.Connection) -> list[int]:
+        return Outbox.enqueue_in(conn, planned, source_control_id=source_control_id,
+                                 message_id=message_id, now=now)
+
+    return op
+
+
+class Outbox:
+    """The outbox table over one SQLite connection (synchronous; see gateway.delivery)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
+        self.conn = conn
+        self.clock = clock or _WallClock()
+        ensure_schema(conn)
+
+    @classmethod
+    def open(cls, path: str, *, clock: Clock | None = None, readonly: bool = False) -> Outbox:
+        """Its own connection to the audit database (create it first with ``AuditLog``)."""
+        try:
+            if readonly:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                conn.execute("PRAGMA busy_timeout = 5000")
+                outbox = cls.__new__(cls)
+                outbox.conn, outbox.clock = conn, clock or _WallClock()
+                return outbox
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("PRAGMA journal_mode = WAL")
+            return cls(conn, clock=clock)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open outbox database {path}: {exc}") from None
+
+    # --- writing ------------------------------------------------------------------------
+
+    @staticmethod
+    def enqueue_in(conn: sqlite3.Connection, planned: Sequence[Planned], *,
+                   source_control_id: str | None, message_id: int | None = None,
+                   now: float | None = None) -> list[int]:
+        """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
+        now = time.time() if now is None else now
+        ensure_schema_needed = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() is None
+        if ensure_schema_needed:
+            for statement in _SCHEMA.strip().split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        ids = []
+        for p in planned:
+            cur = conn.execute(
+                "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
+                "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
+                 p.payload, now, now, now))
+            ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
+            event_op("enqueued", source_control_id, message_id, destination=p.destination,
+                     route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,
+                     outbox_id=ids[-1])(conn)
+        return ids
+
+    def enqueue(self, planned: Sequence[Planned], *, source_control_id: str | None,
+                message_id: int | None = None) -> list[int]:
+        with self._transaction() as conn:
+            return self.enqueue_in(conn, planned, source_control_id=source_control_id,
+                                   message_id=message_id, now=self.clock.seconds())
+
+    def record_delivered(self, row: OutboxRow, ack_code: str) -> None:
+        now = self.clock.seconds()
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, ack_code = ?, "
+                "delivered_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
+                (ack_code, now, now, row.id))
+            self._event(conn, "delivered", row, attempt=row.attempts + 1, ack_code=ack_code)
+
+    def record_failed(self, row: OutboxRow, error: str, *, retry_at: float | None,
+                      ack_code: str | None = None) -> None:
+        """One failed attempt; ``retry_at`` None dead-letters the message."""
+        now = self.clock.seconds()
+        attempt = row.attempts + 1
+        with self._transaction() as conn:
+            if retry_at is None:
+                conn.execute(
+                    "UPDATE outbox SET status = 'dead', attempts = ?, ack_code = ?, last_error = ?, "
+                    "updated_at = ? WHERE id = ?", (attempt, ack_code, error, now, row.id))
+                self._event(conn, "delivery_failed", row, attempt=attempt, error=error, ack_code=ack_code)
+                self._event(conn, "dead_lettered", row, attempts=attempt, error=error)
+            else:
+                conn.execute(
+                    "UPDATE outbox SET attempts = ?, ack_code = ?, last_error = ?, next_attempt_at = ?, "
+                    "updated_at = ? WHERE id = ?", (attempt, ack_code, error, retry_at, now, row.id))
+                self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
+                            ack_code=ack_code, retry_in=round(retry_at - now, 3))
+
+    def retry(self, outbox_id: int) -> OutboxRow:
+        """Put one dead (or pending) message back at the head of the retry schedule."""
+        row = self.get(outbox_id)
+        if row is None:
+            raise OutboxError(f"no outbox message with id {outbox_id}")
+        if row.status == DELIVERED:
+            raise OutboxError(f"outbox message {outbox_id} was already delivered")
+        self._requeue([row])
+        return row
+
+    def retry_dead(self, destination: str | None = None) -> int:
+        rows = self.list(status=DEAD, destination=destination, limit=None)
+        self._requeue(rows)
+        return len(rows)
+
+    def _requeue(self, rows: Sequence[OutboxRow]) -> None:
+        now = self.clock.seconds()
+        with self._transaction() as conn:
+            for row in rows:
+                conn.execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                    "updated_at = ? WHERE id = ?", (now, now, row.id))
+                self._event(conn, "requeued", row, previous_status=row.status)
+
+    def purge_delivered(self, before: float) -> int:
+        """Delete delivered messages delivered before ``before`` (clock seconds)."""
+        with self._transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (before,))
+            return cur.rowcount
+
+    # --- reading ------------------------------------------------------------------------
+
+    def head(self, destination: str) -> OutboxRow | None:
+        """The next message to deliver to ``destination`` (oldest pending)."""
+        row = self.conn.execute(
+            f"SELECT {_COLUMNS} FROM outbox WHERE destination = ? AND status = 'pending' "
+            "ORDER BY id LIMIT 1", (destination,)).fetchone()
+        return OutboxRow(*row) if row else None
+
+    def get(self, outbox_id: int) -> OutboxRow | None:
+        row = self.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
+        return OutboxRow(*row) if row else None
+
+    def list(self, *, status: str | None = None, destination: str | None = None,
+             limit: int | None = 100) -> list[OutboxRow]:
+        where, params = [], []
+        if status is not None:
+            where.append("status = ?")
+            params.append(status)
+        if destination is not None:
+            where.append("destination = ?")
+            params.append(destination)
+        sql = f"SELECT {_COLUMNS} FROM outbox"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [OutboxRow(*r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def pending_destinations(self) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT DISTINCT destination FROM outbox WHERE status = 'pending' ORDER BY destination")]
+
+    def backlog(self) -> dict[str, tuple[int, float]]:
+        """Per destination: (pending messages, created_at of the oldest)."""
+        rows = self.conn.execute(
+            "SELECT destination, COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending' "
+            "GROUP BY destination").fetchall()
+        return {dest: (count, oldest) for dest, count, oldest in rows}
+
+    # --- internals ----------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise OutboxError(f"outbox database write failed: {exc}") from None
+
+    @staticmethod
+    def _event(conn: sqlite3.Connection, event: str, row: OutboxRow, **fields: Any) -> None:
+        event_op(event, row.source_control_id, row.message_id, utc_now(),
+                 destination=row.destination, route=row.route, purpose=row.purpose,
+                 outbound_control_id=row.control_id, outbox_id=row.id, **fields)(conn)

@@ -1,0 +1,343 @@
+"""Where results and alerts go: destinations, routes, and the messages a report produces.
+
+Configuration (gateway.toml; every section optional, no routes = nothing is sent)::
+
+    [outbound]                      how messages are written (mappings.outbound.OutboundFormat)
+    sending_application = "RI-GATEWAY"
+    application_ack_destination = "ris"   # enhanced-mode application ACKs go here
+
+    [destinations.pager]            one MLLP peer
+    endpoint = "tcp:host=127.0.0.1:port=2576"   # Twisted client endpoint, ssl: allowed
+    receiving_application = "PAGER"
+    ack_timeout = 30.0 ...
+
+    [routes.critical-to-pager]      a rule; every matching route sends
+    type = "alerts"                 # "results" (full result ORU) or "alerts"
+    destinations = ["pager"]
+    alert_on = ["critical"]         # alerts only; see gateway.alerts
+    kinds = [...], critical = true, modalities = [...], sending_facilities = [...],
+    sending_applications = [...], result_statuses = [...]   # match conditions, all optional
+
+A route matches a report when every condition it gives holds. When several routes of the
+same type target one destination, the destination gets that message once.
+
+Errors: configuration problems raise ``gateway.errors.ConfigError`` naming the key.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from mappings.outbound import (
+    Addressing, OutboundConfigError, OutboundFormat, Report, build_alert_oru, build_result_oru,
+)
+from ri_engine.models import Inference, InferenceResult
+
+from .alerts import AlertConfigError, AlertPolicy, communication_of
+from .config import register_section
+from .errors import ConfigError
+
+__all__ = [
+    "Destination", "OutboundConfig", "PlannedMessage", "Route", "Router", "new_control_id",
+    "outbound_config", "parse_destinations", "parse_outbound", "parse_routes",
+]
+
+RESULTS, ALERTS, APPLICATION_ACK = "results", "alerts", "application_ack"
+ROUTE_TYPES = (RESULTS, ALERTS)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One downstream MLLP peer and how deliveries to it are retried."""
+
+    name: str
+    endpoint: str
+    addressing: Addressing = Addressing()
+    ack_timeout: float = 30.0        # seconds to wait for the ACK before closing and retrying
+    max_attempts: int = 10           # attempts before a message is dead-lettered
+    backoff_initial: float = 1.0     # seconds before the first retry
+    backoff_max: float = 300.0       # longest wait between attempts
+    backoff_multiplier: float = 2.0
+    jitter: float = 0.2              # +/- fraction of randomness applied to every wait
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str
+    type: str
+    destinations: tuple[str, ...]
+    kinds: frozenset[str] | None = None
+    critical: bool | None = None
+    modalities: frozenset[str] | None = None
+    sending_applications: frozenset[str] | None = None
+    sending_facilities: frozenset[str] | None = None
+    result_statuses: frozenset[str] | None = None
+    alert: AlertPolicy = AlertPolicy()
+    send_empty: bool = True
+
+    def matches(self, inferences: Sequence[Inference], *, modality: str | None,
+                sending_application: str, sending_facility: str, result_status: str | None) -> bool:
+        kinds = {inf.kind for inf in inferences}
+        if self.kinds is not None and not kinds & self.kinds:
+            return False
+        if self.critical is not None and ("criticalResult" in kinds) != self.critical:
+            return False
+        if self.modalities is not None and (modality or "").upper() not in self.modalities:
+            return False
+        if self.sending_applications is not None and sending_application not in self.sending_applications:
+            return False
+        if self.sending_facilities is not None and sending_facility not in self.sending_facilities:
+            return False
+        if self.result_statuses is not None and (result_status or "").upper() not in self.result_statuses:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class OutboundConfig:
+    format: OutboundFormat = OutboundFormat()
+    destinations: Mapping[str, Destination] = field(default_factory=dict)
+    routes: tuple[Route, ...] = ()
+    application_ack_destination: str | None = None
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """One message to put in the outbox."""
+
+    destination: str
+    route: str
+    purpose: str          # results | alerts | application_ack
+    control_id: str       # MSH-10 of the outbound message
+    payload: bytes
+
+
+def new_control_id() -> str:
+    # 20 characters: the MSH-10 length limit of HL7 v2.5.
+    return "RI" + uuid.uuid4().hex[:18].upper()
+
+
+def _first_component(value: Any) -> str:
+    return str(value or "").split("^")[0]
+
+
+class Router:
+    """Turns an analysed report into the outbound messages its matching routes call for."""
+
+    def __init__(self, config: OutboundConfig, *, control_ids: Callable[[], str] = new_control_id) -> None:
+        self.config = config
+        self._control_ids = control_ids
+
+    def plan(self, *, inbound_text: str, header: Any, report: Report,
+             result: InferenceResult | Sequence[Inference], now: dt.datetime) -> list[PlannedMessage]:
+        """Messages for one analysed OBR group (``header`` is the inbound MessageHeader)."""
+        inferences = _inferences(result)
+        planned: list[PlannedMessage] = []
+        seen: set[tuple[str, str]] = set()
+        for route in self.config.routes:
+            if not route.matches(
+                    inferences, modality=getattr(report, "modality_hint", None),
+                    sending_application=_first_component(getattr(header, "sending_application", "")),
+                    sending_facility=_first_component(getattr(header, "sending_facility", "")),
+                    result_status=report.result_status):
+                continue
+            selected = route.alert.alerting(inferences) if route.type == ALERTS else inferences
+            if route.type == ALERTS and not selected:
+                continue
+            if route.type == RESULTS and not selected and not route.send_empty:
+                continue
+            for name in route.destinations:
+                if (name, route.type) in seen:
+                    continue
+                seen.add((name, route.type))
+                dest = self.config.destinations[name]
+                control_id = self._control_ids()
+                if route.type == ALERTS:
+                    msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
+                                          now=now, addressing=dest.addressing,
+                                          communicated=communication_of(inferences),
+                                          fmt=self.config.format)
+                else:
+                    msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
+                                           now=now, addressing=dest.addressing,
+                                           fmt=self.config.format)
+                planned.append(PlannedMessage(name, route.name, route.type, control_id, msg.payload()))
+        return planned
+
+    def plan_application_ack(self, ack_text: str, control_id: str, *,
+                             codec: str = "utf-8") -> PlannedMessage | None:
+        """An enhanced-mode application ACK (built by mappings.ack) for the return route."""
+        name = self.config.application_ack_destination
+        if name is None:
+            return None
+        return PlannedMessage(name, "application_ack", APPLICATION_ACK, control_id,
+                              ack_text.encode(codec, errors="replace"))
+
+
+def wants_application_ack(application_ack_type: str | None, ack_code: str) -> bool:
+    """Whether MSH-16 asks for an application ACK with this code (AL, ER, SU; NE/empty: no)."""
+    kind = (application_ack_type or "").upper()
+    accepted = ack_code.upper() in ("AA", "CA")
+    return kind == "AL" or (kind == "ER" and not accepted) or (kind == "SU" and accepted)
+
+
+def _inferences(result: InferenceResult | Sequence[Inference]) -> list[Inference]:
+    if isinstance(result, InferenceResult):
+        return [inf for pr in result.patient_results for inf in pr.inferences]
+    return list(result)
+
+
+# --- configuration ----------------------------------------------------------------------
+
+_DEST_NUMBERS = {"ack_timeout": float, "backoff_initial": float, "backoff_max": float,
+                 "backoff_multiplier": float, "jitter": float, "max_attempts": int}
+
+
+def _check_client_endpoint(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(key, "must be a Twisted client endpoint string")
+    from twisted.internet.endpoints import clientFromString
+
+    try:
+        clientFromString(None, value)  # parsed only, never connected
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
+        raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: {exc}") from None
+    return value
+
+
+def parse_destinations(table: Mapping[str, Any]) -> dict[str, Destination]:
+    out: dict[str, Destination] = {}
+    for name, spec in table.items():
+        where = f"destinations.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(where, "must be a table ([destinations.NAME])")
+        known = {"endpoint", "receiving_application", "receiving_facility", *_DEST_NUMBERS}
+        for key in spec:
+            if key not in known:
+                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        if "endpoint" not in spec:
+            raise ConfigError(f"{where}.endpoint", "is required")
+        kwargs: dict[str, Any] = {"endpoint": _check_client_endpoint(f"{where}.endpoint", spec["endpoint"])}
+        for key, tp in _DEST_NUMBERS.items():
+            if key not in spec:
+                continue
+            value = spec[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and not isinstance(value, int)):
+                raise ConfigError(f"{where}.{key}", f"expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+            if value < 0 or (key != "jitter" and value == 0):
+                raise ConfigError(f"{where}.{key}", f"must be greater than 0, got {value}")
+            kwargs[key] = tp(value)
+        if kwargs.get("jitter", 0) >= 1:
+            raise ConfigError(f"{where}.jitter", "must be below 1")
+        if kwargs.get("backoff_multiplier", 2.0) < 1:
+            raise ConfigError(f"{where}.backoff_multiplier", "must be at least 1")
+        addressing = {}
+        for key in ("receiving_application", "receiving_facility"):
+            if key in spec:
+                if not isinstance(spec[key], str):
+                    raise ConfigError(f"{where}.{key}", "must be a string")
+                addressing[key] = spec[key]
+        out[name] = Destination(name=name, addressing=Addressing(**addressing), **kwargs)
+    return out
+
+
+def _string_set(key: str, value: Any, upper: bool = False) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(key, "must be a list of strings")
+    return frozenset(v.upper() if upper else v for v in value)
+
+
+def parse_routes(table: Mapping[str, Any]) -> tuple[Route, ...]:
+    from ri_engine.models import INFERENCE_TYPES
+
+    routes = []
+    for name, spec in table.items():
+        where = f"routes.{name}"
+        if not isinstance(spec, Mapping):
+            raise ConfigError(where, "must be a table ([routes.NAME])")
+        known = {"type", "destinations", "kinds", "critical", "modalities", "sending_applications",
+                 "sending_facilities", "result_statuses", "alert_on", "scores", "send_empty"}
+        for key in spec:
+            if key not in known:
+                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+        kind = spec.get("type", RESULTS)
+        if kind not in ROUTE_TYPES:
+            raise ConfigError(f"{where}.type", f"must be one of {', '.join(ROUTE_TYPES)}; got {kind!r}")
+        if "destinations" not in spec:
+            raise ConfigError(f"{where}.destinations", "is required")
+        dests = spec["destinations"]
+        if not isinstance(dests, list) or not dests or not all(isinstance(d, str) for d in dests):
+            raise ConfigError(f"{where}.destinations", "must be a non-empty list of destination names")
+        kwargs: dict[str, Any] = {}
+        if "kinds" in spec:
+            kinds = _string_set(f"{where}.kinds", spec["kinds"])
+            unknown = kinds - set(INFERENCE_TYPES)
+            if unknown:
+                raise ConfigError(f"{where}.kinds", f"unknown inference kind(s): {', '.join(sorted(unknown))}")
+            kwargs["kinds"] = kinds
+        for key in ("critical", "send_empty"):
+            if key in spec:
+                if not isinstance(spec[key], bool):
+                    raise ConfigError(f"{where}.{key}", "must be true or false")
+                kwargs[key] = spec[key]
+        if "modalities" in spec:
+            kwargs["modalities"] = _string_set(f"{where}.modalities", spec["modalities"], upper=True)
+        if "result_statuses" in spec:
+            kwargs["result_statuses"] = _string_set(f"{where}.result_statuses", spec["result_statuses"], upper=True)
+        for key in ("sending_applications", "sending_facilities"):
+            if key in spec:
+                kwargs[key] = _string_set(f"{where}.{key}", spec[key])
+        if kind == RESULTS and ("alert_on" in spec or "scores" in spec):
+            raise ConfigError(f"{where}.alert_on", 'only applies to routes of type "alerts"')
+        try:
+            kwargs["alert"] = AlertPolicy.from_dict(spec, where)
+        except AlertConfigError as exc:
+            raise ConfigError(exc.key, exc.message) from None
+        routes.append(Route(name=name, type=kind, destinations=tuple(dests), **kwargs))
+    return tuple(routes)
+
+
+def parse_outbound(table: Mapping[str, Any]) -> tuple[OutboundFormat, str | None]:
+    data = dict(table)
+    ack_dest = data.pop("application_ack_destination", None)
+    if ack_dest is not None and not isinstance(ack_dest, str):
+        raise ConfigError("outbound.application_ack_destination", "must be a destination name")
+    try:
+        return OutboundFormat.from_dict(data), ack_dest
+    except OutboundConfigError as exc:
+        raise ConfigError(exc.key, exc.message) from None
+
+
+def outbound_config(sections: Mapping[str, Any]) -> OutboundConfig:
+    """Assemble and cross-check the parsed sections (``settings.sections``)."""
+    destinations = sections.get("destinations") or {}
+    routes = sections.get("routes") or ()
+    fmt, ack_dest = sections.get("outbound") or (OutboundFormat(), None)
+    for route in routes:
+        for name in route.destinations:
+            if name not in destinations:
+                raise ConfigError(f"routes.{route.name}.destinations",
+                                  f"names unknown destination {name!r}")
+    if ack_dest is not None and ack_dest not in destinations:
+        raise ConfigError("outbound.application_ack_destination",
+                          f"names unknown destination {ack_dest!r}")
+    return OutboundConfig(format=fmt, destinations=destinations, routes=routes,
+                          application_ack_destination=ack_dest)
+
+
+def parse_outbound_config(data: Mapping[str, Any]) -> OutboundConfig:
+    """The outbound configuration from a whole TOML document (tests, tools)."""
+    return outbound_config({
+        "destinations": parse_destinations(data.get("destinations", {})),
+        "routes": parse_routes(data.get("routes", {})),
+        "outbound": parse_outbound(data.get("outbound", {})),
+    })
+
+
+register_section("destinations", parse_destinations)
+register_section("routes", parse_routes)
+register_section("outbound", parse_outbound)
