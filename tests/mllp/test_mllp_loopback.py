@@ -1,0 +1,200 @@
+"""Listener and client over real loopback sockets (TCP and TLS), ports chosen by the OS.
+
+twisted.trial's TestCase runs the reactor for the Deferred a test returns, and
+pytest runs these tests like any other.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort
+from twisted.trial import unittest
+
+from mllp import (
+    ConnectionClosed,
+    ConnectionInfo,
+    MLLPServerFactory,
+    ReplyTooLarge,
+    connect_client,
+    send_messages,
+)
+
+# Twisted's own ssl: server endpoint still hands pyOpenSSL objects to OpenSSL.
+pytestmark = pytest.mark.filterwarnings("ignore:Passing pyOpenSSL:DeprecationWarning")
+
+
+class NumberingHandler:
+    """Answers every frame with its sequence number and a digest of the frame's size."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bytes, ConnectionInfo]] = []
+
+    def handle(self, payload: bytes, conn: ConnectionInfo) -> bytes:
+        self.seen.append((payload, conn))
+        return b"ACK %d len=%d" % (len(self.seen), len(payload))
+
+
+class ConnectionWatch:
+    """on_event callback that lets a test wait until the server saw connections close."""
+
+    def __init__(self) -> None:
+        self.lost = 0
+        self._waiters: list[tuple[int, Deferred[None]]] = []
+
+    def __call__(self, name: str, **fields: Any) -> None:
+        if name == "connection_lost":
+            self.lost += 1
+            ready = [(n, d) for n, d in self._waiters if self.lost >= n]
+            self._waiters = [(n, d) for n, d in self._waiters if self.lost < n]
+            for _, d in ready:
+                d.callback(None)
+
+    def connections_lost(self, count: int) -> Deferred[None]:
+        if self.lost >= count:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._waiters.append((count, d))
+        return d
+
+
+def make_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """Write a key and a self-signed certificate for 127.0.0.1; return their paths."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ri-gateway test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    key_path = directory / "server-key.pem"
+    cert_path = directory / "server-cert.pem"
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path
+
+
+class LoopbackTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.handler = NumberingHandler()
+        self.watch = ConnectionWatch()
+        self.directory = Path(tempfile.mkdtemp(prefix="mllp-test-"))
+        self.addCleanup(shutil.rmtree, self.directory, True)
+
+    async def _serve(self, description: str, **options: Any) -> tuple[MLLPServerFactory, int]:
+        factory = MLLPServerFactory(
+            self.handler, clock=reactor, on_event=self.watch, **options
+        )
+        port: IListeningPort = await serverFromString(reactor, description).listen(factory)
+        self.addCleanup(port.stopListening)
+        return factory, port.getHost().port
+
+    def test_tcp_send_messages(self) -> Deferred[None]:
+        async def go() -> None:
+            factory, port = await self._serve("tcp:0:interface=127.0.0.1")
+            payloads = [b"MSH|^~\\&|RIS|H|GW|H|||ORU^R01|%d|P|2.5" % i for i in range(20)]
+            replies = await send_messages(
+                reactor, f"tcp:host=127.0.0.1:port={port}", payloads, timeout=10
+            )
+            assert replies == [b"ACK %d len=%d" % (i + 1, len(p)) for i, p in enumerate(payloads)]
+            assert [payload for payload, _ in self.handler.seen] == payloads
+            assert {conn.conn_id for _, conn in self.handler.seen} == {1}
+            assert self.handler.seen[0][1].peer.startswith("127.0.0.1:")
+            await self.watch.connections_lost(1)
+            assert factory.stats.frames == 20
+            assert factory.stats.connections_open == 0
+
+        return Deferred.fromCoroutine(go())
+
+    def test_tcp_oversize_reply_fails_the_client(self) -> Deferred[None]:
+        async def go() -> None:
+            _, port = await self._serve("tcp:0:interface=127.0.0.1")
+            client = await connect_client(
+                reactor, f"tcp:host=127.0.0.1:port={port}", max_frame_size=5
+            )
+            try:
+                await client.send(b"MSH|x", timeout=10)
+            except ReplyTooLarge:
+                pass
+            else:
+                raise AssertionError("the 13-byte reply should exceed the 5-byte limit")
+            await client.close()
+            await self.watch.connections_lost(1)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_tls_exchange_with_generated_certificate(self) -> Deferred[None]:
+        async def go() -> None:
+            key_path, cert_path = make_self_signed_certificate(self.directory)
+            trust = self.directory / "trust"
+            trust.mkdir()
+            shutil.copy(cert_path, trust / "ca.pem")
+            _, port = await self._serve(
+                f"ssl:0:privateKey={key_path}:certKey={cert_path}:interface=127.0.0.1"
+            )
+            client = await connect_client(
+                reactor, f"tls:host=127.0.0.1:port={port}:trustRoots={trust}"
+            )
+            message = b"MSH|^~\\&|RIS|H|GW|H|||ORU^R01|T1|P|2.5"
+            reply = await client.send(message, timeout=10)
+            assert reply == b"ACK 1 len=%d" % len(message)
+            await client.close()
+            await self.watch.connections_lost(1)
+
+        return Deferred.fromCoroutine(go())
+
+    def test_tls_client_refuses_an_untrusted_certificate(self) -> Deferred[None]:
+        async def go() -> None:
+            key_path, cert_path = make_self_signed_certificate(self.directory)
+            other = self.directory / "other"
+            other.mkdir()
+            _, other_cert = make_self_signed_certificate(other)
+            trust = self.directory / "trust"
+            trust.mkdir()
+            shutil.copy(other_cert, trust / "ca.pem")
+            _, port = await self._serve(
+                f"ssl:0:privateKey={key_path}:certKey={cert_path}:interface=127.0.0.1"
+            )
+            client = await connect_client(
+                reactor, f"tls:host=127.0.0.1:port={port}:trustRoots={trust}"
+            )
+            try:
+                await client.send(b"MSH|x", timeout=10)
+            except ConnectionClosed:
+                pass
+            else:
+                raise AssertionError("the handshake should fail against the wrong trust root")
+            await self.watch.connections_lost(1)
+            assert self.handler.seen == []
+
+        return Deferred.fromCoroutine(go())
