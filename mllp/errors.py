@@ -6,7 +6,7 @@ family in one place::
     MLLPError
     ├── InvalidPayload     encode_frame() was given bytes that would break the framing
     ├── AckTimeout         no reply frame arrived in time; the connection was aborted
-    ├── ConnectionClosed   the connection ended before the reply arrived (or was already closed)
+    ├── ConnectionClosed   the connection ended before the reply arrived, or was closed
     ├── ReplyTooLarge      the reply frame exceeded the client's frame size limit
     └── ClientBusy         send() was called while an earlier reply was still awaited
 

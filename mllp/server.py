@@ -310,9 +310,17 @@ class MLLPServerFactory(ServerFactory):
             or not isinstance(idle_timeout, (int, float))
             or not idle_timeout > 0
         ):
-            raise ValueError(f"idle_timeout must be a positive number or None, not {idle_timeout!r}")
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or max_connections < 1:
-            raise ValueError(f"max_connections must be a positive integer, not {max_connections!r}")
+            raise ValueError(
+                f"idle_timeout must be a positive number or None, not {idle_timeout!r}"
+            )
+        if (
+            isinstance(max_connections, bool)
+            or not isinstance(max_connections, int)
+            or max_connections < 1
+        ):
+            raise ValueError(
+                f"max_connections must be a positive integer, not {max_connections!r}"
+            )
         if clock is None:
             from twisted.internet import reactor
 

@@ -46,7 +46,8 @@ class FramingBattery:
 
     def check(self, data: bytes, expected: Outcome, **options: object) -> None:
         for size, chunks in splits(data):
-            assert self.run(chunks, **options) == expected, f"chunk size {size}"  # type: ignore[arg-type]
+            outcome = self.run(chunks, **options)  # type: ignore[arg-type]
+            assert outcome == expected, f"chunk size {size}"
 
     def test_one_frame(self) -> None:
         self.check(encode_frame(MSG_A), Outcome(frames=(MSG_A,)))
