@@ -61,6 +61,11 @@ _PAST_LEAD = re.compile(
     r"|(?:\b(?:was|were|turned)\s*$)",
     re.IGNORECASE,
 )
+# A threshold in a rule or guideline ("Male <60 years of age", "older than 50 years").
+_THRESHOLD = re.compile(
+    r"(?:[<>≤≥=]|\b(?:over|under|above|below|older\s+than|younger\s+than|greater\s+than"
+    r"|less\s+than|more\s+than|at\s+least|aged?\s+over|aged?\s+under))\s*$",
+    re.IGNORECASE)
 _THINGS = phrase_pattern([
     "fracture", "fractures", "prosthesis", "implant", "injury", "graft", "stent", "scar",
     "tumor", "device", "repair", "surgery", "shunt", "pacemaker", "infarct", "lesion",
@@ -165,7 +170,7 @@ def _describes_patient_now(ctx: AnalysisContext, start: int, end: int) -> bool:
     text = ctx.text
     s_start, s_end = sentence_bounds(ctx, start)
     lead = text[max(s_start, start - 40):start]
-    if _PAST_LEAD.search(lead):
+    if _PAST_LEAD.search(lead) or _THRESHOLD.search(lead):
         return False
     follow = text[end:min(s_end, end + 30)]
     next_word = re.match(r"[\s,(-]*([A-Za-z]+)", follow)

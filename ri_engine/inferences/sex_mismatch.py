@@ -96,6 +96,8 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
     found: dict[tuple[int, int], _Mention] = {}
     for sex, pattern in terms.words.items():
         for m in pattern.finditer(text):
+            if _generic_rule(text, terms, m.start()):
+                continue
             if not _other_person(ctx, terms, m.start(), m.end()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end())
     for m in _AGE_LETTER.finditer(text):
@@ -118,6 +120,15 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
             if _pronoun_is_patient(ctx, terms, m.start()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end(), pronoun=True)
     return sorted(found.values(), key=lambda x: x.start)
+
+
+def _generic_rule(text: str, terms: _Terms, offset: int) -> bool:
+    """Both sexes named in one paragraph: a guideline or table ("Female >5cm, Male <60
+    years"), not a description of the patient."""
+    start = max(text.rfind("\n\n", 0, offset), text.rfind("\r\n\r\n", 0, offset), 0)
+    ends = [i for i in (text.find("\n\n", offset), text.find("\r\n\r\n", offset)) if i >= 0]
+    end = min(ends) if ends else len(text)
+    return all(p.search(text, start, end) for p in terms.words.values())
 
 
 def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> bool:
