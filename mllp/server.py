@@ -24,7 +24,7 @@ Behaviour on each connection:
   without input while no frame is waiting for its reply (a peer that keeps a
   half-sent frame open counts as idle).  The timer stops while the handler
   works, so a slow handler never costs the peer its reply.
-* **Connection limit.**  Connections beyond ``max_connections`` are closed as
+* **Connection limit.**  Connections beyond ``max_connections`` are aborted as
   soon as they are made.
 * Nothing is handed to the handler and nothing is written once the connection
   is closing.  A handler still working when the connection is lost is left to
@@ -151,7 +151,9 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         if not self.factory._admit(self):
             self._stopped = True
             self._log.warning("mllp.connection_refused", limit=self.factory.max_connections)
-            self.transport.loseConnection()
+            # Abort rather than close politely: over TLS a polite close would
+            # first finish the handshake for a connection we do not want.
+            self.transport.abortConnection()
             return
         self._accepted = True
         self._log.info("mllp.connection_made")

@@ -76,7 +76,7 @@ def test_connections_beyond_the_limit_are_refused() -> None:
     first, _ = connect(factory)
     connect(factory)
     refused, refused_transport = connect(factory, IPv4Address("TCP", "10.9.9.9", 5000))
-    assert refused_transport.disconnecting
+    assert refused_transport.disconnected  # set by abortConnection() only
     refused.dataReceived(encode_frame(MSG_A))
     assert handler.payloads == []
     lose(refused)  # the refused connection closing must not free a slot

@@ -153,6 +153,27 @@ class LoopbackTests(unittest.TestCase):
 
         return Deferred.fromCoroutine(go())
 
+    def test_tcp_connection_over_the_limit_is_refused_and_service_goes_on(self) -> Deferred[None]:
+        async def go() -> None:
+            factory, port = await self._serve("tcp:0:interface=127.0.0.1", max_connections=1)
+            endpoint = f"tcp:host=127.0.0.1:port={port}"
+            first = await connect_client(reactor, endpoint)
+            assert await first.send(b"MSH|1", timeout=10) == b"ACK 1 len=5"
+            second = await connect_client(reactor, endpoint)
+            try:
+                await second.send(b"MSH|2", timeout=10)
+            except ConnectionClosed:
+                pass
+            else:
+                raise AssertionError("the second connection should have been refused")
+            assert await first.send(b"MSH|3", timeout=10) == b"ACK 2 len=5"
+            await first.close()
+            await self.watch.connections_lost(1)
+            assert factory.stats.connections_refused == 1
+            assert [payload for payload, _ in self.handler.seen] == [b"MSH|1", b"MSH|3"]
+
+        return Deferred.fromCoroutine(go())
+
     def test_tls_exchange_with_generated_certificate(self) -> Deferred[None]:
         async def go() -> None:
             key_path, cert_path = make_self_signed_certificate(self.directory)
