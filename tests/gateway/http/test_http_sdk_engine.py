@@ -1,0 +1,107 @@
+"""The Azure SDK against ri-gateway with the real engine: the documentation examples.
+
+Each documentation example is sent as the SDK sends it; what comes back must
+deserialise in the SDK and hold the inferences the documentation shows, compared
+by kind and key codes (the keys of the evaluation format: subject-of-information
+code and presence for findings, modality codes, body-part codes, ...).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+from test_http_sdk import SAMPLE_NAMES, SDK_CLASSES, Server, _sample, _strip_notes
+
+from rest_harness import sample_job
+
+
+def _engine_available() -> bool:
+    try:
+        return hasattr(importlib.import_module("ri_engine"), "Engine")
+    except ImportError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _engine_available(), reason="ri_engine.Engine not built yet")
+
+
+def _codes(concepts) -> list[str]:
+    return sorted(c["coding"][0]["code"] for c in concepts or [])
+
+
+def inference_key(inference: dict) -> str:
+    """The evaluation key of one inference (see the evaluation case format)."""
+    kind = inference["kind"]
+    if kind == "finding":
+        observation = inference["finding"]
+        subject = next((c["valueCodeableConcept"]["coding"][0]["code"]
+                        for c in observation.get("component", [])
+                        if c["code"]["coding"][0]["code"] == "131195008"), "-")
+        absent = any(i["coding"][0]["code"] == "260413007"
+                     for i in observation.get("interpretation", []))
+        return f"{subject}|{'absent' if absent else 'present'}"
+    if kind == "criticalResult":
+        return inference["result"]["description"]
+    if kind == "followupRecommendation":
+        procedure = inference["recommendedProcedure"]
+        if procedure["kind"] == "imagingProcedureRecommendation":
+            return procedure["imagingProcedures"][0]["modality"]["coding"][0]["code"]
+        return "generic:" + procedure["code"]["coding"][0]["code"]
+    if kind == "followupCommunication":
+        ack = "ack" if inference.get("wasAcknowledged") else "noack"
+        return "+".join(sorted(inference.get("recipient", []))) + "|" + ack
+    if kind == "radiologyProcedure":
+        return "+".join(sorted(p["modality"]["coding"][0]["code"]
+                               for p in inference.get("imagingProcedures", [])))
+    if kind == "ageMismatch":
+        return "ageMismatch"
+    if kind == "sexMismatch":
+        return inference["sexIndication"]["coding"][0]["code"]
+    if kind == "lateralityDiscrepancy":
+        laterality = inference.get("lateralityIndication")
+        return f"{inference['discrepancyType']}|" + (
+            laterality["coding"][0]["code"] if laterality else "-")
+    if kind == "completeOrderDiscrepancy":
+        return (f"{inference['orderType']['coding'][0]['code']}"
+                f"|missing:{','.join(_codes(inference.get('missingBodyParts')))}"
+                f"|meas:{','.join(_codes(inference.get('missingBodyPartMeasurements')))}")
+    if kind == "limitedOrderDiscrepancy":
+        return (f"{inference['orderType']['coding'][0]['code']}"
+                f"|present:{','.join(_codes(inference.get('presentBodyParts')))}")
+    if kind == "scoringAndAssessment":
+        value = inference.get("singleValue")
+        if value is None:
+            rng = inference["rangeValue"]
+            value = f"{rng['minimum']}-{rng['maximum']}"
+        return f"{inference['category']}|{value}"
+    if kind == "guidance":
+        return f"{inference['identifier']['coding'][0]['code']}|{inference['ranking']}"
+    if kind == "qualityMeasure":
+        return f"{inference['qualityMeasureDenominator']}|{inference['complianceType']}"
+    raise AssertionError(f"unknown kind {kind}")
+
+
+@pytest.fixture(scope="module")
+def engine_server(tmp_path_factory) -> Iterator[Server]:
+    server = Server(tmp_path_factory.mktemp("sdk-engine") / "gateway.db", "engine")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("name", SAMPLE_NAMES)
+def test_the_engine_answers_the_documentation_examples(engine_server: Server, name: str) -> None:
+    sample = _sample(name)
+    with engine_server.client() as client:
+        poller = client.begin_infer_radiology_insights(
+            "engine-" + name[5:][:28].replace("_", "-"), sample_job(sample))
+        result = poller.result()
+    inferences = result.patient_results[0].inferences
+    for inference in inferences:
+        assert isinstance(inference, SDK_CLASSES[inference.kind])
+    expected = _strip_notes(sample["expected"])
+    produced = Counter((i.kind, inference_key(i.as_dict())) for i in inferences)
+    wanted = Counter((e["kind"], inference_key(e)) for e in expected)
+    assert produced == wanted
