@@ -5,33 +5,33 @@ few plain facts about a character span: which section and sentence hold it, whet
 sentence denies it or puts it on someone else, and RI's token evidence for it.
 
 Sections and sentences come from the engine's NLP layers (``ctx.sections``,
-``ctx.sentences``) when it has filled them; otherwise a small header/sentence reader
-here provides the same information, so the builders also work on a bare context.
+``ctx.sentences``); on a context the engine has not filled they are computed here with
+the same NLP functions, so the builders also work on a bare context.
 Knowledge files are read once from ``ri_engine/knowledge/quality_*.json``.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from ..context import AnalysisContext
+from ..context import AnalysisContext, Section, Span
+from ..knowledge import load_json
 from ..models import CodeableConcept, Extension, concept
+from ..nlp.sections import SectionScheme, find_sections
+from ..nlp.sentences import split_sentences
 
 # RI splits hyphens, slashes and other punctuation into their own tokens
 # ("20-year-old" -> 20 - year - old); numbers keep their decimal point.
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[A-Za-z]+|[^\sA-Za-z\d]")
 
 
-@functools.cache
 def knowledge(name: str) -> dict[str, Any]:
     """One ``ri_engine/knowledge/<name>`` JSON file (read once per process)."""
-    path = Path(__file__).resolve().parent.parent / "knowledge" / name
-    return json.loads(path.read_text(encoding="utf-8"))
+    data: dict[str, Any] = load_json(name)
+    return data
 
 
 def token_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
@@ -60,7 +60,7 @@ def phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", re.IGNORECASE)
 
 
-# --- sections -------------------------------------------------------------------------------
+# --- sections and sentences -----------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Block:
@@ -69,77 +69,51 @@ class Block:
     end: int
 
 
-# A header is a line that starts with a few words and a colon ("FINDINGS:", "Provided
-# history:"); the canonical names match the ones the engine's section layer uses.
-_HEADER = re.compile(r"(?m)^[ \t]*([A-Za-z][A-Za-z /&]{1,40}?)[ \t]*:")
-_SECTION_NAMES = (
-    ("IMPRESSION", ("impression", "conclusion", "summary", "opinion", "assessment")),
-    ("FINDINGS", ("finding", "result", "report", "observation")),
-    ("COMPARISON", ("comparison", "prior")),
-    ("TECHNIQUE", ("technique", "procedure", "protocol", "method")),
-    ("HISTORY", ("history", "indication", "reason", "clinical", "complaint")),
-    ("EXAM", ("exam", "study", "examination")),
-)
-
-
-def _canonical(header: str) -> str | None:
-    low = header.lower()
-    for name, stems in _SECTION_NAMES:
-        if any(stem in low for stem in stems):
-            return name
-    return None
+# The engine's section names folded to the few the quality checks tell apart
+# (INDICATION and HISTORY both describe why the exam was done).
+_FOLD = {"INDICATION": "HISTORY"}
 
 
 @functools.lru_cache(maxsize=64)
-def _blocks_of(text: str) -> tuple[Block, ...]:
-    heads = [(m.start(), _canonical(m.group(1))) for m in _HEADER.finditer(text)]
-    heads = [(pos, name) for pos, name in heads if name]
-    blocks = []
-    for i, (pos, name) in enumerate(heads):
-        end = heads[i + 1][0] if i + 1 < len(heads) else len(text)
-        blocks.append(Block(name, pos, end))
-    return tuple(blocks)
+def _layout(text: str) -> tuple[tuple[Section, ...], tuple[Span, ...]]:
+    """Sections and sentences for a context the NLP layer has not filled."""
+    sections = find_sections(text, _scheme())
+    return tuple(sections), tuple(split_sentences(text, sections))
 
 
-def _normalise_engine_name(name: str) -> str:
-    return _canonical(name) or name.upper()
+@functools.cache
+def _scheme() -> SectionScheme:
+    return SectionScheme.load()
 
 
-def section_name_at(ctx: AnalysisContext, offset: int) -> str | None:
-    """Canonical section name (FINDINGS, IMPRESSION, HISTORY, ...) holding ``offset``."""
-    if ctx.sections:
-        section = ctx.section_at(offset)
-        return _normalise_engine_name(section.name) if section else None
-    for block in _blocks_of(ctx.text):
-        if block.start <= offset < block.end:
-            return block.name
-    return None
+def _sections(ctx: AnalysisContext) -> tuple[Section, ...]:
+    return tuple(ctx.sections) if ctx.sections else _layout(ctx.text)[0]
 
 
 def section_blocks(ctx: AnalysisContext) -> list[Block]:
-    if ctx.sections:
-        return [Block(_normalise_engine_name(s.name), s.start, s.end) for s in ctx.sections]
-    return list(_blocks_of(ctx.text))
+    return [Block(_FOLD.get(s.name, s.name), s.start, s.end) for s in _sections(ctx)]
 
 
-# --- sentences ------------------------------------------------------------------------------
-
-_SENTENCE_END = re.compile(r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\d)[.!?](?=\s)|\n\s*\n|\r\n\s*\r\n|:\s*(?:\r?\n)")
+def section_name_at(ctx: AnalysisContext, offset: int) -> str | None:
+    """Section name (FINDINGS, IMPRESSION, HISTORY, EXAM, ...) holding ``offset``."""
+    best: Section | None = None
+    for section in _sections(ctx):
+        if section.start <= offset < section.end:
+            if best is None or section.end - section.start < best.end - best.start:
+                best = section
+    return _FOLD.get(best.name, best.name) if best else None
 
 
 def sentence_bounds(ctx: AnalysisContext, offset: int) -> tuple[int, int]:
-    """The sentence holding ``offset``; a line break also ends a heading line."""
-    if ctx.sentences:
-        sentence = ctx.sentence_at(offset)
-        if sentence is not None:
+    """The sentence holding ``offset``; outside every sentence (a header), its line."""
+    sentences = ctx.sentences or _layout(ctx.text)[1]
+    for sentence in sentences:
+        if sentence.start <= offset < sentence.end:
             return sentence.start, sentence.end
     text = ctx.text
-    start = 0
-    for m in _SENTENCE_END.finditer(text, 0, offset):
-        start = m.end()
-    m = _SENTENCE_END.search(text, offset)
-    end = m.end() if m else len(text)
-    return start, end
+    start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
+    ends = [i for i in (text.find("\n", offset), text.find("\r", offset)) if i >= 0]
+    return start, min(ends) if ends else len(text)
 
 
 # --- assertion ------------------------------------------------------------------------------
