@@ -63,13 +63,11 @@ class JobRunner:
         *,
         parse: RequestParser,
         clock: IReactorTime,
-        on_finished: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.analysis = analysis
         self._parse = parse
         self._clock = clock
-        self._on_finished = on_finished
         self._purging: LoopingCall | None = None
 
     def now(self) -> float:
@@ -141,7 +139,6 @@ class JobRunner:
     def _record_success(self, result: InferenceResult, record: JobRecord) -> None:
         stored = self.store.succeed(record.id, record.revision, self.now(), result.to_json())
         log.info("REST job succeeded", job_id=record.id, recorded=stored)
-        self._finished(record.id)
 
     def _record_failure(self, failure: Failure, record: JobRecord) -> None:
         error = job_error_from(failure.value)
@@ -149,11 +146,6 @@ class JobRunner:
         # The exception text can quote the report, so only its type and code are logged.
         log.warning("REST job failed", job_id=record.id, error_code=error.code,
                     error_type=failure.type.__name__, recorded=stored)
-        self._finished(record.id)
-
-    def _finished(self, job_id: str) -> None:
-        if self._on_finished is not None:
-            self._on_finished(job_id)
 
 
 def _restrict_to_version(data: RadiologyInsightsData, api_version: str) -> RadiologyInsightsData:
