@@ -69,9 +69,18 @@ class MLLPClientProtocol(Protocol):
 
     # -- public API --------------------------------------------------------------
 
+    @property
+    def is_open(self) -> bool:
+        """True while ``send()`` can be used: connected and not closing or closed.
+
+        A peer may close an idle connection between messages; check this before
+        sending to reconnect instead of spending an attempt on a dead connection.
+        """
+        return self._connected and not self._closed and not self.transport.disconnecting
+
     def send(self, payload: bytes, timeout: float) -> Deferred[bytes]:
         """Send one framed message; fire with the payload of the next reply frame."""
-        if not self._connected or self._closed or self.transport.disconnecting:
+        if not self.is_open:
             return fail(ConnectionClosed("the connection is closed"))
         if self._waiting is not None:
             return fail(ClientBusy("a reply is still awaited on this connection"))

@@ -17,6 +17,8 @@ Behaviour on each connection:
   returns something that cannot be framed) is a bug in the application: the
   failure is logged by exception type only and the connection is closed; the
   frames queued behind it are not handed over.
+* **Back-pressure.**  Reading pauses while ``MAX_QUEUED_FRAMES`` frames wait
+  for the handler and resumes when the queue shrinks.
 * **Framing problems.**  Bytes outside frames are counted and logged, never
   answered.  A frame larger than ``max_frame_size`` stops reading: frames that
   arrived before it are still answered, then the connection is closed.
@@ -125,6 +127,11 @@ def describe_peer(address: IAddress) -> str:
 class MLLPServerProtocol(Protocol, TimeoutMixin):
     """One listener connection; configured by its :class:`MLLPServerFactory`."""
 
+    #: Frames waiting for the handler beyond which reading stops until the
+    #: queue shrinks, so a sender that does not wait for replies cannot fill
+    #: memory.  Senders that wait for each ACK never get near it.
+    MAX_QUEUED_FRAMES = 64
+
     def __init__(self, factory: MLLPServerFactory, conn_id: int) -> None:
         self.factory = factory
         self.conn_id = conn_id
@@ -139,6 +146,7 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         self._pumping = False  # _pump() is on the stack (guards against recursion)
         self._draining = False  # input stopped; close once the queued frames are answered
         self._stopped = False  # closing or closed: deliver nothing, write nothing
+        self._paused = False  # reading paused because too many frames are queued
         self._frames = 0
         self._log: Any = structlog.get_logger().bind(conn_id=conn_id)
 
@@ -170,6 +178,9 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
                 self.factory._emit("frame", conn_id=self.conn_id, size=len(event.payload))
                 self._queue.append(event.payload)
                 self._pump()
+                if len(self._queue) >= self.MAX_QUEUED_FRAMES and not self._paused:
+                    self._paused = True
+                    self.transport.pauseProducing()
             elif isinstance(event, StrayBytes):
                 stats.bytes_outside_frames += event.count
                 self.factory._emit("stray_bytes", conn_id=self.conn_id, count=event.count)
@@ -232,9 +243,15 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
                 # A handler that answered synchronously has cleared _busy already.
         finally:
             self._pumping = False
-        if self._draining and not self._busy and not self._queue and not self._stopped:
-            self._stopped = True
-            self.transport.loseConnection()
+        if self._stopped or self.transport.disconnecting:
+            return
+        if self._draining:
+            if not self._busy and not self._queue:
+                self._stopped = True
+                self.transport.loseConnection()
+        elif self._paused and len(self._queue) < self.MAX_QUEUED_FRAMES:
+            self._paused = False
+            self.transport.resumeProducing()
 
     def _reply_ready(self, reply: object) -> None:
         self._busy = False
@@ -273,7 +290,9 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         self.factory._emit("frame_too_large", conn_id=self.conn_id, size=size, limit=limit)
         self._log.warning("mllp.frame_too_large", size=size, limit=limit)
         self._draining = True
-        self.transport.pauseProducing()
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
         self._pump()
 
     def _update_idle_timer(self) -> None:

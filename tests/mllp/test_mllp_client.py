@@ -100,6 +100,17 @@ def test_connection_lost_while_waiting() -> None:
     assert clock.getDelayedCalls() == []
 
 
+def test_is_open_follows_the_connection() -> None:
+    assert not MLLPClientProtocol(clock=Clock()).is_open
+    client, transport, _ = connected()
+    assert client.is_open
+    transport.loseConnection()  # e.g. closing on our side
+    assert not client.is_open
+    other, _, _ = connected()
+    other.connectionLost(Failure(ConnectionDone()))  # e.g. the peer closed an idle connection
+    assert not other.is_open
+
+
 def test_send_after_connection_lost_fails_at_once() -> None:
     client, transport, _ = connected()
     client.connectionLost(Failure(ConnectionDone()))

@@ -11,7 +11,7 @@ from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from mllp import ConnectionInfo, MLLPServerFactory, encode_frame
+from mllp import ConnectionInfo, MLLPServerFactory, MLLPServerProtocol, encode_frame
 from mllp.server import describe_peer
 
 
@@ -99,6 +99,24 @@ def test_next_frame_waits_for_the_slow_reply_across_reads() -> None:
     assert handler.payloads == [MSG_A, MSG_B]
     pending[1].callback(b"reply B")
     assert transport.value() == encode_frame(b"reply B")
+
+
+def test_reading_pauses_while_too_many_frames_wait() -> None:
+    pending: list[Deferred[bytes | None]] = []
+
+    def slow(payload: bytes) -> Deferred[bytes | None]:
+        pending.append(Deferred())
+        return pending[-1]
+
+    proto, transport = connect(make_factory(RecordingHandler(reply=slow)))
+    limit = MLLPServerProtocol.MAX_QUEUED_FRAMES
+    proto.dataReceived(b"".join(encode_frame(b"%d" % i) for i in range(limit)))
+    assert transport.producerState == "producing"  # one is with the handler
+    proto.dataReceived(encode_frame(b"one more"))
+    assert transport.producerState == "paused"
+    pending[0].callback(None)
+    assert transport.producerState == "producing"
+    assert len(pending) == 2
 
 
 def test_many_frames_in_one_read_with_synchronous_handler() -> None:
