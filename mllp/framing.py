@@ -47,7 +47,6 @@ rather than emit a frame the receiver would cut in the wrong place.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from mllp.errors import InvalidPayload
@@ -60,7 +59,6 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 _VT = START_BLOCK[0]
 _FS = END_BLOCK[0]
 _CR = CARRIAGE_RETURN[0]
-_BLOCK_BYTE = re.compile(b"[\x0b\x1c]")
 
 # Decoder states.
 _OUTSIDE = 0  # between frames: everything except VT is stray
@@ -151,25 +149,32 @@ class FrameDecoder:
         stray = 0
         pos = 0
         end = len(data)
+        # Next VT / FS at or after pos (end if none), each found by one fast
+        # find() and reused until passed, so every byte is scanned at most
+        # once per delimiter however many lone FS bytes the read holds.
+        next_vt = next_fs = -1
         while pos < end:
             state = self._state
+            if next_vt < pos:
+                found = data.find(START_BLOCK, pos)
+                next_vt = end if found < 0 else found
             if state == _OUTSIDE:
-                start = data.find(START_BLOCK, pos)
-                if start < 0:
-                    stray += end - pos
+                stray += next_vt - pos
+                if next_vt == end:
                     break
-                stray += start - pos
                 if stray:
                     events.append(StrayBytes(stray))
                     stray = 0
                 self._begin_frame()
-                pos = start + 1
+                pos = next_vt + 1
             elif state == _IN_FRAME:
-                match = _BLOCK_BYTE.search(data, pos)
-                stop = end if match is None else match.start()
+                if next_fs < pos:
+                    found = data.find(END_BLOCK, pos)
+                    next_fs = end if found < 0 else found
+                stop = min(next_vt, next_fs)
                 if stop > pos:
                     self._take(view[pos:stop], events)
-                if match is None:
+                if stop == end:
                     break
                 pos = stop + 1
                 if data[stop] == _VT:
