@@ -123,7 +123,7 @@ _PRE_NEGATION = phrase_pattern([
     "free of", "absence of", "absent", "never", "rather than", "ruled out", "nor",
 ])
 _POST_NEGATION = phrase_pattern([
-    "is absent", "are absent", "surgically absent", "not seen", "not visualized",
+    "absent", "is absent", "are absent", "surgically absent", "not seen", "not visualized",
     "not identified", "is not", "are not", "has been removed", "have been removed",
     "removed", "resected", "was excluded", "is excluded", "not present",
 ])

@@ -51,7 +51,7 @@ class _Terms:
     words: dict[str, re.Pattern[str]]
     pronouns: dict[str, re.Pattern[str]]
     specific: tuple[tuple[str, re.Pattern[str]], ...]
-    absence: re.Pattern[str]
+    surgery: re.Pattern[str]
     others: re.Pattern[str]
     indication: dict[str, dict[str, str]]
 
@@ -64,7 +64,7 @@ def _terms() -> _Terms:
     pronouns = {sex: phrase_pattern(ws) for sex, ws in data["pronouns"].items()}
     specific = tuple((entry["sex"], phrase_pattern(entry["patterns"]))
                      for entry in data["anatomy"] + data["conditions"])
-    return _Terms(words, pronouns, specific, phrase_pattern(data["absenceCues"]),
+    return _Terms(words, pronouns, specific, phrase_pattern(data["surgeryCues"]),
                   phrase_pattern(data["otherPersonWords"]), data["sexIndication"])
 
 
@@ -146,7 +146,7 @@ def _denied_or_absent(ctx: AnalysisContext, terms: _Terms, start: int, end: int)
     if is_negated(ctx, start, end):
         return True
     s_start, s_end = sentence_bounds(ctx, start)
-    return bool(terms.absence.search(ctx.text, s_start, s_end))
+    return bool(terms.surgery.search(ctx.text, s_start, s_end))
 
 
 def _pronoun_is_patient(ctx: AnalysisContext, terms: _Terms, start: int) -> bool:
