@@ -173,3 +173,13 @@ def test_round_trip_over_every_split() -> None:
     data = b"".join(VT + p + FS + CR for p in payloads)
     for size, chunks in splits(data):
         assert decode(chunks) == [Frame(p) for p in payloads], f"chunk size {size}"
+
+
+def test_many_lone_fs_bytes_in_one_read() -> None:
+    data = VT + (b"a" + FS) * 1000 + CR + VT * 3 + encode_frame(b"end")
+    assert FrameDecoder().feed(data) == [
+        Frame((b"a" + FS) * 999 + b"a"),
+        FrameRestarted(0),
+        FrameRestarted(0),
+        Frame(b"end"),
+    ]
