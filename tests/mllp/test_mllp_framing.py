@@ -179,6 +179,7 @@ def test_many_lone_fs_bytes_in_one_read() -> None:
     data = VT + (b"a" + FS) * 1000 + CR + VT * 3 + encode_frame(b"end")
     assert FrameDecoder().feed(data) == [
         Frame((b"a" + FS) * 999 + b"a"),
+        FrameRestarted(0),  # VT VT VT, then the VT that opens b"end"
         FrameRestarted(0),
         FrameRestarted(0),
         Frame(b"end"),
