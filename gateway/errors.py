@@ -4,8 +4,11 @@
     ├── ConfigError        a configuration value is invalid; ``key`` names it
     │                      (``mllp.max_frame_size``); the CLI exits 2 with the message
     ├── AuditError         the audit database cannot be opened or written
-    └── InputError         a file given to a CLI command cannot be used (not HL7, not
-                           JSON, unreadable); the CLI exits 2 with the message
+    ├── InputError         a file given to a CLI command cannot be used (not HL7, not
+    │                      JSON, unreadable); the CLI exits 2 with the message
+    ├── NegativeOutcome    a command did its work and the answer is "no" (an ACK other
+    │                      than AA/CA, an unknown control id); the CLI exits 1
+    └── PeerUnavailable    the gateway or a downstream peer cannot be reached; exit 3
 
 HL7 content errors are ``mappings.errors.HL7Error``; engine errors are
 ``ri_engine.errors.EngineError``.  They are translated to ACK codes in exactly one
@@ -14,7 +17,10 @@ place (:mod:`gateway.ack_policy`) and to CLI exit codes at the CLI boundary.
 
 from __future__ import annotations
 
-__all__ = ["AuditError", "ConfigError", "GatewayError", "InputError"]
+__all__ = [
+    "AuditError", "ConfigError", "GatewayError", "InputError", "NegativeOutcome",
+    "PeerUnavailable",
+]
 
 
 class GatewayError(Exception):
@@ -36,3 +42,11 @@ class AuditError(GatewayError):
 
 class InputError(GatewayError):
     """A file or value given on the command line cannot be used."""
+
+
+class NegativeOutcome(GatewayError):
+    """A command did its work and the outcome is negative."""
+
+
+class PeerUnavailable(GatewayError):
+    """A peer (the gateway, a downstream system) cannot be reached."""

@@ -1,0 +1,1 @@
+"""Subcommands of ``ri-gateway``; one module per command, named like the command."""

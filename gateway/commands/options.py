@@ -1,0 +1,29 @@
+"""Options shared by several commands: where the configuration and the database are."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from gateway.config import Settings, load_settings
+
+__all__ = ["config_option", "db_option", "settings_from"]
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False), envvar="RI_GATEWAY_CONFIG",
+    help="TOML configuration file (env RI_GATEWAY_CONFIG); embedded defaults without it.")
+
+db_option = click.option(
+    "--db", "db_path", type=click.Path(dir_okay=False),
+    help="Audit database file (overrides [storage] db).")
+
+
+def settings_from(config_path: str | None, overrides: dict[str, Any]) -> Settings:
+    return load_settings(config_path, overrides, os.environ)
+
+
+def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return config_option(db_option(fn))

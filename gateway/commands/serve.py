@@ -1,0 +1,58 @@
+"""``ri-gateway serve``: run the gateway until interrupted (SIGINT/SIGTERM)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from gateway.errors import PeerUnavailable
+
+from .options import config_option, db_option, settings_from
+
+_FORMATS = {"auto": None, "json": True, "console": False}
+
+
+@click.command()
+@config_option
+@click.option("--mllp", "mllp_endpoint", metavar="ENDPOINT",
+              help="MLLP listener, a Twisted endpoint string (tcp:2575:interface=127.0.0.1, "
+                   "ssl:2576:privateKey=key.pem:certKey=cert.pem).")
+@click.option("--http", "http_endpoint", metavar="ENDPOINT",
+              help="REST API listener, a Twisted endpoint string (enables the REST API).")
+@db_option
+@click.pass_obj
+def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
+          http_endpoint: str | None, db_path: str | None) -> None:
+    """Receive HL7 v2 over MLLP, persist, ACK, analyse; serve the REST API."""
+    from gateway.logging import configure_logging
+
+    settings = settings_from(config_path, {
+        "mllp.endpoint": mllp_endpoint, "http.endpoint": http_endpoint,
+        "http.enabled": True if http_endpoint else None, "storage.db": db_path})
+    configure_logging(settings.logging.level, _FORMATS[settings.logging.format])
+
+    from twisted.internet import reactor
+
+    from gateway.service import build_gateway
+
+    engine_factory = (obj or {}).get("engine_factory")
+    app, service = build_gateway(settings, reactor=reactor, engine_factory=engine_factory)
+    failed: list[str] = []
+
+    def listen_failed(failure: Any) -> None:
+        failed.append(failure.getErrorMessage())
+        if reactor.running:
+            reactor.stop()
+
+    for child in service:
+        listening = getattr(child, "listening", None)
+        if listening is not None:
+            listening.addErrback(listen_failed)
+    reactor.callWhenRunning(service.startService)
+    reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
+    reactor.run()
+    if failed:
+        raise PeerUnavailable(f"cannot listen: {failed[0]}")
+    sys.stdout.flush()

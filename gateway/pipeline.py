@@ -1,0 +1,197 @@
+"""After the ACK: analyse each mapped report and record what came out.
+
+:class:`AnalysisPipeline` takes an accepted message (already committed), sends every
+OBR group that mapping marked ``analyse`` to the :class:`~gateway.analysis.AnalysisPool`,
+and then writes, in ONE transaction: the inferences, the message status
+(``analysed`` / ``skipped`` / ``failed``), the audit events, and whatever the
+*hooks* add.  Hooks are how outbound delivery joins in: a hook receives the message
+and its results and returns audit operations (outbox rows) that commit together with
+the inferences, so a result is never recorded without its outbound messages or the
+other way round.
+
+At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
+``received`` (ACKed, analysis never finished) and analyses it again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from twisted.internet import defer
+
+from .audit import AuditLog, Op, event_op, inferences_op, status_op
+
+__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
+
+
+@dataclass(frozen=True)
+class AcceptedMessage:
+    """An ACKed message, committed as ``messages.id = message_id``."""
+
+    message_id: int
+    control_id: str
+    header: Any  # mappings.header.MessageHeader
+    text: str  # decoded message text (CR separators)
+    reports: tuple[Any, ...]  # mappings.inbound.MappedReport
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    """One OBR group after analysis: ``result`` or ``error`` (an EngineError), or skipped."""
+
+    report: Any  # MappedReport
+    result: Any = None  # InferenceResult
+    error: BaseException | None = None
+
+    @property
+    def inferences(self) -> list[dict[str, Any]]:
+        if self.result is None:
+            return []
+        return [inf.to_json() for pr in self.result.patient_results for inf in pr.inferences]
+
+
+class AnalysedHook(Protocol):
+    def __call__(self, message: AcceptedMessage, outcomes: Sequence[ReportOutcome]) -> list[Op[Any]]:
+        """Audit operations to commit in the same transaction as the results."""
+
+
+class Analyzer(Protocol):
+    def analyze(self, data: Any) -> defer.Deferred: ...
+
+
+class Committer(Protocol):
+    def submit(self, op: Op[Any]) -> defer.Deferred: ...
+
+
+def _all_of(ops: list[Op[Any]]) -> Op[None]:
+    """One op (one savepoint) made of several: all of them commit, or none."""
+    def op(conn: sqlite3.Connection) -> None:
+        for sub in ops:
+            sub(conn)
+    return op
+
+
+class AnalysisPipeline:
+    def __init__(self, analyzer: Analyzer, committer: Committer, *,
+                 hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.analyzer = analyzer
+        self.committer = committer
+        self.hooks = list(hooks)
+        self.metrics = metrics
+        self.clock = clock
+        if log is None:
+            from .logging import get_logger
+            log = get_logger("gateway.analysis")
+        self.log = log
+        self.in_progress = 0
+
+    def add_hook(self, hook: AnalysedHook) -> None:
+        self.hooks.append(hook)
+
+    def submit(self, message: AcceptedMessage) -> defer.Deferred:
+        """Analyse and record; fires with the final status once it is committed."""
+        self.in_progress += 1
+        started = self.clock()
+        work = []
+        for report in message.reports:
+            if getattr(report, "analyse", False):
+                d = self.analyzer.analyze(report.request)
+                d.addCallbacks(lambda result, r=report: ReportOutcome(r, result=result),
+                               lambda failure, r=report: ReportOutcome(r, error=failure.value))
+                work.append(d)
+            else:
+                work.append(defer.succeed(ReportOutcome(report)))
+        d = defer.gatherResults(work)
+        d.addCallback(self._record, message, started)
+
+        def finished(result: Any) -> Any:
+            self.in_progress -= 1
+            return result
+
+        d.addBoth(finished)
+        d.addErrback(self._failed, message)
+        return d
+
+    def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
+                started: float) -> defer.Deferred:
+        duration = self.clock() - started
+        analysed = [o for o in outcomes if o.result is not None]
+        failed = [o for o in outcomes if o.error is not None]
+        mid, cid = message.message_id, message.control_id
+        ops: list[Op[Any]] = []
+        kinds: dict[str, int] = {}
+        for outcome in analysed:
+            infs = outcome.inferences
+            for inf in infs:
+                kinds[str(inf.get("kind"))] = kinds.get(str(inf.get("kind")), 0) + 1
+            ops.append(inferences_op(mid, outcome.report.obr_index, outcome.report.accession, infs))
+            ops.append(event_op("analysed", cid, mid, obr_index=outcome.report.obr_index,
+                                accession=outcome.report.accession, inferences=len(infs),
+                                model_version=outcome.result.model_version))
+        for outcome in failed:
+            ops.append(event_op("analysis_failed", cid, mid, obr_index=outcome.report.obr_index,
+                                error=type(outcome.error).__name__,
+                                code=getattr(outcome.error, "code", None)))
+        if analysed:
+            status = "analysed"
+        elif failed:
+            status = "failed"
+        else:
+            status = "skipped"
+            reasons = sorted({str(getattr(o.report, "skip_reason", None) or "not analysable")
+                              for o in outcomes})
+            ops.append(event_op("skipped", cid, mid, reasons=reasons or ["no report"]))
+        ops.append(status_op(mid, status, reports=len(outcomes)))
+        for hook in self.hooks:
+            ops.extend(hook(message, outcomes))
+        d = self.committer.submit(_all_of(ops))
+
+        def done(_: Any) -> str:
+            if self.metrics is not None:
+                self.metrics.observe("ri_gateway_analysis_seconds", duration)
+                for kind, count in kinds.items():
+                    self.metrics.inc("ri_gateway_inferences_total", {"kind": kind}, count)
+            self.log.info("analysis", control_id=cid, message_id=mid, status=status,
+                          reports=len(outcomes), inferences=sum(kinds.values()),
+                          failed=len(failed), duration_ms=round(duration * 1000, 2))
+            return status
+
+        return d.addCallback(done)
+
+    def _failed(self, failure: Any, message: AcceptedMessage) -> None:
+        # The results could not be committed (database error): the message keeps status
+        # 'received' and is analysed again at the next start.
+        self.log.error("analysis.not_recorded", control_id=message.control_id,
+                       message_id=message.message_id, error=failure.type.__name__)
+        return None
+
+    def resume(self, audit: AuditLog, reread: Callable[[bytes, str | None], tuple[Any, str, Any]]
+               ) -> list[defer.Deferred]:
+        """Re-submit every stored message whose analysis never finished.
+
+        ``reread(raw, charset) -> (header, text, reports)`` decodes and maps the stored
+        bytes again (the receiver's own code path).  A message that no longer maps is
+        marked ``failed`` with an event saying why.
+        """
+        started = []
+        for stored in audit.pending_analysis():
+            try:
+                header, text, reports = reread(stored.raw, stored.charset)
+            except Exception as exc:  # noqa: BLE001 - recorded, the others go on
+                self.committer.submit(_all_of([
+                    event_op("analysis_failed", stored.control_id, stored.id,
+                             error=type(exc).__name__, stage="resume"),
+                    status_op(stored.id, "failed")]))
+                continue
+            self.committer.submit(event_op("resumed", stored.control_id, stored.id))
+            message = AcceptedMessage(stored.id, stored.control_id or "", header, text,
+                                      tuple(reports))
+            started.append(self.submit(message))
+        if started:
+            self.log.info("analysis.resumed", messages=len(started))
+        return started

@@ -1,0 +1,282 @@
+"""The inbound message handler: decode, check, map, persist, then ACK.
+
+:class:`Receiver` is the ``mllp.server.MessageHandler`` of the listener.  For each
+frame (the listener calls it serially per connection, so ACKs leave in order):
+
+1. decode the bytes (``mappings.decoding``; never fails);
+2. read MSH (``mappings.header``).  Unreadable: the message is stored as ``rejected``
+   and answered AR when ``mappings.ack.build_unreadable_ack`` can address an answer;
+   when it cannot (no MSH-10), nothing is sent and the connection is closed;
+3. duplicate?  Same MSH-3, MSH-4, MSH-10 as an accepted message: the ORIGINAL ACK
+   bytes are sent again, a ``duplicate`` event is audited, nothing is processed;
+4. accepted type/version/processing id (``mappings.policy``), else AR;
+5. map the ORU to RI requests (``mappings.inbound``): bad content gets AE;
+6. commit the raw message with its ACK (group commit) and only then return the ACK;
+7. hand the accepted message to the analysis pipeline (off the reactor thread).
+
+Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
+message produces one log line ``hl7.message`` with outcome, ACK code and duration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from mappings.ack import build_ack, build_unreadable_ack, encode_message
+from mappings.decoding import decode_message
+from mappings.errors import HL7Error, UnreadableHeader
+from mappings.header import read_header
+from mappings.policy import check_acceptable
+
+from .ack_policy import decide, enhanced_mode
+from .audit import AuditLog, ReceivedMessage, event_op, received_op, utc_now
+from .config import MLLPSettings
+from .errors import GatewayError
+from .pipeline import AcceptedMessage
+
+__all__ = ["ControlIds", "Receiver", "UnanswerableMessage"]
+
+
+class UnanswerableMessage(GatewayError):
+    """No ACK can be addressed (MSH-10 unreadable): the listener closes the connection."""
+
+
+class ControlIds:
+    """MSH-10 values for our ACKs: unique across restarts, at most 20 characters."""
+
+    def __init__(self, prefix: str = "RIG", clock: Callable[[], float] = time.time) -> None:
+        self.prefix = prefix
+        self.clock = clock
+        self._counter = itertools.count()
+
+    def __call__(self) -> str:
+        millis = int(self.clock() * 1000)
+        return f"{self.prefix}{_base36(millis)}{next(self._counter) % 36 ** 4:04d}"[:20]
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while n:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+    return (out or "0").upper()
+
+
+def _acked_control_id(ack_text: str) -> str | None:
+    """MSA-2 of an ACK we built (the inbound control id it answers)."""
+    fs = ack_text[3:4]
+    for segment in ack_text.split("\r"):
+        if fs and segment.startswith("MSA" + fs):
+            fields = segment.split(fs)
+            return fields[2] if len(fields) > 2 and fields[2] else None
+    return None
+
+
+def default_mapper(mapping_config: Any = None) -> Callable[[str], list[Any]]:
+    from mappings.inbound import map_oru
+
+    return lambda text: map_oru(text, mapping_config)
+
+
+class Receiver:
+    def __init__(self, committer: Any, reader: AuditLog, *, settings: MLLPSettings | None = None,
+                 mapper: Callable[[str], list[Any]] | None = None,
+                 on_accepted: Callable[[AcceptedMessage], Any] | None = None,
+                 ids: Callable[[], str] | None = None,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 clock: Callable[[], float] = time.monotonic, metrics: Any = None,
+                 log: Any = None) -> None:
+        self.committer = committer
+        self.reader = reader
+        self.settings = settings or MLLPSettings()
+        self.mapper = mapper or default_mapper()
+        self.on_accepted = on_accepted
+        self.ids = ids or ControlIds()
+        self.now = now
+        self.clock = clock
+        self.metrics = metrics
+        if log is None:
+            from .logging import get_logger
+            log = get_logger("gateway.receiver")
+        self.log = log
+        # Accepted messages whose commit is still running, by duplicate key: the
+        # Deferreds of duplicates that arrived meanwhile wait here for the ACK.
+        self._inflight: dict[tuple[str, str, str], list[defer.Deferred]] = {}
+
+    # --- the MessageHandler interface --------------------------------------------------
+
+    def handle(self, payload: bytes, conn: Any) -> defer.Deferred | bytes | None:
+        started = self.clock()
+        received = self.now()
+        decoded = decode_message(payload, self.settings.default_charset)
+        try:
+            header = read_header(decoded.text)
+        except UnreadableHeader as exc:
+            return self._unreadable(payload, decoded, exc, conn, received, started)
+
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        duplicate = self._duplicate(key, header, payload, conn, started)
+        if duplicate is not None:
+            return duplicate
+
+        error: BaseException | None = None
+        reports: tuple[Any, ...] = ()
+        try:
+            check_acceptable(header, message_types=self.settings.accepted_message_types,
+                             versions=self.settings.accepted_versions,
+                             processing_ids=self.settings.accepted_processing_ids)
+            reports = tuple(self.mapper(decoded.text))
+        except Exception as exc:  # noqa: BLE001 - every outcome gets an ACK (ack_policy)
+            error = exc
+            if not isinstance(exc, HL7Error):
+                self.log.error("hl7.mapping_failed", control_id=header.control_id,
+                               conn_id=conn.conn_id, error=type(exc).__name__)
+        decision = decide(error)
+        code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
+        ack_id = self.ids()
+        ack = encode_message(build_ack(header, code, control_id=ack_id, now=received,
+                                       error=decision.error), decoded.charset)
+        record = ReceivedMessage(
+            raw=payload, received_at=utc_now(received), conn_id=conn.conn_id, peer=conn.peer,
+            status="received" if decision.accepted else "rejected", ack_code=code,
+            ack_payload=ack, ack_control_id=ack_id, control_id=header.control_id,
+            sending_application=header.sending_application,
+            sending_facility=header.sending_facility,
+            receiving_application=header.receiving_application,
+            receiving_facility=header.receiving_facility, message_type=header.message_code,
+            version=header.version, processing_id=header.processing_id, charset=decoded.charset,
+            error_code=decision.error.err_code if decision.error else None,
+            error_text=decision.error.message if decision.error else None,
+            reports=len(reports) if decision.accepted else None)
+        if decision.accepted:
+            self._inflight[key] = []
+        d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
+        d.addCallbacks(self._stored, self._not_stored,
+                       callbackArgs=(record, key, header, decoded.text, reports, decision, started),
+                       errbackArgs=(record, key, header, decoded.charset, started))
+        return d
+
+    # --- outcomes --------------------------------------------------------------------------
+
+    def _stored(self, message_id: int, record: ReceivedMessage, key: tuple[str, str, str],
+                header: Any, text: str, reports: tuple[Any, ...], decision: Any,
+                started: float) -> bytes:
+        ack = record.ack_payload or b""
+        for waiting in self._inflight.pop(key, []) if decision.accepted else []:
+            waiting.callback(ack)
+        self._count(record.message_type, record.ack_code)
+        self.log.info("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
+                      peer=record.peer, message_id=message_id, message_type=record.message_type,
+                      outcome=decision.outcome, ack_code=record.ack_code,
+                      error_code=record.error_code, reports=len(reports), size=len(record.raw),
+                      duration_ms=self._ms(started))
+        if decision.accepted and self.on_accepted is not None:
+            self.on_accepted(AcceptedMessage(message_id, record.control_id or "", header, text,
+                                             reports))
+        return ack
+
+    def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
+                    header: Any, charset: str, started: float) -> defer.Deferred | bytes:
+        waiting = self._inflight.pop(key, [])
+        if failure.check(sqlite3.IntegrityError):
+            # Stored meanwhile by another path (the unique key): answer as a duplicate.
+            stored = self.reader.find_accepted(*key)
+            if stored is not None and stored.ack_payload:
+                for w in waiting:
+                    w.callback(stored.ack_payload)
+                return stored.ack_payload
+        decision = decide(failure.value if failure.check(GatewayError) else
+                          _storage_error(failure))
+        code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
+        ack = encode_message(build_ack(header, code, control_id=self.ids(), now=self.now(),
+                                       error=decision.error), charset)
+        for w in waiting:
+            w.callback(ack)
+        self._count(record.message_type, code)
+        self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
+                       peer=record.peer, message_type=record.message_type, outcome="not_stored",
+                       ack_code=code, error=failure.type.__name__, duration_ms=self._ms(started))
+        return ack
+
+    def _duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes, conn: Any,
+                   started: float) -> defer.Deferred | bytes | None:
+        if key in self._inflight:
+            d: defer.Deferred = defer.Deferred()
+            self._inflight[key].append(d)
+            self._audit_duplicate(header, None, conn, payload, started, pending=True)
+            return d
+        stored = self.reader.find_accepted(*key)
+        if stored is None:
+            return None
+        self._audit_duplicate(header, stored, conn, payload, started, pending=False)
+        return stored.ack_payload
+
+    def _audit_duplicate(self, header: Any, stored: Any, conn: Any, payload: bytes,
+                         started: float, pending: bool) -> None:
+        same = None if stored is None else stored.raw == payload
+        d = self.committer.submit(event_op(
+            "duplicate", header.control_id, stored.id if stored else None, conn_id=conn.conn_id,
+            peer=conn.peer, size=len(payload), same_content=same,
+            ack_code=stored.ack_code if stored else None))
+        d.addErrback(lambda f: self.log.error("audit.write_failed", event="duplicate",
+                                              error=f.type.__name__))
+        if self.metrics is not None:
+            self.metrics.inc("ri_gateway_duplicates_total")
+        self.log.info("hl7.message", control_id=header.control_id, conn_id=conn.conn_id,
+                      peer=conn.peer, message_type=header.message_code, outcome="duplicate",
+                      ack_code=stored.ack_code if stored else None, same_content=same,
+                      pending=pending or None, duration_ms=self._ms(started))
+
+    def _unreadable(self, payload: bytes, decoded: Any, exc: UnreadableHeader, conn: Any,
+                    received: datetime, started: float) -> defer.Deferred:
+        decision = decide(exc)
+        ack_id = self.ids()
+        ack_text = build_unreadable_ack(decoded.text, decision.code, ack_id, received, exc)
+        ack = encode_message(ack_text, decoded.charset) if ack_text is not None else None
+        control_id = _acked_control_id(ack_text) if ack_text is not None else None
+        record = ReceivedMessage(
+            raw=payload, received_at=utc_now(received), conn_id=conn.conn_id, peer=conn.peer,
+            status="rejected", ack_code=decision.code if ack is not None else None,
+            ack_payload=ack, ack_control_id=ack_id if ack is not None else None,
+            control_id=control_id, charset=decoded.charset, error_code=exc.err_code,
+            error_text=exc.message)
+        d = self.committer.submit(received_op(record, unreadable=True))
+
+        def answer(result: Any) -> bytes:
+            stored = not isinstance(result, Failure)
+            self._count("unreadable", record.ack_code or "none")
+            self.log.warning("hl7.message", control_id=control_id, conn_id=conn.conn_id,
+                             peer=conn.peer, outcome="unreadable", ack_code=record.ack_code,
+                             error_code=exc.err_code, stored=stored,
+                             duration_ms=self._ms(started))
+            if ack is None:
+                raise UnanswerableMessage("MSH unreadable and no control id to answer")
+            return ack
+
+        return d.addBoth(answer)
+
+    # --- small things --------------------------------------------------------------------
+
+    def _count(self, message_type: str | None, ack_code: str | None) -> None:
+        if self.metrics is not None:
+            label = "".join(c for c in (message_type or "unknown")[:16] if c.isprintable())
+            self.metrics.inc("ri_gateway_messages_total",
+                             {"message_type": label, "ack_code": ack_code or "none"})
+
+    def _ms(self, started: float) -> float:
+        return round((self.clock() - started) * 1000, 3)
+
+
+def _storage_error(failure: Failure) -> BaseException:
+    from .errors import AuditError
+
+    return AuditError(f"audit write failed: {failure.type.__name__}")

@@ -1,0 +1,219 @@
+"""The running gateway: a Twisted ``MultiService`` built from :class:`Settings`.
+
+:func:`build_gateway` wires the parts together and returns a :class:`GatewayApp`
+(the shared objects other services use) and its ``MultiService``:
+
+* the audit database (a writer connection used only by the one writer thread, and
+  a reader connection for the reactor thread: duplicate look-ups, the REST API);
+* the group committer (persist, then ACK);
+* the analysis pool and pipeline, resuming unfinished analyses at start;
+* the MLLP listener on ``mllp.endpoint`` (:class:`ListenerService`);
+* the REST API on ``http.endpoint`` when ``http.enabled`` (:func:`build_http_service`).
+
+Stopping the service stops listening, waits for queued writes to commit and shuts
+the workers down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.internet.endpoints import serverFromString
+
+from mllp.server import ListenerStats, MLLPServerFactory
+
+from .analysis import AnalysisPool
+from .audit import AuditLog
+from .commit import GroupCommitter, thread_writer
+from .config import Settings
+from .logging import get_logger
+from .metrics import Metrics
+from .pipeline import AnalysisPipeline
+from .receiver import Receiver, default_mapper
+
+__all__ = ["GatewayApp", "ListenerService", "build_gateway", "build_http_service", "reread"]
+
+log = get_logger("gateway.service")
+
+_MLLP_METRICS = {
+    "connection_made": "ri_gateway_connections_total",
+    "frame": "ri_gateway_frames_total",
+}
+
+
+@dataclass
+class GatewayApp:
+    """What the services share; the REST and outbox services are built from it."""
+
+    settings: Settings
+    reactor: Any
+    audit: AuditLog  # reader connection (reactor thread)
+    writer_audit: AuditLog  # used only on the writer thread
+    committer: GroupCommitter
+    pool: Any  # AnalysisPool
+    pipeline: AnalysisPipeline
+    receiver: Receiver
+    metrics: Metrics
+    stats: ListenerStats = field(default_factory=ListenerStats)
+    stop_writer: Callable[[], None] = lambda: None
+
+
+class ListenerService(Service):
+    """Listens on a Twisted endpoint string; ``port`` is the listening port once started."""
+
+    def __init__(self, reactor: Any, endpoint: str, factory: Any, name: str) -> None:
+        self.reactor = reactor
+        self.endpoint = endpoint
+        self.factory = factory
+        self.setName(name)
+        self.port: Any = None
+        self.listening: defer.Deferred = defer.Deferred()
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        d = serverFromString(self.reactor, self.endpoint).listen(self.factory)
+
+        def listening(port: Any) -> Any:
+            self.port = port
+            address = port.getHost()
+            log.info("listening", service=self.name, host=getattr(address, "host", None),
+                     port=getattr(address, "port", None))
+            self.listening.callback(port)
+            return port
+
+        def failed(failure: Any) -> None:
+            log.error("listen_failed", service=self.name, endpoint=self.endpoint,
+                      error=failure.getErrorMessage())
+            self.listening.errback(failure)
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self) -> defer.Deferred | None:  # noqa: N802 - Twisted's name
+        super().stopService()
+        if self.port is not None:
+            return defer.maybeDeferred(self.port.stopListening)
+        return None
+
+
+def reread(settings: Settings, mapper: Callable[[str], list[Any]]
+           ) -> Callable[[bytes, str | None], tuple[Any, str, Any]]:
+    """Decode and map stored bytes again (used when resuming analysis)."""
+    from mappings.decoding import decode_message
+    from mappings.header import read_header
+
+    def run(raw: bytes, charset: str | None) -> tuple[Any, str, Any]:
+        decoded = decode_message(raw, charset or settings.mllp.default_charset)
+        return read_header(decoded.text), decoded.text, mapper(decoded.text)
+
+    return run
+
+
+class _CoreService(Service):
+    """Starts the analysis pool and resumes; at stop drains writes and closes things."""
+
+    def __init__(self, app: GatewayApp) -> None:
+        self.app = app
+        self.setName("core")
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        app = self.app
+        started = app.pool.start() if hasattr(app.pool, "start") else defer.succeed(None)
+        started.addCallbacks(
+            lambda version: log.info("analysis.ready", workers=getattr(app.pool, "workers", None),
+                                     executor=getattr(app.pool, "kind", None),
+                                     model_version=version or None),
+            lambda failure: log.error("analysis.unavailable", error=failure.type.__name__))
+        mapper = app.receiver.mapper
+        app.pipeline.resume(app.audit, reread(app.settings, mapper))
+
+    def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
+        super().stopService()
+        app = self.app
+
+        def close(_: Any) -> None:
+            app.pool.close()
+            app.stop_writer()
+            app.audit.close()
+            app.writer_audit.close()
+
+        return app.committer.drained().addBoth(close)
+
+
+def _on_mllp_event(metrics: Metrics, stats: ListenerStats) -> Callable[..., None]:
+    def on_event(name: str, **fields: Any) -> None:
+        if name in _MLLP_METRICS:
+            metrics.inc(_MLLP_METRICS[name])
+        elif name == "stray_bytes":
+            metrics.inc("ri_gateway_bytes_outside_frames_total", value=fields.get("count", 0))
+        metrics.set("ri_gateway_connections_open", stats.connections_open)
+
+    return on_event
+
+
+def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: Any = None,
+                  pool: Any = None, metrics: Metrics | None = None
+                  ) -> tuple[GatewayApp, MultiService]:
+    """The gateway's objects and services (not started)."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+
+        reactor = default_reactor
+    metrics = metrics or Metrics()
+    writer_audit = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
+    reader = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
+    run_in_writer, stop_writer = thread_writer(reactor)
+    committer = GroupCommitter(writer_audit, run_in_writer, max_batch=settings.storage.max_batch)
+    if pool is None:
+        pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
+                            engine_factory=engine_factory, executor=settings.analysis.executor)
+    pipeline = AnalysisPipeline(pool, committer, metrics=metrics)
+    receiver = Receiver(committer, reader, settings=settings.mllp,
+                        mapper=default_mapper(settings.mapping_config),
+                        on_accepted=pipeline.submit, metrics=metrics)
+    stats = ListenerStats()
+    app = GatewayApp(settings, reactor, reader, writer_audit, committer, pool, pipeline, receiver,
+                     metrics, stats, stop_writer)
+    top = MultiService()
+    _CoreService(app).setServiceParent(top)
+    factory = MLLPServerFactory(
+        receiver, max_frame_size=settings.mllp.max_frame_size,
+        lenient_end=settings.mllp.lenient_end,
+        idle_timeout=settings.mllp.idle_timeout or None,
+        max_connections=settings.mllp.max_connections, clock=reactor, stats=stats,
+        on_event=_on_mllp_event(metrics, stats))
+    ListenerService(reactor, settings.mllp.endpoint, factory, "mllp").setServiceParent(top)
+    if settings.http.enabled:
+        http = build_http_service(settings, app)
+        if http is not None:
+            http.setServiceParent(top)
+    return app, top
+
+
+def build_http_service(settings: Settings, app: GatewayApp) -> Service | None:
+    """The REST API service, or None when ``gateway.http`` is not installed.
+
+    Integration point for the REST API: ``gateway.http.make_site`` gets the shared
+    analysis pool, the audit database file for its job store, the API keys and the
+    metrics of this gateway.
+    """
+    try:
+        from gateway.http import make_site
+    except ModuleNotFoundError as exc:
+        if exc.name != "gateway.http":
+            raise
+        log.warning("http.unavailable", reason="gateway.http is not installed")
+        return None
+
+    def ready() -> bool:
+        return bool(getattr(app.pool, "ready", True))
+
+    site = make_site(
+        analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
+        metrics=app.metrics, health_checks={"analysis": ready},
+        max_body_bytes=settings.http.max_body_bytes, clock=app.reactor)
+    return ListenerService(app.reactor, settings.http.endpoint, site, "http")

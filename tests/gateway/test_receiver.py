@@ -1,0 +1,225 @@
+"""The inbound path over the real listener protocol, without sockets."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timezone
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from gateway.audit import AuditLog
+from gateway.commit import GroupCommitter
+from gateway.config import MLLPSettings
+from gateway.receiver import Receiver
+from mappings.errors import ContentError
+from mllp.server import MLLPServerFactory
+
+from gateway_samples import (
+    FakeReport, ManualWriter, frame, immediate_writer, oru, segments, unframe_all,
+)
+
+NOW = datetime(2024, 1, 15, 10, 15, 1, tzinfo=timezone.utc)
+TS = "20240115101501+0000"
+
+
+class Harness:
+    def __init__(self, tmp_path, *, writer=immediate_writer, mapper=None, settings=None):
+        self.audit = AuditLog(str(tmp_path / "audit.sqlite3"))
+        self.committer = GroupCommitter(self.audit, writer)
+        self.accepted = []
+        counter = itertools.count(1)
+        self.receiver = Receiver(
+            self.committer, self.audit, settings=settings or MLLPSettings(),
+            mapper=mapper or (lambda text: [FakeReport(request=None)]),
+            on_accepted=self.accepted.append, ids=lambda: f"ACK{next(counter)}",
+            now=lambda: NOW, clock=lambda: 0.0)
+        self.factory = MLLPServerFactory(self.receiver, clock=Clock())
+
+    def connect(self, port=5000):
+        proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
+        transport = StringTransport(peerAddress=IPv4Address("TCP", "127.0.0.1", port))
+        proto.makeConnection(transport)
+        return proto, transport
+
+
+def test_accepted_message_gets_aa_after_commit(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("MSG0001")))
+    # Nothing leaves before the commit has finished...
+    assert transport.value() == b""
+    assert h.audit.messages_for("MSG0001") == []
+    writer.finish_all()
+    # ...and the ACK leaves once it has.
+    assert unframe_all(transport.value()) == [
+        f"MSH|^~\\&|RIGW|RAD|RIS|HOSP|{TS}||ACK^R01^ACK|ACK1|P|2.5.1\rMSA|AA|MSG0001".encode()]
+    stored = h.audit.messages_for("MSG0001")
+    assert [(m["status"], m["ack_code"], m["sender"], m["message_type"]) for m in stored] == [
+        ("received", "AA", "RIS^HOSP", "ORU^R01")]
+    assert [a.control_id for a in h.accepted] == ["MSG0001"]
+
+
+@pytest.mark.parametrize("version, expected_type", [
+    ("2.2", "ACK"), ("2.3", "ACK^R01"), ("2.4", "ACK^R01^ACK"), ("2.7", "ACK^R01^ACK"),
+])
+def test_ack_message_type_follows_the_version(tmp_path, version, expected_type):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("V1", version=version, msh9="ORU^R01")))
+    assert unframe_all(transport.value()) == [
+        f"MSH|^~\\&|RIGW|RAD|RIS|HOSP|{TS}||{expected_type}|ACK1|P|{version}\rMSA|AA|V1".encode()]
+
+
+def test_unsupported_type_is_rejected_with_err_200(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("Z1", msh9="ZDT^Z01^ZDT_Z01")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1:] == [
+        "MSA|AR|Z1|message type ZDT is not accepted",
+        "ERR||MSH^1^9|200^Unsupported message type^HL70357|E||||message type ZDT is not accepted",
+    ]
+    assert [(m["status"], m["ack_code"], m["error_code"]) for m in h.audit.messages_for("Z1")] == [
+        ("rejected", "AR", "200")]
+    assert h.accepted == []
+
+
+@pytest.mark.parametrize("field, value, code", [
+    ("version", "3.0", "203"), ("processing", "X", "202"),
+])
+def test_unsupported_version_and_processing_id(tmp_path, field, value, code):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("U1", **{field: value})))
+    (ack,) = unframe_all(transport.value())
+    msa, err = segments(ack)[1:]
+    assert (msa.split("|")[:3], err.split("|")[3].split("^")[0]) == (["MSA", "AR", "U1"], code)
+
+
+def test_bad_content_is_ae(tmp_path):
+    def mapper(text):
+        raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
+
+    h = Harness(tmp_path, mapper=mapper)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("E1", version="2.4")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1:] == [
+        "MSA|AE|E1|no report text in any OBX-5",
+        "ERR|OBX^1^5^101&Required field missing&HL70357",
+    ]
+    assert h.audit.messages_for("E1")[0]["status"] == "rejected"
+
+
+def test_internal_failure_is_ar_207(tmp_path):
+    def mapper(text):
+        raise RuntimeError("bug")
+
+    h = Harness(tmp_path, mapper=mapper)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("I1")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1:] == [
+        "MSA|AR|I1|internal error; the message was not processed",
+        "ERR|||207^Application internal error^HL70357|E||||"
+        "internal error; the message was not processed",
+    ]
+
+
+def test_enhanced_mode_answers_ca(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("EN1", version="2.4", msh15="AL", msh16="NE")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1] == "MSA|CA|EN1"
+    assert h.audit.find_accepted("RIS", "HOSP", "EN1").ack_code == "CA"
+
+
+def test_acks_leave_in_arrival_order_while_commits_are_slow(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("A1")) + frame(oru("A2", msh9="XXX^X01")) + frame(oru("A3")))
+    answered = []
+    for _ in range(3):
+        # One frame at a time reaches the receiver; its ACK waits for its commit.
+        assert len(writer.pending) == 1
+        writer.finish_one()
+        answered.append(len(unframe_all(transport.value())))
+    assert answered == [1, 2, 3]
+    acks = unframe_all(transport.value())
+    assert [segments(a)[1][:9] for a in acks] == ["MSA|AA|A1", "MSA|AR|A2", "MSA|AA|A3"]
+
+
+def test_duplicate_gets_the_original_ack_and_is_not_processed(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("D1")))
+    proto.dataReceived(frame(oru("D1")))
+    first, second = unframe_all(transport.value())
+    assert first == second
+    assert [a.control_id for a in h.accepted] == ["D1"]
+    assert [e["event"] for e in h.audit.events(control_id="D1")] == ["received", "duplicate"]
+    assert h.audit.events(control_id="D1")[1]["fields"]["same_content"] is True
+    # Another sender may reuse the control id: that is not a duplicate.
+    proto.dataReceived(frame(oru("D1", facility="OTHER")))
+    assert len(h.accepted) == 2
+
+
+def test_duplicate_while_the_original_commit_is_running(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    p1, t1 = h.connect(5001)
+    p2, t2 = h.connect(5002)
+    p1.dataReceived(frame(oru("P1")))
+    p2.dataReceived(frame(oru("P1")))
+    assert t1.value() == t2.value() == b""
+    writer.finish_all()
+    assert unframe_all(t1.value()) == unframe_all(t2.value())
+    assert len(h.accepted) == 1
+
+
+def test_rejected_message_does_not_block_a_corrected_resend(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("R1", version="9.9")))
+    proto.dataReceived(frame(oru("R1")))
+    acks = unframe_all(transport.value())
+    assert [segments(a)[1][:9] for a in acks] == ["MSA|AR|R1", "MSA|AA|R1"]
+
+
+def test_unreadable_header_with_control_id_gets_ar(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    bad = b"MSH|\xef\xbf\xbd\xef\xbf\xbd|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|BAD1|P|2.5\rPID|1\r"
+    proto.dataReceived(frame(bad))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1].startswith("MSA|AR|BAD1")
+    stored = h.audit.messages_for("BAD1")
+    assert [(m["status"], m["ack_code"]) for m in stored] == [("rejected", "AR")]
+    assert not transport.disconnecting
+
+
+def test_no_msh_at_all_is_stored_and_the_connection_closed(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(b"BHS|^~\\&|X\rPID|1\r"))
+    assert transport.value() == b""
+    assert transport.disconnecting
+    (row,) = h.audit.conn.execute("SELECT status, ack_code, control_id FROM messages").fetchall()
+    assert row == ("rejected", None, None)
+
+
+def test_storage_failure_is_ar_and_says_so(tmp_path):
+    from twisted.internet import defer
+
+    h = Harness(tmp_path, writer=lambda fn: defer.fail(OSError("disk full")))
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("S1")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1] == "MSA|AR|S1|the message could not be stored; send it again"
+    assert h.accepted == []
