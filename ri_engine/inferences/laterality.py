@@ -177,9 +177,9 @@ def _finding_key(word: str, vocab: _Vocab) -> str:
     low = word.lower()
     if low == "calculi":
         return "calculus"
-    for cut in (2, 1):
-        if low.endswith("es"[-cut:]) and vocab.findings.fullmatch(low[:-cut]):
-            return low[:-cut]
+    for suffix in ("es", "s"):  # plural to singular: masses -> mass, nodules -> nodule
+        if low.endswith(suffix) and vocab.findings.fullmatch(low[:-len(suffix)]):
+            return low[:-len(suffix)]
     return low
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from ..context import AnalysisContext
 from ..models import (
-    RADLEX, CodeableConcept, Coding, CompleteOrderDiscrepancyInference, Inference,
+    RADLEX, CodeableConcept, Coding, CompleteOrderDiscrepancyInference, Extension, Inference,
     LimitedOrderDiscrepancyInference, concept,
 )
 from .quality_text import knowledge, phrase_pattern, section_name_at, sentence_bounds, token_evidence
@@ -231,6 +231,6 @@ def _part_concept(part: str, data: dict[str, Any]) -> CodeableConcept:
                            text=entry["display"])
 
 
-def _evidence(ctx: AnalysisContext, mentions: list[_Mention], parts: list[str]):  # noqa: ANN202
+def _evidence(ctx: AnalysisContext, mentions: list[_Mention], parts: list[str]) -> list[Extension] | None:
     spans = sorted({(m.start, m.end) for m in mentions if m.part in parts})
     return token_evidence(ctx, *spans) or None
