@@ -196,7 +196,11 @@ class DestinationWorker:
         d.addCallback(lambda _: self._next())
         return d
 
-    def _failed(self, failure: Failure, row: OutboxRow) -> defer.Deferred:
+    def _failed(self, failure: Failure, row: OutboxRow) -> defer.Deferred | None:
+        if self._stopped:
+            # Our own shutdown closed the connection: not an attempt, the row stays as it was.
+            self._busy = False
+            return None
         if failure.check(_Outcome):
             outcome: _Outcome = failure.value
         elif failure.check(AckTimeout):
@@ -276,7 +280,8 @@ class DeliveryService(Service):
     def __init__(self, outbox: Outbox, destinations: Mapping[str, Destination], *,
                  reactor: Any = None, connect: Connect | None = None,
                  random: Callable[[], float] = _random.random, run_db: RunDb = direct_db,
-                 metrics: Any = None, poll_interval: float = 5.0) -> None:
+                 metrics: Any = None, poll_interval: float = 5.0,
+                 on_stop: Callable[[], Any] | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -285,6 +290,7 @@ class DeliveryService(Service):
         self.run_db = run_db
         self.metrics = metrics
         self.poll_interval = poll_interval
+        self._on_stop = on_stop
         connect = connect or mllp_connect(reactor)
         self.workers = {
             name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
@@ -306,7 +312,11 @@ class DeliveryService(Service):
         super().stopService()
         if self._poll is not None and self._poll.running:
             self._poll.stop()
-        return defer.DeferredList([w.stop() for w in self.workers.values()])
+        d = defer.DeferredList([w.stop() for w in self.workers.values()])
+        if self._on_stop is not None:
+            on_stop = self._on_stop
+            d.addBoth(lambda result: (on_stop(), result)[1])
+        return d
 
     def notify(self, destinations: Any = None) -> None:
         """Wake the workers of ``destinations`` (all when None), e.g. after an enqueue."""

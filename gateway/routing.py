@@ -132,6 +132,9 @@ class Router:
         self.config = config
         self._control_ids = control_ids
 
+    def new_control_id(self) -> str:
+        return self._control_ids()
+
     def plan(self, *, inbound_text: str, header: Any, report: Report,
              result: InferenceResult | Sequence[Inference], now: dt.datetime) -> list[PlannedMessage]:
         """Messages for one analysed OBR group (``header`` is the inbound MessageHeader)."""
@@ -155,7 +158,7 @@ class Router:
                     continue
                 seen.add((name, route.type))
                 dest = self.config.destinations[name]
-                control_id = self._control_ids()
+                control_id = self.new_control_id()
                 if route.type == ALERTS:
                     msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
                                           now=now, addressing=dest.addressing,

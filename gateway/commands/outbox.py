@@ -1,0 +1,147 @@
+"""``ri-gateway outbox``: look at and act on the outbound queue.
+
+    ri-gateway outbox list [--status pending|delivered|dead] [--destination NAME] [-n N] [--json]
+    ri-gateway outbox retry ID...        put dead (or waiting) messages back in the queue now
+    ri-gateway outbox retry --dead       every dead-lettered message (optionally --destination)
+    ri-gateway outbox purge --delivered --before DATE
+
+A running gateway picks re-queued messages up within its poll interval (5 s).
+DATE is ISO 8601 (``2024-01-31`` or ``2024-01-31T12:00:00+01:00``); without an offset it
+is UTC.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sqlite3
+from typing import Any
+
+import click
+
+from gateway.errors import AuditError, InputError
+from gateway.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxError, OutboxRow
+
+from .options import config_option, db_option, settings_from
+
+__all__ = ["outbox"]
+
+
+def _open(config_path: str | None, db_path: str | None, *, readonly: bool = False) -> Outbox:
+    settings = settings_from(config_path, {"storage.db": db_path})
+    path = settings.storage.db
+    if not os.path.exists(path):
+        raise AuditError(f"no audit database at {path}")
+    try:
+        return Outbox.open(path, readonly=readonly)
+    except OutboxError as exc:
+        raise AuditError(str(exc)) from None
+
+
+def _iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _as_dict(row: OutboxRow) -> dict[str, Any]:
+    return {
+        "id": row.id, "status": row.status, "destination": row.destination, "route": row.route,
+        "purpose": row.purpose, "control_id": row.control_id,
+        "source_control_id": row.source_control_id, "attempts": row.attempts,
+        "created_at": _iso(row.created_at),
+        "next_attempt_at": _iso(row.next_attempt_at) if row.status == PENDING else None,
+        "delivered_at": _iso(row.delivered_at), "ack_code": row.ack_code,
+        "last_error": row.last_error, "size": len(row.payload),
+    }
+
+
+@click.group()
+def outbox() -> None:
+    """The outbound queue: results and alerts waiting for, or done with, delivery."""
+
+
+@outbox.command("list")
+@config_option
+@db_option
+@click.option("--status", type=click.Choice([PENDING, DELIVERED, DEAD]), help="Only this status.")
+@click.option("--destination", help="Only this destination.")
+@click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Most rows shown (oldest first).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_(config_path: str | None, db_path: str | None, status: str | None,
+          destination: str | None, limit: int, as_json: bool) -> None:
+    """List outbox messages (never their content)."""
+    box = _open(config_path, db_path, readonly=True)
+    try:
+        rows = box.list(status=status, destination=destination, limit=limit)
+    except sqlite3.OperationalError:
+        rows = []  # no outbox table yet: nothing was ever queued
+    finally:
+        box.conn.close()
+    for row in rows:
+        item = _as_dict(row)
+        if as_json:
+            click.echo(json.dumps(item))
+        else:
+            when = item["delivered_at"] or item["next_attempt_at"] or item["created_at"]
+            error = f"  {row.last_error}" if row.last_error and row.status != DELIVERED else ""
+            click.echo(f"{row.id:>6}  {row.status:<9} {row.destination:<12} {row.purpose:<15} "
+                       f"{row.control_id:<20} from {row.source_control_id or '-':<20} "
+                       f"attempts={row.attempts} {when}{error}")
+
+
+@outbox.command()
+@config_option
+@db_option
+@click.argument("ids", nargs=-1, type=int)
+@click.option("--dead", is_flag=True, help="Re-queue every dead-lettered message.")
+@click.option("--destination", help="With --dead: only this destination.")
+def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], dead: bool,
+          destination: str | None) -> None:
+    """Re-queue messages by ID, or all dead-lettered ones with --dead."""
+    if bool(ids) == dead:
+        raise click.UsageError("give message IDs or --dead (not both)")
+    box = _open(config_path, db_path)
+    try:
+        if dead:
+            count = box.retry_dead(destination)
+            click.echo(f"re-queued {count} dead-lettered message(s)")
+            return
+        for outbox_id in ids:
+            try:
+                row = box.retry(outbox_id)
+            except OutboxError as exc:
+                raise InputError(str(exc)) from None
+            click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
+    finally:
+        box.conn.close()
+
+
+def _parse_date(value: str) -> float:
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+@outbox.command()
+@config_option
+@db_option
+@click.option("--delivered", is_flag=True, required=True,
+              help="Purge delivered messages (the only kind that may be purged).")
+@click.option("--before", "before", required=True, metavar="DATE",
+              help="Only messages delivered before DATE (ISO 8601; UTC without an offset).")
+def purge(config_path: str | None, db_path: str | None, delivered: bool, before: str) -> None:
+    """Delete delivered messages older than DATE (pending and dead ones are kept)."""
+    cutoff = _parse_date(before)
+    box = _open(config_path, db_path)
+    try:
+        count = box.purge_delivered(cutoff)
+    finally:
+        box.conn.close()
+    click.echo(f"purged {count} delivered message(s)")

@@ -1,0 +1,131 @@
+"""Wiring the outbox into the running gateway.
+
+:func:`build_outbound_service` (called by ``gateway.service.build_gateway``) reads the
+``[outbound]``, ``[destinations.*]`` and ``[routes.*]`` sections and:
+
+* adds an :class:`OutboundHook` to the analysis pipeline: for every analysed OBR group it
+  plans the result and alert messages of the matching routes and returns the outbox
+  insert as an audit operation, so the outbound messages commit in the transaction that
+  records the inferences;
+* when the inbound MSH-16 asks for an application acknowledgement (enhanced mode: AL,
+  or ER/SU by outcome), the same operation enqueues that ACK (AA after analysis, AE when
+  the engine refused the report, AR when it failed) to
+  ``[outbound] application_ack_destination``, the return route;
+* wakes the destination workers right after each commit (the group committer's
+  ``on_commit``), so an alert leaves as soon as it is durable;
+* returns the :class:`~gateway.delivery.DeliveryService` (or None when no destination
+  is configured), which delivers on its own database connection and thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from .delivery import DeliveryService
+from .audit import event_op
+from .outbox import Outbox, enqueue_op
+from .routing import PlannedMessage, Router, outbound_config, wants_application_ack
+
+__all__ = ["OutboundHook", "build_outbound_service"]
+
+
+class OutboundHook:
+    """``AnalysedHook`` for ``gateway.pipeline.AnalysisPipeline``: outbox rows per message."""
+
+    def __init__(self, router: Router, *, now: Any = None) -> None:
+        self.router = router
+        self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).astimezone())
+        self._lock = threading.Lock()
+        self._written: set[str] = set()  # destinations with rows committed but not yet woken
+
+    def __call__(self, message: Any, outcomes: Sequence[Any]) -> list[Any]:
+        now = self._now()
+        planned: list[PlannedMessage] = []
+        failures: list[Any] = []
+        for outcome in outcomes:
+            if outcome.result is None:
+                continue
+            try:
+                planned.extend(self.router.plan(
+                    inbound_text=message.text, header=message.header, report=outcome.report,
+                    result=outcome.result, now=now))
+            except Exception as exc:  # noqa: BLE001 - recorded; the analysis still commits
+                # A message that cannot be built must not block recording the analysis
+                # (it would be re-analysed at every start); the audit trail says why.
+                failures.append(event_op(
+                    "outbound_failed", message.control_id, message.message_id,
+                    obr_index=getattr(outcome.report, "obr_index", None),
+                    error=type(exc).__name__))
+        app_ack = self._application_ack(message, outcomes, now)
+        if app_ack is not None:
+            planned.append(app_ack)
+        if not planned:
+            return failures
+        enqueue = enqueue_op(planned, source_control_id=message.control_id,
+                             message_id=message.message_id)
+        destinations = {p.destination for p in planned}
+
+        def op(conn: Any) -> list[int]:
+            ids = enqueue(conn)
+            with self._lock:
+                self._written |= destinations
+            return ids
+
+        return [*failures, op]
+
+    def take_written(self) -> set[str]:
+        with self._lock:
+            written, self._written = self._written, set()
+        return written
+
+    def _application_ack(self, message: Any, outcomes: Sequence[Any],
+                         now: dt.datetime) -> PlannedMessage | None:
+        header = message.header
+        if self.router.config.application_ack_destination is None:
+            return None
+        from mappings.ack import build_ack
+
+        from .ack_policy import decide
+
+        error = next((o.error for o in outcomes if o.error is not None), None)
+        decision = decide(error)
+        if not wants_application_ack(getattr(header, "application_ack_type", ""), decision.code):
+            return None
+        control_id = self.router.new_control_id()
+        fmt = self.router.config.format
+        text = build_ack(header, decision.code, control_id=control_id, now=now,
+                         error=decision.error, sending_application=fmt.sending_application,
+                         sending_facility=fmt.sending_facility)
+        return self.router.plan_application_ack(text, control_id)
+
+
+def build_outbound_service(app: Any) -> DeliveryService | None:
+    """Hook the outbox into ``app`` (a ``gateway.service.GatewayApp``); None if unused."""
+    config = outbound_config(app.settings.sections)
+    if not config.destinations:
+        return None
+    from .commit import thread_writer
+
+    outbox = Outbox.open(app.settings.storage.db, clock=app.reactor)
+    run_db, stop_db = thread_writer(app.reactor)
+    service = DeliveryService(outbox, config.destinations, reactor=app.reactor,
+                              run_db=lambda fn, *a, **kw: run_db(lambda: fn(*a, **kw)),
+                              metrics=app.metrics,
+                              on_stop=lambda: (stop_db(), outbox.conn.close()))
+    service.setName("outbox")
+    hook = OutboundHook(Router(config))
+    app.pipeline.add_hook(hook)
+    previous = app.committer.on_commit
+
+    def on_commit(size: int) -> None:
+        if previous is not None:
+            previous(size)
+        written = hook.take_written()
+        if written:
+            service.notify(written)
+
+    app.committer.on_commit = on_commit
+    return service

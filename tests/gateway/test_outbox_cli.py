@@ -1,0 +1,79 @@
+"""``ri-gateway outbox list | retry | purge`` against a real audit database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+from twisted.internet import task
+
+from gateway.audit import AuditLog
+from gateway.cli import main
+from gateway.outbox import Outbox
+from gateway.routing import PlannedMessage
+
+DAY = 86400.0
+T0 = 1_705_276_800.0  # 2024-01-15T00:00:00Z
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = str(tmp_path / "audit.sqlite3")
+    AuditLog(path).close()
+    clock = task.Clock()
+    clock.advance(T0)
+    box = Outbox.open(path, clock=clock)
+    box.enqueue([PlannedMessage("ehr", "all", "results", f"OUT{n}", b"MSH|x") for n in (1, 2, 3)],
+                source_control_id="IN1")
+    rows = box.list()
+    box.record_delivered(rows[0], "AA")
+    box.record_failed(rows[1], "AR", retry_at=None, ack_code="AR")
+    clock.advance(2 * DAY)
+    box.conn.close()
+    return path
+
+
+def run(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def test_list_json(db):
+    code, out = run("outbox", "list", "--db", db, "--json")
+    assert code == 0
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [(r["id"], r["status"], r["control_id"], r["attempts"], r["ack_code"]) for r in rows] == [
+        (1, "delivered", "OUT1", 1, "AA"), (2, "dead", "OUT2", 1, "AR"), (3, "pending", "OUT3", 0, None)]
+    assert rows[0]["delivered_at"] == "2024-01-15T00:00:00Z"
+    code, out = run("outbox", "list", "--db", db, "--status", "dead")
+    assert code == 0 and len(out.splitlines()) == 1 and "OUT2" in out and "AR" in out
+
+
+def test_retry_by_id_and_dead(db):
+    assert run("outbox", "retry", "--db", db, "2") == (0, "re-queued 2 (dead -> pending) for ehr\n")
+    assert run("outbox", "retry", "--db", db, "--dead") == (0, "re-queued 0 dead-lettered message(s)\n")
+    code, out = run("outbox", "retry", "--db", db, "99")
+    assert code == 2
+    code, out = run("outbox", "retry", "--db", db, "1")  # already delivered
+    assert code == 2
+    code, _ = run("outbox", "retry", "--db", db)
+    assert code == 2
+
+
+def test_purge_only_delivered_before_the_date(db):
+    assert run("outbox", "purge", "--db", db, "--delivered", "--before", "2024-01-14") == (
+        0, "purged 0 delivered message(s)\n")
+    assert run("outbox", "purge", "--db", db, "--delivered", "--before", "2024-01-16") == (
+        0, "purged 1 delivered message(s)\n")
+    code, out = run("outbox", "list", "--db", db, "--json")
+    assert [json.loads(line)["id"] for line in out.splitlines()] == [2, 3]
+    code, _ = run("outbox", "purge", "--db", db, "--before", "2024-01-16")
+    assert code == 2
+    code, _ = run("outbox", "purge", "--db", db, "--delivered", "--before", "yesterday")
+    assert code == 2
+
+
+def test_missing_database_is_exit_3(tmp_path):
+    code, _ = run("outbox", "list", "--db", str(tmp_path / "none.sqlite3"))
+    assert code == 3
