@@ -180,6 +180,12 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                      metrics, stats, stop_writer)
     top = MultiService()
     _CoreService(app).setServiceParent(top)
+    # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
+    from .outbox_service import build_outbound_service
+
+    outbound = build_outbound_service(app)
+    if outbound is not None:
+        outbound.setServiceParent(top)
     factory = MLLPServerFactory(
         receiver, max_frame_size=settings.mllp.max_frame_size,
         lenient_end=settings.mllp.lenient_end,
