@@ -1,0 +1,97 @@
+"""``ri-gateway audit``: read the audit log (``tail`` and ``show``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from gateway.errors import NegativeOutcome
+
+from .options import config_option, db_option, settings_from
+
+__all__ = ["audit", "event_line"]
+
+_KEYS = ("time", "event", "control_id", "message_type", "sender", "ack_code")
+
+
+def event_line(event: dict[str, Any]) -> dict[str, Any]:
+    """The JSON form of an event: the standard keys first, then the event's own fields."""
+    line = {key: event.get(key) for key in _KEYS}
+    line["message_id"] = event.get("message_id")
+    for key, value in event.get("fields", {}).items():
+        line.setdefault(key, value)
+    return line
+
+
+def _text_line(event: dict[str, Any]) -> str:
+    fields = " ".join(f"{k}={v}" for k, v in event.get("fields", {}).items()
+                      if k not in _KEYS)
+    parts = [event["time"], f"{event['event']:<15}", event.get("control_id") or "-",
+             event.get("message_type") or "-", event.get("sender") or "-",
+             event.get("ack_code") or "-", fields]
+    return " ".join(p for p in parts if p)
+
+
+def _open(config_path: str | None, db_path: str | None) -> Any:
+    from gateway.audit import AuditLog
+
+    settings = settings_from(config_path, {"storage.db": db_path})
+    return AuditLog(settings.storage.db, readonly=True)
+
+
+@click.group()
+def audit() -> None:
+    """Read the audit log (the database named by [storage] db or --db)."""
+
+
+@audit.command()
+@click.option("-n", "lines", default=20, show_default=True, type=click.IntRange(min=0),
+              help="How many of the latest events to print.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new events as they arrive.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--interval", default=0.5, hidden=True, type=click.FloatRange(min=0.01),
+              help="Seconds between polls with --follow.")
+@config_option
+@db_option
+def tail(lines: int, follow: bool, as_json: bool, interval: float, config_path: str | None,
+         db_path: str | None) -> None:
+    """Print the latest events (time, event, control id, type, sender, ACK code)."""
+    log = _open(config_path, db_path)
+    events = log.events(last=lines) if lines else []
+    last_id = events[-1]["id"] if events else (log.events(last=1) or [{"id": 0}])[-1]["id"]
+
+    def show(items: list[dict[str, Any]]) -> None:
+        for event in items:
+            click.echo(json.dumps(event_line(event)) if as_json else _text_line(event))
+
+    show(events)
+    while follow:
+        time.sleep(interval)
+        new = log.events(after_id=last_id)
+        if new:
+            show(new)
+            last_id = new[-1]["id"]
+
+
+@audit.command()
+@click.argument("control_id")
+@config_option
+@db_option
+def show(control_id: str, config_path: str | None, db_path: str | None) -> None:
+    """Everything recorded for CONTROL_ID (MSH-10) as JSON lines: events, then inferences."""
+    log = _open(config_path, db_path)
+    events = log.events(control_id=control_id)
+    messages = log.messages_for(control_id)
+    if not events and not messages:
+        raise NegativeOutcome(f"no message with control id {control_id} in {log.path}")
+    for event in events:
+        click.echo(json.dumps(event_line(event)))
+    for message in messages:
+        for inference in log.inferences_for(message["id"]):
+            click.echo(json.dumps({
+                "time": message["analysed_at"], "event": "inference", "control_id": control_id,
+                "message_type": message["message_type"], "sender": message["sender"],
+                "ack_code": message["ack_code"], "message_id": message["id"], **inference}))

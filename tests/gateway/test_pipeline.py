@@ -1,0 +1,134 @@
+"""AnalysisPipeline: results, statuses, events and hooks committed together; resume."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+
+from gateway.audit import AuditLog, ReceivedMessage, event_op
+from gateway.commit import GroupCommitter
+from gateway.inputs import TextMetadata, text_request
+from gateway.pipeline import AcceptedMessage, AnalysisPipeline
+from ri_engine.errors import AnalysisFailure
+
+from gateway_fake_engine import FakeEngine
+from gateway_samples import FakeReport, immediate_writer
+
+
+class SyncAnalyzer:
+    def __init__(self):
+        self.engine = FakeEngine()
+        self.calls = 0
+
+    def analyze(self, data):
+        self.calls += 1
+        try:
+            return defer.succeed(self.engine.analyze(data))
+        except Exception as exc:  # noqa: BLE001
+            return defer.fail(AnalysisFailure(str(exc)))
+
+
+def store(audit, control_id="C1"):
+    return audit.record_received(ReceivedMessage(
+        raw=b"MSH|^~\\&|RIS|HOSP|||||ORU^R01|" + control_id.encode() + b"|P|2.5",
+        received_at="2024-01-15T10:00:00.000Z", status="received", ack_code="AA",
+        ack_payload=b"ack", control_id=control_id, sending_application="RIS",
+        sending_facility="HOSP", message_type="ORU^R01"))
+
+
+def report(text, index=1, analyse=True, reason=None):
+    return FakeReport(request=text_request(text, TextMetadata()), obr_index=index,
+                      accession=f"ACC{index}", analyse=analyse, skip_reason=reason)
+
+
+def make(tmp_path, hooks=()):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(SyncAnalyzer(), GroupCommitter(audit, immediate_writer),
+                                hooks=hooks)
+    return audit, pipeline
+
+
+def run(pipeline, message):
+    results = []
+    pipeline.submit(message).addBoth(results.append)
+    return results[0]
+
+
+def test_inferences_status_events_and_hook_in_one_transaction(tmp_path):
+    seen = []
+
+    def hook(message, outcomes):
+        seen.append([o.inferences for o in outcomes])
+        return [event_op("outbound_planned", message.control_id, message.message_id, count=1)]
+
+    audit, pipeline = make(tmp_path, hooks=[hook])
+    mid = store(audit)
+    message = AcceptedMessage(mid, "C1", None, "", (
+        report("Large pneumothorax."), report("cancelled", 2, analyse=False, reason="cancelled")))
+    assert run(pipeline, message) == "analysed"
+    assert audit.inferences_for(mid) == [{
+        "obr_index": 1, "accession": "ACC1", "kind": "criticalResult",
+        "inference": {"kind": "criticalResult", "result": {"description": "PNEUMOTHORAX"}}}]
+    events = [(e["event"], e["fields"].get("inferences")) for e in audit.events(control_id="C1")]
+    assert events == [("received", None), ("analysed", 1), ("outbound_planned", None)]
+    assert audit.messages_for("C1")[0]["status"] == "analysed"
+    assert audit.pending_analysis() == []
+    assert len(seen) == 1
+
+
+def test_nothing_to_analyse_is_skipped(tmp_path):
+    audit, pipeline = make(tmp_path)
+    mid = store(audit)
+    message = AcceptedMessage(mid, "C1", None, "", (report("x", analyse=False, reason="cancelled"),))
+    assert run(pipeline, message) == "skipped"
+    skipped = audit.events(control_id="C1")[-1]
+    assert (skipped["event"], skipped["fields"]) == ("skipped", {"reasons": ["cancelled"]})
+
+
+def test_engine_failure_marks_failed(tmp_path):
+    audit, pipeline = make(tmp_path)
+    mid = store(audit)
+    assert run(pipeline, AcceptedMessage(mid, "C1", None, "", (report("CRASH"),))) == "failed"
+    failed = audit.events(control_id="C1")[-1]
+    assert (failed["event"], failed["fields"]["error"]) == ("analysis_failed", "AnalysisFailure")
+
+
+def test_a_failing_hook_rolls_back_the_results(tmp_path):
+    def hook(message, outcomes):
+        def op(conn):
+            raise RuntimeError("outbox broken")
+        return [op]
+
+    audit, pipeline = make(tmp_path, hooks=[hook])
+    mid = store(audit)
+    result = run(pipeline, AcceptedMessage(mid, "C1", None, "", (report("pneumothorax"),)))
+    assert result is None
+    # Neither inferences nor status were recorded: the message is resumed next start.
+    assert audit.inferences_for(mid) == []
+    assert [m.id for m in audit.pending_analysis()] == [mid]
+
+
+def test_resume_reanalyses_unfinished_messages(tmp_path):
+    audit, pipeline = make(tmp_path)
+    first = store(audit, "C1")
+    store(audit, "C2")
+    run(pipeline, AcceptedMessage(first, "C1", None, "", (report("normal"),)))
+
+    def reread(raw, charset):
+        assert b"|C2|" in raw
+        return "header", raw.decode(), [report("Pneumothorax.")]
+
+    started = pipeline.resume(audit, reread)
+    assert len(started) == 1
+    assert audit.pending_analysis() == []
+    assert [e["event"] for e in audit.events(control_id="C2")] == ["received", "resumed", "analysed"]
+
+
+def test_resume_marks_unmappable_messages_failed(tmp_path):
+    audit, pipeline = make(tmp_path)
+    store(audit, "C1")
+
+    def reread(raw, charset):
+        raise ValueError("cannot map")
+
+    assert pipeline.resume(audit, reread) == []
+    assert audit.messages_for("C1")[0]["status"] == "failed"
