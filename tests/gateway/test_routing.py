@@ -203,3 +203,23 @@ def test_sections_register_with_the_gateway_settings_loader(tmp_path):
     assert config.destinations["pager"].ack_timeout == 5.0
     assert config.format.sending_application == "RIGW"
     assert outbound_config(load_settings(None, environ={}).sections).routes == ()
+
+
+def test_documented_config_file_holds_the_defaults_and_every_key():
+    from pathlib import Path
+
+    from mappings.outbound import OutboundFormat
+    from mappings.outbound_obx import DEFAULT_IDENTIFIERS
+
+    path = Path(__file__).parents[2] / "config" / "gateway.toml"
+    assert outbound_config(load_settings(str(path), environ={}).sections) == OutboundConfig()
+    text = path.read_text()
+    keys = ["sending_application", "sending_facility", "version", "charset", "local_system",
+            "evidence", "application_ack_destination", "endpoint", "receiving_application",
+            "receiving_facility", "ack_timeout", "max_attempts", "backoff_initial",
+            "backoff_multiplier", "backoff_max", "jitter", "type", "destinations", "alert_on",
+            "scores", "kinds", "critical", "modalities", "sending_applications",
+            "sending_facilities", "result_statuses", "send_empty", *DEFAULT_IDENTIFIERS]
+    for key in keys:
+        assert f"{key} = " in text, f"{key} undocumented"
+    assert OutboundFormat().sending_application in text
