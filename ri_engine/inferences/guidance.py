@@ -1,0 +1,300 @@
+"""``guidance``: which guideline applies to a finding, what it needs, what it proposes.
+
+ri_contract §5.12. For every live lesion (guidance_findings.py) one guideline is chosen by
+organ and exam: pulmonary nodule -> Fleischner 2017 (RID50149); thyroid nodule on
+ultrasound -> ACR TI-RADS (RID50503), elsewhere -> ACR incidental thyroid nodule
+(237495005); adrenal (237783006), liver (300331000), pancreatic cyst (31258000) -> the ACR
+incidental-findings white papers; kidney lesion (79131000119100) -> Bosniak 2019. Tables:
+``ri_engine/knowledge/{fleischner_2017,tirads,bosniak_2019,incidental_findings,
+guidance_procedures}.json``.
+
+Proposals are follow-up recommendations with ``isOption`` true and no findings; dates
+count from the document date, months that are whole years as calendar years and others
+as 30-day months (+90/+180/+540 days: RI's arithmetic, ri_contract §5.12). ``ranking`` is
+"high" for the guideline's most suspicious category, else "low". Information a proposal
+depends on but the text lacks goes to ``missingGuidanceInformation``; then no proposals.
+History sections count only with ``guidanceOptions.showGuidanceInHistory``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from ..context import AnalysisContext
+from ..models import (
+    FindingInference, FollowupRecommendationInference, GenericProcedureRecommendation,
+    GuidanceInference, ImagingProcedure, ImagingProcedureRecommendation, Inference, Observation,
+    Period, PresentGuidanceInformation, concept,
+)
+from .guidance_findings import Lesion, find_lesions, observation, section_extension, size_components
+from .quality_measures import ReportText
+from .scoring import find_scores
+
+_KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
+_ULTRASOUND = re.compile(r"\b(?:US|ultrasound|sonograph\w*|sonogram|doppler)\b", re.IGNORECASE)
+
+
+@functools.cache
+def _data(name: str) -> dict[str, Any]:
+    return json.loads((_KNOWLEDGE / name).read_text(encoding="utf-8"))
+
+
+def _cc(entry: dict[str, str]):  # type: ignore[no-untyped-def]
+    return concept(entry["system"], entry["code"], entry["display"])
+
+
+# --- dates and proposals ---------------------------------------------------------------------
+
+def add_months(base: dt.date, months: int) -> dt.date:
+    """RI's interval arithmetic: whole years are calendar years, other months 30 days."""
+    if months % 12 == 0:
+        year = base.year + months // 12
+        try:
+            return base.replace(year=year)
+        except ValueError:  # 29 February in a common year
+            return base.replace(year=year, day=28)
+    return base + dt.timedelta(days=30 * months)
+
+
+def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[FollowupRecommendationInference]:
+    procs = _data("guidance_procedures.json")
+    proc = procs["procedures"][spec["modality"]]
+    at, period = None, None
+    months = spec.get("months")
+    base = ctx.document_date
+    if months is not None and base is not None:
+        if isinstance(months, list):
+            period = Period(start=add_months(base, months[0]).isoformat(), end=add_months(base, months[1]).isoformat())
+        else:
+            at = add_months(base, months).isoformat()
+    modalities = [proc["modality"]] + ([proc["alternative"]] if proc.get("alternative") else [])
+    out = []
+    for modality in modalities if "generic" not in proc else [None]:
+        if modality is None:
+            recommended: Any = GenericProcedureRecommendation(
+                code=_cc(procs["modalities"][proc["generic"]]), description="CONSULTATION (PROCEDURE)")
+        else:
+            anatomy_key = organ if proc["anatomy"] == "organ" else proc["anatomy"]
+            recommended = ImagingProcedureRecommendation(imaging_procedures=[ImagingProcedure(
+                modality=_cc(procs["modalities"][modality]), anatomy=_cc(procs["anatomy"][anatomy_key]))])
+        out.append(FollowupRecommendationInference(
+            effective_at=at, effective_period=period, findings=[], is_conditional=False, is_option=True,
+            is_guideline=False, is_hedging=bool(spec.get("hedged")), recommended_procedure=recommended))
+    return out
+
+
+# --- shared pieces of guidance information ---------------------------------------------------
+
+def _size_info(lesion: Lesion) -> PresentGuidanceInformation:
+    return PresentGuidanceInformation(
+        present_guidance_item="SIZE",
+        sizes=[Observation(resource_type="Observation", component=size_components(lesion))],
+        present_guidance_values=["SIZE"])
+
+
+def _item(name: str, *values: str) -> PresentGuidanceInformation:
+    return PresentGuidanceInformation(present_guidance_item=name, present_guidance_values=list(values))
+
+
+def _largest(lesion: Lesion) -> float | None:
+    return max(lesion.sizes[0].values_mm) if lesion.sizes else None
+
+
+def _age(ctx: AnalysisContext) -> int | None:
+    details = ctx.patient.details
+    if details is None or not details.birth_date or ctx.reference_date is None:
+        return None
+    try:
+        born = dt.date.fromisoformat(details.birth_date[:10])
+    except ValueError:
+        return None
+    ref = ctx.reference_date
+    return ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
+
+
+def _in_range(size: float | None, rule: dict[str, Any]) -> bool:
+    if size is None:
+        return "minMm" not in rule and "maxMm" not in rule
+    return rule.get("minMm", 0) <= size <= rule.get("maxMm", 1e9)
+
+
+# --- guidelines ------------------------------------------------------------------------------
+
+Result = tuple[dict[str, str], list[PresentGuidanceInformation], list[dict[str, Any]], list[str], str]
+
+
+def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
+    table = _data("fleischner_2017.json")
+    present: list[PresentGuidanceInformation] = []
+    if lesion.lobes:
+        present.append(_item("LOBE", *lesion.lobes))
+    missing: list[str] = []
+    kind = "solid"
+    clause = ctx.text[lesion.clause[0]:lesion.clause[1]]
+    for key, entry in table["nodule_types"].items():
+        if re.search(entry["pattern"], clause, re.IGNORECASE):
+            kind = key
+            present.append(_item("NODULE TYPE", entry["value"]))
+            break
+    if lesion.sizes:
+        present.append(_size_info(lesion))
+    else:
+        missing.append("SIZE")
+    risks = [level for level, rx in table["risk"].items() if re.search(rx, text, re.IGNORECASE)]
+    risk = risks[0] if len(risks) == 1 else None
+    if risk:
+        present.append(_item("RISK LEVEL", f"{risk.upper()} RISK"))
+    age = _age(ctx)
+    if age is not None and age < table["minAge"]:
+        present.append(_item("PATIENT 35 YEARS OR OLDER", "NO"))
+        return table["identifier"], present, [], missing, "low"
+    if missing:
+        return table["identifier"], present, [], missing, "low"
+    values = sorted(lesion.sizes[0].values_mm, reverse=True)
+    # Fleischner: average of long and short axis, rounded to the nearest millimetre.
+    size = float(int((values[0] + values[1]) / 2 + 0.5)) if len(values) > 1 else values[0]
+    band = next(b for b in table["bands"] if _in_range(size, b))
+    specs = table["table"][kind]["multiple" if lesion.plural else "single"][band["id"]]
+    specs = [s for s in specs if risk is None or s["risk"] in ("both", risk)]
+    return table["identifier"], present, specs, missing, band.get("rank", "low")
+
+
+def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
+    table = _data("tirads.json")
+    sentence = ctx.text[lesion.sentence[0]:lesion.sentence[1]]
+    present: list[PresentGuidanceInformation] = []
+    points, missing = 0, []
+    for feature, options in table["features"].items():
+        hit = next((o for o in options if re.search(o["pattern"], sentence, re.IGNORECASE)), None)
+        if hit is None:
+            missing.append(feature)
+        else:
+            points += hit["points"]
+            present.append(_item(feature, hit["value"]))
+    stated = [s for s in find_scores(sentence) if s.category == "TI-RADS"]
+    if stated:
+        level = int(stated[-1].value)
+        present.append(_item("TI-RADS LEVEL", f"TR{level}"))
+        missing = []
+    else:
+        # A cystic or spongiform nodule is TR1 whatever else is written (Tessler 2017).
+        benign = any(p.present_guidance_values in (["SPONGIFORM"], ["CYSTIC OR ALMOST COMPLETELY CYSTIC"])
+                     for p in present if p.present_guidance_item == "COMPOSITION")
+        if benign:
+            missing = []
+        level = next(lv["level"] for lv in table["levels"] if points <= lv["maxPoints"])
+    if lesion.sizes:
+        present.append(_size_info(lesion))
+    else:
+        missing.append("SIZE")
+    if missing:
+        return table["identifier"], present, [], missing, "low"
+    rule = table["management"][str(level)]
+    size = _largest(lesion) or 0.0
+    specs: list[dict[str, Any]] = []
+    if rule.get("fnaMm") is not None and size >= rule["fnaMm"]:
+        specs = [{"modality": "fna_thyroid"}]
+    elif rule.get("followUpMm") is not None and size >= rule["followUpMm"]:
+        specs = [{"modality": "us_follow_up_thyroid", "months": m} for m in rule["followUpMonths"]]
+    else:
+        specs = [{"modality": "no_follow_up"}]
+    rank = next(lv.get("rank", "low") for lv in table["levels"] if lv["level"] == level)
+    return table["identifier"], present, specs, missing, rank
+
+
+def bosniak(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
+    table = _data("bosniak_2019.json")
+    sentence = ctx.text[lesion.sentence[0]:lesion.sentence[1]]
+    present: list[PresentGuidanceInformation] = []
+    if lesion.sizes:
+        present.append(_size_info(lesion))
+    match = re.search(table["classPattern"], sentence, re.IGNORECASE)
+    if match:
+        cls = {"1": "I", "2": "II", "2F": "IIF", "3": "III", "4": "IV"}.get(match.group(1).upper(), match.group(1).upper())
+    elif re.search(table["simpleCyst"], sentence, re.IGNORECASE):
+        cls = "I"
+    else:
+        return table["identifier"], present, [], ["BOSNIAK CLASS"], "low"
+    present.append(_item("BOSNIAK CLASS", cls))
+    entry = table["classes"][cls]
+    return table["identifier"], present, entry["proposals"], [], entry.get("rank", "low")
+
+
+def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
+    table = _data("incidental_findings.json")["guidelines"][lesion.organ]
+    sentence = ctx.text[lesion.sentence[0]:lesion.sentence[1]]
+    present: list[PresentGuidanceInformation] = []
+    missing: list[str] = []
+    flags: set[str] = set()
+    if "ageItem" in table:
+        age = _age(ctx)
+        if age is None:
+            missing.append("PATIENT AGE")
+        else:
+            older = age >= table["ageItem"]["years"]
+            present.append(_item(table["ageItem"]["item"], "YES" if older else "NO"))
+            flags.add("age_over" if older else "age_under")
+    for key in ("suspicious", "benign"):
+        entry = table.get(key)
+        if entry and re.search(entry["pattern"], sentence, re.IGNORECASE):
+            present.append(_item(entry["item"], entry["value"]))
+            flags.add(key)
+    risk = table.get("risk")
+    if risk and re.search(risk["high"], text, re.IGNORECASE):
+        present.append(_item(risk["item"], risk["value"]))
+        flags.add("high_risk")
+    size = _largest(lesion)
+    if lesion.sizes:
+        present.append(_size_info(lesion))
+    for rule in table["rules"]:
+        when = rule.get("when")
+        if when is not None and when not in flags:
+            continue
+        if (when is None or "minMm" in rule or "maxMm" in rule) and size is None:
+            continue
+        if _in_range(size, rule):
+            return table["identifier"], present, rule["proposals"], [], rule.get("rank", "low")
+    if size is None:
+        missing.append("SIZE")
+    return table["identifier"], present, [], missing, "low"
+
+
+def _guideline(ctx: AnalysisContext, lesion: Lesion):  # type: ignore[no-untyped-def]
+    if lesion.organ == "lung":
+        return fleischner
+    if lesion.organ == "kidney":
+        return bosniak
+    if lesion.organ == "thyroid":
+        exam = " ".join(p.description or "" for p in ctx.ordered_procedures) or ctx.text[:300]
+        return tirads if _ULTRASOUND.search(exam) else incidental
+    return incidental
+
+
+# --- the builder -----------------------------------------------------------------------------
+
+def _show_history(ctx: AnalysisContext) -> bool:
+    options = ctx.configuration.inference_options
+    return bool(options and options.guidance_options and options.guidance_options.show_guidance_in_history)
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    report = ReportText(ctx.text)
+    out: list[Inference] = []
+    for index, lesion in enumerate(find_lesions(ctx, report, include_history=_show_history(ctx))):
+        identifier, present, specs, missing, rank = _guideline(ctx, lesion)(ctx, lesion, ctx.text)
+        ident = _cc(identifier)
+        proposals = [p for spec in specs for p in _proposal(ctx, spec, lesion.organ)]
+        finding = FindingInference(
+            finding=observation(lesion, ident, str(index + 1)),
+            extension=(section_extension(ctx, lesion.start) + ctx.evidence((lesion.start, lesion.end))) or None)
+        out.append(GuidanceInference(
+            finding=finding, identifier=ident, present_guidance_information=present or None,
+            ranking=rank, recommendation_proposals=proposals or None,
+            missing_guidance_information=missing or None,
+            extension=ctx.evidence((lesion.start, lesion.end)) or None))
+    return out
