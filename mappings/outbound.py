@@ -151,7 +151,7 @@ class Report(Protocol):
     """What the builders read of ``mappings.inbound.MappedReport``."""
 
     request: RadiologyInsightsData
-    obr_index: int
+    obr_index: int  # 1-based OBR group number
     result_status: str | None
 
 

@@ -38,8 +38,8 @@ class OrderGroup:
     processing_id: str         # MSH-11 of the inbound message (P, T, D)
 
 
-def order_group(text: str, obr_index: int = 0) -> OrderGroup:
-    """The segments of the ``obr_index``-th OBR group (0-based) of an inbound message."""
+def order_group(text: str, obr_number: int = 1) -> OrderGroup:
+    """The segments of OBR group ``obr_number`` (1-based, as ``MappedReport.obr_index``)."""
     segments = [s for s in _SEGMENT_SPLIT.split(text) if s.strip()]
     if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 8:
         raise InboundCopyError("inbound message does not start with an MSH segment")
@@ -53,7 +53,7 @@ def order_group(text: str, obr_index: int = 0) -> OrderGroup:
     patient: list[str] = []
     visit: list[str] = []
     order: str | None = None
-    seen = -1
+    seen = 0
     for seg in segments[1:]:
         name = seg[:3]
         if name == "PID":
@@ -66,13 +66,13 @@ def order_group(text: str, obr_index: int = 0) -> OrderGroup:
             order = translate(seg)
         elif name == "OBR":
             seen += 1
-            if seen == obr_index:
+            if seen == obr_number:
                 return OrderGroup(tuple(patient), tuple(visit), order, translate(seg), processing_id)
             order = None
         elif name == "OBX":
             # An ORC belongs to the OBR directly after it; a later OBR without one has none.
             order = None
-    raise InboundCopyError(f"inbound message has no OBR number {obr_index + 1}")
+    raise InboundCopyError(f"inbound message has no OBR number {obr_number}")
 
 
 def _translator(field_sep: str, encoding: str):  # type: ignore[no-untyped-def]

@@ -45,7 +45,7 @@ class Message:
 @dataclass(frozen=True)
 class Report:
     request: RadiologyInsightsData
-    obr_index: int = 0
+    obr_index: int = 1
     result_status: str | None = "F"
     accession: str | None = "F1"
 

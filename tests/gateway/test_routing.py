@@ -68,7 +68,7 @@ class Header:
 @dataclass(frozen=True)
 class Report:
     request: RadiologyInsightsData
-    obr_index: int = 0
+    obr_index: int = 1
     result_status: str | None = "F"
     modality_hint: str | None = "CR"
 

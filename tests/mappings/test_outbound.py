@@ -62,7 +62,7 @@ class LineSources:
 @dataclass(frozen=True)
 class Report:
     request: RadiologyInsightsData
-    obr_index: int = 0
+    obr_index: int = 1
     result_status: str | None = "F"
     source_map: object | None = None
 
@@ -229,18 +229,18 @@ MULTI = "\r".join([
 
 
 def test_second_order_group_with_nonstandard_delimiters():
-    group = order_group(MULTI, 1)
+    group = order_group(MULTI, 2)
     assert group.patient == ("PID|2||P2||TWO^PAT",)
     assert group.visit == ("PV1|1|O",)
     assert group.order == "ORC|RE|PB|FB"
     assert group.observation_request == "OBR|2|PB|FB|CT2^CT CHEST"
     assert group.processing_id == "T"
-    first = order_group(MULTI, 0)
+    first = order_group(MULTI, 1)
     # "}" was the sub-component separator: it becomes "&"; the literal "&" of the
     # inbound (plain data there) would be escaped.
     assert first.patient == ("PID|1||P1^^^A&B||ONE^PAT",)
     assert first.order is None
-    msg = build_result_oru(MULTI, report(obr_index=1), [], control_id="X", now=NOW)
+    msg = build_result_oru(MULTI, report(obr_index=2), [], control_id="X", now=NOW)
     assert msg.text.split("\r")[1:5] == ["PID|2||P2||TWO^PAT", "PV1|1|O", "ORC|RE|PB|FB",
                                          "OBR|1|PB|FB|CT2^CT CHEST"]
     assert msg.text.split("\r")[0].split("|")[10] == "T"
@@ -248,7 +248,7 @@ def test_second_order_group_with_nonstandard_delimiters():
 
 def test_missing_obr_group_is_a_mapping_error():
     with pytest.raises(OutboundMappingError, match="no OBR number 3"):
-        build_result_oru(MULTI, report(obr_index=2), [], control_id="X", now=NOW)
+        build_result_oru(MULTI, report(obr_index=3), [], control_id="X", now=NOW)
 
 
 def test_format_configuration_overrides_identifiers_and_names_bad_keys():
@@ -275,3 +275,19 @@ def test_latin1_charset_is_declared_and_used():
     msg = build_result_oru(INBOUND, report(), [nasty], control_id="X", now=NOW, fmt=fmt)
     assert msg.text.split("\r")[0].endswith("|8859/1")
     assert "ÉPANCHEMENT".encode("latin-1") in msg.payload()
+
+
+def test_with_the_inbound_mapping_the_source_reference_names_the_report_obx():
+    from mappings.inbound import map_oru
+
+    (mapped,) = map_oru(INBOUND)
+    doc = mapped.document_text
+    at = doc.index("pneumothorax", doc.index("IMPRESSION"))
+    inf = CriticalResultInference(result=CriticalResult(description="PNEUMOTHORAX"),
+                                  extension=[token_extension(at, len("pneumothorax"), "doc1")])
+    msg = build_result_oru(INBOUND, mapped, [inf], control_id="X", now=NOW)
+    assert [s for s in msg.text.split("\r") if s.startswith("OBX")][-2:] == [
+        "OBX|2|TX|RI-EVID^Evidence^RIGW|1|pneumothorax||||||F",
+        "OBX|3|ST|RI-SRC^Source observation^RIGW|1|2||||||F",
+    ]
+    assert msg.text.split("\r")[1:5] == HEAD
