@@ -1,0 +1,263 @@
+"""The report text of one order group, with a map from every offset back to its segment.
+
+Rules (the order of OBX segments is kept):
+
+* OBX-2 TX, FT, ST: OBX-5 rendered (escapes, FT formatting); repetitions on new lines.
+* OBX-2 CE/CWE/CNE/CF: the text of the coded value (CE.2, else CWE.9 original text, else
+  the identifier), repetitions on new lines.
+* ST values that are DICOM UIDs, and OBX-3 identifiers listed in
+  ``excluded_observations`` (study/series/SOP instance UIDs), are identifiers, not text.
+* OBX-2 ED/RP: never text. Each is recorded as an ``Attachment`` (type, subtype, encoding,
+  size) so it can be audited. CDA XML in an ED (text/xml, plain or Base64) is the
+  exception: its section titles and narrative text are extracted with xml.etree (no
+  network, no DTDs, no external entities) and become report text.
+* Section headings: when OBX-3 names a section (a sub-identifier such as ``&IMP``, a LOINC
+  or DICOM section code, all in ``section_headings``) and it differs from the previous
+  OBX's section, a heading line (``IMPRESSION:``) is written before the text, unless the
+  text already starts with that heading word.
+* NTE: ``nte = "obx"`` keeps NTE text that follows an OBX, ``"all"`` also keeps notes on
+  the order (NTE after OBR); ``"none"`` (default) keeps none.
+* Pieces are joined with a single LF. Offsets index the exact string the engine receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+
+from .config import MappingConfig
+from .datatypes import coded, components, repetitions, subcomponents, text
+from .escapes import render_text
+from .header import Delimiters
+from .structure import OrderGroup, Segment
+
+_TEXT_TYPES = ("TX", "FT", "ST")
+_CODED_TYPES = ("CE", "CWE", "CNE", "CF")
+_UID = re.compile(r"^[0-2](\.(0|[1-9]\d*)){3,}$")
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Where a piece of report text came from: the segment's index in the message."""
+
+    segment_index: int
+    obx_set_id: str | None
+    obx_3: str
+    segment: str = "OBX"
+
+
+@dataclass(frozen=True)
+class SourceMap:
+    """Sorted, non-overlapping ``(start, end, SourceRef)`` spans over the report text."""
+
+    spans: tuple[tuple[int, int, SourceRef], ...] = ()
+
+    def source_of(self, offset: int) -> SourceRef | None:
+        """The segment the character at ``offset`` came from (None for joining line breaks)."""
+        starts = [s[0] for s in self.spans]
+        i = bisect.bisect_right(starts, offset) - 1
+        if i >= 0 and self.spans[i][0] <= offset < self.spans[i][1]:
+            return self.spans[i][2]
+        return None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """An encapsulated (ED) or referenced (RP) value: metadata only, never the data."""
+
+    segment_index: int
+    obx_set_id: str | None
+    value_type: str
+    type_of_data: str
+    subtype: str
+    encoding: str
+    size: int
+    text_extracted: bool = False
+
+
+@dataclass(frozen=True)
+class ReportText:
+    text: str
+    source_map: SourceMap
+    attachments: tuple[Attachment, ...]
+    warnings: tuple[str, ...]
+
+
+def build_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str) -> ReportText:
+    pieces: list[tuple[str, SourceRef]] = []
+    attachments: list[Attachment] = []
+    warnings: list[str] = []
+    section: str | None = None
+    seen_obx = False
+    for seg in group.items:
+        if seg.id == "NTE":
+            if config.nte == "all" or (config.nte == "obx" and seen_obx):
+                note = _nte_text(seg, d, charset)
+                if note is not None:
+                    pieces.append((note, SourceRef(seg.index, seg[1] or None, "", "NTE")))
+            continue
+        seen_obx = True
+        ref = SourceRef(seg.index, seg[1].strip() or None, seg[3])
+        value_type = seg[2].strip().upper().split(d.component)[0] if d.component else seg[2].strip().upper()
+        body: str | None = None
+        if value_type in ("ED", "RP"):
+            attachment, body, warning = _attachment(seg, value_type, d, charset)
+            attachments.append(attachment)
+            if warning:
+                warnings.append(warning)
+        elif _excluded(seg[3], d, config):
+            continue
+        elif value_type in _TEXT_TYPES:
+            lines = [render_text(r, d, charset) for r in repetitions(seg[5], d)]
+            if value_type == "ST" and all(_UID.match(v.strip()) for v in lines if v.strip()) and \
+                    any(v.strip() for v in lines):
+                continue
+            body = "\n".join(lines)
+        elif value_type in _CODED_TYPES:
+            labels = [coded(r, d).label for r in repetitions(seg[5], d)]
+            body = "\n".join(v for v in labels if v)
+        if body is None:
+            continue
+        heading = _section_heading(seg[3], d, config)
+        if heading and heading != section and not body.lstrip().upper().startswith(heading.rstrip(":")):
+            body = f"{heading}\n{body}"
+        section = heading or section
+        pieces.append((body, ref))
+    return _join(pieces, attachments, warnings)
+
+
+def _join(pieces: list[tuple[str, SourceRef]], attachments: list[Attachment], warnings: list[str]) -> ReportText:
+    out: list[str] = []
+    spans: list[tuple[int, int, SourceRef]] = []
+    offset = 0
+    for i, (body, ref) in enumerate(pieces):
+        if i:
+            out.append("\n")
+            offset += 1
+        if body:
+            spans.append((offset, offset + len(body), ref))
+        out.append(body)
+        offset += len(body)
+    return ReportText("".join(out), SourceMap(tuple(spans)), tuple(attachments), tuple(warnings))
+
+
+def _nte_text(seg: Segment, d: Delimiters, charset: str) -> str | None:
+    values = [render_text(r, d, charset) for r in repetitions(seg[3], d)]
+    joined = "\n".join(values)
+    return joined if joined.strip() else None
+
+
+def _observation_ids(obx3: str, d: Delimiters) -> list[str]:
+    """Identifier, sub-identifiers (``&GDT``) and text of OBX-3, upper-cased."""
+    comps = components(obx3, d)
+    ids = [s.strip().upper() for s in subcomponents(comps[0], d) if s.strip()]
+    if len(comps) > 1 and comps[1].strip():
+        ids.append(text(comps[1], d).upper())
+    if len(comps) > 3 and comps[3].strip():
+        ids.append(comps[3].strip().upper())
+    return ids
+
+
+def _excluded(obx3: str, d: Delimiters, config: MappingConfig) -> bool:
+    return any(i in config.excluded_observations for i in _observation_ids(obx3, d))
+
+
+def _section_heading(obx3: str, d: Delimiters, config: MappingConfig) -> str | None:
+    for ident in _observation_ids(obx3, d):
+        heading = config.section_headings.get(ident)
+        if heading:
+            return heading
+    return None
+
+
+def _attachment(seg: Segment, value_type: str, d: Delimiters, charset: str) -> tuple[Attachment, str | None, str | None]:
+    comps = components(seg[5], d)
+    set_id = seg[1].strip() or None
+    if value_type == "RP":
+        # RP: pointer^application id^type of data^subtype
+        return Attachment(seg.index, set_id, "RP", _c(comps, 2), _c(comps, 3), "", len(seg[5])), None, None
+    # ED: source application^type of data^data subtype^encoding^data (data may contain stray ^)
+    data = d.component.join(comps[4:]) if len(comps) > 4 else ""
+    type_of_data, subtype, encoding = _c(comps, 1), _c(comps, 2), _c(comps, 3)
+    body: str | None = None
+    warning: str | None = None
+    if "XML" in subtype.upper() or data.lstrip().startswith("<"):
+        try:
+            body = cda_text(_ed_payload(data, encoding, d, charset))
+        except (ET.ParseError, ValueError, binascii.Error, UnicodeDecodeError):
+            warning = f"OBX-5 ED at segment {seg.index} is XML that cannot be read"
+    attachment = Attachment(seg.index, set_id, "ED", type_of_data, subtype, encoding, len(data), body is not None)
+    return attachment, body, warning
+
+
+def _c(comps: list[str], i: int) -> str:
+    return comps[i].strip() if i < len(comps) else ""
+
+
+def _ed_payload(data: str, encoding: str, d: Delimiters, charset: str) -> str:
+    if encoding.upper() in ("BASE64", "B64"):
+        raw = base64.b64decode(re.sub(r"\s+", "", data))
+        for codec in ("utf-8", charset, "latin-1"):
+            try:
+                return raw.decode(codec)
+            except (UnicodeDecodeError, LookupError):
+                continue
+    if encoding.upper() == "HEX":
+        return bytes.fromhex(re.sub(r"\s+", "", data)).decode("utf-8", errors="replace")
+    return render_text(data, d, charset)
+
+
+_BLOCKS = {"paragraph", "item", "tr", "list", "table", "tbody", "thead", "td", "th"}
+
+
+def cda_text(xml_text: str) -> str:
+    """Section titles and narrative of a CDA document as plain text."""
+    if "<!DOCTYPE" in xml_text.upper() or "<!ENTITY" in xml_text.upper():
+        raise ValueError("DTDs and entities are not accepted in CDA content")
+    # ElementTree wants bytes when the XML declaration names an encoding.
+    root = ET.fromstring(xml_text.encode("utf-8") if xml_text.lstrip().startswith("<?xml") else xml_text)
+    lines: list[str] = []
+    sections = [el for el in root.iter() if _local(el.tag) == "section"]
+    if not sections:
+        body = [el for el in root.iter() if _local(el.tag) in ("nonXMLBody", "structuredBody")]
+        return _narrative(body[0]).strip() if body else ""
+    for sec in sections:
+        title = next((c for c in sec if _local(c.tag) == "title"), None)
+        narrative = next((c for c in sec if _local(c.tag) == "text"), None)
+        if title is not None and "".join(title.itertext()).strip():
+            lines.append("".join(title.itertext()).strip().upper() + ":")
+        if narrative is not None:
+            content = _narrative(narrative).strip()
+            if content:
+                lines.append(content)
+    return "\n".join(lines)
+
+
+def _local(tag: object) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _narrative(el: ET.Element) -> str:
+    parts: list[str] = []
+    name = _local(el.tag)
+    if name == "br":
+        parts.append("\n")
+    if el.text:
+        parts.append(el.text)
+    for child in el:
+        child_name = _local(child.tag)
+        if child_name in _BLOCKS:
+            parts.append("\n")
+        parts.append(_narrative(child))
+        if child_name == "caption":
+            parts.append(": ")
+        if child_name in _BLOCKS:
+            parts.append("\n")
+        if child.tail:
+            parts.append(child.tail)
+    joined = "".join(parts)
+    return re.sub(r"[ \t]*\n\s*\n+", "\n", joined) if name == "text" else joined

@@ -1,0 +1,118 @@
+"""The ORU^R01 segment structure, read with python-hl7 into patient and order groups.
+
+ORU_R01 = MSH {PID [PV1] {[ORC] OBR [NTE] {OBX [NTE]}}}. The reader is deliberately
+tolerant of order: each OBR starts a group with the ORC just before it (if any) and
+the latest PID/PV1 seen; OBX and NTE segments join the current group; segments this
+mapping does not use (SFT, PD1, PV2, TQ1, SPM, FT1, CTI, Z-segments, ...) are skipped.
+OBX/NTE before the first OBR (patient-level observations) belong to no group.
+
+Only the first message of a payload is read: the text is cut at a second MSH and at a
+batch/file trailer (BTS/FTS), which is what the ACK answers too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import hl7
+
+from .errors import ContentError
+from .header import Delimiters, MessageHeader, locate_msh
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One segment: its id, its index in the message (MSH = 0) and its raw fields.
+
+    ``fields[n]`` is field n as sent (for MSH, ``fields[n]`` is MSH-n too).
+    """
+
+    id: str
+    index: int
+    fields: tuple[str, ...]
+    raw: str
+
+    def __getitem__(self, n: int) -> str:
+        return self.fields[n] if 0 < n < len(self.fields) else ""
+
+
+@dataclass
+class OrderGroup:
+    """One ORC/OBR group with the patient segments in force when its OBR arrived."""
+
+    obr: Segment
+    orc: Segment | None
+    pid: Segment | None
+    pv1: Segment | None
+    index: int
+    items: list[Segment] = field(default_factory=list)  # OBX and NTE in order
+
+    @property
+    def obx(self) -> list[Segment]:
+        return [s for s in self.items if s.id == "OBX"]
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    header: MessageHeader
+    segments: tuple[Segment, ...]
+    groups: tuple[OrderGroup, ...]
+
+    @property
+    def delimiters(self) -> Delimiters:
+        return self.header.delimiters
+
+    def first(self, segment_id: str) -> Segment | None:
+        return next((s for s in self.segments if s.id == segment_id), None)
+
+
+def first_message(text: str) -> str:
+    """The text of the first message: from its MSH to the next MSH or batch trailer."""
+    start, _ = locate_msh(text)
+    body = text[start:]
+    cut = len(body)
+    for marker in ("\rMSH", "\rBTS", "\rFTS", "\rBHS", "\rFHS"):
+        found = body.find(marker)
+        if 0 <= found < cut:
+            cut = found
+    return body[:cut]
+
+
+def parse_segments(text: str, header: MessageHeader) -> tuple[Segment, ...]:
+    """Split the first message into segments with python-hl7; raises ContentError 102."""
+    body = first_message(text)
+    try:
+        message = hl7.parse(body)
+    except Exception as exc:  # python-hl7 raises several types on malformed input
+        raise ContentError(f"message cannot be parsed ({type(exc).__name__})", err_code="102",
+                           location="MSH") from exc
+    raw_segments = body.strip().split("\r")
+    segments = []
+    for index, seg in enumerate(message):
+        # python-hl7 gives MSH as [MSH, MSH-1, MSH-2, ...], so fields[n] is SEG-n for every segment.
+        fields = tuple(str(f) for f in seg)
+        seg_id = fields[0].strip() if fields else ""
+        raw = raw_segments[index] if index < len(raw_segments) else header.field_separator.join(fields)
+        segments.append(Segment(seg_id, index, fields, raw))
+    return tuple(segments)
+
+
+def read_structure(text: str, header: MessageHeader) -> ParsedMessage:
+    segments = parse_segments(text, header)
+    groups: list[OrderGroup] = []
+    pid = pv1 = orc = None
+    current: OrderGroup | None = None
+    for seg in segments:
+        if seg.id == "PID":
+            pid, pv1, orc, current = seg, None, None, None
+        elif seg.id == "PV1":
+            pv1 = seg
+        elif seg.id == "ORC":
+            orc, current = seg, None
+        elif seg.id == "OBR":
+            current = OrderGroup(seg, orc, pid, pv1, len(groups) + 1)
+            groups.append(current)
+            orc = None
+        elif seg.id in ("OBX", "NTE") and current is not None:
+            current.items.append(seg)
+    return ParsedMessage(header, segments, tuple(groups))

@@ -1,0 +1,48 @@
+"""Optional structure validation with hl7apy, per sending facility.
+
+Levels (``MappingConfig.validation`` / ``validation_by_facility``):
+
+* ``none``: no hl7apy at all (the hot path; python-hl7 only).
+* ``lenient``: hl7apy parses the message in tolerant mode and fits segments to the
+  ORU_R01 groups of the message's version; problems become warnings on the mapped
+  report, never a rejection.
+* ``strict``: hl7apy parses in strict mode and validates the whole structure (cardinality,
+  data types, lengths, tables); any problem is a ContentError 102 (AE).
+
+A version hl7apy does not know (2.7.1) is a validation problem like any other.
+Messages are never echoed into errors: hl7apy's own text can contain field values, so
+only the kind of problem (its exception class) is reported.
+"""
+
+from __future__ import annotations
+
+from hl7apy.consts import VALIDATION_LEVEL
+from hl7apy.exceptions import HL7apyException
+from hl7apy.parser import parse_message
+
+from .errors import ContentError
+
+def validate_structure(text: str, level: str) -> tuple[str, ...]:
+    """Validate ``text`` (CR-separated, first message only); returns warnings (lenient).
+
+    Raises ContentError 102 in strict mode when the message does not validate.
+    """
+    if level == "none":
+        return ()
+    if level not in ("lenient", "strict"):
+        raise ValueError(f"unknown validation level {level!r}")
+    strict = level == "strict"
+    try:
+        message = parse_message(
+            text,
+            validation_level=VALIDATION_LEVEL.STRICT if strict else VALIDATION_LEVEL.TOLERANT,
+            find_groups=True,
+        )
+        if strict:
+            message.validate()
+    except (HL7apyException, ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+        problem = f"message does not validate against its HL7 structure ({type(exc).__name__})"
+        if strict:
+            raise ContentError(problem, err_code="102", location="MSH-9") from exc
+        return (problem,)
+    return ()
