@@ -32,7 +32,7 @@ from ..models import (
     Period, PresentGuidanceInformation, concept,
 )
 from .guidance_findings import Lesion, find_lesions, observation, section_extension, size_components
-from .quality_measures import ReportText
+from .quality_measures import ReportText, patient_age
 from .scoring import find_scores
 
 _KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
@@ -105,18 +105,6 @@ def _largest(lesion: Lesion) -> float | None:
     return max(lesion.sizes[0].values_mm) if lesion.sizes else None
 
 
-def _age(ctx: AnalysisContext) -> int | None:
-    details = ctx.patient.details
-    if details is None or not details.birth_date or ctx.reference_date is None:
-        return None
-    try:
-        born = dt.date.fromisoformat(details.birth_date[:10])
-    except ValueError:
-        return None
-    ref = ctx.reference_date
-    return ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
-
-
 def _in_range(size: float | None, rule: dict[str, Any]) -> bool:
     if size is None:
         return "minMm" not in rule and "maxMm" not in rule
@@ -149,7 +137,7 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     risk = risks[0] if len(risks) == 1 else None
     if risk:
         present.append(_item("RISK LEVEL", f"{risk.upper()} RISK"))
-    age = _age(ctx)
+    age = patient_age(ctx)
     if age is not None and age < table["minAge"]:
         present.append(_item("PATIENT 35 YEARS OR OLDER", "NO"))
         return table["identifier"], present, [], missing, "low"
@@ -232,7 +220,7 @@ def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     missing: list[str] = []
     flags: set[str] = set()
     if "ageItem" in table:
-        age = _age(ctx)
+        age = patient_age(ctx)
         if age is None:
             missing.append("PATIENT AGE")
         else:

@@ -136,15 +136,27 @@ def _largest_mm(match: re.Match[str]) -> float:
     return max(values) * scale
 
 
-def _age(ctx: AnalysisContext) -> int | None:
-    details = ctx.patient.details
-    if details is None or not details.birth_date or ctx.reference_date is None:
+_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def parse_date(value: str | None) -> dt.date | None:
+    """A date from RI's lenient forms ("2014-2-20T00:00:00", "1939-05-25")."""
+    match = _DATE.match(value or "")
+    if match is None:
         return None
     try:
-        born = dt.date.fromisoformat(details.birth_date[:10])
+        return dt.date(*(int(g) for g in match.groups()))
     except ValueError:
         return None
+
+
+def patient_age(ctx: AnalysisContext) -> int | None:
+    """Age in whole years at the reference date, or None when it cannot be known."""
+    details = ctx.patient.details
+    born = parse_date(details.birth_date) if details else None
     ref = ctx.reference_date
+    if born is None or ref is None:
+        return None
     return ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
 
 
@@ -175,7 +187,7 @@ def _triggered(ctx: AnalysisContext, report: ReportText, measure: dict[str, Any]
     if not _exam_matches(ctx, measure):
         return False
     min_age = measure.get("minAge")
-    age = _age(ctx)
+    age = patient_age(ctx)
     if min_age is not None and age is not None and age < min_age:
         return False
     triggers = measure.get("trigger") or []

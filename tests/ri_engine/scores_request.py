@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
+from ri_engine.context import AnalysisContext
+from ri_engine.inferences.quality_measures import parse_date
 from ri_engine.models import (
     CodeableConcept, Coding, DocumentAdministrativeMetadata, DocumentContent, Inference,
     InferenceOptions, ModelConfiguration, OrderedProcedure, PatientDetails, PatientDocument,
@@ -74,12 +78,48 @@ def request_from_sample(sample: dict[str, Any]) -> RadiologyInsightsData:
     )
 
 
-def analyse(data: RadiologyInsightsData, kind: str) -> list[Inference]:
-    """The inferences of ``kind`` the engine produces for ``data``."""
-    from ri_engine import Engine
+def seed_request() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The request and the response JSON of the product seed (in that order)."""
+    text = SEED.read_text(encoding="utf-8")
+    decoder = json.JSONDecoder()
+    objects, pos = [], text.index("Examples Request/Response JSON:")
+    while len(objects) < 2:
+        pos = text.index("{", pos)
+        obj, end = decoder.raw_decode(text, pos)
+        objects.append(obj)
+        pos = end
+    return objects[0], objects[1]
 
-    result = Engine().analyze(data)
-    return [i for r in result.patient_results for i in r.inferences if i.kind == kind]
+
+def analyse(data: RadiologyInsightsData, kind: str) -> list[Inference]:
+    """The inferences of ``kind`` the engine produces for ``data``.
+
+    Runs ``Engine().analyze``; until the engine module exists the builder of ``kind`` is
+    called on a context built the way the engine documents it.
+    """
+    if importlib.util.find_spec("ri_engine.engine") is not None:
+        from ri_engine import Engine
+
+        result = Engine().analyze(data)
+        return [i for r in result.patient_results for i in r.inferences if i.kind == kind]
+    module = {"scoringAndAssessment": "scoring", "guidance": "guidance",
+              "qualityMeasure": "quality_measures"}[kind]
+    builder = importlib.import_module(f"ri_engine.inferences.{module}")
+    return builder.infer(context_for(data))
+
+
+def context_for(data: RadiologyInsightsData) -> AnalysisContext:
+    patient = data.patients[0]
+    document = (patient.patient_documents or [])[0]
+    created = parse_date(document.created_at)
+    period = patient.encounters[0].period if patient.encounters else None
+    reference = (parse_date(period.start) if period else None) or created
+    metadata = document.administrative_metadata
+    return AnalysisContext(
+        text=document.content.value, patient=patient, document=document,
+        configuration=data.configuration or ModelConfiguration(), document_date=created,
+        reference_date=reference,
+        ordered_procedures=list(metadata.ordered_procedures or []) if metadata else [])
 
 
 def stripped(value: Any) -> Any:

@@ -1,0 +1,85 @@
+"""qualityMeasure: the product seed, the documentation example, every compliance outcome."""
+
+from __future__ import annotations
+
+import pytest
+from scores_request import analyse, build_request, doc_sample, request_from_sample, seed_request, stripped
+
+from ri_engine.models import RadiologyInsightsData
+
+CT_CHEST = [{"system": "http://loinc.org", "code": "24627-2", "display": "CT CHEST"}]
+ADULT = "1960-03-01"
+
+
+def _measures(text: str, types: list[str], *, procedures=CT_CHEST, birth_date: str | None = ADULT) -> list[tuple]:
+    data = build_request(text, procedures=procedures, birth_date=birth_date,
+                         inference_options={"qualityMeasureOptions": {"measureTypes": types}})
+    return [(i.quality_measure_denominator, i.compliance_type, i.quality_criteria)
+            for i in analyse(data, "qualityMeasure")]
+
+
+def test_product_seed_returns_exactly_the_three_measures() -> None:
+    request, response = seed_request()
+    data = RadiologyInsightsData.from_request_json(request)
+    expected = response["result"]["patientResults"][0]["inferences"]
+    assert expected == [stripped(i) for i in analyse(data, "qualityMeasure")]
+
+
+def test_documentation_example() -> None:
+    sample = doc_sample("docs_quality_measure")
+    assert sample["expected"] == [stripped(i) for i in analyse(request_from_sample(sample), "qualityMeasure")]
+
+
+def test_without_options_no_measure_is_evaluated() -> None:
+    data = build_request("CT chest. 5 mm right upper lobe nodule.", procedures=CT_CHEST)
+    assert [] == analyse(data, "qualityMeasure")
+
+
+def test_output_follows_measure_types_order() -> None:
+    text = "Helical CT with iterative reconstruction. No pulmonary nodules."
+    assert [("DOSE LOWERING TECHNIQUE", "performanceMet", ["ITERATIVE RECONSTRUCTION"]),
+            ("INCIDENTAL PULMONARY NODULE", "notEligible", None)] == _measures(text, ["mips436", "mips364"])
+
+
+@pytest.mark.parametrize(("text", "compliance", "criteria"), [
+    ("A new 5 mm right upper lobe nodule. No follow-up needed per Fleischner.", "performanceMet",
+     ["APPROPRIATE FOLLOW-UP RECOMMENDATION"]),
+    ("A new 7 mm nodule in the left lower lobe.", "performanceNotMet", None),
+    ("Indication: unexplained fever.\nFindings: A new 7 mm nodule in the left lower lobe.", "denominatorException",
+     ["UNEXPLAINED FEVER"]),
+    ("The previously seen right upper lobe nodule is no longer seen.", "notEligible", None),
+])
+def test_incidental_pulmonary_nodule(text: str, compliance: str, criteria: list[str] | None) -> None:
+    assert [("INCIDENTAL PULMONARY NODULE", compliance, criteria)] == _measures(text, ["mips364"])
+
+
+def test_pulmonary_nodule_measure_needs_age_35() -> None:
+    text = "A new 7 mm nodule in the left lower lobe."
+    assert [("INCIDENTAL PULMONARY NODULE", "notEligible", None)] == _measures(
+        text, ["mips364"], birth_date="2000-01-01")
+
+
+def test_incidental_abdominal_lesion_is_an_inverse_measure() -> None:
+    abdomen = [{"system": "http://loinc.org", "code": "72250-2", "display": "CT ABDOMEN"}]
+    lesion = "A 4 mm hypodense lesion in the liver, too small to characterize."
+    assert [("INCIDENTAL ABDOMINAL LESION", "performanceMet", ["NO FOLLOW-UP IMAGING RECOMMENDED"])] == \
+        _measures(lesion, ["mips405"], procedures=abdomen)
+    assert [("INCIDENTAL ABDOMINAL LESION", "performanceNotMet", ["FOLLOW-UP IMAGING RECOMMENDED"])] == \
+        _measures(lesion + " Recommend follow-up MRI in 6 months.", ["mips405"], procedures=abdomen)
+    assert [("INCIDENTAL ABDOMINAL LESION", "denominatorException", ["KNOWN MALIGNANCY"])] == \
+        _measures("History of metastatic colon cancer. " + lesion + " Recommend follow-up MRI.",
+                  ["mips405"], procedures=abdomen)
+    assert [("INCIDENTAL ABDOMINAL LESION", "notEligible", None)] == \
+        _measures("A 3 cm liver mass.", ["mips405"], procedures=abdomen)
+
+
+def test_fluoroscopy_exposure_needs_indices_or_time_and_images() -> None:
+    fluoro = [{"system": "http://loinc.org", "code": "x", "display": "FL ESOPHAGRAM"}]
+    assert [("FLUOROSCOPIC RADIATION EXPOSURE", "performanceMet", ["EXPOSURE TIME", "NUMBER OF FLUOROGRAPHIC IMAGES"])] == \
+        _measures("Fluoroscopy time 1.2 minutes. 6 spot images obtained.", ["mips145"], procedures=fluoro)
+    assert [("FLUOROSCOPIC RADIATION EXPOSURE", "performanceNotMet", ["EXPOSURE TIME"])] == \
+        _measures("Fluoroscopy time 1.2 minutes.", ["mips145"], procedures=fluoro)
+
+
+def test_unsupported_types_give_nothing() -> None:
+    assert [] == _measures("CT chest.", ["qmm17", "msn13"])

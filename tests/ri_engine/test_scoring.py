@@ -1,0 +1,88 @@
+"""scoringAndAssessment: every category, spelling variants, ranges, evidence."""
+
+from __future__ import annotations
+
+import pytest
+from scores_request import analyse, build_request, doc_sample, request_from_sample, stripped
+
+from ri_engine.inferences.scoring import category_names, find_scores
+from ri_engine.models import token_spans
+
+
+def test_documentation_example() -> None:
+    sample = doc_sample("docs_scoring_and_assessment")
+    assert sample["expected"] == [stripped(i) for i in analyse(request_from_sample(sample), "scoringAndAssessment")]
+
+
+EXAMPLES = [
+    ("BI-RADS 4A", "BIRADS", "4A"),
+    ("BIRADS category: 2 - benign", "BIRADS", "2"),
+    ("Overall BI-RADS assessment category 0: incomplete.", "BIRADS", "0"),
+    ("Lung-RADS 3", "LUNG-RADS", "3"),
+    ("Lung-RADS v2022 category 4B", "LUNG-RADS", "4B"),
+    ("Left lobe nodule, TR4.", "TI-RADS", "4"),
+    ("TIRADS 2", "TI-RADS", "2"),
+    ("ACR TI-RADS category TR5", "TI-RADS", "5"),
+    ("Agatston score of 120", "AGATSTON SCORE", "120"),
+    ("Coronary calcium score (Agatston) 1,250", "AGATSTON SCORE", "1250"),
+    ("Calcium volume score 45", "CALCIUM VOLUME SCORE", "45"),
+    ("Calcium mass score 12.5", "CALCIUM MASS SCORE", "12.5"),
+    ("Total calcium score: 88", "CALCIUM SCORE (UNSPECIFIED)", "88"),
+    ("The T-score is -2.6.", "T-SCORE", "-2.6"),
+    ("Z-score: -1.1", "Z-SCORE", "-1.1"),
+    ("LI-RADS category LR-4", "LI-RADS", "4"),
+    ("7 mm observation, LR-M.", "LI-RADS", "M"),
+    ("CEUS LR-3", "CEUS LI-RADS", "3"),
+    ("Treated lesion is LR-TR viable.", "TREATMENT RESPONSE LI-RADS", "VIABLE"),
+    ("US LI-RADS category US-2", "US LI-RADS", "2"),
+    ("Visualization score VIS-B", "US LI-RADS VISUALIZATION SCORE", "B"),
+    ("PI-RADS v2.1 score 4", "PI-RADS", "4"),
+    ("O-RADS US 3", "O-RADS", "3"),
+    ("O-RADS MRI 4", "O-RADS MRI", "4"),
+    ("CAD-RADS 4A", "CAD-RADS", "4A"),
+    ("NI-RADS 2a", "NI-RADS", "2A"),
+    ("C-RADS C2", "C-RADS COLONIC FINDINGS", "2"),
+    ("C-RADS E3", "C-RADS EXTRACOLONIC FINDINGS", "3"),
+    ("Bosniak IIF cyst", "BOSNIAK", "IIF"),
+    ("ASPECTS of 8", "ALBERTA STROKE PROGRAM EARLY CT SCORE", "8"),
+    ("FRAX 10-year probability of major osteoporotic fracture is 12%", "FRAX SCORE", "12"),
+    ("Lifetime risk of breast cancer of 22%", "LIFETIME BREAST CANCER RISK", "22"),
+    ("10-year ASCVD risk 7.5%", "ASCVD RISK", "7.5"),
+    ("Modified Gail model 5-year risk 1.9%", "MODIFIED GAIL MODEL RISK", "1.9"),
+    ("Tyrer-Cuzick lifetime risk 24%", "TYRER CUSICK MODEL RISK", "24"),
+    ("10-year CHD risk 8%", "10 YEAR CHD RISK", "8"),
+    ("10-year CHD risk (observed age) 4%", "10 YEAR CHD RISK (OBSERVED AGE)", "4"),
+    ("10-year CHD risk based on arterial age 6%", "10 YEAR CHD RISK (ARTERIAL AGE)", "6"),
+    ("RMI 250", "RISK OF MALIGNANCY INDEX", "250"),
+    ("HNPCC mutation risk 5%", "HNPCC MUTATION RISK", "5"),
+    ("Kellgren-Lawrence grade III", "KELLGREN-LAWRENCE GRADING SCALE", "3"),
+    ("Tonnis grade 1", "TONNIS CLASSIFICATION", "1"),
+]
+
+
+@pytest.mark.parametrize(("text", "category", "value"), EXAMPLES)
+def test_spelling_variants(text: str, category: str, value: str) -> None:
+    assert [(category, value, None)] == [(m.category, m.value, m.maximum) for m in find_scores(text)]
+
+
+def test_every_category_has_an_example() -> None:
+    assert set(category_names()) == {category for _, category, _ in EXAMPLES}
+
+
+def test_range_becomes_range_value() -> None:
+    [inference] = analyse(build_request("PI-RADS 3-4 lesion in the left peripheral zone."), "scoringAndAssessment")
+    assert {"kind": "scoringAndAssessment", "category": "PI-RADS",
+            "categoryDescription": "PROSTATE IMAGING REPORTING AND DATA SYSTEM",
+            "rangeValue": {"minimum": "3", "maximum": "4"}} == stripped(inference)
+
+
+def test_one_inference_per_mention_and_no_false_hits() -> None:
+    text = "ACR BI-RADS 5th edition lexicon. BI-RADS 2. Impression: BI-RADS 2."
+    assert [("BIRADS", "2"), ("BIRADS", "2")] == [(m.category, m.value) for m in find_scores(text)]
+
+
+def test_evidence_is_the_score_tokens_only() -> None:
+    text = "Impression: nodule (TI-RADS 3) and BIRADS category: 2 - benign."
+    inferences = analyse(build_request(text, include_evidence=True), "scoringAndAssessment")
+    spans = [[text[o:o + n] for o, n in token_spans(i.extension)] for i in inferences]
+    assert [["TI", "-", "RADS", "3"], ["BIRADS", "2"]] == spans
