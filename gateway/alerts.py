@@ -10,6 +10,7 @@ An alert route names the classes of inference it alerts on (``alert_on``):
     sex          sexMismatch
     age          ageMismatch
 
+The same critical result mentioned twice (findings and impression) alerts once.
 A report whose text already documents the communication of its result (a
 ``followupCommunication`` inference) still alerts; the alert says so.
 
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ri_engine.models import (
-    FollowupCommunicationInference, FollowupRecommendationInference, Inference,
+    CriticalResultInference, FollowupCommunicationInference, FollowupRecommendationInference, Inference,
     ScoringAndAssessmentInference,
 )
 
@@ -92,7 +93,20 @@ class AlertPolicy:
         return False
 
     def alerting(self, inferences: Iterable[Inference]) -> list[Inference]:
-        return [inf for inf in inferences if self.is_alerting(inf)]
+        """The alerting inferences; a critical result repeated (findings and impression)
+        is alerted once, with its first mention."""
+        out: list[Inference] = []
+        seen: set[str] = set()
+        for inf in inferences:
+            if not self.is_alerting(inf):
+                continue
+            if isinstance(inf, CriticalResultInference):
+                key = _norm(inf.result.description)
+                if key in seen:
+                    continue
+                seen.add(key)
+            out.append(inf)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], prefix: str) -> AlertPolicy:

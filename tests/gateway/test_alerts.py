@@ -65,3 +65,9 @@ def test_communication_of():
     comm = FollowupCommunicationInference(recipient=["nurse"])
     assert communication_of([CRIT, comm]) is comm
     assert communication_of([CRIT]) is None
+
+
+def test_a_critical_result_mentioned_twice_alerts_once():
+    again = CriticalResultInference(result=CriticalResult(description="New fracture"))
+    other = CriticalResultInference(result=CriticalResult(description="PNEUMOTHORAX"))
+    assert AlertPolicy().alerting([CRIT, again, other]) == [CRIT, other]
