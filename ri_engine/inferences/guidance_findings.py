@@ -38,10 +38,6 @@ _SMALL = re.compile(r"\b(?:small|tiny)\b", re.IGNORECASE)
 
 # organ -> (organ words, lesion nouns, SOI by noun, anatomy codings)
 _ORGANS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
-    "lung": (r"\b(?:pulmonary|lungs?|lobes?|lingula\w*|RUL|RML|RLL|LUL|LLL|perifissural|subpleural)\b",
-             r"\bnodul(?:e|es|ar\s+opacit(?:y|ies))\b",
-             [(SNOMED, "39607008", "LUNG STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID1301", "LUNG"),
-              (RADLEX, "RID13437", "LUNGS")]),
     "thyroid": (r"\bthyroid\b|\b(?:right|left)\s+(?:thyroid\s+)?lobe\b|\bisthmus\b",
                 r"\b(?:nodules?|lesions?|cysts?)\b",
                 [(SNOMED, "69748006", "THYROID STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID7578", "THYROID GLAND")]),
@@ -53,6 +49,10 @@ _ORGANS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
               [(SNOMED, "10200004", "LIVER STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID58", "LIVER")]),
     "pancreas": (r"\bpancrea(?:s|tic)\b", r"\b(?:cysts?|cystic\s+lesions?|IPMNs?)\b",
                  [(SNOMED, "15776009", "PANCREATIC STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID170", "PANCREAS")]),
+    "lung": (r"\b(?:pulmonary|lungs?|lobes?|lingula\w*|RUL|RML|RLL|LUL|LLL|perifissural|subpleural)\b",
+             r"\bnodul(?:e|es|ar\s+opacit(?:y|ies))\b",
+             [(SNOMED, "39607008", "LUNG STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID1301", "LUNG"),
+              (RADLEX, "RID13437", "LUNGS")]),
 }
 _SOI = {"nodul": ("27925004", "NODULE (MORPHOLOGIC ABNORMALITY)"), "cyst": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "mass": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)"), "ipmn": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
