@@ -2,8 +2,23 @@
 
 The engine builds one ``AnalysisContext`` per request (see ``engine.py``); each module in
 ``ri_engine/inferences/`` is a function ``infer(ctx) -> list[Inference]``. Layers that the NLP
-pipeline computes (sections, sentences, finding mentions, ...) are filled in by the engine
-before any builder runs; builders never re-run the pipeline.
+pipeline computes are filled in by the engine before any builder runs; builders never re-run
+the pipeline. The layers (all offsets are character offsets into ``ctx.text``; the value
+types are in ``ri_engine.nlp.types`` and documented in ``ri_engine/nlp/__init__.py``):
+
+- ``sections``      list[Section]        FINDINGS, IMPRESSION, ... with RI's LOINC code
+- ``sentences``     list[Span]           trimmed sentences, headers and list markers left out
+- ``terms``         dict[str, list[Term]] raw lexicon matches by group ("finding", "anatomy",
+                                         "laterality", "modality", "cue", "change", ...)
+- ``measurements``  list[Measurement]    every size in the text
+- ``dates``/``times`` list[DateMention] / list[TimeMention]
+- ``anatomy``       list[AnatomyMention] every body structure named, with laterality
+- ``findings``      list[FindingMention] every finding term with assertion, anatomy,
+                                         laterality, sizes and qualifiers attached
+- ``procedures``    list[ProcedureMention] imaging procedures named in the text
+- ``order_procedures`` list[ProcedureMention] procedures read from the ordered procedure
+- ``doc``           the spaCy Doc (tokens: ``ctx.doc[i].idx``, ``.text``; sentences: ``doc.sents``)
+- ``lexicon``       the loaded ``ri_engine.nlp.lexicon.Lexicon`` (codes for any entry key)
 """
 
 from __future__ import annotations
@@ -12,28 +27,14 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from .nlp.dates import DateMention, TimeMention
+from .nlp.types import (
+    AnatomyMention, FindingMention, Measurement, ProcedureMention, Section, Span, Term,
+)
 from .models import (
     Extension, ModelConfiguration, OrderedProcedure, PatientDocument, PatientRecord,
     token_extension,
 )
-
-
-@dataclass(frozen=True)
-class Section:
-    """A report section: character span of its body, its name and RI's LOINC code."""
-
-    name: str            # normalised: FINDINGS, IMPRESSION, HISTORY, TECHNIQUE, ...
-    start: int           # offset of the header (or of the text when there is no header)
-    end: int             # exclusive
-    loinc_code: str | None = None
-    loinc_display: str | None = None
-    header_end: int | None = None  # offset just after "FINDINGS:" when a header was written
-
-
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int  # exclusive
 
 
 @dataclass
@@ -47,7 +48,17 @@ class AnalysisContext:
     ordered_procedures: list[OrderedProcedure]
     sections: list[Section] = field(default_factory=list)
     sentences: list[Span] = field(default_factory=list)
-    # Filled by the NLP layer; see ri_engine/nlp for the mention types.
+    terms: dict[str, list[Term]] = field(default_factory=dict)
+    measurements: list[Measurement] = field(default_factory=list)
+    dates: list[DateMention] = field(default_factory=list)
+    times: list[TimeMention] = field(default_factory=list)
+    anatomy: list[AnatomyMention] = field(default_factory=list)
+    findings: list[FindingMention] = field(default_factory=list)
+    procedures: list[ProcedureMention] = field(default_factory=list)
+    order_procedures: list[ProcedureMention] = field(default_factory=list)
+    doc: Any = None
+    lexicon: Any = None
+    # Free-form extra layers a builder owner may add (name them after their module).
     layers: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -78,3 +89,24 @@ class AnalysisContext:
             if sentence.start <= offset < sentence.end:
                 return sentence
         return None
+
+    def sentences_in(self, section_names: tuple[str, ...]) -> list[Span]:
+        """Sentences whose start lies in a section with one of these names."""
+        out = []
+        for sentence in self.sentences:
+            section = self.section_at(sentence.start)
+            if section is not None and section.name in section_names:
+                out.append(sentence)
+        return out
+
+    def span_text(self, start: int, end: int) -> str:
+        return self.text[start:end]
+
+    def tokens(self, start: int, end: int) -> list[tuple[int, int]]:
+        """(start, end) of every non-space token inside [start, end) -- RI's evidence unit."""
+        if self.doc is None:
+            return [(start, end)]
+        span = self.doc.char_span(start, end, alignment_mode="expand")
+        if span is None:
+            return [(start, end)]
+        return [(t.idx, t.idx + len(t.text)) for t in span if not t.is_space]

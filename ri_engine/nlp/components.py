@@ -1,0 +1,114 @@
+"""The pipeline's spaCy components, all registered here (``ri_<name>`` factories).
+
+Order on ``spacy.blank("en")`` with the radiology tokenizer:
+``ri_layout`` (sections, sentences) -> ``ri_terms`` (lexicon matches) ->
+``ri_measurements`` (sizes, dates, times) -> ``ri_mentions`` (anatomy and findings with
+assertion) -> ``ri_procedures`` (imaging procedures named in the text).
+The document date, needed to resolve "September 5", travels in ``doc.user_data["document_date"]``.
+"""
+
+from __future__ import annotations
+
+from spacy.language import Language
+from spacy.tokens import Doc
+
+from .dates import find_dates, find_times
+from .extensions import register_extensions
+from .lexicon import Lexicon
+from .measurements import find_measurements
+from .mentions import build_anatomy, build_findings
+from .procedures import find_procedures
+from .sections import SectionScheme, find_sections
+from .sentences import split_sentences
+
+register_extensions()
+
+
+class LayoutComponent:
+    """Sections and sentences; also marks each sentence's first token for ``doc.sents``."""
+
+    def __init__(self, scheme: str | None) -> None:
+        self.scheme = SectionScheme.load(scheme or None)
+
+    def __call__(self, doc: Doc) -> Doc:
+        text = doc.text
+        sections = find_sections(text, self.scheme)
+        sentences = split_sentences(text, sections)
+        doc._.ri_sections = sections
+        doc._.ri_sentences = sentences
+        starts = {s.start for s in sentences}
+        for token in doc:
+            token.is_sent_start = token.i == 0 or token.idx in starts
+        return doc
+
+
+class TermsComponent:
+    def __init__(self, nlp: Language) -> None:
+        self.lexicon = Lexicon(nlp)
+
+    def __call__(self, doc: Doc) -> Doc:
+        doc._.ri_terms = self.lexicon.match(doc)
+        return doc
+
+
+class MeasurementsComponent:
+    def __call__(self, doc: Doc) -> Doc:
+        doc._.ri_measurements = find_measurements(doc.text)
+        doc._.ri_dates = find_dates(doc.text, doc.user_data.get("document_date"))
+        doc._.ri_times = find_times(doc.text)
+        return doc
+
+
+class MentionsComponent:
+    def __init__(self, nlp: Language) -> None:
+        self.nlp = nlp
+
+    def __call__(self, doc: Doc) -> Doc:
+        lexicon = self.nlp.get_pipe("ri_terms").lexicon
+        terms = doc._.ri_terms
+        anatomy, used = build_anatomy(doc.text, terms, lexicon)
+        doc._.ri_anatomy = anatomy
+        doc._.ri_findings = build_findings(
+            doc.text, doc._.ri_sentences, doc._.ri_sections, terms, anatomy, used,
+            doc._.ri_measurements, doc._.ri_dates, lexicon)
+        return doc
+
+
+class ProceduresComponent:
+    def __init__(self, nlp: Language) -> None:
+        self.nlp = nlp
+
+    def __call__(self, doc: Doc) -> Doc:
+        lexicon = self.nlp.get_pipe("ri_terms").lexicon
+        doc._.ri_procedures = find_procedures(
+            doc.text, doc._.ri_terms, doc._.ri_anatomy, doc._.ri_sections, lexicon)
+        return doc
+
+
+@Language.factory("ri_layout", default_config={"scheme": ""},
+                  assigns=["token.is_sent_start", "doc._.ri_sections", "doc._.ri_sentences"])
+def make_layout(nlp: Language, name: str, scheme: str) -> LayoutComponent:
+    return LayoutComponent(scheme)
+
+
+@Language.factory("ri_terms", assigns=["doc._.ri_terms"])
+def make_terms(nlp: Language, name: str) -> TermsComponent:
+    return TermsComponent(nlp)
+
+
+@Language.factory("ri_measurements",
+                  assigns=["doc._.ri_measurements", "doc._.ri_dates", "doc._.ri_times"])
+def make_measurements(nlp: Language, name: str) -> MeasurementsComponent:
+    return MeasurementsComponent()
+
+
+@Language.factory("ri_mentions", requires=["doc._.ri_terms", "doc._.ri_sentences"],
+                  assigns=["doc._.ri_anatomy", "doc._.ri_findings"])
+def make_mentions(nlp: Language, name: str) -> MentionsComponent:
+    return MentionsComponent(nlp)
+
+
+@Language.factory("ri_procedures", requires=["doc._.ri_terms", "doc._.ri_anatomy"],
+                  assigns=["doc._.ri_procedures"])
+def make_procedures(nlp: Language, name: str) -> ProceduresComponent:
+    return ProceduresComponent(nlp)

@@ -1,0 +1,191 @@
+"""Lexicons from ``ri_engine/knowledge`` and one phrase matcher over all of them.
+
+Every term becomes a spaCy ``PhraseMatcher`` pattern (lower-cased, or exact case for
+ambiguous abbreviations such as "US" and "PE") whose match id is ``"<group>|<key>|<flag>"``:
+group says which lexicon (finding, anatomy, laterality, change, severity, chronicity,
+feature, temporal, multiplicity, cue:<category>:<direction>, terminator, modality), key the
+entry and flag "pl" for a generated plural. ``Lexicon.match(doc)`` returns ``Term`` values,
+longest match first within each group, overlaps inside a group removed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from spacy.language import Language
+from spacy.matcher import PhraseMatcher
+from spacy.tokens import Doc
+
+from ..knowledge import load_json
+from .types import Code, Term
+
+SYSTEMS = {"SCT": "http://snomed.info/sct", "RADLEX": "http://radlex.org", "LOINC": "http://loinc.org"}
+MODIFIER_GROUPS = ("change", "severity", "chronicity", "feature", "temporal", "multiplicity")
+
+
+def make_code(triple: list[str]) -> Code:
+    system, code, display = triple
+    return Code(SYSTEMS.get(system, system), code, display)
+
+
+def plural(term: str) -> str:
+    """English plural of the last word ("lymph node" -> "lymph nodes")."""
+    head, _, last = term.rpartition(" ")
+    if last.endswith("is"):
+        last = last[:-2] + "es"
+    elif last.endswith(("s", "x", "ch", "sh", "z")):
+        last = last + "es"
+    elif last.endswith("y") and len(last) > 1 and last[-2] not in "aeiou":
+        last = last[:-1] + "ies"
+    else:
+        last = last + "s"
+    return f"{head} {last}" if head else last
+
+
+@dataclass(frozen=True)
+class FindingEntry:
+    key: str
+    codes: tuple[Code, ...]
+    tags: frozenset[str]
+    anatomy: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AnatomyEntry:
+    key: str
+    codes: tuple[Code, ...]
+    laterality: str | None
+    parents: tuple[str, ...]
+    lobe: str | None
+
+
+@dataclass(frozen=True)
+class ModalityEntry:
+    key: str
+    code: Code
+    loinc_generic: Code | None
+
+
+class Lexicon:
+    """All term lists plus the matchers built from them (built once per process)."""
+
+    def __init__(self, nlp: Language) -> None:
+        self.findings: dict[str, FindingEntry] = {}
+        self.anatomy: dict[str, AnatomyEntry] = {}
+        self.laterality: dict[str, Code] = {}
+        self.modifier_codes: dict[tuple[str, str], Code | None] = {}
+        self.modalities: dict[str, ModalityEntry] = {}
+        self._lower = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self._exact = PhraseMatcher(nlp.vocab, attr="ORTH")
+        self._patterns: dict[str, list[str]] = {}
+        self._exact_patterns: dict[str, list[str]] = {}
+        self._load_findings()
+        self._load_anatomy()
+        self._load_modifiers()
+        self._load_context()
+        self._load_modalities()
+        tokenizer = nlp.tokenizer
+        for match_id, terms in self._patterns.items():
+            self._lower.add(match_id, [tokenizer(t) for t in terms])
+        for match_id, terms in self._exact_patterns.items():
+            self._exact.add(match_id, [tokenizer(t) for t in terms])
+        self._strings = nlp.vocab.strings
+
+    # --- loading ---------------------------------------------------------------------
+
+    def _add(self, group: str, key: str, terms: list[str], *, plurals: bool = False,
+             extra_plurals: list[str] | None = None, exact: list[str] | None = None) -> None:
+        singular = sorted({t.lower() for t in terms})
+        self._patterns.setdefault(f"{group}|{key}|", []).extend(singular)
+        if plurals or extra_plurals:
+            forms = {plural(t) for t in singular} if plurals else set()
+            forms |= {t.lower() for t in extra_plurals or []}
+            forms -= set(singular)
+            if forms:
+                self._patterns.setdefault(f"{group}|{key}|pl", []).extend(sorted(forms))
+        if exact:
+            self._exact_patterns.setdefault(f"{group}|{key}|", []).extend(exact)
+
+    def _load_findings(self) -> None:
+        for key, entry in load_json("findings.json")["entries"].items():
+            self.findings[key] = FindingEntry(
+                key=key, codes=tuple(make_code(c) for c in entry["codes"]),
+                tags=frozenset(entry.get("tags", ())), anatomy=tuple(entry.get("anatomy", ())))
+            self._add("finding", key, entry["terms"], plurals=not entry.get("no_plural"),
+                      exact=entry.get("case_sensitive_terms"))
+
+    def _load_anatomy(self) -> None:
+        data = load_json("anatomy.json")
+        for side, entry in data["laterality"].items():
+            self.laterality[side] = make_code(entry["code"])
+            self._add("laterality", side, entry["terms"])
+        for key, entry in data["entries"].items():
+            self.anatomy[key] = AnatomyEntry(
+                key=key, codes=tuple(make_code(c) for c in entry["codes"]),
+                laterality=entry.get("laterality"), parents=tuple(entry.get("parents", ())),
+                lobe=entry.get("lobe"))
+            self._add("anatomy", key, entry["terms"], extra_plurals=entry.get("plural_terms"))
+
+    def _load_modifiers(self) -> None:
+        data = load_json("modifiers.json")
+        for group in MODIFIER_GROUPS:
+            for key, entry in data[group].items():
+                code = entry.get("code")
+                self.modifier_codes[(group, key)] = make_code(code) if code else None
+                self._add(group, key, entry["terms"])
+
+    def _load_context(self) -> None:
+        data = load_json("context.json")
+        seen: dict[str, tuple[str, set[str]]] = {}
+        for cue in data["cues"]:
+            for term in cue["terms"]:
+                term = term.lower()
+                category, directions = seen.setdefault(term, (cue["category"], set()))
+                if category != cue["category"]:
+                    raise ValueError(
+                        f"context.json: cue {term!r} is both {category} and {cue['category']}")
+                directions.add(cue["direction"])
+        for term, (category, directions) in seen.items():
+            direction = directions.pop() if len(directions) == 1 else "both"
+            self._patterns.setdefault(f"cue|{category}:{direction}|", []).append(term)
+        self._add("terminator", "terminator", data["terminators"])
+
+    def _load_modalities(self) -> None:
+        for key, entry in load_json("modalities.json")["entries"].items():
+            generic = entry.get("loinc_generic")
+            self.modalities[key] = ModalityEntry(
+                key=key, code=make_code(entry["code"]),
+                loinc_generic=Code(SYSTEMS["LOINC"], generic[0], generic[1]) if generic else None)
+            self._add("modality", key, entry["terms"], exact=entry.get("case_sensitive_terms"))
+
+    # --- matching --------------------------------------------------------------------
+
+    def match(self, doc: Doc) -> dict[str, list[Term]]:
+        """Terms found in ``doc`` by group, each list sorted by start offset."""
+        raw: dict[str, list[tuple[int, int, str, str]]] = {}
+        for matcher in (self._lower, self._exact):
+            for match_id, start, end in matcher(doc):
+                group, key, flag = self._strings[match_id].split("|")
+                raw.setdefault(group, []).append((start, end, key, flag))
+        out: dict[str, list[Term]] = {}
+        for group, hits in raw.items():
+            # Longest first, then leftmost; drop anything overlapping a kept match.
+            hits.sort(key=lambda h: (h[0] - h[1], h[0]))
+            taken: set[int] = set()
+            kept: list[Term] = []
+            for start, end, key, flag in hits:
+                if any(i in taken for i in range(start, end)):
+                    continue
+                taken.update(range(start, end))
+                span = doc[start:end]
+                kept.append(Term(lexicon=group, key=key, start=span.start_char,
+                                 end=span.end_char, text=span.text, plural=flag == "pl"))
+            kept.sort(key=lambda t: t.start)
+            out[group] = kept
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Entry counts per lexicon (for ``verbose`` output and tests)."""
+        return {"findings": len(self.findings), "anatomy": len(self.anatomy),
+                "modalities": len(self.modalities), "patterns": len(self._patterns)}

@@ -1,0 +1,68 @@
+"""Sizes in the text: ``5 mm``, ``5.6 x 4.5 x 3.4 cm``, ``2.5 cm x 1.2 cm``, ``6-8 mm``,
+``2 to 3 mm``, ``< 3 cm``, ``up to 7 mm``, ``sub-5 mm``; current versus prior
+("previously 6 mm", "increased from 4 mm to 6 mm", "6 mm on the prior study").
+
+Matching runs on the raw text (a regular expression is much cheaper than a token walk) and
+returns character offsets, so the result lines up with every other layer.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .types import Measurement
+
+_NUM = r"\d+(?:\.\d+)?|\.\d+"
+_UNIT = r"mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?"
+_MEASUREMENT = re.compile(
+    r"(?:(?P<cmp>less\s+than|smaller\s+than|under|up\s+to|at\s+most|greater\s+than|larger\s+than"
+    r"|more\s+than|over|at\s+least|<=|>=|\u2264|\u2265|<|>|sub-)\s*"
+    r"(?:approximately|about|roughly|nearly|approx\.)?\s*)?"
+    rf"(?<![\w.])(?P<n1>{_NUM})"
+    rf"(?:\s*(?:-|\u2013|to)\s*(?P<r2>{_NUM})"
+    rf"|(?:\s*(?:{_UNIT})(?![A-Za-z]))?\s*(?:x|X|\u00d7|\*|by)\s*(?P<n2>{_NUM})"
+    rf"(?:\s*(?:{_UNIT})(?![A-Za-z]))?(?:\s*(?:x|X|\u00d7|\*|by)\s*(?P<n3>{_NUM}))?)?"
+    rf"\s*(?P<unit>{_UNIT})(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_COMPARATORS = {
+    "less than": "<", "smaller than": "<", "under": "<", "<": "<", "sub-": "<",
+    "up to": "<=", "at most": "<=", "<=": "<=", "\u2264": "<=",
+    "greater than": ">", "larger than": ">", "more than": ">", "over": ">", ">": ">",
+    "at least": ">=", ">=": ">=", "\u2265": ">=",
+}
+_PRIOR_BEFORE = re.compile(
+    r"(?:previously|prior(?:ly)?|formerly|before|was|were|from|compared\s+(?:to|with)|versus|vs\.?)"
+    r"\s*(?:measur\w+|seen\s+at|at)?\s*(?:approximately|about|roughly)?\s*\(?\s*$",
+    re.IGNORECASE,
+)
+_PRIOR_AFTER = re.compile(
+    r"\s*\)?\s*(?:previously|(?:on|in|at)\s+(?:the\s+)?(?:prior|previous|earlier|last|comparison)\b)",
+    re.IGNORECASE,
+)
+
+
+def find_measurements(text: str) -> list[Measurement]:
+    """Every size expression in ``text``, in order of appearance."""
+    found: list[Measurement] = []
+    for match in _MEASUREMENT.finditer(text):
+        unit = "mm" if match.group("unit").lower().startswith(("mm", "milli")) else "cm"
+        cmp_text = match.group("cmp")
+        comparator = _COMPARATORS[re.sub(r"\s+", " ", cmp_text.lower())] if cmp_text else None
+        start, end = match.span()
+        value_start = match.start("n1")
+        lead = text[max(0, value_start - 40):value_start]
+        prior = bool(_PRIOR_BEFORE.search(lead)) or bool(_PRIOR_AFTER.match(text, end))
+        if match.group("r2"):
+            low, high = float(match.group("n1")), float(match.group("r2"))
+            found.append(Measurement(
+                start=start, end=end, unit=unit, low=low, high=high, comparator=comparator,
+                prior=prior, value_spans=((match.start("n1"), match.end("r2")),)))
+            continue
+        groups = [g for g in ("n1", "n2", "n3") if match.group(g)]
+        values = tuple(float(match.group(g)) for g in groups)
+        spans = tuple((match.start(g), match.end(g)) for g in groups)
+        found.append(Measurement(
+            start=start, end=end, unit=unit, values=values, comparator=comparator,
+            prior=prior, value_spans=spans))
+    return found

@@ -1,0 +1,167 @@
+"""Finding mentions: each finding term with its anatomy, laterality, sizes and qualifiers.
+
+Attachment works inside a clause (a sentence cut at "but", "however", "although", ";"):
+every anatomy, size, laterality or qualifier in the clause goes to the nearest finding
+term of the clause (by character distance; on a tie, to the finding before it, as in
+"nodule in the right upper lobe"). A finding without anatomy in its clause takes the
+default anatomy of its lexicon entry ("appendicitis" -> appendix), if any.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from typing import TypeVar
+
+from .assertion import assert_mention
+from .dates import DateMention
+from .lexicon import MODIFIER_GROUPS, Lexicon
+from .types import (
+    AnatomyMention, FindingMention, Laterality, Measurement, Modifier, Section, Span, Term,
+)
+
+_CLAUSE_BREAKS = frozenset({"but", "however", "although", "though", "whereas", "yet", ";",
+                            "nonetheless", "nevertheless"})
+_GAP_ONE_WORD = re.compile(r"[\s-]*(?:[A-Za-z]+[\s-]+)?$")
+_DATED = re.compile(r"(?:dating\s+back\s+to|dated|since|from|on)\s*$", re.IGNORECASE)
+_CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?(?:approximately\s*)?$",
+                           re.IGNORECASE)
+
+T = TypeVar("T")
+
+
+def build_anatomy(text: str, terms: dict[str, list[Term]], lexicon: Lexicon) -> tuple[
+        list[AnatomyMention], set[int]]:
+    """Anatomy mentions with laterality, and the start offsets of laterality terms used."""
+    lateralities = terms.get("laterality", [])
+    starts = [t.start for t in lateralities]
+    used: set[int] = set()
+    out: list[AnatomyMention] = []
+    for term in terms.get("anatomy", []):
+        entry = lexicon.anatomy[term.key]
+        laterality = None
+        if entry.laterality:
+            code = lexicon.laterality[entry.laterality]
+            laterality = Laterality(entry.laterality, code, term.start, term.end)
+        else:
+            index = bisect_left(starts, term.start) - 1
+            if index >= 0:
+                side = lateralities[index]
+                if side.end <= term.start and _GAP_ONE_WORD.fullmatch(text[side.end:term.start]):
+                    laterality = Laterality(side.key, lexicon.laterality[side.key],
+                                            side.start, side.end)
+                    used.add(side.start)
+        out.append(AnatomyMention(key=term.key, start=term.start, end=term.end, text=term.text,
+                                  codes=entry.codes, laterality=laterality, plural=term.plural,
+                                  parents=entry.parents))
+    return out, used
+
+
+def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Section],
+                   terms: dict[str, list[Term]], anatomy: list[AnatomyMention],
+                   used_laterality: set[int], measurements: list[Measurement],
+                   dates: list[DateMention], lexicon: Lexicon) -> list[FindingMention]:
+    findings = terms.get("finding", [])
+    if not findings:
+        return []
+    cues = terms.get("cue", [])
+    terminators = terms.get("terminator", [])
+    free_sides = [t for t in terms.get("laterality", []) if t.start not in used_laterality]
+    modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])),
+                       key=lambda t: t.start)
+    out: list[FindingMention] = []
+    for sentence in sentences:
+        in_sentence = _within(findings, sentence)
+        if not in_sentence:
+            continue
+        s_terminators = _within(terminators, sentence)
+        breaks = [sentence.start] + [t.start for t in s_terminators
+                                     if t.text.lower() in _CLAUSE_BREAKS] + [sentence.end]
+        s_cues = _within(cues, sentence)
+        term_starts = [t.start for t in s_terminators]
+        for lo, hi in zip(breaks, breaks[1:]):
+            clause = Span(lo, hi)
+            clause_findings = _within(in_sentence, clause)
+            if not clause_findings:
+                continue
+            groups = _assign(clause_findings, {
+                "anatomy": _within(anatomy, clause),
+                "laterality": _within(free_sides, clause),
+                "measurement": _within(measurements, clause),
+                "modifier": _within(modifiers, clause),
+            })
+            clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
+            for index, term in enumerate(clause_findings):
+                out.append(_mention(text, term, groups[index], sentence, sections, s_cues,
+                                    term_starts, clause_dates, lexicon))
+    return out
+
+
+def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
+             sections: Sequence[Section], cues: list[Term], terminators: list[int],
+             clause_dates: list[DateMention], lexicon: Lexicon) -> FindingMention:
+    entry = lexicon.findings[term.key]
+    anatomy: list[AnatomyMention] = attached["anatomy"]
+    if not anatomy and entry.anatomy:
+        anatomy = [AnatomyMention(key=k, start=term.start, end=term.end, text=term.text,
+                                  codes=lexicon.anatomy[k].codes, parents=lexicon.anatomy[k].parents)
+                   for k in entry.anatomy]
+    laterality = next((a.laterality for a in anatomy if a.laterality), None)
+    if laterality is None and attached["laterality"]:
+        side = attached["laterality"][0]
+        laterality = Laterality(side.key, lexicon.laterality[side.key], side.start, side.end)
+    mods = tuple(Modifier(kind=m.lexicon, key=m.key, start=m.start, end=m.end, text=m.text,
+                          code=lexicon.modifier_codes.get((m.lexicon, m.key)))
+                 for m in attached["modifier"])
+    date = clause_dates[0] if clause_dates else None
+    sizes: list[Measurement] = attached["measurement"]
+    if date is not None:
+        # A size given next to "dating back to <date>" describes the earlier study unless the
+        # text says it is the size now ("measuring", "now").
+        sizes = [m if m.prior or _CURRENT_SIZE.search(text[max(0, m.start - 30):m.start])
+                 else dataclasses.replace(m, prior=True) for m in sizes]
+    multiple = term.plural or any(m.kind == "multiplicity" and m.key == "multiple" for m in mods)
+    section = _section_at(sections, term.start)
+    assertion = assert_mention(term.start, term.end, cues, terminators)
+    return FindingMention(
+        key=term.key, start=term.start, end=term.end, text=term.text, codes=entry.codes,
+        sentence=(sentence.start, sentence.end), section_name=section.name if section else None,
+        assertion=assertion, anatomy=tuple(anatomy), laterality=laterality,
+        measurements=tuple(sizes), modifiers=mods, multiple=multiple,
+        date=date.iso() if date else None, date_span=(date.start, date.end) if date else None,
+        tags=entry.tags)
+
+
+def _assign(findings: list[Term], items: dict[str, list]) -> list[dict[str, list]]:
+    """Give every item to its nearest finding (ties go to the finding before the item)."""
+    groups: list[dict[str, list]] = [{name: [] for name in items} for _ in findings]
+    for name, values in items.items():
+        for value in values:
+            best, best_key = 0, None
+            for index, finding in enumerate(findings):
+                if value.end <= finding.start:
+                    key = (finding.start - value.end, 1)
+                elif value.start >= finding.end:
+                    key = (value.start - finding.end, 0)
+                else:
+                    key = (0, 0)
+                if best_key is None or key < best_key:
+                    best, best_key = index, key
+            groups[best][name].append(value)
+    return groups
+
+
+def _within(items: Sequence[T], span: Span) -> list[T]:
+    starts = [i.start for i in items]  # type: ignore[attr-defined]
+    lo = bisect_left(starts, span.start)
+    hi = bisect_right(starts, span.end - 1)
+    return [i for i in items[lo:hi] if i.end <= span.end]  # type: ignore[attr-defined]
+
+
+def _section_at(sections: Sequence[Section], offset: int) -> Section | None:
+    for section in sections:
+        if section.start <= offset < section.end:
+            return section
+    return None

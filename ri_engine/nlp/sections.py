@@ -1,0 +1,73 @@
+"""Report sections: FINDINGS, IMPRESSION, HISTORY, ... found from their headers.
+
+A header is a known heading name (``knowledge/sections.json``) followed by a colon, at the
+start of a line or right after a sentence end ("... contrast. IMPRESSION: ..."), or a known
+heading alone on its own line ("FINDINGS"). Unknown headings ("Right lobe:", "Isthmus:")
+never end a section. A section runs from its header to the next recognised header; text
+before the first header belongs to no section (RI then omits the ``section`` extension).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..knowledge import load_json
+from .types import Section
+
+
+@dataclass(frozen=True)
+class SectionScheme:
+    """Header patterns plus the LOINC code and display RI prints for each section name."""
+
+    pattern: re.Pattern[str]
+    alone_pattern: re.Pattern[str]
+    names: dict[str, str]                # lower-cased header text -> section name
+    codes: dict[str, tuple[str, str]]    # section name -> (LOINC code, display)
+
+    @classmethod
+    def load(cls, scheme: str | None = None) -> SectionScheme:
+        data = load_json("sections.json")
+        chosen = scheme or data["default_scheme"]
+        if chosen not in data["schemes"]:
+            known = ", ".join(sorted(data["schemes"]))
+            raise ValueError(f"unknown section code scheme {chosen!r} (known: {known})")
+        names: dict[str, str] = {}
+        for name, variants in data["headers"].items():
+            for variant in variants:
+                names[variant.lower()] = name
+        # Longest variants first so "clinical history" wins over "history".
+        alternatives = "|".join(
+            re.escape(v).replace(r"\ ", r"[ \t]+") for v in sorted(names, key=len, reverse=True))
+        pattern = re.compile(
+            r"(?:(?<=\n)|(?<=\r)|^|(?<=[.!?][ \t])|(?<=[.!?][ \t]{2}))[ \t]*"
+            rf"(?P<name>{alternatives})[ \t]*(?:#?\d+[ \t]*)?:",
+            re.IGNORECASE,
+        )
+        alone = re.compile(
+            rf"(?:(?<=\n)|(?<=\r)|^)[ \t]*(?P<name>{alternatives})[ \t]*(?=\r|\n|$)",
+            re.IGNORECASE,
+        )
+        codes = {name: (code, display) for name, (code, display) in data["schemes"][chosen].items()}
+        return cls(pattern=pattern, alone_pattern=alone, names=names, codes=codes)
+
+
+def find_sections(text: str, scheme: SectionScheme) -> list[Section]:
+    """The sections of ``text`` in order; each header's span is [start, header_end)."""
+    headers: dict[int, tuple[int, int, str]] = {}
+    for pattern in (scheme.pattern, scheme.alone_pattern):
+        for match in pattern.finditer(text):
+            words = re.sub(r"\s+", " ", match.group("name").lower())
+            name = scheme.names.get(words)
+            if name is None:
+                continue
+            start = match.start("name")
+            headers.setdefault(start, (start, match.end(), name))
+    ordered = sorted(headers.values())
+    sections: list[Section] = []
+    for index, (start, header_end, name) in enumerate(ordered):
+        end = ordered[index + 1][0] if index + 1 < len(ordered) else len(text)
+        code, display = scheme.codes.get(name, (None, None))
+        sections.append(Section(name=name, start=start, end=end, loinc_code=code,
+                                loinc_display=display, header_end=header_end))
+    return sections

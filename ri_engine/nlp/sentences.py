@@ -1,0 +1,112 @@
+"""Sentence boundaries for radiology layout.
+
+Reports are hard-wrapped, numbered, bulleted and full of headers, decimals and titles, so a
+generic splitter cuts them in the wrong places. The rules here:
+
+- a blank line always ends a sentence; so does a section header (it is not a sentence);
+- a single line break ends a sentence unless the text clearly runs on: the next line starts
+  in lower case, or the line ends with a comma or a word that cannot end a sentence
+  ("the", "of", "with", ...);
+- a numbered or bulleted list item ("1.", "2)", "-", "*", "•") starts a sentence, and the
+  marker is not part of it (RI's sentence spans start after "2. ");
+- ``.``, ``!`` and ``?`` end a sentence when followed by whitespace, except after a title
+  or abbreviation ("Dr. Smith", "e.g.", "approx.", "vs."); decimals ("5.6", "2.5 x 1.2 cm")
+  never split because the dot is not followed by whitespace.
+
+Sentences are returned trimmed: no surrounding whitespace, no list marker.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .types import Section, Span
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n|\\n")
+_END_PUNCT = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
+_LIST_MARKER = re.compile(r"(?:\(?\d{1,2}[.)]|\(?[a-hA-H][.)]|[-*\u2022\u25cf\u25aa])[ \t]+")
+_ABBREVIATIONS = frozenset({
+    "dr", "drs", "mr", "mrs", "ms", "prof", "vs", "approx", "fig", "st", "jr", "sr", "ca", "cf",
+    "e.g", "i.e", "eg", "ie", "pt", "pts", "resp", "max", "min", "incl", "esp",
+})
+_RUN_ON_WORDS = frozenset({
+    "the", "a", "an", "of", "with", "and", "or", "to", "in", "on", "for", "at", "by", "from",
+    "is", "are", "was", "were", "be", "been", "that", "which", "as", "than", "measuring",
+    "without", "into", "onto", "within", "this", "these", "its", "their", "both", "nor",
+})
+_LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\W*$")
+
+
+def split_sentences(text: str, sections: list[Section]) -> list[Span]:
+    """Trimmed sentence spans of ``text`` in order; headers are left out."""
+    cuts: set[int] = {0, len(text)}
+    header_spans = [(s.start, s.header_end) for s in sections if s.header_end is not None]
+    for start, end in header_spans:
+        cuts.add(start)
+        cuts.add(end)
+    _line_cuts(text, cuts)
+    for match in _END_PUNCT.finditer(text):
+        if match.group()[0] == "." and _before_is_abbreviation(text, match.start()):
+            continue
+        cuts.add(match.end())
+    ordered = sorted(cuts)
+    sentences: list[Span] = []
+    for start, end in zip(ordered, ordered[1:]):
+        span = _trim(text, start, end)
+        if span is None:
+            continue
+        if any(hs <= span.start and span.end <= he for hs, he in header_spans):
+            continue
+        sentences.append(span)
+    return sentences
+
+
+def _line_cuts(text: str, cuts: set[int]) -> None:
+    breaks = list(_LINE_BREAK.finditer(text))
+    line_starts = [0] + [m.end() for m in breaks]
+    line_ends = [m.start() for m in breaks] + [len(text)]
+    for index, brk in enumerate(breaks):
+        previous = text[line_starts[index]:line_ends[index]].strip()
+        following = text[line_starts[index + 1]:line_ends[index + 1]].strip()
+        if not previous or not following or _is_hard_break(previous, following):
+            cuts.add(brk.start())
+            cuts.add(brk.end())
+
+
+def _is_hard_break(previous: str, following: str) -> bool:
+    if _LIST_MARKER.match(following + " "):
+        return True
+    if following[0].islower():
+        return False
+    if previous[-1] == ",":
+        return False
+    last = _LAST_WORD.search(previous)
+    return not (last and last.group(1).lower() in _RUN_ON_WORDS and previous[-1].isalpha())
+
+
+def _before_is_abbreviation(text: str, dot: int) -> bool:
+    start = dot
+    while start > 0 and (text[start - 1].isalpha() or text[start - 1] == "."):
+        start -= 1
+    word = text[start:dot].lower().rstrip(".")
+    if not word:
+        return False
+    if word in _ABBREVIATIONS:
+        return True
+    # A lone capital initial ("J. Smith") is not a sentence end either.
+    return len(word) == 1 and text[start].isupper() and start > 0 and text[start - 1] == " "
+
+
+def _trim(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    if start >= end:
+        return None
+    marker = _LIST_MARKER.match(text, start, end)
+    if marker and marker.end() < end:
+        start = marker.end()
+    if not any(ch.isalnum() for ch in text[start:end]):
+        return None
+    return Span(start, end)
