@@ -9,7 +9,8 @@ Levels (``MappingConfig.validation`` / ``validation_by_facility``):
 * ``strict``: hl7apy parses in strict mode and validates the whole structure (cardinality,
   data types, lengths, tables); any problem is a ContentError 102 (AE).
 
-A version hl7apy does not know (2.7.1) is a validation problem like any other.
+A version hl7apy has no tables for (2.7.1) is validated against the nearest earlier one
+(2.7); that substitution only affects the copy handed to hl7apy.
 Messages are never echoed into errors: hl7apy's own text can contain field values, so
 only the kind of problem (its exception class) is reported.
 """
@@ -20,7 +21,11 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.exceptions import HL7apyException
 from hl7apy.parser import parse_message
 
-from .errors import ContentError
+from .errors import ContentError, UnreadableHeader
+from .header import read_header
+
+# Versions without their own hl7apy reference tables -> the release they amend.
+_NEAREST_VERSION = {"2.7.1": "2.7"}
 
 def validate_structure(text: str, level: str) -> tuple[str, ...]:
     """Validate ``text`` (CR-separated, first message only); returns warnings (lenient).
@@ -32,6 +37,7 @@ def validate_structure(text: str, level: str) -> tuple[str, ...]:
     if level not in ("lenient", "strict"):
         raise ValueError(f"unknown validation level {level!r}")
     strict = level == "strict"
+    text = _with_known_version(text)
     try:
         message = parse_message(
             text,
@@ -46,3 +52,17 @@ def validate_structure(text: str, level: str) -> tuple[str, ...]:
             raise ContentError(problem, err_code="102", location="MSH-9") from exc
         return (problem,)
     return ()
+
+
+def _with_known_version(text: str) -> str:
+    try:
+        header = read_header(text)
+    except UnreadableHeader:
+        return text
+    nearest = _NEAREST_VERSION.get(header.version)
+    if nearest is None:
+        return text
+    fs = header.field_separator
+    parts = header.raw_msh.split(fs)
+    parts[11] = parts[11].replace(header.version, nearest, 1)
+    return fs.join(parts) + text[text.find(header.raw_msh) + len(header.raw_msh):]
