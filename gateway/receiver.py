@@ -208,33 +208,40 @@ class Receiver:
         return ack
 
     def _duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes, conn: Any,
-                   started: float) -> defer.Deferred | bytes | None:
+                   started: float) -> defer.Deferred | None:
+        """The original ACK again, sent once the ``duplicate`` event is committed."""
         if key in self._inflight:
-            d: defer.Deferred = defer.Deferred()
-            self._inflight[key].append(d)
-            self._audit_duplicate(header, None, conn, payload, started, pending=True)
-            return d
+            original: defer.Deferred = defer.Deferred()
+            self._inflight[key].append(original)
+            audited = self._audit_duplicate(header, None, conn, payload, started)
+            return defer.gatherResults([original, audited]).addCallback(lambda r: r[0])
         stored = self.reader.find_accepted(*key)
         if stored is None:
             return None
-        self._audit_duplicate(header, stored, conn, payload, started, pending=False)
-        return stored.ack_payload
+        ack = stored.ack_payload
+        return self._audit_duplicate(header, stored, conn, payload, started).addCallback(
+            lambda _: ack)
 
     def _audit_duplicate(self, header: Any, stored: Any, conn: Any, payload: bytes,
-                         started: float, pending: bool) -> None:
+                         started: float) -> defer.Deferred:
         same = None if stored is None else stored.raw == payload
         d = self.committer.submit(event_op(
             "duplicate", header.control_id, stored.id if stored else None, conn_id=conn.conn_id,
             peer=conn.peer, size=len(payload), same_content=same,
             ack_code=stored.ack_code if stored else None))
-        d.addErrback(lambda f: self.log.error("audit.write_failed", event="duplicate",
-                                              error=f.type.__name__))
         if self.metrics is not None:
             self.metrics.inc("ri_gateway_duplicates_total")
-        self.log.info("hl7.message", control_id=header.control_id, conn_id=conn.conn_id,
-                      peer=conn.peer, message_type=header.message_code, outcome="duplicate",
-                      ack_code=stored.ack_code if stored else None, same_content=same,
-                      pending=pending or None, duration_ms=self._ms(started))
+
+        def logged(result: Any) -> None:
+            if isinstance(result, Failure):
+                self.log.error("audit.write_failed", audit_event="duplicate",
+                               error=result.type.__name__)
+            self.log.info("hl7.message", control_id=header.control_id, conn_id=conn.conn_id,
+                          peer=conn.peer, message_type=header.message_code, outcome="duplicate",
+                          ack_code=stored.ack_code if stored else None, same_content=same,
+                          pending=stored is None or None, duration_ms=self._ms(started))
+
+        return d.addBoth(logged)
 
     def _unreadable(self, payload: bytes, decoded: Any, exc: UnreadableHeader, conn: Any,
                     received: datetime, started: float) -> defer.Deferred:
