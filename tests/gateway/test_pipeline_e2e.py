@@ -1,0 +1,272 @@
+"""End to end on loopback: ``ri-gateway serve``, two ``ri-gateway sink``s, ``ri-gateway send``.
+
+Every process is the real command line; the test only waits for files and the audit log
+to show what it expects (polling, with a generous deadline; nothing asserts a duration).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEADLINE = 90.0
+
+CRITICAL_TEXT = ["FINDINGS: Large right pneumothorax with mediastinal shift.",
+                 "IMPRESSION: Large right pneumothorax."]
+NEGATIVE_TEXT = ["FINDINGS: The lungs are clear. No pneumothorax.",
+                 "IMPRESSION: No acute cardiopulmonary abnormality."]
+# Alerts on BI-RADS 4-5 by configuration (alert_on = ["scores"]).
+BIRADS5_TEXT = ["FINDINGS: Irregular spiculated mass in the right breast at 10 o'clock.",
+                "IMPRESSION: BI-RADS 5: Highly suggestive of malignancy."]
+
+
+def engine_has(kind: str) -> bool:
+    from ri_engine.inferences import BUILDERS
+
+    return kind in BUILDERS
+
+
+def oru(control_id: str, accession: str, mrn: str, lines: list[str]) -> str:
+    segments = [
+        f"MSH|^~\\&|RIS|GENHOSP|RIGW|GENHOSP|20240115101500||ORU^R01^ORU_R01|{control_id}|P|2.5.1",
+        f"PID|1||{mrn}^^^GENHOSP^MR||TESTPATIENT^ALEX||19700101|M",
+        "PV1|1|E|ED^01^01",
+        f"ORC|RE|PL-{accession}|{accession}",
+        f"OBR|1|PL-{accession}|{accession}|71045^XR CHEST 1 VIEW^C4|||20240115100000|||||||||"
+        f"1234^ORDERING^OLIVIA^^^DR||{accession}|||||||F|||||||5678&READER&RANDALL",
+    ]
+    for n, line in enumerate(lines, start=1):
+        segments.append(f"OBX|{n}|TX|18782-3^Radiology Study observation^LN||{line}||||||F")
+    return "\r".join(segments) + "\r"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check: Callable[[], object]) -> object:
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class Rig:
+    """The processes of one scenario, all killed at the end."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = str(tmp / "audit.sqlite3")
+        self.procs: list[subprocess.Popen] = []
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.env = {k: v for k, v in self.env.items() if not k.startswith("RI_GATEWAY_")}
+
+    def cli(self, *args: str, log: str | None = None) -> subprocess.Popen:
+        out = open(self.tmp / log, "ab") if log else subprocess.DEVNULL
+        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT,
+                                env=self.env, stdout=out, stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+        return proc
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gateway.cli", *args], cwd=ROOT, env=self.env,
+                              capture_output=True, text=True, timeout=DEADLINE)
+
+    def sink(self, name: str, port: int) -> subprocess.Popen:
+        proc = self.cli("sink", "--port", str(port), "--out", str(self.tmp / f"{name}.hl7"),
+                        log=f"{name}.log")
+        wait_for(f"sink {name} listening", lambda: port_open(port))
+        return proc
+
+    def received(self, name: str) -> list[list[str]]:
+        path = self.tmp / f"{name}.hl7"
+        if not path.exists():
+            return []
+        blocks = path.read_text(encoding="utf-8").split("\n\n")
+        return [b.split("\n") for b in blocks if b.strip()]
+
+    def serve(self, config: str, mllp_port: int) -> subprocess.Popen:
+        path = self.tmp / "gateway.toml"
+        path.write_text(config)
+        proc = self.cli("serve", "--config", str(path), "--db", self.db,
+                        "--mllp", f"tcp:{mllp_port}:interface=127.0.0.1", log="serve.log")
+        wait_for("the gateway listening", lambda: port_open(mllp_port) or proc.poll() is not None)
+        assert proc.poll() is None, (self.tmp / "serve.log").read_text()
+        return proc
+
+    def send(self, mllp_port: int, name: str, message: str) -> subprocess.CompletedProcess:
+        path = self.tmp / f"{name}.hl7in"
+        path.write_text(message)
+        return self.run("send", "--port", str(mllp_port), str(path))
+
+    def audit(self, control_id: str) -> list[dict]:
+        result = self.run("audit", "show", control_id, "--db", self.db)
+        return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+
+    def events(self, control_id: str, *names: str) -> list[dict]:
+        return [e for e in self.audit(control_id) if e["event"] in names]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def rig(tmp_path):
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+def config(pager: int, ehr: int) -> str:
+    return f"""
+[analysis]
+workers = 1
+executor = "thread"
+
+[http]
+enabled = false
+
+[destinations.pager]
+endpoint = "tcp:host=127.0.0.1:port={pager}"
+receiving_application = "PAGER"
+ack_timeout = 10.0
+backoff_initial = 0.2
+backoff_max = 1.0
+max_attempts = 1000
+
+[destinations.ehr]
+endpoint = "tcp:host=127.0.0.1:port={ehr}"
+receiving_application = "EHR"
+ack_timeout = 10.0
+backoff_initial = 0.2
+backoff_max = 1.0
+
+[routes.results-to-ehr]
+type = "results"
+destinations = ["ehr"]
+
+[routes.critical-to-pager]
+type = "alerts"
+destinations = ["pager"]
+alert_on = ["critical", "scores"]
+"""
+
+
+def obx(message: list[str]) -> list[list[str]]:
+    return [s.split("|") for s in message if s.startswith("OBX|")]
+
+
+@pytest.mark.skipif(not (engine_has("criticalResult") and engine_has("finding")),
+                    reason="needs the engine's finding and criticalResult builders")
+def test_critical_report_pages_once_and_the_ehr_gets_every_inference(rig):
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr), mllp)
+
+    sent = rig.send(mllp, "crit", oru("CRIT0001", "ACC1001", "MRN5001", CRITICAL_TEXT))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("the alert and the result", lambda: rig.received("pager") and rig.received("ehr"))
+    wait_for("both deliveries audited",
+             lambda: len(rig.events("CRIT0001", "delivered")) == 2)
+
+    (alert,) = rig.received("pager")
+    assert alert[0].split("|")[4] == "PAGER"
+    assert [s for s in alert if s.startswith("PID|")][0].split("|")[3].startswith("MRN5001")
+    obr = [s for s in alert if s.startswith("OBR|")][0].split("|")
+    assert (obr[3], obr[16].split("^")[0], obr[32].split("&")[0]) == ("ACC1001", "1234", "5678")
+    rows = obx(alert)
+    assert rows[0][3] == "RI-CRIT^Critical result^RIGW" and rows[0][8] == "AA"
+    assert "PNEUMOTHORAX" in rows[0][5].upper()
+    assert {r[3] for r in rows} <= {"RI-CRIT^Critical result^RIGW", "RI-SIDE^Laterality^RIGW",
+                                   "RI-ANAT^Anatomy^RIGW", "RI-SIZE^Size^RIGW",
+                                   "RI-EVID^Evidence^RIGW", "RI-SRC^Source observation^RIGW"}
+
+    (result,) = rig.received("ehr")
+    inference_rows = [r for r in obx(result) if r[3].split("^")[0] in ("RI-FIND", "RI-CRIT")]
+    stored = [e for e in rig.audit("CRIT0001") if e["event"] == "inference"]
+    main_rows = {r[4] for r in obx(result)}  # one OBX-4 group per inference
+    assert len(main_rows) == len(stored) and inference_rows
+    assert [s for s in result if s.startswith("OBR|")][0].split("|")[3] == "ACC1001"
+
+    steps = [e["event"] for e in rig.audit("CRIT0001")]
+    for step in ("received", "analysed", "enqueued", "delivered"):
+        assert step in steps, steps
+    assert sorted(e["destination"] for e in rig.events("CRIT0001", "delivered")) == ["ehr", "pager"]
+
+    sent = rig.send(mllp, "neg", oru("NEG0001", "ACC1002", "MRN5002", NEGATIVE_TEXT))
+    assert sent.returncode == 0
+    wait_for("the negative result delivered", lambda: rig.events("NEG0001", "delivered"))
+    assert [e["destination"] for e in rig.events("NEG0001", "enqueued", "delivered")] == ["ehr", "ehr"]
+    assert len(rig.received("pager")) == 1 and len(rig.received("ehr")) == 2
+
+
+def alert_accessions(rig: Rig) -> list[str]:
+    return [[s for s in m if s.startswith("OBR|")][0].split("|")[3] for m in rig.received("pager")]
+
+
+def test_pager_outage_then_recovery_delivers_every_alert_once_in_order(rig):
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr), mllp)
+    ids = [f"OUT{n:04d}" for n in range(1, 5)]
+    for n, cid in enumerate(ids, start=1):
+        assert rig.send(mllp, cid, oru(cid, f"ACC20{n:02d}", f"MRN60{n:02d}", BIRADS5_TEXT)).returncode == 0
+    wait_for("pager deliveries failing",
+             lambda: all(rig.events(cid, "delivery_failed") for cid in ids[:1]))
+    rig.sink("pager", pager)
+    wait_for("four alerts", lambda: len(rig.received("pager")) >= 4)
+    wait_for("all delivered", lambda: all(
+        [e for e in rig.events(cid, "delivered") if e["destination"] == "pager"] for cid in ids))
+    assert alert_accessions(rig) == ["ACC2001", "ACC2002", "ACC2003", "ACC2004"]
+
+
+def test_sigkill_with_undelivered_alerts_loses_none(rig):
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    gateway = rig.serve(config(pager, ehr), mllp)
+    ids = [f"KIL{n:04d}" for n in range(1, 4)]
+    for n, cid in enumerate(ids, start=1):
+        assert rig.send(mllp, cid, oru(cid, f"ACC30{n:02d}", f"MRN70{n:02d}", BIRADS5_TEXT)).returncode == 0
+    wait_for("alerts queued", lambda: all(
+        [e for e in rig.events(cid, "enqueued") if e["destination"] == "pager"] for cid in ids))
+    gateway.send_signal(signal.SIGKILL)
+    gateway.wait(timeout=20)
+
+    rig.sink("pager", pager)
+    rig.serve(config(pager, ehr), mllp)
+    wait_for("three alerts after the restart", lambda: len(rig.received("pager")) >= 3)
+    wait_for("all delivered", lambda: all(
+        [e for e in rig.events(cid, "delivered") if e["destination"] == "pager"] for cid in ids))
+    assert alert_accessions(rig) == ["ACC3001", "ACC3002", "ACC3003"]
