@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -44,7 +45,7 @@ def job_json(result: Any = None, error: Any = None, *, job_id: str | None = None
 
 def _read(name: str) -> bytes:
     if name == "-":
-        return click.get_binary_stream("stdin").read()
+        return sys.stdin.buffer.read()
     try:
         return Path(name).read_bytes()
     except OSError as exc:

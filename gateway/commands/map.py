@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -39,7 +40,7 @@ def map_command(file: str, pretty: bool, config_path: str | None) -> None:
 
 def _read(file: str) -> bytes:
     if file == "-":
-        return click.get_binary_stream("stdin").read()
+        return sys.stdin.buffer.read()
     try:
         return Path(file).read_bytes()
     except OSError as exc:

@@ -1,0 +1,207 @@
+"""The command line through click's CliRunner (commands that run a reactor: see test_serve_e2e)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from gateway.audit import AuditLog, ReceivedMessage
+from gateway.cli import main
+from gateway.commands.send import split_messages
+from gateway.inputs import TextMetadata, text_request
+
+from gateway_fake_engine import FakeEngine
+from gateway_process import ROOT, WAIT, LineReader, cli_env
+from gateway_samples import oru
+
+GATEWAY_COMMANDS = {"serve", "send", "sink", "audit", "map", "analyze"}
+
+
+def invoke(*args, obj=None, input=None):
+    runner = CliRunner()
+    return runner.invoke(main, list(args), obj=obj or {"engine_factory": FakeEngine},
+                         input=input, catch_exceptions=False)
+
+
+def test_help_version_and_every_option_documented():
+    result = invoke("-h")
+    assert result.exit_code == 0
+    assert GATEWAY_COMMANDS <= set(main.commands)
+    assert invoke("--version").output.startswith("ri-gateway, version ")
+
+    def walk(command, path):
+        assert command.help, f"{path} has no help text"
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                assert param.help, f"{path} {param.opts} has no help text"
+        for name, sub in getattr(command, "commands", {}).items():
+            walk(sub, f"{path} {name}")
+
+    for name in GATEWAY_COMMANDS:
+        walk(main.commands[name], name)
+
+
+def test_split_messages_handles_line_ends_and_envelopes():
+    data = (b"\xef\xbb\xbfFHS|^~\\&|X\r\nBHS|^~\\&|X\r\nMSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\r\n"
+            b"PID|1\r\n\r\nMSH|^~\\&|A|B|||||ORU^R01|2|P|2.5\nOBX|1|TX|||MSH text\nBTS|2\rFTS|1\r")
+    assert split_messages(data) == [
+        b"MSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\rPID|1\r",
+        b"MSH|^~\\&|A|B|||||ORU^R01|2|P|2.5\rOBX|1|TX|||MSH text\r",
+    ]
+    assert split_messages(b"hello\n") == []
+
+
+def test_map_prints_the_ri_request_per_obr(tmp_path):
+    from mappings.inbound import map_oru
+
+    path = tmp_path / "m.hl7"
+    path.write_bytes(oru("MAP1"))
+    result = invoke("map", str(path))
+    assert result.exit_code == 0
+    (line,) = result.output.splitlines()
+    assert json.loads(line) == {"jobData": map_oru(oru("MAP1").decode())[0].request.to_json()}
+
+
+def test_map_refuses_what_it_cannot_map(tmp_path):
+    adt = tmp_path / "adt.hl7"
+    adt.write_bytes(oru("A1", msh9="ADT^A01"))
+    result = CliRunner().invoke(main, ["map", str(adt)])
+    assert result.exit_code == 2
+    assert result.output.startswith("ri-gateway: MSH-9: ")
+    text = tmp_path / "t.txt"
+    text.write_text("just words")
+    result = CliRunner().invoke(main, ["map", str(text)])
+    assert (result.exit_code, result.output) == (
+        2, f"ri-gateway: {text}: not an HL7 v2 message (it does not start with MSH)\n")
+
+
+def test_analyze_plain_text_hl7_and_request_json(tmp_path):
+    text = tmp_path / "report.txt"
+    text.write_text("FINDINGS: Large left pneumothorax.")
+    message = tmp_path / "m.hl7"
+    message.write_bytes(oru("AN1"))
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"jobData": text_request("No pneumothorax.", TextMetadata())
+                                   .to_json()}))
+    result = invoke("analyze", str(text), str(message), str(request), "--sex", "female",
+                    "--birth-date", "1960-02-14", "--procedure-code", "24627-2",
+                    "--procedure-display", "CT Chest")
+    assert result.exit_code == 0, result.output
+    jobs = [json.loads(line) for line in result.output.splitlines()]
+    assert [sorted(job) for job in jobs] == [
+        ["createdAt", "expiresAt", "id", "result", "status", "updatedAt"]] * 3
+    assert [job["status"] for job in jobs] == ["succeeded"] * 3
+    assert [[i["kind"] for i in job["result"]["patientResults"][0]["inferences"]]
+            for job in jobs] == [["criticalResult"], ["criticalResult"], []]
+    assert jobs[0]["result"]["modelVersion"].startswith("fake-1/")
+
+
+def test_analyze_plain_text_carries_the_metadata(tmp_path):
+    seen = []
+
+    class Recording(FakeEngine):
+        def analyze(self, data):
+            seen.append(data)
+            return super().analyze(data)
+
+    invoke("analyze", "-", "--sex", "male", "--birth-date", "1970-01-01", "--procedure-code",
+           "24627-2", "--procedure-display", "CT Chest", obj={"engine_factory": Recording},
+           input="Normal study.")
+    patient = seen[0].patients[0]
+    procedure = patient.patient_documents[0].administrative_metadata.ordered_procedures[0]
+    assert (patient.details.sex, patient.details.birth_date) == ("male", "1970-01-01")
+    assert (procedure.code.coding[0].system, procedure.code.coding[0].code,
+            procedure.description) == ("http://loinc.org", "24627-2", "CT Chest")
+    assert patient.patient_documents[0].content.value == "Normal study."
+
+
+def test_analyze_jsonl_one_line_per_request_and_exit_codes(tmp_path):
+    good = json.dumps(text_request("Pneumothorax.", TextMetadata()).to_json())
+    refused = json.dumps(text_request("REFUSE this", TextMetadata()).to_json())
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text(f"{good}\n\n{good}\n")
+    result = invoke("analyze", "--jsonl", str(lines))
+    assert result.exit_code == 0
+    assert [json.loads(l)["status"] for l in result.output.splitlines()] == ["succeeded"] * 2
+
+    lines.write_text(f"{good}\nnot json\n{refused}\n")
+    result = CliRunner().invoke(
+        main, ["analyze", "--jsonl", str(lines)], obj={"engine_factory": FakeEngine})
+    assert result.exit_code == 2
+    jobs = [json.loads(l) for l in result.stdout.splitlines()]
+    assert [job["status"] for job in jobs] == ["succeeded", "failed", "failed"]
+    assert jobs[2]["error"]["code"] == "BadRequest"
+
+    crash = tmp_path / "crash.txt"
+    crash.write_text("CRASH")
+    result = CliRunner().invoke(
+        main, ["analyze", str(crash)], obj={"engine_factory": FakeEngine})
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["error"]["code"] == "InternalError"
+
+
+def _audit_db(tmp_path):
+    path = tmp_path / "audit.sqlite3"
+    audit = AuditLog(str(path))
+    for cid in ("T1", "T2", "T3"):
+        mid = audit.record_received(ReceivedMessage(
+            raw=b"MSH|", received_at=f"2024-01-15T10:00:0{cid[1]}.000Z", status="received",
+            ack_code="AA", ack_payload=b"ack", control_id=cid, sending_application="RIS",
+            sending_facility="HOSP", message_type="ORU^R01"))
+    audit.record_event("analysed", "T3", mid, inferences=0)
+    audit.close()
+    return path
+
+
+def test_audit_tail_and_show(tmp_path):
+    db = _audit_db(tmp_path)
+    result = invoke("audit", "tail", "-n", "2", "--json", "--db", str(db))
+    lines = [json.loads(l) for l in result.output.splitlines()]
+    assert [(l["event"], l["control_id"], l["message_type"], l["sender"], l["ack_code"])
+            for l in lines] == [("received", "T3", "ORU^R01", "RIS^HOSP", "AA"),
+                                ("analysed", "T3", "ORU^R01", "RIS^HOSP", "AA")]
+    text = invoke("audit", "tail", "--db", str(db)).output.splitlines()
+    assert len(text) == 4 and text[0].startswith("2024-01-15T10:00:01.000Z received")
+
+    shown = invoke("audit", "show", "T3", "--db", str(db))
+    assert [json.loads(l)["event"] for l in shown.output.splitlines()] == ["received", "analysed"]
+    missing = CliRunner().invoke(main, ["audit", "show", "NOPE", "--db", str(db)])
+    assert missing.exit_code == 1 and "no message with control id NOPE" in missing.output
+    absent = CliRunner().invoke(main, ["audit", "tail", "--db", str(tmp_path / "none.sqlite3")])
+    assert absent.exit_code == 3
+
+
+def test_audit_tail_follow_prints_new_events(tmp_path):
+    db = _audit_db(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "audit", "tail", "-f", "-n", "1", "--json",
+         "--interval", "0.05", "--db", str(db)],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, text=True)
+    try:
+        reader = LineReader(proc.stdout)
+        reader.wait_for(lambda line: json.loads(line)["event"] == "analysed")
+        writer = AuditLog(str(db))
+        writer.record_event("delivered", "T1", 1, destination="ehr")
+        line = reader.wait_for(lambda line: json.loads(line)["event"] == "delivered")
+        assert json.loads(line)["destination"] == "ehr"
+    finally:
+        proc.terminate()
+        proc.wait(WAIT)
+
+
+def test_config_errors_exit_2_naming_the_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[storage]\nmax_batch = 0\n")
+    result = CliRunner().invoke(main, ["audit", "tail", "--config", str(bad)])
+    assert (result.exit_code, result.output) == (
+        2, "ri-gateway: storage.max_batch: must be greater than 0, got 0\n")
+
+
+@pytest.mark.parametrize("args", [["send"], ["sink"], ["analyze"]])
+def test_usage_errors_exit_2(args):
+    assert CliRunner().invoke(main, args).exit_code == 2
