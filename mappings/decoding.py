@@ -24,7 +24,9 @@ Decisions (each has a test in tests/mappings/test_decoding.py):
   inventing a bogus segment; base64 decoders ignore the LF. Blank lines between segments
   are dropped; blank lines inside a continued value are kept. A segment id of two
   characters (a truncated ``OBX`` sent as ``BX|``) still starts a segment so the damage
-  stays in one unknown segment rather than spilling into the previous one.
+  stays in one unknown segment rather than spilling into the previous one. Header segments
+  (MSH, BHS, FHS) never continue: their fields are never multi-line, so a damaged line
+  after MSH (``PID<VT>|...``) stays a segment of its own and MSH stays readable.
 """
 
 from __future__ import annotations
@@ -206,7 +208,7 @@ def normalise_segments(text: str, field_separator: str | None = None) -> str:
     segments: list[str] = []
     blank = 0
     for line in _SEGMENT_END.split(text):
-        if starts.match(line) or not segments:
+        if starts.match(line) or not segments or (line and segments[-1][:3] in ("MSH", "BHS", "FHS")):
             if line or segments:
                 segments.append(line)
             blank = 0

@@ -143,3 +143,8 @@ def test_custom_field_separator_is_used_for_segment_starts() -> None:
                                  b"\xef\xbb\xbf", b"\xff\xfe"])
 def test_never_raises(raw: bytes) -> None:
     assert isinstance(decode_message(raw), DecodedMessage)
+
+
+def test_header_segment_is_never_continued() -> None:
+    text = "\r".join([msh(), "PID\x0b|1||X", "OBR|1"])
+    assert normalise_segments(text).split("\r") == [msh(), "PID\x0b|1||X", "OBR|1"]
