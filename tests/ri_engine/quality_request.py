@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import importlib
+import functools
 import json
-import re
 from pathlib import Path
 from typing import Any
 
-from ri_engine.context import AnalysisContext
+from ri_engine import Engine
 from ri_engine.models import (
     CodeableConcept, Coding, DocumentAdministrativeMetadata, DocumentContent, Inference,
     ModelConfiguration, OrderedProcedure, Period, PatientDetails, PatientDocument,
@@ -74,16 +72,15 @@ def request_from_sample(sample: dict[str, Any]) -> RadiologyInsightsData:
     )
 
 
-def analyse(data: RadiologyInsightsData, kind: str) -> list[Inference]:
-    """The inferences of ``kind`` the engine produces for ``data``.
+@functools.cache
+def engine() -> Engine:
+    """One engine for the whole test session (it loads the pipeline once)."""
+    return Engine()
 
-    Until the engine package exposes ``Engine`` the builder runs on a context built here.
-    """
-    try:
-        from ri_engine import Engine  # type: ignore[attr-defined]
-    except ImportError:
-        return run_builder(data, kind)
-    result = Engine().analyze(data)
+
+def analyse(data: RadiologyInsightsData, kind: str) -> list[Inference]:
+    """The inferences of ``kind`` the engine produces for ``data``."""
+    result = engine().analyze(data)
     return [i for r in result.patient_results for i in r.inferences if i.kind == kind]
 
 
@@ -97,36 +94,3 @@ def stripped(inference: Inference) -> dict[str, Any]:
         return value
     return strip(inference.to_json())
 
-
-_BUILDERS = {
-    "ageMismatch": "age_mismatch", "sexMismatch": "sex_mismatch",
-    "lateralityDiscrepancy": "laterality", "completeOrderDiscrepancy": "order_discrepancy",
-    "limitedOrderDiscrepancy": "order_discrepancy",
-}
-
-
-def _date(value: str | None) -> dt.date | None:
-    m = re.match(r"(\d{4})-(\d{1,2})-(\d{1,2})", value or "")
-    return dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
-
-
-def context_for(data: RadiologyInsightsData) -> AnalysisContext:
-    """The context for the request's single document, before any NLP layer is filled."""
-    patient = data.patients[0]
-    document = (patient.patient_documents or [])[0]
-    encounter = (patient.encounters or [None])[0]
-    reference = _date(encounter.period.start) if encounter and encounter.period else None
-    metadata = document.administrative_metadata
-    return AnalysisContext(
-        text=document.content.value, patient=patient, document=document,
-        configuration=data.configuration or ModelConfiguration(),
-        document_date=_date(document.created_at),
-        reference_date=reference or _date(document.created_at),
-        ordered_procedures=list(metadata.ordered_procedures or []) if metadata else [],
-    )
-
-
-def run_builder(data: RadiologyInsightsData, kind: str) -> list[Inference]:
-    """The inferences of ``kind`` its quality-check builder produces for ``data``."""
-    module = importlib.import_module(f"ri_engine.inferences.{_BUILDERS[kind]}")
-    return [i for i in module.infer(context_for(data)) if i.kind == kind]
