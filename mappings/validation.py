@@ -17,10 +17,6 @@ only the kind of problem (its exception class) is reported.
 
 from __future__ import annotations
 
-from hl7apy.consts import VALIDATION_LEVEL
-from hl7apy.exceptions import HL7apyException
-from hl7apy.parser import parse_message
-
 from .errors import ContentError, UnreadableHeader
 from .header import read_header
 
@@ -36,6 +32,11 @@ def validate_structure(text: str, level: str) -> tuple[str, ...]:
         return ()
     if level not in ("lenient", "strict"):
         raise ValueError(f"unknown validation level {level!r}")
+    # Imported here so the hot path (level "none") never loads hl7apy's tables.
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.exceptions import HL7apyException
+    from hl7apy.parser import parse_message
+
     strict = level == "strict"
     text = _with_known_version(text)
     try:
