@@ -72,9 +72,12 @@ def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[Fo
             period = Period(start=add_months(base, months[0]).isoformat(), end=add_months(base, months[1]).isoformat())
         else:
             at = add_months(base, months).isoformat()
-    modalities = [proc["modality"]] + ([proc["alternative"]] if proc.get("alternative") else [])
+    if "generic" in proc:
+        modalities: list[str | None] = [None]
+    else:
+        modalities = [proc["modality"]] + ([proc["alternative"]] if proc.get("alternative") else [])
     out = []
-    for modality in modalities if "generic" not in proc else [None]:
+    for modality in modalities:
         if modality is None:
             recommended: Any = GenericProcedureRecommendation(
                 code=_cc(procs["modalities"][proc["generic"]]), description="CONSULTATION (PROCEDURE)")

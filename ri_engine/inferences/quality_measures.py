@@ -194,7 +194,8 @@ def _triggered(ctx: AnalysisContext, report: ReportText, measure: dict[str, Any]
     size_rules = measure.get("sizeTriggers") or []
     if not triggers and not size_rules:
         return True
-    if triggers and report.find(triggers, negatable=True, skip_history=True):
+    if triggers and report.find(triggers, negatable=True,
+                                skip_history=not measure.get("triggerInHistory")):
         return True
     return any(report.size_trigger(rule) for rule in size_rules)
 
