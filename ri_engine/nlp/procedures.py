@@ -44,7 +44,8 @@ def find_procedures(text: str, terms: dict[str, list[Term]], anatomy: Sequence[A
         out.append(ProcedureMention(
             start=start, end=end, text=text[start:end], modality_key=term.key,
             modality=entry.code, anatomy=tuple(parts), laterality=laterality, contrast=contrast,
-            section_name=section.name if section else None))
+            section_name=section.name if section else None,
+            modality_span=(term.start, term.end)))
     return out
 
 

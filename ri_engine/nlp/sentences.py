@@ -5,8 +5,8 @@ generic splitter cuts them in the wrong places. The rules here:
 
 - a blank line always ends a sentence; so does a section header (it is not a sentence);
 - a single line break ends a sentence unless the text clearly runs on: the next line starts
-  in lower case, or the line ends with a comma or a word that cannot end a sentence
-  ("the", "of", "with", ...);
+  in lower case, or the line ends with a comma, a colon (a run-in heading) or a word that
+  cannot end a sentence ("the", "of", "with", ...);
 - a numbered or bulleted list item ("1.", "2)", "-", "*", "•") starts a sentence, and the
   marker is not part of it (RI's sentence spans start after "2. ");
 - ``.``, ``!`` and ``?`` end a sentence when followed by whitespace, except after a title
@@ -78,7 +78,9 @@ def _is_hard_break(previous: str, following: str) -> bool:
         return True
     if following[0].islower():
         return False
-    if previous[-1] == ",":
+    if previous[-1] in ",:":
+        # A run-in heading such as "Referral to Vascular Surgery:" belongs with the line it
+        # introduces; known section headers are cut separately.
         return False
     last = _LAST_WORD.search(previous)
     return not (last and last.group(1).lower() in _RUN_ON_WORDS and previous[-1].isalpha())

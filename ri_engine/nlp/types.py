@@ -206,3 +206,4 @@ class ProcedureMention:
     laterality: Laterality | None = None
     contrast: str | None = None
     section_name: str | None = None
+    modality_span: Offsets | None = None  # the modality words alone ("CT" in "Head CT")

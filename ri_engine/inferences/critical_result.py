@@ -1,0 +1,118 @@
+"""``criticalResult`` inferences (ri_contract §5.7, §7.1).
+
+One inference per asserted mention of a critical finding (RI reports the same fracture twice
+when Findings and Impression both describe it). A mention counts when it is stated for this
+patient now: not negated, not hypothetical, not someone else's, not only history ("history
+of"), not resolved, not "unlikely"/"cannot be excluded", and not in a section that only
+restates the request or the prior (HISTORY, INDICATION, COMPARISON, TECHNIQUE, EXAM,
+RECOMMENDATION). The description comes from the first matching rule of
+``knowledge/critical_results.json``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..context import AnalysisContext
+from ..knowledge import load_json
+from ..models import CriticalResult, CriticalResultInference, Inference
+from ..nlp.types import FindingMention
+from . import finding
+from .evidence import section_extension, token_spans_for
+
+EXCLUDED_SECTIONS = frozenset({"HISTORY", "INDICATION", "COMPARISON", "TECHNIQUE", "EXAM",
+                               "RECOMMENDATION"})
+EXCLUDED_UNCERTAINTY = frozenset({"improbable", "cannotBeExcluded"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    description: str
+    findings: frozenset[str]
+    anatomy_any: frozenset[str]
+    modifiers_any: frozenset[str]
+    modifiers_none: frozenset[str]
+    text_any: tuple[str, ...]
+    uncertainty_any: tuple[str | None, ...] | None
+    size_mm_over: float | None
+    not_known: bool
+
+    def matches(self, ctx: AnalysisContext, m: FindingMention) -> bool:
+        if m.key not in self.findings:
+            return False
+        anatomy = {a.key for a in m.anatomy} | {p for a in m.anatomy for p in a.parents}
+        if self.anatomy_any and not anatomy & self.anatomy_any:
+            return False
+        modifiers = {f"{x.kind}:{x.key}" for x in m.modifiers}
+        if self.modifiers_any and not modifiers & self.modifiers_any:
+            return False
+        if modifiers & self.modifiers_none:
+            return False
+        if self.text_any:
+            sentence = ctx.text[m.sentence[0]:m.sentence[1]].lower()
+            if not any(re.search(rf"\b{re.escape(w)}\b", sentence) for w in self.text_any):
+                return False
+        if self.uncertainty_any is not None and m.assertion.uncertainty not in self.uncertainty_any:
+            return False
+        if self.size_mm_over is not None:
+            sizes = [s.largest_mm for s in m.measurements if not s.prior]
+            if not sizes or max(sizes) <= self.size_mm_over:
+                return False
+        return not (self.not_known and m.assertion.known)
+
+
+def _rules() -> tuple[list[Rule], frozenset[str]]:
+    data = load_json("critical_results.json")
+    descriptions = frozenset(data["descriptions"])
+    rules = []
+    for raw in data["rules"]:
+        if raw["description"] not in descriptions:
+            raise ValueError(f"critical_results.json: unknown description {raw['description']!r}")
+        rules.append(Rule(
+            description=raw["description"], findings=frozenset(raw["findings"]),
+            anatomy_any=frozenset(raw.get("anatomy_any", ())),
+            modifiers_any=frozenset(raw.get("modifiers_any", ())),
+            modifiers_none=frozenset(raw.get("modifiers_none", ())),
+            text_any=tuple(raw.get("text_any", ())),
+            uncertainty_any=tuple(raw["uncertainty_any"]) if "uncertainty_any" in raw else None,
+            size_mm_over=raw.get("size_mm_over"), not_known=bool(raw.get("not_known"))))
+    return rules, descriptions
+
+
+RULES, DESCRIPTIONS = _rules()
+
+
+def is_current(mention: FindingMention) -> bool:
+    """Stated as present for this patient now (the precondition for a critical result)."""
+    a = mention.assertion
+    if not a.asserted or a.historical or a.uncertainty in EXCLUDED_UNCERTAINTY:
+        return False
+    if any(m.kind == "temporal" and m.key == "resolved" for m in mention.modifiers):
+        return False
+    return mention.section_name not in EXCLUDED_SECTIONS
+
+
+def description_for(ctx: AnalysisContext, mention: FindingMention) -> str | None:
+    if not is_current(mention):
+        return None
+    for rule in RULES:
+        if rule.matches(ctx, mention):
+            return rule.description
+    return None
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    out: list[Inference] = []
+    for mention in finding.reported(ctx):
+        description = description_for(ctx, mention)
+        if description is None:
+            continue
+        extensions = ctx.evidence(*token_spans_for(ctx, mention.spans))
+        section = section_extension(ctx, mention.start)
+        if section is not None:
+            extensions.append(section)
+        out.append(CriticalResultInference(
+            result=CriticalResult(description=description, finding=finding.observation(ctx, mention)),
+            extension=extensions or None))
+    return out

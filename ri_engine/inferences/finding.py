@@ -1,0 +1,160 @@
+"""``finding`` inferences (ri_contract §5.6): one FHIR Observation per finding mention.
+
+``observation(ctx, mention)`` builds (once per mention) the Observation other builders embed:
+critical results, recommendation findings and guidance reuse it.
+
+Interpretations: negated -> NONE (and nothing else); otherwise NEW ("new"), KNOWN ("known",
+"dating back to"), CONTINUAL ("history of"), RESOLVED, and the uncertainty level (POSSIBLE,
+PROBABLE, IMPROBABLE, CANNOT BE EXCLUDED). Components follow RI's order: SUBJECT OF
+INFORMATION, ANATOMY, LATERALITY, CHANGE, SEVERITY, CHRONICITY, QUALIFIER (features),
+MULTIPLE (always exactly one), DATE, SIZE (one per dimension, CURRENT or PREVIOUS).
+Findings inside a RECOMMENDATION section are advice, not observations, and are skipped.
+"""
+
+from __future__ import annotations
+
+from ..context import AnalysisContext
+from ..knowledge import load_json
+from ..models import (
+    CodeableConcept, Coding, FindingInference, Inference, Observation, ObservationComponent,
+    Quantity, Range,
+)
+from ..nlp.lexicon import make_code
+from ..nlp.types import Code, FindingMention, Measurement, Modifier
+from .evidence import coded, section_extension, sentences_extension, token_spans_for
+
+# Sections whose sentences describe what to do rather than what was seen.
+NON_OBSERVATION_SECTIONS = frozenset({"RECOMMENDATION"})
+
+_DATA = load_json("interpretations.json")
+INTERPRETATION = {k: make_code(v) for k, v in _DATA["interpretation"].items()}
+COMPONENT = {k: make_code(v) for k, v in _DATA["component"].items()}
+FINDING_CODE = {k: make_code(v) for k, v in _DATA["finding_code"].items()}
+UNITS = _DATA["units"]
+SIZE_STATE = _DATA["size_interpretation"]
+
+
+def reported(ctx: AnalysisContext) -> list[FindingMention]:
+    """The finding mentions RI reports (everything outside recommendation sections)."""
+    return [m for m in ctx.findings if m.section_name not in NON_OBSERVATION_SECTIONS]
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    out: list[Inference] = []
+    options = ctx.configuration.inference_options
+    focused = bool(options and options.finding_options
+                   and options.finding_options.provide_focused_sentence_evidence)
+    for mention in reported(ctx):
+        extensions = ctx.evidence(*token_spans_for(ctx, [(mention.start, mention.end)]))
+        section = section_extension(ctx, mention.start)
+        if section is not None:
+            extensions.append(section)
+        if focused:
+            extensions.append(sentences_extension("ci_sentence", [mention.sentence]))
+        out.append(FindingInference(finding=observation(ctx, mention), extension=extensions or None))
+    return out
+
+
+def observation(ctx: AnalysisContext, mention: FindingMention) -> Observation:
+    cache: dict[tuple[int, int, str], Observation] = ctx.layers.setdefault("finding.observations", {})
+    key = (mention.start, mention.end, mention.key)
+    if key not in cache:
+        cache[key] = _build(ctx, mention, str(1000 + len(cache)))
+    return cache[key]
+
+
+def interpretation_keys(mention: FindingMention) -> list[str]:
+    a = mention.assertion
+    if a.negated:
+        return ["none"]
+    keys: list[str] = []
+    if mention.modifier("temporal") and mention.modifier("temporal").key == "new":  # type: ignore[union-attr]
+        keys.append("new")
+    if any(m.kind == "temporal" and m.key == "resolved" for m in mention.modifiers):
+        keys.append("resolved")
+    if a.known and "new" not in keys:
+        keys.append("known")
+    if a.historical:
+        keys.append("historical")
+    if a.uncertainty:
+        keys.append(a.uncertainty)
+    return keys
+
+
+def _build(ctx: AnalysisContext, mention: FindingMention, ident: str) -> Observation:
+    comps: list[ObservationComponent] = []
+    for code in mention.codes:
+        comps.append(_component(ctx, "subject", coded(ctx, code, [(mention.start, mention.end)])))
+    seen: set[str] = set()
+    for anatomy in mention.anatomy:
+        for code in anatomy.codes:
+            if code.code in seen:
+                continue
+            seen.add(code.code)
+            comps.append(_component(ctx, "anatomy", coded(ctx, code, [(anatomy.start, anatomy.end)])))
+    if mention.laterality:
+        side = mention.laterality
+        comps.append(_component(ctx, "laterality", coded(ctx, side.code, [(side.start, side.end)])))
+    for kind in ("change", "severity", "chronicity"):
+        modifier = _first_coded(mention, kind)
+        if modifier is not None and modifier.code is not None:
+            comps.append(_component(ctx, kind, coded(ctx, modifier.code, [(modifier.start, modifier.end)])))
+    for feature in mention.modifiers_of("feature"):
+        if feature.code is not None:
+            comps.append(_component(ctx, "feature", coded(ctx, feature.code, [(feature.start, feature.end)])))
+        else:
+            comps.append(ObservationComponent(code=_code("feature"), value_string=feature.text.lower(),
+                                              extension=ctx.evidence((feature.start, feature.end)) or None))
+    comps.append(ObservationComponent(code=_code("multiple"), value_boolean=mention.multiple))
+    if mention.date:
+        comps.append(ObservationComponent(code=_code("date"), value_date_time=mention.date,
+                                          extension=ctx.evidence(mention.date_span) or None
+                                          if mention.date_span else None))
+    for measurement in mention.measurements:
+        comps.extend(_sizes(ctx, measurement))
+    interpretations = [CodeableConcept(coding=[_coding(INTERPRETATION[k])])
+                       for k in interpretation_keys(mention)]
+    return Observation(
+        resource_type="Observation", id=ident, status="unknown",
+        code=CodeableConcept(coding=[_coding(FINDING_CODE["clinical"])]),
+        interpretation=interpretations or None, component=comps)
+
+
+def _first_coded(mention: FindingMention, kind: str) -> Modifier | None:
+    features = mention.modifiers_of("feature")
+    for modifier in mention.modifiers_of(kind):
+        # "minimally displaced": the adverb grades the feature, not the finding.
+        if kind == "severity" and any(0 <= f.start - modifier.end <= 1 for f in features):
+            continue
+        return modifier
+    return None
+
+
+def _sizes(ctx: AnalysisContext, m: Measurement) -> list[ObservationComponent]:
+    unit = UNITS[m.unit]
+    state = SIZE_STATE["previous" if m.prior else "current"]
+    interpretation = [CodeableConcept(coding=[Coding(code=state[0], display=state[1])])]
+    if m.is_range:
+        return [ObservationComponent(
+            code=_code("size"), interpretation=interpretation,
+            value_range=Range(low=Quantity(value=m.low, unit=unit), high=Quantity(value=m.high, unit=unit)),
+            extension=ctx.evidence(*m.value_spans) or None)]
+    out = []
+    for value, span in zip(m.values, m.value_spans):
+        out.append(ObservationComponent(
+            code=_code("size"), interpretation=interpretation,
+            value_quantity=Quantity(value=value, unit=unit, comparator=m.comparator),
+            extension=ctx.evidence(span) or None))
+    return out
+
+
+def _component(ctx: AnalysisContext, name: str, value: CodeableConcept) -> ObservationComponent:
+    return ObservationComponent(code=_code(name), value_codeable_concept=value)
+
+
+def _code(name: str) -> CodeableConcept:
+    return CodeableConcept(coding=[_coding(COMPONENT[name])])
+
+
+def _coding(code: Code) -> Coding:
+    return Coding(system=code.system, code=code.code, display=code.display)

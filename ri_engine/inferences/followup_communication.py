@@ -1,0 +1,84 @@
+"""``followupCommunication`` inferences (ri_contract §5.9): who was told, when, and how.
+
+A sentence is a communication when it has a communication verb ("discussed", "called",
+"faxed", "sent", "communicated", "notified", ...) and names a recipient (a role word, a
+title such as "Dr.", or a name after "with"/"to"). Recipients: "Dr. X", "X, MD", physician
+words -> doctor; ", PA" -> physicianAssistant; RN / nurse / NP -> nurse; midwife / CNM ->
+midwife; a bare name -> unknown. ``wasAcknowledged`` is true for spoken communication
+("discussed with", "spoke", "by telephone", "read back") and false for notices (fax,
+PowerScribe, e-mail, "communicated to", "sent to"). ``communicatedAt`` joins the date and
+time written in the sentence (a time alone takes the document date); it is left out when
+the year is written with two digits, as RI does ("1/1/15", ri_contract §9.8).
+"""
+
+from __future__ import annotations
+
+import re
+
+from ..context import AnalysisContext
+from ..knowledge import load_json
+from ..models import FollowupCommunicationInference, Inference
+from .evidence import token_spans_for
+
+_VOCAB = load_json("communication.json")
+_VERB = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbs"]), re.IGNORECASE)
+_VERBAL = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbal_cues"]), re.IGNORECASE)
+_ROLES = [(role, re.compile(pattern)) for role, pattern in _VOCAB["recipient_patterns"]]
+_NAME_AFTER = re.compile(r"\b(?:with|to)\s+(?:the\s+)?(?P<name>[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)")
+_EXCLUDE = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communication"]), re.IGNORECASE)
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    out: list[Inference] = []
+    for sentence in ctx.sentences:
+        text = ctx.text[sentence.start:sentence.end]
+        verb = _VERB.search(text)
+        if verb is None or _EXCLUDE.search(text):
+            continue
+        recipients, spans = _recipients(text, verb.end())
+        if not recipients:
+            continue
+        base = sentence.start
+        evidence = [(base + verb.start(), base + verb.end())]
+        evidence += [(base + s, base + e) for s, e in spans]
+        when, when_spans = _when(ctx, sentence.start, sentence.end)
+        evidence += when_spans
+        out.append(FollowupCommunicationInference(
+            communicated_at=[when] if when else None,
+            recipient=recipients,
+            was_acknowledged=bool(_VERBAL.search(text)),
+            extension=ctx.evidence(*token_spans_for(ctx, sorted(evidence))) or None))
+    return out
+
+
+def _recipients(text: str, after: int) -> tuple[list[str], list[tuple[int, int]]]:
+    found: list[tuple[int, str, tuple[int, int]]] = []
+    for role, pattern in _ROLES:
+        for m in pattern.finditer(text):
+            if not any(m.start() < e and s < m.end() for _, _, (s, e) in found):
+                found.append((m.start(), role, m.span()))
+    if not found:
+        m = _NAME_AFTER.search(text, max(0, after - 1))
+        if m and m.group("name").lower() not in _VOCAB["not_names"]:
+            found.append((m.start("name"), "unknown", m.span("name")))
+    found.sort()
+    roles: list[str] = []
+    for _, role, _span in found:
+        if role not in roles:
+            roles.append(role)
+    return roles, [span for _, _, span in found]
+
+
+def _when(ctx: AnalysisContext, start: int, end: int) -> tuple[str | None, list[tuple[int, int]]]:
+    dates = [d for d in ctx.dates if start <= d.start < end]
+    times = [t for t in ctx.times if start <= t.start < end]
+    spans = [(d.start, d.end) for d in dates[:1]] + [(t.start, t.end) for t in times[:1]]
+    date = dates[0] if dates else None
+    if date is not None and (date.two_digit_year or date.date is None or date.precision != "day"):
+        return None, spans
+    day = date.date if date is not None else (ctx.document_date if times else None)
+    if day is None:
+        return None, spans
+    if times:
+        return f"{day.isoformat()}T{times[0].hour:02d}:{times[0].minute:02d}:00", spans
+    return f"{day.isoformat()}T00:00:00", spans

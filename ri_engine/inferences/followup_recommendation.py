@@ -1,0 +1,238 @@
+"""``followupRecommendation`` inferences (ri_contract §5.8).
+
+A recommendation sentence holds a recommendation cue ("recommend", "suggest", "follow-up",
+"consider", ...), is not a refusal ("does not warrant follow-up", "no further imaging") and
+lies outside HISTORY/INDICATION/COMPARISON/TECHNIQUE/EXAM. For each imaging procedure it
+names (modality plus body parts, "US pelvis", "noncontrast chest CT") one recommendation;
+several procedures joined by "or" are options. Without a named modality: "follow-up imaging",
+"screening" (RADIOGRAPHIC IMAGING PROCEDURE) or a generic CONSULTATION / MANAGEMENT
+procedure, kept only with ``includeRecommendationsWithNoSpecifiedModality``.
+
+A guideline block -- a paragraph from a sentence that cites guidelines, a protocol or a
+programme without itself recommending anything, to the paragraph end -- is a reference, not
+advice for this patient: its sentences give no recommendations of their own, and with
+``includeRecommendationsInReferences`` the block becomes ONE recommendation with
+``isGuideline`` (RI docs example 2).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..context import AnalysisContext
+from ..knowledge import load_json
+from ..models import (
+    CodeableConcept, Coding, CriticalResult, Extension, FollowupRecommendationInference,
+    GenericProcedureRecommendation, ImagingProcedure, ImagingProcedureRecommendation, Inference,
+    Period, RecommendationFinding,
+)
+from ..nlp.lexicon import make_code
+from ..nlp.types import Laterality, ProcedureMention, Span
+from . import critical_result, finding
+from .evidence import coded, sentences_extension, token_spans_for
+from .intervals import timing
+from .procedure_codes import imaging_procedures, loinc_for
+
+_VOCAB = load_json("recommendations.json")
+_SKIP_SECTIONS = frozenset({"HISTORY", "INDICATION", "COMPARISON", "TECHNIQUE", "EXAM"})
+
+
+def _words(terms: list[str]) -> re.Pattern[str]:
+    parts = sorted((re.escape(t).replace(r"\ ", r"\s+") for t in terms), key=len, reverse=True)
+    return re.compile(r"(?<![\w-])(?:%s)(?![\w-])" % "|".join(parts), re.IGNORECASE)
+
+
+_CUE = _words(_VOCAB["cues"])
+_REFUSAL = _words(_VOCAB["negations"])
+_HEDGE = _words(_VOCAB["hedges"])
+_CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
+    re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
+_OPTION = _words(_VOCAB["options"])
+_GUIDELINE = _words(_VOCAB["guideline_words"])
+_ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
+_GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
+            for key, entry in _VOCAB["generic"].items()}
+_PARAGRAPH_BREAK = re.compile(r"(?:\r\n|\r|\n|\\n)[ \t]*(?:\r\n|\r|\n|\\n)")
+
+
+@dataclass(frozen=True)
+class Options:
+    no_modality: bool
+    references: bool
+    focused: bool
+
+    @classmethod
+    def of(cls, ctx: AnalysisContext) -> Options:
+        opts = ctx.configuration.inference_options
+        rec = opts.followup_recommendation_options if opts else None
+        return cls(no_modality=bool(rec and rec.include_recommendations_with_no_specified_modality),
+                   references=bool(rec and rec.include_recommendations_in_references),
+                   focused=bool(rec and rec.provide_focused_sentence_evidence))
+
+
+def infer(ctx: AnalysisContext) -> list[Inference]:
+    options = Options.of(ctx)
+    blocks = guideline_blocks(ctx)
+    out: list[Inference] = []
+    for sentence in ctx.sentences:
+        section = ctx.section_at(sentence.start)
+        if section is not None and section.name in _SKIP_SECTIONS:
+            continue
+        if any(b[0].start <= sentence.start < b[-1].end for b in blocks):
+            continue
+        text = ctx.text[sentence.start:sentence.end]
+        if not _CUE.search(text) or _REFUSAL.search(text):
+            continue
+        out.extend(_from_sentence(ctx, sentence, text, options))
+    if options.references:
+        out.extend(_guideline(ctx, block, options) for block in blocks)
+    return out
+
+
+def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
+    """Runs of sentences that quote guidelines, each from its citing sentence to paragraph end."""
+    breaks = [m.start() for m in _PARAGRAPH_BREAK.finditer(ctx.text)] + [len(ctx.text)]
+    blocks: list[list[Span]] = []
+    current: list[Span] = []
+    limit = -1
+    for sentence in ctx.sentences:
+        if current and sentence.start >= limit:
+            blocks.append(current)
+            current = []
+        if current:
+            current.append(sentence)
+            continue
+        text = ctx.text[sentence.start:sentence.end]
+        if _GUIDELINE.search(text) and not _ADVICE_START.search(text):
+            section = ctx.section_at(sentence.start)
+            end = min(b for b in breaks if b >= sentence.end)
+            limit = min(end, section.end) if section else end
+            current = [sentence]
+    if current:
+        blocks.append(current)
+    return blocks
+
+
+def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
+                   options: Options) -> list[Inference]:
+    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end]
+    named = [p for p in inside if p.modality_key != "imaging"]
+    flags = {
+        "is_conditional": bool(_CONDITIONAL.search(text)),
+        "is_hedging": bool(_HEDGE.search(text)),
+        "is_guideline": False,
+    }
+    when = timing(text, ctx.document_date)
+    findings = _findings(ctx, sentence, flags["is_conditional"])
+    focused = [sentences_extension("modality_sentences", [(sentence.start, sentence.end)])] \
+        if options.focused else []
+    out: list[Inference] = []
+    if named:
+        option = len(named) > 1 and any(
+            _OPTION.search(ctx.text[a.end:b.start]) for a, b in zip(named, named[1:]))
+        for mention in named:
+            procedure = ImagingProcedureRecommendation(
+                procedure_codes=_codes(ctx, mention),
+                imaging_procedures=imaging_procedures(ctx, mention, _side(ctx, mention)))
+            spans = _mention_spans(mention)
+            out.append(_recommendation(ctx, procedure, spans, when, findings, focused,
+                                       is_option=option, **flags))
+        return out
+    if not options.no_modality:
+        return out
+    if inside:
+        mention = inside[0]
+        procedure = ImagingProcedureRecommendation(
+            imaging_procedures=imaging_procedures(ctx, mention, _side(ctx, mention)))
+        return [_recommendation(ctx, procedure, _mention_spans(mention), when, findings, focused,
+                                is_option=False, **flags)]
+    for code, pattern in _GENERIC.values():
+        m = pattern.search(text)
+        if m is None:
+            continue
+        spans = token_spans_for(ctx, [(sentence.start + m.start(), sentence.start + m.end())])
+        generic = GenericProcedureRecommendation(code=coded(ctx, code, spans), description=code.display)
+        return [_recommendation(ctx, generic, spans, when, findings, focused, is_option=False, **flags)]
+    return out
+
+
+def _guideline(ctx: AnalysisContext, block: list[Span], options: Options) -> Inference:
+    start, end = block[0].start, block[-1].end
+    inside = [p for p in ctx.procedures if start <= p.start < end and p.modality_key != "imaging"]
+    keys: list[str] = []
+    for p in inside:
+        if p.modality_key not in keys:
+            keys.append(p.modality_key)
+    codes = [m for m in (ctx.lexicon.modalities[k].loinc_generic for k in keys) if m is not None]
+    modality_key = keys[0] if len(keys) == 1 else "imaging"
+    spans = token_spans_for(ctx, [(s.start, s.end) for s in block])
+    body = ctx.lexicon.anatomy["body"].codes[0]
+    procedure = ImagingProcedureRecommendation(
+        procedure_codes=[CodeableConcept(coding=[Coding(system=c.system, code=c.code, display=c.display)])
+                         for c in codes] or None,
+        imaging_procedures=[ImagingProcedure(
+            modality=coded(ctx, ctx.lexicon.modalities[modality_key].code, spans),
+            anatomy=coded(ctx, body))])
+    focused = [sentences_extension("modality_sentences", [(s.start, s.end) for s in block])] \
+        if options.focused else []
+    return _recommendation(ctx, procedure, spans, timing("", None), [], focused, is_option=False,
+                           is_conditional=False, is_hedging=False, is_guideline=True)
+
+
+def _recommendation(ctx: AnalysisContext, procedure: object, spans: list[tuple[int, int]],
+                    when: object, findings: list[RecommendationFinding], focused: list[Extension],
+                    **flags: bool) -> Inference:
+    extensions = focused + ctx.evidence(*token_spans_for(ctx, spans))
+    return FollowupRecommendationInference(
+        effective_at=when.effective_at,  # type: ignore[attr-defined]
+        effective_period=Period(start=when.period[0], end=when.period[1])  # type: ignore[attr-defined]
+        if when.period else None,  # type: ignore[attr-defined]
+        findings=findings, recommended_procedure=procedure,  # type: ignore[arg-type]
+        extension=extensions or None, **flags)
+
+
+def _findings(ctx: AnalysisContext, sentence: Span, conditional: bool) -> list[RecommendationFinding]:
+    out = []
+    for mention in finding.reported(ctx):
+        if not sentence.start <= mention.start < sentence.end:
+            continue
+        a = mention.assertion
+        if a.negated:
+            status = "ruleOut"
+        elif a.hypothetical:
+            status = "conditional" if conditional else "ruleOut"
+        elif a.uncertainty:
+            status = "differential"
+        else:
+            status = "present"
+        description = critical_result.description_for(ctx, mention)
+        observation = finding.observation(ctx, mention)
+        critical = CriticalResult(description=description, finding=observation) if description else {}
+        out.append(RecommendationFinding(finding=observation, critical_finding=critical,
+                                         recommendation_finding_status=status))
+    return out
+
+
+def _codes(ctx: AnalysisContext, mention: ProcedureMention) -> list[CodeableConcept] | None:
+    loinc = loinc_for(ctx, mention)
+    if loinc is None:
+        return None
+    return [CodeableConcept(coding=[Coding(system=loinc.system, code=loinc.code, display=loinc.display)])]
+
+
+def _side(ctx: AnalysisContext, mention: ProcedureMention) -> Laterality | None:
+    """A side written right before the modality ("left mammography")."""
+    if mention.laterality is not None:
+        return mention.laterality
+    start = mention.modality_span[0] if mention.modality_span else mention.start
+    for term in ctx.terms.get("laterality", []):
+        if term.end <= start and not ctx.text[term.end:start].strip():
+            return Laterality(term.key, ctx.lexicon.laterality[term.key], term.start, term.end)
+    return None
+
+
+def _mention_spans(mention: ProcedureMention) -> list[tuple[int, int]]:
+    spans = [mention.modality_span or (mention.start, mention.end)]
+    spans += [(a.start, a.end) for a in mention.anatomy]
+    return sorted(spans)
