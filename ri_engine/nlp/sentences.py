@@ -26,9 +26,10 @@ _LINE_BREAK = re.compile(r"\r\n|\r|\n|\\n")
 _END_PUNCT = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
 _LIST_MARKER = re.compile(r"(?:\(?\d{1,2}[.)]|\(?[a-hA-H][.)]|[-*\u2022\u25cf\u25aa])[ \t]+")
 _ABBREVIATIONS = frozenset({
-    "dr", "drs", "mr", "mrs", "ms", "prof", "vs", "approx", "fig", "st", "jr", "sr", "ca", "cf",
+    "dr", "drs", "mr", "mrs", "ms", "prof", "vs", "fig", "st", "jr", "sr", "ca", "cf",
     "e.g", "i.e", "eg", "ie", "pt", "pts", "resp", "max", "min", "incl", "esp",
 })
+_SOFT_ABBREVIATIONS = frozenset({"a.m", "p.m", "etc", "approx"})
 _RUN_ON_WORDS = frozenset({
     "the", "a", "an", "of", "with", "and", "or", "to", "in", "on", "for", "at", "by", "from",
     "is", "are", "was", "were", "be", "been", "that", "which", "as", "than", "measuring",
@@ -46,7 +47,8 @@ def split_sentences(text: str, sections: list[Section]) -> list[Span]:
         cuts.add(end)
     _line_cuts(text, cuts)
     for match in _END_PUNCT.finditer(text):
-        if match.group()[0] == "." and _before_is_abbreviation(text, match.start()):
+        if match.group()[0] == "." and (_before_is_abbreviation(text, match.start())
+                                        or _is_list_number(text, match.start())):
             continue
         cuts.add(match.end())
     ordered = sorted(cuts)
@@ -86,6 +88,13 @@ def _is_hard_break(previous: str, following: str) -> bool:
     return not (last and last.group(1).lower() in _RUN_ON_WORDS and previous[-1].isalpha())
 
 
+def _is_list_number(text: str, dot: int) -> bool:
+    """The dot of a list marker ("1." at the start of a line) ends nothing."""
+    line_start = max(text.rfind("\n", 0, dot), text.rfind("\r", 0, dot)) + 1
+    prefix = text[line_start:dot].strip()
+    return bool(prefix) and len(prefix) <= 2 and (prefix.isdigit() or prefix.isalpha())
+
+
 def _before_is_abbreviation(text: str, dot: int) -> bool:
     start = dot
     while start > 0 and (text[start - 1].isalpha() or text[start - 1] == "."):
@@ -95,6 +104,10 @@ def _before_is_abbreviation(text: str, dot: int) -> bool:
         return False
     if word in _ABBREVIATIONS:
         return True
+    if word in _SOFT_ABBREVIATIONS:
+        # "3 p.m. today" runs on; "at 3 p.m. The results ..." ends.
+        following = text[dot + 1:dot + 3].lstrip()
+        return not (following[:1].isupper())
     # A lone capital initial ("J. Smith") is not a sentence end either.
     return len(word) == 1 and text[start].isupper() and start > 0 and text[start - 1] == " "
 

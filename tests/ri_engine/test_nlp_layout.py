@@ -1,0 +1,117 @@
+"""Sentences, sections, measurements and assertion scope of the NLP layer."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+from ri_engine.nlp import Pipeline
+from ri_engine.nlp.measurements import find_measurements
+
+
+@lru_cache(maxsize=1)
+def pipeline() -> Pipeline:
+    return Pipeline()
+
+
+def sentences(text: str) -> list[str]:
+    doc = pipeline().analyse(text)
+    return [text[s.start:s.end] for s in doc._.ri_sentences]
+
+
+def test_sentences_respect_titles_decimals_and_dimensions() -> None:
+    text = "A 2.5 x 1.2 cm nodule is seen. Discussed with Dr. Smith at 3 p.m. today. No effusion."
+    assert sentences(text) == ["A 2.5 x 1.2 cm nodule is seen.",
+                               "Discussed with Dr. Smith at 3 p.m. today.", "No effusion."]
+
+
+def test_sentences_split_lists_and_drop_markers_and_headers() -> None:
+    text = "IMPRESSION:\n1. Small effusion.\n2) No pneumothorax\n- Stable nodule\n\nFINDINGS: Normal."
+    assert sentences(text) == ["Small effusion.", "No pneumothorax", "Stable nodule", "Normal."]
+
+
+def test_wrapped_lines_join_but_new_lines_start_sentences() -> None:
+    text = "The uterus is unremarkable with \nendometrial thickness of 5 mm. The \novaries are normal.\nKidneys normal"
+    assert sentences(text) == ["The uterus is unremarkable with \nendometrial thickness of 5 mm.",
+                               "The \novaries are normal.", "Kidneys normal"]
+
+
+def test_sections_with_inline_and_alone_headers() -> None:
+    text = "CLINICAL HISTORY: cough\nTechnique: PA and lateral.\nFindings\nClear lungs. IMPRESSION: Normal."
+    doc = pipeline().analyse(text)
+    assert [(s.name, text[s.start:s.header_end]) for s in doc._.ri_sections] == [
+        ("HISTORY", "CLINICAL HISTORY:"), ("TECHNIQUE", "Technique:"),
+        ("FINDINGS", "Findings"), ("IMPRESSION", "IMPRESSION:")]
+    assert [s.loinc_code for s in doc._.ri_sections] == ["46239-0", "47519-4", "30954-2", "51848-0"]
+
+
+def test_unknown_headings_do_not_end_a_section() -> None:
+    text = "Findings:\nRight lobe: 4.8 cm\nIsthmus: 4 mm"
+    doc = pipeline().analyse(text)
+    assert [(s.name, s.end) for s in doc._.ri_sections] == [("FINDINGS", len(text))]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("mass 5.6 x 4.5 x 3.4 cm", [((5.6, 4.5, 3.4), None, None, "cm", None, False)]),
+    ("nodule 2.5 cm x 1.2 cm", [((2.5, 1.2), None, None, "cm", None, False)]),
+    ("nodules of 2 to 3 mm", [((), 2.0, 3.0, "mm", None, False)]),
+    ("up to approximately 7 mm", [((7.0,), None, None, "mm", "<=", False)]),
+    ("sub-5 mm nodules", [((5.0,), None, None, "mm", "<", False)]),
+    ("now 8 mm, previously 6 mm", [((8.0,), None, None, "mm", None, False),
+                                   ((6.0,), None, None, "mm", None, True)]),
+    ("increased from 4 mm to 6 mm", [((4.0,), None, None, "mm", None, True),
+                                     ((6.0,), None, None, "mm", None, False)]),
+    ("24 hour diet, series 3 image 72", []),
+])
+def test_measurements(text: str, expected: list[tuple]) -> None:
+    found = [(m.values, m.low, m.high, m.unit, m.comparator, m.prior) for m in find_measurements(text)]
+    assert found == expected
+
+
+def assertions(text: str) -> list[tuple[str, bool, str | None]]:
+    doc = pipeline().analyse(text)
+    return [(f.key, f.assertion.negated, f.assertion.uncertainty) for f in doc._.ri_findings]
+
+
+def test_negation_stops_at_but() -> None:
+    assert assertions("No pneumothorax, but there is a small pleural effusion.") == [
+        ("pneumothorax", True, None), ("pleural_effusion", False, None)]
+
+
+def test_negation_covers_a_list() -> None:
+    assert assertions("No pneumothorax, pleural effusion or pulmonary edema.") == [
+        ("pneumothorax", True, None), ("pleural_effusion", True, None),
+        ("pulmonary_edema", True, None)]
+
+
+def test_backward_negation_and_pseudo_negation() -> None:
+    assert assertions("Pneumothorax is not seen. No change in the nodule.") == [
+        ("pneumothorax", True, None), ("nodule", False, None)]
+
+
+def test_uncertainty_levels() -> None:
+    assert assertions("Findings may represent pneumonia. Appendicitis cannot be excluded. "
+                      "Probable atelectasis. Malignancy is unlikely.") == [
+        ("pneumonia", False, "possible"), ("appendicitis", False, "cannotBeExcluded"),
+        ("atelectasis", False, "probable"), ("malignancy", False, "improbable")]
+
+
+def test_history_and_hypothetical() -> None:
+    doc = pipeline().analyse("History of pulmonary embolism. Evaluate for appendicitis.")
+    flags = [(f.key, f.assertion.historical, f.assertion.hypothetical) for f in doc._.ri_findings]
+    assert flags == [("pulmonary_embolism", True, False), ("appendicitis", False, True)]
+
+
+def test_finding_attachments() -> None:
+    doc = pipeline().analyse("There is a new 8 mm nodule in the RUL and a 3 cm cyst in the left kidney.")
+    got = [(f.key, [a.key for a in f.anatomy], f.laterality.value if f.laterality else None,
+            [m.values for m in f.measurements], [m.key for m in f.modifiers]) for f in doc._.ri_findings]
+    assert got == [("nodule", ["right_upper_lobe"], "right", [(8.0,)], ["new"]),
+                   ("cyst", ["left_kidney"], "left", [(3.0,)], [])]
+
+
+def test_order_description_procedures() -> None:
+    (proc,) = pipeline().procedures_in("CT abd/pelvis w/o contrast")
+    assert (proc.modality_key, [a.key for a in proc.anatomy], proc.contrast) == (
+        "ct", ["abdomen", "pelvis"], "without")
