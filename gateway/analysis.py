@@ -5,11 +5,16 @@ pool of workers and returns a Deferred that fires, on the reactor thread, with t
 :class:`~ri_engine.models.InferenceResult` (or fails with the engine's
 ``RequestError`` / ``AnalysisFailure``).
 
+Requests and results cross the process boundary pickled (a pickle of the models is
+several times cheaper than their JSON round trip), and each inference is rendered as
+RI JSON in the worker, so the reactor thread never converts models.
+
 Two executors:
 
 * ``"process"`` (default): a ``ProcessPoolExecutor`` whose workers each build one
   engine in their initializer and exchange plain JSON dicts with the gateway.  The
-  GIL is not shared, so N cores analyse N reports at once.  Workers are started with
+  GIL is not shared, so N cores analyse N reports at once.  Workers run at a lower CPU
+  priority (``nice +5``) so that a burst of analysis never starves the ACK path.  Workers are started with
   the ``spawn`` method: forking a process that already runs the reactor's threads
   can leave locks held in the child.
 * ``"thread"``: a ``ThreadPoolExecutor`` with one engine per thread; less memory and
@@ -26,6 +31,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import defer
@@ -33,7 +39,7 @@ from twisted.internet import defer
 from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
-__all__ = ["AnalysisPool", "default_engine_factory", "default_workers"]
+__all__ = ["Analysis", "AnalysisPool", "default_engine_factory", "default_workers"]
 
 EngineFactory = Callable[[], Any]
 
@@ -55,19 +61,34 @@ def default_workers() -> int:
 
 _engine: Any = None
 _local = threading.local()
+# Analysis workers run at a lower CPU priority than the gateway process: under a burst
+# the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
+WORKER_NICENESS = 5
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """An engine result with its inferences already rendered as RI JSON (in the worker)."""
+
+    result: InferenceResult
+    inferences: tuple[dict[str, Any], ...]
 
 
 def _init_process(factory: EngineFactory) -> None:
     global _engine
+    try:
+        os.nice(WORKER_NICENESS)
+    except OSError:  # pragma: no cover - not permitted here: run at normal priority
+        pass
     _engine = factory()
 
 
-def _run(engine: Any, data_json: dict[str, Any]) -> tuple[str, Any]:
-    """Analyse one request; errors travel back as values so any pickle copes with them."""
+def _run(engine: Any, data: RadiologyInsightsData) -> tuple[str, Any]:
+    """Analyse one request; errors travel back as plain values that always pickle."""
     try:
-        data = RadiologyInsightsData.from_json(data_json)
         result = engine.analyze(data)
-        return "ok", result.to_json()
+        rendered = tuple(inf.to_json() for pr in result.patient_results for inf in pr.inferences)
+        return "ok", Analysis(result, rendered)
     except RequestError as exc:
         return "request_error", (exc.message, exc.code, exc.target)
     except EngineError as exc:
@@ -76,17 +97,31 @@ def _run(engine: Any, data_json: dict[str, Any]) -> tuple[str, Any]:
         return "analysis_failure", (f"engine failed: {type(exc).__name__}", "InternalError", None)
 
 
-def _analyze_in_process(data_json: dict[str, Any]) -> tuple[str, Any]:
-    return _run(_engine, data_json)
+def _map(text: str, mapping_config: Any) -> tuple[str, Any]:
+    """Map a message in a worker; an HL7Error travels back as a value."""
+    from mappings.errors import HL7Error
+    from mappings.inbound import map_oru
+
+    try:
+        return "ok", map_oru(text, mapping_config)
+    except HL7Error as exc:
+        # Sent as parts: an exception with keyword-only arguments does not unpickle.
+        return "hl7_error", (type(exc), exc.message, exc.err_code, exc.location)
+    except Exception as exc:  # noqa: BLE001 - a mapping bug
+        return "analysis_failure", (f"mapping failed: {type(exc).__name__}", "InternalError", None)
+
+
+def _analyze_in_process(data: RadiologyInsightsData) -> tuple[str, Any]:
+    return _run(_engine, data)
 
 
 def _model_version_in_process() -> str:
     return str(getattr(_engine, "model_version", ""))
 
 
-def _analyze_in_thread(factory: EngineFactory, data_json: dict[str, Any]) -> tuple[str, Any]:
+def _analyze_in_thread(factory: EngineFactory, data: RadiologyInsightsData) -> tuple[str, Any]:
     _warm_thread(factory)
-    return _run(_local.engine, data_json)
+    return _run(_local.engine, data)
 
 
 def _warm_thread(factory: EngineFactory) -> str:
@@ -96,10 +131,13 @@ def _warm_thread(factory: EngineFactory) -> str:
     return str(getattr(engine, "model_version", ""))
 
 
-def _outcome(value: tuple[str, Any]) -> InferenceResult:
+def _outcome(value: tuple[str, Any]) -> Any:
     kind, payload = value
     if kind == "ok":
-        return InferenceResult.from_json(payload)
+        return payload
+    if kind == "hl7_error":
+        cls, message, err_code, location = payload
+        raise cls(message, err_code=err_code, location=location)
     message, code, target = payload
     if kind == "request_error":
         raise RequestError(message, code=code, target=target)
@@ -173,12 +211,19 @@ class AnalysisPool:
 
     def analyze(self, data: RadiologyInsightsData) -> defer.Deferred:
         """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure."""
-        payload = data.to_json()
+        return self.analyze_report(data).addCallback(lambda analysis: analysis.result)
+
+    def analyze_report(self, data: RadiologyInsightsData) -> defer.Deferred:
+        """Deferred[Analysis]: the result and its inferences as JSON, rendered in the worker."""
         if self.kind == "process":
-            d = self._submit(_analyze_in_process, payload)
+            d = self._submit(_analyze_in_process, data)
         else:
-            d = self._submit(_analyze_in_thread, self.engine_factory, payload)
+            d = self._submit(_analyze_in_thread, self.engine_factory, data)
         return d.addCallback(_outcome)
+
+    def map_message(self, text: str, mapping_config: Any = None) -> defer.Deferred:
+        """Deferred[list[MappedReport]]: ``map_oru`` run by a worker (fails with HL7Error)."""
+        return self._submit(_map, text, mapping_config).addCallback(_outcome)
 
     def close(self) -> None:
         self.ready = False

@@ -98,6 +98,10 @@ class MLLPSettings:
     accepted_versions: tuple[str, ...] = field(default=HL7_VERSIONS, metadata=check(_non_empty))
     accepted_processing_ids: tuple[str, ...] = field(default=("P", "D", "T"),
                                                      metadata=check(_non_empty))
+    # Map the ORU to RI requests before the ACK (content errors answered AE).  False ACKs
+    # after the header checks and the commit; mapping then runs in the analysis workers
+    # and a content error is only recorded (event content_error).
+    map_before_ack: bool = True
 
 
 @dataclass(frozen=True)

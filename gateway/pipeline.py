@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -36,7 +36,9 @@ class AcceptedMessage:
     control_id: str
     header: Any  # mappings.header.MessageHeader
     text: str  # decoded message text (CR separators)
-    reports: tuple[Any, ...]  # mappings.inbound.MappedReport
+    # mappings.inbound.MappedReport per OBR group; None when the message was ACKed
+    # before mapping ([mllp] map_before_ack = false): the pipeline maps it first.
+    reports: tuple[Any, ...] | None
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,14 @@ class ReportOutcome:
     report: Any  # MappedReport
     result: Any = None  # InferenceResult
     error: BaseException | None = None
+    rendered: tuple[dict[str, Any], ...] | None = None  # the inferences as RI JSON
 
     @property
     def inferences(self) -> list[dict[str, Any]]:
         if self.result is None:
             return []
+        if self.rendered is not None:
+            return list(self.rendered)
         return [inf.to_json() for pr in self.result.patient_results for inf in pr.inferences]
 
 
@@ -78,8 +83,9 @@ def _all_of(ops: list[Op[Any]]) -> Op[None]:
 class AnalysisPipeline:
     def __init__(self, analyzer: Analyzer, committer: Committer, *,
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, mapping_config: Any = None) -> None:
         self.analyzer = analyzer
+        self.mapping_config = mapping_config
         self.committer = committer
         self.hooks = list(hooks)
         self.metrics = metrics
@@ -97,17 +103,14 @@ class AnalysisPipeline:
         """Analyse and record; fires with the final status once it is committed."""
         self.in_progress += 1
         started = self.clock()
-        work = []
-        for report in message.reports:
-            if getattr(report, "analyse", False):
-                d = self.analyzer.analyze(report.request)
-                d.addCallbacks(lambda result, r=report: ReportOutcome(r, result=result),
-                               lambda failure, r=report: ReportOutcome(r, error=failure.value))
-                work.append(d)
-            else:
-                work.append(defer.succeed(ReportOutcome(report)))
-        d = defer.gatherResults(work)
-        d.addCallback(self._record, message, started)
+        if message.reports is None:
+            d = self._map(message)
+            d.addCallback(lambda reports: self._analyse(replace(message, reports=tuple(reports))))
+            d.addErrback(self._mapping_failed, message)
+        else:
+            d = self._analyse(message)
+        d.addCallback(lambda done: self._record(done[0], done[1], started)
+                      if isinstance(done, tuple) else done)
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
@@ -117,8 +120,51 @@ class AnalysisPipeline:
         d.addErrback(self._failed, message)
         return d
 
+    def _map(self, message: AcceptedMessage) -> defer.Deferred:
+        map_message = getattr(self.analyzer, "map_message", None)
+        if map_message is not None:
+            return map_message(message.text, self.mapping_config)
+        from mappings.inbound import map_oru
+
+        return defer.maybeDeferred(map_oru, message.text, self.mapping_config)
+
+    def _analyse(self, message: AcceptedMessage) -> defer.Deferred:
+        """Deferred[(outcomes, message)] once every OBR group has been analysed."""
+        analyze_report = getattr(self.analyzer, "analyze_report", None)
+        work = []
+        for report in message.reports or ():
+            if not getattr(report, "analyse", False):
+                work.append(defer.succeed(ReportOutcome(report)))
+                continue
+            if analyze_report is not None:
+                d = analyze_report(report.request)
+                d.addCallback(lambda a, r=report: ReportOutcome(r, result=a.result,
+                                                                rendered=a.inferences))
+            else:
+                d = self.analyzer.analyze(report.request)
+                d.addCallback(lambda result, r=report: ReportOutcome(r, result=result))
+            d.addErrback(lambda failure, r=report: ReportOutcome(r, error=failure.value))
+            work.append(d)
+        return defer.gatherResults(work).addCallback(lambda outcomes: (outcomes, message))
+
+    def _mapping_failed(self, failure: Any, message: AcceptedMessage) -> Any:
+        """Mapped after the ACK and the content is bad: recorded, the sender already has AA."""
+        from mappings.errors import HL7Error
+
+        if not failure.check(HL7Error):
+            return failure
+        error = failure.value
+        self.log.warning("analysis.content_error", control_id=message.control_id,
+                         message_id=message.message_id, error_code=error.err_code,
+                         location=error.location)
+        return self.committer.submit(_all_of([
+            event_op("content_error", message.control_id, message.message_id,
+                     error_code=error.err_code, location=error.location, error=error.message),
+            status_op(message.message_id, "failed", reports=0)])).addCallback(lambda _: "failed")
+
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
                 started: float) -> defer.Deferred:
+        outcomes = list(outcomes)
         duration = self.clock() - started
         analysed = [o for o in outcomes if o.result is not None]
         failed = [o for o in outcomes if o.error is not None]
@@ -190,7 +236,7 @@ class AnalysisPipeline:
                 continue
             self.committer.submit(event_op("resumed", stored.control_id, stored.id))
             message = AcceptedMessage(stored.id, stored.control_id or "", header, text,
-                                      tuple(reports))
+                                      None if reports is None else tuple(reports))
             started.append(self.submit(message))
         if started:
             self.log.info("analysis.resumed", messages=len(started))

@@ -10,7 +10,8 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 3. duplicate?  Same MSH-3, MSH-4, MSH-10 as an accepted message: the ORIGINAL ACK
    bytes are sent again, a ``duplicate`` event is audited, nothing is processed;
 4. accepted type/version/processing id (``mappings.policy``), else AR;
-5. map the ORU to RI requests (``mappings.inbound``): bad content gets AE;
+5. map the ORU to RI requests (``mappings.inbound``): bad content gets AE (with
+   ``[mllp] map_before_ack = false`` this step moves after the ACK, into the workers);
 6. commit the raw message with its ACK (group commit) and only then return the ACK;
 7. hand the accepted message to the analysis pipeline (off the reactor thread).
 
@@ -129,12 +130,13 @@ class Receiver:
             return duplicate
 
         error: BaseException | None = None
-        reports: tuple[Any, ...] = ()
+        reports: tuple[Any, ...] = ()  # stays empty when mapping follows the ACK
         try:
             check_acceptable(header, message_types=self.settings.accepted_message_types,
                              versions=self.settings.accepted_versions,
                              processing_ids=self.settings.accepted_processing_ids)
-            reports = tuple(self.mapper(decoded.text))
+            if self.settings.map_before_ack:
+                reports = tuple(self.mapper(decoded.text))
         except Exception as exc:  # noqa: BLE001 - every outcome gets an ACK (ack_policy)
             error = exc
             if not isinstance(exc, HL7Error):
@@ -156,7 +158,7 @@ class Receiver:
             version=header.version, processing_id=header.processing_id, charset=decoded.charset,
             error_code=decision.error.err_code if decision.error else None,
             error_text=decision.error.message if decision.error else None,
-            reports=len(reports) if decision.accepted else None)
+            reports=len(reports) if decision.accepted and self.settings.map_before_ack else None)
         if decision.accepted:
             self._inflight[key] = []
         d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
@@ -180,8 +182,9 @@ class Receiver:
                       error_code=record.error_code, reports=len(reports), size=len(record.raw),
                       duration_ms=self._ms(started))
         if decision.accepted and self.on_accepted is not None:
+            mapped = reports if self.settings.map_before_ack else None
             self.on_accepted(AcceptedMessage(message_id, record.control_id or "", header, text,
-                                             reports))
+                                             mapped))
         return ack
 
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],

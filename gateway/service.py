@@ -171,7 +171,8 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     if pool is None:
         pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
                             engine_factory=engine_factory, executor=settings.analysis.executor)
-    pipeline = AnalysisPipeline(pool, committer, metrics=metrics)
+    pipeline = AnalysisPipeline(pool, committer, metrics=metrics,
+                                mapping_config=settings.mapping_config)
     receiver = Receiver(committer, reader, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics)

@@ -76,3 +76,19 @@ def test_closed_pool_fails_cleanly():
     results = []
     pool.analyze(text_request("x", TextMetadata())).addErrback(results.append)
     assert results[0].check(AnalysisFailure)
+
+
+def test_mapping_in_a_worker_keeps_the_hl7_error(pool):
+    from mappings.errors import ContentError, UnsupportedMessage
+
+    from gateway_samples import oru
+
+    reactor = pool.test_reactor
+    reports = outcome(reactor, pool.map_message(oru("W1").decode()))
+    assert [(r.obr_index, r.accession, r.analyse) for r in reports] == [(1, "ACC3003", True)]
+    no_obr = "\r".join(s for s in oru("W2").decode().split("\r") if not s.startswith(("OBR", "OBX")))
+    failed = outcome(reactor, pool.map_message(no_obr))
+    assert failed.check(ContentError)
+    assert (failed.value.err_code, failed.value.location) == ("100", "OBR")
+    adt = outcome(reactor, pool.map_message(oru("W3", msh9="ADT^A01").decode()))
+    assert adt.check(UnsupportedMessage) and adt.value.err_code == "200"

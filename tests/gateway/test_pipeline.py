@@ -132,3 +132,24 @@ def test_resume_marks_unmappable_messages_failed(tmp_path):
 
     assert pipeline.resume(audit, reread) == []
     assert audit.messages_for("C1")[0]["status"] == "failed"
+
+
+def test_mapping_after_the_ack(tmp_path):
+    from mappings.errors import ContentError
+
+    class Mapping(SyncAnalyzer):
+        def map_message(self, text, config):
+            if "bad" in text:
+                return defer.fail(ContentError("OBR segment is missing", err_code="100",
+                                               location="OBR"))
+            return defer.succeed([report("Pneumothorax.")])
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(Mapping(), GroupCommitter(audit, immediate_writer))
+    good, bad = store(audit, "G1"), store(audit, "B1")
+    assert run(pipeline, AcceptedMessage(good, "G1", None, "good", None)) == "analysed"
+    assert run(pipeline, AcceptedMessage(bad, "B1", None, "bad", None)) == "failed"
+    event = audit.events(control_id="B1")[-1]
+    assert (event["event"], event["fields"]) == ("content_error", {
+        "error_code": "100", "location": "OBR", "error": "OBR segment is missing"})
+    assert len(audit.inferences_for(good)) == 1

@@ -223,3 +223,14 @@ def test_storage_failure_is_ar_and_says_so(tmp_path):
     (ack,) = unframe_all(transport.value())
     assert segments(ack)[1] == "MSA|AR|S1|the message could not be stored; send it again"
     assert h.accepted == []
+
+
+def test_map_after_ack_answers_aa_without_mapping(tmp_path):
+    calls = []
+    h = Harness(tmp_path, mapper=lambda text: calls.append(text) or [],
+                settings=MLLPSettings(map_before_ack=False))
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("F1")))
+    assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|F1"
+    assert calls == []
+    assert [(a.control_id, a.reports) for a in h.accepted] == [("F1", None)]
