@@ -14,7 +14,7 @@ Two executors:
 * ``"process"`` (default): a ``ProcessPoolExecutor`` whose workers each build one
   engine in their initializer and exchange plain JSON dicts with the gateway.  The
   GIL is not shared, so N cores analyse N reports at once.  Workers run at a lower CPU
-  priority (``nice +5``) so that a burst of analysis never starves the ACK path.  Workers are started with
+  priority (``nice +10``) so that a burst of analysis never starves the ACK path.  Workers are started with
   the ``spawn`` method: forking a process that already runs the reactor's threads
   can leave locks held in the child.
 * ``"thread"``: a ``ThreadPoolExecutor`` with one engine per thread; less memory and
@@ -27,6 +27,7 @@ it must be picklable (a module-level class or function).
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import multiprocessing
 import os
 import threading
@@ -63,15 +64,20 @@ _engine: Any = None
 _local = threading.local()
 # Analysis workers run at a lower CPU priority than the gateway process: under a burst
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
-WORKER_NICENESS = 5
+WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """An engine result with its inferences already rendered as RI JSON (in the worker)."""
+    """An engine result with its inferences already rendered as RI JSON text (in the worker).
 
-    result: InferenceResult
-    inferences: tuple[dict[str, Any], ...]
+    ``result`` (the models) is only sent back when asked for: unpickling ~1,500 model
+    objects costs the gateway process milliseconds per report, the JSON text almost nothing.
+    """
+
+    result: InferenceResult | None
+    inferences: tuple[tuple[str, str], ...]  # (kind, RI JSON text) per inference
+    model_version: str
 
 
 def _init_process(factory: EngineFactory) -> None:
@@ -83,12 +89,14 @@ def _init_process(factory: EngineFactory) -> None:
     _engine = factory()
 
 
-def _run(engine: Any, data: RadiologyInsightsData) -> tuple[str, Any]:
+def _run(engine: Any, data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
     """Analyse one request; errors travel back as plain values that always pickle."""
     try:
         result = engine.analyze(data)
-        rendered = tuple(inf.to_json() for pr in result.patient_results for inf in pr.inferences)
-        return "ok", Analysis(result, rendered)
+        rendered = tuple((str(inf.kind), json.dumps(inf.to_json()))
+                         for pr in result.patient_results for inf in pr.inferences)
+        return "ok", Analysis(result if with_result else None, rendered,
+                              str(result.model_version))
     except RequestError as exc:
         return "request_error", (exc.message, exc.code, exc.target)
     except EngineError as exc:
@@ -111,17 +119,18 @@ def _map(text: str, mapping_config: Any) -> tuple[str, Any]:
         return "analysis_failure", (f"mapping failed: {type(exc).__name__}", "InternalError", None)
 
 
-def _analyze_in_process(data: RadiologyInsightsData) -> tuple[str, Any]:
-    return _run(_engine, data)
+def _analyze_in_process(data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
+    return _run(_engine, data, with_result)
 
 
 def _model_version_in_process() -> str:
     return str(getattr(_engine, "model_version", ""))
 
 
-def _analyze_in_thread(factory: EngineFactory, data: RadiologyInsightsData) -> tuple[str, Any]:
+def _analyze_in_thread(factory: EngineFactory, data: RadiologyInsightsData,
+                       with_result: bool) -> tuple[str, Any]:
     _warm_thread(factory)
-    return _run(_local.engine, data)
+    return _run(_local.engine, data, with_result)
 
 
 def _warm_thread(factory: EngineFactory) -> str:
@@ -211,14 +220,15 @@ class AnalysisPool:
 
     def analyze(self, data: RadiologyInsightsData) -> defer.Deferred:
         """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure."""
-        return self.analyze_report(data).addCallback(lambda analysis: analysis.result)
+        return self.analyze_report(data, with_result=True).addCallback(lambda a: a.result)
 
-    def analyze_report(self, data: RadiologyInsightsData) -> defer.Deferred:
-        """Deferred[Analysis]: the result and its inferences as JSON, rendered in the worker."""
+    def analyze_report(self, data: RadiologyInsightsData, *, with_result: bool = True
+                       ) -> defer.Deferred:
+        """Deferred[Analysis]: the inferences as RI JSON text (and the models if asked)."""
         if self.kind == "process":
-            d = self._submit(_analyze_in_process, data)
+            d = self._submit(_analyze_in_process, data, with_result)
         else:
-            d = self._submit(_analyze_in_thread, self.engine_factory, data)
+            d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result)
         return d.addCallback(_outcome)
 
     def map_message(self, text: str, mapping_config: Any = None) -> defer.Deferred:

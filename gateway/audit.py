@@ -24,6 +24,7 @@ Schema (``PRAGMA user_version = 1``)::
       size            INTEGER   bytes in the frame
       raw             BLOB      the frame payload exactly as received
       ack_code        TEXT      AA, AE, AR (CA/CE/CR in enhanced mode), NULL if none sent
+                                (or, with ack_after = "analysis", not sent yet)
       ack_control_id  TEXT      MSH-10 of our ACK
       ack_payload     BLOB      the ACK exactly as sent (re-sent for a duplicate)
       error_code      TEXT      HL7 table 0357 code of the ERR segment, if any
@@ -38,6 +39,7 @@ Schema (``PRAGMA user_version = 1``)::
     events                      the trail of steps, keyed by the inbound message
       id, time, event, control_id, message_id (-> messages.id), fields (JSON object)
       events: received, rejected, duplicate, resumed, analysed, analysis_failed, skipped,
+              content_error (mapped after the ACK), acked (ACK after analysis),
               plus those of other areas (delivered, delivery_failed, dead_lettered, ...)
 
     inferences                  one row per RI inference produced for a message
@@ -68,7 +70,7 @@ import sqlite_utils
 from .errors import AuditError
 
 __all__ = [
-    "AuditLog", "Op", "ReceivedMessage", "StoredMessage", "event_op", "inferences_op",
+    "AuditLog", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op", "inferences_op",
     "received_op", "status_op", "utc_now",
 ]
 
@@ -168,16 +170,35 @@ def status_op(message_id: int, status: str, *, reports: int | None = None) -> Op
     return op
 
 
+def ack_op(message_id: int, ack_code: str, ack_payload: bytes, ack_control_id: str,
+           error_code: str | None = None, error_text: str | None = None) -> Op[None]:
+    """Record the ACK of a message answered after analysis (``ack_after = "analysis"``)."""
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE messages SET ack_code = ?, ack_payload = ?, ack_control_id = ?, "
+            "error_code = COALESCE(?, error_code), error_text = COALESCE(?, error_text) "
+            "WHERE id = ?",
+            (ack_code, ack_payload, ack_control_id, error_code, error_text, message_id))
+        row = conn.execute("SELECT control_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+        _insert_event(conn, utc_now(), "acked", row[0] if row else None, message_id,
+                      {"ack_code": ack_code, "error_code": error_code})
+
+    return op
+
+
 def inferences_op(message_id: int, obr_index: int, accession: str | None,
-                  inferences: Sequence[dict[str, Any]]) -> Op[int]:
-    """Store RI inference JSON objects (each with its ``kind``); returns how many."""
+                  inferences: Sequence[dict[str, Any] | tuple[str, str]]) -> Op[int]:
+    """Store RI inferences: JSON objects (with their ``kind``) or ``(kind, json_text)``
+    pairs already rendered; returns how many."""
+    rows = [(message_id, obr_index, accession, *inf) if isinstance(inf, tuple)
+            else (message_id, obr_index, accession, inf.get("kind"), json.dumps(inf))
+            for inf in inferences]
+
     def op(conn: sqlite3.Connection) -> int:
         conn.executemany(
             "INSERT INTO inferences (message_id, obr_index, accession, kind, json) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [(message_id, obr_index, accession, inf.get("kind"), json.dumps(inf))
-             for inf in inferences])
-        return len(inferences)
+            "VALUES (?, ?, ?, ?, ?)", rows)
+        return len(rows)
 
     return op
 
@@ -361,6 +382,19 @@ class AuditLog:
             "ORDER BY id", (message_id,))
         return [{"obr_index": r[0], "accession": r[1], "kind": r[2], "inference": json.loads(r[3])}
                 for r in cur.fetchall()]
+
+    def disable_autocheckpoint(self) -> None:
+        """Stop this connection from checkpointing the WAL on commit (see :meth:`checkpoint`)."""
+        self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy committed WAL pages into the database without blocking writers (PASSIVE).
+
+        The service runs this on its own connection and thread every few seconds, so the
+        writer thread never pauses a batch of ACKs for a checkpoint.
+        """
+        row = self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[0]), int(row[1]), int(row[2])
 
     def close(self) -> None:
         self.conn.close()

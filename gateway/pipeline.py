@@ -15,6 +15,7 @@ At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with s
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -46,17 +47,27 @@ class ReportOutcome:
     """One OBR group after analysis: ``result`` or ``error`` (an EngineError), or skipped."""
 
     report: Any  # MappedReport
-    result: Any = None  # InferenceResult
+    result: Any = None  # InferenceResult (None when only the JSON was fetched)
     error: BaseException | None = None
-    rendered: tuple[dict[str, Any], ...] | None = None  # the inferences as RI JSON
+    rendered: tuple[tuple[str, str], ...] | None = None  # (kind, RI JSON text) per inference
+    model_version: str | None = None
+
+    @property
+    def analysed(self) -> bool:
+        return self.result is not None or self.rendered is not None
+
+    @property
+    def rendered_inferences(self) -> tuple[tuple[str, str], ...]:
+        if self.rendered is not None:
+            return self.rendered
+        if self.result is None:
+            return ()
+        return tuple((str(inf.kind), json.dumps(inf.to_json()))
+                     for pr in self.result.patient_results for inf in pr.inferences)
 
     @property
     def inferences(self) -> list[dict[str, Any]]:
-        if self.result is None:
-            return []
-        if self.rendered is not None:
-            return list(self.rendered)
-        return [inf.to_json() for pr in self.result.patient_results for inf in pr.inferences]
+        return [json.loads(text) for _, text in self.rendered_inferences]
 
 
 class AnalysedHook(Protocol):
@@ -137,12 +148,14 @@ class AnalysisPipeline:
                 work.append(defer.succeed(ReportOutcome(report)))
                 continue
             if analyze_report is not None:
-                d = analyze_report(report.request)
-                d.addCallback(lambda a, r=report: ReportOutcome(r, result=a.result,
-                                                                rendered=a.inferences))
+                # The models cross the process boundary only when a hook will read them.
+                d = analyze_report(report.request, with_result=bool(self.hooks))
+                d.addCallback(lambda a, r=report: ReportOutcome(
+                    r, result=a.result, rendered=a.inferences, model_version=a.model_version))
             else:
                 d = self.analyzer.analyze(report.request)
-                d.addCallback(lambda result, r=report: ReportOutcome(r, result=result))
+                d.addCallback(lambda result, r=report: ReportOutcome(
+                    r, result=result, model_version=result.model_version))
             d.addErrback(lambda failure, r=report: ReportOutcome(r, error=failure.value))
             work.append(d)
         return defer.gatherResults(work).addCallback(lambda outcomes: (outcomes, message))
@@ -166,19 +179,19 @@ class AnalysisPipeline:
                 started: float) -> defer.Deferred:
         outcomes = list(outcomes)
         duration = self.clock() - started
-        analysed = [o for o in outcomes if o.result is not None]
+        analysed = [o for o in outcomes if o.analysed]
         failed = [o for o in outcomes if o.error is not None]
         mid, cid = message.message_id, message.control_id
         ops: list[Op[Any]] = []
         kinds: dict[str, int] = {}
         for outcome in analysed:
-            infs = outcome.inferences
-            for inf in infs:
-                kinds[str(inf.get("kind"))] = kinds.get(str(inf.get("kind")), 0) + 1
+            infs = outcome.rendered_inferences
+            for kind, _ in infs:
+                kinds[kind] = kinds.get(kind, 0) + 1
             ops.append(inferences_op(mid, outcome.report.obr_index, outcome.report.accession, infs))
             ops.append(event_op("analysed", cid, mid, obr_index=outcome.report.obr_index,
                                 accession=outcome.report.accession, inferences=len(infs),
-                                model_version=outcome.result.model_version))
+                                model_version=outcome.model_version))
         for outcome in failed:
             ops.append(event_op("analysis_failed", cid, mid, obr_index=outcome.report.obr_index,
                                 error=type(outcome.error).__name__,

@@ -38,7 +38,7 @@ from mappings.header import read_header
 from mappings.policy import check_acceptable
 
 from .ack_policy import decide, enhanced_mode
-from .audit import AuditLog, ReceivedMessage, event_op, received_op, utc_now
+from .audit import AuditLog, ReceivedMessage, ack_op, event_op, received_op, utc_now
 from .config import MLLPSettings
 from .errors import GatewayError
 from .pipeline import AcceptedMessage
@@ -95,8 +95,11 @@ class Receiver:
                  ids: Callable[[], str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  clock: Callable[[], float] = time.monotonic, metrics: Any = None,
-                 log: Any = None) -> None:
+                 log: Any = None, ack_after: str = "persistence") -> None:
         self.committer = committer
+        # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
+        # must then return a Deferred firing with the pipeline's final status).
+        self.ack_after = ack_after
         self.reader = reader
         self.settings = settings or MLLPSettings()
         self.mapper = mapper or default_mapper()
@@ -143,10 +146,13 @@ class Receiver:
                 self.log.error("hl7.mapping_failed", control_id=header.control_id,
                                conn_id=conn.conn_id, error=type(exc).__name__)
         decision = decide(error)
-        code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
-        ack_id = self.ids()
-        ack = encode_message(build_ack(header, code, control_id=ack_id, now=received,
-                                       error=decision.error), decoded.charset)
+        code: str | None = decision.code_for(
+            enhanced_mode(header.accept_ack_type, header.application_ack_type))
+        ack_id: str | None = self.ids()
+        ack: bytes | None = encode_message(build_ack(header, code, control_id=ack_id, now=received,
+                                                     error=decision.error), decoded.charset)
+        if decision.accepted and self.ack_after == "analysis":
+            code = ack_id = ack = None  # decided once the engine has run
         record = ReceivedMessage(
             raw=payload, received_at=utc_now(received), conn_id=conn.conn_id, peer=conn.peer,
             status="received" if decision.accepted else "rejected", ack_code=code,
@@ -172,6 +178,8 @@ class Receiver:
     def _stored(self, message_id: int, record: ReceivedMessage, key: tuple[str, str, str],
                 header: Any, text: str, reports: tuple[Any, ...], decision: Any,
                 started: float) -> bytes:
+        if decision.accepted and record.ack_code is None:
+            return self._after_analysis(message_id, record, key, header, text, reports, started)
         ack = record.ack_payload or b""
         for waiting in self._inflight.pop(key, []) if decision.accepted else []:
             waiting.callback(ack)
@@ -186,6 +194,43 @@ class Receiver:
             self.on_accepted(AcceptedMessage(message_id, record.control_id or "", header, text,
                                              mapped))
         return ack
+
+    def _after_analysis(self, message_id: int, record: ReceivedMessage,
+                        key: tuple[str, str, str], header: Any, text: str,
+                        reports: tuple[Any, ...], started: float) -> defer.Deferred:
+        """``ack_after = "analysis"``: AA once analysed (or skipped), AR when analysis failed."""
+        mapped = reports if self.settings.map_before_ack else None
+        message = AcceptedMessage(message_id, record.control_id or "", header, text, mapped)
+        d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
+
+        def answer(status: Any) -> defer.Deferred:
+            from ri_engine.errors import AnalysisFailure
+
+            ok = status in ("analysed", "skipped")
+            decision = decide(None if ok else AnalysisFailure("analysis failed"))
+            code = decision.code_for(enhanced_mode(header.accept_ack_type,
+                                                   header.application_ack_type))
+            ack_id = self.ids()
+            ack = encode_message(build_ack(header, code, control_id=ack_id, now=self.now(),
+                                           error=decision.error), record.charset or "utf-8")
+            stored = self.committer.submit(ack_op(
+                message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
+                decision.error.message if decision.error else None))
+
+            def sent(_: Any) -> bytes:
+                for waiting in self._inflight.pop(key, []):
+                    waiting.callback(ack)
+                self._count(record.message_type, code)
+                self.log.info("hl7.message", control_id=record.control_id,
+                              conn_id=record.conn_id, peer=record.peer, message_id=message_id,
+                              message_type=record.message_type, outcome=decision.outcome,
+                              ack_code=code, analysis=status if isinstance(status, str) else None,
+                              duration_ms=self._ms(started))
+                return ack
+
+            return stored.addCallback(sent)
+
+        return d.addBoth(answer)
 
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
                     header: Any, charset: str, started: float) -> defer.Deferred | bytes:

@@ -234,3 +234,35 @@ def test_map_after_ack_answers_aa_without_mapping(tmp_path):
     assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|F1"
     assert calls == []
     assert [(a.control_id, a.reports) for a in h.accepted] == [("F1", None)]
+
+
+def test_ack_after_analysis_waits_for_the_engine(tmp_path):
+    from twisted.internet import defer
+
+    h = Harness(tmp_path)
+    pending = {}
+
+    def on_accepted(message):
+        pending[message.control_id] = defer.Deferred()
+        return pending[message.control_id]
+
+    h.receiver.on_accepted = on_accepted
+    h.receiver.ack_after = "analysis"
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("AN1")))
+    # Committed, not answered: the engine has not run yet.
+    assert transport.value() == b""
+    assert h.audit.messages_for("AN1")[0]["ack_code"] is None
+    pending["AN1"].callback("analysed")
+    assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|AN1"
+    assert h.audit.messages_for("AN1")[0]["ack_code"] == "AA"
+    assert h.audit.find_accepted("RIS", "HOSP", "AN1") is not None
+
+    proto.dataReceived(frame(oru("AN2")))
+    pending["AN2"].callback("failed")
+    ack = unframe_all(transport.value())[1]
+    assert segments(ack)[1:] == [
+        "MSA|AR|AN2|analysis failed; the message was not processed",
+        "ERR|||207^Application internal error^HL70357|E||||"
+        "analysis failed; the message was not processed"]
+    assert [e["event"] for e in h.audit.events(control_id="AN2")] == ["received", "acked"]
