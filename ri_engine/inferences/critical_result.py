@@ -42,6 +42,9 @@ class Rule:
         if m.key not in self.findings:
             return False
         anatomy = {a.key for a in m.anatomy} | {p for a in m.anatomy for p in a.parents}
+        if not anatomy:
+            # A finding that names no body part lies in the body part of the exam.
+            anatomy = {a.key for p in ctx.order_procedures for a in p.anatomy}
         if self.anatomy_any and not anatomy & self.anatomy_any:
             return False
         modifiers = {f"{x.kind}:{x.key}" for x in m.modifiers}

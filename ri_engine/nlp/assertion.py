@@ -34,9 +34,12 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
         category, direction = cue.key.split(":")
         if category == "pseudo":
             continue
-        if cue.start < end and start < cue.end:
+        if start <= cue.start and cue.end <= end:
             continue  # the cue is part of the mention itself
-        if cue.end <= start and direction in ("forward", "both"):
+        if cue.start < start < cue.end and direction in ("forward", "both"):
+            # "No acute infarct": the cue "no acute" shares a word with "acute infarct".
+            distance = 0
+        elif cue.end <= start and direction in ("forward", "both"):
             if _blocked(terminators, cue.end, start):
                 continue
             distance = start - cue.end

@@ -114,6 +114,7 @@ class Lexicon:
                 tags=frozenset(entry.get("tags", ())), anatomy=tuple(entry.get("anatomy", ())))
             self._add("finding", key, entry["terms"], plurals=not entry.get("no_plural"),
                       exact=entry.get("case_sensitive_terms"))
+        self._add("nonfinding", "nonfinding", load_json("findings.json")["not_findings"]["terms"])
 
     def _load_anatomy(self) -> None:
         data = load_json("anatomy.json")

@@ -26,6 +26,10 @@ _CLAUSE_BREAKS = frozenset({"but", "however", "although", "though", "whereas", "
                             "nonetheless", "nevertheless"})
 _GAP_ONE_WORD = re.compile(r"[\s-]*(?:[A-Za-z]+[\s-]+)?$")
 _DATED = re.compile(r"(?:dating\s+back\s+to|dated|since|from|on)\s*$", re.IGNORECASE)
+# "without tension", "non-displaced": a qualifier the text denies is no qualifier.
+_NEGATED_MODIFIER = re.compile(r"\b(?:without|no|not|non)[\s-]*$", re.IGNORECASE)
+# Qualifiers written before their noun ("new mass", "small effusion") attach forward.
+_PRENOMINAL = frozenset({"temporal", "severity", "chronicity", "feature", "multiplicity"})
 _CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?(?:approximately\s*)?$",
                            re.IGNORECASE)
 
@@ -63,13 +67,16 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                    terms: dict[str, list[Term]], anatomy: list[AnatomyMention],
                    used_laterality: set[int], measurements: list[Measurement],
                    dates: list[DateMention], lexicon: Lexicon) -> list[FindingMention]:
-    findings = terms.get("finding", [])
+    blocked = terms.get("nonfinding", [])
+    findings = [f for f in terms.get("finding", [])
+                if not any(b.start <= f.start and f.end <= b.end for b in blocked)]
     if not findings:
         return []
     cues = terms.get("cue", [])
     terminators = terms.get("terminator", [])
     free_sides = [t for t in terms.get("laterality", []) if t.start not in used_laterality]
-    modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])),
+    modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])
+                        if not _NEGATED_MODIFIER.search(text, max(0, t.start - 12), t.start)),
                        key=lambda t: t.start)
     out: list[FindingMention] = []
     for sentence in sentences:
@@ -91,7 +98,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                 "laterality": _within(free_sides, clause),
                 "measurement": _within(measurements, clause),
                 "modifier": _within(modifiers, clause),
-            })
+            }, text)
             clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
             for index, term in enumerate(clause_findings):
                 out.append(_mention(text, term, groups[index], sentence, sections, s_cues,
@@ -134,11 +141,21 @@ def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
         tags=entry.tags)
 
 
-def _assign(findings: list[Term], items: dict[str, list]) -> list[dict[str, list]]:
-    """Give every item to its nearest finding (ties go to the finding before the item)."""
+def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> list[dict[str, list]]:
+    """Give every item to its nearest finding (ties go to the finding before the item).
+
+    A qualifier that usually precedes its noun ("new", "small", "acute") goes to the next
+    finding when that one follows within a few words ("mass with new adenopathy").
+    """
     groups: list[dict[str, list]] = [{name: [] for name in items} for _ in findings]
     for name, values in items.items():
         for value in values:
+            if name == "modifier" and value.lexicon in _PRENOMINAL:
+                following = next((i for i, f in enumerate(findings) if f.start >= value.end), None)
+                if following is not None and len(
+                        text[value.end:findings[following].start].split()) <= 3:
+                    groups[following][name].append(value)
+                    continue
             best, best_key = 0, None
             for index, finding in enumerate(findings):
                 if value.end <= finding.start:

@@ -2,7 +2,8 @@
 
 "Head CT with Contrast", "CT of the head", "CT non-contrast abd/pelvis", "US pelvis",
 "MRI of the left knee": a modality term plus the anatomy right before it or shortly after
-it (joined by "of the", "/", "and"), within the same line.
+it (joined by "of the", "/", "and"), within the same line. A modality that only guides
+another procedure ("CT-guided drainage") is not a procedure of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .types import AnatomyMention, Laterality, ProcedureMention, Section, Term
 _AFTER_LINK = re.compile(r"^[ \t]*(?:(?:of|through|for|to)[ \t]+)?(?:the[ \t]+)?"
                          r"(?:(?:non-?contrast|contrast(?:-enhanced)?|with(?:out)?[ \t]+(?:iv[ \t]+)?contrast"
                          r"|w/o?|wo|w)[ \t]+)?$", re.IGNORECASE)
+_GUIDED = re.compile(r"[ \t]*-?[ \t]*guided\b", re.IGNORECASE)
 _CHAIN_LINK = re.compile(r"^[ \t]*(?:/|and|&|,)[ \t]*$", re.IGNORECASE)
 _BEFORE_LINK = re.compile(r"^[ \t]*$")
 _CONTRAST = (
@@ -29,6 +31,8 @@ def find_procedures(text: str, terms: dict[str, list[Term]], anatomy: Sequence[A
                     sections: Sequence[Section], lexicon: Lexicon) -> list[ProcedureMention]:
     out: list[ProcedureMention] = []
     for term in terms.get("modality", []):
+        if _GUIDED.match(text, term.end):
+            continue  # "CT-guided drainage": the modality only guides another procedure
         entry = lexicon.modalities[term.key]
         line_start = max(text.rfind("\n", 0, term.start), text.rfind("\r", 0, term.start)) + 1
         line_end_candidates = [i for i in (text.find("\n", term.end), text.find("\r", term.end)) if i >= 0]
