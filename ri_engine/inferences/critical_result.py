@@ -84,6 +84,10 @@ def _rules() -> tuple[list[Rule], frozenset[str]]:
 
 
 RULES, DESCRIPTIONS = _rules()
+_RULES_BY_FINDING: dict[str, list[Rule]] = {}
+for _rule in RULES:
+    for _key in _rule.findings:
+        _RULES_BY_FINDING.setdefault(_key, []).append(_rule)
 
 
 def is_current(mention: FindingMention) -> bool:
@@ -99,7 +103,7 @@ def is_current(mention: FindingMention) -> bool:
 def description_for(ctx: AnalysisContext, mention: FindingMention) -> str | None:
     if not is_current(mention):
         return None
-    for rule in RULES:
+    for rule in _RULES_BY_FINDING.get(mention.key, ()):
         if rule.matches(ctx, mention):
             return rule.description
     return None

@@ -9,6 +9,8 @@ The document date, needed to resolve "September 5", travels in ``doc.user_data["
 
 from __future__ import annotations
 
+import numpy
+from spacy.attrs import IDX, SENT_START
 from spacy.language import Language
 from spacy.tokens import Doc
 
@@ -24,6 +26,15 @@ from .sentences import split_sentences
 register_extensions()
 
 
+def text_of(doc: Doc) -> str:
+    """The document text, cached: ``doc.text`` re-joins every token on each access."""
+    text = doc.user_data.get("text")
+    if text is None:
+        text = doc.text
+        doc.user_data["text"] = text
+    return text
+
+
 class LayoutComponent:
     """Sections and sentences; also marks each sentence's first token for ``doc.sents``."""
 
@@ -31,14 +42,17 @@ class LayoutComponent:
         self.scheme = SectionScheme.load(scheme or None)
 
     def __call__(self, doc: Doc) -> Doc:
-        text = doc.text
+        text = text_of(doc)
         sections = find_sections(text, self.scheme)
         sentences = split_sentences(text, sections)
         doc._.ri_sections = sections
         doc._.ri_sentences = sentences
-        starts = {s.start for s in sentences}
-        for token in doc:
-            token.is_sent_start = token.i == 0 or token.idx in starts
+        # One array write instead of a Python-level setter call per token.
+        starts = {s.start for s in sentences} | {s.start for s in sections}
+        flags = numpy.fromiter(
+            (1 if i == 0 or idx in starts else -1 for i, idx in enumerate(doc.to_array(IDX))),
+            dtype=numpy.int32, count=len(doc)).astype(numpy.uint64)
+        doc.from_array([SENT_START], flags.reshape(-1, 1))
         return doc
 
 
@@ -53,9 +67,10 @@ class TermsComponent:
 
 class MeasurementsComponent:
     def __call__(self, doc: Doc) -> Doc:
-        doc._.ri_measurements = find_measurements(doc.text)
-        doc._.ri_dates = find_dates(doc.text, doc.user_data.get("document_date"))
-        doc._.ri_times = find_times(doc.text)
+        text = text_of(doc)
+        doc._.ri_measurements = find_measurements(text)
+        doc._.ri_dates = find_dates(text, doc.user_data.get("document_date"))
+        doc._.ri_times = find_times(text)
         return doc
 
 
@@ -66,10 +81,11 @@ class MentionsComponent:
     def __call__(self, doc: Doc) -> Doc:
         lexicon = self.nlp.get_pipe("ri_terms").lexicon
         terms = doc._.ri_terms
-        anatomy, used = build_anatomy(doc.text, terms, lexicon)
+        text = text_of(doc)
+        anatomy, used = build_anatomy(text, terms, lexicon)
         doc._.ri_anatomy = anatomy
         doc._.ri_findings = build_findings(
-            doc.text, doc._.ri_sentences, doc._.ri_sections, terms, anatomy, used,
+            text, doc._.ri_sentences, doc._.ri_sections, terms, anatomy, used,
             doc._.ri_measurements, doc._.ri_dates, lexicon)
         return doc
 
@@ -81,7 +97,7 @@ class ProceduresComponent:
     def __call__(self, doc: Doc) -> Doc:
         lexicon = self.nlp.get_pipe("ri_terms").lexicon
         doc._.ri_procedures = find_procedures(
-            doc.text, doc._.ri_terms, doc._.ri_anatomy, doc._.ri_sections, lexicon)
+            text_of(doc), doc._.ri_terms, doc._.ri_anatomy, doc._.ri_sections, lexicon)
         return doc
 
 

@@ -170,6 +170,13 @@ class Lexicon:
                 group, key, flag = self._strings[match_id].split("|")
                 raw.setdefault(group, []).append((start, end, key, flag))
         out: dict[str, list[Term]] = {}
+        starts = doc.user_data.get("token_starts")
+        ends = doc.user_data.get("token_ends")
+        text = doc.user_data.get("text")
+        if starts is None or ends is None or text is None:
+            starts = [t.idx for t in doc]
+            ends = [t.idx + len(t.text) for t in doc]
+            text = doc.text
         for group, hits in raw.items():
             # Longest first, then leftmost; drop anything overlapping a kept match.
             hits.sort(key=lambda h: (h[0] - h[1], h[0]))
@@ -179,9 +186,9 @@ class Lexicon:
                 if any(i in taken for i in range(start, end)):
                     continue
                 taken.update(range(start, end))
-                span = doc[start:end]
-                kept.append(Term(lexicon=group, key=key, start=span.start_char,
-                                 end=span.end_char, text=span.text, plural=flag == "pl"))
+                first, last = starts[start], ends[end - 1]
+                kept.append(Term(lexicon=group, key=key, start=first, end=last,
+                                 text=text[first:last], plural=flag == "pl"))
             kept.sort(key=lambda t: t.start)
             out[group] = kept
         return out

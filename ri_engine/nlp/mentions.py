@@ -78,27 +78,26 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])
                         if not _NEGATED_MODIFIER.search(text, max(0, t.start - 12), t.start)),
                        key=lambda t: t.start)
+    all_findings, all_terminators, all_cues = _Sorted(findings), _Sorted(terminators), _Sorted(cues)
+    layers = {"anatomy": _Sorted(anatomy), "laterality": _Sorted(free_sides),
+              "measurement": _Sorted(measurements), "modifier": _Sorted(modifiers)}
     out: list[FindingMention] = []
     for sentence in sentences:
-        in_sentence = _within(findings, sentence)
-        if not in_sentence:
+        in_sentence = _Sorted(all_findings.within(sentence))
+        if not in_sentence.items:
             continue
-        s_terminators = _within(terminators, sentence)
+        s_terminators = all_terminators.within(sentence)
         breaks = [sentence.start] + [t.start for t in s_terminators
                                      if t.text.lower() in _CLAUSE_BREAKS] + [sentence.end]
-        s_cues = _within(cues, sentence)
+        s_cues = all_cues.within(sentence)
         term_starts = [t.start for t in s_terminators]
         for lo, hi in zip(breaks, breaks[1:]):
             clause = Span(lo, hi)
-            clause_findings = _within(in_sentence, clause)
+            clause_findings = in_sentence.within(clause)
             if not clause_findings:
                 continue
-            groups = _assign(clause_findings, {
-                "anatomy": _within(anatomy, clause),
-                "laterality": _within(free_sides, clause),
-                "measurement": _within(measurements, clause),
-                "modifier": _within(modifiers, clause),
-            }, text)
+            groups = _assign(clause_findings,
+                             {name: layer.within(clause) for name, layer in layers.items()}, text)
             clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
             for index, term in enumerate(clause_findings):
                 out.append(_mention(text, term, groups[index], sentence, sections, s_cues,
@@ -170,11 +169,17 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
     return groups
 
 
-def _within(items: Sequence[T], span: Span) -> list[T]:
-    starts = [i.start for i in items]  # type: ignore[attr-defined]
-    lo = bisect_left(starts, span.start)
-    hi = bisect_right(starts, span.end - 1)
-    return [i for i in items[lo:hi] if i.end <= span.end]  # type: ignore[attr-defined]
+class _Sorted:
+    """Items sorted by start offset, with the offsets kept for bisection."""
+
+    def __init__(self, items: Sequence[T]) -> None:
+        self.items = items
+        self.starts = [i.start for i in items]  # type: ignore[attr-defined]
+
+    def within(self, span: Span) -> list:
+        lo = bisect_left(self.starts, span.start)
+        hi = bisect_right(self.starts, span.end - 1)
+        return [i for i in self.items[lo:hi] if i.end <= span.end]  # type: ignore[attr-defined]
 
 
 def _section_at(sections: Sequence[Section], offset: int) -> Section | None:

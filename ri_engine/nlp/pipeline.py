@@ -43,6 +43,7 @@ class Pipeline:
     def analyse(self, text: str, document_date: dt.date | None = None) -> Doc:
         doc = self.nlp.make_doc(text)
         doc.user_data["document_date"] = document_date
+        doc.user_data["text"] = text
         for _name, component in self.nlp.pipeline:
             doc = component(doc)
         return doc

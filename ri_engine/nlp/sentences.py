@@ -52,12 +52,14 @@ def split_sentences(text: str, sections: list[Section]) -> list[Span]:
             continue
         cuts.add(match.end())
     ordered = sorted(cuts)
+    header_end = {hs: he for hs, he in header_spans}
     sentences: list[Span] = []
     for start, end in zip(ordered, ordered[1:]):
         span = _trim(text, start, end)
         if span is None:
             continue
-        if any(hs <= span.start and span.end <= he for hs, he in header_spans):
+        # Headers are cut on both sides, so a header segment starts exactly at its header.
+        if start in header_end and span.end <= header_end[start]:
             continue
         sentences.append(span)
     return sentences

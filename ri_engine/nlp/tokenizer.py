@@ -35,28 +35,37 @@ class RadiologyTokenizer:
     def __call__(self, text: str) -> Doc:
         words: list[str] = []
         spaces: list[bool] = []
+        starts: list[int] = []
         pos = 0
         for match in TOKEN_RE.finditer(text):
             start = match.start()
             if start > pos:
-                self._gap(text[pos:start], words, spaces)
+                self._gap(text, pos, start, words, spaces, starts)
             words.append(match.group())
             spaces.append(False)
+            starts.append(start)
             pos = match.end()
         if pos < len(text):
-            self._gap(text[pos:], words, spaces)
-        return Doc(self.vocab, words=words, spaces=spaces)
+            self._gap(text, pos, len(text), words, spaces, starts)
+        doc = Doc(self.vocab, words=words, spaces=spaces)
+        # Character offsets of every token, so later layers never build Span objects
+        # just to learn where a match starts and ends.
+        doc.user_data["token_starts"] = starts
+        doc.user_data["token_ends"] = [s + len(w) for s, w in zip(starts, words)]
+        return doc
 
     @staticmethod
-    def _gap(gap: str, words: list[str], spaces: list[bool]) -> None:
+    def _gap(text: str, start: int, end: int, words: list[str], spaces: list[bool],
+             starts: list[int]) -> None:
         # One plain space after a token is spaCy's trailing whitespace; anything else
         # (newlines, tabs, runs of spaces, leading whitespace) is a whitespace token.
-        if words and not spaces[-1] and gap[0] == " " and not words[-1].isspace():
+        if words and not spaces[-1] and text[start] == " " and not words[-1].isspace():
             spaces[-1] = True
-            gap = gap[1:]
-        if gap:
-            words.append(gap)
+            start += 1
+        if start < end:
+            words.append(text[start:end])
             spaces.append(False)
+            starts.append(start)
 
     # spaCy serialises tokenizers with the pipeline; this one has no state to save.
     def to_bytes(self, **_kwargs: object) -> bytes:
