@@ -42,10 +42,28 @@ _PRIOR_AFTER = re.compile(
 )
 
 
+_UNIT_ONLY = re.compile(rf"(?<![A-Za-z])(?:{_UNIT})(?![A-Za-z])", re.IGNORECASE)
+
+
+def _matches(text: str) -> list[re.Match[str]]:
+    # The full pattern is costly to try at every offset; every size ends in a unit, so it
+    # only runs in a window before each unit word.
+    out: list[re.Match[str]] = []
+    pos = 0
+    for unit in _UNIT_ONLY.finditer(text):
+        if unit.end() <= pos:
+            continue
+        for match in _MEASUREMENT.finditer(text, max(pos, unit.start() - 80), unit.end() + 40):
+            if match.start() >= pos:
+                out.append(match)
+                pos = match.end()
+    return out
+
+
 def find_measurements(text: str) -> list[Measurement]:
     """Every size expression in ``text``, in order of appearance."""
     found: list[Measurement] = []
-    for match in _MEASUREMENT.finditer(text):
+    for match in _matches(text):
         unit = "mm" if match.group("unit").lower().startswith(("mm", "milli")) else "cm"
         cmp_text = match.group("cmp")
         comparator = _COMPARATORS[re.sub(r"\s+", " ", cmp_text.lower())] if cmp_text else None
