@@ -85,4 +85,4 @@ def make_site(
     radiology.putChild(b"jobs", JobsResource(runner, keys, retry_after=retry_after,
                                              base_url=base_url))
     return GatewaySite(root, runner=runner, metrics=metrics, max_body_bytes=max_body_bytes,
-                       purge_interval=purge_interval)
+                       purge_interval=purge_interval, reactor=clock)

@@ -22,6 +22,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+from twisted.internet.interfaces import IReactorTime
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -184,8 +185,11 @@ class GatewaySite(server.Site):
     noisy = False
 
     def __init__(self, resource: Resource, *, runner: JobRunner, metrics: Metrics,
-                 max_body_bytes: int, purge_interval: float) -> None:
-        super().__init__(resource)
+                 max_body_bytes: int, purge_interval: float,
+                 reactor: IReactorTime | None = None) -> None:
+        # The channels' idle timeouts run on the same clock as the jobs, so a site built on a
+        # test clock leaves nothing behind in the global reactor.
+        super().__init__(resource, reactor=reactor)
         self.runner = runner
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes

@@ -30,12 +30,6 @@ BIRADS5_TEXT = ["FINDINGS: Irregular spiculated mass in the right breast at 10 o
                 "IMPRESSION: BI-RADS 5: Highly suggestive of malignancy."]
 
 
-def engine_has(kind: str) -> bool:
-    from ri_engine.inferences import BUILDERS
-
-    return kind in BUILDERS
-
-
 def oru(control_id: str, accession: str, mrn: str, lines: list[str]) -> str:
     segments = [
         f"MSH|^~\\&|RIS|GENHOSP|RIGW|GENHOSP|20240115101500||ORU^R01^ORU_R01|{control_id}|P|2.5.1",
@@ -187,8 +181,6 @@ def obx(message: list[str]) -> list[list[str]]:
     return [s.split("|") for s in message if s.startswith("OBX|")]
 
 
-@pytest.mark.skipif(not (engine_has("criticalResult") and engine_has("finding")),
-                    reason="needs the engine's finding and criticalResult builders")
 def test_critical_report_pages_once_and_the_ehr_gets_every_inference(rig):
     pager, ehr, mllp = free_port(), free_port(), free_port()
     rig.sink("pager", pager)
