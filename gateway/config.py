@@ -23,6 +23,7 @@ from __future__ import annotations
 import codecs
 import importlib
 import os
+import re
 import tomllib
 import types
 import typing
@@ -359,7 +360,9 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
         sections=types.MappingProxyType(registered),
         source=path,
     )
-    if settings.http.enabled and settings.http.endpoint == settings.mllp.endpoint:
+    # Port 0 asks the system for a free port, so two listeners on "tcp:0" do not collide.
+    if (settings.http.enabled and settings.http.endpoint == settings.mllp.endpoint
+            and not re.match(r"^(tcp|ssl):0(:|$)", settings.http.endpoint)):
         raise ConfigError("http.endpoint", "must differ from mllp.endpoint")
     return settings
 

@@ -218,34 +218,29 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
         idle_timeout=settings.mllp.idle_timeout or None,
         max_connections=settings.mllp.max_connections, clock=reactor, stats=stats,
         on_event=_on_mllp_event(metrics, stats))
-    ListenerService(reactor, settings.mllp.endpoint, factory, "mllp").setServiceParent(top)
+    listener = ListenerService(reactor, settings.mllp.endpoint, factory, "mllp")
+    listener.setServiceParent(top)
     if settings.http.enabled:
-        http = build_http_service(settings, app)
-        if http is not None:
-            http.setServiceParent(top)
+        build_http_service(settings, app, listener).setServiceParent(top)
     return app, top
 
 
-def build_http_service(settings: Settings, app: GatewayApp) -> Service | None:
-    """The REST API service, or None when ``gateway.http`` is not installed.
+def build_http_service(settings: Settings, app: GatewayApp,
+                       listener: ListenerService | None = None) -> Service:
+    """The REST API service: the RI job endpoints on the gateway's analysis pool (jobs kept
+    in the audit database file), ``/health`` and ``/metrics`` of this gateway.
 
-    Integration point for the REST API: ``gateway.http.make_site`` gets the shared
-    analysis pool, the audit database file for its job store, the API keys and the
-    metrics of this gateway.
+    Readiness checks: the database (added by the site), ``engine`` (the analysis pool is
+    up) and, when ``listener`` is given, ``mllp_listener`` (it is listening).
     """
-    try:
-        from gateway.http import make_site
-    except ModuleNotFoundError as exc:
-        if exc.name != "gateway.http":
-            raise
-        log.warning("http.unavailable", reason="gateway.http is not installed")
-        return None
+    from gateway.http import make_site
 
-    def ready() -> bool:
-        return bool(getattr(app.pool, "ready", True))
+    checks = {"engine": lambda: bool(getattr(app.pool, "ready", True))}
+    if listener is not None:
+        checks["mllp_listener"] = lambda: listener.running and listener.port is not None
 
     site = make_site(
         analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
-        metrics=app.metrics, health_checks={"analysis": ready},
+        metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor)
     return ListenerService(app.reactor, settings.http.endpoint, site, "http")
