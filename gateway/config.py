@@ -79,6 +79,24 @@ def _non_empty(key: str, value: tuple[str, ...]) -> None:
         raise ConfigError(key, "must list at least one value")
 
 
+def _inference_types(key: str, value: tuple[str, ...]) -> None:
+    from ri_engine.models import INFERENCE_TYPES
+
+    _known(key, value, INFERENCE_TYPES)
+
+
+def _measure_types(key: str, value: tuple[str, ...]) -> None:
+    from ri_engine.models import QUALITY_MEASURE_TYPES
+
+    _known(key, value, QUALITY_MEASURE_TYPES)
+
+
+def _known(key: str, value: tuple[str, ...], known: tuple[str, ...]) -> None:
+    unknown = [v for v in value if v not in known]
+    if unknown:
+        raise ConfigError(key, f"unknown value {unknown[0]!r}; one of: {', '.join(known)}")
+
+
 def check(fn: Callable[[str, Any], None]) -> Any:
     """A dataclass field default carrying a validator (applied after type coercion)."""
     return {"check": fn}
@@ -121,6 +139,11 @@ class AnalysisSettings:
     workers: int = field(default=0, metadata=check(_not_negative))
     executor: Literal["process", "thread"] = "process"
     ack_after: Literal["persistence", "analysis"] = "persistence"
+    # What the engine is asked for on every report the gateway receives (the REST API takes
+    # these from each request instead).  Empty inference_types: every kind.
+    inference_types: tuple[str, ...] = field(default=(), metadata=check(_inference_types))
+    quality_measures: tuple[str, ...] = field(default=(), metadata=check(_measure_types))
+    include_evidence: bool = True
 
 
 @dataclass(frozen=True)

@@ -91,11 +91,33 @@ def _all_of(ops: list[Op[Any]]) -> Op[None]:
     return op
 
 
+def engine_configuration(inference_types: Sequence[str] = (),
+                         quality_measures: Sequence[str] = (),
+                         include_evidence: bool = True) -> Any:
+    """The RI model configuration for reports received over MLLP ([analysis] settings).
+
+    Evidence is on by default: the outbound messages quote the words each inference rests
+    on, and the audit log keeps them.  Quality measures are evaluated only when named.
+    """
+    from ri_engine.models import InferenceOptions, ModelConfiguration, QualityMeasureOptions
+
+    options = None
+    if quality_measures:
+        options = InferenceOptions(quality_measure_options=QualityMeasureOptions(
+            measure_types=list(quality_measures)))
+    return ModelConfiguration(include_evidence=include_evidence, locale="en-US",
+                              inference_types=list(inference_types) or None,
+                              inference_options=options)
+
+
 class AnalysisPipeline:
     def __init__(self, analyzer: Analyzer, committer: Committer, *,
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
-                 clock: Callable[[], float] = time.monotonic, mapping_config: Any = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, mapping_config: Any = None,
+                 configuration: Any = None) -> None:
         self.analyzer = analyzer
+        # The RI model configuration given to every mapped report (see engine_configuration).
+        self.configuration = configuration
         self.mapping_config = mapping_config
         self.committer = committer
         self.hooks = list(hooks)
@@ -147,13 +169,16 @@ class AnalysisPipeline:
             if not getattr(report, "analyse", False):
                 work.append(defer.succeed(ReportOutcome(report)))
                 continue
+            request = report.request
+            if self.configuration is not None and request.configuration is None:
+                request = replace(request, configuration=self.configuration)
             if analyze_report is not None:
                 # The models cross the process boundary only when a hook will read them.
-                d = analyze_report(report.request, with_result=bool(self.hooks))
+                d = analyze_report(request, with_result=bool(self.hooks))
                 d.addCallback(lambda a, r=report: ReportOutcome(
                     r, result=a.result, rendered=a.inferences, model_version=a.model_version))
             else:
-                d = self.analyzer.analyze(report.request)
+                d = self.analyzer.analyze(request)
                 d.addCallback(lambda result, r=report: ReportOutcome(
                     r, result=result, model_version=result.model_version))
             d.addErrback(lambda failure, r=report: ReportOutcome(r, error=failure.value))

@@ -32,7 +32,7 @@ from .commit import GroupCommitter, thread_writer
 from .config import Settings
 from .logging import get_logger
 from .metrics import Metrics
-from .pipeline import AnalysisPipeline
+from .pipeline import AnalysisPipeline, engine_configuration
 from .receiver import Receiver, default_mapper
 
 __all__ = ["GatewayApp", "ListenerService", "build_gateway", "build_http_service", "reread"]
@@ -196,7 +196,11 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
         pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
                             engine_factory=engine_factory, executor=settings.analysis.executor)
     pipeline = AnalysisPipeline(pool, committer, metrics=metrics,
-                                mapping_config=settings.mapping_config)
+                                mapping_config=settings.mapping_config,
+                                configuration=engine_configuration(
+                                    settings.analysis.inference_types,
+                                    settings.analysis.quality_measures,
+                                    settings.analysis.include_evidence))
     receiver = Receiver(committer, reader, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics,

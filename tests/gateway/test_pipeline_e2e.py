@@ -204,6 +204,10 @@ def test_critical_report_pages_once_and_the_ehr_gets_every_inference(rig):
     assert {r[3] for r in rows} <= {"RI-CRIT^Critical result^RIGW", "RI-SIDE^Laterality^RIGW",
                                    "RI-ANAT^Anatomy^RIGW", "RI-SIZE^Size^RIGW",
                                    "RI-EVID^Evidence^RIGW", "RI-SRC^Source observation^RIGW"}
+    # Evidence is asked for by default: the pager sees the words and the source OBX.
+    evidence = [r for r in rows if r[3] == "RI-EVID^Evidence^RIGW"]
+    assert evidence and "pneumothorax" in evidence[0][5].lower()
+    assert any(r[3] == "RI-SRC^Source observation^RIGW" for r in rows)
 
     (result,) = rig.received("ehr")
     inference_rows = [r for r in obx(result) if r[3].split("^")[0] in ("RI-FIND", "RI-CRIT")]
