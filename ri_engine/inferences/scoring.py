@@ -20,6 +20,7 @@ from typing import Any
 
 from ..context import AnalysisContext
 from ..models import AssessmentValueRange, Inference, ScoringAndAssessmentInference
+from ..nlp.prefilter import Literals, fold_case, may_match, required_literals
 
 # Same token facts as RI's offsets: numbers whole, words whole, any other character alone.
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[^\s\w]")
@@ -45,6 +46,12 @@ class ScoreMention:
 class _Pattern:
     regex: re.Pattern[str]
     entry: dict[str, Any]
+    literals: Literals | None  # one of these is in every match (see nlp/prefilter.py)
+
+    @classmethod
+    def compile(cls, pattern: str, entry: dict[str, Any]) -> _Pattern:
+        regex = re.compile(pattern, re.IGNORECASE)
+        return cls(regex, entry, required_literals(regex))
 
 
 @cache
@@ -66,9 +73,9 @@ def _patterns() -> tuple[_Pattern, ...]:
             body = rf"(?<![\w-])(?P<name>{name})(?![\w]){filler}(?P<v>{value})"
             if entry.get("range"):
                 body += rf"(?:{separator}(?P<v2>{value}))?"
-            out.append(_Pattern(re.compile(body + end, re.IGNORECASE), entry))
+            out.append(_Pattern.compile(body + end, entry))
         for direct in entry.get("direct", ()):
-            out.append(_Pattern(re.compile(direct + end, re.IGNORECASE), entry))
+            out.append(_Pattern.compile(direct + end, entry))
     return tuple(out)
 
 
@@ -98,7 +105,12 @@ def _normalise(raw: str, entry: dict[str, Any]) -> str:
 def find_scores(text: str) -> list[ScoreMention]:
     """Every score mention in ``text``, in text order, overlaps resolved."""
     candidates: list[ScoreMention] = []
+    # Most reports name none of the ~50 systems: rule patterns out on their literal text
+    # instead of letting each one scan the whole report.
+    folded = fold_case(text)
     for pattern in _patterns():
+        if not may_match(pattern.literals, folded):
+            continue
         entry = pattern.entry
         for match in pattern.regex.finditer(text):
             groups = match.groupdict()
