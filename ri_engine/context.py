@@ -24,7 +24,9 @@ types are in ``ri_engine.nlp.types`` and documented in ``ri_engine/nlp/__init__.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from .nlp.dates import DateMention, TimeMention
@@ -77,6 +79,13 @@ class AnalysisContext:
 
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
+        index = self._section_index
+        if index is not None:
+            # Pipeline sections are sorted and disjoint: the candidate is the last one
+            # starting at or before the offset.
+            i = bisect_right(index, offset) - 1
+            section = self.sections[i] if i >= 0 else None
+            return section if section is not None and offset < section.end else None
         best = None
         for section in self.sections:
             if section.start <= offset < section.end:
@@ -85,6 +94,11 @@ class AnalysisContext:
         return best
 
     def sentence_at(self, offset: int) -> Span | None:
+        index = self._sentence_index
+        if index is not None:
+            i = bisect_right(index, offset) - 1
+            sentence = self.sentences[i] if i >= 0 else None
+            return sentence if sentence is not None and offset < sentence.end else None
         for sentence in self.sentences:
             if sentence.start <= offset < sentence.end:
                 return sentence
@@ -103,10 +117,57 @@ class AnalysisContext:
         return self.text[start:end]
 
     def tokens(self, start: int, end: int) -> list[tuple[int, int]]:
-        """(start, end) of every non-space token inside [start, end) -- RI's evidence unit."""
+        """(start, end) of every non-space token inside [start, end) -- RI's evidence unit.
+
+        Same tokens as ``doc.char_span(start, end, alignment_mode="expand")`` minus the
+        whitespace ones, found by bisection over the token offsets the tokenizer recorded
+        (builders ask for thousands of spans; no spaCy Span or Token objects are made).
+        """
+        index = self._token_index
+        if index is None:
+            return self._tokens_from_doc(start, end)
+        starts, ends, spaces = index
+        if not 0 <= start < len(self.text) or not 0 < end <= len(self.text):
+            return [(start, end)]
+        # Every character belongs to one token (tokens, their trailing space and the
+        # whitespace tokens tile the text), so the token holding char c is the last one
+        # starting at or before c.
+        first = bisect_right(starts, start) - 1
+        last = bisect_right(starts, end - 1) - 1
+        if start >= ends[first]:
+            first += 1  # ``start`` is the trailing space of a token: not part of it
+        return [(starts[i], ends[i]) for i in range(first, last + 1) if not spaces[i]]
+
+    def _tokens_from_doc(self, start: int, end: int) -> list[tuple[int, int]]:
         if self.doc is None:
             return [(start, end)]
         span = self.doc.char_span(start, end, alignment_mode="expand")
         if span is None:
             return [(start, end)]
         return [(t.idx, t.idx + len(t.text)) for t in span if not t.is_space]
+
+    # --- indexes, built on first use (the layers never change once builders run) ------
+
+    @cached_property
+    def _section_index(self) -> list[int] | None:
+        return _disjoint_starts(self.sections)
+
+    @cached_property
+    def _sentence_index(self) -> list[int] | None:
+        return _disjoint_starts(self.sentences)
+
+    @cached_property
+    def _token_index(self) -> tuple[list[int], list[int], list[bool]] | None:
+        user_data = getattr(self.doc, "user_data", None) or {}
+        starts, ends = user_data.get("token_starts"), user_data.get("token_ends")
+        if starts is None or ends is None or user_data.get("text") != self.text:
+            return None
+        return starts, ends, [self.text[s].isspace() for s in starts]
+
+
+def _disjoint_starts(spans: list[Section] | list[Span]) -> list[int] | None:
+    """Start offsets when ``spans`` are sorted and do not overlap, else None."""
+    starts = [s.start for s in spans]
+    if all(a.end <= b.start for a, b in zip(spans, spans[1:])):
+        return starts
+    return None

@@ -1,0 +1,51 @@
+"""AnalysisContext lookups: the indexed versions give what a plain scan of the layers gives."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+from ri_engine import Engine
+from ri_engine.context import AnalysisContext
+from ri_engine.models import RadiologyInsightsData
+from ri_engine.validation import validate
+
+TEXTS = [
+    "FINDINGS: 2.5x1.2cm nodule in the RUL.  No effusion.\r\n\r\n  IMPRESSION:\n1. Nodule, "
+    "see Dr. Smith's note.\t\tStable.  \n",
+    "  Leading space.   Runs   of spaces\n\n\nand lines. ",
+    "x",
+]
+
+
+@lru_cache(maxsize=1)
+def engine() -> Engine:
+    return Engine()
+
+
+def context(text: str) -> AnalysisContext:
+    data = RadiologyInsightsData.from_json({
+        "patients": [{"id": "p", "patientDocuments": [{
+            "id": "d", "type": "note", "createdAt": "2024-01-15T00:00:00", "content": {"sourceType": "inline", "value": text}}]}],
+        "configuration": {"includeEvidence": True}})
+    return engine().context(validate(data))
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_tokens_match_spacy_char_span(text: str) -> None:
+    ctx = context(text)
+    spans = [(s, e) for s in range(-1, len(text) + 2) for e in range(s, len(text) + 2)]
+    expected = [ctx._tokens_from_doc(s, e) for s, e in spans]
+    assert expected == [ctx.tokens(s, e) for s, e in spans]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_section_and_sentence_lookups_match_a_scan(text: str) -> None:
+    ctx = context(text)
+    offsets = range(-1, len(text) + 1)
+    sections = [min((s for s in ctx.sections if s.start <= o < s.end),
+                    key=lambda s: s.end - s.start, default=None) for o in offsets]
+    sentences = [next((s for s in ctx.sentences if s.start <= o < s.end), None) for o in offsets]
+    assert sections == [ctx.section_at(o) for o in offsets]
+    assert sentences == [ctx.sentence_at(o) for o in offsets]
