@@ -11,6 +11,8 @@ analysing; give each worker its own (they are cheap after the first, about 0.3 s
 
 from __future__ import annotations
 
+import gc
+
 from .context import AnalysisContext
 from .errors import AnalysisFailure, EngineError
 from .inferences import BUILDERS, KIND_MODULES
@@ -27,6 +29,7 @@ class Engine:
                  model_version: str = MODEL_VERSION) -> None:
         self.pipeline = Pipeline(section_scheme)
         self.model_version = model_version
+        _freeze_loaded_state()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -82,3 +85,16 @@ class Engine:
             anatomy=list(doc._.ri_anatomy), findings=list(doc._.ri_findings),
             procedures=list(doc._.ri_procedures), order_procedures=order_procedures,
             doc=doc, lexicon=self.pipeline.lexicon)
+
+
+def _freeze_loaded_state() -> None:
+    """Take everything loaded so far out of the cyclic garbage collector's rounds.
+
+    The pipeline and its knowledge (about 90,000 tracked objects: lexicons, matchers,
+    compiled rules, spaCy's registry) live as long as the process. Each analysis allocates
+    thousands of short-lived objects, so a full collection runs every dozen reports or so
+    and would walk all of that loaded state each time: 20-40 ms, the whole p95 of a 5 KB
+    report. Garbage is collected first so that nothing unreachable is kept for good.
+    """
+    gc.collect()
+    gc.freeze()
