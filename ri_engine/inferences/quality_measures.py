@@ -3,7 +3,8 @@
 Which measures: exactly the ``qualityMeasureOptions.measureTypes`` of the request, in that
 order (RI's output order). Without the option nothing is evaluated: RI only searches the
 measures a client configures, and guessing a set would report measures nobody asked for.
-Types without a published definition (see ``unsupported`` in the data file) give nothing.
+Every type of the contract's QualityMeasureType enum has a definition; an unknown type
+gives nothing.
 
 Per measure (definitions in ``ri_engine/knowledge/quality_measures.json``):
 1. trigger absent (wrong exam, patient too young, no qualifying finding) -> ``notEligible``;
@@ -213,9 +214,15 @@ def _found_criteria(ctx: AnalysisContext, report: ReportText, measure: dict[str,
     return found
 
 
+def _condition_holds(report: ReportText, condition: str | dict[str, Any]) -> bool:
+    if isinstance(condition, str):
+        return bool(_rx(condition).search(report.text))
+    return report.find(condition["patterns"], negatable=bool(condition.get("negatable")))
+
+
 def _required(report: ReportText, measure: dict[str, Any], names: list[str]) -> list[str]:
     conditions = measure.get("requireWhen") or {}
-    return [n for n in names if n not in conditions or _rx(conditions[n]).search(report.text)]
+    return [n for n in names if n not in conditions or _condition_holds(report, conditions[n])]
 
 
 def evaluate(ctx: AnalysisContext, measure_type: str, report: ReportText | None = None

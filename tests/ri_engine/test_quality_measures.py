@@ -81,5 +81,51 @@ def test_fluoroscopy_exposure_needs_indices_or_time_and_images() -> None:
         _measures("Fluoroscopy time 1.2 minutes.", ["mips145"], procedures=fluoro)
 
 
-def test_unsupported_types_give_nothing() -> None:
-    assert [] == _measures("CT chest.", ["qmm17", "msn13"])
+ALL_TYPES = ["mips76", "mips147", "mips195", "mips360", "mips364", "mips405", "mips406", "mips436", "mips145",
+             "acrad36", "acrad37", "acrad38", "acrad39", "acrad40", "acrad41", "acrad42", "mednax55", "msn13",
+             "msn15", "qmm26", "qmm17", "qmm18", "qmm19"]
+
+
+def test_every_contract_type_answers_and_an_absent_trigger_is_not_eligible() -> None:
+    xray = [{"system": "http://loinc.org", "code": "x", "display": "XR HAND 3 VIEWS"}]
+    result = _measures("Hand radiograph. No fracture.", ALL_TYPES, procedures=xray)
+    assert len(ALL_TYPES) == len(result)
+    assert {"notEligible"} == {compliance for _, compliance, _ in result}
+
+
+def _proc(display: str) -> list[dict[str, str]]:
+    return [{"system": "http://loinc.org", "code": "x", "display": display}]
+
+
+@pytest.mark.parametrize(("measure", "exam", "text", "expected"), [
+    ("acrad39", "CT ABDOMEN", "2 cm simple cyst in the left kidney. No follow-up imaging needed.",
+     ("CYSTIC RENAL MASS", "performanceMet", ["NO FOLLOW-UP IMAGING RECOMMENDED"])),
+    ("acrad39", "CT ABDOMEN", "2 cm simple cyst in the left kidney. Recommend follow-up ultrasound in 1 year.",
+     ("CYSTIC RENAL MASS", "performanceNotMet", ["FOLLOW-UP IMAGING RECOMMENDED"])),
+    ("acrad39", "CT ABDOMEN", "Von Hippel-Lindau disease. 2 cm simple left renal cyst. Recommend follow-up MRI.",
+     ("CYSTIC RENAL MASS", "denominatorException", ["HEREDITARY RENAL CANCER SYNDROME"])),
+    ("mednax55", "CT HEAD WO CONTRAST", "Indication: code stroke.\nFindings: ASPECTS 9. No hemorrhage.",
+     ("NONCONTRAST CT HEAD FOR ACUTE STROKE", "performanceMet", ["ASPECTS"])),
+    ("mednax55", "CT HEAD WO CONTRAST", "Indication: stroke.\nFindings: Acute left parietal intraparenchymal hemorrhage.",
+     ("NONCONTRAST CT HEAD FOR ACUTE STROKE", "denominatorException", ["INTRACRANIAL HEMORRHAGE"])),
+    ("mednax55", "CTA HEAD", "Indication: code stroke.\nFindings: Right M1 occlusion.",
+     ("NONCONTRAST CT HEAD FOR ACUTE STROKE", "notEligible", None)),
+    ("msn13", "CT CARDIAC CALCIUM SCORE", "Agatston score 80 in 2 vessels (LAD, RCA).",
+     ("CORONARY CALCIUM SCORING", "performanceMet", ["CALCIUM SCORE", "REGIONAL DISTRIBUTION"])),
+    ("msn13", "CT CARDIAC CALCIUM SCORE", "Agatston score 80.",
+     ("CORONARY CALCIUM SCORING", "performanceNotMet", ["CALCIUM SCORE"])),
+    ("msn15", "US THYROID", "Right lobe 1.5 cm solid hypoechoic nodule, TR4.",
+     ("THYROID NODULE", "performanceMet", ["TI-RADS CATEGORY"])),
+    ("qmm26", "US AORTA", "Abdominal aortic aneurysm 4.1 cm. Recommend follow-up ultrasound in 12 months.",
+     ("ABDOMINAL AORTIC ANEURYSM SCREENING", "performanceMet", ["AORTIC DIAMETER", "FOLLOW-UP RECOMMENDATION"])),
+    ("qmm26", "US AORTA", "Abdominal aortic aneurysm 4.1 cm.",
+     ("ABDOMINAL AORTIC ANEURYSM SCREENING", "performanceNotMet", ["AORTIC DIAMETER"])),
+    ("qmm17", "US PELVIS TRANSVAGINAL", "5 cm left ovarian cyst with a solid component. O-RADS US 4. "
+     "Recommend gynecologic oncology consultation.",
+     ("OVARIAN ADNEXAL LESION", "performanceMet", ["O-RADS CATEGORY", "FOLLOW-UP RECOMMENDATION"])),
+    ("qmm18", "MG SCREENING BILATERAL", "Tyrer-Cuzick lifetime risk 24%. BI-RADS 1.",
+     ("MAMMOGRAPHY", "performanceMet", ["BREAST CANCER RISK SCORE"])),
+    ("qmm19", "DXA BONE DENSITY", "T-score -1.9. Osteopenia.", ("OSTEOPENIA", "performanceNotMet", None)),
+])
+def test_qcdr_measures(measure: str, exam: str, text: str, expected: tuple) -> None:
+    assert [expected] == _measures(text, [measure], procedures=_proc(exam))
