@@ -11,6 +11,7 @@ always the exact input and every ``token.idx`` is a character offset into it.
 from __future__ import annotations
 
 import re
+from itertools import accumulate
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
@@ -24,6 +25,10 @@ TOKEN_RE = re.compile(
     r"|[^\W\d_]+(?:'[sS]\b)?"
     r"|\S",
 )
+# The whole text as pieces: a token with the one plain space that may follow it (spaCy's
+# trailing whitespace), or a run of any other whitespace (a whitespace token). Pieces tile
+# the text, so one ``findall`` gives words, spaces and, summed up, every token offset.
+_PIECE = re.compile(rf"({TOKEN_RE.pattern})( ?)|(\s+)")
 
 
 class RadiologyTokenizer:
@@ -33,39 +38,16 @@ class RadiologyTokenizer:
         self.vocab = vocab
 
     def __call__(self, text: str) -> Doc:
-        words: list[str] = []
-        spaces: list[bool] = []
-        starts: list[int] = []
-        pos = 0
-        for match in TOKEN_RE.finditer(text):
-            start = match.start()
-            if start > pos:
-                self._gap(text, pos, start, words, spaces, starts)
-            words.append(match.group())
-            spaces.append(False)
-            starts.append(start)
-            pos = match.end()
-        if pos < len(text):
-            self._gap(text, pos, len(text), words, spaces, starts)
+        pieces = _PIECE.findall(text)
+        words = [token or blank for token, _space, blank in pieces]
+        spaces = [bool(space) for _token, space, _blank in pieces]
+        starts = list(accumulate((len(w) + s for w, s in zip(words, spaces)), initial=0))
         doc = Doc(self.vocab, words=words, spaces=spaces)
         # Character offsets of every token, so later layers never build Span objects
         # just to learn where a match starts and ends.
-        doc.user_data["token_starts"] = starts
+        doc.user_data["token_starts"] = starts[:-1]
         doc.user_data["token_ends"] = [s + len(w) for s, w in zip(starts, words)]
         return doc
-
-    @staticmethod
-    def _gap(text: str, start: int, end: int, words: list[str], spaces: list[bool],
-             starts: list[int]) -> None:
-        # One plain space after a token is spaCy's trailing whitespace; anything else
-        # (newlines, tabs, runs of spaces, leading whitespace) is a whitespace token.
-        if words and not spaces[-1] and text[start] == " " and not words[-1].isspace():
-            spaces[-1] = True
-            start += 1
-        if start < end:
-            words.append(text[start:end])
-            spaces.append(False)
-            starts.append(start)
 
     # spaCy serialises tokenizers with the pipeline; this one has no state to save.
     def to_bytes(self, **_kwargs: object) -> bytes:
