@@ -31,7 +31,8 @@ from typing import Any
 
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
-    AnatomyMention, FindingMention, Measurement, ProcedureMention, Section, Span, Term,
+    AnatomyMention, FindingMention, Measurement, OffsetIndex, ProcedureMention, Section, Span,
+    Term,
 )
 from .models import (
     Extension, ModelConfiguration, OrderedProcedure, PatientDocument, PatientRecord,
@@ -79,13 +80,8 @@ class AnalysisContext:
 
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
-        index = self._section_index
-        if index is not None:
-            # Pipeline sections are sorted and disjoint: the candidate is the last one
-            # starting at or before the offset.
-            i = bisect_right(index, offset) - 1
-            section = self.sections[i] if i >= 0 else None
-            return section if section is not None and offset < section.end else None
+        if self._section_index is not None:  # pipeline sections are sorted and disjoint
+            return self._section_index.at(offset)
         best = None
         for section in self.sections:
             if section.start <= offset < section.end:
@@ -94,11 +90,8 @@ class AnalysisContext:
         return best
 
     def sentence_at(self, offset: int) -> Span | None:
-        index = self._sentence_index
-        if index is not None:
-            i = bisect_right(index, offset) - 1
-            sentence = self.sentences[i] if i >= 0 else None
-            return sentence if sentence is not None and offset < sentence.end else None
+        if self._sentence_index is not None:
+            return self._sentence_index.at(offset)
         for sentence in self.sentences:
             if sentence.start <= offset < sentence.end:
                 return sentence
@@ -149,12 +142,12 @@ class AnalysisContext:
     # --- indexes, built on first use (the layers never change once builders run) ------
 
     @cached_property
-    def _section_index(self) -> list[int] | None:
-        return _disjoint_starts(self.sections)
+    def _section_index(self) -> OffsetIndex[Section] | None:
+        return OffsetIndex.of(self.sections)
 
     @cached_property
-    def _sentence_index(self) -> list[int] | None:
-        return _disjoint_starts(self.sentences)
+    def _sentence_index(self) -> OffsetIndex[Span] | None:
+        return OffsetIndex.of(self.sentences)
 
     @cached_property
     def _token_index(self) -> tuple[list[int], list[int], list[bool]] | None:
@@ -164,10 +157,3 @@ class AnalysisContext:
             return None
         return starts, ends, [self.text[s].isspace() for s in starts]
 
-
-def _disjoint_starts(spans: list[Section] | list[Span]) -> list[int] | None:
-    """Start offsets when ``spans`` are sorted and do not overlap, else None."""
-    starts = [s.start for s in spans]
-    if all(a.end <= b.start for a, b in zip(spans, spans[1:])):
-        return starts
-    return None

@@ -96,20 +96,25 @@ def section_blocks(ctx: AnalysisContext) -> list[Block]:
 
 def section_name_at(ctx: AnalysisContext, offset: int) -> str | None:
     """Section name (FINDINGS, IMPRESSION, HISTORY, EXAM, ...) holding ``offset``."""
-    best: Section | None = None
-    for section in _sections(ctx):
-        if section.start <= offset < section.end:
-            if best is None or section.end - section.start < best.end - best.start:
-                best = section
+    if ctx.sections:
+        best = ctx.section_at(offset)  # indexed: builders ask once per mention
+    else:
+        best = None
+        for section in _sections(ctx):
+            if section.start <= offset < section.end:
+                if best is None or section.end - section.start < best.end - best.start:
+                    best = section
     return _FOLD.get(best.name, best.name) if best else None
 
 
 def sentence_bounds(ctx: AnalysisContext, offset: int) -> tuple[int, int]:
     """The sentence holding ``offset``; outside every sentence (a header), its line."""
-    sentences = ctx.sentences or _layout(ctx.text)[1]
-    for sentence in sentences:
-        if sentence.start <= offset < sentence.end:
-            return sentence.start, sentence.end
+    if ctx.sentences:
+        sentence = ctx.sentence_at(offset)  # indexed: builders ask once per mention
+    else:
+        sentence = next((s for s in _layout(ctx.text)[1] if s.start <= offset < s.end), None)
+    if sentence is not None:
+        return sentence.start, sentence.end
     text = ctx.text
     start = max(text.rfind("\n", 0, offset), text.rfind("\r", 0, offset)) + 1
     ends = [i for i in (text.find("\n", offset), text.find("\r", offset)) if i >= 0]

@@ -19,7 +19,8 @@ from .assertion import assert_mention
 from .dates import DateMention
 from .lexicon import MODIFIER_GROUPS, Lexicon
 from .types import (
-    AnatomyMention, FindingMention, Laterality, Measurement, Modifier, Section, Span, Term,
+    AnatomyMention, FindingMention, Laterality, Measurement, Modifier, OffsetIndex, Section,
+    Span, Term,
 )
 
 _CLAUSE_BREAKS = frozenset({"but", "however", "although", "though", "whereas", "yet", ";",
@@ -79,6 +80,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                         if not _NEGATED_MODIFIER.search(text, max(0, t.start - 12), t.start)),
                        key=lambda t: t.start)
     all_findings, all_terminators, all_cues = _Sorted(findings), _Sorted(terminators), _Sorted(cues)
+    section_index = OffsetIndex.of(sections)
     layers = {"anatomy": _Sorted(anatomy), "laterality": _Sorted(free_sides),
               "measurement": _Sorted(measurements), "modifier": _Sorted(modifiers)}
     out: list[FindingMention] = []
@@ -100,13 +102,15 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                              {name: layer.within(clause) for name, layer in layers.items()}, text)
             clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
             for index, term in enumerate(clause_findings):
-                out.append(_mention(text, term, groups[index], sentence, sections, s_cues,
+                section = (section_index.at(term.start) if section_index is not None
+                           else _section_at(sections, term.start))
+                out.append(_mention(text, term, groups[index], sentence, section, s_cues,
                                     term_starts, clause_dates, lexicon))
     return out
 
 
 def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
-             sections: Sequence[Section], cues: list[Term], terminators: list[int],
+             section: Section | None, cues: list[Term], terminators: list[int],
              clause_dates: list[DateMention], lexicon: Lexicon) -> FindingMention:
     entry = lexicon.findings[term.key]
     anatomy: list[AnatomyMention] = attached["anatomy"]
@@ -129,7 +133,6 @@ def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
         sizes = [m if m.prior or _CURRENT_SIZE.search(text[max(0, m.start - 30):m.start])
                  else dataclasses.replace(m, prior=True) for m in sizes]
     multiple = term.plural or any(m.kind == "multiplicity" and m.key == "multiple" for m in mods)
-    section = _section_at(sections, term.start)
     assertion = assert_mention(term.start, term.end, cues, terminators)
     return FindingMention(
         key=term.key, start=term.start, end=term.end, text=term.text, codes=entry.codes,

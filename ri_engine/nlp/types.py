@@ -7,9 +7,22 @@ All values are frozen: builders read them and never change them.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Generic, Protocol, TypeVar
 
 Offsets = tuple[int, int]
+
+
+class _Spanning(Protocol):
+    @property
+    def start(self) -> int: ...
+    @property
+    def end(self) -> int: ...
+
+
+S = TypeVar("S", bound=_Spanning)
 
 
 @dataclass(frozen=True)
@@ -207,3 +220,28 @@ class ProcedureMention:
     contrast: str | None = None
     section_name: str | None = None
     modality_span: Offsets | None = None  # the modality words alone ("CT" in "Head CT")
+
+
+class OffsetIndex(Generic[S]):
+    """The span holding a character offset, by bisection over sorted, disjoint spans.
+
+    Sections and sentences are asked for once per mention; a scan of the whole list each
+    time made that quadratic in the report length. ``of`` gives None for spans that
+    overlap or are out of order (callers then scan).
+    """
+
+    def __init__(self, spans: Sequence[S], starts: list[int]) -> None:
+        self.spans = spans
+        self.starts = starts
+
+    @classmethod
+    def of(cls, spans: Sequence[S]) -> OffsetIndex[S] | None:
+        if any(a.end > b.start for a, b in zip(spans, spans[1:])):
+            return None
+        return cls(spans, [s.start for s in spans])
+
+    def at(self, offset: int) -> S | None:
+        i = bisect_right(self.starts, offset) - 1
+        if i < 0 or offset >= self.spans[i].end:
+            return None
+        return self.spans[i]
