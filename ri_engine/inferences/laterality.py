@@ -186,17 +186,28 @@ def _finding_key(word: str, vocab: _Vocab) -> str:
 def _sided_findings(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> list[tuple[tuple[str, str], _Side, tuple[int, int]]]:
     """((finding, part), side, finding span) for findings with a sided part in [lo, hi)."""
     out = []
+    # Several findings often share a sentence: read its side words once.
+    by_sentence: dict[tuple[int, int], list[_Side]] = {}
     for m in vocab.findings.finditer(ctx.text, lo, hi):
-        if is_negated(ctx, m.start(), m.end()):
-            continue
         s_start, s_end = sentence_bounds(ctx, m.start())
-        sides = [s for s in _sides(ctx, vocab, max(lo, s_start), min(hi, s_end))
-                 if s.part and s.side in _OPPOSITE]
-        if not sides:
+        window = (max(lo, s_start), min(hi, s_end))
+        if window not in by_sentence:
+            by_sentence[window] = _paired_sides(ctx, vocab, *window)
+        sides = by_sentence[window]
+        if not sides or is_negated(ctx, m.start(), m.end()):
             continue
         nearest = min(sides, key=lambda s: abs(s.start - m.start()))
         out.append(((_finding_key(m.group(0), vocab), nearest.part or ""), nearest, (m.start(), m.end())))
     return out
+
+
+def _paired_sides(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> list[_Side]:
+    """Left/right words in text[lo:hi] that qualify a paired part."""
+    if not vocab.any_side.search(ctx.text, lo, hi):
+        # The common case, settled by one scan instead of one per side (``any_side``
+        # matches wherever one of the per-side patterns would).
+        return []
+    return [s for s in _sides(ctx, vocab, lo, hi) if s.part and s.side in _OPPOSITE]
 
 
 def _contradictions(ctx: AnalysisContext, vocab: _Vocab) -> list[Inference]:
