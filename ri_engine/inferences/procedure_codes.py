@@ -9,6 +9,8 @@ code. ``imaging_procedures(ctx, mention)`` gives one ImagingProcedure per body p
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..context import AnalysisContext
 from ..knowledge import load_json
 from ..models import ImagingProcedure
@@ -20,6 +22,17 @@ _DATA = load_json("procedures.json")
 WHOLE_BODY = "body"
 
 
+def _by_modality() -> dict[str, list[tuple[frozenset[str], dict[str, Any]]]]:
+    """Entries by modality, each with its body parts as a set (built once, not per mention)."""
+    out: dict[str, list[tuple[frozenset[str], dict[str, Any]]]] = {}
+    for entry in _DATA["entries"]:
+        out.setdefault(entry["modality"], []).append((frozenset(entry["anatomy"]), entry))
+    return out
+
+
+_ENTRIES = _by_modality()
+
+
 def anatomy_keys(mention: ProcedureMention) -> set[str]:
     return {a.key for a in mention.anatomy} | {p for a in mention.anatomy for p in a.parents}
 
@@ -28,8 +41,8 @@ def loinc_for(ctx: AnalysisContext, mention: ProcedureMention) -> Code | None:
     keys = anatomy_keys(mention) or set(_default_anatomy(mention))
     side = mention.laterality.value if mention.laterality else None
     best: tuple[tuple[int, int, int], dict] | None = None
-    for entry in _DATA["entries"]:
-        if entry["modality"] != mention.modality_key or not set(entry["anatomy"]) <= keys:
+    for anatomy, entry in _ENTRIES.get(mention.modality_key, ()):
+        if not anatomy <= keys:
             continue
         if entry.get("contrast") not in (None, mention.contrast):
             continue

@@ -29,8 +29,13 @@ def build_nlp(section_scheme: str | None = None) -> Language:
 class Pipeline:
     """The loaded pipeline: ``analyse(text, date)`` gives a ``Doc`` with every ``ri_*`` layer."""
 
+    # Order descriptions repeat ("CT CHEST W CONTRAST"), and a pipeline run costs about
+    # 0.25 ms however short the text: their procedures are kept (bounded, oldest dropped).
+    ORDER_CACHE_SIZE = 512
+
     def __init__(self, section_scheme: str | None = None) -> None:
         self.nlp = build_nlp(section_scheme)
+        self._order_procedures: dict[str, tuple[ProcedureMention, ...]] = {}
 
     @property
     def lexicon(self) -> Lexicon:
@@ -50,4 +55,10 @@ class Pipeline:
 
     def procedures_in(self, text: str) -> list[ProcedureMention]:
         """Procedures named in a short text such as an order description ("Ct head/brain w/dye")."""
-        return list(self.analyse(text)._.ri_procedures)
+        found = self._order_procedures.get(text)
+        if found is None:
+            found = tuple(self.analyse(text)._.ri_procedures)
+            if len(self._order_procedures) >= self.ORDER_CACHE_SIZE:
+                del self._order_procedures[next(iter(self._order_procedures))]
+            self._order_procedures[text] = found
+        return list(found)
