@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -12,6 +13,34 @@ from gateway.errors import PeerUnavailable
 from .options import config_option, db_option, settings_from
 
 _FORMATS = {"auto": None, "json": True, "console": False}
+
+
+def _quiet_signal_handlers(reactor: Any) -> None:
+    """Replace Twisted's SIGTERM/SIGINT handlers with ones that only schedule the stop.
+
+    Twisted's own handlers log from inside the signal handler.  When the signal lands while
+    the main thread is writing a log line, that nested write waits for the lock the
+    interrupted write holds, and the process never exits.  Logging from the reactor thread,
+    after the handler has returned, cannot deadlock.
+    """
+    from gateway.logging import get_logger
+
+    log = get_logger("gateway.serve")
+
+    def stop(signum: int) -> None:
+        from twisted.internet.error import ReactorNotRunning
+
+        log.info("shutdown", signal=signal.Signals(signum).name)
+        try:
+            reactor.stop()
+        except ReactorNotRunning:  # a second signal while already stopping
+            pass
+
+    def handler(signum: int, frame: Any) -> None:
+        reactor.callFromThread(stop, signum)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
 
 
 @click.command()
@@ -50,6 +79,7 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
         listening = getattr(child, "listening", None)
         if listening is not None:
             listening.addErrback(listen_failed)
+    reactor.callWhenRunning(_quiet_signal_handlers, reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

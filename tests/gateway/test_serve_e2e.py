@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import sqlite3
+import threading
 from pathlib import Path
 
 import hl7
@@ -116,7 +118,7 @@ def test_send_and_sink_commands(tmp_path, gateway):
 
 
 def test_send_to_a_closed_port_exits_3(tmp_path):
-    import socket
+
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -141,3 +143,33 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     result = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"), "--mllp", "tcpx:1")
     assert result.returncode == 2
     assert result.stderr.startswith("ri-gateway: mllp.endpoint: invalid Twisted endpoint")
+
+
+def test_sigterm_during_a_burst_of_log_lines_stops_the_gateway_cleanly(tmp_path):
+    # A signal that lands while the main thread is writing a log line must not deadlock the
+    # shutdown (the handler only schedules the stop; the log line is written afterwards).
+    for attempt in range(3):
+        process = GatewayProcess(tmp_path / f"var{attempt}" / "audit.sqlite3").start()
+        stop_sending = threading.Event()
+
+        def burst(port=process.port):
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                    n = 0
+                    while not stop_sending.is_set():
+                        n += 1
+                        sock.sendall(b"\x0b" + oru(f"T{attempt}-{n}") + b"\x1c\r")
+                        sock.recv(65536)
+            except OSError:
+                pass  # the gateway closed the connection while stopping
+
+        sender = threading.Thread(target=burst)
+        sender.start()
+        process.output.wait_for(json_event("analysis", control_id=f"T{attempt}-3"))
+        try:
+            assert process.stop() == 0
+            assert any(json_event("shutdown", signal="SIGTERM")(line)
+                       for line in process.output.seen + list(process.output.lines.queue))
+        finally:
+            stop_sending.set()
+            sender.join(10)
