@@ -48,10 +48,11 @@ class LayoutComponent:
         doc._.ri_sections = sections
         doc._.ri_sentences = sentences
         # One array write instead of a Python-level setter call per token.
-        starts = {s.start for s in sentences} | {s.start for s in sections}
-        flags = numpy.fromiter(
-            (1 if i == 0 or idx in starts else -1 for i, idx in enumerate(doc.to_array(IDX))),
-            dtype=numpy.int32, count=len(doc)).astype(numpy.uint64)
+        starts = numpy.fromiter({s.start for s in sentences} | {s.start for s in sections},
+                                dtype=numpy.int64)
+        flags = numpy.where(numpy.isin(doc.to_array(IDX), starts), 1, -1).astype(numpy.uint64)
+        if len(flags):
+            flags[0] = 1
         doc.from_array([SENT_START], flags.reshape(-1, 1))
         return doc
 

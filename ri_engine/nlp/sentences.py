@@ -36,6 +36,7 @@ _RUN_ON_WORDS = frozenset({
     "without", "into", "onto", "within", "this", "these", "its", "their", "both", "nor",
 })
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\W*$")
+_ALNUM = re.compile(r"[^\W_]")  # exactly str.isalnum (\w is alphanumerics plus "_")
 
 
 def split_sentences(text: str, sections: list[Section]) -> list[Span]:
@@ -115,15 +116,15 @@ def _before_is_abbreviation(text: str, dot: int) -> bool:
 
 
 def _trim(text: str, start: int, end: int) -> Span | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    if start >= end:
+    segment = text[start:end]
+    content = segment.lstrip()
+    if not content:
         return None
+    start += len(segment) - len(content)
+    end = start + len(content.rstrip())
     marker = _LIST_MARKER.match(text, start, end)
     if marker and marker.end() < end:
         start = marker.end()
-    if not any(ch.isalnum() for ch in text[start:end]):
+    if not _ALNUM.search(text, start, end):
         return None
     return Span(start, end)
