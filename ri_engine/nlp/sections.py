@@ -52,11 +52,35 @@ class SectionScheme:
         return cls(pattern=pattern, alone_pattern=alone, names=names, codes=codes)
 
 
+# Where a header may start: the text start, after a line break, after ". " (the places the
+# patterns' look-behinds allow; a header never holds a line break or a sentence end).
+_LINE_START = re.compile(r"[\n\r]")
+_SENTENCE_START = re.compile(r"[\n\r]|[.!?][ \t]")
+
+
+def _matches(pattern: re.Pattern[str], text: str, starts: re.Pattern[str]) -> list[re.Match[str]]:
+    """What ``pattern.finditer(text)`` finds, trying the pattern only where ``starts`` allows.
+
+    A full scan would try the look-behinds at every character; there are far fewer line
+    and sentence starts than characters.
+    """
+    out: list[re.Match[str]] = []
+    end = 0
+    for candidate in [0, *(m.end() for m in starts.finditer(text))]:
+        if candidate < end:
+            continue
+        match = pattern.match(text, candidate)
+        if match:
+            out.append(match)
+            end = match.end()
+    return out
+
+
 def find_sections(text: str, scheme: SectionScheme) -> list[Section]:
     """The sections of ``text`` in order; each header's span is [start, header_end)."""
     headers: dict[int, tuple[int, int, str]] = {}
-    for pattern in (scheme.pattern, scheme.alone_pattern):
-        for match in pattern.finditer(text):
+    for pattern, starts in ((scheme.pattern, _SENTENCE_START), (scheme.alone_pattern, _LINE_START)):
+        for match in _matches(pattern, text, starts):
             words = re.sub(r"\s+", " ", match.group("name").lower())
             name = scheme.names.get(words)
             if name is None:
