@@ -90,7 +90,12 @@ class Lexicon:
             self._lower.add(match_id, [tokenizer(t) for t in terms])
         for match_id, terms in self._exact_patterns.items():
             self._exact.add(match_id, [tokenizer(t) for t in terms])
-        self._strings = nlp.vocab.strings
+        # Match id (a string hash) -> (group, key, plural), decoded once here, not per hit.
+        strings = nlp.vocab.strings
+        self._ids: dict[int, tuple[str, str, bool]] = {}
+        for match_id in [*self._patterns, *self._exact_patterns]:
+            group, key, flag = match_id.split("|")
+            self._ids[strings[match_id]] = (group, key, flag == "pl")
 
     # --- loading ---------------------------------------------------------------------
 
@@ -164,11 +169,11 @@ class Lexicon:
 
     def match(self, doc: Doc) -> dict[str, list[Term]]:
         """Terms found in ``doc`` by group, each list sorted by start offset."""
-        raw: dict[str, list[tuple[int, int, str, str]]] = {}
+        raw: dict[str, list[tuple[int, int, str, bool]]] = {}
         for matcher in (self._lower, self._exact):
             for match_id, start, end in matcher(doc):
-                group, key, flag = self._strings[match_id].split("|")
-                raw.setdefault(group, []).append((start, end, key, flag))
+                group, key, plural = self._ids[match_id]
+                raw.setdefault(group, []).append((start, end, key, plural))
         out: dict[str, list[Term]] = {}
         starts = doc.user_data.get("token_starts")
         ends = doc.user_data.get("token_ends")
@@ -180,15 +185,15 @@ class Lexicon:
         for group, hits in raw.items():
             # Longest first, then leftmost; drop anything overlapping a kept match.
             hits.sort(key=lambda h: (h[0] - h[1], h[0]))
-            taken: set[int] = set()
+            taken = bytearray(len(doc))  # 1 for every token of a kept match
             kept: list[Term] = []
-            for start, end, key, flag in hits:
-                if any(i in taken for i in range(start, end)):
+            for start, end, key, plural in hits:
+                if any(taken[start:end]):
                     continue
-                taken.update(range(start, end))
+                taken[start:end] = b"\x01" * (end - start)
                 first, last = starts[start], ends[end - 1]
                 kept.append(Term(lexicon=group, key=key, start=first, end=last,
-                                 text=text[first:last], plural=flag == "pl"))
+                                 text=text[first:last], plural=plural))
             kept.sort(key=lambda t: t.start)
             out[group] = kept
         return out
