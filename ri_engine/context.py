@@ -73,10 +73,24 @@ class AnalysisContext:
         return bool(self.configuration.include_evidence)
 
     def evidence(self, *spans: tuple[int, int]) -> list[Extension]:
-        """Token evidence for (start, end) character spans, or [] when not requested."""
+        """Token evidence for (start, end) character spans, or [] when not requested.
+
+        One evidence value per span and request: the same words are evidence for a
+        finding, its observation, a critical result and a recommendation, and inferences
+        already share those observations. Like every inference value, evidence is never
+        changed once built.
+        """
         if not self.include_evidence:
             return []
-        return [token_extension(s, e - s, self.document_id) for s, e in spans if e > s]
+        made = self._evidence
+        out = []
+        for start, end in spans:
+            if end > start:
+                extension = made.get((start, end))
+                if extension is None:
+                    extension = made[start, end] = token_extension(start, end - start, self.document_id)
+                out.append(extension)
+        return out
 
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
@@ -138,6 +152,10 @@ class AnalysisContext:
         if span is None:
             return [(start, end)]
         return [(t.idx, t.idx + len(t.text)) for t in span if not t.is_space]
+
+    @cached_property
+    def _evidence(self) -> dict[tuple[int, int], Extension]:
+        return {}
 
     # --- indexes, built on first use (the layers never change once builders run) ------
 
