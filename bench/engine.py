@@ -6,7 +6,10 @@ sections, negations, sizes, recommendations and communications. In the same run 
 the bare ``spacy.blank("en")`` tokenizer on the same texts: the baseline every figure is
 also given as a ratio of (machine speed cancels out of the ratios).
 
-    python bench/engine.py [--seconds 3] [--workers N]
+    python bench/engine.py [--seconds 3] [--workers N] [--stages]
+
+``--stages`` also prints, per size, the median time of each NLP component and of each
+inference builder (where the time goes).
 
 Target: median under 5 ms for a 3 KB report on one core.
 """
@@ -97,10 +100,42 @@ def pool_rate(texts: list[str], workers: int, seconds: float) -> float:
         return done / (time.perf_counter() - start)
 
 
+def stage_times(engine, requests, rounds: int = 3) -> dict[str, float]:
+    """Median ms per pipeline component and per inference builder over ``requests``."""
+    from ri_engine.inferences import BUILDERS, KIND_MODULES
+    from ri_engine.validation import validate
+
+    times: dict[str, list[float]] = {}
+
+    def clock(name: str, fn, *args):  # type: ignore[no-untyped-def]
+        start = time.perf_counter()
+        result = fn(*args)
+        times.setdefault(name, []).append(time.perf_counter() - start)
+        return result
+
+    nlp = engine.pipeline.nlp
+    builders: dict[str, object] = {}  # module -> builder, once each (order discrepancies)
+    for kind, module in KIND_MODULES.items():
+        if kind in BUILDERS:
+            builders.setdefault(module, BUILDERS[kind])
+    for _ in range(rounds):
+        for data in requests:
+            text = validate(data).document.content.value
+            doc = clock("tokenizer", nlp.make_doc, text)
+            doc.user_data.update(text=text, document_date=None)
+            for name, component in nlp.pipeline:
+                doc = clock(name, component, doc)
+            ctx = clock("context (all NLP)", engine.context, validate(data))
+            for module, builder in builders.items():
+                clock(module, builder, ctx)
+    return {name: statistics.median(values) * 1e3 for name, values in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--stages", action="store_true", help="time each NLP component and builder")
     args = parser.parse_args()
 
     import spacy
@@ -125,6 +160,10 @@ def main() -> None:
         p95 = sorted(runs)[int(len(runs) * 0.95)]
         print(f"{size:>6} {base * 1e3:>12.2f} {p50 * 1e3:>14.2f} {p95 * 1e3:>7.2f} "
               f"{1 / p50:>10.0f} {p50 / base:>10.1f}x")
+        if args.stages:
+            stages = stage_times(engine, requests)
+            print("       " + ", ".join(f"{name} {ms:.2f}" for name, ms in stages.items()
+                                       if ms >= 0.005))
     single = 1 / statistics.median(timed(engine.analyze, [request(t) for t in three_kb], args.seconds))
     pooled = pool_rate(three_kb, args.workers, args.seconds)
     print(f"3 KB reports/s: single process {single:.0f}, pool of {args.workers} {pooled:.0f} "
