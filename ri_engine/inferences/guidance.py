@@ -1,12 +1,16 @@
 """``guidance``: which guideline applies to a finding, what it needs, what it proposes.
 
 ri_contract §5.12. For every live lesion (guidance_findings.py) one guideline is chosen by
-organ and exam: pulmonary nodule -> Fleischner 2017 (RID50149); thyroid nodule on
-ultrasound -> ACR TI-RADS (RID50503), elsewhere -> ACR incidental thyroid nodule
-(237495005); adrenal (237783006), liver (300331000), pancreatic cyst (31258000) -> the ACR
-incidental-findings white papers; kidney lesion (79131000119100) -> Bosniak 2019. Tables:
+organ and exam: pulmonary nodule -> Fleischner 2017 (RID50149), or Lung-RADS v2022
+(RID50134) on a lung cancer screening CT; thyroid nodule on ultrasound -> ACR TI-RADS
+(RID50503), elsewhere -> ACR incidental thyroid nodule (237495005); adrenal (237783006),
+liver (300331000), pancreatic cyst (31258000) -> the ACR incidental-findings white papers;
+kidney lesion (79131000119100) -> Bosniak 2019. Tables:
 ``ri_engine/knowledge/{fleischner_2017,tirads,bosniak_2019,incidental_findings,
-guidance_procedures}.json``.
+guidance_procedures}.json``. The other identifiers of the contract (aortic aneurysm,
+gallbladder, germinal matrix, lung and rectal staging, early pregnancy, adnexa, pituitary,
+AAST organ injuries) and Lung-RADS are guidelines written wholly as data
+(guidance_rules.py, ``knowledge/guideline_*.json``).
 
 Proposals are follow-up recommendations with ``isOption`` true and no findings; dates
 count from the document date, months that are whole years as calendar years and others
@@ -31,8 +35,11 @@ from ..models import (
     GuidanceInference, ImagingProcedure, ImagingProcedureRecommendation, Inference, Observation,
     Period, PresentGuidanceInformation, concept,
 )
-from .guidance_findings import Lesion, find_lesions, observation, section_extension, size_components
-from .quality_measures import ReportText, patient_age
+from .guidance_findings import (
+    Lesion, find_lesions, guidance_item, observation, section_extension, size_info,
+)
+from .guidance_rules import Guideline, applies, evaluate_rules, exam_text, find_rule_lesions, rule_guideline
+from .quality_measures import ReportText, patient_age, report_text
 from .scoring import find_scores
 
 _KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
@@ -61,17 +68,22 @@ def add_months(base: dt.date, months: int) -> dt.date:
     return base + dt.timedelta(days=30 * months)
 
 
+def _when(base: dt.date | None, spec: dict[str, Any]) -> tuple[str | None, Period | None]:
+    """``months`` or ``days`` after the document date: a point, or a [from, to] period."""
+    offset = spec.get("months", spec.get("days"))
+    if offset is None or base is None:
+        return None, None
+    shift = ((lambda n: add_months(base, n)) if "months" in spec
+             else (lambda n: base + dt.timedelta(days=n)))
+    if isinstance(offset, list):
+        return None, Period(start=shift(offset[0]).isoformat(), end=shift(offset[1]).isoformat())
+    return shift(offset).isoformat(), None
+
+
 def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[FollowupRecommendationInference]:
     procs = _data("guidance_procedures.json")
     proc = procs["procedures"][spec["modality"]]
-    at, period = None, None
-    months = spec.get("months")
-    base = ctx.document_date
-    if months is not None and base is not None:
-        if isinstance(months, list):
-            period = Period(start=add_months(base, months[0]).isoformat(), end=add_months(base, months[1]).isoformat())
-        else:
-            at = add_months(base, months).isoformat()
+    at, period = _when(ctx.document_date, spec)
     if "generic" in proc:
         modalities: list[str | None] = [None]
     else:
@@ -93,17 +105,6 @@ def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[Fo
 
 # --- shared pieces of guidance information ---------------------------------------------------
 
-def _size_info(lesion: Lesion) -> PresentGuidanceInformation:
-    return PresentGuidanceInformation(
-        present_guidance_item="SIZE",
-        sizes=[Observation(resource_type="Observation", component=size_components(lesion))],
-        present_guidance_values=["SIZE"])
-
-
-def _item(name: str, *values: str) -> PresentGuidanceInformation:
-    return PresentGuidanceInformation(present_guidance_item=name, present_guidance_values=list(values))
-
-
 def _largest(lesion: Lesion) -> float | None:
     return max(lesion.sizes[0].values_mm) if lesion.sizes else None
 
@@ -123,26 +124,26 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     table = _data("fleischner_2017.json")
     present: list[PresentGuidanceInformation] = []
     if lesion.lobes:
-        present.append(_item("LOBE", *lesion.lobes))
+        present.append(guidance_item("LOBE", *lesion.lobes))
     missing: list[str] = []
     kind = "solid"
     clause = ctx.text[lesion.clause[0]:lesion.clause[1]]
     for key, entry in table["nodule_types"].items():
         if re.search(entry["pattern"], clause, re.IGNORECASE):
             kind = key
-            present.append(_item("NODULE TYPE", entry["value"]))
+            present.append(guidance_item("NODULE TYPE", entry["value"]))
             break
     if lesion.sizes:
-        present.append(_size_info(lesion))
+        present.append(size_info(lesion))
     else:
         missing.append("SIZE")
     risks = [level for level, rx in table["risk"].items() if re.search(rx, text, re.IGNORECASE)]
     risk = risks[0] if len(risks) == 1 else None
     if risk:
-        present.append(_item("RISK LEVEL", f"{risk.upper()} RISK"))
+        present.append(guidance_item("RISK LEVEL", f"{risk.upper()} RISK"))
     age = patient_age(ctx)
     if age is not None and age < table["minAge"]:
-        present.append(_item("PATIENT 35 YEARS OR OLDER", "NO"))
+        present.append(guidance_item("PATIENT 35 YEARS OR OLDER", "NO"))
         return table["identifier"], present, [], missing, "low"
     if missing:
         return table["identifier"], present, [], missing, "low"
@@ -166,11 +167,11 @@ def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
             missing.append(feature)
         else:
             points += hit["points"]
-            present.append(_item(feature, hit["value"]))
+            present.append(guidance_item(feature, hit["value"]))
     stated = [s for s in find_scores(sentence) if s.category == "TI-RADS"]
     if stated:
         level = int(stated[-1].value)
-        present.append(_item("TI-RADS LEVEL", f"TR{level}"))
+        present.append(guidance_item("TI-RADS LEVEL", f"TR{level}"))
         missing = []
     else:
         # A cystic or spongiform nodule is TR1 whatever else is written (Tessler 2017).
@@ -180,7 +181,7 @@ def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
             missing = []
         level = next(lv["level"] for lv in table["levels"] if points <= lv["maxPoints"])
     if lesion.sizes:
-        present.append(_size_info(lesion))
+        present.append(size_info(lesion))
     else:
         missing.append("SIZE")
     if missing:
@@ -203,7 +204,7 @@ def bosniak(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     sentence = ctx.text[lesion.sentence[0]:lesion.sentence[1]]
     present: list[PresentGuidanceInformation] = []
     if lesion.sizes:
-        present.append(_size_info(lesion))
+        present.append(size_info(lesion))
     match = re.search(table["classPattern"], sentence, re.IGNORECASE)
     if match:
         cls = {"1": "I", "2": "II", "2F": "IIF", "3": "III", "4": "IV"}.get(match.group(1).upper(), match.group(1).upper())
@@ -211,7 +212,7 @@ def bosniak(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
         cls = "I"
     else:
         return table["identifier"], present, [], ["BOSNIAK CLASS"], "low"
-    present.append(_item("BOSNIAK CLASS", cls))
+    present.append(guidance_item("BOSNIAK CLASS", cls))
     entry = table["classes"][cls]
     return table["identifier"], present, entry["proposals"], [], entry.get("rank", "low")
 
@@ -228,20 +229,20 @@ def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
             missing.append("PATIENT AGE")
         else:
             older = age >= table["ageItem"]["years"]
-            present.append(_item(table["ageItem"]["item"], "YES" if older else "NO"))
+            present.append(guidance_item(table["ageItem"]["item"], "YES" if older else "NO"))
             flags.add("age_over" if older else "age_under")
     for key in ("suspicious", "benign"):
         entry = table.get(key)
         if entry and re.search(entry["pattern"], sentence, re.IGNORECASE):
-            present.append(_item(entry["item"], entry["value"]))
+            present.append(guidance_item(entry["item"], entry["value"]))
             flags.add(key)
     risk = table.get("risk")
     if risk and re.search(risk["high"], text, re.IGNORECASE):
-        present.append(_item(risk["item"], risk["value"]))
+        present.append(guidance_item(risk["item"], risk["value"]))
         flags.add("high_risk")
     size = _largest(lesion)
     if lesion.sizes:
-        present.append(_size_info(lesion))
+        present.append(size_info(lesion))
     for rule in table["rules"]:
         when = rule.get("when")
         if when is not None and when not in flags:
@@ -255,14 +256,18 @@ def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     return table["identifier"], present, [], missing, "low"
 
 
-def _guideline(ctx: AnalysisContext, lesion: Lesion):  # type: ignore[no-untyped-def]
+def _lung_rads(ctx: AnalysisContext, lesion: Lesion, report: ReportText) -> Result:
+    return evaluate_rules(ctx, rule_guideline("lung_rads"), lesion, report)
+
+
+def _guideline(ctx: AnalysisContext, lesion: Lesion, screening: bool):  # type: ignore[no-untyped-def]
     if lesion.organ == "lung":
-        return fleischner
+        # Fleischner 2017 excludes lung cancer screening, which Lung-RADS governs.
+        return _lung_rads if screening else fleischner
     if lesion.organ == "kidney":
         return bosniak
     if lesion.organ == "thyroid":
-        exam = " ".join(p.description or "" for p in ctx.ordered_procedures) or ctx.text[:300]
-        return tirads if _ULTRASOUND.search(exam) else incidental
+        return tirads if _ULTRASOUND.search(exam_text(ctx)) else incidental
     return incidental
 
 
@@ -273,15 +278,33 @@ def _show_history(ctx: AnalysisContext) -> bool:
     return bool(options and options.guidance_options and options.guidance_options.show_guidance_in_history)
 
 
+def _evaluated(ctx: AnalysisContext, report: ReportText) -> list[tuple[Lesion, Result, Guideline | None]]:
+    """Organ lesions with their coded guidelines, then the data-defined ones, in text order."""
+    history = _show_history(ctx)
+    organ = find_lesions(ctx, report, include_history=history)
+    out: list[tuple[Lesion, Result, Guideline | None]] = []
+    screening = any(lesion.organ == "lung" for lesion in organ) and applies(rule_guideline("lung_rads"), ctx)
+    for lesion in organ:
+        rule = _guideline(ctx, lesion, screening)
+        out.append((lesion, rule(ctx, lesion, report) if rule is _lung_rads else rule(ctx, lesion, ctx.text), None))
+    taken = {lesion.clause for lesion in organ}
+    for lesion, guideline in find_rule_lesions(ctx, report, include_history=history, taken=taken):
+        out.append((lesion, evaluate_rules(ctx, guideline, lesion, report), guideline))
+    return sorted(out, key=lambda item: item[0].start)
+
+
 def infer(ctx: AnalysisContext) -> list[Inference]:
-    report = ReportText(ctx.text)
+    report = report_text(ctx.text)
     out: list[Inference] = []
-    for index, lesion in enumerate(find_lesions(ctx, report, include_history=_show_history(ctx))):
-        identifier, present, specs, missing, rank = _guideline(ctx, lesion)(ctx, lesion, ctx.text)
+    for index, (lesion, result, guideline) in enumerate(_evaluated(ctx, report)):
+        identifier, present, specs, missing, rank = result
         ident = _cc(identifier)
         proposals = [p for spec in specs for p in _proposal(ctx, spec, lesion.organ)]
+        anatomy = [tuple(a) for a in guideline["anatomy"]] if guideline else None
         finding = FindingInference(
-            finding=observation(lesion, ident, str(index + 1)),
+            finding=observation(lesion, ident, str(index + 1), anatomy=anatomy,  # type: ignore[arg-type]
+                                subject=_cc(guideline["subject"]) if guideline and "subject" in guideline else
+                                (ident if guideline else None)),
             extension=(section_extension(ctx, lesion.start) + ctx.evidence((lesion.start, lesion.end))) or None)
         out.append(GuidanceInference(
             finding=finding, identifier=ident, present_guidance_information=present or None,

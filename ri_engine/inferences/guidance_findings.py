@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..context import AnalysisContext
 from ..models import (
-    RADLEX, SNOMED, CodeableConcept, Extension, Observation, ObservationComponent, Quantity, concept,
+    RADLEX, SNOMED, CodeableConcept, Extension, Observation, ObservationComponent, PresentGuidanceInformation,
+    Quantity, concept,
 )
 from ..nlp.measurements import find_measurements
 from .quality_measures import ReportText
@@ -54,6 +55,8 @@ _ORGANS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
              [(SNOMED, "39607008", "LUNG STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID1301", "LUNG"),
               (RADLEX, "RID13437", "LUNGS")]),
 }
+_ORGAN_RX = {organ: (re.compile(words, re.IGNORECASE), re.compile(nouns, re.IGNORECASE))
+              for organ, (words, nouns, _codes) in _ORGANS.items()}
 _SOI = {"nodul": ("27925004", "NODULE (MORPHOLOGIC ABNORMALITY)"), "cyst": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "mass": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)"), "ipmn": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "adenoma": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)")}
@@ -84,7 +87,8 @@ class Lesion:
     side: str | None
 
 
-def _clauses(start: int, text: str) -> list[tuple[int, int]]:
+def clause_spans(start: int, text: str) -> list[tuple[int, int]]:
+    """The clauses of a sentence starting at ``start`` (split at ', but', ', however', ';')."""
     out, pos = [], 0
     for match in _CLAUSE.finditer(text):
         out.append((start + pos, start + match.start()))
@@ -144,12 +148,12 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
             continue
         section = ctx.section_at(sentence.start)
         section_key = section.name if section else ""
-        for c_start, c_end in _clauses(sentence.start, sentence.text):
+        for c_start, c_end in clause_spans(sentence.start, sentence.text):
             clause = ctx.text[c_start:c_end]
-            for organ, (organ_rx, noun_rx, _codes) in _ORGANS.items():
-                if not re.search(organ_rx, clause, re.IGNORECASE):
+            for organ, (organ_rx, noun_rx) in _ORGAN_RX.items():
+                if not organ_rx.search(clause):
                     continue
-                noun = re.search(noun_rx, clause, re.IGNORECASE)
+                noun = noun_rx.search(clause)
                 if noun is None:
                     continue
                 start, end = c_start + noun.start(), c_start + noun.end()
@@ -168,6 +172,17 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
                     sizes=_sizes(clause, c_start), lobes=lobes, side=side))
                 break  # one lesion per clause
     return lesions
+
+
+def lesion_at(ctx: AnalysisContext, organ: str, span: tuple[int, int], clause: tuple[int, int],
+              sentence: tuple[int, int]) -> Lesion:
+    """A lesion named by the words at ``span`` inside ``clause`` (guidelines defined as data)."""
+    text = ctx.text[clause[0]:clause[1]]
+    word = ctx.text[span[0]:span[1]].lower()
+    plural = word.endswith("s") and not word.endswith("ss")
+    return Lesion(organ=organ, start=span[0], end=span[1], clause=clause, sentence=sentence, noun=word,
+                  plural=plural, multiple=plural, new=bool(_NEW.search(text)), small=bool(_SMALL.search(text)),
+                  sizes=_sizes(text, clause[0]), lobes=(), side=_side(text))
 
 
 def _side(clause: str) -> str | None:
@@ -196,6 +211,18 @@ def size_components(lesion: Lesion) -> list[ObservationComponent]:
     return out
 
 
+def size_info(lesion: Lesion, item: str = "SIZE") -> PresentGuidanceInformation:
+    """The lesion's current size as a present guidance item."""
+    return PresentGuidanceInformation(
+        present_guidance_item=item,
+        sizes=[Observation(resource_type="Observation", component=size_components(lesion))],
+        present_guidance_values=[item])
+
+
+def guidance_item(name: str, *values: str) -> PresentGuidanceInformation:
+    return PresentGuidanceInformation(present_guidance_item=name, present_guidance_values=list(values))
+
+
 def _current():  # type: ignore[no-untyped-def]
     from ..models import Coding
     return Coding(code="15240007", display="CURRENT")
@@ -213,12 +240,18 @@ def section_extension(ctx: AnalysisContext, offset: int) -> list[Extension]:
     ])]
 
 
-def observation(lesion: Lesion, identifier: CodeableConcept, obs_id: str) -> Observation:
-    """The finding Observation for ``lesion`` (component order as RI writes it)."""
+def observation(lesion: Lesion, identifier: CodeableConcept, obs_id: str, *,
+                anatomy: list[tuple[str, str, str]] | None = None,
+                subject: CodeableConcept | None = None) -> Observation:
+    """The finding Observation for ``lesion`` (component order as RI writes it).
+
+    ``anatomy`` and ``subject`` come from the guideline for lesions of guidelines defined
+    as data; organ lesions take theirs from the organ table and the lesion noun.
+    """
     soi = next((v for k, v in _SOI.items() if lesion.noun.startswith(k)), _LESION_SOI)
     components = [_component("131195008", "SUBJECT OF INFORMATION (ATTRIBUTE)",
-                             value_codeable_concept=concept(SNOMED, *soi))]
-    anatomy = list(_ORGANS[lesion.organ][2])
+                             value_codeable_concept=subject or concept(SNOMED, *soi))]
+    anatomy = list(anatomy if anatomy is not None else _ORGANS[lesion.organ][2])
     if lesion.organ == "lung" and any("LOBE" in v for v in lesion.lobes):
         anatomy.insert(1, (RADLEX, "RID13406", "ANATOMICAL LOBE"))
     components += [_component("722871000000108", "ANATOMY (QUALIFIER VALUE)",

@@ -131,6 +131,12 @@ class ReportText:
         return False
 
 
+@functools.lru_cache(maxsize=4)
+def report_text(text: str) -> ReportText:
+    """The sentences of ``text``, shared by the builders that read them (guidance, measures)."""
+    return ReportText(text)
+
+
 def _largest_mm(match: re.Match[str]) -> float:
     values = [float(v) for v in match.groups()[:3] if v]
     scale = 10.0 if match.group(4).lower().startswith("c") else 1.0
@@ -264,7 +270,7 @@ def _options_measure_types(ctx: AnalysisContext) -> list[str]:
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
-    report = ReportText(ctx.text)
+    report = report_text(ctx.text)
     out: list[Inference] = []
     for measure_type in _options_measure_types(ctx):
         result = evaluate(ctx, measure_type, report)

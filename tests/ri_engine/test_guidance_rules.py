@@ -1,0 +1,190 @@
+"""guidance for the guidelines defined as data (knowledge/guideline_*.json)."""
+
+from __future__ import annotations
+
+import pytest
+from scores_request import analyse, build_request, stripped
+
+
+def _proc(display: str) -> list[dict[str, str]]:
+    return [{"system": "http://loinc.org", "code": "x", "display": display}]
+
+
+US_AORTA, US_ABDOMEN, US_HEAD = _proc("US AORTA"), _proc("US ABDOMEN"), _proc("US HEAD NEONATAL")
+US_PELVIS, CT_ABDOMEN, CT_CHEST = _proc("US PELVIS TRANSVAGINAL"), _proc("CT ABDOMEN PELVIS"), _proc("CT CHEST")
+LDCT, MRI_BRAIN, MRI_RECTUM = _proc("CT CHEST LOW DOSE LUNG CANCER SCREENING"), _proc("MRI BRAIN"), _proc("MRI PELVIS RECTUM")
+
+
+def _guidance(text: str, procedures: list[dict[str, str]], **kwargs) -> list[dict]:
+    data = build_request(text, procedures=procedures, created_at="2024-01-15T00:00:00", **kwargs)
+    return [stripped(g) for g in analyse(data, "guidance")]
+
+
+def _summary(g: dict) -> tuple:
+    """Identifier, ranking, present items with values, missing items, proposals."""
+    present = [(i["presentGuidanceItem"], tuple(i.get("presentGuidanceValues", ())))
+               for i in g.get("presentGuidanceInformation", [])]
+    proposals = []
+    for p in g.get("recommendationProposals", []):
+        proc = p["recommendedProcedure"]
+        if "imagingProcedures" in proc:
+            image = proc["imagingProcedures"][0]
+            what = (image["modality"]["coding"][0]["code"], image["anatomy"]["coding"][0]["code"])
+        else:
+            what = (proc["code"]["coding"][0]["code"], None)
+        period = p.get("effectivePeriod")
+        when = p.get("effectiveAt") or (period and f"{period['start']}..{period['end']}")
+        proposals.append((*what, when, p["isHedging"]))
+    return (g["identifier"]["coding"][0]["code"], g["ranking"], present,
+            g.get("missingGuidanceInformation"), proposals)
+
+
+US, MRI, CONSULT, NONE = "16310003", "113091000", "11429006", "266750002"
+AORTA, GALLBLADDER, PELVIS, PITUITARY = "7832008", "28231008", "12921003", "56329008"
+
+
+def test_abdominal_aortic_aneurysm_intervals_follow_the_acr_table() -> None:
+    [g] = _guidance("Findings: Infrarenal abdominal aortic aneurysm measuring 4.2 cm.", US_AORTA)
+    assert ("233985008", "low", [("MAX DIAMETER", ("MAX DIAMETER",))], None,
+            [(US, AORTA, "2025-01-15", False)]) == _summary(g)
+    [large] = _guidance("Findings: Abdominal aortic aneurysm measuring 5.2 cm.", US_AORTA)
+    assert ("high", [(US, AORTA, "2024-04-14..2024-07-13", False), (CONSULT, None, None, False)]) == \
+        (_summary(large)[1], _summary(large)[4])
+
+
+def test_aneurysm_without_a_size_lists_the_diameter_as_missing() -> None:
+    [g] = _guidance("Impression: Abdominal aortic aneurysm.", CT_ABDOMEN)
+    assert ("233985008", "low", [], ["MAX DIAMETER"], []) == _summary(g)
+
+
+def test_repaired_or_thoracic_aneurysms_are_not_this_guideline() -> None:
+    assert [] == _guidance("Findings: Stable endograft after EVAR of an abdominal aortic aneurysm.", CT_ABDOMEN)
+    assert [] == _guidance("Findings: Ascending thoracic aortic aneurysm measuring 4.6 cm.", CT_CHEST)
+
+
+@pytest.mark.parametrize(("text", "rank", "missing", "proposals"), [
+    ("5 mm gallbladder polyp.", "low", None, [(NONE, "279495008", None, False)]),
+    ("8 mm sessile gallbladder polyp.", "low", None, [(US, GALLBLADDER, "2025-01-15", False)]),
+    ("8 mm gallbladder polyp.", "low", ["POLYP MORPHOLOGY"], []),
+    ("12 mm pedunculated gallbladder polyp with a thin stalk.", "low", None,
+     [(US, GALLBLADDER, "2024-07-13", False), (US, GALLBLADDER, "2025-01-15", False),
+      (US, GALLBLADDER, "2026-01-15", False)]),
+    ("16 mm gallbladder polyp.", "high", None, [(CONSULT, None, None, False)]),
+])
+def test_gallbladder_polyp_sru_2022(text: str, rank: str, missing: list[str] | None, proposals: list) -> None:
+    [g] = _guidance("Findings: " + text, US_ABDOMEN)
+    summary = _summary(g)
+    assert ("300346007", rank, missing, proposals) == (summary[0], summary[1], summary[3], summary[4])
+
+
+def test_germinal_matrix_hemorrhage_grades() -> None:
+    neonate = {"birth_date": "2023-12-20"}
+    [high] = _guidance("Findings: Bilateral grade III germinal matrix hemorrhage.", US_HEAD, **neonate)
+    assert ("276650005", "high", [(US, "12738006", "2024-01-22", False)]) == \
+        (_summary(high)[0], _summary(high)[1], _summary(high)[4])
+    [ungraded] = _guidance("Findings: Right subependymal hemorrhage.", US_HEAD, **neonate)
+    assert ["GRADE"] == _summary(ungraded)[3]
+    assert [] == _guidance("Findings: Intraventricular hemorrhage.", _proc("CT HEAD"), birth_date="1950-01-01")
+
+
+def test_lung_cancer_staging_lists_present_and_missing_tnm_information() -> None:
+    [g] = _guidance("Findings: Left lower lobe mass consistent with primary lung cancer.", CT_CHEST)
+    assert ("363358000", "low", [("TUMOR LOCATION", ("LEFT LOWER LOBE",))],
+            ["TUMOR SIZE", "LYMPH NODES", "METASTASES"], []) == _summary(g)
+    text = ("Findings: Right upper lobe adenocarcinoma measuring 3.2 cm. Enlarged subcarinal lymph nodes. "
+            "No distant metastases.")
+    [complete] = _guidance(text, CT_CHEST)
+    assert ("high", None) == (_summary(complete)[1], _summary(complete)[3])
+
+
+def test_rectal_cancer_staging() -> None:
+    [g] = _guidance("Findings: Low rectal cancer 3 cm from the anal verge with involvement of the mesorectal "
+                    "fascia.", MRI_RECTUM)
+    assert ("363351006", "low", [("DISTANCE FROM ANAL VERGE", ("3 CM",)), ("MESORECTAL FASCIA", ("DOCUMENTED",))],
+            ["DEPTH OF INVASION", "EXTRAMURAL VASCULAR INVASION", "LYMPH NODES"], []) == _summary(g)
+
+
+@pytest.mark.parametrize(("text", "identifier", "rank", "viability", "proposals"), [
+    ("Findings: Gestational sac containing an embryo with crown-rump length 8 mm. No embryonic cardiac activity.",
+     "289208006", "high", "DIAGNOSTIC OF PREGNANCY FAILURE", [(CONSULT, None, None, False)]),
+    ("Findings: Gestational sac with mean sac diameter 20 mm. No embryo.",
+     "289208006", "low", "SUSPICIOUS FOR PREGNANCY FAILURE", [(US, PELVIS, "2024-01-22..2024-01-25", False)]),
+    ("Findings: Live intrauterine pregnancy, crown-rump length 10 mm, heart rate 150 bpm.",
+     "289208006", "low", "VIABLE", []),
+    ("Comparison: Ultrasound 12 days ago showed a gestational sac with a yolk sac.\n"
+     "Findings: Gestational sac with a yolk sac, mean sac diameter 15 mm, no embryo.",
+     "364327007", "high", "DIAGNOSTIC OF PREGNANCY FAILURE", [(CONSULT, None, None, False)]),
+])
+def test_early_pregnancy_viability_doubilet_2013(text: str, identifier: str, rank: str, viability: str,
+                                                 proposals: list) -> None:
+    [g] = _guidance(text, US_PELVIS, sex="female", birth_date="1994-01-01")
+    summary = _summary(g)
+    assert (identifier, rank, proposals) == (summary[0], summary[1], summary[4])
+    assert ("PREGNANCY VIABILITY", (viability,)) in summary[2]
+
+
+def test_pregnancy_of_unknown_location_needs_the_hcg_level() -> None:
+    [g] = _guidance("Impression: No intrauterine pregnancy; pregnancy of unknown location.", US_PELVIS,
+                    sex="female", birth_date="1994-01-01")
+    assert ("858901000000108", "low", [], ["BETA HCG LEVEL"], []) == _summary(g)
+
+
+@pytest.mark.parametrize(("text", "procedures", "birth", "identifier", "rank", "proposals"), [
+    ("3 cm simple cyst in the right ovary.", US_PELVIS, "1990-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("3 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(US, PELVIS, "2025-01-15", False)]),
+    ("4 cm left ovarian cyst with a thick septation. O-RADS US 4.", US_PELVIS, "1970-01-01", "289840004", "high",
+     [(MRI, PELVIS, None, False), (CONSULT, None, None, False)]),
+    ("4 cm simple-appearing cyst in the left adnexa.", CT_ABDOMEN, "1990-01-01", "445039006", "low",
+     [(NONE, "279495008", None, False)]),
+    ("4 cm simple-appearing cyst in the left adnexa.", CT_ABDOMEN, "1950-01-01", "445039006", "low",
+     [(US, PELVIS, None, False)]),
+])
+def test_adnexal_guideline_follows_exam_and_wording(text: str, procedures: list, birth: str, identifier: str,
+                                                    rank: str, proposals: list) -> None:
+    [g] = _guidance("Findings: " + text, procedures, sex="female", birth_date=birth)
+    summary = _summary(g)
+    assert (identifier, rank, proposals) == (summary[0], summary[1], summary[4])
+
+
+def test_pituitary_micro_and_macroadenoma() -> None:
+    [micro] = _guidance("Findings: 6 mm pituitary microadenoma.", MRI_BRAIN)
+    assert ("399244003", "low", [(MRI, PITUITARY, "2025-01-15", False)]) == \
+        (_summary(micro)[0], _summary(micro)[1], _summary(micro)[4])
+    [macro] = _guidance("Findings: 1.4 cm pituitary macroadenoma.", MRI_BRAIN)
+    assert ("high", [(MRI, PITUITARY, "2024-07-13", False), (CONSULT, None, None, True)]) == \
+        (_summary(macro)[1], _summary(macro)[4])
+
+
+@pytest.mark.parametrize(("text", "identifier", "rank", "grade", "missing"), [
+    ("2 cm deep laceration of the right hepatic lobe.", "39400004", "low", "GRADE II", None),
+    ("Liver laceration with active extravasation into the peritoneum.", "39400004", "high", "GRADE IV", None),
+    ("Splenic laceration 4 cm deep.", "23589004", "low", "GRADE III", None),
+    ("Splenic laceration.", "23589004", "low", None, ["LACERATION DEPTH"]),
+    ("Left renal laceration into the collecting system with urinary extravasation.", "40095003", "high",
+     "GRADE IV", None),
+    ("Grade II laceration of the right kidney.", "40095003", "low", "GRADE II", None),
+    ("Transection of the pancreatic body with main duct disruption.", "61823004", "low", "GRADE III", None),
+])
+def test_aast_injury_grades(text: str, identifier: str, rank: str, grade: str | None,
+                            missing: list[str] | None) -> None:
+    [g] = _guidance("Findings: " + text, _proc("CT ABDOMEN PELVIS TRAUMA"))
+    summary = _summary(g)
+    grades = [v[0] for item, v in summary[2] if item == "GRADE"]
+    assert (identifier, rank, [grade] if grade else [], missing, []) == \
+        (summary[0], summary[1], grades[-1:], summary[3], summary[4])
+
+
+def test_screening_ct_nodules_use_lung_rads_not_fleischner() -> None:
+    [g] = _guidance("Findings: 10 mm solid nodule in the left lower lobe.", LDCT, birth_date="1955-01-01")
+    assert ("RID50134", "low", [("SIZE", ("SIZE",)), ("LUNG-RADS CATEGORY", ("4A",))], None,
+            [("77477000", "39607008", "2024-04-14", False), ("450436003", "39607008", None, True)]) == _summary(g)
+    [incidental] = _guidance("Findings: 10 mm solid nodule in the left lower lobe.", CT_CHEST,
+                             birth_date="1955-01-01")
+    assert "RID50149" == _summary(incidental)[0]
+
+
+def test_negated_findings_get_no_guidance() -> None:
+    assert [] == _guidance("Findings: No gallbladder polyp. No abdominal aortic aneurysm. No splenic laceration.",
+                           CT_ABDOMEN)
