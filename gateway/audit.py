@@ -70,7 +70,7 @@ import sqlite_utils
 from .errors import AuditError
 
 __all__ = [
-    "AuditLog", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op", "inferences_op",
+    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op", "inferences_op",
     "received_op", "status_op", "utc_now",
 ]
 
@@ -130,17 +130,46 @@ class StoredMessage:
     charset: str | None
 
 
-def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int]:
-    """Insert the message and its ``received`` (or ``rejected``) event; returns the id."""
+@dataclass(frozen=True)
+class Duplicate:
+    """What :func:`received_op` returns instead of an id when the message is a duplicate:
+    the accepted message already stored with the same MSH-3, MSH-4 and MSH-10."""
+
+    original_id: int
+    ack_code: str | None
+    ack_payload: bytes | None
+    same_content: bool
+
+
+def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int | Duplicate]:
+    """Insert the message and its ``received`` (or ``rejected``) event; returns the id.
+
+    Duplicate detection happens here, on the writer thread, rather than with a query
+    per message on the reactor: an accepted message with the key of one already
+    accepted fails the ``messages_accepted_key`` index, and a rejected one is looked up
+    (rare).  A duplicate is not stored; a ``duplicate`` event is, and the op returns
+    :class:`Duplicate` with the original ACK.
+    """
     # Not dataclasses.asdict(): it deep-copies the raw bytes, which costs more than the insert.
     row = {f.name: getattr(msg, f.name) for f in _RECEIVED_FIELDS}
     row["sender"] = msg.sender
     row["size"] = len(msg.raw)
-    columns = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
+    sql = f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})"
+    values = tuple(row.values())
+    accepted = msg.ack_code in _ACCEPTED_CODES
 
-    def op(conn: sqlite3.Connection) -> int:
-        cur = conn.execute(f"INSERT INTO messages ({columns}) VALUES ({marks})", tuple(row.values()))
+    def op(conn: sqlite3.Connection) -> int | Duplicate:
+        if msg.control_id is not None and not accepted:
+            original = _accepted_original(conn, msg)
+            if original is not None:
+                return _duplicate(conn, msg, original)
+        try:
+            cur = conn.execute(sql, values)
+        except sqlite3.IntegrityError:
+            original = _accepted_original(conn, msg) if accepted else None
+            if original is None:
+                raise
+            return _duplicate(conn, msg, original)
         message_id = int(cur.lastrowid)  # type: ignore[arg-type]
         event = "rejected" if msg.status == "rejected" else "received"
         fields = {"ack_code": msg.ack_code, "conn_id": msg.conn_id, "peer": msg.peer,
@@ -151,6 +180,33 @@ def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int]:
         return message_id
 
     return op
+
+
+_ACCEPTED_CODES = ("AA", "CA")  # the codes of the messages_accepted_key index
+
+
+def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> StoredMessage | None:
+    return _find_accepted(conn, msg.sending_application, msg.sending_facility,
+                          msg.control_id or "")
+
+
+def _duplicate(conn: sqlite3.Connection, msg: ReceivedMessage,
+               original: StoredMessage) -> Duplicate:
+    same = original.raw == msg.raw
+    _insert_event(conn, msg.received_at, "duplicate", msg.control_id, original.id,
+                  {"conn_id": msg.conn_id, "peer": msg.peer, "size": len(msg.raw),
+                   "same_content": same, "ack_code": original.ack_code})
+    return Duplicate(original.id, original.ack_code, original.ack_payload, same)
+
+
+def _find_accepted(conn: sqlite3.Connection, sending_application: str | None,
+                   sending_facility: str | None, control_id: str) -> StoredMessage | None:
+    row = conn.execute(
+        "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
+        "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
+        "AND ack_code IN ('AA', 'CA')",
+        (sending_application, sending_facility, control_id)).fetchone()
+    return StoredMessage(*row) if row else None
 
 
 def event_op(event: str, control_id: str | None, message_id: int | None = None,
@@ -334,12 +390,7 @@ class AuditLog:
     def find_accepted(self, sending_application: str | None, sending_facility: str | None,
                       control_id: str) -> StoredMessage | None:
         """The accepted message with this MSH-3/MSH-4/MSH-10, if one is stored."""
-        row = self.conn.execute(
-            "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
-            "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
-            "AND ack_code IN ('AA', 'CA')",
-            (sending_application, sending_facility, control_id)).fetchone()
-        return StoredMessage(*row) if row else None
+        return _find_accepted(self.conn, sending_application, sending_facility, control_id)
 
     def pending_analysis(self) -> list[StoredMessage]:
         """Accepted messages whose analysis never finished (oldest first)."""

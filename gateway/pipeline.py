@@ -11,6 +11,21 @@ other way round.
 
 At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
 ``received`` (ACKed, analysis never finished) and analyses it again.
+
+**Scheduling behind the ACK path.**  Accepted messages wait in a backlog (oldest
+first) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
+worker: a worker never waits for the next report, and the pool's queues never hold
+thousands of submissions whose bookkeeping the gateway process pays for).  With a
+``reactor``, a message enters the pool on a later reactor turn, so the ACKs committed in
+the same batch are written first.  Under a burst the backlog grows while the ACK path
+runs at full speed and drains afterwards; a message in the backlog is already committed
+(status ``received``), so a restart resumes it.
+
+**Content errors after the ACK** (``[mllp] map_before_ack = false``): the message is
+marked ``failed`` with a ``content_error`` event, logged (error code and location only)
+and passed to the hooks as one :class:`ReportOutcome` without a report whose ``error``
+is the ``ContentError``, so an enhanced-mode sender that asked for an application ACK
+gets an AE on the return route.
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
@@ -44,9 +60,13 @@ class AcceptedMessage:
 
 @dataclass(frozen=True)
 class ReportOutcome:
-    """One OBR group after analysis: ``result`` or ``error`` (an EngineError), or skipped."""
+    """One OBR group after analysis: ``result`` or ``error`` (an EngineError), or skipped.
 
-    report: Any  # MappedReport
+    ``report`` is None (and ``error`` a ``mappings.errors.ContentError``) for a message
+    that could not be mapped after its ACK.
+    """
+
+    report: Any  # MappedReport, or None
     result: Any = None  # InferenceResult (None when only the JSON was fetched)
     error: BaseException | None = None
     rendered: tuple[tuple[str, str], ...] | None = None  # (kind, RI JSON text) per inference
@@ -114,10 +134,14 @@ class AnalysisPipeline:
     def __init__(self, analyzer: Analyzer, committer: Committer, *,
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
                  clock: Callable[[], float] = time.monotonic, mapping_config: Any = None,
-                 configuration: Any = None) -> None:
+                 configuration: Any = None, max_in_flight: int | None = None,
+                 reactor: Any = None) -> None:
         self.analyzer = analyzer
         # The RI model configuration given to every mapped report (see engine_configuration).
         self.configuration = configuration
+        self.max_in_flight = max_in_flight or 2 * int(getattr(analyzer, "workers", 1) or 1)
+        # None: start analyses at once (tests); a reactor: on a later turn (module docstring).
+        self.reactor = reactor
         self.mapping_config = mapping_config
         self.committer = committer
         self.hooks = list(hooks)
@@ -127,16 +151,46 @@ class AnalysisPipeline:
             from .logging import get_logger
             log = get_logger("gateway.analysis")
         self.log = log
-        self.in_progress = 0
+        self.in_progress = 0  # in the analysis pool or being recorded
+        self._backlog: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
+        self._start_pending = False
+
+    @property
+    def backlog(self) -> int:
+        """Accepted messages waiting for a place in the analysis pool."""
+        return len(self._backlog)
 
     def add_hook(self, hook: AnalysedHook) -> None:
         self.hooks.append(hook)
 
     def submit(self, message: AcceptedMessage) -> defer.Deferred:
         """Analyse and record; fires with the final status once it is committed."""
+        done: defer.Deferred = defer.Deferred()
+        self._backlog.append((message, done))
+        self._schedule()
+        return done
+
+    def _schedule(self) -> None:
+        if self.reactor is None:
+            self._start()
+        elif not self._start_pending:
+            self._start_pending = True
+            self.reactor.callLater(0, self._start)
+
+    def _start(self) -> None:
+        self._start_pending = False
+        while self._backlog and self.in_progress < self.max_in_flight:
+            message, done = self._backlog.popleft()
+            self._process(message).chainDeferred(done)
+
+    def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
         started = self.clock()
         if message.reports is None:
+            # The receiver left the segment separators as sent (it read MSH only).
+            from mappings.decoding import normalise_segments
+
+            message = replace(message, text=normalise_segments(message.text))
             d = self._map(message)
             d.addCallback(lambda reports: self._analyse(replace(message, reports=tuple(reports))))
             d.addErrback(self._mapping_failed, message)
@@ -147,6 +201,8 @@ class AnalysisPipeline:
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
+            if self._backlog:
+                self._schedule()
             return result
 
         d.addBoth(finished)
@@ -195,10 +251,14 @@ class AnalysisPipeline:
         self.log.warning("analysis.content_error", control_id=message.control_id,
                          message_id=message.message_id, error_code=error.err_code,
                          location=error.location)
-        return self.committer.submit(_all_of([
-            event_op("content_error", message.control_id, message.message_id,
-                     error_code=error.err_code, location=error.location, error=error.message),
-            status_op(message.message_id, "failed", reports=0)])).addCallback(lambda _: "failed")
+        ops = [event_op("content_error", message.control_id, message.message_id,
+                        error_code=error.err_code, location=error.location, error=error.message),
+               status_op(message.message_id, "failed", reports=0)]
+        if self.metrics is not None:
+            self.metrics.inc("ri_gateway_content_errors_total")
+        for hook in self.hooks:
+            ops.extend(hook(message, [ReportOutcome(None, error=error)]))
+        return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")
 
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
                 started: float) -> defer.Deferred:

@@ -7,13 +7,20 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 2. read MSH (``mappings.header``).  Unreadable: the message is stored as ``rejected``
    and answered AR when ``mappings.ack.build_unreadable_ack`` can address an answer;
    when it cannot (no MSH-10), nothing is sent and the connection is closed;
-3. duplicate?  Same MSH-3, MSH-4, MSH-10 as an accepted message: the ORIGINAL ACK
-   bytes are sent again, a ``duplicate`` event is audited, nothing is processed;
-4. accepted type/version/processing id (``mappings.policy``), else AR;
-5. map the ORU to RI requests (``mappings.inbound``): bad content gets AE (with
+3. accepted type/version/processing id (``mappings.policy``), else AR;
+4. map the ORU to RI requests (``mappings.inbound``): bad content gets AE (with
    ``[mllp] map_before_ack = false`` this step moves after the ACK, into the workers);
-6. commit the raw message with its ACK (group commit) and only then return the ACK;
-7. hand the accepted message to the analysis pipeline (off the reactor thread).
+5. commit the raw message with its ACK (group commit) and only then return the ACK;
+6. hand the accepted message to the analysis pipeline (off the reactor thread).
+
+Steps 1-3 read MSH only: with ``map_before_ack = false`` the body is neither split into
+segments nor parsed before the ACK; AR needs MSH only, AE needs the full parse (step 4).
+
+**Duplicates** (same MSH-3, MSH-4, MSH-10 as an accepted message) get the ORIGINAL ACK
+bytes again, a ``duplicate`` event is audited and nothing is processed.  The check is
+part of the commit (``gateway.audit.received_op``: the unique index finds them on the
+writer thread, no query per message on the reactor); a duplicate of a message whose
+commit is still running waits for that commit's ACK.
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
 message produces one log line ``hl7.message`` with outcome, ACK code and duration.
@@ -22,7 +29,6 @@ message produces one log line ``hl7.message`` with outcome, ACK code and duratio
 from __future__ import annotations
 
 import itertools
-import sqlite3
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -35,10 +41,10 @@ from mappings.ack import build_ack, build_unreadable_ack, encode_message
 from mappings.decoding import decode_message
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.header import read_header
-from mappings.policy import check_acceptable
+from mappings.policy import AcceptancePolicy
 
 from .ack_policy import decide, enhanced_mode
-from .audit import AuditLog, ReceivedMessage, ack_op, event_op, received_op, utc_now
+from .audit import Duplicate, ReceivedMessage, ack_op, event_op, received_op, utc_now
 from .config import MLLPSettings
 from .errors import GatewayError
 from .pipeline import AcceptedMessage
@@ -89,7 +95,7 @@ def default_mapper(mapping_config: Any = None) -> Callable[[str], list[Any]]:
 
 
 class Receiver:
-    def __init__(self, committer: Any, reader: AuditLog, *, settings: MLLPSettings | None = None,
+    def __init__(self, committer: Any, *, settings: MLLPSettings | None = None,
                  mapper: Callable[[str], list[Any]] | None = None,
                  on_accepted: Callable[[AcceptedMessage], Any] | None = None,
                  ids: Callable[[], str] | None = None,
@@ -100,8 +106,11 @@ class Receiver:
         # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
         # must then return a Deferred firing with the pipeline's final status).
         self.ack_after = ack_after
-        self.reader = reader
         self.settings = settings or MLLPSettings()
+        self.policy = AcceptancePolicy.from_lists(
+            message_types=self.settings.accepted_message_types,
+            versions=self.settings.accepted_versions,
+            processing_ids=self.settings.accepted_processing_ids)
         self.mapper = mapper or default_mapper()
         self.on_accepted = on_accepted
         self.ids = ids or ControlIds()
@@ -121,24 +130,23 @@ class Receiver:
     def handle(self, payload: bytes, conn: Any) -> defer.Deferred | bytes | None:
         started = self.clock()
         received = self.now()
-        decoded = decode_message(payload, self.settings.default_charset)
+        map_first = self.settings.map_before_ack
+        # Segments are normalised only for the parse; MSH reads the same either way.
+        decoded = decode_message(payload, self.settings.default_charset, normalise=map_first)
         try:
             header = read_header(decoded.text)
         except UnreadableHeader as exc:
             return self._unreadable(payload, decoded, exc, conn, received, started)
 
         key = (header.sending_application, header.sending_facility, header.control_id)
-        duplicate = self._duplicate(key, header, payload, conn, started)
-        if duplicate is not None:
-            return duplicate
+        if key in self._inflight:
+            return self._inflight_duplicate(key, header, payload, conn, started)
 
         error: BaseException | None = None
         reports: tuple[Any, ...] = ()  # stays empty when mapping follows the ACK
         try:
-            check_acceptable(header, message_types=self.settings.accepted_message_types,
-                             versions=self.settings.accepted_versions,
-                             processing_ids=self.settings.accepted_processing_ids)
-            if self.settings.map_before_ack:
+            self.policy.check(header)
+            if map_first:
                 reports = tuple(self.mapper(decoded.text))
         except Exception as exc:  # noqa: BLE001 - every outcome gets an ACK (ack_policy)
             error = exc
@@ -175,9 +183,11 @@ class Receiver:
 
     # --- outcomes --------------------------------------------------------------------------
 
-    def _stored(self, message_id: int, record: ReceivedMessage, key: tuple[str, str, str],
-                header: Any, text: str, reports: tuple[Any, ...], decision: Any,
-                started: float) -> bytes:
+    def _stored(self, message_id: int | Duplicate, record: ReceivedMessage,
+                key: tuple[str, str, str], header: Any, text: str, reports: tuple[Any, ...],
+                decision: Any, started: float) -> defer.Deferred | bytes:
+        if isinstance(message_id, Duplicate):
+            return self._stored_duplicate(message_id, record, key, header, started)
         if decision.accepted and record.ack_code is None:
             return self._after_analysis(message_id, record, key, header, text, reports, started)
         ack = record.ack_payload or b""
@@ -235,13 +245,6 @@ class Receiver:
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
                     header: Any, charset: str, started: float) -> defer.Deferred | bytes:
         waiting = self._inflight.pop(key, [])
-        if failure.check(sqlite3.IntegrityError):
-            # Stored meanwhile by another path (the unique key): answer as a duplicate.
-            stored = self.reader.find_accepted(*key)
-            if stored is not None and stored.ack_payload:
-                for w in waiting:
-                    w.callback(stored.ack_payload)
-                return stored.ack_payload
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
         code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
@@ -255,41 +258,42 @@ class Receiver:
                        ack_code=code, error=failure.type.__name__, duration_ms=self._ms(started))
         return ack
 
-    def _duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes, conn: Any,
-                   started: float) -> defer.Deferred | None:
-        """The original ACK again, sent once the ``duplicate`` event is committed."""
-        if key in self._inflight:
-            original: defer.Deferred = defer.Deferred()
-            self._inflight[key].append(original)
-            audited = self._audit_duplicate(header, None, conn, payload, started)
-            return defer.gatherResults([original, audited]).addCallback(lambda r: r[0])
-        stored = self.reader.find_accepted(*key)
-        if stored is None:
-            return None
-        ack = stored.ack_payload
-        return self._audit_duplicate(header, stored, conn, payload, started).addCallback(
-            lambda _: ack)
+    def _stored_duplicate(self, duplicate: Duplicate, record: ReceivedMessage,
+                          key: tuple[str, str, str], header: Any, started: float) -> bytes | None:
+        """The commit found an accepted original (its ``duplicate`` event is committed)."""
+        ack = duplicate.ack_payload
+        for waiting in self._inflight.pop(key, []):
+            waiting.callback(ack)
+        self._log_duplicate(header, record.conn_id, record.peer, duplicate.ack_code,
+                            duplicate.same_content, started)
+        return ack
 
-    def _audit_duplicate(self, header: Any, stored: Any, conn: Any, payload: bytes,
-                         started: float) -> defer.Deferred:
-        same = None if stored is None else stored.raw == payload
+    def _inflight_duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes,
+                            conn: Any, started: float) -> defer.Deferred:
+        """The original is still being committed: its ACK once its commit (and ours) is done."""
+        original: defer.Deferred = defer.Deferred()
+        self._inflight[key].append(original)
         d = self.committer.submit(event_op(
-            "duplicate", header.control_id, stored.id if stored else None, conn_id=conn.conn_id,
-            peer=conn.peer, size=len(payload), same_content=same,
-            ack_code=stored.ack_code if stored else None))
-        if self.metrics is not None:
-            self.metrics.inc("ri_gateway_duplicates_total")
+            "duplicate", header.control_id, conn_id=conn.conn_id, peer=conn.peer,
+            size=len(payload)))
 
         def logged(result: Any) -> None:
             if isinstance(result, Failure):
                 self.log.error("audit.write_failed", audit_event="duplicate",
                                error=result.type.__name__)
-            self.log.info("hl7.message", control_id=header.control_id, conn_id=conn.conn_id,
-                          peer=conn.peer, message_type=header.message_code, outcome="duplicate",
-                          ack_code=stored.ack_code if stored else None, same_content=same,
-                          pending=stored is None or None, duration_ms=self._ms(started))
+            self._log_duplicate(header, conn.conn_id, conn.peer, None, None, started,
+                                pending=True)
 
-        return d.addBoth(logged)
+        d.addBoth(logged)
+        return defer.gatherResults([original, d]).addCallback(lambda r: r[0])
+
+    def _log_duplicate(self, header: Any, conn_id: Any, peer: Any, ack_code: str | None,
+                       same: bool | None, started: float, pending: bool | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.inc("ri_gateway_duplicates_total")
+        self.log.info("hl7.message", control_id=header.control_id, conn_id=conn_id, peer=peer,
+                      message_type=header.message_code, outcome="duplicate", ack_code=ack_code,
+                      same_content=same, pending=pending, duration_ms=self._ms(started))
 
     def _unreadable(self, payload: bytes, decoded: Any, exc: UnreadableHeader, conn: Any,
                     received: datetime, started: float) -> defer.Deferred:

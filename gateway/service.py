@@ -200,8 +200,8 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                                 configuration=engine_configuration(
                                     settings.analysis.inference_types,
                                     settings.analysis.quality_measures,
-                                    settings.analysis.include_evidence))
-    receiver = Receiver(committer, reader, settings=settings.mllp,
+                                    settings.analysis.include_evidence), reactor=reactor)
+    receiver = Receiver(committer, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics,
                         ack_after=settings.analysis.ack_after)

@@ -32,6 +32,7 @@ Decisions (each has a test in tests/mappings/test_decoding.py):
 from __future__ import annotations
 
 import codecs
+import functools
 import re
 from dataclasses import dataclass
 
@@ -101,6 +102,7 @@ class DecodedMessage:
     replaced: int = 0
 
 
+@functools.lru_cache(maxsize=256)  # called for every message with a handful of names
 def charset_codec(name: str) -> str | None:
     """The Python codec for an MSH-18 value or charset alias, or None when unknown."""
     codec = _CHARSETS.get(_key(name))
@@ -112,8 +114,15 @@ def charset_codec(name: str) -> str | None:
         return None
 
 
-def decode_message(raw: bytes, default_charset: str = "utf-8") -> DecodedMessage:
-    """Decode one message payload; see the module docstring for every rule applied."""
+def decode_message(raw: bytes, default_charset: str = "utf-8", *,
+                   normalise: bool = True) -> DecodedMessage:
+    """Decode one message payload; see the module docstring for every rule applied.
+
+    ``normalise=False`` leaves the segment separators as sent: enough to read the MSH
+    (``read_header`` stops at the first CR or LF) and cheaper on the ACK path, where the
+    body is not parsed. Call :func:`normalise_segments` on the text before parsing it.
+    """
+    finish = normalise_segments if normalise else _as_sent
     default = charset_codec(default_charset) or "utf-8"
     body, bom_codec = _strip_bom(raw)
     declared, values = _declared_charset(body if bom_codec is None else _ascii_view(body, bom_codec))
@@ -131,11 +140,15 @@ def decode_message(raw: bytes, default_charset: str = "utf-8") -> DecodedMessage
             text = body.decode(candidate)
         except (UnicodeDecodeError, LookupError):
             continue
-        return DecodedMessage(normalise_segments(text), codecs.lookup(candidate).name, declared, 0)
+        return DecodedMessage(finish(text), codecs.lookup(candidate).name, declared, 0)
     text = body.decode(codec, errors="ri-gateway-mark")
     replaced = text.count(_MARK)
     text = text.replace(_MARK, "\ufffd")
-    return DecodedMessage(normalise_segments(text), codecs.lookup(codec).name, declared, replaced)
+    return DecodedMessage(finish(text), codecs.lookup(codec).name, declared, replaced)
+
+
+def _as_sent(text: str) -> str:
+    return text
 
 
 def _strip_bom(raw: bytes) -> tuple[bytes, str | None]:

@@ -22,6 +22,7 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .errors import UnreadableHeader
@@ -86,7 +87,7 @@ class MessageHeader:
     raw_msh: str
     envelope: str | None = None
 
-    @property
+    @functools.cached_property  # read for every ACK and every field the mapping reads
     def delimiters(self) -> Delimiters:
         return Delimiters.from_msh(self.field_separator, self.encoding_characters)
 

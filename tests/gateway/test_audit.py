@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import replace
 
 import pytest
 
-from gateway.audit import AuditLog, ReceivedMessage, event_op, inferences_op, received_op, status_op
+from gateway.audit import AuditLog, Duplicate, ReceivedMessage, event_op, inferences_op, received_op, status_op
 from gateway.errors import AuditError
 
 
@@ -51,17 +52,38 @@ def test_duplicate_key_only_counts_accepted_messages(tmp_path):
     stored = audit.find_accepted("RIS", "HOSP", "C1")
     assert (stored.id, stored.ack_payload, stored.status) == (first, b"MSH|ack", "received")
     assert audit.find_accepted("RIS", "OTHER", "C1") is None
-    with pytest.raises(AuditError):
-        audit.record_received(message())
+
+
+def test_a_duplicate_is_not_stored_but_answered_with_the_original_ack(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    first = audit.record_received(message())
+    again = audit.record_received(message())
+    changed = audit.record_received(replace(message(ack_code="AR", status="rejected"),
+                                            raw=b"MSH|^~\\&|RIS|HOSP|||||ORU^R01|C1|P|9.9"))
+    assert [again, changed] == [Duplicate(first, "AA", b"MSH|ack", True),
+                                Duplicate(first, "AA", b"MSH|ack", False)]
+    assert [m["id"] for m in audit.messages_for("C1")] == [first]
+    assert [(e["event"], e["message_id"], e["fields"]) for e in audit.events()] == [
+        ("received", first, {"ack_code": "AA", "conn_id": 1, "peer": "127.0.0.1:5000",
+                             "size": 38}),
+        ("duplicate", first, {"conn_id": 1, "peer": "127.0.0.1:5000", "size": 38,
+                              "same_content": True, "ack_code": "AA"}),
+        ("duplicate", first, {"conn_id": 1, "peer": "127.0.0.1:5000", "size": 38,
+                              "same_content": False, "ack_code": "AA"}),
+    ]
 
 
 def test_batch_isolates_a_failing_op(tmp_path):
     audit = AuditLog(str(tmp_path / "a.sqlite3"))
-    results = audit.run_batch([received_op(message("C1")), received_op(message("C1")),
-                               received_op(message("C2"))])
+    def failing(conn):
+        conn.execute("INSERT INTO messages (id) VALUES (1)")
+        raise RuntimeError("after a write")
+
+    results = audit.run_batch([received_op(message("C1")), failing, received_op(message("C2"))])
     assert isinstance(results[1], Exception)
     assert [type(r) for r in (results[0], results[2])] == [int, int]
     assert [m["control_id"] for m in audit.messages_for("C1") + audit.messages_for("C2")] == ["C1", "C2"]
+    assert audit.conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (2,)
 
 
 def test_pending_analysis_and_inferences(tmp_path):

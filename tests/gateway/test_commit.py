@@ -52,11 +52,14 @@ def test_failed_op_errbacks_only_itself(tmp_path):
     committer = GroupCommitter(audit, lambda fn: defer.maybeDeferred(fn))
     ok = []
     failed = []
+    def failing(conn):
+        raise RuntimeError("bug in an op")
+
     d1 = committer.submit(received_op(msg("1")))
-    d2 = committer.submit(received_op(msg("1")))
+    d2 = committer.submit(failing)
     d1.addCallback(ok.append)
     d2.addErrback(failed.append)
-    assert ok == [1] and len(failed) == 1
+    assert ok == [1] and [f.value.args for f in failed] == [("bug in an op",)]
 
 
 def test_whole_transaction_failure_errbacks_batch(tmp_path):

@@ -153,3 +153,91 @@ def test_mapping_after_the_ack(tmp_path):
     assert (event["event"], event["fields"]) == ("content_error", {
         "error_code": "100", "location": "OBR", "error": "OBR segment is missing"})
     assert len(audit.inferences_for(good)) == 1
+
+
+class HeldAnalyzer(SyncAnalyzer):
+    """Analyses finish only when the test releases them."""
+
+    workers = 1
+
+    def __init__(self):
+        super().__init__()
+        self.held = []
+
+    def analyze(self, data):
+        self.calls += 1
+        d = defer.Deferred()
+        self.held.append((d, data))
+        return d
+
+    def release(self):
+        d, data = self.held.pop(0)
+        d.callback(self.engine.analyze(data))
+
+
+def test_at_most_max_in_flight_analyses_the_rest_wait_in_order(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer))
+    done = []
+    for cid in ("C1", "C2", "C3"):
+        message = AcceptedMessage(store(audit, cid), cid, None, "text", (report(cid),))
+        pipeline.submit(message).addCallback(lambda status, c=cid: done.append((c, status)))
+    # Two per worker in the pool; the third waits without touching the analyzer.
+    assert (analyzer.calls, pipeline.backlog, pipeline.in_progress) == (2, 1, 2)
+    analyzer.release()
+    assert (analyzer.calls, pipeline.backlog, done) == (3, 0, [("C1", "analysed")])
+    analyzer.release()
+    analyzer.release()
+    assert done == [("C1", "analysed"), ("C2", "analysed"), ("C3", "analysed")]
+
+
+def test_with_a_reactor_analysis_starts_on_a_later_turn(tmp_path):
+    from twisted.internet.task import Clock
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    clock = Clock()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock)
+    pipeline.submit(AcceptedMessage(store(audit), "C1", None, "text", (report("x"),)))
+    # The ACK of this commit is written first.
+    assert (analyzer.calls, pipeline.backlog) == (0, 1)
+    clock.advance(0)
+    assert (analyzer.calls, pipeline.backlog) == (1, 0)
+
+
+def test_text_read_as_sent_is_split_into_segments_before_mapping(tmp_path):
+    seen = []
+
+    class Mapping(SyncAnalyzer):
+        def map_message(self, text, config):
+            seen.append(text)
+            return defer.succeed([report("No pneumothorax.")])
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(Mapping(), GroupCommitter(audit, immediate_writer))
+    sent = "MSH|^~\\&|RIS|HOSP|||||ORU^R01|C1|P|2.5\r\nPID|1||MRN1\nOBR|1\r\n"
+    assert run(pipeline, AcceptedMessage(store(audit), "C1", None, sent, None)) == "analysed"
+    assert seen == ["MSH|^~\\&|RIS|HOSP|||||ORU^R01|C1|P|2.5\rPID|1||MRN1\rOBR|1"]
+
+
+def test_content_error_after_the_ack_reaches_the_hooks(tmp_path):
+    from mappings.errors import ContentError
+
+    error = ContentError("OBR segment is missing", err_code="100", location="OBR")
+    seen = []
+
+    class Mapping(SyncAnalyzer):
+        def map_message(self, text, config):
+            return defer.fail(error)
+
+    def hook(message, outcomes):
+        seen.append([(o.report, o.error) for o in outcomes])
+        return [event_op("hooked", message.control_id, message.message_id)]
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(Mapping(), GroupCommitter(audit, immediate_writer), hooks=[hook])
+    assert run(pipeline, AcceptedMessage(store(audit), "C1", None, "MSH|x", None)) == "failed"
+    assert seen == [[(None, error)]]
+    assert [e["event"] for e in audit.events(control_id="C1")] == [
+        "received", "content_error", "hooked"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from datetime import datetime, timezone
 
@@ -32,7 +33,7 @@ class Harness:
         self.accepted = []
         counter = itertools.count(1)
         self.receiver = Receiver(
-            self.committer, self.audit, settings=settings or MLLPSettings(),
+            self.committer, settings=settings or MLLPSettings(),
             mapper=mapper or (lambda text: [FakeReport(request=None)]),
             on_accepted=self.accepted.append, ids=lambda: f"ACK{next(counter)}",
             now=lambda: NOW, clock=lambda: 0.0)
@@ -181,6 +182,26 @@ def test_duplicate_while_the_original_commit_is_running(tmp_path):
     writer.finish_all()
     assert unframe_all(t1.value()) == unframe_all(t2.value())
     assert len(h.accepted) == 1
+
+
+def test_duplicate_now_failing_the_header_checks_still_gets_the_original_ack(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("D2")))
+    h.receiver.policy = dataclasses.replace(h.receiver.policy, versions=frozenset())
+    proto.dataReceived(frame(oru("D2")))
+    first, second = unframe_all(transport.value())
+    assert first == second
+    assert [e["event"] for e in h.audit.events(control_id="D2")] == ["received", "duplicate"]
+
+
+def test_map_after_ack_reads_msh_only_and_hands_over_the_text_as_sent(tmp_path):
+    h = Harness(tmp_path, settings=MLLPSettings(map_before_ack=False))
+    proto, transport = h.connect()
+    sent = oru("L1").replace(b"\r", b"\r\n")
+    proto.dataReceived(frame(sent))
+    assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|L1"
+    assert [a.text.encode() for a in h.accepted] == [sent]
 
 
 def test_rejected_message_does_not_block_a_corrected_resend(tmp_path):
