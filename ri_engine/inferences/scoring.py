@@ -20,7 +20,7 @@ from typing import Any
 
 from ..context import AnalysisContext
 from ..models import AssessmentValueRange, Inference, ScoringAndAssessmentInference
-from ..nlp.prefilter import Literals, fold_case, may_match, required_literals
+from ..nlp.prefilter import Literals, Screen, required_literals
 
 # Same token facts as RI's offsets: numbers whole, words whole, any other character alone.
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[^\s\w]")
@@ -46,7 +46,7 @@ class ScoreMention:
 class _Pattern:
     regex: re.Pattern[str]
     entry: dict[str, Any]
-    literals: Literals | None  # one of these is in every match (see nlp/prefilter.py)
+    literals: tuple[Literals, ...]  # every match has one string of each (nlp/prefilter.py)
 
     @classmethod
     def compile(cls, pattern: str, entry: dict[str, Any]) -> _Pattern:
@@ -107,9 +107,9 @@ def find_scores(text: str) -> list[ScoreMention]:
     candidates: list[ScoreMention] = []
     # Most reports name none of the ~50 systems: rule patterns out on their literal text
     # instead of letting each one scan the whole report.
-    folded = fold_case(text)
+    screen = Screen(text)
     for pattern in _patterns():
-        if not may_match(pattern.literals, folded):
+        if not screen.may_match(pattern.literals):
             continue
         entry = pattern.entry
         for match in pattern.regex.finditer(text):

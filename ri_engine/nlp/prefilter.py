@@ -17,7 +17,7 @@ import re
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
 from re import _parser
 
-Literals = frozenset[str]
+Literals = frozenset[str]  # one of these strings is in every match
 
 # Non-ASCII characters that re.IGNORECASE matches to an ASCII letter (Kelvin sign, dotted
 # and dotless i, long s); tests check this list against ``re`` itself.
@@ -30,34 +30,57 @@ def fold_case(text: str) -> str:
     return text.lower() if text.isascii() else text.translate(_ASCII_CASE_TWINS).lower()
 
 
-def required_literals(regex: re.Pattern[str]) -> Literals | None:
-    """Lower-case ASCII strings one of which every match of ``regex`` contains.
+def required_literals(regex: re.Pattern[str]) -> tuple[Literals, ...]:
+    """What every match of ``regex`` contains: one lower-case ASCII string of each set.
 
-    None when the pattern guarantees no such text (then it must always be tried).
+    ``LUNG-?\\s?RADS`` gives ({"lung"}, {"rads"}); an empty tuple promises nothing (the
+    pattern must always be tried).
     """
-    return _sequence(_parser.parse(regex.pattern, regex.flags))
+    requirements = dict.fromkeys(_sequence(_parser.parse(regex.pattern, regex.flags)))
+    # Most selective first: a long string that is absent rules the pattern out soonest.
+    return tuple(sorted(requirements, key=lambda options: -min(map(len, options))))
 
 
-def may_match(literals: Literals | None, folded: str) -> bool:
-    """False only when a pattern with these ``literals`` cannot match the folded text."""
-    return literals is None or any(literal in folded for literal in literals)
+class Screen:
+    """One report's text, asked which patterns may match; each string is looked up once.
+
+    A substring test for an absent string reads the whole report (1-3 us for 3 KB), and
+    tables share strings ("rads" for a dozen patterns), so answers are remembered.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.folded = fold_case(text)
+        self._found: dict[str, bool] = {}
+
+    def may_match(self, literals: tuple[Literals, ...]) -> bool:
+        """False only when a pattern with these ``literals`` cannot match the text."""
+        return all(any(self._holds(literal) for literal in options) for options in literals)
+
+    def _holds(self, literal: str) -> bool:
+        found = self._found.get(literal)
+        if found is None:
+            found = self._found[literal] = literal in self.folded
+        return found
 
 
-def _sequence(items: _parser.SubPattern | list) -> Literals | None:
-    """The best requirement among the items of a sequence (each item must match)."""
-    best: Literals | None = None
+def _sequence(items: _parser.SubPattern | list) -> list[Literals]:
+    """Requirements of a sequence: those of each item (every item must match)."""
+    found: list[Literals] = []
     run: list[str] = []
     for op, av in items:
         if op is sre.LITERAL and av < 128:
             run.append(chr(av).lower())
             continue
-        best = _better(best, _run(run))
-        run = []
-        best = _better(best, _item(op, av))
-    return _better(best, _run(run))
+        if run:
+            found.append(frozenset({"".join(run)}))
+            run = []
+        found.extend(_item(op, av))
+    if run:
+        found.append(frozenset({"".join(run)}))
+    return found
 
 
-def _item(op: object, av: object) -> Literals | None:
+def _item(op: object, av: object) -> list[Literals]:
     if op is sre.SUBPATTERN:
         return _sequence(av[-1])  # type: ignore[index]
     if op is sre.ATOMIC_GROUP:
@@ -65,23 +88,16 @@ def _item(op: object, av: object) -> Literals | None:
     if op in _REPEATS and av[0] >= 1:  # type: ignore[index]
         return _sequence(av[2])  # type: ignore[index]
     if op is sre.BRANCH:
-        options = [_sequence(branch) for branch in av[1]]  # type: ignore[index]
+        # One alternative matches: the union of each alternative's most selective set.
+        options = [_most_selective(_sequence(branch)) for branch in av[1]]  # type: ignore[index]
         if any(option is None for option in options):
-            return None
-        return frozenset().union(*options)  # type: ignore[arg-type]
+            return []
+        return [frozenset().union(*options)]  # type: ignore[arg-type]
     # Anything else (character sets, optional repeats, assertions, back-references,
     # non-ASCII literals) promises no literal text.
-    return None
+    return []
 
 
-def _run(chars: list[str]) -> Literals | None:
-    return frozenset({"".join(chars)}) if chars else None
-
-
-def _better(a: Literals | None, b: Literals | None) -> Literals | None:
-    """The more selective requirement: the one whose shortest string is longer."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return a if min(map(len, a)) >= min(map(len, b)) else b
+def _most_selective(requirements: list[Literals]) -> Literals | None:
+    """The set whose shortest string is longest (None when there is none)."""
+    return max(requirements, key=lambda options: min(map(len, options)), default=None)
