@@ -4,11 +4,11 @@ Tables of many rule patterns (scoring systems, ...) each scan the whole report, 
 Python's ``re`` has no way to skip ahead when a pattern starts with a look-behind or an
 optional group: it tries every character position. Most reports name none of a table's
 systems, so most of those scans find nothing. ``required_literals`` reads the parsed
-pattern once and returns strings one of which every match contains (``"rads"`` for
-``(?:ACR\\s+)?BI-?\\s?RADS``); a substring test on the case-folded report then rules the
-pattern out in a microsecond. The test is sound: it never rules out a pattern that could
-match, whatever the pattern's flags (``fold_case`` folds exactly the characters ``re``
-treats as case variants of ASCII letters).
+pattern once and returns the strings every match contains (``"bi"`` and ``"rads"`` for
+``(?:ACR\\s+)?BI-?\\s?RADS``); substring tests on the case-folded report (``Screen``)
+then rule the pattern out in microseconds. The test is sound: it never rules out a
+pattern that could match, whatever the pattern's flags (``fold_case`` folds exactly the
+characters ``re`` treats as case variants of ASCII letters).
 """
 
 from __future__ import annotations
