@@ -11,7 +11,8 @@ thyroid/adrenal/liver/pancreas papers keep their own code in guidance.py):
   ``requireAny`` (clause- or document-scope patterns, one of which must match),
   ``documentExclude`` (no finding of this guideline in a report with these words),
   ``maxAgeYears``, ``group`` (one finding per group and document). A negated anchor
-  ("no adnexal mass") is no finding.
+  ("no adnexal mass"), or one after a history or other-experiencer cue of the clause
+  ("mother with history of lung cancer"; cues from knowledge/context.json), is no finding.
 - ``items`` - the information the guideline reads. ``options``: the first pattern found
   gives the value (``$0``: the words found) and a flag; ``numbers``: patterns with groups
   ``v`` (and ``u``, a unit of ``units``) give ``key`` a value in millimetres or days.
@@ -60,6 +61,15 @@ def guidelines() -> tuple[Guideline, ...]:
 @functools.cache
 def rule_guideline(guideline_id: str) -> Guideline:
     return next(g for g in guidelines() if g["id"] == guideline_id)
+
+
+@functools.cache
+def _not_current_cue() -> re.Pattern[str]:
+    """Forward cues of another experiencer or of history (knowledge/context.json, the NLP layer's)."""
+    cues = json.loads((_KNOWLEDGE / "context.json").read_text(encoding="utf-8"))["cues"]
+    terms = sorted({t for c in cues if c["category"] in ("other_experiencer", "historical")
+                    and c["direction"] == "forward" for t in c["terms"]}, key=len, reverse=True)
+    return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", re.IGNORECASE)
 
 
 @functools.cache
@@ -154,7 +164,7 @@ def _first_finding(ctx: AnalysisContext, report: ReportText, sentence: Any, span
         finder = guideline["finder"]
         if finder.get("group") in groups_done or not _required_context(finder, ctx, clause):
             continue
-        if report.negated(sentence, start, end):
+        if report.negated(sentence, start, end) or _not_current_cue().search(ctx.text, span[0], start):
             continue
         if finder.get("group"):
             groups_done.add(finder["group"])

@@ -188,3 +188,12 @@ def test_screening_ct_nodules_use_lung_rads_not_fleischner() -> None:
 def test_negated_findings_get_no_guidance() -> None:
     assert [] == _guidance("Findings: No gallbladder polyp. No abdominal aortic aneurysm. No splenic laceration.",
                            CT_ABDOMEN)
+
+
+@pytest.mark.parametrize("text", [
+    "Findings: Mother with history of lung cancer. Patient has a 2 cm mass in the left lower lobe.",
+    "Findings: Multiple pulmonary nodules in both lower lobes, consistent with metastatic colon adenocarcinoma.",
+    "Findings: History of abdominal aortic aneurysm.",
+])
+def test_other_experiencer_history_and_other_primaries_are_not_current_findings(text: str) -> None:
+    assert [] == [g for g in _guidance(text, CT_CHEST) if _summary(g)[0] in {"363358000", "233985008"}]
