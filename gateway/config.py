@@ -119,7 +119,7 @@ class MLLPSettings:
                                                      metadata=check(_non_empty))
     # Map the ORU to RI requests before the ACK (content errors answered AE).  False ACKs
     # after the header checks and the commit; mapping then runs in the analysis workers
-    # and a content error is only recorded (event content_error).
+    # and a content error is recorded and reported after the ACK (config/gateway.toml).
     map_before_ack: bool = True
 
 
@@ -139,6 +139,10 @@ class AnalysisSettings:
     workers: int = field(default=0, metadata=check(_not_negative))
     executor: Literal["process", "thread"] = "process"
     ack_after: Literal["persistence", "analysis"] = "persistence"
+    # Analysis waits while messages keep arriving less than quiet_period seconds apart,
+    # at most max_wait seconds per message (gateway.pipeline); 0 disables either.
+    quiet_period: float = field(default=0.05, metadata=check(_not_negative))
+    max_wait: float = field(default=5.0, metadata=check(_not_negative))
     # What the engine is asked for on every report the gateway receives (the REST API takes
     # these from each request instead).  Empty inference_types: every kind.
     inference_types: tuple[str, ...] = field(default=(), metadata=check(_inference_types))

@@ -44,9 +44,9 @@ def _looks_sensitive(key: str, value: Any) -> bool:
         return True
     if not isinstance(value, str):
         return False
-    if _SEGMENT.search(value):
-        return True
-    return key in SENSITIVE_KEYS and (len(value) > MAX_SENSITIVE_LENGTH or "|" in value)
+    if "|" not in value:  # most values: no segment is possible, skip the regex
+        return key in SENSITIVE_KEYS and len(value) > MAX_SENSITIVE_LENGTH
+    return key in SENSITIVE_KEYS or bool(_SEGMENT.search(value))
 
 
 def _scrub(key: str, value: Any) -> Any:

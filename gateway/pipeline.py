@@ -17,9 +17,12 @@ first) and at most ``max_in_flight`` of them are in the analysis pool at once (t
 worker: a worker never waits for the next report, and the pool's queues never hold
 thousands of submissions whose bookkeeping the gateway process pays for).  With a
 ``reactor``, a message enters the pool on a later reactor turn, so the ACKs committed in
-the same batch are written first.  Under a burst the backlog grows while the ACK path
-runs at full speed and drains afterwards; a message in the backlog is already committed
-(status ``received``), so a restart resumes it.
+the same batch are written first.  While messages keep arriving (the last one less
+than ``quiet_period`` seconds ago) no analysis starts, unless the oldest waiting message
+has waited ``max_wait`` seconds: under a burst the backlog grows while the ACK path has
+the CPU, and drains in one go once the burst is over; under sustained overload analysis
+runs at full speed again after ``max_wait``.  A message in the backlog is already
+committed (status ``received``), so a restart resumes it.
 
 **Content errors after the ACK** (``[mllp] map_before_ack = false``): the message is
 marked ``failed`` with a ``content_error`` event, logged (error code and location only)
@@ -135,13 +138,17 @@ class AnalysisPipeline:
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
                  clock: Callable[[], float] = time.monotonic, mapping_config: Any = None,
                  configuration: Any = None, max_in_flight: int | None = None,
-                 reactor: Any = None) -> None:
+                 reactor: Any = None, quiet_period: float = 0.0, max_wait: float = 0.0
+                 ) -> None:
         self.analyzer = analyzer
         # The RI model configuration given to every mapped report (see engine_configuration).
         self.configuration = configuration
         self.max_in_flight = max_in_flight or 2 * int(getattr(analyzer, "workers", 1) or 1)
         # None: start analyses at once (tests); a reactor: on a later turn (module docstring).
         self.reactor = reactor
+        self.quiet_period = quiet_period
+        self.max_wait = max_wait
+        self._last_arrival = float("-inf")
         self.mapping_config = mapping_config
         self.committer = committer
         self.hooks = list(hooks)
@@ -152,7 +159,8 @@ class AnalysisPipeline:
             log = get_logger("gateway.analysis")
         self.log = log
         self.in_progress = 0  # in the analysis pool or being recorded
-        self._backlog: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
+        # (message, its final-status Deferred, when it arrived), oldest first
+        self._backlog: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
         self._start_pending = False
 
     @property
@@ -166,22 +174,35 @@ class AnalysisPipeline:
     def submit(self, message: AcceptedMessage) -> defer.Deferred:
         """Analyse and record; fires with the final status once it is committed."""
         done: defer.Deferred = defer.Deferred()
-        self._backlog.append((message, done))
+        self._last_arrival = self.clock()
+        self._backlog.append((message, done, self._last_arrival))
         self._schedule()
         return done
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay: float = 0.0) -> None:
         if self.reactor is None:
             self._start()
         elif not self._start_pending:
             self._start_pending = True
-            self.reactor.callLater(0, self._start)
+            self.reactor.callLater(delay, self._start)
 
     def _start(self) -> None:
         self._start_pending = False
+        if self.reactor is not None and self._backlog:
+            wait = self._yield_to_listener()
+            if wait > 0:
+                self._schedule(wait)
+                return
         while self._backlog and self.in_progress < self.max_in_flight:
-            message, done = self._backlog.popleft()
+            message, done, _ = self._backlog.popleft()
             self._process(message).chainDeferred(done)
+
+    def _yield_to_listener(self) -> float:
+        """Seconds to hold analysis back while messages keep arriving (0: start now)."""
+        now = self.clock()
+        quiet_in = self.quiet_period - (now - self._last_arrival)
+        overdue_in = self.max_wait - (now - self._backlog[0][2])
+        return max(0.0, min(quiet_in, overdue_in))
 
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1

@@ -200,7 +200,11 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                                 configuration=engine_configuration(
                                     settings.analysis.inference_types,
                                     settings.analysis.quality_measures,
-                                    settings.analysis.include_evidence), reactor=reactor)
+                                    settings.analysis.include_evidence), reactor=reactor,
+                                # With ack_after = "analysis" the analysis is the ACK path.
+                                quiet_period=settings.analysis.quiet_period
+                                if settings.analysis.ack_after == "persistence" else 0.0,
+                                max_wait=settings.analysis.max_wait)
     receiver = Receiver(committer, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics,

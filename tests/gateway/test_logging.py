@@ -9,11 +9,12 @@ from gateway.logging import REDACTED, configure_logging, get_logger, redact
 def test_redaction_masks_content_keeps_ids():
     event = {"event": "hl7.message", "control_id": "C1", "payload": "MSH|^~\\&|A|B",
              "text": "x" * 200, "error": "bad segment PID|1||123", "ack_code": "AA",
-             "raw": b"MSH|", "nested": {"segment": "OBX|1|TX|"}, "reason": "missing PID-3"}
+             "raw": b"MSH|", "nested": {"segment": "OBX|1|TX|"}, "reason": "missing PID-3",
+             "data": "a|b", "peer": "h" * 100}
     assert redact(None, "info", dict(event)) == {
         "event": "hl7.message", "control_id": "C1", "payload": REDACTED, "text": REDACTED,
         "error": REDACTED, "ack_code": "AA", "raw": REDACTED, "nested": {"segment": REDACTED},
-        "reason": "missing PID-3"}
+        "reason": "missing PID-3", "data": REDACTED, "peer": "h" * 100}
 
 
 def test_json_lines_and_twisted_events_share_the_chain():

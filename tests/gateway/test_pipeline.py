@@ -241,3 +241,29 @@ def test_content_error_after_the_ack_reaches_the_hooks(tmp_path):
     assert seen == [[(None, error)]]
     assert [e["event"] for e in audit.events(control_id="C1")] == [
         "received", "content_error", "hooked"]
+
+
+def test_analysis_waits_while_messages_keep_arriving_at_most_max_wait(tmp_path):
+    from twisted.internet.task import Clock
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    clock = Clock()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock,
+                                clock=clock.seconds, quiet_period=0.05, max_wait=0.2)
+
+    def arrive(cid):
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, "text", (report(cid),)))
+
+    arrive("Q1")
+    clock.advance(0.04)
+    assert analyzer.calls == 0  # the listener is busy
+    clock.advance(0.01)
+    assert analyzer.calls == 1  # quiet for quiet_period
+    for i in range(25):  # a burst: one message every 10 ms
+        arrive(f"B{i}")
+        clock.advance(0.01)
+        if i == 18:
+            assert analyzer.calls == 1
+    # B0 has waited max_wait: analysis runs beside the listener again.
+    assert analyzer.calls == 2
