@@ -17,6 +17,9 @@ from .models import (
 from .models.request import IGNORED_INFERENCE_TYPES
 
 MAX_CHARACTERS = 50_000
+_CLINICAL_TYPES = ("radiologyReport", "pathologyReport")
+_SPECIALTY_TYPES = ("radiology", "pathology")
+_LOCALES = {locale.lower() for locale in LOCALES}
 
 
 @dataclass(frozen=True)
@@ -29,19 +32,25 @@ class ValidRequest:
 
 
 def validate(data: RadiologyInsightsData) -> ValidRequest:
+    """Raise :class:`RequestError` for the first RI input rule ``data`` breaks.
+
+    The one rule set for every caller: the engine itself, the CLI and the REST API (which
+    answers 400 with ``code`` and ``target``).  Messages are written for the person who
+    sent the request.
+    """
     patients = data.patients or []
     if len(patients) != 1:
-        raise RequestError(f"exactly 1 patient is required per request, got {len(patients)}",
+        raise RequestError(f"A request must hold exactly one patient, not {len(patients)}.",
                            code="InvalidPatientCount", target="jobData.patients")
     patient = patients[0]
     base = "jobData.patients[0]"
     documents = patient.patient_documents or []
     if len(documents) != 1:
-        raise RequestError(f"exactly 1 patient document is required, got {len(documents)}",
+        raise RequestError(f"A patient must have exactly one document, not {len(documents)}.",
                            code="InvalidDocumentCount", target=f"{base}.patientDocuments")
     encounters = patient.encounters or []
     if len(encounters) > 1:
-        raise RequestError(f"at most 1 encounter is allowed, got {len(encounters)}",
+        raise RequestError(f"A patient can have one encounter, not {len(encounters)}.",
                            code="InvalidEncounterCount", target=f"{base}.encounters")
     document = documents[0]
     _check_document(document, f"{base}.patientDocuments[0]")
@@ -53,58 +62,66 @@ def validate(data: RadiologyInsightsData) -> ValidRequest:
 
 def _check_document(document: PatientDocument, path: str) -> None:
     if document.type != "note":
-        raise RequestError(f"document type {document.type!r} is not supported; only 'note' is",
+        raise RequestError(f"Only documents of type 'note' are supported, not '{document.type}'.",
                            code="UnsupportedDocumentType", target=f"{path}.type")
+    if document.clinical_type is not None and document.clinical_type not in _CLINICAL_TYPES:
+        raise RequestError(f"clinicalType must be one of {', '.join(_CLINICAL_TYPES)}.",
+                           code="UnsupportedClinicalType", target=f"{path}.clinicalType")
+    if document.specialty_type is not None and document.specialty_type not in _SPECIALTY_TYPES:
+        raise RequestError(f"specialtyType must be one of {', '.join(_SPECIALTY_TYPES)}.",
+                           code="UnsupportedSpecialtyType", target=f"{path}.specialtyType")
+    if document.language and not _is_english(document.language):
+        raise RequestError("Only English documents are supported (language 'en').",
+                           code="UnsupportedLanguage", target=f"{path}.language")
+    if not document.created_at:
+        raise RequestError("The document needs createdAt.", code="MissingCreatedAt",
+                           target=f"{path}.createdAt")
     if document.content.source_type != "inline":
-        raise RequestError("only inline document content is supported",
+        raise RequestError("Only inline document content is supported.",
                            code="UnsupportedContentSource", target=f"{path}.content.sourceType")
     text = document.content.value
     if not text or not text.strip():
-        raise RequestError("document content is empty", code="EmptyDocument",
+        raise RequestError("The document content is empty.", code="EmptyDocument",
                            target=f"{path}.content.value")
     if len(text) > MAX_CHARACTERS:
         raise RequestError(
-            f"document has {len(text)} characters; at most {MAX_CHARACTERS} are allowed",
+            f"The document text has {len(text)} characters; the limit is {MAX_CHARACTERS}.",
             code="DocumentTooLong", target=f"{path}.content.value")
-    if document.language and not document.language.lower().startswith("en"):
-        raise RequestError(f"document language {document.language!r} is not supported; English only",
-                           code="UnsupportedLanguage", target=f"{path}.language")
-    if not document.created_at:
-        raise RequestError("document createdAt is required", code="MissingCreatedAt",
-                           target=f"{path}.createdAt")
     metadata = document.administrative_metadata
     for index, order in enumerate((metadata.ordered_procedures if metadata else None) or []):
         where = f"{path}.administrativeMetadata.orderedProcedures[{index}]"
         codings = order.code.coding if order.code else None
         if not codings or not any(c.code and c.display for c in codings):
-            raise RequestError("ordered procedure needs a code with a code and a display",
+            raise RequestError("An ordered procedure needs a code with code and display.",
                                code="InvalidOrderedProcedure", target=f"{where}.code")
         if not order.description:
-            raise RequestError("ordered procedure needs a description",
+            raise RequestError("An ordered procedure needs a description.",
                                code="InvalidOrderedProcedure", target=f"{where}.description")
 
 
+def _is_english(language: str) -> bool:
+    language = language.strip().lower()
+    return language == "en" or language.startswith("en-") or language == "english"
+
+
 def _check_configuration(configuration: ModelConfiguration) -> tuple[str, ...]:
-    if configuration.locale is not None and configuration.locale not in LOCALES:
+    where = "jobData.configuration"
+    if configuration.locale is not None and configuration.locale.lower() not in _LOCALES:
         raise RequestError(
-            f"locale {configuration.locale!r} is not supported (supported: {', '.join(LOCALES)})",
-            code="UnsupportedLocale", target="jobData.configuration.locale")
+            f"Unsupported locale '{configuration.locale[:20]}'; use one of {', '.join(LOCALES)}.",
+            code="UnsupportedLocale", target=f"{where}.locale")
     requested = configuration.inference_types
-    if not requested:
-        kinds = INFERENCE_TYPES
-    else:
-        for index, kind in enumerate(requested):
-            if kind not in INFERENCE_TYPES and kind not in IGNORED_INFERENCE_TYPES:
-                raise RequestError(
-                    f"unknown inference type {kind!r} (known: {', '.join(INFERENCE_TYPES)})",
-                    code="UnknownInferenceType",
-                    target=f"jobData.configuration.inferenceTypes[{index}]")
-        kinds = tuple(k for k in INFERENCE_TYPES if k in requested)
+    for index, kind in enumerate(requested or []):
+        if kind not in INFERENCE_TYPES and kind not in IGNORED_INFERENCE_TYPES:
+            raise RequestError(f"Unknown inference type '{kind[:40]}'.",
+                               code="UnknownInferenceType",
+                               target=f"{where}.inferenceTypes[{index}]")
+    kinds = tuple(k for k in INFERENCE_TYPES if k in requested) if requested else INFERENCE_TYPES
     options = configuration.inference_options
     measures = options.quality_measure_options if options else None
     for index, measure in enumerate(measures.measure_types if measures else []):
         if measure not in QUALITY_MEASURE_TYPES:
             raise RequestError(
-                f"unknown quality measure type {measure!r}", code="UnknownMeasureType",
-                target=f"jobData.configuration.inferenceOptions.qualityMeasureOptions.measureTypes[{index}]")
+                f"Unknown quality measure type '{measure[:40]}'.", code="UnknownMeasureType",
+                target=f"{where}.inferenceOptions.qualityMeasureOptions.measureTypes[{index}]")
     return kinds
