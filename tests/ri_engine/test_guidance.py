@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from scores_request import analyse, build_request, doc_sample, request_from_sample, stripped
+from request_builder import analyse, build_request, doc_sample, request_from_sample, stripped
 
 from ri_engine.inferences.guidance import add_months
 

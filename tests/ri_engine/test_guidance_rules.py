@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scores_request import analyse, build_request, stripped
+from request_builder import analyse, build_request, stripped
 
 
 def _proc(display: str) -> list[dict[str, str]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ri_engine.models import token_spans
-from quality_request import analyse, build_request
+from request_builder import analyse, build_request
 
 # Reference date 2024-01-15 (encounter start); born 1980-03-02 -> 43 years old.
 BORN_43 = "1980-03-02"

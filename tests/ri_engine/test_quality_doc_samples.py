@@ -6,7 +6,7 @@ import pytest
 
 from ri_engine.models import token_spans
 
-from quality_request import analyse, doc_sample, request_from_sample, stripped
+from request_builder import analyse, doc_sample, request_from_sample, stripped
 
 QUALITY_SAMPLES = {
     "docs_age_mismatch": "ageMismatch",

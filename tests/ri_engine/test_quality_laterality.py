@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ri_engine.models import token_spans
-from quality_request import analyse, build_request
+from request_builder import analyse, build_request
 
 CPT = "http://www.ama-assn.org/go/cpt"
 LEFT_BREAST = {"system": "http://loinc.org", "code": "26688-1", "display": "US BREAST - LEFT LIMITED"}

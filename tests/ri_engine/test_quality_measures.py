@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scores_request import analyse, build_request, doc_sample, request_from_sample, seed_request, stripped
+from request_builder import analyse, build_request, doc_sample, request_from_sample, seed_request, stripped
 
 from ri_engine.models import RadiologyInsightsData
 

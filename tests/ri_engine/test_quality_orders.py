@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ri_engine.models import RADLEX, concept, token_spans
-from quality_request import analyse, build_request
+from request_builder import analyse, build_request
 
 CPT = "http://www.ama-assn.org/go/cpt"
 US_ABDOMEN = concept("http://loinc.org", "24558-9", "US Abdomen")

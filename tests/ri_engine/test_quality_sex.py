@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from quality_request import analyse, build_request
+from request_builder import analyse, build_request
 
 MALE = "248153007"
 FEMALE = "248152002"

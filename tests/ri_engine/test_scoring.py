@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from scores_request import analyse, build_request, doc_sample, request_from_sample, stripped
+from request_builder import analyse, build_request, doc_sample, request_from_sample, stripped
 
 from ri_engine.inferences.scoring import category_names, find_scores
 from ri_engine.models import token_spans

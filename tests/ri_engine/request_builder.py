@@ -1,23 +1,26 @@
-"""Build RI requests for the score / guidance / quality-measure tests and analyse them."""
+"""Build RI requests for the engine tests, run them through one shared engine, compare them.
+
+Used by the quality-check, score, guidance and quality-measure tests.  The documentation
+examples and the product seed are read from ``../shared/`` beside the repository.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
+import functools
 import json
 from pathlib import Path
 from typing import Any
 
-from ri_engine.context import AnalysisContext
-from ri_engine.inferences.quality_measures import parse_date
+from ri_engine import Engine
 from ri_engine.models import (
     CodeableConcept, Coding, DocumentAdministrativeMetadata, DocumentContent, Inference,
     InferenceOptions, ModelConfiguration, OrderedProcedure, PatientDetails, PatientDocument,
     PatientEncounter, PatientRecord, Period, RadiologyInsightsData,
 )
 
-SAMPLES = Path("/work/shared/reference/ri_doc_samples.json")
-SEED = Path("/work/shared/seeds/ri_quality_measure.md")
+SHARED = Path(__file__).resolve().parents[3] / "shared"
+SAMPLES = SHARED / "reference" / "ri_doc_samples.json"
+SEED = SHARED / "seeds" / "ri_quality_measure.md"
 
 
 def doc_sample(name: str) -> dict[str, Any]:
@@ -91,39 +94,21 @@ def seed_request() -> tuple[dict[str, Any], dict[str, Any]]:
     return objects[0], objects[1]
 
 
+@functools.cache
+def engine() -> Engine:
+    """One engine for the whole test session (it loads the pipeline once)."""
+    return Engine()
+
+
 def analyse(data: RadiologyInsightsData, kind: str) -> list[Inference]:
-    """The inferences of ``kind`` the engine produces for ``data``.
-
-    Runs ``Engine().analyze``; until the engine module exists the builder of ``kind`` is
-    called on a context built the way the engine documents it.
-    """
-    if importlib.util.find_spec("ri_engine.engine") is not None:
-        from ri_engine import Engine
-
-        result = Engine().analyze(data)
-        return [i for r in result.patient_results for i in r.inferences if i.kind == kind]
-    module = {"scoringAndAssessment": "scoring", "guidance": "guidance",
-              "qualityMeasure": "quality_measures"}[kind]
-    builder = importlib.import_module(f"ri_engine.inferences.{module}")
-    return builder.infer(context_for(data))
-
-
-def context_for(data: RadiologyInsightsData) -> AnalysisContext:
-    patient = data.patients[0]
-    document = (patient.patient_documents or [])[0]
-    created = parse_date(document.created_at)
-    period = patient.encounters[0].period if patient.encounters else None
-    reference = (parse_date(period.start) if period else None) or created
-    metadata = document.administrative_metadata
-    return AnalysisContext(
-        text=document.content.value, patient=patient, document=document,
-        configuration=data.configuration or ModelConfiguration(), document_date=created,
-        reference_date=reference,
-        ordered_procedures=list(metadata.ordered_procedures or []) if metadata else [])
+    """The inferences of ``kind`` the engine produces for ``data``."""
+    result = engine().analyze(data)
+    return [i for r in result.patient_results for i in r.inferences if i.kind == kind]
 
 
 def stripped(value: Any) -> Any:
-    """Wire JSON without evidence/section extensions and finding ids."""
+    """Wire JSON without extensions (evidence tokens, sections), as most documentation
+    samples are written."""
     if hasattr(value, "to_json"):
         value = value.to_json()
     if isinstance(value, dict):
