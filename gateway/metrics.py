@@ -58,6 +58,8 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
         COUNTER, "HL7 messages received, by message type and ACK code sent."),
     "ri_gateway_duplicates_total": (
         COUNTER, "HL7 messages recognised as duplicates of one already accepted."),
+    "ri_gateway_content_errors_total": (
+        COUNTER, "Messages ACKed before mapping whose content then failed to map."),
     "ri_gateway_analysis_seconds": (HISTOGRAM, "Time spent analysing one report, in seconds."),
     "ri_gateway_inferences_total": (COUNTER, "Inferences produced, by kind."),
     "ri_gateway_outbox_depth": (GAUGE, "Messages waiting in the outbox, by destination."),
