@@ -5,7 +5,7 @@ holds guidelines of one shape (Fleischner, TI-RADS, Bosniak and the ACR incident
 thyroid/adrenal/liver/pancreas papers keep their own code in guidance.py):
 
 - ``finder`` - the clause a finding sits in: ``keywords`` (literal lower-case words one of
-  which any match needs: a cheap first test), ``anchor`` (the finding's words, its
+  which any match needs, or lists of them each contributing one: a cheap first test), ``anchor`` (the finding's words, its
   evidence), ``context`` (must also be in the clause), ``exclude``, ``exam`` /
   ``examExclude`` (the ordered procedure, or without one the report's first lines),
   ``requireAny`` (clause- or document-scope patterns, one of which must match),
@@ -84,9 +84,13 @@ def exam_text(ctx: AnalysisContext) -> str:
     return " ".join(w for w in words if w) or ctx.text[:300]
 
 
-def _any_keyword(words: list[str] | None, lowered: str) -> bool:
-    """Cheap necessary condition: one of the literal ``words`` occurs in the text."""
-    return words is None or any(word in lowered for word in words)
+def _any_keyword(words: list[Any] | None, lowered: str) -> bool:
+    """Cheap necessary condition: one of the literal ``words`` occurs in the text (a list of
+    lists: one word of every list)."""
+    if not words:
+        return True
+    groups = words if isinstance(words[0], list) else [words]
+    return all(any(word in lowered for word in group) for group in groups)
 
 
 def applies(guideline: Guideline, ctx: AnalysisContext) -> bool:

@@ -68,14 +68,13 @@ class ReportText:
         history_rx = _rx(rf"^(?:{table['historySections']})")
         headers = [(m.start(), bool(history_rx.search(m.group(1).strip()))) for m in _HEADER.finditer(text)]
         self.sentences: list[_Sentence] = []
-        pos = 0
+        pos, header, history = 0, 0, False
         for match in [*_SENTENCE_END.finditer(text), None]:
             end = match.start() if match else len(text)
+            while header < len(headers) and headers[header][0] <= pos:  # the last header at or before
+                history = headers[header][1]
+                header += 1
             if text[pos:end].strip():
-                history = False
-                for offset, is_history in headers:
-                    if offset <= pos:
-                        history = is_history
                 self.sentences.append(_Sentence(pos, end, text[pos:end], history))
             if match:
                 pos = match.end()
@@ -270,9 +269,12 @@ def _options_measure_types(ctx: AnalysisContext) -> list[str]:
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
+    types = _options_measure_types(ctx)
+    if not types:
+        return []
     report = report_text(ctx.text)
     out: list[Inference] = []
-    for measure_type in _options_measure_types(ctx):
+    for measure_type in types:
         result = evaluate(ctx, measure_type, report)
         if result is not None:
             out.append(result)
