@@ -28,6 +28,8 @@ thyroid/adrenal/liver/pancreas papers keep their own code in guidance.py):
   missing items. Without a rule: the required items not found are missing, and the
   ranking is "high" only for ``rankComplete`` guidelines with nothing missing (staging,
   ranked by how much of the required information the report holds).
+- ``proposals: false`` - identifiers RI gives no proposals for (not marked * in
+  ri_contract §5.12): the rules' proposals stay as reference and are not emitted.
 """
 
 from __future__ import annotations
@@ -280,7 +282,8 @@ def evaluate_rules(ctx: AnalysisContext, guideline: Guideline, lesion: Lesion, r
     for rule in guideline.get("rules", []):
         if _holds(rule, flags, values):
             present += [guidance_item(name, value) for name, value in rule.get("present", [])]
-            return identifier, present, rule.get("proposals", []), rule.get("missing", []), rule.get("rank", "low")
+            proposals = rule.get("proposals", []) if guideline.get("proposals", True) else []
+            return identifier, present, proposals, rule.get("missing", []), rule.get("rank", "low")
     rank = "high" if guideline.get("rankComplete") and not not_found else "low"
     return identifier, present, [], not_found, rank
 
