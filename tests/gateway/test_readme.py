@@ -1,0 +1,33 @@
+"""The README's command-line reference names every command and every long option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.cli import main
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def _commands(group: click.Group, prefix: str = ""):
+    for name, command in group.commands.items():
+        path = f"{prefix}{name}"
+        yield path, command
+        if isinstance(command, click.Group):
+            yield from _commands(command, path + " ")
+
+
+def test_every_command_and_option_is_in_the_readme():
+    missing = []
+    for path, command in _commands(main):
+        if f"`{path}" not in README:
+            missing.append(path)
+        for param in command.params:
+            if getattr(param, "hidden", False):
+                continue
+            for opt in getattr(param, "opts", []):
+                if opt.startswith("--") and opt not in README:
+                    missing.append(f"{path} {opt}")
+    assert missing == []
