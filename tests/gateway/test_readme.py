@@ -31,3 +31,13 @@ def test_every_command_and_option_is_in_the_readme():
                 if opt.startswith("--") and opt not in README:
                     missing.append(f"{path} {opt}")
     assert missing == []
+
+
+def test_quick_start_has_two_commands_and_ci_runs_the_second():
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
+    assert len(commands) == 2
+    assert commands[0].endswith("ri-gateway serve")
+    ci = (Path(__file__).resolve().parents[2] / ".ci" / "run").read_text(encoding="utf-8")
+    assert commands[1] in ci.splitlines()
