@@ -55,6 +55,9 @@ AGE_WORDS: dict[str, tuple[float, float]] = {
 _AGE_WORD = phrase_pattern(list(AGE_WORDS))
 
 # Word right before the number that dates the age to a past event ("at 40 years old").
+_ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
+_NEXT_WORD = re.compile(r"[\s,(-]*([A-Za-z]+)")
+_POSSESSOR_LEAD = re.compile(r"\b(?:her|his|their|the\s+mother'?s?|of\s+an?|delivered)\s+$")
 _PAST_LEAD = re.compile(
     r"(?:\b(?:at|since|until|till|by|from|before|after|between|when|during|as\s+a)"
     r"(?:\s+the)?(?:\s+ages?\s+of)?(?:\s+(?:age|ages))?\s*:?\s*$)"
@@ -92,7 +95,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
 def _parse_date(value: str | None) -> dt.date | None:
     if not value:
         return None
-    m = re.match(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})", value)
+    m = _ISO_DATE.match(value)
     if not m:
         return None
     try:
@@ -173,7 +176,7 @@ def _describes_patient_now(ctx: AnalysisContext, start: int, end: int) -> bool:
     if _PAST_LEAD.search(lead) or _THRESHOLD.search(lead):
         return False
     follow = text[end:min(s_end, end + 30)]
-    next_word = re.match(r"[\s,(-]*([A-Za-z]+)", follow)
+    next_word = _NEXT_WORD.match(follow)
     others = _other_person_pattern()
     if next_word:
         word = next_word.group(1)
@@ -191,7 +194,7 @@ def _word_describes_patient(ctx: AnalysisContext, start: int, end: int) -> bool:
     if text[end:end + 2] in ("'s", "’s"):
         return False
     lead = text[max(0, start - 20):start].lower()
-    if re.search(r"\b(?:her|his|their|the\s+mother'?s?|of\s+an?|delivered)\s+$", lead):
+    if _POSSESSOR_LEAD.search(lead):
         return False
     section = section_name_at(ctx, start)
     if section not in (None, "HISTORY", "EXAM"):

@@ -33,7 +33,7 @@ class Rule:
     anatomy_any: frozenset[str]
     modifiers_any: frozenset[str]
     modifiers_none: frozenset[str]
-    text_any: tuple[str, ...]
+    text_any: re.Pattern[str] | None  # one of these words in the sentence
     uncertainty_any: tuple[str | None, ...] | None
     size_mm_over: float | None
     not_known: bool
@@ -52,10 +52,8 @@ class Rule:
             return False
         if modifiers & self.modifiers_none:
             return False
-        if self.text_any:
-            sentence = ctx.text[m.sentence[0]:m.sentence[1]].lower()
-            if not any(re.search(rf"\b{re.escape(w)}\b", sentence) for w in self.text_any):
-                return False
+        if self.text_any and not self.text_any.search(ctx.text, *m.sentence):
+            return False
         if self.uncertainty_any is not None and m.assertion.uncertainty not in self.uncertainty_any:
             return False
         if self.size_mm_over is not None:
@@ -77,10 +75,16 @@ def _rules() -> tuple[list[Rule], frozenset[str]]:
             anatomy_any=frozenset(raw.get("anatomy_any", ())),
             modifiers_any=frozenset(raw.get("modifiers_any", ())),
             modifiers_none=frozenset(raw.get("modifiers_none", ())),
-            text_any=tuple(raw.get("text_any", ())),
+            text_any=_any_word(raw.get("text_any", ())),
             uncertainty_any=tuple(raw["uncertainty_any"]) if "uncertainty_any" in raw else None,
             size_mm_over=raw.get("size_mm_over"), not_known=bool(raw.get("not_known"))))
     return rules, descriptions
+
+
+def _any_word(words: list[str]) -> re.Pattern[str] | None:
+    if not words:
+        return None
+    return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
 
 
 RULES, DESCRIPTIONS = _rules()

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import AnalysisContext
+from ..knowledge import pattern
 from ..models import (
     FindingInference, FollowupRecommendationInference, GenericProcedureRecommendation,
     GuidanceInference, ImagingProcedure, ImagingProcedureRecommendation, Inference, Observation,
@@ -129,7 +130,7 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     kind = "solid"
     clause = ctx.text[lesion.clause[0]:lesion.clause[1]]
     for key, entry in table["nodule_types"].items():
-        if re.search(entry["pattern"], clause, re.IGNORECASE):
+        if pattern(entry["pattern"]).search(clause):
             kind = key
             present.append(guidance_item("NODULE TYPE", entry["value"]))
             break
@@ -137,8 +138,7 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
         present.append(size_info(lesion))
     else:
         missing.append("SIZE")
-    risks = [level for level, rx in table["risk"].items() if re.search(rx, text, re.IGNORECASE)]
-    risk = risks[0] if len(risks) == 1 else None
+    risk = _smoking_risk(ctx, table, text)
     if risk:
         present.append(guidance_item("RISK LEVEL", f"{risk.upper()} RISK"))
     age = patient_age(ctx)
@@ -156,13 +156,23 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     return table["identifier"], present, specs, missing, band.get("rank", "low")
 
 
+def _smoking_risk(ctx: AnalysisContext, table: dict[str, Any], text: str) -> str | None:
+    """The one risk level the report states, if exactly one (read once per report: the
+    patterns scan the whole text, and a report may hold several nodules)."""
+    cache: dict[str, str | None] = ctx.layers.setdefault("guidance.fleischner_risk", {})
+    if text not in cache:
+        risks = [level for level, rx in table["risk"].items() if pattern(rx).search(text)]
+        cache[text] = risks[0] if len(risks) == 1 else None
+    return cache[text]
+
+
 def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     table = _data("tirads.json")
     sentence = ctx.text[lesion.sentence[0]:lesion.sentence[1]]
     present: list[PresentGuidanceInformation] = []
     points, missing = 0, []
     for feature, options in table["features"].items():
-        hit = next((o for o in options if re.search(o["pattern"], sentence, re.IGNORECASE)), None)
+        hit = next((o for o in options if pattern(o["pattern"]).search(sentence)), None)
         if hit is None:
             missing.append(feature)
         else:
@@ -205,10 +215,10 @@ def bosniak(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     present: list[PresentGuidanceInformation] = []
     if lesion.sizes:
         present.append(size_info(lesion))
-    match = re.search(table["classPattern"], sentence, re.IGNORECASE)
+    match = pattern(table["classPattern"]).search(sentence)
     if match:
         cls = {"1": "I", "2": "II", "2F": "IIF", "3": "III", "4": "IV"}.get(match.group(1).upper(), match.group(1).upper())
-    elif re.search(table["simpleCyst"], sentence, re.IGNORECASE):
+    elif pattern(table["simpleCyst"]).search(sentence):
         cls = "I"
     else:
         return table["identifier"], present, [], ["BOSNIAK CLASS"], "low"
@@ -233,11 +243,11 @@ def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
             flags.add("age_over" if older else "age_under")
     for key in ("suspicious", "benign"):
         entry = table.get(key)
-        if entry and re.search(entry["pattern"], sentence, re.IGNORECASE):
+        if entry and pattern(entry["pattern"]).search(sentence):
             present.append(guidance_item(entry["item"], entry["value"]))
             flags.add(key)
     risk = table.get("risk")
-    if risk and re.search(risk["high"], text, re.IGNORECASE):
+    if risk and pattern(risk["high"]).search(text):
         present.append(guidance_item(risk["item"], risk["value"]))
         flags.add("high_risk")
     size = _largest(lesion)

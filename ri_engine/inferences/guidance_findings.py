@@ -57,6 +57,8 @@ _ORGANS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
 }
 _ORGAN_RX = {organ: (re.compile(words, re.IGNORECASE), re.compile(nouns, re.IGNORECASE))
               for organ, (words, nouns, _codes) in _ORGANS.items()}
+# Any organ's lesion noun: most sentences name none, and then no clause of theirs is read.
+_ANY_NOUN = re.compile("|".join(nouns for _words, nouns, _codes in _ORGANS.values()), re.IGNORECASE)
 _SOI = {"nodul": ("27925004", "NODULE (MORPHOLOGIC ABNORMALITY)"), "cyst": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "mass": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)"), "ipmn": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "adenoma": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)")}
@@ -144,7 +146,7 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
     lesions: list[Lesion] = []
     plural_seen: set[tuple[str, str]] = set()   # (section, organ) with a plural mention
     for sentence in report.sentences:
-        if sentence.history and not include_history:
+        if (sentence.history and not include_history) or not _ANY_NOUN.search(sentence.text):
             continue
         section = ctx.section_at(sentence.start)
         section_key = section.name if section else ""

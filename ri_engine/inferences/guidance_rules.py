@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import AnalysisContext
+from ..knowledge import pattern as _rx
 from ..models import PresentGuidanceInformation
 from .guidance_findings import Lesion, clause_spans, guidance_item, lesion_at, size_info
 from .quality_measures import ReportText, patient_age
@@ -72,11 +73,6 @@ def _not_current_cue() -> re.Pattern[str]:
     terms = sorted({t for c in cues if c["category"] in ("other_experiencer", "historical")
                     and c["direction"] == "forward" for t in c["terms"]}, key=len, reverse=True)
     return re.compile(r"\b(?:" + "|".join(re.escape(t) for t in terms) + r")(?!\w)", re.IGNORECASE)
-
-
-@functools.cache
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
 
 
 def exam_text(ctx: AnalysisContext) -> str:

@@ -33,6 +33,7 @@ from .quality_text import (
 )
 
 _OPPOSITE = {"left": "right", "right": "left"}
+_FOUR_WORDS = re.compile(r"(?:\s*[-A-Za-z]+){0,4}")
 _CPT_MODIFIER = re.compile(r"-\s*(LT|RT)\b", re.IGNORECASE)
 # A lone L/R is a side only at the end of an order text or in parentheses ("KNEE L",
 # "HIP (R)"); elsewhere it is usually part of a name ("L SPINE").
@@ -136,7 +137,7 @@ def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str |
     """The paired part named within a few words after a side word ("left | lower lobe")."""
     _, s_end = sentence_bounds(ctx, offset)
     window = ctx.text[offset:min(s_end, offset + 40)]
-    words = re.match(r"(?:\s*[-A-Za-z]+){0,4}", window)
+    words = _FOUR_WORDS.match(window)
     limit = offset + (words.end() if words else 0)
     best: tuple[int, str, tuple[int, int]] | None = None
     for group, pattern in vocab.parts:

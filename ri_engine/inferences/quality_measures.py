@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..context import AnalysisContext
+from ..knowledge import pattern as _rx
 from ..models import Inference, QualityMeasureInference
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
@@ -40,11 +41,6 @@ _SUBCENTIMETER = re.compile(r"\bsub-?centimet(?:er|re)\b|\btiny\b", re.IGNORECAS
 def _table() -> dict[str, Any]:
     path = Path(__file__).resolve().parent.parent / "knowledge" / "quality_measures.json"
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-@functools.cache
-def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
 
 
 def supported_measure_types() -> list[str]:

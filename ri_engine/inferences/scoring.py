@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from ..context import AnalysisContext
+from .. import knowledge
 from ..models import AssessmentValueRange, Inference, ScoringAndAssessmentInference
 from ..nlp.prefilter import Literals, Screen, required_literals
 
 # Same token facts as RI's offsets: numbers whole, words whole, any other character alone.
+_SPACES = re.compile(r"\s+")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+|[^\s\w]")
 _ROMAN = {"0": "0", "I": "1", "II": "2", "III": "3", "IV": "4"}
 _TO_ROMAN = {"1": "I", "2": "II", "2F": "IIF", "3": "III", "4": "IV"}
@@ -85,10 +87,10 @@ def category_names() -> list[str]:
 
 
 def _normalise(raw: str, entry: dict[str, Any]) -> str:
-    value = re.sub(r"\s+", "", raw)
+    value = _SPACES.sub("", raw)
     strip = entry.get("strip")
     if strip:
-        value = re.sub(strip, "", value, flags=re.IGNORECASE)
+        value = knowledge.pattern(strip).sub("", value)
     value = value.upper()
     mode = entry.get("normalise", "upper")
     if mode == "number":

@@ -33,6 +33,7 @@ from .quality_text import (
     token_evidence,
 )
 
+_NEXT_WORD = re.compile(r"[\s,-]*([A-Za-z]+)")
 _PATIENT = re.compile(r"\b(?:patient|pt)\b", re.IGNORECASE)
 _AGE_LETTER = re.compile(
     r"\b\d{1,3}\s*(?:yo|y/o|y\.o\.|-?\s*years?\s*-?\s*old|-?\s*yr\s*-?\s*old)\s+(?P<s>[MF])\b")
@@ -135,7 +136,7 @@ def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> 
     """The mention belongs to a relative, a fetus or a clinician, not the patient."""
     s_start, s_end = sentence_bounds(ctx, start)
     text = ctx.text
-    after = re.match(r"[\s,-]*([A-Za-z]+)", text[end:s_end])
+    after = _NEXT_WORD.match(text[end:s_end])
     if after and terms.others.fullmatch(after.group(1)):
         return True
     before = text[max(s_start, start - 30):start]

@@ -31,6 +31,7 @@ _DATE = re.compile(
     r")(?![\w/])",
     re.IGNORECASE,
 )
+_ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
 _TIME = re.compile(
     r"(?<![\w:])(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])"
     r"|(?P<h24>[01]?\d|2[0-3]):(?P<m24>[0-5]\d)(?!\s*[ap]\.?m)(?![\d:])"
@@ -125,7 +126,7 @@ def parse_document_date(value: str | None) -> dt.date | None:
     """The date part of an RI datetime string, leniently ("2014-2-20T00:00:00" works)."""
     if not value:
         return None
-    match = re.match(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})", value)
+    match = _ISO_DATE.match(value)
     if not match:
         return None
     try:

@@ -42,6 +42,7 @@ _PRIOR_AFTER = re.compile(
 )
 
 
+_SPACES = re.compile(r"\s+")
 _UNIT_ONLY = re.compile(rf"(?<![A-Za-z])(?:{_UNIT})(?![A-Za-z])", re.IGNORECASE)
 
 
@@ -66,7 +67,7 @@ def find_measurements(text: str) -> list[Measurement]:
     for match in _matches(text):
         unit = "mm" if match.group("unit").lower().startswith(("mm", "milli")) else "cm"
         cmp_text = match.group("cmp")
-        comparator = _COMPARATORS[re.sub(r"\s+", " ", cmp_text.lower())] if cmp_text else None
+        comparator = _COMPARATORS[_SPACES.sub(" ", cmp_text.lower())] if cmp_text else None
         start, end = match.span()
         value_start = match.start("n1")
         lead = text[max(0, value_start - 40):value_start]

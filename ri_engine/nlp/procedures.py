@@ -20,6 +20,7 @@ _AFTER_LINK = re.compile(r"^[ \t]*(?:(?:of|through|for|to)[ \t]+)?(?:the[ \t]+)?
 _GUIDED = re.compile(r"[ \t]*-?[ \t]*guided\b", re.IGNORECASE)
 _CHAIN_LINK = re.compile(r"^[ \t]*(?:/|and|&|,)[ \t]*$", re.IGNORECASE)
 _BEFORE_LINK = re.compile(r"^[ \t]*$")
+_SIDE_GAP = re.compile(r"^[ \t]*(?:of[ \t]+)?(?:the[ \t]+)?(?:left|right|bilateral|both)[ \t]*$", re.I)
 _CONTRAST = (
     ("without_then_with", re.compile(r"\bw(?:ith)?(?:out|/o)?\s*(?:and|&|/)\s*w(?:ith)?(?:out|/o)\b|\bwo?/w\b", re.I)),
     ("without", re.compile(r"\b(?:without(?:\s+(?:iv|intravenous))?\s+contrast|non-?contrast|w/o\b|wo\b|unenhanced|noncontrast)", re.I)),
@@ -87,4 +88,4 @@ def _anatomy_before(text: str, term: Term, anatomy: Sequence[AnatomyMention],
 
 def _side_gap(gap: str) -> bool:
     # "MRI of the left knee": the laterality word sits between the link and the anatomy.
-    return bool(re.match(r"^[ \t]*(?:of[ \t]+)?(?:the[ \t]+)?(?:left|right|bilateral|both)[ \t]*$", gap, re.I))
+    return bool(_SIDE_GAP.match(gap))

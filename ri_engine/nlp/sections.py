@@ -56,6 +56,7 @@ class SectionScheme:
 # patterns' look-behinds allow; a header never holds a line break or a sentence end).
 _LINE_START = re.compile(r"[\n\r]")
 _SENTENCE_START = re.compile(r"[\n\r]|[.!?][ \t]")
+_SPACES = re.compile(r"\s+")
 
 
 def _matches(pattern: re.Pattern[str], text: str, starts: re.Pattern[str]) -> list[re.Match[str]]:
@@ -81,7 +82,7 @@ def find_sections(text: str, scheme: SectionScheme) -> list[Section]:
     headers: dict[int, tuple[int, int, str]] = {}
     for pattern, starts in ((scheme.pattern, _SENTENCE_START), (scheme.alone_pattern, _LINE_START)):
         for match in _matches(pattern, text, starts):
-            words = re.sub(r"\s+", " ", match.group("name").lower())
+            words = _SPACES.sub(" ", match.group("name").lower())
             name = scheme.names.get(words)
             if name is None:
                 continue
