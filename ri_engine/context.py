@@ -36,7 +36,7 @@ from .nlp.types import (
 )
 from .models import (
     Extension, ModelConfiguration, OrderedProcedure, PatientDocument, PatientRecord,
-    token_extension,
+    document_reference, document_token,
 )
 
 
@@ -88,7 +88,7 @@ class AnalysisContext:
             if end > start:
                 extension = made.get((start, end))
                 if extension is None:
-                    extension = made[start, end] = token_extension(start, end - start, self.document_id)
+                    extension = made[start, end] = document_token(self._reference, start, end - start)
                 out.append(extension)
         return out
 
@@ -156,6 +156,10 @@ class AnalysisContext:
     @cached_property
     def _evidence(self) -> dict[tuple[int, int], Extension]:
         return {}
+
+    @cached_property
+    def _reference(self) -> Extension:
+        return document_reference(self.document_id)
 
     # --- indexes, built on first use (the layers never change once builders run) ------
 

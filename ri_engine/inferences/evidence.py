@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from ..context import AnalysisContext
 from ..knowledge import load_json
 from ..models import CodeableConcept, Extension, coding
-from ..nlp.types import Code
+from ..nlp.types import Code, Section
 
 LOINC_OID = "2.16.840.1.113883.6.1"
 
@@ -27,9 +27,18 @@ def coded(ctx: AnalysisContext, code: Code, spans: Iterable[tuple[int, int]] = (
 
 
 def section_extension(ctx: AnalysisContext, offset: int) -> Extension | None:
+    """One value per section and request, shared by every inference in that section."""
     section = ctx.section_at(offset)
     if section is None or section.loinc_code is None:
         return None
+    made: dict[tuple[int, int], Extension] = ctx.layers.setdefault("evidence.sections", {})
+    extension = made.get((section.start, section.end))
+    if extension is None:
+        extension = made[section.start, section.end] = _section_extension(section)
+    return extension
+
+
+def _section_extension(section: Section) -> Extension:
     data = load_json("sections.json")
     return Extension(url="section", extension=[
         Extension(url="code", value_string=section.loinc_code),

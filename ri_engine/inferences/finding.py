@@ -9,6 +9,10 @@ PROBABLE, IMPROBABLE, CANNOT BE EXCLUDED). Components follow RI's order: SUBJECT
 INFORMATION, ANATOMY, LATERALITY, CHANGE, SEVERITY, CHRONICITY, QUALIFIER (features),
 MULTIPLE (always exactly one), DATE, SIZE (one per dimension, CURRENT or PREVIOUS).
 Findings inside a RECOMMENDATION section are advice, not observations, and are skipped.
+
+Values that are the same in every observation (component codes, interpretations, the
+MULTIPLE component, size states) are built once and shared: inference values are never
+changed once built, and a report has dozens of findings of about forty objects each.
 """
 
 from __future__ import annotations
@@ -32,6 +36,24 @@ COMPONENT = {k: make_code(v) for k, v in _DATA["component"].items()}
 FINDING_CODE = {k: make_code(v) for k, v in _DATA["finding_code"].items()}
 UNITS = _DATA["units"]
 SIZE_STATE = _DATA["size_interpretation"]
+
+
+def _concept(code: Code) -> CodeableConcept:
+    return CodeableConcept(coding=[_coding(code)])
+
+
+def _coding(code: Code) -> Coding:
+    return Coding(system=code.system, code=code.code, display=code.display)
+
+
+_COMPONENT_CODE = {name: _concept(code) for name, code in COMPONENT.items()}
+_INTERPRETATION = {key: _concept(code) for key, code in INTERPRETATION.items()}
+_CLINICAL_FINDING = _concept(FINDING_CODE["clinical"])
+_MULTIPLE = {value: ObservationComponent(code=_COMPONENT_CODE["multiple"], value_boolean=value)
+             for value in (False, True)}
+_SIZE_INTERPRETATION = {
+    prior: [CodeableConcept(coding=[Coding(code=state[0], display=state[1])])]
+    for prior, state in ((False, SIZE_STATE["current"]), (True, SIZE_STATE["previous"]))}
 
 
 def reported(ctx: AnalysisContext) -> list[FindingMention]:
@@ -95,33 +117,32 @@ def _build(ctx: AnalysisContext, mention: FindingMention, ident: str) -> Observa
     if mention.laterality:
         side = mention.laterality
         comps.append(_component(ctx, "laterality", coded(ctx, side.code, [(side.start, side.end)])))
-    for kind in ("change", "severity", "chronicity"):
-        modifier = _first_coded(mention, kind)
-        if modifier is not None and modifier.code is not None:
-            comps.append(_component(ctx, kind, coded(ctx, modifier.code, [(modifier.start, modifier.end)])))
-    for feature in mention.modifiers_of("feature"):
+    features = mention.modifiers_of("feature")
+    if mention.modifiers:
+        for kind in ("change", "severity", "chronicity"):
+            modifier = _first_coded(mention, kind, features)
+            if modifier is not None and modifier.code is not None:
+                comps.append(_component(ctx, kind, coded(ctx, modifier.code, [(modifier.start, modifier.end)])))
+    for feature in features:
         if feature.code is not None:
             comps.append(_component(ctx, "feature", coded(ctx, feature.code, [(feature.start, feature.end)])))
         else:
-            comps.append(ObservationComponent(code=_code("feature"), value_string=feature.text.lower(),
+            comps.append(ObservationComponent(code=_COMPONENT_CODE["feature"], value_string=feature.text.lower(),
                                               extension=ctx.evidence((feature.start, feature.end)) or None))
-    comps.append(ObservationComponent(code=_code("multiple"), value_boolean=mention.multiple))
+    comps.append(_MULTIPLE[mention.multiple])
     if mention.date:
-        comps.append(ObservationComponent(code=_code("date"), value_date_time=mention.date,
+        comps.append(ObservationComponent(code=_COMPONENT_CODE["date"], value_date_time=mention.date,
                                           extension=ctx.evidence(mention.date_span) or None
                                           if mention.date_span else None))
     for measurement in mention.measurements:
         comps.extend(_sizes(ctx, measurement))
-    interpretations = [CodeableConcept(coding=[_coding(INTERPRETATION[k])])
-                       for k in interpretation_keys(mention)]
+    interpretations = [_INTERPRETATION[k] for k in interpretation_keys(mention)]
     return Observation(
-        resource_type="Observation", id=ident, status="unknown",
-        code=CodeableConcept(coding=[_coding(FINDING_CODE["clinical"])]),
+        resource_type="Observation", id=ident, status="unknown", code=_CLINICAL_FINDING,
         interpretation=interpretations or None, component=comps)
 
 
-def _first_coded(mention: FindingMention, kind: str) -> Modifier | None:
-    features = mention.modifiers_of("feature")
+def _first_coded(mention: FindingMention, kind: str, features: tuple[Modifier, ...]) -> Modifier | None:
     for modifier in mention.modifiers_of(kind):
         # "minimally displaced": the adverb grades the feature, not the finding.
         if kind == "severity" and any(0 <= f.start - modifier.end <= 1 for f in features):
@@ -132,29 +153,20 @@ def _first_coded(mention: FindingMention, kind: str) -> Modifier | None:
 
 def _sizes(ctx: AnalysisContext, m: Measurement) -> list[ObservationComponent]:
     unit = UNITS[m.unit]
-    state = SIZE_STATE["previous" if m.prior else "current"]
-    interpretation = [CodeableConcept(coding=[Coding(code=state[0], display=state[1])])]
+    interpretation = _SIZE_INTERPRETATION[m.prior]
     if m.is_range:
         return [ObservationComponent(
-            code=_code("size"), interpretation=interpretation,
+            code=_COMPONENT_CODE["size"], interpretation=interpretation,
             value_range=Range(low=Quantity(value=m.low, unit=unit), high=Quantity(value=m.high, unit=unit)),
             extension=ctx.evidence(*m.value_spans) or None)]
     out = []
     for value, span in zip(m.values, m.value_spans):
         out.append(ObservationComponent(
-            code=_code("size"), interpretation=interpretation,
+            code=_COMPONENT_CODE["size"], interpretation=interpretation,
             value_quantity=Quantity(value=value, unit=unit, comparator=m.comparator),
             extension=ctx.evidence(span) or None))
     return out
 
 
 def _component(ctx: AnalysisContext, name: str, value: CodeableConcept) -> ObservationComponent:
-    return ObservationComponent(code=_code(name), value_codeable_concept=value)
-
-
-def _code(name: str) -> CodeableConcept:
-    return CodeableConcept(coding=[_coding(COMPONENT[name])])
-
-
-def _coding(code: Code) -> Coding:
-    return Coding(system=code.system, code=code.code, display=code.display)
+    return ObservationComponent(code=_COMPONENT_CODE[name], value_codeable_concept=value)

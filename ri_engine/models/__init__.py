@@ -6,7 +6,7 @@ from .base import Model, ModelError
 from .fhir import (
     DERIVATION_REFERENCE, LOINC, RADLEX, SNOMED, CodeableConcept, Coding, Extension,
     Observation, ObservationComponent, Period, Quantity, Range, Reference, concept, coding,
-    token_extension, token_spans,
+    document_reference, document_token, token_extension, token_spans,
 )
 from .inferences import (
     AgeMismatchInference, AssessmentValueRange, CompleteOrderDiscrepancyInference, Contrast,
@@ -44,5 +44,5 @@ __all__ = sorted([
     "QualityMeasureOptions", "Quantity", "RADLEX", "RadiologyInsightsData",
     "RadiologyInsightsJob", "RadiologyProcedureInference", "Range", "RecommendationFinding",
     "Reference", "SNOMED", "ScoringAndAssessmentInference", "SexMismatchInference", "View",
-    "coding", "concept", "token_extension", "token_spans",
+    "coding", "concept", "document_reference", "document_token", "token_extension", "token_spans",
 ])

@@ -116,14 +116,25 @@ def concept(system: str, code: str, display: str | None = None, *,
 
 def token_extension(offset: int, length: int, document_id: str) -> Extension:
     """One evidence token: a span of the document text (RI's derivation-reference)."""
+    return document_token(document_reference(document_id), offset, length)
+
+
+def document_token(reference: Extension, offset: int, length: int) -> Extension:
+    """``token_extension`` with the document's ``reference`` part given: the tokens of one
+    document share it (a report has hundreds of them)."""
     return Extension(
         url=DERIVATION_REFERENCE,
         extension=[
-            Extension(url="reference", value_reference=Reference(reference=document_id, type="documentId")),
+            reference,
             Extension(url="offset", value_integer=offset),
             Extension(url="length", value_integer=length),
         ],
     )
+
+
+def document_reference(document_id: str) -> Extension:
+    """The ``reference`` part of an evidence token: which document the offsets are in."""
+    return Extension(url="reference", value_reference=Reference(reference=document_id, type="documentId"))
 
 
 def token_spans(extensions: list[Extension] | None) -> list[tuple[int, int]]:
