@@ -27,6 +27,7 @@ from ..models import (
     GenericProcedureRecommendation, ImagingProcedure, ImagingProcedureRecommendation, Inference,
     Period, RecommendationFinding,
 )
+from ..nlp.alternation import phrase_alternation
 from ..nlp.lexicon import make_code
 from ..nlp.types import Laterality, ProcedureMention, Span
 from . import critical_result, finding
@@ -39,8 +40,7 @@ _SKIP_SECTIONS = frozenset({"HISTORY", "INDICATION", "COMPARISON", "TECHNIQUE", 
 
 
 def _words(terms: list[str]) -> re.Pattern[str]:
-    parts = sorted((re.escape(t).replace(r"\ ", r"\s+") for t in terms), key=len, reverse=True)
-    return re.compile(r"(?<![\w-])(?:%s)(?![\w-])" % "|".join(parts), re.IGNORECASE)
+    return re.compile(r"(?<![\w-])%s(?![\w-])" % phrase_alternation(terms), re.IGNORECASE)
 
 
 _CUE = _words(_VOCAB["cues"])

@@ -20,6 +20,7 @@ from typing import Any
 from ..context import AnalysisContext, Section, Span
 from ..knowledge import load_json
 from ..models import CodeableConcept, Extension, concept
+from ..nlp.alternation import phrase_alternation
 from ..nlp.sections import SectionScheme, find_sections
 from ..nlp.sentences import split_sentences
 
@@ -55,9 +56,8 @@ def coded(entry: dict[str, str], ctx: AnalysisContext | None = None,
 
 def phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
     """Whole-word, case-insensitive alternation, longest phrase first; spaces match any gap."""
-    parts = sorted({p.lower() for p in phrases}, key=len, reverse=True)
-    body = "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in parts)
-    return re.compile(rf"(?<![A-Za-z0-9])(?:{body})(?![A-Za-z0-9])", re.IGNORECASE)
+    body = phrase_alternation(" ".join(p.split()) for p in phrases)
+    return re.compile(rf"(?<![A-Za-z0-9]){body}(?![A-Za-z0-9])", re.IGNORECASE)
 
 
 # --- sections and sentences -----------------------------------------------------------------
