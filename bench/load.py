@@ -4,13 +4,16 @@ Several persistent connections (default 8) each send a ~3 KB ORU^R01 and wait fo
 ACK before sending the next one.  In the same run the same load goes to three servers,
 each in its own process:
 
-* ``gateway``  -- ``ri-gateway serve`` on its defaults: decode, MSH, mapping to RI
-  requests (so bad content is answered AE), durable commit to SQLite (WAL,
-  synchronous=FULL, group commit, duplicate check in the commit), then ACK; analysis
-  runs in its worker pool, held back while messages keep arriving (``[analysis]
-  quiet_period``) for at most ``max_wait`` (5 s) -- longer than the measured window;
-* ``gateway-fast`` -- the same with ``[mllp] map_before_ack = false``: the ACK path reads
-  MSH only; mapping moves after the ACK, into the analysis workers;
+* ``gateway``  -- ``ri-gateway serve`` on its defaults: decode, MSH, the content check
+  (``[mllp] map_before_ack = "check"``: bad content is answered AE), durable commit to
+  SQLite (WAL, synchronous=FULL, group commit, duplicate check in the commit), then ACK;
+  mapping and analysis run in the worker pool, held back while messages keep arriving
+  (``[analysis] quiet_period``) for at most ``max_wait`` (5 s) -- longer than the
+  measured window;
+* ``gateway-full`` -- the same with ``map_before_ack = "full"``: the whole mapping to RI
+  requests runs before the ACK (the default before the check existed);
+* ``gateway-fast`` -- the same with ``map_before_ack = "none"``: the ACK path reads MSH
+  only;
 * ``gateway-fast-busy`` -- ``gateway-fast`` with ``quiet_period = 0``: analysis starts at
   once and runs beside the listener for the whole run, as under sustained overload
   (or after ``max_wait``): the ACK path's rate with analysis competing for the CPU;
@@ -19,6 +22,7 @@ each in its own process:
 * ``python-hl7`` -- python-hl7's asyncio MLLP server answering a fixed ACK.
 
 It prints messages/s, p50 and p99 ACK latency for each, and the ratios against the floor.
+``--servers`` picks some of them (the floor always runs: the ratios need it).
 Target for the gateway: at least 25% of the floor's rate, p99 under 20 ms.
 
     python bench/load.py [--connections 8] [--seconds 5] [--size 3072]
@@ -192,8 +196,10 @@ def _start(kind: str, port: int, tmp: str) -> subprocess.Popen:
                "--mllp", f"tcp:{port}:interface=127.0.0.1"]
         # WARNING: no per-message log line (INFO writes one JSON line per message).
         env.update({"RI_GATEWAY_HTTP_ENABLED": "false", "RI_GATEWAY_LOGGING_LEVEL": "WARNING"})
+        if kind == "gateway-full":
+            env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "full"
         if kind.startswith("gateway-fast"):
-            env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "false"
+            env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "none"
         if kind == "gateway-fast-busy":
             env["RI_GATEWAY_ANALYSIS_QUIET_PERIOD"] = "0"
     else:
@@ -202,13 +208,14 @@ def _start(kind: str, port: int, tmp: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL)
 
 
-SERVERS = ("floor", "gateway", "gateway-fast", "gateway-fast-busy", "python-hl7")
+SERVERS = ("floor", "gateway", "gateway-full", "gateway-fast", "gateway-fast-busy", "python-hl7")
 
 
-def run(connections: int, seconds: float, size: int, warmup: float) -> list[Result]:
+def run(connections: int, seconds: float, size: int, warmup: float,
+        servers: tuple[str, ...] = SERVERS) -> list[Result]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in SERVERS:
+        for kind in [k for k in SERVERS if k == "floor" or k in servers]:
             port = _free_port()
             proc = _start(kind, port, tmp)
             try:
@@ -244,13 +251,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--size", type=int, default=3072)
     parser.add_argument("--json", action="store_true", help="print the results as JSON too")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                        help="which servers to load (the floor always runs)")
     parser.add_argument("--serve", nargs=2, metavar=("KIND", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         kind, port = args.serve[0], int(args.serve[1])
         (serve_floor if kind == "floor" else serve_python_hl7)(port)
         return 0
-    results = run(args.connections, args.seconds, args.size, args.warmup)
+    results = run(args.connections, args.seconds, args.size, args.warmup, tuple(args.servers))
     print(report(results, args.connections, args.size))
     if args.json:
         print(json.dumps([{"server": r.name, "rate": r.rate, "p50_ms": r.percentile(0.5),

@@ -97,6 +97,14 @@ def _known(key: str, value: tuple[str, ...], known: tuple[str, ...]) -> None:
         raise ConfigError(key, f"unknown value {unknown[0]!r}; one of: {', '.join(known)}")
 
 
+def _map_before_ack_alias(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "full" if value else "none"
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return "full" if value.strip().lower() == "true" else "none"
+    return value
+
+
 def check(fn: Callable[[str, Any], None]) -> Any:
     """A dataclass field default carrying a validator (applied after type coercion)."""
     return {"check": fn}
@@ -117,10 +125,15 @@ class MLLPSettings:
     accepted_versions: tuple[str, ...] = field(default=HL7_VERSIONS, metadata=check(_non_empty))
     accepted_processing_ids: tuple[str, ...] = field(default=("P", "D", "T"),
                                                      metadata=check(_non_empty))
-    # Map the ORU to RI requests before the ACK (content errors answered AE).  False ACKs
-    # after the header checks and the commit; mapping then runs in the analysis workers
-    # and a content error is recorded and reported after the ACK (config/gateway.toml).
-    map_before_ack: bool = True
+    # How much of the ORU is read before the ACK (config/gateway.toml): "check" (content
+    # rules answered AE, mapping in the workers), "full" (mapped before the ACK), "none"
+    # (MSH only).  true/false, the earlier boolean form, mean "full"/"none".
+    map_before_ack: Literal["full", "check", "none"] = field(
+        default="check", metadata={"before": _map_before_ack_alias})
+
+    def __post_init__(self) -> None:
+        # MLLPSettings(map_before_ack=False) from code gets the same reading as the file.
+        object.__setattr__(self, "map_before_ack", _map_before_ack_alias(self.map_before_ack))
 
 
 @dataclass(frozen=True)
@@ -274,7 +287,8 @@ def _build_section(name: str, cls: type, table: Mapping[str, Any]) -> Any:
     kwargs = {}
     for key, value in table.items():
         dotted = f"{name}.{key}"
-        coerced = _coerce(dotted, hints[key], value)
+        before = known[key].metadata.get("before")  # an accepted older spelling
+        coerced = _coerce(dotted, hints[key], before(value) if before else value)
         validator = known[key].metadata.get("check")
         if validator is not None:
             validator(dotted, coerced)

@@ -57,8 +57,10 @@ class AcceptedMessage:
     header: Any  # mappings.header.MessageHeader
     text: str  # decoded message text (CR separators)
     # mappings.inbound.MappedReport per OBR group; None when the message was ACKed
-    # before mapping ([mllp] map_before_ack = false): the pipeline maps it first.
+    # before mapping ([mllp] map_before_ack = "check" or "none"): the workers map it.
     reports: tuple[Any, ...] | None
+    # False: segment separators as sent ("none" read MSH only); normalised before mapping.
+    normalised: bool = True
 
 
 @dataclass(frozen=True)
@@ -208,10 +210,11 @@ class AnalysisPipeline:
         self.in_progress += 1
         started = self.clock()
         if message.reports is None:
-            # The receiver left the segment separators as sent (it read MSH only).
-            from mappings.decoding import normalise_segments
+            if not message.normalised:
+                from mappings.decoding import normalise_segments
 
-            message = replace(message, text=normalise_segments(message.text))
+                message = replace(message, text=normalise_segments(message.text),
+                                  normalised=True)
             d = self._map(message)
             d.addCallback(lambda reports: self._analyse(replace(message, reports=tuple(reports))))
             d.addErrback(self._mapping_failed, message)

@@ -8,13 +8,18 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
    and answered AR when ``mappings.ack.build_unreadable_ack`` can address an answer;
    when it cannot (no MSH-10), nothing is sent and the connection is closed;
 3. accepted type/version/processing id (``mappings.policy``), else AR;
-4. map the ORU to RI requests (``mappings.inbound``): bad content gets AE (with
-   ``[mllp] map_before_ack = false`` this step moves after the ACK, into the workers);
+4. the content rules (``[mllp] map_before_ack``): bad content gets AE.
+
+   * ``"check"`` (default): ``mappings.inbound.check_oru`` applies the rules of the
+     mapping that answer AE (PID before the OBR, a patient id, an OBR, a usable date,
+     some report text) in one cheap pass; the mapping itself runs in the workers;
+   * ``"full"``: the ORU is mapped to RI requests here (``map_oru``), before the ACK;
+   * ``"none"``: nothing: the body is not even split into segments; a content error is
+     found by the workers, after the ACK (``gateway.pipeline``);
 5. commit the raw message with its ACK (group commit) and only then return the ACK;
 6. hand the accepted message to the analysis pipeline (off the reactor thread).
 
-Steps 1-3 read MSH only: with ``map_before_ack = false`` the body is neither split into
-segments nor parsed before the ACK; AR needs MSH only, AE needs the full parse (step 4).
+Steps 1-3 read MSH only: AR and duplicates need MSH only, AE needs step 4.
 
 **Duplicates** (same MSH-3, MSH-4, MSH-10 as an accepted message) get the ORIGINAL ACK
 bytes again, a ``duplicate`` event is audited and nothing is processed.  The check is
@@ -94,9 +99,16 @@ def default_mapper(mapping_config: Any = None) -> Callable[[str], list[Any]]:
     return lambda text: map_oru(text, mapping_config)
 
 
+def default_checker(mapping_config: Any = None) -> Callable[[str], int]:
+    from mappings.inbound import check_oru
+
+    return lambda text: check_oru(text, mapping_config)
+
+
 class Receiver:
     def __init__(self, committer: Any, *, settings: MLLPSettings | None = None,
                  mapper: Callable[[str], list[Any]] | None = None,
+                 checker: Callable[[str], int] | None = None,
                  on_accepted: Callable[[AcceptedMessage], Any] | None = None,
                  ids: Callable[[], str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
@@ -112,6 +124,7 @@ class Receiver:
             versions=self.settings.accepted_versions,
             processing_ids=self.settings.accepted_processing_ids)
         self.mapper = mapper or default_mapper()
+        self.checker = checker or default_checker()
         self.on_accepted = on_accepted
         self.ids = ids or ControlIds()
         self.now = now
@@ -130,9 +143,10 @@ class Receiver:
     def handle(self, payload: bytes, conn: Any) -> defer.Deferred | bytes | None:
         started = self.clock()
         received = self.now()
-        map_first = self.settings.map_before_ack
+        mode = self.settings.map_before_ack
         # Segments are normalised only for the parse; MSH reads the same either way.
-        decoded = decode_message(payload, self.settings.default_charset, normalise=map_first)
+        decoded = decode_message(payload, self.settings.default_charset,
+                                 normalise=mode != "none")
         try:
             header = read_header(decoded.text)
         except UnreadableHeader as exc:
@@ -143,11 +157,15 @@ class Receiver:
             return self._inflight_duplicate(key, header, payload, conn, started)
 
         error: BaseException | None = None
-        reports: tuple[Any, ...] = ()  # stays empty when mapping follows the ACK
+        reports: tuple[Any, ...] | None = None  # mapped here only with "full"
+        groups: int | None = None
         try:
             self.policy.check(header)
-            if map_first:
+            if mode == "check":
+                groups = self.checker(decoded.text)
+            elif mode == "full":
                 reports = tuple(self.mapper(decoded.text))
+                groups = len(reports)
         except Exception as exc:  # noqa: BLE001 - every outcome gets an ACK (ack_policy)
             error = exc
             if not isinstance(exc, HL7Error):
@@ -172,24 +190,28 @@ class Receiver:
             version=header.version, processing_id=header.processing_id, charset=decoded.charset,
             error_code=decision.error.err_code if decision.error else None,
             error_text=decision.error.message if decision.error else None,
-            reports=len(reports) if decision.accepted and self.settings.map_before_ack else None)
+            reports=groups if decision.accepted else None)
         if decision.accepted:
             self._inflight[key] = []
         d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
         d.addCallbacks(self._stored, self._not_stored,
-                       callbackArgs=(record, key, header, decoded.text, reports, decision, started),
+                       callbackArgs=(record, key, header, decoded.text, reports, decision, started,
+                                     mode != "none"),
                        errbackArgs=(record, key, header, decoded.charset, started))
         return d
 
     # --- outcomes --------------------------------------------------------------------------
 
     def _stored(self, message_id: int | Duplicate, record: ReceivedMessage,
-                key: tuple[str, str, str], header: Any, text: str, reports: tuple[Any, ...],
-                decision: Any, started: float) -> defer.Deferred | bytes:
+                key: tuple[str, str, str], header: Any, text: str,
+                reports: tuple[Any, ...] | None, decision: Any, started: float,
+                normalised: bool) -> defer.Deferred | bytes:
         if isinstance(message_id, Duplicate):
             return self._stored_duplicate(message_id, record, key, header, started)
+        message = AcceptedMessage(message_id, record.control_id or "", header, text, reports,
+                                  normalised)
         if decision.accepted and record.ack_code is None:
-            return self._after_analysis(message_id, record, key, header, text, reports, started)
+            return self._after_analysis(message, record, key, header, started)
         ack = record.ack_payload or b""
         for waiting in self._inflight.pop(key, []) if decision.accepted else []:
             waiting.callback(ack)
@@ -197,20 +219,17 @@ class Receiver:
         self.log.info("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
                       peer=record.peer, message_id=message_id, message_type=record.message_type,
                       outcome=decision.outcome, ack_code=record.ack_code,
-                      error_code=record.error_code, reports=len(reports), size=len(record.raw),
+                      error_code=record.error_code, reports=record.reports, size=len(record.raw),
                       duration_ms=self._ms(started))
         if decision.accepted and self.on_accepted is not None:
-            mapped = reports if self.settings.map_before_ack else None
-            self.on_accepted(AcceptedMessage(message_id, record.control_id or "", header, text,
-                                             mapped))
+            self.on_accepted(message)
         return ack
 
-    def _after_analysis(self, message_id: int, record: ReceivedMessage,
-                        key: tuple[str, str, str], header: Any, text: str,
-                        reports: tuple[Any, ...], started: float) -> defer.Deferred:
+    def _after_analysis(self, message: AcceptedMessage, record: ReceivedMessage,
+                        key: tuple[str, str, str], header: Any, started: float
+                        ) -> defer.Deferred:
         """``ack_after = "analysis"``: AA once analysed (or skipped), AR when analysis failed."""
-        mapped = reports if self.settings.map_before_ack else None
-        message = AcceptedMessage(message_id, record.control_id or "", header, text, mapped)
+        message_id = message.message_id
         d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
 
         def answer(status: Any) -> defer.Deferred:

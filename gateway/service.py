@@ -33,7 +33,7 @@ from .config import Settings
 from .logging import get_logger
 from .metrics import Metrics
 from .pipeline import AnalysisPipeline, engine_configuration
-from .receiver import Receiver, default_mapper
+from .receiver import Receiver, default_checker, default_mapper
 
 __all__ = ["GatewayApp", "ListenerService", "build_gateway", "build_http_service", "reread"]
 
@@ -102,15 +102,20 @@ class ListenerService(Service):
         return None
 
 
-def reread(settings: Settings, mapper: Callable[[str], list[Any]]
+def reread(settings: Settings, mapper: Callable[[str], list[Any]] | None
            ) -> Callable[[bytes, str | None], tuple[Any, str, Any]]:
-    """Decode and map stored bytes again (used when resuming analysis)."""
+    """Decode and map stored bytes again (used when resuming analysis).
+
+    Without a ``mapper`` the reports are None: the workers map the message, as they do
+    for messages ACKed before mapping.
+    """
     from mappings.decoding import decode_message
     from mappings.header import read_header
 
     def run(raw: bytes, charset: str | None) -> tuple[Any, str, Any]:
         decoded = decode_message(raw, charset or settings.mllp.default_charset)
-        return read_header(decoded.text), decoded.text, mapper(decoded.text)
+        reports = mapper(decoded.text) if mapper is not None else None
+        return read_header(decoded.text), decoded.text, reports
 
     return run
 
@@ -131,7 +136,8 @@ class _CoreService(Service):
                                      executor=getattr(app.pool, "kind", None),
                                      model_version=version or None),
             lambda failure: log.error("analysis.unavailable", error=failure.type.__name__))
-        mapper = app.receiver.mapper
+        # Mapped on the reactor only where the receiver maps too ("full").
+        mapper = app.receiver.mapper if app.settings.mllp.map_before_ack == "full" else None
         app.pipeline.resume(app.audit, reread(app.settings, mapper))
         if app.checkpointer is not None:
             self._checkpoints = task.LoopingCall(self._checkpoint)
@@ -207,6 +213,7 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                                 max_wait=settings.analysis.max_wait)
     receiver = Receiver(committer, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
+                        checker=default_checker(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics,
                         ack_after=settings.analysis.ack_after)
     stats = ListenerStats()

@@ -60,11 +60,13 @@ from .datatypes import Coded, Person, cnn, coded, component, components, hl7_dat
 from .errors import ContentError, UnsupportedMessage
 from .header import Delimiters, MessageHeader, read_header
 from .procedures import ProcedureInfo, describe_procedure
-from .report_text import Attachment, SourceMap, SourceRef, build_report_text
-from .structure import OrderGroup, ParsedMessage, Segment, first_message, read_structure
+from .report_text import Attachment, SourceMap, SourceRef, build_report_text, has_report_text
+from .structure import (
+    OrderGroup, ParsedMessage, Segment, first_message, group_segments, read_structure, split_segments,
+)
 from .validation import validate_structure
 
-__all__ = ["MappedReport", "SourceMap", "SourceRef", "map_oru"]
+__all__ = ["MappedReport", "SourceMap", "SourceRef", "check_oru", "map_oru"]
 
 
 @dataclass(frozen=True)
@@ -96,26 +98,67 @@ class MappedReport:
 def map_oru(text: str, config: MappingConfig | None = None) -> list[MappedReport]:
     """Map a decoded ORU^R01 (CR-separated text) to one MappedReport per OBR group."""
     config = config or MappingConfig()
-    header = read_header(text)
-    if header.message_type != "ORU":
-        raise UnsupportedMessage(f"only ORU messages can be mapped, not {header.message_type or '(empty)'}",
-                                 err_code="200", location="MSH-9")
+    header = _oru_header(text)
     facility = component(header.sending_facility, 1, header.delimiters)
     warnings = validate_structure(first_message(text), config.validation_for(facility))
     parsed = read_structure(text, header)
     if not parsed.groups:
         raise ContentError("OBR segment is missing", err_code="100", location="OBR")
-    charset = next((c for c in map(charset_codec, header.character_sets) if c), None) or \
-        charset_codec(config.default_charset) or "utf-8"
+    charset = _charset(header, config)
     reports = [_map_group(parsed, group, config, charset, warnings) for group in parsed.groups]
     if not any(r.document_text.strip() for r in reports):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
     return reports
 
 
+def check_oru(text: str, config: MappingConfig | None = None) -> int:
+    """The ContentErrors :func:`map_oru` would raise, found without mapping; the group count.
+
+    Raises exactly what ``map_oru(text, config)`` raises for an ``HL7Error`` (same class,
+    code and location, checked in the same order), from the same rules: segments read
+    with ``str.split`` (:func:`~mappings.structure.split_segments`), and per group only
+    PID, the createdAt date and the patient identifier; the report text is rendered up
+    to its first non-blank piece.  hl7apy runs only when the sender's facility is
+    validated ``strict`` (``lenient`` never rejects).  What it does not build, and so
+    cannot fail on, is everything else ``map_oru`` produces (an unexpected exception
+    there is a bug, found after the ACK).  It costs a small fraction of ``map_oru``.
+    """
+    config = config or MappingConfig()
+    header = _oru_header(text)
+    d = header.delimiters
+    if config.validation_for(component(header.sending_facility, 1, d)) == "strict":
+        validate_structure(first_message(text), "strict")
+    parsed = group_segments(header, split_segments(text, header))
+    if not parsed.groups:
+        raise ContentError("OBR segment is missing", err_code="100", location="OBR")
+    for group in parsed.groups:  # in the order _map_group raises
+        if group.pid is None:
+            raise ContentError("PID segment is missing", err_code="100", location="PID")
+        _created_at(config, group.obr, group, header, d)
+        _patient_id(group.pid, d, config)
+    charset = _charset(header, config)
+    if not any(has_report_text(group, d, config, charset) for group in parsed.groups):
+        raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
+    return len(parsed.groups)
+
+
+def _oru_header(text: str) -> MessageHeader:
+    header = read_header(text)
+    if header.message_type != "ORU":
+        raise UnsupportedMessage(f"only ORU messages can be mapped, not {header.message_type or '(empty)'}",
+                                 err_code="200", location="MSH-9")
+    return header
+
+
+def _charset(header: MessageHeader, config: MappingConfig) -> str:
+    return next((c for c in map(charset_codec, header.character_sets) if c), None) or \
+        charset_codec(config.default_charset) or "utf-8"
+
+
 def _map_group(parsed: ParsedMessage, group: OrderGroup, config: MappingConfig, charset: str,
                base_warnings: tuple[str, ...]) -> MappedReport:
     header, d = parsed.header, parsed.delimiters
+    # check_oru mirrors the errors raised here, in this order: PID, createdAt, patient id.
     if group.pid is None:
         raise ContentError("PID segment is missing", err_code="100", location="PID")
     warnings = list(base_warnings)

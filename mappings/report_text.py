@@ -27,6 +27,7 @@ import binascii
 import bisect
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .config import MappingConfig
@@ -88,9 +89,21 @@ class ReportText:
 
 
 def build_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str) -> ReportText:
-    pieces: list[tuple[str, SourceRef]] = []
     attachments: list[Attachment] = []
     warnings: list[str] = []
+    pieces = list(_pieces(group, d, config, charset, attachments, warnings))
+    return _join(pieces, attachments, warnings)
+
+
+def has_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str) -> bool:
+    """Whether ``build_report_text(group, ...).text.strip()`` is non-empty, stopping at the
+    first piece with text (the pieces are joined with LF only, so one piece decides)."""
+    return any(body.strip() for body, _ in _pieces(group, d, config, charset, [], []))
+
+
+def _pieces(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str,
+            attachments: list[Attachment], warnings: list[str]) -> Iterator[tuple[str, SourceRef]]:
+    """The report text's pieces in order; attachments and warnings are appended as found."""
     section: str | None = None
     seen_obx = False
     for seg in group.items:
@@ -98,7 +111,7 @@ def build_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, c
             if config.nte == "all" or (config.nte == "obx" and seen_obx):
                 note = _nte_text(seg, d, charset)
                 if note is not None:
-                    pieces.append((note, SourceRef(seg.index, seg[1] or None, "", "NTE")))
+                    yield note, SourceRef(seg.index, seg[1] or None, "", "NTE")
             continue
         seen_obx = True
         ref = SourceRef(seg.index, seg[1].strip() or None, seg[3])
@@ -126,8 +139,7 @@ def build_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, c
         if heading and heading != section and not body.lstrip().upper().startswith(heading.rstrip(":")):
             body = f"{heading}\n{body}"
         section = heading or section
-        pieces.append((body, ref))
-    return _join(pieces, attachments, warnings)
+        yield body, ref
 
 
 def _join(pieces: list[tuple[str, SourceRef]], attachments: list[Attachment], warnings: list[str]) -> ReportText:

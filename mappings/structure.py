@@ -97,8 +97,39 @@ def parse_segments(text: str, header: MessageHeader) -> tuple[Segment, ...]:
     return tuple(segments)
 
 
+def split_segments(text: str, header: MessageHeader) -> tuple[Segment, ...]:
+    """What :func:`parse_segments` returns, read with ``str.split`` (no python-hl7 objects).
+
+    python-hl7 splits on CR, the field separator, then repetition, component and
+    sub-component separators, and ``str()`` of each field joins them back: so its fields
+    are the ``str.split`` of each segment.  When two of its separators coincide (a short
+    MSH-2 whose missing position defaults to a character already used) python-hl7 can
+    fail or nest differently, and this falls back to :func:`parse_segments`.
+    """
+    fs, enc = header.field_separator, header.encoding_characters
+    separators = {"\r", fs, enc[1] if len(enc) > 1 else "~", enc[0] if enc else "^",
+                  enc[3] if len(enc) > 3 else "&"}
+    body = first_message(text).strip()
+    if len(separators) != 5 or not body.startswith("MSH" + fs):
+        return parse_segments(text, header)
+    raw_segments = body.split("\r")
+    msh = raw_segments[0]
+    end = msh.find(fs, 4)
+    if end < 0:
+        return parse_segments(text, header)
+    segments = [Segment("MSH", 0, ("MSH", fs, msh[4:end], *msh[end + 1:].split(fs)), msh)]
+    for index, raw in enumerate(raw_segments[1:], 1):
+        fields = tuple(raw.split(fs))
+        segments.append(Segment(fields[0].strip(), index, fields, raw))
+    return tuple(segments)
+
+
 def read_structure(text: str, header: MessageHeader) -> ParsedMessage:
-    segments = parse_segments(text, header)
+    return group_segments(header, parse_segments(text, header))
+
+
+def group_segments(header: MessageHeader, segments: tuple[Segment, ...]) -> ParsedMessage:
+    """The order groups of a message's segments (module docstring)."""
     groups: list[OrderGroup] = []
     pid = pv1 = orc = None
     current: OrderGroup | None = None

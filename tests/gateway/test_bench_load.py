@@ -16,7 +16,7 @@ def test_load_benchmark_runs_every_server():
 
     results = load.run(connections=2, seconds=1.0, size=3072, warmup=0.2)
     assert [r.name for r in results] == [
-        "floor", "gateway", "gateway-fast", "gateway-fast-busy", "python-hl7"]
+        "floor", "gateway", "gateway-full", "gateway-fast", "gateway-fast-busy", "python-hl7"]
     assert all(r.messages > 0 and r.errors == 0 for r in results)
     print(load.report(results, 2, 3072))
 

@@ -121,3 +121,21 @@ def test_registered_section(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as info:
         load_settings(None, {}, {"RI_GATEWAY_EXTRA_LIMIT": "x"})
     assert info.value.key == "extra.limit"
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("check", "check"), ("full", "full"), ("NONE", "none"), (True, "full"), (False, "none"),
+])
+def test_map_before_ack_modes_and_the_earlier_boolean_form(value, expected):
+    assert load_settings(None, {"mllp.map_before_ack": value}, {}).mllp.map_before_ack == expected
+    env = {"RI_GATEWAY_MLLP_MAP_BEFORE_ACK": str(value).lower()}
+    assert load_settings(None, {}, env).mllp.map_before_ack == expected
+    if not isinstance(value, str):  # from code: the booleans are read the same way
+        assert MLLPSettings(map_before_ack=value).map_before_ack == expected
+
+
+def test_map_before_ack_defaults_to_the_check_and_rejects_other_values():
+    assert load_settings(None, {}, {}).mllp.map_before_ack == "check"
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, {"mllp.map_before_ack": "sometimes"}, {})
+    assert info.value.key == "mllp.map_before_ack"

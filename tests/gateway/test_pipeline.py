@@ -217,7 +217,8 @@ def test_text_read_as_sent_is_split_into_segments_before_mapping(tmp_path):
     audit = AuditLog(str(tmp_path / "a.sqlite3"))
     pipeline = AnalysisPipeline(Mapping(), GroupCommitter(audit, immediate_writer))
     sent = "MSH|^~\\&|RIS|HOSP|||||ORU^R01|C1|P|2.5\r\nPID|1||MRN1\nOBR|1\r\n"
-    assert run(pipeline, AcceptedMessage(store(audit), "C1", None, sent, None)) == "analysed"
+    assert run(pipeline, AcceptedMessage(store(audit), "C1", None, sent, None,
+                                         normalised=False)) == "analysed"
     assert seen == ["MSH|^~\\&|RIS|HOSP|||||ORU^R01|C1|P|2.5\rPID|1||MRN1\rOBR|1"]
 
 

@@ -27,13 +27,16 @@ TS = "20240115101501+0000"
 
 
 class Harness:
-    def __init__(self, tmp_path, *, writer=immediate_writer, mapper=None, settings=None):
+    def __init__(self, tmp_path, *, writer=immediate_writer, mapper=None, checker=None,
+                 settings=None):
         self.audit = AuditLog(str(tmp_path / "audit.sqlite3"))
         self.committer = GroupCommitter(self.audit, writer)
         self.accepted = []
         counter = itertools.count(1)
+        if settings is None:  # a given mapper is meant to run before the ACK
+            settings = MLLPSettings(map_before_ack="full" if mapper else "check")
         self.receiver = Receiver(
-            self.committer, settings=settings or MLLPSettings(),
+            self.committer, settings=settings, checker=checker,
             mapper=mapper or (lambda text: [FakeReport(request=None)]),
             on_accepted=self.accepted.append, ids=lambda: f"ACK{next(counter)}",
             now=lambda: NOW, clock=lambda: 0.0)
@@ -101,11 +104,14 @@ def test_unsupported_version_and_processing_id(tmp_path, field, value, code):
     assert (msa.split("|")[:3], err.split("|")[3].split("^")[0]) == (["MSA", "AR", "U1"], code)
 
 
-def test_bad_content_is_ae(tmp_path):
-    def mapper(text):
+@pytest.mark.parametrize("mode", ["full", "check"])
+def test_bad_content_is_ae(tmp_path, mode):
+    def fails(text):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
 
-    h = Harness(tmp_path, mapper=mapper)
+    h = Harness(tmp_path, mapper=fails if mode == "full" else None,
+                checker=fails if mode == "check" else None,
+                settings=MLLPSettings(map_before_ack=mode))
     proto, transport = h.connect()
     proto.dataReceived(frame(oru("E1", version="2.4")))
     (ack,) = unframe_all(transport.value())
@@ -287,3 +293,34 @@ def test_ack_after_analysis_waits_for_the_engine(tmp_path):
         "ERR|||207^Application internal error^HL70357|E||||"
         "analysis failed; the message was not processed"]
     assert [e["event"] for e in h.audit.events(control_id="AN2")] == ["received", "acked"]
+
+
+def test_check_before_ack_answers_ae_with_the_mapping_rules(tmp_path):
+    h = Harness(tmp_path)  # the default: the real check_oru, mapping after the ACK
+    proto, transport = h.connect()
+    no_pid = b"\r".join(line for line in oru("P1").split(b"\r") if not line.startswith(b"PID"))
+    proto.dataReceived(frame(no_pid))
+    proto.dataReceived(frame(oru("P2").replace(b"|TX|", b"|NM|")))
+    proto.dataReceived(frame(oru("P3").replace(b"\r", b"\n")))
+    acks = unframe_all(transport.value())
+    assert [segments(a)[1:] for a in acks] == [
+        ["MSA|AE|P1|PID segment is missing",
+         "ERR||PID^1|100^Segment sequence error^HL70357|E||||PID segment is missing"],
+        ["MSA|AE|P2|no report text in any OBX-5",
+         "ERR||OBX^1^5|101^Required field missing^HL70357|E||||no report text in any OBX-5"],
+        ["MSA|AA|P3"],
+    ]
+    # Accepted: not mapped yet (the workers map it), segments already split on CR.
+    assert [(a.control_id, a.reports, a.normalised, a.text.count("\r")) for a in h.accepted] == [
+        ("P3", None, True, 5)]
+    assert [m["reports"] for m in h.audit.messages_for("P3")] == [1]
+
+
+def test_check_mode_never_calls_the_mapper(tmp_path):
+    calls = []
+    h = Harness(tmp_path, mapper=lambda text: calls.append(text) or [],
+                settings=MLLPSettings(map_before_ack="check"))
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("C1")))
+    assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|C1"
+    assert calls == []

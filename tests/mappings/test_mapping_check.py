@@ -1,0 +1,184 @@
+"""``check_oru`` (the pre-ACK content check) against ``map_oru`` (the full mapping).
+
+Property: for every message, the check raises exactly what the mapping raises (class,
+table 0357 code and location), and passes where the mapping succeeds.  Messages: every
+file of the shared corpus and the builders' samples, each with systematic mutations that
+reach every ContentError case (segments dropped, the fields the rules read blanked one
+at a time and all together, PID moved after the OBR), under several mapping
+configurations.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from mappings.config import MappingConfig
+from mappings.decoding import decode_message
+from mappings.errors import HL7Error, UnreadableHeader
+from mappings.header import read_header
+from mappings.inbound import check_oru, map_oru
+from mappings.structure import parse_segments, split_segments
+
+from oru_builder import obx, oru, segment
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7"
+FILES = sorted(CORPUS.glob("*.hl7")) if CORPUS.is_dir() else []
+
+# The fields the ContentError rules read, by segment id (field numbers).
+RULE_FIELDS = {"PID": (2, 3, 4), "OBR": (7, 22), "MSH": (7,), "OBX": (2, 5, 14)}
+
+CONFIGS = {
+    "default": MappingConfig(),
+    "obr7-only": MappingConfig(created_at_sources=("OBR-7",)),
+    "obx14-first": MappingConfig(created_at_sources=("OBX-14", "OBR-7")),
+    "authority": MappingConfig(patient_id_authority="HOSP"),
+    "nte-all": MappingConfig(nte="all"),
+    "no-exclusions": MappingConfig(excluded_observations=()),
+}
+
+
+def outcome(fn, text: str, config: MappingConfig) -> tuple[object, ...]:
+    try:
+        result = fn(text, config)
+    except HL7Error as exc:
+        return (type(exc).__name__, exc.err_code, exc.location)
+    return ("ok", result if isinstance(result, int) else len(result))
+
+
+def builder_samples() -> dict[str, str]:
+    second = [segment("OBR", {1: "2", 3: "FIL2", 4: "74177^CT ABD^C4", 7: "20240301113000", 25: "F"}),
+              obx(1, "Second report.")]
+    return {
+        "plain": oru(),
+        "two-groups": oru(extra_groups=[second]),
+        "no-pid": oru(with_pid=False),
+        "no-pv1": oru(with_pv1=False),
+        "numeric-only": oru(body=[obx(1, "4.5", "NM")]),
+        "blank-text": oru(body=[obx(1, "", "TX"), obx(2, "  ", "TX")]),
+        "uid-only": oru(body=[obx(1, "1.2.840.10008.1.2", "ST")]),
+        "heading-only": oru(body=[obx(1, "", "TX", ident="&IMP^Impression")]),
+        "coded": oru(body=[obx(1, "R91.1^Nodule^I10", "CWE")]),
+        "escapes-only": oru(body=[obx(1, "\\.br\\\\.br\\", "FT")]),
+        "nte-only": oru(body=["NTE|1|L|A note on the order."]),
+        "pid2-only": oru(pid={3: "", 2: "ALT1"}),
+        "pid4-only": oru(pid={3: "", 4: "ALT4"}),
+        "other-authority": oru(pid={3: "MRN1^^^ELSE^MR"}),
+        "pid3-no-id": oru(pid={3: "^^^HOSP^MR"}),
+        "bad-dates": oru(obr={7: "notadate", 22: "2024"}),
+        "version-2.3": oru(version="2.3"),
+        "strict-facility": oru(facility="STRICT"),
+    }
+
+
+def texts() -> dict[str, str]:
+    found = {f"builder:{k}": v for k, v in builder_samples().items()}
+    for path in FILES:
+        found[f"corpus:{path.name}"] = decode_message(path.read_bytes()).text
+    return found
+
+
+def mutants(text: str, seed: str) -> list[str]:
+    """The message, each segment dropped, each rule field blanked, all of them blanked."""
+    try:
+        fs = read_header(text).field_separator
+    except UnreadableHeader:
+        return [text]
+    lines = text.split("\r")
+    rng = random.Random(seed)
+    drops: list[int] = list(range(1, len(lines)))
+    head = len(lines)
+    if len(lines) > 30:  # long reports: the first segments and a sample of the rest
+        head = 10
+        drops = sorted({*range(1, head), *rng.sample(range(head, len(lines)), 5)})
+    out = [text] + ["\r".join(lines[:i] + lines[i + 1:]) for i in drops]
+    blanked_all = list(lines)
+    for i, line in enumerate(lines[:head]):
+        seg_id = line[:3]
+        for n in RULE_FIELDS.get(seg_id, ()):
+            position = n - 1 if seg_id == "MSH" else n
+            fields = line.split(fs)
+            if position < len(fields) and fields[position]:
+                fields[position] = ""
+                out.append("\r".join(lines[:i] + [fs.join(fields)] + lines[i + 1:]))
+                all_fields = blanked_all[i].split(fs)
+                if position < len(all_fields):
+                    all_fields[position] = ""
+                    blanked_all[i] = fs.join(all_fields)
+    out.append("\r".join(blanked_all))
+    pid = next((i for i, line in enumerate(lines) if line.startswith("PID")), None)
+    obr = next((i for i, line in enumerate(lines) if line.startswith("OBR")), None)
+    if pid is not None and obr is not None and pid < obr:
+        moved = lines[:pid] + lines[pid + 1:obr] + [lines[obr], lines[pid]] + lines[obr + 1:]
+        out.append("\r".join(moved))
+    return out
+
+
+SAMPLES = texts()
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_check_agrees_with_the_full_mapping(name: str) -> None:
+    disagreements = []
+    # The 529-OBX report takes ~40 ms to map: the default configuration only.
+    configs = CONFIGS if SAMPLES[name].count("\r") < 100 else {"default": CONFIGS["default"]}
+    for n, text in enumerate(mutants(SAMPLES[name], name)):
+        for config_name, config in configs.items():
+            expected = outcome(map_oru, text, config)
+            actual = outcome(check_oru, text, config)
+            if expected != actual:
+                disagreements.append((n, config_name, expected, actual))
+    assert disagreements == []
+
+
+def test_every_content_error_case_is_reached() -> None:
+    """The mutations above do reach each documented AE reason (so the property covers it)."""
+    reached = set()
+    for name, text in SAMPLES.items():
+        if text.count("\r") >= 100:
+            continue
+        for mutant in mutants(text, name):
+            reached.add(outcome(map_oru, mutant, CONFIGS["default"])[:3])
+    assert {("ContentError", "100", "PID"), ("ContentError", "100", "OBR"),
+            ("ContentError", "101", "PID-3"), ("ContentError", "101", "OBR-7"),
+            ("ContentError", "101", "OBX-5")} <= reached
+
+
+def test_strict_validation_is_checked_too() -> None:
+    config = MappingConfig(validation_by_facility={"STRICT": "strict"})
+    broken = oru(facility="STRICT").replace("OBX|1|TX|", "OBX|A1|TX|")  # OBX-1 is SI
+    assert outcome(check_oru, broken, config) == outcome(map_oru, broken, config) == (
+        "ContentError", "102", "MSH-9")
+
+
+def test_non_oru_is_unsupported_in_both() -> None:
+    text = oru().replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01")
+    assert outcome(check_oru, text, MappingConfig()) == outcome(map_oru, text, MappingConfig()) == (
+        "UnsupportedMessage", "200", "MSH-9")
+
+
+@pytest.mark.parametrize("name", sorted(SAMPLES))
+def test_split_segments_reads_what_python_hl7_reads(name: str) -> None:
+    text = SAMPLES[name]
+    try:
+        header = read_header(text)
+    except UnreadableHeader:
+        pytest.skip("no header")
+    assert split_segments(text, header) == parse_segments(text, header)
+
+
+@pytest.mark.parametrize("encoding", ["^", "^~", "^~\\", "~", "&", "^&", "^~\\&", "^~\\&#"])
+def test_split_segments_with_short_or_colliding_encoding_characters(encoding: str) -> None:
+    text = oru().replace("MSH|^~\\&|", f"MSH|{encoding}|", 1)
+    header = read_header(text)
+    try:
+        expected: object = parse_segments(text, header)
+    except HL7Error as exc:
+        expected = (exc.err_code, exc.location)
+    try:
+        actual: object = split_segments(text, header)
+    except HL7Error as exc:
+        actual = (exc.err_code, exc.location)
+    assert expected == actual
