@@ -13,6 +13,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from .casefold import CaseFolded
+
 _MONTHS = {
     "jan": 1, "january": 1, "feb": 2, "february": 2, "mar": 3, "march": 3, "apr": 4, "april": 4,
     "may": 5, "jun": 6, "june": 6, "jul": 7, "july": 7, "aug": 8, "august": 8, "sep": 9,
@@ -39,6 +41,8 @@ _TIME = re.compile(
     re.IGNORECASE,
 )
 
+_DATE_FOLDED, _TIME_FOLDED = CaseFolded(_DATE), CaseFolded(_TIME)
+
 
 @dataclass(frozen=True)
 class DateMention:
@@ -64,7 +68,8 @@ class TimeMention:
 
 def find_dates(text: str, base: dt.date | None) -> list[DateMention]:
     out: list[DateMention] = []
-    for m in _DATE.finditer(text):
+    scanned, pattern = _DATE_FOLDED.scan(text)
+    for m in pattern.finditer(scanned):
         try:
             out.append(_resolve(m, base))
         except ValueError:
@@ -105,7 +110,8 @@ def _resolve(m: re.Match[str], base: dt.date | None) -> DateMention:
 
 def find_times(text: str) -> list[TimeMention]:
     out: list[TimeMention] = []
-    for m in _TIME.finditer(text):
+    scanned, pattern = _TIME_FOLDED.scan(text)
+    for m in pattern.finditer(scanned):
         g = m.groupdict()
         if g["noon"]:
             out.append(TimeMention(m.start(), m.end(), 12 if g["noon"].lower() == "noon" else 0, 0))

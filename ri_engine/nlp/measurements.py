@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from .casefold import CaseFolded
 from .types import Measurement
 
 _NUM = r"\d+(?:\.\d+)?|\.\d+"
@@ -46,15 +47,20 @@ _SPACES = re.compile(r"\s+")
 _UNIT_ONLY = re.compile(rf"(?<![A-Za-z])(?:{_UNIT})(?![A-Za-z])", re.IGNORECASE)
 
 
+_MEASUREMENT_FOLDED, _UNIT_FOLDED = CaseFolded(_MEASUREMENT), CaseFolded(_UNIT_ONLY)
+
+
 def _matches(text: str) -> list[re.Match[str]]:
     # The full pattern is costly to try at every offset; every size ends in a unit, so it
-    # only runs in a window before each unit word.
+    # only runs in a window before each unit word. Matches are of the case-folded text.
     out: list[re.Match[str]] = []
     pos = 0
-    for unit in _UNIT_ONLY.finditer(text):
+    scanned, measurement = _MEASUREMENT_FOLDED.scan(text)
+    unit_only = _UNIT_FOLDED.pattern_for(text)
+    for unit in unit_only.finditer(scanned):
         if unit.end() <= pos:
             continue
-        for match in _MEASUREMENT.finditer(text, max(pos, unit.start() - 80), unit.end() + 40):
+        for match in measurement.finditer(scanned, max(pos, unit.start() - 80), unit.end() + 40):
             if match.start() >= pos:
                 out.append(match)
                 pos = match.end()

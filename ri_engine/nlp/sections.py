@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from ..knowledge import load_json
+from .alternation import phrase_alternation
 from .types import Section
 
 
@@ -37,8 +38,7 @@ class SectionScheme:
             for variant in variants:
                 names[variant.lower()] = name
         # Longest variants first so "clinical history" wins over "history".
-        alternatives = "|".join(
-            re.escape(v).replace(r"\ ", r"[ \t]+") for v in sorted(names, key=len, reverse=True))
+        alternatives = phrase_alternation(names, gap=r"[ \t]+")
         pattern = re.compile(
             r"(?:(?<=\n)|(?<=\r)|^|(?<=[.!?][ \t])|(?<=[.!?][ \t]{2}))[ \t]*"
             rf"(?P<name>{alternatives})[ \t]*(?:#?\d+[ \t]*)?:",
