@@ -14,7 +14,9 @@ Two executors:
 * ``"process"`` (default): a ``ProcessPoolExecutor`` whose workers each build one
   engine in their initializer and exchange plain JSON dicts with the gateway.  The
   GIL is not shared, so N cores analyse N reports at once.  Workers run at a lower CPU
-  priority (``nice +10``) so that a burst of analysis never starves the ACK path.  Workers are started with
+  priority (``priority``: ``"idle"``, Linux ``SCHED_IDLE``, falling back to ``nice +10``
+  where that is not available; ``"low"``, ``nice +10``; ``"normal"``) so that a burst of
+  analysis never takes the CPU from the ACK path.  Workers are started with
   the ``spawn`` method: forking a process that already runs the reactor's threads
   can leave locks held in the child.
 * ``"thread"``: a ``ThreadPoolExecutor`` with one engine per thread; less memory and
@@ -22,6 +24,13 @@ Two executors:
 
 ``engine_factory`` builds an engine (default ``ri_engine.Engine``).  With processes
 it must be picklable (a module-level class or function).
+
+**One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
+(``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
+call: the message text goes to the worker once and one reply comes back, instead of
+mapped reports travelling back to the gateway and out again per report.  The reply
+carries, per OBR group, the mapped report itself when a hook will read it
+(``with_result``) and otherwise only its :class:`ReportInfo` (what the audit records).
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from twisted.internet import defer
@@ -40,7 +49,8 @@ from twisted.internet import defer
 from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
-__all__ = ["Analysis", "AnalysisPool", "default_engine_factory", "default_workers"]
+__all__ = ["Analysis", "AnalysisPool", "ReportInfo", "default_engine_factory", "default_workers",
+           "lower_priority"]
 
 EngineFactory = Callable[[], Any]
 
@@ -65,6 +75,24 @@ _local = threading.local()
 # Analysis workers run at a lower CPU priority than the gateway process: under a burst
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
 WORKER_NICENESS = 10
+PRIORITIES = ("idle", "low", "normal")
+
+
+@dataclass(frozen=True)
+class ReportInfo:
+    """What the pipeline records of one mapped report (a ``MappedReport``'s metadata)."""
+
+    obr_index: int
+    accession: str | None
+    result_status: str | None
+    analyse: bool
+    skip_reason: str | None
+    modality_hint: str | None
+
+    @classmethod
+    def of(cls, report: Any) -> ReportInfo:
+        return cls(report.obr_index, report.accession, report.result_status, report.analyse,
+                   report.skip_reason, report.modality_hint)
 
 
 @dataclass(frozen=True)
@@ -80,12 +108,27 @@ class Analysis:
     model_version: str
 
 
-def _init_process(factory: EngineFactory) -> None:
+def lower_priority(priority: str) -> str:
+    """Lower this process's CPU priority; returns the one obtained (``PRIORITIES``)."""
+    if priority == "idle":
+        try:
+            # Runs only when no other task wants the CPU (Linux; inherited by its threads).
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return "idle"
+        except (AttributeError, OSError):  # not Linux, or not permitted: nice instead
+            priority = "low"
+    if priority == "low":
+        try:
+            os.nice(WORKER_NICENESS)
+            return "low"
+        except OSError:  # pragma: no cover - not permitted here: run at normal priority
+            pass
+    return "normal"
+
+
+def _init_process(factory: EngineFactory, priority: str = "idle") -> None:
     global _engine
-    try:
-        os.nice(WORKER_NICENESS)
-    except OSError:  # pragma: no cover - not permitted here: run at normal priority
-        pass
+    lower_priority(priority)
     _engine = factory()
 
 
@@ -119,8 +162,38 @@ def _map(text: str, mapping_config: Any) -> tuple[str, Any]:
         return "analysis_failure", (f"mapping failed: {type(exc).__name__}", "InternalError", None)
 
 
+def _map_and_run(engine: Any, text: str, mapping_config: Any, configuration: Any,
+                 with_result: bool) -> tuple[str, Any]:
+    """Map one message and analyse its reports: ("ok", [(report, kind, payload), ...])."""
+    mapped = _map(text, mapping_config)
+    if mapped[0] != "ok":
+        return mapped
+    out = []
+    for report in mapped[1]:
+        kept = report if with_result else ReportInfo.of(report)
+        if not report.analyse:
+            out.append((kept, "skipped", None))
+            continue
+        request = report.request
+        if configuration is not None and request.configuration is None:
+            request = replace(request, configuration=configuration)
+        out.append((kept, *_run(engine, request, with_result)))
+    return "ok", out
+
+
 def _analyze_in_process(data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
     return _run(_engine, data, with_result)
+
+
+def _map_and_analyze_in_process(text: str, mapping_config: Any, configuration: Any,
+                                with_result: bool) -> tuple[str, Any]:
+    return _map_and_run(_engine, text, mapping_config, configuration, with_result)
+
+
+def _map_and_analyze_in_thread(factory: EngineFactory, text: str, mapping_config: Any,
+                               configuration: Any, with_result: bool) -> tuple[str, Any]:
+    _warm_thread(factory)
+    return _map_and_run(_local.engine, text, mapping_config, configuration, with_result)
 
 
 def _model_version_in_process() -> str:
@@ -144,20 +217,31 @@ def _outcome(value: tuple[str, Any]) -> Any:
     kind, payload = value
     if kind == "ok":
         return payload
+    raise _error(kind, payload)
+
+
+def _error(kind: str, payload: Any) -> Exception:
     if kind == "hl7_error":
         cls, message, err_code, location = payload
-        raise cls(message, err_code=err_code, location=location)
+        return cls(message, err_code=err_code, location=location)  # type: ignore[no-any-return]
     message, code, target = payload
     if kind == "request_error":
-        raise RequestError(message, code=code, target=target)
-    raise AnalysisFailure(message, code=code, target=target)
+        return RequestError(message, code=code, target=target)
+    return AnalysisFailure(message, code=code, target=target)
+
+
+def _report_outcomes(items: list[tuple[Any, str, Any]]) -> list[tuple[Any, Any]]:
+    """(report, Analysis | None when not analysed | the engine's error) per OBR group."""
+    return [(report, payload if kind in ("ok", "skipped") else _error(kind, payload))
+            for report, kind, payload in items]
 
 
 class AnalysisPool:
     """A pool of engines.  ``workers=None`` (or 0) means one per core."""
 
     def __init__(self, workers: int | None = None, *, reactor: Any = None,
-                 engine_factory: EngineFactory | None = None, executor: str = "process") -> None:
+                 engine_factory: EngineFactory | None = None, executor: str = "process",
+                 priority: str = "idle") -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -169,10 +253,13 @@ class AnalysisPool:
         self.ready = False
         self.model_version: str | None = None
         self.pending = 0
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
+        self.priority = priority  # of the worker processes (threads keep the gateway's)
         if executor == "process":
             self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_process, initargs=(self.engine_factory,))
+                initializer=_init_process, initargs=(self.engine_factory, priority))
         elif executor == "thread":
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 max_workers=self.workers, thread_name_prefix="analysis")
@@ -230,6 +317,25 @@ class AnalysisPool:
         else:
             d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result)
         return d.addCallback(_outcome)
+
+    def map_and_analyze(self, text: str, mapping_config: Any = None, configuration: Any = None,
+                        *, with_result: bool = True) -> defer.Deferred:
+        """Map a decoded ORU and analyse its reports in one worker call (module docstring).
+
+        Deferred[list[(report, outcome)]], one per OBR group: ``report`` is the
+        ``MappedReport`` (``with_result``) or its :class:`ReportInfo`; ``outcome`` an
+        :class:`Analysis`, None (not analysed: ``report.analyse`` is false) or the
+        engine's ``RequestError`` / ``AnalysisFailure``.  Fails with the ``HL7Error`` of a
+        message that cannot be mapped.  ``configuration`` is given to every request
+        that has none.
+        """
+        if self.kind == "process":
+            d = self._submit(_map_and_analyze_in_process, text, mapping_config, configuration,
+                             with_result)
+        else:
+            d = self._submit(_map_and_analyze_in_thread, self.engine_factory, text,
+                             mapping_config, configuration, with_result)
+        return d.addCallback(_outcome).addCallback(_report_outcomes)
 
     def map_message(self, text: str, mapping_config: Any = None) -> defer.Deferred:
         """Deferred[list[MappedReport]]: ``map_oru`` run by a worker (fails with HL7Error)."""

@@ -151,6 +151,9 @@ class AnalysisSettings:
     # 0 means one worker per CPU core.
     workers: int = field(default=0, metadata=check(_not_negative))
     executor: Literal["process", "thread"] = "process"
+    # CPU priority of the worker processes: "idle" (SCHED_IDLE, else nice), "low" (nice
+    # +10) or "normal" (config/gateway.toml).
+    worker_priority: Literal["idle", "low", "normal"] = "idle"
     ack_after: Literal["persistence", "analysis"] = "persistence"
     # Analysis waits while messages keep arriving less than quiet_period seconds apart,
     # at most max_wait seconds per message (gateway.pipeline); 0 disables either.

@@ -9,6 +9,11 @@ and its results and returns audit operations (outbox rows) that commit together 
 the inferences, so a result is never recorded without its outbound messages or the
 other way round.
 
+A message ACKed before mapping (``[mllp] map_before_ack = "check"`` or ``"none"``) is
+mapped and analysed in ONE worker call (``AnalysisPool.map_and_analyze``); the reports'
+metadata comes back with the results (the whole ``MappedReport`` only when a hook will
+read it).
+
 At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
 ``received`` (ACKed, analysis never finished) and analyses it again.
 
@@ -24,7 +29,8 @@ the CPU, and drains in one go once the burst is over; under sustained overload a
 runs at full speed again after ``max_wait``.  A message in the backlog is already
 committed (status ``received``), so a restart resumes it.
 
-**Content errors after the ACK** (``[mllp] map_before_ack = false``): the message is
+**Content errors after the ACK** (``[mllp] map_before_ack = "none"``, or one the pre-ACK
+check cannot see with ``"check"``): the message is
 marked ``failed`` with a ``content_error`` event, logged (error code and location only)
 and passed to the hooks as one :class:`ReportOutcome` without a report whose ``error``
 is the ``ContentError``, so an enhanced-mode sender that asked for an application ACK
@@ -215,8 +221,12 @@ class AnalysisPipeline:
 
                 message = replace(message, text=normalise_segments(message.text),
                                   normalised=True)
-            d = self._map(message)
-            d.addCallback(lambda reports: self._analyse(replace(message, reports=tuple(reports))))
+            if hasattr(self.analyzer, "map_and_analyze"):
+                d = self._map_and_analyse(message)
+            else:
+                d = self._map(message)
+                d.addCallback(lambda reports: self._analyse(replace(message,
+                                                                    reports=tuple(reports))))
             d.addErrback(self._mapping_failed, message)
         else:
             d = self._analyse(message)
@@ -240,6 +250,30 @@ class AnalysisPipeline:
         from mappings.inbound import map_oru
 
         return defer.maybeDeferred(map_oru, message.text, self.mapping_config)
+
+    def _map_and_analyse(self, message: AcceptedMessage) -> defer.Deferred:
+        """Deferred[(outcomes, message)] from one worker call that maps and analyses.
+
+        The mapped reports come back whole only when a hook will read them; otherwise
+        their ``ReportInfo`` is what the audit needs.
+        """
+        d = self.analyzer.map_and_analyze(message.text, self.mapping_config, self.configuration,
+                                          with_result=bool(self.hooks))
+
+        def outcomes(items: list[tuple[Any, Any]]) -> tuple[list[ReportOutcome], AcceptedMessage]:
+            found = []
+            for report, value in items:
+                if isinstance(value, BaseException):
+                    found.append(ReportOutcome(report, error=value))
+                elif value is None:
+                    found.append(ReportOutcome(report))
+                else:
+                    found.append(ReportOutcome(report, result=value.result,
+                                               rendered=value.inferences,
+                                               model_version=value.model_version))
+            return found, replace(message, reports=tuple(r for r, _ in items))
+
+        return d.addCallback(outcomes)
 
     def _analyse(self, message: AcceptedMessage) -> defer.Deferred:
         """Deferred[(outcomes, message)] once every OBR group has been analysed."""

@@ -200,7 +200,8 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     committer = GroupCommitter(writer_audit, run_in_writer, max_batch=settings.storage.max_batch)
     if pool is None:
         pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
-                            engine_factory=engine_factory, executor=settings.analysis.executor)
+                            engine_factory=engine_factory, executor=settings.analysis.executor,
+                            priority=settings.analysis.worker_priority)
     pipeline = AnalysisPipeline(pool, committer, metrics=metrics,
                                 mapping_config=settings.mapping_config,
                                 configuration=engine_configuration(

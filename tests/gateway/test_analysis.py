@@ -92,3 +92,46 @@ def test_mapping_in_a_worker_keeps_the_hl7_error(pool):
     assert (failed.value.err_code, failed.value.location) == ("100", "OBR")
     adt = outcome(reactor, pool.map_message(oru("W3", msh9="ADT^A01").decode()))
     assert adt.check(UnsupportedMessage) and adt.value.err_code == "200"
+
+
+def test_map_and_analyze_in_one_worker_call(pool):
+    from gateway.analysis import Analysis, ReportInfo
+    from mappings.errors import ContentError
+
+    from gateway_samples import oru
+
+    reactor = pool.test_reactor
+    text = oru("M1", report="Large pneumothorax.").decode()
+    (compact,) = outcome(reactor, pool.map_and_analyze(text, with_result=False))
+    assert compact[0] == ReportInfo(1, "ACC3003", "F", True, None, "CT")
+    assert isinstance(compact[1], Analysis) and compact[1].result is None
+    assert [kind for kind, _ in compact[1].inferences] == ["criticalResult"]
+    ((report, analysis),) = outcome(reactor, pool.map_and_analyze(text, with_result=True))
+    assert (report.obr_index, report.document_text) == (1, "FINDINGS:\nLarge pneumothorax.")
+    assert analysis.result.patient_results[0].inferences[0].kind == "criticalResult"
+    ((_, refused),) = outcome(reactor, pool.map_and_analyze(oru("M2", report="REFUSE").decode()))
+    assert isinstance(refused, RequestError) and refused.code == "BadRequest"
+    no_obr = "\r".join(s for s in text.split("\r") if not s.startswith(("OBR", "OBX")))
+    failed = outcome(reactor, pool.map_and_analyze(no_obr))
+    assert failed.check(ContentError) and failed.value.location == "OBR"
+
+
+@pytest.mark.parametrize("priority", ["idle", "low", "normal"])
+def test_worker_processes_run_at_the_chosen_priority(priority):
+    import os
+
+    if priority == "idle" and not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="process",
+                        priority=priority)
+    try:
+        policy = outcome(reactor, pool._submit(os.sched_getscheduler, 0))
+        niceness = outcome(reactor, pool._submit(os.nice, 0))
+    finally:
+        pool.close()
+    base = os.nice(0)
+    assert (policy, niceness) == {
+        "idle": (os.SCHED_IDLE, base),
+        "low": (os.SCHED_OTHER, min(19, base + 10)),
+        "normal": (os.SCHED_OTHER, base)}[priority]

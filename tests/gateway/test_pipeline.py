@@ -268,3 +268,72 @@ def test_analysis_waits_while_messages_keep_arriving_at_most_max_wait(tmp_path):
             assert analyzer.calls == 1
     # B0 has waited max_wait: analysis runs beside the listener again.
     assert analyzer.calls == 2
+
+
+class MapAndAnalyze(SyncAnalyzer):
+    """The pool's one-call path, run synchronously with the worker's own function."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls_with = []
+
+    def map_and_analyze(self, text, mapping_config=None, configuration=None, *, with_result=True):
+        from gateway.analysis import _map_and_run, _outcome, _report_outcomes
+
+        self.calls_with.append(with_result)
+        try:
+            return defer.succeed(_report_outcomes(_outcome(
+                _map_and_run(self.engine, text, mapping_config, configuration, with_result))))
+        except Exception as exc:  # noqa: BLE001 - as the pool delivers it
+            return defer.fail(exc)
+
+
+def two_group_oru(control_id):
+    from gateway_samples import oru
+
+    text = oru(control_id, report="Large pneumothorax.").decode().rstrip("\r")
+    return text + ("\rOBR|2|PLC2|FIL2|71250^CT CHEST^CPT||20240115093000|20240115094500"
+                   "|||||||||||ACC2||||20240115101000|||P\rOBX|1|TX|18782-3^Obs^LN||Prelim.||||||P")
+
+
+def test_mapped_and_analysed_in_one_call_without_hooks(tmp_path):
+    from gateway.analysis import ReportInfo
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = MapAndAnalyze()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer))
+    mid = store(audit, "O1")
+    assert run(pipeline, AcceptedMessage(mid, "O1", None, two_group_oru("O1"), None)) == "analysed"
+    assert (analyzer.calls_with, analyzer.calls) == ([False], 0)  # one call, no analyze()
+    assert [(e["event"], e["fields"].get("obr_index")) for e in audit.events(control_id="O1")
+            if e["event"] in ("analysed", "skipped")] == [("analysed", 1)]
+    assert [i["kind"] for i in audit.inferences_for(mid)] == ["criticalResult"]
+    assert audit.messages_for("O1")[0]["reports"] == 2
+
+
+def test_hooks_get_the_mapped_reports_and_results_from_the_one_call(tmp_path):
+    seen = []
+
+    def hook(message, outcomes):
+        seen.append([(o.report.obr_index, o.report.document_text, o.result is not None,
+                      o.error) for o in outcomes])
+        return []
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = MapAndAnalyze()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), hooks=[hook])
+    mid = store(audit, "O2")
+    assert run(pipeline, AcceptedMessage(mid, "O2", None, two_group_oru("O2"), None)) == "analysed"
+    assert analyzer.calls_with == [True]
+    assert seen == [[(1, "FINDINGS:\nLarge pneumothorax.", True, None),
+                     (2, "FINDINGS:\nPrelim.", False, None)]]
+
+
+def test_content_error_from_the_one_call_is_recorded(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(MapAndAnalyze(), GroupCommitter(audit, immediate_writer))
+    text = "\r".join(s for s in two_group_oru("O3").split("\r") if not s.startswith("PID"))
+    assert run(pipeline, AcceptedMessage(store(audit, "O3"), "O3", None, text, None)) == "failed"
+    event = audit.events(control_id="O3")[-1]
+    assert (event["event"], event["fields"]["error_code"], event["fields"]["location"]) == (
+        "content_error", "100", "PID")
