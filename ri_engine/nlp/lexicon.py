@@ -96,6 +96,13 @@ class Lexicon:
         for match_id in [*self._patterns, *self._exact_patterns]:
             group, key, flag = match_id.split("|")
             self._ids[strings[match_id]] = (group, key, flag == "pl")
+        # Finding term text (lower case, single spaces) -> (key, plural), for ``finding_term``.
+        self._finding_terms: dict[str, tuple[str, bool]] = {}
+        for match_id, terms in self._patterns.items():
+            group, key, flag = match_id.split("|")
+            if group == "finding":
+                for term in terms:
+                    self._finding_terms.setdefault(" ".join(term.split()), (key, flag == "pl"))
 
     # --- loading ---------------------------------------------------------------------
 
@@ -197,6 +204,10 @@ class Lexicon:
             kept.sort(key=lambda t: t.start)
             out[group] = kept
         return out
+
+    def finding_term(self, words: str) -> tuple[str, bool] | None:
+        """(entry key, plural) when ``words`` (lower case, single spaces) is a finding term."""
+        return self._finding_terms.get(words)
 
     def describe(self) -> dict[str, Any]:
         """Entry counts per lexicon (for ``verbose`` output and tests)."""

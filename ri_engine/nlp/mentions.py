@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from .assertion import assert_mention
 from .dates import DateMention
+from .ellipsis import elided_findings
 from .lexicon import MODIFIER_GROUPS, Lexicon
 from .types import (
     AnatomyMention, FindingMention, Laterality, Measurement, Modifier, OffsetIndex, Section,
@@ -73,6 +74,13 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                 if not any(b.start <= f.start and f.end <= b.end for b in blocked)]
     if not findings:
         return []
+    # A coordinated word is often an anatomy term too ("pleural"); it may not be a finding,
+    # a side or a qualifier already.
+    taken = [t for group in ("finding", "nonfinding", "laterality", *MODIFIER_GROUPS)
+             for t in terms.get(group, [])]
+    elided = elided_findings(text, findings, taken, lexicon.finding_term)
+    if elided:
+        findings = sorted([*findings, *elided], key=lambda t: t.start)
     cues = terms.get("cue", [])
     terminators = terms.get("terminator", [])
     free_sides = [t for t in terms.get("laterality", []) if t.start not in used_laterality]
