@@ -176,11 +176,14 @@ class Lexicon:
 
     def match(self, doc: Doc) -> dict[str, list[Term]]:
         """Terms found in ``doc`` by group, each list sorted by start offset."""
-        raw: dict[str, list[tuple[int, int, str, bool]]] = {}
+        # Per group: (-length, start, arrival, end, key, plural), so that a plain sort puts
+        # the longest first, then the leftmost, then the first found (entries sharing a span).
+        raw: dict[str, list[tuple[int, int, int, int, str, bool]]] = {}
         for matcher in (self._lower, self._exact):
             for match_id, start, end in matcher(doc):
                 group, key, plural = self._ids[match_id]
-                raw.setdefault(group, []).append((start, end, key, plural))
+                hits = raw.setdefault(group, [])
+                hits.append((start - end, start, len(hits), end, key, plural))
         out: dict[str, list[Term]] = {}
         starts = doc.user_data.get("token_starts")
         ends = doc.user_data.get("token_ends")
@@ -191,11 +194,11 @@ class Lexicon:
             text = doc.text
         for group, hits in raw.items():
             # Longest first, then leftmost; drop anything overlapping a kept match.
-            hits.sort(key=lambda h: (h[0] - h[1], h[0]))
+            hits.sort()
             taken = bytearray(len(doc))  # 1 for every token of a kept match
             kept: list[Term] = []
-            for start, end, key, plural in hits:
-                if any(taken[start:end]):
+            for _, start, _, end, key, plural in hits:
+                if taken.find(1, start, end) != -1:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
                 first, last = starts[start], ends[end - 1]
