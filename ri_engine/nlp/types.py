@@ -2,7 +2,11 @@
 
 Every span is a pair of character offsets ``(start, end)`` (end exclusive) into the exact
 document text, so builders can turn any of them into RI evidence with ``ctx.evidence``.
-All values are frozen: builders read them and never change them.
+Builders read these values and never change them. Most are frozen dataclasses; the ones
+made by the hundred per report (terms, spans, sections, assertions, modifiers, anatomy
+and finding mentions) are slotted instead: a frozen dataclass sets each field through
+``object.__setattr__`` and costs about 2.4 times as much to build, 0.3 ms of a 3 KB
+report.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ class _Spanning(Protocol):
 S = TypeVar("S", bound=_Spanning)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Section:
     """A report section: character span of its body, its name and RI's LOINC code."""
 
@@ -37,7 +41,7 @@ class Section:
     header_end: int | None = None  # offset just after "FINDINGS:" when a header was written
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Span:
     start: int
     end: int  # exclusive
@@ -52,7 +56,7 @@ class Code:
     display: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Term:
     """A lexicon hit: which entry of which lexicon matched which characters."""
 
@@ -64,7 +68,7 @@ class Term:
     plural: bool = False  # matched the plural form of the entry ("nodules")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Assertion:
     """ConText-style status of a mention (what the sentence says about it).
 
@@ -127,7 +131,7 @@ class Laterality:
     end: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AnatomyMention:
     """A body structure named in the text ("right upper lobe", "RUL", "kidneys")."""
 
@@ -141,7 +145,7 @@ class AnatomyMention:
     parents: tuple[str, ...] = ()  # keys of coarser structures (lung for right upper lobe)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Modifier:
     """A qualifier attached to a finding: change, severity, chronicity, feature, ..."""
 
@@ -153,7 +157,7 @@ class Modifier:
     code: Code | None = None   # None for free-text features ("lobulated")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class FindingMention:
     """One clinical finding named in the text, with everything attached to it.
 
