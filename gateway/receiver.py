@@ -99,16 +99,16 @@ def default_mapper(mapping_config: Any = None) -> Callable[[str], list[Any]]:
     return lambda text: map_oru(text, mapping_config)
 
 
-def default_checker(mapping_config: Any = None) -> Callable[[str], int]:
+def default_checker(mapping_config: Any = None) -> Callable[[str, Any], int]:
     from mappings.inbound import check_oru
 
-    return lambda text: check_oru(text, mapping_config)
+    return lambda text, header: check_oru(text, mapping_config, header)
 
 
 class Receiver:
     def __init__(self, committer: Any, *, settings: MLLPSettings | None = None,
                  mapper: Callable[[str], list[Any]] | None = None,
-                 checker: Callable[[str], int] | None = None,
+                 checker: Callable[[str, Any], int] | None = None,
                  on_accepted: Callable[[AcceptedMessage], Any] | None = None,
                  ids: Callable[[], str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
@@ -162,7 +162,7 @@ class Receiver:
         try:
             self.policy.check(header)
             if mode == "check":
-                groups = self.checker(decoded.text)
+                groups = self.checker(decoded.text, header)
             elif mode == "full":
                 reports = tuple(self.mapper(decoded.text))
                 groups = len(reports)

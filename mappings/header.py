@@ -42,6 +42,7 @@ class Delimiters:
     truncation: str = ""
 
     @classmethod
+    @functools.lru_cache(maxsize=64)  # a handful of distinct MSH-1/MSH-2 pairs in practice
     def from_msh(cls, field_separator: str, encoding_characters: str) -> Delimiters:
         defaults = ("^", "~", "\\", "&")
         chosen: list[str] = []
@@ -127,6 +128,7 @@ def locate_msh(text: str) -> tuple[int, str | None]:
     raise UnreadableHeader("message does not start with an MSH segment", err_code="100")
 
 
+@functools.lru_cache(maxsize=64)  # read for every message; senders use a few values
 def valid_encoding_characters(field_separator: str, chars: str) -> bool:
     if not 1 <= len(chars) <= 5 or len(set(chars)) != len(chars):
         return False

@@ -111,7 +111,8 @@ def map_oru(text: str, config: MappingConfig | None = None) -> list[MappedReport
     return reports
 
 
-def check_oru(text: str, config: MappingConfig | None = None) -> int:
+def check_oru(text: str, config: MappingConfig | None = None, header: MessageHeader | None = None
+              ) -> int:
     """The ContentErrors :func:`map_oru` would raise, found without mapping; the group count.
 
     Raises exactly what ``map_oru(text, config)`` raises for an ``HL7Error`` (same class,
@@ -122,9 +123,10 @@ def check_oru(text: str, config: MappingConfig | None = None) -> int:
     validated ``strict`` (``lenient`` never rejects).  What it does not build, and so
     cannot fail on, is everything else ``map_oru`` produces (an unexpected exception
     there is a bug, found after the ACK).  It costs a small fraction of ``map_oru``.
+    ``header`` is ``read_header(text)`` when the caller has read it already.
     """
     config = config or MappingConfig()
-    header = _oru_header(text)
+    header = _oru_header(text, header)
     d = header.delimiters
     if config.validation_for(component(header.sending_facility, 1, d)) == "strict":
         validate_structure(first_message(text), "strict")
@@ -142,8 +144,8 @@ def check_oru(text: str, config: MappingConfig | None = None) -> int:
     return len(parsed.groups)
 
 
-def _oru_header(text: str) -> MessageHeader:
-    header = read_header(text)
+def _oru_header(text: str, header: MessageHeader | None = None) -> MessageHeader:
+    header = header or read_header(text)
     if header.message_type != "ORU":
         raise UnsupportedMessage(f"only ORU messages can be mapped, not {header.message_type or '(empty)'}",
                                  err_code="200", location="MSH-9")

@@ -106,7 +106,7 @@ def test_unsupported_version_and_processing_id(tmp_path, field, value, code):
 
 @pytest.mark.parametrize("mode", ["full", "check"])
 def test_bad_content_is_ae(tmp_path, mode):
-    def fails(text):
+    def fails(text, header=None):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
 
     h = Harness(tmp_path, mapper=fails if mode == "full" else None,
