@@ -53,6 +53,10 @@ def wire_name(f: dataclasses.Field[Any]) -> str:
 class Model:
     """Mixin: ``to_json()`` and ``from_json()`` for a dataclass."""
 
+    # No instance dict of its own, so that subclasses may be slotted (the FHIR values are:
+    # a report's inferences hold about a thousand of them).
+    __slots__ = ()
+
     # Subclasses that are members of a tagged union set this (``kind`` values).
     kind_value: ClassVar[str | None] = None
 

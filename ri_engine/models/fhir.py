@@ -13,14 +13,14 @@ LOINC = "http://loinc.org"
 DERIVATION_REFERENCE = "http://hl7.org/fhir/StructureDefinition/derivation-reference"
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Reference(Model):
     reference: str | None = None
     type: str | None = None
     display: str | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Quantity(Model):
     value: float | None = None
     comparator: str | None = None
@@ -29,19 +29,19 @@ class Quantity(Model):
     code: str | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Range(Model):
     low: Quantity | None = None
     high: Quantity | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Period(Model):
     start: str | None = None
     end: str | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Extension(Model):
     url: str = required()
     value_string: str | None = None
@@ -54,7 +54,7 @@ class Extension(Model):
     extension: list[Extension] | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Coding(Model):
     system: str | None = None
     version: str | None = None
@@ -63,14 +63,14 @@ class Coding(Model):
     extension: list[Extension] | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class CodeableConcept(Model):
     coding: list[Coding] | None = None
     text: str | None = None
     extension: list[Extension] | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class ObservationComponent(Model):
     code: CodeableConcept = required()
     value_quantity: Quantity | None = None
@@ -85,7 +85,7 @@ class ObservationComponent(Model):
     extension: list[Extension] | None = None
 
 
-@dataclass(kw_only=True)
+@dataclass(kw_only=True, slots=True)
 class Observation(Model):
     # Optional on input because RI's own size observations carry neither; the engine
     # always sets resourceType "Observation" and status "unknown" on findings.
