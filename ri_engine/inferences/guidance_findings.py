@@ -18,6 +18,7 @@ from ..models import (
     RADLEX, SNOMED, CodeableConcept, Extension, Observation, ObservationComponent, PresentGuidanceInformation,
     Quantity, concept,
 )
+from ..nlp.casefold import CaseFolded, fold
 from ..nlp.measurements import find_measurements
 from .quality_measures import ReportText
 
@@ -55,10 +56,11 @@ _ORGANS: dict[str, tuple[str, str, list[tuple[str, str, str]]]] = {
              [(SNOMED, "39607008", "LUNG STRUCTURE (BODY STRUCTURE)"), (RADLEX, "RID1301", "LUNG"),
               (RADLEX, "RID13437", "LUNGS")]),
 }
-_ORGAN_RX = {organ: (re.compile(words, re.IGNORECASE), re.compile(nouns, re.IGNORECASE))
+# Searched in every clause: case-folded (the clause is lower-cased once for all of them).
+_ORGAN_RX = {organ: (CaseFolded(re.compile(words, re.IGNORECASE)), CaseFolded(re.compile(nouns, re.IGNORECASE)))
               for organ, (words, nouns, _codes) in _ORGANS.items()}
 # Any organ's lesion noun: most sentences name none, and then no clause of theirs is read.
-_ANY_NOUN = re.compile("|".join(nouns for _words, nouns, _codes in _ORGANS.values()), re.IGNORECASE)
+_ANY_NOUN = CaseFolded(re.compile("|".join(nouns for _words, nouns, _codes in _ORGANS.values()), re.IGNORECASE))
 _SOI = {"nodul": ("27925004", "NODULE (MORPHOLOGIC ABNORMALITY)"), "cyst": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "mass": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)"), "ipmn": ("367643001", "CYST (MORPHOLOGIC ABNORMALITY)"),
         "adenoma": ("4147007", "MASS (MORPHOLOGIC ABNORMALITY)")}
@@ -146,16 +148,20 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
     lesions: list[Lesion] = []
     plural_seen: set[tuple[str, str]] = set()   # (section, organ) with a plural mention
     for sentence in report.sentences:
-        if (sentence.history and not include_history) or not _ANY_NOUN.search(sentence.text):
+        if sentence.history and not include_history:
+            continue
+        scanned, any_noun = _ANY_NOUN.scan(sentence.text)
+        if not any_noun.search(scanned):
             continue
         section = ctx.section_at(sentence.start)
         section_key = section.name if section else ""
         for c_start, c_end in clause_spans(sentence.start, sentence.text):
             clause = ctx.text[c_start:c_end]
+            folded = fold(clause)
             for organ, (organ_rx, noun_rx) in _ORGAN_RX.items():
-                if not organ_rx.search(clause):
+                if not organ_rx.pattern_for(clause).search(folded):
                     continue
-                noun = noun_rx.search(clause)
+                noun = noun_rx.pattern_for(clause).search(folded)
                 if noun is None:
                     continue
                 start, end = c_start + noun.start(), c_start + noun.end()

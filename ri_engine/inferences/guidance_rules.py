@@ -43,6 +43,7 @@ from typing import Any
 
 from ..context import AnalysisContext
 from ..knowledge import pattern as _rx
+from ..nlp.casefold import fold, folded_pattern
 from ..models import PresentGuidanceInformation
 from .guidance_findings import Lesion, clause_spans, guidance_item, lesion_at, size_info
 from .quality_measures import ReportText, patient_age
@@ -139,8 +140,9 @@ def find_rule_lesions(ctx: AnalysisContext, report: ReportText, *, include_histo
     found: list[tuple[Lesion, Guideline]] = []
     if not active:
         return found
+    folded = fold(ctx.text)  # anchors scan the whole report: case-folded, once
     anchors = sorted((m.start(), m.end(), rank) for rank, g in enumerate(active)
-                     for m in _rx(g["finder"]["anchor"]).finditer(ctx.text))
+                     for m in folded_pattern(g["finder"]["anchor"]).pattern_for(ctx.text).finditer(folded))
     starts = [a[0] for a in anchors]
     groups_done: set[str] = set()
     for sentence in report.sentences:
