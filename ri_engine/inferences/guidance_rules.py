@@ -148,6 +148,9 @@ def find_rule_lesions(ctx: AnalysisContext, report: ReportText, *, include_histo
     for sentence in report.sentences:
         if sentence.history and not include_history:
             continue
+        first = bisect.bisect_left(starts, sentence.start)
+        if first == len(starts) or starts[first] >= sentence.end:
+            continue  # no anchor in the sentence, so none in its clauses
         for span in clause_spans(sentence.start, sentence.text):
             first = bisect.bisect_left(starts, span[0])
             inside = [a for a in anchors[first:bisect.bisect_left(starts, span[1])] if a[1] <= span[1]]

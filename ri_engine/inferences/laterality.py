@@ -56,6 +56,9 @@ class _Vocab:
     text_words: dict[str, re.Pattern[str]]
     any_side: re.Pattern[str]
     parts: tuple[tuple[str, re.Pattern[str]], ...]
+    # Every part at once: group ``p<i>`` is ``parts[i]``. A search finds the leftmost part
+    # and, among parts starting there, the first, as searching each in turn would.
+    any_part: re.Pattern[str]
     findings: re.Pattern[str]
     excluded_sections: frozenset[str]
     excluded_cues: re.Pattern[str]
@@ -71,8 +74,10 @@ def _vocab() -> _Vocab:
     text_words = {side: phrase_pattern(ws) for side, ws in data["textOnlySideWords"].items()}
     all_text = [w for ws in data["textOnlySideWords"].values() for w in ws]
     parts = tuple((group, phrase_pattern(words)) for group, words in data["pairedParts"].items())
+    any_part = re.compile("|".join(f"(?P<p{i}>{pattern.pattern})" for i, (_, pattern) in enumerate(parts)),
+                          re.IGNORECASE)
     table = {c["code"]: c["laterality"] for c in exams["codes"] if c.get("laterality")}
-    return _Vocab(data["codes"], order_words, text_words, phrase_pattern(all_text), parts,
+    return _Vocab(data["codes"], order_words, text_words, phrase_pattern(all_text), parts, any_part,
                   phrase_pattern(data["findingWords"]), frozenset(data["excludedSections"]),
                   phrase_pattern(data["excludedCues"]), table)
 
@@ -139,12 +144,10 @@ def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str |
     window = ctx.text[offset:min(s_end, offset + 40)]
     words = _FOUR_WORDS.match(window)
     limit = offset + (words.end() if words else 0)
-    best: tuple[int, str, tuple[int, int]] | None = None
-    for group, pattern in vocab.parts:
-        m = pattern.search(ctx.text, offset, limit)
-        if m and (best is None or m.start() < best[0]):
-            best = (m.start(), group, (m.start(), m.end()))
-    return (best[1], best[2]) if best else (None, None)
+    m = vocab.any_part.search(ctx.text, offset, limit)
+    if m is None or m.lastgroup is None:
+        return None, None
+    return vocab.parts[int(m.lastgroup[1:])][0], m.span()
 
 
 def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side) -> bool:

@@ -77,3 +77,21 @@ def test_mismatch_evidence_covers_each_opposite_mention() -> None:
     first, second = text.index("Right"), text.index("right")
     assert token_spans(inference.laterality_indication.extension) == [(first, 5), (second, 5)]
     assert token_spans(inference.extension) == [(first, 5), (first + 6, 4), (second, 5), (second + 6, 4)]
+
+
+def test_one_search_finds_the_part_each_part_search_would() -> None:
+    from ri_engine.inferences.laterality import _vocab
+
+    vocab = _vocab()
+    text = ("Left lower lobe and right upper extremity; right kidney, left breast and hip, "
+            "left ovary. Right knee effusion, left lung base, right first rib and shoulder.")
+    for offset in range(len(text)):
+        for limit in (offset + 12, offset + 40):
+            best = None
+            for group, pattern in vocab.parts:
+                m = pattern.search(text, offset, limit)
+                if m and (best is None or m.start() < best[1][0]):
+                    best = (group, m.span())
+            m = vocab.any_part.search(text, offset, limit)
+            found = (vocab.parts[int(m.lastgroup[1:])][0], m.span()) if m and m.lastgroup else None
+            assert best == found, (offset, limit)
