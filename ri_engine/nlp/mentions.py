@@ -93,9 +93,10 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
               "measurement": _Sorted(measurements), "modifier": _Sorted(modifiers)}
     out: list[FindingMention] = []
     for sentence in sentences:
-        in_sentence = _Sorted(all_findings.within(sentence))
-        if not in_sentence.items:
+        sentence_findings = all_findings.within(sentence)
+        if not sentence_findings:
             continue
+        in_sentence = _Sorted(sentence_findings)
         s_terminators = all_terminators.within(sentence)
         breaks = [sentence.start] + [t.start for t in s_terminators
                                      if t.text.lower() in _CLAUSE_BREAKS] + [sentence.end]

@@ -18,9 +18,13 @@ from spacy.vocab import Vocab
 
 # Order matters: abbreviations with dots first, then numbers, then words, then any other
 # single character. "e.g." and "i.e." stay one token so they never end a sentence.
+# Both dotted forms need one to six letters and a dot: the look-ahead rules them out for
+# nearly every token at once (the letters are ASCII and the non-ASCII ones that
+# ``(?i:...)`` matches to them: dotted and dotless i, long s, Kelvin sign).
 TOKEN_RE = re.compile(
-    r"(?:(?i:dr|drs|mr|mrs|ms|prof|approx|fig|st|jr|sr|ca|cf)\.(?=[ \t]*[\w(#]))"
-    r"|(?:[A-Za-z]\.){2,}"
+    r"(?=[A-Za-z\u0130\u0131\u017f\u212a]{1,6}\.)"
+    r"(?:(?i:dr|drs|mr|mrs|ms|prof|approx|fig|st|jr|sr|ca|cf)\.(?=[ \t]*[\w(#])"
+    r"|(?:[A-Za-z]\.){2,})"
     r"|\d+(?:\.\d+)?"
     r"|[^\W\d_]+(?:'[sS]\b)?"
     r"|\S",
