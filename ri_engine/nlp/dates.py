@@ -22,8 +22,10 @@ _MONTHS = {
     "december": 12,
 }
 _MONTH = r"(?P<month>jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+# Each pattern starts with a look-ahead for the characters its forms can start with (a
+# digit, a month's or a relative word's first letter): one test fails most positions.
 _DATE = re.compile(
-    r"(?<![\w/])(?:"
+    r"(?=[\djfmasondty])(?<![\w/])(?:"
     r"(?P<ymd_y>\d{4})[/-](?P<ymd_m>\d{1,2})[/-](?P<ymd_d>\d{1,2})"
     r"|(?P<mdy_m>\d{1,2})[/-](?P<mdy_d>\d{1,2})[/-](?P<mdy_y>\d{4}|\d{2})"
     rf"|{_MONTH}\s+(?P<md_d>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<md_y>\d{{4}}))?"
@@ -35,7 +37,7 @@ _DATE = re.compile(
 )
 _ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
 _TIME = re.compile(
-    r"(?<![\w:])(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])"
+    r"(?=[\dnm])(?<![\w:])(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])"
     r"|(?P<h24>[01]?\d|2[0-3]):(?P<m24>[0-5]\d)(?!\s*[ap]\.?m)(?![\d:])"
     r"|(?P<noon>noon|midnight))",
     re.IGNORECASE,
