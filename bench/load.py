@@ -21,7 +21,11 @@ each in its own process:
   every frame with a fixed ACK: the floor of this stack;
 * ``python-hl7`` -- python-hl7's asyncio MLLP server answering a fixed ACK.
 
-It prints messages/s, p50 and p99 ACK latency for each, and the ratios against the floor.
+It prints messages/s, p50 and p99 ACK latency for each, the ratios against the floor, and
+the server process's CPU time per message (``cpu us``: user + system time of the server's
+main process over the whole load, warm-up included, divided by every message it answered;
+analysis worker processes are not in it).  On a shared machine the rate moves with what
+else runs; the CPU per message moves much less, so compare that between runs.
 ``--servers`` picks some of them (the floor always runs: the ratios need it).
 Target for the gateway: at least 25% of the floor's rate, p99 under 20 ms.
 
@@ -82,6 +86,7 @@ class Result:
     seconds: float
     latencies: list[float]
     errors: int
+    cpu_per_message: float | None = None  # seconds of server CPU per answered message
 
     @property
     def rate(self) -> float:
@@ -92,8 +97,20 @@ class Result:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc), None where unavailable."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_until: float,
-                      latencies: list[float], errors: list[int]) -> int:
+                      latencies: list[float], errors: list[int], answered: list[int]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0
     try:
@@ -106,6 +123,7 @@ async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_un
             writer.write(payload)
             reply = await reader.readuntil(b"\x1c\x0d")
             elapsed = time.perf_counter() - start
+            answered[0] += 1
             if b"MSA|AA|" not in reply and b"MSA|CA|" not in reply:
                 errors[0] += 1
             if start >= warm_until:  # warm-up messages are not counted
@@ -117,7 +135,9 @@ async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_un
 
 
 async def _load(port: int, connections: int, seconds: float, size: int, name: str,
-                warmup: float) -> Result:
+                warmup: float, pid: int | None = None) -> Result:
+    cpu_before = _cpu_seconds(pid)
+    answered = [0]
     start = time.perf_counter()
     warm_until = start + warmup
     stop_at = warm_until + seconds
@@ -125,9 +145,14 @@ async def _load(port: int, connections: int, seconds: float, size: int, name: st
     errors = [0]
     run_id = f"{int(time.time() * 1000) % 100000:05d}"
     counts = await asyncio.gather(*[
-        _connection(port, size, f"B{run_id}C{c}N", stop_at, warm_until, latencies, errors)
+        _connection(port, size, f"B{run_id}C{c}N", stop_at, warm_until, latencies, errors,
+                    answered)
         for c in range(connections)])
-    return Result(name, sum(counts), seconds, latencies, errors[0])
+    cpu_after = _cpu_seconds(pid)
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and answered[0]:
+        cpu = (cpu_after - cpu_before) / answered[0]
+    return Result(name, sum(counts), seconds, latencies, errors[0], cpu)
 
 
 def _free_port() -> int:
@@ -220,7 +245,8 @@ def run(connections: int, seconds: float, size: int, warmup: float,
             proc = _start(kind, port, tmp)
             try:
                 _wait_port(port, proc)
-                results.append(asyncio.run(_load(port, connections, seconds, size, kind, warmup)))
+                results.append(asyncio.run(_load(port, connections, seconds, size, kind, warmup,
+                                                 proc.pid)))
             finally:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -233,10 +259,12 @@ def run(connections: int, seconds: float, size: int, warmup: float,
 def report(results: list[Result], connections: int, size: int) -> str:
     floor = next(r for r in results if r.name == "floor")
     lines = [f"{connections} connections, {size}-byte ORU^R01, {os.cpu_count()} CPUs",
-             f"{'server':<17} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9} {'errors':>7}"]
+             f"{'server':<17} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9} {'errors':>7}"
+             f" {'cpu us':>7}"]
     for r in results:
+        cpu = f"{r.cpu_per_message * 1e6:>7.0f}" if r.cpu_per_message is not None else f"{'-':>7}"
         lines.append(f"{r.name:<17} {r.rate:>9.0f} {r.percentile(0.5):>8.2f} "
-                     f"{r.percentile(0.99):>8.2f} {r.rate / floor.rate:>8.0%} {r.errors:>7}")
+                     f"{r.percentile(0.99):>8.2f} {r.rate / floor.rate:>8.0%} {r.errors:>7} {cpu}")
     for gateway in (r for r in results if r.name.startswith("gateway")):
         ok = gateway.rate >= 0.25 * floor.rate and gateway.percentile(0.99) < 20
         lines.append(f"{gateway.name} target (>= 25% of floor, p99 < 20 ms): "
@@ -263,7 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     print(report(results, args.connections, args.size))
     if args.json:
         print(json.dumps([{"server": r.name, "rate": r.rate, "p50_ms": r.percentile(0.5),
-                           "p99_ms": r.percentile(0.99), "errors": r.errors} for r in results]))
+                           "p99_ms": r.percentile(0.99), "errors": r.errors,
+                           "cpu_us_per_message": None if r.cpu_per_message is None
+                           else r.cpu_per_message * 1e6} for r in results]))
     return 0
 
 

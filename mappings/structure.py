@@ -12,6 +12,7 @@ batch/file trailer (BTS/FTS), which is what the ACK answers too.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import hl7
@@ -66,16 +67,14 @@ class ParsedMessage:
         return next((s for s in self.segments if s.id == segment_id), None)
 
 
+_NEXT_MESSAGE = re.compile("\r(?:MSH|BTS|FTS|BHS|FHS)")
+
+
 def first_message(text: str) -> str:
     """The text of the first message: from its MSH to the next MSH or batch trailer."""
     start, _ = locate_msh(text)
-    body = text[start:]
-    cut = len(body)
-    for marker in ("\rMSH", "\rBTS", "\rFTS", "\rBHS", "\rFHS"):
-        found = body.find(marker)
-        if 0 <= found < cut:
-            cut = found
-    return body[:cut]
+    end = _NEXT_MESSAGE.search(text, start)
+    return text[start:end.start() if end else len(text)]
 
 
 def parse_segments(text: str, header: MessageHeader) -> tuple[Segment, ...]:

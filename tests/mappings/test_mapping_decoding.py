@@ -148,3 +148,27 @@ def test_never_raises(raw: bytes) -> None:
 def test_header_segment_is_never_continued() -> None:
     text = "\r".join([msh(), "PID\x0b|1||X", "OBR|1"])
     assert normalise_segments(text).split("\r") == [msh(), "PID\x0b|1||X", "OBR|1"]
+
+
+def _normalise_variants() -> list[str]:
+    from pathlib import Path
+
+    corpus = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7"
+    texts = [decode_message(p.read_bytes(), normalise=False).text for p in sorted(corpus.glob("*.hl7"))]
+    base = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5\rPID|1||X\rOBR|1\rOBX|1|TX|||text"
+    texts += [base, base + "\r", "\r\n" + base, base.replace("\r", "\r\n"), base.replace("\r", "\n"),
+              base.replace("\rOBR", "\r\rOBR"), base.replace("\rOBX", "\rcontinued line\rOBX"),
+              base.replace("\rPID", "\rPI|1"), base.replace("\rOBR|1", "\rOBR"),
+              base.replace("\rOBR|1", "\rOB"), base + "\rZZ1", base.replace("|", "#"),
+              "MSH\rPID|1", "", "\r\n", "not hl7 at all\rsecond line"]
+    return texts
+
+
+def test_normalise_takes_the_short_way_only_when_it_changes_nothing():
+    from mappings.decoding import _find_msh, _rejoin
+
+    for text in _normalise_variants():
+        stripped = text.strip("\r\n\t \x00")
+        msh = _find_msh(stripped)
+        fs = stripped[msh + 3] if msh >= 0 and len(stripped) > msh + 3 else "|"
+        assert normalise_segments(text) == _rejoin(stripped, fs), repr(text[:60])
