@@ -18,22 +18,25 @@ import re
 from ..context import AnalysisContext
 from ..knowledge import load_json
 from ..models import FollowupCommunicationInference, Inference
+from ..nlp.casefold import CaseFolded, fold
 from .evidence import token_spans_for
 
 _VOCAB = load_json("communication.json")
-_VERB = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbs"]), re.IGNORECASE)
-_VERBAL = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbal_cues"]), re.IGNORECASE)
+# Searched in every sentence, case-folded (nlp/casefold.py).
+_VERB = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbs"]), re.IGNORECASE))
+_VERBAL = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbal_cues"]), re.IGNORECASE))
 _ROLES = [(role, re.compile(pattern)) for role, pattern in _VOCAB["recipient_patterns"]]
 _NAME_AFTER = re.compile(r"\b(?:with|to)\s+(?:the\s+)?(?P<name>[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)")
-_EXCLUDE = re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communication"]), re.IGNORECASE)
+_EXCLUDE = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communication"]), re.IGNORECASE))
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
     out: list[Inference] = []
     for sentence in ctx.sentences:
         text = ctx.text[sentence.start:sentence.end]
-        verb = _VERB.search(text)
-        if verb is None or _EXCLUDE.search(text):
+        folded = fold(text)
+        verb = _VERB.pattern_for(text).search(folded)
+        if verb is None or _EXCLUDE.pattern_for(text).search(folded):
             continue
         recipients, spans = _recipients(text, verb.end())
         if not recipients:
@@ -46,7 +49,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         out.append(FollowupCommunicationInference(
             communicated_at=[when] if when else None,
             recipient=recipients,
-            was_acknowledged=bool(_VERBAL.search(text)),
+            was_acknowledged=bool(_VERBAL.pattern_for(text).search(folded)),
             extension=ctx.evidence(*token_spans_for(ctx, sorted(evidence))) or None))
     return out
 

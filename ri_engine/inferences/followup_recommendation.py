@@ -28,6 +28,7 @@ from ..models import (
     Period, RecommendationFinding,
 )
 from ..nlp.alternation import phrase_alternation
+from ..nlp.casefold import CaseFolded, fold
 from ..nlp.lexicon import make_code
 from ..nlp.types import Laterality, ProcedureMention, Span
 from . import critical_result, finding
@@ -43,8 +44,9 @@ def _words(terms: list[str]) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])%s(?![\w-])" % phrase_alternation(terms), re.IGNORECASE)
 
 
-_CUE = _words(_VOCAB["cues"])
-_REFUSAL = _words(_VOCAB["negations"])
+# Searched in every sentence, case-folded (nlp/casefold.py).
+_CUE = CaseFolded(_words(_VOCAB["cues"]))
+_REFUSAL = CaseFolded(_words(_VOCAB["negations"]))
 _HEDGE = _words(_VOCAB["hedges"])
 _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
@@ -82,7 +84,8 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         if any(b[0].start <= sentence.start < b[-1].end for b in blocks):
             continue
         text = ctx.text[sentence.start:sentence.end]
-        if not _CUE.search(text) or _REFUSAL.search(text):
+        folded = fold(text)
+        if not _CUE.pattern_for(text).search(folded) or _REFUSAL.pattern_for(text).search(folded):
             continue
         out.extend(_from_sentence(ctx, sentence, text, options))
     if options.references:

@@ -21,6 +21,7 @@ from typing import Any
 from ..context import AnalysisContext
 from .. import knowledge
 from ..models import AssessmentValueRange, Inference, ScoringAndAssessmentInference
+from ..nlp.casefold import CaseFolded, fold
 from ..nlp.prefilter import Literals, Screen, required_literals
 
 # Same token facts as RI's offsets: numbers whole, words whole, any other character alone.
@@ -49,11 +50,12 @@ class _Pattern:
     regex: re.Pattern[str]
     entry: dict[str, Any]
     literals: tuple[Literals, ...]  # every match has one string of each (nlp/prefilter.py)
+    folded: CaseFolded              # the scan itself runs over the case-folded report
 
     @classmethod
     def compile(cls, pattern: str, entry: dict[str, Any]) -> _Pattern:
         regex = re.compile(pattern, re.IGNORECASE)
-        return cls(regex, entry, required_literals(regex))
+        return cls(regex, entry, required_literals(regex), CaseFolded(regex))
 
 
 @cache
@@ -110,11 +112,12 @@ def find_scores(text: str) -> list[ScoreMention]:
     # Most reports name none of the ~50 systems: rule patterns out on their literal text
     # instead of letting each one scan the whole report.
     screen = Screen(text)
+    folded = fold(text)  # values are upper-cased by _normalise, offsets are the text's
     for pattern in _patterns():
         if not screen.may_match(pattern.literals):
             continue
         entry = pattern.entry
-        for match in pattern.regex.finditer(text):
+        for match in pattern.folded.pattern_for(text).finditer(folded):
             groups = match.groupdict()
             spans = []
             if groups.get("name") is not None:
