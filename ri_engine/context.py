@@ -24,11 +24,13 @@ types are in ``ri_engine.nlp.types`` and documented in ``ri_engine/nlp/__init__.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from .nlp.casefold import fold, folded_pattern
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
     AnatomyMention, FindingMention, Measurement, OffsetIndex, ProcedureMention, Section, Span,
@@ -91,6 +93,11 @@ class AnalysisContext:
                     extension = made[start, end] = document_token(self._reference, start, end - start)
                 out.append(extension)
         return out
+
+    def folded(self, pattern: re.Pattern[str]) -> tuple[re.Pattern[str], str]:
+        """Case-insensitive ``pattern`` as a case-folded scan: (its twin, the text to search),
+        offsets as in ``text`` (``ri_engine.nlp.casefold``); the folded text is made once."""
+        return folded_pattern(pattern.pattern, pattern.flags).pattern_for(self.text), self._folded_text
 
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
@@ -156,6 +163,10 @@ class AnalysisContext:
     @cached_property
     def _evidence(self) -> dict[tuple[int, int], Extension]:
         return {}
+
+    @cached_property
+    def _folded_text(self) -> str:
+        return fold(self.text)
 
     @cached_property
     def _reference(self) -> Extension:

@@ -87,7 +87,8 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     inferences: list[Inference] = []
     order_side, order_part = _order_laterality(ctx.ordered_procedures, vocab)
     if order_side in _OPPOSITE:
-        if not vocab.any_side.search(ctx.text):
+        any_side, folded = ctx.folded(vocab.any_side)
+        if not any_side.search(folded):
             inferences.append(LateralityDiscrepancyInference(discrepancy_type="textLateralityMissing"))
         else:
             inferences.extend(_order_mismatch(ctx, vocab, order_side, order_part))
@@ -132,7 +133,8 @@ def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = No
     hi = len(text) if hi is None else hi
     found: list[_Side] = []
     for side, pattern in vocab.text_words.items():
-        for m in pattern.finditer(text, lo, hi):
+        words, folded = ctx.folded(pattern)
+        for m in words.finditer(folded, lo, hi):
             part, span = _part_after(ctx, vocab, m.end())
             found.append(_Side(side, m.start(), m.end(), part, span))
     return sorted(found, key=lambda s: s.start)
@@ -144,7 +146,8 @@ def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str |
     window = ctx.text[offset:min(s_end, offset + 40)]
     words = _FOUR_WORDS.match(window)
     limit = offset + (words.end() if words else 0)
-    m = vocab.any_part.search(ctx.text, offset, limit)
+    any_part, folded = ctx.folded(vocab.any_part)
+    m = any_part.search(folded, offset, limit)
     if m is None or m.lastgroup is None:
         return None, None
     return vocab.parts[int(m.lastgroup[1:])][0], m.span()
@@ -154,7 +157,8 @@ def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side) -> bool:
     if section_name_at(ctx, side.start) in vocab.excluded_sections:
         return False
     s_start, s_end = sentence_bounds(ctx, side.start)
-    return not vocab.excluded_cues.search(ctx.text, s_start, s_end)
+    cues, folded = ctx.folded(vocab.excluded_cues)
+    return not cues.search(folded, s_start, s_end)
 
 
 def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str,
@@ -192,7 +196,8 @@ def _sided_findings(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> li
     out = []
     # Several findings often share a sentence: read its side words once.
     by_sentence: dict[tuple[int, int], list[_Side]] = {}
-    for m in vocab.findings.finditer(ctx.text, lo, hi):
+    findings, folded = ctx.folded(vocab.findings)
+    for m in findings.finditer(folded, lo, hi):
         s_start, s_end = sentence_bounds(ctx, m.start())
         window = (max(lo, s_start), min(hi, s_end))
         if window not in by_sentence:
@@ -207,7 +212,8 @@ def _sided_findings(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> li
 
 def _paired_sides(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> list[_Side]:
     """Left/right words in text[lo:hi] that qualify a paired part."""
-    if not vocab.any_side.search(ctx.text, lo, hi):
+    any_side, folded = ctx.folded(vocab.any_side)
+    if not any_side.search(folded, lo, hi):
         # The common case, settled by one scan instead of one per side (``any_side``
         # matches wherever one of the per-side patterns would).
         return []

@@ -60,6 +60,6 @@ class CaseFolded:
 
 
 @functools.cache
-def folded_pattern(source: str) -> CaseFolded:
+def folded_pattern(source: str, flags: int = re.IGNORECASE) -> CaseFolded:
     """``source`` (a rule pattern from a knowledge file) case-insensitive, with its twin."""
-    return CaseFolded(re.compile(source, re.IGNORECASE))
+    return CaseFolded(re.compile(source, flags | re.IGNORECASE))
