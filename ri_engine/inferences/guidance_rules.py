@@ -43,7 +43,6 @@ from typing import Any
 
 from ..context import AnalysisContext
 from ..knowledge import pattern as _rx
-from ..nlp.casefold import fold, folded_pattern
 from ..models import PresentGuidanceInformation
 from .guidance_findings import Lesion, clause_spans, guidance_item, lesion_at, size_info
 from .quality_measures import ReportText, patient_age
@@ -116,7 +115,10 @@ def _finder_applies(finder: dict[str, Any], ctx: AnalysisContext, lowered: str, 
         return False
     if finder.get("examExclude") and _rx(finder["examExclude"]).search(exam):
         return False
-    return not (finder.get("documentExclude") and _rx(finder["documentExclude"]).search(ctx.text))
+    if not finder.get("documentExclude"):
+        return True
+    exclude, folded = ctx.folded(_rx(finder["documentExclude"]))  # a whole-report search
+    return not exclude.search(folded)
 
 
 def _required_context(finder: dict[str, Any], ctx: AnalysisContext, clause: str) -> bool:
@@ -140,9 +142,11 @@ def find_rule_lesions(ctx: AnalysisContext, report: ReportText, *, include_histo
     found: list[tuple[Lesion, Guideline]] = []
     if not active:
         return found
-    folded = fold(ctx.text)  # anchors scan the whole report: case-folded, once
-    anchors = sorted((m.start(), m.end(), rank) for rank, g in enumerate(active)
-                     for m in folded_pattern(g["finder"]["anchor"]).pattern_for(ctx.text).finditer(folded))
+    anchors: list[tuple[int, int, int]] = []
+    for rank, guideline in enumerate(active):
+        anchor, folded = ctx.folded(_rx(guideline["finder"]["anchor"]))  # a whole-report scan
+        anchors += [(m.start(), m.end(), rank) for m in anchor.finditer(folded)]
+    anchors.sort()
     starts = [a[0] for a in anchors]
     groups_done: set[str] = set()
     for sentence in report.sentences:
