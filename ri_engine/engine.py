@@ -69,6 +69,7 @@ class Engine:
         metadata = document.administrative_metadata
         ordered = list((metadata.ordered_procedures if metadata else None) or [])
         doc = self.pipeline.analyse(text, document_date)
+        ext = doc._  # one accessor for the ten layers
         order_procedures = []
         for order in ordered:
             description = order.description or ""
@@ -79,11 +80,11 @@ class Engine:
             text=text, patient=request.patient, document=document,
             configuration=request.configuration, document_date=document_date,
             reference_date=reference_date, ordered_procedures=ordered,
-            sections=list(doc._.ri_sections), sentences=list(doc._.ri_sentences),
-            terms=doc._.ri_terms, measurements=list(doc._.ri_measurements),
-            dates=list(doc._.ri_dates), times=list(doc._.ri_times),
-            anatomy=list(doc._.ri_anatomy), findings=list(doc._.ri_findings),
-            procedures=list(doc._.ri_procedures), order_procedures=order_procedures,
+            sections=list(ext.ri_sections), sentences=list(ext.ri_sentences),
+            terms=ext.ri_terms, measurements=list(ext.ri_measurements),
+            dates=list(ext.ri_dates), times=list(ext.ri_times),
+            anatomy=list(ext.ri_anatomy), findings=list(ext.ri_findings),
+            procedures=list(ext.ri_procedures), order_procedures=order_procedures,
             doc=doc, lexicon=self.pipeline.lexicon)
 
 

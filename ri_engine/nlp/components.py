@@ -45,8 +45,9 @@ class LayoutComponent:
         text = text_of(doc)
         sections = find_sections(text, self.scheme)
         sentences = split_sentences(text, sections)
-        doc._.ri_sections = sections
-        doc._.ri_sentences = sentences
+        ext = doc._  # each ``doc._`` builds an accessor object: one per component
+        ext.ri_sections = sections
+        ext.ri_sentences = sentences
         # One array write instead of a Python-level setter call per token.
         starts = numpy.fromiter({s.start for s in sentences} | {s.start for s in sections},
                                 dtype=numpy.int64)
@@ -69,9 +70,10 @@ class TermsComponent:
 class MeasurementsComponent:
     def __call__(self, doc: Doc) -> Doc:
         text = text_of(doc)
-        doc._.ri_measurements = find_measurements(text)
-        doc._.ri_dates = find_dates(text, doc.user_data.get("document_date"))
-        doc._.ri_times = find_times(text)
+        ext = doc._
+        ext.ri_measurements = find_measurements(text)
+        ext.ri_dates = find_dates(text, doc.user_data.get("document_date"))
+        ext.ri_times = find_times(text)
         return doc
 
 
@@ -81,13 +83,14 @@ class MentionsComponent:
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = self.nlp.get_pipe("ri_terms").lexicon
-        terms = doc._.ri_terms
+        ext = doc._
+        terms = ext.ri_terms
         text = text_of(doc)
         anatomy, used = build_anatomy(text, terms, lexicon)
-        doc._.ri_anatomy = anatomy
-        doc._.ri_findings = build_findings(
-            text, doc._.ri_sentences, doc._.ri_sections, terms, anatomy, used,
-            doc._.ri_measurements, doc._.ri_dates, lexicon)
+        ext.ri_anatomy = anatomy
+        ext.ri_findings = build_findings(
+            text, ext.ri_sentences, ext.ri_sections, terms, anatomy, used,
+            ext.ri_measurements, ext.ri_dates, lexicon)
         return doc
 
 
@@ -97,8 +100,9 @@ class ProceduresComponent:
 
     def __call__(self, doc: Doc) -> Doc:
         lexicon = self.nlp.get_pipe("ri_terms").lexicon
-        doc._.ri_procedures = find_procedures(
-            text_of(doc), doc._.ri_terms, doc._.ri_anatomy, doc._.ri_sections, lexicon)
+        ext = doc._
+        ext.ri_procedures = find_procedures(
+            text_of(doc), ext.ri_terms, ext.ri_anatomy, ext.ri_sections, lexicon)
         return doc
 
 
