@@ -25,7 +25,7 @@ from ..models import (
 )
 from ..nlp.lexicon import make_code
 from ..nlp.types import Code, FindingMention, Measurement, Modifier
-from .evidence import coded, section_extension, sentences_extension, token_spans_for
+from .evidence import coded, section_extension, sentences_extension
 
 # Sections whose sentences describe what to do rather than what was seen.
 NON_OBSERVATION_SECTIONS = frozenset({"RECOMMENDATION"})
@@ -67,7 +67,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     focused = bool(options and options.finding_options
                    and options.finding_options.provide_focused_sentence_evidence)
     for mention in reported(ctx):
-        extensions = ctx.evidence(*token_spans_for(ctx, [(mention.start, mention.end)]))
+        extensions = ctx.evidence(*ctx.tokens(mention.start, mention.end))  # one span: no repeats
         section = section_extension(ctx, mention.start)
         if section is not None:
             extensions.append(section)

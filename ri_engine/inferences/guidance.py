@@ -161,9 +161,17 @@ def _smoking_risk(ctx: AnalysisContext, table: dict[str, Any], text: str) -> str
     patterns scan the whole text, and a report may hold several nodules)."""
     cache: dict[str, str | None] = ctx.layers.setdefault("guidance.fleischner_risk", {})
     if text not in cache:
-        risks = [level for level, rx in table["risk"].items() if pattern(rx).search(text)]
+        risks = [level for level, rx in table["risk"].items() if _search_report(ctx, pattern(rx), text)]
         cache[text] = risks[0] if len(risks) == 1 else None
     return cache[text]
+
+
+def _search_report(ctx: AnalysisContext, rx: re.Pattern[str], text: str) -> bool:
+    """``rx`` found in ``text``; a whole-report search runs case-folded (``ctx.folded``)."""
+    if text is not ctx.text:
+        return bool(rx.search(text))
+    folded_rx, folded = ctx.folded(rx)
+    return bool(folded_rx.search(folded))
 
 
 def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
@@ -247,7 +255,7 @@ def incidental(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
             present.append(guidance_item(entry["item"], entry["value"]))
             flags.add(key)
     risk = table.get("risk")
-    if risk and pattern(risk["high"]).search(text):
+    if risk and _search_report(ctx, pattern(risk["high"]), text):
         present.append(guidance_item(risk["item"], risk["value"]))
         flags.add("high_risk")
     size = _largest(lesion)

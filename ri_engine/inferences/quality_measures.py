@@ -47,7 +47,7 @@ def supported_measure_types() -> list[str]:
     return list(_table()["measures"])
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: dozens per report, and nothing changes them
 class _Sentence:
     start: int
     end: int
