@@ -49,7 +49,7 @@ from twisted.internet import defer
 from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
-__all__ = ["Analysis", "AnalysisPool", "ReportInfo", "default_engine_factory", "default_workers",
+__all__ = ["Analysis", "AnalysisPool", "MappingFailure", "ReportInfo", "default_engine_factory", "default_workers",
            "lower_priority"]
 
 EngineFactory = Callable[[], Any]
@@ -76,6 +76,14 @@ _local = threading.local()
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
 WORKER_NICENESS = 10
 PRIORITIES = ("idle", "low", "normal")
+
+
+class MappingFailure(AnalysisFailure):
+    """``map_oru`` raised something other than an HL7Error in a worker: a mapping bug.
+
+    Unlike a worker that died (also an ``AnalysisFailure``), trying again later gives the
+    same result, so the pipeline records the message as failed.
+    """
 
 
 @dataclass(frozen=True)
@@ -159,7 +167,7 @@ def _map(text: str, mapping_config: Any) -> tuple[str, Any]:
         # Sent as parts: an exception with keyword-only arguments does not unpickle.
         return "hl7_error", (type(exc), exc.message, exc.err_code, exc.location)
     except Exception as exc:  # noqa: BLE001 - a mapping bug
-        return "analysis_failure", (f"mapping failed: {type(exc).__name__}", "InternalError", None)
+        return "mapping_failure", (f"mapping failed: {type(exc).__name__}", "InternalError", None)
 
 
 def _map_and_run(engine: Any, text: str, mapping_config: Any, configuration: Any,
@@ -227,6 +235,8 @@ def _error(kind: str, payload: Any) -> Exception:
     message, code, target = payload
     if kind == "request_error":
         return RequestError(message, code=code, target=target)
+    if kind == "mapping_failure":
+        return MappingFailure(message, code=code, target=target)
     return AnalysisFailure(message, code=code, target=target)
 
 

@@ -34,7 +34,10 @@ check cannot see with ``"check"``): the message is
 marked ``failed`` with a ``content_error`` event, logged (error code and location only)
 and passed to the hooks as one :class:`ReportOutcome` without a report whose ``error``
 is the ``ContentError``, so an enhanced-mode sender that asked for an application ACK
-gets an AE on the return route.
+gets an AE on the return route.  A mapping that fails with anything else in a worker (a
+bug: ``MappingFailure``) is recorded the same way as an ``analysis_failed`` event with
+``stage = "mapping"`` (application AR); a worker that died leaves the message ``received``
+for the next start.
 """
 
 from __future__ import annotations
@@ -300,9 +303,17 @@ class AnalysisPipeline:
         return defer.gatherResults(work).addCallback(lambda outcomes: (outcomes, message))
 
     def _mapping_failed(self, failure: Any, message: AcceptedMessage) -> Any:
-        """Mapped after the ACK and the content is bad: recorded, the sender already has AA."""
+        """Mapped after the ACK and the content is bad: recorded, the sender already has AA.
+
+        A mapping bug (``MappingFailure``) is recorded too: it would fail again at every
+        start.  Any other failure (a worker that died) leaves the message ``received``.
+        """
         from mappings.errors import HL7Error
 
+        from .analysis import MappingFailure
+
+        if failure.check(MappingFailure):
+            return self._mapping_bug(failure.value, message)
         if not failure.check(HL7Error):
             return failure
         error = failure.value
@@ -314,6 +325,16 @@ class AnalysisPipeline:
                status_op(message.message_id, "failed", reports=0)]
         if self.metrics is not None:
             self.metrics.inc("ri_gateway_content_errors_total")
+        for hook in self.hooks:
+            ops.extend(hook(message, [ReportOutcome(None, error=error)]))
+        return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")
+
+    def _mapping_bug(self, error: BaseException, message: AcceptedMessage) -> defer.Deferred:
+        self.log.error("analysis.mapping_failed", control_id=message.control_id,
+                       message_id=message.message_id, error=str(error))
+        ops = [event_op("analysis_failed", message.control_id, message.message_id,
+                        stage="mapping", error=str(error)),
+               status_op(message.message_id, "failed", reports=0)]
         for hook in self.hooks:
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
         return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")

@@ -135,3 +135,15 @@ def test_worker_processes_run_at_the_chosen_priority(priority):
         "idle": (os.SCHED_IDLE, base),
         "low": (os.SCHED_OTHER, min(19, base + 10)),
         "normal": (os.SCHED_OTHER, base)}[priority]
+
+
+def test_a_mapping_bug_is_a_mapping_failure(pool):
+    from gateway.analysis import MappingFailure
+
+    from gateway_samples import oru
+
+    reactor = pool.test_reactor
+    # A mapping configuration that is not one makes map_oru itself fail (a bug's stand-in).
+    failed = outcome(reactor, pool.map_and_analyze(oru("B1").decode(), "not a configuration"))
+    assert failed.check(MappingFailure)
+    assert failed.value.message == "mapping failed: AttributeError"

@@ -337,3 +337,39 @@ def test_content_error_from_the_one_call_is_recorded(tmp_path):
     event = audit.events(control_id="O3")[-1]
     assert (event["event"], event["fields"]["error_code"], event["fields"]["location"]) == (
         "content_error", "100", "PID")
+
+
+def test_a_mapping_bug_after_the_ack_is_recorded_as_failed(tmp_path):
+    from gateway.analysis import MappingFailure
+
+    seen = []
+
+    class Buggy(SyncAnalyzer):
+        def map_and_analyze(self, text, mapping_config=None, configuration=None, *,
+                            with_result=True):
+            return defer.fail(MappingFailure("mapping failed: KeyError", code="InternalError"))
+
+    def hook(message, outcomes):
+        seen.append([(o.report, type(o.error).__name__) for o in outcomes])
+        return []
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(Buggy(), GroupCommitter(audit, immediate_writer), hooks=[hook])
+    assert run(pipeline, AcceptedMessage(store(audit, "K1"), "K1", None, "text", None)) == "failed"
+    event = audit.events(control_id="K1")[-1]
+    assert (event["event"], event["fields"]) == (
+        "analysis_failed", {"stage": "mapping", "error": "mapping failed: KeyError"})
+    assert audit.messages_for("K1")[0]["status"] == "failed"
+    assert seen == [[(None, "MappingFailure")]]
+
+
+def test_a_worker_that_died_leaves_the_message_to_the_next_start(tmp_path):
+    class Dead(SyncAnalyzer):
+        def map_and_analyze(self, text, mapping_config=None, configuration=None, *,
+                            with_result=True):
+            return defer.fail(AnalysisFailure("analysis worker failed: BrokenProcessPool"))
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pipeline = AnalysisPipeline(Dead(), GroupCommitter(audit, immediate_writer))
+    assert run(pipeline, AcceptedMessage(store(audit, "D1"), "D1", None, "text", None)) is None
+    assert audit.messages_for("D1")[0]["status"] == "received"
