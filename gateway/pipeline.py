@@ -27,7 +27,8 @@ than ``quiet_period`` seconds ago) no analysis starts, unless the oldest waiting
 has waited ``max_wait`` seconds: under a burst the backlog grows while the ACK path has
 the CPU, and drains in one go once the burst is over; under sustained overload analysis
 runs at full speed again after ``max_wait``.  A message in the backlog is already
-committed (status ``received``), so a restart resumes it.
+committed (status ``received``), so a restart resumes it; once :meth:`stop` is called (the
+gateway is stopping) no analysis starts and the backlog is left to that restart.
 
 **Content errors after the ACK** (``[mllp] map_before_ack = "none"``, or one the pre-ACK
 check cannot see with ``"check"``): the message is
@@ -173,11 +174,22 @@ class AnalysisPipeline:
         # (message, its final-status Deferred, when it arrived), oldest first
         self._backlog: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
         self._start_pending = False
+        self._stopped = False
 
     @property
     def backlog(self) -> int:
         """Accepted messages waiting for a place in the analysis pool."""
         return len(self._backlog)
+
+    def stop(self) -> None:
+        """Start no more analyses (the gateway is stopping and its pool closes).
+
+        Messages still in the backlog stay ``received`` and are resumed at the next start,
+        instead of each failing against the closed pool.
+        """
+        self._stopped = True
+        if self._backlog:
+            self.log.info("analysis.stopped", backlog=len(self._backlog))
 
     def add_hook(self, hook: AnalysedHook) -> None:
         self.hooks.append(hook)
@@ -199,6 +211,8 @@ class AnalysisPipeline:
 
     def _start(self) -> None:
         self._start_pending = False
+        if self._stopped:
+            return
         if self.reactor is not None and self._backlog:
             wait = self._yield_to_listener()
             if wait > 0:

@@ -156,6 +156,7 @@ class _CoreService(Service):
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()
         app = self.app
+        app.pipeline.stop()  # the backlog is resumed at the next start
         checkpoints = getattr(self, "_checkpoints", None)
         if checkpoints is not None and checkpoints.running:
             checkpoints.stop()

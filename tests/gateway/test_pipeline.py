@@ -373,3 +373,16 @@ def test_a_worker_that_died_leaves_the_message_to_the_next_start(tmp_path):
     pipeline = AnalysisPipeline(Dead(), GroupCommitter(audit, immediate_writer))
     assert run(pipeline, AcceptedMessage(store(audit, "D1"), "D1", None, "text", None)) is None
     assert audit.messages_for("D1")[0]["status"] == "received"
+
+
+def test_stopped_pipeline_starts_nothing_more_and_leaves_the_backlog_received(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer))
+    for cid in ("S1", "S2", "S3"):
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, "text", (report(cid),)))
+    pipeline.stop()
+    analyzer.release()  # an analysis in flight still completes and is recorded
+    assert (analyzer.calls, pipeline.backlog) == (2, 1)
+    assert [audit.messages_for(c)[0]["status"] for c in ("S1", "S2", "S3")] == [
+        "analysed", "received", "received"]
