@@ -14,16 +14,16 @@ from collections.abc import Iterable
 
 from ..context import AnalysisContext
 from ..knowledge import load_json
-from ..models import CodeableConcept, Extension, coding
+from ..models import CodeableConcept, Coding, Extension
 from ..nlp.types import Code, Section
 
 LOINC_OID = "2.16.840.1.113883.6.1"
 
 
 def coded(ctx: AnalysisContext, code: Code, spans: Iterable[tuple[int, int]] = ()) -> CodeableConcept:
-    evidence = ctx.evidence(*spans)
-    return CodeableConcept(coding=[coding(code.system, code.code, code.display)],
-                           extension=evidence or None)
+    # Positional (coding, text, extension): the hot path of every coded value.
+    return CodeableConcept([Coding(code.system, None, code.code, code.display)], None,
+                           ctx.evidence(*spans) or None)
 
 
 def section_extension(ctx: AnalysisContext, offset: int) -> Extension | None:
