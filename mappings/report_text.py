@@ -135,10 +135,14 @@ def _pieces(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: st
             body = "\n".join(v for v in labels if v)
         if body is None:
             continue
-        heading = _section_heading(seg[3], d, config)
-        if heading and heading != section and not body.lstrip().upper().startswith(heading.rstrip(":")):
-            body = f"{heading}\n{body}"
-        section = heading or section
+        if body.strip():
+            # A blank OBX (a spacer line) opens no section: a heading over nothing would make
+            # a report without text look like one with text.
+            heading = _section_heading(seg[3], d, config)
+            if heading and heading != section and \
+                    not body.lstrip().upper().startswith(heading.rstrip(":")):
+                body = f"{heading}\n{body}"
+            section = heading or section
         yield body, ref
 
 

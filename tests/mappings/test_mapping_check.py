@@ -182,3 +182,22 @@ def test_split_segments_with_short_or_colliding_encoding_characters(encoding: st
     except HL7Error as exc:
         actual = (exc.err_code, exc.location)
     assert expected == actual
+
+
+def test_blank_obx_under_a_section_code_is_no_report_text() -> None:
+    # A spacer OBX whose OBX-3 names a section must not make a heading line pass for text.
+    blank = oru(body=[obx(1, "", ident="18782-3^Study observation^LN"),
+                      obx(2, "  ", ident="19005-8^Impression^LN")])
+    for config in CONFIGS.values():
+        assert outcome(check_oru, blank, config) == outcome(map_oru, blank, config) == (
+            "ContentError", "101", "OBX-5")
+
+
+def test_blank_obx_between_sections_opens_no_heading() -> None:
+    text = oru(body=[obx(1, "Lungs are clear.", ident="18782-3^Study observation^LN"),
+                     obx(2, "", ident="19005-8^Impression^LN"),
+                     obx(3, "No acute disease.", ident="19005-8^Impression^LN")])
+    (report,) = map_oru(text, MappingConfig())
+    content = report.request.patients[0].patient_documents[0].content.value
+    assert content.count("IMPRESSION:") == 1
+    assert content.index("IMPRESSION:") < content.index("No acute disease.")
