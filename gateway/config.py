@@ -153,7 +153,9 @@ class AnalysisSettings:
     executor: Literal["process", "thread"] = "process"
     # CPU priority of the worker processes: "idle" (SCHED_IDLE, else nice), "low" (nice
     # +10) or "normal" (config/gateway.toml).
-    worker_priority: Literal["idle", "low", "normal"] = "idle"
+    # "low", not "idle": on a saturated host SCHED_IDLE could starve analysis, and with it
+    # critical-result alerts; nice +10 still leaves the ACK path first.
+    worker_priority: Literal["idle", "low", "normal"] = "low"
     ack_after: Literal["persistence", "analysis"] = "persistence"
     # Analysis waits while messages keep arriving less than quiet_period seconds apart,
     # at most max_wait seconds per message (gateway.pipeline); 0 disables either.
