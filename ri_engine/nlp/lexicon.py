@@ -202,8 +202,8 @@ class Lexicon:
                     continue
                 taken[start:end] = b"\x01" * (end - start)
                 first, last = starts[start], ends[end - 1]
-                kept.append(Term(lexicon=group, key=key, start=first, end=last,
-                                 text=text[first:last], plural=plural))
+                # Positional (lexicon, key, start, end, text, plural): a report has hundreds.
+                kept.append(Term(group, key, first, last, text[first:last], plural))
             kept.sort(key=lambda t: t.start)
             out[group] = kept
         return out

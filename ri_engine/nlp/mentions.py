@@ -89,9 +89,10 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                        key=lambda t: t.start)
     all_findings, all_terminators, all_cues = _Sorted(findings), _Sorted(terminators), _Sorted(cues)
     section_index = OffsetIndex.of(sections)
-    layers = {"anatomy": _Sorted(anatomy), "laterality": _Sorted(free_sides),
-              "measurement": _Sorted(measurements), "modifier": _Sorted(modifiers)}
-    out: list[FindingMention] = []
+    # The clauses holding findings, in text order, with their findings and sentence context.
+    clauses: list[tuple[int, int]] = []
+    clause_findings: list[list[Term]] = []
+    contexts: list[tuple[Span, list[Term], list[int]]] = []
     for sentence in sentences:
         sentence_findings = all_findings.within(sentence)
         if not sentence_findings:
@@ -100,21 +101,29 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
         s_terminators = all_terminators.within(sentence)
         breaks = [sentence.start] + [t.start for t in s_terminators
                                      if t.text.lower() in _CLAUSE_BREAKS] + [sentence.end]
-        s_cues = all_cues.within(sentence)
-        term_starts = [t.start for t in s_terminators]
+        context = (sentence, all_cues.within(sentence), [t.start for t in s_terminators])
         for lo, hi in zip(breaks, breaks[1:]):
-            clause = Span(lo, hi)
-            clause_findings = in_sentence.within(clause)
-            if not clause_findings:
-                continue
-            groups = _assign(clause_findings,
-                             {name: layer.within(clause) for name, layer in layers.items()}, text)
-            clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
-            for index, term in enumerate(clause_findings):
-                section = (section_index.at(term.start) if section_index is not None
-                           else _section_at(sections, term.start))
-                out.append(_mention(text, term, groups[index], sentence, section, s_cues,
-                                    term_starts, clause_dates, lexicon))
+            found = in_sentence.within(Span(lo, hi))
+            if found:
+                clauses.append((lo, hi))
+                clause_findings.append(found)
+                contexts.append(context)
+    # Every anatomy, side, size and qualifier goes to the clause holding it, found by
+    # bisection over the clause starts: one pass over each layer rather than a range query
+    # per clause and layer (a report has dozens of clauses and a few items in each).
+    layers = {"anatomy": anatomy, "laterality": free_sides, "measurement": measurements,
+              "modifier": modifiers}
+    clause_items = _by_clause(clauses, layers)
+    out: list[FindingMention] = []
+    for (lo, hi), found, items, (sentence, s_cues, term_starts) in zip(
+            clauses, clause_findings, clause_items, contexts):
+        groups = _assign(found, items, text)
+        clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
+        for index, term in enumerate(found):
+            section = (section_index.at(term.start) if section_index is not None
+                       else _section_at(sections, term.start))
+            out.append(_mention(text, term, groups[index], sentence, section, s_cues,
+                                term_starts, clause_dates, lexicon))
     return out
 
 
@@ -158,6 +167,8 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
     A qualifier that usually precedes its noun ("new", "small", "acute") goes to the next
     finding when that one follows within a few words ("mass with new adenopathy").
     """
+    if len(findings) == 1:
+        return [items]  # most clauses name one finding: everything in them is its
     groups: list[dict[str, list]] = [{name: [] for name in items} for _ in findings]
     for name, values in items.items():
         for value in values:
@@ -179,6 +190,21 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
                     best, best_key = index, key
             groups[best][name].append(value)
     return groups
+
+
+def _by_clause(clauses: list[tuple[int, int]], layers: dict[str, Sequence[T]]) -> list[dict[str, list]]:
+    """Per clause (sorted, disjoint), the items of each layer inside it, in layer order.
+
+    An item is inside [lo, hi) when it starts there and ends by ``hi``, as for ``_Sorted``.
+    """
+    starts = [lo for lo, _ in clauses]
+    out: list[dict[str, list]] = [{name: [] for name in layers} for _ in clauses]
+    for name, items in layers.items():
+        for item in items:
+            index = bisect_right(starts, item.start) - 1  # type: ignore[attr-defined]
+            if index >= 0 and item.end <= clauses[index][1]:  # type: ignore[attr-defined]
+                out[index][name].append(item)
+    return out
 
 
 class _Sorted:
