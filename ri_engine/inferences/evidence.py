@@ -10,12 +10,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 
 from ..context import AnalysisContext
 from ..knowledge import load_json
 from ..models import CodeableConcept, Coding, Extension
-from ..nlp.types import Code, Section
+from ..nlp.types import Code
 
 LOINC_OID = "2.16.840.1.113883.6.1"
 
@@ -27,24 +28,24 @@ def coded(ctx: AnalysisContext, code: Code, spans: Iterable[tuple[int, int]] = (
 
 
 def section_extension(ctx: AnalysisContext, offset: int) -> Extension | None:
-    """One value per section and request, shared by every inference in that section."""
+    """One value per kind of section, shared by every inference in such a section."""
     section = ctx.section_at(offset)
     if section is None or section.loinc_code is None:
         return None
-    made: dict[tuple[int, int], Extension] = ctx.layers.setdefault("evidence.sections", {})
-    extension = made.get((section.start, section.end))
-    if extension is None:
-        extension = made[section.start, section.end] = _section_extension(section)
-    return extension
+    return _section_extension(section.loinc_code, section.loinc_display)
 
 
-def _section_extension(section: Section) -> Extension:
+@functools.cache
+def _section_extension(code: str, display: str | None) -> Extension:
+    # The value depends on the section's LOINC code only, not on where the section is,
+    # so requests share it too (inference values never change once built): a 3 KB report
+    # of several studies has some twenty sections, five extensions each.
     data = load_json("sections.json")
     return Extension(url="section", extension=[
-        Extension(url="code", value_string=section.loinc_code),
+        Extension(url="code", value_string=code),
         Extension(url="codingSystem", value_string=LOINC_OID),
         Extension(url="codingSystemName", value_string=data["coding_system_name"]),
-        Extension(url="displayName", value_string=section.loinc_display),
+        Extension(url="displayName", value_string=display),
     ])
 
 

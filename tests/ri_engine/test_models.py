@@ -59,3 +59,25 @@ def test_missing_required_field_names_the_path() -> None:
     with pytest.raises(ModelError) as info:
         RadiologyInsightsData.from_json({"patients": [{"patientDocuments": []}]})
     assert "patients[0]" in str(info.value) and "'id'" in str(info.value)
+
+
+def test_evidence_token_built_positionally_matches_the_keyword_form() -> None:
+    # Hot-path values are built positionally: the field order is part of their contract.
+    from ri_engine.models import Extension, Reference, document_reference, document_token
+
+    reference = document_reference("doc")
+    expected = Extension(url="http://hl7.org/fhir/StructureDefinition/derivation-reference", extension=[
+        Extension(url="reference", value_reference=Reference(reference="doc", type="documentId")),
+        Extension(url="offset", value_integer=12),
+        Extension(url="length", value_integer=4)])
+    assert expected.to_json() == document_token(reference, 12, 4).to_json()
+
+
+def test_coded_values_built_positionally_match_the_keyword_form() -> None:
+    from ri_engine.models import CodeableConcept, Coding, ObservationComponent, concept
+
+    keyword = ObservationComponent(code=CodeableConcept(coding=[Coding(system="s", code="c")]),
+                                   value_codeable_concept=CodeableConcept(
+                                       coding=[Coding(system="s", code="v", display="V")]))
+    positional = ObservationComponent(concept("s", "c"), None, concept("s", "v", "V"))
+    assert keyword == positional
