@@ -4,6 +4,7 @@
   (only when the request asked for evidence).
 - ``section_extension(ctx, offset)``: RI's ``section`` extension for the most specific
   section holding ``offset``, or None outside any recognised section.
+- ``section_value(code, display)``: the same for a known section code (one shared value).
 - ``sentences_extension(url, spans)``: ``ci_sentence`` / ``modality_sentences`` values
   ("start-end;start-end", end exclusive).
 """
@@ -32,11 +33,12 @@ def section_extension(ctx: AnalysisContext, offset: int) -> Extension | None:
     section = ctx.section_at(offset)
     if section is None or section.loinc_code is None:
         return None
-    return _section_extension(section.loinc_code, section.loinc_display)
+    return section_value(section.loinc_code, section.loinc_display)
 
 
 @functools.cache
-def _section_extension(code: str, display: str | None) -> Extension:
+def section_value(code: str, display: str | None) -> Extension:
+    """RI's ``section`` extension for a section with this LOINC ``code`` and ``display``."""
     # The value depends on the section's LOINC code only, not on where the section is,
     # so requests share it too (inference values never change once built): a 3 KB report
     # of several studies has some twenty sections, five extensions each.

@@ -10,6 +10,7 @@ for the same lesion, guidance.py carries that one instead.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from ..models import (
 )
 from ..nlp.casefold import CaseFolded, fold
 from ..nlp.measurements import find_measurements
+from .evidence import section_value
 from .quality_measures import ReportText
 
 _CLAUSE = re.compile(r",\s*(?:but|however|whereas|while)\b|;", re.IGNORECASE)
@@ -201,7 +203,14 @@ def _side(clause: str) -> str | None:
 
 
 def _component(code: str, display: str, *, system: str = SNOMED, **value: object) -> ObservationComponent:
-    return ObservationComponent(code=concept(system, code, display), **value)  # type: ignore[arg-type]
+    return ObservationComponent(code=_fixed(system, code, display), **value)  # type: ignore[arg-type]
+
+
+@functools.cache
+def _fixed(system: str, code: str, display: str) -> CodeableConcept:
+    """A coded value that carries no evidence, shared wherever it appears (values never
+    change once built; a lesion's observation has about ten of them)."""
+    return concept(system, code, display)
 
 
 def _unit(unit: str) -> str:
@@ -213,7 +222,7 @@ def size_components(lesion: Lesion) -> list[ObservationComponent]:
     for size in lesion.sizes[:1]:
         for value in size.written:
             out.append(ObservationComponent(
-                code=concept(RADLEX, "246115007", "SIZE (ATTRIBUTE)"),
+                code=_fixed(RADLEX, "246115007", "SIZE (ATTRIBUTE)"),
                 value_quantity=Quantity(value=int(value) if value == int(value) else value, unit=_unit(size.unit)),
                 interpretation=[CodeableConcept(coding=[_current()])]))
     return out
@@ -240,12 +249,7 @@ def section_extension(ctx: AnalysisContext, offset: int) -> list[Extension]:
     section = ctx.section_at(offset)
     if section is None or not section.loinc_code:
         return []
-    return [Extension(url="section", extension=[
-        Extension(url="code", value_string=section.loinc_code),
-        Extension(url="codingSystem", value_string="2.16.840.1.113883.6.1"),
-        Extension(url="codingSystemName", value_string="http://loinc.org"),
-        Extension(url="displayName", value_string=section.loinc_display or section.name),
-    ])]
+    return [section_value(section.loinc_code, section.loinc_display or section.name)]
 
 
 def observation(lesion: Lesion, identifier: CodeableConcept, obs_id: str, *,
@@ -258,24 +262,24 @@ def observation(lesion: Lesion, identifier: CodeableConcept, obs_id: str, *,
     """
     soi = next((v for k, v in _SOI.items() if lesion.noun.startswith(k)), _LESION_SOI)
     components = [_component("131195008", "SUBJECT OF INFORMATION (ATTRIBUTE)",
-                             value_codeable_concept=subject or concept(SNOMED, *soi))]
+                             value_codeable_concept=subject or _fixed(SNOMED, *soi))]
     anatomy = list(anatomy if anatomy is not None else _ORGANS[lesion.organ][2])
     if lesion.organ == "lung" and any("LOBE" in v for v in lesion.lobes):
         anatomy.insert(1, (RADLEX, "RID13406", "ANATOMICAL LOBE"))
     components += [_component("722871000000108", "ANATOMY (QUALIFIER VALUE)",
-                              value_codeable_concept=concept(*a)) for a in anatomy]
+                              value_codeable_concept=_fixed(*a)) for a in anatomy]
     if lesion.side:
         components.append(_component("45651917", "LATERALITY (ATTRIBUTE)",
-                                     value_codeable_concept=concept(SNOMED, *_SIDE[lesion.side])))
+                                     value_codeable_concept=_fixed(SNOMED, *_SIDE[lesion.side])))
     components.append(_component("723851000000107", "GUIDANCE (QUALIFIER VALUE)",
                                  value_codeable_concept=identifier))
     if lesion.small:
         components.append(_component("362981000", "QUALIFIER VALUE (QUALIFIER VALUE)",
-                                     value_codeable_concept=concept(SNOMED, "703248002", "APPEARANCE (OBSERVABLE ENTITY)")))
+                                     value_codeable_concept=_fixed(SNOMED, "703248002", "APPEARANCE (OBSERVABLE ENTITY)")))
     components.append(_component("46150521", "MULTIPLE (QUALIFIER VALUE)", value_boolean=lesion.multiple))
     components += size_components(lesion)
     return Observation(
         resource_type="Observation", id=obs_id, status="unknown",
-        code=concept(SNOMED, "404684003", "CLINICAL FINDING (FINDING)"),
-        interpretation=[concept(SNOMED, "7147002", "NEW (QUALIFIER VALUE)")] if lesion.new else None,
+        code=_fixed(SNOMED, "404684003", "CLINICAL FINDING (FINDING)"),
+        interpretation=[_fixed(SNOMED, "7147002", "NEW (QUALIFIER VALUE)")] if lesion.new else None,
         component=components)
