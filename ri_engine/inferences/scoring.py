@@ -127,9 +127,13 @@ def find_scores(text: str) -> list[ScoreMention]:
             if groups.get("v2") is not None:
                 spans.append(match.span("v2"))
                 maximum = _normalise(groups["v2"], entry)
+            # A pattern that needs context before its value ("C-RADS C1, E2" for E2) marks
+            # where its own mention starts with the group "at", so the context stays free
+            # for the mention it belongs to.
+            start = match.start("at") if groups.get("at") is not None else match.start()
             candidates.append(ScoreMention(
                 category=entry["category"], description=entry["description"],
-                start=match.start(), end=match.end(), value=_normalise(groups["v"], entry),
+                start=start, end=match.end(), value=_normalise(groups["v"], entry),
                 maximum=maximum, spans=tuple(spans), priority=entry.get("priority", 0)))
     # Longest first, then higher priority; a kept mention blocks everything it overlaps.
     candidates.sort(key=lambda m: (-(m.end - m.start), -m.priority, m.start))

@@ -86,3 +86,13 @@ def test_evidence_is_the_score_tokens_only() -> None:
     inferences = analyse(build_request(text, include_evidence=True), "scoringAndAssessment")
     spans = [[text[o:o + n] for o, n in token_spans(i.extension)] for i in inferences]
     assert [["TI", "-", "RADS", "3"], ["BIRADS", "2"]] == spans
+
+
+@pytest.mark.parametrize("text", ["C-RADS C1, E2.", "C-RADS C1 E2.", "C-RADS C1 and E2.",
+                                  "CRADS C1/E2"])
+def test_colonic_and_extracolonic_categories_written_together(text: str) -> None:
+    found = find_scores(text)
+    assert [(m.category, m.value) for m in found] == [
+        ("C-RADS COLONIC FINDINGS", "1"), ("C-RADS EXTRACOLONIC FINDINGS", "2")]
+    # Each points at its own value, not at the other one.
+    assert [text[m.spans[-1][0]:m.spans[-1][1]][-1] for m in found] == ["1", "2"]
