@@ -49,8 +49,10 @@ from twisted.internet import defer
 from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
-__all__ = ["Analysis", "AnalysisPool", "MappingFailure", "ReportInfo", "default_engine_factory", "default_workers",
-           "lower_priority"]
+__all__ = [
+    "Analysis", "AnalysisPool", "MappingFailure", "ReportInfo", "default_engine_factory",
+    "default_workers", "lower_priority", "with_configuration",
+]
 
 EngineFactory = Callable[[], Any]
 
@@ -134,7 +136,7 @@ def lower_priority(priority: str) -> str:
     return "normal"
 
 
-def _init_process(factory: EngineFactory, priority: str = "idle") -> None:
+def _init_process(factory: EngineFactory, priority: str = "low") -> None:
     global _engine
     lower_priority(priority)
     _engine = factory()
@@ -182,11 +184,18 @@ def _map_and_run(engine: Any, text: str, mapping_config: Any, configuration: Any
         if not report.analyse:
             out.append((kept, "skipped", None))
             continue
-        request = report.request
-        if configuration is not None and request.configuration is None:
-            request = replace(request, configuration=configuration)
-        out.append((kept, *_run(engine, request, with_result)))
+        out.append((kept, *_run(engine, with_configuration(report.request, configuration),
+                                with_result)))
     return "ok", out
+
+
+def with_configuration(request: RadiologyInsightsData, configuration: Any
+                       ) -> RadiologyInsightsData:
+    """``request`` with ``configuration`` when it brings none of its own (the gateway's
+    ``[analysis]`` settings for mapped reports; a request's own configuration wins)."""
+    if configuration is None or request.configuration is not None:
+        return request
+    return replace(request, configuration=configuration)
 
 
 def _analyze_in_process(data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
@@ -251,7 +260,7 @@ class AnalysisPool:
 
     def __init__(self, workers: int | None = None, *, reactor: Any = None,
                  engine_factory: EngineFactory | None = None, executor: str = "process",
-                 priority: str = "idle") -> None:
+                 priority: str = "low") -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 

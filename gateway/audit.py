@@ -70,8 +70,8 @@ import sqlite_utils
 from .errors import AuditError
 
 __all__ = [
-    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op", "inferences_op",
-    "received_op", "status_op", "utc_now",
+    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op",
+    "inferences_op", "received_op", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1

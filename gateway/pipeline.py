@@ -53,6 +53,7 @@ from typing import Any, Protocol
 
 from twisted.internet import defer
 
+from .analysis import MappingFailure, with_configuration
 from .audit import AuditLog, Op, event_op, inferences_op, status_op
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
@@ -300,9 +301,7 @@ class AnalysisPipeline:
             if not getattr(report, "analyse", False):
                 work.append(defer.succeed(ReportOutcome(report)))
                 continue
-            request = report.request
-            if self.configuration is not None and request.configuration is None:
-                request = replace(request, configuration=self.configuration)
+            request = with_configuration(report.request, self.configuration)
             if analyze_report is not None:
                 # The models cross the process boundary only when a hook will read them.
                 d = analyze_report(request, with_result=bool(self.hooks))
@@ -324,8 +323,6 @@ class AnalysisPipeline:
         """
         from mappings.errors import HL7Error
 
-        from .analysis import MappingFailure
-
         if failure.check(MappingFailure):
             return self._mapping_bug(failure.value, message)
         if not failure.check(HL7Error):
@@ -334,21 +331,24 @@ class AnalysisPipeline:
         self.log.warning("analysis.content_error", control_id=message.control_id,
                          message_id=message.message_id, error_code=error.err_code,
                          location=error.location)
-        ops = [event_op("content_error", message.control_id, message.message_id,
-                        error_code=error.err_code, location=error.location, error=error.message),
-               status_op(message.message_id, "failed", reports=0)]
         if self.metrics is not None:
             self.metrics.inc("ri_gateway_content_errors_total")
-        for hook in self.hooks:
-            ops.extend(hook(message, [ReportOutcome(None, error=error)]))
-        return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")
+        return self._record_unmapped(message, error, event_op(
+            "content_error", message.control_id, message.message_id,
+            error_code=error.err_code, location=error.location, error=error.message))
 
     def _mapping_bug(self, error: BaseException, message: AcceptedMessage) -> defer.Deferred:
         self.log.error("analysis.mapping_failed", control_id=message.control_id,
                        message_id=message.message_id, error=str(error))
-        ops = [event_op("analysis_failed", message.control_id, message.message_id,
-                        stage="mapping", error=str(error)),
-               status_op(message.message_id, "failed", reports=0)]
+        return self._record_unmapped(message, error, event_op(
+            "analysis_failed", message.control_id, message.message_id,
+            stage="mapping", error=str(error)))
+
+    def _record_unmapped(self, message: AcceptedMessage, error: BaseException,
+                         event: Op[Any]) -> defer.Deferred:
+        """A message that could not be mapped after its ACK: its event, status ``failed``,
+        and what the hooks make of it (an application AE/AR), in one commit."""
+        ops = [event, status_op(message.message_id, "failed", reports=0)]
         for hook in self.hooks:
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
         return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")
