@@ -56,7 +56,9 @@ others.  :class:`gateway.commit.GroupCommitter` batches them off the reactor thr
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import os
 import sqlite3
 import stat
@@ -81,7 +83,23 @@ Op = Callable[[sqlite3.Connection], T]
 
 def utc_now(now: datetime | None = None) -> str:
     now = now or datetime.now(timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    if now.tzinfo is not timezone.utc:
+        now = now.astimezone(timezone.utc)
+    # Every inbound message is stamped: strftime runs once per second, not per message.
+    second = (now.year, now.month, now.day, now.hour, now.minute, now.second)
+    cached_second, prefix = _last_second
+    if second != cached_second:
+        prefix = now.strftime("%Y-%m-%dT%H:%M:%S.")
+        _remember_second(second, prefix)
+    return f"{prefix}{now.microsecond // 1000:03d}Z"
+
+
+_last_second: tuple[tuple[int, ...], str] = ((), "")
+
+
+def _remember_second(second: tuple[int, ...], prefix: str) -> None:
+    global _last_second
+    _last_second = (second, prefix)  # one assignment: readers on other threads see a pair
 
 
 @dataclass(frozen=True)
@@ -150,36 +168,94 @@ def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int | Duplicate
     (rare).  A duplicate is not stored; a ``duplicate`` event is, and the op returns
     :class:`Duplicate` with the original ACK.
     """
-    # Not dataclasses.asdict(): it deep-copies the raw bytes, which costs more than the insert.
-    row = {f.name: getattr(msg, f.name) for f in _RECEIVED_FIELDS}
-    row["sender"] = msg.sender
-    row["size"] = len(msg.raw)
-    sql = f"INSERT INTO messages ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})"
-    values = tuple(row.values())
-    accepted = msg.ack_code in _ACCEPTED_CODES
+    return _ReceivedOp(msg, event_fields)
 
-    def op(conn: sqlite3.Connection) -> int | Duplicate:
-        if msg.control_id is not None and not accepted:
+
+# Every column of a messages row, in the order of _ReceivedOp.values (+ the id in bulk).
+_MESSAGE_COLUMNS = (*(f.name for f in _RECEIVED_FIELDS), "sender", "size")
+_message_fields = operator.attrgetter(*(f.name for f in _RECEIVED_FIELDS))
+_INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)})")
+_INSERT_MESSAGE_WITH_ID = (f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}, id) "
+                           f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)}, ?)")
+_INSERT_EVENT = ("INSERT INTO events (time, event, control_id, message_id, fields) "
+                 "VALUES (?, ?, ?, ?, ?)")
+
+
+class _ReceivedOp:
+    """The op of :func:`received_op`.  Besides running on its own (in a savepoint), a
+    batch made only of accepted messages is inserted in bulk by :meth:`AuditLog.run_batch`
+    (the ACK path's common case): see :func:`_insert_accepted`."""
+
+    __slots__ = ("msg", "values", "event_fields", "accepted")
+
+    def __init__(self, msg: ReceivedMessage, event_fields: dict[str, Any]) -> None:
+        self.msg = msg
+        # Not dataclasses.asdict(): it deep-copies the raw bytes, which costs more than
+        # the insert.
+        self.values = (*_message_fields(msg), msg.sender, len(msg.raw))
+        self.event_fields = event_fields
+        self.accepted = msg.ack_code in _ACCEPTED_CODES
+
+    def __call__(self, conn: sqlite3.Connection) -> int | Duplicate:
+        msg = self.msg
+        if msg.control_id is not None and not self.accepted:
             original = _accepted_original(conn, msg)
             if original is not None:
                 return _duplicate(conn, msg, original)
         try:
-            cur = conn.execute(sql, values)
+            cur = conn.execute(_INSERT_MESSAGE, self.values)
         except sqlite3.IntegrityError:
-            original = _accepted_original(conn, msg) if accepted else None
+            original = _accepted_original(conn, msg) if self.accepted else None
             if original is None:
                 raise
             return _duplicate(conn, msg, original)
         message_id = int(cur.lastrowid)  # type: ignore[arg-type]
-        event = "rejected" if msg.status == "rejected" else "received"
-        fields = {"ack_code": msg.ack_code, "conn_id": msg.conn_id, "peer": msg.peer,
-                  "size": len(msg.raw), **event_fields}
-        if msg.error_code:
-            fields["error_code"] = msg.error_code
-        _insert_event(conn, msg.received_at, event, msg.control_id, message_id, fields)
+        conn.execute(_INSERT_EVENT, self.event_row(message_id))
         return message_id
 
-    return op
+    def event_row(self, message_id: int) -> tuple[Any, ...]:
+        msg = self.msg
+        fields = {"ack_code": msg.ack_code, "conn_id": msg.conn_id, "peer": msg.peer,
+                  "size": len(msg.raw), **self.event_fields}
+        if msg.error_code:
+            fields["error_code"] = msg.error_code
+        event = "rejected" if msg.status == "rejected" else "received"
+        return _event_row(msg.received_at, event, msg.control_id, message_id, fields)
+
+
+def _insert_accepted(conn: sqlite3.Connection, ops: Sequence[_ReceivedOp]) -> list[int]:
+    """Insert accepted messages and their events with two statements (inside the caller's
+    transaction); raises ``sqlite3.IntegrityError`` if any of them is a duplicate.
+
+    The ids are given explicitly, from the largest in the table: inside the write
+    transaction nobody else can insert, so they are the ids SQLite would have chosen.
+    """
+    (largest,) = conn.execute("SELECT max(id) FROM messages").fetchone()
+    first = (largest or 0) + 1
+    ids = range(first, first + len(ops))
+    # One multi-row INSERT per table rather than executemany: each statement step lets
+    # go of the GIL and has to win it back from the reactor thread, so fewer steps
+    # means the batch is written sooner.
+    for start in range(0, len(ops), _ROWS_PER_INSERT):
+        chunk = list(zip(ops[start:start + _ROWS_PER_INSERT], ids[start:start + _ROWS_PER_INSERT]))
+        conn.execute(_multi_row(_INSERT_MESSAGE_WITH_ID, len(chunk)),
+                     [value for op, message_id in chunk for value in (*op.values, message_id)])
+        conn.execute(_multi_row(_INSERT_EVENT, len(chunk)),
+                     [value for op, message_id in chunk for value in op.event_row(message_id)])
+    return list(ids)
+
+
+# Rows per multi-row INSERT: 32 rows of messages stay under 999 parameters, the smallest
+# limit SQLite builds have had.
+_ROWS_PER_INSERT = 32
+
+
+@functools.lru_cache(maxsize=64)
+def _multi_row(insert: str, rows: int) -> str:
+    """``insert`` (``INSERT ... VALUES (?, ...)``) extended to ``rows`` rows."""
+    head, _, values = insert.partition(" VALUES ")
+    return f"{head} VALUES {', '.join([values] * rows)}"
 
 
 _ACCEPTED_CODES = ("AA", "CA")  # the codes of the messages_accepted_key index
@@ -261,11 +337,14 @@ def inferences_op(message_id: int, obr_index: int, accession: str | None,
 
 def _insert_event(conn: sqlite3.Connection, time: str, event: str, control_id: str | None,
                   message_id: int | None, fields: dict[str, Any]) -> int:
-    clean = {k: v for k, v in fields.items() if v is not None}
-    cur = conn.execute(
-        "INSERT INTO events (time, event, control_id, message_id, fields) VALUES (?, ?, ?, ?, ?)",
-        (time, event, control_id, message_id, json.dumps(clean, default=str)))
+    cur = conn.execute(_INSERT_EVENT, _event_row(time, event, control_id, message_id, fields))
     return int(cur.lastrowid)  # type: ignore[arg-type]
+
+
+def _event_row(time: str, event: str, control_id: str | None, message_id: int | None,
+               fields: dict[str, Any]) -> tuple[Any, ...]:
+    clean = {k: v for k, v in fields.items() if v is not None}
+    return (time, event, control_id, message_id, json.dumps(clean, default=str))
 
 
 def _prepare_path(path: str) -> None:
@@ -352,6 +431,11 @@ class AuditLog:
         Raises :class:`AuditError` when the transaction itself cannot be committed.
         """
         conn = self.conn
+        if len(ops) > 1 and all(type(op) is _ReceivedOp and op.accepted for op in ops):
+            try:
+                return self._run_accepted(ops)  # type: ignore[arg-type]
+            except sqlite3.IntegrityError:
+                pass  # a duplicate among them: op by op below, which finds it
         results: list[Any] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -369,6 +453,21 @@ class AuditLog:
                 conn.execute("ROLLBACK")
             raise AuditError(f"audit database write failed: {exc}") from None
         return results
+
+    def _run_accepted(self, ops: Sequence[_ReceivedOp]) -> list[Any]:
+        """A batch of accepted messages in one transaction of two bulk inserts."""
+        conn = self.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            ids = _insert_accepted(conn, ops)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise
+            raise AuditError(f"audit database write failed: {exc}") from None
+        return list(ids)
 
     def run(self, op: Op[T]) -> T:
         """Run one op in its own transaction and return its result (or raise its error)."""

@@ -27,6 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "DEFAULT_BUCKETS",
@@ -222,10 +223,26 @@ def _check_buckets(buckets: Iterable[float]) -> tuple[float, ...]:
 def _label_key(labels: Mapping[str, str] | None) -> LabelKey:
     if not labels:
         return ()
-    for label in labels:
-        if not _LABEL.match(label) or label.startswith("__"):
-            raise MetricsError(f"invalid label name {label!r}")
-    return tuple(sorted((k, str(v)) for k, v in labels.items()))
+    # Counters are bumped for every message with the same few label sets: validating and
+    # sorting them once per distinct set keeps that off the ACK path.
+    raw = tuple(labels.items())
+    try:
+        key = _LABEL_KEYS.get(raw)
+    except TypeError:  # an unhashable label value: validated and converted every time
+        raw, key = (), None
+    if key is None:
+        for label in labels:
+            if not _LABEL.match(label) or label.startswith("__"):
+                raise MetricsError(f"invalid label name {label!r}")
+        key = tuple(sorted((k, str(v)) for k, v in raw))
+        if raw and len(_LABEL_KEYS) < _LABEL_KEYS_MAX:
+            _LABEL_KEYS[raw] = key
+    return key
+
+
+# Distinct label sets seen (bounded: labels built from input never grow it without limit).
+_LABEL_KEYS: dict[tuple[tuple[str, Any], ...], LabelKey] = {}
+_LABEL_KEYS_MAX = 4096
 
 
 def _escape_label_value(value: str) -> str:

@@ -33,6 +33,7 @@ message produces one log line ``hl7.message`` with outcome, ACK code and duratio
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import Callable
@@ -68,10 +69,13 @@ class ControlIds:
         self.prefix = prefix
         self.clock = clock
         self._counter = itertools.count()
+        self._millis, self._stamp = -1, ""  # the last clock reading and its base 36
 
     def __call__(self) -> str:
         millis = int(self.clock() * 1000)
-        return f"{self.prefix}{_base36(millis)}{next(self._counter) % 36 ** 4:04d}"[:20]
+        if millis != self._millis:
+            self._millis, self._stamp = millis, _base36(millis)
+        return f"{self.prefix}{self._stamp}{next(self._counter) % 36 ** 4:04d}"[:20]
 
 
 def _base36(n: int) -> str:
@@ -346,12 +350,19 @@ class Receiver:
 
     def _count(self, message_type: str | None, ack_code: str | None) -> None:
         if self.metrics is not None:
-            label = "".join(c for c in (message_type or "unknown")[:16] if c.isprintable())
             self.metrics.inc("ri_gateway_messages_total",
-                             {"message_type": label, "ack_code": ack_code or "none"})
+                             {"message_type": _type_label(message_type or "unknown"),
+                              "ack_code": ack_code or "none"})
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)
+
+
+@functools.lru_cache(maxsize=256)
+def _type_label(message_type: str) -> str:
+    """The ``message_type`` label: MSH-9 comes from the sender, so it is cut short and
+    kept printable."""
+    return "".join(c for c in message_type[:16] if c.isprintable())
 
 
 def _storage_error(failure: Failure) -> BaseException:

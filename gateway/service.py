@@ -173,12 +173,16 @@ class _CoreService(Service):
 
 
 def _on_mllp_event(metrics: Metrics, stats: ListenerStats) -> Callable[..., None]:
+    # The open-connections gauge is read when metrics are rendered, not set on every frame.
+    metrics.set("ri_gateway_connections_open", stats.connections_open)
+    metrics.add_collector(
+        lambda m: m.set("ri_gateway_connections_open", stats.connections_open))
+
     def on_event(name: str, **fields: Any) -> None:
         if name in _MLLP_METRICS:
             metrics.inc(_MLLP_METRICS[name])
         elif name == "stray_bytes":
             metrics.inc("ri_gateway_bytes_outside_frames_total", value=fields.get("count", 0))
-        metrics.set("ri_gateway_connections_open", stats.connections_open)
 
     return on_event
 

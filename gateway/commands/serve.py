@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 from typing import Any
@@ -79,6 +80,10 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
         listening = getattr(child, "listening", None)
         if listening is not None:
             listening.addErrback(listen_failed)
+    # Everything loaded so far lives as long as the process: moving it out of the
+    # collector's generations keeps full collections short while messages flow.
+    gc.collect()
+    gc.freeze()
     reactor.callWhenRunning(_quiet_signal_handlers, reactor)
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)

@@ -107,3 +107,45 @@ def test_readonly_needs_an_existing_file(tmp_path):
     AuditLog(str(tmp_path / "a.sqlite3")).record_received(message())
     reader = AuditLog(str(tmp_path / "a.sqlite3"), readonly=True)
     assert [e["event"] for e in reader.events()] == ["received"]
+
+
+def _rows(audit):
+    messages = audit.conn.execute("SELECT * FROM messages ORDER BY id").fetchall()
+    events = audit.conn.execute(
+        "SELECT time, event, control_id, message_id, fields FROM events ORDER BY id").fetchall()
+    return messages, events
+
+
+def test_a_batch_of_accepted_messages_is_stored_as_one_by_one(tmp_path):
+    """Accepted messages committed together (the ACK path's batches) give the same rows,
+    ids and events as the same messages committed one at a time."""
+    batch = [replace(message(f"C{i}"), conn_id=i) for i in range(1, 41)]
+    together = AuditLog(str(tmp_path / "together.sqlite3"))
+    together.record_received(message("C0"))
+    ids = together.run_batch([received_op(m, replaced=True if i % 2 else None)
+                              for i, m in enumerate(batch)])
+    alone = AuditLog(str(tmp_path / "alone.sqlite3"))
+    alone.record_received(message("C0"))
+    expected = [alone.run_batch([received_op(m, replaced=True if i % 2 else None)])[0]
+                for i, m in enumerate(batch)]
+    assert ids == expected == list(range(2, 42))
+    assert _rows(together) == _rows(alone)
+
+
+def test_a_duplicate_inside_a_batch_of_accepted_messages(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    first = audit.record_received(message("C1"))
+    results = audit.run_batch([received_op(message("C2")), received_op(message("C1")),
+                               received_op(message("C3"))])
+    assert results[1] == Duplicate(first, "AA", b"MSH|ack", True)
+    assert [type(r) for r in (results[0], results[2])] == [int, int]
+    assert [e["event"] for e in audit.events()] == ["received", "received", "duplicate",
+                                                     "received"]
+    assert audit.conn.execute("SELECT COUNT(*) FROM messages").fetchone() == (3,)
+
+
+def test_the_same_message_twice_in_one_batch(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    results = audit.run_batch([received_op(message("C1")), received_op(message("C1"))])
+    assert isinstance(results[0], int)
+    assert results[1] == Duplicate(results[0], "AA", b"MSH|ack", True)
