@@ -27,9 +27,10 @@ address an ACK to, and the listener closes the connection without answering.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timezone
 
 from .decoding import charset_codec, decode_message
 from .errors import ERROR_TEXTS, ContentError, HL7Error, UnreadableHeader
@@ -42,6 +43,7 @@ ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
 _LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+))?(?:\.(\d+))?$")
 
 
+@functools.lru_cache(maxsize=64)  # read for every ACK; senders use a handful of versions
 def version_tuple(version: str) -> tuple[int, ...] | None:
     """``"2.5.1"`` -> (2, 5, 1); None for anything that is not a v2 version number."""
     if not re.fullmatch(r"2(\.\d+){1,2}", version.strip()):
@@ -51,6 +53,10 @@ def version_tuple(version: str) -> tuple[int, ...] | None:
 
 def format_ts(now: datetime) -> str:
     """HL7 TS to the second, with the UTC offset when ``now`` is timezone-aware."""
+    if now.year >= 1000 and (now.tzinfo is None or now.tzinfo is timezone.utc):
+        # The receiver's clock: the same digits as strftime below, in a third of its time.
+        text = "%04d%02d%02d%02d%02d%02d" % (now.year, now.month, now.day, now.hour, now.minute, now.second)
+        return text if now.tzinfo is None else text + "+0000"
     text = now.strftime("%Y%m%d%H%M%S")
     return text + now.strftime("%z") if now.tzinfo is not None else text
 
@@ -78,16 +84,17 @@ def build_ack(
         message_type = f"ACK{d.component}{event}" if event else "ACK"
     else:
         message_type = f"ACK{d.component}{event}{d.component}ACK" if event else f"ACK{d.component}{d.component}ACK"
+    processing_id, version_id, charsets = header.fields(11, 12, 18)
     msh = [
         "MSH", header.encoding_characters,
         header.receiving_application if sending_application is None else sending_application,
         header.receiving_facility if sending_facility is None else sending_facility,
         header.sending_application, header.sending_facility,
         format_ts(now), "", message_type, escape(control_id, d),
-        header.field(11), header.field(12),
+        processing_id, version_id,
     ]
-    if header.field(18):
-        msh += ["", "", "", "", "", header.field(18)]
+    if charsets:
+        msh += ["", "", "", "", "", charsets]
     message = text if text is not None else (error.message if error is not None else None)
     msa = ["MSA", code, header.control_id]
     if message and version < (2, 7):

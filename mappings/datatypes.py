@@ -78,6 +78,11 @@ def hl7_date(value: str) -> str | None:
     return "-".join(f"{p:04d}" if i == 0 else f"{p:02d}" for i, p in enumerate(parts[:3]))
 
 
+def is_hl7_datetime(value: str) -> bool:
+    """Whether :func:`hl7_datetime` reads ``value`` (without formatting it)."""
+    return _parts(value) is not None
+
+
 def hl7_datetime(value: str) -> str | None:
     """A TS/DTM value as ``YYYY-MM-DDTHH:MM:SS[+HH:MM]`` (partial values padded with zeros)."""
     raw = value.strip()

@@ -216,17 +216,18 @@ def normalise_segments(text: str, field_separator: str | None = None) -> str:
     if field_separator is None:
         msh = _find_msh(text)
         field_separator = text[msh + 3] if msh >= 0 and len(text) > msh + 3 else "|"
-    if field_separator not in ("\r", "\n") and "\n" not in text and "\r\r" not in text and \
-            len(_segment_breaks(field_separator).findall(text)) == text.count("\r"):
+    if field_separator not in ("\r", "\n") and "\n" not in text and \
+            _stray_break(field_separator).search(text) is None:
         return text  # CR only, and every CR starts a segment: nothing to rejoin
     return _rejoin(text, field_separator)
 
 
 @functools.lru_cache(maxsize=16)
-def _segment_breaks(field_separator: str) -> re.Pattern[str]:
-    """A CR followed by what _rejoin takes for the start of a segment."""
+def _stray_break(field_separator: str) -> re.Pattern[str]:
+    """A CR that is not followed by what _rejoin takes for the start of a segment (a blank
+    line, a continued value): where there is none, _rejoin would give the text back as is."""
     fs = re.escape(field_separator)
-    return re.compile(rf"\r(?=[A-Z][A-Z0-9]{{1,2}}(?:{fs})|[A-Z][A-Z0-9]{{2}}(?:\r|\Z))")
+    return re.compile(rf"\r(?![A-Z][A-Z0-9]{{1,2}}(?:{fs})|[A-Z][A-Z0-9]{{2}}(?:\r|\Z))")
 
 
 def _rejoin(text: str, field_separator: str) -> str:

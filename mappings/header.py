@@ -88,16 +88,19 @@ class MessageHeader:
     raw_msh: str
     envelope: str | None = None
 
-    @functools.cached_property  # read for every ACK and every field the mapping reads
+    @property  # from_msh caches: cheaper than a cached_property, which takes a lock in 3.11
     def delimiters(self) -> Delimiters:
         return Delimiters.from_msh(self.field_separator, self.encoding_characters)
 
     def field(self, n: int) -> str:
         """Raw MSH-n as sent ("" when absent). MSH-1 is the field separator itself."""
-        if n == 1:
-            return self.field_separator
+        return self.fields(n)[0]
+
+    def fields(self, *numbers: int) -> tuple[str, ...]:
+        """Raw MSH-n for each of ``numbers``, as :meth:`field` reads them, splitting MSH once."""
         parts = self.raw_msh.split(self.field_separator)
-        return parts[n - 1] if 0 < n - 1 < len(parts) else ""
+        return tuple(self.field_separator if n == 1 else parts[n - 1] if 0 < n - 1 < len(parts) else ""
+                     for n in numbers)
 
     @property
     def message_code(self) -> str:
@@ -142,11 +145,7 @@ def _is_delimiter(c: str) -> bool:
 def read_header(text: str) -> MessageHeader:
     """Read the MSH of ``text`` (see the module docstring); raises UnreadableHeader."""
     start, envelope = locate_msh(text)
-    end = len(text)
-    for terminator in ("\r", "\n"):
-        found = text.find(terminator, start)
-        if 0 <= found < end:
-            end = found
+    end = _segment_end(text, start)
     segment = text[start:end]
     if len(segment) < 4:
         raise UnreadableHeader("MSH segment has no field separator", location="MSH-1")
@@ -158,35 +157,44 @@ def read_header(text: str) -> MessageHeader:
     if not valid_encoding_characters(fs, encoding):
         raise UnreadableHeader("MSH-2 encoding characters are invalid", location="MSH-2")
     delims = Delimiters.from_msh(fs, encoding)
-
-    def raw(n: int) -> str:
-        return parts[n - 1] if n - 1 < len(parts) else ""
-
-    def component(n: int, index: int) -> str:
-        comps = raw(n).split(delims.component) if delims.component else [raw(n)]
-        return comps[index].strip() if index < len(comps) else ""
-
-    control_id = raw(10)
+    # parts[n - 1] is MSH-n; padded so that every field read below exists.
+    raw = parts + [""] * (18 - len(parts))
+    control_id = raw[9]
     if not control_id.strip():
         raise UnreadableHeader("MSH-10 message control id is missing", err_code="101", location="MSH-10")
-    charsets = raw(18).split(delims.repetition) if delims.repetition else [raw(18)]
+    cs = delims.component
+    msh9 = raw[8].split(cs) if cs else [raw[8]]
+    msh9 += [""] * (3 - len(msh9))
+    charsets = raw[17].split(delims.repetition) if delims.repetition else [raw[17]]
     return MessageHeader(
         field_separator=fs,
         encoding_characters=encoding,
-        sending_application=raw(3),
-        sending_facility=raw(4),
-        receiving_application=raw(5),
-        receiving_facility=raw(6),
-        message_datetime=raw(7),
-        message_type=component(9, 0).upper(),
-        trigger_event=component(9, 1).upper(),
-        message_structure=component(9, 2).upper(),
+        sending_application=raw[2],
+        sending_facility=raw[3],
+        receiving_application=raw[4],
+        receiving_facility=raw[5],
+        message_datetime=raw[6],
+        message_type=msh9[0].strip().upper(),
+        trigger_event=msh9[1].strip().upper(),
+        message_structure=msh9[2].strip().upper(),
         control_id=control_id,
-        processing_id=component(11, 0).upper(),
-        version=component(12, 0),
-        accept_ack_type=raw(15).strip().upper(),
-        application_ack_type=raw(16).strip().upper(),
+        processing_id=_first_component(raw[10], cs).upper(),
+        version=_first_component(raw[11], cs),
+        accept_ack_type=raw[14].strip().upper(),
+        application_ack_type=raw[15].strip().upper(),
         character_sets=tuple(c.strip() for c in charsets if c.strip()),
         raw_msh=segment,
         envelope=envelope,
     )
+
+
+def _segment_end(text: str, start: int) -> int:
+    """Where the segment starting at ``start`` ends: the first CR or LF, else the end."""
+    end = text.find("\r", start)
+    end = len(text) if end < 0 else end
+    lf = text.find("\n", start, end)  # only up to the CR: the rest of the text can be long
+    return end if lf < 0 else lf
+
+
+def _first_component(value: str, component_separator: str) -> str:
+    return (value.split(component_separator, 1)[0] if component_separator else value).strip()

@@ -46,6 +46,7 @@ ORU -> UnsupportedMessage 200.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ri_engine.models import (
@@ -56,13 +57,16 @@ from ri_engine.models import (
 
 from .config import MappingConfig
 from .decoding import charset_codec
-from .datatypes import Coded, Person, cnn, coded, component, components, hl7_date, hl7_datetime, repetitions, xcn
+from .datatypes import (
+    Coded, Person, cnn, coded, component, components, hl7_date, hl7_datetime, is_hl7_datetime, repetitions, xcn,
+)
 from .errors import ContentError, UnsupportedMessage
 from .header import Delimiters, MessageHeader, read_header
 from .procedures import ProcedureInfo, describe_procedure
 from .report_text import Attachment, SourceMap, SourceRef, build_report_text, has_report_text
 from .structure import (
-    OrderGroup, ParsedMessage, Segment, first_message, group_segments, read_structure, split_segments,
+    LocatedGroup, OrderGroup, ParsedMessage, Segment, first_message, group_segments, locate_groups,
+    read_structure, split_segments,
 )
 from .validation import validate_structure
 
@@ -116,10 +120,11 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     """The ContentErrors :func:`map_oru` would raise, found without mapping; the group count.
 
     Raises exactly what ``map_oru(text, config)`` raises for an ``HL7Error`` (same class,
-    code and location, checked in the same order), from the same rules: segments read
-    with ``str.split`` (:func:`~mappings.structure.split_segments`), and per group only
-    PID, the createdAt date and the patient identifier; the report text is rendered up
-    to its first non-blank piece.  hl7apy runs only when the sender's facility is
+    code and location, checked in the same order), from the same rules: the groups that
+    :func:`~mappings.structure.split_segments` reads with ``str.split``, located in the
+    text (:func:`~mappings.structure.locate_groups`), and per group only PID, the
+    createdAt date and the patient identifier; the report text is rendered up to its
+    first non-blank piece.  hl7apy runs only when the sender's facility is
     validated ``strict`` (``lenient`` never rejects).  What it does not build, and so
     cannot fail on, is everything else ``map_oru`` produces (an unexpected exception
     there is a bug, found after the ACK).  It costs a small fraction of ``map_oru``.
@@ -130,18 +135,27 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     d = header.delimiters
     if config.validation_for(component(header.sending_facility, 1, d)) == "strict":
         validate_structure(first_message(text), "strict")
-    parsed = group_segments(header, split_segments(text, header))
-    if not parsed.groups:
+    groups = _groups_to_check(text, header)
+    if not groups:
         raise ContentError("OBR segment is missing", err_code="100", location="OBR")
-    for group in parsed.groups:  # in the order _map_group raises
+    for group in groups:  # in the order _map_group raises
         if group.pid is None:
             raise ContentError("PID segment is missing", err_code="100", location="PID")
-        _created_at(config, group.obr, group, header, d)
+        _created_at_value(config, group.obr, group.obx, header, d)
         _patient_id(group.pid, d, config)
     charset = _charset(header, config)
-    if not any(has_report_text(group, d, config, charset) for group in parsed.groups):
+    if not any(has_report_text(group, d, config, charset) for group in groups):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
-    return len(parsed.groups)
+    return len(groups)
+
+
+def _groups_to_check(text: str, header: MessageHeader) -> tuple[OrderGroup | LocatedGroup, ...]:
+    """The order groups of ``split_segments(text, header)``: located in the text without
+    splitting every segment, unless python-hl7 has to read the message."""
+    located = locate_groups(text, header)
+    if located is not None:
+        return located
+    return group_segments(header, split_segments(text, header)).groups
 
 
 def _oru_header(text: str, header: MessageHeader | None = None) -> MessageHeader:
@@ -270,17 +284,26 @@ def _result_status(obr: Segment, group: OrderGroup, d: Delimiters, config: Mappi
 
 def _created_at(config: MappingConfig, obr: Segment, group: OrderGroup, header: MessageHeader,
                 d: Delimiters) -> str:
+    return hl7_datetime(_created_at_value(config, obr, group.obx, header, d))  # type: ignore[return-value]
+
+
+def _created_at_value(config: MappingConfig, obr: Segment, obx: Iterable[Segment], header: MessageHeader,
+                      d: Delimiters) -> str:
+    """The first ``created_at_sources`` value that is a valid date-time, as sent.
+
+    ``obx`` is read only when OBX-14 is reached.  Raises ContentError 101 OBR-7 when none is.
+    """
     for source in config.created_at_sources:
         if source == "MSH-7":
-            values = [header.message_datetime]
+            values: Iterable[str] = [header.message_datetime]
         elif source == "OBX-14":
-            values = [s[14] for s in group.obx]
+            values = (s[14] for s in obx)
         else:
             values = [obr[int(source.partition("-")[2])]]
         for value in values:
-            parsed = hl7_datetime(component(value, 1, d))
-            if parsed:
-                return parsed
+            first = component(value, 1, d)
+            if is_hl7_datetime(first):
+                return first
     raise ContentError("no observation date for the report (OBR-7)", err_code="101", location="OBR-7")
 
 

@@ -27,14 +27,14 @@ import binascii
 import bisect
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from .config import MappingConfig
 from .datatypes import coded, components, repetitions, subcomponents, text
 from .escapes import render_text
 from .header import Delimiters
-from .structure import OrderGroup, Segment
+from .structure import LocatedGroup, OrderGroup, Segment
 
 _TEXT_TYPES = ("TX", "FT", "ST")
 _CODED_TYPES = ("CE", "CWE", "CNE", "CF")
@@ -91,49 +91,26 @@ class ReportText:
 def build_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str) -> ReportText:
     attachments: list[Attachment] = []
     warnings: list[str] = []
-    pieces = list(_pieces(group, d, config, charset, attachments, warnings))
+    pieces = list(_pieces(group.items, d, config, charset, attachments, warnings))
     return _join(pieces, attachments, warnings)
 
 
-def has_report_text(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str) -> bool:
+def has_report_text(group: OrderGroup | LocatedGroup, d: Delimiters, config: MappingConfig,
+                    charset: str) -> bool:
     """Whether ``build_report_text(group, ...).text.strip()`` is non-empty, stopping at the
-    first piece with text (the pieces are joined with LF only, so one piece decides)."""
-    return any(body.strip() for body, _ in _pieces(group, d, config, charset, [], []))
+    first piece with text (the pieces are joined with LF only, so one piece decides).
+
+    Section headings are left out: one is only ever put before a piece that has text."""
+    return any(body.strip() for _, body in _bodies(group.items, d, config, charset, [], []))
 
 
-def _pieces(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: str,
+def _pieces(items: Iterable[Segment], d: Delimiters, config: MappingConfig, charset: str,
             attachments: list[Attachment], warnings: list[str]) -> Iterator[tuple[str, SourceRef]]:
-    """The report text's pieces in order; attachments and warnings are appended as found."""
+    """The report text's pieces in order, with their section headings."""
     section: str | None = None
-    seen_obx = False
-    for seg in group.items:
+    for seg, body in _bodies(items, d, config, charset, attachments, warnings):
         if seg.id == "NTE":
-            if config.nte == "all" or (config.nte == "obx" and seen_obx):
-                note = _nte_text(seg, d, charset)
-                if note is not None:
-                    yield note, SourceRef(seg.index, seg[1] or None, "", "NTE")
-            continue
-        seen_obx = True
-        ref = SourceRef(seg.index, seg[1].strip() or None, seg[3])
-        value_type = seg[2].strip().upper().split(d.component)[0] if d.component else seg[2].strip().upper()
-        body: str | None = None
-        if value_type in ("ED", "RP"):
-            attachment, body, warning = _attachment(seg, value_type, d, charset)
-            attachments.append(attachment)
-            if warning:
-                warnings.append(warning)
-        elif _excluded(seg[3], d, config):
-            continue
-        elif value_type in _TEXT_TYPES:
-            lines = [render_text(r, d, charset) for r in repetitions(seg[5], d)]
-            if value_type == "ST" and all(_UID.match(v.strip()) for v in lines if v.strip()) and \
-                    any(v.strip() for v in lines):
-                continue
-            body = "\n".join(lines)
-        elif value_type in _CODED_TYPES:
-            labels = [coded(r, d).label for r in repetitions(seg[5], d)]
-            body = "\n".join(v for v in labels if v)
-        if body is None:
+            yield body, SourceRef(seg.index, seg[1] or None, "", "NTE")
             continue
         if body.strip():
             # A blank OBX (a spacer line) opens no section: a heading over nothing would make
@@ -143,7 +120,49 @@ def _pieces(group: OrderGroup, d: Delimiters, config: MappingConfig, charset: st
                     not body.lstrip().upper().startswith(heading.rstrip(":")):
                 body = f"{heading}\n{body}"
             section = heading or section
-        yield body, ref
+        yield body, SourceRef(seg.index, seg[1].strip() or None, seg[3])
+
+
+def _bodies(items: Iterable[Segment], d: Delimiters, config: MappingConfig, charset: str,
+            attachments: list[Attachment], warnings: list[str]) -> Iterator[tuple[Segment, str]]:
+    """Each OBX or NTE that gives report text, with its text (no heading yet); attachments
+    and warnings are appended as found."""
+    seen_obx = False
+    for seg in items:
+        if seg.id == "NTE":
+            if config.nte == "all" or (config.nte == "obx" and seen_obx):
+                note = _nte_text(seg, d, charset)
+                if note is not None:
+                    yield seg, note
+            continue
+        seen_obx = True
+        body = _obx_text(seg, d, config, charset, attachments, warnings)
+        if body is not None:
+            yield seg, body
+
+
+def _obx_text(seg: Segment, d: Delimiters, config: MappingConfig, charset: str,
+              attachments: list[Attachment], warnings: list[str]) -> str | None:
+    """The text of one OBX, or None when it gives none (module docstring)."""
+    value_type = seg[2].strip().upper().split(d.component)[0] if d.component else seg[2].strip().upper()
+    if value_type in ("ED", "RP"):
+        attachment, body, warning = _attachment(seg, value_type, d, charset)
+        attachments.append(attachment)
+        if warning:
+            warnings.append(warning)
+        return body
+    if _excluded(seg[3], d, config):
+        return None
+    if value_type in _TEXT_TYPES:
+        lines = [render_text(r, d, charset) for r in repetitions(seg[5], d)]
+        if value_type == "ST" and all(_UID.match(v.strip()) for v in lines if v.strip()) and \
+                any(v.strip() for v in lines):
+            return None
+        return "\n".join(lines)
+    if value_type in _CODED_TYPES:
+        labels = [coded(r, d).label for r in repetitions(seg[5], d)]
+        return "\n".join(v for v in labels if v)
+    return None
 
 
 def _join(pieces: list[tuple[str, SourceRef]], attachments: list[Attachment], warnings: list[str]) -> ReportText:

@@ -12,8 +12,11 @@ batch/file trailer (BTS/FTS), which is what the ACK answers too.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import hl7
 
@@ -67,7 +70,8 @@ class ParsedMessage:
         return next((s for s in self.segments if s.id == segment_id), None)
 
 
-_NEXT_MESSAGE = re.compile("\r(?:MSH|BTS|FTS|BHS|FHS)")
+_NEXT_MESSAGE_IDS = "MSH|BTS|FTS|BHS|FHS"
+_NEXT_MESSAGE = re.compile(f"\r(?:{_NEXT_MESSAGE_IDS})")
 
 
 def first_message(text: str) -> str:
@@ -105,22 +109,38 @@ def split_segments(text: str, header: MessageHeader) -> tuple[Segment, ...]:
     MSH-2 whose missing position defaults to a character already used) python-hl7 can
     fail or nest differently, and this falls back to :func:`parse_segments`.
     """
-    fs, enc = header.field_separator, header.encoding_characters
-    separators = {"\r", fs, enc[1] if len(enc) > 1 else "~", enc[0] if enc else "^",
-                  enc[3] if len(enc) > 3 else "&"}
-    body = first_message(text).strip()
-    if len(separators) != 5 or not body.startswith("MSH" + fs):
+    body = _splittable_body(text, header)
+    if body is None:
         return parse_segments(text, header)
+    fs = header.field_separator
     raw_segments = body.split("\r")
     msh = raw_segments[0]
     end = msh.find(fs, 4)
-    if end < 0:
-        return parse_segments(text, header)
     segments = [Segment("MSH", 0, ("MSH", fs, msh[4:end], *msh[end + 1:].split(fs)), msh)]
-    for index, raw in enumerate(raw_segments[1:], 1):
-        fields = tuple(raw.split(fs))
-        segments.append(Segment(fields[0].strip(), index, fields, raw))
+    segments.extend(_segment(raw, index, fs) for index, raw in enumerate(raw_segments[1:], 1))
     return tuple(segments)
+
+
+def _splittable_body(text: str, header: MessageHeader) -> str | None:
+    """The first message, stripped, when ``str.split`` reads it as python-hl7 does; else None."""
+    body = first_message(text).strip()
+    return body if _splits_like_python_hl7(body, header) else None
+
+
+def _splits_like_python_hl7(body: str, header: MessageHeader) -> bool:
+    fs, enc = header.field_separator, header.encoding_characters
+    separators = {"\r", fs, enc[1] if len(enc) > 1 else "~", enc[0] if enc else "^",
+                  enc[3] if len(enc) > 3 else "&"}
+    if len(separators) != 5 or not body.startswith("MSH" + fs):
+        return False
+    msh_end = body.find("\r")
+    # Without a field after MSH-2, python-hl7 decides what the message means.
+    return body.find(fs, 4, msh_end if msh_end >= 0 else len(body)) >= 0
+
+
+def _segment(raw: str, index: int, fs: str) -> Segment:
+    fields = tuple(raw.split(fs))
+    return Segment(fields[0].strip(), index, fields, raw)
 
 
 def read_structure(text: str, header: MessageHeader) -> ParsedMessage:
@@ -146,3 +166,111 @@ def group_segments(header: MessageHeader, segments: tuple[Segment, ...]) -> Pars
         elif seg.id in ("OBX", "NTE") and current is not None:
             current.items.append(seg)
     return ParsedMessage(header, segments, tuple(groups))
+
+
+class LocatedGroup(NamedTuple):
+    """An order group found in the text by its OBR; its OBX and NTE are read on demand.
+
+    The pre-ACK check needs every OBR and its PID but, per group, only the items up to
+    the first one with report text: turning the forty OBX of a long report into
+    ``Segment`` objects would cost more than the rest of the check together.
+    ``items`` and ``obx`` give what :class:`OrderGroup` holds, read from
+    ``body[start:end]`` (the lines between the OBR and the next PID, ORC or OBR).
+    """
+
+    obr: Segment
+    pid: Segment | None
+    body: str
+    start: int
+    end: int
+    field_separator: str
+
+    @property
+    def items(self) -> Iterator[Segment]:
+        """The OBX and NTE segments of the group, in order, as ``split_segments`` reads them."""
+        fs, body, end = self.field_separator, self.body, self.end
+        index, start = self.obr.index + 1, self.start
+        while start < end:  # one line at a time: the caller often stops at the first OBX
+            line_end = body.find("\r", start, end)
+            line_end = end if line_end < 0 else line_end
+            raw = body[start:line_end]
+            if _is_item(raw, fs):
+                yield _segment(raw, index, fs)
+            index, start = index + 1, line_end + 1
+
+    @property
+    def obx(self) -> Iterator[Segment]:
+        return (s for s in self.items if s.id == "OBX")
+
+
+def locate_groups(text: str, header: MessageHeader) -> tuple[LocatedGroup, ...] | None:
+    """The order groups :func:`group_segments` finds in ``split_segments(text, header)``,
+    located without splitting every segment; None when ``split_segments`` would fall back
+    to python-hl7 (the caller then takes that path)."""
+    fs = header.field_separator
+    if fs.isspace() or fs.isalnum():
+        return None  # the pattern below takes the separator for punctuation
+    msh, _ = locate_msh(text)
+    body, boundaries = _scan_first_message(text, msh, fs)
+    if not _splits_like_python_hl7(body, header):
+        return None
+    groups: list[LocatedGroup] = []
+    pid: Segment | None = None
+    index = previous = 0  # the segment index of the line starting at ``previous``
+    for i, (seg_id, cr) in enumerate(boundaries):
+        if seg_id == "ORC":
+            continue  # it only ends the group before it, as every boundary does
+        start = cr + 1  # the segment starts after its CR
+        index += body.count("\r", previous, start)
+        previous = start
+        line_end = body.find("\r", start)
+        line_end = len(body) if line_end < 0 else line_end
+        seg = _segment(body[start:line_end], index, fs)
+        if seg_id == "PID":
+            pid = seg
+        else:
+            group_end = boundaries[i + 1][1] if i + 1 < len(boundaries) else len(body)
+            groups.append(LocatedGroup(seg, pid, body, line_end + 1, group_end, fs))
+    return tuple(groups)
+
+
+def _scan_first_message(text: str, msh: int, fs: str) -> tuple[str, list[tuple[str, int]]]:
+    """``first_message(text).strip()`` and, in it, the id and CR offset of each PID, ORC and
+    OBR, found in one pass over the text."""
+    boundaries: list[tuple[str, int]] = []
+    end = len(text)
+    for match in _boundaries(fs).finditer(text, msh):
+        seg_id = match.group(1)
+        if seg_id is None:  # the next message or a batch trailer: first_message ends here
+            end = match.start()
+            break
+        boundaries.append((seg_id, match.start() - msh))
+    # The text from the MSH starts with "MSH", so strip() moves no offset; at the end it
+    # only drops whitespace after the last segment id.
+    return text[msh:end].strip(), boundaries
+
+
+@functools.lru_cache(maxsize=16)  # one pattern per field separator in use
+def _boundaries(field_separator: str) -> re.Pattern[str]:
+    """A CR followed by a PID, ORC or OBR segment (the segments that open or close a
+    group, captured), or by what ends the first message for :func:`first_message`.
+
+    The id is matched as ``split_segments`` reads it (the text before the first field
+    separator, stripped of whitespace), so ``" PID |"`` is a PID too; ``\\Z`` at the end of
+    the text or of the first message gives the same matches, since the text after the
+    last segment id that ``strip()`` drops holds no CR-started id.  The field separator
+    is punctuation here (``locate_groups`` checks).
+    """
+    fs = re.escape(field_separator)
+    return re.compile(rf"\r(?:{_NEXT_MESSAGE_IDS}|[^\S\r]*(PID|ORC|OBR)[^\S\r]*(?={fs}|\r|\Z))")
+
+
+def _is_item(raw: str, fs: str) -> bool:
+    """Whether ``_segment(raw, ...).id`` is OBX or NTE, without splitting every field.
+
+    When the fourth character is the field separator (nearly always), an id of OBX or
+    NTE can only be the first three characters themselves.
+    """
+    if raw[3:4] == fs:
+        return raw[:3] in ("OBX", "NTE")
+    return raw.partition(fs)[0].strip() in ("OBX", "NTE")

@@ -1,0 +1,138 @@
+"""The shortcuts of the pre-ACK path against the general code they stand in for.
+
+Each test feeds the same tricky inputs (every corpus file, LF and CRLF separators, odd
+delimiters, padded segment ids, escapes, missing fields, several OBR groups, NTE-only
+reports, batches) to the shortcut and to the general path, and compares whole values.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from mappings.ack import format_ts
+from mappings.decoding import decode_message, normalise_segments
+from mappings.errors import HL7Error, UnreadableHeader
+from mappings.escapes import escape
+from mappings.header import Delimiters, read_header
+from mappings.structure import group_segments, locate_groups, split_segments
+
+from oru_builder import obx, oru, segment
+
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "hl7"
+FILES = sorted(CORPUS.glob("*.hl7")) if CORPUS.is_dir() else []
+
+SECOND_GROUP = [segment("ORC", {1: "RE"}), segment("OBR", {1: "2", 7: "20240301113000"}),
+                obx(1, "Second report.")]
+
+
+def tricky_texts() -> dict[str, str]:
+    plain = oru()
+    texts = {
+        "plain": plain,
+        "two-groups": oru(extra_groups=[SECOND_GROUP]),
+        "group-without-orc": oru(extra_groups=[SECOND_GROUP[1:]]),
+        "pid-between-groups": oru(extra_groups=[[segment("PID", {3: "OTHER"}), *SECOND_GROUP]]),
+        "nte-only": oru(body=["NTE|1|L|A note on the order."]),
+        "no-items": oru(body=[]),
+        "no-obr": plain.replace("\rOBR|", "\rZBR|"),
+        "no-pid": oru(with_pid=False),
+        "obx-before-obr": plain.replace("\rORC|", "\r" + obx(9, "Patient level.") + "\rORC|"),
+        "other-segment-inside-group": oru(body=[obx(1, "One."), "SPM|1", obx(2, "Two.")]),
+        "escapes": oru(body=[obx(1, "A\\F\\B\\.br\\C\\X0D0A\\D", "FT")]),
+        "padded-ids": plain.replace("\rPID|", "\r PID |").replace("\rOBR|", "\rOBR\t|")
+                           .replace("\rOBX|", "\r OBX|"),
+        "id-without-fields": plain + "\rOBR\rOBX",
+        "two-character-id": plain.replace("\rPV1|", "\rBX|"),
+        "blank-lines": plain.replace("\rORC|", "\r\r\rORC|") + "\r\r",
+        "trailing-whitespace": plain + "  \t\r\n ",
+        "leading-whitespace": "\r\n  " + plain,
+        "lf-inside-value": oru(body=[obx(1, "Line one\nOBR|not a segment")]),
+        "second-message": plain + "\r" + oru(extra_groups=[SECOND_GROUP]),
+        "batch-trailer": "BHS|^~\\&|RIS\r" + oru(extra_groups=[SECOND_GROUP]) + "\rBTS|1",
+        "hash-field-separator": oru(extra_groups=[SECOND_GROUP]).replace("|", "#"),
+        "odd-encoding-characters": plain.replace("MSH|^~\\&|", "MSH|$%*@|", 1),
+        "truncation-character": plain.replace("MSH|^~\\&|", "MSH|^~\\&#|", 1),
+        "short-encoding-characters": plain.replace("MSH|^~\\&|", "MSH|^~|", 1),
+        "one-encoding-character": plain.replace("MSH|^~\\&|", "MSH|^|", 1),
+    }
+    for path in FILES:
+        texts[f"corpus:{path.name}"] = decode_message(path.read_bytes()).text
+        texts[f"corpus-as-sent:{path.name}"] = decode_message(path.read_bytes(), normalise=False).text
+    return texts
+
+
+TEXTS = tricky_texts()
+
+
+def read_groups(text: str) -> tuple[object, object]:
+    """(locate_groups, group_segments + split_segments), each as comparable tuples."""
+    try:
+        header = read_header(text)
+    except UnreadableHeader:
+        pytest.skip("no header")
+    located = locate_groups(text, header)
+    try:
+        general: object = [(g.obr, g.pid, list(g.items), list(g.obx))
+                           for g in group_segments(header, split_segments(text, header)).groups]
+    except HL7Error as exc:
+        general = exc.err_code
+    if located is None:
+        return None, general
+    return [(g.obr, g.pid, list(g.items), list(g.obx)) for g in located], general
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_located_groups_are_the_split_groups(name: str) -> None:
+    located, general = read_groups(TEXTS[name])
+    if located is not None:
+        assert general == located
+
+
+@pytest.mark.parametrize("encoding", ["~", "&", "^&"])
+def test_groups_are_not_located_where_python_hl7_must_read(encoding: str) -> None:
+    # A missing MSH-2 position whose default is taken: split_segments hands the message
+    # to python-hl7.
+    text = oru().replace("MSH|^~\\&|", f"MSH|{encoding}|", 1)
+    assert locate_groups(text, read_header(text)) is None
+
+
+def test_most_texts_take_the_shortcut() -> None:
+    # So that the comparison above is not vacuous.
+    taken = [name for name, text in TEXTS.items() if read_groups(text)[0] is not None]
+    assert len(taken) > len(TEXTS) * 3 // 4
+
+
+@pytest.mark.parametrize("name", sorted(TEXTS))
+def test_cr_only_text_normalises_as_its_crlf_form(name: str) -> None:
+    # A text with LF always goes through the rejoining path; the CR-only shortcut must agree.
+    text = TEXTS[name]
+    if "\n" in text:
+        pytest.skip("the text has LF already")
+    assert normalise_segments(text.replace("\r", "\r\n")) == normalise_segments(text)
+
+
+@pytest.mark.parametrize("text", [
+    "", "ACK1", "20240101-0001", "a b\tc", "x|y", "x^y", "x~y", "x\\y", "x&y", "x#y",
+    "line\r\nbreak", "bell\x07", "caf\u00e9", "\u2028",
+])
+@pytest.mark.parametrize("encoding", ["^~\\&", "^~\\&#", "^~"])
+def test_escape_shortcut_agrees_with_the_general_path(text: str, encoding: str) -> None:
+    # A trailing LF forces the character-by-character path; it comes out as one space.
+    d = Delimiters.from_msh("|", encoding)
+    assert escape(text + "\n", d)[:-1] == escape(text, d)
+
+
+@pytest.mark.parametrize("now", [
+    datetime(2024, 1, 15, 10, 15, 0),
+    datetime(2024, 12, 31, 23, 59, 59, 999999, tzinfo=timezone.utc),
+    datetime(1999, 2, 3, 4, 5, 6, tzinfo=timezone(timedelta(hours=-5))),
+    datetime(2024, 6, 1, 0, 0, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+    datetime(999, 1, 1, 1, 1, 1),
+    datetime(1, 1, 1, tzinfo=timezone.utc),
+])
+def test_format_ts_is_strftime(now: datetime) -> None:
+    expected = now.strftime("%Y%m%d%H%M%S") + (now.strftime("%z") if now.tzinfo else "")
+    assert expected == format_ts(now)
