@@ -64,20 +64,69 @@ class Screen:
 
 
 def _sequence(items: _parser.SubPattern | list) -> list[Literals]:
-    """Requirements of a sequence: those of each item (every item must match)."""
+    """Requirements of a sequence: those of each item (every item must match).
+
+    A stretch of literal text is read together with the small character sets and optional
+    characters that continue it, as the set of every way it can be written: ``TR-?[1-5]``
+    needs one of "tr1" ... "tr-5", which rules out far more reports than "tr" alone.
+    """
     found: list[Literals] = []
-    run: list[str] = []
+    runs = {""}  # every spelling of the literal stretch read so far
     for op, av in items:
+        continuation = _continuation(op, av) if runs != {""} else None
         if op is sre.LITERAL and av < 128:
-            run.append(chr(av).lower())
-            continue
-        if run:
-            found.append(frozenset({"".join(run)}))
-            run = []
-        found.extend(_item(op, av))
-    if run:
-        found.append(frozenset({"".join(run)}))
+            runs = {run + chr(av).lower() for run in runs}
+        elif continuation is not None and len(runs) * (len(continuation[0]) + 1) <= _MAX_SPELLINGS:
+            chars, optional = continuation
+            runs = {run + char for run in runs for char in chars} | (runs if optional else set())
+        else:
+            _flush(runs, found)
+            runs = {""}
+            found.extend(_item(op, av))
+    _flush(runs, found)
     return found
+
+
+# A stretch is continued only while it has few spellings: each is one substring test.
+_MAX_SPELLINGS = 24
+
+
+def _flush(runs: set[str], found: list[Literals]) -> None:
+    if "" not in runs:
+        found.append(_shortest(runs))
+
+
+def _shortest(options: set[str] | frozenset[str]) -> Literals:
+    """``options`` without the strings that hold another one ("bi-" beside "bi"): a text
+    holding the longer string holds the shorter, so the test is the same and cheaper."""
+    return frozenset(o for o in options if not any(other != o and other in o for other in options))
+
+
+def _continuation(op: object, av: object) -> tuple[list[str], bool] | None:
+    """The lower-case ASCII characters a small character set (``[1-5]``) or an optional
+    single character (``-?``) may add to literal text, also inside a group (``(?P<v>[1-5])``),
+    and whether it may add none; None for anything else."""
+    if op is sre.SUBPATTERN and len(av[-1]) == 1:  # type: ignore[index, arg-type]
+        (inner_op, inner_av), = av[-1]  # type: ignore[index]
+        if inner_op is sre.LITERAL:
+            return ([chr(inner_av).lower()], False) if inner_av < 128 else None  # type: ignore[operator]
+        return _continuation(inner_op, inner_av)
+    if op in _REPEATS and av[0] == 0 and av[1] == 1 and len(av[2]) == 1:  # type: ignore[index]
+        (inner_op, inner_av), = av[2]  # type: ignore[index]
+        if inner_op is sre.LITERAL and inner_av < 128:
+            return [chr(inner_av).lower()], True
+        return None
+    if op is not sre.IN:
+        return None
+    chars: set[str] = set()
+    for member_op, member_av in av:  # type: ignore[attr-defined]
+        if member_op is sre.LITERAL and member_av < 128:
+            chars.add(chr(member_av).lower())
+        elif member_op is sre.RANGE and member_av[1] < 128 and member_av[1] - member_av[0] < _MAX_SPELLINGS:
+            chars.update(chr(c).lower() for c in range(member_av[0], member_av[1] + 1))
+        else:
+            return None  # a negated set, a category (\d, \s) or a non-ASCII character
+    return sorted(chars), False
 
 
 def _item(op: object, av: object) -> list[Literals]:
@@ -92,7 +141,7 @@ def _item(op: object, av: object) -> list[Literals]:
         options = [_most_selective(_sequence(branch)) for branch in av[1]]  # type: ignore[index]
         if any(option is None for option in options):
             return []
-        return [frozenset().union(*options)]  # type: ignore[arg-type]
+        return [_shortest(frozenset().union(*options))]  # type: ignore[arg-type]
     # Anything else (character sets, optional repeats, assertions, back-references,
     # non-ASCII literals) promises no literal text.
     return []

@@ -12,7 +12,16 @@ from ri_engine.nlp.prefilter import Screen, fold_case, required_literals
 
 @pytest.mark.parametrize(("pattern", "flags", "expected"), [
     (r"(?<![\w-])(?:ACR\s+)?BI-?\s?RADS\b", re.IGNORECASE, [{"bi"}, {"rads"}]),
-    (r"\bLR-(?P<v>[1-5]|M)\b", re.IGNORECASE, [{"lr-"}]),
+    (r"\bLR-(?P<v>[1-5]|M)\b", re.IGNORECASE, [{"lr-1", "lr-2", "lr-3", "lr-4", "lr-5", "lr-m"}]),
+    # Small sets and optional characters continue a literal stretch, spelt every way.
+    (r"\bTR-?(?P<v>[1-5])\b", re.IGNORECASE,
+     [{"tr1", "tr2", "tr3", "tr4", "tr5", "tr-1", "tr-2", "tr-3", "tr-4", "tr-5"}]),
+    (r"(?<![\w-])(?P<name>K-?L)(?![\w])", re.IGNORECASE, [{"kl", "k-l"}]),
+    (r"C-?RADS\s+C[0-4x]", re.IGNORECASE, [{"c-rads", "crads"}, {"c0", "c1", "c2", "c3", "c4", "cx"}]),
+    (r"ab(?:-?)c", 0, [{"abc", "ab-c"}]),
+    (r"ab[^0-9]", 0, [{"ab"}]),
+    (r"ab\d", 0, [{"ab"}]),
+    (r"ab[a-z]", 0, [{"ab"}]),  # 26 spellings: too many to try one by one
     (r"(?:viable|non-?viable|equivocal)", 0, [{"viable", "equivocal"}]),
     (r"(?:nodule)+ seen", 0, [{"nodule"}, {" seen"}]),
     (r"T(?:o|\u00f6|oe)nnis", re.IGNORECASE, [{"t"}, {"nnis"}]),
@@ -38,6 +47,7 @@ def test_fold_case_covers_every_non_ascii_case_variant_re_knows() -> None:
 @pytest.mark.parametrize("text", [
     "BI-RADS 4A", "bi-rads 2", "ACR TI-RADS category TR5", "LR-M", "Kellgren-Lawrence grade 3",
     "T\u00f6nnis 2", "\u212aL grade 2", "BI-RAD\u017f 3", "Agatston score of 120",
+    "TR-4", "tr3", "K-L grade 2", "kl 3", "C-RADS C2", "LR-5", "lr-m",
 ])
 def test_scoring_patterns_never_ruled_out_when_they_match(text: str) -> None:
     screen = Screen(text)
