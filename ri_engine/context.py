@@ -99,6 +99,16 @@ class AnalysisContext:
         offsets as in ``text`` (``ri_engine.nlp.casefold``); the folded text is made once."""
         return folded_pattern(pattern.pattern, pattern.flags).pattern_for(self.text), self._folded_text
 
+    def spans(self, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+        """(start, end) of every match of case-insensitive ``pattern`` over the whole report,
+        scanned case-folded once per request (guidelines share their anchor patterns)."""
+        key = (pattern.pattern, pattern.flags)
+        found = self._spans.get(key)
+        if found is None:
+            scan, folded = self.folded(pattern)
+            found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
+        return found
+
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
         if self._section_index is not None:  # pipeline sections are sorted and disjoint
@@ -162,6 +172,10 @@ class AnalysisContext:
 
     @cached_property
     def _evidence(self) -> dict[tuple[int, int], Extension]:
+        return {}
+
+    @cached_property
+    def _spans(self) -> dict[tuple[str, int], list[tuple[int, int]]]:
         return {}
 
     @cached_property

@@ -44,6 +44,7 @@ from typing import Any
 from ..context import AnalysisContext
 from ..knowledge import pattern as _rx
 from ..models import PresentGuidanceInformation
+from ..nlp.prefilter import Screen
 from .guidance_findings import Lesion, clause_spans, guidance_item, lesion_at, size_info
 from .quality_measures import ReportText, patient_age
 
@@ -82,13 +83,21 @@ def exam_text(ctx: AnalysisContext) -> str:
     return " ".join(w for w in words if w) or ctx.text[:300]
 
 
-def _any_keyword(words: list[Any] | None, lowered: str) -> bool:
+def _any_keyword(words: list[Any] | None, text: Screen) -> bool:
     """Cheap necessary condition: one of the literal ``words`` occurs in the text (a list of
     lists: one word of every list)."""
     if not words:
         return True
     groups = words if isinstance(words[0], list) else [words]
-    return all(any(word in lowered for word in group) for group in groups)
+    return all(any(text.holds(word) for word in group) for group in groups)
+
+
+def _report_words(ctx: AnalysisContext) -> Screen:
+    """The report lower-cased, asked for keywords; guidelines share many, each is sought once."""
+    words: Screen | None = ctx.layers.get("guidance_rules.words")
+    if words is None:
+        words = ctx.layers["guidance_rules.words"] = Screen(ctx.text, str.lower)
+    return words
 
 
 def applies(guideline: Guideline, ctx: AnalysisContext) -> bool:
@@ -97,19 +106,19 @@ def applies(guideline: Guideline, ctx: AnalysisContext) -> bool:
     if when is None:
         return True
     exam = exam_text(ctx)
-    if not _any_keyword(guideline.get("applyKeywords"), f"{exam}\n{ctx.text}".lower()):
+    if not _any_keyword(guideline.get("applyKeywords"), Screen(f"{exam}\n{ctx.text}", str.lower)):
         return False
     return bool(_rx(when).search(exam) or _rx(when).search(ctx.text))
 
 
 # --- finding the findings --------------------------------------------------------------------
 
-def _finder_applies(finder: dict[str, Any], ctx: AnalysisContext, lowered: str, exam: str,
+def _finder_applies(finder: dict[str, Any], ctx: AnalysisContext, words: Screen, exam: str,
                     age: int | None) -> bool:
     limit = finder.get("maxAgeYears")
     if limit is not None and age is not None and age > limit:
         return False
-    if not _any_keyword(finder.get("keywords"), lowered):
+    if not _any_keyword(finder.get("keywords"), words):
         return False
     if finder.get("exam") and not _rx(finder["exam"]).search(exam):
         return False
@@ -117,8 +126,7 @@ def _finder_applies(finder: dict[str, Any], ctx: AnalysisContext, lowered: str, 
         return False
     if not finder.get("documentExclude"):
         return True
-    exclude, folded = ctx.folded(_rx(finder["documentExclude"]))  # a whole-report search
-    return not exclude.search(folded)
+    return not ctx.spans(_rx(finder["documentExclude"]))  # a whole-report scan, shared
 
 
 def _required_context(finder: dict[str, Any], ctx: AnalysisContext, clause: str) -> bool:
@@ -137,15 +145,15 @@ def find_rule_lesions(ctx: AnalysisContext, report: ReportText, *, include_histo
     Each active guideline's anchor is searched once over the whole report; a clause then
     weighs, guideline by guideline, the first anchor match inside it.
     """
-    exam, age, lowered = exam_text(ctx), patient_age(ctx), ctx.text.lower()
-    active = [g for g in guidelines() if "finder" in g and _finder_applies(g["finder"], ctx, lowered, exam, age)]
+    exam, age, words = exam_text(ctx), patient_age(ctx), _report_words(ctx)
+    active = [g for g in guidelines() if "finder" in g and _finder_applies(g["finder"], ctx, words, exam, age)]
     found: list[tuple[Lesion, Guideline]] = []
     if not active:
         return found
     anchors: list[tuple[int, int, int]] = []
     for rank, guideline in enumerate(active):
-        anchor, folded = ctx.folded(_rx(guideline["finder"]["anchor"]))  # a whole-report scan
-        anchors += [(m.start(), m.end(), rank) for m in anchor.finditer(folded)]
+        # A whole-report scan; the organ-injury guidelines share one anchor.
+        anchors += [(start, end, rank) for start, end in ctx.spans(_rx(guideline["finder"]["anchor"]))]
     anchors.sort()
     starts = [a[0] for a in anchors]
     groups_done: set[str] = set()

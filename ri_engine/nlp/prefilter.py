@@ -14,6 +14,7 @@ characters ``re`` treats as case variants of ASCII letters).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
 from re import _parser
 
@@ -48,15 +49,16 @@ class Screen:
     tables share strings ("rads" for a dozen patterns), so answers are remembered.
     """
 
-    def __init__(self, text: str) -> None:
-        self.folded = fold_case(text)
+    def __init__(self, text: str, fold: Callable[[str], str] = fold_case) -> None:
+        self.folded = fold(text)
         self._found: dict[str, bool] = {}
 
     def may_match(self, literals: tuple[Literals, ...]) -> bool:
         """False only when a pattern with these ``literals`` cannot match the text."""
-        return all(any(self._holds(literal) for literal in options) for options in literals)
+        return all(any(self.holds(literal) for literal in options) for options in literals)
 
-    def _holds(self, literal: str) -> bool:
+    def holds(self, literal: str) -> bool:
+        """``literal`` is in the folded text."""
         found = self._found.get(literal)
         if found is None:
             found = self._found[literal] = literal in self.folded
