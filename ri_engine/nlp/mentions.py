@@ -69,9 +69,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                    terms: dict[str, list[Term]], anatomy: list[AnatomyMention],
                    used_laterality: set[int], measurements: list[Measurement],
                    dates: list[DateMention], lexicon: Lexicon) -> list[FindingMention]:
-    blocked = terms.get("nonfinding", [])
-    findings = [f for f in terms.get("finding", [])
-                if not any(b.start <= f.start and f.end <= b.end for b in blocked)]
+    findings = _outside(terms.get("finding", []), terms.get("nonfinding", []))
     if not findings:
         return []
     # A coordinated word is often an anatomy term too ("pleural"); it may not be a finding,
@@ -114,16 +112,32 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     layers = {"anatomy": anatomy, "laterality": free_sides, "measurement": measurements,
               "modifier": modifiers}
     clause_items = _by_clause(clauses, layers)
+    date_starts = [d.start for d in dates]  # dates come in text order
     out: list[FindingMention] = []
     for (lo, hi), found, items, (sentence, s_cues, term_starts) in zip(
             clauses, clause_findings, clause_items, contexts):
         groups = _assign(found, items, text)
-        clause_dates = [d for d in dates if lo <= d.start < hi and _DATED.search(text[lo:d.start])]
+        clause_dates = [d for d in dates[bisect_left(date_starts, lo):bisect_left(date_starts, hi)]
+                        if _DATED.search(text[lo:d.start])]
         for index, term in enumerate(found):
             section = (section_index.at(term.start) if section_index is not None
                        else _section_at(sections, term.start))
             out.append(_mention(text, term, groups[index], sentence, section, s_cues,
                                 term_starts, clause_dates, lexicon))
+    return out
+
+
+def _outside(terms: list[Term], blocked: list[Term]) -> list[Term]:
+    """``terms`` not inside a ``blocked`` term. Both come sorted, and the blocked terms (one
+    lexicon group) never overlap, so only the last one starting at or before a term can hold it."""
+    if not blocked:
+        return list(terms)
+    starts = [b.start for b in blocked]
+    out = []
+    for term in terms:
+        index = bisect_right(starts, term.start) - 1
+        if index < 0 or term.end > blocked[index].end:
+            out.append(term)
     return out
 
 
