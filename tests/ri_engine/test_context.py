@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import pytest
@@ -49,3 +50,16 @@ def test_section_and_sentence_lookups_match_a_scan(text: str) -> None:
     sentences = [next((s for s in ctx.sentences if s.start <= o < s.end), None) for o in offsets]
     assert sections == [ctx.section_at(o) for o in offsets]
     assert sentences == [ctx.sentence_at(o) for o in offsets]
+
+
+@pytest.mark.parametrize(("pattern", "text"), [
+    (r"\b(?:lacerations?|hematomas?)\b", "Liver laceration. Splenic HEMATOMA and a laceration."),
+    (r"\bpregnan(?:t|cy)\b", "No pregnancy. Pregnant\u0130 patient."),  # non-ASCII: scanned as written
+    (r"x", "nothing here"),
+])
+def test_spans_are_the_whole_report_matches_and_made_once(pattern: str, text: str) -> None:
+    ctx = context(text)
+    rx = re.compile(pattern, re.IGNORECASE)
+    expected = [m.span() for m in rx.finditer(text)]
+    assert expected == ctx.spans(rx)
+    assert ctx.spans(rx) is ctx.spans(re.compile(pattern, re.IGNORECASE))  # one scan per request

@@ -115,3 +115,20 @@ def test_order_description_procedures() -> None:
     (proc,) = pipeline().procedures_in("CT abd/pelvis w/o contrast")
     assert (proc.modality_key, [a.key for a in proc.anatomy], proc.contrast) == (
         "ct", ["abdomen", "pelvis"], "without")
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Finding words inside a non-finding term ("stroke team", "tumor board", "mixed-density")
+    # are not findings; the same words right after one are.
+    ("Stroke team notified. Acute stroke in the left MCA territory.", [("infarct", "stroke", None)]),
+    ("Mixed-density mass in the liver. Tumor board next week; tumor in the pancreas.",
+     [("mass", "mass", None), ("tumor", "tumor", None)]),
+    # A date after "dating back to" / "since" dates the findings of its own clause only.
+    ("Fracture clinic referral for the wrist fracture. Hematoma dating back to 01/02/2023, "
+     "and a mass since 3/4/2022. Cyst.",
+     [("fracture", "fracture", None), ("hematoma", "Hematoma", "2023-01-02"),
+      ("mass", "mass", "2023-01-02"), ("cyst", "Cyst", None)]),
+])
+def test_findings_outside_non_finding_terms_and_their_dates(text: str, expected: list[tuple]) -> None:
+    doc = pipeline().analyse(text)
+    assert expected == [(f.key, text[f.start:f.end], f.date) for f in doc._.ri_findings]

@@ -54,3 +54,9 @@ def test_scoring_patterns_never_ruled_out_when_they_match(text: str) -> None:
     for pattern in _patterns():
         if pattern.regex.search(text):
             assert screen.may_match(pattern.literals), pattern.regex.pattern
+
+
+def test_screen_holds_literals_of_the_text_folded_as_asked() -> None:
+    assert (True, False) == (Screen("Liver LACERATION").holds("lacerat"), Screen("Liver").holds("spleen"))
+    # str.lower keeps the dotted capital I as two characters; fold_case makes it "i".
+    assert (False, True) == (Screen("\u0130NJURY", str.lower).holds("injur"), Screen("\u0130NJURY").holds("injur"))
