@@ -49,9 +49,17 @@ class LayoutComponent:
         ext.ri_sections = sections
         ext.ri_sentences = sentences
         # One array write instead of a Python-level setter call per token.
+        # Token offsets are sorted and distinct, so each start offset is found by bisection;
+        # a start that falls inside a token, or past the last one, marks nothing.
+        offsets = doc.to_array(IDX)
         starts = numpy.fromiter({s.start for s in sentences} | {s.start for s in sections},
                                 dtype=numpy.int64)
-        flags = numpy.where(numpy.isin(doc.to_array(IDX), starts), 1, -1).astype(numpy.uint64)
+        at = numpy.searchsorted(offsets, starts)
+        inside = at < len(offsets)
+        at, starts = at[inside], starts[inside]
+        flags = numpy.full(len(offsets), -1, dtype=numpy.int64)
+        flags[at[offsets[at] == starts]] = 1
+        flags = flags.astype(numpy.uint64)
         if len(flags):
             flags[0] = 1
         doc.from_array([SENT_START], flags.reshape(-1, 1))
