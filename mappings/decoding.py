@@ -140,11 +140,16 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
             text = body.decode(candidate)
         except (UnicodeDecodeError, LookupError):
             continue
-        return DecodedMessage(finish(text), codecs.lookup(candidate).name, declared, 0)
+        return DecodedMessage(finish(text), _codec_name(candidate), declared, 0)
     text = body.decode(codec, errors="ri-gateway-mark")
     replaced = text.count(_MARK)
     text = text.replace(_MARK, "\ufffd")
-    return DecodedMessage(finish(text), codecs.lookup(codec).name, declared, replaced)
+    return DecodedMessage(finish(text), _codec_name(codec), declared, replaced)
+
+
+@functools.lru_cache(maxsize=64)  # a handful of codecs, named for every message
+def _codec_name(codec: str) -> str:
+    return codecs.lookup(codec).name
 
 
 def _as_sent(text: str) -> str:
@@ -152,6 +157,8 @@ def _as_sent(text: str) -> str:
 
 
 def _strip_bom(raw: bytes) -> tuple[bytes, str | None]:
+    if raw.startswith(b"MSH"):
+        return raw, None  # nearly every message: no BOM, and not UTF-16 (no NUL after M)
     if raw.startswith(codecs.BOM_UTF8):
         return raw[len(codecs.BOM_UTF8):], "utf-8"
     if raw.startswith(codecs.BOM_UTF16_LE):
@@ -184,12 +191,9 @@ def _first_known(values: list[str]) -> str | None:
 
 def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
     """MSH-18 as sent and its repetitions, read from raw bytes as latin-1."""
-    text = body[:65536].decode("latin-1")
-    start = _find_msh(text)
-    if start < 0 or len(text) < start + 4:
+    segment = _msh_segment(body[:65536])
+    if segment is None:
         return None, []
-    end = _SEGMENT_END.search(text, start)
-    segment = text[start:end.start() if end else len(text)]
     fs = segment[3]
     fields = segment.split(fs)
     # fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
@@ -201,8 +205,28 @@ def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
     return value, [v.strip() for v in value.split(rep) if v.strip()]
 
 
+def _msh_segment(head: bytes) -> str | None:
+    """The first MSH segment of ``head`` as latin-1 text, or None without one that has
+    at least a field separator."""
+    if head.startswith(b"MSH"):  # the common case: decode the MSH line only
+        end = head.find(b"\r")
+        end = len(head) if end < 0 else end
+        lf = head.find(b"\n", 0, end)
+        segment = head[:end if lf < 0 else lf].decode("latin-1")
+    else:
+        text = head.decode("latin-1")
+        start = _find_msh(text)
+        if start < 0:
+            return None
+        end_match = _SEGMENT_END.search(text, start)
+        segment = text[start:end_match.start() if end_match else len(text)]
+    return segment if len(segment) >= 4 else None  # "MSH" alone: nothing to read
+
+
 def _find_msh(text: str) -> int:
     """Offset of the first MSH segment (at the start or after a segment break), or -1."""
+    if text.startswith("MSH"):
+        return 0
     stripped = len(text) - len(text.lstrip())
     if text.startswith("MSH", stripped):
         return stripped

@@ -140,7 +140,8 @@ def test_custom_field_separator_is_used_for_segment_starts() -> None:
 
 
 @pytest.mark.parametrize("raw", [b"", b"\x00\x01\x02", b"\xff" * 10, b"MSH", b"MSH|", b"\r\n\r\n",
-                                 b"\xef\xbb\xbf", b"\xff\xfe"])
+                                 b"\xef\xbb\xbf", b"\xff\xfe", b"MSH\rPID|1", b" MSH\nPID|1",
+                                 b"\r\nMSH\r\nOBX|1"])
 def test_never_raises(raw: bytes) -> None:
     assert isinstance(decode_message(raw), DecodedMessage)
 
