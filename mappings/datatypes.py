@@ -80,7 +80,26 @@ def hl7_date(value: str) -> str | None:
 
 def is_hl7_datetime(value: str) -> bool:
     """Whether :func:`hl7_datetime` reads ``value`` (without formatting it)."""
+    value = value.strip()
+    if value.isascii() and value.isdigit() and len(value) in (4, 6, 8, 10, 12, 14):
+        return _valid_digits(value)  # the usual form, without the regex and int()s of _parts
     return _parts(value) is not None
+
+
+_MONTH_DAYS = {f"{month:02d}": f"{days:02d}" for month, days in enumerate(_DAYS, 1)}
+
+
+def _valid_digits(ts: str) -> bool:
+    """``_parts(ts) is not None`` for ``YYYY[MM[DD[HH[MM[SS]]]]]`` in ASCII digits: two-digit
+    fields compare as strings the way they compare as numbers."""
+    month, day, hour, minute, second = ts[4:6], ts[6:8], ts[8:10], ts[10:12], ts[12:14]
+    if month and month not in _MONTH_DAYS:
+        return False
+    if day and not "01" <= day <= _MONTH_DAYS[month]:
+        return False
+    if month == "02" and day == "29" and not _leap(int(ts[:4])):
+        return False
+    return hour <= "23" and minute <= "59" and second <= "59"
 
 
 def hl7_datetime(value: str) -> str | None:

@@ -46,7 +46,7 @@ ORU -> UnsupportedMessage 200.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from ri_engine.models import (
@@ -133,7 +133,9 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     config = config or MappingConfig()
     header = _oru_header(text, header)
     d = header.delimiters
-    if config.validation_for(component(header.sending_facility, 1, d)) == "strict":
+    # MSH-4 is read only when some facility is validated strictly.
+    if "strict" in (config.validation, *config.validation_by_facility.values()) and \
+            config.validation_for(component(header.sending_facility, 1, d)) == "strict":
         validate_structure(first_message(text), "strict")
     groups = _groups_to_check(text, header)
     if not groups:
@@ -142,7 +144,7 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
         if group.pid is None:
             raise ContentError("PID segment is missing", err_code="100", location="PID")
         _created_at_value(config, group.obr, group.obx, header, d)
-        _patient_id(group.pid, d, config)
+        _check_patient_id(group.pid, d, config)
     charset = _charset(header, config)
     if not any(has_report_text(group, d, config, charset) for group in groups):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
@@ -167,8 +169,11 @@ def _oru_header(text: str, header: MessageHeader | None = None) -> MessageHeader
 
 
 def _charset(header: MessageHeader, config: MappingConfig) -> str:
-    return next((c for c in map(charset_codec, header.character_sets) if c), None) or \
-        charset_codec(config.default_charset) or "utf-8"
+    for name in header.character_sets:
+        codec = charset_codec(name)
+        if codec:
+            return codec
+    return charset_codec(config.default_charset) or "utf-8"
 
 
 def _map_group(parsed: ParsedMessage, group: OrderGroup, config: MappingConfig, charset: str,
@@ -241,19 +246,39 @@ def _map_group(parsed: ParsedMessage, group: OrderGroup, config: MappingConfig, 
 
 
 def _patient_id(pid: Segment, d: Delimiters, config: MappingConfig) -> str:
-    candidates = []
+    candidates = [(_id_rank(rep, d, config), ident) for rep, ident in _pid3_identifiers(pid, d, config)]
+    if candidates:
+        return min(candidates, key=lambda c: c[0])[1]
+    return _other_patient_id(pid, d)
+
+
+def _check_patient_id(pid: Segment, d: Delimiters, config: MappingConfig) -> None:
+    """Raises what :func:`_patient_id` raises, without ranking the identifiers."""
+    if next(_pid3_identifiers(pid, d, config), None) is None:
+        _other_patient_id(pid, d)
+
+
+def _pid3_identifiers(pid: Segment, d: Delimiters, config: MappingConfig) -> Iterator[tuple[str, str]]:
+    """Each PID-3 repetition with an identifier (from ``patient_id_authority`` when set)."""
     for rep in repetitions(pid[3], d):
         ident = component(rep, 1, d)
         if not ident:
             continue
-        id_type = component(rep, 5, d).upper()
-        authority = component(rep, 4, d)
-        if config.patient_id_authority and authority.split(d.subcomponent or "&")[0] != config.patient_id_authority:
+        if config.patient_id_authority and \
+                component(rep, 4, d).split(d.subcomponent or "&")[0] != config.patient_id_authority:
             continue
-        rank = config.patient_id_types.index(id_type) if id_type in config.patient_id_types else len(config.patient_id_types)
-        candidates.append((rank, ident))
-    if candidates:
-        return min(candidates, key=lambda c: c[0])[1]
+        yield rep, ident
+
+
+def _id_rank(rep: str, d: Delimiters, config: MappingConfig) -> int:
+    """Where the repetition's identifier type (PID-3.5) comes in ``patient_id_types``."""
+    id_type = component(rep, 5, d).upper()
+    types = config.patient_id_types
+    return types.index(id_type) if id_type in types else len(types)
+
+
+def _other_patient_id(pid: Segment, d: Delimiters) -> str:
+    """PID-2, else PID-4, when PID-3 has no identifier; ContentError 101 PID-3 without one."""
     for n in (2, 4):
         ident = component(repetitions(pid[n], d)[0], 1, d)
         if ident:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from mappings.ack import format_ts
+from mappings.datatypes import hl7_datetime, is_hl7_datetime
 from mappings.decoding import decode_message, normalise_segments
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.escapes import escape
@@ -136,3 +137,21 @@ def test_escape_shortcut_agrees_with_the_general_path(text: str, encoding: str) 
 def test_format_ts_is_strftime(now: datetime) -> None:
     expected = now.strftime("%Y%m%d%H%M%S") + (now.strftime("%z") if now.tzinfo else "")
     assert expected == format_ts(now)
+
+
+def datetime_values() -> list[str]:
+    values = ["", " ", "2024", "202402", "2024013", "20241301", "20240100", "2024010124",
+              "202401012360", "20240101235960", "20240101235959", "20240101235959.1234",
+              "20240101235959+0100", "2024010112.5", "2024-01-01", "\u0661\u0669\u0669\u0669",
+              "  20240101  ", "202401011", "2024010100000000", "00000101"]
+    for year in (1900, 2000, 2023, 2024):
+        for month in range(0, 14):
+            values += [f"{year}{month:02d}{day:02d}" for day in range(0, 33)]
+    values += [f"20240229{hour:02d}{minute:02d}{second:02d}"
+               for hour in (0, 23, 24) for minute in (0, 59, 60) for second in (0, 59, 60)]
+    return values
+
+
+def test_is_hl7_datetime_agrees_with_hl7_datetime() -> None:
+    values = datetime_values()
+    assert [hl7_datetime(v) is not None for v in values] == [is_hl7_datetime(v) for v in values]
