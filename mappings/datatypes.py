@@ -36,7 +36,7 @@ def repetitions(value: str, d: Delimiters) -> list[str]:
 
 def component(value: str, index: int, d: Delimiters) -> str:
     """Component ``index`` (1-based) of a field value, unescaped and stripped."""
-    comps = components(value, d)
+    comps = value.split(d.component) if d.component else [value]  # components(), inlined
     if index > len(comps):
         return ""
     return text(comps[index - 1], d)

@@ -36,6 +36,8 @@ import functools
 import re
 from dataclasses import dataclass
 
+from .frozen import frozen_instance
+
 _MARK = "\ud800"  # a lone surrogate: no strict decoder produces one, so it marks our replacements
 
 
@@ -140,11 +142,13 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
             text = body.decode(candidate)
         except (UnicodeDecodeError, LookupError):
             continue
-        return DecodedMessage(finish(text), _codec_name(candidate), declared, 0)
+        return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(candidate),
+                               declared=declared, replaced=0)
     text = body.decode(codec, errors="ri-gateway-mark")
     replaced = text.count(_MARK)
     text = text.replace(_MARK, "\ufffd")
-    return DecodedMessage(finish(text), _codec_name(codec), declared, replaced)
+    return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(codec),
+                           declared=declared, replaced=replaced)
 
 
 @functools.lru_cache(maxsize=64)  # a handful of codecs, named for every message

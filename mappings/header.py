@@ -26,6 +26,7 @@ import functools
 from dataclasses import dataclass
 
 from .errors import UnreadableHeader
+from .frozen import frozen_instance
 
 DEFAULT_ENCODING_CHARACTERS = "^~\\&"
 
@@ -166,7 +167,8 @@ def read_header(text: str) -> MessageHeader:
     msh9 = raw[8].split(cs) if cs else [raw[8]]
     msh9 += [""] * (3 - len(msh9))
     charsets = raw[17].split(delims.repetition) if delims.repetition else [raw[17]]
-    return MessageHeader(
+    return frozen_instance(
+        MessageHeader,
         field_separator=fs,
         encoding_characters=encoding,
         sending_application=raw[2],
@@ -182,7 +184,7 @@ def read_header(text: str) -> MessageHeader:
         version=_first_component(raw[11], cs),
         accept_ack_type=raw[14].strip().upper(),
         application_ack_type=raw[15].strip().upper(),
-        character_sets=tuple(c.strip() for c in charsets if c.strip()),
+        character_sets=tuple(c.strip() for c in charsets if c.strip()) if raw[17] else (),
         raw_msh=segment,
         envelope=envelope,
     )

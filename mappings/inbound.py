@@ -46,6 +46,7 @@ ORU -> UnsupportedMessage 200.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -318,18 +319,24 @@ def _created_at_value(config: MappingConfig, obr: Segment, obx: Iterable[Segment
 
     ``obx`` is read only when OBX-14 is reached.  Raises ContentError 101 OBR-7 when none is.
     """
-    for source in config.created_at_sources:
+    for source, number in _field_numbers(config.created_at_sources):
         if source == "MSH-7":
             values: Iterable[str] = [header.message_datetime]
         elif source == "OBX-14":
             values = (s[14] for s in obx)
         else:
-            values = [obr[int(source.partition("-")[2])]]
+            values = [obr[number]]
         for value in values:
             first = component(value, 1, d)
             if is_hl7_datetime(first):
                 return first
     raise ContentError("no observation date for the report (OBR-7)", err_code="101", location="OBR-7")
+
+
+@functools.lru_cache(maxsize=16)  # one tuple per configuration
+def _field_numbers(sources: tuple[str, ...]) -> tuple[tuple[str, int], ...]:
+    """Each ``SEG-n`` source with its field number n."""
+    return tuple((source, int(source.partition("-")[2])) for source in sources)
 
 
 def _encounter(config: MappingConfig, pid: Segment, pv1: Segment | None, obr: Segment, d: Delimiters,

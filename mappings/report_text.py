@@ -198,7 +198,11 @@ def _observation_ids(obx3: str, d: Delimiters) -> list[str]:
 
 
 def _excluded(obx3: str, d: Delimiters, config: MappingConfig) -> bool:
-    return any(i in config.excluded_observations for i in _observation_ids(obx3, d))
+    excluded = config.excluded_observations
+    for ident in _observation_ids(obx3, d):  # a loop: cheaper than any() over a generator
+        if ident in excluded:
+            return True
+    return False
 
 
 def _section_heading(obx3: str, d: Delimiters, config: MappingConfig) -> str | None:

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import hl7
 
 from .errors import ContentError
+from .frozen import frozen_instance
 from .header import Delimiters, MessageHeader, locate_msh
 
 
@@ -128,19 +129,26 @@ def _splittable_body(text: str, header: MessageHeader) -> str | None:
 
 
 def _splits_like_python_hl7(body: str, header: MessageHeader) -> bool:
-    fs, enc = header.field_separator, header.encoding_characters
-    separators = {"\r", fs, enc[1] if len(enc) > 1 else "~", enc[0] if enc else "^",
-                  enc[3] if len(enc) > 3 else "&"}
-    if len(separators) != 5 or not body.startswith("MSH" + fs):
+    fs = header.field_separator
+    if not _distinct_separators(fs, header.encoding_characters) or not body.startswith("MSH" + fs):
         return False
     msh_end = body.find("\r")
     # Without a field after MSH-2, python-hl7 decides what the message means.
     return body.find(fs, 4, msh_end if msh_end >= 0 else len(body)) >= 0
 
 
+@functools.lru_cache(maxsize=64)  # a handful of distinct MSH-1/MSH-2 pairs in practice
+def _distinct_separators(fs: str, enc: str) -> bool:
+    """Whether the five separators python-hl7 splits on (CR, field, repetition, component,
+    sub-component, with its defaults for missing positions) are all different."""
+    separators = {"\r", fs, enc[1] if len(enc) > 1 else "~", enc[0] if enc else "^",
+                  enc[3] if len(enc) > 3 else "&"}
+    return len(separators) == 5
+
+
 def _segment(raw: str, index: int, fs: str) -> Segment:
     fields = tuple(raw.split(fs))
-    return Segment(fields[0].strip(), index, fields, raw)
+    return frozen_instance(Segment, id=fields[0].strip(), index=index, fields=fields, raw=raw)
 
 
 def read_structure(text: str, header: MessageHeader) -> ParsedMessage:

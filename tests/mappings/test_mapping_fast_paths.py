@@ -7,6 +7,7 @@ reports, batches) to the shortcut and to the general path, and compares whole va
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -155,3 +156,14 @@ def datetime_values() -> list[str]:
 def test_is_hl7_datetime_agrees_with_hl7_datetime() -> None:
     values = datetime_values()
     assert [hl7_datetime(v) is not None for v in values] == [is_hl7_datetime(v) for v in values]
+
+
+def test_frozen_instances_are_the_constructed_ones() -> None:
+    decoded = decode_message(oru().encode())
+    header = read_header(decoded.text)
+    (segment_read, *_) = split_segments(decoded.text, header)[1:]
+    for built in (decoded, header, segment_read):
+        constructed = type(built)(**{f.name: getattr(built, f.name) for f in dataclasses.fields(built)})
+        assert (constructed, hash(constructed), repr(constructed)) == (built, hash(built), repr(built))
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            built.raw = "changed"  # type: ignore[misc]
