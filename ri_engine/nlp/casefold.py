@@ -19,6 +19,8 @@ from __future__ import annotations
 import functools
 import re
 
+from .guarded import GuardedPattern, guarded
+
 # Copied as written: an escape (with a named character's braces) or a group name.
 _VERBATIM = re.compile(r"\\N\{[^}]*\}|\\.|\(\?P<[^>]*>|\(\?P=[^)]*\)", re.DOTALL)
 _MIXED_RANGE = re.compile(r"[A-Z]-[a-z]")
@@ -48,13 +50,14 @@ class CaseFolded:
         if _MIXED_RANGE.search(pattern.pattern):
             raise ValueError(f"a character range spans both cases: {pattern.pattern!r}")
         self.pattern = pattern
-        self.lower = re.compile(lower_source(pattern.pattern), pattern.flags & ~re.IGNORECASE)
+        # Searched guard-last when it opens with a look-around such as \b (guarded.py).
+        self.lower = guarded(re.compile(lower_source(pattern.pattern), pattern.flags & ~re.IGNORECASE))
 
-    def scan(self, text: str) -> tuple[str, re.Pattern[str]]:
+    def scan(self, text: str) -> tuple[str, re.Pattern[str] | GuardedPattern]:
         """The text to search and the pattern to search it with (same offsets as ``text``)."""
         return fold(text), self.pattern_for(text)
 
-    def pattern_for(self, text: str) -> re.Pattern[str]:
+    def pattern_for(self, text: str) -> re.Pattern[str] | GuardedPattern:
         """The pattern for the text ``scan(text)`` gives (another pattern's scan, say)."""
         return self.lower if text.isascii() else self.pattern
 
