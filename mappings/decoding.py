@@ -133,8 +133,7 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
         candidates = [bom_codec]
     else:
         codec = _first_known(values) or default
-        if codec.startswith("utf_16") or codec.startswith("utf-16") or codec.startswith("utf_32") \
-                or codec.startswith("utf-32"):
+        if codec.startswith(("utf_16", "utf-16", "utf_32", "utf-32")):
             codec = "utf-8"  # MSH was readable as ASCII, so this cannot be UTF-16/32
         candidates = list(dict.fromkeys([codec, "utf-8", default]))
     for candidate in candidates:
@@ -199,9 +198,11 @@ def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
     if segment is None:
         return None, []
     fs = segment[3]
+    if segment.count(fs) < 17:
+        return None, []  # no MSH-18 (most messages): not worth splitting the segment
     fields = segment.split(fs)
     # fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
-    if len(fields) < 18 or not fields[17].strip():
+    if not fields[17].strip():
         return None, []
     value = fields[17]
     encoding = fields[1]

@@ -100,8 +100,8 @@ class MessageHeader:
     def fields(self, *numbers: int) -> tuple[str, ...]:
         """Raw MSH-n for each of ``numbers``, as :meth:`field` reads them, splitting MSH once."""
         parts = self.raw_msh.split(self.field_separator)
-        return tuple(self.field_separator if n == 1 else parts[n - 1] if 0 < n - 1 < len(parts) else ""
-                     for n in numbers)
+        return tuple([self.field_separator if n == 1 else parts[n - 1] if 0 < n - 1 < len(parts) else ""
+                      for n in numbers])
 
     @property
     def message_code(self) -> str:

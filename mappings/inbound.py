@@ -144,7 +144,7 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     for group in groups:  # in the order _map_group raises
         if group.pid is None:
             raise ContentError("PID segment is missing", err_code="100", location="PID")
-        _created_at_value(config, group.obr, group.obx, header, d)
+        _created_at_value(config, group, header, d)
         _check_patient_id(group.pid, d, config)
     charset = _charset(header, config)
     if not any(has_report_text(group, d, config, charset) for group in groups):
@@ -193,7 +193,7 @@ def _map_group(parsed: ParsedMessage, group: OrderGroup, config: MappingConfig, 
     accession = _first_field(config.accession_sources, {"OBR": obr, "ORC": orc}, d)
     procedure_code = coded(obr[4], d)
     status = _result_status(obr, group, d, config)
-    created_at = _created_at(config, obr, group, header, d)
+    created_at = _created_at(config, group, header, d)
     document_id = accession or filler or placer or f"{header.control_id}-{group.index}"
 
     encounter = _encounter(config, pid, pv1, obr, d, accession, filler, placer, header, warnings)
@@ -308,24 +308,23 @@ def _result_status(obr: Segment, group: OrderGroup, d: Delimiters, config: Mappi
     return config.missing_status
 
 
-def _created_at(config: MappingConfig, obr: Segment, group: OrderGroup, header: MessageHeader,
-                d: Delimiters) -> str:
-    return hl7_datetime(_created_at_value(config, obr, group.obx, header, d))  # type: ignore[return-value]
+def _created_at(config: MappingConfig, group: OrderGroup, header: MessageHeader, d: Delimiters) -> str:
+    return hl7_datetime(_created_at_value(config, group, header, d))  # type: ignore[return-value]
 
 
-def _created_at_value(config: MappingConfig, obr: Segment, obx: Iterable[Segment], header: MessageHeader,
+def _created_at_value(config: MappingConfig, group: OrderGroup | LocatedGroup, header: MessageHeader,
                       d: Delimiters) -> str:
     """The first ``created_at_sources`` value that is a valid date-time, as sent.
 
-    ``obx`` is read only when OBX-14 is reached.  Raises ContentError 101 OBR-7 when none is.
+    The group's OBX are read only when OBX-14 is reached.  Raises ContentError 101 OBR-7 when none is.
     """
     for source, number in _field_numbers(config.created_at_sources):
         if source == "MSH-7":
             values: Iterable[str] = [header.message_datetime]
         elif source == "OBX-14":
-            values = (s[14] for s in obx)
+            values = (s[14] for s in group.obx)
         else:
-            values = [obr[number]]
+            values = [group.obr[number]]
         for value in values:
             first = component(value, 1, d)
             if is_hl7_datetime(first):

@@ -101,7 +101,10 @@ def has_report_text(group: OrderGroup | LocatedGroup, d: Delimiters, config: Map
     first piece with text (the pieces are joined with LF only, so one piece decides).
 
     Section headings are left out: one is only ever put before a piece that has text."""
-    return any(body.strip() for _, body in _bodies(group.items, d, config, charset, [], []))
+    for _, body in _bodies(group.items, d, config, charset, [], []):
+        if body.strip():
+            return True
+    return False
 
 
 def _pieces(items: Iterable[Segment], d: Delimiters, config: MappingConfig, charset: str,
