@@ -140,8 +140,7 @@ def escape(text: str, delimiters: Delimiters, *, newline: str = " ") -> str:
     """
     d = delimiters
     esc = d.escape
-    if text.isprintable() and not any(c and c in text for c in (esc, d.field, d.component, d.subcomponent,
-                                                                  d.repetition, d.truncation)):
+    if text.isprintable() and d.characters.isdisjoint(text):
         return text  # nothing to escape or replace (control ids, most messages)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     pairs = [(d.field, "F"), (d.component, "S"), (d.subcomponent, "T"), (d.repetition, "R"),

@@ -59,6 +59,12 @@ class Delimiters:
         truncation = encoding_characters[4] if len(encoding_characters) > 4 else ""
         return cls(field_separator, chosen[0], chosen[1], chosen[2], chosen[3], truncation)
 
+    @functools.cached_property  # computed once: from_msh hands out the same instances
+    def characters(self) -> frozenset[str]:
+        """Every separator and the escape character (those the message has)."""
+        return frozenset(c for c in (self.field, self.component, self.repetition, self.escape,
+                                     self.subcomponent, self.truncation) if c)
+
 
 @dataclass(frozen=True)
 class MessageHeader:
@@ -115,6 +121,8 @@ def locate_msh(text: str) -> tuple[int, str | None]:
     Raises UnreadableHeader when the text does not start with MSH (or an FHS/BHS
     envelope followed by an MSH).
     """
+    if text.startswith("MSH"):
+        return 0, None  # nearly every message
     start = 0
     while start < len(text) and (text[start].isspace() or text[start] == "\ufeff"):
         start += 1
