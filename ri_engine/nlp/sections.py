@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from ..knowledge import load_json
 from .alternation import phrase_alternation
+from .casefold import folded_pattern
+from .guarded import GuardedPattern
 from .types import Section
 
 
@@ -59,7 +61,8 @@ _SENTENCE_START = re.compile(r"[\n\r]|[.!?][ \t]")
 _SPACES = re.compile(r"\s+")
 
 
-def _matches(pattern: re.Pattern[str], text: str, starts: re.Pattern[str]) -> list[re.Match[str]]:
+def _matches(pattern: re.Pattern[str] | GuardedPattern, text: str,
+             starts: re.Pattern[str]) -> list[re.Match[str]]:
     """What ``pattern.finditer(text)`` finds, trying the pattern only where ``starts`` allows.
 
     A full scan would try the look-behinds at every character; there are far fewer line
@@ -81,7 +84,10 @@ def find_sections(text: str, scheme: SectionScheme) -> list[Section]:
     """The sections of ``text`` in order; each header's span is [start, header_end)."""
     headers: dict[int, tuple[int, int, str]] = {}
     for pattern, starts in ((scheme.pattern, _SENTENCE_START), (scheme.alone_pattern, _LINE_START)):
-        for match in _matches(pattern, text, starts):
+        # Tried case-folded (casefold.py): a header name is compared letter by letter at
+        # every line start, and a case-insensitive comparison costs more per letter.
+        scanned, folded = folded_pattern(pattern.pattern, pattern.flags).scan(text)
+        for match in _matches(folded, scanned, starts):
             words = _SPACES.sub(" ", match.group("name").lower())
             name = scheme.names.get(words)
             if name is None:
