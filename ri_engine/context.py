@@ -31,7 +31,6 @@ from functools import cached_property
 from typing import Any
 
 from .nlp.casefold import fold, folded_pattern
-from .nlp.prefilter import edge_safe
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
     AnatomyMention, FindingMention, Measurement, OffsetIndex, ProcedureMention, Section, Span,
@@ -110,28 +109,6 @@ class AnalysisContext:
             found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
         return found
 
-    def may_match(self, pattern: re.Pattern[str], start: int, end: int) -> bool:
-        """False only when case-insensitive ``pattern`` cannot match ``text[start:end]``
-        searched on its own (a sentence, a clause): no match of the whole-report scan
-        (``spans``) overlaps it. Builders that search every sentence skip most of them so.
-
-        That is sound when the span's neighbours are whitespace and the pattern reads
-        nothing past a span's edge that could differ (``prefilter.edge_safe``); for any
-        other span or pattern the answer is True (unknown: search the span).
-        """
-        text = self.text
-        if ((start > 0 and not text[start - 1].isspace()) or (end < len(text) and not text[end].isspace())
-                or not edge_safe(pattern)):
-            return True
-        key = (pattern.pattern, pattern.flags)
-        ends = self._span_ends.get(key)
-        if ends is None:
-            ends = self._span_ends[key] = [e for _, e in self.spans(pattern)]
-        # Matches of one scan never overlap, so their ends are in order as their starts:
-        # the first match ending after ``start`` is the only one that may overlap.
-        index = bisect_right(ends, start)
-        return index < len(ends) and self.spans(pattern)[index][0] < end
-
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""
         if self._section_index is not None:  # pipeline sections are sorted and disjoint
@@ -199,10 +176,6 @@ class AnalysisContext:
 
     @cached_property
     def _spans(self) -> dict[tuple[str, int], list[tuple[int, int]]]:
-        return {}
-
-    @cached_property
-    def _span_ends(self) -> dict[tuple[str, int], list[int]]:
         return {}
 
     @cached_property

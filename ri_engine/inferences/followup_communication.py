@@ -33,8 +33,6 @@ _EXCLUDE = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communicat
 def infer(ctx: AnalysisContext) -> list[Inference]:
     out: list[Inference] = []
     for sentence in ctx.sentences:
-        if not ctx.may_match(_VERB.pattern, sentence.start, sentence.end):
-            continue  # most sentences have no communication verb: one scan rules them out
         text = ctx.text[sentence.start:sentence.end]
         folded = fold(text)
         verb = _VERB.pattern_for(text).search(folded)

@@ -83,8 +83,6 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             continue
         if any(b[0].start <= sentence.start < b[-1].end for b in blocks):
             continue
-        if not ctx.may_match(_CUE.pattern, sentence.start, sentence.end):
-            continue  # most sentences recommend nothing: one scan rules them out
         text = ctx.text[sentence.start:sentence.end]
         folded = fold(text)
         if not _CUE.pattern_for(text).search(folded) or _REFUSAL.pattern_for(text).search(folded):
@@ -107,8 +105,6 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
             current = []
         if current:
             current.append(sentence)
-            continue
-        if not ctx.may_match(_GUIDELINE, sentence.start, sentence.end):
             continue
         text = ctx.text[sentence.start:sentence.end]
         if _GUIDELINE.search(text) and not _ADVICE_START.search(text):

@@ -152,8 +152,6 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
     for sentence in report.sentences:
         if sentence.history and not include_history:
             continue
-        if not ctx.may_match(_ANY_NOUN.pattern, sentence.start, sentence.end):
-            continue  # one scan of the report rules out most sentences
         scanned, any_noun = _ANY_NOUN.scan(sentence.text)
         if not any_noun.search(scanned):
             continue

@@ -13,7 +13,6 @@ characters ``re`` treats as case variants of ASCII letters).
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Callable
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
@@ -153,71 +152,3 @@ def _item(op: object, av: object) -> list[Literals]:
 def _most_selective(requirements: list[Literals]) -> Literals | None:
     """The set whose shortest string is longest (None when there is none)."""
     return max(requirements, key=lambda options: min(map(len, options)), default=None)
-
-
-# --- searching a span of the text on its own, or the whole text once ---------------------------
-
-@functools.cache
-def edge_safe(regex: re.Pattern[str]) -> bool:
-    """A match of ``regex`` inside a span whose neighbours are whitespace is also a match
-    in the whole text: no anchor but ``\\b``/``\\B``, every look-around reads one character
-    that is never whitespace, and no match is empty.
-
-    Searching the span on its own, its edges look like the ends of a string; in the whole
-    text those look-arounds see whitespace there, and answer the same. So a whole-text scan
-    that finds nothing overlapping the span rules out a search of the span (the match at a
-    position either is found or overlaps one found before it).
-    """
-    parsed = _parser.parse(regex.pattern, regex.flags)
-    return parsed.getwidth()[0] > 0 and _edge_safe(parsed)
-
-
-def _edge_safe(items: _parser.SubPattern | list) -> bool:
-    for op, av in items:
-        if op is sre.AT:
-            if av not in (sre.AT_BOUNDARY, sre.AT_NON_BOUNDARY):
-                return False
-        elif op in (sre.ASSERT, sre.ASSERT_NOT):
-            body = list(av[1])  # type: ignore[index]
-            if len(body) != 1 or _may_read_whitespace(*body[0]):
-                return False
-        elif op is sre.SUBPATTERN:
-            if not _edge_safe(av[-1]):  # type: ignore[index]
-                return False
-        elif op is sre.BRANCH:
-            if not all(_edge_safe(branch) for branch in av[1]):  # type: ignore[index]
-                return False
-        elif op in _REPEATS:
-            if not _edge_safe(av[2]):  # type: ignore[index]
-                return False
-        elif op not in (sre.LITERAL, sre.NOT_LITERAL, sre.IN, sre.ANY):
-            return False  # conditionals, back-references, atomic groups: not worth reading
-    return True
-
-
-def _may_read_whitespace(op: object, av: object) -> bool:
-    """Whether a one-character item (``[\\w-]``, ``x``) matches some whitespace character."""
-    if op is sre.LITERAL:
-        return chr(av) in _whitespace()  # type: ignore[arg-type]
-    if op is not sre.IN:
-        return True
-    negate = False
-    hits = set()
-    for member_op, member_av in av:  # type: ignore[attr-defined]
-        if member_op is sre.NEGATE:
-            negate = True
-        elif member_op is sre.LITERAL:
-            hits |= {chr(member_av)} & _whitespace()
-        elif member_op is sre.RANGE:
-            hits |= {c for c in _whitespace() if member_av[0] <= ord(c) <= member_av[1]}
-        elif member_op is sre.CATEGORY and member_av in (sre.CATEGORY_WORD, sre.CATEGORY_DIGIT):
-            continue  # no whitespace character is a word character or a digit
-        else:
-            return True
-    return len(hits) < len(_whitespace()) if negate else bool(hits)
-
-
-@functools.cache
-def _whitespace() -> frozenset[str]:
-    """Every character ``\\s`` matches (all of them lie below U+3001)."""
-    return frozenset(c for c in map(chr, range(0x3001)) if c.isspace())
