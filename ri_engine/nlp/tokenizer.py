@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from itertools import accumulate
-from operator import add
 
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
@@ -44,25 +43,14 @@ class RadiologyTokenizer:
 
     def __call__(self, text: str) -> Doc:
         pieces = _PIECE.findall(text)
-        if not pieces:
-            return self._doc([], [], [], [])
-        # Columns of the pieces, each made in one C-level pass (a report has hundreds of
-        # tokens): a piece is a token or a whitespace run, never both, so its word is the
-        # two joined.
-        tokens, space_after, blanks = zip(*pieces)
-        words = list(map(str.__add__, tokens, blanks))
-        spaces = list(map(bool, space_after))
-        lengths = list(map(len, words))
-        starts = list(accumulate(map(add, lengths, spaces), initial=0))
-        starts.pop()
-        return self._doc(words, spaces, starts, list(map(add, starts, lengths)))
-
-    def _doc(self, words: list[str], spaces: list[bool], starts: list[int], ends: list[int]) -> Doc:
+        words = [token or blank for token, _space, blank in pieces]
+        spaces = [bool(space) for _token, space, _blank in pieces]
+        starts = list(accumulate((len(w) + s for w, s in zip(words, spaces)), initial=0))
         doc = Doc(self.vocab, words=words, spaces=spaces)
         # Character offsets of every token, so later layers never build Span objects
         # just to learn where a match starts and ends.
-        doc.user_data["token_starts"] = starts
-        doc.user_data["token_ends"] = ends
+        doc.user_data["token_starts"] = starts[:-1]
+        doc.user_data["token_ends"] = [s + len(w) for s, w in zip(starts, words)]
         return doc
 
     # spaCy serialises tokenizers with the pipeline; this one has no state to save.
