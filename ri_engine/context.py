@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from .nlp.casefold import fold, folded_pattern
+from .nlp.prefilter import Screen, literals_of
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
     AnatomyMention, FindingMention, Measurement, OffsetIndex, ProcedureMention, Section, Span,
@@ -105,8 +106,11 @@ class AnalysisContext:
         key = (pattern.pattern, pattern.flags)
         found = self._spans.get(key)
         if found is None:
-            scan, folded = self.folded(pattern)
-            found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
+            if not self._screen.may_match(literals_of(pattern)):
+                found = self._spans[key] = []  # a word every match needs is not in the report
+            else:
+                scan, folded = self.folded(pattern)
+                found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
         return found
 
     def section_at(self, offset: int) -> Section | None:
@@ -177,6 +181,10 @@ class AnalysisContext:
     @cached_property
     def _spans(self) -> dict[tuple[str, int], list[tuple[int, int]]]:
         return {}
+
+    @cached_property
+    def _screen(self) -> Screen:
+        return Screen(self.text)
 
     @cached_property
     def _folded_text(self) -> str:

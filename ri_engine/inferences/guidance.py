@@ -167,11 +167,10 @@ def _smoking_risk(ctx: AnalysisContext, table: dict[str, Any], text: str) -> str
 
 
 def _search_report(ctx: AnalysisContext, rx: re.Pattern[str], text: str) -> bool:
-    """``rx`` found in ``text``; a whole-report search runs case-folded (``ctx.folded``)."""
+    """``rx`` found in ``text``; a whole-report search is screened and made once (``ctx.spans``)."""
     if text is not ctx.text:
         return bool(rx.search(text))
-    folded_rx, folded = ctx.folded(rx)
-    return bool(folded_rx.search(folded))
+    return bool(ctx.spans(rx))
 
 
 def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:

@@ -11,6 +11,7 @@ longest match first within each group, overlaps inside a group removed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from spacy.language import Language
@@ -65,6 +66,9 @@ class ModalityEntry:
     key: str
     code: Code
     loinc_generic: Code | None
+
+
+_START = attrgetter("start")
 
 
 class Lexicon:
@@ -179,10 +183,13 @@ class Lexicon:
         # Per group: (-length, start, arrival, end, key, plural), so that a plain sort puts
         # the longest first, then the leftmost, then the first found (entries sharing a span).
         raw: dict[str, list[tuple[int, int, int, int, str, bool]]] = {}
+        ids = self._ids
         for matcher in (self._lower, self._exact):
             for match_id, start, end in matcher(doc):
-                group, key, plural = self._ids[match_id]
-                hits = raw.setdefault(group, [])
+                group, key, plural = ids[match_id]
+                hits = raw.get(group)
+                if hits is None:
+                    hits = raw[group] = []
                 hits.append((start - end, start, len(hits), end, key, plural))
         out: dict[str, list[Term]] = {}
         starts = doc.user_data.get("token_starts")
@@ -204,7 +211,7 @@ class Lexicon:
                 first, last = starts[start], ends[end - 1]
                 # Positional (lexicon, key, start, end, text, plural): a report has hundreds.
                 kept.append(Term(group, key, first, last, text[first:last], plural))
-            kept.sort(key=lambda t: t.start)
+            kept.sort(key=_START)
             out[group] = kept
         return out
 

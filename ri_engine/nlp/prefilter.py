@@ -13,6 +13,7 @@ characters ``re`` treats as case variants of ASCII letters).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
@@ -40,6 +41,12 @@ def required_literals(regex: re.Pattern[str]) -> tuple[Literals, ...]:
     requirements = dict.fromkeys(_sequence(_parser.parse(regex.pattern, regex.flags)))
     # Most selective first: a long string that is absent rules the pattern out soonest.
     return tuple(sorted(requirements, key=lambda options: -min(map(len, options))))
+
+
+@functools.cache
+def literals_of(regex: re.Pattern[str]) -> tuple[Literals, ...]:
+    """``required_literals(regex)``, read once per pattern."""
+    return required_literals(regex)
 
 
 class Screen:

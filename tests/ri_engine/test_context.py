@@ -55,7 +55,8 @@ def test_section_and_sentence_lookups_match_a_scan(text: str) -> None:
 @pytest.mark.parametrize(("pattern", "text"), [
     (r"\b(?:lacerations?|hematomas?)\b", "Liver laceration. Splenic HEMATOMA and a laceration."),
     (r"\bpregnan(?:t|cy)\b", "No pregnancy. Pregnant\u0130 patient."),  # non-ASCII: scanned as written
-    (r"x", "nothing here"),
+    (r"x", "nothing here"),                          # ruled out by its literal text
+    (r"\bkelvin\b|\bpacks?\b", "\u212aELVIN scale, 20 PACK-years"),  # Kelvin sign: a case twin of K
 ])
 def test_spans_are_the_whole_report_matches_and_made_once(pattern: str, text: str) -> None:
     ctx = context(text)
