@@ -69,12 +69,23 @@ def tricky_texts() -> dict[str, str]:
 TEXTS = tricky_texts()
 
 
+def _has_header(text: str) -> bool:
+    try:
+        read_header(text)
+    except UnreadableHeader:
+        return False
+    return True
+
+
+# The comparisons below apply to texts with a readable MSH (the others are answered before
+# any group is looked for) and, for the CR-only shortcut, to texts without LF.
+WITH_HEADER = sorted(name for name, text in TEXTS.items() if _has_header(text))
+CR_ONLY = sorted(name for name, text in TEXTS.items() if "\n" not in text)
+
+
 def read_groups(text: str) -> tuple[object, object]:
     """(locate_groups, group_segments + split_segments), each as comparable tuples."""
-    try:
-        header = read_header(text)
-    except UnreadableHeader:
-        pytest.skip("no header")
+    header = read_header(text)
     located = locate_groups(text, header)
     try:
         general: object = [(g.obr, g.pid, list(g.items), list(g.obx))
@@ -86,7 +97,7 @@ def read_groups(text: str) -> tuple[object, object]:
     return [(g.obr, g.pid, list(g.items), list(g.obx)) for g in located], general
 
 
-@pytest.mark.parametrize("name", sorted(TEXTS))
+@pytest.mark.parametrize("name", WITH_HEADER)
 def test_located_groups_are_the_split_groups(name: str) -> None:
     located, general = read_groups(TEXTS[name])
     if located is not None:
@@ -103,16 +114,14 @@ def test_groups_are_not_located_where_python_hl7_must_read(encoding: str) -> Non
 
 def test_most_texts_take_the_shortcut() -> None:
     # So that the comparison above is not vacuous.
-    taken = [name for name, text in TEXTS.items() if read_groups(text)[0] is not None]
+    taken = [name for name in WITH_HEADER if read_groups(TEXTS[name])[0] is not None]
     assert len(taken) > len(TEXTS) * 3 // 4
 
 
-@pytest.mark.parametrize("name", sorted(TEXTS))
+@pytest.mark.parametrize("name", CR_ONLY)
 def test_cr_only_text_normalises_as_its_crlf_form(name: str) -> None:
     # A text with LF always goes through the rejoining path; the CR-only shortcut must agree.
     text = TEXTS[name]
-    if "\n" in text:
-        pytest.skip("the text has LF already")
     assert normalise_segments(text.replace("\r", "\r\n")) == normalise_segments(text)
 
 
