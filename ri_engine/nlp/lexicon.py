@@ -205,9 +205,15 @@ class Lexicon:
             taken = bytearray(len(doc))  # 1 for every token of a kept match
             kept: list[Term] = []
             for _, start, _, end, key, plural in hits:
-                if taken.find(1, start, end) != -1:
+                # Most terms are one word: one byte read and written, no slice made.
+                if end - start == 1:
+                    if taken[start]:
+                        continue
+                    taken[start] = 1
+                elif taken.find(1, start, end) != -1:
                     continue
-                taken[start:end] = b"\x01" * (end - start)
+                else:
+                    taken[start:end] = b"\x01" * (end - start)
                 first, last = starts[start], ends[end - 1]
                 # Positional (lexicon, key, start, end, text, plural): a report has hundreds.
                 kept.append(Term(group, key, first, last, text[first:last], plural))

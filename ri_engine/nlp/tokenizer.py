@@ -11,8 +11,9 @@ always the exact input and every ``token.idx`` is a character offset into it.
 from __future__ import annotations
 
 import re
-from itertools import accumulate
+from operator import add
 
+from spacy.attrs import IDX
 from spacy.tokens import Doc
 from spacy.vocab import Vocab
 
@@ -45,12 +46,13 @@ class RadiologyTokenizer:
         pieces = _PIECE.findall(text)
         words = [token or blank for token, _space, blank in pieces]
         spaces = [bool(space) for _token, space, _blank in pieces]
-        starts = list(accumulate((len(w) + s for w, s in zip(words, spaces)), initial=0))
         doc = Doc(self.vocab, words=words, spaces=spaces)
         # Character offsets of every token, so later layers never build Span objects
-        # just to learn where a match starts and ends.
-        doc.user_data["token_starts"] = starts[:-1]
-        doc.user_data["token_ends"] = [s + len(w) for s, w in zip(starts, words)]
+        # just to learn where a match starts and ends. The Doc has worked out the starts
+        # already; one array read costs less than summing the lengths again in Python.
+        starts = doc.to_array(IDX).tolist()
+        doc.user_data["token_starts"] = starts
+        doc.user_data["token_ends"] = list(map(add, starts, map(len, words)))
         return doc
 
     # spaCy serialises tokenizers with the pipeline; this one has no state to save.
