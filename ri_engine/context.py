@@ -31,7 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from .nlp.casefold import fold, folded_pattern
-from .nlp.prefilter import Screen, literals_of
+from .nlp.prefilter import Screen, screen_of
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
     AnatomyMention, FindingMention, Measurement, OffsetIndex, ProcedureMention, Section, Span,
@@ -106,7 +106,7 @@ class AnalysisContext:
         key = (pattern.pattern, pattern.flags)
         found = self._spans.get(key)
         if found is None:
-            if not self._screen.may_match(literals_of(pattern)):
+            if not self._screen.may_match_pattern(screen_of(pattern)):
                 found = self._spans[key] = []  # a word every match needs is not in the report
             else:
                 scan, folded = self.folded(pattern)

@@ -19,7 +19,12 @@ from collections.abc import Callable
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
 from re import _parser
 
+from .trigrams import TrigramTable
+
 Literals = frozenset[str]  # one of these strings is in every match
+# What a pattern needs (``screen_of``): the sets every match needs, and the sets each
+# alternative of a pattern that is one alternation needs.
+PatternScreen = tuple[tuple[Literals, ...], tuple[tuple[Literals, ...], ...]]
 
 # Non-ASCII characters that re.IGNORECASE matches to an ASCII letter (Kelvin sign, dotted
 # and dotless i, long s); tests check this list against ``re`` itself.
@@ -38,38 +43,94 @@ def required_literals(regex: re.Pattern[str]) -> tuple[Literals, ...]:
     ``LUNG-?\\s?RADS`` gives ({"lung"}, {"rads"}); an empty tuple promises nothing (the
     pattern must always be tried).
     """
-    requirements = dict.fromkeys(_sequence(_parser.parse(regex.pattern, regex.flags)))
-    # Most selective first: a long string that is absent rules the pattern out soonest.
-    return tuple(sorted(requirements, key=lambda options: -min(map(len, options))))
+    return _selective_first(_sequence(_parser.parse(regex.pattern, regex.flags)))
+
+
+def _selective_first(requirements: list[Literals]) -> tuple[Literals, ...]:
+    """Without repeats, most selective first: a long string that is absent rules the
+    pattern out soonest."""
+    return tuple(sorted(dict.fromkeys(requirements), key=lambda options: -min(map(len, options))))
+
+
+def alternatives_of(regex: re.Pattern[str]) -> tuple[tuple[Literals, ...], ...]:
+    """For a pattern that is one alternation (``\\b(?:high\\s+risk|smoking\\s+history)\\b``):
+    what every match of each alternative contains; an empty tuple for any other pattern.
+
+    ``required_literals`` keeps one set per alternation ({"high", "smoking"}), so a report
+    with "high" but no "risk" still passes; a match is a match of one alternative, so the
+    pattern may match only when every set of some alternative is in the text. Zero-width
+    assertions around the alternation consume nothing and do not change that.
+    """
+    items = [item for item in _parser.parse(regex.pattern, regex.flags) if item[0] not in _ZERO_WIDTH]
+    while len(items) == 1 and items[0][0] is sre.SUBPATTERN:
+        items = [item for item in items[0][1][-1] if item[0] not in _ZERO_WIDTH]
+    if len(items) != 1 or items[0][0] is not sre.BRANCH:
+        return ()
+    return tuple(_selective_first(_sequence(branch)) for branch in items[0][1][1])
+
+
+_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
 
 
 @functools.cache
-def literals_of(regex: re.Pattern[str]) -> tuple[Literals, ...]:
-    """``required_literals(regex)``, read once per pattern."""
-    return required_literals(regex)
+def screen_of(regex: re.Pattern[str]) -> PatternScreen:
+    """``(required_literals(regex), alternatives_of(regex))``, read once per pattern."""
+    return required_literals(regex), alternatives_of(regex)
 
 
 class Screen:
     """One report's text, asked which patterns may match; each string is looked up once.
 
     A substring test for an absent string reads the whole report (1-3 us for 3 KB), and
-    tables share strings ("rads" for a dozen patterns), so answers are remembered.
+    tables share strings ("rads" for a dozen patterns), so answers are remembered; after a
+    few misses a trigram table rules most absent strings out first (``_contains``).
     """
 
     def __init__(self, text: str, fold: Callable[[str], str] = fold_case) -> None:
         self.folded = fold(text)
         self._found: dict[str, bool] = {}
+        self._misses = 0
+        self._table: TrigramTable | None = None
 
     def may_match(self, literals: tuple[Literals, ...]) -> bool:
         """False only when a pattern with these ``literals`` cannot match the text."""
         return all(any(self.holds(literal) for literal in options) for options in literals)
 
+    def may_match_pattern(self, screen: PatternScreen) -> bool:
+        """False only when a pattern with this ``screen_of`` cannot match the text: a
+        string every match needs is missing, or one every match of each alternative needs."""
+        literals, alternatives = screen
+        if not self.may_match(literals):
+            return False
+        return not alternatives or any(self.may_match(needs) for needs in alternatives)
+
     def holds(self, literal: str) -> bool:
         """``literal`` is in the folded text."""
         found = self._found.get(literal)
         if found is None:
-            found = self._found[literal] = literal in self.folded
+            found = self._found[literal] = self._contains(literal)
         return found
+
+    def _contains(self, literal: str) -> bool:
+        table = self._table
+        if table is None:
+            if self._misses < _MISSES_BEFORE_TABLE:
+                found = literal in self.folded
+                self._misses += not found
+                return found
+            table = self._table = _table_for(self.folded)
+        return table.may_contain(literal) and literal in self.folded
+
+
+# A screen asked for only a few strings scans for them; one that has missed this many
+# builds the text's trigram table (trigrams.py; about as costly as seven misses), which
+# rules most absent strings out without a scan. Screens of the same text share it.
+_MISSES_BEFORE_TABLE = 4
+
+
+@functools.lru_cache(maxsize=4)
+def _table_for(folded: str) -> TrigramTable:
+    return TrigramTable(folded)
 
 
 def _sequence(items: _parser.SubPattern | list) -> list[Literals]:

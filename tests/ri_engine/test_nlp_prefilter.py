@@ -7,7 +7,7 @@ import re
 import pytest
 
 from ri_engine.inferences.scoring import _patterns
-from ri_engine.nlp.prefilter import Screen, fold_case, required_literals
+from ri_engine.nlp.prefilter import Screen, alternatives_of, fold_case, required_literals, screen_of
 
 
 @pytest.mark.parametrize(("pattern", "flags", "expected"), [
@@ -60,3 +60,39 @@ def test_screen_holds_literals_of_the_text_folded_as_asked() -> None:
     assert (True, False) == (Screen("Liver LACERATION").holds("lacerat"), Screen("Liver").holds("spleen"))
     # str.lower keeps the dotted capital I as two characters; fold_case makes it "i".
     assert (False, True) == (Screen("\u0130NJURY", str.lower).holds("injur"), Screen("\u0130NJURY").holds("injur"))
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    (r"\b(?:high[- ]risk|smoking\s+history|\d+\s*pack)\b", [[{"high-risk", "high risk"}], [{"smoking"}, {"history"}],
+                                                          [{"pack"}]]),
+    (r"\bpregnancy\s+of\s+unknown\b|\bPUL\b", [[{"pregnancy"}, {"unknown"}, {"of"}], [{"pul"}]]),
+    (r"(?<!\w)(?:(?:a|b)c|d)(?!x)", [[{"c"}], [{"d"}]]),
+    (r"\b(?:abc|[a-z]+)", [[{"abc"}], []]),
+    (r"abc|def\s+ghi", [[{"abc"}], [{"def"}, {"ghi"}]]),
+    (r"x(?:abc|def)", []),  # not one alternation: required_literals alone
+])
+def test_alternatives_of_an_alternation(pattern: str, expected: list[list[set[str]]]) -> None:
+    found = alternatives_of(re.compile(pattern, re.IGNORECASE))
+    assert [sorted(map(sorted, needs)) for needs in expected] == \
+        [sorted(sorted(options) for options in needs) for needs in found]
+
+
+@pytest.mark.parametrize(("text", "may_match"), [
+    ("History: high blood pressure. Non-smoker.", False),  # each alternative lacks a word
+    ("History of smoking, 30 pack-years.", True),
+    ("Former smoker with a HIGH-RISK history.", True),
+    ("Smoking history unknown.", True),
+])
+def test_screen_rules_out_an_alternation_by_each_alternative(text: str, may_match: bool) -> None:
+    regex = re.compile(r"\b(?:high[- ]risk|smoking\s+history|history\s+of\s+smoking|\d+\s*pack)\b",
+                       re.IGNORECASE)
+    assert (may_match, may_match) == (Screen(text).may_match_pattern(screen_of(regex)),
+                                      bool(regex.search(text)))
+
+
+def test_screen_gives_the_substring_answer_before_and_after_its_table() -> None:
+    text = "Right lower lobe nodule, Lung-RADS 4A. ACR TI-RADS TR3. History of smoking."
+    words = ["rads", "cuzick", "tr-4", "tr3", "lung", "zz", "frax", "gail", "smok", "ldct",
+             "nodule", "tirads", "ti-rads", "pack", "of", "r", "history"]
+    screen = Screen(text)
+    assert [w in fold_case(text) for w in words] == [screen.holds(w) for w in words]
