@@ -35,6 +35,7 @@ _RUN_ON_WORDS = frozenset({
     "is", "are", "was", "were", "be", "been", "that", "which", "as", "than", "measuring",
     "without", "into", "onto", "within", "this", "these", "its", "their", "both", "nor",
 })
+_LONGEST_ABBREVIATION = max(map(len, _ABBREVIATIONS | _SOFT_ABBREVIATIONS))
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\W*$")
 _ALNUM = re.compile(r"[^\W_]")  # exactly str.isalnum (\w is alphanumerics plus "_")
 
@@ -48,8 +49,7 @@ def split_sentences(text: str, sections: list[Section]) -> list[Span]:
         cuts.add(end)
     _line_cuts(text, cuts)
     for match in _END_PUNCT.finditer(text):
-        if match.group()[0] == "." and (_before_is_abbreviation(text, match.start())
-                                        or _is_list_number(text, match.start())):
+        if text[match.start()] == "." and _dot_ends_nothing(text, match.start()):
             continue
         cuts.add(match.end())
     ordered = sorted(cuts)
@@ -70,9 +70,10 @@ def _line_cuts(text: str, cuts: set[int]) -> None:
     breaks = list(_LINE_BREAK.finditer(text))
     line_starts = [0] + [m.end() for m in breaks]
     line_ends = [m.start() for m in breaks] + [len(text)]
+    # Each line, stripped once: it is the line after one break and the line before the next.
+    lines = [text[start:end].strip() for start, end in zip(line_starts, line_ends)]
     for index, brk in enumerate(breaks):
-        previous = text[line_starts[index]:line_ends[index]].strip()
-        following = text[line_starts[index + 1]:line_ends[index + 1]].strip()
+        previous, following = lines[index], lines[index + 1]
         if not previous or not following or _is_hard_break(previous, following):
             cuts.add(brk.start())
             cuts.add(brk.end())
@@ -87,8 +88,17 @@ def _is_hard_break(previous: str, following: str) -> bool:
         # A run-in heading such as "Referral to Vascular Surgery:" belongs with the line it
         # introduces; known section headers are cut separately.
         return False
+    if not previous[-1].isalpha():
+        return True  # a line ending in punctuation or a digit ends its sentence
     last = _LAST_WORD.search(previous)
-    return not (last and last.group(1).lower() in _RUN_ON_WORDS and previous[-1].isalpha())
+    return not (last and last.group(1).lower() in _RUN_ON_WORDS)
+
+
+def _dot_ends_nothing(text: str, dot: int) -> bool:
+    """The dot closes an abbreviation or a list number, not a sentence."""
+    if dot > _LONGEST_ABBREVIATION and text[dot - _LONGEST_ABBREVIATION - 1:dot].isalpha():
+        return False  # a word longer than any abbreviation or list number (most sentence ends)
+    return _before_is_abbreviation(text, dot) or _is_list_number(text, dot)
 
 
 def _is_list_number(text: str, dot: int) -> bool:

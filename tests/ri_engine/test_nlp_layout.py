@@ -37,6 +37,33 @@ def test_wrapped_lines_join_but_new_lines_start_sentences() -> None:
                                "The \novaries are normal.", "Kidneys normal"]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # Abbreviations of every length up to the longest ("approx") still run on; a longer
+    # word, or one that only ends like an abbreviation, ends the sentence.
+    ("Seen approx. 3 cm. Stable.", ["Seen approx. 3 cm.", "Stable."]),
+    ("Mass, 2 cm approximately. Stable.", ["Mass, 2 cm approximately.", "Stable."]),
+    ("Discussed with Drs. Lee and Ng. Noted.", ["Discussed with Drs. Lee and Ng.", "Noted."]),
+    ("Contrast bolus resp. Noted.", ["Contrast bolus resp. Noted."]),
+    ("The tip is at the carina.e.g. Noted.", ["The tip is at the carina.e.g.", "Noted."]),
+    ("Seen at the hilum. Noted.", ["Seen at the hilum.", "Noted."]),
+    ("Findings a. Small effusion.", ["Findings a.", "Small effusion."]),
+    ("a. Small effusion.\nb. No mass.", ["Small effusion.", "No mass."]),
+])
+def test_sentence_ends_beside_abbreviations_and_list_letters(text: str, expected: list[str]) -> None:
+    assert sentences(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Nodule measuring\nLess than 5 mm", ["Nodule measuring\nLess than 5 mm"]),
+    ("Nodule measuring 5\nMass stable", ["Nodule measuring 5", "Mass stable"]),
+    ("Nodule seen.\nMass stable", ["Nodule seen.", "Mass stable"]),
+    ("Stable caf\u00e9\nMass stable", ["Stable caf\u00e9", "Mass stable"]),
+    ("Seen in the\n\nMass stable", ["Seen in the", "Mass stable"]),
+])
+def test_line_breaks_after_run_on_words_digits_and_punctuation(text: str, expected: list[str]) -> None:
+    assert sentences(text) == expected
+
+
 def test_sections_with_inline_and_alone_headers() -> None:
     text = "CLINICAL HISTORY: cough\nTechnique: PA and lateral.\nFindings\nClear lungs. IMPRESSION: Normal."
     doc = pipeline().analyse(text)
