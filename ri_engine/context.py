@@ -106,12 +106,17 @@ class AnalysisContext:
         key = (pattern.pattern, pattern.flags)
         found = self._spans.get(key)
         if found is None:
-            if not self._screen.may_match_pattern(screen_of(pattern)):
+            if not self.may_match(pattern):
                 found = self._spans[key] = []  # a word every match needs is not in the report
             else:
                 scan, folded = self.folded(pattern)
                 found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
         return found
+
+    def may_match(self, pattern: re.Pattern[str]) -> bool:
+        """False only when ``pattern`` cannot match anywhere in the report: text that every
+        match needs is missing (``ri_engine.nlp.prefilter``; no scan of the report)."""
+        return self._screen.may_match_pattern(screen_of(pattern))
 
     def section_at(self, offset: int) -> Section | None:
         """The most specific section containing ``offset`` (RI's rule for ``section``)."""

@@ -208,6 +208,8 @@ def _search(ctx: AnalysisContext, report: ReportText, lesion: Lesion, item: dict
     if scope == "exam":
         return rx.search(exam_text(ctx))
     start, end = _span(ctx, lesion, scope)
+    if scope == "document" and not ctx.may_match(rx):
+        return None  # most whole-report items name words the report lacks: no scan
     if not item.get("negatable"):
         return rx.search(ctx.text, start, end)
     for sentence in report.sentences:

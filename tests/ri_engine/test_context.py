@@ -64,3 +64,18 @@ def test_spans_are_the_whole_report_matches_and_made_once(pattern: str, text: st
     expected = [m.span() for m in rx.finditer(text)]
     assert expected == ctx.spans(rx)
     assert ctx.spans(rx) is ctx.spans(re.compile(pattern, re.IGNORECASE))  # one scan per request
+
+
+@pytest.mark.parametrize(("pattern", "text", "may_match"), [
+    (r"\bactive\s+(?:bleeding|extravasation)\b", "Active hemorrhage.", False),
+    (r"\bactive\s+(?:bleeding|extravasation)\b", "No ACTIVE extravasation.", True),
+    (r"\bpost-?menopaus\w+\b", "Premenopausal woman.", False),
+    (r"\bpost-?menopaus\w+\b", "Post-menopausal woman.", True),
+    (r"\b(?:high\s+risk|smoking\s+history)\b", "High attenuation; history of asthma.", False),
+    (r"\d+\s*mm", "5 cm", False),
+    (r"\d+\s*mm", "5 MM", True),
+])
+def test_may_match_is_false_only_for_patterns_the_report_cannot_match(
+        pattern: str, text: str, may_match: bool) -> None:
+    rx = re.compile(pattern, re.IGNORECASE)
+    assert may_match == context(text).may_match(rx) == bool(rx.search(text))
