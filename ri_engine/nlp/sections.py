@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import numpy
+
 from ..knowledge import load_json
 from .alternation import phrase_alternation
 from .casefold import folded_pattern
@@ -54,36 +56,55 @@ class SectionScheme:
         return cls(pattern=pattern, alone_pattern=alone, names=names, codes=codes)
 
 
-# Where a header may start: the text start, after a line break, after ". " (the places the
-# patterns' look-behinds allow; a header never holds a line break or a sentence end).
-_LINE_START = re.compile(r"[\n\r]")
-_SENTENCE_START = re.compile(r"[\n\r]|[.!?][ \t]")
 _SPACES = re.compile(r"\s+")
 
 
 def _matches(pattern: re.Pattern[str] | GuardedPattern, text: str,
-             starts: re.Pattern[str]) -> list[re.Match[str]]:
-    """What ``pattern.finditer(text)`` finds, trying the pattern only where ``starts`` allows.
+             candidates: list[int]) -> list[re.Match[str]]:
+    """What ``pattern.finditer(text)`` finds, trying the pattern only at ``candidates``
+    (sorted offsets, the only places where its look-behinds hold).
 
     A full scan would try the look-behinds at every character; there are far fewer line
     and sentence starts than characters.
     """
     out: list[re.Match[str]] = []
     end = 0
-    for candidate in [0, *(m.end() for m in starts.finditer(text))]:
+    match_at = pattern.match
+    for candidate in candidates:
         if candidate < end:
             continue
-        match = pattern.match(text, candidate)
+        match = match_at(text, candidate)
         if match:
             out.append(match)
             end = match.end()
     return out
 
 
+def _starts(text: str) -> tuple[list[int], list[int]]:
+    """Where a header may start: (sentence starts, line starts), the text start in both
+    (the places the patterns' look-behinds allow; a header never holds a line break or a
+    sentence end).
+
+    The places after a line break, and after ``.``, ``!`` or ``?`` and a space or tab (no
+    two of these overlap), read from the text's code points as arrays: a regular
+    expression would make a match object for each of the hundred or more.
+    """
+    points = numpy.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=numpy.uint32)  # one per character
+    lines = numpy.flatnonzero((points == _LF) | (points == _CR)) + 1
+    head, tail = points[:-1], points[1:]
+    ends = numpy.flatnonzero(((head == _DOT) | (head == _BANG) | (head == _QUESTION))
+                             & ((tail == _SPACE) | (tail == _TAB))) + 2
+    return [0, *numpy.union1d(lines, ends).tolist()], [0, *lines.tolist()]
+
+
+_LF, _CR, _DOT, _BANG, _QUESTION, _SPACE, _TAB = map(ord, "\n\r.!? \t")
+
+
 def find_sections(text: str, scheme: SectionScheme) -> list[Section]:
     """The sections of ``text`` in order; each header's span is [start, header_end)."""
     headers: dict[int, tuple[int, int, str]] = {}
-    for pattern, starts in ((scheme.pattern, _SENTENCE_START), (scheme.alone_pattern, _LINE_START)):
+    sentence_starts, line_starts = _starts(text)
+    for pattern, starts in ((scheme.pattern, sentence_starts), (scheme.alone_pattern, line_starts)):
         # Tried case-folded (casefold.py): a header name is compared letter by letter at
         # every line start, and a case-insensitive comparison costs more per letter.
         scanned, folded = folded_pattern(pattern.pattern, pattern.flags).scan(text)

@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 
-from ri_engine.nlp.sections import _LINE_START, _SENTENCE_START, SectionScheme, _matches
+from ri_engine.nlp.sections import SectionScheme, _matches, _starts
 
 PIECES = ["FINDINGS:", "Impression", "history", "addendum 1:", "Findings #2:", "\n", "\r", "\r\n",
-          ". ", ".  ", "!\t", "?", "  ", "x"]
+          ". ", ".  ", "!\t", "?", "  ", "x", "\u00e9", "\udc80"]
 
 
 @pytest.mark.parametrize("scheme", [SectionScheme.load()])
@@ -17,6 +17,7 @@ def test_candidate_matching_equals_finditer(scheme: SectionScheme) -> None:
     texts = ["".join(p) for p in itertools.product(PIECES, repeat=3)]
     texts.append("EXAM: CT CHEST\n\nFINDINGS: Nodule.  IMPRESSION: Stable.\r\nRecommendation\nNone")
     for text in texts:
-        for pattern, starts in ((scheme.pattern, _SENTENCE_START), (scheme.alone_pattern, _LINE_START)):
+        sentence_starts, line_starts = _starts(text)
+        for pattern, starts in ((scheme.pattern, sentence_starts), (scheme.alone_pattern, line_starts)):
             expected = [(m.span(), m.group("name")) for m in pattern.finditer(text)]
             assert expected == [(m.span(), m.group("name")) for m in _matches(pattern, text, starts)]
