@@ -29,7 +29,10 @@ from ..context import AnalysisContext
 from ..knowledge import pattern as _rx
 from ..models import Inference, QualityMeasureInference
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n")
+# The whitespace after ".", "!" or "?", or a line break: ``(?<=[.!?])\s+|\n`` written to
+# start with the one whitespace character every match starts with, so that ``re`` skips
+# straight to whitespace instead of trying the look-behind at every character.
+_SENTENCE_END = re.compile(r"\s(?:(?<=[.!?]\s)\s*|(?<=\n))")
 _HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}):", re.MULTILINE)
 _SIZE = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?"

@@ -135,6 +135,7 @@ def _trim(text: str, start: int, end: int) -> Span | None:
     marker = _LIST_MARKER.match(text, start, end)
     if marker and marker.end() < end:
         start = marker.end()
-    if not _ALNUM.search(text, start, end):
+    # Nearly every sentence starts with a letter or digit: no search then.
+    if not (text[start].isalnum() or _ALNUM.search(text, start, end)):
         return None
     return Span(start, end)

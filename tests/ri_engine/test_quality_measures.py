@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from request_builder import analyse, build_request, doc_sample, request_from_sample, seed_request, stripped
 
+from ri_engine.inferences.quality_measures import report_text
 from ri_engine.models import RadiologyInsightsData
 
 CT_CHEST = [{"system": "http://loinc.org", "code": "24627-2", "display": "CT CHEST"}]
@@ -129,3 +132,18 @@ def _proc(display: str) -> list[dict[str, str]]:
 ])
 def test_qcdr_measures(measure: str, exam: str, text: str, expected: tuple) -> None:
     assert [expected] == _measures(text, [measure], procedures=_proc(exam))
+
+
+@pytest.mark.parametrize("text", [
+    "", "\n", ".\n", "One.  Two!\tThree?\r\nFour\n\nFive. ", "a.\u2003b\u00a0. c", "No end",
+    "HISTORY: cough.\nFINDINGS: Nodule 5 mm.  \n  IMPRESSION: stable.", "x.\n\n\ny",
+])
+def test_report_sentences_end_after_end_punctuation_and_whitespace_or_at_a_line_break(text: str) -> None:
+    # The rule as first written: whitespace after ".", "!" or "?", or a line break.
+    ends = [m.span() for m in re.finditer(r"(?<=[.!?])\s+|\n", text)]
+    expected, pos = [], 0
+    for start, end in [*ends, (len(text), len(text))]:
+        if text[pos:start].strip():
+            expected.append((pos, start, text[pos:start]))
+        pos = end
+    assert expected == [(s.start, s.end, s.text) for s in report_text(text).sentences]
