@@ -85,16 +85,13 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])
                         if not _NEGATED_MODIFIER.search(text, max(0, t.start - 12), t.start)),
                        key=lambda t: t.start)
-    all_findings, all_terminators, all_cues = _Sorted(findings), _Sorted(terminators), _Sorted(cues)
+    all_terminators, all_cues = _Sorted(terminators), _Sorted(cues)
     section_index = OffsetIndex.of(sections)
     # The clauses holding findings, in text order, with their findings and sentence context.
     clauses: list[tuple[int, int]] = []
     clause_findings: list[list[Term]] = []
     contexts: list[tuple[Span, list[Term], list[int]]] = []
-    for sentence in sentences:
-        sentence_findings = all_findings.within(sentence)
-        if not sentence_findings:
-            continue
+    for sentence, sentence_findings in _by_sentence(sentences, findings):
         in_sentence = _Sorted(sentence_findings)
         s_terminators = all_terminators.within(sentence)
         breaks = [sentence.start] + [t.start for t in s_terminators
@@ -204,6 +201,22 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
                     best, best_key = index, key
             groups[best][name].append(value)
     return groups
+
+
+def _by_sentence(sentences: Sequence[Span], findings: list[Term]) -> list[tuple[Span, list[Term]]]:
+    """The sentences holding findings, in order, each with what ``_Sorted.within`` gives.
+
+    Sentences are sorted and disjoint, so a finding can only be inside the last sentence
+    starting at or before it: one bisection per finding rather than a range query per
+    sentence (most sentences hold none).
+    """
+    starts = [sentence.start for sentence in sentences]
+    grouped: dict[int, list[Term]] = {}
+    for term in findings:  # sorted by start, as ``within`` returns them
+        index = bisect_right(starts, term.start) - 1
+        if index >= 0 and term.start < sentences[index].end and term.end <= sentences[index].end:
+            grouped.setdefault(index, []).append(term)
+    return [(sentences[index], grouped[index]) for index in sorted(grouped)]
 
 
 def _by_clause(clauses: list[tuple[int, int]], layers: dict[str, Sequence[T]]) -> list[dict[str, list]]:
