@@ -68,15 +68,15 @@ class ReportText:
         headers = [(m.start(), bool(history_rx.search(m.group(1).strip()))) for m in _HEADER.finditer(text)]
         self.sentences: list[_Sentence] = []
         pos, header, history = 0, 0, False
-        for match in [*_SENTENCE_END.finditer(text), None]:
-            end = match.start() if match else len(text)
+        spans = [match.span() for match in _SENTENCE_END.finditer(text)]
+        for end, after in [*spans, (len(text), len(text))]:
             while header < len(headers) and headers[header][0] <= pos:  # the last header at or before
                 history = headers[header][1]
                 header += 1
-            if text[pos:end].strip():
-                self.sentences.append(_Sentence(pos, end, text[pos:end], history))
-            if match:
-                pos = match.end()
+            segment = text[pos:end]
+            if segment and not segment.isspace():
+                self.sentences.append(_Sentence(pos, end, segment, history))
+            pos = after
         neg = table["negation"]
         self._before = _rx(neg["before"])
         self._not_negation = _rx(neg["notNegation"])
