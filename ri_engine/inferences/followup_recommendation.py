@@ -51,7 +51,7 @@ _HEDGE = _words(_VOCAB["hedges"])
 _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
 _OPTION = _words(_VOCAB["options"])
-_GUIDELINE = _words(_VOCAB["guideline_words"])
+_GUIDELINE = CaseFolded(_words(_VOCAB["guideline_words"]))  # searched in every sentence too
 _ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
@@ -107,7 +107,7 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
             current.append(sentence)
             continue
         text = ctx.text[sentence.start:sentence.end]
-        if _GUIDELINE.search(text) and not _ADVICE_START.search(text):
+        if _GUIDELINE.pattern_for(text).search(fold(text)) and not _ADVICE_START.search(text):
             section = ctx.section_at(sentence.start)
             end = min(b for b in breaks if b >= sentence.end)
             limit = min(end, section.end) if section else end

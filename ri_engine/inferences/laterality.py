@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from ..context import AnalysisContext
@@ -127,12 +128,16 @@ def _order_laterality(procedures: list[OrderedProcedure], vocab: _Vocab) -> tupl
 
 # --- sides in the text ----------------------------------------------------------------------
 
-def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = None) -> list[_Side]:
-    """Side words in text[lo:hi], each with the paired part it qualifies."""
+def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = None,
+           only: Collection[str] | None = None) -> list[_Side]:
+    """Side words in text[lo:hi] (of the ``only`` sides, if given), each with the paired
+    part it qualifies."""
     text = ctx.text
     hi = len(text) if hi is None else hi
     found: list[_Side] = []
     for side, pattern in vocab.text_words.items():
+        if only is not None and side not in only:
+            continue
         words, folded = ctx.folded(pattern)
         for m in words.finditer(folded, lo, hi):
             part, span = _part_after(ctx, vocab, m.end())
@@ -217,7 +222,7 @@ def _paired_sides(ctx: AnalysisContext, vocab: _Vocab, lo: int, hi: int) -> list
         # The common case, settled by one scan instead of one per side (``any_side``
         # matches wherever one of the per-side patterns would).
         return []
-    return [s for s in _sides(ctx, vocab, lo, hi) if s.part and s.side in _OPPOSITE]
+    return [s for s in _sides(ctx, vocab, lo, hi, _OPPOSITE) if s.part]
 
 
 def _contradictions(ctx: AnalysisContext, vocab: _Vocab) -> list[Inference]:
