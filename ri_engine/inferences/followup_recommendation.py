@@ -29,6 +29,7 @@ from ..models import (
 )
 from ..nlp.alternation import phrase_alternation
 from ..nlp.casefold import CaseFolded, fold
+from ..nlp.prefilter import fold_case, literal_finder
 from ..nlp.lexicon import make_code
 from ..nlp.types import Laterality, ProcedureMention, Span
 from . import critical_result, finding
@@ -52,6 +53,9 @@ _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".jo
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
 _OPTION = _words(_VOCAB["options"])
 _GUIDELINE = CaseFolded(_words(_VOCAB["guideline_words"]))  # searched in every sentence too
+# Citations are rare: a sentence without one of the words every citation holds is not
+# searched further (prefilter.literal_finder).
+_GUIDELINE_WORDS = literal_finder(_GUIDELINE.pattern)
 _ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
@@ -107,7 +111,8 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
             current.append(sentence)
             continue
         text = ctx.text[sentence.start:sentence.end]
-        if _GUIDELINE.pattern_for(text).search(fold(text)) and not _ADVICE_START.search(text):
+        if (_GUIDELINE_WORDS.search(fold_case(text)) and _GUIDELINE.pattern_for(text).search(fold(text))
+                and not _ADVICE_START.search(text)):
             section = ctx.section_at(sentence.start)
             end = min(b for b in breaks if b >= sentence.end)
             limit = min(end, section.end) if section else end

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from re import _constants as sre  # the parser's op codes (stable since Python 3.11)
 from re import _parser
 
+from .alternation import phrase_alternation
 from .trigrams import TrigramTable
 
 Literals = frozenset[str]  # one of these strings is in every match
@@ -44,6 +45,23 @@ def required_literals(regex: re.Pattern[str]) -> tuple[Literals, ...]:
     pattern must always be tried).
     """
     return _selective_first(_sequence(_parser.parse(regex.pattern, regex.flags)))
+
+
+def literal_finder(regex: re.Pattern[str]) -> re.Pattern[str]:
+    """A pattern that finds, in ``fold_case`` text, one of the most selective strings every
+    match of ``regex`` holds (it matches everywhere when ``regex`` promises none).
+
+    Where the finder finds nothing, ``regex`` cannot match: a first pass for patterns
+    searched sentence by sentence. One that opens with ``\\b`` or a look-behind is tried
+    at every character; an alternation of plain strings lets ``re`` skip to the
+    characters they start with. It pays when few sentences hold those strings and they
+    start with few different letters (a list of short word parts can cost more).
+    """
+    literals = required_literals(regex)
+    if not literals:
+        return re.compile("")
+    # As a trie (alternation.py): at most one branch continues at each character.
+    return re.compile(phrase_alternation(literals[0], gap=" "))
 
 
 def _selective_first(requirements: list[Literals]) -> tuple[Literals, ...]:

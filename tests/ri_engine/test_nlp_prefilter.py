@@ -7,7 +7,9 @@ import re
 import pytest
 
 from ri_engine.inferences.scoring import _patterns
-from ri_engine.nlp.prefilter import Screen, alternatives_of, fold_case, required_literals, screen_of
+from ri_engine.nlp.prefilter import (
+    Screen, alternatives_of, fold_case, literal_finder, required_literals, screen_of,
+)
 
 
 @pytest.mark.parametrize(("pattern", "flags", "expected"), [
@@ -96,3 +98,20 @@ def test_screen_gives_the_substring_answer_before_and_after_its_table() -> None:
              "nodule", "tirads", "ti-rads", "pack", "of", "r", "history"]
     screen = Screen(text)
     assert [w in fold_case(text) for w in words] == [screen.holds(w) for w in words]
+
+
+@pytest.mark.parametrize("pattern", [
+    r"\b(?:nodules?|lesions?|cysts?)\b|\bIPMNs?\b|\bnodul(?:e|ar\s+opacity)\b",
+    r"(?<![\w-])(?:criteria|guidelines?|recommended\s+imaging\s+intervals)(?![\w-])",
+    r"\b(?:physician's assistant|T\u00f6nnis)\b",
+    r"\d+\s*mm",  # no literal text: the finder finds everywhere
+])
+@pytest.mark.parametrize("text", [
+    "", "Nodular opacity.", "NO CYSTS", "ipmn", "Fleischner CRITERIA apply", "Recommended imaging\nintervals",
+    "Physician's Assistant Lee", "T\u00d6NNIS 2", "5 mm", "no match here", "\u0130PMN",
+])
+def test_literal_finder_finds_something_wherever_the_pattern_matches(pattern: str, text: str) -> None:
+    regex = re.compile(pattern, re.IGNORECASE)
+    finder = literal_finder(regex)
+    assert finder.search(fold_case(text)) or not regex.search(text)
+    assert (finder.pattern == "") == (not required_literals(regex))
