@@ -31,6 +31,7 @@ from functools import cached_property
 from typing import Any
 
 from .nlp.casefold import fold, folded_pattern
+from .nlp.leading import leading_scan
 from .nlp.prefilter import Screen, screen_of
 from .nlp.dates import DateMention, TimeMention
 from .nlp.types import (
@@ -110,6 +111,8 @@ class AnalysisContext:
                 found = self._spans[key] = []  # a word every match needs is not in the report
             else:
                 scan, folded = self.folded(pattern)
+                if isinstance(scan, re.Pattern):  # one that cannot skip ahead on its own
+                    scan = leading_scan(scan)     # tried where its leading words are
                 found = self._spans[key] = [m.span() for m in scan.finditer(folded)]
         return found
 
