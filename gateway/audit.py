@@ -171,13 +171,12 @@ def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int | Duplicate
     return _ReceivedOp(msg, event_fields)
 
 
-# Every column of a messages row, in the order of _ReceivedOp.values (+ the id in bulk).
-_MESSAGE_COLUMNS = (*(f.name for f in _RECEIVED_FIELDS), "sender", "size")
+# Every column of a messages row, in the order of _ReceivedOp.values, then the id (NULL:
+# SQLite picks it; a bulk insert gives it, see _insert_accepted).
+_MESSAGE_COLUMNS = (*(f.name for f in _RECEIVED_FIELDS), "sender", "size", "id")
 _message_fields = operator.attrgetter(*(f.name for f in _RECEIVED_FIELDS))
 _INSERT_MESSAGE = (f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
                    f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)})")
-_INSERT_MESSAGE_WITH_ID = (f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}, id) "
-                           f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)}, ?)")
 _INSERT_EVENT = ("INSERT INTO events (time, event, control_id, message_id, fields) "
                  "VALUES (?, ?, ?, ?, ?)")
 
@@ -204,7 +203,7 @@ class _ReceivedOp:
             if original is not None:
                 return _duplicate(conn, msg, original)
         try:
-            cur = conn.execute(_INSERT_MESSAGE, self.values)
+            cur = conn.execute(_INSERT_MESSAGE, (*self.values, None))
         except sqlite3.IntegrityError:
             original = _accepted_original(conn, msg) if self.accepted else None
             if original is None:
@@ -224,9 +223,13 @@ class _ReceivedOp:
         return _event_row(msg.received_at, event, msg.control_id, message_id, fields)
 
 
+class _DuplicateInBatch(Exception):
+    """A bulk insert of accepted messages met one already stored (or twice in the batch)."""
+
+
 def _insert_accepted(conn: sqlite3.Connection, ops: Sequence[_ReceivedOp]) -> list[int]:
     """Insert accepted messages and their events with two statements (inside the caller's
-    transaction); raises ``sqlite3.IntegrityError`` if any of them is a duplicate.
+    transaction); raises :class:`_DuplicateInBatch` if any of them is a duplicate.
 
     The ids are given explicitly, from the largest in the table: inside the write
     transaction nobody else can insert, so they are the ids SQLite would have chosen.
@@ -239,8 +242,11 @@ def _insert_accepted(conn: sqlite3.Connection, ops: Sequence[_ReceivedOp]) -> li
     # means the batch is written sooner.
     for start in range(0, len(ops), _ROWS_PER_INSERT):
         chunk = list(zip(ops[start:start + _ROWS_PER_INSERT], ids[start:start + _ROWS_PER_INSERT]))
-        conn.execute(_multi_row(_INSERT_MESSAGE_WITH_ID, len(chunk)),
-                     [value for op, message_id in chunk for value in (*op.values, message_id)])
+        try:
+            conn.execute(_multi_row(_INSERT_MESSAGE, len(chunk)),
+                         [value for op, message_id in chunk for value in (*op.values, message_id)])
+        except sqlite3.IntegrityError:
+            raise _DuplicateInBatch from None
         conn.execute(_multi_row(_INSERT_EVENT, len(chunk)),
                      [value for op, message_id in chunk for value in op.event_row(message_id)])
     return list(ids)
@@ -333,6 +339,18 @@ def inferences_op(message_id: int, obr_index: int, accession: str | None,
         return len(rows)
 
     return op
+
+
+def _in_savepoint(conn: sqlite3.Connection, op: Op[Any]) -> Any:
+    """``op``'s result, or the exception it raised with its writes undone (the others go on)."""
+    conn.execute("SAVEPOINT op")
+    try:
+        result = op(conn)
+    except Exception as exc:  # noqa: BLE001 - reported per op, others go on
+        conn.execute("ROLLBACK TO op")
+        result = exc
+    conn.execute("RELEASE op")
+    return result
 
 
 def _insert_event(conn: sqlite3.Connection, time: str, event: str, control_id: str | None,
@@ -430,44 +448,28 @@ class AuditLog:
         Each op runs in a savepoint, so a failing op leaves the others committed.
         Raises :class:`AuditError` when the transaction itself cannot be committed.
         """
-        conn = self.conn
         if len(ops) > 1 and all(type(op) is _ReceivedOp and op.accepted for op in ops):
-            try:
-                return self._run_accepted(ops)  # type: ignore[arg-type]
-            except sqlite3.IntegrityError:
+            try:  # the ACK path's common batch: two bulk inserts
+                return self._transaction(lambda conn: _insert_accepted(conn, ops))  # type: ignore[arg-type]
+            except _DuplicateInBatch:
                 pass  # a duplicate among them: op by op below, which finds it
-        results: list[Any] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            for op in ops:
-                conn.execute("SAVEPOINT op")
-                try:
-                    results.append(op(conn))
-                except Exception as exc:  # noqa: BLE001 - reported per op, others go on
-                    conn.execute("ROLLBACK TO op")
-                    results.append(exc)
-                conn.execute("RELEASE op")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise AuditError(f"audit database write failed: {exc}") from None
-        return results
+        return self._transaction(lambda conn: [_in_savepoint(conn, op) for op in ops])
 
-    def _run_accepted(self, ops: Sequence[_ReceivedOp]) -> list[Any]:
-        """A batch of accepted messages in one transaction of two bulk inserts."""
+    def _transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
+        """``write(conn)`` in one write transaction, rolled back if anything escapes it;
+        a database error is raised as :class:`AuditError`."""
         conn = self.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-            ids = _insert_accepted(conn, ops)
+            result = write(conn)
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except BaseException as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
-                raise
-            raise AuditError(f"audit database write failed: {exc}") from None
-        return list(ids)
+            if isinstance(exc, sqlite3.Error):
+                raise AuditError(f"audit database write failed: {exc}") from None
+            raise
+        return result
 
     def run(self, op: Op[T]) -> T:
         """Run one op in its own transaction and return its result (or raise its error)."""

@@ -174,7 +174,6 @@ class _CoreService(Service):
 
 def _on_mllp_event(metrics: Metrics, stats: ListenerStats) -> Callable[..., None]:
     # The open-connections gauge is read when metrics are rendered, not set on every frame.
-    metrics.set("ri_gateway_connections_open", stats.connections_open)
     metrics.add_collector(
         lambda m: m.set("ri_gateway_connections_open", stats.connections_open))
 
