@@ -28,7 +28,8 @@ from re import _compiler, _parser  # the parser's view of a pattern (stable sinc
 from re import _constants as sre
 from typing import Any
 
-_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
+from .regex_ops import ZERO_WIDTH
+
 _MAX_FIRST_CHARACTERS = 4   # more possible first characters: too many false starts
 _MAX_GUARD_LENGTH = 80      # characters of source searched for the end of the guard
 
@@ -80,7 +81,7 @@ def _split(pattern: re.Pattern[str]) -> tuple[re.Pattern[str], re.Pattern[str]] 
     source, flags = pattern.pattern, pattern.flags
     items = list(_parser.parse(source, flags))
     count = 0
-    while count < len(items) and items[count][0] in _ZERO_WIDTH:
+    while count < len(items) and items[count][0] in ZERO_WIDTH:
         count += 1
     if count == 0 or count == len(items):
         return None

@@ -23,9 +23,7 @@ from re import _constants as sre  # the parser's op codes (stable since Python 3
 from re import _parser
 
 from .alternation import phrase_alternation
-
-_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
-_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
+from .regex_ops import REPEATS, ZERO_WIDTH
 
 
 class LeadingScan:
@@ -66,7 +64,7 @@ def _leading(items: _parser.SubPattern | list) -> set[str] | None:
     """Strings one of which every match of ``items`` starts with; None when unknown."""
     items = list(items)
     first = 0
-    while first < len(items) and items[first][0] in _ZERO_WIDTH:
+    while first < len(items) and items[first][0] in ZERO_WIDTH:
         first += 1  # look-arounds consume nothing: the match starts with what follows
     if first == len(items):
         return None
@@ -89,6 +87,6 @@ def _leading(items: _parser.SubPattern | list) -> set[str] | None:
                 return None
             words |= found
         return words
-    if op in _REPEATS and av[0] >= 1:
+    if op in REPEATS and av[0] >= 1:
         return _leading(av[2])
     return None

@@ -20,6 +20,7 @@ from re import _constants as sre  # the parser's op codes (stable since Python 3
 from re import _parser
 
 from .alternation import phrase_alternation
+from .regex_ops import REPEATS, ZERO_WIDTH
 from .trigrams import TrigramTable
 
 Literals = frozenset[str]  # one of these strings is in every match
@@ -30,7 +31,6 @@ PatternScreen = tuple[tuple[Literals, ...], tuple[tuple[Literals, ...], ...]]
 # Non-ASCII characters that re.IGNORECASE matches to an ASCII letter (Kelvin sign, dotted
 # and dotless i, long s); tests check this list against ``re`` itself.
 _ASCII_CASE_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
-_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
 
 
 def fold_case(text: str) -> str:
@@ -79,15 +79,12 @@ def alternatives_of(regex: re.Pattern[str]) -> tuple[tuple[Literals, ...], ...]:
     pattern may match only when every set of some alternative is in the text. Zero-width
     assertions around the alternation consume nothing and do not change that.
     """
-    items = [item for item in _parser.parse(regex.pattern, regex.flags) if item[0] not in _ZERO_WIDTH]
+    items = [item for item in _parser.parse(regex.pattern, regex.flags) if item[0] not in ZERO_WIDTH]
     while len(items) == 1 and items[0][0] is sre.SUBPATTERN:
-        items = [item for item in items[0][1][-1] if item[0] not in _ZERO_WIDTH]
+        items = [item for item in items[0][1][-1] if item[0] not in ZERO_WIDTH]
     if len(items) != 1 or items[0][0] is not sre.BRANCH:
         return ()
     return tuple(_selective_first(_sequence(branch)) for branch in items[0][1][1])
-
-
-_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
 
 
 @functools.cache
@@ -199,7 +196,7 @@ def _continuation(op: object, av: object) -> tuple[list[str], bool] | None:
         if inner_op is sre.LITERAL:
             return ([chr(inner_av).lower()], False) if inner_av < 128 else None  # type: ignore[operator]
         return _continuation(inner_op, inner_av)
-    if op in _REPEATS and av[0] == 0 and av[1] == 1 and len(av[2]) == 1:  # type: ignore[index]
+    if op in REPEATS and av[0] == 0 and av[1] == 1 and len(av[2]) == 1:  # type: ignore[index]
         (inner_op, inner_av), = av[2]  # type: ignore[index]
         if inner_op is sre.LITERAL and inner_av < 128:
             return [chr(inner_av).lower()], True
@@ -222,7 +219,7 @@ def _item(op: object, av: object) -> list[Literals]:
         return _sequence(av[-1])  # type: ignore[index]
     if op is sre.ATOMIC_GROUP:
         return _sequence(av)  # type: ignore[arg-type]
-    if op in _REPEATS and av[0] >= 1:  # type: ignore[index]
+    if op in REPEATS and av[0] >= 1:  # type: ignore[index]
         return _sequence(av[2])  # type: ignore[index]
     if op is sre.BRANCH:
         # One alternative matches: the union of each alternative's most selective set.
