@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet import defer, task, threads
+from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
 
 from mllp.server import ListenerStats, MLLPServerFactory
@@ -38,8 +38,6 @@ from .receiver import Receiver, default_checker, default_mapper
 __all__ = ["GatewayApp", "ListenerService", "build_gateway", "build_http_service", "reread"]
 
 log = get_logger("gateway.service")
-
-CHECKPOINT_INTERVAL = 1.0  # seconds between WAL checkpoints
 
 _MLLP_METRICS = {
     "connection_made": "ri_gateway_connections_total",
@@ -62,7 +60,6 @@ class GatewayApp:
     metrics: Metrics
     stats: ListenerStats = field(default_factory=ListenerStats)
     stop_writer: Callable[[], None] = lambda: None
-    checkpointer: AuditLog | None = None  # its own connection, used on a pool thread
 
 
 class ListenerService(Service):
@@ -139,35 +136,17 @@ class _CoreService(Service):
         # Mapped on the reactor only where the receiver maps too ("full").
         mapper = app.receiver.mapper if app.settings.mllp.map_before_ack == "full" else None
         app.pipeline.resume(app.audit, reread(app.settings, mapper))
-        if app.checkpointer is not None:
-            self._checkpoints = task.LoopingCall(self._checkpoint)
-            self._checkpoints.clock = app.reactor
-            self._checkpoints.start(CHECKPOINT_INTERVAL, now=False)
-
-    def _checkpoint(self) -> defer.Deferred:
-        checkpointer = self.app.checkpointer
-        assert checkpointer is not None
-        d = threads.deferToThreadPool(self.app.reactor, self.app.reactor.getThreadPool(),
-                                      checkpointer.checkpoint)
-        # A failed checkpoint is retried next time; SQLite keeps the WAL meanwhile.
-        return d.addErrback(lambda f: log.warning("audit.checkpoint_failed",
-                                                  error=f.type.__name__))
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()
         app = self.app
         app.pipeline.stop()  # the backlog is resumed at the next start
-        checkpoints = getattr(self, "_checkpoints", None)
-        if checkpoints is not None and checkpoints.running:
-            checkpoints.stop()
 
         def close(_: Any) -> None:
             app.pool.close()
             app.stop_writer()
             app.audit.close()
             app.writer_audit.close()
-            if app.checkpointer is not None:
-                app.checkpointer.close()
 
         return app.committer.drained().addBoth(close)
 
@@ -196,9 +175,6 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
         reactor = default_reactor
     metrics = metrics or Metrics()
     writer_audit = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
-    # Checkpoints run on their own connection so a commit never waits for one.
-    writer_audit.disable_autocheckpoint()
-    checkpointer = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
     reader = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
     run_in_writer, stop_writer = thread_writer(reactor)
     committer = GroupCommitter(writer_audit, run_in_writer, max_batch=settings.storage.max_batch)
@@ -223,7 +199,7 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                         ack_after=settings.analysis.ack_after)
     stats = ListenerStats()
     app = GatewayApp(settings, reactor, reader, writer_audit, committer, pool, pipeline, receiver,
-                     metrics, stats, stop_writer, checkpointer)
+                     metrics, stats, stop_writer)
     top = MultiService()
     _CoreService(app).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
