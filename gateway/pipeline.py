@@ -73,6 +73,12 @@ class AcceptedMessage:
     # False: segment separators as sent ("none" read MSH only); normalised before mapping.
     normalised: bool = True
 
+    @property
+    def is_report(self) -> bool:
+        """An ORU, mapped and analysed; another accepted type (an ADT, an ORM) is only
+        stored.  Without a header (callers that hand over mapped reports) it is a report."""
+        return self.header is None or self.header.message_type == "ORU"
+
 
 @dataclass(frozen=True)
 class ReportOutcome:
@@ -233,7 +239,9 @@ class AnalysisPipeline:
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
         started = self.clock()
-        if message.reports is None:
+        if not message.is_report:
+            d = defer.succeed(([], message))  # accepted and stored, nothing to analyse
+        elif message.reports is None:
             if not message.normalised:
                 from mappings.decoding import normalise_segments
 
@@ -382,6 +390,8 @@ class AnalysisPipeline:
             status = "skipped"
             reasons = sorted({str(getattr(o.report, "skip_reason", None) or "not analysable")
                               for o in outcomes})
+            if not message.is_report:
+                reasons = [f"{message.header.message_code} is not a report message"]
             ops.append(event_op("skipped", cid, mid, reasons=reasons or ["no report"]))
         ops.append(status_op(mid, status, reports=len(outcomes)))
         for hook in self.hooks:

@@ -165,7 +165,11 @@ class Receiver:
         groups: int | None = None
         try:
             self.policy.check(header)
-            if mode == "check":
+            if header.message_type != "ORU":
+                # Another type the configuration accepts (ADT, ORM, ...): stored and
+                # ACKed from MSH alone; the content rules and the mapping are the ORU's.
+                reports, groups = (), 0
+            elif mode == "check":
                 groups = self.checker(decoded.text, header)
             elif mode == "full":
                 reports = tuple(self.mapper(decoded.text))

@@ -111,8 +111,11 @@ def reread(settings: Settings, mapper: Callable[[str], list[Any]] | None
 
     def run(raw: bytes, charset: str | None) -> tuple[Any, str, Any]:
         decoded = decode_message(raw, charset or settings.mllp.default_charset)
-        reports = mapper(decoded.text) if mapper is not None else None
-        return read_header(decoded.text), decoded.text, reports
+        header = read_header(decoded.text)
+        # Only reports are mapped (an accepted ADT or ORM is skipped by the pipeline).
+        is_report = header.message_type == "ORU"
+        reports = mapper(decoded.text) if mapper is not None and is_report else None
+        return header, decoded.text, reports
 
     return run
 

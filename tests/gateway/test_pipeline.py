@@ -115,7 +115,7 @@ def test_resume_reanalyses_unfinished_messages(tmp_path):
 
     def reread(raw, charset):
         assert b"|C2|" in raw
-        return "header", raw.decode(), [report("Pneumothorax.")]
+        return None, raw.decode(), [report("Pneumothorax.")]
 
     started = pipeline.resume(audit, reread)
     assert len(started) == 1

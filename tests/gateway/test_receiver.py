@@ -324,3 +324,29 @@ def test_check_mode_never_calls_the_mapper(tmp_path):
     proto.dataReceived(frame(oru("C1")))
     assert segments(unframe_all(transport.value())[0])[1] == "MSA|AA|C1"
     assert calls == []
+
+
+ADT = (b"MSH|^~\\&|ADT|HOSP|RIGW|RAD|20240115101500||ADT^A01^ADT_A01|A1|P|2.5.1\r"
+       b"EVN|A01|20240115101500\r"
+       b"PID|1||MRN12345^^^HOSP^MR||DOE^JANE||19600214|F\r"
+       b"PV1|1|I\r")
+
+
+@pytest.mark.parametrize("mode", ["full", "check", "none"])
+def test_another_accepted_type_gets_aa_without_the_report_rules(tmp_path, mode):
+    # An ADT has no OBR or OBX: the ORU's content rules would answer AE (or AR, "only ORU
+    # messages can be mapped"), though the configuration says ADT^A01 is accepted.
+    mapped = []
+    h = Harness(tmp_path, mapper=lambda text: mapped.append(text) or [],
+                settings=MLLPSettings(map_before_ack=mode,
+                                      accepted_message_types=("ORU^R01", "ADT^A01")))
+    proto, transport = h.connect()
+    proto.dataReceived(frame(ADT))
+    proto.dataReceived(frame(oru("Z1", msh9="ADT^A08^ADT_A01")))  # not in the list
+    acks = unframe_all(transport.value())
+    assert [segments(a)[1].split("|")[:3] for a in acks] == [
+        ["MSA", "AA", "A1"], ["MSA", "AR", "Z1"]]
+    assert mapped == []
+    assert [a.control_id for a in h.accepted] == ["A1"]
+    assert [(m["status"], m["message_type"], m["reports"]) for m in h.audit.messages_for("A1")] \
+        == [("received", "ADT^A01", 0)]

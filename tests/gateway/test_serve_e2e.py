@@ -173,3 +173,22 @@ def test_sigterm_during_a_burst_of_log_lines_stops_the_gateway_cleanly(tmp_path)
         finally:
             stop_sending.set()
             sender.join(10)
+
+
+def test_an_accepted_adt_is_stored_acked_and_skipped_not_failed(tmp_path):
+    gateway = GatewayProcess(tmp_path / "audit.sqlite3",
+                             RI_GATEWAY_MLLP_ACCEPTED_MESSAGE_TYPES="ORU^R01,ADT^A01").start()
+    try:
+        adt = (b"MSH|^~\\&|ADT|HOSP|RIGW|RAD|20240115101500||ADT^A01^ADT_A01|ADT1|P|2.5.1\r"
+               b"EVN|A01|20240115101500\rPID|1||MRN1^^^HOSP^MR||DOE^JANE||19600214|F\rPV1|1|I\r")
+        ack = exchange(gateway.port, adt)
+        assert b"\rMSA|AA|ADT1" in ack
+        gateway.output.wait_for(json_event("analysis", control_id="ADT1", status="skipped"))
+    finally:
+        gateway.stop()
+    shown = run_cli("audit", "show", "ADT1", "--db", str(gateway.db))
+    assert shown.returncode == 0, shown.stderr
+    events = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [(e["event"], e["message_type"], e["ack_code"]) for e in events] == [
+        ("received", "ADT^A01", "AA"), ("skipped", "ADT^A01", "AA")]
+    assert events[1]["reasons"] == ["ADT^A01 is not a report message"]
