@@ -28,7 +28,8 @@ writer thread, no query per message on the reactor); a duplicate of a message wh
 commit is still running waits for that commit's ACK.
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
-message produces one log line ``hl7.message`` with outcome, ACK code and duration.
+message produces one log line ``hl7.message`` with outcome, ACK code and duration; an ACK
+the listener could not write because the connection was gone adds ``hl7.ack_dropped``.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from mappings.ack import build_ack, build_unreadable_ack, encode_message
+from mappings.ack import build_ack, build_unreadable_ack, encode_message, parse_ack
 from mappings.decoding import decode_message
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.header import read_header
@@ -207,6 +208,23 @@ class Receiver:
                                      mode != "none"),
                        errbackArgs=(record, key, header, decoded.charset, started))
         return d
+
+    def reply_dropped(self, payload: bytes, reply: bytes, conn: Any) -> None:
+        """The listener could not write our ACK: the connection was gone or closing.
+
+        What the ACK said stands (a message answered AA is stored and analysed), but the
+        sender never saw it and will probably send the message again, to be answered as
+        a duplicate.  Logged by ids and code, read back from our own ACK (MSA-2 is also
+        there when the inbound MSH was unreadable); never the message.
+        """
+        try:
+            ack = parse_ack(reply)
+        except HL7Error:  # not expected of an ACK we built; the line is still worth having
+            code, control_id = None, None
+        else:
+            code, control_id = ack.code, ack.acked_control_id or None
+        self.log.warning("hl7.ack_dropped", control_id=control_id, conn_id=conn.conn_id,
+                         peer=conn.peer, ack_code=code)
 
     # --- outcomes --------------------------------------------------------------------------
 

@@ -22,6 +22,13 @@ Behaviour on each connection:
 * **Framing problems.**  Bytes outside frames are counted and logged, never
   answered.  A frame larger than ``max_frame_size`` stops reading: frames that
   arrived before it are still answered, then the connection is closed.
+* **Half-close.**  A peer that closes its sending side after its last frame
+  (``shutdown(SHUT_WR)``, ``nc -q``, some engines) is still answered: every
+  frame received before the end of its input gets its reply, in order, then
+  the connection is closed.  A partial frame pending at that point can never
+  be completed; it is discarded and logged by size.  This needs a transport
+  that reports half-closes (TCP does); over TLS the peer's close ends the
+  connection at once, as Twisted's TLS layer does not pass half-closes on.
 * **Idle timeout.**  The connection is closed after ``idle_timeout`` seconds
   without input while no frame is waiting for its reply (a peer that keeps a
   half-sent frame open counts as idle).  The timer stops while the handler
@@ -30,7 +37,10 @@ Behaviour on each connection:
   soon as they are made.
 * Nothing is handed to the handler and nothing is written once the connection
   is closing.  A handler still working when the connection is lost is left to
-  finish (its Deferred is not cancelled); its reply is dropped.
+  finish (its Deferred is not cancelled); its reply is dropped and logged
+  (``mllp.reply_dropped``), and the handler is told through its optional
+  ``reply_dropped(payload, reply, conn)`` method, so it can say which message
+  went unanswered (this package never parses the payload).
 
 Logging goes through ``structlog.get_logger()`` with ``conn_id`` and ``peer``
 bound; sizes and counts are logged, payload bytes never are.
@@ -38,17 +48,19 @@ bound; sizes and counts are logged, payload bytes never are.
 ``on_event(name, **fields)`` (optional) lets the application count what happens.
 Every call carries ``conn_id``; the names and their other fields are:
 
-=====================  ==========================================
-``connection_made``    ``peer``
-``connection_refused`` ``peer`` (over ``max_connections``)
-``connection_lost``    ``peer``
-``frame``              ``size`` (payload bytes)
-``stray_bytes``        ``count``
-``frame_restarted``    ``discarded`` (VT inside an open frame)
-``frame_too_large``    ``size``, ``limit``
-``idle_timeout``       ``timeout``
-``handler_failed``     ``error`` (exception type name)
-=====================  ==========================================
+===========================  ===================================================
+``connection_made``          ``peer``
+``connection_refused``       ``peer`` (over ``max_connections``)
+``connection_lost``          ``peer``
+``frame``                    ``size`` (payload bytes)
+``stray_bytes``              ``count``
+``frame_restarted``          ``discarded`` (VT inside an open frame)
+``frame_too_large``          ``size``, ``limit``
+``partial_frame_discarded``  ``size`` (payload bytes pending at the input's end)
+``idle_timeout``             ``timeout``
+``handler_failed``           ``error`` (exception type name)
+``reply_dropped``            ``size`` (the connection was gone or closing)
+===========================  ===================================================
 
 An exception raised by ``on_event`` is logged and otherwise ignored.
 """
@@ -62,10 +74,11 @@ from typing import Any, Protocol as TypingProtocol
 
 import structlog
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IAddress, IReactorTime
+from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from mllp.errors import InvalidPayload
 from mllp.framing import (
@@ -90,7 +103,12 @@ class ConnectionInfo:
 
 
 class MessageHandler(TypingProtocol):
-    """What the listener calls for every frame."""
+    """What the listener calls for every frame.
+
+    A handler may also define ``reply_dropped(payload, reply, conn)``: it is called
+    (and its exceptions logged and ignored) when the reply to ``payload`` was ready
+    but could not be written because the connection was gone or closing.
+    """
 
     def handle(
         self, payload: bytes, conn: ConnectionInfo
@@ -124,8 +142,14 @@ def describe_peer(address: IAddress) -> str:
     return str(address)
 
 
+@implementer(IHalfCloseableProtocol)
 class MLLPServerProtocol(Protocol, TimeoutMixin):
-    """One listener connection; configured by its :class:`MLLPServerFactory`."""
+    """One listener connection; configured by its :class:`MLLPServerFactory`.
+
+    It provides ``IHalfCloseableProtocol`` so that TCP reports the end of the
+    peer's input (``readConnectionLost``) instead of tearing the connection
+    down: the frames received before it still get their replies.
+    """
 
     #: Frames waiting for the handler beyond which reading stops until the
     #: queue shrinks, so a sender that does not wait for replies cannot fill
@@ -145,6 +169,7 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         self._busy = False  # the handler is working on a frame
         self._pumping = False  # _pump() is on the stack (guards against recursion)
         self._draining = False  # input stopped; close once the queued frames are answered
+        self._input_closed = False  # the peer closed its sending side (half-close)
         self._stopped = False  # closing or closed: deliver nothing, write nothing
         self._paused = False  # reading paused because too many frames are queued
         self._frames = 0
@@ -197,6 +222,41 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
                 break
         self._update_idle_timer()
 
+    def readConnectionLost(self) -> None:
+        """The peer closed its sending side: answer what it sent, then close.
+
+        Called by TCP instead of ``connectionLost`` because this protocol is
+        half-closeable; the write side stays open until ``_pump`` has answered
+        every queued frame and calls ``loseConnection()``.  The reactor no
+        longer reads this connection, so the factory's set of open connections
+        holds the reference that keeps it alive until then.
+        """
+        if self._input_closed:
+            return
+        self._input_closed = True
+        if self._stopped:
+            return  # already closing (timed out, refused, handler failed)
+        partial = self._decoder.buffered
+        if partial:
+            # No further byte can complete it; answering part of a message is not an option.
+            self.factory._emit("partial_frame_discarded", conn_id=self.conn_id, size=partial)
+            self._log.warning("mllp.partial_frame_discarded", size=partial)
+        unanswered = len(self._queue) + self._busy
+        if unanswered:
+            self._log.info("mllp.input_closed", unanswered=unanswered)
+        self._draining = True
+        self._pump()  # closes at once when nothing is left to answer
+        self._update_idle_timer()
+
+    def writeConnectionLost(self) -> None:
+        # Twisted calls this only after loseWriteConnection(), which this protocol
+        # never uses; should our sending side close anyway, no reply can leave.
+        if not self._stopped:
+            self._stopped = True
+            self._queue.clear()
+            self.setTimeout(None)
+            self.transport.loseConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopped = True
         self._queue.clear()
@@ -239,7 +299,7 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
                 payload = self._queue.popleft()
                 self._busy = True
                 d = maybeDeferred(self.factory.handler.handle, payload, self.info)
-                d.addCallbacks(self._reply_ready, self._handler_failed)
+                d.addCallbacks(self._reply_ready, self._handler_failed, callbackArgs=(payload,))
                 # A handler that answered synchronously has cleared _busy already.
         finally:
             self._pumping = False
@@ -253,9 +313,11 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
             self._paused = False
             self.transport.resumeProducing()
 
-    def _reply_ready(self, reply: object) -> None:
+    def _reply_ready(self, reply: object, payload: bytes) -> None:
         self._busy = False
         if self._stopped or self.transport.disconnecting:
+            if reply is not None:
+                self._reply_dropped(payload, reply)
             return
         if reply is not None:
             try:
@@ -274,6 +336,25 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
             self._log.error("mllp.handler_failed", error=failure.type.__name__)
             return
         self._drop(failure.type.__name__)
+
+    def _reply_dropped(self, payload: bytes, reply: object) -> None:
+        """A reply was ready after the connection was lost or started closing.
+
+        The sender never sees it, although the handler may have acted on the
+        message: logged (size only) and reported to the handler, which knows
+        what the message was.
+        """
+        size = len(reply) if isinstance(reply, (bytes, bytearray, memoryview)) else None
+        self._log.warning("mllp.reply_dropped", size=size)
+        self.factory._emit("reply_dropped", conn_id=self.conn_id, size=size)
+        hook = getattr(self.factory.handler, "reply_dropped", None)
+        if hook is None:
+            return
+        try:
+            hook(payload, reply, self.info)
+        except Exception as exc:
+            # Type only, as for handle(): an exception's text may quote the payload.
+            self._log.error("mllp.reply_dropped_hook_failed", error=type(exc).__name__)
 
     def _drop(self, error: str) -> None:
         # Only the exception type is logged: messages may quote the payload.
@@ -354,9 +435,16 @@ class MLLPServerFactory(ServerFactory):
         self.clock: IReactorTime = clock  # type: ignore[assignment]
         self.stats = stats if stats is not None else ListenerStats()
         self.on_event = on_event
-        self.open_connections = 0  # this factory's own count; stats may be shared
+        # This factory's own open connections (stats may be shared).  Holding them
+        # also keeps half-closed connections alive: the reactor drops its reference
+        # once it stops reading one (see readConnectionLost).
+        self._open: set[MLLPServerProtocol] = set()
         self._last_conn_id = 0
         self._log: Any = structlog.get_logger()
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
 
     def buildProtocol(self, addr: IAddress) -> MLLPServerProtocol:
         self._last_conn_id += 1
@@ -367,14 +455,14 @@ class MLLPServerFactory(ServerFactory):
             self.stats.connections_refused += 1
             self._emit("connection_refused", conn_id=proto.conn_id, peer=proto.info.peer)
             return False
-        self.open_connections += 1
+        self._open.add(proto)
         self.stats.connections_total += 1
         self.stats.connections_open += 1
         self._emit("connection_made", conn_id=proto.conn_id, peer=proto.info.peer)
         return True
 
     def _release(self, proto: MLLPServerProtocol) -> None:
-        self.open_connections -= 1
+        self._open.discard(proto)
         self.stats.connections_open -= 1
         self._emit("connection_lost", conn_id=proto.conn_id, peer=proto.info.peer)
 

@@ -7,9 +7,12 @@ import itertools
 from datetime import datetime, timezone
 
 import pytest
+from structlog.testing import capture_logs
 from twisted.internet.address import IPv4Address
+from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 
 from gateway.audit import AuditLog
 from gateway.commit import GroupCommitter
@@ -350,3 +353,19 @@ def test_another_accepted_type_gets_aa_without_the_report_rules(tmp_path, mode):
     assert [a.control_id for a in h.accepted] == ["A1"]
     assert [(m["status"], m["message_type"], m["reports"]) for m in h.audit.messages_for("A1")] \
         == [("received", "ADT^A01", 0)]
+
+
+def test_an_ack_the_listener_could_not_write_is_logged_without_content(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    proto, transport = h.connect(5001)
+    proto.dataReceived(frame(oru("GONE1")))
+    proto.connectionLost(Failure(ConnectionDone()))  # the sender went away during the commit
+    with capture_logs() as logs:
+        writer.finish_all()
+    assert transport.value() == b""
+    assert h.audit.messages_for("GONE1")[0]["ack_code"] == "AA"  # stored all the same
+    (dropped,) = [line for line in logs if line["event"] == "hl7.ack_dropped"]
+    assert dropped == {"event": "hl7.ack_dropped", "log_level": "warning", "control_id": "GONE1",
+                       "conn_id": 1, "peer": "127.0.0.1:5001", "ack_code": "AA"}
+    assert "DOE" not in repr(logs) and "pneumothorax" not in repr(logs)

@@ -139,6 +139,19 @@ def test_duplicate_over_the_wire_gets_the_same_ack(gateway):
     assert con.execute("SELECT count(*) FROM events WHERE event='duplicate'").fetchone() == (1,)
 
 
+def test_sender_that_half_closes_gets_its_ack(gateway):
+    # Scripts, `nc -q` and some engines send, shut their sending side down, then read.
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=60) as sock:
+        sock.sendall(b"\x0b" + oru("HALF1") + b"\x1c\x0d")
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):  # until the gateway closes the connection
+            received += chunk
+    (ack,) = [f for f in received.split(b"\x1c\x0d") if f]
+    assert ack.startswith(b"\x0bMSH")
+    assert b"\rMSA|AA|HALF1" in ack
+
+
 def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     result = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"), "--mllp", "tcpx:1")
     assert result.returncode == 2

@@ -8,6 +8,7 @@ from typing import Any
 from mllp_battery import FS
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -64,3 +65,17 @@ def connect(
 
 def lose(proto: MLLPServerProtocol) -> None:
     proto.connectionLost(Failure(ConnectionDone()))
+
+
+def peer_half_closes(proto: MLLPServerProtocol) -> None:
+    """The peer shut down its sending side (``shutdown(SHUT_WR)``), as TCP reports it.
+
+    This is what ``twisted.internet.tcp.Connection.readConnectionLost`` does: a
+    protocol that provides ``IHalfCloseableProtocol`` is told the input ended; any
+    other protocol loses the whole connection.
+    """
+    half_closeable = IHalfCloseableProtocol(proto, None)
+    if half_closeable is not None:
+        half_closeable.readConnectionLost()
+    else:
+        lose(proto)

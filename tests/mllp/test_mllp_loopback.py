@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.threads import deferToThread
 from twisted.trial import unittest
 
 from mllp import (
@@ -30,6 +32,7 @@ from mllp import (
     MLLPServerFactory,
     ReplyTooLarge,
     connect_client,
+    encode_frame,
     send_messages,
 )
 
@@ -69,6 +72,38 @@ class ConnectionWatch:
         d: Deferred[None] = Deferred()
         self._waiters.append((count, d))
         return d
+
+
+class HeldReplies:
+    """Answers each frame only when ``release()`` is called, as a slow commit would."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self._held: list[tuple[bytes, Deferred[bytes]]] = []
+
+    def handle(self, payload: bytes, conn: ConnectionInfo) -> Deferred[bytes]:
+        self.seen.append(payload)
+        d: Deferred[bytes] = Deferred()
+        self._held.append((payload, d))
+        return d
+
+    def release(self) -> None:
+        # The listener hands over the next frame from inside callback(): take them
+        # out first so that frame is held too, and released by the loop.
+        while self._held:
+            payload, d = self._held.pop(0)
+            d.callback(b"ACK " + payload)
+
+
+def send_then_half_close(port: int, data: bytes) -> bytes:
+    """A blocking sender: ``data``, ``shutdown(SHUT_WR)``, then everything until EOF."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
 
 
 def make_self_signed_certificate(directory: Path) -> tuple[Path, Path]:
@@ -133,6 +168,36 @@ class LoopbackTests(unittest.TestCase):
             await self.watch.connections_lost(1)
             assert factory.stats.frames == 20
             assert factory.stats.connections_open == 0
+
+        return Deferred.fromCoroutine(go())
+
+    def test_tcp_peer_that_half_closes_gets_every_reply(self) -> Deferred[None]:
+        async def go() -> None:
+            handler = HeldReplies()
+            events: list[str] = []
+
+            def on_event(name: str, **fields: Any) -> None:
+                events.append(name)
+                self.watch(name, **fields)
+                # The replies wait until the server has seen the end of the input (the
+                # partial frame is discarded there), so they must cross the half-close.
+                # Without half-close support the connection is lost instead, and the
+                # replies are released into a closed connection.
+                if name in ("partial_frame_discarded", "connection_lost"):
+                    handler.release()
+
+            factory = MLLPServerFactory(handler, clock=reactor, on_event=on_event)
+            port: IListeningPort = await serverFromString(
+                reactor, "tcp:0:interface=127.0.0.1").listen(factory)
+            self.addCleanup(port.stopListening)
+            sent = encode_frame(b"MSH|1") + encode_frame(b"MSH|2") + b"\x0bMSH|3 never ended"
+            received = await deferToThread(send_then_half_close, port.getHost().port, sent)
+            assert received == encode_frame(b"ACK MSH|1") + encode_frame(b"ACK MSH|2")
+            assert handler.seen == [b"MSH|1", b"MSH|2"]
+            await self.watch.connections_lost(1)
+            assert events.index("partial_frame_discarded") < events.index("connection_lost")
+            assert "reply_dropped" not in events
+            assert (factory.stats.connections_open, factory.open_connections) == (0, 0)
 
         return Deferred.fromCoroutine(go())
 

@@ -5,7 +5,16 @@ from typing import Any
 
 import pytest
 from mllp_battery import FS, MSG_A, MSG_B, MSG_C, VT, FramingBattery, Outcome
-from mllp_doubles import SECRET, EventLog, RecordingHandler, ack_for, connect, lose, make_factory
+from mllp_doubles import (
+    SECRET,
+    EventLog,
+    RecordingHandler,
+    ack_for,
+    connect,
+    lose,
+    make_factory,
+    peer_half_closes,
+)
 from structlog.testing import capture_logs
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred
@@ -18,6 +27,8 @@ from mllp.server import describe_peer
 class TestListenerBattery(FramingBattery):
     """The framing battery through the listener: frames reach the handler, replies leave."""
 
+    half_close = False  # the peer shuts down its sending side after the last chunk
+
     def run(
         self, chunks: list[bytes], *, lenient_end: bool = False, max_frame_size: int = 1 << 24
     ) -> Outcome:
@@ -29,17 +40,27 @@ class TestListenerBattery(FramingBattery):
         proto, transport = connect(factory)
         for chunk in chunks:
             proto.dataReceived(chunk)
+        if self.half_close:
+            peer_half_closes(proto)
         frames = tuple(handler.payloads)
         assert transport.value() == b"".join(encode_frame(ack_for(p)) for p in frames)
         assert factory.stats.frames == len(frames)
-        # An oversize frame, and only that, closes the connection.
-        assert transport.disconnecting == bool(factory.stats.oversize_frames)
+        # An oversize frame, and only that, closes the connection; after the end of
+        # the input, it closes once everything is answered.
+        assert transport.disconnecting == (self.half_close or bool(factory.stats.oversize_frames))
         return Outcome(
             frames=frames,
             stray=factory.stats.bytes_outside_frames,
             restarted=tuple(f["discarded"] for f in events.named("frame_restarted")),
             too_large=factory.stats.oversize_frames,
         )
+
+
+class TestListenerBatteryHalfClosed(TestListenerBattery):
+    """The battery again with the peer closing its sending side after its last byte:
+    every frame received is still answered (the handler answers at once here)."""
+
+    half_close = True
 
 
 def test_handler_gets_payload_and_connection_info() -> None:
@@ -192,13 +213,149 @@ def test_queued_frames_are_dropped_when_the_transport_starts_disconnecting() -> 
     assert transport.value() == b""
 
 
-def test_reply_after_connection_lost_is_dropped() -> None:
+class DropAwareHandler(RecordingHandler):
+    """A handler that wants to know which replies never left."""
+
+    def __init__(self, reply: Callable[[bytes], Any]) -> None:
+        super().__init__(reply)
+        self.dropped: list[tuple[bytes, bytes, ConnectionInfo]] = []
+
+    def reply_dropped(self, payload: bytes, reply: bytes, conn: ConnectionInfo) -> None:
+        self.dropped.append((payload, reply, conn))
+
+
+def test_reply_after_connection_lost_is_dropped_logged_and_reported() -> None:
     pending: Deferred[bytes | None] = Deferred()
-    proto, transport = connect(make_factory(RecordingHandler(reply=lambda p: pending)))
+    handler = DropAwareHandler(reply=lambda p: pending)
+    events = EventLog()
+    proto, transport = connect(make_factory(handler, on_event=events))
+    proto.dataReceived(encode_frame(SECRET))
+    lose(proto)
+    with capture_logs() as logs:
+        pending.callback(b"late reply")
+    assert transport.value() == b""
+    assert logs == [{"event": "mllp.reply_dropped", "log_level": "warning", "size": 10,
+                     "conn_id": 1, "peer": "10.1.2.3:40001"}]
+    assert events.named("reply_dropped") == [{"conn_id": 1, "size": 10}]
+    assert handler.dropped == [(SECRET, b"late reply", ConnectionInfo(1, "10.1.2.3:40001"))]
+
+
+def test_no_reply_after_connection_lost_is_not_a_dropped_reply() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    handler = DropAwareHandler(reply=lambda p: pending)
+    proto, _ = connect(make_factory(handler))
     proto.dataReceived(encode_frame(MSG_A))
     lose(proto)
-    pending.callback(b"late")
+    with capture_logs() as logs:
+        pending.callback(None)
+    assert logs == []
+    assert handler.dropped == []
+
+
+def test_failing_reply_dropped_hook_is_logged_by_type() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+
+    class Broken(RecordingHandler):
+        def reply_dropped(self, payload: bytes, reply: bytes, conn: ConnectionInfo) -> None:
+            raise ValueError(f"cannot describe {payload!r}")
+
+    proto, _ = connect(make_factory(Broken(reply=lambda p: pending)))
+    proto.dataReceived(encode_frame(SECRET))
+    lose(proto)
+    with capture_logs() as logs:
+        pending.callback(b"late")
+    assert [(e["event"], e.get("error")) for e in logs] == [
+        ("mllp.reply_dropped", None), ("mllp.reply_dropped_hook_failed", "ValueError")]
+    assert "SECRET" not in repr(logs)
+
+
+def test_half_closing_peer_gets_every_reply_in_order_then_the_connection_closes() -> None:
+    # What a sender using shutdown(SHUT_WR) or `nc -q` does: its frames, then the end
+    # of its input, while the handler (a commit, in the gateway) is still working.
+    pending: dict[bytes, Deferred[bytes | None]] = {}
+
+    def slow(payload: bytes) -> Deferred[bytes | None]:
+        pending[payload] = Deferred()
+        return pending[payload]
+
+    handler = RecordingHandler(reply=slow)
+    events = EventLog()
+    factory = make_factory(handler, on_event=events)
+    proto, transport = connect(factory)
+    with capture_logs() as logs:
+        proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B) + VT + SECRET)
+        peer_half_closes(proto)
+        assert not transport.disconnecting  # the write side stays open for the replies
+        assert handler.payloads == [MSG_A]
+        pending[MSG_A].callback(b"reply A")
+        assert handler.payloads == [MSG_A, MSG_B]  # still one at a time, in order
+        assert not transport.disconnecting
+        pending[MSG_B].callback(b"reply B")
+    assert transport.value() == encode_frame(b"reply A") + encode_frame(b"reply B")
+    assert transport.disconnecting  # closed once the last reply is written
+    assert handler.payloads == [MSG_A, MSG_B]  # the partial frame never reaches the handler
+    assert events.named("partial_frame_discarded") == [{"conn_id": 1, "size": len(SECRET)}]
+    assert [(e["event"], e["log_level"]) for e in logs] == [
+        ("mllp.partial_frame_discarded", "warning"), ("mllp.input_closed", "info")]
+    assert logs[0]["size"] == len(SECRET) and logs[1]["unanswered"] == 2
+    assert "SECRET" not in repr(logs)
+    # The connection counts as open until the transport reports it closed.
+    assert (factory.stats.connections_open, factory.open_connections) == (1, 1)
+    lose(proto)
+    assert (factory.stats.connections_open, factory.open_connections) == (0, 0)
+
+
+def test_half_close_with_nothing_to_answer_closes_at_once() -> None:
+    proto, transport = connect(make_factory())
+    proto.dataReceived(encode_frame(MSG_A))  # answered synchronously
+    with capture_logs() as logs:
+        peer_half_closes(proto)
+    assert transport.value() == encode_frame(ack_for(MSG_A))
+    assert transport.disconnecting
+    assert logs == []  # nothing unanswered, nothing discarded: connection_lost says the rest
+
+
+def test_half_close_keeps_the_idle_timer_off_until_the_last_reply() -> None:
+    clock = Clock()
+    pending: Deferred[bytes | None] = Deferred()
+    factory = make_factory(RecordingHandler(reply=lambda p: pending), idle_timeout=10,
+                           clock=clock)
+    proto, transport = connect(factory)
+    proto.dataReceived(encode_frame(MSG_A))
+    peer_half_closes(proto)
+    clock.advance(1000)  # a slow commit never costs the sender its ACK
+    assert not transport.disconnecting
+    assert factory.stats.idle_timeouts == 0
+    pending.callback(b"reply A")
+    assert transport.value() == encode_frame(b"reply A")
+    assert transport.disconnecting  # at once, not after another idle period
+    assert clock.getDelayedCalls() == []
+
+
+def test_half_close_after_the_connection_started_closing_changes_nothing() -> None:
+    clock = Clock()
+    handler = RecordingHandler()
+    proto, transport = connect(make_factory(handler, idle_timeout=10, clock=clock))
+    clock.advance(10)
+    assert transport.disconnecting
+    with capture_logs() as logs:
+        peer_half_closes(proto)
+        peer_half_closes(proto)  # reported twice: still nothing to do
+    assert logs == []
+    assert handler.payloads == []
+
+
+def test_write_side_lost_while_the_handler_works_closes_and_drops_the_reply() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    handler = DropAwareHandler(reply=lambda p: pending)
+    proto, transport = connect(make_factory(handler))
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B))
+    proto.writeConnectionLost()
+    assert transport.disconnecting
+    pending.callback(b"reply A")
     assert transport.value() == b""
+    assert handler.payloads == [MSG_A]  # B is not handed over: no reply could leave
+    assert [(p, r) for p, r, _ in handler.dropped] == [(MSG_A, b"reply A")]
 
 
 def test_oversize_frame_closes_after_answering_earlier_frames() -> None:
