@@ -72,8 +72,8 @@ import sqlite_utils
 from .errors import AuditError
 
 __all__ = [
-    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "event_op",
-    "inferences_op", "received_op", "status_op", "utc_now",
+    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "duplicate_op",
+    "event_op", "inferences_op", "received_op", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -157,6 +157,10 @@ class StoredMessage:
     charset: str | None
 
 
+# A messages row as a StoredMessage (its fields in order); callers add the WHERE clause.
+_SELECT_STORED = "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages"
+
+
 @dataclass(frozen=True)
 class Duplicate:
     """What :func:`received_op` returns instead of an id when the message is a duplicate:
@@ -210,17 +214,22 @@ class _ReceivedOp:
         if msg.control_id is not None and not self.accepted:
             original = _accepted_original(conn, msg)
             if original is not None:
-                return _duplicate(conn, msg, original)
+                return self._duplicate_of(conn, original)
         try:
             cur = conn.execute(_INSERT_MESSAGE, (*self.values, None))
         except sqlite3.IntegrityError:
             original = _accepted_original(conn, msg) if self.accepted else None
             if original is None:
                 raise
-            return _duplicate(conn, msg, original)
+            return self._duplicate_of(conn, original)
         message_id = int(cur.lastrowid)  # type: ignore[arg-type]
         conn.execute(_INSERT_EVENT, self.event_row(message_id))
         return message_id
+
+    def _duplicate_of(self, conn: sqlite3.Connection, original: StoredMessage) -> Duplicate:
+        msg = self.msg
+        return _duplicate(conn, original, msg.raw, msg.received_at, msg.control_id, msg.conn_id,
+                          msg.peer)
 
     def event_row(self, message_id: int) -> tuple[Any, ...]:
         msg = self.msg
@@ -281,19 +290,40 @@ def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> Stored
                           msg.control_id or "")
 
 
-def _duplicate(conn: sqlite3.Connection, msg: ReceivedMessage,
-               original: StoredMessage) -> Duplicate:
-    same = original.raw == msg.raw
-    _insert_event(conn, msg.received_at, "duplicate", msg.control_id, original.id,
-                  {"conn_id": msg.conn_id, "peer": msg.peer, "size": len(msg.raw),
+def _duplicate(conn: sqlite3.Connection, original: StoredMessage, raw: bytes, received_at: str,
+               control_id: str | None, conn_id: int | None, peer: str | None) -> Duplicate:
+    """Record the ``duplicate`` event of ``raw`` (received at ``received_at`` on ``conn_id``):
+    it points at the original, so the event views show the original's sender, type and ACK."""
+    same = original.raw == raw
+    _insert_event(conn, received_at, "duplicate", control_id, original.id,
+                  {"conn_id": conn_id, "peer": peer, "size": len(raw),
                    "same_content": same, "ack_code": original.ack_code})
     return Duplicate(original.id, original.ack_code, original.ack_payload, same)
+
+
+def duplicate_op(original_id: int, raw: bytes, received_at: str, control_id: str | None,
+                 conn_id: int | None, peer: str | None) -> Op[Duplicate]:
+    """The ``duplicate`` event of a message that arrived while its original (``original_id``)
+    was still being committed or analysed; returns :class:`Duplicate`.
+
+    The event is the one :func:`received_op` records for a duplicate arriving later: the
+    original is read back as stored (its ACK code as it is now, its raw bytes to compare).
+    It is looked up by id rather than by key because, with ``ack_after = "analysis"``, the
+    original may have been answered AR and so is not in the accepted-key index.
+    """
+    def op(conn: sqlite3.Connection) -> Duplicate:
+        row = conn.execute(f"{_SELECT_STORED} WHERE id = ?", (original_id,)).fetchone()
+        if row is None:
+            raise AuditError(f"message {original_id} is not stored")
+        return _duplicate(conn, StoredMessage(*row), raw, received_at, control_id, conn_id, peer)
+
+    return op
 
 
 def _find_accepted(conn: sqlite3.Connection, sending_application: str | None,
                    sending_facility: str | None, control_id: str) -> StoredMessage | None:
     row = conn.execute(
-        "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
+        f"{_SELECT_STORED} "
         "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
         "AND ack_code IN ('AA', 'CA')",
         (sending_application, sending_facility, control_id)).fetchone()
@@ -506,8 +536,7 @@ class AuditLog:
     def pending_analysis(self) -> list[StoredMessage]:
         """Accepted messages whose analysis never finished (oldest first)."""
         rows = self.conn.execute(
-            "SELECT id, control_id, status, ack_code, ack_payload, raw, charset FROM messages "
-            "WHERE status = 'received' ORDER BY id").fetchall()
+            f"{_SELECT_STORED} WHERE status = 'received' ORDER BY id").fetchall()
         return [StoredMessage(*row) for row in rows]
 
     def events(self, *, after_id: int = 0, last: int | None = None,

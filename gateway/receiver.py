@@ -24,8 +24,10 @@ Steps 1-3 read MSH only: AR and duplicates need MSH only, AE needs step 4.
 **Duplicates** (same MSH-3, MSH-4, MSH-10 as an accepted message) get the ORIGINAL ACK
 bytes again, a ``duplicate`` event is audited and nothing is processed.  The check is
 part of the commit (``gateway.audit.received_op``: the unique index finds them on the
-writer thread, no query per message on the reactor); a duplicate of a message whose
-commit is still running waits for that commit's ACK.
+writer thread, no query per message on the reactor).  A duplicate of a message whose
+commit (or, with ``ack_after = "analysis"``, analysis) is still running waits until the
+original is answered, is then audited exactly as a later duplicate would be
+(``gateway.audit.duplicate_op``) and gets the original's ACK.
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
 message produces one log line ``hl7.message`` with outcome, ACK code and duration; an ACK
@@ -38,6 +40,7 @@ import functools
 import itertools
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -51,7 +54,9 @@ from mappings.header import read_header
 from mappings.policy import AcceptancePolicy
 
 from .ack_policy import decide, enhanced_mode
-from .audit import Duplicate, ReceivedMessage, ack_op, event_op, received_op, utc_now
+from .audit import (
+    Duplicate, ReceivedMessage, ack_op, duplicate_op, event_op, received_op, utc_now,
+)
 from .config import MLLPSettings
 from .errors import GatewayError
 from .pipeline import AcceptedMessage
@@ -98,6 +103,23 @@ def _acked_control_id(ack_text: str) -> str | None:
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """How an in-flight original was answered, handed to the duplicates that waited."""
+
+    ack: bytes | None
+    message_id: int | None  # the stored original; None when it could not be stored
+    ack_code: str | None
+
+
+@dataclass(slots=True)
+class _InFlight:
+    """An accepted message being committed (or analysed) and the duplicates waiting for it."""
+
+    record: ReceivedMessage
+    waiting: list[defer.Deferred] = field(default_factory=list)
+
+
 def default_mapper(mapping_config: Any = None) -> Callable[[str], list[Any]]:
     from mappings.inbound import map_oru
 
@@ -141,7 +163,7 @@ class Receiver:
         self.log = log
         # Accepted messages whose commit is still running, by duplicate key: the
         # Deferreds of duplicates that arrived meanwhile wait here for the ACK.
-        self._inflight: dict[tuple[str, str, str], list[defer.Deferred]] = {}
+        self._inflight: dict[tuple[str, str, str], _InFlight] = {}
 
     # --- the MessageHandler interface --------------------------------------------------
 
@@ -159,7 +181,7 @@ class Receiver:
 
         key = (header.sending_application, header.sending_facility, header.control_id)
         if key in self._inflight:
-            return self._inflight_duplicate(key, header, payload, conn, started)
+            return self._inflight_duplicate(key, header, payload, conn, received, started)
 
         error: BaseException | None = None
         reports: tuple[Any, ...] | None = None  # mapped here only with "full"
@@ -201,7 +223,7 @@ class Receiver:
             error_text=decision.error.message if decision.error else None,
             reports=groups if decision.accepted else None)
         if decision.accepted:
-            self._inflight[key] = []
+            self._inflight[key] = _InFlight(record)
         d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
         d.addCallbacks(self._stored, self._not_stored,
                        callbackArgs=(record, key, header, decoded.text, reports, decision, started,
@@ -239,8 +261,7 @@ class Receiver:
         if decision.accepted and record.ack_code is None:
             return self._after_analysis(message, record, key, header, started)
         ack = record.ack_payload or b""
-        for waiting in self._inflight.pop(key, []) if decision.accepted else []:
-            waiting.callback(ack)
+        self._answer_waiting(key, record, ack, message_id, record.ack_code)
         self._count(record.message_type, record.ack_code)
         self.log.info("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
                       peer=record.peer, message_id=message_id, message_type=record.message_type,
@@ -273,8 +294,7 @@ class Receiver:
                 decision.error.message if decision.error else None))
 
             def sent(_: Any) -> bytes:
-                for waiting in self._inflight.pop(key, []):
-                    waiting.callback(ack)
+                self._answer_waiting(key, record, ack, message_id, code)
                 self._count(record.message_type, code)
                 self.log.info("hl7.message", control_id=record.control_id,
                               conn_id=record.conn_id, peer=record.peer, message_id=message_id,
@@ -289,14 +309,12 @@ class Receiver:
 
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
                     header: Any, charset: str, started: float) -> defer.Deferred | bytes:
-        waiting = self._inflight.pop(key, [])
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
         code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
         ack = encode_message(build_ack(header, code, control_id=self.ids(), now=self.now(),
                                        error=decision.error), charset)
-        for w in waiting:
-            w.callback(ack)
+        self._answer_waiting(key, record, ack, None, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
                        peer=record.peer, message_type=record.message_type, outcome="not_stored",
@@ -307,38 +325,74 @@ class Receiver:
                           key: tuple[str, str, str], header: Any, started: float) -> bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
         ack = duplicate.ack_payload
-        for waiting in self._inflight.pop(key, []):
-            waiting.callback(ack)
-        self._log_duplicate(header, record.conn_id, record.peer, duplicate.ack_code,
-                            duplicate.same_content, started)
+        self._answer_waiting(key, record, ack, duplicate.original_id, duplicate.ack_code)
+        self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
+                            duplicate.ack_code, duplicate.same_content, started)
         return ack
 
-    def _inflight_duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes,
-                            conn: Any, started: float) -> defer.Deferred:
-        """The original is still being committed: its ACK once its commit (and ours) is done."""
-        original: defer.Deferred = defer.Deferred()
-        self._inflight[key].append(original)
-        d = self.committer.submit(event_op(
-            "duplicate", header.control_id, conn_id=conn.conn_id, peer=conn.peer,
-            size=len(payload)))
+    def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
+                        ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:
+        """``record`` has been answered: release the duplicates that waited for it.
 
-        def logged(result: Any) -> None:
-            if isinstance(result, Failure):
+        Only when ``record`` is the in-flight message of its key: a message with the same
+        key that was not accepted (committed or failing meanwhile) must not answer them.
+        """
+        inflight = self._inflight.get(key)
+        if inflight is None or inflight.record is not record:
+            return
+        del self._inflight[key]
+        answer = _Answer(ack, message_id, ack_code)
+        for waiting in inflight.waiting:
+            waiting.callback(answer)
+
+    def _inflight_duplicate(self, key: tuple[str, str, str], header: Any, payload: bytes,
+                            conn: Any, received: datetime, started: float) -> defer.Deferred:
+        """The original is still being committed: once it is answered, audit this duplicate
+        as if it had arrived later (the event points at the stored original, so the audit
+        views show its sender, type and ACK) and answer with the original's ACK."""
+        inflight = self._inflight[key]
+        answered: defer.Deferred = defer.Deferred()
+        inflight.waiting.append(answered)
+        received_at = utc_now(received)
+
+        def audit(answer: _Answer) -> defer.Deferred:
+            same: bool | None = None
+            if answer.message_id is not None:
+                op = duplicate_op(answer.message_id, payload, received_at, header.control_id,
+                                  conn.conn_id, conn.peer)
+            else:
+                # The original could not be stored: nothing to point at, so the event
+                # carries what is known here (the same fields, compared in memory).
+                same = payload == inflight.record.raw
+                op = event_op("duplicate", header.control_id, time=received_at,
+                              conn_id=conn.conn_id, peer=conn.peer, size=len(payload),
+                              same_content=same, ack_code=answer.ack_code)
+            return self.committer.submit(op).addBoth(logged, answer, same)
+
+        def logged(result: Any, answer: _Answer, same: bool | None) -> bytes | None:
+            ack_code = answer.ack_code
+            if isinstance(result, Duplicate):
+                ack_code, same = result.ack_code, result.same_content
+            elif isinstance(result, Failure):
+                # Not processed either way; the sender still gets the original's ACK.
                 self.log.error("audit.write_failed", audit_event="duplicate",
                                error=result.type.__name__)
-            self._log_duplicate(header, conn.conn_id, conn.peer, None, None, started,
-                                pending=True)
+            self._log_duplicate(header, conn.conn_id, conn.peer, answer.message_id, ack_code,
+                                same, started, pending=True)
+            return answer.ack
 
-        d.addBoth(logged)
-        return defer.gatherResults([original, d]).addCallback(lambda r: r[0])
+        return answered.addCallback(audit)
 
-    def _log_duplicate(self, header: Any, conn_id: Any, peer: Any, ack_code: str | None,
-                       same: bool | None, started: float, pending: bool | None = None) -> None:
+    def _log_duplicate(self, header: Any, conn_id: Any, peer: Any, message_id: int | None,
+                       ack_code: str | None, same: bool | None, started: float,
+                       pending: bool | None = None) -> None:
         if self.metrics is not None:
             self.metrics.inc("ri_gateway_duplicates_total")
+        # message_id is the original's, as in the audit event, to find what was answered.
         self.log.info("hl7.message", control_id=header.control_id, conn_id=conn_id, peer=peer,
-                      message_type=header.message_code, outcome="duplicate", ack_code=ack_code,
-                      same_content=same, pending=pending, duration_ms=self._ms(started))
+                      message_id=message_id, message_type=header.message_code,
+                      outcome="duplicate", ack_code=ack_code, same_content=same,
+                      pending=pending, duration_ms=self._ms(started))
 
     def _unreadable(self, payload: bytes, decoded: Any, exc: UnreadableHeader, conn: Any,
                     received: datetime, started: float) -> defer.Deferred:

@@ -6,7 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from gateway.audit import AuditLog, Duplicate, ReceivedMessage, event_op, inferences_op, received_op, status_op
+from gateway.audit import (
+    AuditLog, Duplicate, ReceivedMessage, duplicate_op, event_op, inferences_op, received_op,
+    status_op,
+)
 from gateway.errors import AuditError
 
 
@@ -71,6 +74,33 @@ def test_a_duplicate_is_not_stored_but_answered_with_the_original_ack(tmp_path):
         ("duplicate", first, {"conn_id": 1, "peer": "127.0.0.1:5000", "size": 38,
                               "same_content": False, "ack_code": "AA"}),
     ]
+
+
+def test_duplicate_op_records_what_a_later_duplicate_gets(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    first = audit.record_received(message())
+    later = audit.record_received(message())  # found by the commit itself: the reference
+    dup = message()
+    waited = audit.run(duplicate_op(first, dup.raw, dup.received_at, dup.control_id,
+                                    dup.conn_id, dup.peer))
+    assert waited == later == Duplicate(first, "AA", b"MSH|ack", True)
+    *_, reference, recorded = audit.events()
+    assert {k: v for k, v in recorded.items() if k != "id"} == {
+        k: v for k, v in reference.items() if k != "id"}
+
+
+def test_duplicate_op_finds_the_original_by_id_whatever_its_ack(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    # Answered AR after analysis: not in the accepted-key index, still the original.
+    first = audit.record_received(message(ack_code="AR", status="failed"))
+    dup = message()
+    changed = audit.run(duplicate_op(first, dup.raw + b"\rOBX|1", dup.received_at, "C1", 2,
+                                     "127.0.0.1:5001"))
+    assert changed == Duplicate(first, "AR", b"MSH|ack", False)
+    assert [(e["event"], e["message_id"], e["ack_code"]) for e in audit.events()][-1] == (
+        "duplicate", first, "AR")
+    with pytest.raises(AuditError, match="not stored"):
+        audit.run(duplicate_op(first + 1, dup.raw, dup.received_at, "C1", 2, "127.0.0.1:5001"))
 
 
 def test_batch_isolates_a_failing_op(tmp_path):

@@ -180,19 +180,6 @@ def test_duplicate_gets_the_original_ack_and_is_not_processed(tmp_path):
     assert len(h.accepted) == 2
 
 
-def test_duplicate_while_the_original_commit_is_running(tmp_path):
-    writer = ManualWriter()
-    h = Harness(tmp_path, writer=writer)
-    p1, t1 = h.connect(5001)
-    p2, t2 = h.connect(5002)
-    p1.dataReceived(frame(oru("P1")))
-    p2.dataReceived(frame(oru("P1")))
-    assert t1.value() == t2.value() == b""
-    writer.finish_all()
-    assert unframe_all(t1.value()) == unframe_all(t2.value())
-    assert len(h.accepted) == 1
-
-
 def test_duplicate_now_failing_the_header_checks_still_gets_the_original_ack(tmp_path):
     h = Harness(tmp_path)
     proto, transport = h.connect()
@@ -353,6 +340,123 @@ def test_another_accepted_type_gets_aa_without_the_report_rules(tmp_path, mode):
     assert [a.control_id for a in h.accepted] == ["A1"]
     assert [(m["status"], m["message_type"], m["reports"]) for m in h.audit.messages_for("A1")] \
         == [("received", "ADT^A01", 0)]
+
+
+def _sent_twice_at_once(h, control_id):
+    """The same message on two connections, the second before the first is answered;
+    returns the two transports."""
+    connections = [h.connect(5001), h.connect(5002)]
+    for proto, _ in connections:
+        proto.dataReceived(frame(oru(control_id)))
+    return [transport for _, transport in connections]
+
+
+def _duplicate_views(audit, control_id):
+    """The duplicate events as the audit views show them (time, id and connection aside)."""
+    return [(e["message_id"], e["message_type"], e["sender"], e["ack_code"],
+             {k: v for k, v in e["fields"].items() if k not in ("conn_id", "peer")})
+            for e in audit.events(control_id=control_id) if e["event"] == "duplicate"]
+
+
+def _duplicate_lines(logs):
+    return [{k: v for k, v in line.items() if k not in ("conn_id", "peer", "duration_ms")}
+            for line in logs if line.get("outcome") == "duplicate"]
+
+
+def test_duplicates_during_the_original_commit_are_audited_like_later_ones(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    original = oru("PAR1")
+    changed = oru("PAR1", report="IMPRESSION: No pneumothorax.")
+    connections = [h.connect(5000 + n) for n in range(4)]
+    with capture_logs() as logs:
+        connections[0][0].dataReceived(frame(original))
+        # Two duplicates while the original's commit is running, one with other content...
+        connections[1][0].dataReceived(frame(original))
+        connections[2][0].dataReceived(frame(changed))
+        assert [t.value() for _, t in connections] == [b""] * 4  # nothing before the commit
+        writer.finish_all()
+        # ...and one after it, which the commit itself finds: the reference.
+        connections[3][0].dataReceived(frame(original))
+        writer.finish_all()
+    acks = [unframe_all(t.value()) for _, t in connections]
+    assert acks[1] == acks[2] == acks[3] == acks[0]
+    assert segments(acks[0][0])[1] == "MSA|AA|PAR1"
+    assert [a.control_id for a in h.accepted] == ["PAR1"]
+    (stored,) = h.audit.messages_for("PAR1")
+    # The audit views join each duplicate to the original: sender, type and ACK code.
+    expected = (stored["id"], "ORU^R01", "RIS^HOSP", "AA")
+    assert _duplicate_views(h.audit, "PAR1") == [
+        (*expected, {"size": len(original), "same_content": True, "ack_code": "AA"}),
+        (*expected, {"size": len(changed), "same_content": False, "ack_code": "AA"}),
+        (*expected, {"size": len(original), "same_content": True, "ack_code": "AA"}),
+    ]
+    # Each event names the connection the duplicate came on.
+    assert [(e["fields"]["conn_id"], e["fields"]["peer"])
+            for e in h.audit.events(control_id="PAR1") if e["event"] == "duplicate"] == [
+        (2, "127.0.0.1:5001"), (3, "127.0.0.1:5002"), (4, "127.0.0.1:5003")]
+    line = {"event": "hl7.message", "log_level": "info", "control_id": "PAR1",
+            "message_id": stored["id"], "message_type": "ORU^R01", "outcome": "duplicate",
+            "ack_code": "AA"}
+    assert _duplicate_lines(logs) == [
+        {**line, "same_content": True, "pending": True},
+        {**line, "same_content": False, "pending": True},
+        {**line, "same_content": True, "pending": None},
+    ]
+
+
+def test_duplicate_waiting_for_an_analysis_that_fails_is_audited_with_the_ar(tmp_path):
+    from twisted.internet import defer
+
+    h = Harness(tmp_path)
+    analysis = defer.Deferred()
+    h.receiver.on_accepted = lambda message: analysis
+    h.receiver.ack_after = "analysis"
+    # The second arrives once the original is stored, while its analysis is running.
+    t1, t2 = _sent_twice_at_once(h, "AN3")
+    assert t1.value() == t2.value() == b""
+    analysis.callback("failed")
+    assert unframe_all(t2.value()) == unframe_all(t1.value())
+    assert segments(unframe_all(t1.value())[0])[1].startswith("MSA|AR|AN3")
+    (stored,) = h.audit.messages_for("AN3")
+    # Answered AR, the original is not an accepted message: found by id, not by key.
+    assert _duplicate_views(h.audit, "AN3") == [
+        (stored["id"], "ORU^R01", "RIS^HOSP", "AR",
+         {"size": len(oru("AN3")), "same_content": True, "ack_code": "AR"})]
+
+
+def test_duplicate_of_an_original_that_could_not_be_stored(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    t1, t2 = _sent_twice_at_once(h, "S2")
+    _, failing = writer.pending.pop(0)  # the original's transaction fails
+    failing.errback(OSError("disk full"))
+    writer.finish_all()
+    assert unframe_all(t2.value()) == unframe_all(t1.value())
+    assert segments(unframe_all(t1.value())[0])[1].startswith("MSA|AR|S2")
+    assert h.audit.messages_for("S2") == []
+    # Nothing stored to point at: the event says what the duplicate was answered.
+    assert _duplicate_views(h.audit, "S2") == [
+        (None, None, None, None,
+         {"size": len(oru("S2")), "same_content": True, "ack_code": "AR"})]
+
+
+def test_rejected_message_failing_to_be_stored_leaves_the_accepted_ones_duplicates(tmp_path):
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    (p1, t1), (p2, t2), (p3, t3) = (h.connect(5000 + n) for n in range(3))
+    p1.dataReceived(frame(oru("R2", version="9.9")))  # rejected: never a duplicate's original
+    p2.dataReceived(frame(oru("R2")))  # accepted, its commit behind the rejected one's
+    p3.dataReceived(frame(oru("R2")))  # a duplicate of the accepted one
+    _, failing = writer.pending.pop(0)
+    failing.errback(OSError("disk full"))
+    writer.finish_all()
+    assert segments(unframe_all(t1.value())[0])[1].startswith("MSA|AR|R2")
+    assert segments(unframe_all(t2.value())[0])[1] == "MSA|AA|R2"
+    assert unframe_all(t3.value()) == unframe_all(t2.value())
+    (stored,) = h.audit.messages_for("R2")
+    assert [e["message_id"] for e in h.audit.events(control_id="R2")
+            if e["event"] == "duplicate"] == [stored["id"]]
 
 
 def test_an_ack_the_listener_could_not_write_is_logged_without_content(tmp_path):

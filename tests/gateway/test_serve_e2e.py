@@ -152,6 +152,40 @@ def test_sender_that_half_closes_gets_its_ack(gateway):
     assert b"\rMSA|AA|HALF1" in ack
 
 
+def test_concurrent_duplicates_are_audited_with_the_original(gateway):
+    senders = 20
+    start = threading.Barrier(senders)
+    acks: list[bytes | None] = [None] * senders
+
+    def send(n: int) -> None:
+        start.wait(30)  # all at once: most arrive while the first is being committed
+        acks[n] = exchange(gateway.port, oru("PAR1"))
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(senders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert acks[0] is not None and b"\rMSA|AA|PAR1" in acks[0]
+    assert set(acks) == {acks[0]}
+    shown = run_cli("audit", "show", "PAR1", "--db", str(gateway.db))
+    assert shown.returncode == 0, shown.stderr
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    (received,) = [l for l in lines if l["event"] == "received"]
+    duplicates = [l for l in lines if l["event"] == "duplicate"]
+    assert len(duplicates) == senders - 1
+    assert {(l["message_id"], l["message_type"], l["sender"], l["ack_code"], l["same_content"])
+            for l in duplicates} == {(received["message_id"], "ORU^R01", "RIS^HOSP", "AA", True)}
+    # Their log lines too: the original's message id, the ACK code, the comparison.
+    is_duplicate = json_event("hl7.message", outcome="duplicate")
+    gateway.output.wait_for(lambda line: is_duplicate(line) and sum(
+        map(is_duplicate, gateway.output.seen)) >= senders - 1)
+    logged = [json.loads(line) for line in gateway.output.seen if is_duplicate(line)]
+    assert len(logged) == senders - 1
+    assert {(l["message_id"], l["ack_code"], l["same_content"]) for l in logged} == {
+        (received["message_id"], "AA", True)}
+
+
 def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     result = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"), "--mllp", "tcpx:1")
     assert result.returncode == 2
