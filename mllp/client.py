@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.endpoints import clientFromString, connectProtocol
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -193,13 +193,19 @@ class MLLPClientProtocol(Protocol):
 
 def connect_client(
     reactor: Any,
-    endpoint_string: str,
+    endpoint: str | IStreamClientEndpoint,
     *,
     max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
     lenient_end: bool = False,
 ) -> Deferred[MLLPClientProtocol]:
-    """Connect to a Twisted client endpoint string (``tcp:host=H:port=P``, ``tls:...``)."""
-    endpoint = clientFromString(reactor, endpoint_string)
+    """Connect to a Twisted client endpoint, or an endpoint string (``tcp:host=H:port=P``,
+    ``tls:...``).
+
+    An endpoint object spares a caller that holds a host and a port the string syntax, in
+    which every ``:`` of an IPv6 address has to be escaped.
+    """
+    if isinstance(endpoint, str):
+        endpoint = clientFromString(reactor, endpoint)
     protocol = MLLPClientProtocol(
         clock=reactor, max_frame_size=max_frame_size, lenient_end=lenient_end
     )

@@ -49,9 +49,10 @@ def test_help_version_and_every_option_documented():
 def test_split_messages_handles_line_ends_and_envelopes():
     data = (b"\xef\xbb\xbfFHS|^~\\&|X\r\nBHS|^~\\&|X\r\nMSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\r\n"
             b"PID|1\r\n\r\nMSH|^~\\&|A|B|||||ORU^R01|2|P|2.5\nOBX|1|TX|||MSH text\nBTS|2\rFTS|1\r")
+    # The file's UTF-8 BOM goes with every message (gateway.commands.send).
     assert split_messages(data) == [
-        b"MSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\rPID|1\r",
-        b"MSH|^~\\&|A|B|||||ORU^R01|2|P|2.5\rOBX|1|TX|||MSH text\r",
+        b"\xef\xbb\xbfMSH|^~\\&|A|B|||||ORU^R01|1|P|2.5\rPID|1\r",
+        b"\xef\xbb\xbfMSH|^~\\&|A|B|||||ORU^R01|2|P|2.5\rOBX|1|TX|||MSH text\r",
     ]
     assert split_messages(b"hello\n") == []
 
