@@ -58,10 +58,19 @@ def _check_endpoint(key: str, value: str) -> None:
 
 
 def _check_charset(key: str, value: str) -> None:
+    # The receiver decodes with mappings.decoding, which also takes HL7 names ("8859/1")
+    # and refuses Python codecs that are not character sets for HL7 text ("hex", "idna"):
+    # checked by the same function, so a default accepted here is one decoding can use.
+    from mappings.decoding import charset_codec
+
+    if charset_codec(value) is not None:
+        return
     try:
         codecs.lookup(value)
-    except LookupError:
+    except (LookupError, ValueError):
         raise ConfigError(key, f"unknown character set {value!r}") from None
+    raise ConfigError(key, f"{value!r} is a Python codec but not a character set HL7 text "
+                           "can be written in (ASCII characters must keep their bytes)")
 
 
 def _positive(key: str, value: float) -> None:

@@ -1,6 +1,6 @@
 """Bytes off the wire -> message text with CR segment separators. Never raises on bytes.
 
-Decisions (each has a test in tests/mappings/test_decoding.py):
+Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
 
 * **Byte order marks** (UTF-8, UTF-16 LE/BE) are stripped and win over MSH-18: a sender
   that writes a BOM knows its encoding better than its MSH-18 field. UTF-16 without a
@@ -10,13 +10,21 @@ Decisions (each has a test in tests/mappings/test_decoding.py):
   MSH-18 may repeat (``8859/1~UNICODE UTF-8``, v2.3+): the first value this module knows
   is used. Names are matched case-insensitively ignoring spaces, ``_`` and ``-``, so
   ``UNICODE UTF-8``, ``UTF-8``, ``utf8``, ``ISO_IR 192`` and ``ISO-IR-192`` are the same.
-* **Without a usable MSH-18** the configured default (``default_charset``) is used.
+* **Without a usable MSH-18** the configured default (``default_charset``) is used. A name
+  is usable when it names a character set HL7 text can be carried in (:func:`charset_codec`):
+  one in which every ASCII character stands for itself wherever it stands, since MSH-18
+  itself, the delimiters, segment ids and escape sequences were read as ASCII; or one of the
+  Unicode encoding forms a BOM identifies. A Python codec that is not a character set
+  (``hex``, ``base64``, ``rot13``, ``zlib``; ``idna``, ``punycode``, ``undefined``,
+  ``unicode_escape``, ``raw_unicode_escape``, ``utf-7``; EBCDIC code pages) counts as
+  unknown: the message falls back to the default exactly as with an empty MSH-18.
 * **Declared UTF-16 on a message whose MSH we just read as ASCII** cannot be right (UTF-16
   would have NUL bytes there); it is decoded as UTF-8 instead. ``UNICODE`` alone (a
   pre-2.5 name for UCS-2 that senders use loosely) is treated the same way.
 * **Fallback**: the declared codec is tried strictly, then UTF-8, then the default. If none
   decodes every byte, the declared (else default) codec decodes with one U+FFFD per
-  undecodable byte, and ``replaced`` counts them. ``charset`` names the codec really used.
+  undecodable byte, and ``replaced`` counts them. ``charset`` names the codec really used,
+  and is always one :func:`charset_codec` accepts, so the ACK can be encoded in it.
 * **Segment separators**: CRLF, CR and LF all end a segment. A line that does not start
   with a segment id (a capital letter and one or two capitals/digits followed by the field
   separator) continues the previous segment and is joined to it with LF. This keeps a raw
@@ -77,6 +85,9 @@ _register("cp1252", "WINDOWS-1252", "CP1252", "WIN1252", "MS-ANSI")
 _register("cp1250", "WINDOWS-1250", "CP1250")
 _register("cp1251", "WINDOWS-1251", "CP1251")
 _register("utf-8", "UNICODE UTF-8", "UTF-8", "UTF8", "ISO_IR 192", "UNICODE")
+# UTF-8 with a BOM: the BOM is stripped before decoding anyway, and an ACK must not start
+# with one (Python's utf-8-sig would write it).
+_register("utf-8", "UTF-8-SIG")
 _register("utf-16", "UNICODE UTF-16", "UTF-16", "UTF16", "UCS-2")
 _register("utf-32", "UNICODE UTF-32", "UTF-32")
 _register("gb18030", "GB 18030-2000", "GB18030", "GB 18030")
@@ -106,14 +117,47 @@ class DecodedMessage:
 
 @functools.lru_cache(maxsize=256)  # called for every message with a handful of names
 def charset_codec(name: str) -> str | None:
-    """The Python codec for an MSH-18 value or charset alias, or None when unknown."""
+    """The Python codec for an MSH-18 value or charset alias, or None when the name is
+    unknown or names a codec that is not a character set for HL7 text (_is_charset)."""
     codec = _CHARSETS.get(_key(name))
-    if codec is not None:
-        return codec
+    if codec is None:
+        try:
+            codec = codecs.lookup(name.strip()).name
+        except (LookupError, ValueError):
+            return None
+    return codec if _is_charset(codec) else None
+
+
+# The Unicode encoding forms a BOM or the NUL pattern of "MSH" identifies (_strip_bom) and
+# HL7 table 0211 names: not ASCII-compatible, but recognised before MSH-18 is read.
+_UNICODE_FORMS = frozenset(codecs.lookup(name).name for name in (
+    "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"))
+# Every ordered pair of the ASCII characters HL7 text is written in (printable, TAB, LF,
+# CR): a codec that reads a character differently after another one (an escape such as
+# "\u" or "+", a shift such as "~{") shows it here.
+_HL7_ASCII = "".join(map(chr, range(0x20, 0x7F))) + "\t\n\r"
+_ASCII_PAIRS = "".join(a + b for a in _HL7_ASCII for b in _HL7_ASCII)
+_ASCII_PAIR_BYTES = _ASCII_PAIRS.encode("ascii")
+
+
+@functools.lru_cache(maxsize=256)  # a probe of 19 KB, once per codec
+def _is_charset(codec: str) -> bool:
+    """Whether a Python codec can carry HL7 text: MSH-18 was read from the raw bytes as
+    ASCII, so a declared codec must give every ASCII character its ASCII byte both ways,
+    wherever it stands (else the MSH it was read from would mean something else). That
+    rules out bytes-to-bytes codecs (hex, base64, zlib, rot13: str.encode refuses them),
+    transformations (idna, punycode, unicode_escape, raw_unicode_escape, utf-7), codecs
+    that never work (undefined) and EBCDIC, without a list of names to keep up to date.
+    The Unicode forms are the exception: a BOM or NULs identify them before MSH-18 is read."""
+    if codec in _UNICODE_FORMS:
+        return True
     try:
-        return codecs.lookup(name.strip()).name
-    except (LookupError, ValueError):
-        return None
+        # Encoding first: unicode_escape fails there without the DeprecationWarning its
+        # decoder gives for "\\]".
+        return (_ASCII_PAIRS.encode(codec) == _ASCII_PAIR_BYTES
+                and _ASCII_PAIR_BYTES.decode(codec) == _ASCII_PAIRS)
+    except Exception:  # noqa: BLE001 - a codec that fails on plain ASCII is not a charset
+        return False
 
 
 def decode_message(raw: bytes, default_charset: str = "utf-8", *,
@@ -139,11 +183,17 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
     for candidate in candidates:
         try:
             text = body.decode(candidate)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError):
             continue
         return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(candidate),
                                declared=declared, replaced=0)
-    text = body.decode(codec, errors="ri-gateway-mark")
+    try:
+        text = body.decode(codec, errors="ri-gateway-mark")
+    except (UnicodeError, LookupError):
+        # Decoding never raises (a message without an ACK and an audit row is lost):
+        # should a codec fail even with replacements, UTF-8 with them cannot.
+        codec = "utf-8"
+        text = body.decode(codec, errors="ri-gateway-mark")
     replaced = text.count(_MARK)
     text = text.replace(_MARK, "\ufffd")
     return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(codec),

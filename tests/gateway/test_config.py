@@ -75,12 +75,28 @@ def test_file_then_environment_then_cli(tmp_path):
     ("", {"RI_GATEWAY_STORAGE_SYNCHRONOUS": "off"}, "storage.synchronous"),
     ("", {"RI_GATEWAY_NOPE_X": "1"}, "RI_GATEWAY_NOPE_X"),
     ("[http]\nendpoint = \"tcp:2575:interface=127.0.0.1\"\n", {}, "http.endpoint"),
+    # Python codecs that are not character sets HL7 text can be written in.
+    ("[mllp]\ndefault_charset = \"hex\"\n", {}, "mllp.default_charset"),
+    ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "idna"}, "mllp.default_charset"),
+    ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "undefined"}, "mllp.default_charset"),
 ])
 def test_invalid_values_name_the_key(tmp_path, text, env, key):
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text), {}, env)
     assert info.value.key == key
     assert str(info.value).startswith(key)
+
+
+@pytest.mark.parametrize("value, codec", [("8859/1", "latin-1"), ("UNICODE UTF-8", "utf-8"),
+                                          ("cp1252", "cp1252"), ("utf-8-sig", "utf-8")])
+def test_default_charset_takes_what_decoding_takes(value, codec):
+    # HL7 names too: the receiver decodes with mappings.decoding, which reads them.
+    import codecs
+
+    from mappings.decoding import charset_codec
+
+    settings = load_settings(None, {"mllp.default_charset": value}, {})
+    assert codecs.lookup(charset_codec(settings.mllp.default_charset)).name == codecs.lookup(codec).name
 
 
 def test_cli_override_is_validated():

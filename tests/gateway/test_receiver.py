@@ -473,3 +473,25 @@ def test_an_ack_the_listener_could_not_write_is_logged_without_content(tmp_path)
     assert dropped == {"event": "hl7.ack_dropped", "log_level": "warning", "control_id": "GONE1",
                        "conn_id": 1, "peer": "127.0.0.1:5001", "ack_code": "AA"}
     assert "DOE" not in repr(logs) and "pneumothorax" not in repr(logs)
+
+
+@pytest.mark.parametrize("mode", ["check", "none"])
+@pytest.mark.parametrize("charset, body", [
+    ("undefined", b""), ("idna", b""), ("hex", b"\xe9"), ("rot13", b"\xe9"),
+])
+def test_msh18_naming_a_codec_that_is_not_a_charset_gets_the_default_and_an_aa(
+        tmp_path, mode, charset, body):
+    # The sender's MSH-18 names a Python codec that cannot decode HL7 text: the message is
+    # read in the default charset (as with an empty MSH-18), stored and answered.
+    h = Harness(tmp_path, settings=MLLPSettings(map_before_ack=mode))
+    proto, transport = h.connect()
+    text = oru("CS1").replace(b"|2.5.1\r", b"|2.5.1||||||" + charset.encode() + b"\r", 1)
+    proto.dataReceived(frame(text + b"NTE|1||M" + body + b"ller\r"))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[0].split("|")[17] == charset  # MSH-18 copied, as for any unknown name
+    assert segments(ack)[1] == "MSA|AA|CS1"
+    assert [(m["status"], m["ack_code"], m["charset"]) for m in h.audit.messages_for("CS1")] == [
+        ("received", "AA", "utf-8")]
+    (received,) = [e for e in h.audit.events(control_id="CS1") if e["event"] == "received"]
+    assert received["fields"].get("replaced") == (1 if body else None)
+    assert not transport.disconnecting

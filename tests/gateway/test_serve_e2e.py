@@ -13,7 +13,7 @@ import hl7
 import hl7.mllp
 import pytest
 
-from gateway_process import GatewayProcess, exchange, json_event, run_cli
+from gateway_process import GatewayProcess, cli_env, exchange, json_event, run_cli
 from gateway_samples import oru
 
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus" / "hl7"
@@ -190,6 +190,21 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     result = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"), "--mllp", "tcpx:1")
     assert result.returncode == 2
     assert result.stderr.startswith("ri-gateway: mllp.endpoint: invalid Twisted endpoint")
+
+
+@pytest.mark.parametrize("args, env, toml, expected", [
+    ([], {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "hex"}, None, "ri-gateway: mllp.default_charset: 'hex' is"),
+])
+def test_invalid_values_stop_serve_with_exit_2_naming_the_key(tmp_path, args, env, toml, expected):
+    if toml is not None:
+        (tmp_path / "gateway.toml").write_text(toml)
+        args = [*args, "--config", str(tmp_path / "gateway.toml")]
+    # Were the value accepted, the gateway would listen on a loopback port of its own.
+    env = {"RI_GATEWAY_MLLP_ENDPOINT": "tcp:25001:interface=127.0.0.1", **env}
+    result = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"), *args, env=cli_env(**env))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # the message, no traceback
 
 
 def test_sigterm_during_a_burst_of_log_lines_stops_the_gateway_cleanly(tmp_path):

@@ -44,6 +44,66 @@ def test_unknown_charset_name() -> None:
     assert charset_codec("code1") is None
 
 
+# Python codecs that are not character sets HL7 text can be carried in: bytes-to-bytes
+# codecs, transformations of text, a codec that always fails, EBCDIC (ASCII letters on
+# other bytes), a 7-bit encoding where "~" shifts, and one where "\\" is a yen sign.
+NOT_CHARSETS = ["hex", "rot13", "base64", "zlib", "bz2", "quopri", "uu", "idna", "punycode",
+                "undefined", "unicode_escape", "raw_unicode_escape", "utf-7", "cp500", "hz",
+                "shift_jis_2004"]
+
+
+@pytest.mark.parametrize("name", NOT_CHARSETS)
+def test_codec_that_is_not_a_charset_is_no_charset_name(name: str) -> None:
+    assert codecs.lookup(name)  # Python knows it...
+    assert charset_codec(name) is None  # ...but it cannot be what MSH-18 means
+
+
+@pytest.mark.parametrize("name", ["koi8-r", "mac_roman", "cp437", "iso2022_jp", "EUC-JP", "utf_16_le",
+                                  "UTF-32-BE", "utf-8-sig"])
+def test_other_python_charsets_are_accepted(name: str) -> None:
+    codec = charset_codec(name)
+    assert codec is not None and "MSH|^~\\&|".encode(codec)
+
+
+@pytest.mark.parametrize("declared", NOT_CHARSETS)
+def test_msh18_naming_a_codec_that_is_not_a_charset_falls_back_to_default(declared: str) -> None:
+    message = msh(declared) + "\rPID|||1||Müller"
+    assert decode_message(message.encode("latin-1"), default_charset="8859/1") == \
+        DecodedMessage(message, "iso8859-1", declared, 0)
+    # Not decodable in the default either: replaced and counted, as with an empty MSH-18.
+    raw = (msh(declared) + "\rPID|||1||M").encode() + b"\xe9ller"
+    assert decode_message(raw) == DecodedMessage(msh(declared) + "\rPID|||1||M\ufffdller", "utf-8",
+                                                 declared, 1)
+
+
+@pytest.mark.parametrize("default", NOT_CHARSETS)
+def test_default_that_is_not_a_charset_is_utf8(default: str) -> None:
+    raw = (msh() + "\rPID|||1||M").encode() + b"\xe9ller"
+    assert (decode_message(raw, default).charset, decode_message(raw, default).replaced) == ("utf-8", 1)
+
+
+def _python_codec_names() -> list[str]:
+    import encodings
+    import pkgutil
+    from encodings.aliases import aliases
+
+    names = {m.name for m in pkgutil.iter_modules(encodings.__path__)} | set(aliases) | set(aliases.values())
+    return sorted(names - {"aliases"})
+
+
+@pytest.mark.parametrize("body", [b"", b"\xe9", b"\\u00e9+AOk-~{", bytes(range(256))])
+def test_never_raises_whatever_msh18_and_the_charset_it_reports_encodes(body: bytes) -> None:
+    from mappings.ack import encode_message
+
+    for name in _python_codec_names():
+        raw = (msh(name) + "\rPID|||1||M").encode() + body
+        for default in ("utf-8", name):
+            decoded = decode_message(raw, default)
+            # The ACK is encoded in the charset reported: it has to be one that encodes.
+            assert charset_codec(decoded.charset) is not None, (name, default, decoded.charset)
+            assert encode_message("MSA|AA|\u00e9\u20ac\U0001f600", decoded.charset), (name, decoded.charset)
+
+
 @pytest.mark.parametrize(("declared", "text", "codec"), [
     ("8859/1", "Müller", "iso8859-1"),
     ("8859/15", "price 5€", "iso8859-15"),

@@ -7,6 +7,7 @@ reports, batches) to the shortcut and to the general path, and compares whole va
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 
 from mappings.ack import format_ts
 from mappings.datatypes import hl7_datetime, is_hl7_datetime
-from mappings.decoding import decode_message, normalise_segments
+from mappings.decoding import charset_codec, decode_message, normalise_segments
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.escapes import escape
 from mappings.header import Delimiters, read_header
@@ -165,6 +166,34 @@ def datetime_values() -> list[str]:
 def test_is_hl7_datetime_agrees_with_hl7_datetime() -> None:
     values = datetime_values()
     assert [hl7_datetime(v) is not None for v in values] == [is_hl7_datetime(v) for v in values]
+
+
+# MSH-18 values a sender may choose: known, unknown, repeated, and Python codecs that are
+# not character sets (each falls back to the default, as an empty MSH-18 does).
+ODD_CHARSETS = ["", "8859/1", "code1~8859/1", "hex", "rot13~8859/1", "idna", "undefined",
+                "punycode", "raw_unicode_escape", "utf-7", "cp500", "zlib"]
+
+
+@pytest.mark.parametrize("declared", ODD_CHARSETS)
+@pytest.mark.parametrize("default", ["utf-8", "8859/1"])
+def test_msh18_read_from_the_raw_bytes_agrees_with_the_general_paths(declared: str, default: str) -> None:
+    raw = (oru(charset=declared) + "\rNTE|1||M\u00fcller").encode("latin-1")
+    fast = decode_message(raw, default)
+    # Leading blank lines take the BOM check and the MSH search off their shortcuts; the
+    # text as sent is what the ACK path reads.
+    general = decode_message(b"\r\n " + raw, default)
+    as_sent = decode_message(raw, default, normalise=False)
+    assert (general.text, general.charset, general.declared, general.replaced) == \
+        (fast.text, fast.charset, fast.declared, fast.replaced)
+    assert (normalise_segments(as_sent.text), as_sent.charset, as_sent.declared, as_sent.replaced) == \
+        (fast.text, fast.charset, fast.declared, fast.replaced)
+    # The mapping reads MSH-18 again from the header (mappings.inbound): the same first
+    # usable value, else the same default.
+    header = read_header(fast.text)
+    assert fast.declared == (declared or None)
+    assert header.character_sets == tuple(v for v in declared.split("~") if v)
+    chosen = next((c for c in map(charset_codec, header.character_sets) if c), charset_codec(default))
+    assert codecs.lookup(chosen).name == fast.charset
 
 
 def test_frozen_instances_are_the_constructed_ones() -> None:
