@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import math
 import os
 import re
 import tomllib
@@ -263,14 +264,22 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
                 pass
         raise ConfigError(key, f"expected an integer, got {value!r}")
     if tp is float or tp == (float | None):
+        number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if from_env:
+            number = float(value)
+        elif from_env:
             try:
-                return float(value.strip())
+                number = float(value.strip())
             except ValueError:
                 pass
-        raise ConfigError(key, f"expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        # TOML and float() both read nan and inf. NaN passes every comparison a validator
+        # makes (nan <= 0 is false) and no setting has a use for an infinite one: 0 is how
+        # a timeout or a wait is turned off.
+        if not math.isfinite(number):
+            raise ConfigError(key, f"must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, str):
             return value

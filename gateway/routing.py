@@ -27,6 +27,7 @@ Errors: configuration problems raise ``gateway.errors.ConfigError`` naming the k
 from __future__ import annotations
 
 import datetime as dt
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -231,6 +232,8 @@ def parse_destinations(table: Mapping[str, Any]) -> dict[str, Destination]:
             value = spec[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and not isinstance(value, int)):
                 raise ConfigError(f"{where}.{key}", f"expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+            if not math.isfinite(value):  # TOML reads nan and inf; nan passes the checks below
+                raise ConfigError(f"{where}.{key}", f"must be a finite number, got {value!r}")
             if value < 0 or (key != "jitter" and value == 0):
                 raise ConfigError(f"{where}.{key}", f"must be greater than 0, got {value}")
             kwargs[key] = tp(value)

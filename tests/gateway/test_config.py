@@ -87,6 +87,37 @@ def test_invalid_values_name_the_key(tmp_path, text, env, key):
     assert str(info.value).startswith(key)
 
 
+FLOAT_KEYS = [("mllp", "idle_timeout"), ("analysis", "quiet_period"), ("analysis", "max_wait")]
+
+
+def test_float_keys_are_all_checked_here():
+    # A float setting added later must join FLOAT_KEYS, so the test below covers it.
+    import typing
+
+    from gateway.config import BUILTIN_SECTIONS
+
+    assert sorted((name, key) for name, cls in BUILTIN_SECTIONS.items()
+                  for key, tp in typing.get_type_hints(cls).items()
+                  if tp in (float, float | None)) == sorted(FLOAT_KEYS)
+
+
+@pytest.mark.parametrize("section, key", FLOAT_KEYS)
+@pytest.mark.parametrize("toml, env", [
+    ("nan", "nan"), ("inf", "inf"), ("-inf", "-inf"), ("+nan", "NaN"), ("1e999", "1e999"),
+])
+def test_float_settings_reject_nan_and_infinity(tmp_path, section, key, toml, env):
+    # NaN passes every comparison a validator makes (nan <= 0 is false); the listener
+    # would then refuse idle_timeout = nan after start.
+    dotted = f"{section}.{key}"
+    for path, environ in [(write(tmp_path, f"[{section}]\n{key} = {toml}\n"), {}),
+                          (None, {f"RI_GATEWAY_{section}_{key}".upper(): env})]:
+        with pytest.raises(ConfigError) as info:
+            load_settings(path, {}, environ)
+        assert info.value.key == dotted
+        assert str(info.value).startswith(f"{dotted}: must be a finite number")
+    assert getattr(getattr(load_settings(None, {dotted: 0.5}, {}), section), key) == 0.5
+
+
 @pytest.mark.parametrize("value, codec", [("8859/1", "latin-1"), ("UNICODE UTF-8", "utf-8"),
                                           ("cp1252", "cp1252"), ("utf-8-sig", "utf-8")])
 def test_default_charset_takes_what_decoding_takes(value, codec):

@@ -176,6 +176,13 @@ def test_application_ack_goes_to_the_return_destination():
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nack_timeout = 0', "destinations.p.ack_timeout"),
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nmax_attempts = 2.5', "destinations.p.max_attempts"),
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\njitter = 1.5', "destinations.p.jitter"),
+    # TOML reads nan and inf; nan passes every comparison (jitter = nan is not >= 1).
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\njitter = nan', "destinations.p.jitter"),
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nack_timeout = nan', "destinations.p.ack_timeout"),
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nbackoff_max = inf', "destinations.p.backoff_max"),
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nbackoff_initial = nan', "destinations.p.backoff_initial"),
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nbackoff_multiplier = inf',
+     "destinations.p.backoff_multiplier"),
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nretries = 3', "destinations.p.retries"),
     ('[routes.r]\ndestinations = ["nowhere"]', "routes.r.destinations"),
     ('[routes.r]\ntype = "pages"\ndestinations = ["x"]', "routes.r.type"),

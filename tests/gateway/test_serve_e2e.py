@@ -193,6 +193,11 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
 
 
 @pytest.mark.parametrize("args, env, toml, expected", [
+    # NaN passed every check, then the listener refused it and the process hung.
+    ([], {"RI_GATEWAY_MLLP_IDLE_TIMEOUT": "nan"}, None,
+     "ri-gateway: mllp.idle_timeout: must be a finite number, got 'nan'"),
+    ([], {}, "[mllp]\nidle_timeout = nan\n", "ri-gateway: mllp.idle_timeout: must be a finite number"),
+    ([], {}, "[analysis]\nmax_wait = nan\n", "ri-gateway: analysis.max_wait: must be a finite number"),
     ([], {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "hex"}, None, "ri-gateway: mllp.default_charset: 'hex' is"),
 ])
 def test_invalid_values_stop_serve_with_exit_2_naming_the_key(tmp_path, args, env, toml, expected):
