@@ -31,14 +31,22 @@ RunInWriter = Callable[[Callable[[], Any]], defer.Deferred]
 
 
 def thread_writer(reactor: Any) -> tuple[RunInWriter, Callable[[], None]]:
-    """A one-thread pool for database writes: ``(run_in_writer, stop)``."""
+    """A one-thread pool for database writes: ``(run_in_writer, stop)``.
+
+    The thread starts with the first write, not here: the gateway is built before the
+    reactor runs, and a build that fails after this call (a bad setting, a file that
+    cannot be opened) would otherwise leave a non-daemon thread that nobody stops, and the
+    process would never exit. Writes after ``stop`` do not start it again (Twisted drops
+    them, as it did before).
+    """
     from twisted.internet.threads import deferToThreadPool
     from twisted.python.threadpool import ThreadPool
 
     pool = ThreadPool(minthreads=1, maxthreads=1, name="audit-writer")
-    pool.start()
 
     def run(fn: Callable[[], Any]) -> defer.Deferred:
+        if not pool.started and not pool.joined:
+            pool.start()
         return deferToThreadPool(reactor, pool, fn)
 
     return run, pool.stop

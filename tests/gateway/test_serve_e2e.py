@@ -6,6 +6,8 @@ import asyncio
 import json
 import socket
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import hl7
 import hl7.mllp
 import pytest
 
-from gateway_process import GatewayProcess, cli_env, exchange, json_event, run_cli
+from gateway_process import ROOT, WAIT, GatewayProcess, cli_env, exchange, json_event, run_cli
 from gateway_samples import oru
 
 CORPUS = Path(__file__).parents[3] / "shared" / "corpus" / "hl7"
@@ -210,6 +212,26 @@ def test_invalid_values_stop_serve_with_exit_2_naming_the_key(tmp_path, args, en
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(expected), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr  # the message, no traceback
+
+
+def test_a_gateway_that_fails_to_build_exits(tmp_path):
+    # The audit and outbox writers exist before the listener is built. A failure there (a
+    # value validation would refuse, set behind its back) must end the process, not leave
+    # it waiting for writer threads nobody stops.
+    config = tmp_path / "gateway.toml"
+    config.write_text('[destinations.pager]\nendpoint = "tcp:host=127.0.0.1:port=25999"\n'
+                      '[routes.all]\ndestinations = ["pager"]\n')
+    code = (
+        "import dataclasses, sys\n"
+        "from gateway.config import load_settings\n"
+        "from gateway.service import build_gateway\n"
+        "settings = load_settings(sys.argv[1], {'storage.db': sys.argv[2], 'analysis.executor': 'thread'}, {})\n"
+        "mllp = dataclasses.replace(settings.mllp, idle_timeout=float('nan'))\n"
+        "build_gateway(dataclasses.replace(settings, mllp=mllp))\n")
+    result = subprocess.run([sys.executable, "-c", code, str(config), str(tmp_path / "a.sqlite3")],
+                            cwd=ROOT, env=cli_env(), capture_output=True, text=True, timeout=WAIT)
+    assert result.returncode == 1
+    assert result.stderr.rstrip().splitlines()[-1].startswith("ValueError: idle_timeout must be")
 
 
 def test_sigterm_during_a_burst_of_log_lines_stops_the_gateway_cleanly(tmp_path):
