@@ -369,7 +369,8 @@ def _parse_mappings(table: Mapping[str, Any]) -> Any:
     except MappingConfigError as exc:
         key = getattr(exc, "key", "")
         message = getattr(exc, "message", str(exc))
-        raise ConfigError(f"mappings.{key}" if key else "mappings", message) from None
+        # MappingConfigError keys are already dotted ("mappings.validation").
+        raise ConfigError(key or "mappings", message) from None
 
 
 def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None = None,

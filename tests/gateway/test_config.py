@@ -79,12 +79,16 @@ def test_file_then_environment_then_cli(tmp_path):
     ("[mllp]\ndefault_charset = \"hex\"\n", {}, "mllp.default_charset"),
     ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "idna"}, "mllp.default_charset"),
     ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "undefined"}, "mllp.default_charset"),
+    # [mappings] keys are named once.
+    ("[mappings]\nfoo = 1\n", {}, "mappings.foo"),
+    ("[mappings]\nvalidation = \"bogus\"\n", {}, "mappings.validation"),
+    ("", {"RI_GATEWAY_MAPPINGS_DEFAULT_CHARSET": "hex"}, "mappings.default_charset"),
 ])
 def test_invalid_values_name_the_key(tmp_path, text, env, key):
     with pytest.raises(ConfigError) as info:
         load_settings(write(tmp_path, text), {}, env)
     assert info.value.key == key
-    assert str(info.value).startswith(key)
+    assert str(info.value).startswith(key + ": ")
 
 
 FLOAT_KEYS = [("mllp", "idle_timeout"), ("analysis", "quiet_period"), ("analysis", "max_wait")]

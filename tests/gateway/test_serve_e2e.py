@@ -201,6 +201,8 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     ([], {}, "[mllp]\nidle_timeout = nan\n", "ri-gateway: mllp.idle_timeout: must be a finite number"),
     ([], {}, "[analysis]\nmax_wait = nan\n", "ri-gateway: analysis.max_wait: must be a finite number"),
     ([], {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "hex"}, None, "ri-gateway: mllp.default_charset: 'hex' is"),
+    ([], {}, "[mappings]\nfoo = 1\n", "ri-gateway: mappings.foo: unknown key"),
+    ([], {}, '[mappings]\nvalidation = "bogus"\n', "ri-gateway: mappings.validation: 'bogus'"),
 ])
 def test_invalid_values_stop_serve_with_exit_2_naming_the_key(tmp_path, args, env, toml, expected):
     if toml is not None:
