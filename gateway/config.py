@@ -53,9 +53,14 @@ def _check_endpoint(key: str, value: str) -> None:
     from twisted.internet.endpoints import serverFromString
 
     try:
-        serverFromString(None, value)
+        endpoint = serverFromString(None, value)
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
         raise ConfigError(key, f"invalid Twisted endpoint {value!r}: {exc}") from None
+    # Twisted reads the port with int() alone; one out of range would only fail at bind(),
+    # after start, without the key. TCP4/TCP6/SSL4ServerEndpoint keep the parsed port here.
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise ConfigError(key, f"invalid Twisted endpoint {value!r}: port {port} is not in 0-65535")
 
 
 def _check_charset(key: str, value: str) -> None:

@@ -79,6 +79,12 @@ def test_file_then_environment_then_cli(tmp_path):
     ("[mllp]\ndefault_charset = \"hex\"\n", {}, "mllp.default_charset"),
     ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "idna"}, "mllp.default_charset"),
     ("", {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "undefined"}, "mllp.default_charset"),
+    # Ports Twisted parses but bind() refuses.
+    ("[mllp]\nendpoint = \"tcp:99999\"\n", {}, "mllp.endpoint"),
+    ("", {"RI_GATEWAY_MLLP_ENDPOINT": "tcp:port=65536:interface=127.0.0.1"}, "mllp.endpoint"),
+    ("", {"RI_GATEWAY_MLLP_ENDPOINT": "tcp:-1"}, "mllp.endpoint"),
+    ("", {"RI_GATEWAY_MLLP_ENDPOINT": "tcp6:70000"}, "mllp.endpoint"),
+    ("[http]\nendpoint = \"tcp:70000:interface=127.0.0.1\"\n", {}, "http.endpoint"),
     # [mappings] keys are named once.
     ("[mappings]\nfoo = 1\n", {}, "mappings.foo"),
     ("[mappings]\nvalidation = \"bogus\"\n", {}, "mappings.validation"),
@@ -120,6 +126,29 @@ def test_float_settings_reject_nan_and_infinity(tmp_path, section, key, toml, en
         assert info.value.key == dotted
         assert str(info.value).startswith(f"{dotted}: must be a finite number")
     assert getattr(getattr(load_settings(None, {dotted: 0.5}, {}), section), key) == 0.5
+
+
+@pytest.mark.parametrize("endpoint", ["tcp:0:interface=127.0.0.1", "tcp:65535:interface=127.0.0.1",
+                                      "tcp:port=25000:interface=127.0.0.1", "unix:/tmp/ri-gateway.sock"])
+def test_ports_in_range_and_other_endpoint_kinds_are_accepted(endpoint):
+    assert load_settings(None, {"mllp.endpoint": endpoint}, {}).mllp.endpoint == endpoint
+
+
+@pytest.mark.parametrize("port, refused", [(70000, True), (2576, False)])
+def test_tls_endpoint_port_is_checked_too(port, refused):
+    # Twisted's own test key and certificate: the endpoint only loads them, it never listens.
+    from pathlib import Path
+
+    import twisted.test
+
+    pem = Path(twisted.test.__file__).parent / "server.pem"
+    endpoint = f"ssl:{port}:privateKey={pem}:interface=127.0.0.1"
+    if refused:
+        with pytest.raises(ConfigError, match=f"port {port} is not in 0-65535") as info:
+            load_settings(None, {"http.endpoint": endpoint}, {})
+        assert info.value.key == "http.endpoint"
+    else:
+        assert load_settings(None, {"http.endpoint": endpoint}, {}).http.endpoint == endpoint
 
 
 @pytest.mark.parametrize("value, codec", [("8859/1", "latin-1"), ("UNICODE UTF-8", "utf-8"),

@@ -195,6 +195,11 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
 
 
 @pytest.mark.parametrize("args, env, toml, expected", [
+    # Parsed by Twisted, refused by bind() only after start (and then as exit 3).
+    (["--mllp", "tcp:99999"], {}, None,
+     "ri-gateway: mllp.endpoint: invalid Twisted endpoint 'tcp:99999': port 99999 is not in 0-65535"),
+    ([], {"RI_GATEWAY_MLLP_ENDPOINT": "tcp:99999"}, None, "ri-gateway: mllp.endpoint: "),
+    (["--http", "tcp:70000:interface=127.0.0.1"], {}, None, "ri-gateway: http.endpoint: "),
     # NaN passed every check, then the listener refused it and the process hung.
     ([], {"RI_GATEWAY_MLLP_IDLE_TIMEOUT": "nan"}, None,
      "ri-gateway: mllp.idle_timeout: must be a finite number, got 'nan'"),
