@@ -303,21 +303,32 @@ class Receiver:
                               duration_ms=self._ms(started))
                 return ack
 
-            return stored.addCallback(sent)
+            def not_recorded(failure: Failure) -> bytes:
+                # The message is stored but its ACK could not be: the sender is told we
+                # failed (AR 207, as for a message that could not be stored), and the
+                # duplicates waiting for this ACK get the same answer instead of waiting
+                # for ever.
+                return self._not_stored(failure, record, key, header, record.charset or "utf-8",
+                                        started, message_id=message_id,
+                                        outcome="ack_not_recorded")
+
+            return stored.addCallbacks(sent, not_recorded)
 
         return d.addBoth(answer)
 
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
-                    header: Any, charset: str, started: float) -> defer.Deferred | bytes:
+                    header: Any, charset: str, started: float, *, message_id: int | None = None,
+                    outcome: str = "not_stored") -> defer.Deferred | bytes:
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
         code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
         ack = encode_message(build_ack(header, code, control_id=self.ids(), now=self.now(),
                                        error=decision.error), charset)
-        self._answer_waiting(key, record, ack, None, code)
+        self._answer_waiting(key, record, ack, message_id, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
-                       peer=record.peer, message_type=record.message_type, outcome="not_stored",
+                       peer=record.peer, message_id=message_id,
+                       message_type=record.message_type, outcome=outcome,
                        ack_code=code, error=failure.type.__name__, duration_ms=self._ms(started))
         return ack
 

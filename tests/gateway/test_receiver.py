@@ -495,3 +495,30 @@ def test_msh18_naming_a_codec_that_is_not_a_charset_gets_the_default_and_an_aa(
     (received,) = [e for e in h.audit.events(control_id="CS1") if e["event"] == "received"]
     assert received["fields"].get("replaced") == (1 if body else None)
     assert not transport.disconnecting
+
+
+def test_an_ack_after_analysis_that_cannot_be_recorded_is_ar_for_the_sender_and_its_duplicates(
+        tmp_path):
+    from twisted.internet import defer
+
+    from gateway.errors import AuditError
+
+    writer = ManualWriter()
+    h = Harness(tmp_path, writer=writer)
+    analysis = defer.Deferred()
+    h.receiver.on_accepted = lambda message: analysis
+    h.receiver.ack_after = "analysis"
+    (first, first_t), (second, second_t) = h.connect(5001), h.connect(5002)
+    first.dataReceived(frame(oru("AN3")))
+    writer.finish_all()  # the message is stored; the ACK waits for the analysis
+    second.dataReceived(frame(oru("AN3")))  # a duplicate, waiting for that ACK
+    analysis.callback("analysed")
+    _, ack_write = writer.pending.pop(0)
+    ack_write.errback(AuditError("audit database write failed: disk I/O error"))
+    writer.finish_all()  # the duplicate's event
+    acks = [unframe_all(t.value()) for t in (first_t, second_t)]
+    assert acks[0] == acks[1] and len(acks[0]) == 1
+    assert segments(acks[0][0])[1].startswith("MSA|AR|AN3|")
+    assert "207" in segments(acks[0][0])[2]
+    (stored,) = h.audit.messages_for("AN3")
+    assert stored["ack_code"] is None  # not recorded: a resend is not taken for a duplicate
