@@ -14,14 +14,23 @@ sequence           rendered as
 ``\\Cxxyy\\ \\Mxxyyzz\\`` nothing (ISO 2022 character set switches; the text between
                    is already decoded)
 ``\\.br\\``           line break
-``\\.sp N\\``         line break plus N blank lines (N defaults to 1)
+``\\.sp N\\``         line break plus N blank lines (N defaults to 1; at most 20)
 ``\\.in N\\``         line break; following lines indented by N spaces (``+N``/``-N``
-                   adjust the current indent)
+                   adjust the current indent; the indent is at most 80)
 ``\\.ti N\\``         line break; the next line only is indented by N more spaces
-``\\.sk N\\``         N spaces
+                   (at most 80 in all)
+``\\.sk N\\``         N spaces (at most 80)
 ``\\.ce\\``           line break (centering has no plain-text form)
 ``\\.fi\\ \\.nf\\``      nothing (fill mode has no plain-text form)
 =================  ==============================================================
+
+**Counts are capped** (``MAX_BLANK_LINES``, ``MAX_COLUMNS``): the count comes from the
+sender, and ``\\.sp 1000000000\\`` would otherwise cost gigabytes and seconds of the
+reactor (a 20-digit one overflowed).  A report needs a few blank lines and an indent
+within one display line; beyond that plain text shows nothing more, so a larger count is
+rendered as the cap.  The worst case is then a line break and one character (``\\.br\\x``,
+6 characters) rendered with a full indent (82), so the rendered text is never more than
+14 times as long as the value.
 
 Anything else between two escape characters, and an escape character with no closing
 one, is kept literally: senders put stray backslashes in free text, and dropping text
@@ -37,6 +46,11 @@ import re
 from functools import lru_cache
 
 from .header import Delimiters
+
+# Caps on the counts of FT formatting commands (module docstring): a report needs a few
+# blank lines, and no indent or skip wider than one 80-column display line.
+MAX_BLANK_LINES = 20
+MAX_COLUMNS = 80
 
 _FORMAT = re.compile(r"\.(br|sp|in|ti|sk|ce|fi|nf)(?:\s*([+-]?\d+))?\s*$", re.IGNORECASE)
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
@@ -102,25 +116,32 @@ def _render_sequence(body: str, literal: str, d: Delimiters, charset: str, state
     if fmt is None:
         return state.text(literal)
     command, number = fmt.group(1).lower(), fmt.group(2)
-    n = int(number) if number is not None else None
+    # The digits are at most 256 characters (the sequence pattern): int() is cheap, and
+    # clamping before any arithmetic keeps every count a small int (module docstring).
+    n = max(-MAX_COLUMNS, min(int(number), MAX_COLUMNS)) if number is not None else None
     if command == "br" or command == "ce":
         return state.newline()
     if command == "sp":
-        return state.newline(1 + (1 if n is None else max(n, 0)))
+        return state.newline(1 + (1 if n is None else min(max(n, 0), MAX_BLANK_LINES)))
     if command == "in":
         if number is not None and number[0] in "+-":
-            state.indent = max(0, state.indent + (n or 0))
+            state.indent = _columns(state.indent + (n or 0))
         else:
-            state.indent = max(0, n or 0)
+            state.indent = _columns(n or 0)
         state.pending = None
         return state.newline()
     if command == "ti":
         text = state.newline()
-        state.pending = max(0, state.indent + (n or 0))
+        state.pending = _columns(state.indent + (n or 0))
         return text
     if command == "sk":
-        return state.text(" " * max(0, 1 if n is None else n))
+        return state.text(" " * _columns(1 if n is None else n))
     return ""  # fi / nf
+
+
+def _columns(n: int) -> int:
+    """An indent or skip within one display line (``\\.in +80\\`` repeated stays 80)."""
+    return max(0, min(n, MAX_COLUMNS))
 
 
 def _hex_text(hexdigits: str, charset: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mappings.escapes import escape, render_text
+from mappings.escapes import MAX_BLANK_LINES, MAX_COLUMNS, escape, render_text
 from mappings.header import Delimiters
 
 STD = Delimiters()
@@ -76,3 +76,30 @@ def test_escape_line_breaks() -> None:
     assert escape("a\r\nb\nc", STD) == "a b c"
     assert escape("a\nb", STD, newline="\\.br\\") == "a\\.br\\b"
     assert escape("tab\there\x07", STD) == "tab\there "
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("A\\.sp 99999999999999999999\\B", "A" + "\n" * (1 + MAX_BLANK_LINES) + "B"),
+    ("A\\.sp 10000000\\B", "A" + "\n" * (1 + MAX_BLANK_LINES) + "B"),
+    ("A\\.sp 20\\B", "A" + "\n" * 21 + "B"),
+    ("A\\.sk 99999999999999999999\\B", "A" + " " * MAX_COLUMNS + "B"),
+    ("A\\.sk -99999999999999999999\\B", "AB"),
+    ("H\\.in 1000000000\\a\\.br\\b", "H\n" + " " * MAX_COLUMNS + "a\n" + " " * MAX_COLUMNS + "b"),
+    ("H\\.in 60\\\\.in +60\\a\\.in -30\\b", "H\n\n" + " " * MAX_COLUMNS + "a\n" + " " * 50 + "b"),
+    ("H\\.in -99999999999999999999\\a", "H\na"),
+    ("H\\.in 70\\\\.ti 99999999999999999999\\a\\.br\\b", "H\n\n" + " " * 80 + "a\n" + " " * 70 + "b"),
+])
+def test_format_counts_are_capped(value: str, expected: str) -> None:
+    assert (MAX_BLANK_LINES, MAX_COLUMNS) == (20, 80)
+    assert render_text(value, STD) == expected
+
+
+@pytest.mark.parametrize("unit", [
+    "\\.br\\x", "\\.sp 99999\\", "\\.sp99\\", "\\.sk 99999\\", "\\.sk99\\", "\\.in +99\\x",
+    "\\.ti 99\\x", "\\.in99\\\\.sk99\\", "\\.br\\\\.sk99\\", "\\.br\\\\F\\", "\\.sp\\x\\.sk\\",
+])
+def test_rendered_text_stays_within_14_times_the_value(unit: str) -> None:
+    # Rendering cost follows the size of the value whatever the counts say (module docstring):
+    # here with the indent at its cap first, so every line starts with a full indent.
+    value = "\\.in 80\\" + unit * 2000
+    assert len(render_text(value, STD)) <= 14 * len(value)
