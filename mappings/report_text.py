@@ -10,7 +10,14 @@ Rules (the order of OBX segments is kept):
 * OBX-2 ED/RP: never text. Each is recorded as an ``Attachment`` (type, subtype, encoding,
   size) so it can be audited. CDA XML in an ED (text/xml, plain or Base64) is the
   exception: its section titles and narrative text are extracted with xml.etree (no
-  network, no DTDs, no external entities) and become report text.
+  network, no DTDs, no external entities) and become report text. The XML is read as the
+  text it was decoded to (an encoding named in its declaration is ignored), and XML that
+  cannot be read, declares a DTD, nests elements deeper than ``MAX_XML_DEPTH`` (100;
+  real CDA nests some 20 deep) or has more than ``MAX_XML_ELEMENTS`` (50,000; a long
+  report has a few thousand) is an unreadable attachment: a warning and no text, so the
+  message is answered as it would be without it. Extraction walks the tree without
+  recursion and renders each element once (a section nested in another's text or title
+  is left to its own entry), so its cost follows the size of the XML and stays bounded.
 * Section headings: when OBX-3 names a section (a sub-identifier such as ``&IMP``, a LOINC
   or DICOM section code, all in ``section_headings``) and it differs from the previous
   OBX's section, a heading line (``IMPRESSION:``) is written before the text, unless the
@@ -230,7 +237,9 @@ def _attachment(seg: Segment, value_type: str, d: Delimiters, charset: str) -> t
     if "XML" in subtype.upper() or data.lstrip().startswith("<"):
         try:
             body = cda_text(_ed_payload(data, encoding, d, charset))
-        except (ET.ParseError, ValueError, binascii.Error, UnicodeDecodeError):
+        # Everything bad XML, a bad Base64/hex payload or a codec name can raise: an
+        # attachment that cannot be read must not turn the whole message into an error.
+        except (ET.ParseError, ValueError, binascii.Error, UnicodeError, LookupError):
             warning = f"OBX-5 ED at segment {seg.index} is XML that cannot be read"
     attachment = Attachment(seg.index, set_id, "ED", type_of_data, subtype, encoding, len(data), body is not None)
     return attachment, body, warning
@@ -255,13 +264,30 @@ def _ed_payload(data: str, encoding: str, d: Delimiters, charset: str) -> str:
 
 _BLOCKS = {"paragraph", "item", "tr", "list", "table", "tbody", "thead", "td", "th"}
 
+# Limits on CDA in an ED (module docstring). Real CDA nests some 20 deep (document, body,
+# nested sections, table, list, content) and a long report has a few thousand elements;
+# each element costs a few microseconds, so the cap keeps one attachment well under a
+# second of the reactor whatever the frame size.
+MAX_XML_DEPTH = 100
+MAX_XML_ELEMENTS = 50_000
+
+# Blank lines in a narrative become one line break. The look-behind makes the pattern
+# start only where a run of spaces starts: without it, a long run of spaces not followed
+# by a line break was rescanned from each of its positions (quadratic in the run).
+_BLANK_LINES = re.compile(r"(?<![ \t])[ \t]*\n\s*\n+")
+
 
 def cda_text(xml_text: str) -> str:
-    """Section titles and narrative of a CDA document as plain text."""
+    """Section titles and narrative of a CDA document as plain text.
+
+    Raises ET.ParseError or ValueError for XML that is not read (module docstring)."""
     if "<!DOCTYPE" in xml_text.upper() or "<!ENTITY" in xml_text.upper():
         raise ValueError("DTDs and entities are not accepted in CDA content")
-    # ElementTree wants bytes when the XML declaration names an encoding.
-    root = ET.fromstring(xml_text.encode("utf-8") if xml_text.lstrip().startswith("<?xml") else xml_text)
+    # The text is already decoded: the parser is told it is UTF-8 (overriding the XML
+    # declaration, whose encoding name may be unknown or wrong) and given it as such.
+    parser = ET.XMLParser(target=_LimitedBuilder(), encoding="utf-8")
+    parser.feed(xml_text.encode("utf-8", errors="replace"))
+    root = parser.close()
     lines: list[str] = []
     sections = [el for el in root.iter() if _local(el.tag) == "section"]
     if not sections:
@@ -270,8 +296,9 @@ def cda_text(xml_text: str) -> str:
     for sec in sections:
         title = next((c for c in sec if _local(c.tag) == "title"), None)
         narrative = next((c for c in sec if _local(c.tag) == "text"), None)
-        if title is not None and "".join(title.itertext()).strip():
-            lines.append("".join(title.itertext()).strip().upper() + ":")
+        heading = _narrative(title, plain=True).strip() if title is not None else ""
+        if heading:
+            lines.append(heading.upper() + ":")
         if narrative is not None:
             content = _narrative(narrative).strip()
             if content:
@@ -279,27 +306,76 @@ def cda_text(xml_text: str) -> str:
     return "\n".join(lines)
 
 
+class _LimitedBuilder(ET.TreeBuilder):
+    """The standard tree builder, refusing nesting deeper than ``MAX_XML_DEPTH`` or more
+    than ``MAX_XML_ELEMENTS`` elements while parsing (before a hostile document is built
+    in full)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.elements = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
+        self.depth += 1
+        self.elements += 1
+        if self.depth > MAX_XML_DEPTH:
+            raise ValueError(f"CDA content nests deeper than {MAX_XML_DEPTH} elements")
+        if self.elements > MAX_XML_ELEMENTS:
+            raise ValueError(f"CDA content has more than {MAX_XML_ELEMENTS} elements")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> ET.Element:
+        self.depth -= 1
+        return super().end(tag)
+
+
 def _local(tag: object) -> str:
     return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
 
 
-def _narrative(el: ET.Element) -> str:
-    parts: list[str] = []
-    name = _local(el.tag)
-    if name == "br":
-        parts.append("\n")
-    if el.text:
-        parts.append(el.text)
-    for child in el:
-        child_name = _local(child.tag)
-        if child_name in _BLOCKS:
-            parts.append("\n")
-        parts.append(_narrative(child))
-        if child_name == "caption":
-            parts.append(": ")
-        if child_name in _BLOCKS:
-            parts.append("\n")
-        if child.tail:
-            parts.append(child.tail)
-    joined = "".join(parts)
-    return re.sub(r"[ \t]*\n\s*\n+", "\n", joined) if name == "text" else joined
+def _narrative(el: ET.Element, *, plain: bool = False) -> str:
+    """The text of ``el``: narrative layout (line breaks for ``br`` and block elements,
+    ``": "`` after a caption, blank lines collapsed in ``text``), or with ``plain`` its
+    text and tails only, as ``itertext`` gives them (for titles).
+
+    An explicit stack instead of recursion, and every element visited once: a section
+    nested inside ``el`` is skipped (``cda_text`` renders it as a section of its own), so
+    the cost follows the size of the tree whatever its shape. Blank lines are collapsed
+    once, over the outermost ``text`` element (a ``text`` nested in another is not CDA).
+    """
+    out: list[str] = []
+    collapse_from: int | None = None  # where the outermost <text> being rendered starts
+    collapse_owner: ET.Element | None = None
+    stack: list[tuple[ET.Element, bool]] = [(el, False)]
+    while stack:
+        node, closing = stack.pop()
+        name = _local(node.tag)
+        if closing:
+            if node is collapse_owner:
+                out[collapse_from:] = [_BLANK_LINES.sub("\n", "".join(out[collapse_from:]))]
+                collapse_owner = collapse_from = None
+            if node is not el:
+                if not plain and name == "caption":
+                    out.append(": ")
+                if not plain and name in _BLOCKS:
+                    out.append("\n")
+                if node.tail:
+                    out.append(node.tail)
+            continue
+        if node is not el:
+            if name == "section":
+                if node.tail:
+                    out.append(node.tail)
+                continue
+            if not plain and name in _BLOCKS:
+                out.append("\n")
+        if not plain and name == "text" and collapse_owner is None:
+            collapse_owner, collapse_from = node, len(out)
+        if not plain and name == "br":
+            out.append("\n")
+        if node.text:
+            out.append(node.text)
+        stack.append((node, True))
+        stack.extend((child, False) for child in reversed(node))
+    return "".join(out)

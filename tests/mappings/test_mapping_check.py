@@ -70,6 +70,15 @@ def builder_samples() -> dict[str, str]:
         "bad-dates": oru(obr={7: "notadate", 22: "2024"}),
         "version-2.3": oru(version="2.3"),
         "strict-facility": oru(facility="STRICT"),
+        # Fuzzing reproducers: huge FT counts, CDA nested past the limit, an unknown
+        # encoding in the XML declaration (each raised inside the check before).
+        "ft-huge-counts": oru(body=[obx(1, "A\\.sp 99999999999999999999\\\\.in +99999\\B", "FT")]),
+        "cda-too-deep": oru(body=[obx(1, "^text^xml^^<a><section><text>" + "<b>" * 1000 + "x"
+                                      + "</b>" * 1000 + "</text></section></a>", "ED")]),
+        "cda-too-deep-and-text": oru(body=[obx(1, "^text^xml^^" + "<b>" * 200 + "</b>" * 200, "ED"),
+                                           obx(2, "Text.")]),
+        "cda-unknown-encoding": oru(body=[obx(1, '^text^xml^^<?xml version="1.0" encoding="x"?><a/>',
+                                              "ED")]),
     }
 
 
@@ -201,3 +210,25 @@ def test_blank_obx_between_sections_opens_no_heading() -> None:
     content = report.request.patients[0].patient_documents[0].content.value
     assert content.count("IMPRESSION:") == 1
     assert content.index("IMPRESSION:") < content.index("No acute disease.")
+
+
+REPRO = (b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C1|P|2.5\rPID|||M1\rOBR|1|||X|||20240101\r"
+         b"OBX|1|")
+
+
+@pytest.mark.parametrize(("obx_tail", "expected"), [
+    (b"FT|X||A\\.sp 99999999999999999999\\", ("ok", 1)),
+    (b"FT|X||A\\.sp 10000000\\B", ("ok", 1)),
+    (b"ED|X||^text^xml^^<a><section><text>" + b"<b>" * 1000 + b"x" + b"</b>" * 1000
+     + b"</text></section></a>", ("ContentError", "101", "OBX-5")),
+    (b'ED|X||^text^xml^^<?xml version="1.0" encoding="x"?><a/>', ("ContentError", "101", "OBX-5")),
+])
+def test_fuzzing_reproducers_get_the_answer_without_the_offending_part(obx_tail: bytes,
+                                                                       expected: tuple) -> None:
+    # Each raised (OverflowError, RecursionError, LookupError) and was answered AR 207.
+    text = decode_message(REPRO + obx_tail).text
+    assert outcome(check_oru, text, MappingConfig()) == expected
+    assert outcome(map_oru, text, MappingConfig()) == expected
+    if expected[0] == "ok":
+        (report,) = map_oru(text)
+        assert report.document_text == "A" + "\n" * 21 + ("B" if text.endswith("B") else "")

@@ -8,7 +8,8 @@ import pytest
 from oru_builder import obx, oru, segment
 
 from mappings.config import MappingConfig
-from mappings.inbound import map_oru
+from mappings.errors import ContentError
+from mappings.inbound import check_oru, map_oru
 from mappings.report_text import Attachment, SourceRef, cda_text
 
 
@@ -134,3 +135,64 @@ def test_source_map_points_every_character_at_its_segment() -> None:
     assert refs[text.index("\nIMPRESSION")] is None  # the joining line break
     assert report.source_map.source_of(len(text)) is None
     assert report.source_map.source_of(-1) is None
+
+
+DEEP = "<a><section><text>" + "<b>" * 1000 + "x" + "</b>" * 1000 + "</text></section></a>"
+CDA_SECTION = "<ClinicalDocument><component><structuredBody><component><section><title>Impression" \
+              "</title><text>Normal.</text></section></component></structuredBody></component></ClinicalDocument>"
+
+
+@pytest.mark.parametrize("xml", [
+    DEEP,
+    "<a><section><text>" + "<b>" * 98 + "x" + "</b>" * 98 + "</text></section></a>",  # 101 deep
+    "<a><section><text>" + "<br/>" * 50_000 + "</text></section></a>",  # 50,003 elements
+    "<a><section><text>unclosed</section></a>",
+])
+def test_hostile_or_broken_cda_is_an_unreadable_attachment(xml: str) -> None:
+    # Treated as any unreadable XML: a warning, no text, and the answer the message would
+    # get without it (here the text of the other OBX; alone, no report text at all).
+    ed = obx(1, f"^text^xml^^{xml}", "ED")
+    report = report_for([ed, obx(2, "Plain text.")])
+    assert report.document_text == "Plain text."
+    assert report.warnings == ("OBX-5 ED at segment 5 is XML that cannot be read",)
+    assert report.attachments[0].text_extracted is False
+    for fn in (map_oru, check_oru):
+        with pytest.raises(ContentError) as info:
+            fn(oru(body=[ed]))
+        assert (info.value.err_code, info.value.location) == ("101", "OBX-5")
+
+
+def test_cda_at_the_depth_and_size_limits_is_read() -> None:
+    deep = "<a><section><text>" + "<b>" * 97 + "x" + "</b>" * 97 + "</text></section></a>"  # 100 deep
+    wide = "<a><section><text>" + "<br/>" * 49_996 + "y</text></section></a>"  # 49,999 elements
+    assert (cda_text(deep), cda_text(wide)) == ("x", "y")
+
+
+@pytest.mark.parametrize("declaration", [
+    '<?xml version="1.0" encoding="x"?>', '<?xml version="1.0" encoding="ISO-8859-1"?>',
+    '<?xml version="1.0" encoding="UTF-16"?>', "<?xml version='1.0'?>",
+])
+def test_the_xml_declaration_does_not_decide_how_decoded_text_is_read(declaration: str) -> None:
+    # The ED value is text already decoded with the message charset: an encoding named in
+    # the declaration (unknown, or not the one the text came in) would only garble it.
+    assert cda_text(declaration + CDA_SECTION.replace("Normal.", "Normal \u00e9 \u2013")) == \
+        "IMPRESSION:\nNormal \u00e9 \u2013"
+    assert cda_text(declaration + "<a/>") == ""
+    with pytest.raises(ContentError):  # no text: answered as without the attachment
+        check_oru(oru(body=[obx(1, f"^text^xml^^{declaration}<a/>", "ED")]))
+
+
+def test_nested_sections_are_rendered_once_each() -> None:
+    # Sections inside another section's text or title are not CDA; each is one entry, so
+    # the text stays as long as the XML however deep they nest.
+    inner = "<section><title>Inner</title><text>" + "y" * 1000 + "</text></section>"
+    xml = "<a>" + "<section><title>T<b/>" * 40 + inner + "</title></section>" * 40 + "</a>"
+    assert cda_text(xml) == "T:\n" * 40 + "INNER:\n" + "y" * 1000
+    xml = "<a>" + "<section><text>t" * 40 + "z" * 1000 + "</text></section>" * 40 + "</a>"
+    assert cda_text(xml) == "t\n" * 39 + "t" + "z" * 1000
+
+
+@pytest.mark.timeout(10)  # milliseconds now; the quadratic pattern took about a minute
+def test_long_runs_of_spaces_in_a_narrative_cost_linear_time() -> None:
+    xml = "<a><section><text>a" + " " * 200_000 + "b\n \n c" + " \t" * 100_000 + "</text></section></a>"
+    assert cda_text(xml) == "a" + " " * 200_000 + "b\n c"
