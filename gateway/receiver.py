@@ -27,7 +27,9 @@ part of the commit (``gateway.audit.received_op``: the unique index finds them o
 writer thread, no query per message on the reactor).  A duplicate of a message whose
 commit (or, with ``ack_after = "analysis"``, analysis) is still running waits until the
 original is answered, is then audited exactly as a later duplicate would be
-(``gateway.audit.duplicate_op``) and gets the original's ACK.
+(``gateway.audit.duplicate_op``) and gets the original's ACK.  Stored bytes holding a VT or FS
+(written before ACKs were made frameable, ``mappings.ack.frameable_ack``) are escaped
+before they are sent again.
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
 message produces one log line ``hl7.message`` with outcome, ACK code and duration; an ACK
@@ -47,7 +49,9 @@ from typing import Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from mappings.ack import build_ack, build_unreadable_ack, encode_message, parse_ack
+from mappings.ack import (
+    build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
+)
 from mappings.decoding import decode_message
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.header import read_header
@@ -336,6 +340,11 @@ class Receiver:
                           key: tuple[str, str, str], header: Any, started: float) -> bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
         ack = duplicate.ack_payload
+        if ack is not None:
+            # An ACK stored by an earlier version may hold a VT or FS copied from the
+            # sender's MSH: the framing refuses it, so it was never delivered, and the
+            # sender resends until it gets one it can read.
+            ack = frameable_ack(ack, self.settings.default_charset)
         self._answer_waiting(key, record, ack, duplicate.original_id, duplicate.ack_code)
         self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                             duplicate.ack_code, duplicate.same_content, started)

@@ -9,7 +9,9 @@ analysis: ``map_oru(text, config)`` -> one ``MappedReport`` per OBR group.
 
 from __future__ import annotations
 
-from .ack import AckInfo, build_ack, build_unreadable_ack, encode_message, parse_ack
+from .ack import (
+    AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
+)
 from .config import MappingConfig
 from .decoding import DecodedMessage, charset_codec, decode_message
 from .errors import (
@@ -26,5 +28,5 @@ __all__ = sorted([
     "MappedReport", "MappingConfig", "MappingConfigError", "MessageHeader", "SUPPORTED_VERSIONS",
     "SourceMap", "SourceRef", "UnreadableHeader", "UnsupportedMessage", "build_ack",
     "build_unreadable_ack", "charset_codec", "check_acceptable", "decode_message",
-    "encode_message", "escape", "map_oru", "parse_ack", "read_header", "render_text",
+    "encode_message", "escape", "frameable_ack", "map_oru", "parse_ack", "read_header", "render_text",
 ])

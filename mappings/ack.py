@@ -17,6 +17,22 @@
 A version this module cannot parse (an unsupported MSH-12) is answered in v2.5 layout,
 still echoing MSH-12 as sent.
 
+**Always frameable.** Echoed fields are copied as sent except for C0 control characters
+(all but TAB; CR and LF end the MSH before a field is read): VT and FS would make the ACK
+impossible to frame in MLLP, and the others are not HL7 text. Each becomes the HL7 hex
+escape ``\\Xhh\\`` with the sender's escape character (``?`` when MSH-2 has none), so
+MSA-2 unescapes to exactly the MSH-10 that was sent. ``encode_message`` then replaces any
+character whose encoding in the message charset contains a VT or FS byte (``Ĝ`` U+011C
+in UTF-16) by ``?``; ``frameable_ack`` gives the same treatment to ACK bytes stored by
+an earlier version, before they are sent again for a duplicate.
+
+**MSH-7 with the sender's delimiters.** ``now`` is written with its UTC offset, unless
+the offset's sign (``+``/``-``) is one of the sender's delimiters: then the offset would
+split MSH-7 into more fields or components and every later field would be misread, so
+MSH-7 is the gateway's local time without an offset (which HL7 reads as the sender's
+local time). A configured ``sending_application``/``sending_facility`` is escaped with
+the sender's delimiters for the same reason.
+
 **Unreadable MSH** (``build_unreadable_ack``): when the field separator and MSH-10 can be
 salvaged from the text, the answer is an AR whose ERR carries the error's code (default
 102, data type error) and location; MSH-2 falls back to ``^~\\&`` when the sender's is
@@ -40,6 +56,10 @@ from .header import DEFAULT_ENCODING_CHARACTERS, Delimiters, MessageHeader, read
     valid_encoding_characters
 
 ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
+# C0 control characters an ACK must not carry (module docstring): all but TAB, LF and CR
+# (LF and CR end the segment an echoed field is read from, so they are never in one).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_VT, _FS = 0x0B, 0x1C  # MLLP's start and end of frame (ints: ``in`` on bytes is fastest so)
 _LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+))?(?:\.(\d+))?$")
 
 
@@ -87,10 +107,10 @@ def build_ack(
     processing_id, version_id, charsets = header.fields(11, 12, 18)
     msh = [
         "MSH", header.encoding_characters,
-        header.receiving_application if sending_application is None else sending_application,
-        header.receiving_facility if sending_facility is None else sending_facility,
+        header.receiving_application if sending_application is None else escape(sending_application, d),
+        header.receiving_facility if sending_facility is None else escape(sending_facility, d),
         header.sending_application, header.sending_facility,
-        format_ts(now), "", message_type, escape(control_id, d),
+        _message_datetime(now, d), "", message_type, escape(control_id, d),
         processing_id, version_id,
     ]
     if charsets:
@@ -102,7 +122,37 @@ def build_ack(
     segments = [header.field_separator.join(msh), header.field_separator.join(msa)]
     if error is not None:
         segments.append(_err_segment(error, message, d, version))
-    return "\r".join(segments)
+    text = "\r".join(segments)
+    if header.raw_msh.isprintable():
+        return text  # nearly every ACK: every echoed field is a piece of the MSH
+    # Over the whole text: what we write ourselves has no control characters (escape()
+    # turns them into spaces), so only the fields echoed as sent can be changed.
+    return _escape_controls(text, d.escape)
+
+
+def _message_datetime(now: datetime, d: Delimiters) -> str:
+    """MSH-7 (module docstring): ``now`` with its offset when the sign is not a delimiter."""
+    stamp = format_ts(now)
+    if d.characters.isdisjoint(stamp):
+        return stamp
+    # Only an aware ``now`` has an offset: astimezone() converts it to the local time.
+    return format_ts(now.astimezone().replace(tzinfo=None))
+
+
+def _escape_controls(text: str, esc: str) -> str:
+    """``text`` with each C0 control character but TAB, LF and CR as ``\\Xhh\\``.
+
+    Escaped rather than replaced: a receiving engine reads MSA-2 like any field, escapes
+    resolved, and so matches it against the MSH-10 it sent, which a replacement character
+    would never do (an engine that compares raw bytes could not have received an ACK
+    with an FS in it at all). The hex is the character's byte value, the same in every
+    ASCII-based charset. Without an escape character the only choice left is ``?``.
+    """
+    if _CONTROLS.search(text) is None:
+        return text  # a TAB or another non-printable character, but no control character
+    if not esc:
+        return _CONTROLS.sub("?", text)
+    return _CONTROLS.sub(lambda m: f"{esc}X{ord(m.group()):02X}{esc}", text)
 
 
 def _err_segment(error: HL7Error, message: str | None, d: Delimiters, version: tuple[int, ...]) -> str:
@@ -160,9 +210,34 @@ def build_unreadable_ack(
 
 
 def encode_message(text: str, charset: str) -> bytes:
-    """Encode an outgoing message; characters the charset lacks become ``?``."""
+    """Encode an outgoing message; characters the charset lacks become ``?``, and so do
+    characters whose encoding contains a VT or FS byte, which MLLP could not frame (a C0
+    control character, or ``Ĝ`` U+011C and ``ċ`` U+010B in UTF-16)."""
     codec = charset_codec(charset) or "utf-8"
-    return text.encode(codec, errors="replace")
+    data = text.encode(codec, errors="replace")
+    if _VT not in data and _FS not in data:
+        return data  # every message in an ASCII-based charset without control characters
+    # In the codecs that can carry an MSH (ASCII-based ones, UTF-16/32) a frame byte comes
+    # from one character's own encoding, never from two neighbours: test each alone.
+    safe = "".join("?" if _VT in (b := ch.encode(codec, errors="replace")) or _FS in b else ch
+                   for ch in text)
+    return safe.encode(codec, errors="replace")
+
+
+def frameable_ack(payload: bytes, default_charset: str = "utf-8") -> bytes:
+    """ACK bytes MLLP can frame: ``payload`` itself, unless it holds a VT or FS byte (an
+    ACK stored by a version that copied them from the sender's MSH); then it is decoded
+    and re-encoded with the rules :func:`build_ack` and :func:`encode_message` apply now.
+    Sent again as stored, it would be refused by the framing and the sender, answered
+    with a closed connection, would resend it for ever."""
+    if _VT not in payload and _FS not in payload:
+        return payload
+    decoded = decode_message(payload, default_charset, normalise=False)
+    try:
+        esc = read_header(decoded.text).delimiters.escape
+    except UnreadableHeader:
+        esc = ""
+    return encode_message(_escape_controls(decoded.text, esc), decoded.charset)
 
 
 @dataclass(frozen=True)

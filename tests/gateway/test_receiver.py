@@ -19,6 +19,7 @@ from gateway.commit import GroupCommitter
 from gateway.config import MLLPSettings
 from gateway.receiver import Receiver
 from mappings.errors import ContentError
+from mappings.header import read_header
 from mllp.server import MLLPServerFactory
 
 from gateway_samples import (
@@ -209,14 +210,21 @@ def test_rejected_message_does_not_block_a_corrected_resend(tmp_path):
     assert [segments(a)[1][:9] for a in acks] == ["MSA|AR|R1", "MSA|AA|R1"]
 
 
-def test_unreadable_header_with_control_id_gets_ar(tmp_path):
+@pytest.mark.parametrize("bad, msa2, msh", [
+    (b"MSH|\xef\xbf\xbd\xef\xbf\xbd|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|BAD1|P|2.5\rPID|1\r",
+     "BAD1", "MSH|^~\\&|RIGW|RAD|RIS|HOSP|"),
+    # An FS in MSH-5 and MSH-10 (echoed as MSH-3 and MSA-2) is escaped: the AR can be framed.
+    (b"MSH|\xef\xbf\xbd|RIS|HOSP|RIGW\x1c|RAD|20240115||ORU^R01|BAD\x1c2|P|2.5\rPID|1\r",
+     "BAD\\X1C\\2", "MSH|^~\\&|RIGW\\X1C\\|RAD|RIS|HOSP|"),
+])
+def test_unreadable_header_with_control_id_gets_ar(tmp_path, bad, msa2, msh):
     h = Harness(tmp_path)
     proto, transport = h.connect()
-    bad = b"MSH|\xef\xbf\xbd\xef\xbf\xbd|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|BAD1|P|2.5\rPID|1\r"
     proto.dataReceived(frame(bad))
     (ack,) = unframe_all(transport.value())
-    assert segments(ack)[1].startswith("MSA|AR|BAD1")
-    stored = h.audit.messages_for("BAD1")
+    assert segments(ack)[0].startswith(msh)
+    assert segments(ack)[1].startswith(f"MSA|AR|{msa2}|")
+    stored = h.audit.messages_for(msa2)
     assert [(m["status"], m["ack_code"]) for m in stored] == [("rejected", "AR")]
     assert not transport.disconnecting
 
@@ -522,3 +530,94 @@ def test_an_ack_after_analysis_that_cannot_be_recorded_is_ar_for_the_sender_and_
     assert "207" in segments(acks[0][0])[2]
     (stored,) = h.audit.messages_for("AN3")
     assert stored["ack_code"] is None  # not recorded: a resend is not taken for a duplicate
+
+
+# --- every frame gets a framed ACK: the fuzzing reproducers --------------------------------
+
+def _ack_field(ack: bytes, segment: str, number: int, fs: str = "|") -> str:
+    fields = next(s for s in segments(ack) if s.startswith(segment)).split(fs)
+    return fields[number - 1] if segment == "MSH" else fields[number]
+
+
+@pytest.mark.parametrize("payload, msa2, msh5", [
+    (b"MSH|^~\\&|A\x1cB|F|R|RF|20240101||ORU^R01|T7|P|2.5", "T7", "A\\X1C\\B"),
+    (b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|T8\x1cX|P|2.5", "T8\\X1C\\X", "A"),
+])
+def test_frame_byte_in_an_echoed_field_still_gets_a_framed_ack(tmp_path, payload, msa2, msh5):
+    # The FS used to be copied into the ACK: framing refused it and the connection closed
+    # with no answer, so the sender resent the message for ever.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(payload))
+    proto.dataReceived(frame(payload))  # rejected (AE) messages are answered afresh
+    acks = unframe_all(transport.value())
+    assert [(_ack_field(a, "MSA", 1), _ack_field(a, "MSA", 2), _ack_field(a, "MSH", 5),
+             _ack_field(a, "MSH", 10)) for a in acks] == [
+        ("AE", msa2, msh5, "ACK1"), ("AE", msa2, msh5, "ACK2")]  # AE: there is no PID
+    assert not transport.disconnecting
+    stored = h.audit.conn.execute("SELECT ack_payload FROM messages ORDER BY id").fetchall()
+    assert [row[0] for row in stored] == acks
+
+
+def test_frame_byte_in_an_accepted_message_and_its_duplicate(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    sent = oru("T9").replace(b"|RIS|HOSP|", b"|RIS\x1c|HOSP|").replace(b"|T9|", b"|T9\x1c1|")
+    proto.dataReceived(frame(sent) + frame(sent))
+    first, second = unframe_all(transport.value())
+    assert first == second
+    assert segments(first) == [
+        f"MSH|^~\\&|RIGW|RAD|RIS\\X1C\\|HOSP|{TS}||ACK^R01^ACK|ACK1|P|2.5.1",
+        "MSA|AA|T9\\X1C\\1"]
+    assert len(h.accepted) == 1
+    (stored,) = h.audit.conn.execute("SELECT ack_payload FROM messages")
+    assert stored[0] == first
+
+
+def test_duplicate_of_a_row_stored_with_an_unframeable_ack_gets_a_framed_one(tmp_path):
+    # Rows written before ACKs were made frameable hold the sender's FS in ack_payload.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    sent = oru("T10").replace(b"|T10|", b"|T10\x1cX|")
+    proto.dataReceived(frame(sent))
+    (good,) = unframe_all(transport.value())
+    legacy = good.replace(b"\\X1C\\", b"\x1c")
+    h.audit.conn.execute("UPDATE messages SET ack_payload = ?", (legacy,))
+    h.audit.conn.commit()
+    proto.dataReceived(frame(sent))
+    assert unframe_all(transport.value()) == [good, good]
+    assert not transport.disconnecting
+
+
+def test_plus_field_separator_gets_an_ack_whose_fields_line_up(tmp_path):
+    # MSH-7's "+0000" used to split into two fields, shifting MSH-9 and MSH-10 of the ACK.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("PL1").replace(b"|", b"+")))
+    (ack,) = unframe_all(transport.value())
+    header = read_header(ack.decode())
+    assert (header.message_datetime, header.message_code, header.message_structure,
+            header.control_id, header.processing_id, header.version) == (
+        NOW.astimezone().strftime("%Y%m%d%H%M%S"), "ACK^R01", "ACK", "ACK1", "P", "2.5.1")
+    assert segments(ack)[1] == "MSA+AA+PL1"
+
+
+FUZZ_ORU = (b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C1|P|2.5\rPID|||M1\rOBR|1|||X|||20240101\r"
+            b"OBX|1|")
+
+
+@pytest.mark.parametrize("obx_tail, msa", [
+    (b"FT|X||A\\.sp 99999999999999999999\\", "MSA|AA|C1"),
+    (b"FT|X||A\\.sk 99999999999999999999\\B", "MSA|AA|C1"),
+    (b"ED|X||^text^xml^^<a><section><text>" + b"<b>" * 1000 + b"x" + b"</b>" * 1000
+     + b"</text></section></a>", "MSA|AE|C1|no report text in any OBX-5"),
+    (b'ED|X||^text^xml^^<?xml version="1.0" encoding="x"?><a/>',
+     "MSA|AE|C1|no report text in any OBX-5"),
+])
+def test_report_content_that_raised_is_answered_as_content(tmp_path, obx_tail, msa):
+    # OverflowError, RecursionError and LookupError in the content check were AR 207.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    proto.dataReceived(frame(FUZZ_ORU + obx_tail))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1] == msa

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from mappings.ack import AckInfo, build_ack, build_unreadable_ack, encode_message, parse_ack
+from mappings.ack import (
+    AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
+)
+from mappings.decoding import charset_codec, decode_message
 from mappings.errors import ContentError, UnreadableHeader, UnsupportedMessage
+from mappings.escapes import render_text
 from mappings.header import read_header
 
 NOW = datetime(2024, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=1)))
@@ -159,3 +164,136 @@ def test_parse_ack_simple_and_errors() -> None:
         parse_ack(b"MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.3\rMSA|OK|C2")
     with pytest.raises(UnreadableHeader):
         parse_ack(b"garbage")
+
+
+# --- ACKs MLLP can always frame (VT 0x0B and FS 0x1C start and end a frame) ---------------
+
+FRAME_BYTES = (b"\x0b", b"\x1c")
+# (MSH-n, where build_ack echoes it: (segment, field number) in the ACK)
+ECHOED = [(3, ("MSH", 5)), (4, ("MSH", 6)), (5, ("MSH", 3)), (6, ("MSH", 4)), (10, ("MSA", 2)),
+          (11, ("MSH", 11)), (12, ("MSH", 12)), (18, ("MSH", 18))]
+
+
+def _msh(fields: dict[int, str], fs: str = "|", encoding: str = "^~\\&") -> str:
+    values = {3: "RIS", 4: "HOSP", 5: "RI", 6: "GW", 7: "20240301123000", 9: f"ORU{encoding[0]}R01",
+              10: "MSG1", 11: "P", 12: "2.5", **fields}
+    return fs.join(["MSH", encoding, *(values.get(n, "") for n in range(3, max(values) + 1))])
+
+
+def _ack_field(ack: str, segment: str, number: int) -> str:
+    fields = next(s for s in ack.split("\r") if s.startswith(segment)).split("|")
+    return fields[number - 1] if segment == "MSH" else fields[number]
+
+
+@pytest.mark.parametrize("control", ["\x1c", "\x0b", "\x00", "\x07", "\x1f"])
+@pytest.mark.parametrize(("msh_n", "where"), ECHOED)
+def test_control_characters_in_echoed_fields_are_hex_escaped(msh_n: int, where: tuple[str, int],
+                                                             control: str) -> None:
+    value = {12: "2.5", 18: "UNICODE UTF-8"}.get(msh_n, "X1") + control + "Y"
+    header = read_header(_msh({msh_n: value}))
+    ack = build_ack(header, "AA", control_id="A1", now=NOW)
+    encoded = encode_message(ack, "utf-8")
+    assert not any(b in encoded for b in FRAME_BYTES)
+    echoed = _ack_field(ack, *where)
+    assert echoed == value.replace(control, f"\\X{ord(control):02X}\\")
+    # Read as HL7, with its escapes resolved, the field is again exactly what was sent: a
+    # receiving engine matches MSA-2 against its MSH-10.
+    assert render_text(echoed, header.delimiters) == value
+    assert len(ack.split("\r")[0].split("|")) == len(header.raw_msh.split("|"))
+
+
+def test_fuzz_reproducers_give_frameable_acks() -> None:
+    for raw, msa2 in [(b"MSH|^~\\&|A\x1cB|F|R|RF|20240101||ORU^R01|T7|P|2.5", "T7"),
+                      (b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|T8\x1cX|P|2.5", "T8\\X1C\\X")]:
+        decoded = decode_message(raw)
+        ack = encode_message(build_ack(read_header(decoded.text), "AA", control_id="A1", now=NOW),
+                             decoded.charset)
+        assert not any(b in ack for b in FRAME_BYTES)
+        assert ack.split(b"\r")[1] == f"MSA|AA|{msa2}".encode()
+
+
+def test_tab_stays_and_control_characters_without_an_escape_character_become_question_marks() -> None:
+    assert _ack_field(build_ack(read_header(_msh({3: "A\tB"})), "AA", control_id="A", now=NOW),
+                      "MSH", 5) == "A\tB"
+    # MSH-2 "\^": the backslash is the component separator, so there is no escape character.
+    header = read_header(_msh({3: "A\x1cB", 10: "C\x0bD"}, encoding="\\^"))
+    assert header.delimiters.escape == ""
+    ack = build_ack(header, "AA", control_id="A", now=NOW)
+    assert (_ack_field(ack, "MSH", 5), _ack_field(ack, "MSA", 2)) == ("A?B", "C?D")
+
+
+def test_unreadable_msh_with_frame_characters_gets_a_frameable_ar() -> None:
+    text = "MSH|^\ufffd\\&|PAM\x1c|IHE|RCV\x0b|FAC|20111219||ADT^A01|CT\x1cRL9|P|2.5\rEVN|"
+    ack = build_unreadable_ack(text, "AR", "A1", NOW, _unreadable(text))
+    assert ack.split("\r")[:2] == [
+        "MSH|^~\\&|RCV\\X0B\\|FAC|PAM\\X1C\\|IHE|20240301123005+0100||ACK^^ACK|A1|P|2.5",
+        "MSA|AR|CT\\X1C\\RL9|MSH-2 encoding characters are invalid",
+    ]
+    assert not any(b in encode_message(ack, "utf-8") for b in FRAME_BYTES)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be", "UNICODE UTF-16", "utf-32"])
+def test_characters_encoded_with_frame_bytes_become_question_marks(codec: str) -> None:
+    # U+011C is 1C 01 in UTF-16LE, U+010B is 0B 01: harmless characters, unframeable bytes.
+    encoded = encode_message("MSA|AA|\u011cX\u010b\u00e9", codec)
+    assert not any(b in encoded for b in FRAME_BYTES)
+    assert encoded == encode_message("MSA|AA|?X?\u00e9", codec)
+    assert encode_message("MSA|AA|\u00e9", codec) == "MSA|AA|\u00e9".encode(charset_codec(codec))
+
+
+def test_frameable_ack_escapes_acks_stored_by_an_earlier_version() -> None:
+    # The bytes the previous build_ack stored for the fuzz reproducer: FS copied from MSH-10.
+    stored = b"MSH|^~\\&|R|RF|A|F|20240501120000+0000||ACK^R01^ACK|RIG1|P|2.5\rMSA|AA|T8\x1cX"
+    assert frameable_ack(stored) == stored.replace(b"\x1c", b"\\X1C\\")
+    latin = "MSH|^~\\&|R|RF|Müller\x0b|F|1||ACK|RIG1|P|2.5||||||8859/1\rMSA|AA|T1".encode("latin-1")
+    assert frameable_ack(latin) == latin.replace(b"\x0b", b"\\X0B\\")
+    good = encode_message(build_ack(read_header(inbound("2.5")), "AA", control_id="A", now=NOW), "utf-8")
+    assert frameable_ack(good) is good
+    assert frameable_ack(b"no header\x1c") == b"no header?"
+
+
+# --- MSH-7 with delimiters that a UTC offset's sign would hit ------------------------------
+
+@pytest.fixture(params=["UTC0", "IST-5:30"])  # POSIX TZ strings: UTC, and UTC+05:30
+def local_zone(request, monkeypatch):
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_zone")
+@pytest.mark.parametrize(("fs", "encoding", "offset"), [
+    ("+", "^~\\&", 1), ("|", "+~\\&", 1), ("|", "^~\\&+", 2), ("-", "^~\\&", -5), ("|", "^-\\&", -5),
+])
+def test_fields_line_up_when_the_offset_sign_is_a_delimiter(fs: str, encoding: str, offset: int) -> None:
+    now = datetime(2024, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=offset)))
+    text = _msh({}, fs=fs, encoding=encoding) + "\rPID" + fs
+    ack_text = build_ack(read_header(text), "AE", control_id="A1", now=now,
+                         error=ContentError("no PID", err_code="100", location="PID"))
+    ack = read_header(ack_text)
+    d = ack.delimiters
+    assert (ack.message_code, ack.trigger_event, ack.message_structure) == ("ACK^R01", "R01", "ACK")
+    assert (ack.control_id, ack.processing_id, ack.version) == ("A1", "P", "2.5")
+    # The gateway's local time without an offset (HL7 reads that as the sender's local time).
+    assert ack.message_datetime == now.astimezone().strftime("%Y%m%d%H%M%S")
+    msa = ack_text.split("\r")[1].split(fs)
+    assert msa[:3] == ["MSA", "AE", "MSG1"] and render_text(msa[3], d) == "no PID"
+    assert datetime.strptime(ack.message_datetime, "%Y%m%d%H%M%S").astimezone() == now
+
+
+def test_the_offset_stays_when_its_sign_is_no_delimiter() -> None:
+    now = datetime(2024, 3, 1, 12, 30, 5, tzinfo=timezone(timedelta(hours=-5)))
+    header = read_header(_msh({}, encoding="^~\\&+"))  # '+' used, '-' is not
+    assert read_header(build_ack(header, "AA", control_id="A", now=now)).message_datetime == \
+        "20240301123005-0500"
+
+
+def test_configured_sender_is_escaped_with_the_senders_delimiters() -> None:
+    header = read_header(_msh({}, encoding="-~\\&"))
+    ack = read_header(build_ack(header, "AA", control_id="A", now=NOW,
+                                sending_application="RI-GATEWAY", sending_facility="R&D"))
+    assert (ack.sending_application, ack.sending_facility) == ("RI\\S\\GATEWAY", "R\\T\\D")
+    assert render_text(ack.sending_application, ack.delimiters) == "RI-GATEWAY"
+    assert ack.message_code == "ACK^R01"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mappings.ack import format_ts
+from mappings.ack import build_ack, encode_message, format_ts, frameable_ack
 from mappings.datatypes import hl7_datetime, is_hl7_datetime
 from mappings.decoding import charset_codec, decode_message, normalise_segments
 from mappings.errors import HL7Error, UnreadableHeader
@@ -205,3 +205,27 @@ def test_frozen_instances_are_the_constructed_ones() -> None:
         assert (constructed, hash(constructed), repr(constructed)) == (built, hash(built), repr(built))
         with pytest.raises(dataclasses.FrozenInstanceError):
             built.raw = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("text", [
+    "MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.5\rMSA|AA|CTRL1", "caf\u00e9 \u2013 \u4e2d\u6587", "tab\there", "",
+])
+@pytest.mark.parametrize("charset", ["utf-8", "8859/1", "ASCII", "utf-16-le", "utf-16-be", "utf-32-le",
+                                     "gb18030", "shift_jis"])
+def test_encode_message_shortcut_agrees_with_the_character_path(text: str, charset: str) -> None:
+    # A trailing FS forces the character-by-character path; it comes out as one '?'.
+    assert encode_message(text + "\x1c", charset) == encode_message(text, charset) + \
+        encode_message("?", charset)
+
+
+@pytest.mark.parametrize("name", WITH_HEADER)
+def test_frameable_ack_shortcut_agrees_with_the_re_encoding_path(name: str) -> None:
+    # ACKs that frame are returned as they are; a trailing FS forces the decode, escape and
+    # re-encode path, which must give the same bytes back before the escaped FS.
+    decoded = decode_message(TEXTS[name].encode("utf-8"))
+    ack = encode_message(build_ack(read_header(decoded.text), "AA", control_id="A1",
+                                   now=datetime(2024, 1, 15, 10, 15, tzinfo=timezone.utc)),
+                         decoded.charset)
+    assert frameable_ack(ack) is ack
+    esc = read_header(decoded.text).delimiters.escape
+    assert frameable_ack(ack + b"\x1c") == ack + f"{esc}X1C{esc}".encode()
