@@ -52,7 +52,7 @@ from twisted.python.failure import Failure
 from mappings.ack import (
     build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
-from mappings.decoding import decode_message
+from mappings.decoding import decode_message, normalise_segments
 from mappings.errors import HL7Error, UnreadableHeader
 from mappings.header import read_header
 from mappings.policy import AcceptancePolicy
@@ -175,13 +175,18 @@ class Receiver:
         started = self.clock()
         received = self.now()
         mode = self.settings.map_before_ack
-        # Segments are normalised only for the parse; MSH reads the same either way.
+        # Segments are normalised only for the parse; MSH reads the same either way
+        # (read_header ignores the padding normalising strips: NULs, whitespace).
         decoded = decode_message(payload, self.settings.default_charset,
                                  normalise=mode != "none")
         try:
             header = read_header(decoded.text)
         except UnreadableHeader as exc:
-            return self._unreadable(payload, decoded, exc, conn, received, started)
+            # build_unreadable_ack salvages MSH from the start of the text it is given: the
+            # normalised text (padding stripped) in every mode, so that the modes answer
+            # alike. Rare enough for the extra pass.
+            text = decoded.text if mode != "none" else normalise_segments(decoded.text)
+            return self._unreadable(payload, text, decoded, exc, conn, received, started)
 
         key = (header.sending_application, header.sending_facility, header.control_id)
         if key in self._inflight:
@@ -414,11 +419,11 @@ class Receiver:
                       outcome="duplicate", ack_code=ack_code, same_content=same,
                       pending=pending, duration_ms=self._ms(started))
 
-    def _unreadable(self, payload: bytes, decoded: Any, exc: UnreadableHeader, conn: Any,
-                    received: datetime, started: float) -> defer.Deferred:
+    def _unreadable(self, payload: bytes, text: str, decoded: Any, exc: UnreadableHeader,
+                    conn: Any, received: datetime, started: float) -> defer.Deferred:
         decision = decide(exc)
         ack_id = self.ids()
-        ack_text = build_unreadable_ack(decoded.text, decision.code, ack_id, received, exc)
+        ack_text = build_unreadable_ack(text, decision.code, ack_id, received, exc)
         ack = encode_message(ack_text, decoded.charset) if ack_text is not None else None
         control_id = _acked_control_id(ack_text) if ack_text is not None else None
         record = ReceivedMessage(

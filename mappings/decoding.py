@@ -4,7 +4,7 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
 
 * **Byte order marks** (UTF-8, UTF-16 LE/BE) are stripped and win over MSH-18: a sender
   that writes a BOM knows its encoding better than its MSH-18 field. UTF-16 without a
-  BOM is recognised from the NUL pattern of ``"MSH"``.
+  BOM is recognised from the NUL pattern of ``"MSH"``, after any padding.
 * **MSH-18 is read from the raw bytes**, as latin-1, before decoding: every character set
   in HL7 table 0211 that can carry an MSH segment keeps ASCII bytes for ASCII characters.
   MSH-18 may repeat (``8859/1~UNICODE UTF-8``, v2.3+): the first value this module knows
@@ -25,6 +25,11 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
   decodes every byte, the declared (else default) codec decodes with one U+FFFD per
   undecodable byte, and ``replaced`` counts them. ``charset`` names the codec really used,
   and is always one :func:`charset_codec` accepts, so the ACK can be encoded in it.
+* **Padding around a message** (NUL bytes, which some senders pad frames with, and
+  whitespace: space, TAB, CR, LF) before the first segment and after the last is not part
+  of the message, whether or not the segments are normalised: :func:`normalise_segments`
+  strips it, MSH is found after it and an MSH that ends the message ends before it (here
+  for MSH-18, in :func:`mappings.header.read_header` for every field).
 * **Segment separators**: CRLF, CR and LF all end a segment. A line that does not start
   with a segment id (a capital letter and one or two capitals/digits followed by the field
   separator) continues the previous segment and is joined to it with LF. This keeps a raw
@@ -99,6 +104,18 @@ _register("euc_jp", "ISO IR159", "EUC-JP")
 _register("tis_620", "TIS-620")
 
 _SEGMENT_END = re.compile(r"\r\n|\r|\n")
+
+# What may pad a message before its first segment and after its last (module docstring).
+PADDING = "\r\n\t \x00"
+# The part of PADDING that can end a segment's last line (CR and LF end the line itself).
+LINE_PADDING = "\t \x00"
+# Nothing but padding from a position to the end of the text: the segment before it is the
+# message's last one.
+ONLY_PADDING = re.compile(rf"[{re.escape(PADDING)}]*\Z")
+_ONLY_PADDING_BYTES = re.compile(ONLY_PADDING.pattern.encode("ascii"))
+# What may stand before the first segment: padding, any other whitespace and a BOM character
+# (read_header and the MSH-18 reading skip the same).
+LEADING_PADDING = re.compile(r"[\s\x00\ufeff]*")
 
 
 @dataclass(frozen=True)
@@ -218,12 +235,18 @@ def _strip_bom(raw: bytes) -> tuple[bytes, str | None]:
         return raw[2:], "utf-16-le"
     if raw.startswith(codecs.BOM_UTF16_BE):
         return raw[2:], "utf-16-be"
-    head = raw.lstrip(b"\r\n\t ")[:6]
-    if head.startswith(b"M\x00S\x00H\x00"):
+    if _UTF16_LE_MSH.match(raw):
         return raw, "utf-16-le"
-    if head.startswith(b"\x00M\x00S\x00H"):
+    if _UTF16_BE_MSH.match(raw):
         return raw, "utf-16-be"
     return raw, None
+
+
+# "MSH" in UTF-16 without a BOM, after padding (module docstring) read two bytes at a time:
+# stripping single bytes misaligns it (little-endian "\r\x00M\x00S\x00H\x00" without its CR
+# looks big-endian, and a CRLF or NUL before it hid it).
+_UTF16_LE_MSH = re.compile(rb"(?:[\r\n\t \x00]\x00)*M\x00S\x00H\x00")
+_UTF16_BE_MSH = re.compile(rb"(?:\x00[\r\n\t \x00])*\x00M\x00S\x00H")
 
 
 def _ascii_view(body: bytes, codec: str) -> bytes:
@@ -244,7 +267,7 @@ def _first_known(values: list[str]) -> str | None:
 
 def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
     """MSH-18 as sent and its repetitions, read from raw bytes as latin-1."""
-    segment = _msh_segment(body[:65536])
+    segment = _msh_segment(body)
     if segment is None:
         return None, []
     fs = segment[3]
@@ -260,38 +283,55 @@ def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
     return value, [v.strip() for v in value.split(rep) if v.strip()]
 
 
-def _msh_segment(head: bytes) -> str | None:
-    """The first MSH segment of ``head`` as latin-1 text, or None without one that has
-    at least a field separator."""
+def _msh_segment(body: bytes) -> str | None:
+    """The first MSH segment in the first 64 KB of ``body`` as latin-1 text, without the
+    padding after it when it is the last segment, or None without one that has at least a
+    field separator."""
+    head = body[:65536]
     if head.startswith(b"MSH"):  # the common case: decode the MSH line only
         end = head.find(b"\r")
         end = len(head) if end < 0 else end
         lf = head.find(b"\n", 0, end)
-        segment = head[:end if lf < 0 else lf].decode("latin-1")
-    else:
-        text = head.decode("latin-1")
-        start = _find_msh(text)
-        if start < 0:
-            return None
-        end_match = _SEGMENT_END.search(text, start)
-        segment = text[start:end_match.start() if end_match else len(text)]
-    return segment if len(segment) >= 4 else None  # "MSH" alone: nothing to read
+        end = end if lf < 0 else lf
+        segment = head[:end].decode("latin-1")
+        # As normalise_segments and read_header read it, what trails the last segment pads
+        # the message. Only a segment ending in such a character can have any (few do).
+        if segment[-1] in LINE_PADDING and _ONLY_PADDING_BYTES.match(body, end):
+            segment = segment.rstrip(LINE_PADDING)
+        return segment if len(segment) >= 4 else None  # "MSH" alone: nothing to read
+    return _msh_line(head.decode("latin-1"), whole=len(head) == len(body))
+
+
+def _msh_line(text: str, *, whole: bool) -> str | None:
+    """The first MSH segment of ``text`` as _msh_segment reads it; ``whole``: ``text`` is
+    the whole message, so padding at its end is padding."""
+    start = _find_msh(text)
+    if start < 0:
+        return None
+    end_match = _SEGMENT_END.search(text, start)
+    end = end_match.start() if end_match else len(text)
+    segment = text[start:end]  # starts with "MSH"
+    if segment[-1] in LINE_PADDING and whole and ONLY_PADDING.match(text, end):
+        segment = segment.rstrip(LINE_PADDING)
+    return segment if len(segment) >= 4 else None
 
 
 def _find_msh(text: str) -> int:
-    """Offset of the first MSH segment (at the start or after a segment break), or -1."""
+    """Offset of the first MSH segment (at the start, after padding, or after a segment
+    break), or -1."""
     if text.startswith("MSH"):
         return 0
-    stripped = len(text) - len(text.lstrip())
-    if text.startswith("MSH", stripped):
-        return stripped
+    padding = LEADING_PADDING.match(text)  # always a match, perhaps empty
+    skipped = padding.end() if padding else 0
+    if text.startswith("MSH", skipped):
+        return skipped
     match = re.search(r"[\r\n]MSH", text)
     return match.start() + 1 if match else -1
 
 
 def normalise_segments(text: str, field_separator: str | None = None) -> str:
     """Rejoin a message so segments are separated by CR only (rules in the module docstring)."""
-    text = text.strip("\r\n\t \x00")
+    text = text.strip(PADDING)
     if field_separator is None:
         msh = _find_msh(text)
         field_separator = text[msh + 3] if msh >= 0 and len(text) > msh + 3 else "|"

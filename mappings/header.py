@@ -2,10 +2,11 @@
 
 Decisions:
 
-* The message must start with ``MSH`` once leading whitespace and a BOM character are
-  skipped. A file/batch envelope (``FHS``/``BHS`` first) is tolerated: the first MSH that
-  starts a segment is read and ``envelope`` names the wrapper. Anything else before the
-  first MSH makes the header unreadable.
+* The message must start with ``MSH`` once leading whitespace, NUL bytes and a BOM character
+  are skipped (padding around a message is not part of it: :mod:`mappings.decoding`). A
+  file/batch envelope (``FHS``/``BHS`` first) is tolerated: the first MSH that starts a
+  segment is read and ``envelope`` names the wrapper. Anything else before the first MSH
+  makes the header unreadable.
 * MSH-1 is the character after ``MSH``; it must be printable, not a letter, digit or space.
 * MSH-2 is read as sent: 1 to 5 distinct printable ASCII characters, none a letter, digit,
   space or the field separator (``^~\\&``, ``^~\\}``, ``^~}``, ``^~\\&#`` all pass; a
@@ -14,6 +15,9 @@ Decisions:
   default only if that character is not already used (so ``^~}`` has ``}`` as its escape
   character and ``&`` as sub-component separator).
 * A trailing field separator after the last MSH field is harmless (an empty field).
+* An MSH that is the last segment of the text ends before the padding after it (spaces,
+  TABs, NULs, line breaks), so MSH reads the same whether or not the segments were
+  normalised (:func:`mappings.decoding.normalise_segments` strips that padding).
 * Values are kept as sent (escape sequences included), so an ACK can echo them byte for
   byte. ``field(n)`` gives any raw MSH-n.
 * MSH-10 is required: without a control id no acknowledgement can be matched, so a header
@@ -25,6 +29,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
+from .decoding import LEADING_PADDING, LINE_PADDING, ONLY_PADDING
 from .errors import UnreadableHeader
 from .frozen import frozen_instance
 
@@ -123,9 +128,8 @@ def locate_msh(text: str) -> tuple[int, str | None]:
     """
     if text.startswith("MSH"):
         return 0, None  # nearly every message
-    start = 0
-    while start < len(text) and (text[start].isspace() or text[start] == "\ufeff"):
-        start += 1
+    padding = LEADING_PADDING.match(text)  # always a match, perhaps empty
+    start = padding.end() if padding else 0
     head = text[start:start + 3]
     if head == "MSH":
         return start, None
@@ -156,6 +160,10 @@ def read_header(text: str) -> MessageHeader:
     start, envelope = locate_msh(text)
     end = _segment_end(text, start)
     segment = text[start:end]
+    # What trails the last segment pads the message (as normalise_segments strips). Only
+    # a segment ending in such a character can have any (few do; it starts with "MSH").
+    if segment[-1] in LINE_PADDING and ONLY_PADDING.match(text, end):
+        segment = segment.rstrip(LINE_PADDING)
     if len(segment) < 4:
         raise UnreadableHeader("MSH segment has no field separator", location="MSH-1")
     fs = segment[3]

@@ -621,3 +621,31 @@ def test_report_content_that_raised_is_answered_as_content(tmp_path, obx_tail, m
     proto.dataReceived(frame(FUZZ_ORU + obx_tail))
     (ack,) = unframe_all(transport.value())
     assert segments(ack)[1] == msa
+
+
+MSH_ALONE = b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C5|P|2.5"
+UNREADABLE = b"MSH|\xef\xbf\xbd\xef\xbf\xbd|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|BAD1|P|2.5\rPID|1\r"
+
+
+@pytest.mark.parametrize("before, after", [(b"\x00", b""), (b"", b"\x00\x00"), (b"\x00\r\n", b"\r\n\x00")])
+def test_nul_padding_around_a_message_is_ignored_in_every_mode(tmp_path, before, after):
+    # Some senders pad frames with NULs. They are not part of the message, whether the
+    # receiver normalises the segments ("check", "full") or reads MSH as sent ("none").
+    answers = {}
+    for mode in ("check", "full", "none"):
+        h = Harness(tmp_path / mode, settings=MLLPSettings(map_before_ack=mode))
+        proto, transport = h.connect()
+        for payload in (oru("P1"), MSH_ALONE, UNREADABLE):
+            proto.dataReceived(frame(before + payload + after))
+        answers[mode] = [segments(ack)[:2] for ack in unframe_all(transport.value())]
+        assert not transport.disconnecting
+        assert [m["status"] for m in h.audit.messages_for("P1")] == ["received"]
+    for mode, (oru_ack, msh_alone_ack, unreadable_ack) in answers.items():
+        assert oru_ack[1] == "MSA|AA|P1"
+        # MSH-12 is "2.5", not "2.5\x00" (AR 203). The content check finds no PID in "check"
+        # (the test's mapper in "full" maps anything): the modes differ only by design.
+        assert msh_alone_ack[0] == f"MSH|^~\\&|R|RF|A|F|{TS}||ACK^R01^ACK|ACK2|P|2.5"
+        assert msh_alone_ack[1].split("|")[:3] == ["MSA", "AE" if mode == "check" else "AA", "C5"]
+        assert unreadable_ack[1].startswith("MSA|AR|BAD1|")
+    assert answers["check"][0] == answers["full"][0] == answers["none"][0]
+    assert answers["check"][2] == answers["full"][2] == answers["none"][2]

@@ -233,3 +233,27 @@ def test_normalise_takes_the_short_way_only_when_it_changes_nothing():
         msh = _find_msh(stripped)
         fs = stripped[msh + 3] if msh >= 0 and len(stripped) > msh + 3 else "|"
         assert normalise_segments(text) == _rejoin(stripped, fs), repr(text[:60])
+
+
+# --- padding around a message -----------------------------------------------------------------
+
+@pytest.mark.parametrize(("before", "after"), [
+    ("\x00", ""), ("", "\x00"), ("\x00\x00\r\n", "\r\n\x00\x00"), ("\r\n\x00 ", " \x00\t\x00"),
+])
+@pytest.mark.parametrize("normalise", [True, False])
+def test_nul_padding_around_a_message_is_not_part_of_it(before: str, after: str, normalise: bool) -> None:
+    from mappings.header import read_header
+
+    message = msh("8859/1")  # MSH is the last segment: the padding after it ends MSH-18
+    decoded = decode_message((before + message + after).encode("latin-1"), normalise=normalise)
+    assert (decoded.charset, decoded.declared) == ("iso8859-1", "8859/1")
+    assert normalise_segments(decoded.text) == message
+    assert read_header(decoded.text) == read_header(message)
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+@pytest.mark.parametrize("before", ["\x00", "\r", "\r\n", "\x00 \r\n"])
+def test_utf16_without_bom_is_recognised_after_padding(codec: str, before: str) -> None:
+    message = msh() + "\rPID|||1||Zoë"
+    decoded = decode_message((before + message + "\x00").encode(codec))
+    assert (decoded.text, decoded.charset) == (message, codec)

@@ -87,3 +87,28 @@ def test_unreadable(text: str, code: str, location: str) -> None:
     with pytest.raises(UnreadableHeader) as info:
         read_header(text)
     assert (info.value.err_code, info.value.location) == (code, location)
+
+
+@pytest.mark.parametrize("prefix", ["\x00", "\x00\x00\r\n", "\r\n\x00 \ufeff"])
+def test_leading_nul_padding_tolerated(prefix: str) -> None:
+    assert read_header(prefix + MSH + "\rPID|1").raw_msh == MSH
+
+
+@pytest.mark.parametrize("suffix", ["\x00", " \x00\t", "\x00\r\n\x00", "\r\x00\x00"])
+def test_padding_after_an_msh_that_ends_the_message_is_not_read(suffix: str) -> None:
+    # As normalise_segments strips it: the version is not "2.5\x00" (AR 203).
+    header = read_header("MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C5|P|2.5" + suffix)
+    assert (header.version, header.raw_msh) == ("2.5", "MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C5|P|2.5")
+
+
+def test_a_nul_inside_the_message_is_kept() -> None:
+    # Not padding: a segment follows. Both readings of the message see it.
+    header = read_header("MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C5|P|2.5 \x00\rPID|1\x00")
+    assert header.raw_msh.endswith("|2.5 \x00")
+
+
+@pytest.mark.parametrize(("text", "code"), [("\x00", "100"), ("\x00 \r\n\x00", "100"), ("\x00MSH\x00", "102")])
+def test_padding_alone_is_no_header(text: str, code: str) -> None:
+    with pytest.raises(UnreadableHeader) as info:
+        read_header(text)
+    assert info.value.err_code == code
