@@ -10,6 +10,17 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
   MSH-18 may repeat (``8859/1~UNICODE UTF-8``, v2.3+): the first value this module knows
   is used. Names are matched case-insensitively ignoring spaces, ``_`` and ``-``, so
   ``UNICODE UTF-8``, ``UTF-8``, ``utf8``, ``ISO_IR 192`` and ``ISO-IR-192`` are the same.
+* **An MSH holding bytes that are not printable ASCII is read in the charset it names.**
+  Read byte by byte, a multi-byte character can look like a delimiter: its second byte may
+  be anything in 0x40-0x7E in Shift_JIS, GBK/GB18030 and Big5 (``倒`` is ``93 7C`` in
+  Shift_JIS, ``|`` being 7C), and in ISO-2022 any byte after a shift (ESC, SO) can be half
+  of a character. Each such byte adds a field separator (or a repetition separator), so the
+  field the bytes show at MSH-18 can be MSH-17 or less, and the true MSH-18 one of the
+  fields after it. The rule is a consistent reading: MSH-18 is the first value, in field
+  order from that position on, naming a charset in which the MSH, decoded, has at MSH-18
+  (its first value this module knows) that same charset. Without such a value the byte
+  reading stands. An MSH in printable ASCII reads the same in every charset, so it is not
+  decoded twice.
 * **Without a usable MSH-18** the configured default (``default_charset``) is used. A name
   is usable when it names a character set HL7 text can be carried in (:func:`charset_codec`):
   one in which every ASCII character stands for itself wherever it stands, since MSH-18
@@ -24,7 +35,12 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
 * **Fallback**: the declared codec is tried strictly, then UTF-8, then the default. If none
   decodes every byte, the declared (else default) codec decodes with one U+FFFD per
   undecodable byte, and ``replaced`` counts them. ``charset`` names the codec really used,
-  and is always one :func:`charset_codec` accepts, so the ACK can be encoded in it.
+  and is always one :func:`charset_codec` accepts, so the ACK can be encoded in it. Where
+  MSH is not in printable ASCII, a codec is taken only if its text names at MSH-18 the
+  charset chosen (or none, as chosen): one that reads a second byte as a separator would
+  move MSH-10. So a Shift_JIS message with one bad byte is read in Shift_JIS with one
+  replacement rather than in a single-byte default, and a UTF-8 message naming Shift_JIS
+  that Shift_JIS would misread is read as UTF-8.
 * **Padding around a message** (NUL bytes, which some senders pad frames with, and
   whitespace: space, TAB, CR, LF) before the first segment and after the last is not part
   of the message, whether or not the segments are normalised: :func:`normalise_segments`
@@ -188,12 +204,16 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
     finish = normalise_segments if normalise else _as_sent
     default = charset_codec(default_charset) or "utf-8"
     body, bom_codec = _strip_bom(raw)
-    declared, values = _declared_charset(body if bom_codec is None else _ascii_view(body, bom_codec))
     if bom_codec is not None:
+        # The view holds one byte per character already: no multi-byte reading to check.
+        declared, values, alike = _declared_charset(_ascii_view(body, bom_codec), multibyte=False)
+        named = None  # unread: one character per byte, every charset reads the view alike
         codec = bom_codec
         candidates = [bom_codec]
     else:
-        codec = _first_known(values) or default
+        declared, values, alike = _declared_charset(body)
+        named = _first_known(values)
+        codec = named or default
         if codec.startswith(("utf_16", "utf-16", "utf_32", "utf-32")):
             codec = "utf-8"  # MSH was readable as ASCII, so this cannot be UTF-16/32
         candidates = list(dict.fromkeys([codec, "utf-8", default]))
@@ -201,6 +221,12 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
         try:
             text = body.decode(candidate)
         except (UnicodeError, LookupError):
+            continue
+        if not alike and _first_known(_msh18_of(text)[1]) != named:
+            # A codec that decodes every byte but reads MSH otherwise than the reading that
+            # chose the charset: a single-byte default takes a Shift_JIS character whose
+            # second byte is "|" for a character and a field separator, and every field
+            # after it moves, MSH-10 too (module docstring, Fallback).
             continue
         return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(candidate),
                                declared=declared, replaced=0)
@@ -265,22 +291,82 @@ def _first_known(values: list[str]) -> str | None:
     return None
 
 
-def _declared_charset(body: bytes) -> tuple[str | None, list[str]]:
-    """MSH-18 as sent and its repetitions, read from raw bytes as latin-1."""
+def _declared_charset(body: bytes, *,
+                      multibyte: bool = True) -> tuple[str | None, list[str], bool]:
+    """MSH-18 as sent and its repetitions, read from raw bytes as latin-1, then checked in
+    the charset they name when a byte may be part of a multi-byte character (module
+    docstring); and whether every charset reads MSH-18 alike (an MSH without one, or in
+    printable ASCII). ``multibyte=False``: ``body`` has one byte per character."""
     segment = _msh_segment(body)
     if segment is None:
-        return None, []
+        return None, [], True
     fs = segment[3]
+    # The byte reading sees every separator any charset's reading sees (and maybe second
+    # bytes as more): fewer than 17 here means no MSH-18 in any reading.
     if segment.count(fs) < 17:
-        return None, []  # no MSH-18 (most messages): not worth splitting the segment
+        return None, [], True  # no MSH-18 (most messages): not worth splitting the segment
     fields = segment.split(fs)
     # fields[0] = "MSH", fields[1] = MSH-2, so MSH-n is fields[n - 1].
-    if not fields[17].strip():
+    rep = _repetition(fields[1])
+    # In printable ASCII every byte stands for itself in every charset. Outside it a byte
+    # may start a multi-byte character, whose second byte can then look like a delimiter,
+    # or shift ISO-2022 (ESC, SO) to two bytes per character.
+    if not multibyte or (segment.isascii() and segment.isprintable()):
+        return (*_msh18_values(fields[17], rep), True)
+    consistent = _consistent_msh18(segment, fields[17:], fs, rep)
+    return (*(consistent or _msh18_values(fields[17], rep)), False)
+
+
+def _repetition(encoding: str) -> str:
+    """The repetition separator of MSH-2 (``~`` when MSH-2 has none)."""
+    return encoding[1] if len(encoding) > 1 else "~"
+
+
+def _msh18_values(value: str, rep: str) -> tuple[str | None, list[str]]:
+    """MSH-18 as sent (None when blank) and its non-blank repetitions."""
+    if not value.strip():
         return None, []
-    value = fields[17]
-    encoding = fields[1]
-    rep = encoding[1] if len(encoding) > 1 else "~"
     return value, [v.strip() for v in value.split(rep) if v.strip()]
+
+
+def _msh18_of(text: str) -> tuple[str | None, list[str]]:
+    """MSH-18 and its repetitions as ``text``, a decoded message, has them."""
+    segment = _msh_line(text, whole=True)
+    if segment is None or segment.count(segment[3]) < 17:
+        return None, []
+    fields = segment.split(segment[3])
+    return _msh18_values(fields[17], _repetition(fields[1]))
+
+
+def _consistent_msh18(segment: str, candidates: list[str], fs: str,
+                      rep: str) -> tuple[str | None, list[str]] | None:
+    """MSH-18 of the first consistent reading of ``segment`` (the MSH as latin-1), or None.
+
+    ``candidates`` are the fields of the byte reading from its MSH-18 on: the true MSH-18 is
+    one of them, or, should a multi-byte character in it hold a separator byte, is split
+    across them. Each value naming a charset is tried in field order; the reading is
+    consistent when the MSH decoded in that charset names the same charset at MSH-18.
+    """
+    raw = segment.encode("latin-1")  # the bytes again: latin-1 maps each byte to itself
+    tried: set[str] = set()
+    for field in candidates:
+        for value in field.split(rep):
+            codec = charset_codec(value) if value.strip() else None
+            if codec is None or _codec_name(codec) in tried:
+                continue
+            tried.add(_codec_name(codec))
+            try:
+                # Replacements: a stray byte elsewhere in MSH does not move MSH-18.
+                fields = raw.decode(codec, errors="replace").split(fs)
+            except (UnicodeError, LookupError):
+                continue
+            if len(fields) < 18:
+                continue
+            declared, values = _msh18_values(fields[17], rep)
+            named = _first_known(values)
+            if named is not None and _codec_name(named) == _codec_name(codec):
+                return declared, values
+    return None
 
 
 def _msh_segment(body: bytes) -> str | None:

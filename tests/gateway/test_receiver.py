@@ -623,6 +623,32 @@ def test_report_content_that_raised_is_answered_as_content(tmp_path, obx_tail, m
     assert segments(ack)[1] == msa
 
 
+def _with_msh18(payload: bytes, charset: bytes) -> bytes:
+    return payload.replace(b"|2.5.1\r", b"|2.5.1||||||" + charset + b"\r", 1)
+
+
+@pytest.mark.parametrize("mode", ["check", "none"])
+@pytest.mark.parametrize("charset, codec, character", [
+    ("SHIFT_JIS", "shift_jis", "倒"), ("SHIFT_JIS", "shift_jis", "ポ"), ("GB18030", "gb18030", "亅"),
+    ("BIG5", "big5", "吜"),
+])
+def test_a_character_whose_second_byte_is_the_field_separator_is_read_in_the_declared_charset(
+        tmp_path, mode, charset, codec, character):
+    # Its second byte is 0x7C, "|": read byte by byte, MSH-18 moved one field and the
+    # message got AR 200 for "ORU_R01", answered and stored under MSH-9 as its control id.
+    assert character.encode(codec)[1:] == b"|"
+    h = Harness(tmp_path, settings=MLLPSettings(map_before_ack=mode))
+    proto, transport = h.connect()
+    text = _with_msh18(oru("MSG0001"), charset.encode()).decode("ascii")
+    proto.dataReceived(frame(text.replace("|RIS|", f"|RIS{character}|", 1).encode(codec)))
+    (ack,) = unframe_all(transport.value())
+    assert ack == (f"MSH|^~\\&|RIGW|RAD|RIS{character}|HOSP|{TS}||ACK^R01^ACK|ACK1|P|2.5.1||||||"
+                   f"{charset}\rMSA|AA|MSG0001").encode(codec)
+    assert [(m["status"], m["ack_code"], m["charset"], m["sender"]) for m in
+            h.audit.messages_for("MSG0001")] == [("received", "AA", codec, f"RIS{character}^HOSP")]
+    assert [a.header.sending_application for a in h.accepted] == [f"RIS{character}"]
+
+
 MSH_ALONE = b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|C5|P|2.5"
 UNREADABLE = b"MSH|\xef\xbf\xbd\xef\xbf\xbd|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|BAD1|P|2.5\rPID|1\r"
 

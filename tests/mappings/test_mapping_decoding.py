@@ -235,6 +235,134 @@ def test_normalise_takes_the_short_way_only_when_it_changes_nothing():
         assert normalise_segments(text) == _rejoin(stripped, fs), repr(text[:60])
 
 
+# --- multi-byte characters whose second byte looks like a delimiter ---------------------------
+
+# In Shift_JIS, GBK/GB18030 and Big5 the second byte of a character may be anything in
+# 0x40-0x7E: "|", "^", "~" and "\\" among them ("&", 0x26, is below that range).
+MULTIBYTE = {"SHIFT_JIS": "shift_jis", "GB18030": "gb18030", "GBK": "gbk", "BIG5": "big5"}
+
+
+def trail_byte_character(codec: str, delimiter: str) -> str:
+    """The first two-byte character of ``codec`` whose second byte is ``delimiter``."""
+    for lead in range(0x81, 0xFF):
+        try:
+            character = bytes([lead, ord(delimiter)]).decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if len(character) == 1:
+            return character
+    raise LookupError(f"no {codec} character ends in {delimiter!r}")
+
+
+def test_the_examples_of_the_report_are_such_characters() -> None:
+    assert ["倒".encode("shift_jis"), "ポ".encode("shift_jis"), "亅".encode("gb18030"),
+            "吜".encode("big5")] == [b"\x93|", b"\x83|", b"\x81|", b"\xca|"]
+
+
+def msh_fields(charset: str, **values: str) -> list[str]:
+    """The fields of msh(charset) (index n - 1 is MSH-n) with ``values`` set by MSH-n name."""
+    fields = msh(charset).split("|")
+    for name, value in values.items():
+        fields[int(name[3:]) - 1] = value
+    return fields
+
+
+@pytest.mark.parametrize("name", MULTIBYTE)
+@pytest.mark.parametrize("delimiter", ["|", "^", "~", "\\"])
+@pytest.mark.parametrize("field", range(3, 18))
+def test_a_trail_byte_that_looks_like_a_delimiter_does_not_move_msh18(
+        name: str, delimiter: str, field: int) -> None:
+    from mappings.header import read_header
+
+    codec = MULTIBYTE[name]
+    character = trail_byte_character(codec, delimiter)
+    fields = msh_fields(name)
+    fields[field - 1] += character
+    message = "|".join(fields) + "\rPID|||1||" + character
+    decoded = decode_message(message.encode(codec), default_charset="8859/1")
+    assert decoded == DecodedMessage(message, codecs.lookup(codec).name, name, 0)
+    header = read_header(decoded.text)
+    assert (header.control_id, header.field(field), header.character_sets) == (
+        fields[9], fields[field - 1], (name,))
+
+
+@pytest.mark.parametrize("codec", MULTIBYTE.values())
+def test_no_such_character_ends_in_the_default_subcomponent_separator(codec: str) -> None:
+    with pytest.raises(LookupError):
+        trail_byte_character(codec, "&")  # 0x26: below every second-byte range
+
+
+@pytest.mark.parametrize("name", MULTIBYTE)
+def test_another_field_separator_that_a_second_byte_can_be(name: str) -> None:
+    codec = MULTIBYTE[name]
+    at = trail_byte_character(codec, "@")
+    message = msh(name).replace("|", "@").replace("@RIS@", f"@RIS{at}@") + "\rPID@@@1"
+    decoded = decode_message(message.encode(codec))
+    assert (decoded.text, decoded.charset, decoded.declared) == (message, codecs.lookup(codec).name, name)
+
+
+@pytest.mark.parametrize("name", MULTIBYTE)
+def test_several_such_characters_and_an_msh17(name: str) -> None:
+    codec = MULTIBYTE[name]
+    bar, tilde = trail_byte_character(codec, "|"), trail_byte_character(codec, "~")
+    fields = msh_fields(name, MSH3=f"R{bar}I{bar}S", MSH4=bar * 3, MSH10="C" + tilde, MSH17="JPN")
+    message = "|".join(fields)
+    decoded = decode_message(message.encode(codec))
+    assert (decoded.text, decoded.charset, decoded.declared) == (message, codecs.lookup(codec).name, name)
+
+
+@pytest.mark.parametrize("declared", ["code1~SHIFT_JIS", "SHIFT_JIS~UNICODE UTF-8", "ISO IR87"])
+def test_a_repeating_msh18_after_such_a_character_uses_its_first_known_value(declared: str) -> None:
+    message = "|".join(msh_fields(declared, MSH3="RIS倒", MSH4="ポ")) + "\rPID|||1||倒"
+    decoded = decode_message(message.encode("shift_jis"))
+    assert (decoded.text, decoded.charset, decoded.declared) == (message, "shift_jis", declared)
+
+
+@pytest.mark.parametrize(("name", "codec", "character"), [
+    ("ISO-2022-JP", "iso2022_jp", "万"),  # ESC $ B, then 4B 7C
+    ("ISO-2022-KR", "iso2022_kr", "관"),  # ESC $ ) C, SO, then 30 7C, SI
+])
+def test_iso2022_where_any_byte_after_a_shift_can_look_like_a_delimiter(
+        name: str, codec: str, character: str) -> None:
+    assert b"|" in character.encode(codec)
+    message = "|".join(msh_fields(name, MSH4=character)) + "\rPID|||1||" + character
+    assert decode_message(message.encode(codec)) == DecodedMessage(message, codec, name, 0)
+
+
+def test_a_charset_named_where_its_own_reading_finds_no_msh18_is_not_used() -> None:
+    # In 8859/1 the two bytes 93 7C are a character and a field separator: by its own
+    # reading, this MSH has an empty MSH-18 and "8859/1" in MSH-19. The default is used.
+    fields = msh_fields("", MSH3="RIS\x93")
+    raw = "|".join(fields + ["8859/1"]).encode("latin-1")
+    decoded = decode_message(raw, default_charset="cp1252")
+    assert (decoded.charset, decoded.declared, decoded.text) == ("cp1252", None, raw.decode("cp1252"))
+
+
+def test_a_single_byte_charset_reads_bytes_above_ascii_as_before() -> None:
+    # 93 7C is a character in Shift_JIS, the default here; in the 8859/1 declared it is a
+    # character and the field separator that ends MSH-4.
+    message = "|".join(msh_fields("8859/1", MSH4="Hôpital \x93", MSH17="FRA")) + "\rPID|||1||Müller"
+    decoded = decode_message(message.encode("latin-1"), default_charset="shift_jis")
+    assert decoded == DecodedMessage(message, "iso8859-1", "8859/1", 0)
+
+
+@pytest.mark.parametrize("default", ["utf-8", "8859/1", "cp1252"])
+def test_a_bad_byte_in_such_a_message_is_replaced_instead_of_moving_msh10(default: str) -> None:
+    # A single-byte default decodes every byte, but reads 93 7C as a character and a field
+    # separator: MSH-10 would be "ORU^R01".
+    message = "|".join(msh_fields("SHIFT_JIS", MSH3="RIS倒")) + "\rPID|||1||倒"
+    assert decode_message(message.encode("shift_jis") + b"\xff", default) == \
+        DecodedMessage(message + "\ufffd", "shift_jis", "SHIFT_JIS", 1)
+
+
+def test_utf8_naming_shift_jis_is_read_as_utf8_where_shift_jis_would_move_msh10() -> None:
+    # Shift_JIS decodes these bytes too, but takes the 92 of UTF-8 "倒" and the "|" after
+    # it for one character.
+    message = "|".join(msh_fields("SHIFT_JIS", MSH3="RIS倒")) + "\rPID|||1||Müller"
+    assert message.encode("utf-8").decode("shift_jis").split("|")[9] != "C1"
+    assert decode_message(message.encode("utf-8")) == DecodedMessage(message, "utf-8", "SHIFT_JIS", 0)
+
+
 # --- padding around a message -----------------------------------------------------------------
 
 @pytest.mark.parametrize(("before", "after"), [
