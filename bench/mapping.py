@@ -7,6 +7,10 @@ message (a new decode, header and ACK every time).  Each is also given as a rati
 against a baseline measured in the same process, ``bytes.decode`` + ``str.split("\\r")``
 of the same message, so that machine speed and load cancel out of the ratios: compare
 ratios between runs and machines, not microseconds.
+
+Then ``decode_message`` on reports of 10,000 to 160,000 short continuation lines (a text
+OBX-5 broken by LF): the time per line should stay flat as the report grows (it grew with
+the report while segments were rejoined by string concatenation).
 """
 
 from __future__ import annotations
@@ -61,6 +65,12 @@ def main(iterations: int = 5000) -> None:
         us = best_us(fn, iterations)
         baseline = baseline or us
         print(f"{name:28s} {us:7.2f} us  x{us / baseline:5.1f}")
+    print("decode_message on continuation lines (time per line should stay flat):")
+    head = b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|LINES1|P|2.5\rOBX|1|TX|x||a"
+    for lines in (10_000, 40_000, 160_000):
+        report = head + b"\nline" * lines
+        us = best_us(lambda: decode_message(report, "utf-8", normalise=True), 1, rounds=3)
+        print(f"  {lines:7d} lines {us / lines:7.3f} us per line")
 
 
 if __name__ == "__main__":

@@ -385,3 +385,14 @@ def test_utf16_without_bom_is_recognised_after_padding(codec: str, before: str) 
     message = msh() + "\rPID|||1||Zoë"
     decoded = decode_message((before + message + "\x00").encode(codec))
     assert (decoded.text, decoded.charset) == (message, codec)
+
+
+def test_a_report_of_many_continuation_lines_is_rejoined_whole():
+    # Thousands of short lines after OBX-5 (a text report broken by LF, blank lines among
+    # them) stay one OBX segment, each line and each blank line in place.
+    lines = ["" if n % 7 == 3 else f"line {n}" for n in range(20_000)]
+    raw = (b"MSH|^~\\&|A|F|R|RF|20240101||ORU^R01|LINES1|P|2.5\rOBX|1|TX|x||"
+           + "\n".join(lines).encode() + b"\rNTE|1||end")
+    segments = decode_message(raw, "utf-8", normalise=True).text.split("\r")
+    assert [s[:3] for s in segments] == ["MSH", "OBX", "NTE"]
+    assert segments[1] == "OBX|1|TX|x||" + "\n".join(lines)
