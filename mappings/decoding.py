@@ -40,7 +40,9 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
   charset chosen (or none, as chosen): one that reads a second byte as a separator would
   move MSH-10. So a Shift_JIS message with one bad byte is read in Shift_JIS with one
   replacement rather than in a single-byte default, and a UTF-8 message naming Shift_JIS
-  that Shift_JIS would misread is read as UTF-8.
+  that Shift_JIS would misread is read as UTF-8. Should even the lossy reading move MSH's
+  fields (a stray lead byte just before a separator), MSH keeps its byte reading (UTF-8 with
+  replacements) and the segments after it are read in the declared codec.
 * **Padding around a message** (NUL bytes, which some senders pad frames with, and
   whitespace: space, TAB, CR, LF) before the first segment and after the last is not part
   of the message, whether or not the segments are normalised: :func:`normalise_segments`
@@ -237,6 +239,17 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
         # should a codec fail even with replacements, UTF-8 with them cannot.
         codec = "utf-8"
         text = body.decode(codec, errors="ri-gateway-mark")
+    else:
+        if not alike and _first_known(_msh18_of(text)[1]) != named:
+            # Even read with replacements, the charset takes a stray lead byte and the
+            # separator after it for one character and moves MSH's fields (MSH-10 too).
+            # MSH is then read as its bytes read (UTF-8 with replacements keeps every
+            # ASCII byte itself), the rest in the charset; a CR or LF byte is never the
+            # second byte of a double-byte character, so MSH ends at the first one.
+            end = min((i for i in (body.find(b"\r"), body.find(b"\n")) if i >= 0),
+                      default=len(body))
+            text = (body[:end].decode("utf-8", errors="ri-gateway-mark")
+                    + body[end:].decode(codec, errors="ri-gateway-mark"))
     replaced = text.count(_MARK)
     text = text.replace(_MARK, "\ufffd")
     return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(codec),

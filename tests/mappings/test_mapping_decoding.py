@@ -7,6 +7,7 @@ import codecs
 import pytest
 
 from mappings.decoding import DecodedMessage, charset_codec, decode_message, normalise_segments
+from mappings.header import read_header
 
 
 def msh(charset: str = "", version: str = "2.5") -> str:
@@ -272,8 +273,6 @@ def msh_fields(charset: str, **values: str) -> list[str]:
 @pytest.mark.parametrize("field", range(3, 18))
 def test_a_trail_byte_that_looks_like_a_delimiter_does_not_move_msh18(
         name: str, delimiter: str, field: int) -> None:
-    from mappings.header import read_header
-
     codec = MULTIBYTE[name]
     character = trail_byte_character(codec, delimiter)
     fields = msh_fields(name)
@@ -396,3 +395,23 @@ def test_a_report_of_many_continuation_lines_is_rejoined_whole():
     segments = decode_message(raw, "utf-8", normalise=True).text.split("\r")
     assert [s[:3] for s in segments] == ["MSH", "OBX", "NTE"]
     assert segments[1] == "OBX|1|TX|x||" + "\n".join(lines)
+
+
+@pytest.mark.parametrize("lead, charset, codec", [
+    (b"\x93", b"SHIFT_JIS", "shift_jis"), (b"\xda", b"GB18030", "gb18030"),
+    (b"\xdb", b"BIG5-HKSCS", "big5hkscs"),
+])
+@pytest.mark.parametrize("normalise", [True, False])
+def test_a_stray_lead_byte_before_a_separator_does_not_move_the_msh_fields(
+        lead, charset, codec, normalise):
+    # Read in the declared charset, the stray byte and the "|" after it make one character,
+    # and every MSH field after it moves (MSH-10 read from MSH-11): MSH keeps its byte
+    # reading, with one replacement, and the rest is still read in the charset.
+    body = "倒 report".encode(codec)
+    raw = (b"MSH|^~\\&|A|F|R|RF" + lead + b"|20240101||ORU^R01|CTRL1|P|2.5||||||" + charset
+           + b"\rPID|||M1\rOBX|1|TX|x||" + body)
+    decoded = decode_message(raw, normalise=normalise)
+    header = read_header(decoded.text)
+    assert (header.control_id, header.message_code, header.version) == ("CTRL1", "ORU^R01", "2.5")
+    assert (decoded.charset, decoded.replaced) == (codec, 1)
+    assert decoded.text.endswith("OBX|1|TX|x||倒 report")
