@@ -134,10 +134,11 @@ def locate_msh(text: str) -> tuple[int, str | None]:
     if head == "MSH":
         return start, None
     if head in ("FHS", "BHS"):
-        for sep in ("\rMSH", "\nMSH"):
-            found = text.find(sep, start)
-            if found >= 0:
-                return found + 1, head
+        # The first MSH after the envelope, whichever line break comes before it (a "\rMSH"
+        # further on would be a later message of the batch).
+        found = [i for i in (text.find("\rMSH", start), text.find("\nMSH", start)) if i >= 0]
+        if found:
+            return min(found) + 1, head
         raise UnreadableHeader(f"{head} envelope without an MSH segment", err_code="100")
     if not text[start:].strip():
         raise UnreadableHeader("empty message", err_code="100")

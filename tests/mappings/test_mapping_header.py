@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mappings.decoding import normalise_segments
 from mappings.errors import UnreadableHeader
 from mappings.header import Delimiters, MessageHeader, read_header
 
@@ -65,6 +66,17 @@ def test_batch_envelope_reads_first_msh(envelope: str) -> None:
     text = f"{envelope}|^~\\&|X|Y\rBHS|^~\\&|X|Y\r{MSH}\rPID|1\rBTS|1"
     header = read_header(text)
     assert (header.control_id, header.envelope) == ("C1", envelope)
+
+
+@pytest.mark.parametrize("first_break, later_break", [("\n", "\r"), ("\r\n", "\r"), ("\r", "\n")])
+def test_batch_envelope_reads_the_first_msh_whatever_line_breaks_come_before_it(
+        first_break: str, later_break: str) -> None:
+    # The text as sent ([mllp] map_before_ack = "none") and the normalised text must find
+    # the same message: the first MSH, not one further on behind another kind of break.
+    second = MSH.replace("|C1|", "|C2|")
+    text = f"BHS|^~\\&|X|Y{first_break}{MSH}{first_break}PID|1{later_break}{second}"
+    assert read_header(text).control_id == "C1"
+    assert read_header(normalise_segments(text)).control_id == "C1"
 
 
 @pytest.mark.parametrize(("text", "code", "location"), [
