@@ -5,7 +5,8 @@
 * MSH: MSH-3/4 = inbound MSH-5/6 (or the configured application/facility), MSH-5/6 =
   inbound MSH-3/4, MSH-7 = ``now``, MSH-9 = ``ACK`` (v2.1-2.2), ``ACK^<event>`` (v2.3) or
   ``ACK^<event>^ACK`` (v2.3.1+), MSH-10 = the new control id, MSH-11 and MSH-12 copied as
-  sent, MSH-18 copied when the sender declared one (the ACK is encoded in that charset).
+  sent, MSH-18 echoed when the sender declared one, each name as decoding reads it (stripped
+  of surrounding whitespace and control characters; the ACK is encoded in that charset).
 * MSA: MSA-1 the code, MSA-2 the inbound MSH-10; MSA-3 the text for versions before 2.7
   (withdrawn in 2.7; the text is in ERR-8 there).
 * ERR (when an error is given): v2.5+ ``ERR||<seg>^<seq>^<field>|<code>^<text>^HL70357|E||||<message>`` (ERR-8 user message);
@@ -104,7 +105,7 @@ def build_ack(
         message_type = f"ACK{d.component}{event}" if event else "ACK"
     else:
         message_type = f"ACK{d.component}{event}{d.component}ACK" if event else f"ACK{d.component}{d.component}ACK"
-    processing_id, version_id, charsets = header.fields(11, 12, 18)
+    processing_id, version_id = header.fields(11, 12)
     msh = [
         "MSH", header.encoding_characters,
         header.receiving_application if sending_application is None else escape(sending_application, d),
@@ -113,8 +114,11 @@ def build_ack(
         _message_datetime(now, d), "", message_type, escape(control_id, d),
         processing_id, version_id,
     ]
-    if charsets:
-        msh += ["", "", "", "", "", charsets]
+    if header.character_sets:
+        # The names as decoding read them (each repetition stripped, as decoding strips it):
+        # a trailing control character, echoed and escaped, would leave a name no reader
+        # knows on an ACK encoded in the charset it names.
+        msh += ["", "", "", "", "", d.repetition.join(header.character_sets)]
     message = text if text is not None else (error.message if error is not None else None)
     msa = ["MSA", code, header.control_id]
     if message and version < (2, 7):

@@ -91,6 +91,19 @@ def test_copies_msh18_configured_sender_and_naive_time() -> None:
     ]
 
 
+@pytest.mark.parametrize("sent, echoed", [
+    ("EUC-KR\x1f", "EUC-KR"), (" 8859/1 ~UNICODE UTF-8\x0c", "8859/1~UNICODE UTF-8"),
+])
+def test_msh18_is_echoed_as_decoding_reads_it(sent: str, echoed: str) -> None:
+    # Decoding strips each name; echoed as sent, a trailing control character came back as
+    # an escape ("EUC-KR\X1F\"), a name no reader knows, on an ACK encoded in EUC-KR.
+    header = read_header(inbound("2.5.1", charset=sent))
+    ack = build_ack(header, "AA", control_id="A", now=NOW)
+    msh = ack.split("\r")[0].split("|")
+    assert msh[17] == echoed
+    assert read_header(ack).character_sets == header.character_sets
+
+
 def test_oru_without_trigger_gets_default_event() -> None:
     header = read_header("MSH|^~\\&|A|B|C|D|1||ORU|X|T|2.3")
     assert build_ack(header, "AA", control_id="Y", now=NOW).split("\r")[0] == \
