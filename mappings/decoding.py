@@ -134,6 +134,18 @@ _ONLY_PADDING_BYTES = re.compile(ONLY_PADDING.pattern.encode("ascii"))
 # What may stand before the first segment: padding, any other whitespace and a BOM character
 # (read_header and the MSH-18 reading skip the same).
 LEADING_PADDING = re.compile(r"[\s\x00\ufeff]*")
+# An MSH that starts a segment after the first (read_header finds the one after an envelope).
+MSH_AFTER_BREAK = re.compile(r"[\r\n]MSH")
+
+
+def without_trailing_padding(segment: str, text: str, end: int) -> str:
+    """``segment``, which ends at ``end`` of ``text``, without the padding after it when
+    nothing but padding follows it: what trails the last segment pads the message (as
+    :func:`normalise_segments` strips it). Only a segment ending in such a character can
+    have any (few do)."""
+    if segment and segment[-1] in LINE_PADDING and ONLY_PADDING.match(text, end):
+        return segment.rstrip(LINE_PADDING)
+    return segment
 
 
 @dataclass(frozen=True)
@@ -224,7 +236,7 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
             text = body.decode(candidate)
         except (UnicodeError, LookupError):
             continue
-        if not alike and _first_known(_msh18_of(text)[1]) != named:
+        if not alike and _named_at_msh18(text) != named:
             # A codec that decodes every byte but reads MSH otherwise than the reading that
             # chose the charset: a single-byte default takes a Shift_JIS character whose
             # second byte is "|" for a character and a field separator, and every field
@@ -240,7 +252,7 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
         codec = "utf-8"
         text = body.decode(codec, errors="ri-gateway-mark")
     else:
-        if not alike and _first_known(_msh18_of(text)[1]) != named:
+        if not alike and _named_at_msh18(text) != named:
             # Even read with replacements, the charset takes a stray lead byte and the
             # separator after it for one character and moves MSH's fields (MSH-10 too).
             # MSH is then read as its bytes read (UTF-8 with replacements keeps every
@@ -351,6 +363,11 @@ def _msh18_of(text: str) -> tuple[str | None, list[str]]:
     return _msh18_values(fields[17], _repetition(fields[1]))
 
 
+def _named_at_msh18(text: str) -> str | None:
+    """The codec ``text``, a decoded message, names at MSH-18 (its first known value)."""
+    return _first_known(_msh18_of(text)[1])
+
+
 def _consistent_msh18(segment: str, candidates: list[str], fs: str,
                       rep: str) -> tuple[str | None, list[str]] | None:
     """MSH-18 of the first consistent reading of ``segment`` (the MSH as latin-1), or None.
@@ -410,8 +427,8 @@ def _msh_line(text: str, *, whole: bool) -> str | None:
     end_match = _SEGMENT_END.search(text, start)
     end = end_match.start() if end_match else len(text)
     segment = text[start:end]  # starts with "MSH"
-    if segment[-1] in LINE_PADDING and whole and ONLY_PADDING.match(text, end):
-        segment = segment.rstrip(LINE_PADDING)
+    if whole:
+        segment = without_trailing_padding(segment, text, end)
     return segment if len(segment) >= 4 else None
 
 
@@ -424,7 +441,7 @@ def _find_msh(text: str) -> int:
     skipped = padding.end() if padding else 0
     if text.startswith("MSH", skipped):
         return skipped
-    match = re.search(r"[\r\n]MSH", text)
+    match = MSH_AFTER_BREAK.search(text)
     return match.start() + 1 if match else -1
 
 

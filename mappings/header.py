@@ -29,7 +29,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from .decoding import LEADING_PADDING, LINE_PADDING, ONLY_PADDING
+from .decoding import LEADING_PADDING, MSH_AFTER_BREAK, without_trailing_padding
 from .errors import UnreadableHeader
 from .frozen import frozen_instance
 
@@ -136,9 +136,9 @@ def locate_msh(text: str) -> tuple[int, str | None]:
     if head in ("FHS", "BHS"):
         # The first MSH after the envelope, whichever line break comes before it (a "\rMSH"
         # further on would be a later message of the batch).
-        found = [i for i in (text.find("\rMSH", start), text.find("\nMSH", start)) if i >= 0]
+        found = MSH_AFTER_BREAK.search(text, start)
         if found:
-            return min(found) + 1, head
+            return found.start() + 1, head
         raise UnreadableHeader(f"{head} envelope without an MSH segment", err_code="100")
     if not text[start:].strip():
         raise UnreadableHeader("empty message", err_code="100")
@@ -160,11 +160,7 @@ def read_header(text: str) -> MessageHeader:
     """Read the MSH of ``text`` (see the module docstring); raises UnreadableHeader."""
     start, envelope = locate_msh(text)
     end = _segment_end(text, start)
-    segment = text[start:end]
-    # What trails the last segment pads the message (as normalise_segments strips). Only
-    # a segment ending in such a character can have any (few do; it starts with "MSH").
-    if segment[-1] in LINE_PADDING and ONLY_PADDING.match(text, end):
-        segment = segment.rstrip(LINE_PADDING)
+    segment = without_trailing_padding(text[start:end], text, end)
     if len(segment) < 4:
         raise UnreadableHeader("MSH segment has no field separator", location="MSH-1")
     fs = segment[3]
