@@ -77,7 +77,7 @@ class AcceptedMessage:
     def is_report(self) -> bool:
         """An ORU, mapped and analysed; another accepted type (an ADT, an ORM) is only
         stored.  Without a header (callers that hand over mapped reports) it is a report."""
-        return self.header is None or self.header.message_type == "ORU"
+        return self.header is None or self.header.is_report
 
 
 @dataclass(frozen=True)

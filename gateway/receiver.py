@@ -197,7 +197,7 @@ class Receiver:
         groups: int | None = None
         try:
             self.policy.check(header)
-            if header.message_type != "ORU":
+            if not header.is_report:
                 # Another type the configuration accepts (ADT, ORM, ...): stored and
                 # ACKed from MSH alone; the content rules and the mapping are the ORU's.
                 reports, groups = (), 0

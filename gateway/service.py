@@ -113,8 +113,7 @@ def reread(settings: Settings, mapper: Callable[[str], list[Any]] | None
         decoded = decode_message(raw, charset or settings.mllp.default_charset)
         header = read_header(decoded.text)
         # Only reports are mapped (an accepted ADT or ORM is skipped by the pipeline).
-        is_report = header.message_type == "ORU"
-        reports = mapper(decoded.text) if mapper is not None and is_report else None
+        reports = mapper(decoded.text) if mapper is not None and header.is_report else None
         return header, decoded.text, reports
 
     return run

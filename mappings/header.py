@@ -115,6 +115,12 @@ class MessageHeader:
                       for n in numbers])
 
     @property
+    def is_report(self) -> bool:
+        """An ORU: the one message type mapped to RI requests and analysed (others a
+        configuration accepts are only stored and acknowledged)."""
+        return self.message_type == "ORU"
+
+    @property
     def message_code(self) -> str:
         """``TYPE^TRIGGER`` (or just ``TYPE``) as used in configuration and logs."""
         return f"{self.message_type}^{self.trigger_event}" if self.trigger_event else self.message_type

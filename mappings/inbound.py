@@ -163,7 +163,7 @@ def _groups_to_check(text: str, header: MessageHeader) -> tuple[OrderGroup | Loc
 
 def _oru_header(text: str, header: MessageHeader | None = None) -> MessageHeader:
     header = header or read_header(text)
-    if header.message_type != "ORU":
+    if not header.is_report:
         raise UnsupportedMessage(f"only ORU messages can be mapped, not {header.message_type or '(empty)'}",
                                  err_code="200", location="MSH-9")
     return header
