@@ -113,13 +113,16 @@ def _cpu_seconds(pid: int | None) -> float | None:
 async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_until: float,
                       latencies: list[float], errors: list[int], answered: list[int]) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sent = 0
+    sent = 0  # in the measured window
+    number = 0  # every message, warm-up included: each has its own control id
     try:
         while True:
             now = time.perf_counter()
             if now >= stop_at:
                 break
-            payload = b"\x0b" + oru(f"{prefix}{sent}", size) + b"\x1c\x0d"
+            # A repeated control id would be answered as a duplicate (a lookup, no insert).
+            payload = b"\x0b" + oru(f"{prefix}{number}", size) + b"\x1c\x0d"
+            number += 1
             start = time.perf_counter()
             writer.write(payload)
             reply = await reader.readuntil(b"\x1c\x0d")

@@ -27,3 +27,32 @@ def test_benchmark_message_is_a_3kb_oru():
     message = load.oru("X1", 3072)
     assert 2900 <= len(message) <= 3072
     assert message.startswith(b"MSH|^~\\&|") and b"|ORU^R01^ORU_R01|X1|" in message
+
+
+def test_every_message_has_its_own_control_id_warm_up_included():
+    """A control id sent twice is answered as a duplicate: a warm-up of repeats would
+    measure the duplicate path and put its CPU in the figures."""
+    import asyncio
+
+    import load
+
+    seen: list[bytes] = []
+
+    async def answer(reader, writer):
+        try:
+            while True:
+                frame = await reader.readuntil(b"\x1c\x0d")
+                seen.append(frame.split(b"|")[9])
+                writer.write(b"\x0b" + load.FIXED_ACK + b"\x1c\x0d")
+        except asyncio.IncompleteReadError:
+            pass
+
+    async def main():
+        server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        async with server:
+            return await load._load(port, 2, 0.2, 3072, "test", 0.2)
+
+    result = asyncio.run(main())
+    assert result.messages > 0 and len(seen) > result.messages  # warm-up messages too
+    assert len(set(seen)) == len(seen)
