@@ -216,7 +216,8 @@ class Receiver:
             enhanced_mode(header.accept_ack_type, header.application_ack_type))
         ack_id: str | None = self.ids()
         ack: bytes | None = encode_message(build_ack(header, code, control_id=ack_id, now=received,
-                                                     error=decision.error), decoded.charset)
+                                                     error=decision.error, charset=decoded.charset),
+                                           decoded.charset)
         if decision.accepted and self.ack_after == "analysis":
             code = ack_id = ack = None  # decided once the engine has run
         record = ReceivedMessage(
@@ -296,8 +297,9 @@ class Receiver:
             code = decision.code_for(enhanced_mode(header.accept_ack_type,
                                                    header.application_ack_type))
             ack_id = self.ids()
+            charset = record.charset or "utf-8"
             ack = encode_message(build_ack(header, code, control_id=ack_id, now=self.now(),
-                                           error=decision.error), record.charset or "utf-8")
+                                           error=decision.error, charset=charset), charset)
             stored = self.committer.submit(ack_op(
                 message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
                 decision.error.message if decision.error else None))
@@ -332,7 +334,7 @@ class Receiver:
                           _storage_error(failure))
         code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
         ack = encode_message(build_ack(header, code, control_id=self.ids(), now=self.now(),
-                                       error=decision.error), charset)
+                                       error=decision.error, charset=charset), charset)
         self._answer_waiting(key, record, ack, message_id, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
@@ -423,7 +425,8 @@ class Receiver:
                     conn: Any, received: datetime, started: float) -> defer.Deferred:
         decision = decide(exc)
         ack_id = self.ids()
-        ack_text = build_unreadable_ack(text, decision.code, ack_id, received, exc)
+        ack_text = build_unreadable_ack(text, decision.code, ack_id, received, exc,
+                                        charset=decoded.charset)
         ack = encode_message(ack_text, decoded.charset) if ack_text is not None else None
         control_id = _acked_control_id(ack_text) if ack_text is not None else None
         record = ReceivedMessage(

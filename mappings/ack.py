@@ -6,7 +6,11 @@
   inbound MSH-3/4, MSH-7 = ``now``, MSH-9 = ``ACK`` (v2.1-2.2), ``ACK^<event>`` (v2.3) or
   ``ACK^<event>^ACK`` (v2.3.1+), MSH-10 = the new control id, MSH-11 and MSH-12 copied as
   sent, MSH-18 echoed when the sender declared one, each name as decoding reads it (stripped
-  of surrounding whitespace and control characters; the ACK is encoded in that charset).
+  of surrounding whitespace and control characters). The ACK is encoded in the charset the
+  message was decoded with, and MSH-18 says so: where that is not the charset the sender's
+  MSH-18 names (a byte order mark won over it; UTF-16 declared on a message read as
+  ASCII), MSH-18 names the ACK's own (``UNICODE UTF-8``). A name decoding does not know
+  is echoed as sent.
 * MSA: MSA-1 the code, MSA-2 the inbound MSH-10; MSA-3 the text for versions before 2.7
   (withdrawn in 2.7; the text is in ERR-8 there).
 * ERR (when an error is given): v2.5+ ``ERR||<seg>^<seq>^<field>|<code>^<text>^HL70357|E||||<message>`` (ERR-8 user message);
@@ -37,9 +41,10 @@ the sender's delimiters for the same reason.
 **Unreadable MSH** (``build_unreadable_ack``): when the field separator and MSH-10 can be
 salvaged from the text, the answer is an AR whose ERR carries the error's code (default
 102, data type error) and location; MSH-2 falls back to ``^~\\&`` when the sender's is
-unusable, MSA-2 echoes the salvaged MSH-10. When not even that is possible (no MSH at
-the start, no field separator, no MSH-10) the result is ``None``: there is nothing to
-address an ACK to, and the listener closes the connection without answering.
+unusable, MSA-2 echoes the salvaged MSH-10, and MSH-18 (as the field separator places it)
+follows the rule above. When not even that is possible (no MSH at the start, no field
+separator, no MSH-10) the result is ``None``: there is nothing to address an ACK to, and
+the listener closes the connection without answering.
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
-from .decoding import charset_codec, decode_message
+from .decoding import charset_codec, charset_name, declares, decode_message
 from .errors import ERROR_TEXTS, ContentError, HL7Error, UnreadableHeader
 from .escapes import escape, render_text
 from .policy import effective_event
@@ -92,8 +97,13 @@ def build_ack(
     text: str | None = None,
     sending_application: str | None = None,
     sending_facility: str | None = None,
+    charset: str | None = None,
 ) -> str:
-    """The ACK for ``header``: segments joined by CR, no trailing CR, no framing."""
+    """The ACK for ``header``: segments joined by CR, no trailing CR, no framing.
+
+    ``charset`` is the codec the ACK will be encoded in (the one the message was decoded
+    with): MSH-18 names it where the sender's MSH-18 names another (module docstring).
+    """
     if code not in ACK_CODES:
         raise ValueError(f"unknown acknowledgement code {code!r}")
     d = header.delimiters
@@ -118,7 +128,10 @@ def build_ack(
         # The names as decoding read them (each repetition stripped, as decoding strips it):
         # a trailing control character, echoed and escaped, would leave a name no reader
         # knows on an ACK encoded in the charset it names.
-        msh += ["", "", "", "", "", d.repetition.join(header.character_sets)]
+        names = d.repetition.join(header.character_sets)
+        if charset is not None and not declares(header.character_sets, charset):
+            names = charset_name(charset) or names
+        msh += ["", "", "", "", "", names]
     message = text if text is not None else (error.message if error is not None else None)
     msa = ["MSA", code, header.control_id]
     if message and version < (2, 7):
@@ -184,8 +197,10 @@ def _location_parts(location: str) -> tuple[str, str, str]:
 
 def build_unreadable_ack(
     text_or_none: str | None, code: str, control_id: str, now: datetime, error: HL7Error,
+    charset: str | None = None,
 ) -> str | None:
-    """An AR/AE for a message whose MSH could not be read, or None (module docstring)."""
+    """An AR/AE for a message whose MSH could not be read, or None (module docstring).
+    ``charset`` as for :func:`build_ack`."""
     if not text_or_none:
         return None
     text = text_or_none.lstrip("\ufeff \t\r\n")
@@ -209,8 +224,11 @@ def build_unreadable_ack(
         header = read_header(salvaged)
     except UnreadableHeader:
         return None
-    header = replace(header, message_type="", trigger_event="", message_structure="")
-    return build_ack(header, code, control_id=control_id, now=now, error=error)
+    # MSH-18 where the field separator puts it, as read_header reads it.
+    names = parts[17].split(header.delimiters.repetition) if len(parts) > 17 else []
+    header = replace(header, message_type="", trigger_event="", message_structure="",
+                     character_sets=tuple(n.strip() for n in names if n.strip()))
+    return build_ack(header, code, control_id=control_id, now=now, error=error, charset=charset)
 
 
 def encode_message(text: str, charset: str) -> bytes:

@@ -85,9 +85,15 @@ codecs.register_error("ri-gateway-mark", _mark_errors)
 _CHARSETS: dict[str, str] = {}
 
 
+# The MSH-18 value naming each codec (keyed by codecs.lookup name): its first name
+# registered, the HL7 table 0211 one where the table has it (charset_name).
+_NAMES: dict[str, str] = {}
+
+
 def _register(codec: str, *names: str) -> None:
     for name in names:
         _CHARSETS[_key(name)] = codec
+    _NAMES.setdefault(codecs.lookup(codec).name, names[0])
 
 
 def _key(name: str) -> str:
@@ -113,6 +119,11 @@ _register("utf-8", "UNICODE UTF-8", "UTF-8", "UTF8", "ISO_IR 192", "UNICODE")
 _register("utf-8", "UTF-8-SIG")
 _register("utf-16", "UNICODE UTF-16", "UTF-16", "UTF16", "UCS-2")
 _register("utf-32", "UNICODE UTF-32", "UTF-32")
+# The byte orders a BOM or NULs identify (_strip_bom); table 0211 has one name for each form.
+_register("utf-16-le", "UTF-16LE")
+_register("utf-16-be", "UTF-16BE")
+_NAMES.update({codecs.lookup(c).name: n for c, n in (
+    ("utf-16-le", "UNICODE UTF-16"), ("utf-16-be", "UNICODE UTF-16"))})
 _register("gb18030", "GB 18030-2000", "GB18030", "GB 18030")
 _register("gbk", "GBK")
 _register("big5", "BIG-5", "BIG5")
@@ -173,6 +184,19 @@ def charset_codec(name: str) -> str | None:
         except (LookupError, ValueError):
             return None
     return codec if _is_charset(codec) else None
+
+
+def charset_name(codec: str) -> str | None:
+    """The MSH-18 value naming a Python codec (``"UNICODE UTF-8"`` for ``utf-8``,
+    ``"8859/1"`` for ``latin_1``), or None for a codec no name here stands for."""
+    return _NAMES.get(_codec_name(codec))
+
+
+def declares(names: tuple[str, ...] | list[str], codec: str) -> bool:
+    """Whether MSH-18 values ``names`` declare ``codec``, as decoding reads them: their
+    first known name names it, or none is known (an unknown name is not contradicted)."""
+    named = _first_known(list(names))
+    return named is None or _codec_name(named) == _codec_name(codec)
 
 
 # The Unicode encoding forms a BOM or the NUL pattern of "MSH" identifies (_strip_bom) and

@@ -675,3 +675,44 @@ def test_nul_padding_around_a_message_is_ignored_in_every_mode(tmp_path, before,
         assert unreadable_ack[1].startswith("MSA|AR|BAD1|")
     assert answers["check"][0] == answers["full"][0] == answers["none"][0]
     assert answers["check"][2] == answers["full"][2] == answers["none"][2]
+
+
+@pytest.mark.parametrize("mode", ["check", "none"])
+@pytest.mark.parametrize("bom, declared, sent_in, ack_in, named", [
+    # A byte order mark wins over MSH-18: the ACK is in the BOM's encoding and says so.
+    (b"\xef\xbb\xbf", "8859/1", "utf-8", "utf-8", "UNICODE UTF-8"),
+    (b"\xff\xfe", "8859/1", "utf-16-le", "utf-16-le", "UNICODE UTF-16"),
+    (b"\xfe\xff", "8859/1~UNICODE UTF-8", "utf-16-be", "utf-16-be", "UNICODE UTF-16"),
+    # UTF-16 declared on an MSH that reads as ASCII: the message is read as UTF-8.
+    (b"", "UNICODE UTF-16", "utf-8", "utf-8", "UNICODE UTF-8"),
+    # Declared and used alike: echoed as sent, repetitions and unknown names included.
+    (b"", "8859/1", "latin-1", "latin-1", "8859/1"),
+    (b"", "X-NOT-KNOWN~8859/1", "latin-1", "latin-1", "X-NOT-KNOWN~8859/1"),
+    (b"\xef\xbb\xbf", "UNICODE UTF-8", "utf-8", "utf-8", "UNICODE UTF-8"),
+])
+def test_the_ack_names_the_charset_it_is_encoded_in(tmp_path, mode, bom, declared, sent_in,
+                                                    ack_in, named):
+    h = Harness(tmp_path, settings=MLLPSettings(map_before_ack=mode))
+    proto, transport = h.connect()
+    text = oru("CS2", app="RADIOLOGIA").decode("ascii").replace(
+        "|2.5.1\r", f"|2.5.1||||||{declared}\r", 1).replace("RADIOLOGIA", "RADIOLOGÍA")
+    proto.dataReceived(frame(bom + text.encode(sent_in)))
+    (ack,) = unframe_all(transport.value())
+    msh, msa = ack.decode(ack_in).split("\r")[:2]
+    fields = msh.split("|")
+    assert fields[17] == named
+    assert fields[4] == "RADIOLOGÍA"  # MSH-3 echoed at MSH-5, readable in what MSH-18 says
+    assert msa == "MSA|AA|CS2"
+
+
+def test_an_unreadable_msh_is_answered_in_its_charset_and_names_it(tmp_path):
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    # MSH-2 is not a set of encoding characters: MSH cannot be read, MSH-10 and MSH-18 can.
+    text = ("MSH|^~^&|RADIOLOGÍA|HOSP|RIGW|RAD|20240115101500||ORU^R01|CS3|P|2.5.1||||||8859/1\r"
+            "PID|1||MRN1\r")
+    proto.dataReceived(frame(text.encode("latin-1")))
+    (ack,) = unframe_all(transport.value())
+    msh, msa = ack.decode("latin-1").split("\r")[:2]
+    assert msh.split("|")[4] == "RADIOLOGÍA" and msh.split("|")[17] == "8859/1"
+    assert msa.startswith("MSA|AR|CS3|")

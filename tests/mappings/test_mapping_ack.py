@@ -137,7 +137,7 @@ def test_unreadable_msh2_salvages_control_id() -> None:
     text = "MSH|^\ufffd\\&|PAM|IHE|RCV|FAC|20111219||ADT^A01^ADT_A01|CTRL9|P|2.5||||||UNICODE UTF-8\rEVN|"
     error = _unreadable(text)
     assert build_unreadable_ack(text, "AR", "A1", NOW, error).split("\r") == [
-        "MSH|^~\\&|RCV|FAC|PAM|IHE|20240301123005+0100||ACK^^ACK|A1|P|2.5",
+        "MSH|^~\\&|RCV|FAC|PAM|IHE|20240301123005+0100||ACK^^ACK|A1|P|2.5||||||UNICODE UTF-8",
         "MSA|AR|CTRL9|MSH-2 encoding characters are invalid",
         "ERR||MSH^1^2|102^Data type error^HL70357|E||||MSH-2 encoding characters are invalid",
     ]
