@@ -25,8 +25,10 @@ each in its own process:
 It prints messages/s, p50 and p99 ACK latency for each, the ratios against the floor, and
 the server process's CPU time per message (``cpu us``: user + system time of the server's
 main process over the whole load, warm-up included, divided by every message it answered;
-analysis worker processes are not in it).  On a shared machine the rate moves with what
-else runs; the CPU per message moves much less, so compare that between runs.
+analysis worker processes are not in it), and the same for this load generator (``load
+us``; it shares the machine, and on a small one its share bounds what is left for the
+server).  On a shared machine the rate moves with what else runs; the CPU per message moves
+much less, so compare that between runs.
 ``--servers`` picks some of them (the floor always runs: the ratios need it).
 Target for the gateway: at least 25% of the floor's rate, p99 under 20 ms.
 
@@ -88,6 +90,7 @@ class Result:
     latencies: list[float]
     errors: int
     cpu_per_message: float | None = None  # seconds of server CPU per answered message
+    load_cpu_per_message: float | None = None  # the same for this load generator
 
     @property
     def rate(self) -> float:
@@ -141,6 +144,7 @@ async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_un
 async def _load(port: int, connections: int, seconds: float, size: int, name: str,
                 warmup: float, pid: int | None = None) -> Result:
     cpu_before = _cpu_seconds(pid)
+    load_before = time.process_time()
     answered = [0]
     start = time.perf_counter()
     warm_until = start + warmup
@@ -153,10 +157,11 @@ async def _load(port: int, connections: int, seconds: float, size: int, name: st
                     answered)
         for c in range(connections)])
     cpu_after = _cpu_seconds(pid)
+    load_cpu = (time.process_time() - load_before) / answered[0] if answered[0] else None
     cpu = None
     if cpu_before is not None and cpu_after is not None and answered[0]:
         cpu = (cpu_after - cpu_before) / answered[0]
-    return Result(name, sum(counts), seconds, latencies, errors[0], cpu)
+    return Result(name, sum(counts), seconds, latencies, errors[0], cpu, load_cpu)
 
 
 def _free_port() -> int:
@@ -267,16 +272,21 @@ def report(results: list[Result], connections: int, size: int) -> str:
     floor = next(r for r in results if r.name == "floor")
     lines = [f"{connections} connections, {size}-byte ORU^R01, {os.cpu_count()} CPUs",
              f"{'server':<17} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs floor':>9} {'errors':>7}"
-             f" {'cpu us':>7}"]
+             f" {'cpu us':>7} {'load us':>8}"]
     for r in results:
-        cpu = f"{r.cpu_per_message * 1e6:>7.0f}" if r.cpu_per_message is not None else f"{'-':>7}"
+        cpu = _micros(r.cpu_per_message, 7)
         lines.append(f"{r.name:<17} {r.rate:>9.0f} {r.percentile(0.5):>8.2f} "
-                     f"{r.percentile(0.99):>8.2f} {r.rate / floor.rate:>8.0%} {r.errors:>7} {cpu}")
+                     f"{r.percentile(0.99):>8.2f} {r.rate / floor.rate:>8.0%} {r.errors:>7} {cpu}"
+                     f" {_micros(r.load_cpu_per_message, 8)}")
     for gateway in (r for r in results if r.name.startswith("gateway")):
         ok = gateway.rate >= 0.25 * floor.rate and gateway.percentile(0.99) < 20
         lines.append(f"{gateway.name} target (>= 25% of floor, p99 < 20 ms): "
                      f"{'met' if ok else 'NOT met'}")
     return "\n".join(lines)
+
+
+def _micros(seconds: float | None, width: int) -> str:
+    return f"{seconds * 1e6:>{width}.0f}" if seconds is not None else f"{'-':>{width}}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -300,7 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps([{"server": r.name, "rate": r.rate, "p50_ms": r.percentile(0.5),
                            "p99_ms": r.percentile(0.99), "errors": r.errors,
                            "cpu_us_per_message": None if r.cpu_per_message is None
-                           else r.cpu_per_message * 1e6} for r in results]))
+                           else r.cpu_per_message * 1e6,
+                           "load_cpu_us_per_message": None if r.load_cpu_per_message is None
+                           else r.load_cpu_per_message * 1e6} for r in results]))
     return 0
 
 

@@ -56,3 +56,4 @@ def test_every_message_has_its_own_control_id_warm_up_included():
     result = asyncio.run(main())
     assert result.messages > 0 and len(seen) > result.messages  # warm-up messages too
     assert len(set(seen)) == len(seen)
+    assert result.load_cpu_per_message > 0  # the generator's own CPU, beside the server's
