@@ -219,15 +219,19 @@ def build_unreadable_ack(
             return None
         parts[1] = DEFAULT_ENCODING_CHARACTERS
     version = parts[11].split(parts[1][0])[0].strip()
-    salvaged = fs.join(parts[:11] + [version if version_tuple(version) else "2.5"])
-    try:
-        header = read_header(salvaged)
-    except UnreadableHeader:
+    salvaged = parts[:11] + [version if version_tuple(version) else "2.5"]
+    # MSH-18 where the field separator puts it (read, stripped and escaped as any MSH-18),
+    # unless it is what keeps the salvaged MSH from being read.
+    tries = [salvaged + ["", "", "", "", "", parts[17]], salvaged] if len(parts) > 17 else [salvaged]
+    for fields in tries:
+        try:
+            header = read_header(fs.join(fields))
+            break
+        except UnreadableHeader:
+            continue
+    else:
         return None
-    # MSH-18 where the field separator puts it, as read_header reads it.
-    names = parts[17].split(header.delimiters.repetition) if len(parts) > 17 else []
-    header = replace(header, message_type="", trigger_event="", message_structure="",
-                     character_sets=tuple(n.strip() for n in names if n.strip()))
+    header = replace(header, message_type="", trigger_event="", message_structure="")
     return build_ack(header, code, control_id=control_id, now=now, error=error, charset=charset)
 
 

@@ -310,3 +310,9 @@ def test_configured_sender_is_escaped_with_the_senders_delimiters() -> None:
     assert (ack.sending_application, ack.sending_facility) == ("RI\\S\\GATEWAY", "R\\T\\D")
     assert render_text(ack.sending_application, ack.delimiters) == "RI-GATEWAY"
     assert ack.message_code == "ACK^R01"
+
+
+def test_unreadable_msh18_with_a_control_character_is_escaped_like_any_echoed_field() -> None:
+    text = "MSH|^~^&|RIS|HOSP|RIGW|RAD|20240115||ORU^R01|C7|P|2.5||||||8859/1\x01X\rPID|"
+    ack = build_unreadable_ack(text, "AR", "A1", NOW, _unreadable(text), charset="latin-1")
+    assert ack.split("\r")[0].split("|")[17] == "8859/1\\X01\\X"
