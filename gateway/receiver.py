@@ -215,9 +215,7 @@ class Receiver:
         code: str | None = decision.code_for(
             enhanced_mode(header.accept_ack_type, header.application_ack_type))
         ack_id: str | None = self.ids()
-        ack: bytes | None = encode_message(build_ack(header, code, control_id=ack_id, now=received,
-                                                     error=decision.error, charset=decoded.charset),
-                                           decoded.charset)
+        ack: bytes | None = _ack(header, code, ack_id, received, decision.error, decoded.charset)
         if decision.accepted and self.ack_after == "analysis":
             code = ack_id = ack = None  # decided once the engine has run
         record = ReceivedMessage(
@@ -297,9 +295,7 @@ class Receiver:
             code = decision.code_for(enhanced_mode(header.accept_ack_type,
                                                    header.application_ack_type))
             ack_id = self.ids()
-            charset = record.charset or "utf-8"
-            ack = encode_message(build_ack(header, code, control_id=ack_id, now=self.now(),
-                                           error=decision.error, charset=charset), charset)
+            ack = _ack(header, code, ack_id, self.now(), decision.error, record.charset or "utf-8")
             stored = self.committer.submit(ack_op(
                 message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
                 decision.error.message if decision.error else None))
@@ -333,8 +329,7 @@ class Receiver:
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
         code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
-        ack = encode_message(build_ack(header, code, control_id=self.ids(), now=self.now(),
-                                       error=decision.error, charset=charset), charset)
+        ack = _ack(header, code, self.ids(), self.now(), decision.error, charset)
         self._answer_waiting(key, record, ack, message_id, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
@@ -460,6 +455,13 @@ class Receiver:
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)
+
+
+def _ack(header: Any, code: str, control_id: str, now: datetime, error: HL7Error | None,
+         charset: str) -> bytes:
+    """Our ACK as sent: encoded in ``charset``, the charset its MSH-18 names."""
+    return encode_message(build_ack(header, code, control_id=control_id, now=now, error=error,
+                                    charset=charset), charset)
 
 
 @functools.lru_cache(maxsize=256)

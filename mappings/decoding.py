@@ -90,10 +90,11 @@ _CHARSETS: dict[str, str] = {}
 _NAMES: dict[str, str] = {}
 
 
-def _register(codec: str, *names: str) -> None:
+def _register(codec: str, *names: str, msh18: str | None = None) -> None:
+    """``names`` read as ``codec``; ``msh18`` (default: the first name) names it in an ACK."""
     for name in names:
         _CHARSETS[_key(name)] = codec
-    _NAMES.setdefault(codecs.lookup(codec).name, names[0])
+    _NAMES.setdefault(codecs.lookup(codec).name, msh18 or names[0])
 
 
 def _key(name: str) -> str:
@@ -120,10 +121,8 @@ _register("utf-8", "UTF-8-SIG")
 _register("utf-16", "UNICODE UTF-16", "UTF-16", "UTF16", "UCS-2")
 _register("utf-32", "UNICODE UTF-32", "UTF-32")
 # The byte orders a BOM or NULs identify (_strip_bom); table 0211 has one name for each form.
-_register("utf-16-le", "UTF-16LE")
-_register("utf-16-be", "UTF-16BE")
-_NAMES.update({codecs.lookup(c).name: n for c, n in (
-    ("utf-16-le", "UNICODE UTF-16"), ("utf-16-be", "UNICODE UTF-16"))})
+_register("utf-16-le", "UTF-16LE", msh18="UNICODE UTF-16")
+_register("utf-16-be", "UTF-16BE", msh18="UNICODE UTF-16")
 _register("gb18030", "GB 18030-2000", "GB18030", "GB 18030")
 _register("gbk", "GBK")
 _register("big5", "BIG-5", "BIG5")
