@@ -29,7 +29,7 @@ Schema (``PRAGMA user_version = 1``)::
       ack_payload     BLOB      the ACK exactly as sent (re-sent for a duplicate)
       error_code      TEXT      HL7 table 0357 code of the ERR segment, if any
       error_text      TEXT      the ERR text (describes the fault, never quotes content)
-      status          TEXT      received | analysed | skipped | failed | rejected
+      status          TEXT      received | analysed | skipped | failed | rejected | replay
       reports         INTEGER   OBR groups mapped to RI requests
       analysed_at     TEXT      when analysis finished (analysed/skipped/failed)
     UNIQUE (sending_application, sending_facility, control_id) WHERE ack_code IN ('AA','CA')
@@ -40,6 +40,7 @@ Schema (``PRAGMA user_version = 1``)::
       id, time, event, control_id, message_id (-> messages.id), fields (JSON object)
       events: received, rejected, duplicate, resumed, analysed, analysis_failed, skipped,
               content_error (mapped after the ACK), acked (ACK after analysis),
+              replay_requested (ri-gateway replay), replayed (taken up by the gateway),
               plus those of other areas (delivered, delivery_failed, dead_lettered, ...)
 
     inferences                  one row per RI inference produced for a message
@@ -48,6 +49,8 @@ Schema (``PRAGMA user_version = 1``)::
 
 Status life cycle: ``received`` (ACKed, analysis pending: resumed at restart) ->
 ``analysed`` | ``skipped`` (nothing to analyse) | ``failed``; ``rejected`` for AE/AR.
+``ri-gateway replay`` takes an analysed, skipped or failed message to ``replay``, and the
+gateway's next analysis of it back to one of those three (``gateway.replay``).
 
 Writes are *operations* (``op(conn) -> result``) run by :meth:`AuditLog.run_batch`,
 several per transaction, each in its own savepoint so one failure does not undo the
@@ -72,8 +75,9 @@ import sqlite_utils
 from .errors import AuditError
 
 __all__ = [
-    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "duplicate_op",
-    "event_op", "inferences_op", "received_op", "status_op", "utc_now",
+    "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
+    "duplicate_op", "event_op", "inferences_cleared_op", "inferences_op", "received_op",
+    "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -330,6 +334,14 @@ def _find_accepted(conn: sqlite3.Connection, sending_application: str | None,
     return StoredMessage(*row) if row else None
 
 
+def all_of(ops: Sequence[Op[Any]]) -> Op[None]:
+    """One op (one savepoint) made of several: all of them commit, or none."""
+    def op(conn: sqlite3.Connection) -> None:
+        for sub in ops:
+            sub(conn)
+    return op
+
+
 def event_op(event: str, control_id: str | None, message_id: int | None = None,
              time: str | None = None, **fields: Any) -> Op[int]:
     def op(conn: sqlite3.Connection) -> int:
@@ -376,6 +388,14 @@ def inferences_op(message_id: int, obr_index: int, accession: str | None,
             "INSERT INTO inferences (message_id, obr_index, accession, kind, json) "
             "VALUES (?, ?, ?, ?, ?)", rows)
         return len(rows)
+
+    return op
+
+
+def inferences_cleared_op(message_id: int) -> Op[int]:
+    """Delete a message's inferences (before a replay stores new ones); returns how many."""
+    def op(conn: sqlite3.Connection) -> int:
+        return conn.execute("DELETE FROM inferences WHERE message_id = ?", (message_id,)).rowcount
 
     return op
 
@@ -535,8 +555,12 @@ class AuditLog:
 
     def pending_analysis(self) -> list[StoredMessage]:
         """Accepted messages whose analysis never finished (oldest first)."""
+        return self.with_status("received")
+
+    def with_status(self, status: str) -> list[StoredMessage]:
+        """Stored messages with this status, oldest first."""
         rows = self.conn.execute(
-            f"{_SELECT_STORED} WHERE status = 'received' ORDER BY id").fetchall()
+            f"{_SELECT_STORED} WHERE status = ? ORDER BY id", (status,)).fetchall()
         return [StoredMessage(*row) for row in rows]
 
     def events(self, *, after_id: int = 0, last: int | None = None,

@@ -86,6 +86,8 @@ class OutboundHook:
         header = message.header
         if self.router.config.application_ack_destination is None:
             return None
+        if getattr(message, "replay", False):
+            return None  # the sender had its application ACK when the message was analysed
         from mappings.ack import build_ack
 
         from .ack_policy import decide

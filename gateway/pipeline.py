@@ -15,7 +15,9 @@ metadata comes back with the results (the whole ``MappedReport`` only when a hoo
 read it).
 
 At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
-``received`` (ACKed, analysis never finished) and analyses it again.
+``received`` (ACKed, analysis never finished) and analyses it again.  A message an admin
+asked to replay (``gateway.replay``) comes in flagged ``replay``: its earlier inferences are
+replaced in the same transaction, and the hooks run only if delivery was asked for.
 
 **Scheduling behind the ACK path.**  Accepted messages wait in a backlog (oldest
 first) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
@@ -54,7 +56,9 @@ from typing import Any, Protocol
 from twisted.internet import defer
 
 from .analysis import MappingFailure, with_configuration
-from .audit import AuditLog, Op, event_op, inferences_op, status_op
+from .audit import (
+    AuditLog, Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op,
+)
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
 
@@ -72,6 +76,10 @@ class AcceptedMessage:
     reports: tuple[Any, ...] | None
     # False: segment separators as sent ("none" read MSH only); normalised before mapping.
     normalised: bool = True
+    # Analysed again on an admin's request (gateway.replay): its earlier inferences are
+    # replaced, and the hooks (outbound results and alerts) run only when ``deliver``.
+    replay: bool = False
+    deliver: bool = True
 
     @property
     def is_report(self) -> bool:
@@ -123,14 +131,6 @@ class Analyzer(Protocol):
 
 class Committer(Protocol):
     def submit(self, op: Op[Any]) -> defer.Deferred: ...
-
-
-def _all_of(ops: list[Op[Any]]) -> Op[None]:
-    """One op (one savepoint) made of several: all of them commit, or none."""
-    def op(conn: sqlite3.Connection) -> None:
-        for sub in ops:
-            sub(conn)
-    return op
 
 
 def engine_configuration(inference_types: Sequence[str] = (),
@@ -284,7 +284,7 @@ class AnalysisPipeline:
         their ``ReportInfo`` is what the audit needs.
         """
         d = self.analyzer.map_and_analyze(message.text, self.mapping_config, self.configuration,
-                                          with_result=bool(self.hooks))
+                                          with_result=bool(self._hooks_for(message)))
 
         def outcomes(items: list[tuple[Any, Any]]) -> tuple[list[ReportOutcome], AcceptedMessage]:
             found = []
@@ -312,7 +312,7 @@ class AnalysisPipeline:
             request = with_configuration(report.request, self.configuration)
             if analyze_report is not None:
                 # The models cross the process boundary only when a hook will read them.
-                d = analyze_report(request, with_result=bool(self.hooks))
+                d = analyze_report(request, with_result=bool(self._hooks_for(message)))
                 d.addCallback(lambda a, r=report: ReportOutcome(
                     r, result=a.result, rendered=a.inferences, model_version=a.model_version))
             else:
@@ -356,10 +356,11 @@ class AnalysisPipeline:
                          event: Op[Any]) -> defer.Deferred:
         """A message that could not be mapped after its ACK: its event, status ``failed``,
         and what the hooks make of it (an application AE/AR), in one commit."""
-        ops = [event, status_op(message.message_id, "failed", reports=0)]
-        for hook in self.hooks:
+        ops = [*self._replaced(message), event,
+               status_op(message.message_id, "failed", reports=0)]
+        for hook in self._hooks_for(message):
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
-        return self.committer.submit(_all_of(ops)).addCallback(lambda _: "failed")
+        return self.committer.submit(all_of(ops)).addCallback(lambda _: "failed")
 
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
                 started: float) -> defer.Deferred:
@@ -368,7 +369,7 @@ class AnalysisPipeline:
         analysed = [o for o in outcomes if o.analysed]
         failed = [o for o in outcomes if o.error is not None]
         mid, cid = message.message_id, message.control_id
-        ops: list[Op[Any]] = []
+        ops: list[Op[Any]] = list(self._replaced(message))
         kinds: dict[str, int] = {}
         for outcome in analysed:
             infs = outcome.rendered_inferences
@@ -394,9 +395,9 @@ class AnalysisPipeline:
                 reasons = [f"{message.header.message_code} is not a report message"]
             ops.append(event_op("skipped", cid, mid, reasons=reasons or ["no report"]))
         ops.append(status_op(mid, status, reports=len(outcomes)))
-        for hook in self.hooks:
+        for hook in self._hooks_for(message):
             ops.extend(hook(message, outcomes))
-        d = self.committer.submit(_all_of(ops))
+        d = self.committer.submit(all_of(ops))
 
         def done(_: Any) -> str:
             if self.metrics is not None:
@@ -409,6 +410,15 @@ class AnalysisPipeline:
             return status
 
         return d.addCallback(done)
+
+    def _hooks_for(self, message: AcceptedMessage) -> list[AnalysedHook]:
+        return self.hooks if message.deliver else []
+
+    @staticmethod
+    def _replaced(message: AcceptedMessage) -> list[Op[Any]]:
+        """A replay's first op: the inferences of the earlier analysis go (the events keep
+        what happened), so the message's inferences are those of its latest analysis."""
+        return [inferences_cleared_op(message.message_id)] if message.replay else []
 
     def _failed(self, failure: Any, message: AcceptedMessage) -> None:
         # The results could not be committed (database error): the message keeps status
@@ -430,7 +440,7 @@ class AnalysisPipeline:
             try:
                 header, text, reports = reread(stored.raw, stored.charset)
             except Exception as exc:  # noqa: BLE001 - recorded, the others go on
-                self.committer.submit(_all_of([
+                self.committer.submit(all_of([
                     event_op("analysis_failed", stored.control_id, stored.id,
                              error=type(exc).__name__, stage="resume"),
                     status_op(stored.id, "failed")]))

@@ -7,6 +7,7 @@
   a reader connection for the reactor thread: duplicate look-ups, the REST API);
 * the group committer (persist, then ACK);
 * the analysis pool and pipeline, resuming unfinished analyses at start;
+* the replay poller (:mod:`gateway.replay`): messages ``ri-gateway replay`` marked;
 * the MLLP listener on ``mllp.endpoint`` (:class:`ListenerService`);
 * the REST API on ``http.endpoint`` when ``http.enabled`` (:func:`build_http_service`).
 
@@ -34,6 +35,7 @@ from .logging import get_logger
 from .metrics import Metrics
 from .pipeline import AnalysisPipeline, engine_configuration
 from .receiver import Receiver, default_checker, default_mapper
+from .replay import ReplayPoller
 
 __all__ = ["GatewayApp", "ListenerService", "build_gateway", "build_http_service", "reread"]
 
@@ -119,6 +121,13 @@ def reread(settings: Settings, mapper: Callable[[str], list[Any]] | None
     return run
 
 
+def _reactor_mapper(receiver: Receiver, settings: Settings
+                    ) -> Callable[[str], list[Any]] | None:
+    """The mapper for stored messages analysed again: mapped on the reactor only where the
+    receiver maps too (``"full"``); otherwise the workers map them."""
+    return receiver.mapper if settings.mllp.map_before_ack == "full" else None
+
+
 class _CoreService(Service):
     """Starts the analysis pool and resumes; at stop drains writes and closes things."""
 
@@ -135,9 +144,8 @@ class _CoreService(Service):
                                      executor=getattr(app.pool, "kind", None),
                                      model_version=version or None),
             lambda failure: log.error("analysis.unavailable", error=failure.type.__name__))
-        # Mapped on the reactor only where the receiver maps too ("full").
-        mapper = app.receiver.mapper if app.settings.mllp.map_before_ack == "full" else None
-        app.pipeline.resume(app.audit, reread(app.settings, mapper))
+        app.pipeline.resume(app.audit, reread(app.settings,
+                                              _reactor_mapper(app.receiver, app.settings)))
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()
@@ -204,6 +212,9 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                      metrics, stats, stop_writer)
     top = MultiService()
     _CoreService(app).setServiceParent(top)
+    # After the core service: a replay enters the pipeline once unfinished work is resumed.
+    ReplayPoller(reader, committer, pipeline, reread(settings, _reactor_mapper(receiver, settings)),
+                 clock=reactor).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
     from .outbox_service import build_outbound_service
 

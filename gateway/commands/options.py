@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Callable
 from typing import Any
@@ -10,7 +11,7 @@ import click
 
 from gateway.config import Settings, load_settings
 
-__all__ = ["config_option", "db_option", "settings_from"]
+__all__ = ["config_option", "db_option", "parse_date", "settings_from"]
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), envvar="RI_GATEWAY_CONFIG",
@@ -27,3 +28,12 @@ def settings_from(config_path: str | None, overrides: dict[str, Any]) -> Setting
 
 def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(db_option(fn))
+
+
+def parse_date(value: str) -> dt.datetime:
+    """A DATE option (ISO 8601 date or date-time; UTC when it has no offset)."""
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)

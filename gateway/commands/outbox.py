@@ -23,7 +23,7 @@ import click
 from gateway.errors import AuditError, InputError
 from gateway.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxError, OutboxRow
 
-from .options import config_option, db_option, settings_from
+from .options import config_option, db_option, parse_date, settings_from
 
 __all__ = ["outbox"]
 
@@ -119,16 +119,6 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
         box.conn.close()
 
 
-def _parse_date(value: str) -> float:
-    try:
-        when = dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
-
-
 @outbox.command()
 @config_option
 @db_option
@@ -138,7 +128,7 @@ def _parse_date(value: str) -> float:
               help="Only messages delivered before DATE (ISO 8601; UTC without an offset).")
 def purge(config_path: str | None, db_path: str | None, delivered: bool, before: str) -> None:
     """Delete delivered messages older than DATE (pending and dead ones are kept)."""
-    cutoff = _parse_date(before)
+    cutoff = parse_date(before).timestamp()
     box = _open(config_path, db_path)
     try:
         count = box.purge_delivered(cutoff)

@@ -40,6 +40,7 @@ class Message:
     header: object
     text: str
     reports: tuple
+    replay: bool = False
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def result(*inferences) -> InferenceResult:
 CRIT = CriticalResultInference(result=CriticalResult(description="PNEUMOTHORAX"))
 
 
-def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3"):
+def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3", replay=False):
     path = str(tmp_path / name)
     audit = AuditLog(path)
     Outbox.open(path).conn.close()
@@ -78,7 +79,8 @@ def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3"):
     hook = OutboundHook(Router(parse_outbound_config(CONFIG), control_ids=lambda: next(ids)),
                         now=lambda: dt.datetime(2024, 1, 15, 10, 30))
     text = TEXT.format(accept=accept, app=app)
-    message = Message(7, "IN1", read_header(text), text, tuple(o.report for o in outcomes))
+    message = Message(7, "IN1", read_header(text), text, tuple(o.report for o in outcomes),
+                      replay)
     ops = hook(message, outcomes)
     results = audit.run_batch(ops)
     assert not [r for r in results if isinstance(r, BaseException)]
@@ -107,6 +109,12 @@ def test_enhanced_mode_application_ack_goes_to_the_return_route(tmp_path):
     ack = parse_ack(rows[1].payload)
     assert (ack.code, ack.acked_control_id) == ("AA", "IN1")
     assert rows[1].control_id == "OUT2"
+
+
+def test_a_replay_sends_results_again_but_no_second_application_ack(tmp_path):
+    _, rows, _ = run_hook(tmp_path, [Outcome(report(), result(CRIT))], accept="AL", app="AL",
+                          replay=True)
+    assert [(r.destination, r.purpose) for r in rows] == [("pager", "alerts")]
 
 
 def test_application_ack_reports_engine_failure_when_asked_for_errors_only(tmp_path):

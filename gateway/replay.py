@@ -1,0 +1,203 @@
+"""Replay: analyse stored messages again (``ri-gateway replay``).
+
+An admin replays a message after fixing what made its analysis fail, after adding a route
+that should have received its results, or after an engine upgrade.  Replay is two steps,
+so that the command never needs the gateway to be running:
+
+1. :func:`request_replay` (the CLI, its own database connection) marks the chosen
+   messages ``replay`` and records a ``replay_requested`` event saying what the status was
+   and whether results are to be delivered again;
+2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
+   at start and then every ``interval`` seconds, and hands each to the analysis
+   pipeline as an :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``.  The
+   pipeline replaces the message's inferences (so aggregates count each message once; the
+   events keep the history), sets its final status, and, when delivery was asked for,
+   routes the results and alerts again under the current ``[routes.*]``.  The sender is
+   not told anything again: its ACK (and application ACK) went long ago.
+
+Only accepted messages whose analysis has finished (``analysed``, ``skipped``,
+``failed``) can be replayed: a rejected message was never accepted (its sender must
+send it again) and one still ``received`` is about to be analysed anyway.  A replay that
+could not be recorded (a database error) stays ``replay`` and is tried again at the next
+start, as an unfinished analysis is.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+
+from .audit import AuditLog, StoredMessage, all_of, event_op, status_op, utc_now
+from .logging import get_logger
+from .pipeline import AcceptedMessage
+
+__all__ = [
+    "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest", "request_replay",
+]
+
+POLL_INTERVAL = 5.0  # seconds between the running gateway's looks for replays
+REPLAY = "replay"  # messages.status while a replay waits for (or is in) the analysis pool
+REPLAYABLE = ("analysed", "skipped", "failed")
+
+# Why a selected message is not marked, by its status.
+_REFUSED = {
+    "rejected": "rejected at receipt; the sender must send it again",
+    "received": "its analysis has not finished yet",
+}
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    """What :func:`request_replay` did for one stored message."""
+
+    message_id: int
+    control_id: str | None
+    sender: str | None
+    status: str  # the status it had
+    requested: bool  # marked now (False: already waiting, or refused)
+    reason: str | None = None  # why not, when refused
+
+    @property
+    def waiting(self) -> bool:
+        """It will be analysed again: marked now, or already waiting for a replay."""
+        return self.requested or self.status == REPLAY
+
+
+def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
+                   statuses: Sequence[str] = (), since: str | None = None,
+                   sending_application: str | None = None, sending_facility: str | None = None,
+                   deliver: bool = True) -> list[ReplayRequest]:
+    """Mark the stored messages chosen by the arguments for replay, in one transaction.
+
+    Messages are chosen by MSH-10 (``control_ids``) or, with none given, by status
+    (``statuses``, some of :data:`REPLAYABLE`); ``since`` (``received_at`` in the audit's
+    ISO 8601 UTC form) and the sender narrow either.  Returns one :class:`ReplayRequest`
+    per chosen message, oldest first.
+    """
+    if not control_ids and not statuses:
+        raise ValueError("choose messages by control id or by status")
+    where, params = [], []
+    if control_ids:
+        where.append(f"control_id IN ({', '.join('?' for _ in control_ids)})")
+        params.extend(control_ids)
+    else:
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params.extend(statuses)
+    for column, value in (("sending_application", sending_application),
+                          ("sending_facility", sending_facility)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    if since is not None:
+        where.append("received_at >= ?")
+        params.append(since)
+    sql = ("SELECT id, control_id, sender, status FROM messages "
+           f"WHERE {' AND '.join(where)} ORDER BY id")
+
+    def op(conn: sqlite3.Connection) -> list[ReplayRequest]:
+        done = []
+        now = utc_now()
+        for message_id, control_id, sender, status in conn.execute(sql, params).fetchall():
+            if status not in REPLAYABLE:
+                done.append(ReplayRequest(message_id, control_id, sender, status, False,
+                                          _REFUSED.get(status)))
+                continue
+            # Only the status: analysed_at keeps saying when the last analysis finished.
+            conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
+            event_op("replay_requested", control_id, message_id, time=now,
+                     previous_status=status, deliver=deliver)(conn)
+            done.append(ReplayRequest(message_id, control_id, sender, status, True))
+        return done
+
+    return audit.run(op)
+
+
+def _deliver_flag(audit: AuditLog, message_id: int) -> bool:
+    """Whether the latest replay request of a message asked for delivery."""
+    row = audit.conn.execute(
+        "SELECT fields FROM events WHERE message_id = ? AND event = 'replay_requested' "
+        "ORDER BY id DESC LIMIT 1", (message_id,)).fetchone()
+    return bool(json.loads(row[0]).get("deliver", True)) if row else True
+
+
+class ReplayPoller(Service):
+    """Hands messages marked ``replay`` to the pipeline, at start and every ``interval`` s.
+
+    ``reread(raw, charset) -> (header, text, reports)`` decodes (and, where the receiver
+    maps, maps) the stored bytes again, as at resume.  A message is handed over once;
+    it is looked at again only after its replay was recorded, or at the next start when
+    recording failed (so a broken database is not hammered every few seconds).
+    """
+
+    def __init__(self, audit: AuditLog, committer: Any, pipeline: Any,
+                 reread: Callable[[bytes, str | None], tuple[Any, str, Any]], *,
+                 clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None) -> None:
+        self.audit = audit
+        self.committer = committer
+        self.pipeline = pipeline
+        self.reread = reread
+        self.clock = clock
+        self.interval = interval
+        self.log = log if log is not None else get_logger("gateway.replay")
+        self.setName("replay")
+        self._active: set[int] = set()  # handed to the pipeline, not yet recorded
+        self._loop: task.LoopingCall | None = None
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        self._loop = task.LoopingCall(self.poll)
+        if self.clock is not None:
+            self._loop.clock = self.clock
+        self._loop.start(self.interval, now=True).addErrback(
+            lambda failure: self.log.error("replay.poll_stopped", error=failure.type.__name__))
+
+    def stopService(self) -> None:  # noqa: N802 - Twisted's name
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def poll(self) -> list[defer.Deferred]:
+        """Hand every message waiting for a replay to the pipeline; their final-status
+        Deferreds (for tests)."""
+        try:
+            waiting = [(stored, _deliver_flag(self.audit, stored.id))
+                       for stored in self.audit.with_status(REPLAY)
+                       if stored.id not in self._active]
+        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
+            self.log.warning("replay.poll_failed", error=type(exc).__name__)
+            return []
+        started = [self._start(stored, deliver) for stored, deliver in waiting]
+        if started:
+            self.log.info("replay.started", messages=len(started))
+        return started
+
+    def _start(self, stored: StoredMessage, deliver: bool) -> defer.Deferred:
+        self._active.add(stored.id)
+        try:
+            header, text, reports = self.reread(stored.raw, stored.charset)
+        except Exception as exc:  # noqa: BLE001 - recorded; the others go on
+            d = self.committer.submit(all_of([
+                event_op("analysis_failed", stored.control_id, stored.id,
+                         error=type(exc).__name__, stage="replay"),
+                status_op(stored.id, "failed")]))
+            d.addCallback(lambda _: "failed")
+        else:
+            self.committer.submit(event_op("replayed", stored.control_id, stored.id,
+                                           deliver=deliver))
+            d = self.pipeline.submit(AcceptedMessage(
+                stored.id, stored.control_id or "", header, text,
+                None if reports is None else tuple(reports), replay=True, deliver=deliver))
+
+        def finished(status: Any) -> Any:
+            if isinstance(status, str):  # recorded: a later request may replay it again
+                self._active.discard(stored.id)
+            return status
+
+        return d.addBoth(finished)
+
