@@ -30,8 +30,8 @@ from .errors import (
 
 __all__ = ["COMMAND_MODULES", "exit_code", "main"]
 
-COMMAND_MODULES = ("serve", "send", "sink", "audit", "replay", "map", "analyze", "outbox",
-                   "evaluate")
+COMMAND_MODULES = ("serve", "send", "sink", "audit", "replay", "report", "map", "analyze",
+                   "outbox", "evaluate")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 

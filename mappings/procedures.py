@@ -14,6 +14,12 @@ from functools import lru_cache
 from importlib import resources
 
 SYSTEM_URIS = {"LOINC": "http://loinc.org", "CPT": "http://www.ama-assn.org/go/cpt"}
+# The modality of an order (the table's, or the OBR-24 section's: ``MappedReport.modality_hint``)
+# as the SNOMED CT procedure RI uses for it (ri_contract §5.8 modality codes).
+MODALITY_CODES = {
+    "CT": "77477000", "MR": "113091000", "US": "16310003", "XR": "168537006",
+    "MG": "71651007", "NM": "371572003", "RF": "44491008", "PT": "82918005",
+}
 _LATERALITY_WORDS = (
     (re.compile(r"\b(BILATERAL|BILAT|BOTH)\b"), "bilateral"),
     (re.compile(r"\b(LEFT|LT)\b"), "left"),

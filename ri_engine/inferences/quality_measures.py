@@ -50,6 +50,12 @@ def supported_measure_types() -> list[str]:
     return list(_table()["measures"])
 
 
+def measure_types_for(denominator: str) -> list[str]:
+    """The measure types (``mips364``, ...) whose inferences carry this denominator."""
+    return [name for name, measure in _table()["measures"].items()
+            if measure.get("denominator") == denominator]
+
+
 @dataclass(slots=True)  # not frozen: dozens per report, and nothing changes them
 class _Sentence:
     start: int

@@ -1,0 +1,149 @@
+"""``ri-gateway report``: quality measures and follow-up tracking over the audit log.
+
+    ri-gateway report quality   [--since DATE] [--until DATE] [--json]
+    ri-gateway report followups [--since DATE] [--until DATE] [--as-of DATE]
+                                [--status completed|open|overdue|undated] [--json]
+
+What is counted, and how a follow-up is matched to a later exam: :mod:`gateway.reports`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from typing import Any
+
+import click
+
+from gateway.audit import AuditLog, utc_now
+from gateway.reports import FollowUp, StoredReport, Window, followups, quality_summary
+
+from .options import config_option, db_option, parse_date, settings_from
+
+__all__ = ["report"]
+
+_STATUSES = ("completed", "open", "overdue", "undated")
+
+window_options = [
+    click.option("--since", metavar="DATE",
+                 help="Reports received at or after DATE (ISO 8601; UTC without an offset)."),
+    click.option("--until", metavar="DATE", help="Reports received before DATE."),
+    click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
+    config_option, db_option,
+]
+
+
+def _with_window_options(fn: Any) -> Any:
+    for option in reversed(window_options):
+        fn = option(fn)
+    return fn
+
+
+def _open(config_path: str | None, db_path: str | None) -> tuple[AuditLog, Any]:
+    settings = settings_from(config_path, {"storage.db": db_path})
+    return AuditLog(settings.storage.db, readonly=True), settings
+
+
+def _window(since: str | None, until: str | None) -> Window:
+    return Window(*(utc_now(parse_date(v)) if v is not None else None for v in (since, until)))
+
+
+@click.group()
+def report() -> None:
+    """Aggregates for quality teams: quality measures and follow-up completion."""
+
+
+@report.command()
+@_with_window_options
+def quality(since: str | None, until: str | None, as_json: bool, config_path: str | None,
+            db_path: str | None) -> None:
+    """Quality measure outcomes per denominator, with the performance rate
+    (met / (met + not met))."""
+    from ri_engine.inferences.quality_measures import measure_types_for
+
+    window = _window(since, until)
+    audit, _ = _open(config_path, db_path)
+    try:
+        rows = quality_summary(audit, window)
+    finally:
+        audit.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps({"denominator": row.denominator,
+                                   "measure_types": measure_types_for(row.denominator),
+                                   **row.counts, "rate": row.rate}))
+        return
+    click.echo(f"{'denominator':<36} {'measure':<9} {'met':>5} {'not met':>8} {'exception':>10} "
+               f"{'not eligible':>13} {'rate':>6}")
+    for row in rows:
+        c = row.counts
+        rate = f"{row.rate:.0%}" if row.rate is not None else "-"
+        click.echo(f"{row.denominator:<36} {','.join(measure_types_for(row.denominator)) or '-':<9} "
+                   f"{c['performanceMet']:>5} {c['performanceNotMet']:>8} "
+                   f"{c['denominatorException']:>10} {c['notEligible']:>13} {rate:>6}")
+    if not rows:
+        click.echo("no quality measure results in these reports "
+                   "(measures are evaluated when [analysis] quality_measures names them)")
+
+
+def _text(item: FollowUp) -> str:
+    flags = [name for name, on in (("conditional", item.conditional), ("hedged", item.hedging),
+                                   ("communicated", item.communicated)) if on]
+    line = (f"{item.status:<10} {item.due.isoformat() if item.due else '-':<10} "
+            f"{item.received_at[:10]:<10} {item.accession or '-':<14} {item.control_id or '-':<14} "
+            f"{'/'.join(m.removesuffix(' (PROCEDURE)') for m in item.modalities):<30} "
+            f"{','.join(flags) or '-'}")
+    done = item.completed_by
+    if done is not None:
+        line += (f"  by {done.accession or '-'} ({done.control_id or '-'}) "
+                 f"{done.received_at[:10]}")
+    return line
+
+
+def _mapped_reports(settings: Any) -> Any:
+    """Reads a stored message as :func:`gateway.reports.followups` needs it: per OBR group,
+    the patient id, accession and order modality the inbound mapping gives."""
+    from mappings.decoding import decode_message
+    from mappings.inbound import map_oru
+    from mappings.procedures import MODALITY_CODES
+
+    def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
+        text = decode_message(raw, charset or settings.mllp.default_charset).text
+        return {r.obr_index: StoredReport(r.request.patients[0].id, r.accession,
+                                          MODALITY_CODES.get(r.modality_hint or ""))
+                for r in map_oru(text, settings.mapping_config)}
+
+    return read
+
+
+@report.command("followups")
+@_with_window_options
+@click.option("--as-of", "as_of", metavar="DATE",
+              help="Recommendations due before DATE are overdue (default: today, UTC).")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(_STATUSES),
+              help="Only recommendations with this status (repeatable).")
+def followups_(since: str | None, until: str | None, as_json: bool, config_path: str | None,
+               db_path: str | None, as_of: str | None, statuses: tuple[str, ...]) -> None:
+    """Imaging follow-up recommendations and whether a later exam completed them."""
+    window = _window(since, until)
+    today = parse_date(as_of).date() if as_of else dt.datetime.now(dt.timezone.utc).date()
+    audit, settings = _open(config_path, db_path)
+    try:
+        tracked = followups(audit, window, as_of=today, read=_mapped_reports(settings))
+    finally:
+        audit.close()
+    shown = [item for item in tracked if not statuses or item.status in statuses]
+    if shown and not as_json:
+        click.echo(f"{'status':<10} {'due':<10} {'received':<10} {'accession':<14} "
+                   f"{'control id':<14} {'modality':<30} flags")
+    for item in shown:
+        click.echo(json.dumps(item.as_json()) if as_json else _text(item))
+    if as_json:
+        return
+    counts = Counter(item.status for item in tracked)
+    due = counts["completed"] + counts["overdue"]
+    rate = f"{counts['completed'] / due:.0%}" if due else "-"
+    click.echo(f"{len(tracked)} tracked follow-up recommendation(s): "
+               + ", ".join(f"{counts[s]} {s}" for s in _STATUSES)
+               + f"; completed {rate} of those done or due by {today.isoformat()}")

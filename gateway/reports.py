@@ -1,0 +1,310 @@
+"""Reports over the audit log for quality teams: quality measures and follow-up tracking.
+
+Both read the inferences of each message's latest analysis (``inferences`` table) for the
+messages received in a window, so a replayed message counts once.
+
+**Quality measures** (:func:`quality_summary`): the ``qualityMeasure`` inferences counted
+per denominator and compliance type.  The performance rate is met / (met + not met), as
+MIPS computes it (denominator exceptions and not-eligible reports are out of it); the
+engine already mirrors the inverse measures (MIPS 405, 406), so higher is better for all.
+
+**Follow-up tracking** (:func:`followups`): closing the loop on each imaging follow-up
+recommendation.  A recommendation is
+
+* ``completed`` once a later report for the same patient (another accession, received at
+  or after the recommending one) is of an exam of the recommended modality: the modality of
+  its order (the procedure table or OBR-24), or one its ``radiologyProcedure`` inference
+  names (CT and CT angiography count as one modality, as do PET and PET/CT; a
+  recommendation that names no modality is met by any imaging exam);
+* otherwise ``overdue`` when its due date (``effectiveAt``, or the end of
+  ``effectivePeriod``; a month or year alone means its last day) is before ``as_of``,
+  ``open`` when it is not, and ``undated`` when the report gives no time.
+
+Recommendations of a consultation or a management procedure, and those quoted from a
+guideline (``isGuideline``), are not tracked.  The patient is the identifier the inbound
+mapping gives the report (``[mappings]`` patient id rules), read from the stored message.
+"""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit import AuditLog
+
+__all__ = [
+    "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "StoredReport", "Window", "followups",
+    "quality_summary",
+]
+
+COMPLIANCE_TYPES = ("performanceMet", "performanceNotMet", "denominatorException",
+                    "notEligible")
+
+_SNOMED = "http://snomed.info/sct"
+_ANY_IMAGING = "363680008"  # RADIOGRAPHIC IMAGING PROCEDURE: the recommendation names none
+_NOT_A_FOLLOW_UP = "266750002"  # NO FOLLOW-UP ARRANGED
+# Modality codes that answer for each other (ri_contract §5.8 codes).
+_SAME_MODALITY = {"418272005": "77477000",  # CT angiography -> CT
+                  "450436003": "82918005"}  # PET/CT -> PET
+
+
+@dataclass
+class MeasureSummary:
+    denominator: str
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COMPLIANCE_TYPES, 0))
+
+    @property
+    def rate(self) -> float | None:
+        """Performance met / (met + not met); None when neither occurred."""
+        met, not_met = self.counts["performanceMet"], self.counts["performanceNotMet"]
+        return met / (met + not_met) if met + not_met else None
+
+
+@dataclass(frozen=True)
+class Window:
+    """Messages received in [since, until): ``received_at`` strings of the audit log."""
+
+    since: str | None = None
+    until: str | None = None
+
+    def sql(self, column: str = "m.received_at") -> tuple[str, list[str]]:
+        where, params = [], []
+        if self.since is not None:
+            where.append(f"{column} >= ?")
+            params.append(self.since)
+        if self.until is not None:
+            where.append(f"{column} < ?")
+            params.append(self.until)
+        return (" AND ".join(where) or "1"), params
+
+
+def quality_summary(audit: AuditLog, window: Window = Window()) -> list[MeasureSummary]:
+    """Per denominator (alphabetical), how many reports had each compliance type."""
+    where, params = window.sql()
+    rows = audit.conn.execute(
+        "SELECT i.json FROM inferences i JOIN messages m ON m.id = i.message_id "
+        f"WHERE i.kind = 'qualityMeasure' AND {where}", params)
+    found: dict[str, MeasureSummary] = {}
+    for (text,) in rows:
+        inference = json.loads(text)
+        denominator = inference.get("qualityMeasureDenominator") or "(none)"
+        summary = found.setdefault(denominator, MeasureSummary(denominator))
+        compliance = inference.get("complianceType")
+        if compliance in summary.counts:
+            summary.counts[compliance] += 1
+    return [found[name] for name in sorted(found)]
+
+
+@dataclass(frozen=True)
+class Exam:
+    """A report that can complete a recommendation."""
+
+    message_id: int
+    control_id: str | None
+    received_at: str
+    accession: str | None
+    modalities: frozenset[str]
+
+
+@dataclass(frozen=True)
+class FollowUp:
+    """One tracked recommendation and where it stands."""
+
+    message_id: int
+    control_id: str | None
+    received_at: str
+    accession: str | None
+    modalities: tuple[str, ...]  # display names of the recommended modalities
+    due: dt.date | None
+    conditional: bool
+    hedging: bool
+    communicated: bool  # the recommending report documents a communication
+    status: str  # completed | overdue | open | undated
+    completed_by: Exam | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        done = self.completed_by
+        return {
+            "status": self.status, "due": self.due.isoformat() if self.due else None,
+            "control_id": self.control_id, "accession": self.accession,
+            "received_at": self.received_at, "modalities": list(self.modalities),
+            "conditional": self.conditional, "hedging": self.hedging,
+            "communicated": self.communicated,
+            "completed_by": None if done is None else {
+                "control_id": done.control_id, "accession": done.accession,
+                "received_at": done.received_at},
+        }
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """What the inbound mapping reads from one OBR group of a stored message."""
+
+    patient_id: str | None
+    accession: str | None
+    modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
+
+
+# read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
+ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
+
+
+def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
+              read: ReadReports) -> list[FollowUp]:
+    """Every tracked recommendation in reports received in ``window``, oldest first.
+
+    ``read`` maps a stored message (injected, so that this module holds no HL7 field
+    logic).  The exams that can complete a recommendation are the accepted reports
+    received since the first recommendation: their modality is the ordered exam's
+    (``StoredReport.modality``) and any their ``radiologyProcedure`` inferences name.
+    """
+    where, params = window.sql()
+    recommended = audit.conn.execute(
+        "SELECT m.id, m.control_id, m.received_at, i.obr_index, i.accession, i.json "
+        "FROM inferences i JOIN messages m ON m.id = i.message_id "
+        f"WHERE i.kind = 'followupRecommendation' AND {where} ORDER BY m.id, i.id",
+        params).fetchall()
+    if not recommended:
+        return []
+    reports = _Reports(audit, read)
+    communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
+    exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports)
+    tracked = []
+    for message_id, control_id, received_at, obr_index, accession, text in recommended:
+        inference = json.loads(text)
+        codes = _recommended_modalities(inference)
+        if codes is None or inference.get("isGuideline"):
+            continue
+        patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient_id
+        done = next((exam for exam in exams.get(patient, ())
+                     if exam.received_at >= received_at and exam.message_id != message_id
+                     and exam.accession != accession and _answers(codes, exam.modalities)),
+                    None) if patient else None
+        due = _due(inference)
+        if done is not None:
+            status = "completed"
+        elif due is None:
+            status = "undated"
+        else:
+            status = "overdue" if due < as_of else "open"
+        tracked.append(FollowUp(
+            message_id, control_id, received_at, accession, tuple(codes.values()), due,
+            bool(inference.get("isConditional")), bool(inference.get("isHedging")),
+            (message_id, obr_index) in communicated, status, done))
+    return tracked
+
+
+_UNKNOWN = StoredReport(None, None, None)
+
+
+class _Reports:
+    """The mapped OBR groups of stored messages, read once each."""
+
+    def __init__(self, audit: AuditLog, read: ReadReports) -> None:
+        self.audit = audit
+        self.read = read
+        self._cache: dict[int, dict[int, StoredReport]] = {}
+
+    def of(self, message_id: int, raw: bytes | None = None, charset: str | None = None
+           ) -> dict[int, StoredReport]:
+        if message_id not in self._cache:
+            if raw is None:
+                row = self.audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
+                                              (message_id,)).fetchone()
+                raw, charset = row if row else (b"", None)
+            try:
+                self._cache[message_id] = self.read(raw, charset)
+            except Exception:  # noqa: BLE001 - a message that no longer maps: no patient
+                self._cache[message_id] = {}
+        return self._cache[message_id]
+
+
+def _kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
+             ) -> dict[tuple[int, int], list[str]]:
+    """The inferences of ``kind`` of these messages, by (message id, OBR index)."""
+    ids = sorted(message_ids)
+    found: dict[tuple[int, int], list[str]] = {}
+    for start in range(0, len(ids), 500):  # under SQLite's parameter limit
+        chunk = ids[start:start + 500]
+        for message_id, obr_index, text in audit.conn.execute(
+                "SELECT message_id, obr_index, json FROM inferences WHERE kind = ? "
+                f"AND message_id IN ({', '.join('?' * len(chunk))})", [kind, *chunk]):
+            found.setdefault((message_id, obr_index), []).append(text)
+    return found
+
+
+def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports) -> dict[str, list[Exam]]:
+    """Accepted reports received at or after ``since``, with their modalities, by patient."""
+    rows = audit.conn.execute(
+        "SELECT id, control_id, received_at, raw, charset FROM messages "
+        "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
+        "ORDER BY received_at, id", (since,)).fetchall()
+    described = _kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
+    by_patient: dict[str, list[Exam]] = {}
+    for message_id, control_id, received_at, raw, charset in rows:
+        for obr_index, report in reports.of(message_id, raw, charset).items():
+            codes = {report.modality} if report.modality else set()
+            for text in described.get((message_id, obr_index), []):
+                codes.update(_codes(procedure.get("modality") for procedure
+                                    in json.loads(text).get("imagingProcedures", [])))
+            modalities = frozenset(_canonical(code) for code in codes)
+            if report.patient_id and modalities:
+                by_patient.setdefault(report.patient_id, []).append(
+                    Exam(message_id, control_id, received_at, report.accession, modalities))
+    return by_patient
+
+
+def _recommended_modalities(inference: dict[str, Any]) -> dict[str, str] | None:
+    """{code: display} of an imaging recommendation; None when it is not one to track."""
+    procedure = inference.get("recommendedProcedure") or {}
+    if procedure.get("kind") != "imagingProcedureRecommendation":
+        return None
+    found = {}
+    for imaging in procedure.get("imagingProcedures", []):
+        for coding in (imaging.get("modality") or {}).get("coding", []):
+            if coding.get("system") == _SNOMED and coding.get("code"):
+                found[_canonical(coding["code"])] = coding.get("display") or coding["code"]
+    found.pop(_NOT_A_FOLLOW_UP, None)
+    return found or None
+
+
+def _codes(concepts: Iterable[dict[str, Any] | None]) -> list[str]:
+    return [coding["code"] for concept in concepts if concept
+            for coding in concept.get("coding", [])
+            if coding.get("system") == _SNOMED and coding.get("code")]
+
+
+def _canonical(code: str) -> str:
+    return _SAME_MODALITY.get(code, code)
+
+
+def _answers(recommended: dict[str, str], performed: frozenset[str]) -> bool:
+    if _ANY_IMAGING in recommended:
+        return bool(performed - {_NOT_A_FOLLOW_UP})
+    return bool(recommended.keys() & performed)
+
+
+def _due(inference: dict[str, Any]) -> dt.date | None:
+    period = inference.get("effectivePeriod") or {}
+    return _last_day(inference.get("effectiveAt") or period.get("end") or period.get("start"))
+
+
+def _last_day(value: Any) -> dt.date | None:
+    """The last day a (possibly partial) FHIR date or date-time stands for."""
+    if not isinstance(value, str):
+        return None
+    parts = value[:10].split("-")
+    try:
+        year = int(parts[0])
+        if len(parts) == 1:
+            return dt.date(year, 12, 31)
+        month = int(parts[1])
+        if len(parts) == 2:
+            return dt.date(year, month, calendar.monthrange(year, month)[1])
+        return dt.date(year, month, int(parts[2]))
+    except (ValueError, IndexError):
+        return None

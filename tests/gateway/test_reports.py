@@ -1,0 +1,167 @@
+"""``ri-gateway report quality | followups``: aggregates over an audit log of analysed reports.
+
+The audit log is filled the way the gateway fills it: synthetic ORU^R01 messages are stored,
+mapped with the inbound mapping and analysed with the real engine, and the inferences are
+recorded with the pipeline's own operation.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.audit import AuditLog, ReceivedMessage, inferences_op, status_op
+from gateway.cli import main
+from gateway.pipeline import engine_configuration
+from gateway.analysis import with_configuration
+from mappings.inbound import map_oru
+from ri_engine import Engine
+
+MEASURES = ("mips364", "mips405")
+
+
+def oru(control_id: str, mrn: str, accession: str, procedure: str, date: str, text: str) -> str:
+    code, display = procedure.split("^")
+    return "\r".join([
+        f"MSH|^~\\&|RIS|HOSP|RIGW|HOSP|{date}1000||ORU^R01^ORU_R01|{control_id}|P|2.5.1",
+        f"PID|1||{mrn}^^^HOSP^MR||TESTPATIENT^SAM||19600101|M",
+        f"OBR|1|P{accession}|{accession}|{code}^{display}^C4|||{date}0900|||||||||"
+        f"||{accession}|||||||F",
+        f"OBX|1|TX|18782-3^Radiology Study observation^LN||{text}||||||F",
+    ]) + "\r"
+
+
+CT_CHEST = "71250^CT CHEST WO CONTRAST"
+CT_ABDOMEN = "74176^CT ABDOMEN AND PELVIS WO CONTRAST"
+US_ABDOMEN = "76700^US ABDOMEN COMPLETE"
+MR_BRAIN = "70553^MRI BRAIN WO AND W CONTRAST"
+NODULE_6_MONTHS = ("FINDINGS: 7 mm solid nodule in the right upper lobe. "
+                   "IMPRESSION: 7 mm right upper lobe nodule. Recommend follow-up CT chest in "
+                   "6 months.")
+NODULE_STABLE = "FINDINGS: Stable 7 mm right upper lobe nodule. IMPRESSION: Stable nodule."
+SMALL_NODULE = ("FINDINGS: Incidental 4 mm solid nodule in the left lower lobe. "
+                "IMPRESSION: 4 mm nodule. No follow-up needed per Fleischner guidelines.")
+LIVER_MRI = ("FINDINGS: 2 cm indeterminate lesion in the liver. IMPRESSION: Indeterminate "
+             "hepatic lesion. Recommend MRI abdomen in 3 months. Discussed with Dr. Lee at "
+             "10:15 on 1/15/2024.")
+
+
+class Log:
+    """An audit log filled by storing, mapping and analysing ORU messages."""
+
+    engine = None
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.audit = AuditLog(path)
+        if Log.engine is None:
+            Log.engine = Engine()
+        self.configuration = engine_configuration(quality_measures=MEASURES)
+
+    def add(self, control_id, mrn, accession, procedure, date, text):
+        message = oru(control_id, mrn, accession, procedure, date, text)
+        iso = f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z"
+        mid = self.audit.record_received(ReceivedMessage(
+            raw=message.encode(), received_at=iso, status="received", ack_code="AA",
+            ack_payload=b"ack", control_id=control_id, sending_application="RIS",
+            sending_facility="HOSP", message_type="ORU^R01", charset="ascii"))
+        for report in map_oru(message):
+            result = self.engine.analyze(with_configuration(report.request, self.configuration))
+            inferences = [inf.to_json() for pr in result.patient_results for inf in pr.inferences]
+            self.audit.run(inferences_op(mid, report.obr_index, report.accession, inferences))
+        self.audit.run(status_op(mid, "analysed"))
+        return mid
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    log = Log(str(tmp_path_factory.mktemp("reports") / "audit.sqlite3"))
+    # Patient A: a CT follow-up done 5 months later (a CT of the chest).
+    log.add("A1", "MRN-A", "ACC-A1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    log.add("A2", "MRN-A", "ACC-A2", CT_CHEST, "20240620", NODULE_STABLE)
+    # Patient B: the same recommendation, then only an ultrasound: not completed.
+    log.add("B1", "MRN-B", "ACC-B1", CT_CHEST, "20240201", NODULE_6_MONTHS)
+    log.add("B2", "MRN-B", "ACC-B2", US_ABDOMEN, "20240301", "FINDINGS: Normal liver.")
+    # Patient C: an MRI recommended; the only later MRI is another patient's (D).
+    log.add("C1", "MRN-C", "ACC-C1", CT_ABDOMEN, "20240115", LIVER_MRI)
+    log.add("D1", "MRN-D", "ACC-D1", CT_CHEST, "20240110", SMALL_NODULE)
+    log.add("D2", "MRN-D", "ACC-D2", MR_BRAIN, "20240301", "FINDINGS: Normal brain.")
+    log.audit.close()
+    return log.path
+
+
+def run(*args):
+    result = CliRunner().invoke(main, ["report", *args], catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def followups(log, *args):
+    code, out = run("followups", "--db", log, "--json", *args)
+    assert code == 0, out
+    return {item["control_id"]: item for item in map(json.loads, out.splitlines())}
+
+
+def test_a_later_exam_of_the_recommended_modality_completes_the_follow_up(log):
+    items = followups(log, "--as-of", "2024-12-01")
+    assert items["A1"]["status"] == "completed"
+    assert items["A1"]["completed_by"] == {"control_id": "A2", "accession": "ACC-A2",
+                                           "received_at": "2024-06-20T10:00:00.000Z"}
+    assert items["A1"]["modalities"] == ["COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)"]
+    assert items["B1"]["status"] == "overdue"  # an ultrasound is not the CT asked for
+    assert items["B1"]["completed_by"] is None
+    assert items["C1"]["status"] == "overdue"  # an MRI, but of another patient
+
+
+def test_due_dates_and_communication(log):
+    items = followups(log, "--as-of", "2024-03-01")
+    assert items["B1"]["status"] == "open"
+    assert items["B1"]["due"] > "2024-07-01"
+    assert items["C1"]["status"] == "open" and items["C1"]["communicated"] is True
+    assert items["B1"]["communicated"] is False
+    assert "D1" not in items  # no recommendation in that report
+    late = followups(log, "--as-of", "2025-01-01")
+    assert late["C1"]["status"] == "overdue"
+
+
+def test_window_and_status_filters(log):
+    items = followups(log, "--since", "2024-01-20", "--as-of", "2024-12-01")
+    assert set(items) == {"B1"}
+    items = followups(log, "--status", "completed", "--as-of", "2024-12-01")
+    assert set(items) == {"A1"}
+
+
+def test_text_output_ends_with_the_completion_rate(log):
+    code, out = run("followups", "--db", log, "--as-of", "2024-12-01")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[-1] == ("3 tracked follow-up recommendation(s): 1 completed, 0 open, "
+                         "2 overdue, 0 undated; completed 33% of those done or due by 2024-12-01")
+    completed = next(line for line in lines if line.startswith("completed"))
+    assert "ACC-A1" in completed and "by ACC-A2 (A2) 2024-06-20" in completed
+    assert "MRN" not in out  # no patient identifiers in the report
+
+
+def test_quality_measures_per_denominator(log):
+    code, out = run("quality", "--db", log, "--json")
+    assert code == 0, out
+    rows = {row["denominator"]: row for row in map(json.loads, out.splitlines())}
+    nodule = rows["INCIDENTAL PULMONARY NODULE"]
+    assert nodule["measure_types"] == ["mips364"]
+    counted = sum(nodule[k] for k in ("performanceMet", "performanceNotMet",
+                                      "denominatorException", "notEligible"))
+    assert counted == 7  # one result per report for a measure that is asked for
+    assert nodule["performanceMet"] >= 1
+    met, not_met = nodule["performanceMet"], nodule["performanceNotMet"]
+    assert nodule["rate"] == pytest.approx(met / (met + not_met))
+    code, text = run("quality", "--db", log, "--until", "2024-01-01")
+    assert code == 0 and "no quality measure results" in text
+
+
+def test_reports_need_an_existing_database(tmp_path):
+    result = CliRunner().invoke(main, ["report", "quality", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 3 and "no audit database" in result.output
+    result = CliRunner().invoke(main, ["report", "followups", "--db", str(tmp_path / "x.db"),
+                                       "--as-of", "soon"])
+    assert result.exit_code == 2
