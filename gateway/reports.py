@@ -12,10 +12,13 @@ engine already mirrors the inverse measures (MIPS 405, 406), so higher is better
 recommendation.  A recommendation is
 
 * ``completed`` once a later report for the same patient (another accession, received at
-  or after the recommending one) is of an exam of the recommended modality: the modality of
-  its order (the procedure table or OBR-24), or one its ``radiologyProcedure`` inference
-  names (CT and CT angiography count as one modality, as do PET and PET/CT; a
-  recommendation that names no modality is met by any imaging exam);
+  or after the recommending one) is of an exam of the recommended modality and body region:
+  the modality of its order (the procedure table or OBR-24), or one its
+  ``radiologyProcedure`` inference names (CT and CT angiography count as one modality, as
+  do PET and PET/CT; a recommendation that names no modality is met by any imaging exam);
+  regions (``ri_engine.body_regions``: head, neck, chest, breast, abdomen, pelvis, spine,
+  the extremities) from the anatomy codes and procedure names of both sides and the
+  order's text; a side whose region is not known does not constrain the match;
 * otherwise ``overdue`` when its due date (``effectiveAt``, or the end of
   ``effectivePeriod``; a month or year alone means its last day) is before ``as_of``,
   ``open`` when it is not, and ``undated`` when the report gives no time.
@@ -33,6 +36,8 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
 
 from .audit import AuditLog
 
@@ -108,6 +113,7 @@ class Exam:
     received_at: str
     accession: str | None
     modalities: frozenset[str]
+    regions: frozenset[str] | None  # body regions (ri_engine.body_regions); None: unknown
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,7 @@ class StoredReport:
     patient_id: str | None
     accession: str | None
     modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
+    description: str | None = None  # what the order says it is ("CT CHEST WO CONTRAST")
 
 
 # read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
@@ -179,10 +186,12 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         codes = _recommended_modalities(inference)
         if codes is None or inference.get("isGuideline"):
             continue
+        regions = _regions(inference.get("recommendedProcedure") or {})
         patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient_id
         done = next((exam for exam in exams.get(patient, ())
                      if exam.received_at >= received_at and exam.message_id != message_id
-                     and exam.accession != accession and _answers(codes, exam.modalities)),
+                     and exam.accession != accession and _answers(codes, exam.modalities)
+                     and regions_overlap(regions, exam.regions)),
                     None) if patient else None
         due = _due(inference)
         if done is not None:
@@ -248,13 +257,16 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports) -> dict[st
     for message_id, control_id, received_at, raw, charset in rows:
         for obr_index, report in reports.of(message_id, raw, charset).items():
             codes = {report.modality} if report.modality else set()
+            regions = regions_of_text(report.description)
             for text in described.get((message_id, obr_index), []):
-                codes.update(_codes(procedure.get("modality") for procedure
-                                    in json.loads(text).get("imagingProcedures", [])))
+                procedure = json.loads(text)
+                codes.update(_codes(imaging.get("modality")
+                                    for imaging in procedure.get("imagingProcedures", [])))
+                regions = _union(regions, _regions(procedure))
             modalities = frozenset(_canonical(code) for code in codes)
             if report.patient_id and modalities:
-                by_patient.setdefault(report.patient_id, []).append(
-                    Exam(message_id, control_id, received_at, report.accession, modalities))
+                by_patient.setdefault(report.patient_id, []).append(Exam(
+                    message_id, control_id, received_at, report.accession, modalities, regions))
     return by_patient
 
 
@@ -270,6 +282,21 @@ def _recommended_modalities(inference: dict[str, Any]) -> dict[str, str] | None:
                 found[_canonical(coding["code"])] = coding.get("display") or coding["code"]
     found.pop(_NOT_A_FOLLOW_UP, None)
     return found or None
+
+
+def _regions(procedure: dict[str, Any]) -> frozenset[str] | None:
+    """The body regions of an imaging procedure (recommended or performed): its anatomy
+    codes and the words of its LOINC procedure codes; None when neither names one."""
+    regions = regions_of_codes(_codes(imaging.get("anatomy")
+                                      for imaging in procedure.get("imagingProcedures", [])))
+    for concept in procedure.get("procedureCodes", []):
+        for coding in concept.get("coding", []):
+            regions = _union(regions, regions_of_text(coding.get("display")))
+    return regions
+
+
+def _union(first: frozenset[str] | None, second: frozenset[str] | None) -> frozenset[str] | None:
+    return second if first is None else first if second is None else first | second
 
 
 def _codes(concepts: Iterable[dict[str, Any] | None]) -> list[str]:

@@ -103,7 +103,7 @@ def _text(item: FollowUp) -> str:
 
 def _mapped_reports(settings: Any) -> Any:
     """Reads a stored message as :func:`gateway.reports.followups` needs it: per OBR group,
-    the patient id, accession and order modality the inbound mapping gives."""
+    the patient id, accession, order modality and order text the inbound mapping gives."""
     from mappings.decoding import decode_message
     from mappings.inbound import map_oru
     from mappings.procedures import MODALITY_CODES
@@ -111,10 +111,20 @@ def _mapped_reports(settings: Any) -> Any:
     def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
         text = decode_message(raw, charset or settings.mllp.default_charset).text
         return {r.obr_index: StoredReport(r.request.patients[0].id, r.accession,
-                                          MODALITY_CODES.get(r.modality_hint or ""))
+                                          MODALITY_CODES.get(r.modality_hint or ""),
+                                          _order_text(r))
                 for r in map_oru(text, settings.mapping_config)}
 
     return read
+
+
+def _order_text(report: Any) -> str:
+    """The ordered procedure's descriptions and the procedure table's body part."""
+    metadata = report.request.patients[0].patient_documents[0].administrative_metadata
+    words = [p.description or "" for p in (metadata.ordered_procedures if metadata else [])]
+    if report.procedure is not None and report.procedure.body_part:
+        words.append(report.procedure.body_part)
+    return " ".join(w for w in words if w)
 
 
 @report.command("followups")

@@ -88,6 +88,9 @@ def log(tmp_path_factory):
     log.add("C1", "MRN-C", "ACC-C1", CT_ABDOMEN, "20240115", LIVER_MRI)
     log.add("D1", "MRN-D", "ACC-D1", CT_CHEST, "20240110", SMALL_NODULE)
     log.add("D2", "MRN-D", "ACC-D2", MR_BRAIN, "20240301", "FINDINGS: Normal brain.")
+    # Patient E: a CT of the chest recommended, then only a CT of the abdomen and pelvis.
+    log.add("E1", "MRN-E", "ACC-E1", CT_CHEST, "20240105", NODULE_6_MONTHS)
+    log.add("E2", "MRN-E", "ACC-E2", CT_ABDOMEN, "20240601", "FINDINGS: Normal abdomen.")
     log.audit.close()
     return log.path
 
@@ -112,6 +115,7 @@ def test_a_later_exam_of_the_recommended_modality_completes_the_follow_up(log):
     assert items["B1"]["status"] == "overdue"  # an ultrasound is not the CT asked for
     assert items["B1"]["completed_by"] is None
     assert items["C1"]["status"] == "overdue"  # an MRI, but of another patient
+    assert items["E1"]["status"] == "overdue"  # a CT, but not of the chest
 
 
 def test_due_dates_and_communication(log):
@@ -126,7 +130,8 @@ def test_due_dates_and_communication(log):
 
 
 def test_window_and_status_filters(log):
-    items = followups(log, "--since", "2024-01-20", "--as-of", "2024-12-01")
+    items = followups(log, "--since", "2024-01-20", "--until", "2024-06-01",
+                      "--as-of", "2024-12-01")
     assert set(items) == {"B1"}
     items = followups(log, "--status", "completed", "--as-of", "2024-12-01")
     assert set(items) == {"A1"}
@@ -136,8 +141,8 @@ def test_text_output_ends_with_the_completion_rate(log):
     code, out = run("followups", "--db", log, "--as-of", "2024-12-01")
     assert code == 0
     lines = out.splitlines()
-    assert lines[-1] == ("3 tracked follow-up recommendation(s): 1 completed, 0 open, "
-                         "2 overdue, 0 undated; completed 33% of those done or due by 2024-12-01")
+    assert lines[-1] == ("4 tracked follow-up recommendation(s): 1 completed, 0 open, "
+                         "3 overdue, 0 undated; completed 25% of those done or due by 2024-12-01")
     completed = next(line for line in lines if line.startswith("completed"))
     assert "ACC-A1" in completed and "by ACC-A2 (A2) 2024-06-20" in completed
     assert "MRN" not in out  # no patient identifiers in the report
@@ -151,7 +156,7 @@ def test_quality_measures_per_denominator(log):
     assert nodule["measure_types"] == ["mips364"]
     counted = sum(nodule[k] for k in ("performanceMet", "performanceNotMet",
                                       "denominatorException", "notEligible"))
-    assert counted == 7  # one result per report for a measure that is asked for
+    assert counted == 9  # one result per report for a measure that is asked for
     assert nodule["performanceMet"] >= 1
     met, not_met = nodule["performanceMet"], nodule["performanceNotMet"]
     assert nodule["rate"] == pytest.approx(met / (met + not_met))
