@@ -101,21 +101,28 @@ def _text(item: FollowUp) -> str:
     return line
 
 
-def _mapped_reports(settings: Any) -> Any:
-    """Reads a stored message as :func:`gateway.reports.followups` needs it: per OBR group,
-    the patient id, accession, order modality and order text the inbound mapping gives."""
+def _mapped_reports(settings: Any) -> tuple[Any, Any]:
+    """How :func:`gateway.reports.followups` reads a stored message: per OBR group, the
+    patient id, accession, order modality and order text the inbound mapping gives; and
+    the patient ids alone, cheaply."""
     from mappings.decoding import decode_message
-    from mappings.inbound import map_oru
+    from mappings.inbound import map_oru, patient_ids
     from mappings.procedures import MODALITY_CODES
 
+    def text_of(raw: bytes, charset: str | None) -> str:
+        return decode_message(raw, charset or settings.mllp.default_charset).text
+
+    def patients(raw: bytes, charset: str | None) -> dict[int, str]:
+        return patient_ids(text_of(raw, charset), settings.mapping_config)
+
     def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
-        text = decode_message(raw, charset or settings.mllp.default_charset).text
+        text = text_of(raw, charset)
         return {r.obr_index: StoredReport(r.request.patients[0].id, r.accession,
                                           MODALITY_CODES.get(r.modality_hint or ""),
                                           _order_text(r))
                 for r in map_oru(text, settings.mapping_config)}
 
-    return read
+    return read, patients
 
 
 def _order_text(report: Any) -> str:
@@ -140,7 +147,8 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
     today = parse_date(as_of).date() if as_of else dt.datetime.now(dt.timezone.utc).date()
     audit, settings = _open(config_path, db_path)
     try:
-        tracked = followups(audit, window, as_of=today, read=_mapped_reports(settings))
+        read, patients = _mapped_reports(settings)
+        tracked = followups(audit, window, as_of=today, read=read, patients=patients)
     finally:
         audit.close()
     shown = [item for item in tracked if not statuses or item.status in statuses]

@@ -170,3 +170,20 @@ def test_reports_need_an_existing_database(tmp_path):
     result = CliRunner().invoke(main, ["report", "followups", "--db", str(tmp_path / "x.db"),
                                        "--as-of", "soon"])
     assert result.exit_code == 2
+
+
+
+def test_reports_of_patients_without_a_recommendation_are_not_mapped(log, monkeypatch):
+    import mappings.inbound
+
+    mapped = []
+    real = mappings.inbound.map_oru
+
+    def counting(text, config=None):
+        mapped.append(text.split("|")[9])  # MSH-10
+        return real(text, config)
+
+    monkeypatch.setattr(mappings.inbound, "map_oru", counting)
+    assert followups(log, "--as-of", "2024-12-01")["A1"]["status"] == "completed"
+    assert "D1" not in mapped and "D2" not in mapped  # patient D recommended nothing
+    assert "A2" in mapped and sorted(mapped) == sorted(set(mapped))  # each one mapped once
