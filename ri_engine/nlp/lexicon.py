@@ -3,8 +3,8 @@
 Every term becomes a spaCy ``PhraseMatcher`` pattern (lower-cased, or exact case for
 ambiguous abbreviations such as "US" and "PE") whose match id is ``"<group>|<key>|<flag>"``:
 group says which lexicon (finding, anatomy, laterality, change, severity, chronicity,
-feature, temporal, multiplicity, cue:<category>:<direction>, terminator, modality), key the
-entry and flag "pl" for a generated plural. ``Lexicon.match(doc)`` returns ``Term`` values,
+feature, temporal, multiplicity, cue, pseudo and label (key <category>:<direction>),
+terminator, modality), key the entry and flag "pl" for a generated plural. ``Lexicon.match(doc)`` returns ``Term`` values,
 longest match first within each group, overlaps inside a group removed.
 """
 
@@ -165,7 +165,12 @@ class Lexicon:
                 directions.add(cue["direction"])
         for term, (category, directions) in seen.items():
             direction = directions.pop() if len(directions) == 1 else "both"
-            self._patterns.setdefault(f"cue|{category}:{direction}|", []).append(term)
+            # Pseudo-cues are their own group: matched beside the cues they overlap rather
+            # than losing to a longer one ("there is no" in "there is no change in ...").
+            group = "pseudo" if category == "pseudo" else "cue"
+            self._patterns.setdefault(f"{group}|{category}:{direction}|", []).append(term)
+        # "Pneumothorax: none": its own group, so that "none" still matches as a cue.
+        self._add("label", "negated:backward", data["label_values"]["terms"])
         self._add("terminator", "terminator", data["terminators"])
 
     def _load_modalities(self) -> None:

@@ -114,6 +114,37 @@ def test_backward_negation_and_pseudo_negation() -> None:
         ("pneumothorax", True, None), ("nodule", False, None)]
 
 
+@pytest.mark.parametrize("text", [
+    "There is no change in the small right apical pneumothorax.",
+    "There has been no interval change in the left pneumothorax.",
+    "There is no significant change in the subdural hematoma.",
+])
+def test_pseudo_negation_inside_a_longer_negation_cue(text: str) -> None:
+    # "there is no" is longer than "no change" and used to win the overlap.
+    assert [negated for _, negated, _ in assertions(text)] == [False]
+
+
+@pytest.mark.parametrize("text", [
+    "No further evidence of pneumothorax.",
+    "There is no further hemorrhage.",
+])
+def test_no_further_negates(text: str) -> None:
+    assert [negated for _, negated, _ in assertions(text)] == [True]
+
+
+def test_label_with_a_negative_value() -> None:
+    text = ("FINDINGS:\nPneumothorax: None.\nPleural effusion: small left.\nFree air: absent.\n"
+            "Hemorrhage: not seen.\nLungs: No consolidation.\nIMPRESSION: No pneumothorax.")
+    assert [(key, negated) for key, negated, _ in assertions(text)] == [
+        ("pneumothorax", True), ("pleural_effusion", False), ("free_air", True),
+        ("hemorrhage", True), ("consolidation", True), ("pneumothorax", True)]
+
+
+def test_not_excluded_is_cannot_be_excluded() -> None:
+    assert assertions("Pneumothorax is not excluded. Perforated appendicitis is not ruled out.") == [
+        ("pneumothorax", False, "cannotBeExcluded"), ("appendicitis", False, "cannotBeExcluded")]
+
+
 def test_uncertainty_levels() -> None:
     assert assertions("Findings may represent pneumonia. Appendicitis cannot be excluded. "
                       "Probable atelectasis. Malignancy is unlikely.") == [
