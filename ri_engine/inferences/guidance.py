@@ -40,7 +40,7 @@ from .guidance_findings import (
     Lesion, find_lesions, guidance_item, observation, section_extension, size_info,
 )
 from .guidance_rules import Guideline, applies, evaluate_rules, exam_text, find_rule_lesions, rule_guideline
-from .quality_measures import ReportText, patient_age, report_text
+from .quality_measures import ReportText, measure_definition, patient_age, report_text
 from .scoring import find_scores
 
 _KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
@@ -147,6 +147,11 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     if age is not None and age < table["minAge"]:
         present.append(guidance_item("PATIENT 35 YEARS OR OLDER", "NO"))
         return table["identifier"], present, [], missing, "low"
+    excluded = _fleischner_excluded(ctx, table)
+    if excluded:
+        # Known cancer or immunosuppression: the guideline does not apply, nothing to propose.
+        present.extend(guidance_item(name, "YES") for name in excluded)
+        return table["identifier"], present, [], missing, "low"
     if missing:
         return table["identifier"], present, [], missing, "low"
     values = sorted(lesion.sizes[0].values_mm, reverse=True)
@@ -156,6 +161,19 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     specs = table["table"][kind]["multiple" if lesion.plural else "single"][band["id"]]
     specs = [s for s in specs if risk is None or s["risk"] in ("both", risk)]
     return table["identifier"], present, specs, missing, band.get("rank", "low")
+
+
+def _fleischner_excluded(ctx: AnalysisContext, table: dict[str, Any]) -> list[str]:
+    """The patient groups Fleischner 2017 leaves out that the report states, by the names of
+    the MIPS 364 exceptions that describe them (one definition for both; read once per report)."""
+    cache: dict[str, list[str]] = ctx.layers.setdefault("guidance.fleischner_excluded", {})
+    if "names" not in cache:
+        rule = table["excludedWhen"]
+        exceptions = measure_definition(rule["measure"])["exceptions"]
+        report = report_text(ctx.text)
+        cache["names"] = [e["name"] for e in exceptions if e["name"] in rule["exceptions"]
+                          and report.find(e["patterns"], negatable=True)]
+    return cache["names"]
 
 
 def _smoking_risk(ctx: AnalysisContext, table: dict[str, Any], text: str) -> str | None:

@@ -50,6 +50,11 @@ def supported_measure_types() -> list[str]:
     return list(_table()["measures"])
 
 
+def measure_definition(measure_type: str) -> dict[str, Any]:
+    """One measure of knowledge/quality_measures.json (its trigger, criteria, exceptions)."""
+    return _table()["measures"][measure_type]  # type: ignore[no-any-return]
+
+
 @dataclass(slots=True)  # not frozen: dozens per report, and nothing changes them
 class _Sentence:
     start: int
@@ -81,11 +86,15 @@ class ReportText:
         self._before = _rx(neg["before"])
         self._not_negation = _rx(neg["notNegation"])
         self._after = _rx(neg["after"])
+        self._other_person = _rx(neg["otherPerson"])
 
     def negated(self, sentence: _Sentence, start: int, end: int) -> bool:
+        """The sentence denies the span, or gives it to someone else ("mother with history of")."""
         before = sentence.text[: start - sentence.start]
         after = sentence.text[end - sentence.start:]
         if self._before.search(before) and not self._not_negation.search(before):
+            return True
+        if self._other_person.search(before):
             return True
         return bool(self._after.search(after))
 

@@ -86,6 +86,29 @@ def test_fleischner_not_for_patients_under_35() -> None:
         g["presentGuidanceInformation"]
 
 
+@pytest.mark.parametrize(("history", "item"), [
+    ("HISTORY: Metastatic colon cancer.", "KNOWN MALIGNANCY"),
+    ("HISTORY: 66-year-old with a history of breast cancer, on chemotherapy.", "KNOWN MALIGNANCY"),
+    ("HISTORY: Renal transplant recipient on immunosuppression.", "IMMUNOCOMPROMISED PATIENT"),
+])
+def test_fleischner_proposes_nothing_for_known_cancer_or_immunosuppression(history: str, item: str) -> None:
+    text = f"{history}\nFINDINGS: 7 mm solid nodule in the right middle lobe."
+    [g] = _guidance(text, procedures=CT_CHEST, birth_date="1958-01-01")
+    assert {"presentGuidanceItem": item, "presentGuidanceValues": ["YES"]} in g["presentGuidanceInformation"]
+    assert "recommendationProposals" not in g
+
+
+@pytest.mark.parametrize("history", [
+    "HISTORY: No history of cancer.",
+    "HISTORY: Family history of lung cancer.",
+    "HISTORY: Cough. Rule out malignancy.",
+])
+def test_fleischner_applies_without_the_patients_own_cancer(history: str) -> None:
+    text = f"{history}\nFINDINGS: 7 mm solid nodule in the right middle lobe."
+    [g] = _guidance(text, procedures=CT_CHEST, birth_date="1958-01-01")
+    assert [p[1] for p in _proposals(g)][:1] == ["2024-07-13"]  # CT at 6-12 months
+
+
 def test_tirads_from_features() -> None:
     us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
     text = "Right lobe: 1.6 cm solid hypoechoic nodule, wider-than-tall, smooth margins, no calcifications."
