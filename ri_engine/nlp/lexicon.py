@@ -44,6 +44,17 @@ def plural(term: str) -> str:
     return f"{head} {last}" if head else last
 
 
+def expand(term: str, placeholders: dict[str, list[str]]) -> list[str]:
+    """``term`` with each ``{name}`` left out and replaced by every word of its list
+    ("cannot be {certainty} excluded" -> "cannot be excluded", "cannot be entirely excluded", ...)."""
+    for name, words in placeholders.items():
+        slot = "{%s}" % name
+        if slot in term:
+            return [t for w in ["", *words] for t in expand(" ".join(term.replace(slot, w).split()),
+                                                            placeholders)]
+    return [term]
+
+
 @dataclass(frozen=True)
 class FindingEntry:
     key: str
@@ -155,8 +166,9 @@ class Lexicon:
     def _load_context(self) -> None:
         data = load_json("context.json")
         seen: dict[str, tuple[str, set[str]]] = {}
+        placeholders = {k: v for k, v in data["placeholders"].items() if k != "note"}
         for cue in data["cues"]:
-            for term in cue["terms"]:
+            for term in (t for raw in cue["terms"] for t in expand(raw, placeholders)):
                 term = term.lower()
                 category, directions = seen.setdefault(term, (cue["category"], set()))
                 if category != cue["category"]:

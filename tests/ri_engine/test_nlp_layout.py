@@ -140,6 +140,18 @@ def test_label_with_a_negative_value() -> None:
         ("hemorrhage", True), ("consolidation", True), ("pneumothorax", True)]
 
 
+@pytest.mark.parametrize("text", [
+    "Early pneumonia cannot be entirely excluded.",
+    "Pneumonia can't be excluded.",
+    "Cannot completely exclude pneumonia.",
+    "Pneumonia is not definitely excluded.",
+    "Pneumonia is not entirely ruled out.",
+])
+def test_cannot_be_excluded_with_an_adverb_or_contraction(text: str) -> None:
+    # "not entirely ruled out" was negated by "ruled out"; the others had no cue at all.
+    assert assertions(text) == [("pneumonia", False, "cannotBeExcluded")]
+
+
 def test_not_excluded_is_cannot_be_excluded() -> None:
     assert assertions("Pneumothorax is not excluded. Perforated appendicitis is not ruled out.") == [
         ("pneumothorax", False, "cannotBeExcluded"), ("appendicitis", False, "cannotBeExcluded")]
