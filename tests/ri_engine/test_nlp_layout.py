@@ -109,6 +109,21 @@ def test_negation_covers_a_list() -> None:
         ("pulmonary_edema", True, None)]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("No pneumothorax is seen, and a small pleural effusion is present.",
+     [("pneumothorax", True), ("pleural_effusion", False)]),
+    ("No pneumothorax, with a small left pleural effusion.",
+     [("pneumothorax", True), ("pleural_effusion", False)]),
+    ("No consolidation other than left basilar atelectasis.",
+     [("consolidation", True), ("atelectasis", False)]),
+    # A list keeps its negation.
+    ("No pneumothorax, pleural effusion, or consolidation.",
+     [("pneumothorax", True), ("pleural_effusion", True), ("consolidation", True)]),
+])
+def test_negation_stops_before_a_new_positive_clause(text: str, expected: list[tuple[str, bool]]) -> None:
+    assert [(key, negated) for key, negated, _ in assertions(text)] == expected
+
+
 def test_backward_negation_and_pseudo_negation() -> None:
     assert assertions("Pneumothorax is not seen. No change in the nodule.") == [
         ("pneumothorax", True, None), ("nodule", False, None)]

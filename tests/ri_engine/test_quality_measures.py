@@ -53,6 +53,9 @@ def test_output_follows_measure_types_order() -> None:
     ("The previously seen right upper lobe nodule is no longer seen.", "notEligible", None),
     ("History: known metastatic melanoma.\nFindings: A new 7 mm nodule in the left lower lobe.",
      "denominatorException", ["KNOWN MALIGNANCY"]),
+    # The negation of the first clause stops before the nodule.
+    ("No pleural effusion, with a new 7 mm nodule in the right upper lobe.", "performanceNotMet", None),
+    ("No consolidation other than a new 7 mm nodule in the right upper lobe.", "performanceNotMet", None),
     # A relative's cancer is a risk factor, not the patient's malignancy.
     ("History: smoker, family history of lung cancer.\nFindings: A new 7 mm nodule in the left "
      "lower lobe.", "performanceNotMet", None),
