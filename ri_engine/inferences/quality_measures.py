@@ -36,7 +36,7 @@ _SENTENCE_END = re.compile(r"\s(?:(?<=[.!?]\s)\s*|(?<=\n))")
 _HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}):", re.MULTILINE)
 _SIZE = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?"
-    r"\s*(mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", re.IGNORECASE)
+    r"\s*-?\s*(mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", re.IGNORECASE)
 _SUBCENTIMETER = re.compile(r"\bsub-?centimet(?:er|re)\b|\btiny\b", re.IGNORECASE)
 
 

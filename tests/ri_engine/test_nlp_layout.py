@@ -87,6 +87,9 @@ def test_unknown_headings_do_not_end_a_section() -> None:
     ("increased from 4 mm to 6 mm", [((4.0,), None, None, "mm", None, True),
                                      ((6.0,), None, None, "mm", None, False)]),
     ("24 hour diet, series 3 image 72", []),
+    ("a 7-mm nodule", [((7.0,), None, None, "mm", None, False)]),
+    ("a 1.5-cm cyst", [((1.5,), None, None, "cm", None, False)]),
+    ("stones of 2-3-mm", [((), 2.0, 3.0, "mm", None, False)]),
 ])
 def test_measurements(text: str, expected: list[tuple]) -> None:
     found = [(m.values, m.low, m.high, m.unit, m.comparator, m.prior) for m in find_measurements(text)]
