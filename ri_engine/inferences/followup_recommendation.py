@@ -62,6 +62,9 @@ _GUIDELINE_WORDS = literal_finder(_GUIDELINE.pattern)
 _ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
+# "correlation with the prior outside CT": a study already done, not one to do.
+_EARLIER_STUDY = re.compile(r"\b(?:prior|previous|outside|earlier|old|comparison)\s+(?:[a-z-]+\s+){0,2}$",
+                            re.IGNORECASE)
 # Where a recommendation sentence turns to another procedure with its own timing
 # ("FNA if 1.5 cm or larger; otherwise ultrasound in one year").
 _CLAUSE_BREAK = re.compile(r";|\b(?:otherwise|thereafter|followed\s+by|and\s+then|then)\b", re.IGNORECASE)
@@ -130,7 +133,8 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
 
 def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
                    options: Options) -> list[Inference]:
-    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end]
+    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end
+              and not _EARLIER_STUDY.search(ctx.text, max(sentence.start, p.start - 30), p.start)]
     named = [p for p in inside if p.modality_key != "imaging"]
     flags = {
         "is_conditional": bool(_CONDITIONAL.search(text)),

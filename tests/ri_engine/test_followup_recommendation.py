@@ -1,4 +1,5 @@
-"""followupRecommendation: timing, condition and option of each procedure in a sentence."""
+"""followupRecommendation: which procedures a sentence recommends, with the timing, condition
+and option of each."""
 
 from __future__ import annotations
 
@@ -33,6 +34,14 @@ CT, MRI, US, BIOPSY = "77477000", "113091000", "16310003", "277590007"
      [(CT, "2024-07-15", False, True), (MRI, "2024-07-15", False, True)]),
     ("IMPRESSION: If symptoms persist, MRI or CT in 4-6 weeks is recommended.",
      [(MRI, ("2024-02-12", "2024-02-26"), True, True), (CT, ("2024-02-12", "2024-02-26"), True, True)]),
+    # Refusals, and studies already done, recommend nothing.
+    ("IMPRESSION: We do not recommend MRI at this time.", []),
+    ("IMPRESSION: Follow-up CT is not advised.", []),
+    ("IMPRESSION: Recommend correlation with prior outside CT, if available.", []),
+    ("IMPRESSION: Comparison with the previous MRI would be helpful.", []),
+    ("IMPRESSION: Recommend comparison with the prior outside CT and follow-up CT in 3 months.",
+     [(CT, "2024-04-15", False, False)]),
 ])
-def test_timing_and_condition_per_clause(text: str, expected: list[tuple]) -> None:
+def test_recommended_procedures(text: str, expected: list[tuple]) -> None:
     assert recommendations(text) == expected
+
