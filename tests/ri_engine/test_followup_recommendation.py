@@ -34,6 +34,12 @@ CT, MRI, US, BIOPSY = "77477000", "113091000", "16310003", "277590007"
      [(CT, "2024-07-15", False, True), (MRI, "2024-07-15", False, True)]),
     ("IMPRESSION: If symptoms persist, MRI or CT in 4-6 weeks is recommended.",
      [(MRI, ("2024-02-12", "2024-02-26"), True, True), (CT, ("2024-02-12", "2024-02-26"), True, True)]),
+    # The screening statements of Lung-RADS 1-2 and BI-RADS 1-2.
+    ("IMPRESSION: Lung-RADS 2. Continue annual screening with LDCT in 12 months.",
+     [(CT, "2025-01-15", False, False)]),
+    ("IMPRESSION: BI-RADS 1. Return to annual screening mammography.",
+     [("71651007", "2025-01-15", False, False)]),
+    ("IMPRESSION: The common bile duct has returned to normal caliber since the CT.", []),
     # Refusals, and studies already done, recommend nothing.
     ("IMPRESSION: We do not recommend MRI at this time.", []),
     ("IMPRESSION: Follow-up CT is not advised.", []),

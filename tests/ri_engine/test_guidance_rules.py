@@ -194,6 +194,9 @@ def test_negated_findings_get_no_guidance() -> None:
     "Findings: Mother with history of lung cancer. Patient has a 2 cm mass in the left lower lobe.",
     "Findings: Multiple pulmonary nodules in both lower lobes, consistent with metastatic colon adenocarcinoma.",
     "Findings: History of abdominal aortic aneurysm.",
+    # Screening for a cancer, or a risk of it, is no cancer to stage.
+    "EXAM: Low-dose CT chest for lung cancer screening.\nFindings: 5 mm nodule in the right upper lobe.",
+    "Findings: Emphysema, a risk factor for lung cancer. Clear lungs.",
 ])
 def test_other_experiencer_history_and_other_primaries_are_not_current_findings(text: str) -> None:
     assert [] == [g for g in _guidance(text, CT_CHEST) if _summary(g)[0] in {"363358000", "233985008"}]
