@@ -185,6 +185,23 @@ def test_screening_ct_nodules_use_lung_rads_not_fleischner() -> None:
     assert "RID50149" == _summary(incidental)[0]
 
 
+@pytest.mark.parametrize(("text", "category", "rank"), [
+    # New solid nodules have their own size bands (Lung-RADS v2022): <4 mm 2, 4 to <6 mm 3,
+    # 6 to <8 mm 4A, >=8 mm 4B.
+    ("7 mm solid nodule in the left lower lobe, new since the prior study.", "4A", "low"),
+    ("New 5 mm solid nodule in the right upper lobe.", "3", "low"),
+    ("Newly seen 9 mm solid nodule in the right upper lobe.", "4B", "high"),
+    ("New 3 mm solid nodule in the right upper lobe.", "2", "low"),
+    # At baseline, or when "new" is denied, the baseline bands.
+    ("7 mm solid nodule in the left lower lobe.", "3", "low"),
+    ("7 mm solid nodule in the left lower lobe, no new nodules.", "3", "low"),
+])
+def test_lung_rads_new_solid_nodules(text: str, category: str, rank: str) -> None:
+    [g] = _guidance("Findings: " + text, LDCT, birth_date="1955-01-01")
+    summary = _summary(g)
+    assert (summary[1], dict(summary[2])["LUNG-RADS CATEGORY"]) == (rank, (category,))
+
+
 def test_negated_findings_get_no_guidance() -> None:
     assert [] == _guidance("Findings: No gallbladder polyp. No abdominal aortic aneurysm. No splenic laceration.",
                            CT_ABDOMEN)
