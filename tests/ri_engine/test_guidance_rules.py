@@ -132,7 +132,12 @@ def test_pregnancy_of_unknown_location_needs_the_hcg_level() -> None:
 @pytest.mark.parametrize(("text", "procedures", "birth", "identifier", "rank", "proposals"), [
     ("3 cm simple cyst in the right ovary.", US_PELVIS, "1990-01-01", "97171000119100", "low",
      [(NONE, "279495008", None, False)]),
+    # SRU 2019: postmenopausal simple cysts up to 3 cm need no follow-up, larger ones 1 year.
     ("3 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("1.8 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("4.2 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
      [(US, PELVIS, "2025-01-15", False)]),
     ("4 cm left ovarian cyst with a thick septation. O-RADS US 4.", US_PELVIS, "1970-01-01", "289840004", "high",
      []),  # RI gives no proposals for LESION OF OVARY
