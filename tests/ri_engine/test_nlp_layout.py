@@ -127,6 +127,12 @@ def test_negation_stops_before_a_new_positive_clause(text: str, expected: list[t
     assert [(key, negated) for key, negated, _ in assertions(text)] == expected
 
 
+def test_polyp_is_a_finding() -> None:
+    doc = pipeline().analyse("7 mm gallbladder polyp. No colonic polyps.")
+    assert [(f.key, f.codes[0].code, f.assertion.negated) for f in doc._.ri_findings] == [
+        ("polyp", "41329004", False), ("polyp", "41329004", True)]
+
+
 def test_backward_negation_and_pseudo_negation() -> None:
     assert assertions("Pneumothorax is not seen. No change in the nodule.") == [
         ("pneumothorax", True, None), ("nodule", False, None)]
