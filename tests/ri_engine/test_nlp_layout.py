@@ -127,6 +127,19 @@ def test_negation_stops_before_a_new_positive_clause(text: str, expected: list[t
     assert [(key, negated) for key, negated, _ in assertions(text)] == expected
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # "is negative" (backward) used to win over "negative for" (forward) and covered only "CTA".
+    ("CTA is negative for pulmonary embolism and aortic dissection.",
+     [("pulmonary_embolism", True, None), ("aortic_dissection", True, None)]),
+    ("Findings are not consistent with appendicitis.", [("appendicitis", True, None)]),
+    ("Pneumothorax, previously present, is no longer evident.", [("pneumothorax", True, None)]),
+    ("Appendicitis is not favored.", [("appendicitis", False, "improbable")]),
+    ("Findings are consistent with appendicitis.", [("appendicitis", False, None)]),
+])
+def test_negative_for_after_a_verb_and_denied_diagnoses(text: str, expected: list[tuple]) -> None:
+    assert assertions(text) == expected
+
+
 def test_polyp_is_a_finding() -> None:
     doc = pipeline().analyse("7 mm gallbladder polyp. No colonic polyps.")
     assert [(f.key, f.codes[0].code, f.assertion.negated) for f in doc._.ri_findings] == [
