@@ -135,6 +135,11 @@ def test_negation_stops_before_a_new_positive_clause(text: str, expected: list[t
     ("Pneumothorax, previously present, is no longer evident.", [("pneumothorax", True, None)]),
     ("Appendicitis is not favored.", [("appendicitis", False, "improbable")]),
     ("Findings are consistent with appendicitis.", [("appendicitis", False, None)]),
+    # A copula cue reaches forward as well as back.
+    ("This is likely atelectasis.", [("atelectasis", False, "probable")]),
+    ("This is favored to represent atelectasis.", [("atelectasis", False, "probable")]),
+    ("It is less likely pneumonia.", [("pneumonia", False, "improbable")]),
+    ("Atelectasis is likely.", [("atelectasis", False, "probable")]),
 ])
 def test_negative_for_after_a_verb_and_denied_diagnoses(text: str, expected: list[tuple]) -> None:
     assert assertions(text) == expected
