@@ -2,7 +2,8 @@
 
 Recognised: ``6/29/2012``, ``1/1/15``, ``2023/09/05``, ``2023-09-05``, ``November 5 2020``,
 ``Nov. 5, 2020``, ``5 November 2020``, ``January 2022``, ``September 5`` (year taken from the
-document date), ``today``/``yesterday``; times ``3 PM``, ``5:05 p.m.``, ``15:30``, ``1430 hours``, ``at 0215``, ``noon``.
+document date), ``today``/``yesterday``; times ``3 PM``, ``5:05 p.m.``, ``15:30``,
+``1430 hours``, ``at 0215``, ``noon``.
 A date whose year is written with two digits is kept but flagged ``two_digit_year``: RI does
 not normalise those (ri_contract §9.8) and neither does ``communicatedAt``.
 """

@@ -4,8 +4,9 @@ Every term becomes a spaCy ``PhraseMatcher`` pattern (lower-cased, or exact case
 ambiguous abbreviations such as "US" and "PE") whose match id is ``"<group>|<key>|<flag>"``:
 group says which lexicon (finding, anatomy, laterality, change, severity, chronicity,
 feature, temporal, multiplicity, cue, pseudo and label (key <category>:<direction>),
-terminator, modality), key the entry and flag "pl" for a generated plural. ``Lexicon.match(doc)`` returns ``Term`` values,
-longest match first within each group, overlaps inside a group removed.
+terminator, modality), key the entry and flag "pl" for a generated plural.
+``Lexicon.match(doc)`` returns ``Term`` values, longest match first within each group,
+overlaps inside a group removed.
 """
 
 from __future__ import annotations
