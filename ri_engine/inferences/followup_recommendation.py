@@ -188,7 +188,7 @@ def _own_clauses(ctx: AnalysisContext, sentence: Span, text: str,
     clause_of = {m.start: bisect_right(bounds, m.start - sentence.start) - 1 for m in named}
     if len(set(clause_of.values())) < 2:
         return None
-    out = {}
+    out: dict[int, tuple[Timing, bool]] = {}
     for start, i in clause_of.items():
         clause = text[bounds[i]:bounds[i + 1]]
         # "...; otherwise ultrasound in one year": the other branch of the condition.
