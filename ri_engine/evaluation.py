@@ -212,7 +212,12 @@ def key_of(inference: Inference) -> str:
 
 
 def _first_code(concept: dict[str, Any] | None) -> str:
-    return concept["coding"][0]["code"] if concept and concept.get("coding") else "-"
+    """The first coding's code; its display when it has none (a body part without a verified
+    RadLex id, such as LEFT OVARY); "-" without a coding."""
+    if not concept or not concept.get("coding"):
+        return "-"
+    coding = concept["coding"][0]
+    return str(coding.get("code") or coding.get("display") or "-")
 
 
 def _codes(concepts: list[dict[str, Any]] | None) -> str:

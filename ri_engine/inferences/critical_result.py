@@ -34,6 +34,8 @@ class Rule:
     modifiers_any: frozenset[str]
     modifiers_none: frozenset[str]
     text_any: re.Pattern[str] | None  # one of these words in the sentence
+    text_none: re.Pattern[str] | None  # none of these words in the sentence ("postoperative")
+    text_none_unless: re.Pattern[str] | None  # ... unless one of these is ("than expected")
     uncertainty_any: tuple[str | None, ...] | None
     size_mm_over: float | None
     not_known: bool
@@ -53,6 +55,9 @@ class Rule:
         if modifiers & self.modifiers_none:
             return False
         if self.text_any and not self.text_any.search(ctx.text, *m.sentence):
+            return False
+        if self.text_none and self.text_none.search(ctx.text, *m.sentence) and not (
+                self.text_none_unless and self.text_none_unless.search(ctx.text, *m.sentence)):
             return False
         if self.uncertainty_any is not None and m.assertion.uncertainty not in self.uncertainty_any:
             return False
@@ -76,6 +81,8 @@ def _rules() -> tuple[list[Rule], frozenset[str]]:
             modifiers_any=frozenset(raw.get("modifiers_any", ())),
             modifiers_none=frozenset(raw.get("modifiers_none", ())),
             text_any=_any_word(raw.get("text_any", ())),
+            text_none=_any_word(raw.get("text_none", ())),
+            text_none_unless=_any_word(raw.get("text_none_unless", ())),
             uncertainty_any=tuple(raw["uncertainty_any"]) if "uncertainty_any" in raw else None,
             size_mm_over=raw.get("size_mm_over"), not_known=bool(raw.get("not_known"))))
     return rules, descriptions

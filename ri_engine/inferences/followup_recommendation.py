@@ -18,6 +18,7 @@ advice for this patient: its sentences give no recommendations of their own, and
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 from ..context import AnalysisContext
@@ -34,7 +35,7 @@ from ..nlp.lexicon import make_code
 from ..nlp.types import Laterality, ProcedureMention, Span
 from . import critical_result, finding
 from .evidence import coded, sentences_extension, token_spans_for
-from .intervals import timing
+from .intervals import Timing, timing
 from .procedure_codes import imaging_procedures, loinc_for
 
 _VOCAB = load_json("recommendations.json")
@@ -51,7 +52,9 @@ _REFUSAL = CaseFolded(_words(_VOCAB["negations"]))
 _HEDGE = _words(_VOCAB["hedges"])
 _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
-_OPTION = _words(_VOCAB["options"])
+# "... or MRI" offers an alternative; "1.5 cm or greater" does not.
+_OPTION = re.compile(_words(_VOCAB["options"]).pattern + r"(?!\s+(?:greater|larger|bigger|more|less|"
+                     r"smaller|fewer|higher|lower|above|below|equal|longer|shorter)\b)", re.IGNORECASE)
 _GUIDELINE = CaseFolded(_words(_VOCAB["guideline_words"]))  # searched in every sentence too
 # Citations are rare: a sentence without one of the words every citation holds is not
 # searched further (prefilter.literal_finder).
@@ -59,6 +62,12 @@ _GUIDELINE_WORDS = literal_finder(_GUIDELINE.pattern)
 _ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
+# "correlation with the prior outside CT": a study already done, not one to do.
+_EARLIER_STUDY = re.compile(r"\b(?:prior|previous|outside|earlier|old|comparison)\s+(?:[a-z-]+\s+){0,2}$",
+                            re.IGNORECASE)
+# Where a recommendation sentence turns to another procedure with its own timing
+# ("FNA if 1.5 cm or larger; otherwise ultrasound in one year").
+_CLAUSE_BREAK = re.compile(r";|\b(?:otherwise|thereafter|followed\s+by|and\s+then|then)\b", re.IGNORECASE)
 _PARAGRAPH_BREAK = re.compile(r"(?:\r\n|\r|\n|\\n)[ \t]*(?:\r\n|\r|\n|\\n)")
 
 
@@ -124,7 +133,8 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
 
 def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
                    options: Options) -> list[Inference]:
-    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end]
+    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end
+              and not _EARLIER_STUDY.search(ctx.text, max(sentence.start, p.start - 30), p.start)]
     named = [p for p in inside if p.modality_key != "imaging"]
     flags = {
         "is_conditional": bool(_CONDITIONAL.search(text)),
@@ -139,7 +149,10 @@ def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
     if named:
         option = len(named) > 1 and any(
             _OPTION.search(ctx.text[a.end:b.start]) for a, b in zip(named, named[1:]))
+        clauses = _own_clauses(ctx, sentence, text, named)
         for mention in named:
+            if clauses is not None:
+                when, flags["is_conditional"] = clauses[mention.start]
             procedure = ImagingProcedureRecommendation(
                 procedure_codes=_codes(ctx, mention),
                 imaging_procedures=imaging_procedures(ctx, mention, _side(ctx, mention)))
@@ -162,6 +175,25 @@ def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
         spans = token_spans_for(ctx, [(sentence.start + m.start(), sentence.start + m.end())])
         generic = GenericProcedureRecommendation(code=coded(ctx, code, spans), description=code.display)
         return [_recommendation(ctx, generic, spans, when, findings, focused, is_option=False, **flags)]
+    return out
+
+
+def _own_clauses(ctx: AnalysisContext, sentence: Span, text: str,
+                 named: list[ProcedureMention]) -> dict[int, tuple[Timing, bool]] | None:
+    """Each procedure's timing and condition from its own clause, when the procedures of the
+    sentence sit in different clauses; None (the sentence's for all) otherwise."""
+    if len(named) < 2:
+        return None
+    bounds = [0] + [m.start() for m in _CLAUSE_BREAK.finditer(text)] + [len(text)]
+    clause_of = {m.start: bisect_right(bounds, m.start - sentence.start) - 1 for m in named}
+    if len(set(clause_of.values())) < 2:
+        return None
+    out: dict[int, tuple[Timing, bool]] = {}
+    for start, i in clause_of.items():
+        clause = text[bounds[i]:bounds[i + 1]]
+        # "...; otherwise ultrasound in one year": the other branch of the condition.
+        conditional = bool(_CONDITIONAL.search(clause)) or clause.lower().startswith("otherwise")
+        out[start] = (timing(clause, ctx.document_date), conditional)
     return out
 
 

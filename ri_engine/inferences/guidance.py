@@ -40,11 +40,13 @@ from .guidance_findings import (
     Lesion, find_lesions, guidance_item, observation, section_extension, size_info,
 )
 from .guidance_rules import Guideline, applies, evaluate_rules, exam_text, find_rule_lesions, rule_guideline
-from .quality_measures import ReportText, patient_age, report_text
+from .quality_measures import ReportText, measure_definition, patient_age, report_text
 from .scoring import find_scores
 
 _KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
 _ULTRASOUND = re.compile(r"\b(?:US|ultrasound|sonograph\w*|sonogram|doppler)\b", re.IGNORECASE)
+# A TI-RADS feature the sentence denies ("no microcalcifications", "not taller-than-wide").
+_DENIED_FEATURE = re.compile(r"\b(?:no|not|without)\s+(?:[a-z-]+\s+){0,2}$", re.IGNORECASE)
 
 
 @functools.cache
@@ -145,6 +147,11 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     if age is not None and age < table["minAge"]:
         present.append(guidance_item("PATIENT 35 YEARS OR OLDER", "NO"))
         return table["identifier"], present, [], missing, "low"
+    excluded = _fleischner_excluded(ctx, table)
+    if excluded:
+        # Known cancer or immunosuppression: the guideline does not apply, nothing to propose.
+        present.extend(guidance_item(name, "YES") for name in excluded)
+        return table["identifier"], present, [], missing, "low"
     if missing:
         return table["identifier"], present, [], missing, "low"
     values = sorted(lesion.sizes[0].values_mm, reverse=True)
@@ -154,6 +161,19 @@ def fleischner(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     specs = table["table"][kind]["multiple" if lesion.plural else "single"][band["id"]]
     specs = [s for s in specs if risk is None or s["risk"] in ("both", risk)]
     return table["identifier"], present, specs, missing, band.get("rank", "low")
+
+
+def _fleischner_excluded(ctx: AnalysisContext, table: dict[str, Any]) -> list[str]:
+    """The patient groups Fleischner 2017 leaves out that the report states, by the names of
+    the MIPS 364 exceptions that describe them (one definition for both; read once per report)."""
+    cache: dict[str, list[str]] = ctx.layers.setdefault("guidance.fleischner_excluded", {})
+    if "names" not in cache:
+        rule = table["excludedWhen"]
+        exceptions = measure_definition(rule["measure"])["exceptions"]
+        report = report_text(ctx.text)
+        cache["names"] = [e["name"] for e in exceptions if e["name"] in rule["exceptions"]
+                          and report.find(e["patterns"], negatable=True)]
+    return cache["names"]
 
 
 def _smoking_risk(ctx: AnalysisContext, table: dict[str, Any], text: str) -> str | None:
@@ -179,7 +199,7 @@ def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
     present: list[PresentGuidanceInformation] = []
     points, missing = 0, []
     for feature, options in table["features"].items():
-        hit = next((o for o in options if pattern(o["pattern"]).search(sentence)), None)
+        hit = next((o for o in options if _stated(pattern(o["pattern"]), sentence)), None)
         if hit is None:
             missing.append(feature)
         else:
@@ -194,9 +214,11 @@ def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
         # A cystic or spongiform nodule is TR1 whatever else is written (Tessler 2017).
         benign = any(p.present_guidance_values in (["SPONGIFORM"], ["CYSTIC OR ALMOST COMPLETELY CYSTIC"])
                      for p in present if p.present_guidance_item == "COMPOSITION")
-        if benign:
+        level = _tirads_level(table, points)
+        # Unwritten features can only add points: when even their most would leave the
+        # level where it is (7 points is TR5 whatever else), the level does not wait on them.
+        if benign or _tirads_level(table, points + _tirads_headroom(table, missing)) == level:
             missing = []
-        level = next(lv["level"] for lv in table["levels"] if points <= lv["maxPoints"])
     if lesion.sizes:
         present.append(size_info(lesion))
     else:
@@ -214,6 +236,24 @@ def tirads(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:
         specs = [{"modality": "no_follow_up"}]
     rank = next(lv.get("rank", "low") for lv in table["levels"] if lv["level"] == level)
     return table["identifier"], present, specs, missing, rank
+
+
+def _stated(rx: re.Pattern[str], sentence: str) -> bool:
+    """``rx`` matches somewhere the sentence does not deny."""
+    return any(not _DENIED_FEATURE.search(sentence, max(0, m.start() - 40), m.start())
+               for m in rx.finditer(sentence))
+
+
+def _tirads_level(table: dict[str, Any], points: int) -> int:
+    return int(next(lv["level"] for lv in table["levels"] if points <= lv["maxPoints"]))
+
+
+def _tirads_headroom(table: dict[str, Any], features: list[str]) -> int:
+    """The most points ``features`` could add: the best option of each, or all of the
+    options of a category that adds up ("choose all that apply", echogenic foci)."""
+    additive = table["additiveFeatures"]
+    return sum((sum if f in additive else max)(o["points"] for o in table["features"][f])
+               for f in features if f in table["features"])
 
 
 def bosniak(ctx: AnalysisContext, lesion: Lesion, text: str) -> Result:

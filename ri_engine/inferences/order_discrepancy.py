@@ -41,7 +41,7 @@ from .quality_text import knowledge, phrase_pattern, section_name_at, sentence_b
 
 _NOT_EXAM = frozenset({"HISTORY", "COMPARISON", "TECHNIQUE", "EXAM"})
 _SIZE = re.compile(
-    r"\d+(?:\.\d+)?(?:\s*(?:x|by|×)\s*\d+(?:\.\d+)?)*\s*(?:cm|mm|centimeters?|millimeters?)\b",
+    r"\d+(?:\.\d+)?(?:\s*(?:x|by|×)\s*\d+(?:\.\d+)?)*\s*-?\s*(?:cm|mm|centimeters?|millimeters?)\b",
     re.IGNORECASE)
 
 

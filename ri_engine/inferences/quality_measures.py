@@ -36,7 +36,7 @@ _SENTENCE_END = re.compile(r"\s(?:(?<=[.!?]\s)\s*|(?<=\n))")
 _HEADER = re.compile(r"^[ \t]*([A-Za-z][A-Za-z /&-]{1,40}):", re.MULTILINE)
 _SIZE = re.compile(
     r"(?<![\w.])(\d+(?:\.\d+)?)(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?(?:\s*(?:x|×|by)\s*(\d+(?:\.\d+)?))?"
-    r"\s*(mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", re.IGNORECASE)
+    r"\s*-?\s*(mm|cm|millimet(?:er|re)s?|centimet(?:er|re)s?)\b", re.IGNORECASE)
 _SUBCENTIMETER = re.compile(r"\bsub-?centimet(?:er|re)\b|\btiny\b", re.IGNORECASE)
 
 
@@ -54,6 +54,11 @@ def measure_types_for(denominator: str) -> list[str]:
     """The measure types (``mips364``, ...) whose inferences carry this denominator."""
     return [name for name, measure in _table()["measures"].items()
             if measure.get("denominator") == denominator]
+
+
+def measure_definition(measure_type: str) -> dict[str, Any]:
+    """One measure of knowledge/quality_measures.json (its trigger, criteria, exceptions)."""
+    return _table()["measures"][measure_type]  # type: ignore[no-any-return]
 
 
 @dataclass(slots=True)  # not frozen: dozens per report, and nothing changes them
@@ -87,11 +92,15 @@ class ReportText:
         self._before = _rx(neg["before"])
         self._not_negation = _rx(neg["notNegation"])
         self._after = _rx(neg["after"])
+        self._other_person = _rx(neg["otherPerson"])
 
     def negated(self, sentence: _Sentence, start: int, end: int) -> bool:
+        """The sentence denies the span, or gives it to someone else ("mother with history of")."""
         before = sentence.text[: start - sentence.start]
         after = sentence.text[end - sentence.start:]
         if self._before.search(before) and not self._not_negation.search(before):
+            return True
+        if self._other_person.search(before):
             return True
         return bool(self._after.search(after))
 

@@ -19,7 +19,9 @@ Layers (all offsets are character offsets into the exact document text, end excl
 ``ctx.terms: dict[str, list[Term]]``
     Raw lexicon hits by group: "finding", "anatomy", "laterality", "modality", "change",
     "severity", "chronicity", "feature", "temporal", "multiplicity", "cue" (key
-    "<category>:<direction>"), "terminator". ``Term(lexicon, key, start, end, text, plural)``.
+    "<category>:<direction>"), "pseudo" (pseudo-cues, key "pseudo:<direction>"),
+    "label" (a negative value after a label's colon, key "negated:backward"), "terminator".
+    ``Term(lexicon, key, start, end, text, plural)``.
 ``ctx.measurements: list[Measurement]``
     ``values`` (1-3 dimensions) or ``low``/``high`` (range), ``unit`` "mm"/"cm",
     ``comparator`` ("<", "<=", ">", ">="), ``prior`` (size of an earlier study),

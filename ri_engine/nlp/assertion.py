@@ -4,7 +4,8 @@ A cue ("no", "may represent", "history of", "cannot be excluded", ...) has a cat
 direction (``knowledge/context.json``). A forward cue covers the mentions after it up to the
 next terminator ("but", "however", "there is", ";", ...) or the sentence end; a backward cue
 covers the mentions before it back to a terminator or the sentence start. Pseudo-cues
-("no change", "not only") are longer matches that hide the short cue inside them.
+("no change", "not only") hide every cue sharing a word with them; the finding builder
+drops those cues before they get here (``mentions._outside_pseudo``).
 
 So in "No pneumothorax, but there is a small effusion" the negation stops at "but", and in
 "No pneumothorax, pleural effusion or pulmonary edema" it covers all three findings.
@@ -32,8 +33,6 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
     used: list[tuple[int, int]] = []
     for cue in cues:
         category, direction = cue.key.split(":")
-        if category == "pseudo":
-            continue
         if start <= cue.start and cue.end <= end:
             continue  # the cue is part of the mention itself
         if cue.start < start < cue.end and direction in ("forward", "both"):

@@ -2,7 +2,8 @@
 
 Recognised: ``6/29/2012``, ``1/1/15``, ``2023/09/05``, ``2023-09-05``, ``November 5 2020``,
 ``Nov. 5, 2020``, ``5 November 2020``, ``January 2022``, ``September 5`` (year taken from the
-document date), ``today``/``yesterday``; times ``3 PM``, ``5:05 p.m.``, ``15:30``, ``noon``.
+document date), ``today``/``yesterday``; times ``3 PM``, ``5:05 p.m.``, ``15:30``,
+``1430 hours``, ``at 0215``, ``noon``.
 A date whose year is written with two digits is kept but flagged ``two_digit_year``: RI does
 not normalise those (ri_contract §9.8) and neither does ``communicatedAt``.
 """
@@ -39,6 +40,9 @@ _ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
 _TIME = re.compile(
     r"(?=[\dnm])(?<![\w:])(?:(?P<h>\d{1,2})(?::(?P<m>\d{2}))?\s*(?P<ampm>a\.?\s?m\.?|p\.?\s?m\.?)(?![a-z])"
     r"|(?P<h24>[01]?\d|2[0-3]):(?P<m24>[0-5]\d)(?!\s*[ap]\.?m)(?![\d:])"
+    # Four digits without a colon are a time only with "hours"/"hrs" or after "at" ("at 0215").
+    r"|(?P<hm_h>[01]\d|2[0-3])(?P<hm_m>[0-5]\d)(?!\d|[:.,/]\d)"
+    r"(?:\s*(?:hours|hrs|hr|h)(?![a-z])|(?<=\bat\s\d{4}))"
     r"|(?P<noon>noon|midnight))",
     re.IGNORECASE,
 )
@@ -120,6 +124,9 @@ def find_times(text: str) -> list[TimeMention]:
             continue
         if g["h24"] is not None:
             out.append(TimeMention(m.start(), m.end(), int(g["h24"]), int(g["m24"])))
+            continue
+        if g["hm_h"] is not None:
+            out.append(TimeMention(m.start(), m.end(), int(g["hm_h"]), int(g["hm_m"])))
             continue
         hour = int(g["h"])
         if hour > 12:

@@ -3,9 +3,10 @@
 Every term becomes a spaCy ``PhraseMatcher`` pattern (lower-cased, or exact case for
 ambiguous abbreviations such as "US" and "PE") whose match id is ``"<group>|<key>|<flag>"``:
 group says which lexicon (finding, anatomy, laterality, change, severity, chronicity,
-feature, temporal, multiplicity, cue:<category>:<direction>, terminator, modality), key the
-entry and flag "pl" for a generated plural. ``Lexicon.match(doc)`` returns ``Term`` values,
-longest match first within each group, overlaps inside a group removed.
+feature, temporal, multiplicity, cue, pseudo and label (key <category>:<direction>),
+terminator, modality), key the entry and flag "pl" for a generated plural.
+``Lexicon.match(doc)`` returns ``Term`` values, longest match first within each group,
+overlaps inside a group removed.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ def plural(term: str) -> str:
     else:
         last = last + "s"
     return f"{head} {last}" if head else last
+
+
+def expand(term: str, placeholders: dict[str, list[str]]) -> list[str]:
+    """``term`` with each ``{name}`` left out and replaced by every word of its list
+    ("cannot be {certainty} excluded" -> "cannot be excluded", "cannot be entirely excluded", ...)."""
+    for name, words in placeholders.items():
+        slot = "{%s}" % name
+        if slot in term:
+            return [t for w in ["", *words] for t in expand(" ".join(term.replace(slot, w).split()),
+                                                            placeholders)]
+    return [term]
 
 
 @dataclass(frozen=True)
@@ -155,8 +167,9 @@ class Lexicon:
     def _load_context(self) -> None:
         data = load_json("context.json")
         seen: dict[str, tuple[str, set[str]]] = {}
+        placeholders = {k: v for k, v in data["placeholders"].items() if k != "note"}
         for cue in data["cues"]:
-            for term in cue["terms"]:
+            for term in (t for raw in cue["terms"] for t in expand(raw, placeholders)):
                 term = term.lower()
                 category, directions = seen.setdefault(term, (cue["category"], set()))
                 if category != cue["category"]:
@@ -165,7 +178,12 @@ class Lexicon:
                 directions.add(cue["direction"])
         for term, (category, directions) in seen.items():
             direction = directions.pop() if len(directions) == 1 else "both"
-            self._patterns.setdefault(f"cue|{category}:{direction}|", []).append(term)
+            # Pseudo-cues are their own group: matched beside the cues they overlap rather
+            # than losing to a longer one ("there is no" in "there is no change in ...").
+            group = "pseudo" if category == "pseudo" else "cue"
+            self._patterns.setdefault(f"{group}|{category}:{direction}|", []).append(term)
+        # "Pneumothorax: none": its own group, so that "none" still matches as a cue.
+        self._add("label", "negated:backward", data["label_values"]["terms"])
         self._add("terminator", "terminator", data["terminators"])
 
     def _load_modalities(self) -> None:

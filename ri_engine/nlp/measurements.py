@@ -1,4 +1,4 @@
-"""Sizes in the text: ``5 mm``, ``5.6 x 4.5 x 3.4 cm``, ``2.5 cm x 1.2 cm``, ``6-8 mm``,
+"""Sizes in the text: ``5 mm``, ``7-mm``, ``5.6 x 4.5 x 3.4 cm``, ``2.5 cm x 1.2 cm``, ``6-8 mm``,
 ``2 to 3 mm``, ``< 3 cm``, ``up to 7 mm``, ``sub-5 mm``; current versus prior
 ("previously 6 mm", "increased from 4 mm to 6 mm", "6 mm on the prior study").
 
@@ -23,7 +23,8 @@ _MEASUREMENT = re.compile(
     rf"(?:\s*(?:-|\u2013|to)\s*(?P<r2>{_NUM})"
     rf"|(?:\s*(?:{_UNIT})(?![A-Za-z]))?\s*(?:x|X|\u00d7|\*|by)\s*(?P<n2>{_NUM})"
     rf"(?:\s*(?:{_UNIT})(?![A-Za-z]))?(?:\s*(?:x|X|\u00d7|\*|by)\s*(?P<n3>{_NUM}))?)?"
-    rf"\s*(?P<unit>{_UNIT})(?![A-Za-z])",
+    # "7-mm nodule": the unit joined by a hyphen, as an adjective.
+    rf"\s*(?:-\s*)?(?P<unit>{_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
 )
 _COMPARATORS = {

@@ -79,7 +79,10 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     elided = elided_findings(text, findings, taken, lexicon.finding_term)
     if elided:
         findings = sorted([*findings, *elided], key=lambda t: t.start)
-    cues = terms.get("cue", [])
+    cues = _outside_pseudo(terms.get("cue", []), terms.get("pseudo", []))
+    labels = terms.get("label")
+    if labels:  # rare: structured "Label: none" lines
+        cues = sorted([*cues, *labels], key=lambda t: t.start)
     terminators = terms.get("terminator", [])
     free_sides = [t for t in terms.get("laterality", []) if t.start not in used_laterality]
     modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])
@@ -135,6 +138,23 @@ def _outside(terms: list[Term], blocked: list[Term]) -> list[Term]:
         index = bisect_right(starts, term.start) - 1
         if index < 0 or term.end > blocked[index].end:
             out.append(term)
+    return out
+
+
+def _outside_pseudo(cues: list[Term], pseudo: list[Term]) -> list[Term]:
+    """``cues`` sharing no character with a pseudo-cue: "no change" hides the "no" of "there
+    is no change in ...", however long the cue holding that "no" is. Both lists are sorted
+    and each is free of overlaps, so one merge pass does it."""
+    if not pseudo:
+        return cues
+    out: list[Term] = []
+    index = 0
+    for cue in cues:
+        while index < len(pseudo) and pseudo[index].end <= cue.start:
+            index += 1
+        if index < len(pseudo) and pseudo[index].start < cue.end:
+            continue
+        out.append(cue)
     return out
 
 

@@ -48,6 +48,19 @@ def test_procedure_and_communication_keys(tmp_path: Path) -> None:
     assert report.errors == []
 
 
+def test_body_parts_without_a_code_are_keyed_by_display(tmp_path: Path) -> None:
+    # The ovaries have no verified RadLex id: the engine names them by display only.
+    path = write(tmp_path, {
+        "id": "d", "text": "FINDINGS: The uterus measures 8 cm. The endometrium measures 6 mm. "
+                           "The right ovary measures 3 x 2 x 2 cm.",
+        "sex": "female",
+        "procedure": {"system": "http://www.ama-assn.org/go/cpt", "code": "76856",
+                      "display": "US PELVIS COMPLETE"},
+        "expect": {"completeOrderDiscrepancy": ["24869-0|missing:LEFT OVARY|meas:LEFT OVARY"]}})
+    report = evaluate([path], engine())
+    assert report.errors == []
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("not json", "not JSON"),
     ('{"id": "x"}', "non-empty 'text'"),

@@ -86,6 +86,29 @@ def test_fleischner_not_for_patients_under_35() -> None:
         g["presentGuidanceInformation"]
 
 
+@pytest.mark.parametrize(("history", "item"), [
+    ("HISTORY: Metastatic colon cancer.", "KNOWN MALIGNANCY"),
+    ("HISTORY: 66-year-old with a history of breast cancer, on chemotherapy.", "KNOWN MALIGNANCY"),
+    ("HISTORY: Renal transplant recipient on immunosuppression.", "IMMUNOCOMPROMISED PATIENT"),
+])
+def test_fleischner_proposes_nothing_for_known_cancer_or_immunosuppression(history: str, item: str) -> None:
+    text = f"{history}\nFINDINGS: 7 mm solid nodule in the right middle lobe."
+    [g] = _guidance(text, procedures=CT_CHEST, birth_date="1958-01-01")
+    assert {"presentGuidanceItem": item, "presentGuidanceValues": ["YES"]} in g["presentGuidanceInformation"]
+    assert "recommendationProposals" not in g
+
+
+@pytest.mark.parametrize("history", [
+    "HISTORY: No history of cancer.",
+    "HISTORY: Family history of lung cancer.",
+    "HISTORY: Cough. Rule out malignancy.",
+])
+def test_fleischner_applies_without_the_patients_own_cancer(history: str) -> None:
+    text = f"{history}\nFINDINGS: 7 mm solid nodule in the right middle lobe."
+    [g] = _guidance(text, procedures=CT_CHEST, birth_date="1958-01-01")
+    assert [p[1] for p in _proposals(g)][:1] == ["2024-07-13"]  # CT at 6-12 months
+
+
 def test_tirads_from_features() -> None:
     us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
     text = "Right lobe: 1.6 cm solid hypoechoic nodule, wider-than-tall, smooth margins, no calcifications."
@@ -98,6 +121,47 @@ def test_tirads_missing_features() -> None:
     us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
     [g] = _guidance("There is a 1.2 cm hypoechoic nodule in the left thyroid lobe.", procedures=us)
     assert ["COMPOSITION", "SHAPE", "MARGIN", "ECHOGENIC FOCI"] == g["missingGuidanceInformation"]
+
+
+def test_tirads_level_reached_whatever_the_missing_features_add() -> None:
+    us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
+    # 2 + 2 + 3 + 3 = 10 points without the margin: TR5 whatever the margin is.
+    [g] = _guidance("1.6 cm solid nodule in the right thyroid lobe, hypoechoic, taller-than-wide, "
+                    "with punctate echogenic foci.", procedures=us)
+    assert (g.get("missingGuidanceInformation"), g["ranking"]) == (None, "high")
+    assert [("277590007", None, False)] == _proposals(g)  # TR5, >= 1 cm: FNA
+
+
+@pytest.mark.parametrize(("text", "missing"), [
+    # 4 points; a lobulated margin (2) or extrathyroidal extension (3) would make it TR5.
+    ("1.2 cm solid hypoechoic nodule in the left thyroid lobe, wider-than-tall, no calcifications.",
+     ["MARGIN"]),
+    # 4 points; echogenic foci add up (punctate 3 + rim 2 + macro 1): TR4 or TR5.
+    ("1.2 cm solid hypoechoic nodule in the left thyroid lobe, wider-than-tall, smooth margins.",
+     ["ECHOGENIC FOCI"]),
+])
+def test_tirads_missing_features_that_could_change_the_level(text: str, missing: list[str]) -> None:
+    us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
+    [g] = _guidance(text, procedures=us)
+    assert g["missingGuidanceInformation"] == missing
+    assert "recommendationProposals" not in g
+
+
+@pytest.mark.parametrize("text", [
+    "1.2 cm solid hypoechoic nodule in the left thyroid lobe, wider-than-tall, smooth margins, "
+    "no microcalcifications.",
+    "1.2 cm solid hypoechoic nodule in the left thyroid lobe with smooth margins, no "
+    "extrathyroidal extension, without calcifications, not taller-than-wide.",
+])
+def test_tirads_denied_features_score_nothing(text: str) -> None:
+    us = [{"system": "http://loinc.org", "code": "24842-7", "display": "US THYROID"}]
+    [g] = _guidance(text, procedures=us)
+    present = {p["presentGuidanceItem"]: p["presentGuidanceValues"] for p in g["presentGuidanceInformation"]}
+    assert present["ECHOGENIC FOCI"] == ["NONE OR LARGE COMET-TAIL ARTIFACTS"]
+    assert present["SHAPE"] == ["WIDER-THAN-TALL"] and present["MARGIN"] == ["SMOOTH"]
+    # TR4 (4 points), 1 cm to < 1.5 cm: ultrasound at 1, 2, 3 and 5 years, no FNA.
+    assert g["ranking"] == "low"
+    assert [p[1] for p in _proposals(g)] == ["2025-01-15", "2026-01-15", "2027-01-15", "2029-01-15"]
 
 
 def test_incidental_thyroid_nodule_uses_age() -> None:

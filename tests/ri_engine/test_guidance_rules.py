@@ -132,7 +132,12 @@ def test_pregnancy_of_unknown_location_needs_the_hcg_level() -> None:
 @pytest.mark.parametrize(("text", "procedures", "birth", "identifier", "rank", "proposals"), [
     ("3 cm simple cyst in the right ovary.", US_PELVIS, "1990-01-01", "97171000119100", "low",
      [(NONE, "279495008", None, False)]),
+    # SRU 2019: postmenopausal simple cysts up to 3 cm need no follow-up, larger ones 1 year.
     ("3 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("1.8 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("4.2 cm simple cyst in the right ovary.", US_PELVIS, "1950-01-01", "97171000119100", "low",
      [(US, PELVIS, "2025-01-15", False)]),
     ("4 cm left ovarian cyst with a thick septation. O-RADS US 4.", US_PELVIS, "1970-01-01", "289840004", "high",
      []),  # RI gives no proposals for LESION OF OVARY
@@ -185,6 +190,23 @@ def test_screening_ct_nodules_use_lung_rads_not_fleischner() -> None:
     assert "RID50149" == _summary(incidental)[0]
 
 
+@pytest.mark.parametrize(("text", "category", "rank"), [
+    # New solid nodules have their own size bands (Lung-RADS v2022): <4 mm 2, 4 to <6 mm 3,
+    # 6 to <8 mm 4A, >=8 mm 4B.
+    ("7 mm solid nodule in the left lower lobe, new since the prior study.", "4A", "low"),
+    ("New 5 mm solid nodule in the right upper lobe.", "3", "low"),
+    ("Newly seen 9 mm solid nodule in the right upper lobe.", "4B", "high"),
+    ("New 3 mm solid nodule in the right upper lobe.", "2", "low"),
+    # At baseline, or when "new" is denied, the baseline bands.
+    ("7 mm solid nodule in the left lower lobe.", "3", "low"),
+    ("7 mm solid nodule in the left lower lobe, no new nodules.", "3", "low"),
+])
+def test_lung_rads_new_solid_nodules(text: str, category: str, rank: str) -> None:
+    [g] = _guidance("Findings: " + text, LDCT, birth_date="1955-01-01")
+    summary = _summary(g)
+    assert (summary[1], dict(summary[2])["LUNG-RADS CATEGORY"]) == (rank, (category,))
+
+
 def test_negated_findings_get_no_guidance() -> None:
     assert [] == _guidance("Findings: No gallbladder polyp. No abdominal aortic aneurysm. No splenic laceration.",
                            CT_ABDOMEN)
@@ -194,6 +216,9 @@ def test_negated_findings_get_no_guidance() -> None:
     "Findings: Mother with history of lung cancer. Patient has a 2 cm mass in the left lower lobe.",
     "Findings: Multiple pulmonary nodules in both lower lobes, consistent with metastatic colon adenocarcinoma.",
     "Findings: History of abdominal aortic aneurysm.",
+    # Screening for a cancer, or a risk of it, is no cancer to stage.
+    "EXAM: Low-dose CT chest for lung cancer screening.\nFindings: 5 mm nodule in the right upper lobe.",
+    "Findings: Emphysema, a risk factor for lung cancer. Clear lungs.",
 ])
 def test_other_experiencer_history_and_other_primaries_are_not_current_findings(text: str) -> None:
     assert [] == [g for g in _guidance(text, CT_CHEST) if _summary(g)[0] in {"363358000", "233985008"}]

@@ -87,6 +87,9 @@ def test_unknown_headings_do_not_end_a_section() -> None:
     ("increased from 4 mm to 6 mm", [((4.0,), None, None, "mm", None, True),
                                      ((6.0,), None, None, "mm", None, False)]),
     ("24 hour diet, series 3 image 72", []),
+    ("a 7-mm nodule", [((7.0,), None, None, "mm", None, False)]),
+    ("a 1.5-cm cyst", [((1.5,), None, None, "cm", None, False)]),
+    ("stones of 2-3-mm", [((), 2.0, 3.0, "mm", None, False)]),
 ])
 def test_measurements(text: str, expected: list[tuple]) -> None:
     found = [(m.values, m.low, m.high, m.unit, m.comparator, m.prior) for m in find_measurements(text)]
@@ -109,9 +112,91 @@ def test_negation_covers_a_list() -> None:
         ("pulmonary_edema", True, None)]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    ("No pneumothorax is seen, and a small pleural effusion is present.",
+     [("pneumothorax", True), ("pleural_effusion", False)]),
+    ("No pneumothorax, with a small left pleural effusion.",
+     [("pneumothorax", True), ("pleural_effusion", False)]),
+    ("No consolidation other than left basilar atelectasis.",
+     [("consolidation", True), ("atelectasis", False)]),
+    # A list keeps its negation.
+    ("No pneumothorax, pleural effusion, or consolidation.",
+     [("pneumothorax", True), ("pleural_effusion", True), ("consolidation", True)]),
+])
+def test_negation_stops_before_a_new_positive_clause(text: str, expected: list[tuple[str, bool]]) -> None:
+    assert [(key, negated) for key, negated, _ in assertions(text)] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # "is negative" (backward) used to win over "negative for" (forward) and covered only "CTA".
+    ("CTA is negative for pulmonary embolism and aortic dissection.",
+     [("pulmonary_embolism", True, None), ("aortic_dissection", True, None)]),
+    ("Findings are not consistent with appendicitis.", [("appendicitis", True, None)]),
+    ("Pneumothorax, previously present, is no longer evident.", [("pneumothorax", True, None)]),
+    ("Appendicitis is not favored.", [("appendicitis", False, "improbable")]),
+    ("Findings are consistent with appendicitis.", [("appendicitis", False, None)]),
+    # A copula cue reaches forward as well as back.
+    ("This is likely atelectasis.", [("atelectasis", False, "probable")]),
+    ("This is favored to represent atelectasis.", [("atelectasis", False, "probable")]),
+    ("It is less likely pneumonia.", [("pneumonia", False, "improbable")]),
+    ("Atelectasis is likely.", [("atelectasis", False, "probable")]),
+])
+def test_negative_for_after_a_verb_and_denied_diagnoses(text: str, expected: list[tuple]) -> None:
+    assert assertions(text) == expected
+
+
+def test_polyp_is_a_finding() -> None:
+    doc = pipeline().analyse("7 mm gallbladder polyp. No colonic polyps.")
+    assert [(f.key, f.codes[0].code, f.assertion.negated) for f in doc._.ri_findings] == [
+        ("polyp", "41329004", False), ("polyp", "41329004", True)]
+
+
 def test_backward_negation_and_pseudo_negation() -> None:
     assert assertions("Pneumothorax is not seen. No change in the nodule.") == [
         ("pneumothorax", True, None), ("nodule", False, None)]
+
+
+@pytest.mark.parametrize("text", [
+    "There is no change in the small right apical pneumothorax.",
+    "There has been no interval change in the left pneumothorax.",
+    "There is no significant change in the subdural hematoma.",
+])
+def test_pseudo_negation_inside_a_longer_negation_cue(text: str) -> None:
+    # "there is no" is longer than "no change" and used to win the overlap.
+    assert [negated for _, negated, _ in assertions(text)] == [False]
+
+
+@pytest.mark.parametrize("text", [
+    "No further evidence of pneumothorax.",
+    "There is no further hemorrhage.",
+])
+def test_no_further_negates(text: str) -> None:
+    assert [negated for _, negated, _ in assertions(text)] == [True]
+
+
+def test_label_with_a_negative_value() -> None:
+    text = ("FINDINGS:\nPneumothorax: None.\nPleural effusion: small left.\nFree air: absent.\n"
+            "Hemorrhage: not seen.\nLungs: No consolidation.\nIMPRESSION: No pneumothorax.")
+    assert [(key, negated) for key, negated, _ in assertions(text)] == [
+        ("pneumothorax", True), ("pleural_effusion", False), ("free_air", True),
+        ("hemorrhage", True), ("consolidation", True), ("pneumothorax", True)]
+
+
+@pytest.mark.parametrize("text", [
+    "Early pneumonia cannot be entirely excluded.",
+    "Pneumonia can't be excluded.",
+    "Cannot completely exclude pneumonia.",
+    "Pneumonia is not definitely excluded.",
+    "Pneumonia is not entirely ruled out.",
+])
+def test_cannot_be_excluded_with_an_adverb_or_contraction(text: str) -> None:
+    # "not entirely ruled out" was negated by "ruled out"; the others had no cue at all.
+    assert assertions(text) == [("pneumonia", False, "cannotBeExcluded")]
+
+
+def test_not_excluded_is_cannot_be_excluded() -> None:
+    assert assertions("Pneumothorax is not excluded. Perforated appendicitis is not ruled out.") == [
+        ("pneumothorax", False, "cannotBeExcluded"), ("appendicitis", False, "cannotBeExcluded")]
 
 
 def test_uncertainty_levels() -> None:

@@ -51,6 +51,16 @@ def test_output_follows_measure_types_order() -> None:
     ("Indication: unexplained fever.\nFindings: A new 7 mm nodule in the left lower lobe.", "denominatorException",
      ["UNEXPLAINED FEVER"]),
     ("The previously seen right upper lobe nodule is no longer seen.", "notEligible", None),
+    ("History: known metastatic melanoma.\nFindings: A new 7 mm nodule in the left lower lobe.",
+     "denominatorException", ["KNOWN MALIGNANCY"]),
+    # The negation of the first clause stops before the nodule.
+    ("No pleural effusion, with a new 7 mm nodule in the right upper lobe.", "performanceNotMet", None),
+    ("No consolidation other than a new 7 mm nodule in the right upper lobe.", "performanceNotMet", None),
+    # A relative's cancer is a risk factor, not the patient's malignancy.
+    ("History: smoker, family history of lung cancer.\nFindings: A new 7 mm nodule in the left "
+     "lower lobe.", "performanceNotMet", None),
+    ("History: mother with history of breast cancer.\nFindings: A new 7 mm nodule in the left "
+     "lower lobe.", "performanceNotMet", None),
 ])
 def test_incidental_pulmonary_nodule(text: str, compliance: str, criteria: list[str] | None) -> None:
     assert [("INCIDENTAL PULMONARY NODULE", compliance, criteria)] == _measures(text, ["mips364"])
