@@ -207,9 +207,16 @@ def _check_client_endpoint(key: str, value: Any) -> str:
     from twisted.internet.endpoints import clientFromString
 
     try:
-        clientFromString(None, value)  # parsed only, never connected
+        endpoint = clientFromString(None, value)  # parsed only, never connected
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
         raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: {exc}") from None
+    # Twisted reads the port with int() alone: one out of range failed only at connect(),
+    # so every message to the destination was retried and dead-lettered, the gateway up.
+    # tcp:/ssl: keep the parsed port on the endpoint, tls: on the endpoint it wraps.
+    port = getattr(endpoint, "_port", getattr(getattr(endpoint, "_wrappedEndpoint", None), "_port", None))
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: "
+                               f"port {port} is not in 1-65535")
     return value
 
 
