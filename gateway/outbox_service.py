@@ -96,9 +96,12 @@ class OutboundHook:
             return None
         control_id = self.router.new_control_id()
         fmt = self.router.config.format
+        # Encoded like every outbound message, in [outbound] charset; charset= makes MSH-18
+        # name it where the sender's MSH-18 (echoed otherwise) names another, so the return
+        # route does not read the echoed MSH-3/4 in the sender's charset from UTF-8 bytes.
         text = build_ack(header, decision.code, control_id=control_id, now=now,
                          error=decision.error, sending_application=fmt.sending_application,
-                         sending_facility=fmt.sending_facility)
+                         sending_facility=fmt.sending_facility, charset=fmt.codec)
         return self.router.plan_application_ack(text, control_id)
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mappings.ack import encode_message
 from mappings.outbound import (
     Addressing, OutboundConfigError, OutboundFormat, Report, build_alert_oru, build_result_oru,
 )
@@ -172,14 +173,14 @@ class Router:
                 planned.append(PlannedMessage(name, route.name, route.type, control_id, msg.payload()))
         return planned
 
-    def plan_application_ack(self, ack_text: str, control_id: str, *,
-                             codec: str = "utf-8") -> PlannedMessage | None:
-        """An enhanced-mode application ACK (built by mappings.ack) for the return route."""
+    def plan_application_ack(self, ack_text: str, control_id: str) -> PlannedMessage | None:
+        """An enhanced-mode application ACK (built by mappings.ack) for the return route,
+        encoded in ``[outbound] charset`` as the results and alerts are."""
         name = self.config.application_ack_destination
         if name is None:
             return None
         return PlannedMessage(name, "application_ack", APPLICATION_ACK, control_id,
-                              ack_text.encode(codec, errors="replace"))
+                              encode_message(ack_text, self.config.format.codec))
 
 
 def wants_application_ack(application_ack_type: str | None, ack_code: str) -> bool:

@@ -266,3 +266,29 @@ def test_sigkill_with_undelivered_alerts_loses_none(rig):
     wait_for("all delivered", lambda: all(
         [e for e in rig.events(cid, "delivered") if e["destination"] == "pager"] for cid in ids))
     assert alert_accessions(rig) == ["ACC3001", "ACC3002", "ACC3003"]
+
+
+def test_application_ack_declares_the_charset_it_is_encoded_in(rig):
+    # The sender writes 8859/1 and asks for application ACKs (MSH-15/16 AL). The ACK
+    # echoes its MSH-4 into MSH-6; it was encoded in UTF-8 while MSH-18 still said 8859/1,
+    # so the return route read "HÃ\x94PITAL" and could not route it back by MSH-6.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace(
+        "[destinations.pager]", '[outbound]\napplication_ack_destination = "ehr"\n\n[destinations.pager]'),
+        mllp)
+    message = oru("APP0001", "ACC4001", "MRN8001", NEGATIVE_TEXT)
+    message = message.replace("|RIS|GENHOSP|", "|RIS|HÔPITAL|", 1).replace(
+        "|P|2.5.1\r", "|P|2.5.1|||AL|AL||8859/1\r", 1)
+    path = rig.tmp / "latin1.hl7in"
+    path.write_bytes(message.encode("latin-1"))
+    sent = rig.run("send", "--port", str(mllp), str(path))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+
+    def app_ack():
+        return [m for m in rig.received("ehr") if m[0].split("|")[8].startswith("ACK")]
+
+    (ack,) = wait_for("the application ACK", app_ack)
+    msh = ack[0].split("|")
+    assert (msh[4], msh[5], msh[17]) == ("RIS", "HÔPITAL", "UNICODE UTF-8")
+    assert ack[1] == "MSA|AA|APP0001"
