@@ -19,7 +19,8 @@ Configuration (gateway.toml; every section optional, no routes = nothing is sent
     sending_applications = [...], result_statuses = [...]   # match conditions, all optional
 
 A route matches a report when every condition it gives holds. When several routes of the
-same type target one destination, the destination gets that message once.
+same type target one destination, the destination gets that message once, an alert with
+the alerting inferences of all of them.
 
 Errors: configuration problems raise ``gateway.errors.ConfigError`` naming the key.
 """
@@ -141,8 +142,8 @@ class Router:
              result: InferenceResult | Sequence[Inference], now: dt.datetime) -> list[PlannedMessage]:
         """Messages for one analysed OBR group (``header`` is the inbound MessageHeader)."""
         inferences = _inferences(result)
-        planned: list[PlannedMessage] = []
-        seen: set[tuple[str, str]] = set()
+        # (destination, type) -> the first matching route's name and the chosen inferences
+        wanted: dict[tuple[str, str], tuple[str, list[Inference]]] = {}
         for route in self.config.routes:
             if not route.matches(
                     inferences, modality=getattr(report, "modality_hint", None),
@@ -156,21 +157,25 @@ class Router:
             if route.type == RESULTS and not selected and not route.send_empty:
                 continue
             for name in route.destinations:
-                if (name, route.type) in seen:
-                    continue
-                seen.add((name, route.type))
-                dest = self.config.destinations[name]
-                control_id = self.new_control_id()
-                if route.type == ALERTS:
-                    msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
-                                          now=now, addressing=dest.addressing,
-                                          communicated=communication_of(inferences),
-                                          fmt=self.config.format)
-                else:
-                    msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
-                                           now=now, addressing=dest.addressing,
-                                           fmt=self.config.format)
-                planned.append(PlannedMessage(name, route.name, route.type, control_id, msg.payload()))
+                first = wanted.setdefault((name, route.type), (route.name, []))[1]
+                # One message per destination and type: it carries what every matching route
+                # chose (an alert route on critical results and one on scores, both to the
+                # pager, page once with both; the second route's inferences were dropped).
+                first.extend(inf for inf in selected if not any(inf is f for f in first))
+        planned: list[PlannedMessage] = []
+        for (name, kind), (route_name, chosen) in wanted.items():
+            selected = [inf for inf in inferences if any(inf is c for c in chosen)]  # engine order
+            dest = self.config.destinations[name]
+            control_id = self.new_control_id()
+            if kind == ALERTS:
+                msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
+                                      now=now, addressing=dest.addressing,
+                                      communicated=communication_of(inferences),
+                                      fmt=self.config.format)
+            else:
+                msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
+                                       now=now, addressing=dest.addressing, fmt=self.config.format)
+            planned.append(PlannedMessage(name, route_name, kind, control_id, msg.payload()))
         return planned
 
     def plan_application_ack(self, ack_text: str, control_id: str) -> PlannedMessage | None:

@@ -292,3 +292,25 @@ def test_application_ack_declares_the_charset_it_is_encoded_in(rig):
     msh = ack[0].split("|")
     assert (msh[4], msh[5], msh[17]) == ("RIS", "HÔPITAL", "UNICODE UTF-8")
     assert ack[1] == "MSA|AA|APP0001"
+
+
+def test_two_alert_routes_to_one_pager_send_one_alert_with_both(rig):
+    # One route pages critical results, another BI-RADS 4-5, both to the pager. A report
+    # with both paged once, as documented, but with the critical result only: the BI-RADS 5
+    # the second route alerts on never reached the pager.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace('alert_on = ["critical", "scores"]', 'alert_on = ["critical"]')
+              + '\n[routes.scores-to-pager]\ntype = "alerts"\ndestinations = ["pager"]\n'
+                'alert_on = ["scores"]\n', mllp)
+    text = ["FINDINGS: Large right pneumothorax. Irregular spiculated mass in the right breast.",
+            "IMPRESSION: Large right pneumothorax. BI-RADS 5: Highly suggestive of malignancy."]
+    assert rig.send(mllp, "both", oru("TWO0001", "ACC5001", "MRN9001", text)).returncode == 0
+    wait_for("both deliveries audited", lambda: len(rig.events("TWO0001", "delivered")) == 2)
+
+    (alert,) = rig.received("pager")
+    kinds = [r[3].split("^")[0] for r in obx(alert)]
+    assert "RI-CRIT" in kinds and "RI-SCORE" in kinds, kinds
+    assert [e["route"] for e in rig.events("TWO0001", "enqueued")
+            if e["destination"] == "pager"] == ["critical-to-pager"]
