@@ -223,15 +223,23 @@ class Outbox:
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
                             ack_code=ack_code, retry_in=round(retry_at - now, 3))
 
-    def retry(self, outbox_id: int) -> OutboxRow:
-        """Put one dead (or pending) message back at the head of the retry schedule."""
-        row = self.get(outbox_id)
-        if row is None:
-            raise OutboxError(f"no outbox message with id {outbox_id}")
-        if row.status == DELIVERED:
-            raise OutboxError(f"outbox message {outbox_id} was already delivered")
-        self._requeue([row])
-        return row
+    def retry(self, *outbox_ids: int) -> list[OutboxRow]:
+        """Put dead (or pending) messages back at the head of the retry schedule.
+
+        All or none: an unknown or delivered id re-queues nothing, so a mistyped id in a
+        list never leaves the operator guessing which of the others went back.
+        """
+        rows = []
+        for outbox_id in outbox_ids:
+            row = self.get(outbox_id)
+            if row is None:
+                raise OutboxError(f"no outbox message with id {outbox_id} (nothing re-queued)")
+            if row.status == DELIVERED:
+                raise OutboxError(f"outbox message {outbox_id} was already delivered "
+                                  "(nothing re-queued)")
+            rows.append(row)
+        self._requeue(rows)
+        return rows
 
     def retry_dead(self, destination: str | None = None) -> int:
         rows = self.list(status=DEAD, destination=destination, limit=None)

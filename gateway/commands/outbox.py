@@ -103,17 +103,20 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     """Re-queue messages by ID, or all dead-lettered ones with --dead."""
     if bool(ids) == dead:
         raise click.UsageError("give message IDs or --dead (not both)")
+    if destination is not None and not dead:
+        # Ignored here, it would re-queue IDs of other destinations than the one named.
+        raise click.UsageError("--destination applies only with --dead")
     box = _open(config_path, db_path)
     try:
         if dead:
             count = box.retry_dead(destination)
             click.echo(f"re-queued {count} dead-lettered message(s)")
             return
-        for outbox_id in ids:
-            try:
-                row = box.retry(outbox_id)
-            except OutboxError as exc:
-                raise InputError(str(exc)) from None
+        try:
+            rows = box.retry(*ids)
+        except OutboxError as exc:
+            raise InputError(str(exc)) from None
+        for row in rows:
             click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
     finally:
         box.conn.close()

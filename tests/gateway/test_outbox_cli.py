@@ -77,3 +77,22 @@ def test_purge_only_delivered_before_the_date(db):
 def test_missing_database_is_exit_3(tmp_path):
     code, _ = run("outbox", "list", "--db", str(tmp_path / "none.sqlite3"))
     assert code == 3
+
+
+def test_retry_with_an_unknown_id_re_queues_none_of_the_others(db):
+    # "retry 2 99" re-queued 2, then failed on 99: an error exit after a change was made.
+    code, out = run("outbox", "retry", "--db", db, "2", "99")
+    assert code == 2 and "no outbox message with id 99 (nothing re-queued)" in out
+    code, out = run("outbox", "list", "--db", db, "--json")
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["delivered", "dead", "pending"]
+    assert run("outbox", "retry", "--db", db, "2", "3") == (
+        0, "re-queued 2 (dead -> pending) for ehr\nre-queued 3 (pending -> pending) for ehr\n")
+
+
+def test_retry_refuses_destination_without_dead(db):
+    # --destination was silently ignored with IDs: message 2 (for "ehr") went back to the
+    # queue although the operator asked for the pager's.
+    code, out = run("outbox", "retry", "--db", db, "2", "--destination", "pager")
+    assert code == 2 and "--destination applies only with --dead" in out
+    code, out = run("outbox", "list", "--db", db, "--status", "dead")
+    assert code == 0 and "OUT2" in out
