@@ -159,14 +159,18 @@ class DestinationWorker:
             self._sender = sender
             return sender.send(row.payload, self.dest.ack_timeout)
 
-        d = defer.succeed(self._sender) if reused else self._connect(self.dest)
+        # maybeDeferred: an endpoint that raises at once (a TLS caCertsDir or key file gone
+        # since start) is a failed attempt like a refused connection, audited and retried;
+        # raised through, it ended the loop as a database error with the row untouched,
+        # never attempted, audited or dead-lettered.
+        d = defer.succeed(self._sender) if reused else defer.maybeDeferred(self._connect, self.dest)
         d.addCallback(send)
         if reused:
             # A kept connection the peer closed while idle: reconnect once, not an attempt.
             def reconnect(failure: Failure) -> defer.Deferred:
                 failure.trap(ConnectionClosed)
                 self._sender = None
-                return self._connect(self.dest).addCallback(send)
+                return defer.maybeDeferred(self._connect, self.dest).addCallback(send)
             d.addErrback(reconnect)
         d.addCallback(self._check_ack, row)
         return d
@@ -208,7 +212,7 @@ class DestinationWorker:
             outcome = _Outcome(f"no ACK within {self.dest.ack_timeout:g} s")
         else:
             self._drop_connection()
-            outcome = _Outcome(f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300])
+            outcome = _Outcome(_describe(failure))
         attempt = row.attempts + 1
         final = outcome.final or attempt >= self.dest.max_attempts
         retry_at = None if final else self._clock.seconds() + backoff_delay(
@@ -237,8 +241,7 @@ class DestinationWorker:
 
     def _db_failed(self, failure: Failure) -> None:
         # The database is the source of truth: try again later rather than guess.
-        _log.error("outbox.database_error", destination=self.dest.name,
-                   error=failure.getErrorMessage())
+        _log.error("outbox.database_error", destination=self.dest.name, error=_describe(failure))
         self._busy = False
         if not self._stopped:
             self._cancel_timer()
@@ -259,6 +262,12 @@ class DestinationWorker:
         if self._metrics is not None:
             self._metrics.inc("ri_gateway_deliveries_total",
                               {"destination": self.dest.name, "outcome": outcome})
+
+
+def _describe(failure: Failure) -> str:
+    """The error type and its message, if it has one (some, like UnlistableError, do not)."""
+    message = failure.getErrorMessage()
+    return f"{failure.type.__name__}: {message}"[:300] if message else failure.type.__name__
 
 
 def mllp_connect(reactor: Any) -> Connect:

@@ -142,15 +142,19 @@ def rig(tmp_path):
     r.close()
 
 
-def config(pager: int, ehr: int) -> str:
-    return f"""
+# One analysis thread, no REST API: the part of every configuration below that is not routing.
+BASE = """
 [analysis]
 workers = 1
 executor = "thread"
 
 [http]
 enabled = false
+"""
 
+
+def config(pager: int, ehr: int) -> str:
+    return BASE + f"""
 [destinations.pager]
 endpoint = "tcp:host=127.0.0.1:port={pager}"
 receiving_application = "PAGER"
@@ -314,3 +318,25 @@ def test_two_alert_routes_to_one_pager_send_one_alert_with_both(rig):
     assert "RI-CRIT" in kinds and "RI-SCORE" in kinds, kinds
     assert [e["route"] for e in rig.events("TWO0001", "enqueued")
             if e["destination"] == "pager"] == ["critical-to-pager"]
+
+
+def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
+    # A TLS destination whose caCertsDir disappears after start: building the endpoint
+    # raises at once. That ended the delivery loop as a "database error" every second:
+    # the alert stayed pending with no attempt, no audit event and no last_error, for ever.
+    cadir = rig.tmp / "cadir"
+    cadir.mkdir()
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.serve(config(pager, ehr).replace(
+        f'"tcp:host=127.0.0.1:port={pager}"', f'"ssl:host=127.0.0.1:port={pager}:caCertsDir={cadir}"'
+    ).replace("max_attempts = 1000", "max_attempts = 2"), mllp)
+    cadir.rmdir()
+    assert rig.send(mllp, "crit", oru("TLS0001", "ACC6001", "MRN9101", CRITICAL_TEXT)).returncode == 0
+    wait_for("the alert dead-lettered", lambda: [
+        e for e in rig.events("TLS0001", "dead_lettered") if e["destination"] == "pager"])
+    failed = [e for e in rig.events("TLS0001", "delivery_failed") if e["destination"] == "pager"]
+    assert [e["attempt"] for e in failed] == [1, 2]
+    assert all(e["error"] == "UnlistableError" for e in failed), failed
+    listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["status"], row["attempts"], row["last_error"]) == ("dead", 2, "UnlistableError")
