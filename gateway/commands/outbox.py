@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sqlite3
 from typing import Any
 
 import click
@@ -76,8 +75,8 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
     box = _open(config_path, db_path, readonly=True)
     try:
         rows = box.list(status=status, destination=destination, limit=limit)
-    except sqlite3.OperationalError:
-        rows = []  # no outbox table yet: nothing was ever queued
+    except OutboxError as exc:  # not a database, a corrupt one: exit 3 as when it is missing
+        raise AuditError(str(exc)) from None
     finally:
         box.conn.close()
     for row in rows:

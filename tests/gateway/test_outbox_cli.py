@@ -96,3 +96,18 @@ def test_retry_refuses_destination_without_dead(db):
     assert code == 2 and "--destination applies only with --dead" in out
     code, out = run("outbox", "list", "--db", db, "--status", "dead")
     assert code == 0 and "OUT2" in out
+
+
+def test_list_on_a_file_that_is_not_a_database_is_exit_3(tmp_path):
+    # It ended in a traceback (sqlite3.DatabaseError), where retry and purge said why.
+    path = tmp_path / "audit.sqlite3"
+    path.write_bytes(b"not a database, not even close to one" * 100)
+    code, out = run("outbox", "list", "--db", str(path))
+    assert code == 3
+    assert "ri-gateway: outbox database read failed: file is not a database" in out
+
+
+def test_list_on_an_audit_database_without_an_outbox_lists_nothing(tmp_path):
+    path = str(tmp_path / "audit.sqlite3")
+    AuditLog(path).close()
+    assert run("outbox", "list", "--db", path) == (0, "")
