@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from mappings.ack import parse_ack
-from mllp.errors import AckTimeout, ConnectionClosed
+from mllp.errors import AckTimeout
 
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
@@ -51,6 +51,8 @@ REJECTED = ("AR", "CR")
 
 
 class Sender(Protocol):
+    @property
+    def is_open(self) -> bool: ...
     def send(self, payload: bytes, timeout: float) -> defer.Deferred: ...
     def close(self) -> defer.Deferred: ...
 
@@ -153,7 +155,12 @@ class DestinationWorker:
         self.wake()
 
     def _attempt(self, row: OutboxRow) -> defer.Deferred:
-        reused = self._sender is not None
+        if self._sender is not None and not self._sender.is_open:
+            # A kept connection the peer closed while idle: open another, not an attempt.
+            # Only before sending: once the message is written, a lost connection is a
+            # failed attempt like any other (the peer may have read it). Trapping that
+            # too sent it again at once, and the audit showed one attempt for two sends.
+            self._sender = None
 
         def send(sender: Sender) -> defer.Deferred:
             self._sender = sender
@@ -163,15 +170,11 @@ class DestinationWorker:
         # since start) is a failed attempt like a refused connection, audited and retried;
         # raised through, it ended the loop as a database error with the row untouched,
         # never attempted, audited or dead-lettered.
-        d = defer.succeed(self._sender) if reused else defer.maybeDeferred(self._connect, self.dest)
+        if self._sender is not None:
+            d = defer.succeed(self._sender)
+        else:
+            d = defer.maybeDeferred(self._connect, self.dest)
         d.addCallback(send)
-        if reused:
-            # A kept connection the peer closed while idle: reconnect once, not an attempt.
-            def reconnect(failure: Failure) -> defer.Deferred:
-                failure.trap(ConnectionClosed)
-                self._sender = None
-                return defer.maybeDeferred(self._connect, self.dest).addCallback(send)
-            d.addErrback(reconnect)
         d.addCallback(self._check_ack, row)
         return d
 

@@ -340,3 +340,67 @@ def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
     listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
     (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
     assert (row["status"], row["attempts"], row["last_error"]) == ("dead", 2, "UnlistableError")
+
+
+class HangUpOnce:
+    """A pager on loopback that answers AA, except that it closes the connection on the
+    ``hang_up_on``-th message it reads, without answering. Records every MSH-10 read."""
+
+    def __init__(self, hang_up_on: int) -> None:
+        import threading
+
+        self.hang_up_on = hang_up_on
+        self.received: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buffer += chunk
+                while b"\x1c\r" in buffer:
+                    frame, buffer = buffer.split(b"\x1c\r", 1)
+                    control_id = frame.lstrip(b"\x0b").split(b"\r")[0].split(b"|")[9].decode()
+                    self.received.append(control_id)
+                    if len(self.received) == self.hang_up_on:
+                        return
+                    ack = (f"MSH|^~\\&|PAGER|H|RIGW|RIGW|20240115101600||ACK^R01^ACK|P{len(self.received)}"
+                           f"|P|2.5.1\rMSA|AA|{control_id}\r")
+                    conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_send_on_a_kept_connection_that_is_lost_is_an_audited_attempt(rig):
+    # The connection kept after the first alert is lost after the second alert was
+    # written to it. That send was taken for an idle connection closed by the peer: the
+    # alert went out again at once and the audit showed one attempt for two sends.
+    pager = HangUpOnce(hang_up_on=2)
+    ehr, mllp = free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager.port, ehr), mllp)
+    try:
+        for n, cid in enumerate(["KEEP0001", "KEEP0002"], start=1):
+            assert rig.send(mllp, cid, oru(cid, f"ACC70{n:02d}", f"MRN71{n:02d}", CRITICAL_TEXT)).returncode == 0
+            wait_for(f"{cid} delivered to the pager", lambda cid=cid: [
+                e for e in rig.events(cid, "delivered") if e["destination"] == "pager"])
+    finally:
+        pager.close()
+    (second,) = [e for e in rig.events("KEEP0002", "enqueued") if e["destination"] == "pager"]
+    assert pager.received.count(second["outbound_control_id"]) == 2
+    pager_events = [(e["event"], e.get("attempt")) for e in rig.events("KEEP0002", "delivery_failed", "delivered")
+                    if e["destination"] == "pager"]
+    assert pager_events == [("delivery_failed", 1), ("delivered", 2)]
