@@ -38,7 +38,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 
 from mappings.ack import parse_ack
-from mllp.errors import AckTimeout
+from mllp.errors import AckTimeout, ConnectionClosed
 
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
@@ -205,9 +205,17 @@ class DestinationWorker:
 
     def _failed(self, failure: Failure, row: OutboxRow) -> defer.Deferred | None:
         if self._stopped:
-            # Our own shutdown closed the connection: not an attempt, the row stays as it was.
             self._busy = False
-            return None
+            if not failure.check(ConnectionClosed):
+                return None
+            # Our own shutdown closed the connection while the ACK was awaited: the message
+            # was written and the peer may have read it, so the attempt is audited (it was
+            # left out, and the resend after the restart came from nowhere in the trail).
+            # Not the peer's fault: due again at once, never dead-lettered by a shutdown.
+            _log.info("outbox.delivery_interrupted", destination=self.dest.name, outbox_id=row.id,
+                      control_id=row.source_control_id, attempt=row.attempts + 1)
+            return self._run_db(self.outbox.record_failed, row, "gateway stopped before the ACK",
+                                retry_at=self._clock.seconds())
         if failure.check(_Outcome):
             outcome: _Outcome = failure.value
         elif failure.check(AckTimeout):

@@ -342,14 +342,16 @@ def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
     assert (row["status"], row["attempts"], row["last_error"]) == ("dead", 2, "UnlistableError")
 
 
-class HangUpOnce:
-    """A pager on loopback that answers AA, except that it closes the connection on the
-    ``hang_up_on``-th message it reads, without answering. Records every MSH-10 read."""
+class LoopbackPager:
+    """A pager on loopback that records the MSH-10 of every message it reads and answers
+    AA, except that it closes the connection without answering on message number
+    ``hang_up_on`` (1-based) and answers nothing at all when ``silent``."""
 
-    def __init__(self, hang_up_on: int) -> None:
+    def __init__(self, hang_up_on: int = 0, silent: bool = False) -> None:
         import threading
 
         self.hang_up_on = hang_up_on
+        self.silent = silent
         self.received: list[str] = []
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
@@ -376,6 +378,8 @@ class HangUpOnce:
                     self.received.append(control_id)
                     if len(self.received) == self.hang_up_on:
                         return
+                    if self.silent:
+                        continue
                     ack = (f"MSH|^~\\&|PAGER|H|RIGW|RIGW|20240115101600||ACK^R01^ACK|P{len(self.received)}"
                            f"|P|2.5.1\rMSA|AA|{control_id}\r")
                     conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
@@ -388,7 +392,7 @@ def test_a_send_on_a_kept_connection_that_is_lost_is_an_audited_attempt(rig):
     # The connection kept after the first alert is lost after the second alert was
     # written to it. That send was taken for an idle connection closed by the peer: the
     # alert went out again at once and the audit showed one attempt for two sends.
-    pager = HangUpOnce(hang_up_on=2)
+    pager = LoopbackPager(hang_up_on=2)
     ehr, mllp = free_port(), free_port()
     rig.sink("ehr", ehr)
     rig.serve(config(pager.port, ehr), mllp)
@@ -404,3 +408,31 @@ def test_a_send_on_a_kept_connection_that_is_lost_is_an_audited_attempt(rig):
     pager_events = [(e["event"], e.get("attempt")) for e in rig.events("KEEP0002", "delivery_failed", "delivered")
                     if e["destination"] == "pager"]
     assert pager_events == [("delivery_failed", 1), ("delivered", 2)]
+
+
+def test_sigterm_with_a_delivery_in_flight_audits_the_attempt_and_resumes(rig):
+    # The alert was written to the pager, which had not answered when the gateway was
+    # stopped: the attempt left no trace (no event, attempts 0), yet the pager may have
+    # read it and got it again after the restart.
+    pager = LoopbackPager(silent=True)
+    ehr, mllp = free_port(), free_port()
+    rig.sink("ehr", ehr)
+    gateway = rig.serve(config(pager.port, ehr), mllp)
+    try:
+        assert rig.send(mllp, "crit", oru("STOP0001", "ACC8001", "MRN8101", CRITICAL_TEXT)).returncode == 0
+        wait_for("the alert read by the pager", lambda: pager.received)
+        gateway.terminate()
+        assert gateway.wait(timeout=DEADLINE) == 0
+    finally:
+        pager.close()
+    (failed,) = [e for e in rig.events("STOP0001", "delivery_failed") if e["destination"] == "pager"]
+    assert (failed["attempt"], failed["error"]) == (1, "gateway stopped before the ACK")
+    listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+
+    rig.sink("pager", pager.port)
+    rig.serve(config(pager.port, ehr), mllp)
+    wait_for("the alert delivered after the restart", lambda: [
+        e for e in rig.events("STOP0001", "delivered") if e["destination"] == "pager"])
+    assert len(rig.received("pager")) == 1
