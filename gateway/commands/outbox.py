@@ -49,7 +49,7 @@ def _as_dict(row: OutboxRow) -> dict[str, Any]:
         "id": row.id, "status": row.status, "destination": row.destination, "route": row.route,
         "purpose": row.purpose, "control_id": row.control_id,
         "source_control_id": row.source_control_id, "attempts": row.attempts,
-        "created_at": _iso(row.created_at),
+        "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
         "next_attempt_at": _iso(row.next_attempt_at) if row.status == PENDING else None,
         "delivered_at": _iso(row.delivered_at), "ack_code": row.ack_code,
         "last_error": row.last_error, "size": len(row.payload),
@@ -84,7 +84,9 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
         if as_json:
             click.echo(json.dumps(item))
         else:
-            when = item["delivered_at"] or item["next_attempt_at"] or item["created_at"]
+            # When it was delivered, is due next, or was dead-lettered (its last change);
+            # a dead message showed when it was created, hiding how long it has been dead.
+            when = item["delivered_at"] or item["next_attempt_at"] or item["updated_at"]
             error = f"  {row.last_error}" if row.last_error and row.status != DELIVERED else ""
             click.echo(f"{row.id:>6}  {row.status:<9} {row.destination:<12} {row.purpose:<15} "
                        f"{row.control_id:<20} from {row.source_control_id or '-':<20} "

@@ -17,13 +17,18 @@ DAY = 86400.0
 T0 = 1_705_276_800.0  # 2024-01-15T00:00:00Z
 
 
-@pytest.fixture
-def db(tmp_path):
+def new_outbox(tmp_path) -> tuple[str, task.Clock, Outbox]:
+    """An audit database with an empty outbox, its clock at T0."""
     path = str(tmp_path / "audit.sqlite3")
     AuditLog(path).close()
     clock = task.Clock()
     clock.advance(T0)
-    box = Outbox.open(path, clock=clock)
+    return path, clock, Outbox.open(path, clock=clock)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path, clock, box = new_outbox(tmp_path)
     box.enqueue([PlannedMessage("ehr", "all", "results", f"OUT{n}", b"MSH|x") for n in (1, 2, 3)],
                 source_control_id="IN1")
     rows = box.list()
@@ -111,3 +116,16 @@ def test_list_on_an_audit_database_without_an_outbox_lists_nothing(tmp_path):
     path = str(tmp_path / "audit.sqlite3")
     AuditLog(path).close()
     assert run("outbox", "list", "--db", path) == (0, "")
+
+
+def test_a_dead_message_is_listed_with_when_it_was_dead_lettered(tmp_path):
+    path, clock, box = new_outbox(tmp_path)
+    box.enqueue([PlannedMessage("pager", "crit", "alerts", "OUT1", b"MSH|x")], source_control_id="IN1")
+    clock.advance(DAY)
+    box.record_failed(box.list()[0], "AR", retry_at=None, ack_code="AR")
+    box.conn.close()
+    code, out = run("outbox", "list", "--db", path)
+    assert code == 0 and "attempts=1 2024-01-16T00:00:00Z  AR" in out, out
+    code, out = run("outbox", "list", "--db", path, "--json")
+    row = json.loads(out)
+    assert (row["created_at"], row["updated_at"]) == ("2024-01-15T00:00:00Z", "2024-01-16T00:00:00Z")
