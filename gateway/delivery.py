@@ -67,7 +67,12 @@ def direct_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferr
 
 def backoff_delay(dest: Destination, attempt: int, rand: float) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    base = min(dest.backoff_max, dest.backoff_initial * dest.backoff_multiplier ** (attempt - 1))
+    try:
+        base = min(dest.backoff_max, dest.backoff_initial * dest.backoff_multiplier ** (attempt - 1))
+    except OverflowError:
+        # A float power overflows from 2.0 ** 1024 on: long past backoff_max, and a raise
+        # here left the attempt unrecorded, so a large max_attempts never dead-lettered.
+        base = dest.backoff_max
     return max(0.0, base * (1 + dest.jitter * (2 * rand - 1)))
 
 

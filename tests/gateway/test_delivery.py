@@ -186,6 +186,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
     assert backoff_delay(dest, 1, 0.0) == 1.5   # -25 %
     assert backoff_delay(dest, 1, 1.0) == 2.5   # +25 %
+    assert backoff_delay(dest, 1100, 0.5) == 60.0  # 2.0 ** 1099 overflowed a float
 
 
 def test_connection_errors_back_off_with_the_injected_random(outbox, clock):

@@ -436,3 +436,24 @@ def test_sigterm_with_a_delivery_in_flight_audits_the_attempt_and_resumes(rig):
     wait_for("the alert delivered after the restart", lambda: [
         e for e in rig.events("STOP0001", "delivered") if e["destination"] == "pager"])
     assert len(rig.received("pager")) == 1
+
+
+def test_a_destination_retried_past_a_thousand_attempts_is_still_dead_lettered(rig):
+    # backoff_multiplier ** (attempt - 1) overflowed a float from attempt 1025 on: each
+    # failed attempt after that raised in the backoff, was logged as a database error and
+    # was never recorded, so a generous max_attempts (retry for days) never dead-lettered
+    # and the audit stopped at attempt 1024.
+    pager, ehr, mllp = free_port(), free_port(), free_port()  # nothing listens on pager
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace(
+        "backoff_initial = 0.2\nbackoff_max = 1.0\nmax_attempts = 1000",
+        "backoff_initial = 0.001\nbackoff_max = 0.001\njitter = 0.0\nmax_attempts = 1030"), mllp)
+    assert rig.send(mllp, "crit", oru("MANY0001", "ACC9001", "MRN9201", CRITICAL_TEXT)).returncode == 0
+
+    def pager_row():
+        listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        return rows[0] if rows and rows[0]["status"] == "dead" else None
+
+    row = wait_for("the alert dead-lettered", pager_row)
+    assert row["attempts"] == 1030 and row["last_error"].startswith("ConnectionRefusedError")
