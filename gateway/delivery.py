@@ -28,7 +28,7 @@ in tests).
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -43,7 +43,7 @@ from mllp.errors import AckTimeout, ConnectionClosed
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
 
-__all__ = ["DeliveryService", "DestinationWorker", "backoff_delay"]
+__all__ = ["DeliveryService", "DestinationWorker", "backoff_delay", "warn_unrouted"]
 
 _log = structlog.get_logger("ri_gateway.delivery")
 ACCEPTED = ("AA", "CA")
@@ -280,6 +280,15 @@ class DestinationWorker:
                               {"destination": self.dest.name, "outcome": outcome})
 
 
+def warn_unrouted(backlog: Mapping[str, tuple[int, float]], configured: Collection[str]) -> None:
+    """Log the pending messages of destinations no longer configured (renamed or removed):
+    no worker sends them and no metric counts them, so without this line they would wait
+    unseen until someone ran ``outbox list``."""
+    for name, (count, _oldest) in sorted(backlog.items()):
+        if name not in configured:
+            _log.warning("outbox.unknown_destination", destination=name, pending=count)
+
+
 def _describe(failure: Failure) -> str:
     """The error type and its message, if it has one (some, like UnlistableError, do not)."""
     message = failure.getErrorMessage()
@@ -332,6 +341,9 @@ class DeliveryService(Service):
         self._poll = task.LoopingCall(self.notify)
         self._poll.clock = self.reactor
         self._poll.start(self.poll_interval, now=False)
+        d = self.run_db(self.outbox.backlog)
+        d.addCallback(warn_unrouted, self.workers)
+        d.addErrback(lambda failure: _log.error("outbox.database_error", error=_describe(failure)))
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()

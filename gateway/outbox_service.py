@@ -24,9 +24,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .delivery import DeliveryService
+from .delivery import DeliveryService, warn_unrouted
 from .audit import event_op
-from .outbox import Outbox, enqueue_op
+from .outbox import Outbox, OutboxError, enqueue_op
 from .routing import PlannedMessage, Router, outbound_config, wants_application_ack
 
 __all__ = ["OutboundHook", "build_outbound_service"]
@@ -109,6 +109,15 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
     """Hook the outbox into ``app`` (a ``gateway.service.GatewayApp``); None if unused."""
     config = outbound_config(app.settings.sections)
     if not config.destinations:
+        # Messages queued while destinations were configured wait for them to return.
+        try:
+            outbox = Outbox.open(app.settings.storage.db, readonly=True)
+            try:
+                warn_unrouted(outbox.backlog(), ())
+            finally:
+                outbox.conn.close()
+        except OutboxError:
+            pass  # a warning only: the gateway runs without outbound either way
         return None
     from .commit import thread_writer
 

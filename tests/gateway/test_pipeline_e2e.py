@@ -457,3 +457,32 @@ def test_a_destination_retried_past_a_thousand_attempts_is_still_dead_lettered(r
 
     row = wait_for("the alert dead-lettered", pager_row)
     assert row["attempts"] == 1030 and row["last_error"].startswith("ConnectionRefusedError")
+
+
+def test_pending_messages_of_a_destination_no_longer_configured_are_logged_at_start(rig):
+    # Renaming or removing a destination left its queued alerts waiting with no worker, no
+    # metric and no log line: nothing said they would never leave.
+    pager, ehr, mllp = free_port(), free_port(), free_port()  # the pager is down
+    rig.sink("ehr", ehr)
+    gateway = rig.serve(config(pager, ehr), mllp)
+    assert rig.send(mllp, "crit", oru("GONE0001", "ACC9301", "MRN9301", CRITICAL_TEXT)).returncode == 0
+    wait_for("the alert failing", lambda: [
+        e for e in rig.events("GONE0001", "delivery_failed") if e["destination"] == "pager"])
+    gateway.terminate()
+    assert gateway.wait(timeout=DEADLINE) == 0
+
+    def warned(count: int) -> list[dict]:
+        lines = (rig.tmp / "serve.log").read_text().splitlines()
+        events = [json.loads(line) for line in lines if "outbox.unknown_destination" in line]
+        return events if len(events) >= count else []
+
+    renamed = config(pager, ehr).replace("[destinations.pager]", "[destinations.pager2]").replace(
+        'destinations = ["pager"]', 'destinations = ["pager2"]')
+    gateway = rig.serve(renamed, mllp)
+    (event,) = wait_for("the warning", lambda: warned(1))
+    assert (event["destination"], event["pending"], event["level"]) == ("pager", 1, "warning")
+    gateway.terminate()
+    assert gateway.wait(timeout=DEADLINE) == 0
+
+    rig.serve(BASE, mllp)  # no destination at all
+    assert [e["destination"] for e in wait_for("the warning again", lambda: warned(2))] == ["pager"] * 2
