@@ -7,7 +7,7 @@ Configuration (gateway.toml; every section optional, no routes = nothing is sent
     application_ack_destination = "ris"   # enhanced-mode application ACKs go here
 
     [destinations.pager]            one MLLP peer
-    endpoint = "tcp:host=127.0.0.1:port=2576"   # Twisted client endpoint, ssl: allowed
+    endpoint = "tcp:host=127.0.0.1:port=2576"   # Twisted client endpoint; TLS: tls:host=H:port=P
     receiving_application = "PAGER"
     ack_timeout = 30.0 ...
 
@@ -223,6 +223,15 @@ def _check_client_endpoint(key: str, value: Any) -> str:
     if isinstance(port, int) and not 1 <= port <= 65535:
         raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: "
                                f"port {port} is not in 1-65535")
+    from twisted.internet.ssl import CertificateOptions
+
+    if isinstance(getattr(endpoint, "_sslContextFactory", None), CertificateOptions):
+        # Twisted's ssl: client without hostname= checks no host name (and without
+        # caCertsDir no certificate at all): results and alerts, PHI, would go to any peer
+        # holding a certificate from a trusted CA. tls: checks the host name by default.
+        raise ConfigError(key, f"{value!r} would not verify the peer's host name: use "
+                               "tls:host=H:port=P (trustRoots=DIR for a private CA), or add "
+                               "hostname=H to the ssl: endpoint")
     return value
 
 

@@ -328,7 +328,7 @@ def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
     cadir.mkdir()
     pager, ehr, mllp = free_port(), free_port(), free_port()
     rig.serve(config(pager, ehr).replace(
-        f'"tcp:host=127.0.0.1:port={pager}"', f'"ssl:host=127.0.0.1:port={pager}:caCertsDir={cadir}"'
+        f'"tcp:host=127.0.0.1:port={pager}"', f'"ssl:host=127.0.0.1:port={pager}:hostname=127.0.0.1:caCertsDir={cadir}"'
     ).replace("max_attempts = 1000", "max_attempts = 2"), mllp)
     cadir.rmdir()
     assert rig.send(mllp, "crit", oru("TLS0001", "ACC6001", "MRN9101", CRITICAL_TEXT)).returncode == 0

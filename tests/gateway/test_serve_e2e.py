@@ -215,6 +215,13 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
      "'tcp:host=127.0.0.1:port=99999': port 99999 is not in 1-65535"),
     ([], {}, '[destinations.pager]\nendpoint = "tls:host=127.0.0.1:port=0"\n',
      "ri-gateway: destinations.pager.endpoint: "),
+    # Twisted's ssl: client endpoint checks no host name unless given hostname=: PHI went
+    # to any peer with a certificate from a trusted CA (with no caCertsDir, any peer at all).
+    ([], {}, '[destinations.ris]\nendpoint = "ssl:host=ris.example.org:port=6662:caCertsDir=/etc/ssl/certs"\n',
+     "ri-gateway: destinations.ris.endpoint: 'ssl:host=ris.example.org:port=6662:caCertsDir=/etc/ssl/certs'"
+     " would not verify the peer's host name"),
+    ([], {}, '[destinations.ris]\nendpoint = "ssl:host=127.0.0.1:port=6662"\n',
+     "ri-gateway: destinations.ris.endpoint: "),
     # An alert route alerting on nothing started and never sent an alert.
     ([], {}, '[destinations.pager]\nendpoint = "tcp:host=127.0.0.1:port=2576"\n'
              '[routes.critical]\ntype = "alerts"\ndestinations = ["pager"]\nalert_on = []\n',
