@@ -11,6 +11,9 @@
   or ER/SU by outcome), the same operation enqueues that ACK (AA after analysis, AE when
   the engine refused the report, AR when it failed) to
   ``[outbound] application_ack_destination``, the return route;
+* routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
+  ``[outbound]`` sending_application/sending_facility) that an interface engine routed
+  back: audit event ``outbound_skipped``, so a result can never come back as a new page;
 * wakes the destination workers right after each commit (the group committer's
   ``on_commit``), so an alert leaves as soon as it is durable;
 * returns the :class:`~gateway.delivery.DeliveryService` (or None when no destination
@@ -24,10 +27,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import structlog
+
 from .delivery import DeliveryService, warn_unrouted
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
-from .routing import PlannedMessage, Router, outbound_config, wants_application_ack
+from .routing import (
+    PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
+)
+
+_log = structlog.get_logger("ri_gateway.outbox")
 
 __all__ = ["OutboundHook", "build_outbound_service"]
 
@@ -42,6 +51,15 @@ class OutboundHook:
         self._written: set[str] = set()  # destinations with rows committed but not yet woken
 
     def __call__(self, message: Any, outcomes: Sequence[Any]) -> list[Any]:
+        if self._is_own(message.header):
+            # One of our results or alerts, routed back to us by an interface engine. It is
+            # analysed like any ORU, but routing it again would answer it with another
+            # result and another page for the same finding, which would come back too: a
+            # loop paging the same critical result until the text ran out.
+            _log.warning("outbox.own_message_not_routed", control_id=message.control_id,
+                         message_id=message.message_id)
+            return [event_op("outbound_skipped", message.control_id, message.message_id,
+                             reason="own message")]
         now = self._now()
         planned: list[PlannedMessage] = []
         failures: list[Any] = []
@@ -75,6 +93,14 @@ class OutboundHook:
             return ids
 
         return [*failures, op]
+
+    def _is_own(self, header: Any) -> bool:
+        """Whether MSH-3/MSH-4 are this gateway's own ([outbound] sending_application and
+        sending_facility, first components as the routes read them)."""
+        fmt = self.router.config.format
+        return (header is not None
+                and first_component(getattr(header, "sending_application", "")) == fmt.sending_application
+                and first_component(getattr(header, "sending_facility", "")) == fmt.sending_facility)
 
     def take_written(self) -> set[str]:
         with self._lock:

@@ -124,7 +124,7 @@ def new_control_id() -> str:
     return "RI" + uuid.uuid4().hex[:18].upper()
 
 
-def _first_component(value: Any) -> str:
+def first_component(value: Any) -> str:
     return str(value or "").split("^")[0]
 
 
@@ -147,8 +147,8 @@ class Router:
         for route in self.config.routes:
             if not route.matches(
                     inferences, modality=getattr(report, "modality_hint", None),
-                    sending_application=_first_component(getattr(header, "sending_application", "")),
-                    sending_facility=_first_component(getattr(header, "sending_facility", "")),
+                    sending_application=first_component(getattr(header, "sending_application", "")),
+                    sending_facility=first_component(getattr(header, "sending_facility", "")),
                     result_status=report.result_status):
                 continue
             selected = route.alert.alerting(inferences) if route.type == ALERTS else inferences

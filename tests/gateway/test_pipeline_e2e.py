@@ -486,3 +486,25 @@ def test_pending_messages_of_a_destination_no_longer_configured_are_logged_at_st
 
     rig.serve(BASE, mllp)  # no destination at all
     assert [e["destination"] for e in wait_for("the warning again", lambda: warned(2))] == ["pager"] * 2
+
+
+def test_a_result_routed_back_to_the_gateway_does_not_page_again(rig):
+    # An interface engine that routes every ORU to the gateway sends it its own results
+    # too (here the EHR destination is the gateway itself). Each came back as a new ORU
+    # whose evidence OBX still held "Large right pneumothorax": analysed, it paged again
+    # and sent another result, which came back in turn: one report, a page every few
+    # seconds.
+    pager, mllp = free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.serve(config(pager, mllp), mllp)  # the "ehr" destination is the gateway's listener
+    assert rig.send(mllp, "crit", oru("LOOP0001", "ACC9401", "MRN9401", CRITICAL_TEXT)).returncode == 0
+    (result,) = wait_for("the result enqueued", lambda: [
+        e for e in rig.events("LOOP0001", "enqueued") if e["destination"] == "ehr"])
+    echoed = result["outbound_control_id"]
+    (skipped,) = wait_for("the result received back and not routed",
+                          lambda: rig.events(echoed, "outbound_skipped"))
+    assert skipped["reason"] == "own message"
+    steps = [e["event"] for e in rig.audit(echoed)]
+    assert "analysed" in steps and "enqueued" not in steps, steps
+    wait_for("the one alert", lambda: rig.received("pager"))
+    assert len(rig.received("pager")) == 1
