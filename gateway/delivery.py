@@ -168,6 +168,11 @@ class DestinationWorker:
             self._sender = None
 
         def send(sender: Sender) -> defer.Deferred:
+            if self._stopped:
+                # Connected after stop(): sending now would put the message on a connection
+                # the shutdown drops at once, with no attempt recorded.
+                sender.close()
+                raise defer.CancelledError("delivery stopped before sending")
             self._sender = sender
             return sender.send(row.payload, self.dest.ack_timeout)
 
