@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway_process import exchange
+
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0
 
@@ -508,3 +510,27 @@ def test_a_result_routed_back_to_the_gateway_does_not_page_again(rig):
     assert "analysed" in steps and "enqueued" not in steps, steps
     wait_for("the one alert", lambda: rig.received("pager"))
     assert len(rig.received("pager")) == 1
+
+
+def test_a_line_break_inside_a_copied_field_keeps_the_rest_of_the_segment(rig):
+    # Segments end with CR; a free-text field holds a line feed (OBR-13 relevant clinical
+    # information, a PID-11 address). The gateway reads it as part of the field, but the
+    # outbound copy split segments at LF too: the OBR sent on was cut at OBR-13, without
+    # OBR-16, the accession in OBR-18, OBR-25 and OBR-32, and the PID without PID-11 on.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr), mllp)
+    message = oru("WRAP0001", "ACC9501", "MRN9501", CRITICAL_TEXT).replace(
+        "||19700101|M\r", "||19700101|M|||1 MAIN ST\nAPT 2^^TOWN\r", 1).replace(
+        "|||20240115100000|||||||||", "|||20240115100000||||||History: chest pain\nshort of breath|||", 1)
+    ack = exchange(mllp, message.encode())
+    assert ack is not None and b"MSA|AA|WRAP0001" in ack
+    wait_for("the result and the alert", lambda: rig.received("ehr") and rig.received("pager"))
+    for name in ("ehr", "pager"):
+        (sent,) = rig.received(name)
+        pid = [s for s in sent if s.startswith("PID|")][0].split("|")
+        obr = [s for s in sent if s.startswith("OBR|")][0].split("|")
+        assert pid[11] == "1 MAIN ST APT 2^^TOWN", sent
+        assert (obr[13], obr[16].split("^")[0], obr[18], obr[25], obr[32].split("&")[0]) == (
+            "History: chest pain short of breath", "1234", "ACC9501", "F", "5678"), sent
