@@ -125,9 +125,12 @@ class OutboundHook:
         # Encoded like every outbound message, in [outbound] charset; charset= makes MSH-18
         # name it where the sender's MSH-18 (echoed otherwise) names another, so the return
         # route does not read the echoed MSH-3/4 in the sender's charset from UTF-8 bytes.
+        # MSH-15 AL asks for the accept ACK the outbox waits for: HL7 receivers do not
+        # acknowledge acknowledgements otherwise, and each timeout resent the same ACK.
         text = build_ack(header, decision.code, control_id=control_id, now=now,
                          error=decision.error, sending_application=fmt.sending_application,
-                         sending_facility=fmt.sending_facility, charset=fmt.codec)
+                         sending_facility=fmt.sending_facility, charset=fmt.codec,
+                         accept_ack_type="AL")
         return self.router.plan_application_ack(text, control_id)
 
 

@@ -345,9 +345,10 @@ def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
 
 
 class LoopbackPager:
-    """A pager on loopback that records the MSH-10 of every message it reads and answers
+    """A peer on loopback that records the MSH-10 of every message it reads and answers
     AA, except that it closes the connection without answering on message number
-    ``hang_up_on`` (1-based) and answers nothing at all when ``silent``."""
+    ``hang_up_on`` (1-based), answers nothing at all when ``silent``, and, as HL7 has
+    receivers do, answers an acknowledgement (MSH-9 ACK) only when its MSH-15 is AL."""
 
     def __init__(self, hang_up_on: int = 0, silent: bool = False) -> None:
         import threading
@@ -376,11 +377,12 @@ class LoopbackPager:
                 buffer += chunk
                 while b"\x1c\r" in buffer:
                     frame, buffer = buffer.split(b"\x1c\r", 1)
-                    control_id = frame.lstrip(b"\x0b").split(b"\r")[0].split(b"|")[9].decode()
+                    msh = frame.lstrip(b"\x0b").split(b"\r")[0].split(b"|")
+                    control_id = msh[9].decode()
                     self.received.append(control_id)
                     if len(self.received) == self.hang_up_on:
                         return
-                    if self.silent:
+                    if self.silent or (msh[8].startswith(b"ACK") and msh[14:15] != [b"AL"]):
                         continue
                     ack = (f"MSH|^~\\&|PAGER|H|RIGW|RIGW|20240115101600||ACK^R01^ACK|P{len(self.received)}"
                            f"|P|2.5.1\rMSA|AA|{control_id}\r")
@@ -534,3 +536,32 @@ def test_a_line_break_inside_a_copied_field_keeps_the_rest_of_the_segment(rig):
         assert pid[11] == "1 MAIN ST APT 2^^TOWN", sent
         assert (obr[13], obr[16].split("^")[0], obr[18], obr[25], obr[32].split("&")[0]) == (
             "History: chest pain short of breath", "1234", "ACC9501", "F", "5678"), sent
+
+
+def test_an_application_ack_asks_the_return_route_for_the_accept_ack_it_waits_for(rig):
+    # HL7 receivers do not acknowledge an acknowledgement unless its MSH-15 asks them to.
+    # The application ACK asked for nothing while the outbox waited for an answer: each
+    # ack_timeout the sender got the same application ACK again, until it was dead-lettered.
+    ris = LoopbackPager()
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace("[destinations.pager]", f"""[outbound]
+application_ack_destination = "ris"
+
+[destinations.ris]
+endpoint = "tcp:host=127.0.0.1:port={ris.port}"
+ack_timeout = 2.0
+backoff_initial = 0.2
+max_attempts = 3
+
+[destinations.pager]"""), mllp)
+    try:
+        message = oru("ENH0001", "ACC9601", "MRN9601", NEGATIVE_TEXT).replace(
+            "|P|2.5.1\r", "|P|2.5.1|||AL|AL\r", 1)
+        assert rig.send(mllp, "enhanced", message).returncode == 0
+        (delivered,) = wait_for("the application ACK delivered", lambda: [
+            e for e in rig.events("ENH0001", "delivered", "dead_lettered") if e["destination"] == "ris"])
+    finally:
+        ris.close()
+    assert (delivered["event"], delivered.get("attempt")) == ("delivered", 1)
+    assert ris.received == [delivered["outbound_control_id"]]
