@@ -113,6 +113,10 @@ class AlertPolicy:
         on = data.get("alert_on", ["critical"])
         if not isinstance(on, list) or not all(isinstance(v, str) for v in on):
             raise AlertConfigError(f"{prefix}.alert_on", "must be a list of strings")
+        if not on:
+            # An alert route that alerts on nothing would start and never send an alert.
+            raise AlertConfigError(f"{prefix}.alert_on",
+                                   f"must name at least one class ({', '.join(ALERT_CLASSES)})")
         for value in on:
             if value not in ALERT_CLASSES:
                 raise AlertConfigError(f"{prefix}.alert_on",

@@ -28,7 +28,7 @@ in tests).
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, Protocol
 
 import structlog
@@ -43,7 +43,7 @@ from mllp.errors import AckTimeout, ConnectionClosed
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
 
-__all__ = ["DeliveryService", "DestinationWorker", "backoff_delay"]
+__all__ = ["DeliveryService", "DestinationWorker", "backoff_delay", "warn_unrouted"]
 
 _log = structlog.get_logger("ri_gateway.delivery")
 ACCEPTED = ("AA", "CA")
@@ -51,6 +51,8 @@ REJECTED = ("AR", "CR")
 
 
 class Sender(Protocol):
+    @property
+    def is_open(self) -> bool: ...
     def send(self, payload: bytes, timeout: float) -> defer.Deferred: ...
     def close(self) -> defer.Deferred: ...
 
@@ -65,7 +67,12 @@ def direct_db(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferr
 
 def backoff_delay(dest: Destination, attempt: int, rand: float) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    base = min(dest.backoff_max, dest.backoff_initial * dest.backoff_multiplier ** (attempt - 1))
+    try:
+        base = min(dest.backoff_max, dest.backoff_initial * dest.backoff_multiplier ** (attempt - 1))
+    except OverflowError:
+        # A float power overflows from 2.0 ** 1024 on: long past backoff_max, and a raise
+        # here left the attempt unrecorded, so a large max_attempts never dead-lettered.
+        base = dest.backoff_max
     return max(0.0, base * (1 + dest.jitter * (2 * rand - 1)))
 
 
@@ -153,21 +160,31 @@ class DestinationWorker:
         self.wake()
 
     def _attempt(self, row: OutboxRow) -> defer.Deferred:
-        reused = self._sender is not None
+        if self._sender is not None and not self._sender.is_open:
+            # A kept connection the peer closed while idle: open another, not an attempt.
+            # Only before sending: once the message is written, a lost connection is a
+            # failed attempt like any other (the peer may have read it). Trapping that
+            # too sent it again at once, and the audit showed one attempt for two sends.
+            self._sender = None
 
         def send(sender: Sender) -> defer.Deferred:
+            if self._stopped:
+                # Connected after stop(): sending now would put the message on a connection
+                # the shutdown drops at once, with no attempt recorded.
+                sender.close()
+                raise defer.CancelledError("delivery stopped before sending")
             self._sender = sender
             return sender.send(row.payload, self.dest.ack_timeout)
 
-        d = defer.succeed(self._sender) if reused else self._connect(self.dest)
+        # maybeDeferred: an endpoint that raises at once (a TLS caCertsDir or key file gone
+        # since start) is a failed attempt like a refused connection, audited and retried;
+        # raised through, it ended the loop as a database error with the row untouched,
+        # never attempted, audited or dead-lettered.
+        if self._sender is not None:
+            d = defer.succeed(self._sender)
+        else:
+            d = defer.maybeDeferred(self._connect, self.dest)
         d.addCallback(send)
-        if reused:
-            # A kept connection the peer closed while idle: reconnect once, not an attempt.
-            def reconnect(failure: Failure) -> defer.Deferred:
-                failure.trap(ConnectionClosed)
-                self._sender = None
-                return self._connect(self.dest).addCallback(send)
-            d.addErrback(reconnect)
         d.addCallback(self._check_ack, row)
         return d
 
@@ -198,9 +215,17 @@ class DestinationWorker:
 
     def _failed(self, failure: Failure, row: OutboxRow) -> defer.Deferred | None:
         if self._stopped:
-            # Our own shutdown closed the connection: not an attempt, the row stays as it was.
             self._busy = False
-            return None
+            if not failure.check(ConnectionClosed):
+                return None
+            # Our own shutdown closed the connection while the ACK was awaited: the message
+            # was written and the peer may have read it, so the attempt is audited (it was
+            # left out, and the resend after the restart came from nowhere in the trail).
+            # Not the peer's fault: due again at once, never dead-lettered by a shutdown.
+            _log.info("outbox.delivery_interrupted", destination=self.dest.name, outbox_id=row.id,
+                      control_id=row.source_control_id, attempt=row.attempts + 1)
+            return self._run_db(self.outbox.record_failed, row, "gateway stopped before the ACK",
+                                retry_at=self._clock.seconds())
         if failure.check(_Outcome):
             outcome: _Outcome = failure.value
         elif failure.check(AckTimeout):
@@ -208,7 +233,7 @@ class DestinationWorker:
             outcome = _Outcome(f"no ACK within {self.dest.ack_timeout:g} s")
         else:
             self._drop_connection()
-            outcome = _Outcome(f"{failure.type.__name__}: {failure.getErrorMessage()}"[:300])
+            outcome = _Outcome(_describe(failure))
         attempt = row.attempts + 1
         final = outcome.final or attempt >= self.dest.max_attempts
         retry_at = None if final else self._clock.seconds() + backoff_delay(
@@ -237,8 +262,7 @@ class DestinationWorker:
 
     def _db_failed(self, failure: Failure) -> None:
         # The database is the source of truth: try again later rather than guess.
-        _log.error("outbox.database_error", destination=self.dest.name,
-                   error=failure.getErrorMessage())
+        _log.error("outbox.database_error", destination=self.dest.name, error=_describe(failure))
         self._busy = False
         if not self._stopped:
             self._cancel_timer()
@@ -259,6 +283,21 @@ class DestinationWorker:
         if self._metrics is not None:
             self._metrics.inc("ri_gateway_deliveries_total",
                               {"destination": self.dest.name, "outcome": outcome})
+
+
+def warn_unrouted(backlog: Mapping[str, tuple[int, float]], configured: Collection[str]) -> None:
+    """Log the pending messages of destinations no longer configured (renamed or removed):
+    no worker sends them and no metric counts them, so without this line they would wait
+    unseen until someone ran ``outbox list``."""
+    for name, (count, _oldest) in sorted(backlog.items()):
+        if name not in configured:
+            _log.warning("outbox.unknown_destination", destination=name, pending=count)
+
+
+def _describe(failure: Failure) -> str:
+    """The error type and its message, if it has one (some, like UnlistableError, do not)."""
+    message = failure.getErrorMessage()
+    return f"{failure.type.__name__}: {message}"[:300] if message else failure.type.__name__
 
 
 def mllp_connect(reactor: Any) -> Connect:
@@ -307,6 +346,9 @@ class DeliveryService(Service):
         self._poll = task.LoopingCall(self.notify)
         self._poll.clock = self.reactor
         self._poll.start(self.poll_interval, now=False)
+        d = self.run_db(self.outbox.backlog)
+        d.addCallback(warn_unrouted, self.workers)
+        d.addErrback(lambda failure: _log.error("outbox.database_error", error=_describe(failure)))
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()

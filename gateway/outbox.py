@@ -223,15 +223,23 @@ class Outbox:
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
                             ack_code=ack_code, retry_in=round(retry_at - now, 3))
 
-    def retry(self, outbox_id: int) -> OutboxRow:
-        """Put one dead (or pending) message back at the head of the retry schedule."""
-        row = self.get(outbox_id)
-        if row is None:
-            raise OutboxError(f"no outbox message with id {outbox_id}")
-        if row.status == DELIVERED:
-            raise OutboxError(f"outbox message {outbox_id} was already delivered")
-        self._requeue([row])
-        return row
+    def retry(self, *outbox_ids: int) -> list[OutboxRow]:
+        """Put dead (or pending) messages back at the head of the retry schedule.
+
+        All or none: an unknown or delivered id re-queues nothing, so a mistyped id in a
+        list never leaves the operator guessing which of the others went back.
+        """
+        rows = []
+        for outbox_id in outbox_ids:
+            row = self.get(outbox_id)
+            if row is None:
+                raise OutboxError(f"no outbox message with id {outbox_id} (nothing re-queued)")
+            if row.status == DELIVERED:
+                raise OutboxError(f"outbox message {outbox_id} was already delivered "
+                                  "(nothing re-queued)")
+            rows.append(row)
+        self._requeue(rows)
+        return rows
 
     def retry_dead(self, destination: str | None = None) -> int:
         rows = self.list(status=DEAD, destination=destination, limit=None)
@@ -258,14 +266,14 @@ class Outbox:
 
     def head(self, destination: str) -> OutboxRow | None:
         """The next message to deliver to ``destination`` (oldest pending)."""
-        row = self.conn.execute(
+        rows = self._rows(
             f"SELECT {_COLUMNS} FROM outbox WHERE destination = ? AND status = 'pending' "
-            "ORDER BY id LIMIT 1", (destination,)).fetchone()
-        return OutboxRow(*row) if row else None
+            "ORDER BY id LIMIT 1", (destination,))
+        return OutboxRow(*rows[0]) if rows else None
 
     def get(self, outbox_id: int) -> OutboxRow | None:
-        row = self.conn.execute(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,)).fetchone()
-        return OutboxRow(*row) if row else None
+        rows = self._rows(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,))
+        return OutboxRow(*rows[0]) if rows else None
 
     def list(self, *, status: str | None = None, destination: str | None = None,
              limit: int | None = 100) -> list[OutboxRow]:
@@ -282,20 +290,32 @@ class Outbox:
         sql += " ORDER BY id"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        return [OutboxRow(*r) for r in self.conn.execute(sql, params).fetchall()]
+        return [OutboxRow(*r) for r in self._rows(sql, params)]
 
     def pending_destinations(self) -> list[str]:
-        return [r[0] for r in self.conn.execute(
+        return [r[0] for r in self._rows(
             "SELECT DISTINCT destination FROM outbox WHERE status = 'pending' ORDER BY destination")]
 
     def backlog(self) -> dict[str, tuple[int, float]]:
         """Per destination: (pending messages, created_at of the oldest)."""
-        rows = self.conn.execute(
+        rows = self._rows(
             "SELECT destination, COUNT(*), MIN(created_at) FROM outbox WHERE status = 'pending' "
-            "GROUP BY destination").fetchall()
+            "GROUP BY destination")
         return {dest: (count, oldest) for dest, count, oldest in rows}
 
     # --- internals ----------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """A read; a database that has no outbox table yet (opened read-only, where the
+        table is not created) has nothing queued, any other failure is an OutboxError."""
+        try:
+            return self.conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if str(exc).startswith("no such table: outbox"):
+                return []
+            raise OutboxError(f"outbox database read failed: {exc}") from None
+        except sqlite3.Error as exc:  # "file is not a database", a corrupt page
+            raise OutboxError(f"outbox database read failed: {exc}") from None
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

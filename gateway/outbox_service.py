@@ -11,6 +11,9 @@
   or ER/SU by outcome), the same operation enqueues that ACK (AA after analysis, AE when
   the engine refused the report, AR when it failed) to
   ``[outbound] application_ack_destination``, the return route;
+* routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
+  ``[outbound]`` sending_application/sending_facility) that an interface engine routed
+  back: audit event ``outbound_skipped``, so a result can never come back as a new page;
 * wakes the destination workers right after each commit (the group committer's
   ``on_commit``), so an alert leaves as soon as it is durable;
 * returns the :class:`~gateway.delivery.DeliveryService` (or None when no destination
@@ -24,10 +27,16 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from .delivery import DeliveryService
+import structlog
+
+from .delivery import DeliveryService, warn_unrouted
 from .audit import event_op
-from .outbox import Outbox, enqueue_op
-from .routing import PlannedMessage, Router, outbound_config, wants_application_ack
+from .outbox import Outbox, OutboxError, enqueue_op
+from .routing import (
+    PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
+)
+
+_log = structlog.get_logger("ri_gateway.outbox")
 
 __all__ = ["OutboundHook", "build_outbound_service"]
 
@@ -42,6 +51,15 @@ class OutboundHook:
         self._written: set[str] = set()  # destinations with rows committed but not yet woken
 
     def __call__(self, message: Any, outcomes: Sequence[Any]) -> list[Any]:
+        if self._is_own(message.header):
+            # One of our results or alerts, routed back to us by an interface engine. It is
+            # analysed like any ORU, but routing it again would answer it with another
+            # result and another page for the same finding, which would come back too: a
+            # loop paging the same critical result until the text ran out.
+            _log.warning("outbox.own_message_not_routed", control_id=message.control_id,
+                         message_id=message.message_id)
+            return [event_op("outbound_skipped", message.control_id, message.message_id,
+                             reason="own message")]
         now = self._now()
         planned: list[PlannedMessage] = []
         failures: list[Any] = []
@@ -76,6 +94,14 @@ class OutboundHook:
 
         return [*failures, op]
 
+    def _is_own(self, header: Any) -> bool:
+        """Whether MSH-3/MSH-4 are this gateway's own ([outbound] sending_application and
+        sending_facility, first components as the routes read them)."""
+        fmt = self.router.config.format
+        return (header is not None
+                and first_component(getattr(header, "sending_application", "")) == fmt.sending_application
+                and first_component(getattr(header, "sending_facility", "")) == fmt.sending_facility)
+
     def take_written(self) -> set[str]:
         with self._lock:
             written, self._written = self._written, set()
@@ -98,9 +124,15 @@ class OutboundHook:
             return None
         control_id = self.router.new_control_id()
         fmt = self.router.config.format
+        # Encoded like every outbound message, in [outbound] charset; charset= makes MSH-18
+        # name it where the sender's MSH-18 (echoed otherwise) names another, so the return
+        # route does not read the echoed MSH-3/4 in the sender's charset from UTF-8 bytes.
+        # MSH-15 AL asks for the accept ACK the outbox waits for: HL7 receivers do not
+        # acknowledge acknowledgements otherwise, and each timeout resent the same ACK.
         text = build_ack(header, decision.code, control_id=control_id, now=now,
                          error=decision.error, sending_application=fmt.sending_application,
-                         sending_facility=fmt.sending_facility)
+                         sending_facility=fmt.sending_facility, charset=fmt.codec,
+                         accept_ack_type="AL")
         return self.router.plan_application_ack(text, control_id)
 
 
@@ -108,6 +140,15 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
     """Hook the outbox into ``app`` (a ``gateway.service.GatewayApp``); None if unused."""
     config = outbound_config(app.settings.sections)
     if not config.destinations:
+        # Messages queued while destinations were configured wait for them to return.
+        try:
+            outbox = Outbox.open(app.settings.storage.db, readonly=True)
+            try:
+                warn_unrouted(outbox.backlog(), ())
+            finally:
+                outbox.conn.close()
+        except OutboxError:
+            pass  # a warning only: the gateway runs without outbound either way
         return None
     from .commit import thread_writer
 

@@ -7,7 +7,7 @@ Configuration (gateway.toml; every section optional, no routes = nothing is sent
     application_ack_destination = "ris"   # enhanced-mode application ACKs go here
 
     [destinations.pager]            one MLLP peer
-    endpoint = "tcp:host=127.0.0.1:port=2576"   # Twisted client endpoint, ssl: allowed
+    endpoint = "tcp:host=127.0.0.1:port=2576"   # Twisted client endpoint; TLS: tls:host=H:port=P
     receiving_application = "PAGER"
     ack_timeout = 30.0 ...
 
@@ -19,7 +19,8 @@ Configuration (gateway.toml; every section optional, no routes = nothing is sent
     sending_applications = [...], result_statuses = [...]   # match conditions, all optional
 
 A route matches a report when every condition it gives holds. When several routes of the
-same type target one destination, the destination gets that message once.
+same type target one destination, the destination gets that message once, an alert with
+the alerting inferences of all of them.
 
 Errors: configuration problems raise ``gateway.errors.ConfigError`` naming the key.
 """
@@ -33,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from mappings.ack import encode_message
 from mappings.outbound import (
     Addressing, OutboundConfigError, OutboundFormat, Report, build_alert_oru, build_result_oru,
 )
@@ -122,7 +124,7 @@ def new_control_id() -> str:
     return "RI" + uuid.uuid4().hex[:18].upper()
 
 
-def _first_component(value: Any) -> str:
+def first_component(value: Any) -> str:
     return str(value or "").split("^")[0]
 
 
@@ -140,13 +142,13 @@ class Router:
              result: InferenceResult | Sequence[Inference], now: dt.datetime) -> list[PlannedMessage]:
         """Messages for one analysed OBR group (``header`` is the inbound MessageHeader)."""
         inferences = _inferences(result)
-        planned: list[PlannedMessage] = []
-        seen: set[tuple[str, str]] = set()
+        # (destination, type) -> the first matching route's name and the chosen inferences
+        wanted: dict[tuple[str, str], tuple[str, list[Inference]]] = {}
         for route in self.config.routes:
             if not route.matches(
                     inferences, modality=getattr(report, "modality_hint", None),
-                    sending_application=_first_component(getattr(header, "sending_application", "")),
-                    sending_facility=_first_component(getattr(header, "sending_facility", "")),
+                    sending_application=first_component(getattr(header, "sending_application", "")),
+                    sending_facility=first_component(getattr(header, "sending_facility", "")),
                     result_status=report.result_status):
                 continue
             selected = route.alert.alerting(inferences) if route.type == ALERTS else inferences
@@ -155,31 +157,35 @@ class Router:
             if route.type == RESULTS and not selected and not route.send_empty:
                 continue
             for name in route.destinations:
-                if (name, route.type) in seen:
-                    continue
-                seen.add((name, route.type))
-                dest = self.config.destinations[name]
-                control_id = self.new_control_id()
-                if route.type == ALERTS:
-                    msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
-                                          now=now, addressing=dest.addressing,
-                                          communicated=communication_of(inferences),
-                                          fmt=self.config.format)
-                else:
-                    msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
-                                           now=now, addressing=dest.addressing,
-                                           fmt=self.config.format)
-                planned.append(PlannedMessage(name, route.name, route.type, control_id, msg.payload()))
+                first = wanted.setdefault((name, route.type), (route.name, []))[1]
+                # One message per destination and type: it carries what every matching route
+                # chose (an alert route on critical results and one on scores, both to the
+                # pager, page once with both; the second route's inferences were dropped).
+                first.extend(inf for inf in selected if not any(inf is f for f in first))
+        planned: list[PlannedMessage] = []
+        for (name, kind), (route_name, chosen) in wanted.items():
+            selected = [inf for inf in inferences if any(inf is c for c in chosen)]  # engine order
+            dest = self.config.destinations[name]
+            control_id = self.new_control_id()
+            if kind == ALERTS:
+                msg = build_alert_oru(inbound_text, report, selected, control_id=control_id,
+                                      now=now, addressing=dest.addressing,
+                                      communicated=communication_of(inferences),
+                                      fmt=self.config.format)
+            else:
+                msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
+                                       now=now, addressing=dest.addressing, fmt=self.config.format)
+            planned.append(PlannedMessage(name, route_name, kind, control_id, msg.payload()))
         return planned
 
-    def plan_application_ack(self, ack_text: str, control_id: str, *,
-                             codec: str = "utf-8") -> PlannedMessage | None:
-        """An enhanced-mode application ACK (built by mappings.ack) for the return route."""
+    def plan_application_ack(self, ack_text: str, control_id: str) -> PlannedMessage | None:
+        """An enhanced-mode application ACK (built by mappings.ack) for the return route,
+        encoded in ``[outbound] charset`` as the results and alerts are."""
         name = self.config.application_ack_destination
         if name is None:
             return None
         return PlannedMessage(name, "application_ack", APPLICATION_ACK, control_id,
-                              ack_text.encode(codec, errors="replace"))
+                              encode_message(ack_text, self.config.format.codec))
 
 
 def wants_application_ack(application_ack_type: str | None, ack_code: str) -> bool:
@@ -207,9 +213,25 @@ def _check_client_endpoint(key: str, value: Any) -> str:
     from twisted.internet.endpoints import clientFromString
 
     try:
-        clientFromString(None, value)  # parsed only, never connected
+        endpoint = clientFromString(None, value)  # parsed only, never connected
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
         raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: {exc}") from None
+    # Twisted reads the port with int() alone: one out of range failed only at connect(),
+    # so every message to the destination was retried and dead-lettered, the gateway up.
+    # tcp:/ssl: keep the parsed port on the endpoint, tls: on the endpoint it wraps.
+    port = getattr(endpoint, "_port", getattr(getattr(endpoint, "_wrappedEndpoint", None), "_port", None))
+    if isinstance(port, int) and not 1 <= port <= 65535:
+        raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: "
+                               f"port {port} is not in 1-65535")
+    from twisted.internet.ssl import CertificateOptions
+
+    if isinstance(getattr(endpoint, "_sslContextFactory", None), CertificateOptions):
+        # Twisted's ssl: client without hostname= checks no host name (and without
+        # caCertsDir no certificate at all): results and alerts, PHI, would go to any peer
+        # holding a certificate from a trusted CA. tls: checks the host name by default.
+        raise ConfigError(key, f"{value!r} would not verify the peer's host name: use "
+                               "tls:host=H:port=P (trustRoots=DIR for a private CA), or add "
+                               "hostname=H to the ssl: endpoint")
     return value
 
 

@@ -98,11 +98,15 @@ def build_ack(
     sending_application: str | None = None,
     sending_facility: str | None = None,
     charset: str | None = None,
+    accept_ack_type: str | None = None,
 ) -> str:
     """The ACK for ``header``: segments joined by CR, no trailing CR, no framing.
 
     ``charset`` is the codec the ACK will be encoded in (the one the message was decoded
     with): MSH-18 names it where the sender's MSH-18 names another (module docstring).
+    ``accept_ack_type`` is written in MSH-15 (empty otherwise): an application ACK sent on
+    its own connection asks with ``AL`` for the accept ACK it waits for, since a receiver
+    does not acknowledge an acknowledgement that does not ask for it.
     """
     if code not in ACK_CODES:
         raise ValueError(f"unknown acknowledgement code {code!r}")
@@ -124,6 +128,8 @@ def build_ack(
         _message_datetime(now, d), "", message_type, escape(control_id, d),
         processing_id, version_id,
     ]
+    # MSH-13, MSH-14, MSH-15 (accept ACK type), MSH-16, MSH-17; trailing empties dropped.
+    optional = ["", "", accept_ack_type or "", "", ""]
     if header.character_sets:
         # The names as decoding read them (each repetition stripped, as decoding strips it):
         # a trailing control character, echoed and escaped, would leave a name no reader
@@ -131,7 +137,9 @@ def build_ack(
         names = d.repetition.join(header.character_sets)
         if charset is not None and not declares(header.character_sets, charset):
             names = charset_name(charset) or names
-        msh += ["", "", "", "", "", names]
+        msh += [*optional, names]
+    elif accept_ack_type:
+        msh += optional[:3]
     message = text if text is not None else (error.message if error is not None else None)
     msa = ["MSA", code, header.control_id]
     if message and version < (2, 7):

@@ -9,6 +9,12 @@ unchanged.
 Inbound messages may use non-standard encoding characters (MSH-2 ``^~\\}`` or only three
 characters); copied segments are translated to the standard ``^~\\&`` of outbound messages,
 escaping any data character that would collide with a standard delimiter.
+
+Segments are found as the inbound mapping finds them (:func:`mappings.decoding.
+normalise_segments`: a line that does not start a segment continues the one before, so a
+line feed inside a free-text field stays in that field). A line break kept in a copied
+field is written as a space: sent as is, a receiver that ends segments at LF would cut
+the segment there.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .decoding import normalise_segments
 from .outbound_fields import ENCODING_CHARACTERS, FIELD_SEP
 
-_SEGMENT_SPLIT = re.compile(r"\r\n|\r|\n")
+_LINE_BREAKS = re.compile(r"\n+")
 _PATIENT_SEGMENTS = ("PID", "PD1")
 _VISIT_SEGMENTS = ("PV1", "PV2")
 
@@ -40,13 +47,19 @@ class OrderGroup:
 
 def order_group(text: str, obr_number: int = 1) -> OrderGroup:
     """The segments of OBR group ``obr_number`` (1-based, as ``MappedReport.obr_index``)."""
-    segments = [s for s in _SEGMENT_SPLIT.split(text) if s.strip()]
+    # Split as the inbound mapping splits: on LF as well, OBR-13 "chest pain<LF>dyspnoea"
+    # ended the copied OBR at OBR-13, without the accession, OBR-25 and OBR-32 after it.
+    segments = [s for s in normalise_segments(text).split("\r") if s.strip()]
     if not segments or not segments[0].startswith("MSH") or len(segments[0]) < 8:
         raise InboundCopyError("inbound message does not start with an MSH segment")
     msh = segments[0]
     field_sep = msh[3]
     encoding = msh[4:].split(field_sep, 1)[0]
-    translate = _translator(field_sep, encoding)
+    translator = _translator(field_sep, encoding)
+
+    def translate(seg: str) -> str:
+        return _LINE_BREAKS.sub(" ", translator(seg))
+
     msh_fields = msh.split(field_sep)
     processing_id = msh_fields[10].split(encoding[:1] or "^")[0] if len(msh_fields) > 10 else ""
 

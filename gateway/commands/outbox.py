@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import sqlite3
 from typing import Any
 
 import click
@@ -50,7 +49,7 @@ def _as_dict(row: OutboxRow) -> dict[str, Any]:
         "id": row.id, "status": row.status, "destination": row.destination, "route": row.route,
         "purpose": row.purpose, "control_id": row.control_id,
         "source_control_id": row.source_control_id, "attempts": row.attempts,
-        "created_at": _iso(row.created_at),
+        "created_at": _iso(row.created_at), "updated_at": _iso(row.updated_at),
         "next_attempt_at": _iso(row.next_attempt_at) if row.status == PENDING else None,
         "delivered_at": _iso(row.delivered_at), "ack_code": row.ack_code,
         "last_error": row.last_error, "size": len(row.payload),
@@ -76,8 +75,8 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
     box = _open(config_path, db_path, readonly=True)
     try:
         rows = box.list(status=status, destination=destination, limit=limit)
-    except sqlite3.OperationalError:
-        rows = []  # no outbox table yet: nothing was ever queued
+    except OutboxError as exc:  # not a database, a corrupt one: exit 3 as when it is missing
+        raise AuditError(str(exc)) from None
     finally:
         box.conn.close()
     for row in rows:
@@ -85,7 +84,9 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
         if as_json:
             click.echo(json.dumps(item))
         else:
-            when = item["delivered_at"] or item["next_attempt_at"] or item["created_at"]
+            # When it was delivered, is due next, or was dead-lettered (its last change);
+            # a dead message showed when it was created, hiding how long it has been dead.
+            when = item["delivered_at"] or item["next_attempt_at"] or item["updated_at"]
             error = f"  {row.last_error}" if row.last_error and row.status != DELIVERED else ""
             click.echo(f"{row.id:>6}  {row.status:<9} {row.destination:<12} {row.purpose:<15} "
                        f"{row.control_id:<20} from {row.source_control_id or '-':<20} "
@@ -103,17 +104,20 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     """Re-queue messages by ID, or all dead-lettered ones with --dead."""
     if bool(ids) == dead:
         raise click.UsageError("give message IDs or --dead (not both)")
+    if destination is not None and not dead:
+        # Ignored here, it would re-queue IDs of other destinations than the one named.
+        raise click.UsageError("--destination applies only with --dead")
     box = _open(config_path, db_path)
     try:
         if dead:
             count = box.retry_dead(destination)
             click.echo(f"re-queued {count} dead-lettered message(s)")
             return
-        for outbox_id in ids:
-            try:
-                row = box.retry(outbox_id)
-            except OutboxError as exc:
-                raise InputError(str(exc)) from None
+        try:
+            rows = box.retry(*ids)
+        except OutboxError as exc:
+            raise InputError(str(exc)) from None
+        for row in rows:
             click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
     finally:
         box.conn.close()

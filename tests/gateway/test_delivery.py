@@ -186,6 +186,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap():
         2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
     assert backoff_delay(dest, 1, 0.0) == 1.5   # -25 %
     assert backoff_delay(dest, 1, 1.0) == 2.5   # +25 %
+    assert backoff_delay(dest, 1100, 0.5) == 60.0  # 2.0 ** 1099 overflowed a float
 
 
 def test_connection_errors_back_off_with_the_injected_random(outbox, clock):
@@ -332,3 +333,23 @@ def test_retry_and_purge(outbox, clock, db_path):
     assert outbox.list() == []
     assert [name for name, _, _ in events(db_path)].count("requeued") == 1
     assert json.loads(json.dumps(events(db_path)[-1][2]))["outbound_control_id"] == "M1"
+
+
+def test_a_connection_made_after_stop_sends_nothing(outbox, clock, db_path):
+    # Stopped while connecting: the connection that completed afterwards was used to send
+    # the message anyway, and the shutdown then dropped it without a trace in the audit.
+    pending: defer.Deferred = defer.Deferred()
+    worker = DestinationWorker(DEST, outbox, connect=lambda dest: pending, clock=clock,
+                               random=lambda: 0.5)
+    worker.start()
+    enqueue(outbox, "M1")
+    worker.wake()
+    worker.stop()
+    proto, transport = MLLPClientProtocol(clock=clock), StringTransport()
+    proto.makeConnection(transport)
+    pending.callback(proto)
+    assert transport.value() == b""
+    assert transport.disconnecting
+    (row,) = outbox.list()
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert outcome_events(db_path) == []

@@ -17,13 +17,18 @@ DAY = 86400.0
 T0 = 1_705_276_800.0  # 2024-01-15T00:00:00Z
 
 
-@pytest.fixture
-def db(tmp_path):
+def new_outbox(tmp_path) -> tuple[str, task.Clock, Outbox]:
+    """An audit database with an empty outbox, its clock at T0."""
     path = str(tmp_path / "audit.sqlite3")
     AuditLog(path).close()
     clock = task.Clock()
     clock.advance(T0)
-    box = Outbox.open(path, clock=clock)
+    return path, clock, Outbox.open(path, clock=clock)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path, clock, box = new_outbox(tmp_path)
     box.enqueue([PlannedMessage("ehr", "all", "results", f"OUT{n}", b"MSH|x") for n in (1, 2, 3)],
                 source_control_id="IN1")
     rows = box.list()
@@ -77,3 +82,50 @@ def test_purge_only_delivered_before_the_date(db):
 def test_missing_database_is_exit_3(tmp_path):
     code, _ = run("outbox", "list", "--db", str(tmp_path / "none.sqlite3"))
     assert code == 3
+
+
+def test_retry_with_an_unknown_id_re_queues_none_of_the_others(db):
+    # "retry 2 99" re-queued 2, then failed on 99: an error exit after a change was made.
+    code, out = run("outbox", "retry", "--db", db, "2", "99")
+    assert code == 2 and "no outbox message with id 99 (nothing re-queued)" in out
+    code, out = run("outbox", "list", "--db", db, "--json")
+    assert [json.loads(line)["status"] for line in out.splitlines()] == ["delivered", "dead", "pending"]
+    assert run("outbox", "retry", "--db", db, "2", "3") == (
+        0, "re-queued 2 (dead -> pending) for ehr\nre-queued 3 (pending -> pending) for ehr\n")
+
+
+def test_retry_refuses_destination_without_dead(db):
+    # --destination was silently ignored with IDs: message 2 (for "ehr") went back to the
+    # queue although the operator asked for the pager's.
+    code, out = run("outbox", "retry", "--db", db, "2", "--destination", "pager")
+    assert code == 2 and "--destination applies only with --dead" in out
+    code, out = run("outbox", "list", "--db", db, "--status", "dead")
+    assert code == 0 and "OUT2" in out
+
+
+def test_list_on_a_file_that_is_not_a_database_is_exit_3(tmp_path):
+    # It ended in a traceback (sqlite3.DatabaseError), where retry and purge said why.
+    path = tmp_path / "audit.sqlite3"
+    path.write_bytes(b"not a database, not even close to one" * 100)
+    code, out = run("outbox", "list", "--db", str(path))
+    assert code == 3
+    assert "ri-gateway: outbox database read failed: file is not a database" in out
+
+
+def test_list_on_an_audit_database_without_an_outbox_lists_nothing(tmp_path):
+    path = str(tmp_path / "audit.sqlite3")
+    AuditLog(path).close()
+    assert run("outbox", "list", "--db", path) == (0, "")
+
+
+def test_a_dead_message_is_listed_with_when_it_was_dead_lettered(tmp_path):
+    path, clock, box = new_outbox(tmp_path)
+    box.enqueue([PlannedMessage("pager", "crit", "alerts", "OUT1", b"MSH|x")], source_control_id="IN1")
+    clock.advance(DAY)
+    box.record_failed(box.list()[0], "AR", retry_at=None, ack_code="AR")
+    box.conn.close()
+    code, out = run("outbox", "list", "--db", path)
+    assert code == 0 and "attempts=1 2024-01-16T00:00:00Z  AR" in out, out
+    code, out = run("outbox", "list", "--db", path, "--json")
+    row = json.loads(out)
+    assert (row["created_at"], row["updated_at"]) == ("2024-01-15T00:00:00Z", "2024-01-16T00:00:00Z")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from gateway_process import exchange
+
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE = 90.0
 
@@ -142,15 +144,19 @@ def rig(tmp_path):
     r.close()
 
 
-def config(pager: int, ehr: int) -> str:
-    return f"""
+# One analysis thread, no REST API: the part of every configuration below that is not routing.
+BASE = """
 [analysis]
 workers = 1
 executor = "thread"
 
 [http]
 enabled = false
+"""
 
+
+def config(pager: int, ehr: int) -> str:
+    return BASE + f"""
 [destinations.pager]
 endpoint = "tcp:host=127.0.0.1:port={pager}"
 receiving_application = "PAGER"
@@ -266,3 +272,296 @@ def test_sigkill_with_undelivered_alerts_loses_none(rig):
     wait_for("all delivered", lambda: all(
         [e for e in rig.events(cid, "delivered") if e["destination"] == "pager"] for cid in ids))
     assert alert_accessions(rig) == ["ACC3001", "ACC3002", "ACC3003"]
+
+
+def test_application_ack_declares_the_charset_it_is_encoded_in(rig):
+    # The sender writes 8859/1 and asks for application ACKs (MSH-15/16 AL). The ACK
+    # echoes its MSH-4 into MSH-6; it was encoded in UTF-8 while MSH-18 still said 8859/1,
+    # so the return route read "HÃ\x94PITAL" and could not route it back by MSH-6.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace(
+        "[destinations.pager]", '[outbound]\napplication_ack_destination = "ehr"\n\n[destinations.pager]'),
+        mllp)
+    message = oru("APP0001", "ACC4001", "MRN8001", NEGATIVE_TEXT)
+    message = message.replace("|RIS|GENHOSP|", "|RIS|HÔPITAL|", 1).replace(
+        "|P|2.5.1\r", "|P|2.5.1|||AL|AL||8859/1\r", 1)
+    path = rig.tmp / "latin1.hl7in"
+    path.write_bytes(message.encode("latin-1"))
+    sent = rig.run("send", "--port", str(mllp), str(path))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+
+    def app_ack():
+        return [m for m in rig.received("ehr") if m[0].split("|")[8].startswith("ACK")]
+
+    (ack,) = wait_for("the application ACK", app_ack)
+    msh = ack[0].split("|")
+    assert (msh[4], msh[5], msh[17]) == ("RIS", "HÔPITAL", "UNICODE UTF-8")
+    assert ack[1] == "MSA|AA|APP0001"
+
+
+def test_two_alert_routes_to_one_pager_send_one_alert_with_both(rig):
+    # One route pages critical results, another BI-RADS 4-5, both to the pager. A report
+    # with both paged once, as documented, but with the critical result only: the BI-RADS 5
+    # the second route alerts on never reached the pager.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace('alert_on = ["critical", "scores"]', 'alert_on = ["critical"]')
+              + '\n[routes.scores-to-pager]\ntype = "alerts"\ndestinations = ["pager"]\n'
+                'alert_on = ["scores"]\n', mllp)
+    text = ["FINDINGS: Large right pneumothorax. Irregular spiculated mass in the right breast.",
+            "IMPRESSION: Large right pneumothorax. BI-RADS 5: Highly suggestive of malignancy."]
+    assert rig.send(mllp, "both", oru("TWO0001", "ACC5001", "MRN9001", text)).returncode == 0
+    wait_for("both deliveries audited", lambda: len(rig.events("TWO0001", "delivered")) == 2)
+
+    (alert,) = rig.received("pager")
+    kinds = [r[3].split("^")[0] for r in obx(alert)]
+    assert "RI-CRIT" in kinds and "RI-SCORE" in kinds, kinds
+    assert [e["route"] for e in rig.events("TWO0001", "enqueued")
+            if e["destination"] == "pager"] == ["critical-to-pager"]
+
+
+def test_an_endpoint_that_fails_before_connecting_is_a_failed_attempt(rig):
+    # A TLS destination whose caCertsDir disappears after start: building the endpoint
+    # raises at once. That ended the delivery loop as a "database error" every second:
+    # the alert stayed pending with no attempt, no audit event and no last_error, for ever.
+    cadir = rig.tmp / "cadir"
+    cadir.mkdir()
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.serve(config(pager, ehr).replace(
+        f'"tcp:host=127.0.0.1:port={pager}"', f'"ssl:host=127.0.0.1:port={pager}:hostname=127.0.0.1:caCertsDir={cadir}"'
+    ).replace("max_attempts = 1000", "max_attempts = 2"), mllp)
+    cadir.rmdir()
+    assert rig.send(mllp, "crit", oru("TLS0001", "ACC6001", "MRN9101", CRITICAL_TEXT)).returncode == 0
+    wait_for("the alert dead-lettered", lambda: [
+        e for e in rig.events("TLS0001", "dead_lettered") if e["destination"] == "pager"])
+    failed = [e for e in rig.events("TLS0001", "delivery_failed") if e["destination"] == "pager"]
+    assert [e["attempt"] for e in failed] == [1, 2]
+    assert all(e["error"] == "UnlistableError" for e in failed), failed
+    listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["status"], row["attempts"], row["last_error"]) == ("dead", 2, "UnlistableError")
+
+
+class LoopbackPager:
+    """A peer on loopback that records the MSH-10 of every message it reads and answers
+    AA, except that it closes the connection without answering on message number
+    ``hang_up_on`` (1-based), answers nothing at all when ``silent``, and, as HL7 has
+    receivers do, answers an acknowledgement (MSH-9 ACK) only when its MSH-15 is AL."""
+
+    def __init__(self, hang_up_on: int = 0, silent: bool = False) -> None:
+        import threading
+
+        self.hang_up_on = hang_up_on
+        self.silent = silent
+        self.received: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import threading
+
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+
+    def _connection(self, conn: socket.socket) -> None:
+        buffer = b""
+        with conn:
+            while chunk := conn.recv(65536):
+                buffer += chunk
+                while b"\x1c\r" in buffer:
+                    frame, buffer = buffer.split(b"\x1c\r", 1)
+                    msh = frame.lstrip(b"\x0b").split(b"\r")[0].split(b"|")
+                    control_id = msh[9].decode()
+                    self.received.append(control_id)
+                    if len(self.received) == self.hang_up_on:
+                        return
+                    if self.silent or (msh[8].startswith(b"ACK") and msh[14:15] != [b"AL"]):
+                        continue
+                    ack = (f"MSH|^~\\&|PAGER|H|RIGW|RIGW|20240115101600||ACK^R01^ACK|P{len(self.received)}"
+                           f"|P|2.5.1\rMSA|AA|{control_id}\r")
+                    conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_a_send_on_a_kept_connection_that_is_lost_is_an_audited_attempt(rig):
+    # The connection kept after the first alert is lost after the second alert was
+    # written to it. That send was taken for an idle connection closed by the peer: the
+    # alert went out again at once and the audit showed one attempt for two sends.
+    pager = LoopbackPager(hang_up_on=2)
+    ehr, mllp = free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager.port, ehr), mllp)
+    try:
+        for n, cid in enumerate(["KEEP0001", "KEEP0002"], start=1):
+            assert rig.send(mllp, cid, oru(cid, f"ACC70{n:02d}", f"MRN71{n:02d}", CRITICAL_TEXT)).returncode == 0
+            wait_for(f"{cid} delivered to the pager", lambda cid=cid: [
+                e for e in rig.events(cid, "delivered") if e["destination"] == "pager"])
+    finally:
+        pager.close()
+    (second,) = [e for e in rig.events("KEEP0002", "enqueued") if e["destination"] == "pager"]
+    assert pager.received.count(second["outbound_control_id"]) == 2
+    pager_events = [(e["event"], e.get("attempt")) for e in rig.events("KEEP0002", "delivery_failed", "delivered")
+                    if e["destination"] == "pager"]
+    assert pager_events == [("delivery_failed", 1), ("delivered", 2)]
+
+
+def test_sigterm_with_a_delivery_in_flight_audits_the_attempt_and_resumes(rig):
+    # The alert was written to the pager, which had not answered when the gateway was
+    # stopped: the attempt left no trace (no event, attempts 0), yet the pager may have
+    # read it and got it again after the restart.
+    pager = LoopbackPager(silent=True)
+    ehr, mllp = free_port(), free_port()
+    rig.sink("ehr", ehr)
+    gateway = rig.serve(config(pager.port, ehr), mllp)
+    try:
+        assert rig.send(mllp, "crit", oru("STOP0001", "ACC8001", "MRN8101", CRITICAL_TEXT)).returncode == 0
+        wait_for("the alert read by the pager", lambda: pager.received)
+        gateway.terminate()
+        assert gateway.wait(timeout=DEADLINE) == 0
+    finally:
+        pager.close()
+    (failed,) = [e for e in rig.events("STOP0001", "delivery_failed") if e["destination"] == "pager"]
+    assert (failed["attempt"], failed["error"]) == (1, "gateway stopped before the ACK")
+    listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+    (row,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["status"], row["attempts"]) == ("pending", 1)
+
+    rig.sink("pager", pager.port)
+    rig.serve(config(pager.port, ehr), mllp)
+    wait_for("the alert delivered after the restart", lambda: [
+        e for e in rig.events("STOP0001", "delivered") if e["destination"] == "pager"])
+    assert len(rig.received("pager")) == 1
+
+
+def test_a_destination_retried_past_a_thousand_attempts_is_still_dead_lettered(rig):
+    # backoff_multiplier ** (attempt - 1) overflowed a float from attempt 1025 on: each
+    # failed attempt after that raised in the backoff, was logged as a database error and
+    # was never recorded, so a generous max_attempts (retry for days) never dead-lettered
+    # and the audit stopped at attempt 1024.
+    pager, ehr, mllp = free_port(), free_port(), free_port()  # nothing listens on pager
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace(
+        "backoff_initial = 0.2\nbackoff_max = 1.0\nmax_attempts = 1000",
+        "backoff_initial = 0.001\nbackoff_max = 0.001\njitter = 0.0\nmax_attempts = 1030"), mllp)
+    assert rig.send(mllp, "crit", oru("MANY0001", "ACC9001", "MRN9201", CRITICAL_TEXT)).returncode == 0
+
+    def pager_row():
+        listed = rig.run("outbox", "list", "--db", rig.db, "--json", "--destination", "pager")
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        return rows[0] if rows and rows[0]["status"] == "dead" else None
+
+    row = wait_for("the alert dead-lettered", pager_row)
+    assert row["attempts"] == 1030 and row["last_error"].startswith("ConnectionRefusedError")
+
+
+def test_pending_messages_of_a_destination_no_longer_configured_are_logged_at_start(rig):
+    # Renaming or removing a destination left its queued alerts waiting with no worker, no
+    # metric and no log line: nothing said they would never leave.
+    pager, ehr, mllp = free_port(), free_port(), free_port()  # the pager is down
+    rig.sink("ehr", ehr)
+    gateway = rig.serve(config(pager, ehr), mllp)
+    assert rig.send(mllp, "crit", oru("GONE0001", "ACC9301", "MRN9301", CRITICAL_TEXT)).returncode == 0
+    wait_for("the alert failing", lambda: [
+        e for e in rig.events("GONE0001", "delivery_failed") if e["destination"] == "pager"])
+    gateway.terminate()
+    assert gateway.wait(timeout=DEADLINE) == 0
+
+    def warned(count: int) -> list[dict]:
+        lines = (rig.tmp / "serve.log").read_text().splitlines()
+        events = [json.loads(line) for line in lines if "outbox.unknown_destination" in line]
+        return events if len(events) >= count else []
+
+    renamed = config(pager, ehr).replace("[destinations.pager]", "[destinations.pager2]").replace(
+        'destinations = ["pager"]', 'destinations = ["pager2"]')
+    gateway = rig.serve(renamed, mllp)
+    (event,) = wait_for("the warning", lambda: warned(1))
+    assert (event["destination"], event["pending"], event["level"]) == ("pager", 1, "warning")
+    gateway.terminate()
+    assert gateway.wait(timeout=DEADLINE) == 0
+
+    rig.serve(BASE, mllp)  # no destination at all
+    assert [e["destination"] for e in wait_for("the warning again", lambda: warned(2))] == ["pager"] * 2
+
+
+def test_a_result_routed_back_to_the_gateway_does_not_page_again(rig):
+    # An interface engine that routes every ORU to the gateway sends it its own results
+    # too (here the EHR destination is the gateway itself). Each came back as a new ORU
+    # whose evidence OBX still held "Large right pneumothorax": analysed, it paged again
+    # and sent another result, which came back in turn: one report, a page every few
+    # seconds.
+    pager, mllp = free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.serve(config(pager, mllp), mllp)  # the "ehr" destination is the gateway's listener
+    assert rig.send(mllp, "crit", oru("LOOP0001", "ACC9401", "MRN9401", CRITICAL_TEXT)).returncode == 0
+    (result,) = wait_for("the result enqueued", lambda: [
+        e for e in rig.events("LOOP0001", "enqueued") if e["destination"] == "ehr"])
+    echoed = result["outbound_control_id"]
+    (skipped,) = wait_for("the result received back and not routed",
+                          lambda: rig.events(echoed, "outbound_skipped"))
+    assert skipped["reason"] == "own message"
+    steps = [e["event"] for e in rig.audit(echoed)]
+    assert "analysed" in steps and "enqueued" not in steps, steps
+    wait_for("the one alert", lambda: rig.received("pager"))
+    assert len(rig.received("pager")) == 1
+
+
+def test_a_line_break_inside_a_copied_field_keeps_the_rest_of_the_segment(rig):
+    # Segments end with CR; a free-text field holds a line feed (OBR-13 relevant clinical
+    # information, a PID-11 address). The gateway reads it as part of the field, but the
+    # outbound copy split segments at LF too: the OBR sent on was cut at OBR-13, without
+    # OBR-16, the accession in OBR-18, OBR-25 and OBR-32, and the PID without PID-11 on.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr), mllp)
+    message = oru("WRAP0001", "ACC9501", "MRN9501", CRITICAL_TEXT).replace(
+        "||19700101|M\r", "||19700101|M|||1 MAIN ST\nAPT 2^^TOWN\r", 1).replace(
+        "|||20240115100000|||||||||", "|||20240115100000||||||History: chest pain\nshort of breath|||", 1)
+    ack = exchange(mllp, message.encode())
+    assert ack is not None and b"MSA|AA|WRAP0001" in ack
+    wait_for("the result and the alert", lambda: rig.received("ehr") and rig.received("pager"))
+    for name in ("ehr", "pager"):
+        (sent,) = rig.received(name)
+        pid = [s for s in sent if s.startswith("PID|")][0].split("|")
+        obr = [s for s in sent if s.startswith("OBR|")][0].split("|")
+        assert pid[11] == "1 MAIN ST APT 2^^TOWN", sent
+        assert (obr[13], obr[16].split("^")[0], obr[18], obr[25], obr[32].split("&")[0]) == (
+            "History: chest pain short of breath", "1234", "ACC9501", "F", "5678"), sent
+
+
+def test_an_application_ack_asks_the_return_route_for_the_accept_ack_it_waits_for(rig):
+    # HL7 receivers do not acknowledge an acknowledgement unless its MSH-15 asks them to.
+    # The application ACK asked for nothing while the outbox waited for an answer: each
+    # ack_timeout the sender got the same application ACK again, until it was dead-lettered.
+    ris = LoopbackPager()
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr).replace("[destinations.pager]", f"""[outbound]
+application_ack_destination = "ris"
+
+[destinations.ris]
+endpoint = "tcp:host=127.0.0.1:port={ris.port}"
+ack_timeout = 2.0
+backoff_initial = 0.2
+max_attempts = 3
+
+[destinations.pager]"""), mllp)
+    try:
+        message = oru("ENH0001", "ACC9601", "MRN9601", NEGATIVE_TEXT).replace(
+            "|P|2.5.1\r", "|P|2.5.1|||AL|AL\r", 1)
+        assert rig.send(mllp, "enhanced", message).returncode == 0
+        (delivered,) = wait_for("the application ACK delivered", lambda: [
+            e for e in rig.events("ENH0001", "delivered", "dead_lettered") if e["destination"] == "ris"])
+    finally:
+        ris.close()
+    assert (delivered["event"], delivered.get("attempt")) == ("delivered", 1)
+    assert ris.received == [delivered["outbound_control_id"]]

@@ -128,9 +128,13 @@ def test_score_alerts_only_on_matching_modality_and_values():
 
 
 def test_one_alert_per_destination_when_several_alert_routes_match():
-    summary, _ = plan([crit(), birads("5")], modality_hint="MG")
+    summary, planned = plan([crit(), birads("5")], modality_hint="MG")
     assert summary == [("ehr", "all-results", "results", "OUT1"),
                        ("pager", "critical-to-pager", "alerts", "OUT2")]
+    # The one alert carries what each matching route alerts on (the score was dropped).
+    assert [s.split("|")[3] for s in planned[1].payload.decode().split("\r")
+            if s.startswith("OBX")][:2] == ["RI-CRIT^Critical result^RIGW",
+                                            "RI-SCORE^Scoring and assessment^RIGW"]
 
 
 def test_already_communicated_alert_is_marked():

@@ -208,6 +208,24 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     ([], {"RI_GATEWAY_MLLP_DEFAULT_CHARSET": "hex"}, None, "ri-gateway: mllp.default_charset: 'hex' is"),
     ([], {}, "[mappings]\nfoo = 1\n", "ri-gateway: mappings.foo: unknown key"),
     ([], {}, '[mappings]\nvalidation = "bogus"\n', "ri-gateway: mappings.validation: 'bogus'"),
+    # A destination port out of range was accepted; every message to it then failed at
+    # connect() and was dead-lettered while the gateway ran.
+    ([], {}, '[destinations.pager]\nendpoint = "tcp:host=127.0.0.1:port=99999"\n',
+     "ri-gateway: destinations.pager.endpoint: invalid Twisted client endpoint "
+     "'tcp:host=127.0.0.1:port=99999': port 99999 is not in 1-65535"),
+    ([], {}, '[destinations.pager]\nendpoint = "tls:host=127.0.0.1:port=0"\n',
+     "ri-gateway: destinations.pager.endpoint: "),
+    # Twisted's ssl: client endpoint checks no host name unless given hostname=: PHI went
+    # to any peer with a certificate from a trusted CA (with no caCertsDir, any peer at all).
+    ([], {}, '[destinations.ris]\nendpoint = "ssl:host=ris.example.org:port=6662:caCertsDir=/etc/ssl/certs"\n',
+     "ri-gateway: destinations.ris.endpoint: 'ssl:host=ris.example.org:port=6662:caCertsDir=/etc/ssl/certs'"
+     " would not verify the peer's host name"),
+    ([], {}, '[destinations.ris]\nendpoint = "ssl:host=127.0.0.1:port=6662"\n',
+     "ri-gateway: destinations.ris.endpoint: "),
+    # An alert route alerting on nothing started and never sent an alert.
+    ([], {}, '[destinations.pager]\nendpoint = "tcp:host=127.0.0.1:port=2576"\n'
+             '[routes.critical]\ntype = "alerts"\ndestinations = ["pager"]\nalert_on = []\n',
+     "ri-gateway: routes.critical.alert_on: must name at least one class"),
 ])
 def test_invalid_values_stop_serve_with_exit_2_naming_the_key(tmp_path, args, env, toml, expected):
     if toml is not None:
