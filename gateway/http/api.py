@@ -35,6 +35,7 @@ from .auth import HEADER, ApiKeys
 from .errors import JSON_CONTENT_TYPE, ApiError, error_body, render_error
 from .job_runner import API_VERSIONS, JobRunner
 from .job_store import ACTIVE_STATUSES, JobRecord
+from .request_body import read_json
 
 __all__ = ["GatewaySite", "JOBS_PATH", "JobsResource", "RootResource"]
 
@@ -243,19 +244,7 @@ def _job_id(postpath: list[bytes]) -> str:
 
 
 def _read_json(request: Any) -> Any:
-    raw = request.content.read() if request.content is not None else b""
-    if not raw.strip():
-        raise ApiError(400, "InvalidRequestBody", "The request body is empty.")
-    try:
-        # RI takes UTF-8 JSON (a byte order mark is tolerated).
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "InvalidRequestBody", "The request body is not UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        # The position only: the decoder's message never quotes the document.
-        raise ApiError(400, "InvalidRequestBody",
-                       f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                       f"column {exc.colno}.") from None
+    return read_json(request.content.read() if request.content is not None else b"")
 
 
 def _expand_job_data(request: Any) -> bool:
