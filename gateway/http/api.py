@@ -92,7 +92,7 @@ class JobsResource(Resource):
         record = self._runner.store.get(job_id, self._runner.now())
         if record is None:
             raise ApiError(404, "NotFound",
-                           f"There is no job '{job_id}' (finished jobs are kept for 24 hours).",
+                           f"There is no job '{job_id}' (jobs expire 24 hours after they are created).",
                            target="id")
         return self._job_response(request, record)
 

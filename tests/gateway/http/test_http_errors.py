@@ -156,7 +156,7 @@ def test_exactly_50000_characters_are_accepted(harness: Harness) -> None:
 def test_an_unknown_job(harness: Harness) -> None:
     assert _error(harness.get_job("never-made")) == (404, {
         "code": "NotFound",
-        "message": "There is no job 'never-made' (finished jobs are kept for 24 hours).",
+        "message": "There is no job 'never-made' (jobs expire 24 hours after they are created).",
         "target": "id"})
 
 
