@@ -206,3 +206,54 @@ def test_a_body_at_the_limit_is_accepted() -> None:
     size = len(__import__("json").dumps(body).encode())
     harness = make_harness(max_body_bytes=size)
     assert harness.put_job("job-1", body).status == 201
+
+
+_DATE_HINT = ("is not a date the engine can read; use an ISO 8601 date (2024-05-01) or date and "
+              "time (2024-05-01T10:00:00Z).")
+
+
+def _set_period(d: dict, **period: str) -> None:
+    _patient(d)["encounters"][0]["period"] = period
+
+
+@pytest.mark.parametrize(("mutate", "what", "target"), [
+    (lambda d: _document(d).update(createdAt="yesterday"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="20240501"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="2024-02-30T10:00:00Z"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="05/01/2024"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _set_period(d, start="soon"), "The encounter period's start",
+     "jobData.patients[0].encounters[0].period.start"),
+    (lambda d: _set_period(d, start="2024-05-01", end="2024-13-01"), "The encounter period's end",
+     "jobData.patients[0].encounters[0].period.end"),
+    (lambda d: _patient(d)["details"].update(birthDate="unknown"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+    (lambda d: _patient(d)["details"].update(birthDate="1970-02-30"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+    (lambda d: _patient(d)["details"].update(birthDate="01/02/1970"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+])
+def test_a_date_the_engine_cannot_read_is_refused(harness: Harness, mutate, what,
+                                                  target) -> None:
+    # Analysed anyway, the request would silently lose its due dates or the patient's age.
+    assert _error(harness.put_job("job-1", _with(mutate))) == (
+        400, {"code": "InvalidDate", "message": f"{what} {_DATE_HINT}", "target": target})
+    assert harness.analysis.calls == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: _document(d).update(createdAt="2014-2-20T00:00:00"),
+    lambda d: _document(d).update(createdAt="2024-05-01"),
+    lambda d: _document(d).update(createdAt="2024-05-01T23:30:00-11:00"),
+    lambda d: _document(d).update(createdAt="2024-05-01T10:00:00.1234567Z"),
+    lambda d: _set_period(d, start="2024-05-01T10:00:00+05:30", end="2024-05-02"),
+    lambda d: _patient(d)["details"].update(birthDate="1970"),
+    lambda d: _patient(d)["details"].update(birthDate="1970-07"),
+    lambda d: _patient(d)["details"].update(birthDate="1970-07-04T00:00:00.000Z"),
+    lambda d: _patient(d)["details"].pop("birthDate"),
+])
+def test_every_date_form_ri_and_its_sdks_send_is_accepted(harness: Harness, mutate) -> None:
+    assert harness.put_job("job-1", _with(mutate)).status == 201
