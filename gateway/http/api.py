@@ -258,5 +258,7 @@ def _request_base(request: Any) -> str:
     host = request.getHeader(b"host")
     if host:
         return f"{scheme}://{host.decode('ascii', 'replace')}"
+    # No Host header (HTTP/1.0): the listening address, an IPv6 one in brackets (RFC 3986).
     address = request.getHost()
-    return f"{scheme}://{address.host}:{address.port}"
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{scheme}://{host}:{address.port}"
