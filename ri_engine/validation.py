@@ -16,6 +16,7 @@ from .models import (
     INFERENCE_TYPES, LOCALES, QUALITY_MEASURE_TYPES, ModelConfiguration, PatientDocument,
     PatientEncounter, PatientRecord, RadiologyInsightsData,
 )
+from .models.base import shown
 from .models.request import IGNORED_INFERENCE_TYPES
 
 MAX_CHARACTERS = 50_000
@@ -65,7 +66,7 @@ def validate(data: RadiologyInsightsData) -> ValidRequest:
 
 def _check_document(document: PatientDocument, path: str) -> None:
     if document.type != "note":
-        raise RequestError(f"Only documents of type 'note' are supported, not '{document.type}'.",
+        raise RequestError(f"Only documents of type 'note' are supported, not {shown(document.type)}.",
                            code="UnsupportedDocumentType", target=f"{path}.type")
     if document.clinical_type is not None and document.clinical_type not in _CLINICAL_TYPES:
         raise RequestError(f"clinicalType must be one of {', '.join(_CLINICAL_TYPES)}.",

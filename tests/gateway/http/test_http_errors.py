@@ -257,3 +257,32 @@ def test_a_date_the_engine_cannot_read_is_refused(harness: Harness, mutate, what
 ])
 def test_every_date_form_ri_and_its_sdks_send_is_accepted(harness: Harness, mutate) -> None:
     assert harness.put_job("job-1", _with(mutate)).status == 201
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("F", "'F'"),
+    ("f" * 5000, f"'{'f' * 40}'... (5000 characters)"),
+    (["female"] * 3000, "an array"),
+    ({"text": "FINDINGS: " + "x" * 10_000}, "an object"),
+    (10 ** 300, "a number"),
+    (2, "2"),
+    (True, "true"),
+])
+def test_a_wrong_value_is_described_not_copied_into_the_error(harness: Harness, value,
+                                                              shown: str) -> None:
+    # The message goes back to the client, and often into its logs: a report pasted into
+    # the wrong field must not come back whole.
+    body = _with(lambda d: _patient(d)["details"].update(sex=value))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "InvalidRequestBody",
+        "message": f"{shown} is not one of 'female', 'male', 'unspecified'",
+        "target": "jobData.patients[0].details.sex"})
+
+
+def test_a_long_document_type_is_not_copied_into_the_error(harness: Harness) -> None:
+    body = _with(lambda d: _document(d).update(type="note " * 1000))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "UnsupportedDocumentType",
+        "message": "Only documents of type 'note' are supported, not "
+                   f"'{'note ' * 8}'... (5000 characters).",
+        "target": "jobData.patients[0].patientDocuments[0].type"})
