@@ -8,6 +8,7 @@ code and presence for findings, modality codes, body-part codes, ...).
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Iterator
 
@@ -144,3 +145,16 @@ def test_guidance_on_the_last_day_of_the_calendar_proposes_no_date(engine_server
     assert proposals
     assert [(p.effective_at, p.effective_period) for p in proposals] == [(None, None)] * len(
         proposals)
+
+
+def test_a_long_run_of_dots_is_analysed_in_linear_time(engine_server: Server) -> None:
+    # Sentence splitting rescanned a run of end punctuation not followed by whitespace from
+    # each of its characters: 50,000 dots held an analysis worker for about a minute (and
+    # the MLLP reports queued behind it). Linear, it takes a few hundredths of a second;
+    # the bound leaves two orders of magnitude for a slow machine.
+    started = time.monotonic()
+    with engine_server.client() as client:
+        result = client.begin_infer_radiology_insights(
+            "dots", job_body("." * 50_000)).result()
+    assert result.patient_results[0].inferences == []
+    assert time.monotonic() - started < 10
