@@ -80,6 +80,7 @@ class JobsResource(Resource):
             return render_error(request, exc)
 
     def _put(self, request: Any, job_id: str, api_version: str) -> bytes:
+        _check_content_encoding(request)
         body = _read_json(request)
         record, created = self._runner.accept(job_id, body, api_version)
         request.setResponseCode(201 if created else 200)
@@ -241,6 +242,15 @@ def _job_id(postpath: list[bytes]) -> str:
             f"The job id '{job_id[:60]}' is invalid: use 3 to {MAX_JOB_ID} letters, digits, "
             "'-' or '_', starting and ending with a letter or digit.", target="id")
     return job_id
+
+
+def _check_content_encoding(request: Any) -> None:
+    """A compressed body would otherwise be read as text and refused as "not UTF-8"."""
+    encoding = (request.getHeader(b"content-encoding") or b"").decode("latin-1").strip()
+    if encoding and encoding.lower() != "identity":
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"Content-Encoding '{encoding[:40]}' is not supported; send the request "
+                       "body uncompressed.", target="Content-Encoding")
 
 
 def _read_json(request: Any) -> Any:

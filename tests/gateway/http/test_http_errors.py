@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gzip
+import json
 
 import pytest
 from rest_harness import JOB_URL, Harness, Response, job_body, make_harness
@@ -286,3 +288,24 @@ def test_a_long_document_type_is_not_copied_into_the_error(harness: Harness) -> 
         "message": "Only documents of type 'note' are supported, not "
                    f"'{'note ' * 8}'... (5000 characters).",
         "target": "jobData.patients[0].patientDocuments[0].type"})
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_body_is_refused_by_its_encoding(harness: Harness, encoding: str) -> None:
+    # Read as text, a gzip body was refused as "not UTF-8", which sends a client looking for
+    # a charset problem; a br label on a plain body was ignored.
+    body = json.dumps(job_body()).encode()
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    response = harness.put_job("job-1", body, headers={"Content-Encoding": encoding})
+    assert _error(response) == (415, {
+        "code": "UnsupportedMediaType",
+        "message": f"Content-Encoding '{encoding}' is not supported; send the request body "
+                   "uncompressed.",
+        "target": "Content-Encoding"})
+    assert harness.analysis.calls == []
+
+
+def test_identity_content_encoding_is_plain(harness: Harness) -> None:
+    response = harness.put_job("job-1", job_body(), headers={"Content-Encoding": "identity"})
+    assert response.status == 201
