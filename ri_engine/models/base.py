@@ -73,7 +73,7 @@ class Model:
     @classmethod
     def from_json(cls: type[T], data: Any, path: str = "") -> T:
         if not isinstance(data, dict):
-            raise ModelError(path, f"expected an object, got {type(data).__name__}")
+            raise ModelError(path, f"expected an object, got {json_type(data)}")
         hints = _hints(cls)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -164,6 +164,19 @@ def _load(tp: Any, value: Any, path: str) -> Any:
 _SHOWN_CHARACTERS = 40
 
 
+def json_type(value: Any) -> str:
+    """What a JSON value is, in JSON's words (not Python's: null, not NoneType)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
 def shown(value: Any) -> str:
     """A wrong value as an error message quotes it: short, whatever was sent.
 
@@ -174,14 +187,12 @@ def shown(value: Any) -> str:
         if len(value) <= _SHOWN_CHARACTERS:
             return repr(value)
         return f"{value[:_SHOWN_CHARACTERS]!r}... ({len(value)} characters)"
-    if isinstance(value, list):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
+    if isinstance(value, (list, dict)):
+        return json_type(value)
     if value is None or isinstance(value, bool):
         return json.dumps(value)
     text = repr(value)
-    return text if len(text) <= _SHOWN_CHARACTERS else "a number"
+    return text if len(text) <= _SHOWN_CHARACTERS else json_type(value)
 
 
 def _subclasses_with_kind(base: type) -> list[type[Model]]:

@@ -309,3 +309,13 @@ def test_a_compressed_body_is_refused_by_its_encoding(harness: Harness, encoding
 def test_identity_content_encoding_is_plain(harness: Harness) -> None:
     response = harness.put_job("job-1", job_body(), headers={"Content-Encoding": "identity"})
     assert response.status == 201
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    (None, "null"), ("note", "a string"), ([], "an array"), (1, "a number"), (False, "a boolean")])
+def test_a_value_that_should_be_an_object_is_named_in_json_terms(harness: Harness, value,
+                                                                 named: str) -> None:
+    body = _with(lambda d: _document(d).update(content=value))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "InvalidRequestBody", "message": f"expected an object, got {named}",
+        "target": "jobData.patients[0].patientDocuments[0].content"})
