@@ -242,4 +242,5 @@ def build_http_service(settings: Settings, app: GatewayApp,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor)
     return ListenerService(app.reactor, settings.http.endpoint,
-                           ConnectionLimit(site, settings.http.max_connections), "http")
+                           ConnectionLimit(site, settings.http.max_connections,
+                                           clock=app.reactor), "http")
