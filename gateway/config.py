@@ -189,6 +189,9 @@ class HTTPSettings:
     endpoint: str = field(default="tcp:8080:interface=127.0.0.1", metadata=check(_check_endpoint))
     api_keys: tuple[str, ...] = ()
     max_body_bytes: int = field(default=1024 * 1024, metadata=check(_positive))
+    # Connections open at once; more are closed on arrival (they would share the process's
+    # file descriptors with the MLLP listener).
+    max_connections: int = field(default=100, metadata=check(_positive))
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ Insights enforces (ri_contract §1.1):
 - ``locale`` one of RI's English locales, document ``language`` English;
 - document ``type`` ``note``, ``content.sourceType`` ``inline``, content not empty,
   ``createdAt`` present; ``clinicalType``/``specialtyType`` radiology or pathology;
+- ``createdAt``, the encounter period and ``birthDate`` dates the engine can read;
 - every ordered procedure with a coded ``code`` (code and display) and a ``description``;
 - ``inferenceTypes`` and ``measureTypes`` from RI's enumerations.
 

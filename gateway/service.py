@@ -242,7 +242,7 @@ def build_http_service(settings: Settings, app: GatewayApp,
     Readiness checks: the database (added by the site), ``engine`` (the analysis pool is
     up) and, when ``listener`` is given, ``mllp_listener`` (it is listening).
     """
-    from gateway.http import make_site
+    from gateway.http import ConnectionLimit, make_site
 
     checks = {"engine": lambda: bool(getattr(app.pool, "ready", True))}
     if listener is not None:
@@ -252,4 +252,6 @@ def build_http_service(settings: Settings, app: GatewayApp,
         analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor)
-    return ListenerService(app.reactor, settings.http.endpoint, site, "http")
+    return ListenerService(app.reactor, settings.http.endpoint,
+                           ConnectionLimit(site, settings.http.max_connections,
+                                           clock=app.reactor), "http")

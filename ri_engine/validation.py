@@ -7,6 +7,8 @@ fault, e.g. ``jobData.patients[0].patientDocuments[0].content.value``).
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from dataclasses import dataclass
 
 from .errors import RequestError
@@ -14,6 +16,7 @@ from .models import (
     INFERENCE_TYPES, LOCALES, QUALITY_MEASURE_TYPES, ModelConfiguration, PatientDocument,
     PatientEncounter, PatientRecord, RadiologyInsightsData,
 )
+from .models.base import shown
 from .models.request import IGNORED_INFERENCE_TYPES
 
 MAX_CHARACTERS = 50_000
@@ -54,6 +57,7 @@ def validate(data: RadiologyInsightsData) -> ValidRequest:
                            code="InvalidEncounterCount", target=f"{base}.encounters")
     document = documents[0]
     _check_document(document, f"{base}.patientDocuments[0]")
+    _check_dates(patient, document, encounters[0] if encounters else None, base)
     configuration = data.configuration or ModelConfiguration()
     return ValidRequest(patient=patient, document=document,
                         encounter=encounters[0] if encounters else None,
@@ -62,7 +66,7 @@ def validate(data: RadiologyInsightsData) -> ValidRequest:
 
 def _check_document(document: PatientDocument, path: str) -> None:
     if document.type != "note":
-        raise RequestError(f"Only documents of type 'note' are supported, not '{document.type}'.",
+        raise RequestError(f"Only documents of type 'note' are supported, not {shown(document.type)}.",
                            code="UnsupportedDocumentType", target=f"{path}.type")
     if document.clinical_type is not None and document.clinical_type not in _CLINICAL_TYPES:
         raise RequestError(f"clinicalType must be one of {', '.join(_CLINICAL_TYPES)}.",
@@ -97,6 +101,52 @@ def _check_document(document: PatientDocument, path: str) -> None:
         if not order.description:
             raise RequestError("An ordered procedure needs a description.",
                                code="InvalidOrderedProcedure", target=f"{where}.description")
+
+
+# A date as RI sends it: ISO 8601 calendar date, month and day with one or two digits
+# ("2014-2-20T00:00:00" is in RI's own examples), then optionally a time, which the engine
+# does not read.  birthDate may also be partial (FHIR "1979", "1979-05"), as the HL7 mapping
+# writes it from a partial PID-7.
+_FULL_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})(?:[T ].*)?", re.DOTALL)
+_PARTIAL_DATE = re.compile(r"\s*\d{4}(?:-(?:0?[1-9]|1[0-2]))?\s*")
+_DATE_HINT = "use an ISO 8601 date (2024-05-01) or date and time (2024-05-01T10:00:00Z)"
+
+
+def _check_dates(patient: PatientRecord, document: PatientDocument,
+                 encounter: PatientEncounter | None, base: str) -> None:
+    """Refuse a date the engine cannot read, rather than analyse without it.
+
+    createdAt dates follow-up recommendations and guidance, the encounter start and
+    birthDate give the patient's age: an unreadable one would silently leave those out.
+    The value is not quoted back (a birth date is identifying).
+    """
+    if document.created_at and not _is_full_date(document.created_at):
+        raise _invalid_date("createdAt", f"{base}.patientDocuments[0].createdAt")
+    period = encounter.period if encounter else None
+    for name, value in (("start", period.start if period else None),
+                        ("end", period.end if period else None)):
+        if value and not _is_full_date(value):
+            raise _invalid_date(f"The encounter period's {name}",
+                                f"{base}.encounters[0].period.{name}")
+    birth_date = patient.details.birth_date if patient.details else None
+    if birth_date and not (_PARTIAL_DATE.fullmatch(birth_date) or _is_full_date(birth_date)):
+        raise _invalid_date("birthDate", f"{base}.details.birthDate")
+
+
+def _is_full_date(value: str) -> bool:
+    match = _FULL_DATE.fullmatch(value)
+    if match is None:
+        return False
+    try:
+        dt.date(*(int(part) for part in match.groups()))
+    except ValueError:
+        return False
+    return True
+
+
+def _invalid_date(what: str, target: str) -> RequestError:
+    return RequestError(f"{what} is not a date the engine can read; {_DATE_HINT}.",
+                        code="InvalidDate", target=target)
 
 
 def _is_english(language: str) -> bool:

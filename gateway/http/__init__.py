@@ -17,6 +17,7 @@ from gateway.metrics import Metrics
 
 from .api import JOBS_PATH, GatewaySite, JobsResource, RootResource
 from .auth import ENV_VAR, HEADER, HOW_TO_SET, ApiKeys
+from .connection_limit import ConnectionLimit
 from .errors import ApiError
 from .health import HealthCheck, HealthResource
 from .job_runner import API_VERSIONS, PURGE_INTERVAL, Analyzer, JobRunner, RequestParser
@@ -24,7 +25,8 @@ from .job_store import JobStore
 from .prometheus import MetricsResource
 
 __all__ = sorted([
-    "API_VERSIONS", "ApiError", "ApiKeys", "ENV_VAR", "GatewaySite", "HEADER", "JOBS_PATH",
+    "API_VERSIONS", "ApiError", "ApiKeys", "ConnectionLimit", "ENV_VAR", "GatewaySite", "HEADER",
+    "JOBS_PATH",
     "JobRunner", "JobStore", "make_site",
 ])
 

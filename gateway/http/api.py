@@ -35,6 +35,7 @@ from .auth import HEADER, ApiKeys
 from .errors import JSON_CONTENT_TYPE, ApiError, error_body, render_error
 from .job_runner import API_VERSIONS, JobRunner
 from .job_store import ACTIVE_STATUSES, JobRecord
+from .request_body import read_json
 
 __all__ = ["GatewaySite", "JOBS_PATH", "JobsResource", "RootResource"]
 
@@ -79,6 +80,7 @@ class JobsResource(Resource):
             return render_error(request, exc)
 
     def _put(self, request: Any, job_id: str, api_version: str) -> bytes:
+        _check_content_encoding(request)
         body = _read_json(request)
         record, created = self._runner.accept(job_id, body, api_version)
         request.setResponseCode(201 if created else 200)
@@ -91,7 +93,7 @@ class JobsResource(Resource):
         record = self._runner.store.get(job_id, self._runner.now())
         if record is None:
             raise ApiError(404, "NotFound",
-                           f"There is no job '{job_id}' (finished jobs are kept for 24 hours).",
+                           f"There is no job '{job_id}' (jobs expire 24 hours after they are created).",
                            target="id")
         return self._job_response(request, record)
 
@@ -242,20 +244,17 @@ def _job_id(postpath: list[bytes]) -> str:
     return job_id
 
 
+def _check_content_encoding(request: Any) -> None:
+    """A compressed body would otherwise be read as text and refused as "not UTF-8"."""
+    encoding = (request.getHeader(b"content-encoding") or b"").decode("latin-1").strip()
+    if encoding and encoding.lower() != "identity":
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"Content-Encoding '{encoding[:40]}' is not supported; send the request "
+                       "body uncompressed.", target="Content-Encoding")
+
+
 def _read_json(request: Any) -> Any:
-    raw = request.content.read() if request.content is not None else b""
-    if not raw.strip():
-        raise ApiError(400, "InvalidRequestBody", "The request body is empty.")
-    try:
-        # RI takes UTF-8 JSON (a byte order mark is tolerated).
-        return json.loads(raw.decode("utf-8-sig"))
-    except UnicodeDecodeError:
-        raise ApiError(400, "InvalidRequestBody", "The request body is not UTF-8.") from None
-    except json.JSONDecodeError as exc:
-        # The position only: the decoder's message never quotes the document.
-        raise ApiError(400, "InvalidRequestBody",
-                       f"The request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-                       f"column {exc.colno}.") from None
+    return read_json(request.content.read() if request.content is not None else b"")
 
 
 def _expand_job_data(request: Any) -> bool:
@@ -269,5 +268,7 @@ def _request_base(request: Any) -> str:
     host = request.getHeader(b"host")
     if host:
         return f"{scheme}://{host.decode('ascii', 'replace')}"
+    # No Host header (HTTP/1.0): the listening address, an IPv6 one in brackets (RFC 3986).
     address = request.getHost()
-    return f"{scheme}://{address.host}:{address.port}"
+    host = f"[{address.host}]" if ":" in address.host else address.host
+    return f"{scheme}://{host}:{address.port}"

@@ -17,9 +17,9 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from twisted.web.resource import Resource
-
 from gateway.logging import get_logger
+
+from .read_only import ReadOnlyResource
 
 __all__ = ["HealthCheck", "HealthResource"]
 
@@ -28,9 +28,7 @@ log = get_logger("gateway.http")
 HealthCheck = Callable[[], bool]
 
 
-class HealthResource(Resource):
-    isLeaf = True
-
+class HealthResource(ReadOnlyResource):
     def __init__(self, checks: Mapping[str, HealthCheck]) -> None:
         super().__init__()
         self._checks = dict(checks)

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.web.resource import Resource
-
 from gateway.metrics import CONTENT_TYPE, Metrics
+
+from .read_only import ReadOnlyResource
 
 __all__ = ["MetricsResource"]
 
 
-class MetricsResource(Resource):
-    isLeaf = True
-
+class MetricsResource(ReadOnlyResource):
     def __init__(self, metrics: Metrics) -> None:
         super().__init__()
         self._metrics = metrics

@@ -78,9 +78,14 @@ def _when(base: dt.date | None, spec: dict[str, Any]) -> tuple[str | None, Perio
         return None, None
     shift = ((lambda n: add_months(base, n)) if "months" in spec
              else (lambda n: base + dt.timedelta(days=n)))
-    if isinstance(offset, list):
-        return None, Period(start=shift(offset[0]).isoformat(), end=shift(offset[1]).isoformat())
-    return shift(offset).isoformat(), None
+    try:
+        if isinstance(offset, list):
+            return None, Period(start=shift(offset[0]).isoformat(),
+                                end=shift(offset[1]).isoformat())
+        return shift(offset).isoformat(), None
+    except (OverflowError, ValueError):
+        # A document dated within a guideline's interval of year 9999: no date to propose.
+        return None, None
 
 
 def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[FollowupRecommendationInference]:

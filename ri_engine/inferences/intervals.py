@@ -44,12 +44,11 @@ def timing(sentence: str, base: dt.date | None) -> Timing:
         return Timing(effective_at=f"{int(m.group('year')):04d}-{month:02d}", span=m.span())
     m = _WITHIN.search(sentence)
     if m:
-        return Timing(period=(base.isoformat(), _shift(base, m.group("b"), m.group("unit"))),
-                      span=m.span())
+        return _period(base.isoformat(), _shift(base, m.group("b"), m.group("unit")), m.span())
     m = _RANGE.search(sentence)
     if m:
-        return Timing(period=(_shift(base, m.group("a"), m.group("unit")),
-                              _shift(base, m.group("b"), m.group("unit"))), span=m.span())
+        return _period(_shift(base, m.group("a"), m.group("unit")),
+                       _shift(base, m.group("b"), m.group("unit")), m.span())
     for pattern in (_POINT, _ADJ, _EVERY):
         m = pattern.search(sentence)
         if m:
@@ -61,20 +60,32 @@ def timing(sentence: str, base: dt.date | None) -> Timing:
     return Timing()
 
 
+def _period(start: str | None, end: str | None, span: tuple[int, int]) -> Timing:
+    return Timing(period=(start, end) if start and end else None, span=span)
+
+
 def _number(text: str) -> float:
     words = _VOCAB["number_words"]
     return float(words[text.lower()]) if text.lower() in words else float(text)
 
 
-def _shift(base: dt.date, amount_text: str, unit_text: str) -> str:
+def _shift(base: dt.date, amount_text: str, unit_text: str) -> str | None:
+    """``base`` moved by the interval, or None when that is past what a date can hold.
+
+    The amount comes from the report ("in 9000 years", "in 999999999999 days"): a date out
+    of range leaves the recommendation without a date rather than failing the analysis.
+    """
     amount = _number(amount_text)
     unit = _VOCAB["units"][unit_text.lower()]
-    if unit == "days":
-        return (base + dt.timedelta(days=amount)).isoformat()
-    if unit == "weeks":
-        return (base + dt.timedelta(weeks=amount)).isoformat()
-    months = round(amount * (12 if unit == "years" else 1))
-    return add_months(base, months).isoformat()
+    try:
+        if unit == "days":
+            return (base + dt.timedelta(days=amount)).isoformat()
+        if unit == "weeks":
+            return (base + dt.timedelta(weeks=amount)).isoformat()
+        months = round(amount * (12 if unit == "years" else 1))
+        return add_months(base, months).isoformat()
+    except (OverflowError, ValueError):
+        return None
 
 
 def add_months(base: dt.date, months: int) -> dt.date:

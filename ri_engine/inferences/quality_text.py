@@ -12,6 +12,7 @@ Knowledge files are read once from ``ri_engine/knowledge/quality_*.json``.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from dataclasses import dataclass
@@ -138,20 +139,42 @@ _CLAUSE_BREAK = re.compile(r"[;,]|\bbut\b|\bhowever\b|\bwhich\b|\bwith\b", re.IG
 
 def _clause(ctx: AnalysisContext, start: int, end: int) -> tuple[int, int]:
     s_start, s_end = sentence_bounds(ctx, start)
-    left = s_start
-    for m in _CLAUSE_BREAK.finditer(ctx.text, s_start, start):
-        left = m.end()
-    m = _CLAUSE_BREAK.search(ctx.text, end, s_end)
-    right = m.start() if m else s_end
+    starts, ends = _matches(_CLAUSE_BREAK, ctx.text)
+    # The last break before the span (in its sentence), the first one after it.
+    before = bisect.bisect_right(ends, start) - 1
+    left = ends[before] if before >= 0 and starts[before] >= s_start else s_start
+    after = bisect.bisect_left(starts, end)
+    right = starts[after] if after < len(starts) and ends[after] <= s_end else s_end
     return left, right
 
 
 def is_negated(ctx: AnalysisContext, start: int, end: int) -> bool:
     """The clause around the span denies it ("no uterus", "uterus is absent")."""
     left, right = _clause(ctx, start, end)
-    before = ctx.text[left:start]
-    after = ctx.text[end:right]
-    return bool(_PRE_NEGATION.search(before) or _POST_NEGATION.search(after))
+    return (occurs(_PRE_NEGATION, ctx.text, left, start)
+            or occurs(_POST_NEGATION, ctx.text, end, right))
+
+
+@functools.lru_cache(maxsize=16)
+def _matches(pattern: re.Pattern[str], text: str) -> tuple[list[int], list[int]]:
+    """Where ``pattern`` matches in ``text``: starts and ends, both ascending.
+
+    Found once per report, so that a question about one mention's clause costs a
+    binary search: scanning the clause for each mention took time quadratic in the
+    length of a sentence that names many (a 50,000-character one: about a minute).
+    The patterns here start and end with letters or punctuation, and mentions with
+    letters, so a match inside a clause is the same whether the clause is scanned
+    alone or found in the whole text.
+    """
+    found = [(m.start(), m.end()) for m in pattern.finditer(text)]
+    return [a for a, _ in found], [b for _, b in found]
+
+
+def occurs(pattern: re.Pattern[str], text: str, lo: int, hi: int) -> bool:
+    """``pattern`` has a match inside ``text[lo:hi]`` (``lo`` and ``hi`` at word edges)."""
+    starts, ends = _matches(pattern, text)
+    first = bisect.bisect_left(starts, lo)
+    return first < len(starts) and ends[first] <= hi
 
 
 def words_near(ctx: AnalysisContext, start: int, end: int, pattern: re.Pattern[str],

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from ..context import AnalysisContext
 from ..models import Inference, SexMismatchInference
 from .quality_text import (
-    coded, is_negated, knowledge, phrase_pattern, section_name_at, sentence_bounds,
+    coded, is_negated, knowledge, occurs, phrase_pattern, section_name_at, sentence_bounds,
     token_evidence,
 )
 
@@ -95,27 +95,47 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
 def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
     text = ctx.text
     found: dict[tuple[int, int], _Mention] = {}
+    generic: dict[tuple[int, int], bool] = {}  # per paragraph
     for sex, pattern in terms.words.items():
         for m in pattern.finditer(text):
-            if _generic_rule(text, terms, m.start()):
+            if _generic_rule(text, terms, m.start(), generic):
                 continue
             if not _other_person(ctx, terms, m.start(), m.end()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end())
     for m in _AGE_LETTER.finditer(text):
         sex = "male" if m.group("s") == "M" else "female"
         found[(m.start("s"), m.end("s"))] = _Mention(sex, m.start("s"), m.end("s"))
+    # The mentions by start offset. Mentions are short phrases, so only those starting at most
+    # the longest one's length before a match can hold it, and only those starting inside it
+    # can be held by it: looking at those alone, rather than at every mention for each match,
+    # keeps a report that names thousands linear.
+    ends_at: dict[int, list[int]] = {}
+    for s, e in found:
+        ends_at.setdefault(s, []).append(e)
+    longest = max((e - s for s, e in found), default=0)
+
+    def starting(lo: int, hi: int) -> list[tuple[int, int]]:
+        return [(s, e) for s in range(max(lo, 0), hi + 1) for e in ends_at.get(s, ())]
+
+    surgery: dict[tuple[int, int], bool] = {}  # per sentence
     for sex, pattern in terms.specific:
         for m in pattern.finditer(text):
             key = (m.start(), m.end())
             # "ectopic pregnancy" and "pregnancy" overlap: keep the longer phrase only.
-            if any(s <= m.start() and m.end() <= e and (s, e) != key for s, e in found):
+            if any(s <= m.start() and m.end() <= e and (s, e) != key
+                   for s, e in starting(m.start() - longest, m.start())):
                 continue
-            if _denied_or_absent(ctx, terms, m.start(), m.end()):
+            if _denied_or_absent(ctx, terms, m.start(), m.end(), surgery):
                 continue
             if _other_person(ctx, terms, m.start(), m.end()):
                 continue
-            found = {k: v for k, v in found.items() if not (m.start() <= k[0] and k[1] <= m.end())}
+            for s, e in starting(m.start(), m.end()):
+                if e <= m.end():
+                    del found[(s, e)]
+                    ends_at[s].remove(e)
             found[key] = _Mention(sex, m.start(), m.end())
+            ends_at.setdefault(key[0], []).append(key[1])
+            longest = max(longest, key[1] - key[0])
     for sex, pattern in terms.pronouns.items():
         for m in pattern.finditer(text):
             if _pronoun_is_patient(ctx, terms, m.start()):
@@ -123,38 +143,43 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
     return sorted(found.values(), key=lambda x: x.start)
 
 
-def _generic_rule(text: str, terms: _Terms, offset: int) -> bool:
+def _generic_rule(text: str, terms: _Terms, offset: int,
+                  paragraphs: dict[tuple[int, int], bool]) -> bool:
     """Both sexes named in one paragraph: a guideline or table ("Female >5cm, Male <60
     years"), not a description of the patient."""
     start = max(text.rfind("\n\n", 0, offset), text.rfind("\r\n\r\n", 0, offset), 0)
     ends = [i for i in (text.find("\n\n", offset), text.find("\r\n\r\n", offset)) if i >= 0]
     end = min(ends) if ends else len(text)
-    return all(p.search(text, start, end) for p in terms.words.values())
+    if (start, end) not in paragraphs:  # once per paragraph, however many mentions it holds
+        paragraphs[(start, end)] = all(p.search(text, start, end) for p in terms.words.values())
+    return paragraphs[(start, end)]
 
 
 def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> bool:
     """The mention belongs to a relative, a fetus or a clinician, not the patient."""
     s_start, s_end = sentence_bounds(ctx, start)
     text = ctx.text
-    after = _NEXT_WORD.match(text[end:s_end])
+    after = _NEXT_WORD.match(text, end, s_end)  # not a slice: the sentence can be long
     if after and terms.others.fullmatch(after.group(1)):
         return True
     before = text[max(s_start, start - 30):start]
     return bool(terms.others.search(before))
 
 
-def _denied_or_absent(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> bool:
+def _denied_or_absent(ctx: AnalysisContext, terms: _Terms, start: int, end: int,
+                      surgery: dict[tuple[int, int], bool]) -> bool:
     if is_negated(ctx, start, end):
         return True
-    s_start, s_end = sentence_bounds(ctx, start)
-    return bool(terms.surgery.search(ctx.text, s_start, s_end))
+    bounds = sentence_bounds(ctx, start)
+    if bounds not in surgery:  # once per sentence, however many mentions it holds
+        surgery[bounds] = bool(terms.surgery.search(ctx.text, *bounds))
+    return surgery[bounds]
 
 
 def _pronoun_is_patient(ctx: AnalysisContext, terms: _Terms, start: int) -> bool:
     s_start, _ = sentence_bounds(ctx, start)
-    before = ctx.text[s_start:start]
-    if terms.others.search(before):
+    if occurs(terms.others, ctx.text, s_start, start):
         return False
-    if _PATIENT.search(before):
+    if occurs(_PATIENT, ctx.text, s_start, start):
         return True
     return section_name_at(ctx, start) == "HISTORY"

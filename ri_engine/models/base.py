@@ -13,6 +13,7 @@ Per-field metadata:
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -72,7 +73,7 @@ class Model:
     @classmethod
     def from_json(cls: type[T], data: Any, path: str = "") -> T:
         if not isinstance(data, dict):
-            raise ModelError(path, f"expected an object, got {type(data).__name__}")
+            raise ModelError(path, f"expected an object, got {json_type(data)}")
         hints = _hints(cls)
         kwargs: dict[str, Any] = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
@@ -132,7 +133,7 @@ def _load(tp: Any, value: Any, path: str) -> Any:
     if origin is typing.Literal:
         if value not in get_args(tp):
             allowed = ", ".join(repr(a) for a in get_args(tp))
-            raise ModelError(path, f"{value!r} is not one of {allowed}")
+            raise ModelError(path, f"{shown(value)} is not one of {allowed}")
         return value
     if isinstance(tp, type) and issubclass(tp, Model):
         if tp.kind_value is None and _subclasses_with_kind(tp):
@@ -160,6 +161,40 @@ def _load(tp: Any, value: Any, path: str) -> Any:
     return value
 
 
+_SHOWN_CHARACTERS = 40
+
+
+def json_type(value: Any) -> str:
+    """What a JSON value is, in JSON's words (not Python's: null, not NoneType)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def shown(value: Any) -> str:
+    """A wrong value as an error message quotes it: short, whatever was sent.
+
+    The message goes back to the client and often into its logs, so a value that is
+    long (a report pasted into the wrong field) or structured is described, not copied.
+    """
+    if isinstance(value, str):
+        if len(value) <= _SHOWN_CHARACTERS:
+            return repr(value)
+        return f"{value[:_SHOWN_CHARACTERS]!r}... ({len(value)} characters)"
+    if isinstance(value, (list, dict)):
+        return json_type(value)
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    text = repr(value)
+    return text if len(text) <= _SHOWN_CHARACTERS else json_type(value)
+
+
 def _subclasses_with_kind(base: type) -> list[type[Model]]:
     found: list[type[Model]] = []
     stack = list(base.__subclasses__())
@@ -179,7 +214,7 @@ def _load_tagged(options: list[type[Model]], value: Any, path: str) -> Any:
         if option.kind_value == kind:
             return option.from_json(value, path)
     known = ", ".join(sorted(str(o.kind_value) for o in options))
-    raise ModelError(path, f"unknown kind {kind!r} (known: {known})")
+    raise ModelError(path, f"unknown kind {shown(kind)} (known: {known})")
 
 
 def field(*, json: str | None = None, aliases: tuple[str, ...] = (), default: Any = None,

@@ -110,8 +110,10 @@ def _resolve(m: re.Match[str], base: dt.date | None) -> DateMention:
     rel = g["rel"].lower()
     if base is None:
         return DateMention(s, e, None, "day")
-    day = base - dt.timedelta(days=1) if rel == "yesterday" else base
-    return DateMention(s, e, day, "day")
+    if rel == "yesterday":
+        # The day before 0001-01-01 is not a date.
+        return DateMention(s, e, base - dt.timedelta(days=1) if base > dt.date.min else None, "day")
+    return DateMention(s, e, base, "day")
 
 
 def find_times(text: str) -> list[TimeMention]:

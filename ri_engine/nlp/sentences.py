@@ -23,7 +23,10 @@ import re
 from .types import Section, Span
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n|\\n")
-_END_PUNCT = re.compile(r"[.!?]+[\"')\]]*(?=\s)")
+# Tried only where a run of end punctuation starts, and never backtracked into: a run that is
+# not followed by whitespace was otherwise rescanned from each of its characters, which took
+# time quadratic in its length (50,000 dots: about a minute).
+_END_PUNCT = re.compile(r"(?<![.!?])[.!?]++[\"')\]]*+(?=\s)")
 _LIST_MARKER = re.compile(r"(?:\(?\d{1,2}[.)]|\(?[a-hA-H][.)]|[-*\u2022\u25cf\u25aa])[ \t]+")
 _ABBREVIATIONS = frozenset({
     "dr", "drs", "mr", "mrs", "ms", "prof", "vs", "fig", "st", "jr", "sr", "ca", "cf",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gzip
+import json
 
 import pytest
 from rest_harness import JOB_URL, Harness, Response, job_body, make_harness
@@ -156,7 +158,7 @@ def test_exactly_50000_characters_are_accepted(harness: Harness) -> None:
 def test_an_unknown_job(harness: Harness) -> None:
     assert _error(harness.get_job("never-made")) == (404, {
         "code": "NotFound",
-        "message": "There is no job 'never-made' (finished jobs are kept for 24 hours).",
+        "message": "There is no job 'never-made' (jobs expire 24 hours after they are created).",
         "target": "id"})
 
 
@@ -206,3 +208,114 @@ def test_a_body_at_the_limit_is_accepted() -> None:
     size = len(__import__("json").dumps(body).encode())
     harness = make_harness(max_body_bytes=size)
     assert harness.put_job("job-1", body).status == 201
+
+
+_DATE_HINT = ("is not a date the engine can read; use an ISO 8601 date (2024-05-01) or date and "
+              "time (2024-05-01T10:00:00Z).")
+
+
+def _set_period(d: dict, **period: str) -> None:
+    _patient(d)["encounters"][0]["period"] = period
+
+
+@pytest.mark.parametrize(("mutate", "what", "target"), [
+    (lambda d: _document(d).update(createdAt="yesterday"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="20240501"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="2024-02-30T10:00:00Z"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _document(d).update(createdAt="05/01/2024"), "createdAt",
+     "jobData.patients[0].patientDocuments[0].createdAt"),
+    (lambda d: _set_period(d, start="soon"), "The encounter period's start",
+     "jobData.patients[0].encounters[0].period.start"),
+    (lambda d: _set_period(d, start="2024-05-01", end="2024-13-01"), "The encounter period's end",
+     "jobData.patients[0].encounters[0].period.end"),
+    (lambda d: _patient(d)["details"].update(birthDate="unknown"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+    (lambda d: _patient(d)["details"].update(birthDate="1970-02-30"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+    (lambda d: _patient(d)["details"].update(birthDate="01/02/1970"), "birthDate",
+     "jobData.patients[0].details.birthDate"),
+])
+def test_a_date_the_engine_cannot_read_is_refused(harness: Harness, mutate, what,
+                                                  target) -> None:
+    # Analysed anyway, the request would silently lose its due dates or the patient's age.
+    assert _error(harness.put_job("job-1", _with(mutate))) == (
+        400, {"code": "InvalidDate", "message": f"{what} {_DATE_HINT}", "target": target})
+    assert harness.analysis.calls == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda d: _document(d).update(createdAt="2014-2-20T00:00:00"),
+    lambda d: _document(d).update(createdAt="2024-05-01"),
+    lambda d: _document(d).update(createdAt="2024-05-01T23:30:00-11:00"),
+    lambda d: _document(d).update(createdAt="2024-05-01T10:00:00.1234567Z"),
+    lambda d: _set_period(d, start="2024-05-01T10:00:00+05:30", end="2024-05-02"),
+    lambda d: _patient(d)["details"].update(birthDate="1970"),
+    lambda d: _patient(d)["details"].update(birthDate="1970-07"),
+    lambda d: _patient(d)["details"].update(birthDate="1970-07-04T00:00:00.000Z"),
+    lambda d: _patient(d)["details"].pop("birthDate"),
+])
+def test_every_date_form_ri_and_its_sdks_send_is_accepted(harness: Harness, mutate) -> None:
+    assert harness.put_job("job-1", _with(mutate)).status == 201
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("F", "'F'"),
+    ("f" * 5000, f"'{'f' * 40}'... (5000 characters)"),
+    (["female"] * 3000, "an array"),
+    ({"text": "FINDINGS: " + "x" * 10_000}, "an object"),
+    (10 ** 300, "a number"),
+    (2, "2"),
+    (True, "true"),
+])
+def test_a_wrong_value_is_described_not_copied_into_the_error(harness: Harness, value,
+                                                              shown: str) -> None:
+    # The message goes back to the client, and often into its logs: a report pasted into
+    # the wrong field must not come back whole.
+    body = _with(lambda d: _patient(d)["details"].update(sex=value))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "InvalidRequestBody",
+        "message": f"{shown} is not one of 'female', 'male', 'unspecified'",
+        "target": "jobData.patients[0].details.sex"})
+
+
+def test_a_long_document_type_is_not_copied_into_the_error(harness: Harness) -> None:
+    body = _with(lambda d: _document(d).update(type="note " * 1000))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "UnsupportedDocumentType",
+        "message": "Only documents of type 'note' are supported, not "
+                   f"'{'note ' * 8}'... (5000 characters).",
+        "target": "jobData.patients[0].patientDocuments[0].type"})
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate, gzip"])
+def test_a_compressed_body_is_refused_by_its_encoding(harness: Harness, encoding: str) -> None:
+    # Read as text, a gzip body was refused as "not UTF-8", which sends a client looking for
+    # a charset problem; a br label on a plain body was ignored.
+    body = json.dumps(job_body()).encode()
+    if encoding == "gzip":
+        body = gzip.compress(body)
+    response = harness.put_job("job-1", body, headers={"Content-Encoding": encoding})
+    assert _error(response) == (415, {
+        "code": "UnsupportedMediaType",
+        "message": f"Content-Encoding '{encoding}' is not supported; send the request body "
+                   "uncompressed.",
+        "target": "Content-Encoding"})
+    assert harness.analysis.calls == []
+
+
+def test_identity_content_encoding_is_plain(harness: Harness) -> None:
+    response = harness.put_job("job-1", job_body(), headers={"Content-Encoding": "identity"})
+    assert response.status == 201
+
+
+@pytest.mark.parametrize(("value", "named"), [
+    (None, "null"), ("note", "a string"), ([], "an array"), (1, "a number"), (False, "a boolean")])
+def test_a_value_that_should_be_an_object_is_named_in_json_terms(harness: Harness, value,
+                                                                 named: str) -> None:
+    body = _with(lambda d: _document(d).update(content=value))
+    assert _error(harness.put_job("job-1", body)) == (400, {
+        "code": "InvalidRequestBody", "message": f"expected an object, got {named}",
+        "target": "jobData.patients[0].patientDocuments[0].content"})

@@ -5,10 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from twisted.internet.address import IPv6Address
+from twisted.internet.testing import StringTransport
+
 from ri_engine.errors import AnalysisFailure, RequestError
 from ri_engine.models import INFERENCE_TYPES, AgeMismatchInference
 
-from rest_harness import JOB_URL, START, Harness, job_body, make_harness
+from rest_harness import JOB_URL, START, Harness, job_body, make_harness, parse_response
 
 
 def _iso(seconds: float) -> str:
@@ -187,3 +190,21 @@ def test_the_response_body_is_json_in_utf8(harness: Harness) -> None:
     response = harness.put_job("job-1", job_body("Befund: Knöchel unauffällig."))
     assert response.header("Content-Type") == "application/json; charset=utf-8"
     json.loads(response.body.decode("utf-8"))
+
+
+def test_operation_location_without_a_host_header_on_ipv6_is_a_valid_url(
+        harness: Harness) -> None:
+    # An HTTP/1.0 client need not send Host; the URL is then built from the listening address,
+    # and an IPv6 address needs brackets there (RFC 3986), or the port reads as part of it.
+    body = json.dumps(job_body()).encode()
+    request = (f"PUT {JOB_URL.format('job-6', '2024-10-01')} HTTP/1.0\r\n"
+               f"Ocp-Apim-Subscription-Key: {harness.key}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    protocol = harness.site.buildProtocol(IPv6Address("TCP", "::1", 40000))
+    transport = StringTransport(hostAddress=IPv6Address("TCP", "::1", 8080))
+    protocol.makeConnection(transport)
+    protocol.dataReceived(request)
+    response = parse_response(transport.value(), transport.disconnecting)
+    assert (response.status, response.header("Operation-Location")) == (
+        201,
+        "http://[::1]:8080/health-insights/radiology-insights/jobs/job-6?api-version=2024-10-01")

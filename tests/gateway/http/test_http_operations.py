@@ -133,3 +133,23 @@ def test_metrics_show_what_other_parts_record(harness: Harness) -> None:
     body = harness.request("GET", "/metrics", key=None).body.decode()
     names = {f.name for f in text_string_to_metric_families(body)}
     assert {"ri_gateway_messages", "ri_gateway_analysis_seconds"} <= names
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/live", "/health/ready", "/metrics"])
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_on_operations_endpoints_get_405_in_ri_shape(
+        harness: Harness, path: str, method: str) -> None:
+    response = harness.request(method, path, b"{}", key=None)
+    assert _error(response) == (405, {
+        "code": "MethodNotAllowed", "message": "Only GET and HEAD are supported here."})
+    assert (response.header("Allow"), response.header("Content-Type")) == (
+        "GET, HEAD", "application/json; charset=utf-8")
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics"])
+def test_head_on_operations_endpoints_answers_like_get_without_a_body(
+        harness: Harness, path: str) -> None:
+    get = harness.request("GET", path, key=None)
+    head = harness.request("HEAD", path, key=None)
+    assert (head.status, head.header("Content-Type"), head.body) == (
+        get.status, get.header("Content-Type"), b"")

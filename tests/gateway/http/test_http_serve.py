@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import resource
+import select
 import socket
 import subprocess
 import sys
@@ -21,11 +23,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import twisted.test
 from azure.core.credentials import AzureKeyCredential
 from azure.healthinsights.radiologyinsights import RadiologyInsightsClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from rest_harness import load_samples, sample_job
+from rest_harness import job_body, load_samples, sample_job
 
 ROOT = Path(__file__).resolve().parents[3]
 KEY = "serve-test-key"
@@ -46,14 +49,21 @@ ORU = "\r".join([
 class Serve:
     """``python -m gateway.cli serve`` on free loopback ports, with the real engine."""
 
-    def __init__(self, db: Path) -> None:
+    def __init__(self, db: Path, *, open_files: int | None = None,
+                 http: str = "tcp:0:interface=127.0.0.1") -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RI_GATEWAY_")}
         env.update(RI_GATEWAY_API_KEYS=KEY, RI_GATEWAY_ANALYSIS_WORKERS="1",
                    RI_GATEWAY_ANALYSIS_EXECUTOR="thread", PYTHONPATH=str(ROOT))
+
+        def limit_open_files() -> None:  # in the child, before exec
+            if open_files is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--db", str(db),
-             "--mllp", "tcp:0:interface=127.0.0.1", "--http", "tcp:0:interface=127.0.0.1"],
-            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             "--mllp", "tcp:0:interface=127.0.0.1", "--http", http],
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=limit_open_files)
         self.lines: list[str] = []
         self.ports: dict[str, int] = {}
         ready = threading.Event()
@@ -158,3 +168,54 @@ def test_the_sdk_runs_a_documentation_example_through_serve(serve: Serve) -> Non
     kinds = [i.kind for i in result.patient_results[0].inferences]
     assert kinds and set(kinds) == {"criticalResult"}
     assert result.model_version
+
+
+def test_idle_http_connections_cannot_starve_the_mllp_listener(tmp_path) -> None:
+    # 256 descriptors: room for the gateway and its 100 REST connections, not for 300 more.
+    server = Serve(tmp_path / "audit.sqlite3", open_files=256)
+    idle: list[socket.socket] = []
+    closed: list[socket.socket] = []
+
+    def closed_by_gateway() -> int:
+        readable, _, _ = select.select(idle, [], [], 0.1)
+        for sock in readable:
+            if sock.recv(1) == b"":
+                idle.remove(sock)
+                closed.append(sock)
+        return len(closed) >= 200
+
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", server.ports["http"]),
+                                                 timeout=WAIT))
+        ack = server.mllp(ORU.replace("SERVE1", "STARVE1"))
+        assert ack.split("\r")[1].startswith("MSA|AA|STARVE1")
+        # Those over [http] max_connections were closed by the gateway on arrival; the rest
+        # stay open (for the 60-second idle timeout).
+        _until(closed_by_gateway, "200 connections closed by the gateway")
+        assert (len(closed), len(idle)) == (200, 100)
+    finally:
+        for sock in idle + closed:
+            sock.close()
+        server.stop()
+
+
+# The test certificate names another host; the handshake, not the verification, is tested.
+@pytest.mark.filterwarnings("ignore::urllib3.exceptions.InsecureRequestWarning")
+def test_the_sdk_runs_a_job_over_tls(tmp_path) -> None:
+    # urllib3, under the SDK, offers ALPN; Twisted's TLS layer asks the factory it serves
+    # which protocols it speaks, and one that named none failed every such handshake.
+    pem = Path(twisted.test.__file__).with_name("server.pem")  # Twisted's own test key pair
+    server = Serve(tmp_path / "audit.sqlite3",
+                   http=f"ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}")
+    try:
+        client = RadiologyInsightsClient(
+            f"https://127.0.0.1:{server.ports['http']}", AzureKeyCredential(KEY),
+            polling_interval=0.05, retry_total=0, connection_verify=False)
+        with client:
+            result = client.begin_infer_radiology_insights(
+                "over-tls", job_body("IMPRESSION: Large right pneumothorax.")).result()
+        assert [i.kind for i in result.patient_results[0].inferences].count(
+            "criticalResult") == 1
+    finally:
+        server.stop()
