@@ -50,7 +50,10 @@ Decisions (each has a test in tests/mappings/test_mapping_decoding.py):
   for MSH-18, in :func:`mappings.header.read_header` for every field).
 * **Segment separators**: CRLF, CR and LF all end a segment. A line that does not start
   with a segment id (a capital letter and one or two capitals/digits followed by the field
-  separator) continues the previous segment and is joined to it with LF. This keeps a raw
+  separator) continues the previous segment and is joined to it with LF. Spaces or tabs
+  before a segment id (``" OBR|1|..."``, from a sender that indents or pads lines) are
+  dropped and the line is a segment: read as a continuation, the order group it starts
+  would vanish into the previous report's text. This keeps a raw
   line break inside an ED base64 value or a multi-line NTE inside its field instead of
   inventing a bogus segment; base64 decoders ignore the LF. Blank lines between segments
   are dropped; blank lines inside a continued value are kept. A segment id of two
@@ -497,6 +500,8 @@ def _rejoin(text: str, field_separator: str) -> str:
     segments: list[list[str]] = []
     blank = 0
     for line in _SEGMENT_END.split(text):
+        if line[:1] in (" ", "\t") and starts.match(line.lstrip(" \t")):
+            line = line.lstrip(" \t")  # an indented segment: a segment, not a continuation
         if starts.match(line) or not segments or (
                 line and segments[-1][0][:3] in ("MSH", "BHS", "FHS")):
             if line or segments:

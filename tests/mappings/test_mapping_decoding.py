@@ -190,6 +190,14 @@ def test_blank_lines_between_segments_dropped_inside_values_kept() -> None:
     assert normalise_segments(text).split("\r") == [msh(), "NTE|1||first line\n\nthird line", "OBX|1|TX|||x"]
 
 
+@pytest.mark.parametrize("indent", [" ", "  ", "\t", " \t"])
+def test_an_indented_segment_is_a_segment(indent: str) -> None:
+    text = "\r".join([msh(), "OBR|1", "OBX|1|TX|||first", f"{indent}OBR|2", f"{indent}OBX|1|TX|||second",
+                      f"{indent}not a segment"])
+    assert normalise_segments(text).split("\r") == [
+        msh(), "OBR|1", "OBX|1|TX|||first", "OBR|2", f"OBX|1|TX|||second\n{indent}not a segment"]
+
+
 def test_truncated_two_letter_segment_id_stays_a_segment() -> None:
     text = "\r".join([msh(), "OBR|1", "BX|1|SN|x"])
     assert normalise_segments(text).split("\r") == [msh(), "OBR|1", "BX|1|SN|x"]

@@ -90,6 +90,18 @@ def test_patient_ids_alone_are_those_of_the_mapping(pid3: str, config: MappingCo
         patient_ids(oru().replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"))
 
 
+def test_an_indented_order_group_is_its_own_report() -> None:
+    from mappings.decoding import decode_message
+    from mappings.inbound import check_oru
+
+    second = [" " + segment("OBR", {1: "2", 3: "FIL2", 4: "71250^CT CHEST^C4", 7: "20240301113000"}),
+              " " + obx(1, "Large right pneumothorax.")]
+    text = decode_message(oru(extra_groups=[second]).encode()).text
+    reports = map_oru(text)
+    assert check_oru(text) == len(reports) == 2
+    assert "pneumothorax" in reports[1].document_text and "pneumothorax" not in reports[0].document_text
+
+
 def test_patient_identifier_falls_back_to_pid2_then_fails() -> None:
     assert patient(one(oru(pid={2: "EXT7", 3: ""}))).id == "EXT7"
     with pytest.raises(ContentError) as info:
