@@ -63,6 +63,8 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
         COUNTER, "Messages ACKed before mapping whose content then failed to map."),
     "ri_gateway_analysis_seconds": (HISTOGRAM, "Time spent analysing one report, in seconds."),
     "ri_gateway_inferences_total": (COUNTER, "Inferences produced, by kind."),
+    "ri_gateway_replays_total": (
+        COUNTER, "Stored messages handed to analysis again on request (ri-gateway replay)."),
     "ri_gateway_outbox_depth": (GAUGE, "Messages waiting in the outbox, by destination."),
     "ri_gateway_outbox_oldest_pending_seconds": (
         GAUGE, "Age of the oldest message waiting in the outbox, by destination, in seconds."),

@@ -137,7 +137,8 @@ class ReplayPoller(Service):
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any,
                  reread: Callable[[bytes, str | None], tuple[Any, str, Any]], *,
-                 clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None) -> None:
+                 clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None,
+                 metrics: Any = None) -> None:
         self.audit = audit
         self.committer = committer
         self.pipeline = pipeline
@@ -145,6 +146,7 @@ class ReplayPoller(Service):
         self.clock = clock
         self.interval = interval
         self.log = log if log is not None else get_logger("gateway.replay")
+        self.metrics = metrics
         self.setName("replay")
         self._active: set[int] = set()  # handed to the pipeline, not yet recorded
         self._loop: task.LoopingCall | None = None
@@ -175,6 +177,8 @@ class ReplayPoller(Service):
         started = [self._start(stored, deliver) for stored, deliver in waiting]
         if started:
             self.log.info("replay.started", messages=len(started))
+            if self.metrics is not None:
+                self.metrics.inc("ri_gateway_replays_total", value=len(started))
         return started
 
     def _start(self, stored: StoredMessage, deliver: bool) -> defer.Deferred:

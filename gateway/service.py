@@ -214,7 +214,7 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     _CoreService(app).setServiceParent(top)
     # After the core service: a replay enters the pipeline once unfinished work is resumed.
     ReplayPoller(reader, committer, pipeline, reread(settings, _reactor_mapper(receiver, settings)),
-                 clock=reactor).setServiceParent(top)
+                 clock=reactor, metrics=metrics).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
     from .outbox_service import build_outbound_service
 

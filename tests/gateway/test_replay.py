@@ -11,6 +11,7 @@ from twisted.internet import task
 from gateway.audit import AuditLog, ReceivedMessage, event_op, status_op
 from gateway.cli import main
 from gateway.commit import GroupCommitter
+from gateway.metrics import Metrics
 from gateway.inputs import TextMetadata, text_request
 from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 from gateway.replay import ReplayPoller, request_replay
@@ -59,8 +60,9 @@ class Rig:
             raise ValueError("no longer maps")
         return None, raw.decode(), [report(self.text)]
 
-    def poller(self, clock=None):
-        return ReplayPoller(self.audit, self.committer, self.pipeline, self.reread, clock=clock)
+    def poller(self, clock=None, metrics=None):
+        return ReplayPoller(self.audit, self.committer, self.pipeline, self.reread, clock=clock,
+                            metrics=metrics)
 
     def analysed(self, control_id):
         mid = store(self.audit, control_id)
@@ -103,6 +105,17 @@ def test_a_replay_replaces_the_inferences_and_runs_the_hooks_again(tmp_path):
     assert requested == {"previous_status": "analysed", "deliver": True}
     assert rig.hooked == [("C1", False), ("C1", True)]
     assert rig.analyzer.calls == 2
+
+
+def test_replays_are_counted_in_the_metrics(tmp_path):
+    rig = Rig(tmp_path)
+    rig.analysed("C1")
+    rig.analysed("C2")
+    metrics = Metrics()
+    poller = rig.poller(metrics=metrics)
+    request_replay(rig.audit, control_ids=["C1", "C2"])
+    fired(poller.poll())
+    assert "ri_gateway_replays_total 2" in metrics.render()
 
 
 def test_a_replay_without_delivery_records_the_analysis_and_skips_the_hooks(tmp_path):
