@@ -192,6 +192,9 @@ class HTTPSettings:
     # Connections open at once; more are closed on arrival (they would share the process's
     # file descriptors with the MLLP listener).
     max_connections: int = field(default=100, metadata=check(_positive))
+    # Jobs accepted but not finished at once; a PUT beyond them gets 429 (REST jobs share
+    # the analysis pool with the reports arriving over MLLP).
+    max_unfinished_jobs: int = field(default=1000, metadata=check(_positive))
 
 
 @dataclass(frozen=True)

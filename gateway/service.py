@@ -251,7 +251,8 @@ def build_http_service(settings: Settings, app: GatewayApp,
     site = make_site(
         analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
-        max_body_bytes=settings.http.max_body_bytes, clock=app.reactor)
+        max_body_bytes=settings.http.max_body_bytes, clock=app.reactor,
+        max_unfinished_jobs=settings.http.max_unfinished_jobs)
     return ListenerService(app.reactor, settings.http.endpoint,
                            ConnectionLimit(site, settings.http.max_connections,
                                            clock=app.reactor), "http")

@@ -46,6 +46,7 @@ def make_site(
     base_url: str | None = None,
     retry_after: int | None = 1,
     purge_interval: float = PURGE_INTERVAL,
+    max_unfinished_jobs: int | None = None,
 ) -> GatewaySite:
     """The REST site.
 
@@ -58,7 +59,8 @@ def make_site(
     request validation shared with the CLI (default ``gateway.jobs.validate_and_parse``).
     ``base_url``: the public base of ``Operation-Location`` when behind a proxy
     (default: from the request's Host).  ``retry_after``: seconds clients are
-    told to wait between polls.
+    told to wait between polls.  ``max_unfinished_jobs``: a new job beyond that many
+    unfinished ones is refused with 429 (None: no bound).
     """
     if clock is None:
         from twisted.internet import reactor as default_reactor
@@ -73,7 +75,8 @@ def make_site(
         log.warning("REST job endpoints refuse every request: no API key is configured; "
                     + HOW_TO_SET)
 
-    runner = JobRunner(store, analysis, parse=parse, clock=clock)
+    runner = JobRunner(store, analysis, parse=parse, clock=clock,
+                       max_unfinished=max_unfinished_jobs, retry_after=retry_after)
     checks: dict[str, HealthCheck] = {"database": lambda: store.writable(clock.seconds())}
     checks.update(health_checks)
 

@@ -63,11 +63,18 @@ class JobRunner:
         *,
         parse: RequestParser,
         clock: IReactorTime,
+        max_unfinished: int | None = None,
+        retry_after: int | None = 1,
     ) -> None:
         self.store = store
         self.analysis = analysis
         self._parse = parse
         self._clock = clock
+        # Jobs waiting for (or in) analysis at once. REST jobs share the analysis pool with
+        # the reports arriving over MLLP: without a bound, one client queueing jobs in a
+        # loop would hold back every report behind them (and all restart after a restart).
+        self.max_unfinished = max_unfinished
+        self._retry_after = retry_after
         self._purging: LoopingCall | None = None
 
     def now(self) -> float:
@@ -87,7 +94,19 @@ class JobRunner:
             raise ApiError(400, "InvalidRequestBody", "The request body has no 'jobData'.",
                            target="jobData")
         self._prepare(body, api_version)
+        self._check_room(job_id)
         return self.store.put(job_id, json.dumps(body["jobData"]), api_version, self.now())
+
+    def _check_room(self, job_id: str) -> None:
+        """429 when ``max_unfinished`` other jobs are unfinished (replacing one takes no room)."""
+        if self.max_unfinished is None:
+            return
+        waiting = self.store.unfinished_count(self.now(), besides=job_id)
+        if waiting >= self.max_unfinished:
+            headers = {"Retry-After": str(self._retry_after)} if self._retry_after else {}
+            raise ApiError(429, "TooManyRequests",
+                           f"{waiting} jobs are waiting for analysis, the most this server "
+                           "accepts at once; send the job again later.", headers=headers)
 
     def start(self, record: JobRecord) -> Deferred[None]:
         """Run the analysis of a stored job; the Deferred fires once the outcome is stored."""

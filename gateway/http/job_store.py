@@ -161,6 +161,14 @@ class JobStore:
                 (job_id, now)).fetchone()
         return JobRecord(*row) if row else None
 
+    def unfinished_count(self, now: float, *, besides: str | None = None) -> int:
+        """How many jobs are accepted but not finished (leaving out the job ``besides``)."""
+        with self._lock:
+            (count,) = self._db.execute(
+                "SELECT COUNT(*) FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
+                "AND id IS NOT ?", (*ACTIVE_STATUSES, now, besides)).fetchone()
+        return int(count)
+
     def unfinished(self, now: float) -> list[JobRecord]:
         """Jobs accepted but not finished (oldest first), e.g. cut short by a restart."""
         with self._lock:

@@ -208,3 +208,20 @@ def test_operation_location_without_a_host_header_on_ipv6_is_a_valid_url(
     assert (response.status, response.header("Operation-Location")) == (
         201,
         "http://[::1]:8080/health-insights/radiology-insights/jobs/job-6?api-version=2024-10-01")
+
+
+def test_a_job_beyond_the_unfinished_limit_is_refused_with_429() -> None:
+    harness = make_harness(max_unfinished_jobs=2)
+    assert harness.put_job("job-1", job_body()).status == 201
+    assert harness.put_job("job-2", job_body()).status == 201
+    refused = harness.put_job("job-3", job_body())
+    assert refused.status == 429
+    assert refused.json()["error"]["code"] == "TooManyRequests"
+    assert refused.header("x-ms-error-code") == "TooManyRequests"
+    assert refused.header("Retry-After") == "1"
+    assert harness.get_job("job-3").status == 404  # nothing was stored
+    assert len(harness.analysis.calls) == 2  # nor analysed
+    assert harness.put_job("job-2", job_body("Replaced.")).status == 200  # takes no room
+    harness.analysis.finish(0)  # job-1 is done: room for one more
+    assert harness.put_job("job-3", job_body()).status == 201
+    assert harness.put_job("job-4", job_body()).status == 429
