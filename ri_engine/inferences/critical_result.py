@@ -12,12 +12,16 @@ RECOMMENDATION). The description comes from the first matching rule of
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
+from operator import attrgetter
 
 from ..context import AnalysisContext
 from ..knowledge import load_json
 from ..models import CriticalResult, CriticalResultInference, Inference
-from ..nlp.types import FindingMention
+from ..nlp.assertion import denied_between
+from ..nlp.mentions import outside_pseudo
+from ..nlp.types import FindingMention, Term
 from . import finding
 from .evidence import section_extension, token_spans_for
 
@@ -54,7 +58,7 @@ class Rule:
             return False
         if modifiers & self.modifiers_none:
             return False
-        if self.text_any and not self.text_any.search(ctx.text, *m.sentence):
+        if self.text_any and not _stated(ctx, self.text_any, m):
             return False
         if self.text_none and self.text_none.search(ctx.text, *m.sentence) and not (
                 self.text_none_unless and self.text_none_unless.search(ctx.text, *m.sentence)):
@@ -88,12 +92,42 @@ def _rules() -> tuple[list[Rule], frozenset[str]]:
     return rules, descriptions
 
 
+def _stated(ctx: AnalysisContext, pattern: re.Pattern[str], m: FindingMention) -> bool:
+    """One of ``pattern``'s words is in the finding's clause and not denied after the finding
+    ("aneurysm without evidence of rupture", "pneumatosis without portal venous gas")."""
+    lo, hi = m.clause or m.sentence
+    cues = terminators = None
+    for hit in pattern.finditer(ctx.text, lo, hi):
+        if hit.start() < m.end:
+            return True
+        if cues is None:
+            cues = outside_pseudo(_within(ctx.terms.get("cue", []), m.end, hi),
+                                  _within(ctx.terms.get("pseudo", []), m.end, hi))
+            terminators = [t.start for t in _within(ctx.terms.get("terminator", []), m.end, hi)]
+        if not denied_between(m.end, hit.start(), cues, terminators):  # type: ignore[arg-type]
+            return True
+    return False
+
+
+def _within(terms: list[Term], lo: int, hi: int) -> list[Term]:
+    """The sorted ``terms`` lying inside [lo, hi)."""
+    index = bisect_left(terms, lo, key=_START)
+    out = []
+    for term in terms[index:]:
+        if term.start >= hi:
+            break
+        if term.end <= hi:
+            out.append(term)
+    return out
+
+
 def _any_word(words: list[str]) -> re.Pattern[str] | None:
     if not words:
         return None
     return re.compile(r"\b(?:" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
 
 
+_START = attrgetter("start")
 RULES, DESCRIPTIONS = _rules()
 _RULES_BY_FINDING: dict[str, list[Rule]] = {}
 for _rule in RULES:

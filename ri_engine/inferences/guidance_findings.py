@@ -26,6 +26,10 @@ from .evidence import section_value
 from .quality_measures import ReportText
 
 _CLAUSE = re.compile(r",\s*(?:but|however|whereas|while)\b|;", re.IGNORECASE)
+# Where a denial stops inside a clause, as in the finding layer's terminators and the
+# negation of ReportText: "No pulmonary nodules, with a 2.1 cm adrenal nodule", "no nodule
+# other than a 4 mm ...". Each part names its own lesion.
+_PART = re.compile(r",\s*(?:with|and\s+an?)\b|\bother\s+than\b", re.IGNORECASE)
 _SIDE = {"right": ("24028007", "RIGHT (QUALIFIER VALUE)"), "left": ("7771000", "LEFT (QUALIFIER VALUE)"),
          "bilateral": ("51440002", "RIGHT AND LEFT (QUALIFIER VALUE)")}
 _LOBE = re.compile(
@@ -161,7 +165,7 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
             continue
         section = ctx.section_at(sentence.start)
         section_key = section.name if section else ""
-        for c_start, c_end in clause_spans(sentence.start, sentence.text):
+        for c_start, c_end in _parts(ctx.text, clause_spans(sentence.start, sentence.text)):
             clause = ctx.text[c_start:c_end]
             folded = fold(clause)
             for organ, (organ_rx, noun_rx) in _ORGAN_RX.items():
@@ -186,6 +190,25 @@ def find_lesions(ctx: AnalysisContext, report: ReportText, *, include_history: b
                     sizes=_sizes(clause, c_start), lobes=lobes, side=side))
                 break  # one lesion per clause
     return lesions
+
+
+def _parts(text: str, clauses: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The clauses cut where a denial stops (``_PART``). A part naming no lesion noun joins
+    the next one, so the organ named before the cut still goes with the lesion after it
+    ("Left adrenal gland, with a 1.2 cm nodule")."""
+    out: list[tuple[int, int]] = []
+    for c_start, c_end in clauses:
+        cuts = [m.start() for m in _PART.finditer(text, c_start, c_end)]
+        if not cuts:
+            out.append((c_start, c_end))
+            continue
+        start = c_start
+        for cut in cuts:
+            if _ANY_NOUN.pattern.search(text, start, cut):
+                out.append((start, cut))
+                start = cut
+        out.append((start, c_end))
+    return out
 
 
 def lesion_at(ctx: AnalysisContext, organ: str, span: tuple[int, int], clause: tuple[int, int],

@@ -166,7 +166,7 @@ def find_rule_lesions(ctx: AnalysisContext, report: ReportText, *, include_histo
         for span in clause_spans(sentence.start, sentence.text):
             first = bisect.bisect_left(starts, span[0])
             inside = [a for a in anchors[first:bisect.bisect_left(starts, span[1])] if a[1] <= span[1]]
-            if not inside or span in taken:
+            if not inside or any(lo < span[1] and span[0] < hi for lo, hi in taken):
                 continue
             hit = _first_finding(ctx, report, sentence, span, inside, active, groups_done)
             if hit is not None:

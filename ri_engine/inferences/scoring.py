@@ -76,7 +76,7 @@ def _patterns() -> tuple[_Pattern, ...]:
         for name in entry["names"]:
             body = rf"(?<![\w-])(?P<name>{name})(?![\w]){filler}(?P<v>{value})"
             if entry.get("range"):
-                body += rf"(?:{separator}(?P<v2>{value}))?"
+                body += rf"(?:(?:{separator})(?P<v2>{value}))?"
             out.append(_Pattern.compile(body + end, entry))
         for direct in entry.get("direct", ()):
             out.append(_Pattern.compile(direct + end, entry))

@@ -5,7 +5,7 @@ direction (``knowledge/context.json``). A forward cue covers the mentions after 
 next terminator ("but", "however", "there is", ";", ...) or the sentence end; a backward cue
 covers the mentions before it back to a terminator or the sentence start. Pseudo-cues
 ("no change", "not only") hide every cue sharing a word with them; the finding builder
-drops those cues before they get here (``mentions._outside_pseudo``).
+drops those cues before they get here (``mentions.outside_pseudo``).
 
 So in "No pneumothorax, but there is a small effusion" the negation stops at "but", and in
 "No pneumothorax, pleural effusion or pulmonary edema" it covers all three findings.
@@ -65,6 +65,21 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
     return Assertion(negated=negated, uncertainty=uncertainty, historical=historical,
                      hypothetical=hypothetical, other_experiencer=other, known=known,
                      cues=tuple(sorted(used)))
+
+
+def denied_between(lo: int, hi: int, cues: list[Term], terminators: list[int]) -> bool:
+    """True when a forward negation cue lies inside [lo, hi) and reaches ``hi`` (no terminator
+    between its end and ``hi``): what follows a finding and a denial is denied, not the
+    finding ("pneumothorax without mediastinal shift", "aneurysm, no evidence of rupture").
+    ``cues`` are sorted by start, pseudo-cues already removed."""
+    for cue in cues:
+        if cue.start < lo or cue.end > hi:
+            continue
+        category, direction = cue.key.split(":")
+        if category == "negated" and direction != "backward" and not _blocked(
+                terminators, cue.end, hi):
+            return True
+    return False
 
 
 def _blocked(terminators: list[int], lo: int, hi: int) -> bool:

@@ -1,5 +1,5 @@
 """Sizes in the text: ``5 mm``, ``7-mm``, ``5.6 x 4.5 x 3.4 cm``, ``2.5 cm x 1.2 cm``, ``6-8 mm``,
-``2 to 3 mm``, ``< 3 cm``, ``up to 7 mm``, ``sub-5 mm``; current versus prior
+``2 to 3 mm``, ``between 5 and 7 mm``, ``< 3 cm``, ``up to 7 mm``, ``sub-5 mm``; current versus prior
 ("previously 6 mm", "increased from 4 mm to 6 mm", "6 mm on the prior study").
 
 Matching runs on the raw text (a regular expression is much cheaper than a token walk) and
@@ -19,10 +19,14 @@ _MEASUREMENT = re.compile(
     r"(?:(?P<cmp>less\s+than|smaller\s+than|under|up\s+to|at\s+most|greater\s+than|larger\s+than"
     r"|more\s+than|over|at\s+least|<=|>=|\u2264|\u2265|<|>|sub-)\s*"
     r"(?:approximately|about|roughly|nearly|approx\.)?\s*)?"
-    rf"(?<![\w.])(?P<n1>{_NUM})"
+    # "between 5 and 7 mm", "between 5 mm and 7 mm": a range (without "between", "5 and
+    # 7 mm" names two sizes, and "from 4 mm to 6 mm" a change).
+    rf"(?:between\s+(?P<b1>{_NUM})(?:\s*(?:{_UNIT})(?![A-Za-z]))?\s*(?:and|-|\u2013|to)\s*"
+    rf"(?P<b2>{_NUM})"
+    rf"|(?<![\w.])(?P<n1>{_NUM})"
     rf"(?:\s*(?:-|\u2013|to)\s*(?P<r2>{_NUM})"
     rf"|(?:\s*(?:{_UNIT})(?![A-Za-z]))?\s*(?:x|X|\u00d7|\*|by)\s*(?P<n2>{_NUM})"
-    rf"(?:\s*(?:{_UNIT})(?![A-Za-z]))?(?:\s*(?:x|X|\u00d7|\*|by)\s*(?P<n3>{_NUM}))?)?"
+    rf"(?:\s*(?:{_UNIT})(?![A-Za-z]))?(?:\s*(?:x|X|\u00d7|\*|by)\s*(?P<n3>{_NUM}))?)?)"
     # "7-mm nodule": the unit joined by a hyphen, as an adjective.
     rf"\s*(?:-\s*)?(?P<unit>{_UNIT})(?![A-Za-z])",
     re.IGNORECASE,
@@ -76,14 +80,16 @@ def find_measurements(text: str) -> list[Measurement]:
         cmp_text = match.group("cmp")
         comparator = _COMPARATORS[_SPACES.sub(" ", cmp_text.lower())] if cmp_text else None
         start, end = match.span()
-        value_start = match.start("n1")
-        lead = text[max(0, value_start - 40):value_start]
+        first, second = ("b1", "b2") if match.group("b1") else ("n1", "r2")
+        value_start = match.start(first)
+        lead_end = start if first == "b1" else value_start  # "previously between 5 and 7 mm"
+        lead = text[max(0, lead_end - 40):lead_end]
         prior = bool(_PRIOR_BEFORE.search(lead)) or bool(_PRIOR_AFTER.match(text, end))
-        if match.group("r2"):
-            low, high = float(match.group("n1")), float(match.group("r2"))
+        if match.group(second):
+            low, high = float(match.group(first)), float(match.group(second))
             found.append(Measurement(
                 start=start, end=end, unit=unit, low=low, high=high, comparator=comparator,
-                prior=prior, value_spans=((match.start("n1"), match.end("r2")),)))
+                prior=prior, value_spans=((value_start, match.end(second)),)))
             continue
         groups = [g for g in ("n1", "n2", "n3") if match.group(g)]
         values = tuple(float(match.group(g)) for g in groups)

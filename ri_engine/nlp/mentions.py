@@ -15,7 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import TypeVar
 
-from .assertion import assert_mention
+from .assertion import assert_mention, denied_between
 from .dates import DateMention
 from .ellipsis import elided_findings
 from .lexicon import MODIFIER_GROUPS, Lexicon
@@ -24,7 +24,7 @@ from .types import (
     Span, Term,
 )
 
-_CLAUSE_BREAKS = frozenset({"but", "however", "although", "though", "whereas", "yet", ";",
+CLAUSE_BREAKS = frozenset({"but", "however", "although", "though", "whereas", "yet", ";",
                             "nonetheless", "nevertheless"})
 _GAP_ONE_WORD = re.compile(r"[\s-]*(?:[A-Za-z]+[\s-]+)?$")
 _DATED = re.compile(r"(?:dating\s+back\s+to|dated|since|from|on)\s*$", re.IGNORECASE)
@@ -79,7 +79,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     elided = elided_findings(text, findings, taken, lexicon.finding_term)
     if elided:
         findings = sorted([*findings, *elided], key=lambda t: t.start)
-    cues = _outside_pseudo(terms.get("cue", []), terms.get("pseudo", []))
+    cues = outside_pseudo(terms.get("cue", []), terms.get("pseudo", []))
     labels = terms.get("label")
     if labels:  # rare: structured "Label: none" lines
         cues = sorted([*cues, *labels], key=lambda t: t.start)
@@ -98,7 +98,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
         in_sentence = _Sorted(sentence_findings)
         s_terminators = all_terminators.within(sentence)
         breaks = [sentence.start] + [t.start for t in s_terminators
-                                     if t.text.lower() in _CLAUSE_BREAKS] + [sentence.end]
+                                     if t.text.lower() in CLAUSE_BREAKS] + [sentence.end]
         context = (sentence, all_cues.within(sentence), [t.start for t in s_terminators])
         for lo, hi in zip(breaks, breaks[1:]):
             found = in_sentence.within(Span(lo, hi))
@@ -122,7 +122,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
         for index, term in enumerate(found):
             section = (section_index.at(term.start) if section_index is not None
                        else _section_at(sections, term.start))
-            out.append(_mention(text, term, groups[index], sentence, section, s_cues,
+            out.append(_mention(text, term, groups[index], sentence, (lo, hi), section, s_cues,
                                 term_starts, clause_dates, lexicon))
     return out
 
@@ -141,7 +141,7 @@ def _outside(terms: list[Term], blocked: list[Term]) -> list[Term]:
     return out
 
 
-def _outside_pseudo(cues: list[Term], pseudo: list[Term]) -> list[Term]:
+def outside_pseudo(cues: list[Term], pseudo: list[Term]) -> list[Term]:
     """``cues`` sharing no character with a pseudo-cue: "no change" hides the "no" of "there
     is no change in ...", however long the cue holding that "no" is. Both lists are sorted
     and each is free of overlaps, so one merge pass does it."""
@@ -159,7 +159,7 @@ def _outside_pseudo(cues: list[Term], pseudo: list[Term]) -> list[Term]:
 
 
 def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
-             section: Section | None, cues: list[Term], terminators: list[int],
+             clause: tuple[int, int], section: Section | None, cues: list[Term], terminators: list[int],
              clause_dates: list[DateMention], lexicon: Lexicon) -> FindingMention:
     entry = lexicon.findings[term.key]
     anatomy: list[AnatomyMention] = attached["anatomy"]
@@ -171,9 +171,12 @@ def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
     if laterality is None and attached["laterality"]:
         side = attached["laterality"][0]
         laterality = Laterality(side.key, lexicon.laterality[side.key], side.start, side.end)
+    # "Pneumothorax without mediastinal shift", "fracture, not displaced": a qualifier
+    # written after its finding and a denial is denied (the finding is not).
     mods = tuple(Modifier(kind=m.lexicon, key=m.key, start=m.start, end=m.end, text=m.text,
                           code=lexicon.modifier_codes.get((m.lexicon, m.key)))
-                 for m in attached["modifier"])
+                 for m in attached["modifier"]
+                 if m.start < term.end or not denied_between(term.end, m.start, cues, terminators))
     date = clause_dates[0] if clause_dates else None
     sizes: list[Measurement] = attached["measurement"]
     if date is not None:
@@ -189,7 +192,7 @@ def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
         assertion=assertion, anatomy=tuple(anatomy), laterality=laterality,
         measurements=tuple(sizes), modifiers=mods, multiple=multiple,
         date=date.iso() if date else None, date_span=(date.start, date.end) if date else None,
-        tags=entry.tags)
+        tags=entry.tags, clause=clause)
 
 
 def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> list[dict[str, list]]:

@@ -162,7 +162,8 @@ class FindingMention:
     """One clinical finding named in the text, with everything attached to it.
 
     ``start``/``end`` cover the finding term itself ("pneumothorax", "mass");
-    ``sentence`` is the sentence holding it and ``section_name`` its section
+    ``sentence`` is the sentence holding it, ``clause`` the part of it between clause
+    breaks ("but", "however", ";") and ``section_name`` its section
     (FINDINGS, IMPRESSION, ...). ``codes`` are the SUBJECT OF INFORMATION codings.
     """
 
@@ -182,6 +183,7 @@ class FindingMention:
     date: str | None = None          # "dating back to 6/29/2012" -> "2012-06-29"
     date_span: Offsets | None = None
     tags: frozenset[str] = field(default_factory=frozenset)  # lexicon tags ("lesion", ...)
+    clause: Offsets | None = None    # the part of the sentence between clause breaks ("but", ";")
 
     def modifier(self, kind: str) -> Modifier | None:
         for mod in self.modifiers:

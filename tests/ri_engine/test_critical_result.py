@@ -39,3 +39,61 @@ def test_free_air_after_surgery_is_expected(text: str, expected: list[str]) -> N
 ])
 def test_description_from_a_named_type_or_region(text: str, expected: str) -> None:
     assert descriptions(text) == [expected]
+
+
+TENSION = "TENSION PNEUMOTHORAX"
+SIMPLE = "PNEUMOTHORAX, NO EVIDENCE OF TENSION"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A sign of tension written with the pneumothorax is tension.
+    ("FINDINGS: Large right pneumothorax with mediastinal shift.", [TENSION]),
+    ("IMPRESSION: Left pneumothorax with contralateral shift.", [TENSION]),
+    ("IMPRESSION: Right pneumothorax with shift of the mediastinum to the left.", [TENSION]),
+    ("IMPRESSION: Left pneumothorax with depression of the left hemidiaphragm.", [TENSION]),
+    ("IMPRESSION: Left pneumothorax with a flattened hemidiaphragm and tracheal deviation.", [TENSION]),
+    # Denied after the pneumothorax, the sign (or the word) is no tension.
+    ("IMPRESSION: Large right pneumothorax without mediastinal shift.", [SIMPLE]),
+    ("IMPRESSION: Right pneumothorax with no mediastinal shift.", [SIMPLE]),
+    ("IMPRESSION: Right pneumothorax, no evidence of tension.", [SIMPLE]),
+    ("IMPRESSION: Left pneumothorax without evidence of tracheal deviation or tension.", [SIMPLE]),
+    ("IMPRESSION: Small right pneumothorax. No mediastinal shift.", [SIMPLE]),
+])
+def test_no_evidence_of_tension_only_without_a_sign_of_it(text: str, expected: list[str]) -> None:
+    assert descriptions(text) == expected
+
+
+AAA_STABLE = ("THORACIC AORTIC ANEURYSM >6 CM OR ABDOMINAL AORTIC ANEURYSM >5 CM, "
+              "NO EVIDENCE OF ACUTE INSTABILITY")
+AAA_RUPTURED = "RUPTURED/LEAKING ARTERIAL ANEURYSM (THORACIC OR ABDOMINAL AORTIC OR OTHER)"
+ISCHEMIA = "INTESTINAL ISCHEMIA AND/OR PORTAL/MESENTERIC VENOUS GAS"
+PNEUMATOSIS = "PNEUMATOSIS IN BOWEL WALL, NO OTHER SIGNS OF ISCHEMIA"
+CT_AP = [{"code": "44115-4", "display": "CT ABDOMEN AND PELVIS"}]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A word a rule looks for counts only when the text does not deny it after the finding.
+    ("IMPRESSION: 6.4 cm abdominal aortic aneurysm without evidence of rupture.", [AAA_STABLE]),
+    ("IMPRESSION: 6.4 cm abdominal aortic aneurysm, no leak.", [AAA_STABLE]),
+    ("IMPRESSION: Ruptured 7 cm abdominal aortic aneurysm.", [AAA_RUPTURED]),
+    ("IMPRESSION: 6.4 cm abdominal aortic aneurysm with active leak.", [AAA_RUPTURED]),
+    ("IMPRESSION: 6.4 cm abdominal aortic aneurysm with a hyperattenuating crescent sign.",
+     ["IMPENDING RUPTURE"]),
+    # "No other signs of ischemia" is for pneumatosis alone.
+    ("IMPRESSION: Pneumatosis intestinalis.", [PNEUMATOSIS]),
+    ("IMPRESSION: Pneumatosis intestinalis without portal venous gas.", [PNEUMATOSIS]),
+    ("IMPRESSION: Pneumatosis intestinalis with portal venous gas.", [ISCHEMIA, "PORTAL VENOUS AIR"]),
+    # The words of another clause are not the finding's.
+    ("IMPRESSION: Saddle embolus is not seen; segmental pulmonary embolism on the right.",
+     ["PULMONARY EMBOLISM"]),
+])
+def test_description_words_stated_in_the_finding_clause(text: str, expected: list[str]) -> None:
+    assert descriptions(text, CT_AP) == expected
+
+
+def test_qualifier_denied_after_its_finding_is_dropped() -> None:
+    produced = analyse(build_request(
+        "FINDINGS: Right pneumothorax, no evidence of mediastinal shift. Left pneumothorax with "
+        "tracheal deviation."), "finding")
+    values = [[c.value_string for c in i.finding.component or [] if c.value_string] for i in produced]
+    assert values == [[], ["tracheal deviation"]]

@@ -183,3 +183,30 @@ def test_adrenal_and_pancreas_thresholds() -> None:
     assert ["77477000", "113091000"] == [p[0] for p in _proposals(adrenal)]
     [pancreas] = _guidance("A 1.2 cm cyst in the pancreatic tail.", created_at="2024-01-15T00:00:00")
     assert [("113091000", "2026-01-15", False)] == _proposals(pancreas)
+
+
+def _identified(text: str) -> list[tuple[str, str, list]]:
+    out = []
+    for g in _guidance(text, procedures=CT_CHEST):
+        sizes = [q["valueQuantity"]["value"] for p in g.get("presentGuidanceInformation", [])
+                 for s in p.get("sizes", []) for q in s.get("component", []) if "valueQuantity" in q]
+        out.append((g["identifier"]["coding"][0]["code"], g["ranking"], sizes))
+    return out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A denial stops at ", with", ", and a/an" and "other than", as in the finding layer.
+    ("FINDINGS: No pulmonary nodules, with a 2.1 cm adrenal nodule.", [("237783006", "low", [2.1])]),
+    ("FINDINGS: No adrenal mass, and a 5 mm nodule in the right upper lobe.", [("RID50149", "low", [5])]),
+    ("FINDINGS: No suspicious pulmonary nodules other than a 4 mm right upper lobe nodule.",
+     [("RID50149", "low", [4])]),
+    # Each part names its own lesion, with its own size.
+    ("FINDINGS: 6 mm right upper lobe nodule, and a 4 mm left lower lobe nodule.",
+     [("RID50149", "low", [6]), ("RID50149", "low", [4])]),
+    # The organ named before the cut goes with the lesion after it.
+    ("FINDINGS: Thickened left adrenal gland, with a 4.2 cm nodule.", [("237783006", "high", [4.2])]),
+    # Denied on both sides: none.
+    ("FINDINGS: No pulmonary nodules, and no adrenal nodule.", []),
+])
+def test_lesions_split_where_a_denial_stops(text: str, expected: list[tuple]) -> None:
+    assert _identified(text) == expected

@@ -90,6 +90,12 @@ def test_unknown_headings_do_not_end_a_section() -> None:
     ("a 7-mm nodule", [((7.0,), None, None, "mm", None, False)]),
     ("a 1.5-cm cyst", [((1.5,), None, None, "cm", None, False)]),
     ("stones of 2-3-mm", [((), 2.0, 3.0, "mm", None, False)]),
+    # "between ... and": a range; without "between", "and" joins two sizes.
+    ("nodule measuring between 5 and 7 mm", [((), 5.0, 7.0, "mm", None, False)]),
+    ("between 1.2 cm and 1.5 cm", [((), 1.2, 1.5, "cm", None, False)]),
+    ("previously between 4 and 5 mm", [((), 4.0, 5.0, "mm", None, True)]),
+    ("nodules of 5 mm and 7 mm", [((5.0,), None, None, "mm", None, False),
+                                  ((7.0,), None, None, "mm", None, False)]),
 ])
 def test_measurements(text: str, expected: list[tuple]) -> None:
     found = [(m.values, m.low, m.high, m.unit, m.comparator, m.prior) for m in find_measurements(text)]

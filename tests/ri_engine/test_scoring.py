@@ -76,6 +76,20 @@ def test_range_becomes_range_value() -> None:
             "rangeValue": {"minimum": "3", "maximum": "4"}} == stripped(inference)
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # One score given as alternatives is a range, as "3-4" is.
+    ("PI-RADS 2 or 3 lesion in the left peripheral zone.", [("PI-RADS", "2", "3")]),
+    ("Right breast mass, BI-RADS 4A and 4B.", [("BIRADS", "4A", "4B")]),
+    ("TI-RADS 3 to 4", [("TI-RADS", "3", "4")]),
+    ("Bosniak IIF or III cyst.", [("BOSNIAK", "IIF", "III")]),
+    # Not alternatives: a size after "and", or a second system named.
+    ("BI-RADS 4 and 2 cm mass", [("BIRADS", "4", None)]),
+    ("Right breast: BI-RADS 2 and left breast: BI-RADS 4.", [("BIRADS", "2", None), ("BIRADS", "4", None)]),
+])
+def test_alternative_values_of_one_score(text: str, expected: list[tuple]) -> None:
+    assert expected == [(m.category, m.value, m.maximum) for m in find_scores(text)]
+
+
 def test_one_inference_per_mention_and_no_false_hits() -> None:
     text = "ACR BI-RADS 5th edition lexicon. BI-RADS 2. Impression: BI-RADS 2."
     assert [("BIRADS", "2"), ("BIRADS", "2")] == [(m.category, m.value) for m in find_scores(text)]
