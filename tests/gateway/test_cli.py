@@ -278,3 +278,24 @@ def test_audit_tail_follow_ends_when_the_database_is_replaced(tmp_path):
     other.replace(db)
     assert _ended(proc) == (3, f"ri-gateway: audit database {db} was replaced by another file\n")
 
+
+
+def test_analyze_refuses_an_unpaired_surrogate_naming_the_field(tmp_path):
+    # The real engine: its tokenizer could not encode the text, so the request failed as an
+    # analysis failure (exit 1) where the REST API answers 400 naming the field.
+    request = text_request("No acute findings. ", TextMetadata()).to_json()
+    text = json.dumps({"jobData": request}).replace("No acute findings. ", "No acute \\ud800")
+    path = tmp_path / "request.json"
+    path.write_text(text)
+    field = "jobData.patients[0].patientDocuments[0].content.value"
+    result = CliRunner().invoke(main, ["analyze", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"ri-gateway: {path}: {field} holds an unpaired surrogate escape "
+                             "(\\ud800), which is not a Unicode character\n")
+
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text(text + "\n")
+    result = CliRunner().invoke(main, ["analyze", "--jsonl", str(lines)])
+    assert result.exit_code == 2
+    assert f"{lines}:1: {field} holds an unpaired surrogate escape (\\ud800)" in result.stderr
+    assert json.loads(result.stdout)["status"] == "failed"
