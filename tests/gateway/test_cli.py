@@ -299,3 +299,28 @@ def test_analyze_refuses_an_unpaired_surrogate_naming_the_field(tmp_path):
     assert result.exit_code == 2
     assert f"{lines}:1: {field} holds an unpaired surrogate escape (\\ud800)" in result.stderr
     assert json.loads(result.stdout)["status"] == "failed"
+
+
+@pytest.mark.parametrize("env, expected", [
+    # Before named tables were read from the environment, the first two said
+    # "destinations.pager_endpoint: must be a table".
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT": "tcp:host=127.0.0.1:port=6661"},
+     "ri-gateway: RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT: names no key of a [destinations.NAME] "
+     "table (RI_GATEWAY_DESTINATIONS_<NAME>_<KEY>, KEY one of: ack_timeout, backoff_initial, "
+     "backoff_max, backoff_multiplier, endpoint, jitter, max_attempts, receiving_application, "
+     "receiving_facility)\n"),
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "lots"},
+     "ri-gateway: destinations.pager.max_attempts: expected an integer, got 'lots'\n"),
+    ({"RI_GATEWAY_ROUTES_ALL_RESULTS_SEND_EMPTY": "maybe"},
+     "ri-gateway: routes.all_results.send_empty: expected true or false, got 'maybe'\n"),
+    ({"RI_GATEWAY_ROUTES_DESTINATIONS": "pager"},
+     "ri-gateway: RI_GATEWAY_ROUTES_DESTINATIONS: names no key of a [routes.NAME] table "),
+    # An env-only destination is a whole table: its endpoint is still required.
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "3"},
+     "ri-gateway: destinations.pager.endpoint: is required\n"),
+])
+def test_named_table_environment_errors_exit_2(tmp_path, env, expected):
+    result = CliRunner().invoke(main, ["audit", "tail", "--db", str(_audit_db(tmp_path))],
+                                env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(expected), result.output
