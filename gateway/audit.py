@@ -476,6 +476,7 @@ class AuditLog:
                 # failing later with "no such table".
                 if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                     "AND name = 'events'").fetchone():
+                    conn.close()
                     raise AuditError(f"{path} is not a ri-gateway audit database")
             else:
                 self.db.enable_wal()

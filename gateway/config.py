@@ -398,9 +398,7 @@ def _set_in_named_table(var: str, section_name: str, section: dict[str, Any], re
         raise ConfigError(f"{section_name}.{name}", f"must be a table ([{section_name}.NAME])")
     dotted = f"{section_name}.{name}.{key}"
     tp = keys[key]
-    if tp is str:
-        table[key] = raw
-    elif tp in (bool, int, float) or typing.get_origin(tp) is tuple:
+    if tp in (str, bool, int, float) or typing.get_origin(tp) is tuple:
         value = _coerce(dotted, tp, raw)
         # The parsers take a list, as TOML gives it.
         table[key] = list(value) if isinstance(value, tuple) else value
