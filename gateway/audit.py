@@ -437,6 +437,14 @@ def _prepare_path(path: str) -> None:
         os.chmod(path, 0o600)
 
 
+def _file_identity(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 _EVENT_VIEW = """
 SELECT e.id AS id, e.time AS time, e.event AS event, e.control_id AS control_id,
        m.message_type AS message_type, m.sender AS sender, m.ack_code AS ack_code,
@@ -461,7 +469,16 @@ class AuditLog:
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
             self.db = sqlite_utils.Database(conn)
-            if not readonly:
+            if readonly:
+                # Reading the schema reads the file's header: a file that is not SQLite
+                # fails here, and one that is SQLite but not an audit log (an empty
+                # file, another program's database) is named as such rather than
+                # failing later with "no such table".
+                if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                    "AND name = 'events'").fetchone():
+                    conn.close()
+                    raise AuditError(f"{path} is not a ri-gateway audit database")
+            else:
                 self.db.enable_wal()
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
@@ -469,6 +486,29 @@ class AuditLog:
         except sqlite3.Error as exc:
             raise AuditError(f"cannot open audit database {path}: {exc}") from None
         self.conn = conn
+        # What the path named when opened: a follower (``audit tail -f``) keeps reading
+        # the file it opened, so without this a database deleted or replaced under it
+        # would be followed forever in silence.
+        self._identity = _file_identity(path)
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        """Close; a database error raised inside the ``with`` block (the readers, and
+        the queries other modules run on :attr:`conn`) becomes :class:`AuditError`
+        naming the file, so no command has to catch ``sqlite3.Error`` itself."""
+        self.close()
+        if isinstance(exc, sqlite3.Error):
+            raise AuditError(f"audit database {self.path} failed: {exc}") from None
+
+    def check_same_file(self) -> None:
+        """Raise :class:`AuditError` if :attr:`path` no longer names the opened file."""
+        now = _file_identity(self.path)
+        if now is None:
+            raise AuditError(f"audit database {self.path} was deleted")
+        if now != self._identity:
+            raise AuditError(f"audit database {self.path} was replaced by another file")
 
     def _create_schema(self) -> None:
         db = self.db
@@ -527,7 +567,7 @@ class AuditLog:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             if isinstance(exc, sqlite3.Error):
-                raise AuditError(f"audit database write failed: {exc}") from None
+                raise AuditError(f"audit database {self.path} write failed: {exc}") from None
             raise
         return result
 
@@ -535,7 +575,7 @@ class AuditLog:
         """Run one op in its own transaction and return its result (or raise its error)."""
         (result,) = self.run_batch([op])
         if isinstance(result, BaseException):
-            raise AuditError(f"audit database write failed: {result}")
+            raise AuditError(f"audit database {self.path} write failed: {result}")
         return result  # type: ignore[no-any-return]
 
     def record_received(self, msg: ReceivedMessage, **event_fields: Any) -> int:

@@ -4,7 +4,9 @@ Sources, later ones winning:
 
 1. defaults embedded here (``serve`` runs with no file at all);
 2. a TOML file (``config/gateway.toml`` documents every key);
-3. environment variables ``RI_GATEWAY_<SECTION>_<KEY>`` (``RI_GATEWAY_MLLP_ENDPOINT``);
+3. environment variables ``RI_GATEWAY_<SECTION>_<KEY>`` (``RI_GATEWAY_MLLP_ENDPOINT``),
+   and ``RI_GATEWAY_<SECTION>_<NAME>_<KEY>`` for a named table
+   (``RI_GATEWAY_DESTINATIONS_PAGER_ENDPOINT`` sets ``[destinations.pager] endpoint``);
    ``RI_GATEWAY_API_KEYS`` is accepted as a short form of ``RI_GATEWAY_HTTP_API_KEYS``;
 4. command-line overrides, given as ``{"section.key": value}``.
 
@@ -214,22 +216,33 @@ BUILTIN_SECTIONS: dict[str, type] = {
 
 SectionParser = Callable[[Mapping[str, Any]], Any]
 _REGISTERED: dict[str, SectionParser] = {}
+# Sections made of named tables ([destinations.NAME]): the keys of each table and the type
+# an environment value is read as.
+_TABLE_KEYS: dict[str, Mapping[str, Any]] = {}
 
 # Modules that register sections of their own, imported (when present) before parsing.
 SECTION_PROVIDERS: tuple[str, ...] = ("gateway.routing", "gateway.outbox")
 
 
-def register_section(name: str, parser: SectionParser) -> None:
+def register_section(name: str, parser: SectionParser,
+                     table_keys: Mapping[str, Any] | None = None) -> None:
     """Register a top-level TOML table owned by another module.
 
     ``parser(table)`` receives the merged table (file, then environment overrides as
     strings parsed as TOML values) and returns the value kept in ``settings.section(name)``;
     it raises ``ConfigError("<name>.<key>", ...)`` for a bad value.  It is also called
     with ``{}`` when the file has no such table, so it decides the defaults.
+
+    ``table_keys`` declares a section of named tables (``[name.NAME]``): the keys each
+    table takes and their types (``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``
+    for a list, anything else for a TOML value).  The environment then sets
+    ``RI_GATEWAY_<SECTION>_<NAME>_<KEY>`` (see :func:`_set_in_named_table`).
     """
     if name in BUILTIN_SECTIONS or name == "mappings":
         raise ValueError(f"section [{name}] is built in")
     _REGISTERED[name] = parser
+    if table_keys is not None:
+        _TABLE_KEYS[name] = table_keys
 
 
 @dataclass(frozen=True)
@@ -338,8 +351,11 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
-def _env_overrides(environ: Mapping[str, str], section_names: list[str]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
+def _env_overrides(environ: Mapping[str, str],
+                   section_names: list[str]) -> list[tuple[str, str, str, str]]:
+    """``(variable, section, key, value)`` for each ``RI_GATEWAY_*`` variable; the key is
+    what follows the section's name, lower-cased."""
+    out: list[tuple[str, str, str, str]] = []
     # Longest names first so a section whose name has an underscore wins over a prefix.
     names = sorted(section_names, key=len, reverse=True)
     for var, raw in environ.items():
@@ -347,18 +363,50 @@ def _env_overrides(environ: Mapping[str, str], section_names: list[str]) -> dict
             continue
         rest = var[len(ENV_PREFIX):].lower()
         if rest == "api_keys":
-            out.setdefault("http", {})["api_keys"] = raw
+            out.append((var, "http", "api_keys", raw))
             continue
         if rest == "config":
             continue  # the config file path, read by the CLI
         for name in names:
             if rest.startswith(name + "_"):
-                out.setdefault(name, {})[rest[len(name) + 1:]] = raw
+                out.append((var, name, rest[len(name) + 1:], raw))
                 break
         else:
             raise ConfigError(var, f"environment variable names no known section "
                                    f"({', '.join(sorted(section_names))})")
     return out
+
+
+def _set_in_named_table(var: str, section_name: str, section: dict[str, Any], rest: str,
+                        raw: str) -> None:
+    """Set ``RI_GATEWAY_<SECTION>_<NAME>_<KEY>`` (``rest`` is ``<name>_<key>``) in
+    ``section``, the named tables read from the file.
+
+    Names may hold underscores and so may keys: the key is the longest known one that
+    ends ``rest``.  Variable names are case-insensitive, so a name is lower case unless
+    the file already has a table of that name in another case.
+    """
+    keys = _TABLE_KEYS[section_name]
+    for key in sorted(keys, key=len, reverse=True):
+        if rest.endswith("_" + key) and len(rest) > len(key) + 1:
+            name = rest[:-len(key) - 1]
+            break
+    else:
+        raise ConfigError(var, f"names no key of a [{section_name}.NAME] table "
+                               f"({ENV_PREFIX}{section_name.upper()}_<NAME>_<KEY>, KEY one of: "
+                               f"{', '.join(sorted(keys))})")
+    name = next((n for n in section if n.lower() == name), name)
+    table = section.setdefault(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{section_name}.{name}", f"must be a table ([{section_name}.NAME])")
+    dotted = f"{section_name}.{name}.{key}"
+    tp = keys[key]
+    if tp in (str, bool, int, float) or typing.get_origin(tp) is tuple:
+        value = _coerce(dotted, tp, raw)
+        # The parsers take a list, as TOML gives it.
+        table[key] = list(value) if isinstance(value, tuple) else value
+    else:
+        table[key] = _env_value(raw)
 
 
 def _import_providers() -> None:
@@ -412,9 +460,11 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
             raise ConfigError(name, "must be a table")
         tables[name] = dict(table)
 
-    for name, values in _env_overrides(environ, all_sections).items():
+    for var, name, key, raw in _env_overrides(environ, all_sections):
         section = tables.setdefault(name, {})
-        for key, raw in values.items():
+        if name in _TABLE_KEYS:
+            _set_in_named_table(var, name, section, key, raw)
+        else:
             section[key] = raw if name in BUILTIN_SECTIONS else _env_value(raw)
 
     for dotted, value in (overrides or {}).items():

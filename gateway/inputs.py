@@ -11,7 +11,8 @@
 
 Errors: an HL7 message that cannot be mapped raises its ``mappings.errors.HL7Error``;
 a bad request raises ``ModelError``/``RequestError``; JSON that does not parse raises
-:class:`~gateway.errors.InputError`.
+:class:`~gateway.errors.InputError`, and so does JSON holding an unpaired surrogate
+escape (``"\\ud800"``), refused by the REST API too (:mod:`gateway.json_text`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from ri_engine.models import (
 )
 
 from .errors import InputError
+from .json_text import find_lone_surrogate
 
-__all__ = ["Request", "TextMetadata", "looks_like_hl7", "mapped_reports", "requests_from"]
+__all__ = ["Request", "TextMetadata", "looks_like_hl7", "mapped_reports", "parse_json",
+           "requests_from"]
 
 _HL7_STARTS = ("MSH", "FHS", "BHS")
 
@@ -105,6 +108,21 @@ def text_request(text: str, meta: TextMetadata, now: datetime | None = None) -> 
                                                                   include_evidence=True))
 
 
+def parse_json(text: str, label: str | None = None) -> Any:
+    """The JSON value of a request in ``text``; :class:`InputError` (its message starting
+    with ``label``, when given) when it is not JSON or holds a string that is no Unicode
+    text (checked as the REST API does)."""
+    where = f"{label}: " if label else ""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{where}not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    surrogate = find_lone_surrogate(text, value)
+    if surrogate is not None:
+        raise InputError(f"{where}{surrogate.path or 'the request'} {surrogate.message}")
+    return value
+
+
 def request_from_json(value: Any, label: str) -> Request:
     from .jobs import validate_and_parse
 
@@ -126,11 +144,7 @@ def requests_from(raw: bytes, label: str, meta: TextMetadata, mapping_config: An
                 out.append(Request(where, None, report.skip_reason or "not analysable"))
         return out
     if head.startswith("{"):
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{label}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return [request_from_json(value, label)]
+        return [request_from_json(parse_json(text, label), label)]
     if not head:
         raise InputError(f"{label}: empty input")
     return [Request(label, text_request(text, meta))]

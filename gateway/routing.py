@@ -205,6 +205,16 @@ def _inferences(result: InferenceResult | Sequence[Inference]) -> list[Inference
 
 _DEST_NUMBERS = {"ack_timeout": float, "backoff_initial": float, "backoff_max": float,
                  "backoff_multiplier": float, "jitter": float, "max_attempts": int}
+# The keys of a [destinations.NAME] and a [routes.NAME] table, with the type an environment
+# value is read as (gateway.config: RI_GATEWAY_DESTINATIONS_<NAME>_<KEY>); ``list`` is a
+# TOML value (the score rules, a list of tables).
+DESTINATION_KEYS: dict[str, Any] = {
+    "endpoint": str, "receiving_application": str, "receiving_facility": str, **_DEST_NUMBERS}
+_STRINGS = tuple[str, ...]
+ROUTE_KEYS: dict[str, Any] = {
+    "type": str, "destinations": _STRINGS, "kinds": _STRINGS, "critical": bool,
+    "modalities": _STRINGS, "sending_applications": _STRINGS, "sending_facilities": _STRINGS,
+    "result_statuses": _STRINGS, "alert_on": _STRINGS, "scores": list, "send_empty": bool}
 
 
 def _check_client_endpoint(key: str, value: Any) -> str:
@@ -241,10 +251,10 @@ def parse_destinations(table: Mapping[str, Any]) -> dict[str, Destination]:
         where = f"destinations.{name}"
         if not isinstance(spec, Mapping):
             raise ConfigError(where, "must be a table ([destinations.NAME])")
-        known = {"endpoint", "receiving_application", "receiving_facility", *_DEST_NUMBERS}
         for key in spec:
-            if key not in known:
-                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+            if key not in DESTINATION_KEYS:
+                raise ConfigError(f"{where}.{key}",
+                                  f"unknown key (known: {', '.join(sorted(DESTINATION_KEYS))})")
         if "endpoint" not in spec:
             raise ConfigError(f"{where}.endpoint", "is required")
         kwargs: dict[str, Any] = {"endpoint": _check_client_endpoint(f"{where}.endpoint", spec["endpoint"])}
@@ -287,11 +297,10 @@ def parse_routes(table: Mapping[str, Any]) -> tuple[Route, ...]:
         where = f"routes.{name}"
         if not isinstance(spec, Mapping):
             raise ConfigError(where, "must be a table ([routes.NAME])")
-        known = {"type", "destinations", "kinds", "critical", "modalities", "sending_applications",
-                 "sending_facilities", "result_statuses", "alert_on", "scores", "send_empty"}
         for key in spec:
-            if key not in known:
-                raise ConfigError(f"{where}.{key}", f"unknown key (known: {', '.join(sorted(known))})")
+            if key not in ROUTE_KEYS:
+                raise ConfigError(f"{where}.{key}",
+                                  f"unknown key (known: {', '.join(sorted(ROUTE_KEYS))})")
         kind = spec.get("type", RESULTS)
         if kind not in ROUTE_TYPES:
             raise ConfigError(f"{where}.type", f"must be one of {', '.join(ROUTE_TYPES)}; got {kind!r}")
@@ -366,6 +375,6 @@ def parse_outbound_config(data: Mapping[str, Any]) -> OutboundConfig:
     })
 
 
-register_section("destinations", parse_destinations)
-register_section("routes", parse_routes)
+register_section("destinations", parse_destinations, table_keys=DESTINATION_KEYS)
+register_section("routes", parse_routes, table_keys=ROUTE_KEYS)
 register_section("outbound", parse_outbound)

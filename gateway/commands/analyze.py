@@ -82,7 +82,9 @@ def analyze(obj: Any, files: tuple[str, ...], jsonl: str | None, sex: str | None
     that failed, status "failed" with error.  Exits 2 when an input was refused,
     1 when an analysis failed.
     """
-    from gateway.inputs import Request, TextMetadata, request_from_json, requests_from
+    from gateway.inputs import (
+        Request, TextMetadata, parse_json, request_from_json, requests_from,
+    )
 
     if not files and not jsonl:
         raise click.UsageError("give at least one FILE (or - for stdin) or --jsonl FILE")
@@ -143,9 +145,9 @@ def analyze(obj: Any, files: tuple[str, ...], jsonl: str | None, sex: str | None
                 continue
             label = f"{jsonl}:{number}"
             try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                refuse(label, InputError(f"not valid JSON ({exc.msg})"))
+                value = parse_json(line)
+            except InputError as exc:
+                refuse(label, exc)
                 continue
             try:
                 run([request_from_json(value, label)])

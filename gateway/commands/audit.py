@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from gateway.audit import AuditLog
 from gateway.errors import NegativeOutcome
 
 from .options import config_option, db_option, settings_from
@@ -35,9 +36,7 @@ def _text_line(event: dict[str, Any]) -> str:
     return " ".join(p for p in parts if p)
 
 
-def _open(config_path: str | None, db_path: str | None) -> Any:
-    from gateway.audit import AuditLog
-
+def _open(config_path: str | None, db_path: str | None) -> AuditLog:
     settings = settings_from(config_path, {"storage.db": db_path})
     return AuditLog(settings.storage.db, readonly=True)
 
@@ -59,21 +58,22 @@ def audit() -> None:
 def tail(lines: int, follow: bool, as_json: bool, interval: float, config_path: str | None,
          db_path: str | None) -> None:
     """Print the latest events (time, event, control id, type, sender, ACK code)."""
-    log = _open(config_path, db_path)
-    events = log.events(last=lines) if lines else []
-    last_id = events[-1]["id"] if events else (log.events(last=1) or [{"id": 0}])[-1]["id"]
+    with _open(config_path, db_path) as log:
+        events = log.events(last=lines) if lines else []
+        last_id = events[-1]["id"] if events else (log.events(last=1) or [{"id": 0}])[-1]["id"]
 
-    def show(items: list[dict[str, Any]]) -> None:
-        for event in items:
-            click.echo(json.dumps(event_line(event)) if as_json else _text_line(event))
+        def show(items: list[dict[str, Any]]) -> None:
+            for event in items:
+                click.echo(json.dumps(event_line(event)) if as_json else _text_line(event))
 
-    show(events)
-    while follow:
-        time.sleep(interval)
-        new = log.events(after_id=last_id)
-        if new:
-            show(new)
-            last_id = new[-1]["id"]
+        show(events)
+        while follow:
+            time.sleep(interval)
+            log.check_same_file()
+            new = log.events(after_id=last_id)
+            if new:
+                show(new)
+                last_id = new[-1]["id"]
 
 
 @audit.command()
@@ -82,16 +82,17 @@ def tail(lines: int, follow: bool, as_json: bool, interval: float, config_path: 
 @db_option
 def show(control_id: str, config_path: str | None, db_path: str | None) -> None:
     """Everything recorded for CONTROL_ID (MSH-10) as JSON lines: events, then inferences."""
-    log = _open(config_path, db_path)
-    events = log.events(control_id=control_id)
-    messages = log.messages_for(control_id)
-    if not events and not messages:
-        raise NegativeOutcome(f"no message with control id {control_id} in {log.path}")
-    for event in events:
-        click.echo(json.dumps(event_line(event)))
-    for message in messages:
-        for inference in log.inferences_for(message["id"]):
-            click.echo(json.dumps({
-                "time": message["analysed_at"], "event": "inference", "control_id": control_id,
-                "message_type": message["message_type"], "sender": message["sender"],
-                "ack_code": message["ack_code"], "message_id": message["id"], **inference}))
+    with _open(config_path, db_path) as log:
+        events = log.events(control_id=control_id)
+        messages = log.messages_for(control_id)
+        if not events and not messages:
+            raise NegativeOutcome(f"no message with control id {control_id} in {log.path}")
+        for event in events:
+            click.echo(json.dumps(event_line(event)))
+        for message in messages:
+            for inference in log.inferences_for(message["id"]):
+                click.echo(json.dumps({
+                    "time": message["analysed_at"], "event": "inference",
+                    "control_id": control_id, "message_type": message["message_type"],
+                    "sender": message["sender"], "ack_code": message["ack_code"],
+                    "message_id": message["id"], **inference}))

@@ -71,13 +71,10 @@ def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str |
     path = settings_from(config_path, {"storage.db": db_path}).storage.db
     if not os.path.exists(path):
         raise AuditError(f"no audit database at {path}")
-    audit = AuditLog(path)
-    try:
+    with AuditLog(path) as audit:
         done = request_replay(audit, control_ids=control_ids, statuses=statuses,
                               since=received_since, sending_application=application,
                               sending_facility=facility, deliver=deliver)
-    finally:
-        audit.close()
     for request in done:
         click.echo(_line(request))
     found = {r.control_id for r in done}

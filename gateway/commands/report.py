@@ -64,10 +64,8 @@ def quality(since: str | None, until: str | None, as_json: bool, config_path: st
 
     window = _window(since, until)
     audit, _ = _open(config_path, db_path)
-    try:
+    with audit:
         rows = quality_summary(audit, window)
-    finally:
-        audit.close()
     if as_json:
         for row in rows:
             click.echo(json.dumps({"denominator": row.denominator,
@@ -146,11 +144,9 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
     window = _window(since, until)
     today = parse_date(as_of).date() if as_of else dt.datetime.now(dt.timezone.utc).date()
     audit, settings = _open(config_path, db_path)
-    try:
+    with audit:
         read, patients = _mapped_reports(settings)
         tracked = followups(audit, window, as_of=today, read=read, patients=patients)
-    finally:
-        audit.close()
     shown = [item for item in tracked if not statuses or item.status in statuses]
     if shown and not as_json:
         click.echo(f"{'status':<10} {'due':<10} {'received':<10} {'accession':<14} "

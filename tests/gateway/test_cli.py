@@ -206,3 +206,121 @@ def test_config_errors_exit_2_naming_the_key(tmp_path):
 @pytest.mark.parametrize("args", [["send"], ["sink"], ["analyze"]])
 def test_usage_errors_exit_2(args):
     assert CliRunner().invoke(main, args).exit_code == 2
+
+
+def _corrupt(path):
+    """Keep the header page (SQLite still opens the file) and garble every table page."""
+    data = bytearray(path.read_bytes())
+    data[4096:] = b"\xa5" * (len(data) - 4096)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("args", [
+    ["audit", "tail"], ["audit", "show", "T3"], ["replay", "T3"], ["report", "quality"],
+    ["report", "followups"]])
+def test_commands_on_a_bad_audit_database_exit_3_naming_the_file(tmp_path, args):
+    # Each ended in a sqlite3 traceback (exit 1) on a file that was not a database or
+    # was corrupt, where `outbox list` already said why and exited 3.
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_bytes(b"not a database, not even close to one" * 100)
+    corrupt = _audit_db(tmp_path)
+    _corrupt(corrupt)
+    empty = tmp_path / "empty.sqlite3"
+    empty.write_bytes(b"")
+    directory = tmp_path / "dir.sqlite3"
+    directory.mkdir()
+    config = tmp_path / "dir.toml"  # --db refuses a directory; the configuration does not
+    config.write_text(f"[storage]\ndb = {json.dumps(str(directory))}\n")
+    bad = [["--db", str(junk)], ["--db", str(corrupt)], ["--config", str(config)]]
+    if args[0] != "replay":  # replay writes: it makes an empty file an audit database
+        bad.append(["--db", str(empty)])
+    for where in bad:
+        result = CliRunner().invoke(main, [*args, *where])
+        assert result.exception is None or isinstance(result.exception, SystemExit), \
+            result.exception
+        assert result.exit_code == 3, (where, result.output)
+        named = str(directory) if where[0] == "--config" else where[1]
+        assert result.output.startswith("ri-gateway: ") and named in result.output, result.output
+        assert result.output.count("\n") == 1, result.output
+
+
+def _follow(db):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "audit", "tail", "-f", "-n", "1",
+         "--interval", "0.05", "--db", str(db)],
+        cwd=ROOT, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    LineReader(proc.stdout).wait_for(lambda line: "analysed" in line)
+    return proc
+
+
+def _ended(proc):
+    try:
+        proc.wait(WAIT)
+    finally:
+        proc.kill()
+    return proc.returncode, proc.stderr.read()
+
+
+def test_audit_tail_follow_ends_when_the_database_is_deleted(tmp_path):
+    # It went on polling the deleted file forever, printing nothing.
+    db = _audit_db(tmp_path)
+    proc = _follow(db)
+    for path in tmp_path.glob("audit.sqlite3*"):
+        path.unlink()
+    assert _ended(proc) == (3, f"ri-gateway: audit database {db} was deleted\n")
+
+
+def test_audit_tail_follow_ends_when_the_database_is_replaced(tmp_path):
+    db = _audit_db(tmp_path)
+    proc = _follow(db)
+    other = tmp_path / "other.sqlite3"
+    AuditLog(str(other)).close()
+    other.replace(db)
+    assert _ended(proc) == (3, f"ri-gateway: audit database {db} was replaced by another file\n")
+
+
+
+def test_analyze_refuses_an_unpaired_surrogate_naming_the_field(tmp_path):
+    # The real engine: its tokenizer could not encode the text, so the request failed as an
+    # analysis failure (exit 1) where the REST API answers 400 naming the field.
+    request = text_request("No acute findings. ", TextMetadata()).to_json()
+    text = json.dumps({"jobData": request}).replace("No acute findings. ", "No acute \\ud800")
+    path = tmp_path / "request.json"
+    path.write_text(text)
+    field = "jobData.patients[0].patientDocuments[0].content.value"
+    result = CliRunner().invoke(main, ["analyze", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.output == (f"ri-gateway: {path}: {field} holds an unpaired surrogate escape "
+                             "(\\ud800), which is not a Unicode character\n")
+
+    lines = tmp_path / "requests.jsonl"
+    lines.write_text(text + "\n")
+    result = CliRunner().invoke(main, ["analyze", "--jsonl", str(lines)])
+    assert result.exit_code == 2
+    assert f"{lines}:1: {field} holds an unpaired surrogate escape (\\ud800)" in result.stderr
+    assert json.loads(result.stdout)["status"] == "failed"
+
+
+@pytest.mark.parametrize("env, expected", [
+    # Before named tables were read from the environment, the first two said
+    # "destinations.pager_endpoint: must be a table".
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT": "tcp:host=127.0.0.1:port=6661"},
+     "ri-gateway: RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT: names no key of a [destinations.NAME] "
+     "table (RI_GATEWAY_DESTINATIONS_<NAME>_<KEY>, KEY one of: ack_timeout, backoff_initial, "
+     "backoff_max, backoff_multiplier, endpoint, jitter, max_attempts, receiving_application, "
+     "receiving_facility)\n"),
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "lots"},
+     "ri-gateway: destinations.pager.max_attempts: expected an integer, got 'lots'\n"),
+    ({"RI_GATEWAY_ROUTES_ALL_RESULTS_SEND_EMPTY": "maybe"},
+     "ri-gateway: routes.all_results.send_empty: expected true or false, got 'maybe'\n"),
+    ({"RI_GATEWAY_ROUTES_DESTINATIONS": "pager"},
+     "ri-gateway: RI_GATEWAY_ROUTES_DESTINATIONS: names no key of a [routes.NAME] table "),
+    # An env-only destination is a whole table: its endpoint is still required.
+    ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "3"},
+     "ri-gateway: destinations.pager.endpoint: is required\n"),
+])
+def test_named_table_environment_errors_exit_2(tmp_path, env, expected):
+    result = CliRunner().invoke(main, ["audit", "tail", "--db", str(_audit_db(tmp_path))],
+                                env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(expected), result.output

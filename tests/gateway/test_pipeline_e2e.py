@@ -565,3 +565,35 @@ max_attempts = 3
         ris.close()
     assert (delivered["event"], delivered.get("attempt")) == ("delivered", 1)
     assert ris.received == [delivered["outbound_control_id"]]
+
+
+def test_destinations_and_routes_set_from_the_environment(rig):
+    # RI_GATEWAY_DESTINATIONS_<NAME>_<KEY> stopped the gateway ("destinations.pager_endpoint:
+    # must be a table"). Here the file's pager (its name in mixed case, with underscores) is
+    # pointed at the sink from the environment, and the EHR and both routes exist only there.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.env.update({
+        "RI_GATEWAY_DESTINATIONS_ON_CALL_PAGER_ENDPOINT": f"tcp:host=127.0.0.1:port={pager}",
+        "RI_GATEWAY_DESTINATIONS_ON_CALL_PAGER_RECEIVING_APPLICATION": "PAGER",
+        "RI_GATEWAY_DESTINATIONS_EHR_ENDPOINT": f"tcp:host=127.0.0.1:port={ehr}",
+        "RI_GATEWAY_DESTINATIONS_EHR_BACKOFF_INITIAL": "0.2",
+        "RI_GATEWAY_DESTINATIONS_EHR_MAX_ATTEMPTS": "1000",
+        "RI_GATEWAY_ROUTES_CRITICAL_TO_PAGER_TYPE": "alerts",
+        "RI_GATEWAY_ROUTES_CRITICAL_TO_PAGER_DESTINATIONS": "On_Call_Pager",
+        "RI_GATEWAY_ROUTES_CRITICAL_TO_PAGER_ALERT_ON": "critical, scores",
+        "RI_GATEWAY_ROUTES_RESULTS_DESTINATIONS": "ehr",
+        "RI_GATEWAY_ROUTES_RESULTS_SEND_EMPTY": "false",
+    })
+    rig.serve(BASE + '\n[destinations.On_Call_Pager]\nendpoint = "tcp:host=127.0.0.1:port=9"\n'
+              'ack_timeout = 10.0\nbackoff_initial = 0.2\n', mllp)
+
+    sent = rig.send(mllp, "crit", oru("ENV0001", "ACC3001", "MRN7001", CRITICAL_TEXT))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("both deliveries audited", lambda: len(rig.events("ENV0001", "delivered")) == 2)
+    assert sorted(e["destination"] for e in rig.events("ENV0001", "delivered")) == [
+        "On_Call_Pager", "ehr"]
+    (alert,) = rig.received("pager")
+    assert alert[0].split("|")[4] == "PAGER"
+    assert len(rig.received("ehr")) == 1
