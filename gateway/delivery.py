@@ -304,7 +304,7 @@ def mllp_connect(reactor: Any) -> Connect:
     from mllp.client import connect_client
 
     def connect(dest: Destination) -> defer.Deferred:
-        return connect_client(reactor, dest.endpoint)
+        return connect_client(reactor, dest.endpoint, lenient_end=dest.lenient_end)
 
     return connect
 

@@ -66,6 +66,7 @@ class Destination:
     backoff_max: float = 300.0       # longest wait between attempts
     backoff_multiplier: float = 2.0
     jitter: float = 0.2              # +/- fraction of randomness applied to every wait
+    lenient_end: bool = False        # accept an ACK frame that ends with FS alone (no CR)
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ _DEST_NUMBERS = {"ack_timeout": float, "backoff_initial": float, "backoff_max": 
 # value is read as (gateway.config: RI_GATEWAY_DESTINATIONS_<NAME>_<KEY>); ``list`` is a
 # TOML value (the score rules, a list of tables).
 DESTINATION_KEYS: dict[str, Any] = {
-    "endpoint": str, "receiving_application": str, "receiving_facility": str, **_DEST_NUMBERS}
+    "endpoint": str, "receiving_application": str, "receiving_facility": str,
+    "lenient_end": bool, **_DEST_NUMBERS}
 _STRINGS = tuple[str, ...]
 ROUTE_KEYS: dict[str, Any] = {
     "type": str, "destinations": _STRINGS, "kinds": _STRINGS, "critical": bool,
@@ -273,6 +275,10 @@ def parse_destinations(table: Mapping[str, Any]) -> dict[str, Destination]:
             raise ConfigError(f"{where}.jitter", "must be below 1")
         if kwargs.get("backoff_multiplier", 2.0) < 1:
             raise ConfigError(f"{where}.backoff_multiplier", "must be at least 1")
+        if "lenient_end" in spec:
+            if not isinstance(spec["lenient_end"], bool):
+                raise ConfigError(f"{where}.lenient_end", f"must be true or false, got {spec['lenient_end']!r}")
+            kwargs["lenient_end"] = spec["lenient_end"]
         addressing = {}
         for key in ("receiving_application", "receiving_facility"):
             if key in spec:

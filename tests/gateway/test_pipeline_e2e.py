@@ -6,12 +6,14 @@ to show what it expects (polling, with a generous deadline; nothing asserts a du
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -348,12 +350,13 @@ class LoopbackPager:
     """A peer on loopback that records the MSH-10 of every message it reads and answers
     AA, except that it closes the connection without answering on message number
     ``hang_up_on`` (1-based), answers nothing at all when ``silent``, and, as HL7 has
-    receivers do, answers an acknowledgement (MSH-9 ACK) only when its MSH-15 is AL."""
+    receivers do, answers an acknowledgement (MSH-9 ACK) only when its MSH-15 is AL.
+    ``trailer`` ends its frames (FS alone for a system that leaves out the CR)."""
 
-    def __init__(self, hang_up_on: int = 0, silent: bool = False) -> None:
-        import threading
-
+    def __init__(self, hang_up_on: int = 0, silent: bool = False,
+                 trailer: bytes = b"\x1c\r") -> None:
         self.hang_up_on = hang_up_on
+        self.trailer = trailer
         self.silent = silent
         self.received: list[str] = []
         self.server = socket.create_server(("127.0.0.1", 0))
@@ -361,8 +364,6 @@ class LoopbackPager:
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
-        import threading
-
         while True:
             try:
                 conn, _ = self.server.accept()
@@ -372,7 +373,7 @@ class LoopbackPager:
 
     def _connection(self, conn: socket.socket) -> None:
         buffer = b""
-        with conn:
+        with conn, contextlib.suppress(OSError):  # the gateway resets a connection it gave up on
             while chunk := conn.recv(65536):
                 buffer += chunk
                 while b"\x1c\r" in buffer:
@@ -386,7 +387,7 @@ class LoopbackPager:
                         continue
                     ack = (f"MSH|^~\\&|PAGER|H|RIGW|RIGW|20240115101600||ACK^R01^ACK|P{len(self.received)}"
                            f"|P|2.5.1\rMSA|AA|{control_id}\r")
-                    conn.sendall(b"\x0b" + ack.encode() + b"\x1c\r")
+                    conn.sendall(b"\x0b" + ack.encode() + self.trailer)
 
     def close(self) -> None:
         self.server.close()
@@ -597,3 +598,33 @@ def test_destinations_and_routes_set_from_the_environment(rig):
     (alert,) = rig.received("pager")
     assert alert[0].split("|")[4] == "PAGER"
     assert len(rig.received("ehr")) == 1
+
+
+def test_a_destination_answering_with_fs_alone_is_delivered_with_lenient_end(rig):
+    lenient, strict = LoopbackPager(trailer=b"\x1c"), LoopbackPager(trailer=b"\x1c")
+    mllp = free_port()
+    try:
+        rig.serve(BASE + f"""
+[destinations.lenient]
+endpoint = "tcp:host=127.0.0.1:port={lenient.port}"
+lenient_end = true
+
+[destinations.strict]
+endpoint = "tcp:host=127.0.0.1:port={strict.port}"
+ack_timeout = 1.0
+max_attempts = 1
+
+[routes.all]
+type = "results"
+destinations = ["lenient", "strict"]
+""", mllp)
+        sent = rig.send(mllp, "neg", oru("FS0001", "ACC4001", "MRN8001", NEGATIVE_TEXT))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        wait_for("the lenient delivery", lambda: rig.events("FS0001", "delivered"))
+        wait_for("the strict one dead-lettered", lambda: rig.events("FS0001", "dead_lettered"))
+        assert [e["destination"] for e in rig.events("FS0001", "delivered")] == ["lenient"]
+        assert [e["destination"] for e in rig.events("FS0001", "dead_lettered")] == ["strict"]
+        assert len(lenient.received) == 1 and len(strict.received) == 1  # both got it
+    finally:
+        lenient.close()
+        strict.close()

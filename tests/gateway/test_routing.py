@@ -188,6 +188,7 @@ def test_application_ack_goes_to_the_return_destination():
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nbackoff_multiplier = inf',
      "destinations.p.backoff_multiplier"),
     ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nretries = 3', "destinations.p.retries"),
+    ('[destinations.p]\nendpoint = "tcp:host=h:port=1"\nlenient_end = "yes"', "destinations.p.lenient_end"),
     ('[routes.r]\ndestinations = ["nowhere"]', "routes.r.destinations"),
     ('[routes.r]\ntype = "pages"\ndestinations = ["x"]', "routes.r.type"),
     ('[routes.r]\ntype = "alerts"\ndestinations = ["x"]\nalert_on = ["everything"]', "routes.r.alert_on"),
