@@ -307,8 +307,8 @@ def test_analyze_refuses_an_unpaired_surrogate_naming_the_field(tmp_path):
     ({"RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT": "tcp:host=127.0.0.1:port=6661"},
      "ri-gateway: RI_GATEWAY_DESTINATIONS_PAGER_ENDPONT: names no key of a [destinations.NAME] "
      "table (RI_GATEWAY_DESTINATIONS_<NAME>_<KEY>, KEY one of: ack_timeout, backoff_initial, "
-     "backoff_max, backoff_multiplier, endpoint, jitter, max_attempts, receiving_application, "
-     "receiving_facility)\n"),
+     "backoff_max, backoff_multiplier, endpoint, jitter, lenient_end, max_attempts, "
+     "receiving_application, receiving_facility)\n"),
     ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "lots"},
      "ri-gateway: destinations.pager.max_attempts: expected an integer, got 'lots'\n"),
     ({"RI_GATEWAY_ROUTES_ALL_RESULTS_SEND_EMPTY": "maybe"},
