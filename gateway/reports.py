@@ -24,7 +24,8 @@ recommendation.  A recommendation is
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked.  The patient is the identifier the inbound
+guideline (``isGuideline``), are not tracked.  A report sent again under its accession (a
+correction, an addendum) replaces the earlier version: only the latest one is tracked.  The patient is the identifier the inbound
 mapping gives the report (``[mappings]`` patient id rules), read from the stored message.
 """
 
@@ -182,6 +183,9 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     if not recommended:
         return []
     reports = _Reports(audit, read)
+    recommended = _latest_versions(audit, recommended, reports)
+    if not recommended:
+        return []
     communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
     wanted = {report.patient_id for row in recommended
               for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
@@ -215,6 +219,39 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
 
 
 _UNKNOWN = StoredReport(None, None, None)
+
+
+def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports) -> list[Any]:
+    """The recommendation rows without those of a report sent again later.
+
+    A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
+    accession, and usually repeats the recommendation: only the latest analysed version of an
+    accession (same patient) is tracked, or one follow-up would count two or more times.  A
+    later version is any accepted message whose analysis recorded that accession (an
+    ``analysed`` event, or inferences), wherever it falls against the window.
+    """
+    accessions = sorted({row[4] for row in recommended if row[4]})
+    later: dict[str, list[int]] = {}
+    for start in range(0, len(accessions), 500):  # under SQLite's parameter limit
+        chunk = accessions[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for message_id, accession in audit.conn.execute(
+                f"SELECT message_id, accession FROM inferences WHERE accession IN ({marks}) "
+                "UNION SELECT message_id, json_extract(fields, '$.accession') FROM events "
+                "WHERE event = 'analysed' AND message_id IS NOT NULL "
+                f"AND json_extract(fields, '$.accession') IN ({marks})", [*chunk, *chunk]):
+            later.setdefault(accession, []).append(message_id)
+
+    def patient(message_id: int, accession: str) -> str | None:
+        return next((r.patient_id for r in reports.of(message_id).values()
+                     if r.accession == accession), None)
+
+    def superseded(row: Any) -> bool:
+        message_id, accession = row[0], row[4]
+        return any(other > message_id and patient(other, accession) == patient(message_id, accession)
+                   for other in later.get(accession, ()))
+
+    return [row for row in recommended if not superseded(row)]
 
 
 class _Reports:

@@ -187,3 +187,21 @@ def test_reports_of_patients_without_a_recommendation_are_not_mapped(log, monkey
     assert followups(log, "--as-of", "2024-12-01")["A1"]["status"] == "completed"
     assert "D1" not in mapped and "D2" not in mapped  # patient D recommended nothing
     assert "A2" in mapped and sorted(mapped) == sorted(set(mapped))  # each one mapped once
+
+
+def test_a_corrected_report_replaces_the_earlier_version(tmp_path):
+    """A correction or an addendum is another message with the same accession that repeats
+    the recommendation: one follow-up, tracked once, and never completed by itself."""
+    path = str(tmp_path / "audit.sqlite3")
+    versions = Log(path)
+    versions.add("F1", "MRN-F", "ACC-F1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    versions.add("F1C", "MRN-F", "ACC-F1", CT_CHEST, "20240116",
+                 NODULE_6_MONTHS + " ADDENDUM: Comparison with outside films, unchanged.")
+    # The same accession number at another patient is not a version of it.
+    versions.add("G1", "MRN-G", "ACC-F1", CT_CHEST, "20240117", NODULE_STABLE)
+    versions.audit.close()
+    items = followups(path, "--as-of", "2024-12-01")
+    assert set(items) == {"F1C"}
+    assert items["F1C"]["status"] == "overdue" and items["F1C"]["completed_by"] is None
+    code, out = run("followups", "--db", path, "--as-of", "2024-12-01")
+    assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")
