@@ -8,8 +8,13 @@ so that the command never needs the gateway to be running:
    messages ``replay`` and records a ``replay_requested`` event saying what the status was
    and whether results are to be delivered again;
 2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
-   at start and then every ``interval`` seconds, and hands each to the analysis
-   pipeline as an :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``.  The
+   at start and then every ``interval`` seconds, and hands them to the analysis
+   pipeline as :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``, a few at
+   a time: at most ``batch`` (the pipeline's ``max_in_flight``) are in the pipeline at once,
+   and the next is taken up as soon as one is recorded.  A replay of thousands of messages
+   would otherwise fill the pipeline's backlog in one go (each mapped on the reactor first
+   with ``map_before_ack = "full"``), and every report arriving meanwhile would wait behind
+   all of them: with ``ack_after = "analysis"``, its ACK too, past the sender's timeout.  The
    pipeline replaces the message's inferences (so aggregates count each message once; the
    events keep the history), sets its final status, and, when delivery was asked for,
    routes the results and alerts again under the current ``[routes.*]``.  The sender is
@@ -138,7 +143,7 @@ class ReplayPoller(Service):
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any,
                  reread: Callable[[bytes, str | None], tuple[Any, str, Any]], *,
                  clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, batch: int | None = None) -> None:
         self.audit = audit
         self.committer = committer
         self.pipeline = pipeline
@@ -148,11 +153,20 @@ class ReplayPoller(Service):
         self.log = log if log is not None else get_logger("gateway.replay")
         self.metrics = metrics
         self.setName("replay")
+        # Replays in the pipeline at once: live reports wait behind no more than these.
+        self.batch = batch or int(getattr(pipeline, "max_in_flight", 1) or 1)
         self._active: set[int] = set()  # handed to the pipeline, not yet recorded
+        self._held: set[int] = set()  # not recorded (database error): left to the next start
         self._loop: task.LoopingCall | None = None
+        self._polling = False
+        self._again = False  # a replay was recorded while polling: look once more
+        self._next_pending = False  # a look for the next replay is scheduled
+        self._more = False  # the last look took all it had room for: more may wait
+        self._stopped = False
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
+        self._stopped = False
         self._loop = task.LoopingCall(self.poll)
         if self.clock is not None:
             self._loop.clock = self.clock
@@ -161,25 +175,64 @@ class ReplayPoller(Service):
 
     def stopService(self) -> None:  # noqa: N802 - Twisted's name
         super().stopService()
+        self._stopped = True  # what waits stays "replay" for the next start
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def poll(self) -> list[defer.Deferred]:
-        """Hand every message waiting for a replay to the pipeline; their final-status
-        Deferreds (for tests)."""
-        try:
-            waiting = [(stored, _deliver_flag(self.audit, stored.id))
-                       for stored in self.audit.with_status(REPLAY)
-                       if stored.id not in self._active]
-        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
-            self.log.warning("replay.poll_failed", error=type(exc).__name__)
+    def poll(self, *, refill: bool = False) -> list[defer.Deferred]:
+        """Hand messages waiting for a replay to the pipeline while fewer than ``batch`` of
+        them are in it; their final-status Deferreds (for tests).  ``refill``: after a
+        replay was recorded (logged at debug, not once per message at info)."""
+        if self._polling:  # a replay recorded synchronously inside this poll
+            self._again = True
             return []
-        started = [self._start(stored, deliver) for stored, deliver in waiting]
+        self._polling = True
+        started: list[defer.Deferred] = []
+        try:
+            while True:
+                self._again = False
+                started.extend(self._take())
+                if not self._again:
+                    break
+        finally:
+            self._polling = False
         if started:
-            self.log.info("replay.started", messages=len(started))
+            (self.log.debug if refill else self.log.info)("replay.started",
+                                                          messages=len(started))
             if self.metrics is not None:
                 self.metrics.inc("ri_gateway_replays_total", value=len(started))
         return started
+
+    def _take(self) -> list[defer.Deferred]:
+        room = self.batch - len(self._active)
+        if room <= 0:
+            return []
+        skip = self._active | self._held
+        try:
+            waiting = [(stored, _deliver_flag(self.audit, stored.id))
+                       for stored in self.audit.with_status(REPLAY, limit=room + len(skip))
+                       if stored.id not in skip][:room]
+        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
+            self.log.warning("replay.poll_failed", error=type(exc).__name__)
+            return []
+        self._more = len(waiting) == room
+        return [self._start(stored, deliver) for stored, deliver in waiting]
+
+    def _next(self) -> None:
+        """A replay was recorded: take up the next one (on a later reactor turn, so that
+        what arrived meanwhile goes first)."""
+        if self._stopped or not self._more:  # none left: the timer looks for new requests
+            return
+        if self.clock is None:
+            self.poll(refill=True)
+        elif not self._next_pending:
+            self._next_pending = True
+            self.clock.callLater(0, self._poll_later)
+
+    def _poll_later(self) -> None:
+        self._next_pending = False
+        if not self._stopped:
+            self.poll(refill=True)
 
     def _start(self, stored: StoredMessage, deliver: bool) -> defer.Deferred:
         self._active.add(stored.id)
@@ -199,8 +252,11 @@ class ReplayPoller(Service):
                 None if reports is None else tuple(reports), replay=True, deliver=deliver))
 
         def finished(status: Any) -> Any:
+            self._active.discard(stored.id)
             if isinstance(status, str):  # recorded: a later request may replay it again
-                self._active.discard(stored.id)
+                self._next()
+            else:
+                self._held.add(stored.id)
             return status
 
         return d.addBoth(finished)

@@ -17,7 +17,7 @@ from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 from gateway.replay import ReplayPoller, request_replay
 
 from gateway_samples import FakeReport, immediate_writer
-from test_pipeline import SyncAnalyzer
+from test_pipeline import HeldAnalyzer, SyncAnalyzer
 
 
 def store(audit, control_id, *, status="received", ack_code="AA", app="RIS", facility="HOSP",
@@ -179,6 +179,34 @@ def test_the_poller_looks_at_start_and_then_every_interval(tmp_path):
     assert rig.analyzer.calls == 4
     clock.advance(poller.interval)
     assert rig.analyzer.calls == 4  # nothing waiting: nothing analysed
+    poller.stopService()
+    assert not clock.getDelayedCalls()
+
+
+def test_a_large_replay_leaves_room_for_the_reports_arriving_meanwhile(tmp_path):
+    """Replays enter the pipeline a few at a time, so a live report waits behind no more
+    than the pipeline's max_in_flight of them (not behind the whole replay: with
+    ack_after = "analysis" its ACK would), and the replay still drains without the timer."""
+    rig = Rig(tmp_path)
+    replayed = [rig.analysed(f"R{i}") for i in range(10)]
+    rig.analyzer = HeldAnalyzer()
+    rig.pipeline = AnalysisPipeline(rig.analyzer, rig.committer, hooks=[rig.hook])
+    rig.hooked.clear()
+    request_replay(rig.audit, statuses=["analysed"])
+    clock = task.Clock()
+    poller = rig.poller(clock)
+    poller.startService()
+    assert len(rig.analyzer.held) + rig.pipeline.backlog == rig.pipeline.max_in_flight == 2
+    live = store(rig.audit, "LIVE")
+    rig.pipeline.submit(AcceptedMessage(live, "LIVE", None, "", (report(rig.text),)))
+    while rig.analyzer.held:
+        rig.analyzer.release()
+        clock.advance(0)  # the poller takes the next replay on a later reactor turn
+    order = [control_id for control_id, _ in rig.hooked]
+    assert order.index("LIVE") <= rig.pipeline.max_in_flight
+    assert sorted(order) == sorted(["LIVE", *(f"R{i}" for i in range(10))])
+    assert [rig.status(mid) for mid in replayed] == ["analysed"] * 10
+    assert all(len(rig.audit.inferences_for(mid)) == 1 for mid in replayed)
     poller.stopService()
     assert not clock.getDelayedCalls()
 
