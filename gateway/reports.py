@@ -25,8 +25,9 @@ recommendation.  A recommendation is
 
 Recommendations of a consultation or a management procedure, and those quoted from a
 guideline (``isGuideline``), are not tracked.  A report sent again under its accession (a
-correction, an addendum) replaces the earlier version: only the latest one is tracked.  The patient is the identifier the inbound
-mapping gives the report (``[mappings]`` patient id rules), read from the stored message.
+correction, an addendum) replaces the earlier version: only the latest one is tracked.
+The patient is the identifier the inbound mapping gives the report (``[mappings]`` patient
+id rules), read from the stored message.
 """
 
 from __future__ import annotations
@@ -248,7 +249,8 @@ def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports)
 
     def superseded(row: Any) -> bool:
         message_id, accession = row[0], row[4]
-        return any(other > message_id and patient(other, accession) == patient(message_id, accession)
+        mine = patient(message_id, accession)
+        return any(other > message_id and patient(other, accession) == mine
                    for other in later.get(accession, ()))
 
     return [row for row in recommended if not superseded(row)]
