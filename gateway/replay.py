@@ -67,6 +67,9 @@ class ReplayRequest:
     status: str  # the status it had
     requested: bool  # marked now (False: already waiting, or refused)
     reason: str | None = None  # why not, when refused
+    # A rejected message whose sender sent it again under the same MSH-10 and had it
+    # accepted: that resend (this id) is the message to replay, so this one is no failure.
+    resent_as: int | None = None
 
     @property
     def waiting(self) -> bool:
@@ -108,10 +111,17 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
     def op(conn: sqlite3.Connection) -> list[ReplayRequest]:
         done = []
         now = utc_now()
-        for message_id, control_id, sender, status in conn.execute(sql, params).fetchall():
+        rows = conn.execute(sql, params).fetchall()
+        accepted = {(sender, control_id): message_id
+                    for message_id, control_id, sender, status in rows if status != "rejected"}
+        for message_id, control_id, sender, status in rows:
             if status not in REPLAYABLE:
+                resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
+                reason = (f"rejected at receipt; the one to replay is its resend, "
+                          f"message {resent_as}" if resent_as is not None
+                          else _REFUSED.get(status))
                 done.append(ReplayRequest(message_id, control_id, sender, status, False,
-                                          _REFUSED.get(status)))
+                                          reason, resent_as))
                 continue
             # Only the status: analysed_at keeps saying when the last analysis finished.
             conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))

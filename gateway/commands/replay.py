@@ -85,5 +85,5 @@ def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str |
     sent = "results and alerts are sent again" if deliver else "nothing is sent downstream"
     click.echo(f"{waiting} message(s) will be analysed again by the running gateway within "
                f"{POLL_INTERVAL:g} s, or at its next start; {sent}")
-    if missing or any(not r.waiting for r in done):
+    if missing or any(not r.waiting and r.resent_as is None for r in done):
         raise NegativeOutcome("some messages were not replayed (see above)")

@@ -298,6 +298,24 @@ def test_cli_says_why_a_message_is_not_replayed_and_exits_1(db):
     assert code == 1 and "no stored message with control id C1 matches" in out
 
 
+def test_a_rejected_message_its_sender_resent_is_no_failure(db):
+    """R1 was rejected, and its sender sent it again under the same MSH-10 (as HL7 resends
+    do) and had it accepted: replaying R1 replays the resend and succeeds."""
+    audit = AuditLog(db)
+    resend = store(audit, "R1", received_at="2024-01-17T10:00:00.000Z")
+    audit.run(status_op(resend, "analysed"))
+    store(audit, "R1", app="PACS", status="rejected", ack_code="AR")  # another sender's
+    audit.close()
+    code, out = cli("R1", "--sender", "RIS", "--db", db)
+    assert code == 0, out
+    assert out.splitlines()[:2] == [
+        "not replayed: message 5 R1 from RIS^HOSP: rejected at receipt; the one to replay is "
+        f"its resend, message {resend}",
+        f"replay requested: message {resend} R1 from RIS^HOSP (was analysed)"]
+    code, out = cli("R1", "--db", db)  # PACS never had its R1 accepted
+    assert code == 1 and "from PACS^HOSP: rejected at receipt; the sender must send it" in out
+
+
 def test_cli_usage_errors_and_a_missing_database(db, tmp_path):
     assert cli("--db", db)[0] == 2
     assert cli("C1", "--status", "failed", "--db", db)[0] == 2
