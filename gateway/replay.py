@@ -70,6 +70,9 @@ class ReplayRequest:
     # A rejected message whose sender sent it again under the same MSH-10 and had it
     # accepted: that resend (this id) is the message to replay, so this one is no failure.
     resent_as: int | None = None
+    # Whether the replay that will run sends results and alerts: as requested now, or, for
+    # one already waiting, as its earlier request said (a second request does not change it).
+    deliver: bool | None = None
 
     @property
     def waiting(self) -> bool:
@@ -115,6 +118,10 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
         accepted = {(sender, control_id): message_id
                     for message_id, control_id, sender, status in rows if status != "rejected"}
         for message_id, control_id, sender, status in rows:
+            if status == REPLAY:
+                done.append(ReplayRequest(message_id, control_id, sender, status, False,
+                                          deliver=_deliver_flag(conn, message_id)))
+                continue
             if status not in REPLAYABLE:
                 resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
                 reason = (f"rejected at receipt; the one to replay is its resend, "
@@ -127,15 +134,16 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
             conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
             event_op("replay_requested", control_id, message_id, time=now,
                      previous_status=status, deliver=deliver)(conn)
-            done.append(ReplayRequest(message_id, control_id, sender, status, True))
+            done.append(ReplayRequest(message_id, control_id, sender, status, True,
+                                      deliver=deliver))
         return done
 
     return audit.run(op)
 
 
-def _deliver_flag(audit: AuditLog, message_id: int) -> bool:
+def _deliver_flag(conn: sqlite3.Connection, message_id: int) -> bool:
     """Whether the latest replay request of a message asked for delivery."""
-    row = audit.conn.execute(
+    row = conn.execute(
         "SELECT fields FROM events WHERE message_id = ? AND event = 'replay_requested' "
         "ORDER BY id DESC LIMIT 1", (message_id,)).fetchone()
     return bool(json.loads(row[0]).get("deliver", True)) if row else True
@@ -219,7 +227,7 @@ class ReplayPoller(Service):
             return []
         skip = self._active | self._held
         try:
-            waiting = [(stored, _deliver_flag(self.audit, stored.id))
+            waiting = [(stored, _deliver_flag(self.audit.conn, stored.id))
                        for stored in self.audit.with_status(REPLAY, limit=room + len(skip))
                        if stored.id not in skip][:room]
         except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again

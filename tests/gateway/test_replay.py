@@ -316,6 +316,24 @@ def test_a_rejected_message_its_sender_resent_is_no_failure(db):
     assert code == 1 and "from PACS^HOSP: rejected at receipt; the sender must send it" in out
 
 
+def test_a_second_request_says_which_delivery_the_waiting_replay_keeps(db):
+    """A message already waiting keeps its first request's --no-deliver: the command must
+    not say that results and alerts are sent for it."""
+    code, out = cli("C1", "--no-deliver", "--db", db)
+    assert code == 0 and out.splitlines()[-1].endswith("nothing is sent downstream")
+    code, out = cli("C1", "C4", "--db", db)
+    assert code == 0, out
+    assert out.splitlines() == [
+        "already waiting for replay: message 1 C1 from RIS^HOSP (nothing is sent, as first "
+        "requested)",
+        "replay requested: message 4 C4 from RIS^HOSP (was skipped)",
+        "2 message(s) will be analysed again by the running gateway within 5 s, or at its "
+        "next start; results and alerts are sent again for 1 of them (a message already "
+        "waiting keeps its first request's --deliver/--no-deliver)"]
+    code, out = cli("C1", "--db", db)
+    assert out.splitlines()[-1].endswith("; nothing is sent downstream")
+
+
 def test_cli_usage_errors_and_a_missing_database(db, tmp_path):
     assert cli("--db", db)[0] == 2
     assert cli("C1", "--status", "failed", "--db", db)[0] == 2
