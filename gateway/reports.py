@@ -184,7 +184,7 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     if not recommended:
         return []
     reports = _Reports(audit, read)
-    recommended = _latest_versions(audit, recommended, reports)
+    recommended = _latest_versions(audit, recommended, reports, window.until)
     if not recommended:
         return []
     communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
@@ -222,25 +222,30 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
 _UNKNOWN = StoredReport(None, None, None)
 
 
-def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports) -> list[Any]:
+def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
+                     until: str | None) -> list[Any]:
     """The recommendation rows without those of a report sent again later.
 
     A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
     accession, and usually repeats the recommendation: only the latest analysed version of an
     accession (same patient) is tracked, or one follow-up would count two or more times.  A
-    later version is any accepted message whose analysis recorded that accession (an
-    ``analysed`` event, or inferences), wherever it falls against the window.
+    later version is a message received before ``until`` whose analysis recorded that
+    accession (an ``analysed`` event, or inferences): a window that ended before the
+    correction came keeps the version it holds, rather than losing the recommendation.
     """
+    before, bound = Window(until=until).sql()
     accessions = sorted({row[4] for row in recommended if row[4]})
     later: dict[str, list[int]] = {}
     for start in range(0, len(accessions), 500):  # under SQLite's parameter limit
         chunk = accessions[start:start + 500]
         marks = ", ".join("?" * len(chunk))
         for message_id, accession in audit.conn.execute(
-                f"SELECT message_id, accession FROM inferences WHERE accession IN ({marks}) "
-                "UNION SELECT message_id, json_extract(fields, '$.accession') FROM events "
-                "WHERE event = 'analysed' AND message_id IS NOT NULL "
-                f"AND json_extract(fields, '$.accession') IN ({marks})", [*chunk, *chunk]):
+                "SELECT i.message_id, i.accession FROM inferences i "
+                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
+                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.accession') "
+                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
+                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
+                [*chunk, *bound, *chunk, *bound]):
             later.setdefault(accession, []).append(message_id)
 
     def patient(message_id: int, accession: str) -> str | None:

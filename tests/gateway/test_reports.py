@@ -205,3 +205,5 @@ def test_a_corrected_report_replaces_the_earlier_version(tmp_path):
     assert items["F1C"]["status"] == "overdue" and items["F1C"]["completed_by"] is None
     code, out = run("followups", "--db", path, "--as-of", "2024-12-01")
     assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")
+    # A window that ended before the correction came keeps the version it holds.
+    assert set(followups(path, "--as-of", "2024-12-01", "--until", "2024-01-16")) == {"F1"}
