@@ -43,10 +43,12 @@ from .logging import get_logger
 from .pipeline import AcceptedMessage
 
 __all__ = [
-    "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest", "request_replay",
+    "MARK_CHUNK", "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest",
+    "request_replay",
 ]
 
 POLL_INTERVAL = 5.0  # seconds between the running gateway's looks for replays
+MARK_CHUNK = 500  # messages marked per transaction (under SQLite's parameter limit too)
 REPLAY = "replay"  # messages.status while a replay waits for (or is in) the analysis pool
 REPLAYABLE = ("analysed", "skipped", "failed")
 
@@ -84,7 +86,8 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
                    statuses: Sequence[str] = (), since: str | None = None,
                    sending_application: str | None = None, sending_facility: str | None = None,
                    deliver: bool = True) -> list[ReplayRequest]:
-    """Mark the stored messages chosen by the arguments for replay, in one transaction.
+    """Mark the stored messages chosen by the arguments for replay, :data:`MARK_CHUNK` to a
+    transaction (a message is marked with its event, or not at all).
 
     Messages are chosen by MSH-10 (``control_ids``) or, with none given, by status
     (``statuses``, some of :data:`REPLAYABLE`); ``since`` (``received_at`` in the audit's
@@ -111,34 +114,47 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
     sql = ("SELECT id, control_id, sender, status FROM messages "
            f"WHERE {' AND '.join(where)} ORDER BY id")
 
-    def op(conn: sqlite3.Connection) -> list[ReplayRequest]:
-        done = []
-        now = utc_now()
-        rows = conn.execute(sql, params).fetchall()
-        accepted = {(sender, control_id): message_id
-                    for message_id, control_id, sender, status in rows if status != "rejected"}
-        for message_id, control_id, sender, status in rows:
-            if status == REPLAY:
-                done.append(ReplayRequest(message_id, control_id, sender, status, False,
-                                          deliver=_deliver_flag(conn, message_id)))
-                continue
-            if status not in REPLAYABLE:
-                resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
-                reason = (f"rejected at receipt; the one to replay is its resend, "
-                          f"message {resent_as}" if resent_as is not None
-                          else _REFUSED.get(status))
-                done.append(ReplayRequest(message_id, control_id, sender, status, False,
-                                          reason, resent_as))
-                continue
-            # Only the status: analysed_at keeps saying when the last analysis finished.
-            conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
-            event_op("replay_requested", control_id, message_id, time=now,
-                     previous_status=status, deliver=deliver)(conn)
-            done.append(ReplayRequest(message_id, control_id, sender, status, True,
-                                      deliver=deliver))
-        return done
+    chosen = audit.conn.execute(sql, params).fetchall()
+    accepted = {(sender, control_id): message_id
+                for message_id, control_id, sender, status in chosen if status != "rejected"}
+    now = utc_now()
 
-    return audit.run(op)
+    def op(ids: list[int]) -> Callable[[sqlite3.Connection], list[ReplayRequest]]:
+        def mark(conn: sqlite3.Connection) -> list[ReplayRequest]:
+            done = []
+            # Read again inside the write transaction: the gateway may have moved on since.
+            for message_id, control_id, sender, status in conn.execute(
+                    "SELECT id, control_id, sender, status FROM messages "
+                    f"WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids):
+                done.append(_mark(conn, message_id, control_id, sender, status, accepted,
+                                  now, deliver))
+            return done
+        return mark
+
+    # A few hundred messages per transaction: "--status analysed" over a year's audit log
+    # must not hold the write lock for seconds, while the gateway commits each ACK.
+    ids = [row[0] for row in chosen]
+    return [request for start in range(0, len(ids), MARK_CHUNK)
+            for request in audit.run(op(ids[start:start + MARK_CHUNK]))]
+
+
+def _mark(conn: sqlite3.Connection, message_id: int, control_id: str | None, sender: str | None,
+          status: str, accepted: dict[tuple[Any, Any], int], now: str, deliver: bool
+          ) -> ReplayRequest:
+    """Mark one message for replay if it can be; what was done."""
+    if status == REPLAY:
+        return ReplayRequest(message_id, control_id, sender, status, False,
+                             deliver=_deliver_flag(conn, message_id))
+    if status not in REPLAYABLE:
+        resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
+        reason = (f"rejected at receipt; the one to replay is its resend, "
+                  f"message {resent_as}" if resent_as is not None else _REFUSED.get(status))
+        return ReplayRequest(message_id, control_id, sender, status, False, reason, resent_as)
+    # Only the status: analysed_at keeps saying when the last analysis finished.
+    conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
+    event_op("replay_requested", control_id, message_id, time=now,
+             previous_status=status, deliver=deliver)(conn)
+    return ReplayRequest(message_id, control_id, sender, status, True, deliver=deliver)
 
 
 def _deliver_flag(conn: sqlite3.Connection, message_id: int) -> bool:

@@ -230,6 +230,32 @@ def test_only_finished_accepted_messages_are_marked(tmp_path):
     assert rig.events("DONE").count("replay_requested") == 1
 
 
+
+def test_many_messages_are_marked_a_chunk_to_a_transaction(tmp_path, monkeypatch):
+    """--status over a large audit log must not hold the write lock the gateway's ACK path
+    needs for the whole selection: each transaction marks at most MARK_CHUNK messages."""
+    import gateway.replay
+
+    monkeypatch.setattr(gateway.replay, "MARK_CHUNK", 3, raising=False)
+    rig = Rig(tmp_path)
+    mids = [rig.analysed(f"C{i}") for i in range(7)]
+    marked_per_transaction, marked = [], 0
+
+    def trace(statement):
+        nonlocal marked
+        if statement.startswith("UPDATE messages SET status"):
+            marked += 1
+        elif statement == "COMMIT":
+            marked_per_transaction.append(marked)
+            marked = 0
+
+    rig.audit.conn.set_trace_callback(trace)
+    done = request_replay(rig.audit, statuses=["analysed"])
+    rig.audit.conn.set_trace_callback(None)
+    assert [r.message_id for r in done] == mids and all(r.requested for r in done)
+    assert marked_per_transaction == [3, 3, 1]
+    assert {rig.status(mid) for mid in mids} == {"replay"}
+
 # --- the command line --------------------------------------------------------------------
 
 
