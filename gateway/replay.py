@@ -38,7 +38,9 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer, task
 
-from .audit import AuditLog, StoredMessage, all_of, event_op, status_op, utc_now
+from .audit import (
+    AuditLog, StoredMessage, all_of, event_op, inferences_cleared_op, status_op, utc_now,
+)
 from .logging import get_logger
 from .pipeline import AcceptedMessage
 
@@ -273,7 +275,10 @@ class ReplayPoller(Service):
         try:
             header, text, reports = self.reread(stored.raw, stored.charset)
         except Exception as exc:  # noqa: BLE001 - recorded; the others go on
+            # The failed replay is the latest analysis: the earlier inferences go, as the
+            # pipeline drops them when the workers find that a replay no longer maps.
             d = self.committer.submit(all_of([
+                inferences_cleared_op(stored.id),
                 event_op("analysis_failed", stored.control_id, stored.id,
                          error=type(exc).__name__, stage="replay"),
                 status_op(stored.id, "failed")]))

@@ -144,6 +144,9 @@ def test_a_message_that_no_longer_maps_is_marked_failed(tmp_path):
     request_replay(rig.audit, control_ids=["C1"])
     assert fired(rig.poller().poll()) == ["failed"]
     assert rig.status(mid) == "failed"
+    # Its inferences are those of its latest analysis, which found none: the reports must
+    # not count a message that now fails (as when the workers find that it no longer maps).
+    assert rig.audit.inferences_for(mid) == []
     failed = rig.audit.events(control_id="C1")[-1]
     assert (failed["event"], failed["fields"]["stage"]) == ("analysis_failed", "replay")
 
