@@ -24,8 +24,9 @@ recommendation.  A recommendation is
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked.  A report sent again under its accession (a
-correction, an addendum) replaces the earlier version: only the latest one is tracked.
+guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
+A report sent again under its accession (a correction, an addendum) replaces the earlier
+version: only the latest one is tracked.
 The patient is the identifier the inbound mapping gives the report (``[mappings]`` patient
 id rules), read from the stored message.
 """
@@ -36,7 +37,7 @@ import calendar
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
@@ -192,7 +193,11 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
               for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
     exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports,
                               wanted if patients is not None else None, patients)
-    tracked = []
+    tracked: list[FollowUp] = []
+    # A report often says its recommendation twice (findings and impression), and the engine
+    # gives one inference per statement: one follow-up per report, modality, region and due
+    # date, firm (not conditional, not hedged) if any of its statements is.
+    same: dict[tuple[Any, ...], int] = {}
     for message_id, control_id, received_at, obr_index, accession, text in recommended:
         inference = json.loads(text)
         codes = _recommended_modalities(inference)
@@ -212,10 +217,18 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             status = "undated"
         else:
             status = "overdue" if due < as_of else "open"
-        tracked.append(FollowUp(
+        item = FollowUp(
             message_id, control_id, received_at, accession, tuple(codes.values()), due,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
-            (message_id, obr_index) in communicated, status, done))
+            (message_id, obr_index) in communicated, status, done)
+        key = (message_id, obr_index, frozenset(codes), regions, due)
+        if key in same:
+            first = tracked[same[key]]
+            tracked[same[key]] = replace(first, conditional=first.conditional and item.conditional,
+                                         hedging=first.hedging and item.hedging)
+            continue
+        same[key] = len(tracked)
+        tracked.append(item)
     return tracked
 
 

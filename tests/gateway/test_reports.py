@@ -207,3 +207,25 @@ def test_a_corrected_report_replaces_the_earlier_version(tmp_path):
     assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")
     # A window that ended before the correction came keeps the version it holds.
     assert set(followups(path, "--as-of", "2024-12-01", "--until", "2024-01-16")) == {"F1"}
+
+
+def test_a_recommendation_said_twice_in_a_report_is_one_follow_up(tmp_path):
+    """Findings and impression often both say it; two different ones stay two."""
+    path = str(tmp_path / "audit.sqlite3")
+    twice = Log(path)
+    twice.add("H1", "MRN-H", "ACC-H1", CT_CHEST, "20240115",
+              "FINDINGS: 7 mm solid nodule in the right upper lobe; follow-up CT chest in "
+              "6 months is recommended. IMPRESSION: 7 mm right upper lobe nodule. Recommend "
+              "follow-up CT chest in 6 months.")
+    twice.add("H2", "MRN-I", "ACC-H2", CT_CHEST, "20240115",
+              "FINDINGS: 7 mm solid nodule in the right upper lobe. 2 cm indeterminate lesion "
+              "in the liver. IMPRESSION: Recommend follow-up CT chest in 6 months. Recommend "
+              "MRI abdomen in 3 months.")
+    twice.audit.close()
+    code, out = run("followups", "--db", path, "--as-of", "2024-12-01", "--json")
+    assert code == 0, out
+    items = [(item["control_id"], tuple(item["modalities"]))
+             for item in map(json.loads, out.splitlines())]
+    assert sorted(items) == [("H1", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
+                             ("H2", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
+                             ("H2", ("MAGNETIC RESONANCE IMAGING (PROCEDURE)",))]
