@@ -597,10 +597,11 @@ class AuditLog:
         """Accepted messages whose analysis never finished (oldest first)."""
         return self.with_status("received")
 
-    def with_status(self, status: str) -> list[StoredMessage]:
-        """Stored messages with this status, oldest first."""
+    def with_status(self, status: str, *, limit: int | None = None) -> list[StoredMessage]:
+        """Stored messages with this status, oldest first (the first ``limit``)."""
         rows = self.conn.execute(
-            f"{_SELECT_STORED} WHERE status = ? ORDER BY id", (status,)).fetchall()
+            f"{_SELECT_STORED} WHERE status = ? ORDER BY id LIMIT ?",
+            (status, -1 if limit is None else limit)).fetchall()
         return [StoredMessage(*row) for row in rows]
 
     def events(self, *, after_id: int = 0, last: int | None = None,

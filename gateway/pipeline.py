@@ -204,8 +204,10 @@ class AnalysisPipeline:
     def submit(self, message: AcceptedMessage) -> defer.Deferred:
         """Analyse and record; fires with the final status once it is committed."""
         done: defer.Deferred = defer.Deferred()
-        self._last_arrival = self.clock()
-        self._backlog.append((message, done, self._last_arrival))
+        now = self.clock()
+        if not message.replay:  # the quiet period waits out senders, not an admin's replay
+            self._last_arrival = now
+        self._backlog.append((message, done, now))
         self._schedule()
         return done
 

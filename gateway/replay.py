@@ -8,8 +8,13 @@ so that the command never needs the gateway to be running:
    messages ``replay`` and records a ``replay_requested`` event saying what the status was
    and whether results are to be delivered again;
 2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
-   at start and then every ``interval`` seconds, and hands each to the analysis
-   pipeline as an :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``.  The
+   at start and then every ``interval`` seconds, and hands them to the analysis
+   pipeline as :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``, a few at
+   a time: at most ``batch`` (the pipeline's ``max_in_flight``) are in the pipeline at once,
+   and the next is taken up as soon as one is recorded.  A replay of thousands of messages
+   would otherwise fill the pipeline's backlog in one go (each mapped on the reactor first
+   with ``map_before_ack = "full"``), and every report arriving meanwhile would wait behind
+   all of them: with ``ack_after = "analysis"``, its ACK too, past the sender's timeout.  The
    pipeline replaces the message's inferences (so aggregates count each message once; the
    events keep the history), sets its final status, and, when delivery was asked for,
    routes the results and alerts again under the current ``[routes.*]``.  The sender is
@@ -33,15 +38,19 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer, task
 
-from .audit import AuditLog, StoredMessage, all_of, event_op, status_op, utc_now
+from .audit import (
+    AuditLog, StoredMessage, all_of, event_op, inferences_cleared_op, status_op, utc_now,
+)
 from .logging import get_logger
 from .pipeline import AcceptedMessage
 
 __all__ = [
-    "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest", "request_replay",
+    "MARK_CHUNK", "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest",
+    "request_replay",
 ]
 
 POLL_INTERVAL = 5.0  # seconds between the running gateway's looks for replays
+MARK_CHUNK = 500  # messages marked per transaction (under SQLite's parameter limit too)
 REPLAY = "replay"  # messages.status while a replay waits for (or is in) the analysis pool
 REPLAYABLE = ("analysed", "skipped", "failed")
 
@@ -62,6 +71,12 @@ class ReplayRequest:
     status: str  # the status it had
     requested: bool  # marked now (False: already waiting, or refused)
     reason: str | None = None  # why not, when refused
+    # A rejected message whose sender sent it again under the same MSH-10 and had it
+    # accepted: that resend (this id) is the message to replay, so this one is no failure.
+    resent_as: int | None = None
+    # Whether the replay that will run sends results and alerts: as requested now, or, for
+    # one already waiting, as its earlier request said (a second request does not change it).
+    deliver: bool | None = None
 
     @property
     def waiting(self) -> bool:
@@ -73,7 +88,8 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
                    statuses: Sequence[str] = (), since: str | None = None,
                    sending_application: str | None = None, sending_facility: str | None = None,
                    deliver: bool = True) -> list[ReplayRequest]:
-    """Mark the stored messages chosen by the arguments for replay, in one transaction.
+    """Mark the stored messages chosen by the arguments for replay, :data:`MARK_CHUNK` to a
+    transaction (a message is marked with its event, or not at all).
 
     Messages are chosen by MSH-10 (``control_ids``) or, with none given, by status
     (``statuses``, some of :data:`REPLAYABLE`); ``since`` (``received_at`` in the audit's
@@ -100,27 +116,52 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
     sql = ("SELECT id, control_id, sender, status FROM messages "
            f"WHERE {' AND '.join(where)} ORDER BY id")
 
-    def op(conn: sqlite3.Connection) -> list[ReplayRequest]:
-        done = []
-        now = utc_now()
-        for message_id, control_id, sender, status in conn.execute(sql, params).fetchall():
-            if status not in REPLAYABLE:
-                done.append(ReplayRequest(message_id, control_id, sender, status, False,
-                                          _REFUSED.get(status)))
-                continue
-            # Only the status: analysed_at keeps saying when the last analysis finished.
-            conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
-            event_op("replay_requested", control_id, message_id, time=now,
-                     previous_status=status, deliver=deliver)(conn)
-            done.append(ReplayRequest(message_id, control_id, sender, status, True))
-        return done
+    chosen = audit.conn.execute(sql, params).fetchall()
+    accepted = {(sender, control_id): message_id
+                for message_id, control_id, sender, status in chosen if status != "rejected"}
+    now = utc_now()
 
-    return audit.run(op)
+    def op(ids: list[int]) -> Callable[[sqlite3.Connection], list[ReplayRequest]]:
+        def mark(conn: sqlite3.Connection) -> list[ReplayRequest]:
+            done = []
+            # Read again inside the write transaction: the gateway may have moved on since.
+            for message_id, control_id, sender, status in conn.execute(
+                    "SELECT id, control_id, sender, status FROM messages "
+                    f"WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids):
+                done.append(_mark(conn, message_id, control_id, sender, status, accepted,
+                                  now, deliver))
+            return done
+        return mark
+
+    # A few hundred messages per transaction: "--status analysed" over a year's audit log
+    # must not hold the write lock for seconds, while the gateway commits each ACK.
+    ids = [row[0] for row in chosen]
+    return [request for start in range(0, len(ids), MARK_CHUNK)
+            for request in audit.run(op(ids[start:start + MARK_CHUNK]))]
 
 
-def _deliver_flag(audit: AuditLog, message_id: int) -> bool:
+def _mark(conn: sqlite3.Connection, message_id: int, control_id: str | None, sender: str | None,
+          status: str, accepted: dict[tuple[Any, Any], int], now: str, deliver: bool
+          ) -> ReplayRequest:
+    """Mark one message for replay if it can be; what was done."""
+    if status == REPLAY:
+        return ReplayRequest(message_id, control_id, sender, status, False,
+                             deliver=_deliver_flag(conn, message_id))
+    if status not in REPLAYABLE:
+        resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
+        reason = (f"rejected at receipt; the one to replay is its resend, "
+                  f"message {resent_as}" if resent_as is not None else _REFUSED.get(status))
+        return ReplayRequest(message_id, control_id, sender, status, False, reason, resent_as)
+    # Only the status: analysed_at keeps saying when the last analysis finished.
+    conn.execute("UPDATE messages SET status = ? WHERE id = ?", (REPLAY, message_id))
+    event_op("replay_requested", control_id, message_id, time=now,
+             previous_status=status, deliver=deliver)(conn)
+    return ReplayRequest(message_id, control_id, sender, status, True, deliver=deliver)
+
+
+def _deliver_flag(conn: sqlite3.Connection, message_id: int) -> bool:
     """Whether the latest replay request of a message asked for delivery."""
-    row = audit.conn.execute(
+    row = conn.execute(
         "SELECT fields FROM events WHERE message_id = ? AND event = 'replay_requested' "
         "ORDER BY id DESC LIMIT 1", (message_id,)).fetchone()
     return bool(json.loads(row[0]).get("deliver", True)) if row else True
@@ -138,7 +179,7 @@ class ReplayPoller(Service):
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any,
                  reread: Callable[[bytes, str | None], tuple[Any, str, Any]], *,
                  clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None,
-                 metrics: Any = None) -> None:
+                 metrics: Any = None, batch: int | None = None) -> None:
         self.audit = audit
         self.committer = committer
         self.pipeline = pipeline
@@ -148,11 +189,20 @@ class ReplayPoller(Service):
         self.log = log if log is not None else get_logger("gateway.replay")
         self.metrics = metrics
         self.setName("replay")
+        # Replays in the pipeline at once: live reports wait behind no more than these.
+        self.batch = batch or int(getattr(pipeline, "max_in_flight", 1) or 1)
         self._active: set[int] = set()  # handed to the pipeline, not yet recorded
+        self._held: set[int] = set()  # not recorded (database error): left to the next start
         self._loop: task.LoopingCall | None = None
+        self._polling = False
+        self._again = False  # a replay was recorded while polling: look once more
+        self._next_pending = False  # a look for the next replay is scheduled
+        self._more = False  # the last look took all it had room for: more may wait
+        self._stopped = False
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
+        self._stopped = False
         self._loop = task.LoopingCall(self.poll)
         if self.clock is not None:
             self._loop.clock = self.clock
@@ -161,32 +211,74 @@ class ReplayPoller(Service):
 
     def stopService(self) -> None:  # noqa: N802 - Twisted's name
         super().stopService()
+        self._stopped = True  # what waits stays "replay" for the next start
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def poll(self) -> list[defer.Deferred]:
-        """Hand every message waiting for a replay to the pipeline; their final-status
-        Deferreds (for tests)."""
-        try:
-            waiting = [(stored, _deliver_flag(self.audit, stored.id))
-                       for stored in self.audit.with_status(REPLAY)
-                       if stored.id not in self._active]
-        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
-            self.log.warning("replay.poll_failed", error=type(exc).__name__)
+    def poll(self, *, refill: bool = False) -> list[defer.Deferred]:
+        """Hand messages waiting for a replay to the pipeline while fewer than ``batch`` of
+        them are in it; their final-status Deferreds (for tests).  ``refill``: after a
+        replay was recorded (logged at debug, not once per message at info)."""
+        if self._polling:  # a replay recorded synchronously inside this poll
+            self._again = True
             return []
-        started = [self._start(stored, deliver) for stored, deliver in waiting]
+        self._polling = True
+        started: list[defer.Deferred] = []
+        try:
+            while True:
+                self._again = False
+                started.extend(self._take())
+                if not self._again:
+                    break
+        finally:
+            self._polling = False
         if started:
-            self.log.info("replay.started", messages=len(started))
+            (self.log.debug if refill else self.log.info)("replay.started",
+                                                          messages=len(started))
             if self.metrics is not None:
                 self.metrics.inc("ri_gateway_replays_total", value=len(started))
         return started
+
+    def _take(self) -> list[defer.Deferred]:
+        room = self.batch - len(self._active)
+        if room <= 0:
+            return []
+        skip = self._active | self._held
+        try:
+            waiting = [(stored, _deliver_flag(self.audit.conn, stored.id))
+                       for stored in self.audit.with_status(REPLAY, limit=room + len(skip))
+                       if stored.id not in skip][:room]
+        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
+            self.log.warning("replay.poll_failed", error=type(exc).__name__)
+            return []
+        self._more = len(waiting) == room
+        return [self._start(stored, deliver) for stored, deliver in waiting]
+
+    def _next(self) -> None:
+        """A replay was recorded: take up the next one (on a later reactor turn, so that
+        what arrived meanwhile goes first)."""
+        if self._stopped or not self._more:  # none left: the timer looks for new requests
+            return
+        if self.clock is None:
+            self.poll(refill=True)
+        elif not self._next_pending:
+            self._next_pending = True
+            self.clock.callLater(0, self._poll_later)
+
+    def _poll_later(self) -> None:
+        self._next_pending = False
+        if not self._stopped:
+            self.poll(refill=True)
 
     def _start(self, stored: StoredMessage, deliver: bool) -> defer.Deferred:
         self._active.add(stored.id)
         try:
             header, text, reports = self.reread(stored.raw, stored.charset)
         except Exception as exc:  # noqa: BLE001 - recorded; the others go on
+            # The failed replay is the latest analysis: the earlier inferences go, as the
+            # pipeline drops them when the workers find that a replay no longer maps.
             d = self.committer.submit(all_of([
+                inferences_cleared_op(stored.id),
                 event_op("analysis_failed", stored.control_id, stored.id,
                          error=type(exc).__name__, stage="replay"),
                 status_op(stored.id, "failed")]))
@@ -199,8 +291,11 @@ class ReplayPoller(Service):
                 None if reports is None else tuple(reports), replay=True, deliver=deliver))
 
         def finished(status: Any) -> Any:
+            self._active.discard(stored.id)
             if isinstance(status, str):  # recorded: a later request may replay it again
-                self._active.discard(stored.id)
+                self._next()
+            else:
+                self._held.add(stored.id)
             return status
 
         return d.addBoth(finished)

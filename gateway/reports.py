@@ -24,8 +24,11 @@ recommendation.  A recommendation is
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked.  The patient is the identifier the inbound
-mapping gives the report (``[mappings]`` patient id rules), read from the stored message.
+guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
+A report sent again under its accession (a correction, an addendum) replaces the earlier
+version: only the latest one is tracked.
+The patient is the identifier the inbound mapping gives the report (``[mappings]`` patient
+id rules), read from the stored message.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import calendar
 import datetime as dt
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
@@ -182,12 +185,19 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     if not recommended:
         return []
     reports = _Reports(audit, read)
+    recommended = _latest_versions(audit, recommended, reports, window.until)
+    if not recommended:
+        return []
     communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
     wanted = {report.patient_id for row in recommended
               for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
     exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports,
                               wanted if patients is not None else None, patients)
-    tracked = []
+    tracked: list[FollowUp] = []
+    # A report often says its recommendation twice (findings and impression), and the engine
+    # gives one inference per statement: one follow-up per report, modality, region and due
+    # date, firm (not conditional, not hedged) if any of its statements is.
+    same: dict[tuple[Any, ...], int] = {}
     for message_id, control_id, received_at, obr_index, accession, text in recommended:
         inference = json.loads(text)
         codes = _recommended_modalities(inference)
@@ -207,14 +217,61 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             status = "undated"
         else:
             status = "overdue" if due < as_of else "open"
-        tracked.append(FollowUp(
+        item = FollowUp(
             message_id, control_id, received_at, accession, tuple(codes.values()), due,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
-            (message_id, obr_index) in communicated, status, done))
+            (message_id, obr_index) in communicated, status, done)
+        key = (message_id, obr_index, frozenset(codes), regions, due)
+        if key in same:
+            first = tracked[same[key]]
+            tracked[same[key]] = replace(first, conditional=first.conditional and item.conditional,
+                                         hedging=first.hedging and item.hedging)
+            continue
+        same[key] = len(tracked)
+        tracked.append(item)
     return tracked
 
 
 _UNKNOWN = StoredReport(None, None, None)
+
+
+def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
+                     until: str | None) -> list[Any]:
+    """The recommendation rows without those of a report sent again later.
+
+    A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
+    accession, and usually repeats the recommendation: only the latest analysed version of an
+    accession (same patient) is tracked, or one follow-up would count two or more times.  A
+    later version is a message received before ``until`` whose analysis recorded that
+    accession (an ``analysed`` event, or inferences): a window that ended before the
+    correction came keeps the version it holds, rather than losing the recommendation.
+    """
+    before, bound = Window(until=until).sql()
+    accessions = sorted({row[4] for row in recommended if row[4]})
+    later: dict[str, list[int]] = {}
+    for start in range(0, len(accessions), 500):  # under SQLite's parameter limit
+        chunk = accessions[start:start + 500]
+        marks = ", ".join("?" * len(chunk))
+        for message_id, accession in audit.conn.execute(
+                "SELECT i.message_id, i.accession FROM inferences i "
+                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
+                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.accession') "
+                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
+                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
+                [*chunk, *bound, *chunk, *bound]):
+            later.setdefault(accession, []).append(message_id)
+
+    def patient(message_id: int, accession: str) -> str | None:
+        return next((r.patient_id for r in reports.of(message_id).values()
+                     if r.accession == accession), None)
+
+    def superseded(row: Any) -> bool:
+        message_id, accession = row[0], row[4]
+        mine = patient(message_id, accession)
+        return any(other > message_id and patient(other, accession) == mine
+                   for other in later.get(accession, ()))
+
+    return [row for row in recommended if not superseded(row)]
 
 
 class _Reports:

@@ -37,7 +37,8 @@ def _line(request: ReplayRequest) -> str:
     if request.requested:
         return f"replay requested: {who} (was {request.status})"
     if request.waiting:
-        return f"already waiting for replay: {who}"
+        sends = "results and alerts are sent" if request.deliver else "nothing is sent"
+        return f"already waiting for replay: {who} ({sends}, as first requested)"
     return f"not replayed: {who}: {request.reason or f'status {request.status}'}"
 
 
@@ -81,9 +82,18 @@ def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str |
     missing = [cid for cid in dict.fromkeys(control_ids) if cid not in found]
     for control_id in missing:
         click.echo(f"not replayed: no stored message with control id {control_id} matches")
-    waiting = sum(r.waiting for r in done)
-    sent = "results and alerts are sent again" if deliver else "nothing is sent downstream"
-    click.echo(f"{waiting} message(s) will be analysed again by the running gateway within "
+    waiting = [r for r in done if r.waiting]
+    # A message already waiting keeps the delivery of its earlier request: say so.
+    delivering = sum(bool(r.deliver) for r in waiting)
+    if delivering == len(waiting):
+        sent = "results and alerts are sent again" if waiting or deliver else \
+            "nothing is sent downstream"
+    elif not delivering:
+        sent = "nothing is sent downstream"
+    else:
+        sent = (f"results and alerts are sent again for {delivering} of them (a message "
+                "already waiting keeps its first request's --deliver/--no-deliver)")
+    click.echo(f"{len(waiting)} message(s) will be analysed again by the running gateway within "
                f"{POLL_INTERVAL:g} s, or at its next start; {sent}")
-    if missing or any(not r.waiting for r in done):
+    if missing or any(not r.waiting and r.resent_as is None for r in done):
         raise NegativeOutcome("some messages were not replayed (see above)")

@@ -386,3 +386,25 @@ def test_stopped_pipeline_starts_nothing_more_and_leaves_the_backlog_received(tm
     assert (analyzer.calls, pipeline.backlog) == (2, 1)
     assert [audit.messages_for(c)[0]["status"] for c in ("S1", "S2", "S3")] == [
         "analysed", "received", "received"]
+
+
+def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
+    """The quiet period holds analysis back while senders are busy; a replay taken up by the
+    gateway is not a sender, and each one held back quiet_period slowed a replay down."""
+    from twisted.internet.task import Clock
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    clock = Clock()
+    clock.advance(10)
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock,
+                                clock=clock.seconds, quiet_period=1.0, max_wait=5.0)
+    pipeline.submit(AcceptedMessage(store(audit, "R1"), "R1", None, "text", (report("R1"),),
+                                    replay=True))
+    clock.advance(0)
+    assert analyzer.calls == 1
+    pipeline.submit(AcceptedMessage(store(audit, "L1"), "L1", None, "text", (report("L1"),)))
+    clock.advance(0.5)
+    assert analyzer.calls == 1  # a report that did arrive is waited out as before
+    clock.advance(0.5)
+    assert analyzer.calls == 2

@@ -17,7 +17,7 @@ from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 from gateway.replay import ReplayPoller, request_replay
 
 from gateway_samples import FakeReport, immediate_writer
-from test_pipeline import SyncAnalyzer
+from test_pipeline import HeldAnalyzer, SyncAnalyzer
 
 
 def store(audit, control_id, *, status="received", ack_code="AA", app="RIS", facility="HOSP",
@@ -144,6 +144,9 @@ def test_a_message_that_no_longer_maps_is_marked_failed(tmp_path):
     request_replay(rig.audit, control_ids=["C1"])
     assert fired(rig.poller().poll()) == ["failed"]
     assert rig.status(mid) == "failed"
+    # Its inferences are those of its latest analysis, which found none: the reports must
+    # not count a message that now fails (as when the workers find that it no longer maps).
+    assert rig.audit.inferences_for(mid) == []
     failed = rig.audit.events(control_id="C1")[-1]
     assert (failed["event"], failed["fields"]["stage"]) == ("analysis_failed", "replay")
 
@@ -183,6 +186,34 @@ def test_the_poller_looks_at_start_and_then_every_interval(tmp_path):
     assert not clock.getDelayedCalls()
 
 
+def test_a_large_replay_leaves_room_for_the_reports_arriving_meanwhile(tmp_path):
+    """Replays enter the pipeline a few at a time, so a live report waits behind no more
+    than the pipeline's max_in_flight of them (not behind the whole replay: with
+    ack_after = "analysis" its ACK would), and the replay still drains without the timer."""
+    rig = Rig(tmp_path)
+    replayed = [rig.analysed(f"R{i}") for i in range(10)]
+    rig.analyzer = HeldAnalyzer()
+    rig.pipeline = AnalysisPipeline(rig.analyzer, rig.committer, hooks=[rig.hook])
+    rig.hooked.clear()
+    request_replay(rig.audit, statuses=["analysed"])
+    clock = task.Clock()
+    poller = rig.poller(clock)
+    poller.startService()
+    assert len(rig.analyzer.held) + rig.pipeline.backlog == rig.pipeline.max_in_flight == 2
+    live = store(rig.audit, "LIVE")
+    rig.pipeline.submit(AcceptedMessage(live, "LIVE", None, "", (report(rig.text),)))
+    while rig.analyzer.held:
+        rig.analyzer.release()
+        clock.advance(0)  # the poller takes the next replay on a later reactor turn
+    order = [control_id for control_id, _ in rig.hooked]
+    assert order.index("LIVE") <= rig.pipeline.max_in_flight
+    assert sorted(order) == sorted(["LIVE", *(f"R{i}" for i in range(10))])
+    assert [rig.status(mid) for mid in replayed] == ["analysed"] * 10
+    assert all(len(rig.audit.inferences_for(mid)) == 1 for mid in replayed)
+    poller.stopService()
+    assert not clock.getDelayedCalls()
+
+
 def test_only_finished_accepted_messages_are_marked(tmp_path):
     rig = Rig(tmp_path)
     rig.analysed("DONE")
@@ -201,6 +232,32 @@ def test_only_finished_accepted_messages_are_marked(tmp_path):
     assert [(r.requested, r.waiting) for r in again] == [(False, True)]
     assert rig.events("DONE").count("replay_requested") == 1
 
+
+
+def test_many_messages_are_marked_a_chunk_to_a_transaction(tmp_path, monkeypatch):
+    """--status over a large audit log must not hold the write lock the gateway's ACK path
+    needs for the whole selection: each transaction marks at most MARK_CHUNK messages."""
+    import gateway.replay
+
+    monkeypatch.setattr(gateway.replay, "MARK_CHUNK", 3, raising=False)
+    rig = Rig(tmp_path)
+    mids = [rig.analysed(f"C{i}") for i in range(7)]
+    marked_per_transaction, marked = [], 0
+
+    def trace(statement):
+        nonlocal marked
+        if statement.startswith("UPDATE messages SET status"):
+            marked += 1
+        elif statement == "COMMIT":
+            marked_per_transaction.append(marked)
+            marked = 0
+
+    rig.audit.conn.set_trace_callback(trace)
+    done = request_replay(rig.audit, statuses=["analysed"])
+    rig.audit.conn.set_trace_callback(None)
+    assert [r.message_id for r in done] == mids and all(r.requested for r in done)
+    assert marked_per_transaction == [3, 3, 1]
+    assert {rig.status(mid) for mid in mids} == {"replay"}
 
 # --- the command line --------------------------------------------------------------------
 
@@ -268,6 +325,42 @@ def test_cli_says_why_a_message_is_not_replayed_and_exits_1(db):
     assert "replay requested: message 1 C1" in out  # the others are still replayed
     code, out = cli("C1", "--sender", "PACS", "--db", db)
     assert code == 1 and "no stored message with control id C1 matches" in out
+
+
+def test_a_rejected_message_its_sender_resent_is_no_failure(db):
+    """R1 was rejected, and its sender sent it again under the same MSH-10 (as HL7 resends
+    do) and had it accepted: replaying R1 replays the resend and succeeds."""
+    audit = AuditLog(db)
+    resend = store(audit, "R1", received_at="2024-01-17T10:00:00.000Z")
+    audit.run(status_op(resend, "analysed"))
+    store(audit, "R1", app="PACS", status="rejected", ack_code="AR")  # another sender's
+    audit.close()
+    code, out = cli("R1", "--sender", "RIS", "--db", db)
+    assert code == 0, out
+    assert out.splitlines()[:2] == [
+        "not replayed: message 5 R1 from RIS^HOSP: rejected at receipt; the one to replay is "
+        f"its resend, message {resend}",
+        f"replay requested: message {resend} R1 from RIS^HOSP (was analysed)"]
+    code, out = cli("R1", "--db", db)  # PACS never had its R1 accepted
+    assert code == 1 and "from PACS^HOSP: rejected at receipt; the sender must send it" in out
+
+
+def test_a_second_request_says_which_delivery_the_waiting_replay_keeps(db):
+    """A message already waiting keeps its first request's --no-deliver: the command must
+    not say that results and alerts are sent for it."""
+    code, out = cli("C1", "--no-deliver", "--db", db)
+    assert code == 0 and out.splitlines()[-1].endswith("nothing is sent downstream")
+    code, out = cli("C1", "C4", "--db", db)
+    assert code == 0, out
+    assert out.splitlines() == [
+        "already waiting for replay: message 1 C1 from RIS^HOSP (nothing is sent, as first "
+        "requested)",
+        "replay requested: message 4 C4 from RIS^HOSP (was skipped)",
+        "2 message(s) will be analysed again by the running gateway within 5 s, or at its "
+        "next start; results and alerts are sent again for 1 of them (a message already "
+        "waiting keeps its first request's --deliver/--no-deliver)"]
+    code, out = cli("C1", "--db", db)
+    assert out.splitlines()[-1].endswith("; nothing is sent downstream")
 
 
 def test_cli_usage_errors_and_a_missing_database(db, tmp_path):

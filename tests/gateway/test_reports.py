@@ -187,3 +187,45 @@ def test_reports_of_patients_without_a_recommendation_are_not_mapped(log, monkey
     assert followups(log, "--as-of", "2024-12-01")["A1"]["status"] == "completed"
     assert "D1" not in mapped and "D2" not in mapped  # patient D recommended nothing
     assert "A2" in mapped and sorted(mapped) == sorted(set(mapped))  # each one mapped once
+
+
+def test_a_corrected_report_replaces_the_earlier_version(tmp_path):
+    """A correction or an addendum is another message with the same accession that repeats
+    the recommendation: one follow-up, tracked once, and never completed by itself."""
+    path = str(tmp_path / "audit.sqlite3")
+    versions = Log(path)
+    versions.add("F1", "MRN-F", "ACC-F1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    versions.add("F1C", "MRN-F", "ACC-F1", CT_CHEST, "20240116",
+                 NODULE_6_MONTHS + " ADDENDUM: Comparison with outside films, unchanged.")
+    # The same accession number at another patient is not a version of it.
+    versions.add("G1", "MRN-G", "ACC-F1", CT_CHEST, "20240117", NODULE_STABLE)
+    versions.audit.close()
+    items = followups(path, "--as-of", "2024-12-01")
+    assert set(items) == {"F1C"}
+    assert items["F1C"]["status"] == "overdue" and items["F1C"]["completed_by"] is None
+    code, out = run("followups", "--db", path, "--as-of", "2024-12-01")
+    assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")
+    # A window that ended before the correction came keeps the version it holds.
+    assert set(followups(path, "--as-of", "2024-12-01", "--until", "2024-01-16")) == {"F1"}
+
+
+def test_a_recommendation_said_twice_in_a_report_is_one_follow_up(tmp_path):
+    """Findings and impression often both say it; two different ones stay two."""
+    path = str(tmp_path / "audit.sqlite3")
+    twice = Log(path)
+    twice.add("H1", "MRN-H", "ACC-H1", CT_CHEST, "20240115",
+              "FINDINGS: 7 mm solid nodule in the right upper lobe; follow-up CT chest in "
+              "6 months is recommended. IMPRESSION: 7 mm right upper lobe nodule. Recommend "
+              "follow-up CT chest in 6 months.")
+    twice.add("H2", "MRN-I", "ACC-H2", CT_CHEST, "20240115",
+              "FINDINGS: 7 mm solid nodule in the right upper lobe. 2 cm indeterminate lesion "
+              "in the liver. IMPRESSION: Recommend follow-up CT chest in 6 months. Recommend "
+              "MRI abdomen in 3 months.")
+    twice.audit.close()
+    code, out = run("followups", "--db", path, "--as-of", "2024-12-01", "--json")
+    assert code == 0, out
+    items = [(item["control_id"], tuple(item["modalities"]))
+             for item in map(json.loads, out.splitlines())]
+    assert sorted(items) == [("H1", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
+                             ("H2", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
+                             ("H2", ("MAGNETIC RESONANCE IMAGING (PROCEDURE)",))]
