@@ -33,7 +33,7 @@ from .delivery import DeliveryService, warn_unrouted
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
 from .routing import (
-    PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
+    ALERTS, PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
 )
 
 _log = structlog.get_logger("ri_gateway.outbox")
@@ -77,6 +77,8 @@ class OutboundHook:
                     "outbound_failed", message.control_id, message.message_id,
                     obr_index=getattr(outcome.report, "obr_index", None),
                     error=type(exc).__name__))
+        if getattr(message, "deliver", "all") == "results":
+            planned = [p for p in planned if p.purpose != ALERTS]  # a replay that pages no one
         app_ack = self._application_ack(message, outcomes, now)
         if app_ack is not None:
             planned.append(app_ack)

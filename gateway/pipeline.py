@@ -17,7 +17,8 @@ read it).
 At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
 ``received`` (ACKed, analysis never finished) and analyses it again.  A message an admin
 asked to replay (``gateway.replay``) comes in flagged ``replay``: its earlier inferences are
-replaced in the same transaction, and the hooks run only if delivery was asked for.
+replaced in the same transaction, and the hooks run unless it was asked to send nothing
+(``deliver = "none"``; with ``"results"`` the outbound hook leaves the alerts out).
 
 **Scheduling behind the ACK path.**  Accepted messages wait in a backlog (oldest
 first) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
@@ -77,9 +78,10 @@ class AcceptedMessage:
     # False: segment separators as sent ("none" read MSH only); normalised before mapping.
     normalised: bool = True
     # Analysed again on an admin's request (gateway.replay): its earlier inferences are
-    # replaced, and the hooks (outbound results and alerts) run only when ``deliver``.
+    # replaced. ``deliver``: what the hooks send downstream, "all" (results and alerts),
+    # "results" (no alerts) or "none" (the hooks do not run); see gateway.replay.
     replay: bool = False
-    deliver: bool = True
+    deliver: str = "all"
 
     @property
     def is_report(self) -> bool:
@@ -414,7 +416,7 @@ class AnalysisPipeline:
         return d.addCallback(done)
 
     def _hooks_for(self, message: AcceptedMessage) -> list[AnalysedHook]:
-        return self.hooks if message.deliver else []
+        return self.hooks if message.deliver != "none" else []
 
     @staticmethod
     def _replaced(message: AcceptedMessage) -> list[Op[Any]]:

@@ -6,7 +6,8 @@ so that the command never needs the gateway to be running:
 
 1. :func:`request_replay` (the CLI, its own database connection) marks the chosen
    messages ``replay`` and records a ``replay_requested`` event saying what the status was
-   and whether results are to be delivered again;
+   and what is to be sent downstream again (``deliver``: ``"results"``, the default, the
+   result messages only; ``"all"``, alerts too; ``"none"``);
 2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
    at start and then every ``interval`` seconds, and hands them to the analysis
    pipeline as :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``, a few at
@@ -16,9 +17,9 @@ so that the command never needs the gateway to be running:
    with ``map_before_ack = "full"``), and every report arriving meanwhile would wait behind
    all of them: with ``ack_after = "analysis"``, its ACK too, past the sender's timeout.  The
    pipeline replaces the message's inferences (so aggregates count each message once; the
-   events keep the history), sets its final status, and, when delivery was asked for,
-   routes the results and alerts again under the current ``[routes.*]``.  The sender is
-   not told anything again: its ACK (and application ACK) went long ago.
+   events keep the history), sets its final status, and routes what ``deliver`` names again
+   under the current ``[routes.*]``.  The sender is not told anything again: its ACK (and
+   application ACK) went long ago.
 
 Only accepted messages whose analysis has finished (``analysed``, ``skipped``,
 ``failed``) can be replayed: a rejected message was never accepted (its sender must
@@ -45,12 +46,17 @@ from .logging import get_logger
 from .pipeline import AcceptedMessage
 
 __all__ = [
-    "MARK_CHUNK", "POLL_INTERVAL", "REPLAY", "REPLAYABLE", "ReplayPoller", "ReplayRequest",
-    "request_replay",
+    "ALL", "DELIVERY", "MARK_CHUNK", "NONE", "POLL_INTERVAL", "REPLAY", "REPLAYABLE",
+    "RESULTS_ONLY", "ReplayPoller", "ReplayRequest", "request_replay",
 ]
 
 POLL_INTERVAL = 5.0  # seconds between the running gateway's looks for replays
 MARK_CHUNK = 500  # messages marked per transaction (under SQLite's parameter limit too)
+# What a replay sends downstream. Results by default: alerts page people, and paging again
+# for critical results that were handled when they were new (a replay after an engine
+# upgrade, say) is noise at best; an admin who wants them again asks for "all".
+ALL, RESULTS_ONLY, NONE = "all", "results", "none"
+DELIVERY = (ALL, RESULTS_ONLY, NONE)
 REPLAY = "replay"  # messages.status while a replay waits for (or is in) the analysis pool
 REPLAYABLE = ("analysed", "skipped", "failed")
 
@@ -76,7 +82,7 @@ class ReplayRequest:
     resent_as: int | None = None
     # Whether the replay that will run sends results and alerts: as requested now, or, for
     # one already waiting, as its earlier request said (a second request does not change it).
-    deliver: bool | None = None
+    deliver: str | None = None  # one of DELIVERY
 
     @property
     def waiting(self) -> bool:
@@ -87,7 +93,7 @@ class ReplayRequest:
 def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
                    statuses: Sequence[str] = (), since: str | None = None,
                    sending_application: str | None = None, sending_facility: str | None = None,
-                   deliver: bool = True) -> list[ReplayRequest]:
+                   deliver: str = RESULTS_ONLY) -> list[ReplayRequest]:
     """Mark the stored messages chosen by the arguments for replay, :data:`MARK_CHUNK` to a
     transaction (a message is marked with its event, or not at all).
 
@@ -141,12 +147,12 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
 
 
 def _mark(conn: sqlite3.Connection, message_id: int, control_id: str | None, sender: str | None,
-          status: str, accepted: dict[tuple[Any, Any], int], now: str, deliver: bool
+          status: str, accepted: dict[tuple[Any, Any], int], now: str, deliver: str
           ) -> ReplayRequest:
     """Mark one message for replay if it can be; what was done."""
     if status == REPLAY:
         return ReplayRequest(message_id, control_id, sender, status, False,
-                             deliver=_deliver_flag(conn, message_id))
+                             deliver=_delivery(conn, message_id))
     if status not in REPLAYABLE:
         resent_as = accepted.get((sender, control_id)) if status == "rejected" else None
         reason = (f"rejected at receipt; the one to replay is its resend, "
@@ -159,12 +165,15 @@ def _mark(conn: sqlite3.Connection, message_id: int, control_id: str | None, sen
     return ReplayRequest(message_id, control_id, sender, status, True, deliver=deliver)
 
 
-def _deliver_flag(conn: sqlite3.Connection, message_id: int) -> bool:
-    """Whether the latest replay request of a message asked for delivery."""
+def _delivery(conn: sqlite3.Connection, message_id: int) -> str:
+    """What the latest replay request of a message asked to send (one of DELIVERY)."""
     row = conn.execute(
         "SELECT fields FROM events WHERE message_id = ? AND event = 'replay_requested' "
         "ORDER BY id DESC LIMIT 1", (message_id,)).fetchone()
-    return bool(json.loads(row[0]).get("deliver", True)) if row else True
+    value = json.loads(row[0]).get("deliver", ALL) if row else ALL
+    if isinstance(value, bool):  # a request recorded before the three modes: all or none
+        return ALL if value else NONE
+    return value if value in DELIVERY else ALL
 
 
 class ReplayPoller(Service):
@@ -245,7 +254,7 @@ class ReplayPoller(Service):
             return []
         skip = self._active | self._held
         try:
-            waiting = [(stored, _deliver_flag(self.audit.conn, stored.id))
+            waiting = [(stored, _delivery(self.audit.conn, stored.id))
                        for stored in self.audit.with_status(REPLAY, limit=room + len(skip))
                        if stored.id not in skip][:room]
         except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
@@ -270,7 +279,7 @@ class ReplayPoller(Service):
         if not self._stopped:
             self.poll(refill=True)
 
-    def _start(self, stored: StoredMessage, deliver: bool) -> defer.Deferred:
+    def _start(self, stored: StoredMessage, deliver: str) -> defer.Deferred:
         self._active.add(stored.id)
         try:
             header, text, reports = self.reread(stored.raw, stored.charset)

@@ -2,7 +2,7 @@
 
     ri-gateway replay CONTROL_ID...             these messages (MSH-10)
     ri-gateway replay --status failed           every message whose analysis failed
-    ri-gateway replay ... --since DATE --sender APP^FAC --no-deliver
+    ri-gateway replay ... --since DATE --sender APP^FAC --deliver all|results|none
 
 The command only marks the messages (see :mod:`gateway.replay`); a running gateway
 analyses them within its poll interval, a stopped one at its next start.
@@ -11,12 +11,15 @@ analyses them within its poll interval, a stopped one at its next start.
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 import click
 
 from gateway.audit import AuditLog, utc_now
 from gateway.errors import AuditError, NegativeOutcome
-from gateway.replay import POLL_INTERVAL, REPLAYABLE, ReplayRequest, request_replay
+from gateway.replay import (
+    ALL, DELIVERY, NONE, POLL_INTERVAL, REPLAYABLE, RESULTS_ONLY, ReplayRequest, request_replay,
+)
 
 from .options import config_option, db_option, parse_date, settings_from
 
@@ -31,14 +34,20 @@ def _sender(value: str | None) -> tuple[str | None, str | None]:
     return application or None, facility or None
 
 
+_SENDS = {ALL: "results and alerts are sent", RESULTS_ONLY: "results are sent, alerts are not",
+          NONE: "nothing is sent"}
+_AGAIN = {ALL: "results and alerts are sent again",
+          RESULTS_ONLY: "results are sent again, alerts are not", NONE: "nothing is sent downstream"}
+
+
 def _line(request: ReplayRequest) -> str:
     who = (f"message {request.message_id} {request.control_id or '-'} "
            f"from {request.sender or '-'}")
     if request.requested:
         return f"replay requested: {who} (was {request.status})"
     if request.waiting:
-        sends = "results and alerts are sent" if request.deliver else "nothing is sent"
-        return f"already waiting for replay: {who} ({sends}, as first requested)"
+        return (f"already waiting for replay: {who} ({_SENDS[request.deliver or ALL]}, "
+                "as first requested)")
     return f"not replayed: {who}: {request.reason or f'status {request.status}'}"
 
 
@@ -50,18 +59,19 @@ def _line(request: ReplayRequest) -> str:
               help="Only messages received at or after DATE (ISO 8601; UTC without an offset).")
 @click.option("--sender", metavar="APP[^FAC]",
               help="Only messages from this MSH-3 (and MSH-4).")
-@click.option("--deliver/--no-deliver", default=True, show_default=True,
-              help="Route the new results and alerts downstream again, or only record them.")
+@click.option("--deliver", type=click.Choice(DELIVERY), default=RESULTS_ONLY, show_default=True,
+              help="What to send downstream again under the current routes: all (results "
+                   "and alerts: pages again), results (the result messages only), none.")
 @config_option
 @db_option
 def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str | None,
-           sender: str | None, deliver: bool, config_path: str | None,
+           sender: str | None, deliver: str, config_path: str | None,
            db_path: str | None) -> None:
     """Analyse stored messages again: by CONTROL_ID (MSH-10), or all with a --status.
 
     The running gateway picks them up within 5 seconds (a stopped one at its next start),
-    replaces their inferences and, unless --no-deliver, sends their results and alerts
-    again under the current routes. The sender is not sent another ACK.
+    replaces their inferences and sends their result messages again under the current
+    routes (--deliver all: alerts too; none: nothing). The sender gets no second ACK.
     """
     if not control_ids and not statuses:
         raise click.UsageError("name the messages: CONTROL_ID... or --status STATUS")
@@ -84,15 +94,12 @@ def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str |
         click.echo(f"not replayed: no stored message with control id {control_id} matches")
     waiting = [r for r in done if r.waiting]
     # A message already waiting keeps the delivery of its earlier request: say so.
-    delivering = sum(bool(r.deliver) for r in waiting)
-    if delivering == len(waiting):
-        sent = "results and alerts are sent again" if waiting or deliver else \
-            "nothing is sent downstream"
-    elif not delivering:
-        sent = "nothing is sent downstream"
+    modes = Counter(r.deliver or ALL for r in waiting) or Counter({deliver: 0})
+    if len(modes) == 1:
+        sent = _AGAIN[next(iter(modes))]
     else:
-        sent = (f"results and alerts are sent again for {delivering} of them (a message "
-                "already waiting keeps its first request's --deliver/--no-deliver)")
+        sent = ", ".join(f"for {count}: {_AGAIN[mode]}" for mode, count in sorted(modes.items()))
+        sent += " (a message already waiting keeps its first request's --deliver)"
     click.echo(f"{len(waiting)} message(s) will be analysed again by the running gateway within "
                f"{POLL_INTERVAL:g} s, or at its next start; {sent}")
     if missing or any(not r.waiting and r.resent_as is None for r in done):

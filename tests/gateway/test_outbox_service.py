@@ -41,6 +41,7 @@ class Message:
     text: str
     reports: tuple
     replay: bool = False
+    deliver: str = "all"
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,8 @@ def result(*inferences) -> InferenceResult:
 CRIT = CriticalResultInference(result=CriticalResult(description="PNEUMOTHORAX"))
 
 
-def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3", replay=False):
+def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3", replay=False,
+             deliver="all"):
     path = str(tmp_path / name)
     audit = AuditLog(path)
     Outbox.open(path).conn.close()
@@ -80,7 +82,7 @@ def run_hook(tmp_path, outcomes, accept="", app="", name="a.sqlite3", replay=Fal
                         now=lambda: dt.datetime(2024, 1, 15, 10, 30))
     text = TEXT.format(accept=accept, app=app)
     message = Message(7, "IN1", read_header(text), text, tuple(o.report for o in outcomes),
-                      replay)
+                      replay, deliver)
     ops = hook(message, outcomes)
     results = audit.run_batch(ops)
     assert not [r for r in results if isinstance(r, BaseException)]
@@ -115,6 +117,12 @@ def test_a_replay_sends_results_again_but_no_second_application_ack(tmp_path):
     _, rows, _ = run_hook(tmp_path, [Outcome(report(), result(CRIT))], accept="AL", app="AL",
                           replay=True)
     assert [(r.destination, r.purpose) for r in rows] == [("pager", "alerts")]
+
+
+def test_a_replay_of_results_only_pages_no_one(tmp_path):
+    _, rows, events = run_hook(tmp_path, [Outcome(report(), result(CRIT))], replay=True,
+                               deliver="results")
+    assert (rows, events) == ([], [])
 
 
 def test_application_ack_reports_engine_failure_when_asked_for_errors_only(tmp_path):

@@ -102,7 +102,7 @@ def test_a_replay_replaces_the_inferences_and_runs_the_hooks_again(tmp_path):
     assert rig.events("C1") == ["received", "analysed", "replay_requested", "replayed",
                                 "analysed"]
     requested = rig.audit.events(control_id="C1")[2]["fields"]
-    assert requested == {"previous_status": "analysed", "deliver": True}
+    assert requested == {"previous_status": "analysed", "deliver": "results"}
     assert rig.hooked == [("C1", False), ("C1", True)]
     assert rig.analyzer.calls == 2
 
@@ -121,10 +121,10 @@ def test_replays_are_counted_in_the_metrics(tmp_path):
 def test_a_replay_without_delivery_records_the_analysis_and_skips_the_hooks(tmp_path):
     rig = Rig(tmp_path)
     mid = rig.analysed("C1")
-    request_replay(rig.audit, control_ids=["C1"], deliver=False)
+    request_replay(rig.audit, control_ids=["C1"], deliver="none")
     assert fired(rig.poller().poll()) == ["analysed"]
     assert rig.hooked == [("C1", False)]
-    assert rig.audit.events(control_id="C1")[3]["fields"] == {"deliver": False}
+    assert rig.audit.events(control_id="C1")[3]["fields"] == {"deliver": "none"}
     assert len(rig.audit.inferences_for(mid)) == 1
 
 
@@ -298,7 +298,7 @@ def test_cli_replays_by_control_id(db):
         "replay requested: message 1 C1 from RIS^HOSP (was analysed)",
         "replay requested: message 4 C4 from RIS^HOSP (was skipped)",
         "2 message(s) will be analysed again by the running gateway within 5 s, or at its "
-        "next start; results and alerts are sent again"]
+        "next start; results are sent again, alerts are not"]
     assert column(db) == {"C1": "replay", "C2": "failed", "C3": "failed", "C4": "replay",
                             "R1": "rejected"}
     assert column(db, "analysed_at") == analysed_at  # still when the last analysis finished
@@ -306,7 +306,7 @@ def test_cli_replays_by_control_id(db):
 
 def test_cli_selects_by_status_date_and_sender(db):
     code, out = cli("--status", "failed", "--since", "2024-01-15T10:30:00", "--sender", "RIS",
-                    "--no-deliver", "--db", db)
+                    "--deliver", "none", "--db", db)
     assert code == 0, out
     assert out.splitlines()[0] == "replay requested: message 2 C2 from RIS^HOSP (was failed)"
     assert out.splitlines()[-1].endswith("nothing is sent downstream")
@@ -346,9 +346,9 @@ def test_a_rejected_message_its_sender_resent_is_no_failure(db):
 
 
 def test_a_second_request_says_which_delivery_the_waiting_replay_keeps(db):
-    """A message already waiting keeps its first request's --no-deliver: the command must
-    not say that results and alerts are sent for it."""
-    code, out = cli("C1", "--no-deliver", "--db", db)
+    """A message already waiting keeps its first request's --deliver: the command must not
+    say that results are sent for it."""
+    code, out = cli("C1", "--deliver", "none", "--db", db)
     assert code == 0 and out.splitlines()[-1].endswith("nothing is sent downstream")
     code, out = cli("C1", "C4", "--db", db)
     assert code == 0, out
@@ -357,8 +357,8 @@ def test_a_second_request_says_which_delivery_the_waiting_replay_keeps(db):
         "requested)",
         "replay requested: message 4 C4 from RIS^HOSP (was skipped)",
         "2 message(s) will be analysed again by the running gateway within 5 s, or at its "
-        "next start; results and alerts are sent again for 1 of them (a message already "
-        "waiting keeps its first request's --deliver/--no-deliver)"]
+        "next start; for 1: nothing is sent downstream, for 1: results are sent again, alerts "
+        "are not (a message already waiting keeps its first request's --deliver)"]
     code, out = cli("C1", "--db", db)
     assert out.splitlines()[-1].endswith("; nothing is sent downstream")
 
@@ -384,7 +384,7 @@ def test_replayed_messages_show_in_audit_show(db):
 def test_an_event_recorded_for_another_message_does_not_change_the_flag(tmp_path):
     rig = Rig(tmp_path)
     rig.analysed("C1")
-    request_replay(rig.audit, control_ids=["C1"], deliver=False)
-    rig.committer.submit(event_op("replay_requested", "C9", None, deliver=True))
+    request_replay(rig.audit, control_ids=["C1"], deliver="none")
+    rig.committer.submit(event_op("replay_requested", "C9", None, deliver="all"))
     assert fired(rig.poller().poll()) == ["analysed"]
     assert rig.hooked == [("C1", False)]

@@ -23,15 +23,22 @@ def test_a_replayed_report_is_analysed_again_and_its_results_resent(rig):  # noq
     replayed = rig.run("replay", "REPL0001", "--db", rig.db)
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "replay requested" in replayed.stdout
-    wait_for("the results and the alert sent again",
-             lambda: len(rig.events("REPL0001", "delivered")) == 4)
-    assert len(rig.received("pager")) == 2 and len(rig.received("ehr")) == 2
+    # By default a replay sends the result again and pages no one.
+    wait_for("the result sent again", lambda: len(rig.events("REPL0001", "delivered")) == 3)
+    assert len(rig.events("REPL0001", "enqueued")) == 3  # queued with the analysis: no alert
+    assert len(rig.received("pager")) == 1 and len(rig.received("ehr")) == 2
     steps = [e["event"] for e in rig.audit("REPL0001")]
     assert steps.count("analysed") == 2 and "replayed" in steps
     assert len([e for e in rig.audit("REPL0001") if e["event"] == "inference"]) == len(inferences)
 
-    quiet = rig.run("replay", "REPL0001", "--no-deliver", "--db", rig.db)
+    everything = rig.run("replay", "REPL0001", "--deliver", "all", "--db", rig.db)
+    assert everything.returncode == 0, everything.stdout + everything.stderr
+    wait_for("the result and the alert sent again",
+             lambda: len(rig.events("REPL0001", "delivered")) == 5)
+    assert len(rig.received("pager")) == 2 and len(rig.received("ehr")) == 3
+
+    quiet = rig.run("replay", "REPL0001", "--deliver", "none", "--db", rig.db)
     assert quiet.returncode == 0, quiet.stdout + quiet.stderr
-    wait_for("the third analysis", lambda: len(rig.events("REPL0001", "analysed")) == 3)
-    assert len(rig.events("REPL0001", "enqueued")) == 4  # nothing new queued
-    assert len(rig.received("pager")) == 2 and len(rig.received("ehr")) == 2
+    wait_for("the fourth analysis", lambda: len(rig.events("REPL0001", "analysed")) == 4)
+    assert len(rig.events("REPL0001", "enqueued")) == 5  # nothing new queued
+    assert len(rig.received("pager")) == 2 and len(rig.received("ehr")) == 3
