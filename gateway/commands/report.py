@@ -72,8 +72,9 @@ def quality(since: str | None, until: str | None, as_json: bool, config_path: st
                                    "measure_types": measure_types_for(row.denominator),
                                    **row.counts, "rate": row.rate}))
         return
-    click.echo(f"{'denominator':<36} {'measure':<9} {'met':>5} {'not met':>8} {'exception':>10} "
-               f"{'not eligible':>13} {'rate':>6}")
+    if rows:
+        click.echo(f"{'denominator':<36} {'measure':<9} {'met':>5} {'not met':>8} "
+                   f"{'exception':>10} {'not eligible':>13} {'rate':>6}")
     for row in rows:
         c = row.counts
         rate = f"{row.rate:.0%}" if row.rate is not None else "-"

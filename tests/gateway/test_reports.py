@@ -161,7 +161,7 @@ def test_quality_measures_per_denominator(log):
     met, not_met = nodule["performanceMet"], nodule["performanceNotMet"]
     assert nodule["rate"] == pytest.approx(met / (met + not_met))
     code, text = run("quality", "--db", log, "--until", "2024-01-01")
-    assert code == 0 and "no quality measure results" in text
+    assert code == 0 and text.startswith("no quality measure results")  # no empty table
 
 
 def test_reports_need_an_existing_database(tmp_path):
