@@ -65,7 +65,7 @@ import operator
 import os
 import sqlite3
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -76,7 +76,7 @@ from .errors import AuditError
 
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
-    "duplicate_op", "event_op", "inferences_cleared_op", "inferences_op", "received_op",
+    "chunks", "duplicate_op", "event_op", "inferences_cleared_op", "inferences_op", "received_op",
     "status_op", "utc_now",
 ]
 
@@ -332,6 +332,16 @@ def _find_accepted(conn: sqlite3.Connection, sending_application: str | None,
         "AND ack_code IN ('AA', 'CA')",
         (sending_application, sending_facility, control_id)).fetchone()
     return StoredMessage(*row) if row else None
+
+
+# Values per "IN (?, ...)" list: under SQLite's bound-parameter limit (999 in older builds).
+PARAMETERS_PER_QUERY = 500
+
+
+def chunks(items: Sequence[T], size: int = PARAMETERS_PER_QUERY) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def all_of(ops: Sequence[Op[Any]]) -> Op[None]:

@@ -83,6 +83,15 @@ class AcceptedMessage:
     replay: bool = False
     deliver: str = "all"
 
+    @classmethod
+    def from_stored(cls, stored: Any, read: tuple[Any, str, Any], **fields: Any
+                    ) -> AcceptedMessage:
+        """A stored message (``audit.StoredMessage``) read again: ``read`` is what
+        ``reread(raw, charset)`` gave, ``(header, text, reports or None)``."""
+        header, text, reports = read
+        return cls(stored.id, stored.control_id or "", header, text,
+                   None if reports is None else tuple(reports), **fields)
+
     @property
     def is_report(self) -> bool:
         """An ORU, mapped and analysed; another accepted type (an ADT, an ORM) is only
@@ -431,6 +440,18 @@ class AnalysisPipeline:
                        message_id=message.message_id, error=failure.type.__name__)
         return None
 
+    def record_unreadable(self, stored: Any, error: BaseException, *, stage: str
+                          ) -> defer.Deferred:
+        """A stored message that no longer decodes or maps, found at ``stage`` (``resume``,
+        ``replay``): ``failed`` with an event saying why, and without the inferences of an
+        earlier analysis (this failure is its latest analysis; a message resumed has none).
+        Fires with ``"failed"`` once recorded."""
+        return self.committer.submit(all_of([
+            inferences_cleared_op(stored.id),
+            event_op("analysis_failed", stored.control_id, stored.id,
+                     error=type(error).__name__, stage=stage),
+            status_op(stored.id, "failed")])).addCallback(lambda _: "failed")
+
     def resume(self, audit: AuditLog, reread: Callable[[bytes, str | None], tuple[Any, str, Any]]
                ) -> list[defer.Deferred]:
         """Re-submit every stored message whose analysis never finished.
@@ -442,17 +463,12 @@ class AnalysisPipeline:
         started = []
         for stored in audit.pending_analysis():
             try:
-                header, text, reports = reread(stored.raw, stored.charset)
+                read = reread(stored.raw, stored.charset)
             except Exception as exc:  # noqa: BLE001 - recorded, the others go on
-                self.committer.submit(all_of([
-                    event_op("analysis_failed", stored.control_id, stored.id,
-                             error=type(exc).__name__, stage="resume"),
-                    status_op(stored.id, "failed")]))
+                self.record_unreadable(stored, exc, stage="resume")
                 continue
             self.committer.submit(event_op("resumed", stored.control_id, stored.id))
-            message = AcceptedMessage(stored.id, stored.control_id or "", header, text,
-                                      None if reports is None else tuple(reports))
-            started.append(self.submit(message))
+            started.append(self.submit(AcceptedMessage.from_stored(stored, read)))
         if started:
             self.log.info("analysis.resumed", messages=len(started))
         return started

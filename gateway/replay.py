@@ -39,9 +39,7 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet import defer, task
 
-from .audit import (
-    AuditLog, StoredMessage, all_of, event_op, inferences_cleared_op, status_op, utc_now,
-)
+from .audit import AuditLog, StoredMessage, chunks, event_op, utc_now
 from .logging import get_logger
 from .pipeline import AcceptedMessage
 
@@ -142,8 +140,7 @@ def request_replay(audit: AuditLog, *, control_ids: Sequence[str] = (),
     # A few hundred messages per transaction: "--status analysed" over a year's audit log
     # must not hold the write lock for seconds, while the gateway commits each ACK.
     ids = [row[0] for row in chosen]
-    return [request for start in range(0, len(ids), MARK_CHUNK)
-            for request in audit.run(op(ids[start:start + MARK_CHUNK]))]
+    return [request for chunk in chunks(ids, MARK_CHUNK) for request in audit.run(op(list(chunk)))]
 
 
 def _mark(conn: sqlite3.Connection, message_id: int, control_id: str | None, sender: str | None,
@@ -282,22 +279,14 @@ class ReplayPoller(Service):
     def _start(self, stored: StoredMessage, deliver: str) -> defer.Deferred:
         self._active.add(stored.id)
         try:
-            header, text, reports = self.reread(stored.raw, stored.charset)
+            read = self.reread(stored.raw, stored.charset)
         except Exception as exc:  # noqa: BLE001 - recorded; the others go on
-            # The failed replay is the latest analysis: the earlier inferences go, as the
-            # pipeline drops them when the workers find that a replay no longer maps.
-            d = self.committer.submit(all_of([
-                inferences_cleared_op(stored.id),
-                event_op("analysis_failed", stored.control_id, stored.id,
-                         error=type(exc).__name__, stage="replay"),
-                status_op(stored.id, "failed")]))
-            d.addCallback(lambda _: "failed")
+            d = self.pipeline.record_unreadable(stored, exc, stage="replay")
         else:
             self.committer.submit(event_op("replayed", stored.control_id, stored.id,
                                            deliver=deliver))
-            d = self.pipeline.submit(AcceptedMessage(
-                stored.id, stored.control_id or "", header, text,
-                None if reports is None else tuple(reports), replay=True, deliver=deliver))
+            d = self.pipeline.submit(AcceptedMessage.from_stored(stored, read, replay=True,
+                                                                 deliver=deliver))
 
         def finished(status: Any) -> Any:
             self._active.discard(stored.id)

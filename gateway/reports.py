@@ -42,7 +42,7 @@ from typing import Any
 
 from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
 
-from .audit import AuditLog
+from .audit import AuditLog, chunks
 
 __all__ = [
     "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "StoredReport", "Window", "followups",
@@ -191,8 +191,8 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
     wanted = {report.patient_id for row in recommended
               for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
-    exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports,
-                              wanted if patients is not None else None, patients)
+    exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports, wanted,
+                              patients)
     tracked: list[FollowUp] = []
     # A report often says its recommendation twice (findings and impression), and the engine
     # gives one inference per statement: one follow-up per report, modality, region and due
@@ -247,10 +247,8 @@ def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
     correction came keeps the version it holds, rather than losing the recommendation.
     """
     before, bound = Window(until=until).sql()
-    accessions = sorted({row[4] for row in recommended if row[4]})
     later: dict[str, list[int]] = {}
-    for start in range(0, len(accessions), 500):  # under SQLite's parameter limit
-        chunk = accessions[start:start + 500]
+    for chunk in chunks(sorted({row[4] for row in recommended if row[4]})):
         marks = ", ".join("?" * len(chunk))
         for message_id, accession in audit.conn.execute(
                 "SELECT i.message_id, i.accession FROM inferences i "
@@ -299,10 +297,8 @@ class _Reports:
 def _kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
              ) -> dict[tuple[int, int], list[str]]:
     """The inferences of ``kind`` of these messages, by (message id, OBR index)."""
-    ids = sorted(message_ids)
     found: dict[tuple[int, int], list[str]] = {}
-    for start in range(0, len(ids), 500):  # under SQLite's parameter limit
-        chunk = ids[start:start + 500]
+    for chunk in chunks(sorted(message_ids)):
         for message_id, obr_index, text in audit.conn.execute(
                 "SELECT message_id, obr_index, json FROM inferences WHERE kind = ? "
                 f"AND message_id IN ({', '.join('?' * len(chunk))})", [kind, *chunk]):
@@ -310,11 +306,10 @@ def _kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
     return found
 
 
-def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
-                      wanted: set[str] | None = None, patients: ReadPatients | None = None
-                      ) -> dict[str, list[Exam]]:
+def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports, wanted: set[str],
+                      patients: ReadPatients | None) -> dict[str, list[Exam]]:
     """Accepted reports received at or after ``since``, with their modalities, by patient
-    (only those of the ``wanted`` patients, found with ``patients``, when given)."""
+    (with ``patients``, only the reports of the ``wanted`` patients are mapped)."""
     rows = audit.conn.execute(
         "SELECT id, control_id, received_at, raw, charset FROM messages "
         "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
@@ -322,8 +317,7 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
     described = _kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
     by_patient: dict[str, list[Exam]] = {}
     for message_id, control_id, received_at, raw, charset in rows:
-        if wanted is not None and patients is not None and \
-                not _any_of(wanted, patients, raw, charset):
+        if patients is not None and not _any_of(wanted, patients, raw, charset):
             continue
         for obr_index, report in reports.of(message_id, raw, charset).items():
             codes = {report.modality} if report.modality else set()
