@@ -3,8 +3,11 @@
     ri-gateway report quality   [--since DATE] [--until DATE] [--json]
     ri-gateway report followups [--since DATE] [--until DATE] [--as-of DATE]
                                 [--status completed|open|overdue|undated] [--json]
+    ri-gateway report critical  [--since DATE] [--until DATE]
+                                [--status alerted|pending|failed|not_alerted] [--json]
 
-What is counted, and how a follow-up is matched to a later exam: :mod:`gateway.reports`.
+What is counted, and how a follow-up is matched to a later exam: :mod:`gateway.reports`;
+how a critical result counts as alerted: :mod:`gateway.critical_results`.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Any
 import click
 
 from gateway.audit import AuditLog, utc_now
+from gateway.critical_results import STATUSES as CRITICAL_STATUSES
+from gateway.critical_results import critical_results, summarise
 from gateway.reports import FollowUp, StoredReport, Window, followups, quality_summary
 
 from .options import config_option, db_option, parse_date, settings_from
@@ -51,7 +56,8 @@ def _window(since: str | None, until: str | None) -> Window:
 
 @click.group()
 def report() -> None:
-    """Aggregates for quality teams: quality measures and follow-up completion."""
+    """Aggregates for quality teams: quality measures, follow-up completion and
+    critical-result alerting."""
 
 
 @report.command()
@@ -162,3 +168,52 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
     click.echo(f"{len(tracked)} tracked follow-up recommendation(s): "
                + ", ".join(f"{counts[s]} {s}" for s in _STATUSES)
                + f"; completed {rate} of those done or due by {today.isoformat()}")
+
+
+def _critical_text(item: Any) -> str:
+    delay = f"{item.seconds_to_alert:.1f} s" if item.seconds_to_alert is not None else "-"
+    alerts = f"{item.delivered}/{item.alerts}" + (f" ({item.dead} dead)" if item.dead else "")
+    return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
+            f"{item.control_id or '-':<14} {alerts:<12} {delay:>9} "
+            f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}")
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.1f} s" if value is not None else "-"
+
+
+@report.command("critical")
+@_with_window_options
+@click.option("--status", "statuses", multiple=True, type=click.Choice(CRITICAL_STATUSES),
+              help="Only reports with this status (repeatable).")
+def critical_(since: str | None, until: str | None, as_json: bool, config_path: str | None,
+              db_path: str | None, statuses: tuple[str, ...]) -> None:
+    """Reports with critical results: whether an alert was delivered, how long it took,
+    and whether the report documents that the result was communicated."""
+    from gateway.routing import ALERTS, outbound_config
+
+    window = _window(since, until)
+    audit, settings = _open(config_path, db_path)
+    routes = outbound_config(settings.sections).routes
+    critical_routes = {r.name for r in routes if r.type == ALERTS and "critical" in r.alert.on}
+    with audit:
+        found = critical_results(audit, window, critical_routes=critical_routes,
+                                 configured_routes={r.name for r in routes})
+    shown = [item for item in found if not statuses or item.status in statuses]
+    if as_json:
+        for item in shown:
+            click.echo(json.dumps(item.as_json()))
+        return
+    if shown:
+        click.echo(f"{'status':<11} {'received':<19} {'accession':<14} {'control id':<14} "
+                   f"{'delivered':<12} {'to alert':>9} {'communicated':<12} critical results")
+    for item in shown:
+        click.echo(_critical_text(item))
+    total = summarise(found)
+    click.echo(
+        f"{total.reports} report(s) with critical results: "
+        + ", ".join(f"{total.counts[s]} {s.replace('_', ' ')}" for s in CRITICAL_STATUSES)
+        + f"; time to alert median {_seconds(total.median_seconds)}, 90th percentile "
+        f"{_seconds(total.p90_seconds)}, longest {_seconds(total.max_seconds)}; "
+        f"communication documented in {total.communicated}; "
+        f"{total.unconfirmed} with neither a delivered alert nor documented communication")

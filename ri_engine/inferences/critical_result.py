@@ -154,12 +154,54 @@ def description_for(ctx: AnalysisContext, mention: FindingMention) -> str | None
     return None
 
 
+def _denials() -> dict[str, frozenset[str]]:
+    """For each description that states an absence ("PNEUMOTHORAX, NO EVIDENCE OF TENSION"),
+    the descriptions of what it denies: those of the rules before it for the same findings
+    (the rules list what a finding can be, most severe first)."""
+    denied: dict[str, set[str]] = {}
+    for index, rule in enumerate(RULES):
+        if ", NO " in rule.description:
+            denied.setdefault(rule.description, set()).update(
+                earlier.description for earlier in RULES[:index]
+                if earlier.findings & rule.findings and ", NO " not in earlier.description)
+    return {description: frozenset(found) for description, found in denied.items()}
+
+
+_DENIALS = _denials()
+
+
+def _same_side(first: FindingMention, second: FindingMention) -> bool:
+    """Not stated on different sides (a side left unsaid does not tell them apart)."""
+    a, b = first.laterality, second.laterality
+    return a is None or b is None or a.value == b.value
+
+
+def _in_report_terms(described: list[tuple[FindingMention, str]]) -> list[str]:
+    """Each mention's description, where the report as a whole contradicts an absence.
+
+    A finding is often described twice: "Large right pneumothorax with mediastinal shift"
+    in the findings and "Large right pneumothorax" in the impression.  Read alone, the
+    impression's mention shows no sign of tension; but the report shows one for the same
+    pneumothorax, so that mention is a tension pneumothorax too, not one "with no evidence
+    of tension".  A mention on the other side keeps its own description.
+    """
+    out = []
+    for mention, description in described:
+        denied = _DENIALS.get(description)
+        if denied:
+            stronger = next((other_description for other, other_description in described
+                             if other_description in denied and _same_side(mention, other)),
+                            None)
+            description = stronger or description
+        out.append(description)
+    return out
+
+
 def infer(ctx: AnalysisContext) -> list[Inference]:
+    described = [(mention, description) for mention in finding.reported(ctx)
+                 for description in [description_for(ctx, mention)] if description is not None]
     out: list[Inference] = []
-    for mention in finding.reported(ctx):
-        description = description_for(ctx, mention)
-        if description is None:
-            continue
+    for (mention, _), description in zip(described, _in_report_terms(described)):
         extensions = ctx.evidence(*token_spans_for(ctx, mention.spans))
         section = section_extension(ctx, mention.start)
         if section is not None:

@@ -229,3 +229,50 @@ def test_a_recommendation_said_twice_in_a_report_is_one_follow_up(tmp_path):
     assert sorted(items) == [("H1", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
                              ("H2", ("COMPUTERIZED AXIAL TOMOGRAPHY (PROCEDURE)",)),
                              ("H2", ("MAGNETIC RESONANCE IMAGING (PROCEDURE)",))]
+
+
+PNEUMOTHORAX = ("FINDINGS: Large right pneumothorax with mediastinal shift. "
+                "IMPRESSION: Large right pneumothorax.")
+
+
+def test_critical_results_without_outbound_were_never_alerted(tmp_path):
+    # No [routes] ever configured: the audit log has no outbox, and nothing was alerted.
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("C1", "MRN1", "ACC1", CT_CHEST, "20240110", PNEUMOTHORAX)
+    log.add("C2", "MRN2", "ACC2", CT_CHEST, "20240111", NODULE_STABLE)
+    log.add("C3", "MRN3", "ACC3", CT_CHEST, "20240112",
+            PNEUMOTHORAX + " Discussed with Dr. Lee at 10:15 on 1/12/2024.")
+    code, text = run("critical", "--db", log.path, "--json")
+    rows = [json.loads(line) for line in text.splitlines()]
+    assert code == 0 and [r["control_id"] for r in rows] == ["C1", "C3"]
+    assert {r["status"] for r in rows} == {"not_alerted"}
+    assert [r["communicated"] for r in rows] == [False, True]
+    assert [r["unconfirmed"] for r in rows] == [True, False]
+    assert rows[0]["results"] == ["TENSION PNEUMOTHORAX"] and rows[0]["alerts"] == 0
+    code, text = run("critical", "--db", log.path, "--since", "2024-01-11")
+    assert code == 0 and text.splitlines()[-1].startswith(
+        "1 report(s) with critical results: 0 alerted, 0 pending, 0 failed, 1 not alerted; "
+        "time to alert median -")
+    code, text = run("critical", "--db", log.path, "--until", "2024-01-01")
+    assert code == 0 and text == ("0 report(s) with critical results: 0 alerted, 0 pending, "
+                                  "0 failed, 0 not alerted; time to alert median -, 90th "
+                                  "percentile -, longest -; communication documented in 0; 0 "
+                                  "with neither a delivered alert nor documented "
+                                  "communication\n")
+    missing = CliRunner().invoke(main, ["report", "critical", "--db", str(tmp_path / "x.db")])
+    assert missing.exit_code == 3 and "no audit database" in missing.output
+
+
+def test_time_to_alert_summary_uses_the_delivered_alerts_only():
+    from gateway.critical_results import CriticalReport, summarise
+
+    def item(status, seconds=None, communicated=False):
+        return CriticalReport(1, "C", "2024-01-01T00:00:00.000Z", (), ("X",), communicated,
+                              status, 1, int(seconds is not None), 0, None, seconds)
+
+    reports = [item("alerted", float(s)) for s in range(1, 11)]
+    reports += [item("pending"), item("failed", communicated=True), item("not_alerted")]
+    total = summarise(reports)
+    assert (total.median_seconds, total.p90_seconds, total.max_seconds) == (5.5, 9.0, 10.0)
+    assert total.counts == {"alerted": 10, "pending": 1, "failed": 1, "not_alerted": 1}
+    assert (total.reports, total.communicated, total.unconfirmed) == (13, 1, 2)

@@ -97,3 +97,50 @@ def test_qualifier_denied_after_its_finding_is_dropped() -> None:
         "tracheal deviation."), "finding")
     values = [[c.value_string for c in i.finding.component or [] if c.value_string] for i in produced]
     assert values == [[], ["tracheal deviation"]]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # The impression restates the finding without the sign the findings gave: the report as a
+    # whole shows it, so neither mention is described as lacking it.
+    ("FINDINGS: Large right pneumothorax with mediastinal shift.\n"
+     "IMPRESSION: Large right pneumothorax.", [TENSION, TENSION]),
+    ("FINDINGS: 6.8 cm abdominal aortic aneurysm with a hyperattenuating crescent sign.\n"
+     "IMPRESSION: 6.8 cm abdominal aortic aneurysm.", ["IMPENDING RUPTURE"] * 2),
+    ("FINDINGS: Colonic pneumatosis with portal venous gas.\nIMPRESSION: Colonic pneumatosis.",
+     [ISCHEMIA, "PORTAL VENOUS AIR", ISCHEMIA]),
+    # The other side's pneumothorax is another one: it keeps its own description.
+    ("FINDINGS: Large left pneumothorax with rightward mediastinal shift. Small right "
+     "pneumothorax.\nIMPRESSION: Left pneumothorax. Small right pneumothorax.",
+     [TENSION, SIMPLE, TENSION, SIMPLE]),
+    # A sign only in the comparison (yesterday's study) is not this report's.
+    ("COMPARISON: CT yesterday showed a right tension pneumothorax.\n"
+     "FINDINGS: Small residual right pneumothorax.", [SIMPLE]),
+    # Denied in both mentions: no evidence of tension in either.
+    ("FINDINGS: Right pneumothorax. No mediastinal shift.\nIMPRESSION: Right pneumothorax.",
+     [SIMPLE, SIMPLE]),
+])
+def test_a_sign_stated_once_in_the_report_describes_every_mention(text: str,
+                                                                 expected: list[str]) -> None:
+    assert descriptions(text, CT_AP) == expected
+
+
+DVT = "DEEP VEIN THROMBOSIS"
+CARDIAC = "CARDIAC THROMBUS/TUMOR"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("FINDINGS: Occlusive thrombus in the left popliteal vein.", [DVT]),
+    ("FINDINGS: Thrombus in the right common femoral vein next to the femoral artery.", [DVT]),
+    ("FINDINGS: Occlusive thrombus in the right subclavian and axillary veins.", [DVT]),
+    ("FINDINGS: Acute deep vein thrombosis of the left femoral vein.", [DVT]),
+    # A thrombus in the heart is a cardiac thrombus.
+    ("FINDINGS: 1.4 cm thrombus in the left ventricle.", [CARDIAC]),
+    ("FINDINGS: Thrombus in the left atrial appendage.", [CARDIAC]),
+    # Thrombus elsewhere is not a deep vein thrombosis.
+    ("FINDINGS: 4.2 cm abdominal aortic aneurysm with mural thrombus.", []),
+    ("FINDINGS: Thrombus in the great saphenous vein. The deep veins are patent.", []),
+    ("FINDINGS: Nonocclusive thrombus in the main portal vein.", []),
+    ("FINDINGS: Thrombosis of the superior sagittal sinus.", []),
+])
+def test_deep_vein_thrombosis_needs_a_deep_vein(text: str, expected: list[str]) -> None:
+    assert descriptions(text) == expected

@@ -1,0 +1,210 @@
+"""Closing the loop on critical results: was each one alerted, how fast, and was it documented.
+
+:func:`critical_results` reads the audit log: every accepted message received in a window
+whose latest analysis found a ``criticalResult`` (``inferences`` table, so a replayed
+message counts once), with the alerts the outbox holds for it (``outbox`` rows of purpose
+``alerts``).  A report is
+
+* ``alerted`` when at least one of its alerts was delivered (the peer answered AA/CA); the
+  time to alert is from the message's arrival to that first delivery, and so includes the
+  analysis (and ``[analysis] quiet_period`` while messages keep arriving) and the retries;
+* ``pending`` when none was delivered yet and one is still being tried;
+* ``failed`` when every alert was dead-lettered;
+* ``not_alerted`` when no alert was queued for it (no alert route matched, or none alerting
+  on critical results was configured then).
+
+Only alerts of routes that alert on critical results count (``critical_routes``: the
+configured alert routes whose ``alert_on`` names ``critical``); an alert of a route that is
+no longer configured counts too, since what it alerted on cannot be told any more.  The
+unit is the message: a message with several order groups has one line, its alerts taken
+together.  ``communicated`` says whether the report itself documents that the result was
+communicated (a ``followupCommunication`` inference): a result that is neither alerted nor
+documented as communicated is the one somebody has to chase.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import statistics
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import AuditLog, chunks, utc_now
+from .reports import Window
+
+__all__ = ["STATUSES", "CriticalReport", "CriticalSummary", "critical_results", "summarise"]
+
+STATUSES = ("alerted", "pending", "failed", "not_alerted")
+
+
+@dataclass(frozen=True)
+class CriticalReport:
+    """A message with critical results and how they were communicated."""
+
+    message_id: int
+    control_id: str | None
+    received_at: str
+    accessions: tuple[str, ...]
+    results: tuple[str, ...]  # critical-result descriptions, each once, in report order
+    communicated: bool  # the report documents a communication
+    status: str  # one of STATUSES
+    alerts: int  # alerts queued for it (routes alerting on critical results)
+    delivered: int
+    dead: int
+    first_delivered_at: str | None  # UTC ISO 8601, ms
+    seconds_to_alert: float | None
+
+    @property
+    def unconfirmed(self) -> bool:
+        """Neither a delivered alert nor a documented communication."""
+        return self.status != "alerted" and not self.communicated
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "status": self.status, "received_at": self.received_at,
+            "control_id": self.control_id, "accessions": list(self.accessions),
+            "results": list(self.results), "communicated": self.communicated,
+            "alerts": self.alerts, "delivered": self.delivered, "dead_lettered": self.dead,
+            "first_delivered_at": self.first_delivered_at,
+            "seconds_to_alert": self.seconds_to_alert, "unconfirmed": self.unconfirmed,
+        }
+
+
+@dataclass(frozen=True)
+class CriticalSummary:
+    reports: int
+    counts: dict[str, int]
+    communicated: int
+    unconfirmed: int
+    median_seconds: float | None
+    p90_seconds: float | None
+    max_seconds: float | None
+
+
+def critical_results(audit: AuditLog, window: Window = Window(), *,
+                     critical_routes: Collection[str] | None = None,
+                     configured_routes: Collection[str] = ()) -> list[CriticalReport]:
+    """The messages received in ``window`` with critical results, oldest first.
+
+    ``critical_routes``: the configured routes whose alerts carry critical results; None
+    counts every alert.  ``configured_routes``: every configured route name, to tell a
+    route that alerts on something else from one removed since.
+    """
+    where, params = window.sql()
+    found: dict[int, dict[str, Any]] = {}
+    for message_id, control_id, received_at, accession, text in audit.conn.execute(
+            "SELECT m.id, m.control_id, m.received_at, i.accession, i.json "
+            "FROM inferences i JOIN messages m ON m.id = i.message_id "
+            f"WHERE i.kind = 'criticalResult' AND {where} ORDER BY m.received_at, m.id, i.id",
+            params):
+        entry = found.setdefault(message_id, {"control_id": control_id,
+                                              "received_at": received_at,
+                                              "accessions": {}, "results": {}})
+        if accession:
+            entry["accessions"][accession] = None
+        description = _description(text)
+        if description:
+            # Findings and impression usually both state it: one result, as the alert does.
+            entry["results"].setdefault(_norm(description), description)
+    if not found:
+        return []
+    communicated = _with_communication(audit, found)
+    alerts = _alerts(audit, found, critical_routes, configured_routes)
+    out = []
+    for message_id, entry in found.items():
+        rows = alerts.get(message_id, [])
+        delivered = sorted(at for status, at in rows if status == "delivered" and at is not None)
+        dead = sum(1 for status, _ in rows if status == "dead")
+        if delivered:
+            status = "alerted"
+        elif not rows:
+            status = "not_alerted"
+        elif dead == len(rows):
+            status = "failed"
+        else:
+            status = "pending"
+        first = delivered[0] if delivered else None
+        received = _epoch(entry["received_at"])
+        out.append(CriticalReport(
+            message_id, entry["control_id"], entry["received_at"],
+            tuple(entry["accessions"]), tuple(entry["results"].values()),
+            message_id in communicated, status, len(rows), len(delivered), dead,
+            utc_now(dt.datetime.fromtimestamp(first, dt.timezone.utc)) if first is not None
+            else None,
+            round(max(0.0, first - received), 1) if first is not None and received is not None
+            else None))
+    return out
+
+
+def summarise(reports: list[CriticalReport]) -> CriticalSummary:
+    counts = dict.fromkeys(STATUSES, 0)
+    for report in reports:
+        counts[report.status] += 1
+    delays = sorted(r.seconds_to_alert for r in reports if r.seconds_to_alert is not None)
+    return CriticalSummary(
+        len(reports), counts, sum(r.communicated for r in reports),
+        sum(r.unconfirmed for r in reports),
+        round(statistics.median(delays), 1) if delays else None,
+        _percentile(delays, 0.9), delays[-1] if delays else None)
+
+
+def _percentile(ordered: list[float], p: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least ``p`` of them at or below."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * p // 1))  # ceil
+    return ordered[int(rank) - 1]
+
+
+def _description(text: str) -> str | None:
+    try:
+        inference = json.loads(text)
+    except ValueError:
+        return None
+    result = inference.get("result") if isinstance(inference, dict) else None
+    description = result.get("description") if isinstance(result, dict) else None
+    return description if isinstance(description, str) and description.strip() else None
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9A-Z]", "", text.upper())
+
+
+def _with_communication(audit: AuditLog, messages: Collection[int]) -> set[int]:
+    found: set[int] = set()
+    for chunk in chunks(sorted(messages)):
+        found.update(row[0] for row in audit.conn.execute(
+            "SELECT DISTINCT message_id FROM inferences WHERE kind = 'followupCommunication' "
+            f"AND message_id IN ({', '.join('?' * len(chunk))})", chunk))
+    return found
+
+
+def _alerts(audit: AuditLog, messages: Collection[int], critical_routes: Collection[str] | None,
+            configured_routes: Collection[str]) -> dict[int, list[tuple[str, float | None]]]:
+    """(status, delivered_at) of each alert queued for these messages that counts."""
+    found: dict[int, list[tuple[str, float | None]]] = {}
+    if not audit.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                              "AND name = 'outbox'").fetchone():
+        return found  # outbound never configured: nothing was ever queued
+    for chunk in chunks(sorted(messages)):
+        for message_id, route, status, delivered_at in audit.conn.execute(
+                "SELECT message_id, route, status, delivered_at FROM outbox "
+                f"WHERE purpose = 'alerts' AND message_id IN ({', '.join('?' * len(chunk))})",
+                chunk):
+            if (critical_routes is not None and route not in critical_routes
+                    and route in configured_routes):
+                continue  # an alert route that alerts on other things (scores, laterality)
+            found.setdefault(message_id, []).append((status, delivered_at))
+    return found
+
+
+def _epoch(received_at: str) -> float | None:
+    try:
+        when = dt.datetime.fromisoformat(received_at.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo is not None else None
+

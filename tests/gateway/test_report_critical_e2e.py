@@ -1,0 +1,129 @@
+"""``ri-gateway report critical`` over the audit log of a real ``serve`` with real pagers.
+
+Reports with a critical result arrive from four senders, each routed its own way: to a pager
+that answers AA (alerted), to one that answers AR (the alert is dead-lettered: failed), to a
+pager that is down (pending), and to no alert route at all (not alerted), the last one
+documenting in its text that the result was called in.  A fifth sender's alert route alerts
+on scores only: its alert does not carry the critical result, so the report is not alerted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from test_pipeline_e2e import BASE, free_port, rig, wait_for  # noqa: F401
+
+CRITICAL = ["FINDINGS: Large right pneumothorax with mediastinal shift.",
+            "IMPRESSION: Large right pneumothorax."]
+CALLED_IN = CRITICAL + ["Findings were discussed with Dr. Rivera by telephone at 10:40 on "
+                        "1/15/2024, who acknowledged receipt."]
+CRITICAL_AND_BIRADS = ["FINDINGS: Large left pneumothorax. Irregular spiculated mass in the left "
+                       "breast.", "IMPRESSION: Large left pneumothorax. BI-RADS 5: Highly "
+                       "suggestive of malignancy."]
+NORMAL = ["FINDINGS: The lungs are clear. No pneumothorax.",
+          "IMPRESSION: No acute cardiopulmonary abnormality."]
+
+
+def oru(control_id: str, sender: str, accession: str, lines: list[str]) -> str:
+    segments = [
+        f"MSH|^~\\&|{sender}|GENHOSP|RIGW|GENHOSP|20240115101500||ORU^R01^ORU_R01|{control_id}"
+        "|P|2.5.1",
+        "PID|1||MRN7001^^^GENHOSP^MR||TESTPATIENT^ALEX||19700101|M",
+        f"OBR|1|PL-{accession}|{accession}|71045^XR CHEST 1 VIEW^C4|||20240115100000|||||||||"
+        f"||{accession}|||||||F",
+    ]
+    segments += [f"OBX|{n}|TX|18782-3^Radiology Study observation^LN||{line}||||||F"
+                 for n, line in enumerate(lines, start=1)]
+    return "\r".join(segments) + "\r"
+
+
+def pager(name: str, port: int, max_attempts: int = 1000) -> str:
+    return f"""
+[destinations.{name}]
+endpoint = "tcp:host=127.0.0.1:port={port}"
+ack_timeout = 10.0
+backoff_initial = 0.2
+backoff_max = 1.0
+max_attempts = {max_attempts}
+"""
+
+
+def route(name: str, destination: str, sender: str, alert_on: str = '["critical"]') -> str:
+    return f"""
+[routes.{name}]
+type = "alerts"
+destinations = ["{destination}"]
+sending_applications = ["{sender}"]
+alert_on = {alert_on}
+"""
+
+
+def events(db: str, event: str) -> set[str]:
+    """The control ids with an ``event`` in the audit log (read directly: one query a poll)."""
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return {row[0] for row in conn.execute(
+            "SELECT m.control_id FROM events e JOIN messages m ON m.id = e.message_id "
+            "WHERE e.event = ?", (event,))}
+
+
+def test_each_critical_report_shows_how_its_alert_went(rig):  # noqa: F811
+    ok, refusing, down, scores_only, mllp = (free_port() for _ in range(5))
+    rig.sink("ok", ok)
+    rig.cli("sink", "--port", str(refusing), "--ack", "AR", log="refusing.log")
+    rig.sink("scores", scores_only)
+    config = (BASE + pager("ok", ok) + pager("refusing", refusing, max_attempts=1)
+              + pager("down", down) + pager("scores", scores_only)
+              + route("to-ok", "ok", "RIS") + route("to-refusing", "refusing", "RIS2")
+              + route("to-down", "down", "RIS3")
+              + route("scores-only", "scores", "RIS5", alert_on='["scores"]'))
+    rig.serve(config, mllp)
+    messages = [("CRIT0001", "RIS", "ACC1", CRITICAL), ("CRIT0002", "RIS2", "ACC2", CRITICAL),
+                ("CRIT0003", "RIS3", "ACC3", CRITICAL), ("CRIT0004", "RIS4", "ACC4", CALLED_IN),
+                ("CRIT0005", "RIS5", "ACC5", CRITICAL_AND_BIRADS),
+                ("NORM0006", "RIS", "ACC6", NORMAL)]
+    sent = rig.send(mllp, "all", "".join(oru(*message) for message in messages))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    assert sent.stdout.count("MSA|AA|") == len(messages), sent.stdout
+    wait_for("the delivered alerts",
+             lambda: {"CRIT0001", "CRIT0005"} <= events(rig.db, "delivered"))
+    wait_for("the refused alert dead-lettered", lambda: "CRIT0002" in events(rig.db, "dead_lettered"))
+    wait_for("every report analysed",
+             lambda: {m[0] for m in messages} <= events(rig.db, "analysed"))
+    wait_for("an attempt on the pager that is down",
+             lambda: "CRIT0003" in events(rig.db, "delivery_failed"))
+
+    config_path = str(rig.tmp / "gateway.toml")
+    listed = rig.run("report", "critical", "--json", "--db", rig.db, "--config", config_path)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = {row["control_id"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert set(rows) == {"CRIT0001", "CRIT0002", "CRIT0003", "CRIT0004", "CRIT0005"}
+    assert {c: r["status"] for c, r in rows.items()} == {
+        "CRIT0001": "alerted", "CRIT0002": "failed", "CRIT0003": "pending",
+        "CRIT0004": "not_alerted", "CRIT0005": "not_alerted"}
+    alerted = rows["CRIT0001"]
+    assert alerted["delivered"] == alerted["alerts"] == 1
+    assert alerted["seconds_to_alert"] is not None and alerted["seconds_to_alert"] >= 0
+    assert alerted["first_delivered_at"] >= alerted["received_at"]
+    assert alerted["accessions"] == ["ACC1"]
+    # Findings and impression both state it: one result.
+    assert len(alerted["results"]) == 1 and "PNEUMOTHORAX" in alerted["results"][0].upper()
+    assert rows["CRIT0002"]["dead_lettered"] == 1 and rows["CRIT0002"]["delivered"] == 0
+    assert rows["CRIT0004"]["communicated"] and not rows["CRIT0004"]["unconfirmed"]
+    assert [c for c, r in rows.items() if r["unconfirmed"]] == ["CRIT0002", "CRIT0003",
+                                                                "CRIT0005"]
+    # Without the configuration the scores-only route is unknown: its alert counts.
+    unknown = rig.run("report", "critical", "--json", "--db", rig.db)
+    assert {row["control_id"]: row["status"] for row in map(json.loads, unknown.stdout.splitlines())
+            }["CRIT0005"] == "alerted"
+
+    text = rig.run("report", "critical", "--status", "failed", "--status", "pending", "--db",
+                   rig.db, "--config", config_path)
+    assert text.returncode == 0, text.stdout + text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:2] == ["status", "received"]
+    assert [line.split()[0] for line in lines[1:-1]] == ["failed", "pending"]
+    assert "MRN7001" not in text.stdout and "TESTPATIENT" not in text.stdout
+    assert lines[-1].startswith("5 report(s) with critical results: 1 alerted, 1 pending, "
+                                "1 failed, 2 not alerted;")
+    assert lines[-1].endswith("3 with neither a delivered alert nor documented communication")
