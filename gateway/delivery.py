@@ -11,7 +11,9 @@ connection and waits for the ACK (``ack_timeout``). Then:
     no ACK in time (AckTimeout)            the client aborts the connection; retried
     connection refused / lost              retried with backoff
 
-A message that has failed ``max_attempts`` times is dead-lettered. Waits grow
+A message that has failed ``max_attempts`` times is dead-lettered; a dead-lettered alert
+of a route with ``escalate_to`` goes on to those destinations (:mod:`gateway.escalation`),
+as does, with ``escalate_after``, one still undelivered after that long. Waits grow
 exponentially (``backoff_initial * backoff_multiplier ** (attempt - 1)``, at most
 ``backoff_max``) with +/- ``jitter`` randomness so many gateways do not retry in step.
 The worker never sends a later message while an earlier one is pending: the order of
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 import random as _random
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 from twisted.application.service import Service
@@ -42,6 +44,9 @@ from mllp.errors import AckTimeout, ConnectionClosed
 
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
+
+if TYPE_CHECKING:
+    from .escalation import Escalation
 
 __all__ = ["DeliveryService", "DestinationWorker", "backoff_delay", "warn_unrouted"]
 
@@ -89,8 +94,12 @@ class _Outcome(Exception):
 class DestinationWorker:
     def __init__(self, dest: Destination, outbox: Outbox, *, connect: Connect,
                  clock: IReactorTime, random: Callable[[], float] = _random.random,
-                 run_db: RunDb = direct_db, metrics: Any = None) -> None:
+                 run_db: RunDb = direct_db, metrics: Any = None,
+                 escalation: Escalation | None = None,
+                 on_escalated: Callable[[set[str]], Any] | None = None) -> None:
         self.dest = dest
+        self.escalation = escalation
+        self._on_escalated = on_escalated
         self.outbox = outbox
         self._connect = connect
         self._clock = clock
@@ -242,10 +251,24 @@ class DestinationWorker:
         _log.warning("outbox.delivery_failed", destination=self.dest.name, outbox_id=row.id,
                      control_id=row.source_control_id, attempt=attempt, error=outcome.error,
                      dead_lettered=final)
+        escalate = self.escalation.plan(row) if final and self.escalation else []
         d = self._run_db(self.outbox.record_failed, row, outcome.error, retry_at=retry_at,
-                         ack_code=outcome.ack_code)
+                         ack_code=outcome.ack_code, escalate=escalate)
+        d.addCallback(self._escalated, row, escalate)
         d.addCallback(lambda _: self._next())
         return d
+
+    def _escalated(self, queued: bool, row: OutboxRow, planned: list[Any]) -> None:
+        if not queued:
+            return
+        destinations = {p.destination for p in planned}
+        _log.warning("outbox.escalated", destination=self.dest.name, outbox_id=row.id,
+                     control_id=row.source_control_id, reason="dead_lettered",
+                     to=sorted(destinations))
+        if self._metrics is not None:
+            self._metrics.inc("ri_gateway_escalations_total", {"reason": "dead_lettered"})
+        if self._on_escalated is not None:
+            self._on_escalated(destinations)
 
     def _next(self) -> None:
         self._busy = False
@@ -320,7 +343,8 @@ class DeliveryService(Service):
                  reactor: Any = None, connect: Connect | None = None,
                  random: Callable[[], float] = _random.random, run_db: RunDb = direct_db,
                  metrics: Any = None, poll_interval: float = 5.0,
-                 on_stop: Callable[[], Any] | None = None) -> None:
+                 on_stop: Callable[[], Any] | None = None,
+                 escalation: Escalation | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -330,10 +354,13 @@ class DeliveryService(Service):
         self.metrics = metrics
         self.poll_interval = poll_interval
         self._on_stop = on_stop
+        self.escalation = escalation
+        self._escalating = False
         connect = connect or mllp_connect(reactor)
         self.workers = {
             name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
-                                    run_db=run_db, metrics=metrics)
+                                    run_db=run_db, metrics=metrics, escalation=escalation,
+                                    on_escalated=self.notify)
             for name, dest in destinations.items()}
         self._poll: task.LoopingCall | None = None
         if metrics is not None and hasattr(metrics, "add_collector"):
@@ -343,9 +370,10 @@ class DeliveryService(Service):
         super().startService()
         for worker in self.workers.values():
             worker.start()
-        self._poll = task.LoopingCall(self.notify)
+        self._poll = task.LoopingCall(self._tick)
         self._poll.clock = self.reactor
         self._poll.start(self.poll_interval, now=False)
+        self.escalate_overdue()
         d = self.run_db(self.outbox.backlog)
         d.addCallback(warn_unrouted, self.workers)
         d.addErrback(lambda failure: _log.error("outbox.database_error", error=_describe(failure)))
@@ -370,6 +398,52 @@ class DeliveryService(Service):
 
     def when_idle(self) -> defer.Deferred:
         return defer.DeferredList([w.when_idle() for w in self.workers.values()])
+
+    def _tick(self) -> None:
+        self.notify()
+        self.escalate_overdue()
+
+    def escalate_overdue(self) -> defer.Deferred:
+        """Escalate the alerts still undelivered ``escalate_after`` seconds after they were
+        queued (run at start and every ``poll_interval``); fires with how many were."""
+        timed = self.escalation.timed() if self.escalation else {}
+        if not timed or self._escalating:
+            return defer.succeed(0)
+        self._escalating = True
+        escalation, now = self.escalation, self.reactor.seconds()
+        by_delay: dict[float, list[str]] = {}
+        for route, after in timed.items():
+            by_delay.setdefault(after, []).append(route)
+
+        def escalate() -> tuple[int, set[str]]:
+            pairs = [(row, escalation.plan(row))  # type: ignore[union-attr]
+                     for after, routes in by_delay.items()
+                     for row in self.outbox.unescalated_alerts(routes, now - after)]
+            if not pairs:
+                return 0, set()
+            return (self.outbox.escalate(pairs, "undelivered"),
+                    {p.destination for _, planned in pairs for p in planned})
+
+        def escalated(result: tuple[int, set[str]]) -> int:
+            count, destinations = result
+            if count:
+                _log.warning("outbox.escalated", reason="undelivered", alerts=count,
+                             to=sorted(destinations))
+                if self.metrics is not None:
+                    self.metrics.inc("ri_gateway_escalations_total", {"reason": "undelivered"},
+                                     value=count)
+                self.notify(destinations)
+            return count
+
+        def failed(failure: Failure) -> int:
+            _log.error("outbox.database_error", error=_describe(failure))
+            return 0
+
+        def done(result: int) -> int:
+            self._escalating = False
+            return result
+
+        return self.run_db(escalate).addCallbacks(escalated, failed).addBoth(done)
 
     def _collect(self, metrics: Any) -> None:
         # Read on the scrape; a failed read leaves the previous values.

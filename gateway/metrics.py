@@ -70,6 +70,8 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
         GAUGE, "Age of the oldest message waiting in the outbox, by destination, in seconds."),
     "ri_gateway_deliveries_total": (
         COUNTER, "Outbound delivery attempts, by destination and outcome."),
+    "ri_gateway_escalations_total": (
+        COUNTER, "Alerts sent on to a route's escalate_to destinations, by reason."),
     "ri_gateway_http_requests_total": (COUNTER, "REST requests answered, by HTTP status."),
 }
 

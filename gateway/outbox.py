@@ -24,9 +24,11 @@ Schema::
       delivered_at      REAL
       ack_code          TEXT     MSA-1 of the last ACK received
       last_error        TEXT     why the last attempt failed (never message content)
+      escalated_from    INTEGER  the outbox id of the alert this one escalates
+                                 ([routes.NAME] escalate_to; gateway.escalation)
 
 Every state change writes its audit event (``enqueued``, ``delivered``,
-``delivery_failed``, ``dead_lettered``, ``requeued``) in the same transaction.
+``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
 
 Errors: ``OutboxError`` (an unknown id, a database failure).
 """
@@ -64,14 +66,23 @@ CREATE TABLE IF NOT EXISTS outbox (
     updated_at REAL,
     delivered_at REAL,
     ack_code TEXT,
-    last_error TEXT
+    last_error TEXT,
+    escalated_from INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
+"""
+# After the table exists (a table from before escalation gets the column first).
+_ESCALATION_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
+    WHERE escalated_from IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
 """
 
 _COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
             "status, attempts, next_attempt_at, created_at, updated_at, delivered_at, ack_code, "
-            "last_error")
+            "last_error, escalated_from")
+# An outbox table written before escalation, read without adding the column (read-only).
+_COLUMNS_BEFORE_ESCALATION = _COLUMNS.replace("escalated_from", "NULL")
 
 
 class OutboxError(GatewayError):
@@ -115,10 +126,27 @@ class OutboxRow:
     delivered_at: float | None
     ack_code: str | None
     last_error: str | None
+    escalated_from: int | None = None
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
     conn.executescript(_SCHEMA)
+    _upgrade(conn)
+    conn.executescript(_ESCALATION_INDEXES)
+
+
+def _statements(script: str) -> list[str]:
+    return [statement for statement in script.strip().split(";") if statement.strip()]
+
+
+def _has_escalation(conn: sqlite3.Connection) -> bool:
+    return any(row[1] == "escalated_from" for row in conn.execute("PRAGMA table_info(outbox)"))
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add what later versions added to an existing outbox table."""
+    if not _has_escalation(conn):
+        conn.execute("ALTER TABLE outbox ADD COLUMN escalated_from INTEGER")
 
 
 def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
@@ -139,6 +167,8 @@ def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
 class Outbox:
     """The outbox table over one SQLite connection (synchronous; see gateway.delivery)."""
 
+    _columns = _COLUMNS
+
     def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
         self.conn = conn
         self.clock = clock or _WallClock()
@@ -153,6 +183,11 @@ class Outbox:
                 conn.execute("PRAGMA busy_timeout = 5000")
                 outbox = cls.__new__(cls)
                 outbox.conn, outbox.clock = conn, clock or _WallClock()
+                try:
+                    if not _has_escalation(conn):
+                        outbox._columns = _COLUMNS_BEFORE_ESCALATION
+                except sqlite3.DatabaseError:
+                    pass  # not a database: every read says so (_rows)
                 return outbox
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -166,27 +201,27 @@ class Outbox:
     @staticmethod
     def enqueue_in(conn: sqlite3.Connection, planned: Sequence[Planned], *,
                    source_control_id: str | None, message_id: int | None = None,
-                   now: float | None = None) -> list[int]:
+                   now: float | None = None, escalated_from: int | None = None) -> list[int]:
         """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
         now = time.time() if now is None else now
         ensure_schema_needed = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() is None
         if ensure_schema_needed:
-            for statement in _SCHEMA.strip().split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(_SCHEMA) + _statements(_ESCALATION_INDEXES):
+                conn.execute(statement)
         ids = []
+        escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
         for p in planned:
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
-                "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+                "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
+                "escalated_from) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
-                 p.payload, now, now, now))
+                 p.payload, now, now, now, escalated_from))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
             event_op("enqueued", source_control_id, message_id, destination=p.destination,
                      route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,
-                     outbox_id=ids[-1])(conn)
+                     outbox_id=ids[-1], **escalation)(conn)
         return ids
 
     def enqueue(self, planned: Sequence[Planned], *, source_control_id: str | None,
@@ -205,8 +240,10 @@ class Outbox:
             self._event(conn, "delivered", row, attempt=row.attempts + 1, ack_code=ack_code)
 
     def record_failed(self, row: OutboxRow, error: str, *, retry_at: float | None,
-                      ack_code: str | None = None) -> None:
-        """One failed attempt; ``retry_at`` None dead-letters the message."""
+                      ack_code: str | None = None, escalate: Sequence[Planned] = ()) -> bool:
+        """One failed attempt; ``retry_at`` None dead-letters the message, and queues
+        ``escalate`` (its escalation) in the same transaction unless it was escalated
+        before. Returns whether the escalation was queued."""
         now = self.clock.seconds()
         attempt = row.attempts + 1
         with self._transaction() as conn:
@@ -216,12 +253,46 @@ class Outbox:
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error, ack_code=ack_code)
                 self._event(conn, "dead_lettered", row, attempts=attempt, error=error)
+                return bool(escalate) and self._escalate_in(conn, row, escalate, "dead_lettered",
+                                                            now)
             else:
                 conn.execute(
                     "UPDATE outbox SET attempts = ?, ack_code = ?, last_error = ?, next_attempt_at = ?, "
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, retry_at, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
                             ack_code=ack_code, retry_in=round(retry_at - now, 3))
+        return False
+
+    def escalate(self, pairs: Sequence[tuple[OutboxRow, Sequence[Planned]]], reason: str) -> int:
+        """Queue each row's escalation (unless it was escalated before); how many were."""
+        now = self.clock.seconds()
+        with self._transaction() as conn:
+            return sum(self._escalate_in(conn, row, planned, reason, now)
+                       for row, planned in pairs if planned)
+
+    def _escalate_in(self, conn: sqlite3.Connection, row: OutboxRow, planned: Sequence[Planned],
+                     reason: str, now: float) -> bool:
+        if conn.execute("SELECT 1 FROM outbox WHERE escalated_from = ? LIMIT 1",
+                        (row.id,)).fetchone():
+            return False  # once per alert: a dead-letter after an escalation in time adds none
+        ids = self.enqueue_in(conn, planned, source_control_id=row.source_control_id,
+                              message_id=row.message_id, now=now, escalated_from=row.id)
+        self._event(conn, "escalated", row, reason=reason,
+                    to=[p.destination for p in planned], outbox_ids=ids)
+        return True
+
+    def unescalated_alerts(self, routes: Sequence[str], older_than: float) -> list[OutboxRow]:
+        """Pending alerts of ``routes`` created before ``older_than`` (clock seconds) that
+        were not escalated, and are no escalation themselves."""
+        if not routes:
+            return []
+        marks = ", ".join("?" * len(routes))
+        return [OutboxRow(*r) for r in self._rows(
+            f"SELECT {self._columns} FROM outbox o WHERE status = 'pending' "
+            f"AND purpose = 'alerts' AND created_at <= ? AND route IN ({marks}) "
+            "AND escalated_from IS NULL AND NOT EXISTS "
+            "(SELECT 1 FROM outbox e WHERE e.escalated_from = o.id) ORDER BY id",
+            [older_than, *routes])]
 
     def retry(self, *outbox_ids: int) -> list[OutboxRow]:
         """Put dead (or pending) messages back at the head of the retry schedule.
@@ -267,12 +338,12 @@ class Outbox:
     def head(self, destination: str) -> OutboxRow | None:
         """The next message to deliver to ``destination`` (oldest pending)."""
         rows = self._rows(
-            f"SELECT {_COLUMNS} FROM outbox WHERE destination = ? AND status = 'pending' "
+            f"SELECT {self._columns} FROM outbox WHERE destination = ? AND status = 'pending' "
             "ORDER BY id LIMIT 1", (destination,))
         return OutboxRow(*rows[0]) if rows else None
 
     def get(self, outbox_id: int) -> OutboxRow | None:
-        rows = self._rows(f"SELECT {_COLUMNS} FROM outbox WHERE id = ?", (outbox_id,))
+        rows = self._rows(f"SELECT {self._columns} FROM outbox WHERE id = ?", (outbox_id,))
         return OutboxRow(*rows[0]) if rows else None
 
     def list(self, *, status: str | None = None, destination: str | None = None,
@@ -284,7 +355,7 @@ class Outbox:
         if destination is not None:
             where.append("destination = ?")
             params.append(destination)
-        sql = f"SELECT {_COLUMNS} FROM outbox"
+        sql = f"SELECT {self._columns} FROM outbox"
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id"

@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from .delivery import DeliveryService, warn_unrouted
+from .escalation import Escalation
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
 from .routing import (
@@ -159,7 +160,8 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
     service = DeliveryService(outbox, config.destinations, reactor=app.reactor,
                               run_db=lambda fn, *a, **kw: run_db(lambda: fn(*a, **kw)),
                               metrics=app.metrics,
-                              on_stop=lambda: (stop_db(), outbox.conn.close()))
+                              on_stop=lambda: (stop_db(), outbox.conn.close()),
+                              escalation=Escalation(config))
     service.setName("outbox")
     hook = OutboundHook(Router(config))
     app.pipeline.add_hook(hook)

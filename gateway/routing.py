@@ -82,6 +82,11 @@ class Route:
     result_statuses: frozenset[str] | None = None
     alert: AlertPolicy = AlertPolicy()
     send_empty: bool = True
+    # Alerts only: where an alert goes when it cannot reach its destination (see
+    # gateway.escalation): when it is dead-lettered, or still undelivered after
+    # escalate_after seconds (None: only when dead-lettered).
+    escalate_to: tuple[str, ...] = ()
+    escalate_after: float | None = None
 
     def matches(self, inferences: Sequence[Inference], *, modality: str | None,
                 sending_application: str, sending_facility: str, result_status: str | None) -> bool:
@@ -216,7 +221,8 @@ _STRINGS = tuple[str, ...]
 ROUTE_KEYS: dict[str, Any] = {
     "type": str, "destinations": _STRINGS, "kinds": _STRINGS, "critical": bool,
     "modalities": _STRINGS, "sending_applications": _STRINGS, "sending_facilities": _STRINGS,
-    "result_statuses": _STRINGS, "alert_on": _STRINGS, "scores": list, "send_empty": bool}
+    "result_statuses": _STRINGS, "alert_on": _STRINGS, "scores": list, "send_empty": bool,
+    "escalate_to": _STRINGS, "escalate_after": float}
 
 
 def _check_client_endpoint(key: str, value: Any) -> str:
@@ -340,8 +346,36 @@ def parse_routes(table: Mapping[str, Any]) -> tuple[Route, ...]:
             kwargs["alert"] = AlertPolicy.from_dict(spec, where)
         except AlertConfigError as exc:
             raise ConfigError(exc.key, exc.message) from None
+        kwargs.update(_escalation(where, kind, spec, dests))
         routes.append(Route(name=name, type=kind, destinations=tuple(dests), **kwargs))
     return tuple(routes)
+
+
+def _escalation(where: str, kind: str, spec: Mapping[str, Any], dests: list[str]
+                ) -> dict[str, Any]:
+    """``escalate_to`` and ``escalate_after`` of an alert route, checked."""
+    found: dict[str, Any] = {}
+    if "escalate_to" in spec:
+        if kind != ALERTS:
+            raise ConfigError(f"{where}.escalate_to", 'only applies to routes of type "alerts"')
+        to = spec["escalate_to"]
+        if not isinstance(to, list) or not to or not all(isinstance(d, str) and d for d in to):
+            raise ConfigError(f"{where}.escalate_to", "must be a non-empty list of destination names")
+        if set(to) & set(dests):
+            # The alert would go back to the destination it could not reach, as a new message.
+            raise ConfigError(f"{where}.escalate_to",
+                              "must not name the route's own destinations: "
+                              + ", ".join(sorted(set(to) & set(dests))))
+        found["escalate_to"] = tuple(dict.fromkeys(to))
+    if "escalate_after" in spec:
+        after = spec["escalate_after"]
+        if "escalate_to" not in spec:
+            raise ConfigError(f"{where}.escalate_after", "needs escalate_to")
+        if (isinstance(after, bool) or not isinstance(after, (int, float))
+                or not math.isfinite(after) or after <= 0):
+            raise ConfigError(f"{where}.escalate_after", "must be a number of seconds above 0")
+        found["escalate_after"] = float(after)
+    return found
 
 
 def parse_outbound(table: Mapping[str, Any]) -> tuple[OutboundFormat, str | None]:
@@ -361,10 +395,11 @@ def outbound_config(sections: Mapping[str, Any]) -> OutboundConfig:
     routes = sections.get("routes") or ()
     fmt, ack_dest = sections.get("outbound") or (OutboundFormat(), None)
     for route in routes:
-        for name in route.destinations:
-            if name not in destinations:
-                raise ConfigError(f"routes.{route.name}.destinations",
-                                  f"names unknown destination {name!r}")
+        for key in ("destinations", "escalate_to"):
+            for name in getattr(route, key):
+                if name not in destinations:
+                    raise ConfigError(f"routes.{route.name}.{key}",
+                                      f"names unknown destination {name!r}")
     if ack_dest is not None and ack_dest not in destinations:
         raise ConfigError("outbound.application_ack_destination",
                           f"names unknown destination {ack_dest!r}")

@@ -178,6 +178,30 @@ def build_alert_oru(inbound_text: str, report: Report, alerting: Sequence[Infere
     return _message(inbound_text, report, body, control_id, now, addressing, fmt)
 
 
+def readdress(payload: bytes, addressing: Addressing, control_id: str) -> bytes:
+    """One of our outbound messages, sent to another destination: MSH-5/MSH-6 from
+    ``addressing`` and MSH-10 = ``control_id``, every other byte as it was.
+
+    Only the MSH segment is decoded (in the charset its MSH-18 names, UTF-8 when it names
+    none this module writes), so the report text after it is carried over byte for byte.
+    Raises :class:`OutboundMappingError` for a payload that is not one of ours.
+    """
+    end = payload.find(b"\r")
+    head, rest = (payload, b"") if end < 0 else (payload[:end], payload[end:])
+    try:
+        fields = head.decode("latin-1").split("|")
+        codec = CHARSETS.get(fields[18], "utf-8") if len(fields) > 18 else "utf-8"
+        fields = head.decode(codec).split("|")
+    except UnicodeDecodeError:
+        raise OutboundMappingError("outbound message: MSH not in its declared charset") from None
+    if fields[0] != "MSH" or len(fields) < 12 or fields[1] != ENCODING_CHARACTERS:
+        raise OutboundMappingError("outbound message: not an MSH written by this gateway")
+    fields[4] = escape(addressing.receiving_application)
+    fields[5] = escape(addressing.receiving_facility)
+    fields[9] = escape(control_id)
+    return "|".join(fields).encode(codec, errors="replace") + rest
+
+
 def _communication_note(inf: FollowupCommunicationInference) -> str:
     parts = ["Already documented as communicated in the report"]
     if inf.recipient:

@@ -53,6 +53,7 @@ def _as_dict(row: OutboxRow) -> dict[str, Any]:
         "next_attempt_at": _iso(row.next_attempt_at) if row.status == PENDING else None,
         "delivered_at": _iso(row.delivered_at), "ack_code": row.ack_code,
         "last_error": row.last_error, "size": len(row.payload),
+        "escalated_from": row.escalated_from,
     }
 
 
@@ -88,9 +89,10 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
             # a dead message showed when it was created, hiding how long it has been dead.
             when = item["delivered_at"] or item["next_attempt_at"] or item["updated_at"]
             error = f"  {row.last_error}" if row.last_error and row.status != DELIVERED else ""
+            escalates = f"  escalates {row.escalated_from}" if row.escalated_from else ""
             click.echo(f"{row.id:>6}  {row.status:<9} {row.destination:<12} {row.purpose:<15} "
                        f"{row.control_id:<20} from {row.source_control_id or '-':<20} "
-                       f"attempts={row.attempts} {when}{error}")
+                       f"attempts={row.attempts} {when}{error}{escalates}")
 
 
 @outbox.command()

@@ -127,3 +127,23 @@ def test_each_critical_report_shows_how_its_alert_went(rig):  # noqa: F811
     assert lines[-1].startswith("5 report(s) with critical results: 1 alerted, 1 pending, "
                                 "1 failed, 2 not alerted;")
     assert lines[-1].endswith("3 with neither a delivered alert nor documented communication")
+
+
+def test_an_alert_for_a_pager_that_is_down_is_escalated_and_counts_as_alerted(rig):  # noqa: F811
+    down, backup, mllp = free_port(), free_port(), free_port()
+    rig.sink("backup", backup)
+    config = (BASE + pager("down", down) + pager("backup", backup)
+              + route("to-down", "down", "RIS") + 'escalate_to = ["backup"]\n'
+              'escalate_after = 1.0\n')
+    rig.serve(config, mllp)
+    sent = rig.send(mllp, "crit", oru("ESCL0001", "RIS", "ACC9", CRITICAL))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("the escalated alert delivered", lambda: rig.received("backup"))
+    (received,) = rig.received("backup")
+    assert received[0].split("|")[9].startswith("RI")  # its own control id
+    wait_for("its delivery audited", lambda: "ESCL0001" in events(rig.db, "delivered"))
+    assert "ESCL0001" in events(rig.db, "escalated")
+    listed = rig.run("report", "critical", "--json", "--db", rig.db, "--config",
+                     str(rig.tmp / "gateway.toml"))
+    (row,) = map(json.loads, listed.stdout.splitlines())
+    assert (row["status"], row["alerts"], row["delivered"]) == ("alerted", 2, 1)

@@ -1,0 +1,78 @@
+"""Escalation: an alert that cannot reach its pager goes to another destination.
+
+A critical result paged to a pager that is down, or that refuses the message, reaches no
+one: the outbox retries with backoff and finally dead-letters it, which only the audit log
+and a metric show.  An alert route can name where its alerts go then::
+
+    [routes.critical-to-pager]
+    type = "alerts"
+    destinations = ["pager"]
+    escalate_to = ["backup-pager"]   # another pager, the reading room's system, a service desk
+    escalate_after = 120             # seconds; optional
+
+An alert of the route is sent on to every ``escalate_to`` destination, as a copy addressed
+to it (MSH-5/MSH-6 of that destination, a new MSH-10, every other byte as sent), when
+
+* it is dead-lettered at its destination (AR/CR, or ``max_attempts`` failed attempts); or
+* with ``escalate_after``, it is still not delivered that many seconds after it was queued
+  (checked every few seconds; the original keeps being tried as well, so the first pager
+  may still get it).
+
+Each alert is escalated at most once, and an escalated copy is not escalated again.  The
+copies are outbox messages like any other (delivered, retried, dead-lettered, audited) whose
+``escalated_from`` names the alert they escalate; the alert gets an ``escalated`` event
+(``reason``: ``dead_lettered`` or ``undelivered``, ``to``: the destinations).  Escalation
+follows the route named on the outbox row (the first matching route, when several alert
+routes sent one message to a destination).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from mappings.outbound import OutboundMappingError, readdress
+
+from .outbox import OutboxRow
+from .routing import ALERTS, OutboundConfig, PlannedMessage, new_control_id
+
+__all__ = ["Escalation"]
+
+_log = structlog.get_logger("ri_gateway.escalation")
+
+
+class Escalation:
+    """Which alerts escalate where, and the copies that carry them."""
+
+    def __init__(self, config: OutboundConfig, *,
+                 control_ids: Callable[[], str] = new_control_id) -> None:
+        self.routes = {route.name: route for route in config.routes if route.escalate_to}
+        self.destinations = config.destinations
+        self._control_ids = control_ids
+
+    def __bool__(self) -> bool:
+        return bool(self.routes)
+
+    def timed(self) -> dict[str, float]:
+        """Route name -> ``escalate_after`` of the routes that escalate in time."""
+        return {name: route.escalate_after for name, route in self.routes.items()
+                if route.escalate_after is not None}
+
+    def plan(self, row: OutboxRow) -> list[PlannedMessage]:
+        """The copies of ``row`` for its route's ``escalate_to``; none when it does not
+        escalate (not an alert, no such route, itself an escalation)."""
+        route = self.routes.get(row.route)
+        if route is None or row.purpose != ALERTS or row.escalated_from is not None:
+            return []
+        planned = []
+        for name in route.escalate_to:
+            control_id = self._control_ids()
+            try:
+                payload = readdress(row.payload, self.destinations[name].addressing, control_id)
+            except OutboundMappingError as exc:  # not expected of a message we built
+                _log.error("outbox.escalation_failed", outbox_id=row.id, destination=name,
+                           error=str(exc))
+                continue
+            planned.append(PlannedMessage(name, row.route, ALERTS, control_id, payload))
+        return planned

@@ -1,0 +1,223 @@
+"""Escalation of alerts ([routes.NAME] escalate_to / escalate_after) through the delivery
+service: fake downstreams on StringTransports, task.Clock, a real audit database."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+from test_delivery import Downstream, ack, clock, db_path, events  # noqa: F401
+
+from gateway.cli import main
+from gateway.config import load_settings
+from gateway.delivery import DeliveryService
+from gateway.errors import ConfigError
+from gateway.escalation import Escalation
+from gateway.metrics import Metrics
+from gateway.outbox import Outbox
+from gateway.routing import (
+    Addressing, Destination, OutboundConfig, PlannedMessage, Route, outbound_config,
+)
+
+PAGER = Destination(name="pager", endpoint="tcp:host=127.0.0.1:port=1", ack_timeout=10.0,
+                    max_attempts=3, backoff_initial=20.0, backoff_max=20.0, jitter=0.0,
+                    addressing=Addressing("PAGER", "HOSP"))
+BACKUP = Destination(name="backup", endpoint="tcp:host=127.0.0.1:port=2", ack_timeout=10.0,
+                     max_attempts=2, backoff_initial=20.0, backoff_max=20.0, jitter=0.0,
+                     addressing=Addressing("DESK", "RADIOLOGY"))
+DESTINATIONS = {"pager": PAGER, "backup": BACKUP}
+# Report text with a character outside ASCII: the escalated copy must carry it byte for byte.
+BODY = "OBX|1|CWE|RI-CRIT^Critical result^RIGW|1|36118008^PNEUMOTHORAX^SCT|||AA|||F\rNTE|1|L|Müller\r"
+
+
+def alert(control_id: str) -> bytes:
+    return (f"MSH|^~\\&|RI-GATEWAY|RIGW|PAGER|HOSP|20240115101500||ORU^R01^ORU_R01|{control_id}|P|"
+            f"2.5.1|||||||UNICODE UTF-8\r{BODY}").encode()
+
+
+class Rig:
+    def __init__(self, db_path, clock, *, after: float | None = None, route: str = "critical"):
+        self.clock = clock
+        self.db_path = db_path
+        self.outbox = Outbox.open(db_path, clock=clock)
+        self.downs = {name: Downstream(clock) for name in DESTINATIONS}
+        ids = iter(f"ESC{n}" for n in range(1, 100))
+        config = OutboundConfig(destinations=DESTINATIONS, routes=(
+            Route("critical", "alerts", ("pager",), escalate_to=("backup",),
+                  escalate_after=after),))
+        self.metrics = Metrics()
+        self.service = DeliveryService(
+            self.outbox, DESTINATIONS, reactor=clock, poll_interval=5.0, metrics=self.metrics,
+            connect=lambda dest: self.downs[dest.name].connect(dest),
+            escalation=Escalation(config, control_ids=lambda: next(ids)))
+        self.route = route
+
+    def enqueue(self, control_id: str, *, purpose: str = "alerts") -> None:
+        self.outbox.enqueue([PlannedMessage("pager", self.route, purpose, control_id,
+                                            alert(control_id))], source_control_id="IN-1")
+
+    def rows(self) -> list[tuple[str, str, str, int | None]]:
+        return [(r.destination, r.control_id, r.status, r.escalated_from)
+                for r in self.outbox.list()]
+
+    def escalations(self) -> float:
+        return sum(self.metrics.get("ri_gateway_escalations_total", {"reason": reason})
+                   for reason in ("dead_lettered", "undelivered"))
+
+
+@pytest.fixture
+def rig(db_path, clock):  # noqa: F811
+    r = Rig(db_path, clock)
+    yield r
+    r.service.stopService()
+
+
+def test_a_dead_lettered_alert_goes_to_the_escalation_destination(rig, db_path):  # noqa: F811
+    rig.enqueue("A1")
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))
+    (copy,) = rig.downs["backup"].received()
+    original = alert("A1")
+    msh, rest = copy.split(b"\r", 1)
+    assert msh.split(b"|")[4:6] == [b"DESK", b"RADIOLOGY"] and msh.split(b"|")[9] == b"ESC1"
+    assert rest == original.split(b"\r", 1)[1]  # the report part byte for byte (UTF-8 kept)
+    assert msh.split(b"|")[2:4] + msh.split(b"|")[10:] == (
+        original.split(b"\r")[0].split(b"|")[2:4] + original.split(b"\r")[0].split(b"|")[10:])
+    rig.downs["backup"].reply(ack("ESC1"))
+    assert rig.rows() == [("pager", "A1", "dead", None), ("backup", "ESC1", "delivered", 1)]
+    trail = [(name, f.get("outbound_control_id"), f.get("reason"), f.get("escalated_from"))
+             for name, _, f in events(db_path)]
+    assert ("escalated", "A1", "dead_lettered", None) in trail
+    assert ("enqueued", "ESC1", None, 1) in trail
+    assert trail.index(("escalated", "A1", "dead_lettered", None)) < trail.index(
+        ("delivered", "ESC1", None, None))
+    assert rig.escalations() == 1
+    listed = CliRunner().invoke(main, ["outbox", "list", "--db", db_path])
+    assert listed.exit_code == 0 and listed.output.splitlines()[1].endswith("escalates 1")
+    as_json = CliRunner().invoke(main, ["outbox", "list", "--db", db_path, "--json"])
+    assert [json.loads(line)["escalated_from"] for line in as_json.output.splitlines()] == [None, 1]
+
+
+def pager_down(db_path, clock, after: float, *control_ids: str) -> Rig:  # noqa: F811
+    """A started rig whose pager refuses connections, with ``control_ids`` queued."""
+    rig = Rig(db_path, clock, after=after)
+    rig.downs["pager"].up = False
+    for control_id in control_ids:
+        rig.enqueue(control_id)
+    rig.service.startService()
+    return rig
+
+
+def test_an_alert_undelivered_after_escalate_after_is_escalated_once(db_path, clock):  # noqa: F811
+    rig = pager_down(db_path, clock, 60.0, "A1")
+    clock.advance(55)
+    assert rig.downs["backup"].connections == []  # not yet: 55 s
+    clock.advance(10)  # the poll after 60 s
+    assert [c for c in rig.downs["backup"].control_ids()] == ["ESC1"]
+    rig.downs["backup"].reply(ack("ESC1"))
+    # The original is still tried, and its dead-letter later escalates nothing more.
+    for _ in range(10):
+        clock.advance(20)
+    assert rig.rows() == [("pager", "A1", "dead", None), ("backup", "ESC1", "delivered", 1)]
+    reasons = [f["reason"] for name, _, f in events(db_path) if name == "escalated"]
+    assert reasons == ["undelivered"] and rig.escalations() == 1
+    rig.service.stopService()
+
+
+def test_escalation_in_time_survives_a_restart(db_path, clock):  # noqa: F811
+    first = pager_down(db_path, clock, 30.0, "A1")
+    clock.advance(10)
+    first.service.stopService()
+    clock.advance(100)  # stopped past the deadline
+    second = pager_down(db_path, clock, 30.0)  # checked at start
+    assert second.downs["backup"].control_ids() == ["ESC1"]
+    second.service.stopService()
+
+
+def test_an_escalated_copy_is_not_escalated_again(rig):
+    rig.enqueue("A1")
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))
+    rig.downs["backup"].reply(ack("ESC1", "AR"))
+    assert rig.rows() == [("pager", "A1", "dead", None), ("backup", "ESC1", "dead", 1)]
+    assert rig.escalations() == 1
+
+
+def test_results_and_other_routes_do_not_escalate(db_path, clock):  # noqa: F811
+    rig = Rig(db_path, clock, route="other")
+    rig.enqueue("A1")
+    rig.route = "critical"
+    rig.enqueue("R1", purpose="results")
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))
+    rig.downs["pager"].reply(ack("R1", "AR"))
+    assert rig.downs["backup"].connections == []
+    assert [r[2] for r in rig.rows()] == ["dead", "dead"]
+    rig.service.stopService()
+
+
+def test_an_outbox_from_before_escalation_is_upgraded_and_still_readable(tmp_path):
+    path = str(tmp_path / "old.sqlite3")
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, destination TEXT NOT NULL,
+        route TEXT NOT NULL, purpose TEXT NOT NULL, control_id TEXT NOT NULL,
+        source_control_id TEXT, message_id INTEGER, payload BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at REAL NOT NULL DEFAULT 0, created_at REAL NOT NULL, updated_at REAL,
+        delivered_at REAL, ack_code TEXT, last_error TEXT);
+        INSERT INTO outbox (destination, route, purpose, control_id, payload, created_at)
+        VALUES ('pager', 'critical', 'alerts', 'OLD1', x'4d5348', 1.0);""")
+    conn.close()
+    reader = Outbox.open(path, readonly=True)
+    assert [(r.control_id, r.escalated_from) for r in reader.list()] == [("OLD1", None)]
+    reader.conn.close()
+    writer = Outbox.open(path)
+    assert [(r.control_id, r.escalated_from) for r in writer.list()] == [("OLD1", None)]
+    writer.conn.close()
+
+
+def _config(route: str) -> str:
+    return f"""
+[destinations.pager]
+endpoint = "tcp:host=127.0.0.1:port=1"
+[destinations.backup]
+endpoint = "tcp:host=127.0.0.1:port=2"
+[routes.critical]
+{route}
+"""
+
+
+@pytest.mark.parametrize(("route", "key", "message"), [
+    ('type = "results"\ndestinations = ["pager"]\nescalate_to = ["backup"]',
+     "routes.critical.escalate_to", 'only applies to routes of type "alerts"'),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_to = ["pager", "backup"]',
+     "routes.critical.escalate_to", "must not name the route's own destinations: pager"),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_to = ["desk"]',
+     "routes.critical.escalate_to", "names unknown destination 'desk'"),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_to = []',
+     "routes.critical.escalate_to", "must be a non-empty list"),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_after = 60',
+     "routes.critical.escalate_after", "needs escalate_to"),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_to = ["backup"]\nescalate_after = 0',
+     "routes.critical.escalate_after", "above 0"),
+    ('type = "alerts"\ndestinations = ["pager"]\nescalate_to = ["backup"]\n'
+     'escalate_after = "soon"', "routes.critical.escalate_after", ""),
+])
+def test_escalation_settings_are_checked_at_start(tmp_path, route, key, message):
+    path = tmp_path / "gateway.toml"
+    path.write_text(_config(route))
+    with pytest.raises(ConfigError) as raised:
+        outbound_config(load_settings(str(path), {}, {}).sections)
+    assert raised.value.key == key and message in str(raised.value)
+
+
+def test_escalation_settings_from_the_environment(tmp_path):
+    path = tmp_path / "gateway.toml"
+    path.write_text(_config('type = "alerts"\ndestinations = ["pager"]'))
+    settings = load_settings(str(path), {}, {"RI_GATEWAY_ROUTES_CRITICAL_ESCALATE_TO": "backup",
+                                            "RI_GATEWAY_ROUTES_CRITICAL_ESCALATE_AFTER": "90"})
+    (route,) = outbound_config(settings.sections).routes
+    assert (route.escalate_to, route.escalate_after) == (("backup",), 90.0)
