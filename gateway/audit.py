@@ -543,6 +543,10 @@ class AuditLog:
         db["events"].create_index(["control_id"], if_not_exists=True)
         db["events"].create_index(["message_id"], if_not_exists=True)
         db["inferences"].create_index(["message_id"], if_not_exists=True)
+        # The reports read one kind over a window (critical results, recommendations,
+        # quality measures): without it each read every inference ever stored. Written by
+        # the analysis, never on the ACK path.
+        db["inferences"].create_index(["kind", "message_id"], if_not_exists=True)
         # A partial unique index, which sqlite-utils' create_index cannot express.
         db.execute(
             "CREATE UNIQUE INDEX IF NOT EXISTS messages_accepted_key ON messages "

@@ -276,3 +276,29 @@ def test_time_to_alert_summary_uses_the_delivered_alerts_only():
     assert (total.median_seconds, total.p90_seconds, total.max_seconds) == (5.5, 9.0, 10.0)
     assert total.counts == {"alerted": 10, "pending": 1, "failed": 1, "not_alerted": 1}
     assert (total.reports, total.communicated, total.unconfirmed) == (13, 1, 2)
+
+
+def test_reports_read_one_kind_of_inference_without_scanning_them_all(tmp_path):
+    """A year of reports holds millions of inferences: each report command must find the kind
+    it reads through an index, on an audit log from before that index too."""
+    from gateway.critical_results import critical_results
+    from gateway.reports import Window, quality_summary
+
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("C1", "MRN1", "ACC1", CT_CHEST, "20240110", PNEUMOTHORAX)
+    log.audit.conn.execute("DROP INDEX IF EXISTS idx_inferences_kind_message_id")  # an older log
+    log.audit.close()
+    AuditLog(log.path).close()  # a start of this version adds it
+    audit = AuditLog(log.path, readonly=True)
+    statements: list[str] = []
+    audit.conn.set_trace_callback(statements.append)
+    critical_results(audit, Window(since="2024-01-01T00:00:00.000Z"))
+    quality_summary(audit, Window(since="2024-01-01T00:00:00.000Z"))
+    audit.conn.set_trace_callback(None)
+    reads = [s for s in statements if "FROM inferences" in s and s.lstrip().startswith("SELECT")]
+    assert reads
+    for statement in reads:
+        plan = " ".join(row[3] for row in audit.conn.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN i" not in plan.replace("SCAN i USING", "") and "SCAN inferences" not in plan, (
+            statement, plan)
+    audit.close()
