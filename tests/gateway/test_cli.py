@@ -324,3 +324,19 @@ def test_named_table_environment_errors_exit_2(tmp_path, env, expected):
                                 env=env)
     assert result.exit_code == 2, result.output
     assert result.output.startswith(expected), result.output
+
+
+@pytest.mark.parametrize("command", [
+    ["--help"], ["send", "--help"], ["audit", "tail", "--help"], ["report", "critical", "--help"],
+    ["outbox", "list", "--help"], ["replay", "--help"],
+])
+def test_commands_that_analyse_nothing_do_not_load_the_nlp_engine(command):
+    # spaCy and the knowledge files cost about a second at every start: only the commands
+    # that analyse (serve, analyze, evaluate) may pay it.
+    probe = ("import sys, runpy; sys.argv = ['ri-gateway', *sys.argv[1:]]\n"
+             "try:\n    runpy.run_module('gateway.cli', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print('LOADED' if 'spacy' in sys.modules else 'NOT LOADED')")
+    result = subprocess.run([sys.executable, "-c", probe, *command], cwd=ROOT, env=cli_env(),
+                            capture_output=True, text=True, timeout=WAIT)
+    assert result.stdout.strip().endswith("NOT LOADED"), result.stdout + result.stderr
