@@ -23,6 +23,11 @@ recommendation.  A recommendation is
   ``effectivePeriod``; a month or year alone means its last day) is before ``as_of``,
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
+A completed recommendation with a due date also has a ``timing``: ``on_time`` when the
+exam that completed it was received within ``tolerance_days`` of the due date, ``early``
+or ``late`` otherwise (an exam a week after a 12-month recommendation completes it, but
+it is probably not the follow-up that was asked for).
+
 Recommendations of a consultation or a management procedure, and those quoted from a
 guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
 A report sent again under its accession (a correction, an addendum) replaces the earlier
@@ -134,6 +139,7 @@ class FollowUp:
     communicated: bool  # the recommending report documents a communication
     status: str  # completed | overdue | open | undated
     completed_by: Exam | None = None
+    timing: str | None = None  # completed with a due date: early | on_time | late
 
     def as_json(self) -> dict[str, Any]:
         done = self.completed_by
@@ -146,6 +152,7 @@ class FollowUp:
             "completed_by": None if done is None else {
                 "control_id": done.control_id, "accession": done.accession,
                 "received_at": done.received_at},
+            "timing": self.timing,
         }
 
 
@@ -166,7 +173,8 @@ ReadPatients = Callable[[bytes, "str | None"], dict[int, str]]
 
 
 def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
-              read: ReadReports, patients: ReadPatients | None = None) -> list[FollowUp]:
+              read: ReadReports, patients: ReadPatients | None = None,
+              tolerance_days: int = 30) -> list[FollowUp]:
     """Every tracked recommendation in reports received in ``window``, oldest first.
 
     ``read`` maps a stored message (injected, so that this module holds no HL7 field
@@ -220,7 +228,8 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         item = FollowUp(
             message_id, control_id, received_at, accession, tuple(codes.values()), due,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
-            (message_id, obr_index) in communicated, status, done)
+            (message_id, obr_index) in communicated, status, done,
+            _timing(done, due, tolerance_days))
         key = (message_id, obr_index, frozenset(codes), regions, due)
         if key in same:
             first = tracked[same[key]]
@@ -384,6 +393,16 @@ def _answers(recommended: dict[str, str], performed: frozenset[str]) -> bool:
     if _ANY_IMAGING in recommended:
         return bool(performed - {_NOT_A_FOLLOW_UP})
     return bool(recommended.keys() & performed)
+
+
+def _timing(done: Exam | None, due: dt.date | None, tolerance_days: int) -> str | None:
+    if done is None or due is None:
+        return None
+    try:
+        days = (dt.date.fromisoformat(done.received_at[:10]) - due).days
+    except ValueError:
+        return None
+    return "early" if days < -tolerance_days else "late" if days > tolerance_days else "on_time"
 
 
 def _due(inference: dict[str, Any]) -> dt.date | None:

@@ -2,7 +2,8 @@
 
     ri-gateway report quality   [--since DATE] [--until DATE] [--json]
     ri-gateway report followups [--since DATE] [--until DATE] [--as-of DATE]
-                                [--status completed|open|overdue|undated] [--json]
+                                [--status completed|open|overdue|undated]
+                                [--tolerance DAYS] [--json]
     ri-gateway report critical  [--since DATE] [--until DATE]
                                 [--status alerted|pending|failed|not_alerted] [--json]
 
@@ -103,6 +104,8 @@ def _text(item: FollowUp) -> str:
     if done is not None:
         line += (f"  by {done.accession or '-'} ({done.control_id or '-'}) "
                  f"{done.received_at[:10]}")
+        if item.timing is not None:
+            line += f", {item.timing.replace('_', ' ')}"
     return line
 
 
@@ -145,15 +148,21 @@ def _order_text(report: Any) -> str:
               help="Recommendations due before DATE are overdue (default: today, UTC).")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(_STATUSES),
               help="Only recommendations with this status (repeatable).")
+@click.option("--tolerance", "tolerance_days", default=30, show_default=True,
+              type=click.IntRange(min=0), metavar="DAYS",
+              help="A follow-up completed within DAYS of its due date is on time; "
+                   "before, early; after, late.")
 def followups_(since: str | None, until: str | None, as_json: bool, config_path: str | None,
-               db_path: str | None, as_of: str | None, statuses: tuple[str, ...]) -> None:
+               db_path: str | None, as_of: str | None, statuses: tuple[str, ...],
+               tolerance_days: int) -> None:
     """Imaging follow-up recommendations and whether a later exam completed them."""
     window = _window(since, until)
     today = parse_date(as_of).date() if as_of else dt.datetime.now(dt.timezone.utc).date()
     audit, settings = _open(config_path, db_path)
     with audit:
         read, patients = _mapped_reports(settings)
-        tracked = followups(audit, window, as_of=today, read=read, patients=patients)
+        tracked = followups(audit, window, as_of=today, read=read, patients=patients,
+                            tolerance_days=tolerance_days)
     shown = [item for item in tracked if not statuses or item.status in statuses]
     if shown and not as_json:
         click.echo(f"{'status':<10} {'due':<10} {'received':<10} {'accession':<14} "
@@ -165,9 +174,12 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
     counts = Counter(item.status for item in tracked)
     due = counts["completed"] + counts["overdue"]
     rate = f"{counts['completed'] / due:.0%}" if due else "-"
+    timing = Counter(item.timing for item in tracked if item.timing is not None)
     click.echo(f"{len(tracked)} tracked follow-up recommendation(s): "
                + ", ".join(f"{counts[s]} {s}" for s in _STATUSES)
-               + f"; completed {rate} of those done or due by {today.isoformat()}")
+               + f"; completed {rate} of those done or due by {today.isoformat()}"
+               + f"; of the completed with a due date, {timing['on_time']} on time "
+               f"(within {tolerance_days} days), {timing['early']} early, {timing['late']} late")
 
 
 def _critical_text(item: Any) -> str:

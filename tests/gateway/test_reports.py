@@ -118,6 +118,25 @@ def test_a_later_exam_of_the_recommended_modality_completes_the_follow_up(log):
     assert items["E1"]["status"] == "overdue"  # a CT, but not of the chest
 
 
+def test_a_follow_up_done_well_before_its_due_date_is_early(log):
+    # A1: "follow-up CT chest in 6 months" from 2024-01-15 (due mid-July), done 2024-06-20.
+    assert followups(log, "--as-of", "2024-12-01")["A1"]["timing"] == "on_time"
+    items = followups(log, "--as-of", "2024-12-01", "--tolerance", "7")
+    assert items["A1"]["status"] == "completed" and items["A1"]["timing"] == "early"
+    assert items["B1"]["timing"] is None  # not completed
+    code, out = run("followups", "--db", log, "--as-of", "2024-12-01", "--tolerance", "7")
+    assert code == 0 and out.splitlines()[-1].endswith("0 on time (within 7 days), 1 early, 0 late")
+    assert run("followups", "--db", log, "--tolerance", "-1")[0] == 2
+
+
+def test_a_follow_up_done_long_after_its_due_date_is_late(tmp_path):
+    late = Log(str(tmp_path / "audit.sqlite3"))
+    late.add("L1", "MRN-L", "ACC-L1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    late.add("L2", "MRN-L", "ACC-L2", CT_CHEST, "20250301", NODULE_STABLE)
+    (item,) = followups(late.path, "--as-of", "2025-06-01").values()
+    assert (item["status"], item["timing"]) == ("completed", "late")
+
+
 def test_due_dates_and_communication(log):
     items = followups(log, "--as-of", "2024-03-01")
     assert items["B1"]["status"] == "open"
@@ -142,9 +161,11 @@ def test_text_output_ends_with_the_completion_rate(log):
     assert code == 0
     lines = out.splitlines()
     assert lines[-1] == ("4 tracked follow-up recommendation(s): 1 completed, 0 open, "
-                         "3 overdue, 0 undated; completed 25% of those done or due by 2024-12-01")
+                         "3 overdue, 0 undated; completed 25% of those done or due by 2024-12-01"
+                         "; of the completed with a due date, 1 on time (within 30 days), "
+                         "0 early, 0 late")
     completed = next(line for line in lines if line.startswith("completed"))
-    assert "ACC-A1" in completed and "by ACC-A2 (A2) 2024-06-20" in completed
+    assert "ACC-A1" in completed and completed.endswith("by ACC-A2 (A2) 2024-06-20, on time")
     assert "MRN" not in out  # no patient identifiers in the report
 
 
