@@ -464,37 +464,57 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 
 
 class AuditLog:
-    """The audit database.  ``readonly=True`` opens an existing file for queries only."""
+    """The audit database.
 
-    def __init__(self, path: str, *, synchronous: str = "FULL", readonly: bool = False) -> None:
+    By default the file (and its directory) is created when missing and the schema brought
+    up to date: only the gateway (``serve``) opens it so.  ``readonly=True`` opens an
+    existing audit database for queries only, ``create=False`` for queries and marks
+    (``ri-gateway replay``); either refuses a missing file, an empty one and a database
+    that is not an audit log, and leaves the file as it found it.
+    """
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", readonly: bool = False,
+                 create: bool = True) -> None:
         self.path = path
+        existing = readonly or not create
+        conn: sqlite3.Connection | None = None
         try:
-            if readonly:
+            if existing:
                 if not os.path.exists(path):
                     raise AuditError(f"no audit database at {path}")
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                # URI modes that never create the file (a plain connect would, and the
+                # schema would then be created in whatever file the path named).
+                conn = (sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                        if readonly else
+                        sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                                        check_same_thread=False))
             else:
                 _prepare_path(path)
                 # isolation_level=None: transactions are explicit (BEGIN/COMMIT in run_batch).
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
             self.db = sqlite_utils.Database(conn)
-            if readonly:
+            if existing:
                 # Reading the schema reads the file's header: a file that is not SQLite
                 # fails here, and one that is SQLite but not an audit log (an empty
                 # file, another program's database) is named as such rather than
                 # failing later with "no such table".
                 if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                                     "AND name = 'events'").fetchone():
-                    conn.close()
                     raise AuditError(f"{path} is not a ri-gateway audit database")
             else:
                 self.db.enable_wal()
+            if not readonly:  # settings of this connection, not of the file
                 conn.execute(f"PRAGMA synchronous = {synchronous}")
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
+            if not existing:
                 self._create_schema()
-        except sqlite3.Error as exc:
-            raise AuditError(f"cannot open audit database {path}: {exc}") from None
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()  # a refused open keeps no connection
+            if isinstance(exc, sqlite3.Error):
+                raise AuditError(f"cannot open audit database {path}: {exc}") from None
+            raise
         self.conn = conn
         # What the path named when opened: a follower (``audit tail -f``) keeps reading
         # the file it opened, so without this a database deleted or replaced under it

@@ -219,13 +219,16 @@ _REGISTERED: dict[str, SectionParser] = {}
 # Sections made of named tables ([destinations.NAME]): the keys of each table and the type
 # an environment value is read as.
 _TABLE_KEYS: dict[str, Mapping[str, Any]] = {}
+# The same for the keys of a registered section that is one table ([outbound]).
+_SECTION_KEYS: dict[str, Mapping[str, Any]] = {}
 
 # Modules that register sections of their own, imported (when present) before parsing.
 SECTION_PROVIDERS: tuple[str, ...] = ("gateway.routing", "gateway.outbox")
 
 
 def register_section(name: str, parser: SectionParser,
-                     table_keys: Mapping[str, Any] | None = None) -> None:
+                     table_keys: Mapping[str, Any] | None = None,
+                     keys: Mapping[str, Any] | None = None) -> None:
     """Register a top-level TOML table owned by another module.
 
     ``parser(table)`` receives the merged table (file, then environment overrides as
@@ -237,12 +240,19 @@ def register_section(name: str, parser: SectionParser,
     table takes and their types (``str``, ``int``, ``float``, ``bool``, ``tuple[str, ...]``
     for a list, anything else for a TOML value).  The environment then sets
     ``RI_GATEWAY_<SECTION>_<NAME>_<KEY>`` (see :func:`_set_in_named_table`).
+
+    ``keys`` declares the types of a one-table section's keys in the same way, so that
+    ``RI_GATEWAY_<SECTION>_<KEY>`` is read as its key's type.  An undeclared key's value is
+    read as a TOML value when it parses as one: ``RI_GATEWAY_OUTBOUND_VERSION=2.6`` would
+    be the number 2.6, which a key holding text refuses.
     """
     if name in BUILTIN_SECTIONS or name == "mappings":
         raise ValueError(f"section [{name}] is built in")
     _REGISTERED[name] = parser
     if table_keys is not None:
         _TABLE_KEYS[name] = table_keys
+    if keys is not None:
+        _SECTION_KEYS[name] = keys
 
 
 @dataclass(frozen=True)
@@ -351,6 +361,15 @@ def _env_value(raw: str) -> Any:
         return raw
 
 
+def _typed_env_value(key: str, tp: Any, raw: str) -> Any:
+    """An environment value for a key of a registered section whose type is ``tp`` (None:
+    not declared); a list as TOML gives it, which is what the section parsers take."""
+    if tp in (str, bool, int, float) or typing.get_origin(tp) is tuple:
+        value = _coerce(key, tp, raw)
+        return list(value) if isinstance(value, tuple) else value
+    return _env_value(raw)
+
+
 def _env_overrides(environ: Mapping[str, str],
                    section_names: list[str]) -> list[tuple[str, str, str, str]]:
     """``(variable, section, key, value)`` for each ``RI_GATEWAY_*`` variable; the key is
@@ -399,14 +418,7 @@ def _set_in_named_table(var: str, section_name: str, section: dict[str, Any], re
     table = section.setdefault(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{section_name}.{name}", f"must be a table ([{section_name}.NAME])")
-    dotted = f"{section_name}.{name}.{key}"
-    tp = keys[key]
-    if tp in (str, bool, int, float) or typing.get_origin(tp) is tuple:
-        value = _coerce(dotted, tp, raw)
-        # The parsers take a list, as TOML gives it.
-        table[key] = list(value) if isinstance(value, tuple) else value
-    else:
-        table[key] = _env_value(raw)
+    table[key] = _typed_env_value(f"{section_name}.{name}.{key}", keys[key], raw)
 
 
 def _import_providers() -> None:
@@ -464,8 +476,11 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
         section = tables.setdefault(name, {})
         if name in _TABLE_KEYS:
             _set_in_named_table(var, name, section, key, raw)
+        elif name in BUILTIN_SECTIONS:
+            section[key] = raw
         else:
-            section[key] = raw if name in BUILTIN_SECTIONS else _env_value(raw)
+            section[key] = _typed_env_value(f"{name}.{key}", _SECTION_KEYS.get(name, {}).get(key),
+                                            raw)
 
     for dotted, value in (overrides or {}).items():
         if value is None:

@@ -14,11 +14,12 @@ mapped and analysed in ONE worker call (``AnalysisPool.map_and_analyze``); the r
 metadata comes back with the results (the whole ``MappedReport`` only when a hook will
 read it).
 
-At start-up :meth:`AnalysisPipeline.resume` picks up every message stored with status
-``received`` (ACKed, analysis never finished) and analyses it again.  A message an admin
-asked to replay (``gateway.replay``) comes in flagged ``replay``: its earlier inferences are
-replaced in the same transaction, and the hooks run unless it was asked to send nothing
-(``deliver = "none"``; with ``"results"`` the outbound hook leaves the alerts out).
+At start-up :class:`gateway.feed.Resume` hands over the messages stored with status
+``received`` (ACKed, analysis never finished), a few at a time, to be analysed again.  A
+message an admin asked to replay (``gateway.replay``) comes in flagged ``replay``: its
+earlier inferences are replaced in the same transaction, and the hooks run unless it was
+asked to send nothing (``deliver = "none"``; with ``"results"`` the outbound hook leaves
+the alerts out).
 
 **Scheduling behind the ACK path.**  Accepted messages wait in a backlog (oldest
 first) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
@@ -57,9 +58,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 
 from .analysis import MappingFailure, with_configuration
-from .audit import (
-    AuditLog, Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op,
-)
+from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
 
@@ -212,11 +211,16 @@ class AnalysisPipeline:
     def add_hook(self, hook: AnalysedHook) -> None:
         self.hooks.append(hook)
 
-    def submit(self, message: AcceptedMessage) -> defer.Deferred:
-        """Analyse and record; fires with the final status once it is committed."""
+    def submit(self, message: AcceptedMessage, *, arrival: bool = True) -> defer.Deferred:
+        """Analyse and record; fires with the final status once it is committed.
+
+        ``arrival``: the message has just come from a sender.  The quiet period waits out
+        senders, not the gateway's own work: a message taken from the database (resumed at
+        start, replayed) is not an arrival, nor is a replay whatever its caller says.
+        """
         done: defer.Deferred = defer.Deferred()
         now = self.clock()
-        if not message.replay:  # the quiet period waits out senders, not an admin's replay
+        if arrival and not message.replay:
             self._last_arrival = now
         self._backlog.append((message, done, now))
         self._schedule()
@@ -451,24 +455,3 @@ class AnalysisPipeline:
             event_op("analysis_failed", stored.control_id, stored.id,
                      error=type(error).__name__, stage=stage),
             status_op(stored.id, "failed")])).addCallback(lambda _: "failed")
-
-    def resume(self, audit: AuditLog, reread: Callable[[bytes, str | None], tuple[Any, str, Any]]
-               ) -> list[defer.Deferred]:
-        """Re-submit every stored message whose analysis never finished.
-
-        ``reread(raw, charset) -> (header, text, reports)`` decodes and maps the stored
-        bytes again (the receiver's own code path).  A message that no longer maps is
-        marked ``failed`` with an event saying why.
-        """
-        started = []
-        for stored in audit.pending_analysis():
-            try:
-                read = reread(stored.raw, stored.charset)
-            except Exception as exc:  # noqa: BLE001 - recorded, the others go on
-                self.record_unreadable(stored, exc, stage="resume")
-                continue
-            self.committer.submit(event_op("resumed", stored.control_id, stored.id))
-            started.append(self.submit(AcceptedMessage.from_stored(stored, read)))
-        if started:
-            self.log.info("analysis.resumed", messages=len(started))
-        return started

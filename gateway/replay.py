@@ -11,15 +11,12 @@ so that the command never needs the gateway to be running:
 2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
    at start and then every ``interval`` seconds, and hands them to the analysis
    pipeline as :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``, a few at
-   a time: at most ``batch`` (the pipeline's ``max_in_flight``) are in the pipeline at once,
-   and the next is taken up as soon as one is recorded.  A replay of thousands of messages
-   would otherwise fill the pipeline's backlog in one go (each mapped on the reactor first
-   with ``map_before_ack = "full"``), and every report arriving meanwhile would wait behind
-   all of them: with ``ack_after = "analysis"``, its ACK too, past the sender's timeout.  The
-   pipeline replaces the message's inferences (so aggregates count each message once; the
-   events keep the history), sets its final status, and routes what ``deliver`` names again
-   under the current ``[routes.*]``.  The sender is not told anything again: its ACK (and
-   application ACK) went long ago.
+   a time (:mod:`gateway.feed`: at most the pipeline's ``max_in_flight`` at once, the next
+   as soon as one is recorded, so reports arriving meanwhile do not wait behind the whole
+   replay).  The pipeline replaces the message's inferences (so aggregates count each
+   message once; the events keep the history), sets its final status, and routes what
+   ``deliver`` names again under the current ``[routes.*]``.  The sender is not told
+   anything again: its ACK (and application ACK) went long ago.
 
 Only accepted messages whose analysis has finished (``analysed``, ``skipped``,
 ``failed``) can be replayed: a rejected message was never accepted (its sender must
@@ -36,11 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from twisted.application.service import Service
-from twisted.internet import defer, task
+from twisted.internet import task
 
 from .audit import AuditLog, StoredMessage, chunks, event_op, utc_now
-from .logging import get_logger
+from .feed import Reread, StoredFeed
 from .pipeline import AcceptedMessage
 
 __all__ = [
@@ -173,42 +169,28 @@ def _delivery(conn: sqlite3.Connection, message_id: int) -> str:
     return value if value in DELIVERY else ALL
 
 
-class ReplayPoller(Service):
-    """Hands messages marked ``replay`` to the pipeline, at start and every ``interval`` s.
+class ReplayPoller(StoredFeed):
+    """Hands messages marked ``replay`` to the pipeline, at start and every ``interval`` s,
+    at most ``batch`` at a time (:class:`gateway.feed.StoredFeed`).
 
-    ``reread(raw, charset) -> (header, text, reports)`` decodes (and, where the receiver
-    maps, maps) the stored bytes again, as at resume.  A message is handed over once;
-    it is looked at again only after its replay was recorded, or at the next start when
-    recording failed (so a broken database is not hammered every few seconds).
+    A message is handed over once; it is looked at again only after its replay was
+    recorded, or at the next start when recording failed (so a broken database is not
+    hammered every few seconds).
     """
 
-    def __init__(self, audit: AuditLog, committer: Any, pipeline: Any,
-                 reread: Callable[[bytes, str | None], tuple[Any, str, Any]], *,
+    status, stage, event = REPLAY, "replay", "replayed"
+
+    def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
                  clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None,
                  metrics: Any = None, batch: int | None = None) -> None:
-        self.audit = audit
-        self.committer = committer
-        self.pipeline = pipeline
-        self.reread = reread
-        self.clock = clock
-        self.interval = interval
-        self.log = log if log is not None else get_logger("gateway.replay")
-        self.metrics = metrics
+        super().__init__(audit, committer, pipeline, reread, clock=clock, log=log, batch=batch)
         self.setName("replay")
-        # Replays in the pipeline at once: live reports wait behind no more than these.
-        self.batch = batch or int(getattr(pipeline, "max_in_flight", 1) or 1)
-        self._active: set[int] = set()  # handed to the pipeline, not yet recorded
-        self._held: set[int] = set()  # not recorded (database error): left to the next start
+        self.interval = interval
+        self.metrics = metrics
         self._loop: task.LoopingCall | None = None
-        self._polling = False
-        self._again = False  # a replay was recorded while polling: look once more
-        self._next_pending = False  # a look for the next replay is scheduled
-        self._more = False  # the last look took all it had room for: more may wait
-        self._stopped = False
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
-        self._stopped = False
         self._loop = task.LoopingCall(self.poll)
         if self.clock is not None:
             self._loop.clock = self.clock
@@ -217,84 +199,20 @@ class ReplayPoller(Service):
 
     def stopService(self) -> None:  # noqa: N802 - Twisted's name
         super().stopService()
-        self._stopped = True  # what waits stays "replay" for the next start
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def poll(self, *, refill: bool = False) -> list[defer.Deferred]:
-        """Hand messages waiting for a replay to the pipeline while fewer than ``batch`` of
-        them are in it; their final-status Deferreds (for tests).  ``refill``: after a
-        replay was recorded (logged at debug, not once per message at info)."""
-        if self._polling:  # a replay recorded synchronously inside this poll
-            self._again = True
-            return []
-        self._polling = True
-        started: list[defer.Deferred] = []
-        try:
-            while True:
-                self._again = False
-                started.extend(self._take())
-                if not self._again:
-                    break
-        finally:
-            self._polling = False
-        if started:
-            (self.log.debug if refill else self.log.info)("replay.started",
-                                                          messages=len(started))
-            if self.metrics is not None:
-                self.metrics.inc("ri_gateway_replays_total", value=len(started))
-        return started
-
-    def _take(self) -> list[defer.Deferred]:
-        room = self.batch - len(self._active)
-        if room <= 0:
-            return []
-        skip = self._active | self._held
-        try:
-            waiting = [(stored, _delivery(self.audit.conn, stored.id))
-                       for stored in self.audit.with_status(REPLAY, limit=room + len(skip))
-                       if stored.id not in skip][:room]
-        except sqlite3.Error as exc:  # locked or unreadable now: the next poll tries again
-            self.log.warning("replay.poll_failed", error=type(exc).__name__)
-            return []
-        self._more = len(waiting) == room
-        return [self._start(stored, deliver) for stored, deliver in waiting]
-
-    def _next(self) -> None:
-        """A replay was recorded: take up the next one (on a later reactor turn, so that
-        what arrived meanwhile goes first)."""
-        if self._stopped or not self._more:  # none left: the timer looks for new requests
+    def _taken(self, count: int, refill: bool) -> None:
+        if not count:
             return
-        if self.clock is None:
-            self.poll(refill=True)
-        elif not self._next_pending:
-            self._next_pending = True
-            self.clock.callLater(0, self._poll_later)
+        # After a replay was recorded: at debug, not once per message at info.
+        (self.log.debug if refill else self.log.info)("replay.started", messages=count)
+        if self.metrics is not None:
+            self.metrics.inc("ri_gateway_replays_total", value=count)
 
-    def _poll_later(self) -> None:
-        self._next_pending = False
-        if not self._stopped:
-            self.poll(refill=True)
+    def _fields(self, stored: StoredMessage) -> dict[str, Any]:
+        return {"deliver": _delivery(self.audit.conn, stored.id)}
 
-    def _start(self, stored: StoredMessage, deliver: str) -> defer.Deferred:
-        self._active.add(stored.id)
-        try:
-            read = self.reread(stored.raw, stored.charset)
-        except Exception as exc:  # noqa: BLE001 - recorded; the others go on
-            d = self.pipeline.record_unreadable(stored, exc, stage="replay")
-        else:
-            self.committer.submit(event_op("replayed", stored.control_id, stored.id,
-                                           deliver=deliver))
-            d = self.pipeline.submit(AcceptedMessage.from_stored(stored, read, replay=True,
-                                                                 deliver=deliver))
-
-        def finished(status: Any) -> Any:
-            self._active.discard(stored.id)
-            if isinstance(status, str):  # recorded: a later request may replay it again
-                self._next()
-            else:
-                self._held.add(stored.id)
-            return status
-
-        return d.addBoth(finished)
-
+    def _message(self, stored: StoredMessage, read: tuple[Any, str, Any],
+                 fields: dict[str, Any]) -> AcceptedMessage:
+        return AcceptedMessage.from_stored(stored, read, replay=True, **fields)

@@ -378,6 +378,13 @@ def _escalation(where: str, kind: str, spec: Mapping[str, Any], dests: list[str]
     return found
 
 
+# The [outbound] keys the environment can set, and their types ([outbound.identifiers] is
+# a table of its own).
+OUTBOUND_KEYS: dict[str, Any] = {
+    "sending_application": str, "sending_facility": str, "version": str, "charset": str,
+    "local_system": str, "evidence": bool, "application_ack_destination": str}
+
+
 def parse_outbound(table: Mapping[str, Any]) -> tuple[OutboundFormat, str | None]:
     data = dict(table)
     ack_dest = data.pop("application_ack_destination", None)
@@ -418,4 +425,4 @@ def parse_outbound_config(data: Mapping[str, Any]) -> OutboundConfig:
 
 register_section("destinations", parse_destinations, table_keys=DESTINATION_KEYS)
 register_section("routes", parse_routes, table_keys=ROUTE_KEYS)
-register_section("outbound", parse_outbound)
+register_section("outbound", parse_outbound, keys=OUTBOUND_KEYS)

@@ -6,7 +6,9 @@
 * the audit database (a writer connection used only by the one writer thread, and
   a reader connection for the reactor thread: duplicate look-ups, the REST API);
 * the group committer (persist, then ACK);
-* the analysis pool and pipeline, resuming unfinished analyses at start;
+* the analysis pool and pipeline;
+* the resume (:mod:`gateway.feed`): analyses unfinished at the last stop, taken up a few
+  at a time;
 * the replay poller (:mod:`gateway.replay`): messages ``ri-gateway replay`` marked;
 * the MLLP listener on ``mllp.endpoint`` (:class:`ListenerService`);
 * the REST API on ``http.endpoint`` when ``http.enabled`` (:func:`build_http_service`).
@@ -31,6 +33,7 @@ from .analysis import AnalysisPool
 from .audit import AuditLog
 from .commit import GroupCommitter, thread_writer
 from .config import Settings
+from .feed import Resume
 from .logging import get_logger
 from .metrics import Metrics
 from .pipeline import AnalysisPipeline, engine_configuration
@@ -129,7 +132,7 @@ def _reactor_mapper(receiver: Receiver, settings: Settings
 
 
 class _CoreService(Service):
-    """Starts the analysis pool and resumes; at stop drains writes and closes things."""
+    """Starts the analysis pool; at stop drains writes and closes things."""
 
     def __init__(self, app: GatewayApp) -> None:
         self.app = app
@@ -144,8 +147,6 @@ class _CoreService(Service):
                                      executor=getattr(app.pool, "kind", None),
                                      model_version=version or None),
             lambda failure: log.error("analysis.unavailable", error=failure.type.__name__))
-        app.pipeline.resume(app.audit, reread(app.settings,
-                                              _reactor_mapper(app.receiver, app.settings)))
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()
@@ -212,9 +213,12 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                      metrics, stats, stop_writer)
     top = MultiService()
     _CoreService(app).setServiceParent(top)
-    # After the core service: a replay enters the pipeline once unfinished work is resumed.
-    ReplayPoller(reader, committer, pipeline, reread(settings, _reactor_mapper(receiver, settings)),
-                 clock=reactor, metrics=metrics).setServiceParent(top)
+    stored = reread(settings, _reactor_mapper(receiver, settings))
+    # Before the listener, so that the backlog it takes up is what was stored before this
+    # start: a message received from now on goes to the pipeline from the receiver.
+    Resume(reader, committer, pipeline, stored, clock=reactor).setServiceParent(top)
+    ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
+                 metrics=metrics).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
     from .outbox_service import build_outbound_service
 

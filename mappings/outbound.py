@@ -41,8 +41,14 @@ from .outbound_fields import (
     local_cwe, segment,
 )
 from .outbound_obx import DEFAULT_IDENTIFIERS, YES, Obx, inference_rows
+from .policy import SUPPORTED_VERSIONS
 
 CHARSETS = {"UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "ASCII": "ascii"}
+# MSH-12 values the messages above can declare: they are written to v2.5.1 (CWE-coded OBX
+# values, "UNICODE UTF-8" in MSH-18 by default), whose segments and fields the later versions
+# keep; before v2.5, table 0211 has no "UNICODE UTF-8".  Any other string would misdeclare
+# every result and alert sent.
+VERSIONS = SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.index("2.5"):]
 # ACR actionable-finding categories (RadLex, DICOM CID 7035), written in OBX-17.
 ACR_CATEGORY_1 = ("RID49480", "ACR Category 1 Actionable Finding", "RADLEX")
 
@@ -111,6 +117,10 @@ class OutboundFormat:
         if "charset" in kwargs and kwargs["charset"] not in CHARSETS:
             raise OutboundConfigError(f"{prefix}.charset",
                                       f"must be one of {', '.join(sorted(CHARSETS))}")
+        if "version" in kwargs and kwargs["version"] not in VERSIONS:
+            raise OutboundConfigError(
+                f"{prefix}.version", f"must be an HL7 version outbound messages can be written "
+                                     f"in, one of {', '.join(VERSIONS)}; got {kwargs['version']!r}")
         if "evidence" in data:
             if not isinstance(data["evidence"], bool):
                 raise OutboundConfigError(f"{prefix}.evidence", "must be true or false")

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from typing import Any
 
 import click
 
+from gateway.audit import AuditLog
 from gateway.errors import AuditError, InputError
 from gateway.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxError, OutboxRow
 
@@ -30,8 +30,9 @@ __all__ = ["outbox"]
 def _open(config_path: str | None, db_path: str | None, *, readonly: bool = False) -> Outbox:
     settings = settings_from(config_path, {"storage.db": db_path})
     path = settings.storage.db
-    if not os.path.exists(path):
-        raise AuditError(f"no audit database at {path}")
+    # The outbox lives in the audit database: a path that is not one (missing, empty,
+    # another program's database) is refused before the outbox table would be created in it.
+    AuditLog(path, readonly=True).close()
     try:
         return Outbox.open(path, readonly=readonly)
     except OutboxError as exc:

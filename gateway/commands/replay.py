@@ -10,13 +10,12 @@ analyses them within its poll interval, a stopped one at its next start.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 
 import click
 
 from gateway.audit import AuditLog, utc_now
-from gateway.errors import AuditError, NegativeOutcome
+from gateway.errors import NegativeOutcome
 from gateway.replay import (
     ALL, DELIVERY, NONE, POLL_INTERVAL, REPLAYABLE, RESULTS_ONLY, ReplayRequest, request_replay,
 )
@@ -80,9 +79,9 @@ def replay(control_ids: tuple[str, ...], statuses: tuple[str, ...], since: str |
     received_since = utc_now(parse_date(since)) if since is not None else None
     application, facility = _sender(sender)
     path = settings_from(config_path, {"storage.db": db_path}).storage.db
-    if not os.path.exists(path):
-        raise AuditError(f"no audit database at {path}")
-    with AuditLog(path) as audit:
+    # Marks only: a path that is no audit database yet (missing, empty, another program's
+    # database) is refused rather than made one, in which every control id is "not found".
+    with AuditLog(path, create=False) as audit:
         done = request_replay(audit, control_ids=control_ids, statuses=statuses,
                               since=received_since, sending_application=application,
                               sending_facility=facility, deliver=deliver)

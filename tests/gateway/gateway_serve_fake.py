@@ -1,7 +1,8 @@
 """Run the ``ri-gateway`` CLI with the fake engine injected (used as a subprocess).
 
 ``FAKE_ENGINE_HOLD=1`` makes every analysis wait forever, so a test can kill the
-gateway while analyses are unfinished.
+gateway while analyses are unfinished; ``FAKE_ENGINE_DELAY=S`` makes each take S seconds,
+so a test can watch a backlog drain.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,8 +22,15 @@ class HoldingEngine(FakeEngine):
         threading.Event().wait()
 
 
+class SlowEngine(FakeEngine):
+    def analyze(self, data):  # type: ignore[no-untyped-def]
+        time.sleep(float(os.environ["FAKE_ENGINE_DELAY"]))
+        return super().analyze(data)
+
+
 if __name__ == "__main__":
     from gateway.cli import main
 
-    factory = HoldingEngine if os.environ.get("FAKE_ENGINE_HOLD") == "1" else FakeEngine
+    factory = (HoldingEngine if os.environ.get("FAKE_ENGINE_HOLD") == "1"
+               else SlowEngine if os.environ.get("FAKE_ENGINE_DELAY") else FakeEngine)
     main(obj={"engine_factory": factory})

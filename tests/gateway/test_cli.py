@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 
@@ -215,9 +216,27 @@ def _corrupt(path):
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("args", [
-    ["audit", "tail"], ["audit", "show", "T3"], ["replay", "T3"], ["report", "quality"],
-    ["report", "followups"]])
+# Every command that reads or marks an existing audit database (serve alone creates one).
+AUDIT_READERS = [
+    ["audit", "tail"], ["audit", "show", "T3"], ["replay", "T3"], ["replay", "--status", "failed"],
+    ["report", "quality"], ["report", "followups"], ["outbox", "list"],
+    ["outbox", "retry", "--dead"], ["outbox", "retry", "1"],
+    ["outbox", "purge", "--delivered", "--before", "2024-01-01"]]
+
+
+def _refused(args, named):
+    """Run a command on a bad database: exit 3 with one line naming the file."""
+    result = CliRunner().invoke(main, args)
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        result.exception
+    assert result.exit_code == 3, (args, result.output)
+    assert result.output.startswith("ri-gateway: ") and named in result.output, result.output
+    assert result.output.count("\n") == 1, result.output
+
+
+# The outbox commands on a file that is no database: test_outbox_cli (this corrupt audit
+# database has no outbox table, so it has no outbox to be corrupt either).
+@pytest.mark.parametrize("args", [args for args in AUDIT_READERS if args[0] != "outbox"])
 def test_commands_on_a_bad_audit_database_exit_3_naming_the_file(tmp_path, args):
     # Each ended in a sqlite3 traceback (exit 1) on a file that was not a database or
     # was corrupt, where `outbox list` already said why and exited 3.
@@ -225,23 +244,35 @@ def test_commands_on_a_bad_audit_database_exit_3_naming_the_file(tmp_path, args)
     junk.write_bytes(b"not a database, not even close to one" * 100)
     corrupt = _audit_db(tmp_path)
     _corrupt(corrupt)
-    empty = tmp_path / "empty.sqlite3"
-    empty.write_bytes(b"")
     directory = tmp_path / "dir.sqlite3"
     directory.mkdir()
     config = tmp_path / "dir.toml"  # --db refuses a directory; the configuration does not
     config.write_text(f"[storage]\ndb = {json.dumps(str(directory))}\n")
-    bad = [["--db", str(junk)], ["--db", str(corrupt)], ["--config", str(config)]]
-    if args[0] != "replay":  # replay writes: it makes an empty file an audit database
-        bad.append(["--db", str(empty)])
-    for where in bad:
-        result = CliRunner().invoke(main, [*args, *where])
-        assert result.exception is None or isinstance(result.exception, SystemExit), \
-            result.exception
-        assert result.exit_code == 3, (where, result.output)
-        named = str(directory) if where[0] == "--config" else where[1]
-        assert result.output.startswith("ri-gateway: ") and named in result.output, result.output
-        assert result.output.count("\n") == 1, result.output
+    for where in (["--db", str(junk)], ["--db", str(corrupt)], ["--config", str(config)]):
+        _refused([*args, *where], str(directory) if where[0] == "--config" else where[1])
+
+
+def _files(tmp_path):
+    return {path: path.read_bytes() if path.is_file() else None
+            for path in tmp_path.rglob("*")}
+
+
+@pytest.mark.parametrize("args", AUDIT_READERS)
+def test_commands_refuse_a_path_that_is_no_audit_database_yet_and_leave_it_alone(tmp_path, args):
+    # replay made an empty file, or another program's database, an audit database and then
+    # found no message in it (exit 1, or 0 with --status); outbox list printed nothing, and
+    # outbox retry and purge created their table in it and reported nothing to do.
+    empty = tmp_path / "empty.sqlite3"
+    empty.write_bytes(b"")
+    other = tmp_path / "other.sqlite3"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    con.close()
+    missing = tmp_path / "var" / "ri-gateway.sqlite3"
+    for path in (empty, other, missing):
+        before = _files(tmp_path)
+        _refused([*args, "--db", str(path)], str(path))
+        assert _files(tmp_path) == before, path
 
 
 def _follow(db):

@@ -203,6 +203,16 @@ def test_registered_section(tmp_path, monkeypatch):
     assert info.value.key == "extra.limit"
 
 
+def test_outbound_keys_from_the_environment_are_read_as_their_type():
+    # A value that parses as TOML was read as one: "2.6" became the number 2.6, and every
+    # version without a second dot stopped the gateway ("outbound.version: must be a string").
+    settings = load_settings(None, {}, {"RI_GATEWAY_OUTBOUND_VERSION": "2.6",
+                                        "RI_GATEWAY_OUTBOUND_SENDING_FACILITY": "1234",
+                                        "RI_GATEWAY_OUTBOUND_EVIDENCE": "no"})
+    fmt, _ = settings.section("outbound")
+    assert (fmt.version, fmt.sending_facility, fmt.evidence) == ("2.6", "1234", False)
+
+
 @pytest.mark.parametrize(("value", "expected"), [
     ("check", "check"), ("full", "full"), ("NONE", "none"), (True, "full"), (False, "none"),
 ])

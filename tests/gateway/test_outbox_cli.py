@@ -109,7 +109,7 @@ def test_list_on_a_file_that_is_not_a_database_is_exit_3(tmp_path):
     path.write_bytes(b"not a database, not even close to one" * 100)
     code, out = run("outbox", "list", "--db", str(path))
     assert code == 3
-    assert "ri-gateway: outbox database read failed: file is not a database" in out
+    assert f"ri-gateway: cannot open audit database {path}: file is not a database" in out
 
 
 def test_list_on_an_audit_database_without_an_outbox_lists_nothing(tmp_path):

@@ -1,4 +1,4 @@
-"""AnalysisPipeline: results, statuses, events and hooks committed together; resume."""
+"""AnalysisPipeline: results, statuses, events and hooks committed together."""
 
 from __future__ import annotations
 
@@ -105,33 +105,6 @@ def test_a_failing_hook_rolls_back_the_results(tmp_path):
     # Neither inferences nor status were recorded: the message is resumed next start.
     assert audit.inferences_for(mid) == []
     assert [m.id for m in audit.pending_analysis()] == [mid]
-
-
-def test_resume_reanalyses_unfinished_messages(tmp_path):
-    audit, pipeline = make(tmp_path)
-    first = store(audit, "C1")
-    store(audit, "C2")
-    run(pipeline, AcceptedMessage(first, "C1", None, "", (report("normal"),)))
-
-    def reread(raw, charset):
-        assert b"|C2|" in raw
-        return None, raw.decode(), [report("Pneumothorax.")]
-
-    started = pipeline.resume(audit, reread)
-    assert len(started) == 1
-    assert audit.pending_analysis() == []
-    assert [e["event"] for e in audit.events(control_id="C2")] == ["received", "resumed", "analysed"]
-
-
-def test_resume_marks_unmappable_messages_failed(tmp_path):
-    audit, pipeline = make(tmp_path)
-    store(audit, "C1")
-
-    def reread(raw, charset):
-        raise ValueError("cannot map")
-
-    assert pipeline.resume(audit, reread) == []
-    assert audit.messages_for("C1")[0]["status"] == "failed"
 
 
 def test_mapping_after_the_ack(tmp_path):

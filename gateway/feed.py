@@ -1,0 +1,210 @@
+"""Stored messages fed to the analysis pipeline a few at a time: resume and replay.
+
+The gateway analyses two kinds of stored message without a sender waiting for them: those
+whose analysis never finished (status ``received`` at start, taken up by :class:`Resume`)
+and those an admin asked to replay (status ``replay``, :class:`gateway.replay.ReplayPoller`).
+Either can be thousands of messages: a crash under load, ``replay --status analysed``.
+Handed to the pipeline in one go, all of them would be read from the database (and, with
+``map_before_ack = "full"``, mapped on the reactor) and held in its backlog at once, and
+every report arriving meanwhile would wait behind all of them: with ``ack_after =
+"analysis"``, its ACK too, past the sender's timeout.
+
+:class:`StoredFeed` keeps at most ``batch`` of them in the pipeline (its ``max_in_flight``),
+oldest first, and takes up the next on a later reactor turn as soon as one is recorded, so
+a live report waits behind no more than ``batch`` stored messages of each feed.  A message
+is handed over once per process: one whose result could not be recorded (a database error)
+keeps its status and is left to the next start rather than retried against a broken
+database.  Stopping the feed takes nothing more up; what was not taken up keeps its status,
+and the next start takes it up.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+
+from .audit import AuditLog, StoredMessage, event_op
+from .logging import get_logger
+from .pipeline import AcceptedMessage
+
+__all__ = ["Resume", "StoredFeed"]
+
+Reread = Callable[[bytes, str | None], tuple[Any, str, Any]]
+
+
+class StoredFeed(Service):
+    """Hands the stored messages of one ``status`` to the pipeline, ``batch`` at a time.
+
+    ``reread(raw, charset) -> (header, text, reports)`` decodes (and, where the receiver
+    maps, maps) the stored bytes again.  A message that no longer reads is recorded
+    ``failed`` (``analysis_failed`` with ``stage``); the others get the ``event`` and go to
+    the pipeline.  Subclasses say which messages wait and what each carries.
+    """
+
+    status: str  # messages.status of the messages this feed takes up
+    stage: str  # "resume", "replay": the failed stage of an unreadable one, and the log name
+    event: str  # the audit event recorded as each one is taken up
+
+    def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
+                 clock: Any = None, log: Any = None, batch: int | None = None) -> None:
+        self.audit = audit
+        self.committer = committer
+        self.pipeline = pipeline
+        self.reread = reread
+        # None: take the next message up at once (tests); a reactor: on a later turn.
+        self.clock = clock
+        self.log = log if log is not None else get_logger(f"gateway.{self.stage}")
+        # Stored messages in the pipeline at once: live reports wait behind no more than these.
+        self.batch = batch or int(getattr(pipeline, "max_in_flight", 1) or 1)
+        self._active: set[int] = set()  # handed to the pipeline, not yet recorded
+        self._held: set[int] = set()  # not recorded (database error): left to the next start
+        self._polling = False
+        self._again = False  # one was recorded while polling: look once more
+        self._next_pending = False  # a look for the next one is scheduled
+        self._more = False  # the last look took all it had room for: more may wait
+        self._stopped = False
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        self._stopped = False
+
+    def stopService(self) -> None:  # noqa: N802 - Twisted's name
+        super().stopService()
+        self._stopped = True  # what waits keeps its status for the next start
+
+    def poll(self, *, refill: bool = False) -> list[defer.Deferred]:
+        """Hand waiting messages to the pipeline while fewer than ``batch`` of them are in
+        it; their final-status Deferreds (for tests).  ``refill``: after one was recorded."""
+        if self._polling:  # one recorded synchronously inside this poll
+            self._again = True
+            return []
+        self._polling = True
+        started: list[defer.Deferred] = []
+        try:
+            while True:
+                self._again = False
+                started.extend(self._take())
+                if not self._again:
+                    break
+        finally:
+            self._polling = False
+        self._taken(len(started), refill)
+        return started
+
+    def _taken(self, count: int, refill: bool) -> None:
+        """``count`` messages were handed over by one poll (0: none waited or there was no
+        room); for logs and metrics."""
+
+    def _waiting(self, limit: int) -> list[StoredMessage]:
+        """The first ``limit`` messages with :attr:`status`, oldest first."""
+        return self.audit.with_status(self.status, limit=limit)
+
+    def _fields(self, stored: StoredMessage) -> dict[str, Any]:
+        """What the event records and the :class:`AcceptedMessage` carries for ``stored``."""
+        return {}
+
+    def _message(self, stored: StoredMessage, read: tuple[Any, str, Any],
+                 fields: dict[str, Any]) -> AcceptedMessage:
+        return AcceptedMessage.from_stored(stored, read, **fields)
+
+    def _take(self) -> list[defer.Deferred]:
+        room = self.batch - len(self._active)
+        if room <= 0 or self._stopped:
+            return []
+        skip = self._active | self._held
+        try:
+            chosen = [stored for stored in self._waiting(room + len(skip))
+                      if stored.id not in skip][:room]
+            waiting = [(stored, self._fields(stored)) for stored in chosen]
+        # Locked or unreadable now: the replay timer looks again; a resume does at the next
+        # message recorded, or leaves the rest to the next start.
+        except sqlite3.Error as exc:
+            self.log.warning(f"{self.stage}.poll_failed", error=type(exc).__name__)
+            return []
+        self._more = len(waiting) == room
+        return [self._start(stored, fields) for stored, fields in waiting]
+
+    def _next(self) -> None:
+        """One was recorded: take up the next (on a later reactor turn, so that what
+        arrived meanwhile goes first)."""
+        if self._stopped or not self._more:
+            return
+        if self.clock is None:
+            self.poll(refill=True)
+        elif not self._next_pending:
+            self._next_pending = True
+            self.clock.callLater(0, self._poll_later)
+
+    def _poll_later(self) -> None:
+        self._next_pending = False
+        if not self._stopped:
+            self.poll(refill=True)
+
+    def _start(self, stored: StoredMessage, fields: dict[str, Any]) -> defer.Deferred:
+        self._active.add(stored.id)
+        try:
+            read = self.reread(stored.raw, stored.charset)
+        except Exception as exc:  # noqa: BLE001 - recorded; the others go on
+            d = self.pipeline.record_unreadable(stored, exc, stage=self.stage)
+        else:
+            self.committer.submit(event_op(self.event, stored.control_id, stored.id, **fields))
+            # Not an arrival: the quiet period waits out senders, not the gateway's own work.
+            d = self.pipeline.submit(self._message(stored, read, fields), arrival=False)
+
+        def finished(status: Any) -> Any:
+            self._active.discard(stored.id)
+            if isinstance(status, str):  # recorded
+                self._next()
+            else:
+                self._held.add(stored.id)
+            return status
+
+        return d.addBoth(finished)
+
+
+class Resume(StoredFeed):
+    """At start, takes up the messages whose analysis never finished (``received``).
+
+    Only those stored before the start: a report received while the backlog drains is
+    ``received`` too, but the receiver has already handed it to the pipeline.  The backlog
+    is taken up once; a message that was not recorded waits for the next start.
+    """
+
+    status, stage, event = "received", "resume", "resumed"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.setName("resume")
+        self._last_id = 0  # the newest message stored before the start
+        self._handed = 0
+        self._done = False
+
+    def startService(self) -> None:  # noqa: N802 - Twisted's name
+        super().startService()
+        try:
+            (last,) = self.audit.conn.execute("SELECT max(id) FROM messages").fetchone()
+            (count,) = self.audit.conn.execute(
+                "SELECT count(*) FROM messages WHERE status = ?", (self.status,)).fetchone()
+        except sqlite3.Error as exc:  # the next start tries again
+            self.log.error("analysis.resume_failed", error=type(exc).__name__)
+            return
+        self._last_id = last or 0
+        if count:
+            self.log.info("analysis.resuming", messages=count, batch=self.batch)
+        self.poll()
+
+    def _waiting(self, limit: int) -> list[StoredMessage]:
+        # Oldest first, so the messages stored since the start come after every older one:
+        # at most ``limit`` rows are read either way.
+        return [stored for stored in super()._waiting(limit) if stored.id <= self._last_id]
+
+    def _taken(self, count: int, refill: bool) -> None:
+        self._handed += count
+        if not self._more and not self._done:
+            self._done = True
+            if self._handed:
+                self.log.info("analysis.resumed", messages=self._handed)
