@@ -222,3 +222,26 @@ def test_negated_findings_get_no_guidance() -> None:
 ])
 def test_other_experiencer_history_and_other_primaries_are_not_current_findings(text: str) -> None:
     assert [] == [g for g in _guidance(text, CT_CHEST) if _summary(g)[0] in {"363358000", "233985008"}]
+
+
+@pytest.mark.parametrize(("history", "older", "proposals"), [
+    # SRU 2019 simple adnexal cyst of 4.2 cm: premenopausal no follow-up, postmenopausal 1 year.
+    ("HISTORY: Twenty-eight year old woman with pelvic pain.", "NO", [(NONE, "279495008", None, False)]),
+    ("HISTORY: A sixty-two-year-old woman with pelvic pain.", "YES", [(US, PELVIS, "2025-01-15", False)]),
+    ("HISTORY: 62 yo woman with pelvic pain.", "YES", [(US, PELVIS, "2025-01-15", False)]),
+])
+def test_menopausal_status_from_a_stated_age_without_a_birth_date(history: str, older: str,
+                                                                  proposals: list) -> None:
+    [g] = _guidance(f"{history}\nFINDINGS: 4.2 cm simple cyst in the right ovary.", US_PELVIS, sex="female")
+    assert ("97171000119100", [("MAX DIAMETER", ("MAX DIAMETER",)), ("PATIENT 50 YEARS OR OLDER", (older,))],
+            proposals) == (_summary(g)[0], _summary(g)[2], _summary(g)[4])
+
+
+@pytest.mark.parametrize(("history", "found"), [
+    ("HISTORY: Newborn, born at 29 weeks.", 1),
+    ("HISTORY: Three-week-old former 28 week preterm infant.", 1),
+    ("HISTORY: Seventy-year-old man with a fall.", 0),   # not a neonate: maxAgeYears 1
+])
+def test_germinal_matrix_guideline_reads_a_stated_age(history: str, found: int) -> None:
+    text = f"{history}\nFINDINGS: Grade III germinal matrix hemorrhage on the left."
+    assert found == len(_guidance(text, US_HEAD))
