@@ -24,6 +24,7 @@ produced (as RI does). Evidence: the RI tokens of the age expression.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 
@@ -48,6 +49,9 @@ _AGE_PATTERNS = (
                re.IGNORECASE),
 )
 
+# Text every match of each pattern above holds (lower case): a cheap test before the scan.
+_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",))
+
 # Accepted age range in years per age word, with a margin beyond the textbook range.
 AGE_WORDS: dict[str, tuple[float, float]] = {
     "neonate": (0.0, 0.25), "newborn": (0.0, 0.25), "neonatal": (0.0, 0.25),
@@ -57,6 +61,7 @@ AGE_WORDS: dict[str, tuple[float, float]] = {
     "octogenarian": (79.0, 91.0), "nonagenarian": (89.0, 101.0),
 }
 _AGE_WORD = phrase_pattern(list(AGE_WORDS))
+_AGE_WORD_NEEDS = ("neonat", "newborn", "infant", "toddler", "adolescent", "teen", "genarian")
 
 # Word right before the number that dates the age to a past event ("at 40 years old").
 _ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
@@ -206,7 +211,10 @@ def stated_age_years(ctx: AnalysisContext) -> int | None:
 def _read_stated_ages(ctx: AnalysisContext) -> list[StatedAge]:
     found: list[StatedAge] = []
     taken: list[tuple[int, int]] = []
-    for pattern in _AGE_PATTERNS:
+    lower = ctx.text.lower()
+    for pattern, needs in zip(_AGE_PATTERNS, _AGE_PATTERN_NEEDS):
+        if not any(word in lower for word in needs):  # most reports state no age at all
+            continue
         for m in pattern.finditer(ctx.text):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
@@ -215,7 +223,8 @@ def _read_stated_ages(ctx: AnalysisContext) -> list[StatedAge]:
                 continue
             unit = m.group("u") if "u" in m.groupdict() and m.group("u") else "years"
             found.append(StatedAge(m.start(), m.end(), value=_number(m.group("n")), unit=unit))
-    for m in _AGE_WORD.finditer(ctx.text):
+    words = _AGE_WORD.finditer(ctx.text) if any(w in lower for w in _AGE_WORD_NEEDS) else ()
+    for m in words:
         if any(s <= m.start() < e for s, e in taken):
             continue
         if not _word_describes_patient(ctx, m.start(), m.end()):
@@ -232,6 +241,7 @@ def _number(text: str) -> float:
     return float(value) if value is not None else float("nan")
 
 
+@functools.cache
 def _other_person_pattern() -> re.Pattern[str]:
     words = knowledge("quality_sex_terms.json")["otherPersonWords"]
     return phrase_pattern(words)
