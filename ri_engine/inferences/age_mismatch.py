@@ -4,7 +4,8 @@ The patient's true age is computed from ``details.birthDate`` at the context's r
 date (encounter start, else the document date). An inference is produced for every age
 expression that describes the patient and falls outside the tolerance:
 
-- years ("72-year-old", "72 yo", "72 y/o", "aged 72", "78 years old", "72 years of age"):
+- years ("72-year-old", "72 yo", "72 y/o", "aged 72", "78 years old", "72 years of age"),
+  with the number also in words ("a sixty-five-year-old", "seventy two year old"):
   accepted within +/-1 year of the completed age (reports are dictated around birthdays
   and birth dates travel through time zones);
 - months / weeks / days ("6-month-old", "3 week old"): +/-1 month, +/-2 weeks, +/-3 days;
@@ -14,7 +15,8 @@ expression that describes the patient and falls outside the tolerance:
 
 Ages that are not the patient's present age are skipped: another person's ("her
 40-year-old son", "mother, 65 years old"), a past event ("diagnosed at age 40", "since
-age 12", "when she was 20 years old"), and the age of a thing ("10-year-old fracture").
+age 12", "when she was 20 years old"), and the age of a thing ("10-year-old fracture",
+"2-year-old study").
 Without a birth date or a reference date there is nothing to compare, so nothing is
 produced (as RI does). Evidence: the RI tokens of the age expression.
 """
@@ -22,15 +24,18 @@ produced (as RI does). Evidence: the RI tokens of the age expression.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
+from dataclasses import dataclass
 
 from ..context import AnalysisContext
 from ..models import AgeMismatchInference, Inference
+from ..nlp.number_words import NUMBER_WORDS, word_value
 from .quality_text import (
     knowledge, phrase_pattern, section_name_at, sentence_bounds, token_evidence,
 )
 
-_NUM = r"(?P<n>\d{1,3}(?:\.\d)?)"
+_NUM = rf"(?P<n>\d{{1,3}}(?:\.\d)?|{NUMBER_WORDS})"
 _UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
 _AGE_PATTERNS = (
     # 72-year-old, 78 years old, 6-month-old, 3 wk old
@@ -44,6 +49,9 @@ _AGE_PATTERNS = (
                re.IGNORECASE),
 )
 
+# Text every match of each pattern above holds (lower case): a cheap test before the scan.
+_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",))
+
 # Accepted age range in years per age word, with a margin beyond the textbook range.
 AGE_WORDS: dict[str, tuple[float, float]] = {
     "neonate": (0.0, 0.25), "newborn": (0.0, 0.25), "neonatal": (0.0, 0.25),
@@ -53,6 +61,7 @@ AGE_WORDS: dict[str, tuple[float, float]] = {
     "octogenarian": (79.0, 91.0), "nonagenarian": (89.0, 101.0),
 }
 _AGE_WORD = phrase_pattern(list(AGE_WORDS))
+_AGE_WORD_NEEDS = ("neonat", "newborn", "infant", "toddler", "adolescent", "teen", "genarian")
 
 # Word right before the number that dates the age to a past event ("at 40 years old").
 _ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
@@ -74,6 +83,9 @@ _THINGS = phrase_pattern([
     "tumor", "device", "repair", "surgery", "shunt", "pacemaker", "infarct", "lesion",
     "clot", "hematoma", "thrombus", "hemorrhage", "bleed", "blood", "finding", "findings",
     "change", "changes", "arthroplasty", "replacement", "hardware", "history",
+    # an earlier examination ("2-year-old study", "two year old CT for comparison")
+    "study", "studies", "exam", "examination", "scan", "scans", "imaging", "images", "film",
+    "films", "radiograph", "radiographs", "mammogram", "CT", "MRI", "ultrasound", "report",
 ])
 
 
@@ -82,10 +94,10 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     if age is None:
         return []
     inferences: list[Inference] = []
-    for start, end, stated_ok in _stated_ages(ctx, age):
-        if stated_ok:
+    for stated in stated_ages(ctx):
+        if stated.accepted_by(age):
             continue
-        evidence = token_evidence(ctx, (start, end))
+        evidence = token_evidence(ctx, (stated.start, stated.end))
         inferences.append(AgeMismatchInference(extension=evidence or None))
     return inferences
 
@@ -140,30 +152,96 @@ def _true_age(ctx: AnalysisContext) -> _Age | None:
 
 # --- ages stated in the text ----------------------------------------------------------------
 
-def _stated_ages(ctx: AnalysisContext, age: _Age) -> list[tuple[int, int, bool]]:
-    """(start, end, accepted) for every age expression that describes the patient."""
-    found: list[tuple[int, int, bool]] = []
+@dataclass(frozen=True)
+class StatedAge:
+    """An age the report gives the patient: a number with its unit, or an age word."""
+
+    start: int
+    end: int
+    value: float | None = None   # with unit: "72-year-old", "seventy two year old"
+    unit: str = "years"
+    word: str | None = None      # "newborn", "octogenarian" (AGE_WORDS)
+
+    def accepted_by(self, age: _Age) -> bool:
+        if self.word is not None:
+            low, high = AGE_WORDS[self.word]
+            return low <= age.exact_years <= high
+        return self.value is not None and age.accepts(self.value, self.unit)
+
+    @property
+    def years(self) -> int | None:
+        """Completed years, where the expression gives them. An age word gives a range:
+        the newborn and infant words count as 0 (no rule threshold lies between 0 and
+        their upper bound of 2), the others give none."""
+        if self.word is not None:
+            return 0 if AGE_WORDS[self.word][1] <= _INFANT_YEARS else None
+        if self.value is None or self.value != self.value:  # NaN: a number not read
+            return None
+        unit = self.unit.lower()
+        if unit.startswith(("y", "yo")):
+            return int(self.value)
+        per_year = 12 if unit.startswith("mo") else 52.18 if unit.startswith("w") else 365.25
+        return int(self.value // per_year)
+
+
+_INFANT_YEARS = 2.0  # the upper bound of "infant" in AGE_WORDS
+_LAYER = "age_mismatch.stated"
+
+
+def stated_ages(ctx: AnalysisContext) -> list[StatedAge]:
+    """Every age expression that describes the patient now, in text order (once per request)."""
+    found: list[StatedAge] | None = ctx.layers.get(_LAYER)
+    if found is None:
+        found = ctx.layers[_LAYER] = _read_stated_ages(ctx)
+    return found
+
+
+def stated_age_years(ctx: AnalysisContext) -> int | None:
+    """The patient's age in completed years as the report first states it, or None.
+
+    For a request without ``birthDate``: guideline and measure rules that depend on age
+    use it then (``quality_measures.patient_age``)."""
+    for stated in stated_ages(ctx):
+        years = stated.years
+        if years is not None:
+            return years
+    return None
+
+
+def _read_stated_ages(ctx: AnalysisContext) -> list[StatedAge]:
+    found: list[StatedAge] = []
     taken: list[tuple[int, int]] = []
-    for pattern in _AGE_PATTERNS:
+    lower = ctx.text.lower()
+    for pattern, needs in zip(_AGE_PATTERNS, _AGE_PATTERN_NEEDS):
+        if not any(word in lower for word in needs):  # most reports state no age at all
+            continue
         for m in pattern.finditer(ctx.text):
             if any(s < m.end() and m.start() < e for s, e in taken):
                 continue
             taken.append((m.start(), m.end()))
             if not _describes_patient_now(ctx, m.start(), m.end()):
                 continue
-            value = float(m.group("n"))
             unit = m.group("u") if "u" in m.groupdict() and m.group("u") else "years"
-            found.append((m.start(), m.end(), age.accepts(value, unit)))
-    for m in _AGE_WORD.finditer(ctx.text):
+            found.append(StatedAge(m.start(), m.end(), value=_number(m.group("n")), unit=unit))
+    words = _AGE_WORD.finditer(ctx.text) if any(w in lower for w in _AGE_WORD_NEEDS) else ()
+    for m in words:
         if any(s <= m.start() < e for s, e in taken):
             continue
         if not _word_describes_patient(ctx, m.start(), m.end()):
             continue
-        low, high = AGE_WORDS[m.group(0).lower()]
-        found.append((m.start(), m.end(), low <= age.exact_years <= high))
-    return sorted(found)
+        found.append(StatedAge(m.start(), m.end(), word=m.group(0).lower()))
+    return sorted(found, key=lambda a: a.start)
 
 
+def _number(text: str) -> float:
+    """The age's number, written in digits ("72") or in words ("seventy-two")."""
+    if text[0].isdigit():
+        return float(text)
+    value = word_value(text)
+    return float(value) if value is not None else float("nan")
+
+
+@functools.cache
 def _other_person_pattern() -> re.Pattern[str]:
     words = knowledge("quality_sex_terms.json")["otherPersonWords"]
     return phrase_pattern(words)

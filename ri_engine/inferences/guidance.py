@@ -40,7 +40,7 @@ from .guidance_findings import (
     Lesion, find_lesions, guidance_item, observation, section_extension, size_info,
 )
 from .guidance_rules import Guideline, applies, evaluate_rules, exam_text, find_rule_lesions, rule_guideline
-from .quality_measures import ReportText, measure_definition, patient_age, report_text
+from .quality_measures import ReportText, measure_definition, parse_date, patient_age, report_text
 from .scoring import find_scores
 
 _KNOWLEDGE = Path(__file__).resolve().parent.parent / "knowledge"
@@ -71,18 +71,32 @@ def add_months(base: dt.date, months: int) -> dt.date:
     return base + dt.timedelta(days=30 * months)
 
 
-def _when(base: dt.date | None, spec: dict[str, Any]) -> tuple[str | None, Period | None]:
-    """``months`` or ``days`` after the document date: a point, or a [from, to] period."""
+def _when(base: dt.date | None, spec: dict[str, Any],
+          born: dt.date | None = None) -> tuple[str | None, Period | None]:
+    """``months`` or ``days`` after the document date (after the birth date with ``"from":
+    "birth"``): a point, or a [from, to] period. A period counted from birth starts no
+    earlier than the document date, and one already over by then has no date."""
     offset = spec.get("months", spec.get("days"))
+    if spec.get("from") == "birth":
+        base, today = born, base
+    else:
+        today = None
     if offset is None or base is None:
         return None, None
     shift = ((lambda n: add_months(base, n)) if "months" in spec
              else (lambda n: base + dt.timedelta(days=n)))
     try:
         if isinstance(offset, list):
-            return None, Period(start=shift(offset[0]).isoformat(),
-                                end=shift(offset[1]).isoformat())
-        return shift(offset).isoformat(), None
+            start, end = shift(offset[0]), shift(offset[1])
+            if today is not None:
+                if end < today:
+                    return None, None
+                start = max(start, today)
+            return None, Period(start=start.isoformat(), end=end.isoformat())
+        at = shift(offset)
+        if today is not None and at < today:
+            return None, None
+        return at.isoformat(), None
     except (OverflowError, ValueError):
         # A document dated within a guideline's interval of year 9999: no date to propose.
         return None, None
@@ -91,7 +105,9 @@ def _when(base: dt.date | None, spec: dict[str, Any]) -> tuple[str | None, Perio
 def _proposal(ctx: AnalysisContext, spec: dict[str, Any], organ: str) -> list[FollowupRecommendationInference]:
     procs = _data("guidance_procedures.json")
     proc = procs["procedures"][spec["modality"]]
-    at, period = _when(ctx.document_date, spec)
+    details = ctx.patient.details
+    born = parse_date(details.birth_date) if details and spec.get("from") == "birth" else None
+    at, period = _when(ctx.document_date, spec, born)
     if "generic" in proc:
         modalities: list[str | None] = [None]
     else:

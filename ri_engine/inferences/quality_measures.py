@@ -28,6 +28,7 @@ from typing import Any
 from ..context import AnalysisContext
 from ..knowledge import pattern as _rx
 from ..models import Inference, QualityMeasureInference
+from .age_mismatch import stated_age_years
 
 # The whitespace after ".", "!" or "?", or a line break: ``(?<=[.!?])\s+|\n`` written to
 # start with the one whitespace character every match starts with, so that ``re`` skips
@@ -171,12 +172,16 @@ def parse_date(value: str | None) -> dt.date | None:
 
 
 def patient_age(ctx: AnalysisContext) -> int | None:
-    """Age in whole years at the reference date, or None when it cannot be known."""
+    """Age in whole years at the reference date, or None when it cannot be known.
+
+    ``birthDate`` decides when there is one (a text that disagrees is an ageMismatch);
+    without it, the age the report states for the patient ("72-year-old", "a
+    sixty-five-year-old", "3-week-old", "newborn"), read as ageMismatch reads it."""
     details = ctx.patient.details
     born = parse_date(details.birth_date) if details else None
     ref = ctx.reference_date
     if born is None or ref is None:
-        return None
+        return stated_age_years(ctx)
     return ref.year - born.year - ((ref.month, ref.day) < (born.month, born.day))
 
 

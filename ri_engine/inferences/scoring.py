@@ -3,7 +3,9 @@
 One inference per mention, in text order, duplicates kept (RI does not merge them).
 The category table (names, value grammars, descriptions) is data:
 ``ri_engine/knowledge/scoring_categories.json``. A mention is a system name, optional
-filler words ("category", "score of", ":", "v2.1"), then a value or a range ("PI-RADS 3-4");
+filler words ("category", "score of", ":", "v2.1"), then a value, a range ("PI-RADS 3-4",
+"PI-RADS 3 or 4") or a list ("BI-RADS 2 and 4": one mention per value, for two lesions or
+two breasts; two subcategories of one category, "BI-RADS 4A and 4B", stay a range);
 a few systems are also recognised by their value alone ("TR4", "LR-5"). Overlapping
 matches keep the longest one (then the higher priority), so "O-RADS MRI 4" is not also
 read as "O-RADS 4". Evidence is the tokens of the name and of the value(s) only.
@@ -76,11 +78,26 @@ def _patterns() -> tuple[_Pattern, ...]:
         for name in entry["names"]:
             body = rf"(?<![\w-])(?P<name>{name})(?![\w]){filler}(?P<v>{value})"
             if entry.get("range"):
-                body += rf"(?:(?:{separator})(?P<v2>{value}))?"
+                # "4-5" / "4 to 5" / "4 or 5": one score; "2 and 4" / "2, 3 and 4": a list.
+                item = rf"{value}{end}{table['listValueEnd']}"
+                listed = rf"(?:\s*,\s*{item})*(?:\s*,\s*and\s+|\s+and\s+){item}"
+                body += rf"(?:(?:{separator})(?P<v2>{value})|(?P<list>{listed}))?"
             out.append(_Pattern.compile(body + end, entry))
         for direct in entry.get("direct", ()):
             out.append(_Pattern.compile(direct + end, entry))
     return tuple(out)
+
+
+@cache
+def _list_item(value: str) -> re.Pattern[str]:
+    """One separator and value of a list ("and 4", ", 3") of a category's value grammar."""
+    return re.compile(rf"(?:{_table()['listSeparator']})(?P<v>(?:{value}))", re.IGNORECASE)
+
+
+def _main_category(value: str) -> str:
+    """The category a value belongs to without its subcategory: 4A -> 4, IIF -> II, 2F -> 2."""
+    head = re.match(r"\d+|[IVX]+(?=F?$)", value)
+    return head.group(0) if head else value
 
 
 def category_names() -> list[str]:
@@ -108,7 +125,7 @@ def _normalise(raw: str, entry: dict[str, Any]) -> str:
 
 def find_scores(text: str) -> list[ScoreMention]:
     """Every score mention in ``text``, in text order, overlaps resolved."""
-    candidates: list[ScoreMention] = []
+    candidates: list[tuple[ScoreMention, ...]] = []
     # Most reports name none of the ~50 systems: rule patterns out on their literal text
     # instead of letting each one scan the whole report.
     screen = Screen(text)
@@ -116,33 +133,59 @@ def find_scores(text: str) -> list[ScoreMention]:
     for pattern in _patterns():
         if not screen.may_match(pattern.literals):
             continue
-        entry = pattern.entry
         for match in pattern.folded.pattern_for(text).finditer(folded):
-            groups = match.groupdict()
-            spans = []
-            if groups.get("name") is not None:
-                spans.append(match.span("name"))
-            spans.append(match.span("v"))
-            maximum = None
-            if groups.get("v2") is not None:
-                spans.append(match.span("v2"))
-                maximum = _normalise(groups["v2"], entry)
-            # A pattern that needs context before its value ("C-RADS C1, E2" for E2) marks
-            # where its own mention starts with the group "at", so the context stays free
-            # for the mention it belongs to.
-            start = match.start("at") if groups.get("at") is not None else match.start()
-            candidates.append(ScoreMention(
-                category=entry["category"], description=entry["description"],
-                start=start, end=match.end(), value=_normalise(groups["v"], entry),
-                maximum=maximum, spans=tuple(spans), priority=entry.get("priority", 0)))
-    # Longest first, then higher priority; a kept mention blocks everything it overlaps.
-    candidates.sort(key=lambda m: (-(m.end - m.start), -m.priority, m.start))
-    kept: list[ScoreMention] = []
-    for mention in candidates:
-        if all(mention.end <= k.start or mention.start >= k.end for k in kept):
-            kept.append(mention)
-    kept.sort(key=lambda m: m.start)
-    return kept
+            candidates.append(_mentions(text, match, pattern.entry))
+    # Longest first, then higher priority; a kept match blocks everything it overlaps.
+    # The mentions of one match (a list) stand or fall together.
+    candidates.sort(key=lambda ms: (-(ms[-1].end - ms[0].start), -ms[0].priority, ms[0].start))
+    kept: list[tuple[ScoreMention, ...]] = []
+    for mentions in candidates:
+        start, end = mentions[0].start, mentions[-1].end
+        if all(end <= k[0].start or start >= k[-1].end for k in kept):
+            kept.append(mentions)
+    return sorted((m for ms in kept for m in ms), key=lambda m: m.start)
+
+
+def _mentions(text: str, match: re.Match[str], entry: dict[str, Any]) -> tuple[ScoreMention, ...]:
+    """The score mentions of one match: one, or one per value of a list."""
+    groups = match.groupdict()
+    name = [match.span("name")] if groups.get("name") is not None else []
+    # A pattern that needs context before its value ("C-RADS C1, E2" for E2) marks
+    # where its own mention starts with the group "at", so the context stays free
+    # for the mention it belongs to.
+    start = match.start("at") if groups.get("at") is not None else match.start()
+
+    def mention(at: int, end: int, value: tuple[int, int], maximum: tuple[int, int] | None = None
+                ) -> ScoreMention:
+        spans = [*name, value] + ([maximum] if maximum else [])
+        return ScoreMention(
+            category=entry["category"], description=entry["description"], start=at, end=end,
+            value=_normalise(text[value[0]:value[1]], entry),
+            maximum=_normalise(text[maximum[0]:maximum[1]], entry) if maximum else None,
+            spans=tuple(spans), priority=entry.get("priority", 0))
+
+    first = match.span("v")
+    if groups.get("v2") is not None:
+        return (mention(start, match.end(), first, match.span("v2")),)
+    if groups.get("list") is None:
+        return (mention(start, match.end(), first),)
+    list_start, list_end = match.span("list")
+    values = [first] + [m.span("v") for m in _list_item(entry["value"]).finditer(
+        match.string, list_start, list_end)]
+    mentions = [mention(start, first[1], first)]
+    mentions += [mention(a, b, (a, b)) for a, b in values[1:]]
+    if len(mentions) == 2 and _alternatives(match.string, list_end, mentions):
+        return (mention(start, list_end, first, values[1]),)
+    return tuple(mentions)
+
+
+def _alternatives(text: str, end: int, mentions: list[ScoreMention]) -> bool:
+    """Two listed values of one category differing only in a subcategory ("BI-RADS 4A
+    and 4B") are one score given as alternatives, unless the text says "respectively"."""
+    low, high = mentions[0].value, mentions[1].value
+    if low == high or _main_category(low) != _main_category(high):
+        return False
+    return re.match(_table()["respectively"], text[end:end + 20], re.IGNORECASE) is None
 
 
 def _token_spans(text: str, spans: tuple[tuple[int, int], ...]) -> list[tuple[int, int]]:

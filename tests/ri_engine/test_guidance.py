@@ -210,3 +210,43 @@ def _identified(text: str) -> list[tuple[str, str, list]]:
 ])
 def test_lesions_split_where_a_denial_stops(text: str, expected: list[tuple]) -> None:
     assert _identified(text) == expected
+
+
+# --- the patient's age from the report text, when the request has no birthDate ------------
+
+def _age_item(g: dict, item: str) -> list[str] | None:
+    for info in g.get("presentGuidanceInformation", []):
+        if info["presentGuidanceItem"] == item:
+            return info.get("presentGuidanceValues")
+    return None
+
+
+@pytest.mark.parametrize("history", [
+    "HISTORY: Twenty-eight-year-old man with cough.",
+    "HISTORY: 28-year-old man with cough.",
+    "HISTORY: Man, twenty eight years of age, with cough.",
+])
+def test_fleischner_reads_the_age_the_report_states_without_a_birth_date(history: str) -> None:
+    [g] = _guidance(f"{history}\nFINDINGS: A 7 mm nodule in the left upper lobe.", procedures=CT_CHEST)
+    assert ["NO"] == _age_item(g, "PATIENT 35 YEARS OR OLDER")
+    assert "recommendationProposals" not in g
+
+
+def test_birth_date_wins_over_the_stated_age() -> None:
+    text = "HISTORY: Twenty-eight-year-old man.\nFINDINGS: A 7 mm nodule in the left upper lobe."
+    [g] = _guidance(text, procedures=CT_CHEST, birth_date="1950-01-01")
+    assert _age_item(g, "PATIENT 35 YEARS OR OLDER") is None
+    assert "recommendationProposals" in g
+
+
+def test_an_age_that_is_not_the_patients_does_not_count() -> None:
+    text = "HISTORY: Cough; her twenty-eight-year-old son is ill.\nFINDINGS: A 7 mm nodule in the left upper lobe."
+    [g] = _guidance(text, procedures=CT_CHEST)
+    assert _age_item(g, "PATIENT 35 YEARS OR OLDER") is None
+
+
+def test_incidental_thyroid_nodule_uses_a_word_age() -> None:
+    [g] = _guidance("HISTORY: Seventy-four year old woman.\nFINDINGS: Incidental 1.2 cm nodule in the left "
+                    "thyroid lobe.", procedures=CT_CHEST)
+    assert ["YES"] == _age_item(g, "PATIENT 35 YEARS OR OLDER")
+    assert [("266750002", None, False)] == _proposals(g)

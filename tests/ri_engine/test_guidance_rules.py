@@ -87,6 +87,33 @@ def test_germinal_matrix_hemorrhage_grades() -> None:
     assert [] == _guidance("Findings: Intraventricular hemorrhage.", _proc("CT HEAD"), birth_date="1950-01-01")
 
 
+@pytest.mark.parametrize(("text", "birth", "rank", "proposals"), [
+    # CPS 2020: grade 2 or higher, repeat head ultrasound 7-10 days later.
+    ("Findings: Grade II germinal matrix hemorrhage on the left.", "2024-01-10", "low",
+     [(US, "12738006", "2024-01-22..2024-01-25", False)]),
+    # Grade I: the routine head ultrasound at 4-6 weeks after birth, from the birth date.
+    ("Findings: Grade I germinal matrix hemorrhage on the left.", "2024-01-10", "low",
+     [(US, "12738006", "2024-02-07..2024-02-21", False)]),
+    ("Findings: Grade I germinal matrix hemorrhage on the left.", "2023-12-20", "low",   # day 26
+     [(US, "12738006", "2024-01-17..2024-01-31", False)]),
+    ("Findings: Grade I germinal matrix hemorrhage on the left.", "2023-12-05", "low",   # day 41
+     [(US, "12738006", "2024-01-15..2024-01-16", False)]),
+    ("Findings: Grade I germinal matrix hemorrhage on the left.", "2023-11-01", "low",   # window over
+     [(US, "12738006", None, False)]),
+    ("Findings: Grade I germinal matrix hemorrhage on the left.", None, "low",          # no birth date
+     [(US, "12738006", None, False)]),
+    # Ventricular dilatation with a low grade: at least weekly.
+    ("Findings: Grade II germinal matrix hemorrhage with mild ventricular dilatation.", "2024-01-10", "high",
+     [(US, "12738006", "2024-01-22", False)]),
+    ("Findings: Grade II germinal matrix hemorrhage. No ventricular dilatation.", "2024-01-10", "low",
+     [(US, "12738006", "2024-01-22..2024-01-25", False)]),
+])
+def test_germinal_matrix_low_grades_follow_the_cps_schedule(text: str, birth: str | None, rank: str,
+                                                             proposals: list) -> None:
+    [g] = _guidance(text, US_HEAD, birth_date=birth)
+    assert ("276650005", rank, proposals) == (_summary(g)[0], _summary(g)[1], _summary(g)[4])
+
+
 def test_lung_cancer_staging_lists_present_and_missing_tnm_information() -> None:
     [g] = _guidance("Findings: Left lower lobe mass consistent with primary lung cancer.", CT_CHEST)
     assert ("363358000", "low", [("TUMOR LOCATION", ("LEFT LOWER LOBE",))],
@@ -141,6 +168,22 @@ def test_pregnancy_of_unknown_location_needs_the_hcg_level() -> None:
      [(US, PELVIS, "2025-01-15", False)]),
     ("4 cm left ovarian cyst with a thick septation. O-RADS US 4.", US_PELVIS, "1970-01-01", "289840004", "high",
      []),  # RI gives no proposals for LESION OF OVARY
+    # A simple cyst in a report that uses O-RADS US: the v2022 management of simple cysts.
+    ("4 cm simple cyst in the left ovary. O-RADS US 2.", US_PELVIS, "1990-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("6.5 cm simple cyst in the left ovary. O-RADS US 2.", US_PELVIS, "1990-01-01", "97171000119100", "low",
+     [(US, PELVIS, "2024-03-11..2024-04-08", False)]),
+    ("2.8 cm simple cyst in the left ovary. O-RADS US 2.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(NONE, "279495008", None, False)]),
+    ("4.5 cm simple cyst in the left ovary. O-RADS US 2.", US_PELVIS, "1950-01-01", "97171000119100", "low",
+     [(US, PELVIS, "2025-01-15", False)]),
+    ("11 cm simple cyst in the left ovary. O-RADS US 3.", US_PELVIS, "1990-01-01", "97171000119100", "high",
+     [(CONSULT, None, None, False)]),
+    # Not a simple cyst: the O-RADS lesion guideline, which RI gives no proposals for.
+    ("4 cm hemorrhagic cyst in the left ovary. O-RADS US 2.", US_PELVIS, "1990-01-01", "289840004", "low", []),
+    ("4 cm simple-appearing cyst with a thin septation in the left ovary. O-RADS US 3.", US_PELVIS,
+     "1990-01-01", "289840004", "low", []),
+    ("4 cm non-simple cyst in the left ovary. O-RADS US 3.", US_PELVIS, "1990-01-01", "289840004", "low", []),
     ("4 cm simple-appearing cyst in the left adnexa.", CT_ABDOMEN, "1990-01-01", "445039006", "low",
      [(NONE, "279495008", None, False)]),
     ("4 cm simple-appearing cyst in the left adnexa.", CT_ABDOMEN, "1950-01-01", "445039006", "low",
@@ -222,3 +265,26 @@ def test_negated_findings_get_no_guidance() -> None:
 ])
 def test_other_experiencer_history_and_other_primaries_are_not_current_findings(text: str) -> None:
     assert [] == [g for g in _guidance(text, CT_CHEST) if _summary(g)[0] in {"363358000", "233985008"}]
+
+
+@pytest.mark.parametrize(("history", "older", "proposals"), [
+    # SRU 2019 simple adnexal cyst of 4.2 cm: premenopausal no follow-up, postmenopausal 1 year.
+    ("HISTORY: Twenty-eight year old woman with pelvic pain.", "NO", [(NONE, "279495008", None, False)]),
+    ("HISTORY: A sixty-two-year-old woman with pelvic pain.", "YES", [(US, PELVIS, "2025-01-15", False)]),
+    ("HISTORY: 62 yo woman with pelvic pain.", "YES", [(US, PELVIS, "2025-01-15", False)]),
+])
+def test_menopausal_status_from_a_stated_age_without_a_birth_date(history: str, older: str,
+                                                                  proposals: list) -> None:
+    [g] = _guidance(f"{history}\nFINDINGS: 4.2 cm simple cyst in the right ovary.", US_PELVIS, sex="female")
+    assert ("97171000119100", [("MAX DIAMETER", ("MAX DIAMETER",)), ("PATIENT 50 YEARS OR OLDER", (older,))],
+            proposals) == (_summary(g)[0], _summary(g)[2], _summary(g)[4])
+
+
+@pytest.mark.parametrize(("history", "found"), [
+    ("HISTORY: Newborn, born at 29 weeks.", 1),
+    ("HISTORY: Three-week-old former 28 week preterm infant.", 1),
+    ("HISTORY: Seventy-year-old man with a fall.", 0),   # not a neonate: maxAgeYears 1
+])
+def test_germinal_matrix_guideline_reads_a_stated_age(history: str, found: int) -> None:
+    text = f"{history}\nFINDINGS: Grade III germinal matrix hemorrhage on the left."
+    assert found == len(_guidance(text, US_HEAD))

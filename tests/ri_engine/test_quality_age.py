@@ -74,3 +74,48 @@ def test_one_inference_per_mismatching_age_with_its_tokens() -> None:
     (inference,) = analyse(data, "ageMismatch")
     start = text.index("72")
     assert token_spans(inference.extension) == [(start, 2), (start + 3, 1), (start + 4, 1), (start + 5, 1)]
+
+
+# --- ages written in words ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("HISTORY: A sixty-five-year-old woman with cough.", 1),
+    ("HISTORY: Seventy two year old female with pain.", 1),
+    ("HISTORY: Seventy-Two-Year-Old woman with pain.", 1),
+    ("HISTORY: Woman, eighty years of age, with pain.", 1),
+    ("HISTORY: Patient aged ninety, pain.", 1),
+    ("HISTORY: One hundred and two year old woman, fall.", 1),
+    ("HISTORY: Three-week-old with vomiting.", 1),
+    ("HISTORY: Forty-three-year-old woman with pain.", 0),  # the true age
+    ("HISTORY: Forty four year old woman with pain.", 0),    # within one year
+    ("HISTORY: Fourty-two-year-old woman with pain.", 0),    # a common misspelling
+])
+def test_ages_in_words_are_read_like_digits(text: str, expected: int) -> None:
+    assert expected == ages(text)
+
+
+@pytest.mark.parametrize("text", [
+    "HISTORY: Brought in by her twenty-year-old son after a fall.",
+    "HISTORY: Breast cancer diagnosed at age thirty.",
+    "HISTORY: Old ten-year-old fracture of the wrist.",
+    "HISTORY: Two year old study for comparison is unavailable.",
+    "COMPARISON: 2-year-old CT of the chest.",
+    "Screening advised for patients older than fifty years of age.",
+])
+def test_word_ages_of_others_past_events_things_and_thresholds_do_not_fire(text: str) -> None:
+    assert 0 == ages(text)
+
+
+def test_word_age_evidence_is_its_tokens() -> None:
+    text = "HISTORY: A sixty-five-year-old woman."
+    data = build_request(text, sex="female", birth_date=BORN_43, include_evidence=True)
+    (inference,) = analyse(data, "ageMismatch")
+    start = text.index("sixty")
+    assert [(start, 5), (start + 5, 1), (start + 6, 4), (start + 10, 1), (start + 11, 4),
+            (start + 15, 1), (start + 16, 3)] == token_spans(inference.extension)
+
+
+def test_newborn_and_weeks_old_match_a_newborn() -> None:
+    assert 0 == ages("HISTORY: Newborn with apnea.", birth_date="2024-01-10")
+    assert 0 == ages("HISTORY: 3-week-old with vomiting.", birth_date="2023-12-25")
+    assert 0 == ages("HISTORY: Three-week-old with vomiting.", birth_date="2023-12-25")

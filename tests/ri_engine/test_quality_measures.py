@@ -72,6 +72,17 @@ def test_pulmonary_nodule_measure_needs_age_35() -> None:
         text, ["mips364"], birth_date="2000-01-01")
 
 
+@pytest.mark.parametrize(("history", "compliance"), [
+    ("HISTORY: Twenty-two-year-old woman with cough.", "notEligible"),
+    ("HISTORY: 22 y/o woman with cough.", "notEligible"),
+    ("HISTORY: Sixty-year-old woman with cough.", "performanceNotMet"),
+])
+def test_pulmonary_nodule_measure_reads_a_stated_age_without_a_birth_date(history: str, compliance: str) -> None:
+    text = f"{history}\nFINDINGS: A new 7 mm nodule in the left lower lobe."
+    [(denominator, found, _)] = _measures(text, ["mips364"], birth_date=None)
+    assert ("INCIDENTAL PULMONARY NODULE", compliance) == (denominator, found)
+
+
 def test_incidental_abdominal_lesion_is_an_inverse_measure() -> None:
     abdomen = [{"system": "http://loinc.org", "code": "72250-2", "display": "CT ABDOMEN"}]
     lesion = "A 4 mm hypodense lesion in the liver, too small to characterize."

@@ -90,6 +90,42 @@ def test_alternative_values_of_one_score(text: str, expected: list[tuple]) -> No
     assert expected == [(m.category, m.value, m.maximum) for m in find_scores(text)]
 
 
+@pytest.mark.parametrize(("text", "expected"), [
+    # A list of scores of one system: one assessment per value (two lesions, two breasts).
+    ("IMPRESSION: BI-RADS 2 and 4.", [("BIRADS", "2", None), ("BIRADS", "4", None)]),
+    ("Bilateral: BI-RADS 1 and 2.", [("BIRADS", "1", None), ("BIRADS", "2", None)]),
+    ("BI-RADS 2, 3 and 4 for the three masses.", [("BIRADS", "2", None), ("BIRADS", "3", None),
+                                                  ("BIRADS", "4", None)]),
+    ("BI-RADS 4A and 4B, respectively.", [("BIRADS", "4A", None), ("BIRADS", "4B", None)]),
+    ("Lung-RADS 2 and 4A nodules.", [("LUNG-RADS", "2", None), ("LUNG-RADS", "4A", None)]),
+    ("TI-RADS 3 and 5 nodules.", [("TI-RADS", "3", None), ("TI-RADS", "5", None)]),
+    ("LI-RADS LR-3 and LR-5 observations.", [("LI-RADS", "3", None), ("LI-RADS", "5", None)]),
+    ("O-RADS US 2 and 4.", [("O-RADS", "2", None), ("O-RADS", "4", None)]),
+    ("PI-RADS 2 and 4 lesions.", [("PI-RADS", "2", None), ("PI-RADS", "4", None)]),
+    ("Bosniak I and III cysts.", [("BOSNIAK", "I", None), ("BOSNIAK", "III", None)]),
+    # Ranges and alternatives keep their reading.
+    ("BI-RADS 4-5.", [("BIRADS", "4", "5")]),
+    ("BI-RADS 4 to 5.", [("BIRADS", "4", "5")]),
+    ("Lung-RADS 3 or 4A.", [("LUNG-RADS", "3", "4A")]),
+    ("Bosniak II and IIF cyst.", [("BOSNIAK", "II", "IIF")]),
+    # A number after "and" that is no score: size, time, count.
+    ("BI-RADS 4 and 5 year follow-up.", [("BIRADS", "4", None)]),
+    ("BI-RADS 3 and 6-month follow-up.", [("BIRADS", "3", None)]),
+    ("BI-RADS 4 and 2 additional masses.", [("BIRADS", "4", None)]),
+    ("Lung-RADS 2 and 4 mm nodule.", [("LUNG-RADS", "2", None)]),
+])
+def test_a_list_of_scores_is_one_assessment_per_value(text: str, expected: list[tuple]) -> None:
+    assert expected == [(m.category, m.value, m.maximum) for m in find_scores(text)]
+
+
+def test_each_listed_score_is_an_inference_with_the_name_and_its_own_value() -> None:
+    text = "IMPRESSION: BI-RADS 2 and 4."
+    inferences = analyse(build_request(text, include_evidence=True), "scoringAndAssessment")
+    assert [("BIRADS", "2"), ("BIRADS", "4")] == [(i.category, i.single_value) for i in inferences]
+    spans = [[text[o:o + n] for o, n in token_spans(i.extension)] for i in inferences]
+    assert [["BI", "-", "RADS", "2"], ["BI", "-", "RADS", "4"]] == spans
+
+
 def test_one_inference_per_mention_and_no_false_hits() -> None:
     text = "ACR BI-RADS 5th edition lexicon. BI-RADS 2. Impression: BI-RADS 2."
     assert [("BIRADS", "2"), ("BIRADS", "2")] == [(m.category, m.value) for m in find_scores(text)]
