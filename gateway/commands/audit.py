@@ -1,4 +1,5 @@
-"""``ri-gateway audit``: read the audit log (``tail`` and ``show``)."""
+"""``ri-gateway audit``: read the audit log (``tail`` and ``show``) and apply a retention
+policy to it (``purge``, see :mod:`gateway.retention`)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def _open(config_path: str | None, db_path: str | None) -> AuditLog:
 
 @click.group()
 def audit() -> None:
-    """Read the audit log (the database named by [storage] db or --db)."""
+    """Read the audit log (the database named by [storage] db or --db), or purge it."""
 
 
 @audit.command()
@@ -96,3 +97,33 @@ def show(control_id: str, config_path: str | None, db_path: str | None) -> None:
                     "control_id": control_id, "message_type": message["message_type"],
                     "sender": message["sender"], "ack_code": message["ack_code"],
                     "message_id": message["id"], **inference}))
+
+
+@audit.command()
+@click.option("--before", required=True, metavar="DATE",
+              help="Purge messages received before DATE (ISO 8601; UTC without an offset).")
+@click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
+@click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
+@config_option
+@db_option
+def purge(before: str, dry_run: bool, as_json: bool, config_path: str | None,
+          db_path: str | None) -> None:
+    """Delete finished messages received before DATE, with their events, inferences and
+    delivered or dead outbox messages (a retention policy for the PHI the log holds)."""
+    from gateway.audit import utc_now
+    from gateway.retention import purge as purge_before
+
+    from .options import parse_date
+
+    cutoff = utc_now(parse_date(before))
+    settings = settings_from(config_path, {"storage.db": db_path})
+    with AuditLog(settings.storage.db, create=False) as log:
+        counts = purge_before(log, cutoff, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({"before": cutoff, "dry_run": dry_run, **counts.as_json()}))
+        return
+    verb = "would purge" if dry_run else "purged"
+    kept = ", ".join(f"{n} {why}" for why, n in sorted(counts.kept.items())) or "none"
+    click.echo(f"{verb} {counts.messages} message(s) received before {cutoff}, "
+               f"{counts.events} event(s), {counts.inferences} inference(s), "
+               f"{counts.outbox} outbox message(s); kept as unfinished: {kept}")

@@ -1,0 +1,147 @@
+"""Retention: deleting what the audit log holds about messages received before a date.
+
+The audit log keeps every inbound message whole (the raw HL7, patient identifiers
+included), its events, its inferences and the result and alert messages built from it.
+Nothing is ever deleted by the gateway itself; a site's retention policy decides how
+long that PHI stays, and :func:`purge` (``ri-gateway audit purge --before DATE``) applies
+it:
+
+* a message received before the date is deleted with its events, its inferences and its
+  delivered or dead-lettered outbox messages, once it is finished: analysed, skipped,
+  failed or rejected, and none of its outbox messages is still waiting to be delivered.
+  An unfinished one (``received``, ``replay``) or one with a pending outbox message is
+  kept, and counted, so that purging never loses work in progress;
+* events of no message (a duplicate of a message that could not be stored, ...) older
+  than the date go too;
+* one ``purged`` event records the date and the counts.
+
+The deletes run a few messages per transaction, so a running gateway's ACK path waits
+for at most one such transaction.  SQLite reuses the freed pages; the file itself only
+shrinks with ``VACUUM``, which needs the gateway stopped.
+
+What a purge takes away: a message resent later with the MSH-3/MSH-4/MSH-10 of a purged
+one is no longer a duplicate (it is accepted and analysed again), ``replay`` and
+``audit show`` no longer find it, and ``report followups`` no longer sees the purged
+exams that could have completed a recommendation.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .audit import AuditLog, chunks, event_op, utc_now
+
+__all__ = ["FINISHED", "PURGE_CHUNK", "PurgeCounts", "purge"]
+
+FINISHED = ("analysed", "skipped", "failed", "rejected")
+# Messages per transaction: small enough that the ACK path of a running gateway, which
+# waits for the write lock, waits for one short transaction at a time.
+PURGE_CHUNK = 100
+
+
+@dataclass
+class PurgeCounts:
+    messages: int = 0
+    events: int = 0
+    inferences: int = 0
+    outbox: int = 0
+    kept: dict[str, int] = field(default_factory=dict)  # why messages before the date stay
+
+    def as_json(self) -> dict[str, object]:
+        return {"messages": self.messages, "events": self.events,
+                "inferences": self.inferences, "outbox": self.outbox, "kept": self.kept}
+
+
+def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts:
+    """Delete what the audit log holds about finished messages received before ``before``
+    (a ``received_at`` string); with ``dry_run``, only count it."""
+    conn = audit.conn
+    counts = PurgeCounts()
+    has_outbox = _has_table(conn, "outbox")
+    ids = _purgeable(conn, before, has_outbox)
+    counts.kept = _kept(conn, before, has_outbox)
+    if dry_run:
+        for chunk in chunks(ids):
+            marks = ", ".join("?" * len(chunk))
+            counts.messages += len(chunk)
+            counts.events += _count(conn, f"events WHERE message_id IN ({marks})", chunk)
+            counts.inferences += _count(conn, f"inferences WHERE message_id IN ({marks})", chunk)
+            if has_outbox:
+                counts.outbox += _count(conn, f"outbox WHERE message_id IN ({marks})", chunk)
+        counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
+                                "AND event != 'purged'", [before])
+        return counts
+    for chunk in chunks(ids, PURGE_CHUNK):
+        deleted = audit.run(_delete_messages(chunk, has_outbox))
+        counts.messages += deleted[0]
+        counts.events += deleted[1]
+        counts.inferences += deleted[2]
+        counts.outbox += deleted[3]
+    while True:  # events of no message, a chunk at a time like the rest
+        removed = audit.run(_delete_unattached_events(before))
+        counts.events += removed
+        if removed < PURGE_CHUNK:
+            break
+    audit.run(event_op("purged", None, None, utc_now(), before=before, **counts.as_json()))
+    return counts
+
+
+def _purgeable(conn: sqlite3.Connection, before: str, has_outbox: bool) -> list[int]:
+    statuses = ", ".join("?" * len(FINISHED))
+    waiting = ("AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
+               "AND o.status = 'pending')" if has_outbox else "")
+    return [row[0] for row in conn.execute(
+        f"SELECT m.id FROM messages m WHERE m.received_at < ? AND m.status IN ({statuses}) "
+        f"{waiting} ORDER BY m.id", [before, *FINISHED])]
+
+
+def _kept(conn: sqlite3.Connection, before: str, has_outbox: bool) -> dict[str, int]:
+    statuses = ", ".join("?" * len(FINISHED))
+    kept = {status: n for status, n in conn.execute(
+        f"SELECT status, COUNT(*) FROM messages WHERE received_at < ? "
+        f"AND status NOT IN ({statuses}) GROUP BY status", [before, *FINISHED])}
+    if has_outbox:
+        (waiting,) = conn.execute(
+            f"SELECT COUNT(*) FROM messages m WHERE m.received_at < ? AND m.status IN ({statuses}) "
+            "AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
+            "AND o.status = 'pending')", [before, *FINISHED]).fetchone()
+        if waiting:
+            kept["outbox_pending"] = waiting
+    return kept
+
+
+def _delete_messages(ids: Sequence[int], has_outbox: bool):  # type: ignore[no-untyped-def]
+    marks = ", ".join("?" * len(ids))
+
+    def op(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
+        # Each table's rows first, the messages they point at last.
+        events = conn.execute(f"DELETE FROM events WHERE message_id IN ({marks})", ids).rowcount
+        inferences = conn.execute(f"DELETE FROM inferences WHERE message_id IN ({marks})",
+                                  ids).rowcount
+        outbox = conn.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})",
+                              ids).rowcount if has_outbox else 0
+        messages = conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids).rowcount
+        return messages, events, inferences, outbox
+
+    return op
+
+
+def _delete_unattached_events(before: str):  # type: ignore[no-untyped-def]
+    def op(conn: sqlite3.Connection) -> int:
+        return conn.execute(
+            "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE message_id IS NULL "
+            "AND time < ? AND event != 'purged' LIMIT ?)", (before, PURGE_CHUNK)).rowcount
+
+    return op
+
+
+def _count(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> int:
+    (n,) = conn.execute(f"SELECT COUNT(*) FROM {where}", list(params)).fetchone()
+    return int(n)
+
+
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None

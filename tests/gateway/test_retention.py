@@ -1,0 +1,131 @@
+"""``ri-gateway audit purge --before DATE``: retention over a real audit database, and
+against a running gateway on loopback."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.audit import AuditLog, ReceivedMessage, event_op, inferences_op, status_op
+from gateway.cli import main
+from gateway.outbox import Outbox
+from gateway.routing import PlannedMessage
+from test_pipeline_e2e import BASE, CRITICAL_TEXT, free_port, oru, rig, wait_for  # noqa: F401
+
+OLD, NEW = "2024-01-10T10:00:00.000Z", "2024-03-10T10:00:00.000Z"
+
+
+def store(audit: AuditLog, control_id: str, received_at: str, status: str,
+          ack_code: str = "AA") -> int:
+    message_id = audit.record_received(ReceivedMessage(
+        raw=f"MSH|^~\\&|RIS|HOSP|RIGW|HOSP|20240110||ORU^R01|{control_id}|P|2.5.1\r".encode(),
+        received_at=received_at, status="received" if status != "rejected" else "rejected",
+        ack_code=ack_code, ack_payload=b"ack", control_id=control_id,
+        sending_application="RIS", sending_facility="HOSP", message_type="ORU^R01"))
+    if status in ("analysed", "skipped", "failed"):
+        audit.run(inferences_op(message_id, 1, f"ACC-{control_id}",
+                                [{"kind": "finding"}, {"kind": "criticalResult"}]))
+        audit.run(status_op(message_id, status))
+    elif status == "replay":
+        audit.run(status_op(message_id, "replay"))
+    return message_id
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = str(tmp_path / "audit.sqlite3")
+    with AuditLog(path) as audit:
+        done = store(audit, "DONE", OLD, "analysed")
+        store(audit, "REJ", OLD, "rejected", ack_code="AE")
+        store(audit, "WAIT", OLD, "received")  # never analysed: unfinished
+        store(audit, "AGAIN", OLD, "replay")  # a replay requested, not yet taken up
+        paging = store(audit, "PAGING", OLD, "analysed")
+        store(audit, "RECENT", NEW, "analysed")
+        audit.run(event_op("duplicate", "GONE", None, OLD, same_content=True))
+        audit.run(event_op("duplicate", "LATER", None, NEW, same_content=True))
+    box = Outbox.open(path)
+    box.enqueue([PlannedMessage("ehr", "all", "results", "OUT1", b"MSH|1")],
+                source_control_id="DONE", message_id=done)
+    box.enqueue([PlannedMessage("pager", "crit", "alerts", "OUT2", b"MSH|2")],
+                source_control_id="PAGING", message_id=paging)
+    box.record_delivered(box.list()[0], "AA")  # DONE's result delivered, PAGING's alert pending
+    box.conn.close()
+    return path
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args))
+    return result.exit_code, result.output
+
+
+def rows(path: str) -> dict[str, list]:
+    with sqlite3.connect(path) as conn:
+        return {
+            "messages": [r[0] for r in conn.execute("SELECT control_id FROM messages ORDER BY id")],
+            "events": [(r[0], r[1]) for r in conn.execute(
+                "SELECT event, control_id FROM events WHERE event != 'purged' ORDER BY id")],
+            "inferences": [r[0] for r in conn.execute("SELECT message_id FROM inferences")],
+            "outbox": [r[0] for r in conn.execute("SELECT control_id FROM outbox ORDER BY id")],
+        }
+
+
+def test_finished_messages_before_the_date_go_with_everything_about_them(db):
+    before = rows(db)
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--dry-run", "--json", "--db", db)
+    assert code == 0, out
+    planned = json.loads(out)
+    assert rows(db) == before  # a dry run changes nothing
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--json", "--db", db)
+    assert code == 0, out
+    done = json.loads(out)
+    assert {k: v for k, v in planned.items() if k != "dry_run"} == {
+        k: v for k, v in done.items() if k != "dry_run"}
+    assert (done["messages"], done["inferences"], done["outbox"]) == (2, 2, 1)
+    assert done["kept"] == {"received": 1, "replay": 1, "outbox_pending": 1}
+    after = rows(db)
+    assert after["messages"] == ["WAIT", "AGAIN", "PAGING", "RECENT"]
+    assert not {cid for _, cid in after["events"]} & {"DONE", "REJ", "GONE"}
+    assert ("duplicate", "LATER") in after["events"]  # after the date: kept
+    assert after["outbox"] == ["OUT2"]  # the pending alert stays with its message
+    assert done["events"] == len(before["events"]) - len(after["events"])
+    # The purge is itself on record, with its date and counts.
+    code, out = run("audit", "tail", "-n", "1", "--json", "--db", db)
+    event = json.loads(out)
+    assert event["event"] == "purged" and event["before"] == "2024-02-01T00:00:00.000Z"
+    assert event["messages"] == 2
+    code, out = run("audit", "show", "DONE", "--db", db)
+    assert code == 1
+
+
+def test_text_output_and_refusals(db, tmp_path):
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 0 and out.startswith(
+        "purged 2 message(s) received before 2024-02-01T00:00:00.000Z")
+    assert out.rstrip().endswith("kept as unfinished: 1 outbox_pending, 1 received, 1 replay")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 0 and out.startswith("purged 0 message(s)")
+    assert run("audit", "purge", "--db", db)[0] == 2  # --before is required
+    assert run("audit", "purge", "--before", "soon", "--db", db)[0] == 2
+    missing = tmp_path / "none.sqlite3"
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", str(missing))
+    assert code == 3 and not missing.exists()
+
+
+def test_purge_beside_a_running_gateway(rig):  # noqa: F811
+    mllp = free_port()
+    rig.serve(BASE, mllp)
+    for n in (1, 2):
+        sent = rig.send(mllp, f"m{n}", oru(f"RET000{n}", f"ACC{n}", "MRN1", CRITICAL_TEXT))
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("both analysed", lambda: all(rig.events(f"RET000{n}", "analysed") for n in (1, 2)))
+    purged = rig.run("audit", "purge", "--before", "2999-01-01", "--json", "--db", rig.db)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert json.loads(purged.stdout)["messages"] == 2
+    # The gateway goes on; a resend of a purged control id is no longer a duplicate.
+    again = rig.send(mllp, "again", oru("RET0001", "ACC1", "MRN1", CRITICAL_TEXT))
+    assert again.returncode == 0 and "MSA|AA|RET0001" in again.stdout
+    wait_for("the resend analysed", lambda: rig.events("RET0001", "analysed"))
+    assert [e["event"] for e in rig.audit("RET0001") if e["event"] == "duplicate"] == []
