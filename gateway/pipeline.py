@@ -21,8 +21,9 @@ earlier inferences are replaced in the same transaction, and the hooks run unles
 asked to send nothing (``deliver = "none"``; with ``"results"`` the outbound hook leaves
 the alerts out).
 
-**Scheduling behind the ACK path.**  Accepted messages wait in a backlog (oldest
-first) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
+**Scheduling behind the ACK path.**  Accepted messages wait in a backlog (STAT orders
+first, then ASAP, then the rest, then replays; oldest first within each:
+``mappings.priority``) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
 worker: a worker never waits for the next report, and the pool's queues never hold
 thousands of submissions whose bookkeeping the gateway process pays for).  With a
 ``reactor``, a message enters the pool on a later reactor turn, so the ACKs committed in
@@ -56,6 +57,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import defer
+
+from mappings.priority import OTHER, urgency
 
 from .analysis import MappingFailure, with_configuration
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
@@ -162,6 +165,46 @@ def engine_configuration(inference_types: Sequence[str] = (),
                               inference_options=options)
 
 
+def _urgency(message: AcceptedMessage) -> int:
+    """Where a message queues for analysis: STAT, then ASAP orders (as the sender gave
+    them), then the rest; a replay (an admin's re-run of old reports) after all of them."""
+    return OTHER + 1 if message.replay else urgency(message.text)
+
+
+class _Backlog:
+    """Messages waiting for analysis: one queue per urgency, each oldest first.
+
+    In steady state the backlog is empty or holds one message and the order changes
+    nothing. After an outage, under a burst, or behind a replay, a STAT head CT of the
+    emergency department waits behind the other STAT and ASAP orders only, not behind a
+    day of routine reports. A message's urgency is read only when it has to be compared
+    with another's (then once), so the usual case pays nothing for it on the reactor.
+    """
+
+    def __init__(self, rank: Callable[[AcceptedMessage], int]) -> None:
+        self._rank = rank
+        self._arrived: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
+        self._queues: list[deque[tuple[AcceptedMessage, defer.Deferred, float]]] = [
+            deque() for _ in range(OTHER + 2)]
+
+    def append(self, item: tuple[AcceptedMessage, defer.Deferred, float]) -> None:
+        self._arrived.append(item)
+
+    def popleft(self) -> tuple[AcceptedMessage, defer.Deferred, float]:
+        if len(self._arrived) == 1 and not any(self._queues):
+            return self._arrived.popleft()
+        while self._arrived:  # arrival order, so each queue stays oldest first
+            item = self._arrived.popleft()
+            self._queues[self._rank(item[0])].append(item)
+        return next(queue for queue in self._queues if queue).popleft()
+
+    def oldest_arrival(self) -> float:
+        return min(queue[0][2] for queue in (self._arrived, *self._queues) if queue)
+
+    def __len__(self) -> int:
+        return len(self._arrived) + sum(len(queue) for queue in self._queues)
+
+
 class AnalysisPipeline:
     def __init__(self, analyzer: Analyzer, committer: Committer, *,
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
@@ -188,8 +231,9 @@ class AnalysisPipeline:
             log = get_logger("gateway.analysis")
         self.log = log
         self.in_progress = 0  # in the analysis pool or being recorded
-        # (message, its final-status Deferred, when it arrived), oldest first
-        self._backlog: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
+        # (message, its final-status Deferred, when it arrived): most urgent first, then
+        # oldest first (see _Backlog)
+        self._backlog = _Backlog(_urgency)
         self._start_pending = False
         self._stopped = False
 
@@ -250,7 +294,7 @@ class AnalysisPipeline:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
         now = self.clock()
         quiet_in = self.quiet_period - (now - self._last_arrival)
-        overdue_in = self.max_wait - (now - self._backlog[0][2])
+        overdue_in = self.max_wait - (now - self._backlog.oldest_arrival())
         return max(0.0, min(quiet_in, overdue_in))
 
     def _process(self, message: AcceptedMessage) -> defer.Deferred:

@@ -381,3 +381,44 @@ def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
     assert analyzer.calls == 1  # a report that did arrive is waited out as before
     clock.advance(0.5)
     assert analyzer.calls == 2
+
+
+def test_a_stat_order_is_analysed_before_the_routine_ones_waiting(tmp_path):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                max_in_flight=1)
+    msh = "MSH|^~\\&|RIS|HOSP|RIGW|HOSP|20240115||ORU^R01|{}|P|2.5.1\r"
+    priorities = {"R1": "R", "R2": "R", "OLD": "R", "A1": "A", "S1": "S^Stat", "R3": ""}
+    started = []
+    for cid, priority in priorities.items():
+        text = msh.format(cid) + f"TQ1|1||||||||{priority}\rOBR|1|P|F|X\r"
+        message = AcceptedMessage(store(audit, cid), cid, None, text, (report(cid),),
+                                  replay=cid == "OLD")
+        pipeline.submit(message).addCallback(lambda status, c=cid: started.append(c))
+    # R1 took the one place; the others wait: STAT, then ASAP, then routine oldest first,
+    # and the replay of an old report after every report of today.
+    for _ in priorities:
+        analyzer.release()
+    assert started == ["R1", "S1", "A1", "R2", "R3", "OLD"]
+
+
+def test_priority_is_read_only_when_messages_wait_together(tmp_path, monkeypatch):
+    import gateway.pipeline
+
+    read = []
+    real = gateway.pipeline.urgency
+    monkeypatch.setattr(gateway.pipeline, "urgency", lambda text: read.append(text) or real(text))
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                max_in_flight=1)
+    for cid in ("C1", "C2"):  # one at a time: nothing to compare
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, "text", (report(cid),)))
+        analyzer.release()
+    assert read == []
+    for cid in ("C3", "C4", "C5"):  # C3 runs, C4 and C5 wait together: each read once
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, cid, (report(cid),)))
+    for _ in range(3):
+        analyzer.release()
+    assert sorted(read) == ["C4", "C5"]
