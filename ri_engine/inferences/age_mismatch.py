@@ -311,17 +311,18 @@ def _other_age(text: str, lead: str, start: int) -> bool:
 
 
 def _head_after(follow: str, others: re.Pattern[str]) -> str | None:
-    """What the words right after an age describe: "patient" ("72-year-old man"), "other"
-    (a relative, or a thing: "ten-year-old left hip prosthesis", "two-year-old outside
-    MRI"), or None when no noun follows within a few words."""
+    """What the words right after an age describe: "patient" ("72-year-old man", "72-year-old
+    hip fracture patient"), "other" (a relative, or a thing: "ten-year-old left hip
+    prosthesis", "two-year-old outside MRI"), or None when no noun follows within a few words."""
+    head = None
     for number, word in enumerate(_WORD_AFTER.findall(follow.split("\n", 1)[0][:60])):
         if number == _MAX_MODIFIERS or word.lower() in _CLAUSE_WORDS or not word[0].isalpha():
-            return None  # the noun phrase ended: "72-year-old with", "two weeks old."
+            break  # the noun phrase ended: "72-year-old with", "two weeks old."
         if _PATIENT_WORDS.fullmatch(word):
             return "patient"
-        if others.fullmatch(word) or _THINGS.fullmatch(word):
-            return "other"
-    return None
+        if head is None and (others.fullmatch(word) or _THINGS.fullmatch(word)):
+            head = "other"
+    return head
 
 
 def _subject_before(lead: str, others: re.Pattern[str], things: bool) -> str | None:

@@ -148,6 +148,8 @@ def test_ages_of_studies_things_others_and_other_kinds_of_age_do_not_fire(text: 
     "HISTORY: Seventy-eight-year-old woman with a twenty-year history of smoking.",
     "HISTORY: Fall with hip fracture. Patient is seventy-eight years old.",
     "HISTORY: 78-year-old right-handed woman with headache.",
+    # A patient word after a thing word: the age is the patient's.
+    "HISTORY: 78-year-old hip fracture patient.",
 ])
 def test_the_patients_age_still_fires_next_to_relatives_histories_and_things(text: str) -> None:
     assert 1 == ages(text)

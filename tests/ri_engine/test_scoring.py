@@ -155,6 +155,8 @@ def test_colonic_and_extracolonic_categories_written_together(text: str) -> None
     # A list may end a line, or be followed by what the scores assess.
     ("IMPRESSION: BI-RADS 2 and 4\nRECOMMENDATION: Biopsy of the left breast mass.", ["2", "4"]),
     ("PI-RADS 4 and 5 lesions in the left and right peripheral zone.", ["4", "5"]),
+    ("BI-RADS 4 and 5 suspicious masses.", ["4", "5"]),
+    ("BI-RADS 4 and 2 cm irregular mass.", ["4"]),
     # Any other word after the number makes it a time, a size or a count.
     ("BI-RADS 3 and 6 mo follow-up ultrasound recommended.", ["3"]),
     ("BI-RADS 4, and 2 ultrasound-guided biopsies are recommended.", ["4"]),
