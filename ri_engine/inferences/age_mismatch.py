@@ -14,9 +14,12 @@ expression that describes the patient and falls outside the tolerance:
   sexagenarian ... nonagenarian.
 
 Ages that are not the patient's present age are skipped: another person's ("her
-40-year-old son", "mother, 65 years old"), a past event ("diagnosed at age 40", "since
-age 12", "when she was 20 years old"), and the age of a thing ("10-year-old fracture",
-"2-year-old study").
+40-year-old son", "mother, 65 years old", "His brother, also a smoker, is seventy years
+old", "a different patient, a 44-year-old woman"), a past event ("diagnosed at age 40",
+"since age 12", "when she was 20 years old"), the age of a thing ("10-year-old fracture",
+"ten-year-old left hip prosthesis", "hematoma, approximately two weeks old"; every age in
+the COMPARISON section), other kinds of age ("Bone age: 11 years", "Gestational age: 32
+weeks"), and words that run across a sentence break ("CT in one year / Old fractures").
 Without a birth date or a reference date there is nothing to compare, so nothing is
 produced (as RI does). Evidence: the RI tokens of the age expression.
 """
@@ -45,7 +48,7 @@ _AGE_PATTERNS = (
     # 72 yo, 72 y/o, 72 y.o., 72yo
     re.compile(rf"(?<![\d.]){_NUM}\s*(?P<u>yo|y/o|y\.o\.?|yoa)(?![A-Za-z])", re.IGNORECASE),
     # aged 72, age: 72, age 72
-    re.compile(rf"\bage[d]?\s*:?\s*{_NUM}(?![\d.])(?!\s*(?:months?|mos?|weeks?|wks?|days?)\b)",
+    re.compile(rf"\bage[d]?\s*:?\s*(?>{_NUM})(?![\d.])(?!\s*(?:months?|mos?|weeks?|wks?|days?)\b)",
                re.IGNORECASE),
 )
 
@@ -65,7 +68,6 @@ _AGE_WORD_NEEDS = ("neonat", "newborn", "infant", "toddler", "adolescent", "teen
 
 # Word right before the number that dates the age to a past event ("at 40 years old").
 _ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})")
-_NEXT_WORD = re.compile(r"[\s,(-]*([A-Za-z]+)")
 _POSSESSOR_LEAD = re.compile(r"\b(?:her|his|their|the\s+mother'?s?|of\s+an?|delivered)\s+$")
 _PAST_LEAD = re.compile(
     r"(?:\b(?:at|since|until|till|by|from|before|after|between|when|during|as\s+a)"
@@ -87,6 +89,31 @@ _THINGS = phrase_pattern([
     "study", "studies", "exam", "examination", "scan", "scans", "imaging", "images", "film",
     "films", "radiograph", "radiographs", "mammogram", "CT", "MRI", "ultrasound", "report",
 ])
+
+
+# Who an age describes: words for the patient, and words that end the noun phrase after it.
+_PATIENT_WORDS = phrase_pattern([
+    "patient", "pt", "man", "woman", "male", "female", "boy", "girl", "gentleman", "lady",
+    "child", "infant", "neonate", "newborn", "toddler", "adolescent", "teenager", "he", "she",
+    "individual", "person", "adult", "baby", "kid", "primigravida",
+    "multigravida", "gravida", "veteran", "athlete", "runner",
+])
+_OTHER_PATIENT = re.compile(r"\b(?:another|different|wrong|other|separate)\s+patient\b",
+                            re.IGNORECASE)
+_WORD_AFTER = re.compile(r"[A-Za-z]+(?:['’]s)?|[^\sA-Za-z-]")
+_CLAUSE_WORDS = frozenset({
+    "with", "who", "whose", "which", "that", "and", "or", "but", "presenting", "presents",
+    "status", "s", "p", "for", "in", "on", "at", "after", "from", "here", "is", "was", "has",
+    "had", "complaining", "c", "o", "w", "admitted", "seen", "referred", "of", "to",
+})
+_MAX_MODIFIERS = 4  # "ten-year-old left total hip prosthesis"
+# An age that is not a person's age: "Bone age: 11 years", "Gestational age: 32 weeks".
+_AGE_KINDS = (r"\b(?:bone|skeletal|gestational|corrected|menstrual|post-?menstrual"
+              r"|post-?conceptional|conceptional|fetal|sonographic|dental|mental|developmental"
+              r"|heart|vascular|arterial|lung|brain)")
+_OTHER_AGE_KIND = re.compile(_AGE_KINDS + r"\s+$", re.IGNORECASE)
+_OTHER_AGE = re.compile(_AGE_KINDS + r"\s+age\s*(?:is\s+|of\s+|by\s+\w+\s*)?[:=]?\s*$",
+                        re.IGNORECASE)
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
@@ -250,20 +277,66 @@ def _other_person_pattern() -> re.Pattern[str]:
 def _describes_patient_now(ctx: AnalysisContext, start: int, end: int) -> bool:
     text = ctx.text
     s_start, s_end = sentence_bounds(ctx, start)
+    if end > s_end:
+        return False  # "CT in one year / Old healed rib fractures": two sentences
+    section = section_name_at(ctx, start)
+    if section == "COMPARISON":
+        return False  # "Two-year-old outside MRI": the comparison section dates studies
     lead = text[max(s_start, start - 40):start]
-    if _PAST_LEAD.search(lead) or _THRESHOLD.search(lead):
+    if _PAST_LEAD.search(lead) or _THRESHOLD.search(lead) or _other_age(text, lead, start):
         return False
-    follow = text[end:min(s_end, end + 30)]
-    next_word = _NEXT_WORD.match(follow)
+    if _OTHER_PATIENT.search(text, s_start, start):
+        return False  # "described a different patient, a forty-four-year-old woman"
     others = _other_person_pattern()
-    if next_word:
-        word = next_word.group(1)
-        if others.fullmatch(word) or _THINGS.fullmatch(word):
-            return False
     # "mother, 65 years old" / "son (40 yo)": a relative named just before the age.
     if others.search(text, max(s_start, start - 25), start):
         return False
-    return True
+    head = _head_after(text[end:s_end], others)
+    if head is not None:
+        return head == "patient"
+    # No noun after the age ("is seventy years old", "aged 48", "two weeks old."): it
+    # describes the sentence's subject, the nearest person or thing named before it.
+    # Outside the sections that introduce the patient, a thing counts too ("subdural
+    # hematoma, approximately two to three weeks old").
+    subject = _subject_before(text[s_start:start], others,
+                              things=section not in ("HISTORY", "INDICATION"))
+    return subject in (None, "patient")
+
+
+def _other_age(text: str, lead: str, start: int) -> bool:
+    """The age of something else than the person: "Bone age: eleven years"."""
+    if text[start:start + 3].lower() == "age":  # the "age 72" pattern starts at "age"
+        return bool(_OTHER_AGE_KIND.search(lead))
+    return bool(_OTHER_AGE.search(lead))
+
+
+def _head_after(follow: str, others: re.Pattern[str]) -> str | None:
+    """What the words right after an age describe: "patient" ("72-year-old man", "72-year-old
+    hip fracture patient"), "other" (a relative, or a thing: "ten-year-old left hip
+    prosthesis", "two-year-old outside MRI"), or None when no noun follows within a few words."""
+    head = None
+    for number, word in enumerate(_WORD_AFTER.findall(follow.split("\n", 1)[0][:60])):
+        if number == _MAX_MODIFIERS or word.lower() in _CLAUSE_WORDS or not word[0].isalpha():
+            break  # the noun phrase ended: "72-year-old with", "two weeks old."
+        if _PATIENT_WORDS.fullmatch(word):
+            return "patient"
+        if head is None and (others.fullmatch(word) or _THINGS.fullmatch(word)):
+            head = "other"
+    return head
+
+
+def _subject_before(lead: str, others: re.Pattern[str], things: bool) -> str | None:
+    """The nearest person ("patient"), relative or other patient ("other"), or thing
+    ("other", when ``things``) named before an age in its sentence; None if none is."""
+    best: tuple[int, str] | None = None
+    for kind, rx in (("patient", _PATIENT_WORDS), ("other", others),
+                     ("other", _THINGS if things else None)):
+        if rx is None:
+            continue
+        for m in rx.finditer(lead):
+            if best is None or m.start() > best[0]:
+                best = (m.start(), kind)
+    return best[1] if best else None
 
 
 def _word_describes_patient(ctx: AnalysisContext, start: int, end: int) -> bool:

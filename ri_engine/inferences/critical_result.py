@@ -43,6 +43,8 @@ class Rule:
     uncertainty_any: tuple[str | None, ...] | None
     size_mm_over: float | None
     not_known: bool
+    text_any_words: tuple[str, ...] = ()
+    text_any_after_words: int | None = None  # how far after the finding a text_any word may be
 
     def matches(self, ctx: AnalysisContext, m: FindingMention) -> bool:
         if m.key not in self.findings:
@@ -58,7 +60,7 @@ class Rule:
             return False
         if modifiers & self.modifiers_none:
             return False
-        if self.text_any and not _stated(ctx, self.text_any, m):
+        if self.text_any and not _stated(ctx, self.text_any, m, self.text_any_after_words):
             return False
         if self.text_none and self.text_none.search(ctx.text, *m.sentence) and not (
                 self.text_none_unless and self.text_none_unless.search(ctx.text, *m.sentence)):
@@ -88,18 +90,24 @@ def _rules() -> tuple[list[Rule], frozenset[str]]:
             text_none=_any_word(raw.get("text_none", ())),
             text_none_unless=_any_word(raw.get("text_none_unless", ())),
             uncertainty_any=tuple(raw["uncertainty_any"]) if "uncertainty_any" in raw else None,
-            size_mm_over=raw.get("size_mm_over"), not_known=bool(raw.get("not_known"))))
+            size_mm_over=raw.get("size_mm_over"), not_known=bool(raw.get("not_known")),
+            text_any_words=tuple(raw.get("text_any", ())),
+            text_any_after_words=raw.get("text_any_after_words")))
     return rules, descriptions
 
 
-def _stated(ctx: AnalysisContext, pattern: re.Pattern[str], m: FindingMention) -> bool:
+def _stated(ctx: AnalysisContext, pattern: re.Pattern[str], m: FindingMention,
+            after_words: int | None = None) -> bool:
     """One of ``pattern``'s words is in the finding's clause and not denied after the finding
-    ("aneurysm without evidence of rupture", "pneumatosis without portal venous gas")."""
+    ("aneurysm without evidence of rupture", "pneumatosis without portal venous gas");
+    with ``after_words``, one after the finding is at most that many words after it."""
     lo, hi = m.clause or m.sentence
     cues = terminators = None
     for hit in pattern.finditer(ctx.text, lo, hi):
         if hit.start() < m.end:
             return True
+        if after_words is not None and len(ctx.text[m.end:hit.start()].split()) > after_words:
+            break
         if cues is None:
             cues = outside_pseudo(_within(ctx.terms.get("cue", []), m.end, hi),
                                   _within(ctx.terms.get("pseudo", []), m.end, hi))
@@ -167,30 +175,94 @@ def _denials() -> dict[str, frozenset[str]]:
     return {description: frozenset(found) for description, found in denied.items()}
 
 
+def _signs() -> dict[str, re.Pattern[str]]:
+    """For each description that states an absence, the words of the signs it denies: the
+    ``text_any`` words and the modifier terms of the rules before it for the same findings
+    ("rupture", "leak"; "tension", "mediastinal shift")."""
+    modifiers = load_json("modifiers.json")
+    words: dict[str, set[str]] = {}
+    for index, rule in enumerate(RULES):
+        if ", NO " not in rule.description:
+            continue
+        found = words.setdefault(rule.description, set())
+        for earlier in RULES[:index]:
+            if not earlier.findings & rule.findings or ", NO " in earlier.description:
+                continue
+            found.update(earlier.text_any_words)
+            for name in earlier.modifiers_any:
+                kind, key = name.split(":", 1)
+                found.update(modifiers.get(kind, {}).get(key, {}).get("terms", ()))
+    return {description: re.compile(
+        r"\b(?:" + "|".join(r"\s+".join(map(re.escape, w.split()))
+                            for w in sorted(found, key=len, reverse=True)) + r")\b",
+        re.IGNORECASE) for description, found in words.items() if found}
+
+
 _DENIALS = _denials()
+_SIGNS = _signs()
+_SAME_SIZE = 0.2  # two current sizes more than 20 % apart are two findings
 
 
-def _same_side(first: FindingMention, second: FindingMention) -> bool:
-    """Not stated on different sides (a side left unsaid does not tell them apart)."""
+def _same_finding(first: FindingMention, second: FindingMention, sides: set[str]) -> bool:
+    """Whether two mentions of a finding may describe the same one.
+
+    Not when they are stated on different sides, nor when one names no side while the
+    report names this finding on both (``sides``: "a small apical pneumothorax" after a
+    right and a left one); not when both name body parts and none is shared ("abdominal
+    aortic aneurysm", "iliac artery aneurysm"), nor when both give a current size and the
+    sizes differ ("5.8 cm aneurysm", "3.4 cm aneurysm")."""
     a, b = first.laterality, second.laterality
-    return a is None or b is None or a.value == b.value
+    if a is not None and b is not None:
+        if a.value != b.value:
+            return False
+    elif len(sides) > 1:
+        return False
+    parts_a = {x.key for x in first.anatomy} | {p for x in first.anatomy for p in x.parents}
+    parts_b = {x.key for x in second.anatomy} | {p for x in second.anatomy for p in x.parents}
+    if parts_a and parts_b and not ({x.key for x in first.anatomy} & parts_b
+                                    or {x.key for x in second.anatomy} & parts_a):
+        return False
+    size_a, size_b = _current_size(first), _current_size(second)
+    if size_a and size_b and abs(size_a - size_b) > _SAME_SIZE * max(size_a, size_b):
+        return False
+    return True
 
 
-def _in_report_terms(described: list[tuple[FindingMention, str]]) -> list[str]:
+def _current_size(mention: FindingMention) -> float | None:
+    sizes = [s.largest_mm for s in mention.measurements if not s.prior]
+    return max(sizes) if sizes else None
+
+
+def _states_absence(ctx: AnalysisContext, mention: FindingMention, description: str) -> bool:
+    """The mention's own sentence names a sign its description denies, so it denies it
+    ("right pneumothorax without evidence of tension physiology", "aneurysm without
+    evidence of rupture"): what the sentence says stands."""
+    signs = _SIGNS.get(description)
+    return signs is not None and signs.search(ctx.text, *mention.sentence) is not None
+
+
+def _in_report_terms(ctx: AnalysisContext, described: list[tuple[FindingMention, str]]) -> list[str]:
     """Each mention's description, where the report as a whole contradicts an absence.
 
     A finding is often described twice: "Large right pneumothorax with mediastinal shift"
     in the findings and "Large right pneumothorax" in the impression.  Read alone, the
     impression's mention shows no sign of tension; but the report shows one for the same
     pneumothorax, so that mention is a tension pneumothorax too, not one "with no evidence
-    of tension".  A mention on the other side keeps its own description.
+    of tension".  A mention that may be another finding (``_same_finding``: the other side,
+    another vessel, another size) keeps its own description, and so does one whose sentence
+    itself denies the sign.
     """
+    sides: dict[str, set[str]] = {}
+    for mention, _ in described:
+        if mention.laterality is not None:
+            sides.setdefault(mention.key, set()).add(mention.laterality.value)
     out = []
     for mention, description in described:
         denied = _DENIALS.get(description)
-        if denied:
+        if denied and not _states_absence(ctx, mention, description):
             stronger = next((other_description for other, other_description in described
-                             if other_description in denied and _same_side(mention, other)),
+                             if other_description in denied and _same_finding(
+                                 mention, other, sides.get(mention.key, set()) | sides.get(other.key, set()))),
                             None)
             description = stronger or description
         out.append(description)
@@ -201,7 +273,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     described = [(mention, description) for mention in finding.reported(ctx)
                  for description in [description_for(ctx, mention)] if description is not None]
     out: list[Inference] = []
-    for (mention, _), description in zip(described, _in_report_terms(described)):
+    for (mention, _), description in zip(described, _in_report_terms(ctx, described)):
         extensions = ctx.evidence(*token_spans_for(ctx, mention.spans))
         section = section_extension(ctx, mention.start)
         if section is not None:

@@ -6,7 +6,8 @@ thyroid/adrenal/liver/pancreas papers keep their own code in guidance.py):
 
 - ``finder`` - the clause a finding sits in: ``keywords`` (literal lower-case words one of
   which any match needs, or lists of them each contributing one: a cheap first test), ``anchor`` (the finding's words, its
-  evidence), ``context`` (must also be in the clause), ``exclude``, ``exam`` /
+  evidence), ``context`` (must also be in the clause), ``exclude`` (with ``excludeIgnoresDenied``,
+  read without what the clause denies), ``exam`` /
   ``examExclude`` (the ordered procedure, or without one the report's first lines),
   ``requireAny`` (clause- or document-scope patterns, one of which must match),
   ``documentExclude`` (no finding of this guideline in a report with these words),
@@ -129,11 +130,23 @@ def _finder_applies(finder: dict[str, Any], ctx: AnalysisContext, words: Screen,
     return not ctx.spans(_rx(finder["documentExclude"]))  # a whole-report scan, shared
 
 
+# A denial and what it covers, up to the end of the clause or a word that ends its scope
+# ("without septations or solid components and with no internal vascularity").
+_DENIED = re.compile(
+    r"\b(?:no|not|without|absence\s+of|free\s+of|negative\s+for|lacks?|lacking)\b"
+    r"[^.;:]*?(?=\bbut\b|\bhowever\b|\band\s+(?:an?|with|the)\b|[.;:]|$)",
+    re.IGNORECASE)
+
+
 def _required_context(finder: dict[str, Any], ctx: AnalysisContext, clause: str) -> bool:
     if finder.get("context") and not _rx(finder["context"]).search(clause):
         return False
-    if finder.get("exclude") and _rx(finder["exclude"]).search(clause):
-        return False
+    if finder.get("exclude"):
+        # "simple cyst without septations or solid components": with
+        # ``excludeIgnoresDenied`` the features a clause denies do not count.
+        read = _DENIED.sub(" ", clause) if finder.get("excludeIgnoresDenied") else clause
+        if _rx(finder["exclude"]).search(read):
+            return False
     needs = finder.get("requireAny")
     return not needs or any(_rx(n["pattern"]).search(clause if n["scope"] == "clause" else ctx.text) for n in needs)
 

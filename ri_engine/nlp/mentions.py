@@ -30,6 +30,7 @@ _GAP_ONE_WORD = re.compile(r"[\s-]*(?:[A-Za-z]+[\s-]+)?$")
 _DATED = re.compile(r"(?:dating\s+back\s+to|dated|since|from|on)\s*$", re.IGNORECASE)
 # "without tension", "non-displaced": a qualifier the text denies is no qualifier.
 _NEGATED_MODIFIER = re.compile(r"\b(?:without|no|not|non)[\s-]*$", re.IGNORECASE)
+_GOVERNS = re.compile(r"\s+of\b", re.IGNORECASE)  # "resolution of ...": about what follows
 # Qualifiers written before their noun ("new mass", "small effusion") attach forward.
 _PRENOMINAL = frozenset({"temporal", "severity", "chronicity", "feature", "multiplicity"})
 _CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?(?:approximately\s*)?$",
@@ -116,7 +117,7 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     out: list[FindingMention] = []
     for (lo, hi), found, items, (sentence, s_cues, term_starts) in zip(
             clauses, clause_findings, clause_items, contexts):
-        groups = _assign(found, items, text)
+        groups = _assign(found, _governed(found, items, text), text)
         clause_dates = [d for d in dates[bisect_left(date_starts, lo):bisect_left(date_starts, hi)]
                         if _DATED.search(text[lo:d.start])]
         for index, term in enumerate(found):
@@ -193,6 +194,21 @@ def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,
         measurements=tuple(sizes), modifiers=mods, multiple=multiple,
         date=date.iso() if date else None, date_span=(date.start, date.end) if date else None,
         tags=entry.tags, clause=clause)
+
+
+def _governed(findings: list[Term], items: dict[str, list], text: str) -> dict[str, list]:
+    """Drop a temporal qualifier that governs a noun phrase after it which is no finding:
+    in "small left pneumothorax, with resolution of the previously seen mediastinal shift"
+    the shift resolved, not the pneumothorax."""
+    modifiers = items.get("modifier")
+    if not modifiers:
+        return items
+    kept = [m for m in modifiers
+            if not (m.lexicon == "temporal" and _GOVERNS.match(text, m.end)
+                    and not any(f.start >= m.end for f in findings))]
+    if len(kept) == len(modifiers):
+        return items
+    return {**items, "modifier": kept}
 
 
 def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> list[dict[str, list]]:

@@ -144,3 +144,58 @@ CARDIAC = "CARDIAC THROMBUS/TUMOR"
 ])
 def test_deep_vein_thrombosis_needs_a_deep_vein(text: str, expected: list[str]) -> None:
     assert descriptions(text) == expected
+
+
+AAA_STABLE = "THORACIC AORTIC ANEURYSM >6 CM OR ABDOMINAL AORTIC ANEURYSM >5 CM, NO EVIDENCE OF ACUTE INSTABILITY"
+RUPTURED = "RUPTURED/LEAKING ARTERIAL ANEURYSM (THORACIC OR ABDOMINAL AORTIC OR OTHER)"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A mention without a side, when the report names the finding on both sides, may be
+    # either one: it keeps its own description.
+    ("FINDINGS: Small right apical pneumothorax. Large left pneumothorax with rightward "
+     "mediastinal shift.\nIMPRESSION: 1. Large left tension pneumothorax. 2. Small apical pneumothorax.",
+     [SIMPLE, TENSION, TENSION, SIMPLE]),
+    # With one side named, a mention without one is that side's.
+    ("FINDINGS: Large left pneumothorax with rightward mediastinal shift.\nIMPRESSION: Large pneumothorax.",
+     [TENSION, TENSION]),
+    # A mention whose own sentence denies the sign keeps what it says.
+    ("FINDINGS: Moderate right pneumothorax with slight leftward mediastinal shift.\n"
+     "IMPRESSION: Moderate right pneumothorax without evidence of tension physiology.", [TENSION, SIMPLE]),
+    # Another vessel, or another size, is another aneurysm.
+    ("FINDINGS: 5.8 cm infrarenal abdominal aortic aneurysm without periaortic stranding. 3.4 cm right "
+     "common iliac artery aneurysm with contained rupture.\nIMPRESSION: 1. Contained rupture of a 3.4 cm "
+     "right common iliac artery aneurysm. 2. 5.8 cm abdominal aortic aneurysm without evidence of rupture.",
+     [AAA_STABLE, RUPTURED, RUPTURED, AAA_STABLE]),
+    # A sign that resolved is no sign, and does not make the pneumothorax resolved.
+    ("FINDINGS: Decreased size of the small left pneumothorax, with resolution of the previously seen "
+     "mediastinal shift.\nIMPRESSION: Small left pneumothorax, decreased.", [SIMPLE, SIMPLE]),
+])
+def test_which_mentions_are_one_finding(text: str, expected: list[str]) -> None:
+    assert descriptions(text, CT_AP) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # Central deep veins: the vena cava, the internal jugular vein.
+    ("FINDINGS: Thrombus within the suprarenal IVC.", [DVT]),
+    ("FINDINGS: Nonocclusive thrombus in the right internal jugular vein around the central venous "
+     "catheter, whose tip projects in the right atrium.", [DVT]),
+    ("FINDINGS: Thrombus in the left renal vein extending into the IVC.", [DVT]),
+    # A clot is a deep vein thrombosis only in a deep vein.
+    ("FINDINGS: The left common femoral vein is noncompressible and distended with echogenic clot.", [DVT]),
+    ("FINDINGS: Layering clot within the urinary bladder.", []),
+    # Veins that are not deep veins of the limbs or the trunk, and dialysis accesses.
+    ("FINDINGS: Occlusive thrombus in the left external jugular vein.", []),
+    ("FINDINGS: Nonocclusive thrombus in the left renal vein.", []),
+    ("FINDINGS: Dilated right gonadal vein containing thrombus.", []),
+    ("IMPRESSION: Right ovarian vein thrombosis.", []),
+    ("IMPRESSION: SMV thrombosis.", []),
+    ("FINDINGS: Thrombus in the outflow vein of the left radiocephalic arteriovenous fistula.", []),
+    ("FINDINGS: Occlusive thrombus throughout the left forearm loop arteriovenous graft.", []),
+    # A chamber named with the thrombus is still a cardiac thrombus.
+    ("FINDINGS: Thrombus in the right atrium attached to the tip of the dialysis catheter.", [CARDIAC]),
+    ("FINDINGS: Filling defect in the left atrial appendage on delayed images, consistent with thrombus.",
+     [CARDIAC]),
+])
+def test_thrombus_by_vein(text: str, expected: list[str]) -> None:
+    assert descriptions(text) == expected

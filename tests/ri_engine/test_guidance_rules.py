@@ -288,3 +288,63 @@ def test_menopausal_status_from_a_stated_age_without_a_birth_date(history: str, 
 def test_germinal_matrix_guideline_reads_a_stated_age(history: str, found: int) -> None:
     text = f"{history}\nFINDINGS: Grade III germinal matrix hemorrhage on the left."
     assert found == len(_guidance(text, US_HEAD))
+
+
+@pytest.mark.parametrize(("text", "rank", "proposals"), [
+    # Ventricular dilatation written as the ventricles being dilated or enlarged.
+    ("Findings: Right grade II germinal matrix hemorrhage. The lateral ventricles are mildly dilated.",
+     "high", [(US, "12738006", "2024-01-22", False)]),
+    ("Findings: Grade I germinal matrix hemorrhage with enlarged lateral ventricles.",
+     "high", [(US, "12738006", "2024-01-22", False)]),
+    ("Findings: Left grade I germinal matrix hemorrhage. The ventricles are not dilated.",
+     "low", [(US, "12738006", "2024-02-07..2024-02-21", False)]),
+    # Grades in words, a range of grades read as its higher grade, "II/IV" as grade II.
+    ("Findings: Grade three intraventricular hemorrhage on the right.",
+     "high", [(US, "12738006", "2024-01-22", False)]),
+    ("Findings: Grade I-II germinal matrix hemorrhage on the left.",
+     "low", [(US, "12738006", "2024-01-22..2024-01-25", False)]),
+    ("Findings: Grade II/IV germinal matrix hemorrhage on the left.",
+     "low", [(US, "12738006", "2024-01-22..2024-01-25", False)]),
+    # Periventricular (venous) haemorrhagic infarction is grade IV.
+    ("Findings: Left intraventricular hemorrhage with periventricular venous hemorrhagic infarction.",
+     "high", [(US, "12738006", "2024-01-22", False)]),
+])
+def test_germinal_matrix_phrasing(text: str, rank: str, proposals: list) -> None:
+    [g] = _guidance(text, US_HEAD, birth_date="2024-01-10")
+    assert ("276650005", rank, proposals) == (_summary(g)[0], _summary(g)[1], _summary(g)[4])
+
+
+def test_germinal_matrix_hemorrhage_that_resolved_has_no_guidance() -> None:
+    text = "Findings: Interval resolution of the previously seen right grade I germinal matrix hemorrhage."
+    assert [] == _guidance(text, US_HEAD, birth_date="2023-11-20")
+
+
+def test_germinal_matrix_without_an_order_in_a_preterm_infants_report() -> None:
+    text = ("HISTORY: Former 25-week preterm infant, now three weeks old.\n"
+            "FINDINGS: Grade II germinal matrix hemorrhage on the left.")
+    [g] = _guidance(text, [])
+    assert ("276650005", "low") == (_summary(g)[0], _summary(g)[1])
+
+
+@pytest.mark.parametrize("text", [
+    # The O-RADS category with its version or "risk category" in between.
+    "HISTORY: Premenopausal.\nFINDINGS: 8.2 cm simple cyst in the right ovary. O-RADS US v2022 category 2.",
+    "HISTORY: Premenopausal.\nFINDINGS: 8.2 cm simple cyst in the right ovary. O-RADS US risk category 2.",
+    # Features the sentence denies do not make a simple cyst complex.
+    "HISTORY: Premenopausal.\nFINDINGS: 8.2 cm simple cyst in the right ovary without septations or "
+    "solid components and with no internal vascularity. O-RADS US 2.",
+    # A negative pregnancy test is no pregnancy.
+    "HISTORY: Premenopausal. Negative pregnancy test.\nFINDINGS: 8.2 cm simple cyst in the right ovary. "
+    "O-RADS US 2.",
+    "HISTORY: Premenopausal, serum hCG negative.\nFINDINGS: 8.2 cm simple cyst in the right ovary. O-RADS US 2.",
+])
+def test_orads_simple_cyst_phrasing(text: str) -> None:
+    # O-RADS US v2022: premenopausal simple cyst over 5 cm and under 10 cm, ultrasound in 8-12 weeks.
+    [g] = _guidance(text, US_PELVIS, birth_date="1990-01-01", sex="female")
+    assert ("97171000119100", "low", [(US, "12921003", "2024-03-11..2024-04-08", False)]) == \
+        (_summary(g)[0], _summary(g)[1], _summary(g)[4])
+
+
+def test_a_pregnancy_still_leaves_adnexal_cysts_to_the_pregnancy_guidelines() -> None:
+    text = "HISTORY: Eight weeks pregnant.\nFINDINGS: 3.0 cm simple cyst in the right ovary. O-RADS US 2."
+    assert "97171000119100" not in [_summary(g)[0] for g in _guidance(text, US_PELVIS, sex="female")]

@@ -119,3 +119,46 @@ def test_newborn_and_weeks_old_match_a_newborn() -> None:
     assert 0 == ages("HISTORY: Newborn with apnea.", birth_date="2024-01-10")
     assert 0 == ages("HISTORY: 3-week-old with vomiting.", birth_date="2023-12-25")
     assert 0 == ages("HISTORY: Three-week-old with vomiting.", birth_date="2023-12-25")
+
+
+@pytest.mark.parametrize("text", [
+    # The age of a study in the comparison section, or of a thing named after the age.
+    "COMPARISON: Two-year-old outside MRI of the lumbar spine.",
+    "COMPARISON: CT of the abdomen and pelvis, three years old.",
+    "HISTORY: 43-year-old woman with a ten-year-old left hip prosthesis.",
+    # A thing the sentence is about, outside the history: "hematoma ... weeks old".
+    "FINDINGS: Right subdural hematoma of mixed density, approximately two to three weeks old.",
+    # Ages that are not a person's.
+    "FINDINGS: Bone age: eleven years. Chronological age: forty-three years.",
+    "FINDINGS: Bone age: 13 years 6 months by Greulich and Pyle.",
+    "FINDINGS: Single live intrauterine gestation. Gestational age: thirty-two weeks.",
+    # A relative as the subject, however far before the age.
+    "HISTORY: 43-year-old. His brother, also a heavy smoker, is seventy years old.",
+    "HISTORY: Mother diagnosed with lung cancer aged sixty-eight. 43-year-old nonsmoker.",
+    # Another patient, and an age cut across two lines.
+    "ADDENDUM: The preliminary report described a different patient, a seventy-year-old man.",
+    "IMPRESSION:\n6 mm nodule; CT in one year\nOld healed fractures of the left fifth rib.",
+])
+def test_ages_of_studies_things_others_and_other_kinds_of_age_do_not_fire(text: str) -> None:
+    assert 0 == ages(text)
+
+
+@pytest.mark.parametrize("text", [
+    "HISTORY: Seventy-eight-year-old woman after a fall, accompanied by her daughter.",
+    "HISTORY: Seventy-eight-year-old woman with a twenty-year history of smoking.",
+    "HISTORY: Fall with hip fracture. Patient is seventy-eight years old.",
+    "HISTORY: 78-year-old right-handed woman with headache.",
+    # A patient word after a thing word: the age is the patient's.
+    "HISTORY: 78-year-old hip fracture patient.",
+])
+def test_the_patients_age_still_fires_next_to_relatives_histories_and_things(text: str) -> None:
+    assert 1 == ages(text)
+
+
+def test_a_relatives_age_is_not_the_stated_age_a_measure_uses() -> None:
+    text = ("HISTORY: Mother diagnosed with lung cancer aged forty-eight. Thirty-one-year-old "
+            "nonsmoker with cough.\nFINDINGS: 7 mm solid nodule in the right upper lobe.")
+    data = build_request(text, birth_date=None, inference_types=["qualityMeasure"],
+                         inference_options={"qualityMeasureOptions": {"measureTypes": ["mips364"]}})
+    [measure] = analyse(data, "qualityMeasure")
+    assert "notEligible" == measure.compliance_type

@@ -146,3 +146,23 @@ def test_colonic_and_extracolonic_categories_written_together(text: str) -> None
         ("C-RADS COLONIC FINDINGS", "1"), ("C-RADS EXTRACOLONIC FINDINGS", "2")]
     # Each points at its own value, not at the other one.
     assert [text[m.spans[-1][0]:m.spans[-1][1]][-1] for m in found] == ["1", "2"]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # The edge values of BI-RADS are listed like any other.
+    ("Known right carcinoma and new left asymmetry, BI-RADS 6 and 0, respectively.", ["6", "0"]),
+    ("IMPRESSION: BI-RADS 0 and 6.", ["0", "6"]),
+    # A list may end a line, or be followed by what the scores assess.
+    ("IMPRESSION: BI-RADS 2 and 4\nRECOMMENDATION: Biopsy of the left breast mass.", ["2", "4"]),
+    ("PI-RADS 4 and 5 lesions in the left and right peripheral zone.", ["4", "5"]),
+    ("BI-RADS 4 and 5 suspicious masses.", ["4", "5"]),
+    ("BI-RADS 4 and 2 cm irregular mass.", ["4"]),
+    # Any other word after the number makes it a time, a size or a count.
+    ("BI-RADS 3 and 6 mo follow-up ultrasound recommended.", ["3"]),
+    ("BI-RADS 4, and 2 ultrasound-guided biopsies are recommended.", ["4"]),
+    ("BI-RADS 3 and 6 wk follow-up.", ["3"]),
+    ("BI-RADS 2 and 3 x 4 mm cyst.", ["2"]),
+])
+def test_what_may_follow_a_listed_score(text: str, expected: list[str]) -> None:
+    inferences = analyse(build_request(text), "scoringAndAssessment")
+    assert expected == [i.single_value for i in inferences]
