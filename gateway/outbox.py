@@ -291,7 +291,9 @@ class Outbox:
             f"SELECT {self._columns} FROM outbox o WHERE status = 'pending' "
             f"AND purpose = 'alerts' AND created_at <= ? AND route IN ({marks}) "
             "AND escalated_from IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM outbox e WHERE e.escalated_from = o.id) ORDER BY id",
+            # +id: ordered by the primary key, SQLite walked the whole table (every message
+            # kept until purged) every poll instead of the pending ones (outbox_pending).
+            "(SELECT 1 FROM outbox e WHERE e.escalated_from = o.id) ORDER BY +id",
             [older_than, *routes])]
 
     def retry(self, *outbox_ids: int) -> list[OutboxRow]:

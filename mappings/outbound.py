@@ -200,7 +200,8 @@ def readdress(payload: bytes, addressing: Addressing, control_id: str) -> bytes:
     head, rest = (payload, b"") if end < 0 else (payload[:end], payload[end:])
     try:
         fields = head.decode("latin-1").split("|")
-        codec = CHARSETS.get(fields[18], "utf-8") if len(fields) > 18 else "utf-8"
+        # fields[n - 1] is MSH-n (MSH-1 is the separator itself)
+        codec = CHARSETS.get(fields[17], "utf-8") if len(fields) > 17 else "utf-8"
         fields = head.decode(codec).split("|")
     except UnicodeDecodeError:
         raise OutboundMappingError("outbound message: MSH not in its declared charset") from None
