@@ -137,6 +137,41 @@ def test_a_follow_up_done_long_after_its_due_date_is_late(tmp_path):
     assert (item["status"], item["timing"]) == ("completed", "late")
 
 
+NODULE_6_TO_12_MONTHS = ("FINDINGS: 6 mm solid nodule in the right upper lobe. IMPRESSION: "
+                         "6 mm nodule. Recommend follow-up CT chest in 6 to 12 months.")
+
+
+def test_a_follow_up_done_within_its_recommended_period_is_on_time(tmp_path):
+    # "in 6 to 12 months" from 2024-01-15: any time from mid-July 2024 to mid-January 2025.
+    # An exam in September is on time, not early against the period's end.
+    period = Log(str(tmp_path / "audit.sqlite3"))
+    period.add("P1", "MRN-P", "ACC-P1", CT_CHEST, "20240115", NODULE_6_TO_12_MONTHS)
+    period.add("P2", "MRN-P", "ACC-P2", CT_CHEST, "20240910", NODULE_STABLE)
+    item = followups(period.path, "--as-of", "2025-06-01")["P1"]
+    assert (item["status"], item["timing"]) == ("completed", "on_time")
+    # With no tolerance too: September is inside the period.
+    item = followups(period.path, "--as-of", "2025-06-01", "--tolerance", "0")["P1"]
+    assert item["timing"] == "on_time"
+    # Before the period opens (less the tolerance), it is early.
+    period.add("Q1", "MRN-Q", "ACC-Q1", CT_CHEST, "20240115", NODULE_6_TO_12_MONTHS)
+    period.add("Q2", "MRN-Q", "ACC-Q2", CT_CHEST, "20240415", NODULE_STABLE)
+    assert followups(period.path, "--as-of", "2025-06-01")["Q1"]["timing"] == "early"
+
+
+def test_the_follow_up_exam_is_credited_over_an_earlier_unrelated_one(tmp_path):
+    # A CT of the chest a week after a 6-month recommendation (a visit for something else),
+    # then the follow-up CT at six months: the second one is the follow-up, done on time.
+    two = Log(str(tmp_path / "audit.sqlite3"))
+    two.add("F1", "MRN-F", "ACC-F1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    two.add("F2", "MRN-F", "ACC-F2", CT_CHEST, "20240122", NODULE_STABLE)
+    two.add("F3", "MRN-F", "ACC-F3", CT_CHEST, "20240712", NODULE_STABLE)
+    items = followups(two.path, "--as-of", "2025-06-01")
+    assert items["F1"]["completed_by"]["control_id"] == "F3"
+    assert items["F1"]["timing"] == "on_time"
+    # The exam a week later recommends nothing: it is not tracked, only a candidate.
+    assert set(items) == {"F1"}
+
+
 def test_due_dates_and_communication(log):
     items = followups(log, "--as-of", "2024-03-01")
     assert items["B1"]["status"] == "open"
