@@ -13,10 +13,11 @@ message counts once), with the alerts the outbox holds for it (``outbox`` rows o
 * ``not_alerted`` when no alert was queued for it (no alert route matched, or none alerting
   on critical results was configured then).
 
-Only alerts of routes that alert on critical results count (``critical_routes``: the
-configured alert routes whose ``alert_on`` names ``critical``); an alert of a route that is
-no longer configured counts too, since what it alerted on cannot be told any more.  The
-unit is the message: a message with several order groups has one line, its alerts taken
+Only alerts that carry a critical result count (an OBX flagged ``AA``, which an alert
+holds for a critical result and nothing else): an alert of a route on BI-RADS scores does
+not page a critical result, and one that pages several routes' findings at once counts,
+whatever route its outbox row names, whatever the configuration says today.  The unit is
+the message: a message with several order groups has one line, its alerts taken
 together.  ``communicated`` says whether the report itself documents that the result was
 communicated (a ``followupCommunication`` inference): a result that is neither alerted nor
 documented as communicated is the one somebody has to chase.
@@ -31,6 +32,8 @@ import statistics
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+
+from mappings.outbound import carries_critical_result
 
 from .audit import AuditLog, chunks, utc_now
 from .reports import Window
@@ -84,15 +87,8 @@ class CriticalSummary:
     max_seconds: float | None
 
 
-def critical_results(audit: AuditLog, window: Window = Window(), *,
-                     critical_routes: Collection[str] | None = None,
-                     configured_routes: Collection[str] = ()) -> list[CriticalReport]:
-    """The messages received in ``window`` with critical results, oldest first.
-
-    ``critical_routes``: the configured routes whose alerts carry critical results; None
-    counts every alert.  ``configured_routes``: every configured route name, to tell a
-    route that alerts on something else from one removed since.
-    """
+def critical_results(audit: AuditLog, window: Window = Window()) -> list[CriticalReport]:
+    """The messages received in ``window`` with critical results, oldest first."""
     where, params = window.sql()
     found: dict[int, dict[str, Any]] = {}
     for message_id, control_id, received_at, accession, text in audit.conn.execute(
@@ -112,7 +108,7 @@ def critical_results(audit: AuditLog, window: Window = Window(), *,
     if not found:
         return []
     communicated = _with_communication(audit, found)
-    alerts = _alerts(audit, found, critical_routes, configured_routes)
+    alerts = _alerts(audit, found)
     out = []
     for message_id, entry in found.items():
         rows = alerts.get(message_id, [])
@@ -182,21 +178,21 @@ def _with_communication(audit: AuditLog, messages: Collection[int]) -> set[int]:
     return found
 
 
-def _alerts(audit: AuditLog, messages: Collection[int], critical_routes: Collection[str] | None,
-            configured_routes: Collection[str]) -> dict[int, list[tuple[str, float | None]]]:
-    """(status, delivered_at) of each alert queued for these messages that counts."""
+def _alerts(audit: AuditLog, messages: Collection[int]
+            ) -> dict[int, list[tuple[str, float | None]]]:
+    """(status, delivered_at) of each alert queued for these messages that carries a
+    critical result."""
     found: dict[int, list[tuple[str, float | None]]] = {}
     if not audit.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
                               "AND name = 'outbox'").fetchone():
         return found  # outbound never configured: nothing was ever queued
     for chunk in chunks(sorted(messages)):
-        for message_id, route, status, delivered_at in audit.conn.execute(
-                "SELECT message_id, route, status, delivered_at FROM outbox "
+        for message_id, payload, status, delivered_at in audit.conn.execute(
+                "SELECT message_id, payload, status, delivered_at FROM outbox "
                 f"WHERE purpose = 'alerts' AND message_id IN ({', '.join('?' * len(chunk))})",
                 chunk):
-            if (critical_routes is not None and route not in critical_routes
-                    and route in configured_routes):
-                continue  # an alert route that alerts on other things (scores, laterality)
+            if not carries_critical_result(bytes(payload)):
+                continue  # an alert on other things (scores, laterality) for this report
             found.setdefault(message_id, []).append((status, delivered_at))
     return found
 

@@ -22,8 +22,8 @@ Each alert is escalated at most once, and an escalated copy is not escalated aga
 copies are outbox messages like any other (delivered, retried, dead-lettered, audited) whose
 ``escalated_from`` names the alert they escalate; the alert gets an ``escalated`` event
 (``reason``: ``dead_lettered`` or ``undelivered``, ``to``: the destinations).  Escalation
-follows the route named on the outbox row (the first matching route, when several alert
-routes sent one message to a destination).
+follows the route named on the outbox row (when several alert routes sent one message to a
+destination, the first matching route with ``escalate_to``, else the first matching one).
 """
 
 from __future__ import annotations

@@ -72,10 +72,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 """
 # After the table exists (a table from before escalation gets the column first).
+# outbox_alerts: the alerts of a report (gateway.critical_results) without reading every
+# result kept until purged; alerts only, so the results' inserts write no more.
 _ESCALATION_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
     WHERE escalated_from IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS outbox_alerts ON outbox (message_id) WHERE purpose = 'alerts';
 """
 
 _COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
@@ -291,7 +294,9 @@ class Outbox:
             f"SELECT {self._columns} FROM outbox o WHERE status = 'pending' "
             f"AND purpose = 'alerts' AND created_at <= ? AND route IN ({marks}) "
             "AND escalated_from IS NULL AND NOT EXISTS "
-            "(SELECT 1 FROM outbox e WHERE e.escalated_from = o.id) ORDER BY id",
+            # +id: ordered by the primary key, SQLite walked the whole table (every message
+            # kept until purged) every poll instead of the pending ones (outbox_pending).
+            "(SELECT 1 FROM outbox e WHERE e.escalated_from = o.id) ORDER BY +id",
             [older_than, *routes])]
 
     def retry(self, *outbox_ids: int) -> list[OutboxRow]:

@@ -24,9 +24,11 @@ recommendation.  A recommendation is
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
 A completed recommendation with a due date also has a ``timing``: ``on_time`` when the
-exam that completed it was received within ``tolerance_days`` of the due date, ``early``
-or ``late`` otherwise (an exam a week after a 12-month recommendation completes it, but
-it is probably not the follow-up that was asked for).
+exam that completed it was received within ``tolerance_days`` of the recommended time
+(from the first day of ``effectivePeriod`` or of a partial ``effectiveAt`` to the due
+date), ``early`` or ``late`` otherwise (an exam a week after a 12-month recommendation
+completes it, but it is probably not the follow-up that was asked for).  Of several
+later exams that qualify, the first that is not early completes it, else the first.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
 guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
@@ -213,12 +215,16 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             continue
         regions = _regions(inference.get("recommendedProcedure") or {})
         patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient_id
-        done = next((exam for exam in exams.get(patient, ())
-                     if exam.received_at >= received_at and exam.message_id != message_id
-                     and exam.accession != accession and _answers(codes, exam.modalities)
-                     and regions_overlap(regions, exam.regions)),
-                    None) if patient else None
-        due = _due(inference)
+        candidates = [exam for exam in exams.get(patient, ())
+                      if exam.received_at >= received_at and exam.message_id != message_id
+                      and exam.accession != accession and _answers(codes, exam.modalities)
+                      and regions_overlap(regions, exam.regions)] if patient else []
+        due, opens = _due(inference), _opens(inference)
+        # The first exam not early is the follow-up (a CT a week after a 6-month
+        # recommendation, for something else, is not); with none, the first exam.
+        done = next((exam for exam in candidates
+                     if _timing(exam, opens, due, tolerance_days) != "early"),
+                    candidates[0] if candidates else None)
         if done is not None:
             status = "completed"
         elif due is None:
@@ -229,7 +235,7 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             message_id, control_id, received_at, accession, tuple(codes.values()), due,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
             (message_id, obr_index) in communicated, status, done,
-            _timing(done, due, tolerance_days))
+            _timing(done, opens, due, tolerance_days))
         key = (message_id, obr_index, frozenset(codes), regions, due)
         if key in same:
             first = tracked[same[key]]
@@ -395,19 +401,43 @@ def _answers(recommended: dict[str, str], performed: frozenset[str]) -> bool:
     return bool(recommended.keys() & performed)
 
 
-def _timing(done: Exam | None, due: dt.date | None, tolerance_days: int) -> str | None:
+def _timing(done: Exam | None, opens: dt.date | None, due: dt.date | None,
+            tolerance_days: int) -> str | None:
+    """early | on_time | late: ``done`` against the recommended time, from ``opens`` (the
+    first day it stands for: a period's start, a month's first day) to ``due``, widened
+    by ``tolerance_days`` on both sides."""
     if done is None or due is None:
         return None
     try:
-        days = (dt.date.fromisoformat(done.received_at[:10]) - due).days
+        received = dt.date.fromisoformat(done.received_at[:10])
     except ValueError:
         return None
-    return "early" if days < -tolerance_days else "late" if days > tolerance_days else "on_time"
+    if (received - (opens or due)).days < -tolerance_days:
+        return "early"
+    return "late" if (received - due).days > tolerance_days else "on_time"
 
 
 def _due(inference: dict[str, Any]) -> dt.date | None:
     period = inference.get("effectivePeriod") or {}
     return _last_day(inference.get("effectiveAt") or period.get("end") or period.get("start"))
+
+
+def _opens(inference: dict[str, Any]) -> dt.date | None:
+    """The first day of the recommended time (``_due`` is its last)."""
+    period = inference.get("effectivePeriod") or {}
+    return _first_day(inference.get("effectiveAt") or period.get("start") or period.get("end"))
+
+
+def _first_day(value: Any) -> dt.date | None:
+    """The first day a (possibly partial) FHIR date or date-time stands for."""
+    if not isinstance(value, str):
+        return None
+    parts = value[:10].split("-")
+    try:
+        return dt.date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1,
+                       int(parts[2]) if len(parts) > 2 else 1)
+    except ValueError:
+        return None
 
 
 def _last_day(value: Any) -> dt.date | None:

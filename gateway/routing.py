@@ -148,8 +148,10 @@ class Router:
              result: InferenceResult | Sequence[Inference], now: dt.datetime) -> list[PlannedMessage]:
         """Messages for one analysed OBR group (``header`` is the inbound MessageHeader)."""
         inferences = _inferences(result)
-        # (destination, type) -> the first matching route's name and the chosen inferences
+        # (destination, type) -> the first matching route's name (of those with escalate_to,
+        # if any) and the chosen inferences
         wanted: dict[tuple[str, str], tuple[str, list[Inference]]] = {}
+        escalates = {route.name: bool(route.escalate_to) for route in self.config.routes}
         for route in self.config.routes:
             if not route.matches(
                     inferences, modality=getattr(report, "modality_hint", None),
@@ -163,7 +165,11 @@ class Router:
             if route.type == RESULTS and not selected and not route.send_empty:
                 continue
             for name in route.destinations:
-                first = wanted.setdefault((name, route.type), (route.name, []))[1]
+                named, first = wanted.setdefault((name, route.type), (route.name, []))
+                if route.escalate_to and not escalates.get(named):
+                    # The outbox row names one route, and escalation follows it: an alert
+                    # several routes page at once escalates as the first of them that does.
+                    wanted[(name, route.type)] = (route.name, first)
                 # One message per destination and type: it carries what every matching route
                 # chose (an alert route on critical results and one on scores, both to the
                 # pager, page once with both; the second route's inferences were dropped).

@@ -40,7 +40,7 @@ from .outbound_fields import (
     ENCODING_CHARACTERS, FIELD_SEP, REPETITION_SEP, components, escape, hl7_timestamp,
     local_cwe, segment,
 )
-from .outbound_obx import DEFAULT_IDENTIFIERS, YES, Obx, inference_rows
+from .outbound_obx import CRITICAL, DEFAULT_IDENTIFIERS, YES, Obx, inference_rows
 from .policy import SUPPORTED_VERSIONS
 
 CHARSETS = {"UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "ASCII": "ascii"}
@@ -200,7 +200,8 @@ def readdress(payload: bytes, addressing: Addressing, control_id: str) -> bytes:
     head, rest = (payload, b"") if end < 0 else (payload[:end], payload[end:])
     try:
         fields = head.decode("latin-1").split("|")
-        codec = CHARSETS.get(fields[18], "utf-8") if len(fields) > 18 else "utf-8"
+        # fields[n - 1] is MSH-n (MSH-1 is the separator itself)
+        codec = CHARSETS.get(fields[17], "utf-8") if len(fields) > 17 else "utf-8"
         fields = head.decode(codec).split("|")
     except UnicodeDecodeError:
         raise OutboundMappingError("outbound message: MSH not in its declared charset") from None
@@ -210,6 +211,16 @@ def readdress(payload: bytes, addressing: Addressing, control_id: str) -> bytes:
     fields[5] = escape(addressing.receiving_facility)
     fields[9] = escape(control_id)
     return "|".join(fields).encode(codec, errors="replace") + rest
+
+
+def carries_critical_result(payload: bytes) -> bool:
+    """Whether one of our outbound messages holds a critical result: an OBX whose OBX-8 is
+    ``AA``, which :mod:`mappings.outbound_obx` writes for criticalResult and nothing else.
+
+    Read on the bytes: the separators and the flag are ASCII in every charset written here.
+    """
+    return any(segment.startswith(b"OBX|") and segment.split(b"|")[8:9] == [CRITICAL.encode()]
+               for segment in payload.split(b"\r"))
 
 
 def _communication_note(inf: FollowupCommunicationInference) -> str:

@@ -202,15 +202,10 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
               db_path: str | None, statuses: tuple[str, ...]) -> None:
     """Reports with critical results: whether an alert was delivered, how long it took,
     and whether the report documents that the result was communicated."""
-    from gateway.routing import ALERTS, outbound_config
-
     window = _window(since, until)
-    audit, settings = _open(config_path, db_path)
-    routes = outbound_config(settings.sections).routes
-    critical_routes = {r.name for r in routes if r.type == ALERTS and "critical" in r.alert.on}
+    audit, _ = _open(config_path, db_path)
     with audit:
-        found = critical_results(audit, window, critical_routes=critical_routes,
-                                 configured_routes={r.name for r in routes})
+        found = critical_results(audit, window)
     shown = [item for item in found if not statuses or item.status in statuses]
     if as_json:
         for item in shown:

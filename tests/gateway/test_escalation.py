@@ -34,29 +34,32 @@ BODY = "OBX|1|CWE|RI-CRIT^Critical result^RIGW|1|36118008^PNEUMOTHORAX^SCT|||AA|
 
 def alert(control_id: str) -> bytes:
     return (f"MSH|^~\\&|RI-GATEWAY|RIGW|PAGER|HOSP|20240115101500||ORU^R01^ORU_R01|{control_id}|P|"
-            f"2.5.1|||||||UNICODE UTF-8\r{BODY}").encode()
+            f"2.5.1||||||UNICODE UTF-8\r{BODY}").encode()
 
 
 class Rig:
-    def __init__(self, db_path, clock, *, after: float | None = None, route: str = "critical"):
+    def __init__(self, db_path, clock, *, after: float | None = None, route: str = "critical",
+                 destinations: dict[str, Destination] = DESTINATIONS):
         self.clock = clock
         self.db_path = db_path
         self.outbox = Outbox.open(db_path, clock=clock)
-        self.downs = {name: Downstream(clock) for name in DESTINATIONS}
+        self.downs = {name: Downstream(clock) for name in destinations}
         ids = iter(f"ESC{n}" for n in range(1, 100))
-        config = OutboundConfig(destinations=DESTINATIONS, routes=(
+        config = OutboundConfig(destinations=destinations, routes=(
             Route("critical", "alerts", ("pager",), escalate_to=("backup",),
                   escalate_after=after),))
         self.metrics = Metrics()
         self.service = DeliveryService(
-            self.outbox, DESTINATIONS, reactor=clock, poll_interval=5.0, metrics=self.metrics,
+            self.outbox, destinations, reactor=clock, poll_interval=5.0, metrics=self.metrics,
             connect=lambda dest: self.downs[dest.name].connect(dest),
             escalation=Escalation(config, control_ids=lambda: next(ids)))
         self.route = route
 
-    def enqueue(self, control_id: str, *, purpose: str = "alerts") -> None:
+    def enqueue(self, control_id: str, *, purpose: str = "alerts",
+                payload: bytes | None = None) -> None:
         self.outbox.enqueue([PlannedMessage("pager", self.route, purpose, control_id,
-                                            alert(control_id))], source_control_id="IN-1")
+                                            payload or alert(control_id))],
+                            source_control_id="IN-1")
 
     def rows(self) -> list[tuple[str, str, str, int | None]]:
         return [(r.destination, r.control_id, r.status, r.escalated_from)
@@ -100,6 +103,54 @@ def test_a_dead_lettered_alert_goes_to_the_escalation_destination(rig, db_path):
     assert [json.loads(line)["escalated_from"] for line in as_json.output.splitlines()] == [None, 1]
 
 
+def test_an_8859_1_alert_is_readdressed_in_8859_1(db_path, clock):  # noqa: F811
+    # MSH-18 of the alert names its charset: the copy's new MSH-5/MSH-6 are written in it,
+    # and an MSH holding a character outside ASCII (the first pager's facility) is read in
+    # it, not as UTF-8 (which failed, and the alert was not escalated at all).
+    backup = Destination(name="backup", endpoint="tcp:host=127.0.0.1:port=2",
+                         addressing=Addressing("DESK", "KLINIKUM SÜD"))
+    rig = Rig(db_path, clock, destinations={"pager": PAGER, "backup": backup})
+    original = ("MSH|^~\\&|RI-GATEWAY|RIGW|PAGER|HÔPITAL|20240115101500||ORU^R01^ORU_R01|A1|P|"
+                f"2.5.1||||||8859/1\r{BODY}").encode("latin-1")
+    rig.enqueue("A1", payload=original)
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))
+    (copy,) = rig.downs["backup"].received()
+    msh, rest = copy.split(b"\r", 1)
+    assert msh.decode("latin-1").split("|")[4:6] == ["DESK", "KLINIKUM SÜD"]
+    assert msh.split(b"|")[9] == b"ESC1" and msh.split(b"|")[17] == b"8859/1"
+    assert rest == original.split(b"\r", 1)[1]
+    rig.service.stopService()
+
+
+def test_an_alert_two_routes_page_at_once_escalates_as_the_route_that_escalates(
+        db_path, clock):  # noqa: F811
+    # A route on BI-RADS scores, listed first, and one on critical results with escalate_to
+    # share the pager: a report with both gets one alert, and that alert must still escalate
+    # when the pager refuses it.
+    from test_routing import INBOUND, NOW, Header, birads, crit, report
+
+    from gateway.routing import AlertPolicy, Router
+
+    config = OutboundConfig(destinations=DESTINATIONS, routes=(
+        Route("scores", "alerts", ("pager",), alert=AlertPolicy(on=frozenset({"scores"}))),
+        Route("critical", "alerts", ("pager",), escalate_to=("backup",))))
+    planned = Router(config).plan(inbound_text=INBOUND, header=Header(),
+                                  report=report(modality_hint="MG"),
+                                  result=[crit(), birads("5")], now=NOW)
+    (page,) = planned
+    outbox = Outbox.open(db_path, clock=clock)
+    outbox.enqueue(planned, source_control_id="IN1")
+    downs = {name: Downstream(clock) for name in DESTINATIONS}
+    service = DeliveryService(outbox, DESTINATIONS, reactor=clock,
+                              connect=lambda dest: downs[dest.name].connect(dest),
+                              escalation=Escalation(config))
+    service.startService()
+    downs["pager"].reply(ack(page.control_id, "AR"))
+    assert len(downs["backup"].received()) == 1
+    service.stopService()
+
+
 def pager_down(db_path, clock, after: float, *control_ids: str) -> Rig:  # noqa: F811
     """A started rig whose pager refuses connections, with ``control_ids`` queued."""
     rig = Rig(db_path, clock, after=after)
@@ -134,6 +185,24 @@ def test_escalation_in_time_survives_a_restart(db_path, clock):  # noqa: F811
     second = pager_down(db_path, clock, 30.0)  # checked at start
     assert second.downs["backup"].control_ids() == ["ESC1"]
     second.service.stopService()
+
+
+def test_the_check_every_poll_reads_the_pending_alerts_only(db_path, clock):  # noqa: F811
+    """The outbox keeps every delivered message until it is purged (millions): the check
+    for alerts to escalate in time, every 5 s, must find the pending ones through an index,
+    not read the whole table each time."""
+    rig = Rig(db_path, clock, after=60.0)
+    rig.enqueue("A1")
+    statements: list[str] = []
+    rig.outbox.conn.set_trace_callback(statements.append)
+    rig.service.escalate_overdue()
+    rig.outbox.conn.set_trace_callback(None)
+    reads = [s for s in statements if s.lstrip().startswith("SELECT") and "FROM outbox" in s]
+    assert reads
+    for statement in reads:
+        plan = " ".join(row[3] for row in rig.outbox.conn.execute(
+            "EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN" not in plan, (statement, plan)
 
 
 def test_an_escalated_copy_is_not_escalated_again(rig):

@@ -112,10 +112,10 @@ def test_each_critical_report_shows_how_its_alert_went(rig):  # noqa: F811
     assert rows["CRIT0004"]["communicated"] and not rows["CRIT0004"]["unconfirmed"]
     assert [c for c, r in rows.items() if r["unconfirmed"]] == ["CRIT0002", "CRIT0003",
                                                                 "CRIT0005"]
-    # Without the configuration the scores-only route is unknown: its alert counts.
+    # Without the configuration too: what counts is what the alert carried.
     unknown = rig.run("report", "critical", "--json", "--db", rig.db)
     assert {row["control_id"]: row["status"] for row in map(json.loads, unknown.stdout.splitlines())
-            }["CRIT0005"] == "alerted"
+            }["CRIT0005"] == "not_alerted"
 
     text = rig.run("report", "critical", "--status", "failed", "--status", "pending", "--db",
                    rig.db, "--config", config_path)

@@ -137,6 +137,41 @@ def test_a_follow_up_done_long_after_its_due_date_is_late(tmp_path):
     assert (item["status"], item["timing"]) == ("completed", "late")
 
 
+NODULE_6_TO_12_MONTHS = ("FINDINGS: 6 mm solid nodule in the right upper lobe. IMPRESSION: "
+                         "6 mm nodule. Recommend follow-up CT chest in 6 to 12 months.")
+
+
+def test_a_follow_up_done_within_its_recommended_period_is_on_time(tmp_path):
+    # "in 6 to 12 months" from 2024-01-15: any time from mid-July 2024 to mid-January 2025.
+    # An exam in September is on time, not early against the period's end.
+    period = Log(str(tmp_path / "audit.sqlite3"))
+    period.add("P1", "MRN-P", "ACC-P1", CT_CHEST, "20240115", NODULE_6_TO_12_MONTHS)
+    period.add("P2", "MRN-P", "ACC-P2", CT_CHEST, "20240910", NODULE_STABLE)
+    item = followups(period.path, "--as-of", "2025-06-01")["P1"]
+    assert (item["status"], item["timing"]) == ("completed", "on_time")
+    # With no tolerance too: September is inside the period.
+    item = followups(period.path, "--as-of", "2025-06-01", "--tolerance", "0")["P1"]
+    assert item["timing"] == "on_time"
+    # Before the period opens (less the tolerance), it is early.
+    period.add("Q1", "MRN-Q", "ACC-Q1", CT_CHEST, "20240115", NODULE_6_TO_12_MONTHS)
+    period.add("Q2", "MRN-Q", "ACC-Q2", CT_CHEST, "20240415", NODULE_STABLE)
+    assert followups(period.path, "--as-of", "2025-06-01")["Q1"]["timing"] == "early"
+
+
+def test_the_follow_up_exam_is_credited_over_an_earlier_unrelated_one(tmp_path):
+    # A CT of the chest a week after a 6-month recommendation (a visit for something else),
+    # then the follow-up CT at six months: the second one is the follow-up, done on time.
+    two = Log(str(tmp_path / "audit.sqlite3"))
+    two.add("F1", "MRN-F", "ACC-F1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    two.add("F2", "MRN-F", "ACC-F2", CT_CHEST, "20240122", NODULE_STABLE)
+    two.add("F3", "MRN-F", "ACC-F3", CT_CHEST, "20240712", NODULE_STABLE)
+    items = followups(two.path, "--as-of", "2025-06-01")
+    assert items["F1"]["completed_by"]["control_id"] == "F3"
+    assert items["F1"]["timing"] == "on_time"
+    # The exam a week later recommends nothing: it is not tracked, only a candidate.
+    assert set(items) == {"F1"}
+
+
 def test_due_dates_and_communication(log):
     items = followups(log, "--as-of", "2024-03-01")
     assert items["B1"]["status"] == "open"
@@ -284,6 +319,75 @@ def test_critical_results_without_outbound_were_never_alerted(tmp_path):
     assert missing.exit_code == 3 and "no audit database" in missing.output
 
 
+CRITICAL_AND_BIRADS = ("FINDINGS: Large left pneumothorax. Irregular spiculated mass in the "
+                      "left breast. IMPRESSION: Large left pneumothorax. BI-RADS 5: Highly "
+                      "suggestive of malignancy.")
+
+
+def _alerted(log: Log, config_path: str, control_id: str, text: str, date: str) -> None:
+    """Store, analyse and route one report as the gateway does, and deliver its alerts."""
+    import datetime as dt
+
+    from gateway.config import load_settings
+    from gateway.outbox import Outbox
+    from gateway.routing import Router, outbound_config
+    from mappings.header import read_header
+
+    mid = log.add(control_id, "MRN-" + control_id, "ACC-" + control_id, CT_CHEST, date, text)
+    message = oru(control_id, "MRN-" + control_id, "ACC-" + control_id, CT_CHEST, date, text)
+    router = Router(outbound_config(load_settings(config_path, {}, {}).sections))
+    outbox = Outbox.open(log.path)
+    for report in map_oru(message):
+        result = log.engine.analyze(with_configuration(report.request, log.configuration))
+        planned = router.plan(inbound_text=message, header=read_header(message), report=report,
+                              result=result, now=dt.datetime(2024, 1, 15, 10, 5))
+        outbox.enqueue(planned, source_control_id=control_id, message_id=mid)
+    for row in outbox.list():
+        if row.status == "pending":
+            outbox.record_delivered(row, "AA")
+    outbox.conn.close()
+
+
+def test_an_alert_counts_for_a_critical_result_when_it_carries_one(tmp_path):
+    # Two alert routes page the same pager: one alerting on scores, listed first, and one on
+    # critical results. A report with both gets one page carrying both, on the outbox row of
+    # the first route: the pneumothorax was paged. A report whose pages carried only its
+    # BI-RADS is not alerted for its pneumothorax, with or without the configuration at hand.
+    config = tmp_path / "gateway.toml"
+    config.write_text("""
+[destinations.pager]
+endpoint = "tcp:host=127.0.0.1:port=1"
+[destinations.breast]
+endpoint = "tcp:host=127.0.0.1:port=2"
+[routes.scores]
+type = "alerts"
+destinations = ["pager"]
+alert_on = ["scores"]
+[routes.critical]
+type = "alerts"
+destinations = ["pager"]
+alert_on = ["critical"]
+sending_applications = ["RIS"]
+[routes.breast-scores]
+type = "alerts"
+destinations = ["breast"]
+alert_on = ["scores"]
+""")
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    _alerted(log, str(config), "BOTH1", CRITICAL_AND_BIRADS, "20240115")
+    # This sender's reports match only the score routes (critical needs RIS).
+    config.write_text(config.read_text().replace('sending_applications = ["RIS"]',
+                                                 'sending_applications = ["NOBODY"]'))
+    _alerted(log, str(config), "SCORE1", CRITICAL_AND_BIRADS, "20240116")
+    log.audit.close()
+    for args in (["--config", str(config)], []):
+        code, text = run("critical", "--db", log.path, "--json", *args)
+        assert code == 0, text
+        rows = {r["control_id"]: r for r in map(json.loads, text.splitlines())}
+        assert {c: (r["status"], r["alerts"]) for c, r in rows.items()} == {
+            "BOTH1": ("alerted", 1), "SCORE1": ("not_alerted", 0)}, args
+
+
 def test_time_to_alert_summary_uses_the_delivered_alerts_only():
     from gateway.critical_results import CriticalReport, summarise
 
@@ -297,6 +401,37 @@ def test_time_to_alert_summary_uses_the_delivered_alerts_only():
     assert (total.median_seconds, total.p90_seconds, total.max_seconds) == (5.5, 9.0, 10.0)
     assert total.counts == {"alerted": 10, "pending": 1, "failed": 1, "not_alerted": 1}
     assert (total.reports, total.communicated, total.unconfirmed) == (13, 1, 2)
+
+
+def test_report_critical_finds_the_alerts_without_reading_the_whole_outbox(tmp_path):
+    """The outbox keeps every result and alert sent until purged: the alerts of the reports
+    with critical results are found through an index, on an outbox from before it too."""
+    import sqlite3
+
+    from gateway.critical_results import critical_results
+    from gateway.outbox import Outbox
+    from gateway.reports import Window
+
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("C1", "MRN1", "ACC1", CT_CHEST, "20240110", PNEUMOTHORAX)
+    log.audit.close()
+    Outbox.open(log.path).conn.close()  # the gateway's start makes the outbox
+    with sqlite3.connect(log.path) as conn:  # an outbox from an earlier version: no index
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                    "AND tbl_name = 'outbox' AND sql IS NOT NULL").fetchall():
+            conn.execute(f"DROP INDEX {name}")
+    Outbox.open(log.path).conn.close()  # the next start adds what it lacks
+    audit = AuditLog(log.path, readonly=True)
+    statements: list[str] = []
+    audit.conn.set_trace_callback(statements.append)
+    assert [r.control_id for r in critical_results(audit, Window())] == ["C1"]
+    audit.conn.set_trace_callback(None)
+    reads = [s for s in statements if "FROM outbox" in s and s.lstrip().startswith("SELECT")]
+    assert reads
+    for statement in reads:
+        plan = " ".join(row[3] for row in audit.conn.execute("EXPLAIN QUERY PLAN " + statement))
+        assert "SCAN" not in plan, (statement, plan)
+    audit.close()
 
 
 def test_reports_read_one_kind_of_inference_without_scanning_them_all(tmp_path):
