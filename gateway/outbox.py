@@ -74,11 +74,14 @@ CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 # After the table exists (a table from before escalation gets the column first).
 # outbox_alerts: the alerts of a report (gateway.critical_results) without reading every
 # result kept until purged; alerts only, so the results' inserts write no more.
+# outbox_message: a purge (gateway.retention) deletes a message's outbox rows, and checks
+# that none is pending, without reading the whole outbox under the write lock each time.
 _ESCALATION_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
     WHERE escalated_from IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_alerts ON outbox (message_id) WHERE purpose = 'alerts';
+CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
 """
 
 _COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "

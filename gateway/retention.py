@@ -16,7 +16,9 @@ it:
 * one ``purged`` event records the date and the counts.
 
 The deletes run a few messages per transaction, so a running gateway's ACK path waits
-for at most one such transaction.  SQLite reuses the freed pages; the file itself only
+for at most one such transaction; the ids are read a chunk at a time, and each message is
+checked again in the transaction that deletes it (a ``replay`` or an ``outbox retry``
+meanwhile keeps it).  SQLite reuses the freed pages; the file itself only
 shrinks with ``VACUUM``, which needs the gateway stopped.
 
 What a purge takes away: a message resent later with the MSH-3/MSH-4/MSH-10 of a purged
@@ -31,7 +33,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .audit import AuditLog, chunks, event_op, utc_now
+from .audit import AuditLog, event_op, utc_now
 
 __all__ = ["FINISHED", "PURGE_CHUNK", "PurgeCounts", "purge"]
 
@@ -60,25 +62,30 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     conn = audit.conn
     counts = PurgeCounts()
     has_outbox = _has_table(conn, "outbox")
-    ids = _purgeable(conn, before, has_outbox)
     counts.kept = _kept(conn, before, has_outbox)
-    if dry_run:
-        for chunk in chunks(ids):
+    # A chunk of ids at a time (never every id of a large log in memory), each checked
+    # again in the transaction that deletes it: a message replayed, or an outbox message
+    # of it retried, since it was read is kept.
+    after = 0
+    while chunk := _purgeable(conn, before, has_outbox, after):
+        after = chunk[-1]
+        if dry_run:
             marks = ", ".join("?" * len(chunk))
             counts.messages += len(chunk)
             counts.events += _count(conn, f"events WHERE message_id IN ({marks})", chunk)
             counts.inferences += _count(conn, f"inferences WHERE message_id IN ({marks})", chunk)
             if has_outbox:
                 counts.outbox += _count(conn, f"outbox WHERE message_id IN ({marks})", chunk)
-        counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
-                                "AND event != 'purged'", [before])
-        return counts
-    for chunk in chunks(ids, PURGE_CHUNK):
+            continue
         deleted = audit.run(_delete_messages(chunk, has_outbox))
         counts.messages += deleted[0]
         counts.events += deleted[1]
         counts.inferences += deleted[2]
         counts.outbox += deleted[3]
+    if dry_run:
+        counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
+                                "AND event != 'purged'", [before])
+        return counts
     while True:  # events of no message, a chunk at a time like the rest
         removed = audit.run(_delete_unattached_events(before))
         counts.events += removed
@@ -88,13 +95,22 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     return counts
 
 
-def _purgeable(conn: sqlite3.Connection, before: str, has_outbox: bool) -> list[int]:
+def _finished(has_outbox: bool) -> str:
+    """The condition on ``m`` (a message) for it to be purged, after ``received_at < ?``."""
     statuses = ", ".join("?" * len(FINISHED))
     waiting = ("AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
                "AND o.status = 'pending')" if has_outbox else "")
+    # +status: walked by id from ``after`` (and stopping at a chunk), not by the status
+    # index, which would gather and sort every finished message after ``after`` each time.
+    return f"+m.status IN ({statuses}) {waiting}"
+
+
+def _purgeable(conn: sqlite3.Connection, before: str, has_outbox: bool,
+               after: int) -> list[int]:
     return [row[0] for row in conn.execute(
-        f"SELECT m.id FROM messages m WHERE m.received_at < ? AND m.status IN ({statuses}) "
-        f"{waiting} ORDER BY m.id", [before, *FINISHED])]
+        f"SELECT m.id FROM messages m WHERE m.id > ? AND m.received_at < ? "
+        f"AND {_finished(has_outbox)} ORDER BY m.id LIMIT ?",
+        [after, before, *FINISHED, PURGE_CHUNK])]
 
 
 def _kept(conn: sqlite3.Connection, before: str, has_outbox: bool) -> dict[str, int]:
@@ -112,10 +128,16 @@ def _kept(conn: sqlite3.Connection, before: str, has_outbox: bool) -> dict[str, 
     return kept
 
 
-def _delete_messages(ids: Sequence[int], has_outbox: bool):  # type: ignore[no-untyped-def]
-    marks = ", ".join("?" * len(ids))
-
+def _delete_messages(chunk: Sequence[int], has_outbox: bool):  # type: ignore[no-untyped-def]
     def op(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
+        # Still finished, none of its outbox messages pending again: under the write lock.
+        marks = ", ".join("?" * len(chunk))
+        ids = [row[0] for row in conn.execute(
+            f"SELECT m.id FROM messages m WHERE m.id IN ({marks}) AND {_finished(has_outbox)}",
+            [*chunk, *FINISHED])]
+        if not ids:
+            return 0, 0, 0, 0
+        marks = ", ".join("?" * len(ids))
         # Each table's rows first, the messages they point at last.
         events = conn.execute(f"DELETE FROM events WHERE message_id IN ({marks})", ids).rowcount
         inferences = conn.execute(f"DELETE FROM inferences WHERE message_id IN ({marks})",

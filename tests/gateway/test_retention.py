@@ -129,3 +129,50 @@ def test_purge_beside_a_running_gateway(rig):  # noqa: F811
     assert again.returncode == 0 and "MSA|AA|RET0001" in again.stdout
     wait_for("the resend analysed", lambda: rig.events("RET0001", "analysed"))
     assert [e["event"] for e in rig.audit("RET0001") if e["event"] == "duplicate"] == []
+
+
+def test_a_message_replayed_or_retried_while_the_purge_runs_is_kept(tmp_path, monkeypatch):
+    # Ids are read a chunk at a time and checked again under the write lock: an operator's
+    # ``replay`` or ``outbox retry`` between the two keeps the message and all it has.
+    from gateway import retention
+
+    path = str(tmp_path / "audit.sqlite3")
+    with AuditLog(path) as audit:
+        ids = {cid: store(audit, cid, OLD, "analysed") for cid in ("A", "B", "C")}
+    box = Outbox.open(path)
+    box.enqueue([PlannedMessage("ehr", "all", "results", "OUTC", b"MSH|c")],
+                source_control_id="C", message_id=ids["C"])
+    (row,) = box.list()
+    box.record_failed(row, "refused", retry_at=None)  # dead-lettered: C is purgeable
+    box.conn.close()
+    with AuditLog(path, create=False) as audit:
+        run_op = audit.run
+
+        def meanwhile(op):  # type: ignore[no-untyped-def]
+            if not meanwhile.done:  # type: ignore[attr-defined]
+                meanwhile.done = True  # type: ignore[attr-defined]
+                with AuditLog(path, create=False) as other:
+                    other.run(status_op(ids["B"], "replay"))
+                other_box = Outbox.open(path)
+                other_box.retry(row.id)
+                other_box.conn.close()
+            return run_op(op)
+
+        meanwhile.done = False  # type: ignore[attr-defined]
+        monkeypatch.setattr(audit, "run", meanwhile)
+        counts = retention.purge(audit, "2024-02-01T00:00:00.000Z")
+    assert counts.messages == 1
+    after = rows(path)
+    assert after["messages"] == ["B", "C"] and after["outbox"] == ["OUTC"]
+    assert sorted(set(after["inferences"])) == [ids["B"], ids["C"]]
+
+
+def test_a_dry_run_or_a_purge_reads_a_chunk_of_ids_at_a_time(db, monkeypatch):
+    from gateway import retention
+
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 1)
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--dry-run", "--json", "--db", db)
+    assert code == 0 and json.loads(out)["messages"] == 2
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--json", "--db", db)
+    assert code == 0 and json.loads(out)["messages"] == 2
+    assert rows(db)["messages"] == ["WAIT", "AGAIN", "PAGING", "RECENT"]
