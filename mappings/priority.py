@@ -16,6 +16,7 @@ work) and the ones to analyse first when analysis has a backlog.
 
 from __future__ import annotations
 
+from .decoding import LEADING_PADDING
 
 __all__ = ["ASAP", "OTHER", "STAT", "urgency"]
 
@@ -28,6 +29,8 @@ def urgency(text: str) -> int:
     """The most urgent priority of any order in ``text`` (a decoded HL7 message):
     :data:`STAT`, :data:`ASAP`, or :data:`OTHER` (routine, another code, or none given).
     Never raises: a message too broken to read is :data:`OTHER`."""
+    if not text.startswith("MSH"):  # padding before it, as sent ([mllp] map_before_ack "none")
+        text = text[LEADING_PADDING.match(text).end():]  # type: ignore[union-attr]
     if not text.startswith("MSH") or len(text) < 8:
         return OTHER
     fs, component, repetition = text[3], text[4], text[5]
@@ -38,12 +41,14 @@ def urgency(text: str) -> int:
     # split, and only the order segments looked into.
     for segment in text.split("\r"):
         if not segment.startswith(_HEADS):
-            continue
+            segment = segment.lstrip(" \t")  # an indented segment is one (decoding)
+            if not segment.startswith(_HEADS):
+                continue
         tag = segment[:3]
         if segment[3:4] != fs:
             continue
-        if tag == "TQ1":
-            values = [_first(_field(segment, fs, 9), component)]
+        if tag == "TQ1":  # TQ1-9 repeats
+            values = [_first(rep, component) for rep in _field(segment, fs, 9).split(repetition)]
         elif tag == "OBR":
             values = [_first(_field(segment, fs, 5), component)]
             values += [_component(rep, component, 6)

@@ -38,3 +38,20 @@ def test_other_delimiters_and_broken_text():
     assert urgency("") == OTHER
     assert urgency("PID|1||X") == OTHER
     assert urgency("MSH|^~") == OTHER
+
+
+def test_tq1_9_repeats():
+    text = MSH.format(version="2.5.1") + "\rTQ1|1||||||||R^Routine~S^Stat\r" + OBR + "\r"
+    assert urgency(text) == STAT
+
+
+@pytest.mark.parametrize("text", [
+    # As sent, not normalised ([mllp] map_before_ack = "none"): padding before MSH (a
+    # line end after the MLLP start byte, a byte order mark), an indented segment.
+    "\r\n" + MSH.format(version="2.3") + "\r" + OBR + "|S\r",
+    "\ufeff" + MSH.format(version="2.3") + "\n" + OBR + "|S\n",
+    "\x00 " + MSH.format(version="2.3") + "\r\n" + OBR + "|S\r\n",
+    MSH.format(version="2.3") + "\r  " + OBR + "|S\r",
+])
+def test_text_as_sent(text):
+    assert urgency(text) == STAT
