@@ -45,8 +45,9 @@ class AlertConfigError(ValueError):
         self.message = message
 
 
-def _norm(text: str) -> str:
-    # "BI-RADS", "BIRADS" and "bi rads" are the same category.
+def label_key(text: str) -> str:
+    """What two spellings of one label share: "BI-RADS", "BIRADS" and "bi rads" are one
+    category, and a critical-result description stated twice is one result."""
     return re.sub(r"[^0-9A-Z]", "", text.upper())
 
 
@@ -58,14 +59,14 @@ class ScoreRule:
     values: frozenset[str]
 
     def matches(self, inf: ScoringAndAssessmentInference) -> bool:
-        if _norm(inf.category) != _norm(self.category):
+        if label_key(inf.category) != label_key(self.category):
             return False
-        wanted = {_norm(v) for v in self.values}
+        wanted = {label_key(v) for v in self.values}
         if inf.single_value is not None:
-            return _norm(inf.single_value) in wanted
+            return label_key(inf.single_value) in wanted
         if inf.range_value is not None:
             # A range alerts when either end would.
-            return bool({_norm(inf.range_value.minimum), _norm(inf.range_value.maximum)} & wanted)
+            return bool({label_key(inf.range_value.minimum), label_key(inf.range_value.maximum)} & wanted)
         return False
 
 
@@ -101,7 +102,7 @@ class AlertPolicy:
             if not self.is_alerting(inf):
                 continue
             if isinstance(inf, CriticalResultInference):
-                key = _norm(inf.result.description)
+                key = label_key(inf.result.description)
                 if key in seen:
                     continue
                 seen.add(key)

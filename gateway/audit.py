@@ -76,8 +76,8 @@ from .errors import AuditError
 
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
-    "chunks", "duplicate_op", "event_op", "inferences_cleared_op", "inferences_op", "received_op",
-    "status_op", "utc_now",
+    "chunks", "duplicate_op", "event_op", "has_table", "inferences_cleared_op", "inferences_op",
+    "received_op", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -344,6 +344,13 @@ def chunks(items: Sequence[T], size: int = PARAMETERS_PER_QUERY) -> Iterator[Seq
         yield items[start:start + size]
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether the database of ``conn`` has table ``name`` (the outbox exists only once
+    outbound was configured; an older or a foreign file may lack any)."""
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        (name,)).fetchone() is not None
+
+
 def all_of(ops: Sequence[Op[Any]]) -> Op[None]:
     """One op (one savepoint) made of several: all of them commit, or none."""
     def op(conn: sqlite3.Connection) -> None:
@@ -499,8 +506,7 @@ class AuditLog:
                 # fails here, and one that is SQLite but not an audit log (an empty
                 # file, another program's database) is named as such rather than
                 # failing later with "no such table".
-                if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                    "AND name = 'events'").fetchone():
+                if not has_table(conn, "events"):
                     raise AuditError(f"{path} is not a ri-gateway audit database")
             else:
                 self.db.enable_wal()

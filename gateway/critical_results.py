@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import statistics
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -35,8 +34,9 @@ from typing import Any
 
 from mappings.outbound import carries_critical_result
 
-from .audit import AuditLog, chunks, utc_now
-from .reports import Window
+from .alerts import label_key
+from .audit import AuditLog, chunks, has_table, utc_now
+from .reports import Window, kind_in
 
 __all__ = ["STATUSES", "CriticalReport", "CriticalSummary", "critical_results", "summarise"]
 
@@ -104,10 +104,11 @@ def critical_results(audit: AuditLog, window: Window = Window()) -> list[Critica
         description = _description(text)
         if description:
             # Findings and impression usually both state it: one result, as the alert does.
-            entry["results"].setdefault(_norm(description), description)
+            entry["results"].setdefault(label_key(description), description)
     if not found:
         return []
-    communicated = _with_communication(audit, found)
+    communicated = {message_id for message_id, _
+                    in kind_in(audit, "followupCommunication", found)}
     alerts = _alerts(audit, found)
     out = []
     for message_id, entry in found.items():
@@ -165,26 +166,12 @@ def _description(text: str) -> str | None:
     return description if isinstance(description, str) and description.strip() else None
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"[^0-9A-Z]", "", text.upper())
-
-
-def _with_communication(audit: AuditLog, messages: Collection[int]) -> set[int]:
-    found: set[int] = set()
-    for chunk in chunks(sorted(messages)):
-        found.update(row[0] for row in audit.conn.execute(
-            "SELECT DISTINCT message_id FROM inferences WHERE kind = 'followupCommunication' "
-            f"AND message_id IN ({', '.join('?' * len(chunk))})", chunk))
-    return found
-
-
 def _alerts(audit: AuditLog, messages: Collection[int]
             ) -> dict[int, list[tuple[str, float | None]]]:
     """(status, delivered_at) of each alert queued for these messages that carries a
     critical result."""
     found: dict[int, list[tuple[str, float | None]]] = {}
-    if not audit.conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                              "AND name = 'outbox'").fetchone():
+    if not has_table(audit.conn, "outbox"):
         return found  # outbound never configured: nothing was ever queued
     for chunk in chunks(sorted(messages)):
         for message_id, payload, status, delivered_at in audit.conn.execute(

@@ -254,21 +254,15 @@ class DestinationWorker:
         escalate = self.escalation.plan(row) if final and self.escalation else []
         d = self._run_db(self.outbox.record_failed, row, outcome.error, retry_at=retry_at,
                          ack_code=outcome.ack_code, escalate=escalate)
-        d.addCallback(self._escalated, row, escalate)
+        d.addCallback(self._dead_lettered, row, escalate)
         d.addCallback(lambda _: self._next())
         return d
 
-    def _escalated(self, queued: bool, row: OutboxRow, planned: list[Any]) -> None:
-        if not queued:
-            return
-        destinations = {p.destination for p in planned}
-        _log.warning("outbox.escalated", destination=self.dest.name, outbox_id=row.id,
-                     control_id=row.source_control_id, reason="dead_lettered",
-                     to=sorted(destinations))
-        if self._metrics is not None:
-            self._metrics.inc("ri_gateway_escalations_total", {"reason": "dead_lettered"})
-        if self._on_escalated is not None:
-            self._on_escalated(destinations)
+    def _dead_lettered(self, escalated: bool, row: OutboxRow, planned: list[Any]) -> None:
+        if escalated:
+            _escalated("dead_lettered", 1, planned, self._metrics, self._on_escalated,
+                       destination=self.dest.name, outbox_id=row.id,
+                       control_id=row.source_control_id)
 
     def _next(self) -> None:
         self._busy = False
@@ -315,6 +309,19 @@ def warn_unrouted(backlog: Mapping[str, tuple[int, float]], configured: Collecti
     for name, (count, _oldest) in sorted(backlog.items()):
         if name not in configured:
             _log.warning("outbox.unknown_destination", destination=name, pending=count)
+
+
+def _escalated(reason: str, alerts: int, planned: Collection[Any], metrics: Any,
+               notify: Callable[[set[str]], Any] | None, **fields: Any) -> None:
+    """``alerts`` were escalated (``planned``, their copies): log, count, and wake the
+    workers of the destinations the copies go to."""
+    destinations = {p.destination for p in planned}
+    _log.warning("outbox.escalated", reason=reason, alerts=alerts, to=sorted(destinations),
+                 **fields)
+    if metrics is not None:
+        metrics.inc("ri_gateway_escalations_total", {"reason": reason}, value=alerts)
+    if notify is not None:
+        notify(destinations)
 
 
 def _describe(failure: Failure) -> str:
@@ -406,33 +413,25 @@ class DeliveryService(Service):
     def escalate_overdue(self) -> defer.Deferred:
         """Escalate the alerts still undelivered ``escalate_after`` seconds after they were
         queued (run at start and every ``poll_interval``); fires with how many were."""
-        timed = self.escalation.timed() if self.escalation else {}
-        if not timed or self._escalating:
+        escalation = self.escalation
+        if escalation is None or not escalation.by_delay or self._escalating:
             return defer.succeed(0)
         self._escalating = True
-        escalation, now = self.escalation, self.reactor.seconds()
-        by_delay: dict[float, list[str]] = {}
-        for route, after in timed.items():
-            by_delay.setdefault(after, []).append(route)
+        now = self.reactor.seconds()
 
-        def escalate() -> tuple[int, set[str]]:
-            pairs = [(row, escalation.plan(row))  # type: ignore[union-attr]
-                     for after, routes in by_delay.items()
+        def escalate() -> tuple[int, list[Any]]:
+            pairs = [(row, escalation.plan(row))
+                     for after, routes in escalation.by_delay.items()
                      for row in self.outbox.unescalated_alerts(routes, now - after)]
             if not pairs:
-                return 0, set()
+                return 0, []
             return (self.outbox.escalate(pairs, "undelivered"),
-                    {p.destination for _, planned in pairs for p in planned})
+                    [p for _, planned in pairs for p in planned])
 
-        def escalated(result: tuple[int, set[str]]) -> int:
-            count, destinations = result
+        def escalated(result: tuple[int, list[Any]]) -> int:
+            count, planned = result
             if count:
-                _log.warning("outbox.escalated", reason="undelivered", alerts=count,
-                             to=sorted(destinations))
-                if self.metrics is not None:
-                    self.metrics.inc("ri_gateway_escalations_total", {"reason": "undelivered"},
-                                     value=count)
-                self.notify(destinations)
+                _escalated("undelivered", count, planned, self.metrics, self.notify)
             return count
 
         def failed(failure: Failure) -> int:

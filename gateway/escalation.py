@@ -50,14 +50,14 @@ class Escalation:
         self.routes = {route.name: route for route in config.routes if route.escalate_to}
         self.destinations = config.destinations
         self._control_ids = control_ids
+        # escalate_after -> the routes that escalate after that long (one query each).
+        self.by_delay: dict[float, list[str]] = {}
+        for name, route in self.routes.items():
+            if route.escalate_after is not None:
+                self.by_delay.setdefault(route.escalate_after, []).append(name)
 
     def __bool__(self) -> bool:
         return bool(self.routes)
-
-    def timed(self) -> dict[str, float]:
-        """Route name -> ``escalate_after`` of the routes that escalate in time."""
-        return {name: route.escalate_after for name, route in self.routes.items()
-                if route.escalate_after is not None}
 
     def plan(self, row: OutboxRow) -> list[PlannedMessage]:
         """The copies of ``row`` for its route's ``escalate_to``; none when it does not

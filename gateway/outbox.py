@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .audit import event_op, utc_now
+from .audit import event_op, has_table, utc_now
 from .errors import GatewayError
 
 __all__ = ["Outbox", "OutboxError", "OutboxRow", "enqueue_op", "ensure_schema"]
@@ -72,15 +72,13 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 """
 # After the table exists (a table from before escalation gets the column first).
-# outbox_alerts: the alerts of a report (gateway.critical_results) without reading every
-# result kept until purged; alerts only, so the results' inserts write no more.
-# outbox_message: a purge (gateway.retention) deletes a message's outbox rows, and checks
-# that none is pending, without reading the whole outbox under the write lock each time.
+# outbox_message: the alerts of a report (gateway.critical_results) without reading every
+# result kept until purged, and a purge (gateway.retention) deleting a message's outbox rows
+# and checking that none is pending without reading the whole outbox under the write lock.
 _ESCALATION_INDEXES = """
 CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
     WHERE escalated_from IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS outbox_alerts ON outbox (message_id) WHERE purpose = 'alerts';
 CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
 """
 
@@ -210,9 +208,7 @@ class Outbox:
                    now: float | None = None, escalated_from: int | None = None) -> list[int]:
         """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
         now = time.time() if now is None else now
-        ensure_schema_needed = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'outbox'").fetchone() is None
-        if ensure_schema_needed:
+        if not has_table(conn, "outbox"):
             for statement in _statements(_SCHEMA) + _statements(_ESCALATION_INDEXES):
                 conn.execute(statement)
         ids = []

@@ -53,7 +53,7 @@ from .audit import AuditLog, chunks
 
 __all__ = [
     "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "StoredReport", "Window", "followups",
-    "quality_summary",
+    "kind_in", "quality_summary",
 ]
 
 COMPLIANCE_TYPES = ("performanceMet", "performanceNotMet", "denominatorException",
@@ -198,7 +198,7 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     recommended = _latest_versions(audit, recommended, reports, window.until)
     if not recommended:
         return []
-    communicated = _kind_in(audit, "followupCommunication", {row[0] for row in recommended})
+    communicated = kind_in(audit, "followupCommunication", {row[0] for row in recommended})
     wanted = {report.patient_id for row in recommended
               for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
     exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports, wanted,
@@ -309,7 +309,7 @@ class _Reports:
         return self._cache[message_id]
 
 
-def _kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
+def kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
              ) -> dict[tuple[int, int], list[str]]:
     """The inferences of ``kind`` of these messages, by (message id, OBR index)."""
     found: dict[tuple[int, int], list[str]] = {}
@@ -329,7 +329,7 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports, wanted: se
         "SELECT id, control_id, received_at, raw, charset FROM messages "
         "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
         "ORDER BY received_at, id", (since,)).fetchall()
-    described = _kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
+    described = kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
     by_patient: dict[str, list[Exam]] = {}
     for message_id, control_id, received_at, raw, charset in rows:
         if patients is not None and not _any_of(wanted, patients, raw, charset):

@@ -33,7 +33,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .audit import AuditLog, event_op, utc_now
+from .audit import AuditLog, Op, event_op, has_table, utc_now
 
 __all__ = ["FINISHED", "PURGE_CHUNK", "PurgeCounts", "purge"]
 
@@ -51,6 +51,10 @@ class PurgeCounts:
     outbox: int = 0
     kept: dict[str, int] = field(default_factory=dict)  # why messages before the date stay
 
+    def add(self, table: str, rows: int) -> None:
+        """Count ``rows`` of ``table`` (messages, events, inferences, outbox)."""
+        setattr(self, table, getattr(self, table) + rows)
+
     def as_json(self) -> dict[str, object]:
         return {"messages": self.messages, "events": self.events,
                 "inferences": self.inferences, "outbox": self.outbox, "kept": self.kept}
@@ -61,27 +65,22 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     (a ``received_at`` string); with ``dry_run``, only count it."""
     conn = audit.conn
     counts = PurgeCounts()
-    has_outbox = _has_table(conn, "outbox")
-    counts.kept = _kept(conn, before, has_outbox)
+    attached = _attached(conn)
+    counts.kept = _kept(conn, before, attached)
     # A chunk of ids at a time (never every id of a large log in memory), each checked
     # again in the transaction that deletes it: a message replayed, or an outbox message
     # of it retried, since it was read is kept.
     after = 0
-    while chunk := _purgeable(conn, before, has_outbox, after):
+    while chunk := _purgeable(conn, before, attached, after):
         after = chunk[-1]
         if dry_run:
-            marks = ", ".join("?" * len(chunk))
             counts.messages += len(chunk)
-            counts.events += _count(conn, f"events WHERE message_id IN ({marks})", chunk)
-            counts.inferences += _count(conn, f"inferences WHERE message_id IN ({marks})", chunk)
-            if has_outbox:
-                counts.outbox += _count(conn, f"outbox WHERE message_id IN ({marks})", chunk)
+            for table in attached:
+                counts.add(table, _count(conn, f"{table} WHERE message_id IN "
+                                         f"({_marks(chunk)})", chunk))
             continue
-        deleted = audit.run(_delete_messages(chunk, has_outbox))
-        counts.messages += deleted[0]
-        counts.events += deleted[1]
-        counts.inferences += deleted[2]
-        counts.outbox += deleted[3]
+        for table, deleted in audit.run(_delete_messages(chunk, attached)).items():
+            counts.add(table, deleted)
     if dry_run:
         counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
                                 "AND event != 'purged'", [before])
@@ -95,62 +94,69 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     return counts
 
 
-def _finished(has_outbox: bool) -> str:
+def _attached(conn: sqlite3.Connection) -> tuple[str, ...]:
+    """The tables whose rows belong to a message (``message_id``); the outbox exists only
+    once outbound was configured."""
+    return ("events", "inferences", "outbox") if has_table(conn, "outbox") else (
+        "events", "inferences")
+
+
+def _marks(values: Sequence[object]) -> str:
+    return ", ".join("?" * len(values))
+
+
+_STATUSES = _marks(FINISHED)
+_OUTBOX_PENDING = ("EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
+                   "AND o.status = 'pending')")
+
+
+def _finished(attached: tuple[str, ...]) -> str:
     """The condition on ``m`` (a message) for it to be purged, after ``received_at < ?``."""
-    statuses = ", ".join("?" * len(FINISHED))
-    waiting = ("AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
-               "AND o.status = 'pending')" if has_outbox else "")
+    waiting = f"AND NOT {_OUTBOX_PENDING}" if "outbox" in attached else ""
     # +status: walked by id from ``after`` (and stopping at a chunk), not by the status
     # index, which would gather and sort every finished message after ``after`` each time.
-    return f"+m.status IN ({statuses}) {waiting}"
+    return f"+m.status IN ({_STATUSES}) {waiting}"
 
 
-def _purgeable(conn: sqlite3.Connection, before: str, has_outbox: bool,
+def _purgeable(conn: sqlite3.Connection, before: str, attached: tuple[str, ...],
                after: int) -> list[int]:
     return [row[0] for row in conn.execute(
         f"SELECT m.id FROM messages m WHERE m.id > ? AND m.received_at < ? "
-        f"AND {_finished(has_outbox)} ORDER BY m.id LIMIT ?",
+        f"AND {_finished(attached)} ORDER BY m.id LIMIT ?",
         [after, before, *FINISHED, PURGE_CHUNK])]
 
 
-def _kept(conn: sqlite3.Connection, before: str, has_outbox: bool) -> dict[str, int]:
-    statuses = ", ".join("?" * len(FINISHED))
+def _kept(conn: sqlite3.Connection, before: str, attached: tuple[str, ...]) -> dict[str, int]:
     kept = {status: n for status, n in conn.execute(
         f"SELECT status, COUNT(*) FROM messages WHERE received_at < ? "
-        f"AND status NOT IN ({statuses}) GROUP BY status", [before, *FINISHED])}
-    if has_outbox:
-        (waiting,) = conn.execute(
-            f"SELECT COUNT(*) FROM messages m WHERE m.received_at < ? AND m.status IN ({statuses}) "
-            "AND EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
-            "AND o.status = 'pending')", [before, *FINISHED]).fetchone()
+        f"AND status NOT IN ({_STATUSES}) GROUP BY status", [before, *FINISHED])}
+    if "outbox" in attached:
+        waiting = _count(conn, f"messages m WHERE m.received_at < ? AND m.status IN ({_STATUSES}) "
+                         f"AND {_OUTBOX_PENDING}", [before, *FINISHED])
         if waiting:
             kept["outbox_pending"] = waiting
     return kept
 
 
-def _delete_messages(chunk: Sequence[int], has_outbox: bool):  # type: ignore[no-untyped-def]
-    def op(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
+def _delete_messages(chunk: Sequence[int], attached: tuple[str, ...]) -> Op[dict[str, int]]:
+    def op(conn: sqlite3.Connection) -> dict[str, int]:
         # Still finished, none of its outbox messages pending again: under the write lock.
-        marks = ", ".join("?" * len(chunk))
         ids = [row[0] for row in conn.execute(
-            f"SELECT m.id FROM messages m WHERE m.id IN ({marks}) AND {_finished(has_outbox)}",
-            [*chunk, *FINISHED])]
+            f"SELECT m.id FROM messages m WHERE m.id IN ({_marks(chunk)}) "
+            f"AND {_finished(attached)}", [*chunk, *FINISHED])]
         if not ids:
-            return 0, 0, 0, 0
-        marks = ", ".join("?" * len(ids))
+            return {}
         # Each table's rows first, the messages they point at last.
-        events = conn.execute(f"DELETE FROM events WHERE message_id IN ({marks})", ids).rowcount
-        inferences = conn.execute(f"DELETE FROM inferences WHERE message_id IN ({marks})",
-                                  ids).rowcount
-        outbox = conn.execute(f"DELETE FROM outbox WHERE message_id IN ({marks})",
-                              ids).rowcount if has_outbox else 0
-        messages = conn.execute(f"DELETE FROM messages WHERE id IN ({marks})", ids).rowcount
-        return messages, events, inferences, outbox
+        deleted = {table: conn.execute(f"DELETE FROM {table} WHERE message_id IN "
+                                       f"({_marks(ids)})", ids).rowcount for table in attached}
+        deleted["messages"] = conn.execute(f"DELETE FROM messages WHERE id IN ({_marks(ids)})",
+                                           ids).rowcount
+        return deleted
 
     return op
 
 
-def _delete_unattached_events(before: str):  # type: ignore[no-untyped-def]
+def _delete_unattached_events(before: str) -> Op[int]:
     def op(conn: sqlite3.Connection) -> int:
         return conn.execute(
             "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE message_id IS NULL "
@@ -162,8 +168,3 @@ def _delete_unattached_events(before: str):  # type: ignore[no-untyped-def]
 def _count(conn: sqlite3.Connection, where: str, params: Sequence[object]) -> int:
     (n,) = conn.execute(f"SELECT COUNT(*) FROM {where}", list(params)).fetchone()
     return int(n)
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
-                        (name,)).fetchone() is not None

@@ -183,10 +183,9 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
 
 
 def _critical_text(item: Any) -> str:
-    delay = f"{item.seconds_to_alert:.1f} s" if item.seconds_to_alert is not None else "-"
     alerts = f"{item.delivered}/{item.alerts}" + (f" ({item.dead} dead)" if item.dead else "")
     return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
-            f"{item.control_id or '-':<14} {alerts:<12} {delay:>9} "
+            f"{item.control_id or '-':<14} {alerts:<12} {_seconds(item.seconds_to_alert):>9} "
             f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}")
 
 
