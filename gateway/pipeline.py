@@ -42,8 +42,19 @@ and passed to the hooks as one :class:`ReportOutcome` without a report whose ``e
 is the ``ContentError``, so an enhanced-mode sender that asked for an application ACK
 gets an AE on the return route.  A mapping that fails with anything else in a worker (a
 bug: ``MappingFailure``) is recorded the same way as an ``analysis_failed`` event with
-``stage = "mapping"`` (application AR); a worker that died leaves the message ``received``
-for the next start.
+``stage = "mapping"`` (application AR).
+
+**Workers that die or hang** (:mod:`gateway.analysis`).  When a worker process dies, every
+analysis in the pool fails with ``WorkerDied``, the guilty one and the others alike.  Each
+is tried again, one at a time, with nothing else in the pool, so that a death can be
+blamed: a message whose analysis kills its worker twice while running alone is recorded
+``failed`` (``analysis_failed`` with ``stage = "worker"``) instead of killing a worker at
+every start; one death alone is forgiven (the OOM killer may have picked the worker for
+another process's sake).  An analysis that times out (``[analysis] timeout``) is recorded
+``failed`` at once (``stage = "timeout"``): it would hang again.  Both get an application
+AR where the sender asked for one; ``ri-gateway replay`` takes them up again after a fix.
+Any other failure to analyse or record (the database) leaves the message ``received`` for
+the next start.
 """
 
 from __future__ import annotations
@@ -57,13 +68,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from mappings.priority import OTHER, urgency
 
-from .analysis import MappingFailure, with_configuration
+from .analysis import AnalysisTimedOut, MappingFailure, WorkerDied, with_configuration
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
-__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
+__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome",
+           "WORKER_DEATHS"]
+
+# Deaths of its worker, while it ran alone, after which a message is recorded failed.
+WORKER_DEATHS = 2
 
 
 @dataclass(frozen=True)
@@ -236,6 +252,11 @@ class AnalysisPipeline:
         self._backlog = _Backlog(_urgency)
         self._start_pending = False
         self._stopped = False
+        # Messages whose worker died, each to be tried again alone (module docstring), the
+        # one running alone, and the deaths each has caused running alone.
+        self._retry: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
+        self._alone: int | None = None
+        self._deaths: dict[int, int] = {}
 
     @property
     def backlog(self) -> int:
@@ -281,6 +302,13 @@ class AnalysisPipeline:
         self._start_pending = False
         if self._stopped:
             return
+        if self._retry or self._alone is not None:
+            # A message to try alone: nothing else starts until it has been tried.
+            if self._alone is None and self.in_progress == 0:
+                message, done = self._retry.popleft()
+                self._alone = message.message_id
+                self._process(message).chainDeferred(done)
+            return
         if self.reactor is not None and self._backlog:
             wait = self._yield_to_listener()
             if wait > 0:
@@ -300,6 +328,7 @@ class AnalysisPipeline:
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
         started = self.clock()
+        alone = self._alone == message.message_id
         if not message.is_report:
             d = defer.succeed(([], message))  # accepted and stored, nothing to analyse
         elif message.reports is None:
@@ -322,13 +351,46 @@ class AnalysisPipeline:
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
-            if self._backlog:
+            if alone:
+                self._alone = None
+            if isinstance(result, Failure):
+                # Before scheduling: a message to try alone goes before any other.
+                result = self._worker_failed(result, message, alone)
+            else:
+                self._deaths.pop(message.message_id, None)
+            if self._backlog or self._retry:
                 self._schedule()
             return result
 
         d.addBoth(finished)
         d.addErrback(self._failed, message)
         return d
+
+    def _worker_failed(self, failure: Failure, message: AcceptedMessage,
+                       alone: bool) -> Any:
+        """The analysis timed out, or its worker died: recorded, or tried again alone."""
+        mid, cid = message.message_id, message.control_id
+        if failure.check(AnalysisTimedOut):
+            self.log.error("analysis.timed_out", control_id=cid, message_id=mid,
+                           error=str(failure.value))
+            return self._record_unmapped(message, failure.value, event_op(
+                "analysis_failed", cid, mid, stage="timeout", error=str(failure.value)))
+        if not failure.check(WorkerDied) or self._stopped:
+            return failure
+        deaths = self._deaths.get(mid, 0) + alone
+        if deaths >= WORKER_DEATHS:
+            self._deaths.pop(mid, None)
+            error = f"the analysis worker died {deaths} times analysing this message alone"
+            self.log.error("analysis.worker_died", control_id=cid, message_id=mid,
+                           deaths=deaths)
+            return self._record_unmapped(message, failure.value, event_op(
+                "analysis_failed", cid, mid, stage="worker", error=error))
+        self._deaths[mid] = deaths
+        self.log.warning("analysis.retry_alone", control_id=cid, message_id=mid,
+                         deaths=deaths)
+        again: defer.Deferred = defer.Deferred()
+        self._retry.append((message, again))
+        return again
 
     def _map(self, message: AcceptedMessage) -> defer.Deferred:
         map_message = getattr(self.analyzer, "map_message", None)
@@ -380,9 +442,13 @@ class AnalysisPipeline:
                 d = self.analyzer.analyze(request)
                 d.addCallback(lambda result, r=report: ReportOutcome(
                     r, result=result, model_version=result.model_version))
-            d.addErrback(lambda failure, r=report: ReportOutcome(r, error=failure.value))
+            # A worker that died or timed out fails the whole message (_worker_failed).
+            d.addErrback(lambda failure, r=report: failure
+                         if failure.check(WorkerDied, AnalysisTimedOut)
+                         else ReportOutcome(r, error=failure.value))
             work.append(d)
-        return defer.gatherResults(work).addCallback(lambda outcomes: (outcomes, message))
+        return defer.gatherResults(work, consumeErrors=True).addCallbacks(
+            lambda outcomes: (outcomes, message), lambda f: f.value.subFailure)
 
     def _mapping_failed(self, failure: Any, message: AcceptedMessage) -> Any:
         """Mapped after the ACK and the content is bad: recorded, the sender already has AA.
