@@ -42,6 +42,7 @@ _CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?
 _LINK_WORD = (r"(?!(?:and|or|with|without|in|of|on|at|to|from|a|an|the|is|are|was|were|which|"
               r"that|but|than|previously|now|series|image)\b)")
 _PRENOMINAL_GAP = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,3}$" % _LINK_WORD, re.IGNORECASE)
+_SIZE_AFTER = re.compile(r"[ \t:,(-]*")
 # A size right before a device or the study's geometry ("10 mm drainage catheter", "1.25 mm
 # thin sections") measures that, not a finding (findings.json "not_finding_sizes").
 _OTHER_SIZE = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,2}?(?:%s)\b" % (_LINK_WORD, "|".join(
@@ -273,7 +274,11 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
                     continue
             if name == "measurement":
                 following = next((i for i, f in enumerate(findings) if f.start >= value.end), None)
-                if following is not None and _PRENOMINAL_GAP.fullmatch(
+                # Not when the size is written right after a finding ("Cyst 2 cm nodule 5 mm").
+                preceding = following - 1 if following is not None else len(findings) - 1
+                after_finding = preceding >= 0 and _SIZE_AFTER.fullmatch(
+                    text, findings[preceding].end, value.start) is not None
+                if following is not None and not after_finding and _PRENOMINAL_GAP.fullmatch(
                         text, value.end, findings[following].start):
                     groups[following][name].append(value)
                     continue

@@ -58,6 +58,10 @@ def _sizes_by_subject(text: str) -> dict[str, list[str]]:
     ("FINDINGS: A 6 mm nodule abuts the chest tube.", {"27925004": ["6m"]}),
     # Sizes joined by "and" or given as previous stay with the finding they follow.
     ("FINDINGS: Left lower lobe nodule, previously 5 mm, now 8 mm.", {"27925004": ["prev:5m", "8m"]}),
+    ("FINDINGS: Nodule measuring 5 mm, stable, and a 2 cm cyst.", {"27925004": ["5m"], "367643001": ["2c"]}),
+    # A size written right after a finding is that finding's, even with another one next.
+    ("FINDINGS: Cyst 2 cm nodule 5 mm.", {"367643001": ["2c"], "27925004": ["5m"]}),
+    ("FINDINGS: Liver cyst (2 cm) and 5 mm renal stone.", {"367643001": ["2c"], "56381008": ["5m"]}),
 ])
 def test_a_size_goes_to_the_finding_it_measures(text: str, expected: dict[str, list[str]]) -> None:
     assert {k: v for k, v in _sizes_by_subject(text).items() if k in expected} == expected
@@ -143,6 +147,20 @@ def _communications(text: str) -> list[tuple[list[str], bool]]:
 ])
 def test_planned_failed_or_requested_communication_is_none(text: str) -> None:
     assert _communications(text) == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # A planned, failed or requested act in one clause leaves the communication in another.
+    ("IMPRESSION: Findings were discussed with Dr. Smith at 3 PM and will be discussed at tumor board.",
+     [(["doctor"], True)]),
+    ("IMPRESSION: The ED nurse could not be reached; findings were discussed with Dr. Lee at 3 PM.",
+     [(["doctor"], True)]),
+    ("IMPRESSION: Results were discussed with Dr. Smith, who will call the patient.", [(["doctor"], True)]),
+    # ... and a clause without a verb still names who was told and that it was read back.
+    ("IMPRESSION: Stroke team paged at 06:45; Dr. Osei acknowledged receipt.", [(["doctor"], True)]),
+])
+def test_communication_in_one_clause_and_a_plan_in_another(text: str, expected: list) -> None:
+    assert _communications(text) == expected
 
 
 def test_a_voice_message_left_is_a_communication_not_acknowledged() -> None:
