@@ -110,7 +110,9 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             out.extend(_from_sentence(ctx, sentence, text, options))
             continue
         exception = _EXCEPTION.search(text, refusal.end())
-        if exception is not None:
+        # The exception recommends only in words of its own ("in which case MRI may be
+        # obtained"), not by naming a study ("unless the next scheduled CT shows a change").
+        if exception is not None and _CUE.pattern_for(text).search(folded, exception.end()):
             out.extend(_from_sentence(ctx, sentence, text, options, after=exception.start()))
     if options.references:
         out.extend(_guideline(ctx, block, options) for block in blocks)

@@ -100,11 +100,11 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
 
 
 def _side_stated(ctx: AnalysisContext, vocab: _Vocab) -> bool:
-    """A side word outside history, indication and comparison: a side named only for an
-    earlier study or the history ("COMPARISON: Left wrist radiographs") is not this exam's."""
+    """A side word outside the comparison: a side named only for an earlier study
+    ("COMPARISON: Left wrist radiographs") is not this exam's, while the side of the
+    complaint ("INDICATION: Right wrist pain") usually is."""
     any_side, folded = ctx.folded(vocab.any_side)
-    return any(section_name_at(ctx, m.start()) not in vocab.excluded_sections
-               for m in any_side.finditer(folded))
+    return any(section_name_at(ctx, m.start()) != "COMPARISON" for m in any_side.finditer(folded))
 
 
 # --- the order's side -----------------------------------------------------------------------

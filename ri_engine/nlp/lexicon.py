@@ -71,6 +71,8 @@ class FindingEntry:
     # (entry key, words): the mention is that entry's finding when its sentence holds one of
     # the words, and no finding at all when none matches ("filling defect").
     by_context: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    # ... and no finding at all when its sentence holds one of these ("mixing artifact").
+    not_in_context: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,9 @@ class Lexicon:
                 key=key, codes=tuple(make_code(c) for c in entry["codes"]),
                 tags=frozenset(entry.get("tags", ())), anatomy=tuple(entry.get("anatomy", ())),
                 by_context=tuple((rule["key"], _word_pattern(rule["text_any"]))
-                                 for rule in entry.get("by_context", ())))
+                                 for rule in entry.get("by_context", ())),
+                not_in_context=(_word_pattern(entry["not_in_context"])
+                                if entry.get("not_in_context") else None))
             self._add("finding", key, entry["terms"], plurals=not entry.get("no_plural"),
                       exact=entry.get("case_sensitive_terms"))
         self._add("nonfinding", "nonfinding", load_json("findings.json")["not_findings"]["terms"])

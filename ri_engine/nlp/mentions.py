@@ -150,10 +150,13 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
 def _by_context(text: str, term: Term, sentence: Span, lexicon: Lexicon,
                 findings: list[Term], finding_starts: list[int]) -> Term | None:
     """The finding a context-read term names in its sentence ("filling defect in the right
-    popliteal vein" -> dvt), or None when the sentence names none of its contexts, or
-    names that finding itself ("filling defects ..., consistent with pulmonary embolism":
+    popliteal vein" -> dvt), or None when the sentence names none of its contexts, calls
+    it an artifact, or names that finding itself ("filling defects ..., consistent with pulmonary embolism":
     one embolism, stated with its sign)."""
-    for key, words in lexicon.findings[term.key].by_context:
+    entry = lexicon.findings[term.key]
+    if entry.not_in_context is not None and entry.not_in_context.search(text, sentence.start, sentence.end):
+        return None  # "filling defect ..., likely mixing artifact"
+    for key, words in entry.by_context:
         if words.search(text, sentence.start, sentence.end):
             lo, hi = bisect_left(finding_starts, sentence.start), bisect_left(finding_starts, sentence.end)
             if any(f.key == key for f in findings[lo:hi]):

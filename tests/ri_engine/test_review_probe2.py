@@ -91,6 +91,9 @@ def test_a_side_named_only_for_the_comparison_leaves_the_exam_without_a_side() -
     # A side in the findings is this exam's.
     assert _laterality(text.replace("No fracture.", "Right wrist: no fracture."),
                        "XR WRIST RIGHT 3 VIEWS", "73110") == []
+    # So is the side of the complaint in the indication.
+    text = "INDICATION: Right wrist pain.\n\nFINDINGS: No fracture."
+    assert _laterality(text, "XR WRIST RIGHT 3 VIEWS", "73110") == []
 
 
 # --- complete / limited orders --------------------------------------------------------------
@@ -189,6 +192,9 @@ def test_a_refusal_with_an_exception_recommends_what_the_exception_names() -> No
     # The refused procedure before the exception stays refused.
     text = "IMPRESSION: No follow-up CT is needed unless symptoms persist."
     assert _recommendations(text) == []
+    # An exception that only names a study recommends nothing.
+    text = "IMPRESSION: No further imaging is needed unless the next scheduled CT shows a change."
+    assert _recommendations(text) == []
 
 
 # --- radiology procedure --------------------------------------------------------------------
@@ -219,6 +225,7 @@ def _critical(text: str) -> list[str]:
     # Elsewhere a filling defect is no finding the engine codes.
     ("FINDINGS: Small filling defect in the left renal collecting system.", [], []),
     ("FINDINGS: Filling defect in the main portal vein.", [], []),
+    ("FINDINGS: Filling defect in a segmental pulmonary artery, likely mixing artifact.", [], []),
 ])
 def test_a_filling_defect_is_read_by_its_vessel(text: str, subjects: list[str], critical: list[str]) -> None:
     got = []
