@@ -42,6 +42,8 @@ _CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?
 _LINK_WORD = (r"(?!(?:and|or|with|without|in|of|on|at|to|from|a|an|the|is|are|was|were|which|"
               r"that|but|than|previously|now|series|image)\b)")
 _PRENOMINAL_GAP = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,3}$" % _LINK_WORD, re.IGNORECASE)
+_PRONOUN_MEASURES = re.compile(
+    r"\s*(?:it|this)\s+(?:now\s+|currently\s+)?(?:measures|measured|is\s+measured)\b", re.IGNORECASE)
 _SIZE_AFTER = re.compile(r"[ \t:,(-]*")
 # A size right before a device or the study's geometry ("10 mm drainage catheter", "1.25 mm
 # thin sections") measures that, not a finding (findings.json "not_finding_sizes").
@@ -144,7 +146,30 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
                        else _section_at(sections, term.start))
             out.append(_mention(text, term, groups[index], sentence, (lo, hi), section, s_cues,
                                 term_starts, clause_dates, lexicon))
+    _sizes_in_next_sentence(text, sentences, out, sizes)
     return out
+
+
+def _sizes_in_next_sentence(text: str, sentences: Sequence[Span], mentions: list[FindingMention],
+                            sizes: list[Measurement]) -> None:
+    """"There is a cyst in the left kidney. It measures 1.8 cm.": a sentence that opens with
+    "It"/"This" and measures, and names no finding, gives its sizes to the one finding of the
+    sentence before it."""
+    by_sentence: dict[tuple[int, int], list[int]] = {}
+    for index, mention in enumerate(mentions):
+        by_sentence.setdefault(mention.sentence, []).append(index)
+    size_starts = [m.start for m in sizes]
+    for before, sentence in zip(sentences, sentences[1:]):
+        held = by_sentence.get((before.start, before.end))
+        if (held is None or len(held) != 1 or (sentence.start, sentence.end) in by_sentence
+                or not _PRONOUN_MEASURES.match(text, sentence.start, sentence.end)):
+            continue
+        lo, hi = bisect_left(size_starts, sentence.start), bisect_left(size_starts, sentence.end)
+        found = [m for m in sizes[lo:hi] if m.end <= sentence.end]
+        mention = mentions[held[0]]
+        if found and not mention.assertion.negated:
+            mentions[held[0]] = dataclasses.replace(
+                mention, measurements=mention.measurements + tuple(found))
 
 
 def _by_context(text: str, term: Term, sentence: Span, lexicon: Lexicon,

@@ -62,6 +62,13 @@ def _sizes_by_subject(text: str) -> dict[str, list[str]]:
     # A size written right after a finding is that finding's, even with another one next.
     ("FINDINGS: Cyst 2 cm nodule 5 mm.", {"367643001": ["2c"], "27925004": ["5m"]}),
     ("FINDINGS: Liver cyst (2 cm) and 5 mm renal stone.", {"367643001": ["2c"], "56381008": ["5m"]}),
+    # "It measures" in the next sentence measures the one finding of the sentence before.
+    ("FINDINGS: There is a cyst in the left kidney. It measures 1.8 cm.", {"367643001": ["1.8c"]}),
+    ("FINDINGS: There is a cyst in the left kidney. It now measures 2 x 3 cm.", {"367643001": ["2c", "3c"]}),
+    # ... not when that sentence holds two findings, or the next one names its own.
+    ("FINDINGS: A cyst and a stone in the left kidney. It measures 1.8 cm.",
+     {"367643001": [], "56381008": []}),
+    ("FINDINGS: There is a renal cyst. The stone measures 4 mm.", {"367643001": []}),
 ])
 def test_a_size_goes_to_the_finding_it_measures(text: str, expected: dict[str, list[str]]) -> None:
     assert {k: v for k, v in _sizes_by_subject(text).items() if k in expected} == expected
@@ -147,6 +154,7 @@ def _communications(text: str) -> list[tuple[list[str], bool]]:
     "physician could not be reached.",
     "IMPRESSION: Pneumothorax. We were unable to reach Dr. Lee.",
     "IMPRESSION: Possible appendicitis. Please call Dr. Adams with questions.",
+    "IMPRESSION: Known pneumothorax, previously communicated to Dr. Grant yesterday.",
 ])
 def test_planned_failed_or_requested_communication_is_none(text: str) -> None:
     assert _communications(text) == []
