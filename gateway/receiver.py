@@ -7,7 +7,8 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 2. read MSH (``mappings.header``).  Unreadable: the message is stored as ``rejected``
    and answered AR when ``mappings.ack.build_unreadable_ack`` can address an answer;
    when it cannot (no MSH-10), nothing is sent and the connection is closed;
-3. accepted type/version/processing id (``mappings.policy``), else AR;
+3. accepted type/version/processing id (``mappings.policy``), else AR; one message per
+   frame (``mappings.header.check_single_message``), else AE;
 4. the content rules (``[mllp] map_before_ack``): bad content gets AE.
 
    * ``"check"`` (default): ``mappings.inbound.check_oru`` applies the rules of the
@@ -19,7 +20,8 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 5. commit the raw message with its ACK (group commit) and only then return the ACK;
 6. hand the accepted message to the analysis pipeline (off the reactor thread).
 
-Steps 1-3 read MSH only: AR and duplicates need MSH only, AE needs step 4.
+Steps 1-3 read MSH only (and look for a second one): AR and duplicates need MSH only, AE
+needs step 4.
 
 **Duplicates** (same MSH-3, MSH-4, MSH-10 as an accepted message) get the ORIGINAL ACK
 bytes again, a ``duplicate`` event is audited and nothing is processed.  The check is
@@ -54,7 +56,7 @@ from mappings.ack import (
 )
 from mappings.decoding import decode_message, normalise_segments
 from mappings.errors import HL7Error, UnreadableHeader
-from mappings.header import read_header
+from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
 
 from .ack_policy import decide, enhanced_mode
@@ -197,6 +199,8 @@ class Receiver:
         groups: int | None = None
         try:
             self.policy.check(header)
+            # Every mode, every type: the ACK would answer the first message of a batch only.
+            check_single_message(decoded.text, header)
             if not header.is_report:
                 # Another type the configuration accepts (ADT, ORM, ...): stored and
                 # ACKed from MSH alone; the content rules and the mapping are the ORU's.
@@ -283,15 +287,22 @@ class Receiver:
     def _after_analysis(self, message: AcceptedMessage, record: ReceivedMessage,
                         key: tuple[str, str, str], header: Any, started: float
                         ) -> defer.Deferred:
-        """``ack_after = "analysis"``: AA once analysed (or skipped), AR when analysis failed."""
+        """``ack_after = "analysis"``: AA once analysed (or skipped); AE when the mapping
+        found bad content or the engine refused the report, AR when analysis failed."""
         message_id = message.message_id
         d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
 
         def answer(status: Any) -> defer.Deferred:
-            from ri_engine.errors import AnalysisFailure
+            from ri_engine.errors import AnalysisFailure, RequestError
 
             ok = status in ("analysed", "skipped")
-            decision = decide(None if ok else AnalysisFailure("analysis failed"))
+            # What made it fail (pipeline.AnalysisStatus): the report's content found by the
+            # mapping after the commit, or the engine refusing it, is the sender's to fix
+            # (AE); anything else is ours (AR).
+            error = None if ok else getattr(status, "error", None)
+            if not ok and not isinstance(error, (HL7Error, RequestError)):
+                error = AnalysisFailure("analysis failed")
+            decision = decide(error)
             code = decision.code_for(enhanced_mode(header.accept_ack_type,
                                                    header.application_ack_type))
             ack_id = self.ids()

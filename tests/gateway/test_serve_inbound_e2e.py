@@ -1,0 +1,91 @@
+"""What a sender is told, over a real socket to ``ri-gateway serve``, for input the
+ACK path must not take as one good message."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from gateway_process import GatewayProcess, exchange, json_event
+from gateway_samples import oru, segments
+
+SECOND_PATIENT = b"MRN99999"
+
+
+def _serve(tmp_path, **env: str):
+    return GatewayProcess(tmp_path / "var" / "audit.sqlite3", **env).start()
+
+
+def _stored(db, control_id: str) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT status, ack_code, error_code FROM messages "
+                           "WHERE control_id = ? ORDER BY id", (control_id,)).fetchall()
+
+
+@pytest.mark.parametrize("mode", ["check", "full", "none"])
+@pytest.mark.parametrize("envelope", [False, True])
+def test_two_messages_in_one_frame_are_refused_not_half_answered(tmp_path, mode, envelope):
+    # The ACK can answer one MSH-10; the second report (another patient's) was acknowledged
+    # with the first and never analysed.
+    gateway = _serve(tmp_path, RI_GATEWAY_MLLP_MAP_BEFORE_ACK=mode)
+    try:
+        first = oru("TWO1")
+        second = oru("TWO2").replace(b"MRN12345", SECOND_PATIENT)
+        payload = first + second
+        if envelope:
+            payload = b"BHS|^~\\&|RIS|HOSP\r" + payload + b"BTS|2\r"
+        ack = exchange(gateway.port, payload)
+        assert segments(ack)[1:] == [
+            "MSA|AE|TWO1|more than one message in one frame (a second MSH segment); "
+            "send each message in a frame of its own",
+            "ERR||MSH^2|100^Segment sequence error^HL70357|E||||more than one message in one "
+            "frame (a second MSH segment); send each message in a frame of its own"]
+        assert _stored(gateway.db, "TWO1") == [("rejected", "AE", "100")]
+        # Each message sent on its own is accepted, the first one too (it was not accepted
+        # before, so it is no duplicate).
+        for message, control_id in ((first, "TWO1"), (second, "TWO2")):
+            assert segments(exchange(gateway.port, message))[1] == f"MSA|AA|{control_id}"
+            gateway.output.wait_for(json_event("analysis", control_id=control_id))
+    finally:
+        gateway.stop()
+
+
+def test_a_message_whose_text_names_msh_is_one_message(tmp_path):
+    gateway = _serve(tmp_path)
+    try:
+        report = "FINDINGS: MSH|x was typed in the report. Small right pneumothorax."
+        ack = exchange(gateway.port, oru("ONE1", report=report))
+        assert segments(ack)[1] == "MSA|AA|ONE1"
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("mode", ["none", "check"])
+def test_ack_after_analysis_tells_the_sender_what_was_wrong(tmp_path, mode):
+    # The ACK waits for the engine; a report the engine refuses, or whose content the mapping
+    # finds bad after the commit, was answered AR 207 "analysis failed", as for our own failure.
+    gateway = _serve(tmp_path, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                     RI_GATEWAY_MLLP_MAP_BEFORE_ACK=mode)
+    try:
+        assert segments(exchange(gateway.port, oru("AN1")))[1] == "MSA|AA|AN1"
+        refused = segments(exchange(gateway.port, oru("AN2", report="REFUSE this report")))
+        assert refused[1:] == [
+            "MSA|AE|AN2|report not analysable: BadRequest",
+            "ERR|||207^Application internal error^HL70357|E||||report not analysable: BadRequest"]
+        crashed = segments(exchange(gateway.port, oru("AN3", report="CRASH the engine")))
+        assert crashed[1] == "MSA|AR|AN3|analysis failed; the message was not processed"
+        no_text = oru("AN4", report="", msh15="AL", msh16="NE")
+        answer = segments(exchange(gateway.port, no_text))
+        if mode == "none":  # found by the mapping after the commit
+            assert answer[1:] == [
+                "MSA|CE|AN4|no report text in any OBX-5",
+                "ERR||OBX^1^5|101^Required field missing^HL70357|E||||no report text in any OBX-5"]
+        else:  # found by the check before it, as before
+            assert answer[1] == "MSA|CE|AN4|no report text in any OBX-5"
+        assert [row[1:] for row in (_stored(gateway.db, c)[0] for c in ("AN2", "AN3", "AN4"))] \
+            == [("AE", "207"), ("AR", "207"), ("CE", "101")]
+        # Neither is an accepted message: a corrected resend is analysed.
+        assert segments(exchange(gateway.port, oru("AN2")))[1] == "MSA|AA|AN2"
+    finally:
+        gateway.stop()
