@@ -176,16 +176,18 @@ class Duplicate:
     same_content: bool
 
 
-def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int | Duplicate]:
+def received_op(msg: ReceivedMessage, *, duplicates: bool = True,
+                **event_fields: Any) -> Op[int | Duplicate]:
     """Insert the message and its ``received`` (or ``rejected``) event; returns the id.
 
     Duplicate detection happens here, on the writer thread, rather than with a query
     per message on the reactor: an accepted message with the key of one already
     accepted fails the ``messages_accepted_key`` index, and a rejected one is looked up
-    (rare).  A duplicate is not stored; a ``duplicate`` event is, and the op returns
-    :class:`Duplicate` with the original ACK.
+    (rare; not with ``duplicates=False``: a rejected frame that holds more than the
+    message its key names).  A duplicate is not stored; a ``duplicate`` event is, and
+    the op returns :class:`Duplicate` with the original ACK.
     """
-    return _ReceivedOp(msg, event_fields)
+    return _ReceivedOp(msg, event_fields, duplicates)
 
 
 # Every column of a messages row, in the order of _ReceivedOp.values, then the id (NULL:
@@ -203,19 +205,21 @@ class _ReceivedOp:
     batch made only of accepted messages is inserted in bulk by :meth:`AuditLog.run_batch`
     (the ACK path's common case): see :func:`_insert_accepted`."""
 
-    __slots__ = ("msg", "values", "event_fields", "accepted")
+    __slots__ = ("msg", "values", "event_fields", "accepted", "duplicates")
 
-    def __init__(self, msg: ReceivedMessage, event_fields: dict[str, Any]) -> None:
+    def __init__(self, msg: ReceivedMessage, event_fields: dict[str, Any],
+                 duplicates: bool = True) -> None:
         self.msg = msg
         # Not dataclasses.asdict(): it deep-copies the raw bytes, which costs more than
         # the insert.
         self.values = (*_message_fields(msg), msg.sender, len(msg.raw))
         self.event_fields = event_fields
         self.accepted = msg.ack_code in _ACCEPTED_CODES
+        self.duplicates = duplicates
 
     def __call__(self, conn: sqlite3.Connection) -> int | Duplicate:
         msg = self.msg
-        if msg.control_id is not None and not self.accepted:
+        if msg.control_id is not None and not self.accepted and self.duplicates:
             original = _accepted_original(conn, msg)
             if original is not None:
                 return self._duplicate_of(conn, original)

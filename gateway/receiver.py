@@ -55,7 +55,7 @@ from mappings.ack import (
     build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
 from mappings.decoding import decode_message, normalise_segments
-from mappings.errors import HL7Error, UnreadableHeader
+from mappings.errors import ContentError, HL7Error, UnreadableHeader
 from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
 
@@ -190,8 +190,16 @@ class Receiver:
             text = decoded.text if mode != "none" else normalise_segments(decoded.text)
             return self._unreadable(payload, text, decoded, exc, conn, received, started)
 
+        # Every mode, every type: the ACK would answer the first message of a batch only.
+        # Such a frame is no duplicate of its first message either: answered with that
+        # message's ACK, the others would be lost.
+        try:
+            check_single_message(decoded.text, header)
+            several = None
+        except ContentError as exc:
+            several = exc
         key = (header.sending_application, header.sending_facility, header.control_id)
-        if key in self._inflight:
+        if several is None and key in self._inflight:
             return self._inflight_duplicate(key, header, payload, conn, received, started)
 
         error: BaseException | None = None
@@ -199,8 +207,8 @@ class Receiver:
         groups: int | None = None
         try:
             self.policy.check(header)
-            # Every mode, every type: the ACK would answer the first message of a batch only.
-            check_single_message(decoded.text, header)
+            if several is not None:
+                raise several
             if not header.is_report:
                 # Another type the configuration accepts (ADT, ORM, ...): stored and
                 # ACKed from MSH alone; the content rules and the mapping are the ORU's.
@@ -236,7 +244,8 @@ class Receiver:
             reports=groups if decision.accepted else None)
         if decision.accepted:
             self._inflight[key] = _InFlight(record)
-        d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
+        d = self.committer.submit(received_op(record, duplicates=several is None,
+                                              replaced=decoded.replaced or None))
         d.addCallbacks(self._stored, self._not_stored,
                        callbackArgs=(record, key, header, decoded.text, reports, decision, started,
                                      mode != "none"),

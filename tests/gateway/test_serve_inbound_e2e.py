@@ -51,6 +51,23 @@ def test_two_messages_in_one_frame_are_refused_not_half_answered(tmp_path, mode,
         gateway.stop()
 
 
+def test_two_messages_in_one_frame_are_no_duplicate_of_the_first(tmp_path):
+    # The first was accepted on its own before: answered with its ACK again, the frame's
+    # second message was acknowledged and lost.
+    gateway = _serve(tmp_path)
+    try:
+        first, second = oru("DB1"), oru("DB2").replace(b"MRN12345", SECOND_PATIENT)
+        accepted = exchange(gateway.port, first)
+        assert segments(accepted)[1] == "MSA|AA|DB1"
+        again = exchange(gateway.port, first + second)
+        assert segments(again)[1].startswith("MSA|AE|DB1|more than one message in one frame")
+        original, frame = _stored(gateway.db, "DB1")
+        assert (original[1:], frame) == (("AA", None), ("rejected", "AE", "100"))
+        assert segments(exchange(gateway.port, second))[1] == "MSA|AA|DB2"
+    finally:
+        gateway.stop()
+
+
 def test_a_message_whose_text_names_msh_is_one_message(tmp_path):
     gateway = _serve(tmp_path)
     try:
@@ -89,3 +106,19 @@ def test_ack_after_analysis_tells_the_sender_what_was_wrong(tmp_path, mode):
         assert segments(exchange(gateway.port, oru("AN2")))[1] == "MSA|AA|AN2"
     finally:
         gateway.stop()
+
+
+def test_every_msh15_and_msh16_gets_one_accept_ack_per_frame(tmp_path):
+    gateway = _serve(tmp_path)
+    try:
+        cases = [("", ""), ("AL", ""), ("NE", "NE"), ("ER", "AL"), ("SU", "ER"), ("", "AL")]
+        for n, (msh15, msh16) in enumerate(cases):
+            enhanced = bool(msh15 or msh16)
+            good = segments(exchange(gateway.port, oru(f"EM{n}", msh15=msh15, msh16=msh16)))
+            assert good[1] == f"MSA|{'CA' if enhanced else 'AA'}|EM{n}", (msh15, msh16)
+            bad = segments(exchange(gateway.port, oru(f"EB{n}", msh15=msh15, msh16=msh16,
+                                                      report="")))
+            assert bad[1] == f"MSA|{'CE' if enhanced else 'AE'}|EB{n}|no report text in any OBX-5"
+    finally:
+        gateway.stop()
+
