@@ -31,7 +31,9 @@ commit (or, with ``ack_after = "analysis"``, analysis) is still running waits un
 original is answered, is then audited exactly as a later duplicate would be
 (``gateway.audit.duplicate_op``) and gets the original's ACK.  Stored bytes holding a VT or FS
 (written before ACKs were made frameable, ``mappings.ack.frameable_ack``) are escaped
-before they are sent again.
+before they are sent again.  With ``ack_after = "analysis"`` an original that was analysed
+but never answered (the gateway stopped in between) is accepted all the same: its resend
+gets AA, recorded on the original (``_answer_unanswered``).
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
 message produces one log line ``hl7.message`` with outcome, ACK code and duration; an ACK
@@ -359,8 +361,11 @@ class Receiver:
         return ack
 
     def _stored_duplicate(self, duplicate: Duplicate, record: ReceivedMessage,
-                          key: tuple[str, str, str], header: Any, started: float) -> bytes | None:
+                          key: tuple[str, str, str], header: Any, started: float
+                          ) -> defer.Deferred | bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
+        if duplicate.ack_code is None:
+            return self._answer_unanswered(duplicate, record, key, header, started)
         ack = duplicate.ack_payload
         if ack is not None:
             # An ACK stored by an earlier version may hold a VT or FS copied from the
@@ -371,6 +376,33 @@ class Receiver:
         self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                             duplicate.ack_code, duplicate.same_content, started)
         return ack
+
+    def _answer_unanswered(self, duplicate: Duplicate, record: ReceivedMessage,
+                           key: tuple[str, str, str], header: Any, started: float
+                           ) -> defer.Deferred:
+        """``ack_after = "analysis"``: the original was analysed but never answered (an
+        earlier run stopped first, or its ACK could not be recorded) and the sender sent
+        it again.  The resend gets the ACK the original earned, AA (CA), recorded on the
+        original so that later resends are answered with it; nothing is analysed again."""
+        code = decide(None).code_for(enhanced_mode(header.accept_ack_type,
+                                                   header.application_ack_type))
+        ack_id = self.ids()
+        charset = record.charset or "utf-8"
+        ack = _ack(header, code, ack_id, self.now(), None, charset)
+        stored = self.committer.submit(ack_op(duplicate.original_id, code, ack, ack_id))
+
+        def sent(_: Any) -> bytes:
+            self._answer_waiting(key, record, ack, duplicate.original_id, code)
+            self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
+                                code, duplicate.same_content, started)
+            return ack
+
+        def not_recorded(failure: Failure) -> bytes:
+            return self._not_stored(failure, record, key, header, charset, started,
+                                    message_id=duplicate.original_id,
+                                    outcome="ack_not_recorded")
+
+        return stored.addCallbacks(sent, not_recorded)
 
     def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
                         ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:

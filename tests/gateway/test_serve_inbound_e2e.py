@@ -3,12 +3,14 @@ ACK path must not take as one good message."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
+import time
 
 import pytest
 
-from gateway_process import GatewayProcess, exchange, json_event
-from gateway_samples import oru, segments
+from gateway_process import WAIT, GatewayProcess, exchange, json_event
+from gateway_samples import frame, oru, segments
 
 SECOND_PATIENT = b"MRN99999"
 
@@ -122,3 +124,34 @@ def test_every_msh15_and_msh16_gets_one_accept_ack_per_frame(tmp_path):
     finally:
         gateway.stop()
 
+
+def test_ack_after_analysis_a_resend_of_a_message_analysed_before_a_restart_is_a_duplicate(
+        tmp_path):
+    # The gateway stopped before answering (the engine held the analysis); the next start
+    # analysed the stored message, and the sender, which never saw an ACK, sent it again:
+    # it was analysed a second time (a second alert for the same result).
+    db = tmp_path / "var" / "audit.sqlite3"
+    held = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                          FAKE_ENGINE_HOLD="1").start()
+    try:
+        with socket.create_connection(("127.0.0.1", held.port), timeout=WAIT) as sock:
+            sock.sendall(frame(oru("RS1")))
+            deadline = time.monotonic() + WAIT
+            while not _stored(db, "RS1"):  # committed; its analysis never ends
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        held.kill()
+    gateway = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis").start()
+    try:
+        gateway.output.wait_for(json_event("analysis", control_id="RS1", status="analysed"))
+        assert segments(exchange(gateway.port, oru("RS1")))[1] == "MSA|AA|RS1"
+        again = exchange(gateway.port, oru("RS1"))
+        assert segments(again)[1] == "MSA|AA|RS1"
+        assert _stored(db, "RS1") == [("analysed", "AA", None)]
+        with sqlite3.connect(db) as con:
+            events = [e for (e,) in con.execute(
+                "SELECT event FROM events WHERE control_id = 'RS1' ORDER BY id")]
+        assert events == ["received", "resumed", "analysed", "duplicate", "acked", "duplicate"]
+    finally:
+        gateway.stop()
