@@ -75,8 +75,8 @@ from mappings.priority import OTHER, urgency
 from .analysis import AnalysisTimedOut, MappingFailure, WorkerDied, with_configuration
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
-__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome",
-           "WORKER_DEATHS"]
+__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysisStatus", "AnalysedHook",
+           "ReportOutcome", "WORKER_DEATHS"]
 
 # Deaths of its worker, while it ran alone, after which a message is recorded failed.
 WORKER_DEATHS = 2
@@ -147,6 +147,31 @@ class ReportOutcome:
     @property
     def inferences(self) -> list[dict[str, Any]]:
         return [json.loads(text) for _, text in self.rendered_inferences]
+
+
+class AnalysisStatus(str):
+    """The status a message's analysis ended with (``analysed``, ``skipped``, ``failed``), as
+    :meth:`AnalysisPipeline.submit` fires with it.  A ``failed`` one carries the ``error``
+    that decided it: with ``[analysis] ack_after = "analysis"`` the sender's ACK says what
+    was wrong (AE for its content or an engine refusal, AR for our own failure).  A ``str``,
+    so that it compares and is stored as the status it names."""
+
+    error: BaseException | None
+
+    def __new__(cls, status: str, error: BaseException | None = None) -> AnalysisStatus:
+        value = super().__new__(cls, status)
+        value.error = error
+        return value
+
+
+def _deciding_error(failed: Sequence[ReportOutcome]) -> BaseException | None:
+    """The error a message whose analysis failed is answered with: our own failure (an
+    engine bug, a worker gone) where one group had it, else a refusal of the report."""
+    from ri_engine.errors import RequestError
+
+    errors = [o.error for o in failed if o.error is not None]
+    return next((e for e in errors if not isinstance(e, RequestError)),
+                errors[0] if errors else None)
 
 
 class AnalysedHook(Protocol):
@@ -487,7 +512,8 @@ class AnalysisPipeline:
                status_op(message.message_id, "failed", reports=0)]
         for hook in self._hooks_for(message):
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
-        return self.committer.submit(all_of(ops)).addCallback(lambda _: "failed")
+        return self.committer.submit(all_of(ops)).addCallback(
+            lambda _: AnalysisStatus("failed", error))
 
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
                 started: float) -> defer.Deferred:
@@ -526,7 +552,7 @@ class AnalysisPipeline:
             ops.extend(hook(message, outcomes))
         d = self.committer.submit(all_of(ops))
 
-        def done(_: Any) -> str:
+        def done(_: Any) -> AnalysisStatus:
             if self.metrics is not None:
                 self.metrics.observe("ri_gateway_analysis_seconds", duration)
                 for kind, count in kinds.items():
@@ -534,7 +560,7 @@ class AnalysisPipeline:
             self.log.info("analysis", control_id=cid, message_id=mid, status=status,
                           reports=len(outcomes), inferences=sum(kinds.values()),
                           failed=len(failed), duration_ms=round(duration * 1000, 2))
-            return status
+            return AnalysisStatus(status, _deciding_error(failed) if status == "failed" else None)
 
         return d.addCallback(done)
 
