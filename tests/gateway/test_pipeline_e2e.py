@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import hl7
 import pytest
 
 from gateway_process import exchange
@@ -537,6 +538,30 @@ def test_a_line_break_inside_a_copied_field_keeps_the_rest_of_the_segment(rig):
         assert pid[11] == "1 MAIN ST APT 2^^TOWN", sent
         assert (obr[13], obr[16].split("^")[0], obr[18], obr[25], obr[32].split("&")[0]) == (
             "History: chest pain short of breath", "1234", "ACC9501", "F", "5678"), sent
+
+
+def test_a_control_character_in_a_copied_field_is_escaped_so_the_alert_can_be_framed(rig):
+    # MLLP ends a frame only at FS CR, so a lone FS inside a field reaches the gateway as
+    # data and the message is accepted. Copied as is into the result and the alert, it made
+    # them impossible to frame: every attempt failed (InvalidPayload) until the critical
+    # alert was dead-lettered, and no one was paged.
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr), mllp)
+    message = oru("CTRL0001", "ACC9601", "MRN9601", CRITICAL_TEXT).replace(
+        "|TESTPATIENT^ALEX|", "|TEST\x1cPATIENT^ALEX\x01|", 1)
+    ack = exchange(mllp, message.encode())
+    assert ack is not None and b"MSA|AA|CTRL0001" in ack
+    outcomes = wait_for("both messages delivered or failed", lambda: (
+        rig.events("CTRL0001", "delivery_failed")
+        or len(rig.events("CTRL0001", "delivered")) == 2 and rig.events("CTRL0001", "delivered")))
+    assert all(e["event"] == "delivered" for e in outcomes), outcomes
+    for name in ("ehr", "pager"):
+        (sent,) = rig.received(name)
+        pid = [s for s in sent if s.startswith("PID|")][0]
+        assert pid.split("|")[5] == "TEST\\X1C\\PATIENT^ALEX\\X01\\", sent
+        assert str(hl7.parse("\r".join(sent)).segment("PID")[5][0][0]) == "TEST\\X1C\\PATIENT"
 
 
 def test_an_application_ack_asks_the_return_route_for_the_accept_ack_it_waits_for(rig):
