@@ -125,6 +125,14 @@ def with_field(segment: str, position: int, value: str) -> str:
     return FIELD_SEP.join(fields)
 
 
+def without_fields(segment: str, positions: frozenset[int]) -> str:
+    """``segment`` with the fields at ``positions`` (1-based) emptied."""
+    fields = segment.split(FIELD_SEP)
+    if not any(fields[p] for p in positions if p < len(fields)):
+        return segment
+    return FIELD_SEP.join("" if n in positions else value for n, value in enumerate(fields))
+
+
 def field(segment: str | None, position: int) -> str:
     if not segment:
         return ""
