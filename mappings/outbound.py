@@ -230,6 +230,17 @@ def carries_critical_result(payload: bytes) -> bool:
                for segment in payload.split(b"\r"))
 
 
+def besides_the_order(payload: bytes) -> bytes:
+    """One of our outbound messages without its MSH, ORC and OBR: the patient, the visit
+    and every OBX group and NTE, as sent. Two alerts of one inbound message that are equal
+    in this page the same results about the same patient, whichever order each names.
+
+    Read on the bytes: the separators are ASCII in every charset written here.
+    """
+    return b"\r".join(segment for segment in payload.split(b"\r")
+                       if not segment.startswith((b"MSH|", b"ORC|", b"OBR|")))
+
+
 def _communication_note(inf: FollowupCommunicationInference) -> str:
     parts = ["Already documented as communicated in the report"]
     if inf.recipient:

@@ -603,6 +603,41 @@ def test_results_and_alerts_validate_against_the_later_version_they_declare(rig,
         assert pid[3].startswith("MRN9701") and pid[19:] in ([], [""]), sent
 
 
+def test_one_report_filed_under_two_orders_pages_once_and_results_each_order(rig):
+    # A CT of the chest and one of the abdomen read together: one report, its text under
+    # each OBR. Each order group is analysed and gets its result, but the pager was paged
+    # once per order group with the same finding, alike but for the OBR.
+    mllp = serve_with_pager_and_ehr(rig)
+    single = oru("TWIN0001", "ACC9801", "MRN9801", CRITICAL_TEXT).split("\r")
+    second = [s.replace("ACC9801", "ACC9802").replace("71045^XR CHEST 1 VIEW", "74176^CT ABD")
+              for s in single if s.startswith(("ORC|", "OBR|", "OBX|"))]
+    ack = exchange(mllp, "\r".join(single[:-1] + second).encode() + b"\r")
+    assert ack is not None and b"MSA|AA|TWIN0001" in ack
+    wait_for("both order groups analysed and routed", lambda: len(
+        [e for e in rig.events("TWIN0001", "enqueued") if e["destination"] == "ehr"]) == 2)
+    enqueued = rig.events("TWIN0001", "enqueued")
+    assert sorted(e["destination"] for e in enqueued) == ["ehr", "ehr", "pager"], enqueued
+    wait_for("the results and the alert", lambda: len(rig.received("ehr")) == 2
+             and rig.received("pager"))
+    assert [[s for s in m if s.startswith("OBR|")][0].split("|")[3]
+            for m in rig.received("ehr")] == ["ACC9801", "ACC9802"]
+    (alert,) = rig.received("pager")
+    assert any(row[8] == "AA" for row in obx(alert))
+
+
+def test_the_same_finding_for_two_patients_of_one_message_pages_each(rig):
+    # Alerts alike but for the order are sent once; alike but for the patient, never.
+    mllp = serve_with_pager_and_ehr(rig)
+    single = oru("PAIR0001", "ACC9901", "MRN9901", CRITICAL_TEXT).split("\r")
+    second = [s.replace("ACC9901", "ACC9902").replace("MRN9901", "MRN9902")
+              for s in single if s.startswith(("PID|", "PV1|", "ORC|", "OBR|", "OBX|"))]
+    ack = exchange(mllp, "\r".join(single[:-1] + second).encode() + b"\r")
+    assert ack is not None and b"MSA|AA|PAIR0001" in ack
+    wait_for("two alerts", lambda: len(rig.received("pager")) == 2)
+    assert [[s for s in m if s.startswith("PID|")][0].split("|")[3].split("^")[0]
+            for m in rig.received("pager")] == ["MRN9901", "MRN9902"]
+
+
 def test_an_application_ack_asks_the_return_route_for_the_accept_ack_it_waits_for(rig):
     # HL7 receivers do not acknowledge an acknowledgement unless its MSH-15 asks them to.
     # The application ACK asked for nothing while the outbox waited for an answer: each
