@@ -13,8 +13,9 @@
   ``[outbound] application_ack_destination``, the return route;
 * sends a destination one alert for what one message pages: a report filed under several
   order groups (its text repeated under each OBR) alerted once per group, all alike but
-  for the ORC/OBR; an alert equal to an earlier one of the message in every other segment
-  (the same patient, the same OBX groups) is not queued (the results still go per group);
+  for the ORC/OBR; an alert of the same route equal to an earlier one of the message in
+  every other segment (the same patient, the same OBX groups) is not queued (the results
+  still go per group);
 * routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
   ``[outbound]`` sending_application/sending_facility) that an interface engine routed
   back: audit event ``outbound_skipped``, so a result can never come back as a new page;
@@ -70,7 +71,9 @@ class OutboundHook:
         now = self._now()
         planned: list[PlannedMessage] = []
         failures: list[Any] = []
-        paged: set[tuple[str, bytes]] = set()  # (destination, what an alert says)
+        # (destination, route, what an alert says): the route too, as escalation follows
+        # the route named on the outbox row (an alike alert of an escalating route stays).
+        paged: set[tuple[str, str, bytes]] = set()
         for outcome in outcomes:
             if outcome.result is None:
                 continue
@@ -79,7 +82,7 @@ class OutboundHook:
                         inbound_text=message.text, header=message.header, report=outcome.report,
                         result=outcome.result, now=now):
                     if p.purpose == ALERTS:
-                        said = (p.destination, besides_the_order(p.payload))
+                        said = (p.destination, p.route, besides_the_order(p.payload))
                         if said in paged:
                             # One report filed under several orders (CT chest, abdomen and
                             # pelvis read together, its text under each OBR) paged the same
