@@ -11,6 +11,11 @@
   or ER/SU by outcome), the same operation enqueues that ACK (AA after analysis, AE when
   the engine refused the report, AR when it failed) to
   ``[outbound] application_ack_destination``, the return route;
+* sends a destination one alert for what one message pages: a report filed under several
+  order groups (its text repeated under each OBR) alerted once per group, all alike but
+  for the ORC/OBR; an alert of the same route equal to an earlier one of the message in
+  every other segment (the same patient, the same OBX groups) is not queued (the results
+  still go per group);
 * routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
   ``[outbound]`` sending_application/sending_facility) that an interface engine routed
   back: audit event ``outbound_skipped``, so a result can never come back as a new page;
@@ -28,6 +33,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import structlog
+
+from mappings.outbound import besides_the_order
 
 from .delivery import DeliveryService, warn_unrouted
 from .escalation import Escalation
@@ -64,13 +71,28 @@ class OutboundHook:
         now = self._now()
         planned: list[PlannedMessage] = []
         failures: list[Any] = []
+        # (destination, route, what an alert says): the route too, as escalation follows
+        # the route named on the outbox row (an alike alert of an escalating route stays).
+        paged: set[tuple[str, str, bytes]] = set()
         for outcome in outcomes:
             if outcome.result is None:
                 continue
             try:
-                planned.extend(self.router.plan(
-                    inbound_text=message.text, header=message.header, report=outcome.report,
-                    result=outcome.result, now=now))
+                for p in self.router.plan(
+                        inbound_text=message.text, header=message.header, report=outcome.report,
+                        result=outcome.result, now=now):
+                    if p.purpose == ALERTS:
+                        said = (p.destination, p.route, besides_the_order(p.payload))
+                        if said in paged:
+                            # One report filed under several orders (CT chest, abdomen and
+                            # pelvis read together, its text under each OBR) paged the same
+                            # results once per order; the first order's alert says it all.
+                            _log.info("outbox.repeated_alert_not_sent",
+                                      control_id=message.control_id, destination=p.destination,
+                                      obr_index=getattr(outcome.report, "obr_index", None))
+                            continue
+                        paged.add(said)
+                    planned.append(p)
             except Exception as exc:  # noqa: BLE001 - recorded; the analysis still commits
                 # A message that cannot be built must not block recording the analysis
                 # (it would be re-analysed at every start); the audit trail says why.

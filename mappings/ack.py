@@ -56,15 +56,12 @@ from datetime import datetime, timezone
 
 from .decoding import charset_codec, charset_name, declares, decode_message
 from .errors import ERROR_TEXTS, ContentError, HL7Error, UnreadableHeader
-from .escapes import escape, render_text
+from .escapes import escape, escape_controls, render_text
 from .policy import effective_event
 from .header import DEFAULT_ENCODING_CHARACTERS, Delimiters, MessageHeader, read_header, \
     valid_encoding_characters
 
 ACK_CODES = ("AA", "AE", "AR", "CA", "CE", "CR")
-# C0 control characters an ACK must not carry (module docstring): all but TAB, LF and CR
-# (LF and CR end the segment an echoed field is read from, so they are never in one).
-_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _VT, _FS = 0x0B, 0x1C  # MLLP's start and end of frame (ints: ``in`` on bytes is fastest so)
 _LOCATION = re.compile(r"^([A-Z][A-Z0-9]{2})(?:\[(\d+)\])?(?:-(\d+))?(?:\.(\d+))?$")
 
@@ -152,7 +149,7 @@ def build_ack(
         return text  # nearly every ACK: every echoed field is a piece of the MSH
     # Over the whole text: what we write ourselves has no control characters (escape()
     # turns them into spaces), so only the fields echoed as sent can be changed.
-    return _escape_controls(text, d.escape)
+    return escape_controls(text, d.escape)
 
 
 def _message_datetime(now: datetime, d: Delimiters) -> str:
@@ -162,22 +159,6 @@ def _message_datetime(now: datetime, d: Delimiters) -> str:
         return stamp
     # Only an aware ``now`` has an offset: astimezone() converts it to the local time.
     return format_ts(now.astimezone().replace(tzinfo=None))
-
-
-def _escape_controls(text: str, esc: str) -> str:
-    """``text`` with each C0 control character but TAB, LF and CR as ``\\Xhh\\``.
-
-    Escaped rather than replaced: a receiving engine reads MSA-2 like any field, escapes
-    resolved, and so matches it against the MSH-10 it sent, which a replacement character
-    would never do (an engine that compares raw bytes could not have received an ACK
-    with an FS in it at all). The hex is the character's byte value, the same in every
-    ASCII-based charset. Without an escape character the only choice left is ``?``.
-    """
-    if _CONTROLS.search(text) is None:
-        return text  # a TAB or another non-printable character, but no control character
-    if not esc:
-        return _CONTROLS.sub("?", text)
-    return _CONTROLS.sub(lambda m: f"{esc}X{ord(m.group()):02X}{esc}", text)
 
 
 def _err_segment(error: HL7Error, message: str | None, d: Delimiters, version: tuple[int, ...]) -> str:
@@ -271,7 +252,7 @@ def frameable_ack(payload: bytes, default_charset: str = "utf-8") -> bytes:
         esc = read_header(decoded.text).delimiters.escape
     except UnreadableHeader:
         esc = ""
-    return encode_message(_escape_controls(decoded.text, esc), decoded.charset)
+    return encode_message(escape_controls(decoded.text, esc), decoded.charset)
 
 
 @dataclass(frozen=True)

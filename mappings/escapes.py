@@ -52,6 +52,10 @@ from .header import Delimiters
 MAX_BLANK_LINES = 20
 MAX_COLUMNS = 80
 
+# C0 control characters that text written by the gateway must not carry: all but TAB, LF
+# and CR (which end a segment). VT and FS would make the message impossible to frame in
+# MLLP, and the others are not HL7 text.
+CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _FORMAT = re.compile(r"\.(br|sp|in|ti|sk|ce|fi|nf)(?:\s*([+-]?\d+))?\s*$", re.IGNORECASE)
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 
@@ -180,3 +184,20 @@ def escape(text: str, delimiters: Delimiters, *, newline: str = " ") -> str:
             else:
                 out.append(char if char.isprintable() or char == "\t" else " ")
     return "".join(out)
+
+
+def escape_controls(text: str, esc: str) -> str:
+    """``text`` with each C0 control character but TAB, LF and CR as ``\\Xhh\\``
+    (the ACK's echoed fields, the segments an outbound message copies).
+
+    Escaped rather than replaced: a receiving engine reads MSA-2 like any field, escapes
+    resolved, and so matches it against the MSH-10 it sent, which a replacement character
+    would never do (an engine that compares raw bytes could not have received an ACK
+    with an FS in it at all). The hex is the character's byte value, the same in every
+    ASCII-based charset. Without an escape character the only choice left is ``?``.
+    """
+    if CONTROLS.search(text) is None:
+        return text  # a TAB or another non-printable character, but no control character
+    if not esc:
+        return CONTROLS.sub("?", text)
+    return CONTROLS.sub(lambda m: f"{esc}X{ord(m.group()):02X}{esc}", text)

@@ -4,7 +4,8 @@ Layout of an outbound message (identifiers are the configurable defaults)::
 
     MSH  sending app/facility from [outbound], receiving app/facility from the destination,
          ORU^R01^ORU_R01, a new control id, MSH-11 copied from the inbound message
-    PID, PD1, PV1, PV2   copied from the inbound message (the patient of that OBR group)
+    PID, PD1, PV1, PV2   copied from the inbound message (the patient of that OBR group),
+                         without the fields MSH-12's version withdrew (outbound_version)
     ORC, OBR             copied from the inbound OBR group (same placer/filler order numbers,
                          accession, OBR-16 ordering provider, OBR-32 reading radiologist);
                          OBR-1 renumbered to 1
@@ -35,18 +36,20 @@ from ri_engine.models import (
     FollowupCommunicationInference, Inference, RadiologyInsightsData, token_spans,
 )
 
-from .outbound_copy import InboundCopyError, order_group, with_field
+from .outbound_copy import InboundCopyError, order_group, with_field, without_fields
 from .outbound_fields import (
     ENCODING_CHARACTERS, FIELD_SEP, REPETITION_SEP, components, escape, hl7_timestamp,
     local_cwe, segment,
 )
 from .outbound_obx import CRITICAL, DEFAULT_IDENTIFIERS, YES, Obx, inference_rows
+from .outbound_version import withdrawn_fields
 from .policy import SUPPORTED_VERSIONS
 
 CHARSETS = {"UNICODE UTF-8": "utf-8", "8859/1": "latin-1", "ASCII": "ascii"}
 # MSH-12 values the messages above can declare: they are written to v2.5.1 (CWE-coded OBX
-# values, "UNICODE UTF-8" in MSH-18 by default), whose segments and fields the later versions
-# keep; before v2.5, table 0211 has no "UNICODE UTF-8".  Any other string would misdeclare
+# values, "UNICODE UTF-8" in MSH-18 by default), whose segments the later versions keep (the
+# fields they withdrew are left out of the copied segments: outbound_version); before v2.5,
+# table 0211 has no "UNICODE UTF-8".  Any other string would misdeclare
 # every result and alert sent.
 VERSIONS = SUPPORTED_VERSIONS[SUPPORTED_VERSIONS.index("2.5"):]
 # ACR actionable-finding categories (RadLex, DICOM CID 7035), written in OBX-17.
@@ -121,6 +124,10 @@ class OutboundFormat:
             raise OutboundConfigError(
                 f"{prefix}.version", f"must be an HL7 version outbound messages can be written "
                                      f"in, one of {', '.join(VERSIONS)}; got {kwargs['version']!r}")
+        if "version" in kwargs:
+            # Read at start: the first report routed afterwards need not wait for
+            # hl7apy's tables of a version that withdrew fields (outbound_version).
+            withdrawn_fields(kwargs["version"])
         if "evidence" in data:
             if not isinstance(data["evidence"], bool):
                 raise OutboundConfigError(f"{prefix}.evidence", "must be true or false")
@@ -223,6 +230,17 @@ def carries_critical_result(payload: bytes) -> bool:
                for segment in payload.split(b"\r"))
 
 
+def besides_the_order(payload: bytes) -> bytes:
+    """One of our outbound messages without its MSH, ORC and OBR: the patient, the visit
+    and every OBX group and NTE, as sent. Two alerts of one inbound message that are equal
+    in this page the same results about the same patient, whichever order each names.
+
+    Read on the bytes: the separators are ASCII in every charset written here.
+    """
+    return b"\r".join(segment for segment in payload.split(b"\r")
+                       if not segment.startswith((b"MSH|", b"ORC|", b"OBR|")))
+
+
 def _communication_note(inf: FollowupCommunicationInference) -> str:
     parts = ["Already documented as communicated in the report"]
     if inf.recipient:
@@ -306,10 +324,10 @@ def _message(inbound_text: str, report: Report, body: list[Row], control_id: str
         escape(addressing.receiving_application), escape(addressing.receiving_facility),
         hl7_timestamp(now), "", components("ORU", "R01", "ORU_R01"), escape(control_id),
         group.processing_id or "P", fmt.version, "", "", "", "", "", fmt.charset)
-    segments = [msh, *group.patient, *group.visit]
-    if group.order:
-        segments.append(group.order)
-    segments.append(with_field(group.observation_request, 1, "1"))
+    copied = [*group.patient, *group.visit, *([group.order] if group.order else []),
+              with_field(group.observation_request, 1, "1")]
+    withdrawn = withdrawn_fields(fmt.version)
+    segments = [msh, *(without_fields(s, withdrawn.get(s[:3], frozenset())) for s in copied)]
     set_id = 0
     for sub_id, row in body:
         if isinstance(row, str):

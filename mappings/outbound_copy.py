@@ -14,7 +14,10 @@ Segments are found as the inbound mapping finds them (:func:`mappings.decoding.
 normalise_segments`: a line that does not start a segment continues the one before, so a
 line feed inside a free-text field stays in that field). A line break kept in a copied
 field is written as a space: sent as is, a receiver that ends segments at LF would cut
-the segment there.
+the segment there. Any other C0 control character but TAB becomes the hex escape
+``\\Xhh\\``: the inbound framing lets a lone FS through as data (an FS not followed by
+CR), and copied as is it made every outbound message of the report impossible to frame,
+so its alert was retried until dead-lettered, and its escalated copies with it.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import re
 from dataclasses import dataclass
 
 from .decoding import normalise_segments
-from .outbound_fields import ENCODING_CHARACTERS, FIELD_SEP
+from .escapes import escape_controls
+from .outbound_fields import ENCODING_CHARACTERS, ESCAPE_CHAR, FIELD_SEP
 
 _LINE_BREAKS = re.compile(r"\n+")
 _PATIENT_SEGMENTS = ("PID", "PD1")
@@ -58,7 +62,7 @@ def order_group(text: str, obr_number: int = 1) -> OrderGroup:
     translator = _translator(field_sep, encoding)
 
     def translate(seg: str) -> str:
-        return _LINE_BREAKS.sub(" ", translator(seg))
+        return escape_controls(_LINE_BREAKS.sub(" ", translator(seg)), ESCAPE_CHAR)
 
     msh_fields = msh.split(field_sep)
     processing_id = msh_fields[10].split(encoding[:1] or "^")[0] if len(msh_fields) > 10 else ""
@@ -119,6 +123,14 @@ def with_field(segment: str, position: int, value: str) -> str:
         fields.append("")
     fields[position] = value
     return FIELD_SEP.join(fields)
+
+
+def without_fields(segment: str, positions: frozenset[int]) -> str:
+    """``segment`` with the fields at ``positions`` (1-based) emptied."""
+    fields = segment.split(FIELD_SEP)
+    if not any(fields[p] for p in positions if p < len(fields)):
+        return segment
+    return FIELD_SEP.join("" if n in positions else value for n, value in enumerate(fields))
 
 
 def field(segment: str | None, position: int) -> str:

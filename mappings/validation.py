@@ -23,6 +23,12 @@ from .header import read_header
 # Versions without their own hl7apy reference tables -> the release they amend.
 _NEAREST_VERSION = {"2.7.1": "2.7"}
 
+
+def reference_version(version: str) -> str:
+    """The version whose hl7apy tables stand for ``version`` (2.7 for 2.7.1)."""
+    return _NEAREST_VERSION.get(version, version)
+
+
 def validate_structure(text: str, level: str) -> tuple[str, ...]:
     """Validate ``text`` (CR-separated, first message only); returns warnings (lenient).
 
@@ -60,8 +66,8 @@ def _with_known_version(text: str) -> str:
         header = read_header(text)
     except UnreadableHeader:
         return text
-    nearest = _NEAREST_VERSION.get(header.version)
-    if nearest is None:
+    nearest = reference_version(header.version)
+    if nearest == header.version:
         return text
     fs = header.field_separator
     parts = header.raw_msh.split(fs)

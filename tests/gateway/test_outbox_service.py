@@ -139,3 +139,41 @@ def test_a_message_that_cannot_be_built_is_recorded_not_raised(tmp_path):
     _, rows, events = run_hook(tmp_path, [Outcome(broken, result(CRIT))])
     assert rows == []
     assert events == [("outbound_failed", "IN1", None)]
+
+
+@dataclass(frozen=True)
+class RoutedReport(Report):
+    modality_hint: str | None = None
+
+
+def test_alike_alerts_of_two_routes_are_both_queued_as_each_route_escalates_its_own(tmp_path):
+    # One report under two orders pages a destination once; but when each order matched a
+    # different alert route, each alert stays: escalation follows the route on the row.
+    config = parse_outbound_config(tomllib.loads("""
+[destinations.pager]
+endpoint = "tcp:host=127.0.0.1:port=1"
+[destinations.backup]
+endpoint = "tcp:host=127.0.0.1:port=2"
+[routes.ct]
+type = "alerts"
+destinations = ["pager"]
+modalities = ["CT"]
+[routes.mr]
+type = "alerts"
+destinations = ["pager"]
+modalities = ["MR"]
+escalate_to = ["backup"]
+"""))
+    path = str(tmp_path / "a.sqlite3")
+    audit = AuditLog(path)
+    ids = iter(f"OUT{n}" for n in range(1, 10))
+    hook = OutboundHook(Router(config, control_ids=lambda: next(ids)),
+                        now=lambda: dt.datetime(2024, 1, 15, 10, 30))
+    text = (TEXT.format(accept="", app="")
+            + "OBR|2|P2|F2|70551^MR BRAIN^C4\rOBX|1|TX|X||Large pneumothorax.||||||F\r")
+    outcomes = [Outcome(RoutedReport(report().request, 1, modality_hint="CT"), result(CRIT)),
+                Outcome(RoutedReport(report().request, 2, modality_hint="MR"), result(CRIT))]
+    message = Message(7, "IN1", read_header(text), text, tuple(o.report for o in outcomes))
+    assert not [r for r in audit.run_batch(hook(message, outcomes)) if isinstance(r, BaseException)]
+    assert [(r.destination, r.route) for r in Outbox.open(path).list()] == [
+        ("pager", "ct"), ("pager", "mr")]

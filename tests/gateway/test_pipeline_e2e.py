@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import hl7
 import pytest
 
 from gateway_process import exchange
@@ -537,6 +538,104 @@ def test_a_line_break_inside_a_copied_field_keeps_the_rest_of_the_segment(rig):
         assert pid[11] == "1 MAIN ST APT 2^^TOWN", sent
         assert (obr[13], obr[16].split("^")[0], obr[18], obr[25], obr[32].split("&")[0]) == (
             "History: chest pain short of breath", "1234", "ACC9501", "F", "5678"), sent
+
+
+def serve_with_pager_and_ehr(rig: Rig, extra_config: str = "") -> int:
+    """A pager and an EHR sink, and the gateway routing to them; its MLLP port."""
+    pager, ehr, mllp = free_port(), free_port(), free_port()
+    rig.sink("pager", pager)
+    rig.sink("ehr", ehr)
+    rig.serve(config(pager, ehr) + extra_config, mllp)
+    return mllp
+
+
+def test_a_control_character_in_a_copied_field_is_escaped_so_the_alert_can_be_framed(rig):
+    # MLLP ends a frame only at FS CR, so a lone FS inside a field reaches the gateway as
+    # data and the message is accepted. Copied as is into the result and the alert, it made
+    # them impossible to frame: every attempt failed (InvalidPayload) until the critical
+    # alert was dead-lettered, and no one was paged.
+    mllp = serve_with_pager_and_ehr(rig)
+    message = oru("CTRL0001", "ACC9601", "MRN9601", CRITICAL_TEXT).replace(
+        "|TESTPATIENT^ALEX|", "|TEST\x1cPATIENT^ALEX\x01|", 1)
+    ack = exchange(mllp, message.encode())
+    assert ack is not None and b"MSA|AA|CTRL0001" in ack
+    outcomes = wait_for("both messages delivered or failed", lambda: (
+        rig.events("CTRL0001", "delivery_failed")
+        or len(rig.events("CTRL0001", "delivered")) == 2 and rig.events("CTRL0001", "delivered")))
+    assert all(e["event"] == "delivered" for e in outcomes), outcomes
+    for name in ("ehr", "pager"):
+        (sent,) = rig.received(name)
+        pid = [s for s in sent if s.startswith("PID|")][0]
+        assert pid.split("|")[5] == "TEST\\X1C\\PATIENT^ALEX\\X01\\", sent
+        assert str(hl7.parse("\r".join(sent)).segment("PID")[5][0][0]) == "TEST\\X1C\\PATIENT"
+
+
+@pytest.mark.parametrize("version", ["2.7", "2.8.2"])
+def test_results_and_alerts_validate_against_the_later_version_they_declare(rig, version):
+    # Written to v2.5.1, declared as [outbound] version: the copied PID/ORC/OBR kept fields
+    # that v2.7 withdrew (PID-19 SSN, ORC-7 quantity/timing, OBR-5 priority, OBR-6 requested
+    # date/time), and the messages failed strict validation of the version in their MSH-12.
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_segment
+
+    mllp = serve_with_pager_and_ehr(rig, f'\n[outbound]\nversion = "{version}"\n')
+    message = oru("VERS0001", "ACC9701", "MRN9701", CRITICAL_TEXT).replace(
+        "||19700101|M\r", "||19700101|M|||||||||||123-45-6789\r", 1).replace(
+        "ORC|RE|PL-ACC9701|ACC9701", "ORC|RE|PL-ACC9701|ACC9701||CM||^^^^^S", 1).replace(
+        "^XR CHEST 1 VIEW^C4|||2", "^XR CHEST 1 VIEW^C4|S|20240115095500|2", 1)
+    ack = exchange(mllp, message.encode())
+    assert ack is not None and b"MSA|AA|VERS0001" in ack
+    wait_for("the result and the alert", lambda: rig.received("ehr") and rig.received("pager"))
+    for name in ("ehr", "pager"):
+        (sent,) = rig.received(name)
+        assert sent[0].split("|")[11] == version
+        # Segment by segment: hl7apy's v2.8 ORU_R01 refuses any ORC (its group table),
+        # which says nothing about the fields.
+        for segment in sent[1:]:
+            if segment:
+                assert parse_segment(segment, version=version,
+                                     validation_level=VALIDATION_LEVEL.STRICT).validate()
+        obr = [s for s in sent if s.startswith("OBR|")][0].split("|")
+        pid = [s for s in sent if s.startswith("PID|")][0].split("|")
+        # What the version keeps is still copied: order numbers, accession, times, people.
+        assert (obr[2], obr[3], obr[5], obr[6], obr[7], obr[18]) == (
+            "PL-ACC9701", "ACC9701", "", "", "20240115100000", "ACC9701"), sent
+        assert pid[3].startswith("MRN9701") and pid[19:] in ([], [""]), sent
+
+
+def test_one_report_filed_under_two_orders_pages_once_and_results_each_order(rig):
+    # A CT of the chest and one of the abdomen read together: one report, its text under
+    # each OBR. Each order group is analysed and gets its result, but the pager was paged
+    # once per order group with the same finding, alike but for the OBR.
+    mllp = serve_with_pager_and_ehr(rig)
+    single = oru("TWIN0001", "ACC9801", "MRN9801", CRITICAL_TEXT).split("\r")
+    second = [s.replace("ACC9801", "ACC9802").replace("71045^XR CHEST 1 VIEW", "74176^CT ABD")
+              for s in single if s.startswith(("ORC|", "OBR|", "OBX|"))]
+    ack = exchange(mllp, "\r".join(single[:-1] + second).encode() + b"\r")
+    assert ack is not None and b"MSA|AA|TWIN0001" in ack
+    wait_for("both order groups analysed and routed", lambda: len(
+        [e for e in rig.events("TWIN0001", "enqueued") if e["destination"] == "ehr"]) == 2)
+    enqueued = rig.events("TWIN0001", "enqueued")
+    assert sorted(e["destination"] for e in enqueued) == ["ehr", "ehr", "pager"], enqueued
+    wait_for("the results and the alert", lambda: len(rig.received("ehr")) == 2
+             and rig.received("pager"))
+    assert [[s for s in m if s.startswith("OBR|")][0].split("|")[3]
+            for m in rig.received("ehr")] == ["ACC9801", "ACC9802"]
+    (alert,) = rig.received("pager")
+    assert any(row[8] == "AA" for row in obx(alert))
+
+
+def test_the_same_finding_for_two_patients_of_one_message_pages_each(rig):
+    # Alerts alike but for the order are sent once; alike but for the patient, never.
+    mllp = serve_with_pager_and_ehr(rig)
+    single = oru("PAIR0001", "ACC9901", "MRN9901", CRITICAL_TEXT).split("\r")
+    second = [s.replace("ACC9901", "ACC9902").replace("MRN9901", "MRN9902")
+              for s in single if s.startswith(("PID|", "PV1|", "ORC|", "OBR|", "OBX|"))]
+    ack = exchange(mllp, "\r".join(single[:-1] + second).encode() + b"\r")
+    assert ack is not None and b"MSA|AA|PAIR0001" in ack
+    wait_for("two alerts", lambda: len(rig.received("pager")) == 2)
+    assert [[s for s in m if s.startswith("PID|")][0].split("|")[3].split("^")[0]
+            for m in rig.received("pager")] == ["MRN9901", "MRN9902"]
 
 
 def test_an_application_ack_asks_the_return_route_for_the_accept_ack_it_waits_for(rig):
