@@ -34,7 +34,9 @@ find a report that kills its worker).  An analysis that takes longer than ``time
 seconds fails with :class:`AnalysisTimedOut`; with processes its workers are killed (the
 only way to stop a running task) and the pool replaced, so a report that makes the
 engine loop cannot hold a worker for ever.  Threads cannot be stopped: the analysis is
-given up, but its thread runs on until it returns.
+given up and its thread runs on until it returns, but a new thread pool takes its place,
+so the analyses that follow do not wait behind it.  An analysis that was waiting in a pool
+replaced for another's sake fails with :class:`WorkerDied`, not as timed out.
 
 **One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
 (``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
@@ -314,13 +316,16 @@ class AnalysisPool:
             max_workers=self.workers, thread_name_prefix="analysis")
 
     def _replace(self, broken: concurrent.futures.Executor, reason: str) -> None:
-        """Put a new process pool in place of ``broken`` (once, however many of its
-        analyses report it)."""
+        """Put a new pool in place of ``broken`` (once, however many of its analyses
+        report it)."""
         if self._closed or self._executor is not broken:
             return
         self.restarts += 1
         self._executor = self._new_executor()
-        broken.shutdown(wait=False, cancel_futures=True)
+        # Not cancel_futures: an analysis still queued in the broken pool would fail with
+        # CancelledError, as at close, and not be tried again; left queued, it fails with
+        # BrokenProcessPool (WorkerDied) once the pool sees its workers gone.
+        broken.shutdown(wait=False)
         if self.on_restart is not None:
             self.on_restart(reason)
 
@@ -377,12 +382,21 @@ class AnalysisPool:
             d.callback(value)
 
         def expire() -> None:
-            if d.called:
+            if d.called or future.done():  # done: its outcome is on its way to fire()
                 return
             self.pending -= 1
+            if executor is not self._executor:
+                # Its pool was killed for another analysis that hung (or a worker died)
+                # while this one waited behind it: a victim, tried again like the others.
+                d.errback(WorkerDied("analysis worker died: its pool was replaced"))
+                return
             d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
             if self.kind == "process":
                 self._kill_workers(executor)
+            else:
+                # Its thread runs on in the old pool; new threads take the analyses from
+                # now on, so the ones queued behind it are not held (nor timed out) too.
+                self._replace(executor, "timeout")
 
         expiry = (self.reactor.callLater(self.timeout, expire)
                   if timed and self.timeout is not None else None)
