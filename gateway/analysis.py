@@ -53,6 +53,7 @@ import json
 import multiprocessing
 import os
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -87,6 +88,7 @@ def default_workers() -> int:
 # --- worker side (runs in the worker process or thread) ---------------------------------
 
 _engine: Any = None
+_factory: EngineFactory = default_engine_factory
 _local = threading.local()
 # Analysis workers run at a lower CPU priority than the gateway process: under a burst
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
@@ -159,9 +161,25 @@ def lower_priority(priority: str) -> str:
 
 
 def _init_process(factory: EngineFactory, priority: str = "low") -> None:
-    global _engine
+    global _engine, _factory
     lower_priority(priority)
-    _engine = factory()
+    _factory = factory
+    try:
+        _engine = factory()
+    except Exception:  # noqa: BLE001 - reported by each analysis instead (_process_engine)
+        # A worker that exits here breaks the pool: it would be replaced again and again,
+        # and each report sent to it blamed for killing its worker.
+        traceback.print_exc()  # why, on stderr (the engine's own error: no report data)
+        _engine = None
+
+
+def _process_engine() -> Any:
+    """This worker process's engine, built again if it could not be (an analysis then
+    fails with the engine's error, as with threads, and the worker lives on)."""
+    global _engine
+    if _engine is None:
+        _engine = _factory()
+    return _engine
 
 
 def _run(engine: Any, data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
@@ -221,12 +239,13 @@ def with_configuration(request: RadiologyInsightsData, configuration: Any
 
 
 def _analyze_in_process(data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
-    return _run(_engine, data, with_result)
+    return _run(_process_engine(), data, with_result)
 
 
 def _map_and_analyze_in_process(text: str, mapping_config: Any, configuration: Any,
                                 with_result: bool) -> tuple[str, Any]:
-    return _map_and_run(_engine, text, mapping_config, configuration, with_result)
+    return _map_and_run(_process_engine(), text, mapping_config, configuration,
+                        with_result)
 
 
 def _map_and_analyze_in_thread(factory: EngineFactory, text: str, mapping_config: Any,
@@ -236,7 +255,7 @@ def _map_and_analyze_in_thread(factory: EngineFactory, text: str, mapping_config
 
 
 def _model_version_in_process() -> str:
-    return str(getattr(_engine, "model_version", ""))
+    return str(getattr(_process_engine(), "model_version", ""))
 
 
 def _analyze_in_thread(factory: EngineFactory, data: RadiologyInsightsData,

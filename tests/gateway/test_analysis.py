@@ -287,3 +287,24 @@ def test_the_analyses_waiting_behind_one_that_hangs_are_tried_again_not_timed_ou
         assert after.patient_results[0].inferences
     finally:
         pool.close()
+
+
+def test_an_engine_that_cannot_be_built_fails_each_analysis_without_breaking_the_pool():
+    # The worker exited in its initializer: the pool broke, was replaced at every analysis,
+    # and each failed as WorkerDied, so the pipeline blamed every report for killing its
+    # worker (recorded failed, stage worker, after two more pools each).
+    from gateway_fake_engine import UnbuildableEngine
+
+    reactor = ClockedHopReactor()
+    restarts = []
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=UnbuildableEngine,
+                        executor="process", on_restart=restarts.append)
+    try:
+        started = settle(reactor, pool.start())
+        assert started.check(AnalysisFailure) and not pool.ready
+        for _ in range(2):
+            failed = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+            assert failed.type is AnalysisFailure and "RuntimeError" in failed.value.message
+        assert restarts == [] and pool.pending == 0
+    finally:
+        pool.close()
