@@ -34,7 +34,9 @@ find a report that kills its worker).  An analysis that takes longer than ``time
 seconds fails with :class:`AnalysisTimedOut`; with processes its workers are killed (the
 only way to stop a running task) and the pool replaced, so a report that makes the
 engine loop cannot hold a worker for ever.  Threads cannot be stopped: the analysis is
-given up, but its thread runs on until it returns.
+given up and its thread runs on until it returns, but a new thread pool takes its place,
+so the analyses that follow do not wait behind it.  An analysis that was waiting in a pool
+replaced for another's sake fails with :class:`WorkerDied`, not as timed out.
 
 **One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
 (``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
@@ -51,6 +53,7 @@ import json
 import multiprocessing
 import os
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -85,6 +88,7 @@ def default_workers() -> int:
 # --- worker side (runs in the worker process or thread) ---------------------------------
 
 _engine: Any = None
+_factory: EngineFactory = default_engine_factory
 _local = threading.local()
 # Analysis workers run at a lower CPU priority than the gateway process: under a burst
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
@@ -157,9 +161,25 @@ def lower_priority(priority: str) -> str:
 
 
 def _init_process(factory: EngineFactory, priority: str = "low") -> None:
-    global _engine
+    global _engine, _factory
     lower_priority(priority)
-    _engine = factory()
+    _factory = factory
+    try:
+        _engine = factory()
+    except Exception:  # noqa: BLE001 - reported by each analysis instead (_process_engine)
+        # A worker that exits here breaks the pool: it would be replaced again and again,
+        # and each report sent to it blamed for killing its worker.
+        traceback.print_exc()  # why, on stderr (the engine's own error: no report data)
+        _engine = None
+
+
+def _process_engine() -> Any:
+    """This worker process's engine, built again if it could not be (an analysis then
+    fails with the engine's error, as with threads, and the worker lives on)."""
+    global _engine
+    if _engine is None:
+        _engine = _factory()
+    return _engine
 
 
 def _run(engine: Any, data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
@@ -219,12 +239,13 @@ def with_configuration(request: RadiologyInsightsData, configuration: Any
 
 
 def _analyze_in_process(data: RadiologyInsightsData, with_result: bool) -> tuple[str, Any]:
-    return _run(_engine, data, with_result)
+    return _run(_process_engine(), data, with_result)
 
 
 def _map_and_analyze_in_process(text: str, mapping_config: Any, configuration: Any,
                                 with_result: bool) -> tuple[str, Any]:
-    return _map_and_run(_engine, text, mapping_config, configuration, with_result)
+    return _map_and_run(_process_engine(), text, mapping_config, configuration,
+                        with_result)
 
 
 def _map_and_analyze_in_thread(factory: EngineFactory, text: str, mapping_config: Any,
@@ -234,7 +255,7 @@ def _map_and_analyze_in_thread(factory: EngineFactory, text: str, mapping_config
 
 
 def _model_version_in_process() -> str:
-    return str(getattr(_engine, "model_version", ""))
+    return str(getattr(_process_engine(), "model_version", ""))
 
 
 def _analyze_in_thread(factory: EngineFactory, data: RadiologyInsightsData,
@@ -314,13 +335,16 @@ class AnalysisPool:
             max_workers=self.workers, thread_name_prefix="analysis")
 
     def _replace(self, broken: concurrent.futures.Executor, reason: str) -> None:
-        """Put a new process pool in place of ``broken`` (once, however many of its
-        analyses report it)."""
+        """Put a new pool in place of ``broken`` (once, however many of its analyses
+        report it)."""
         if self._closed or self._executor is not broken:
             return
         self.restarts += 1
         self._executor = self._new_executor()
-        broken.shutdown(wait=False, cancel_futures=True)
+        # Not cancel_futures: an analysis still queued in the broken pool would fail with
+        # CancelledError, as at close, and not be tried again; left queued, it fails with
+        # BrokenProcessPool (WorkerDied) once the pool sees its workers gone.
+        broken.shutdown(wait=False)
         if self.on_restart is not None:
             self.on_restart(reason)
 
@@ -377,12 +401,21 @@ class AnalysisPool:
             d.callback(value)
 
         def expire() -> None:
-            if d.called:
+            if d.called or future.done():  # done: its outcome is on its way to fire()
                 return
             self.pending -= 1
+            if executor is not self._executor:
+                # Its pool was killed for another analysis that hung (or a worker died)
+                # while this one waited behind it: a victim, tried again like the others.
+                d.errback(WorkerDied("analysis worker died: its pool was replaced"))
+                return
             d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
             if self.kind == "process":
                 self._kill_workers(executor)
+            else:
+                # Its thread runs on in the old pool; new threads take the analyses from
+                # now on, so the ones queued behind it are not held (nor timed out) too.
+                self._replace(executor, "timeout")
 
         expiry = (self.reactor.callLater(self.timeout, expire)
                   if timed and self.timeout is not None else None)

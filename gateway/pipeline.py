@@ -291,12 +291,14 @@ class AnalysisPipeline:
     def stop(self) -> None:
         """Start no more analyses (the gateway is stopping and its pool closes).
 
-        Messages still in the backlog stay ``received`` and are resumed at the next start,
-        instead of each failing against the closed pool.
+        Messages still in the backlog, or waiting to be tried again alone, stay
+        ``received`` and are resumed at the next start, instead of each failing against
+        the closed pool.
         """
         self._stopped = True
-        if self._backlog:
-            self.log.info("analysis.stopped", backlog=len(self._backlog))
+        if self._backlog or self._retry:
+            self.log.info("analysis.stopped", backlog=len(self._backlog),
+                          retry_alone=len(self._retry))
 
     def add_hook(self, hook: AnalysedHook) -> None:
         self.hooks.append(hook)

@@ -14,9 +14,10 @@ it:
 * events of no message (a duplicate of a message that could not be stored, ...) older
   than the date go too;
 * one ``purged`` event records the date and the counts; a purge that fails part-way (a
-  lock held too long by another writer, a full disk) records what it had deleted in a
-  ``purged`` event with ``complete: false`` before it reports the failure, so the log
-  never loses the trace of rows that are gone.  Running it again finishes the job.
+  lock held too long by another writer, a full disk, Ctrl-C) records what it had deleted
+  in a ``purged`` event with ``complete: false`` before it reports the failure, so the log
+  never loses the trace of rows that are gone.  Running it again finishes the job.  When
+  even that event cannot be written, the error gives the counts.
 
 The deletes run a few messages per transaction, so a running gateway's ACK path waits
 for at most one such transaction; the ids are read a chunk at a time, and each message is
@@ -70,17 +71,27 @@ class PurgeCounts:
 class PurgeInterrupted(AuditError):
     """A purge failed after deleting part of what it was asked to: ``counts`` says what
     is gone (also recorded in a ``purged`` event with ``complete: false`` when the log could
-    still be written)."""
+    still be written).  ``finished``: everything was deleted, only its ``purged`` event
+    could not be written."""
 
-    def __init__(self, counts: PurgeCounts, cause: BaseException, recorded: bool) -> None:
+    def __init__(self, counts: PurgeCounts, cause: BaseException, recorded: bool,
+                 finished: bool = False) -> None:
         where = "recorded in a purged event" if recorded else "NOT recorded in the log"
-        super().__init__(
-            f"purge stopped part-way ({cause}); already deleted, {where}: "
-            f"{counts.messages} message(s), {counts.events} event(s), "
-            f"{counts.inferences} inference(s), {counts.outbox} outbox message(s); "
-            f"run it again to finish")
+        deleted = (f"{counts.messages} message(s), {counts.events} event(s), "
+                   f"{counts.inferences} inference(s), {counts.outbox} outbox message(s)")
+        if finished:
+            message = f"purge done but {where} ({_cause(cause)}): deleted {deleted}"
+        else:
+            message = (f"purge stopped part-way ({_cause(cause)}); already deleted, {where}: "
+                       f"{deleted}; run it again to finish")
+        super().__init__(message)
         self.counts = counts
         self.recorded = recorded
+
+
+def _cause(exc: BaseException) -> str:
+    # Ctrl-C (KeyboardInterrupt) has no message of its own.
+    return str(exc) or "interrupted"
 
 
 def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts:
@@ -93,18 +104,25 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     if dry_run:
         return _count_purgeable(conn, before, attached, counts)
     try:
+        # Ctrl-C too: a long purge is the kind an admin stops, and what it deleted is gone.
         _delete_purgeable(audit, before, attached, counts)
-    except (AuditError, sqlite3.Error) as exc:
+    except (AuditError, sqlite3.Error, KeyboardInterrupt) as exc:
         if not counts.deleted_any():
             raise  # nothing changed: the failure says it all
         # What is gone must stay on record even though the purge did not finish; if the
         # log cannot be written now either, the error says so.
         try:
-            audit.run(_purged_op(before, counts, complete=False, error=str(exc)))
+            audit.run(_purged_op(before, counts, complete=False, error=_cause(exc)))
         except AuditError:
             raise PurgeInterrupted(counts, exc, recorded=False) from None
         raise PurgeInterrupted(counts, exc, recorded=True) from None
-    audit.run(_purged_op(before, counts))
+    try:
+        audit.run(_purged_op(before, counts))
+    except AuditError as exc:
+        if not counts.deleted_any():
+            raise
+        # Everything is deleted: the counts must at least reach the admin.
+        raise PurgeInterrupted(counts, exc, recorded=False, finished=True) from None
     return counts
 
 

@@ -46,3 +46,10 @@ class FakeEngine:
         return InferenceResult(patient_results=[PatientResult(patient_id=patient.id,
                                                               inferences=inferences)],
                                model_version=f"{self.model_version}/{self.pid}")
+
+
+class UnbuildableEngine:
+    """An engine that cannot be built (its data missing after a bad deploy)."""
+
+    def __init__(self) -> None:
+        raise RuntimeError("engine data missing")

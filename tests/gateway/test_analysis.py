@@ -232,18 +232,22 @@ def test_an_analysis_that_hangs_times_out_and_its_worker_is_killed():
 
 
 def test_a_thread_analysis_that_times_out_is_given_up_and_its_late_result_dropped():
+    # The analyses that followed used to wait behind the thread given up (one thread): a
+    # report that never returns held every later one until it too timed out.
     reactor = ClockedHopReactor()
     pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="thread",
                         timeout=0.5)
     try:
-        slow = pool.analyze(text_request("SLOW pneumothorax", TextMetadata()))
+        slow = pool.analyze(text_request("SLOW pneumothorax", TextMetadata()))  # 3 s
         reactor.clock.advance(0.5)
         assert slow.called
         assert settle(reactor, slow).check(AnalysisTimedOut)
-        reactor.run_one()  # the thread's late result: dropped, nothing fires twice
-        assert pool.pending == 0 and pool.restarts == 0
+        began = time.monotonic()
         ok = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        assert time.monotonic() - began < 2, "waited for the thread that timed out"
         assert ok.patient_results[0].inferences
+        reactor.run_one()  # the thread's late result: dropped, nothing fires twice
+        assert pool.pending == 0 and pool.restarts == 1
     finally:
         pool.close()
 
@@ -256,5 +260,51 @@ def test_warming_up_is_not_timed():
         started = pool.start()
         reactor.clock.advance(10)
         assert settle(reactor, started) == "fake-1"
+    finally:
+        pool.close()
+
+
+def test_the_analyses_waiting_behind_one_that_hangs_are_tried_again_not_timed_out():
+    # One submitted with the hung one times out on the same reactor turn: it was recorded
+    # timed out though it never ran.  Those still queued in the pool when its workers were
+    # killed (more than the workers and their call queue hold) were cancelled: an
+    # AnalysisFailure, never tried again.  Both are victims of the kill: WorkerDied.
+    reactor = ClockedHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="process",
+                        timeout=30)
+    try:
+        settle(reactor, pool.analyze(text_request("warm", TextMetadata())))
+        hung = pool.analyze(text_request("HANG", TextMetadata()))
+        waiting = [pool.analyze(text_request("Pneumothorax.", TextMetadata()))]
+        reactor.clock.advance(10)
+        waiting += [pool.analyze(text_request(f"Pneumothorax {n}.", TextMetadata()))
+                    for n in range(5)]
+        reactor.clock.advance(20)
+        assert settle(reactor, hung).check(AnalysisTimedOut)
+        assert [settle(reactor, d).type for d in waiting] == [WorkerDied] * 6
+        assert pool.pending == 0 and pool.restarts == 1
+        after = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        assert after.patient_results[0].inferences
+    finally:
+        pool.close()
+
+
+def test_an_engine_that_cannot_be_built_fails_each_analysis_without_breaking_the_pool():
+    # The worker exited in its initializer: the pool broke, was replaced at every analysis,
+    # and each failed as WorkerDied, so the pipeline blamed every report for killing its
+    # worker (recorded failed, stage worker, after two more pools each).
+    from gateway_fake_engine import UnbuildableEngine
+
+    reactor = ClockedHopReactor()
+    restarts = []
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=UnbuildableEngine,
+                        executor="process", on_restart=restarts.append)
+    try:
+        started = settle(reactor, pool.start())
+        assert started.check(AnalysisFailure) and not pool.ready
+        for _ in range(2):
+            failed = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+            assert failed.type is AnalysisFailure and "RuntimeError" in failed.value.message
+        assert restarts == [] and pool.pending == 0
     finally:
         pool.close()

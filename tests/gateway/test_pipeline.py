@@ -510,3 +510,33 @@ def test_a_worker_death_while_stopping_leaves_the_message_to_the_next_start(tmp_
     pipeline.stop()
     pool.end("x", WorkerDied("analysis worker died"))
     assert pool.in_flight() == [] and [m.id for m in audit.pending_analysis()] == [mid]
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def _line(self, event, **fields):
+        self.lines.append((event, fields))
+
+    info = warning = error = _line
+
+
+def test_stopping_with_messages_to_try_again_alone_says_they_are_left(tmp_path):
+    # Only the backlog was counted: messages waiting to be tried alone were left
+    # (received, resumed at the next start) without a word.
+    from gateway.analysis import WorkerDied
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pool, log = PoolDouble(), Log()
+    pipeline = AnalysisPipeline(pool, GroupCommitter(audit, immediate_writer), log=log,
+                                max_in_flight=2)
+    for cid in ("R1", "R2"):
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, "", (report(cid),)))
+    pool.end("R1", WorkerDied("analysis worker died"))
+    pool.end("R2", WorkerDied("analysis worker died"))
+    assert pool.in_flight() == ["R1"]  # alone; R2 waits its turn
+    pipeline.stop()
+    assert ("analysis.stopped", {"backlog": 0, "retry_alone": 1}) in log.lines
+    pool.end("R1", None)
+    assert pool.in_flight() == [] and [m.control_id for m in audit.pending_analysis()] == ["R2"]

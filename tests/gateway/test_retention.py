@@ -227,3 +227,39 @@ def test_a_purge_that_fails_before_deleting_anything_reports_only_the_failure(db
     assert code == 3 and "database is locked" in out and "part-way" not in out
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT COUNT(*) FROM events WHERE event = 'purged'").fetchone() == (0,)
+
+
+def test_a_purge_that_deletes_everything_but_cannot_record_it_gives_the_counts(db):
+    # The final purged event failed: exit 3 with only the database error, the rows gone
+    # and nothing, in the log or on the screen, saying how many.
+    _fail_on(db, "CREATE TRIGGER full BEFORE INSERT ON events WHEN new.event = 'purged' "
+                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 3 and "database or disk is full" in out
+    assert "purge done but NOT recorded in the log" in out and "deleted 2 message(s)" in out
+    assert "run it again" not in out and "Traceback" not in out
+    assert rows(db)["messages"] == ["WAIT", "AGAIN", "PAGING", "RECENT"]
+
+
+def test_a_purge_stopped_with_ctrl_c_records_what_it_deleted(db, monkeypatch):
+    # Ctrl-C between two chunks: the first chunk's rows were gone with no event ("Aborted!").
+    from gateway import retention
+
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 1)  # DONE, then REJ, each its own chunk
+    delete_messages, chunks = retention._delete_messages, []
+
+    def interrupted_on_the_second(chunk, attached):
+        chunks.append(chunk)
+        if len(chunks) == 2:
+            raise KeyboardInterrupt
+        return delete_messages(chunk, attached)
+
+    monkeypatch.setattr(retention, "_delete_messages", interrupted_on_the_second)
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 3 and "purge stopped part-way (interrupted)" in out
+    assert "recorded in a purged event: 1 message(s)" in out
+    assert rows(db)["messages"] == ["REJ", "WAIT", "AGAIN", "PAGING", "RECENT"]
+    code, out = run("audit", "tail", "-n", "1", "--json", "--db", db)
+    event = json.loads(out)
+    assert (event["event"], event["complete"], event["messages"], event["error"]) == (
+        "purged", False, 1, "interrupted")
