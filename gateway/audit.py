@@ -490,7 +490,9 @@ def _lock_single_writer(path: str) -> int:
     Two gateways on one file would both resume the same backlog, both take up the same
     replays and both deliver the same outbox messages (pages sent twice). ``flock``
     locks are apart from the POSIX locks SQLite takes on the file (Linux, local disks),
-    and the kernel drops them when the process ends, however it ends.
+    and the kernel drops them when the process ends, however it ends. Taken before this
+    process opens the file with SQLite, so that closing the descriptor of a refused lock
+    drops no lock of SQLite's.
     """
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -739,8 +741,9 @@ class AuditLog:
         self._unlock()
 
     def _unlock(self) -> None:
-        # After the connection: closing any descriptor of the file drops the POSIX locks
-        # this process holds on it, so the lock's goes last.
+        # Unlocked, not closed: closing any descriptor of the file would drop the POSIX
+        # locks this process's other connections to it (the outbox's, the REST jobs')
+        # may still hold while they stop. The descriptor goes with the process.
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             self._lock_fd = None

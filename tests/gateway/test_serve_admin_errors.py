@@ -8,6 +8,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import time
 
 from gateway_process import WAIT, GatewayProcess, exchange, json_event, run_cli
 from gateway_samples import oru
@@ -117,3 +118,24 @@ def test_a_gateway_started_with_nohup_outlives_sighup(tmp_path):
     # Had SIGHUP been handled, its shutdown would come first (signals are handled in order).
     shutdown = gateway.output.wait_for(json_event("shutdown"))
     assert json.loads(shutdown)["signal"] == "SIGTERM"
+
+
+def test_a_stop_with_analyses_in_flight_logs_no_error_and_the_next_start_ends_them(tmp_path):
+    # Every routine stop logged `analysis.not_recorded` at level error for the analyses its
+    # pool dropped, though nothing was wrong: they stay `received` and resume at start.
+    db = tmp_path / "audit.sqlite3"
+    first = GatewayProcess(db, FAKE_ENGINE_DELAY="3").start()
+    for n in range(3):
+        assert b"\rMSA|AA|" in exchange(first.port, oru(f"R{n}"))
+    # The quiet period is 0.05 s and each analysis takes 3 s: one is being analysed and
+    # one waits in the pool's queue when the stop comes.
+    time.sleep(1.0)
+    assert first.stop() == 0
+    lines = first.output.seen + list(first.output.lines.queue)
+    assert [line for line in lines if '"level": "error"' in line] == []
+    second = GatewayProcess(db).start()
+    try:
+        for n in range(3):
+            second.output.wait_for(json_event("analysis", control_id=f"R{n}", status="analysed"))
+    finally:
+        assert second.stop() == 0
