@@ -46,3 +46,4 @@ def test_sink_prints_only_its_own_lines_on_stdout(tmp_path):
     assert [first.rstrip("\n"), *out.splitlines()] == [
         f"sink listening on 127.0.0.1:{port} (ACK AA)", "sink received 1 messages"]
     assert "mllp.connection_made" in err
+
