@@ -25,6 +25,17 @@ Two executors:
 ``engine_factory`` builds an engine (default ``ri_engine.Engine``).  With processes
 it must be picklable (a module-level class or function).
 
+**Workers that die or hang.**  A worker process that dies (the kernel's OOM killer, a
+crash in native code) breaks a ``ProcessPoolExecutor`` for good: every later submission
+would fail, and the gateway would go on ACKing reports that are never analysed.  The
+pool is therefore replaced as soon as it is found broken, and every analysis that was in
+it fails with :class:`WorkerDied` (the pipeline tries those again, one at a time, to
+find a report that kills its worker).  An analysis that takes longer than ``timeout``
+seconds fails with :class:`AnalysisTimedOut`; with processes its workers are killed (the
+only way to stop a running task) and the pool replaced, so a report that makes the
+engine loop cannot hold a worker for ever.  Threads cannot be stopped: the analysis is
+given up, but its thread runs on until it returns.
+
 **One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
 (``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
 call: the message text goes to the worker once and one reply comes back, instead of
@@ -50,8 +61,9 @@ from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
 __all__ = [
-    "Analysis", "AnalysisPool", "MappingFailure", "ReportInfo", "default_engine_factory",
-    "default_workers", "lower_priority", "with_configuration",
+    "Analysis", "AnalysisPool", "AnalysisTimedOut", "MappingFailure", "ReportInfo",
+    "WorkerDied", "default_engine_factory", "default_workers", "lower_priority",
+    "with_configuration",
 ]
 
 EngineFactory = Callable[[], Any]
@@ -86,6 +98,14 @@ class MappingFailure(AnalysisFailure):
     Unlike a worker that died (also an ``AnalysisFailure``), trying again later gives the
     same result, so the pipeline records the message as failed.
     """
+
+
+class WorkerDied(AnalysisFailure):
+    """The worker process running the analysis died (or was killed with its pool)."""
+
+
+class AnalysisTimedOut(AnalysisFailure):
+    """The analysis did not finish within the pool's ``timeout``."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +280,8 @@ class AnalysisPool:
 
     def __init__(self, workers: int | None = None, *, reactor: Any = None,
                  engine_factory: EngineFactory | None = None, executor: str = "process",
-                 priority: str = "low") -> None:
+                 priority: str = "low", timeout: float | None = None,
+                 on_restart: Callable[[str], None] | None = None) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
 
@@ -275,18 +296,63 @@ class AnalysisPool:
         if priority not in PRIORITIES:
             raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, not {priority!r}")
         self.priority = priority  # of the worker processes (threads keep the gateway's)
-        if executor == "process":
-            self._executor: concurrent.futures.Executor = concurrent.futures.ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_process, initargs=(self.engine_factory, priority))
-        elif executor == "thread":
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.workers, thread_name_prefix="analysis")
-        else:
+        if executor not in ("process", "thread"):
             raise ValueError(f"executor must be 'process' or 'thread', not {executor!r}")
+        # Seconds an analysis may take (None: no limit); see the module docstring.
+        self.timeout = timeout or None
+        self.on_restart = on_restart  # called with the reason when the pool is replaced
+        self.restarts = 0
+        self._closed = False
+        self._executor = self._new_executor()
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def _new_executor(self) -> concurrent.futures.Executor:
+        if self.kind == "process":
+            return concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_process, initargs=(self.engine_factory, self.priority))
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.workers, thread_name_prefix="analysis")
+
+    def _replace(self, broken: concurrent.futures.Executor, reason: str) -> None:
+        """Put a new process pool in place of ``broken`` (once, however many of its
+        analyses report it)."""
+        if self._closed or self._executor is not broken:
+            return
+        self.restarts += 1
+        self._executor = self._new_executor()
+        broken.shutdown(wait=False, cancel_futures=True)
+        if self.on_restart is not None:
+            self.on_restart(reason)
+
+    def _kill_workers(self, executor: concurrent.futures.Executor) -> None:
+        """Stop a process pool whose analysis hangs: its workers are killed (a running
+        task cannot be cancelled) and a new pool takes its place; the other analyses in
+        it fail with :class:`WorkerDied` and are tried again."""
+        # ProcessPoolExecutor has no public way to stop its workers before Python 3.14
+        # (terminate_workers); _processes has held them, by pid, since Python 3.2.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            try:
+                process.kill()
+            except (OSError, ValueError, AttributeError):  # already gone
+                pass
+        self._replace(executor, "timeout")
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True) -> defer.Deferred:
+        """Run ``fn(*args)`` in the pool; ``timed``: subject to :attr:`timeout` (an
+        analysis; not the engine's warm-up)."""
         d: defer.Deferred = defer.Deferred()
+        try:
+            executor, future = self._executor, self._executor.submit(fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            # Broken before any of its analyses said so (they are still to be reported).
+            self._replace(self._executor, "worker_died")
+            try:
+                executor, future = self._executor, self._executor.submit(fn, *args)
+            except Exception as exc:  # noqa: BLE001 - the new pool is unusable too
+                return defer.fail(AnalysisFailure(
+                    f"analysis pool unavailable: {type(exc).__name__}"))
+        except Exception as exc:  # noqa: BLE001 - pool shut down
+            return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
         self.pending += 1
 
         def done(future: concurrent.futures.Future) -> None:
@@ -294,28 +360,41 @@ class AnalysisPool:
             self.reactor.callFromThread(fire, future)
 
         def fire(future: concurrent.futures.Future) -> None:
+            if d.called:  # timed out earlier
+                return
             self.pending -= 1
+            if expiry is not None and expiry.active():
+                expiry.cancel()
             try:
                 value = future.result()
-            except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool
+            except concurrent.futures.BrokenExecutor as exc:
+                self._replace(executor, "worker_died")
+                d.errback(WorkerDied(f"analysis worker died: {type(exc).__name__}"))
+                return
+            except Exception as exc:  # noqa: BLE001 - cancelled at shutdown, ...
                 d.errback(AnalysisFailure(f"analysis worker failed: {type(exc).__name__}"))
                 return
             d.callback(value)
 
-        try:
-            future = self._executor.submit(fn, *args)
-        except Exception as exc:  # noqa: BLE001 - pool shut down or broken
+        def expire() -> None:
+            if d.called:
+                return
             self.pending -= 1
-            return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
+            d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
+            if self.kind == "process":
+                self._kill_workers(executor)
+
+        expiry = (self.reactor.callLater(self.timeout, expire)
+                  if timed and self.timeout is not None else None)
         future.add_done_callback(done)
         return d
 
     def start(self) -> defer.Deferred:
         """Build the engines now (instead of on the first report); fires when one is ready."""
         if self.kind == "process":
-            d = self._submit(_model_version_in_process)
+            d = self._submit(_model_version_in_process, timed=False)
         else:
-            d = self._submit(_warm_thread, self.engine_factory)
+            d = self._submit(_warm_thread, self.engine_factory, timed=False)
 
         def started(version: str) -> str:
             self.ready = True
@@ -362,4 +441,5 @@ class AnalysisPool:
 
     def close(self) -> None:
         self.ready = False
+        self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)

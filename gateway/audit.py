@@ -178,16 +178,18 @@ class Duplicate:
     same_content: bool
 
 
-def received_op(msg: ReceivedMessage, **event_fields: Any) -> Op[int | Duplicate]:
+def received_op(msg: ReceivedMessage, *, duplicates: bool = True,
+                **event_fields: Any) -> Op[int | Duplicate]:
     """Insert the message and its ``received`` (or ``rejected``) event; returns the id.
 
     Duplicate detection happens here, on the writer thread, rather than with a query
     per message on the reactor: an accepted message with the key of one already
     accepted fails the ``messages_accepted_key`` index, and a rejected one is looked up
-    (rare).  A duplicate is not stored; a ``duplicate`` event is, and the op returns
-    :class:`Duplicate` with the original ACK.
+    (rare; not with ``duplicates=False``: a rejected frame that holds more than the
+    message its key names).  A duplicate is not stored; a ``duplicate`` event is, and
+    the op returns :class:`Duplicate` with the original ACK.
     """
-    return _ReceivedOp(msg, event_fields)
+    return _ReceivedOp(msg, event_fields, duplicates)
 
 
 # Every column of a messages row, in the order of _ReceivedOp.values, then the id (NULL:
@@ -205,20 +207,26 @@ class _ReceivedOp:
     batch made only of accepted messages is inserted in bulk by :meth:`AuditLog.run_batch`
     (the ACK path's common case): see :func:`_insert_accepted`."""
 
-    __slots__ = ("msg", "values", "event_fields", "accepted")
+    __slots__ = ("msg", "values", "event_fields", "accepted", "duplicates")
 
-    def __init__(self, msg: ReceivedMessage, event_fields: dict[str, Any]) -> None:
+    def __init__(self, msg: ReceivedMessage, event_fields: dict[str, Any],
+                 duplicates: bool = True) -> None:
         self.msg = msg
         # Not dataclasses.asdict(): it deep-copies the raw bytes, which costs more than
         # the insert.
         self.values = (*_message_fields(msg), msg.sender, len(msg.raw))
         self.event_fields = event_fields
         self.accepted = msg.ack_code in _ACCEPTED_CODES
+        self.duplicates = duplicates
 
     def __call__(self, conn: sqlite3.Connection) -> int | Duplicate:
         msg = self.msg
-        if msg.control_id is not None and not self.accepted:
+        if msg.control_id is not None and not self.accepted and self.duplicates:
             original = _accepted_original(conn, msg)
+            if original is None and msg.ack_code is None and msg.status == "received":
+                # Its ACK waits for the analysis (ack_after = "analysis"): an original an
+                # earlier run analysed but stopped before answering was accepted all the same.
+                original = _unanswered_original(conn, msg)
             if original is not None:
                 return self._duplicate_of(conn, original)
         try:
@@ -294,6 +302,19 @@ _ACCEPTED_CODES = ("AA", "CA")  # the codes of the messages_accepted_key index
 def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> StoredMessage | None:
     return _find_accepted(conn, msg.sending_application, msg.sending_facility,
                           msg.control_id or "")
+
+
+def _unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> StoredMessage | None:
+    """The message with ``msg``'s key that was analysed (or skipped) but never answered: with
+    ``ack_after = "analysis"`` the gateway stopped between the analysis and the ACK (the
+    sender saw no ACK and sends it again), or the ACK could not be recorded."""
+    row = conn.execute(
+        f"{_SELECT_STORED} "
+        "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
+        "AND ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay') "
+        "ORDER BY id LIMIT 1",
+        (msg.sending_application, msg.sending_facility, msg.control_id or "")).fetchone()
+    return StoredMessage(*row) if row else None
 
 
 def _duplicate(conn: sqlite3.Connection, original: StoredMessage, raw: bytes, received_at: str,

@@ -184,6 +184,10 @@ class AnalysisSettings:
     # at most max_wait seconds per message (gateway.pipeline); 0 disables either.
     quiet_period: float = field(default=0.05, metadata=check(_not_negative))
     max_wait: float = field(default=5.0, metadata=check(_not_negative))
+    # Seconds an analysis may take from its submission to the pool before it is given up
+    # (the message recorded failed; process workers killed and replaced); 0: no limit.
+    # Reports take milliseconds; the margin covers a worker's start after a restart.
+    timeout: float = field(default=120.0, metadata=check(_not_negative))
     # What the engine is asked for on every report the gateway receives (the REST API takes
     # these from each request instead).  Empty inference_types: every kind.
     inference_types: tuple[str, ...] = field(default=(), metadata=check(_inference_types))

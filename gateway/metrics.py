@@ -73,6 +73,9 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "ri_gateway_escalations_total": (
         COUNTER, "Alerts sent on to a route's escalate_to destinations, by reason."),
     "ri_gateway_http_requests_total": (COUNTER, "REST requests answered, by HTTP status."),
+    "ri_gateway_analysis_pool_restarts_total": (
+        COUNTER, "Analysis process pools replaced after a worker died or an analysis timed "
+                 "out, by reason."),
 }
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")

@@ -42,8 +42,19 @@ and passed to the hooks as one :class:`ReportOutcome` without a report whose ``e
 is the ``ContentError``, so an enhanced-mode sender that asked for an application ACK
 gets an AE on the return route.  A mapping that fails with anything else in a worker (a
 bug: ``MappingFailure``) is recorded the same way as an ``analysis_failed`` event with
-``stage = "mapping"`` (application AR); a worker that died leaves the message ``received``
-for the next start.
+``stage = "mapping"`` (application AR).
+
+**Workers that die or hang** (:mod:`gateway.analysis`).  When a worker process dies, every
+analysis in the pool fails with ``WorkerDied``, the guilty one and the others alike.  Each
+is tried again, one at a time, with nothing else in the pool, so that a death can be
+blamed: a message whose analysis kills its worker twice while running alone is recorded
+``failed`` (``analysis_failed`` with ``stage = "worker"``) instead of killing a worker at
+every start; one death alone is forgiven (the OOM killer may have picked the worker for
+another process's sake).  An analysis that times out (``[analysis] timeout``) is recorded
+``failed`` at once (``stage = "timeout"``): it would hang again.  Both get an application
+AR where the sender asked for one; ``ri-gateway replay`` takes them up again after a fix.
+Any other failure to analyse or record (the database) leaves the message ``received`` for
+the next start.
 """
 
 from __future__ import annotations
@@ -57,13 +68,18 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from mappings.priority import OTHER, urgency
 
-from .analysis import MappingFailure, with_configuration
+from .analysis import AnalysisTimedOut, MappingFailure, WorkerDied, with_configuration
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
-__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysedHook", "ReportOutcome"]
+__all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysisStatus", "AnalysedHook",
+           "ReportOutcome", "WORKER_DEATHS"]
+
+# Deaths of its worker, while it ran alone, after which a message is recorded failed.
+WORKER_DEATHS = 2
 
 
 @dataclass(frozen=True)
@@ -131,6 +147,31 @@ class ReportOutcome:
     @property
     def inferences(self) -> list[dict[str, Any]]:
         return [json.loads(text) for _, text in self.rendered_inferences]
+
+
+class AnalysisStatus(str):
+    """The status a message's analysis ended with (``analysed``, ``skipped``, ``failed``), as
+    :meth:`AnalysisPipeline.submit` fires with it.  A ``failed`` one carries the ``error``
+    that decided it: with ``[analysis] ack_after = "analysis"`` the sender's ACK says what
+    was wrong (AE for its content or an engine refusal, AR for our own failure).  A ``str``,
+    so that it compares and is stored as the status it names."""
+
+    error: BaseException | None
+
+    def __new__(cls, status: str, error: BaseException | None = None) -> AnalysisStatus:
+        value = super().__new__(cls, status)
+        value.error = error
+        return value
+
+
+def _deciding_error(failed: Sequence[ReportOutcome]) -> BaseException | None:
+    """The error a message whose analysis failed is answered with: our own failure (an
+    engine bug, a worker gone) where one group had it, else a refusal of the report."""
+    from ri_engine.errors import RequestError
+
+    errors = [o.error for o in failed if o.error is not None]
+    return next((e for e in errors if not isinstance(e, RequestError)),
+                errors[0] if errors else None)
 
 
 class AnalysedHook(Protocol):
@@ -236,6 +277,11 @@ class AnalysisPipeline:
         self._backlog = _Backlog(_urgency)
         self._start_pending = False
         self._stopped = False
+        # Messages whose worker died, each to be tried again alone (module docstring), the
+        # one running alone, and the deaths each has caused running alone.
+        self._retry: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
+        self._alone: int | None = None
+        self._deaths: dict[int, int] = {}
 
     @property
     def backlog(self) -> int:
@@ -281,6 +327,13 @@ class AnalysisPipeline:
         self._start_pending = False
         if self._stopped:
             return
+        if self._retry or self._alone is not None:
+            # A message to try alone: nothing else starts until it has been tried.
+            if self._alone is None and self.in_progress == 0:
+                message, done = self._retry.popleft()
+                self._alone = message.message_id
+                self._process(message).chainDeferred(done)
+            return
         if self.reactor is not None and self._backlog:
             wait = self._yield_to_listener()
             if wait > 0:
@@ -300,6 +353,7 @@ class AnalysisPipeline:
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
         started = self.clock()
+        alone = self._alone == message.message_id
         if not message.is_report:
             d = defer.succeed(([], message))  # accepted and stored, nothing to analyse
         elif message.reports is None:
@@ -322,13 +376,46 @@ class AnalysisPipeline:
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
-            if self._backlog:
+            if alone:
+                self._alone = None
+            if isinstance(result, Failure):
+                # Before scheduling: a message to try alone goes before any other.
+                result = self._worker_failed(result, message, alone)
+            else:
+                self._deaths.pop(message.message_id, None)
+            if self._backlog or self._retry:
                 self._schedule()
             return result
 
         d.addBoth(finished)
         d.addErrback(self._failed, message)
         return d
+
+    def _worker_failed(self, failure: Failure, message: AcceptedMessage,
+                       alone: bool) -> Any:
+        """The analysis timed out, or its worker died: recorded, or tried again alone."""
+        mid, cid = message.message_id, message.control_id
+        if failure.check(AnalysisTimedOut):
+            self.log.error("analysis.timed_out", control_id=cid, message_id=mid,
+                           error=str(failure.value))
+            return self._record_unmapped(message, failure.value, event_op(
+                "analysis_failed", cid, mid, stage="timeout", error=str(failure.value)))
+        if not failure.check(WorkerDied) or self._stopped:
+            return failure
+        deaths = self._deaths.get(mid, 0) + alone
+        if deaths >= WORKER_DEATHS:
+            self._deaths.pop(mid, None)
+            error = f"the analysis worker died {deaths} times analysing this message alone"
+            self.log.error("analysis.worker_died", control_id=cid, message_id=mid,
+                           deaths=deaths)
+            return self._record_unmapped(message, failure.value, event_op(
+                "analysis_failed", cid, mid, stage="worker", error=error))
+        self._deaths[mid] = deaths
+        self.log.warning("analysis.retry_alone", control_id=cid, message_id=mid,
+                         deaths=deaths)
+        again: defer.Deferred = defer.Deferred()
+        self._retry.append((message, again))
+        return again
 
     def _map(self, message: AcceptedMessage) -> defer.Deferred:
         map_message = getattr(self.analyzer, "map_message", None)
@@ -380,9 +467,13 @@ class AnalysisPipeline:
                 d = self.analyzer.analyze(request)
                 d.addCallback(lambda result, r=report: ReportOutcome(
                     r, result=result, model_version=result.model_version))
-            d.addErrback(lambda failure, r=report: ReportOutcome(r, error=failure.value))
+            # A worker that died or timed out fails the whole message (_worker_failed).
+            d.addErrback(lambda failure, r=report: failure
+                         if failure.check(WorkerDied, AnalysisTimedOut)
+                         else ReportOutcome(r, error=failure.value))
             work.append(d)
-        return defer.gatherResults(work).addCallback(lambda outcomes: (outcomes, message))
+        return defer.gatherResults(work, consumeErrors=True).addCallbacks(
+            lambda outcomes: (outcomes, message), lambda f: f.value.subFailure)
 
     def _mapping_failed(self, failure: Any, message: AcceptedMessage) -> Any:
         """Mapped after the ACK and the content is bad: recorded, the sender already has AA.
@@ -421,7 +512,8 @@ class AnalysisPipeline:
                status_op(message.message_id, "failed", reports=0)]
         for hook in self._hooks_for(message):
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
-        return self.committer.submit(all_of(ops)).addCallback(lambda _: "failed")
+        return self.committer.submit(all_of(ops)).addCallback(
+            lambda _: AnalysisStatus("failed", error))
 
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
                 started: float) -> defer.Deferred:
@@ -460,7 +552,7 @@ class AnalysisPipeline:
             ops.extend(hook(message, outcomes))
         d = self.committer.submit(all_of(ops))
 
-        def done(_: Any) -> str:
+        def done(_: Any) -> AnalysisStatus:
             if self.metrics is not None:
                 self.metrics.observe("ri_gateway_analysis_seconds", duration)
                 for kind, count in kinds.items():
@@ -468,7 +560,7 @@ class AnalysisPipeline:
             self.log.info("analysis", control_id=cid, message_id=mid, status=status,
                           reports=len(outcomes), inferences=sum(kinds.values()),
                           failed=len(failed), duration_ms=round(duration * 1000, 2))
-            return status
+            return AnalysisStatus(status, _deciding_error(failed) if status == "failed" else None)
 
         return d.addCallback(done)
 

@@ -7,7 +7,8 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 2. read MSH (``mappings.header``).  Unreadable: the message is stored as ``rejected``
    and answered AR when ``mappings.ack.build_unreadable_ack`` can address an answer;
    when it cannot (no MSH-10), nothing is sent and the connection is closed;
-3. accepted type/version/processing id (``mappings.policy``), else AR;
+3. accepted type/version/processing id (``mappings.policy``), else AR; one message per
+   frame (``mappings.header.check_single_message``), else AE;
 4. the content rules (``[mllp] map_before_ack``): bad content gets AE.
 
    * ``"check"`` (default): ``mappings.inbound.check_oru`` applies the rules of the
@@ -19,7 +20,8 @@ frame (the listener calls it serially per connection, so ACKs leave in order):
 5. commit the raw message with its ACK (group commit) and only then return the ACK;
 6. hand the accepted message to the analysis pipeline (off the reactor thread).
 
-Steps 1-3 read MSH only: AR and duplicates need MSH only, AE needs step 4.
+Steps 1-3 read MSH only (and look for a second one): AR and duplicates need MSH only, AE
+needs step 4.
 
 **Duplicates** (same MSH-3, MSH-4, MSH-10 as an accepted message) get the ORIGINAL ACK
 bytes again, a ``duplicate`` event is audited and nothing is processed.  The check is
@@ -29,7 +31,9 @@ commit (or, with ``ack_after = "analysis"``, analysis) is still running waits un
 original is answered, is then audited exactly as a later duplicate would be
 (``gateway.audit.duplicate_op``) and gets the original's ACK.  Stored bytes holding a VT or FS
 (written before ACKs were made frameable, ``mappings.ack.frameable_ack``) are escaped
-before they are sent again.
+before they are sent again.  With ``ack_after = "analysis"`` an original that was analysed
+but never answered (the gateway stopped in between) is accepted all the same: its resend
+gets AA, recorded on the original (``_answer_unanswered``).
 
 Which outcome gets which code is decided in :mod:`gateway.ack_policy` only.  Every
 message produces one log line ``hl7.message`` with outcome, ACK code and duration; an ACK
@@ -53,8 +57,8 @@ from mappings.ack import (
     build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
 from mappings.decoding import decode_message, normalise_segments
-from mappings.errors import HL7Error, UnreadableHeader
-from mappings.header import read_header
+from mappings.errors import ContentError, HL7Error, UnreadableHeader
+from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
 
 from .ack_policy import decide, enhanced_mode
@@ -188,8 +192,16 @@ class Receiver:
             text = decoded.text if mode != "none" else normalise_segments(decoded.text)
             return self._unreadable(payload, text, decoded, exc, conn, received, started)
 
+        # Every mode, every type: the ACK would answer the first message of a batch only.
+        # Such a frame is no duplicate of its first message either: answered with that
+        # message's ACK, the others would be lost.
+        try:
+            check_single_message(decoded.text, header)
+            several = None
+        except ContentError as exc:
+            several = exc
         key = (header.sending_application, header.sending_facility, header.control_id)
-        if key in self._inflight:
+        if several is None and key in self._inflight:
             return self._inflight_duplicate(key, header, payload, conn, received, started)
 
         error: BaseException | None = None
@@ -197,6 +209,8 @@ class Receiver:
         groups: int | None = None
         try:
             self.policy.check(header)
+            if several is not None:
+                raise several
             if not header.is_report:
                 # Another type the configuration accepts (ADT, ORM, ...): stored and
                 # ACKed from MSH alone; the content rules and the mapping are the ORU's.
@@ -232,7 +246,8 @@ class Receiver:
             reports=groups if decision.accepted else None)
         if decision.accepted:
             self._inflight[key] = _InFlight(record)
-        d = self.committer.submit(received_op(record, replaced=decoded.replaced or None))
+        d = self.committer.submit(received_op(record, duplicates=several is None,
+                                              replaced=decoded.replaced or None))
         d.addCallbacks(self._stored, self._not_stored,
                        callbackArgs=(record, key, header, decoded.text, reports, decision, started,
                                      mode != "none"),
@@ -283,15 +298,22 @@ class Receiver:
     def _after_analysis(self, message: AcceptedMessage, record: ReceivedMessage,
                         key: tuple[str, str, str], header: Any, started: float
                         ) -> defer.Deferred:
-        """``ack_after = "analysis"``: AA once analysed (or skipped), AR when analysis failed."""
+        """``ack_after = "analysis"``: AA once analysed (or skipped); AE when the mapping
+        found bad content or the engine refused the report, AR when analysis failed."""
         message_id = message.message_id
         d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
 
         def answer(status: Any) -> defer.Deferred:
-            from ri_engine.errors import AnalysisFailure
+            from ri_engine.errors import AnalysisFailure, RequestError
 
             ok = status in ("analysed", "skipped")
-            decision = decide(None if ok else AnalysisFailure("analysis failed"))
+            # What made it fail (pipeline.AnalysisStatus): the report's content found by the
+            # mapping after the commit, or the engine refusing it, is the sender's to fix
+            # (AE); anything else is ours (AR).
+            error = None if ok else getattr(status, "error", None)
+            if not ok and not isinstance(error, (HL7Error, RequestError)):
+                error = AnalysisFailure("analysis failed")
+            decision = decide(error)
             code = decision.code_for(enhanced_mode(header.accept_ack_type,
                                                    header.application_ack_type))
             ack_id = self.ids()
@@ -339,8 +361,11 @@ class Receiver:
         return ack
 
     def _stored_duplicate(self, duplicate: Duplicate, record: ReceivedMessage,
-                          key: tuple[str, str, str], header: Any, started: float) -> bytes | None:
+                          key: tuple[str, str, str], header: Any, started: float
+                          ) -> defer.Deferred | bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
+        if duplicate.ack_code is None:
+            return self._answer_unanswered(duplicate, record, key, header, started)
         ack = duplicate.ack_payload
         if ack is not None:
             # An ACK stored by an earlier version may hold a VT or FS copied from the
@@ -351,6 +376,33 @@ class Receiver:
         self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                             duplicate.ack_code, duplicate.same_content, started)
         return ack
+
+    def _answer_unanswered(self, duplicate: Duplicate, record: ReceivedMessage,
+                           key: tuple[str, str, str], header: Any, started: float
+                           ) -> defer.Deferred:
+        """``ack_after = "analysis"``: the original was analysed but never answered (an
+        earlier run stopped first, or its ACK could not be recorded) and the sender sent
+        it again.  The resend gets the ACK the original earned, AA (CA), recorded on the
+        original so that later resends are answered with it; nothing is analysed again."""
+        code = decide(None).code_for(enhanced_mode(header.accept_ack_type,
+                                                   header.application_ack_type))
+        ack_id = self.ids()
+        charset = record.charset or "utf-8"
+        ack = _ack(header, code, ack_id, self.now(), None, charset)
+        stored = self.committer.submit(ack_op(duplicate.original_id, code, ack, ack_id))
+
+        def sent(_: Any) -> bytes:
+            self._answer_waiting(key, record, ack, duplicate.original_id, code)
+            self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
+                                code, duplicate.same_content, started)
+            return ack
+
+        def not_recorded(failure: Failure) -> bytes:
+            return self._not_stored(failure, record, key, header, charset, started,
+                                    message_id=duplicate.original_id,
+                                    outcome="ack_not_recorded")
+
+        return stored.addCallbacks(sent, not_recorded)
 
     def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
                         ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:

@@ -13,7 +13,10 @@ it:
   kept, and counted, so that purging never loses work in progress;
 * events of no message (a duplicate of a message that could not be stored, ...) older
   than the date go too;
-* one ``purged`` event records the date and the counts.
+* one ``purged`` event records the date and the counts; a purge that fails part-way (a
+  lock held too long by another writer, a full disk) records what it had deleted in a
+  ``purged`` event with ``complete: false`` before it reports the failure, so the log
+  never loses the trace of rows that are gone.  Running it again finishes the job.
 
 The deletes run a few messages per transaction, so a running gateway's ACK path waits
 for at most one such transaction; the ids are read a chunk at a time, and each message is
@@ -34,8 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from .audit import AuditLog, Op, event_op, has_table, utc_now
+from .errors import AuditError
 
-__all__ = ["FINISHED", "PURGE_CHUNK", "PurgeCounts", "purge"]
+__all__ = ["FINISHED", "PURGE_CHUNK", "PurgeCounts", "PurgeInterrupted", "purge"]
 
 FINISHED = ("analysed", "skipped", "failed", "rejected")
 # Messages per transaction: small enough that the ACK path of a running gateway, which
@@ -59,6 +63,25 @@ class PurgeCounts:
         return {"messages": self.messages, "events": self.events,
                 "inferences": self.inferences, "outbox": self.outbox, "kept": self.kept}
 
+    def deleted_any(self) -> bool:
+        return any((self.messages, self.events, self.inferences, self.outbox))
+
+
+class PurgeInterrupted(AuditError):
+    """A purge failed after deleting part of what it was asked to: ``counts`` says what
+    is gone (also recorded in a ``purged`` event with ``complete: false`` when the log could
+    still be written)."""
+
+    def __init__(self, counts: PurgeCounts, cause: BaseException, recorded: bool) -> None:
+        where = "recorded in a purged event" if recorded else "NOT recorded in the log"
+        super().__init__(
+            f"purge stopped part-way ({cause}); already deleted, {where}: "
+            f"{counts.messages} message(s), {counts.events} event(s), "
+            f"{counts.inferences} inference(s), {counts.outbox} outbox message(s); "
+            f"run it again to finish")
+        self.counts = counts
+        self.recorded = recorded
+
 
 def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts:
     """Delete what the audit log holds about finished messages received before ``before``
@@ -67,31 +90,57 @@ def purge(audit: AuditLog, before: str, *, dry_run: bool = False) -> PurgeCounts
     counts = PurgeCounts()
     attached = _attached(conn)
     counts.kept = _kept(conn, before, attached)
+    if dry_run:
+        return _count_purgeable(conn, before, attached, counts)
+    try:
+        _delete_purgeable(audit, before, attached, counts)
+    except (AuditError, sqlite3.Error) as exc:
+        if not counts.deleted_any():
+            raise  # nothing changed: the failure says it all
+        # What is gone must stay on record even though the purge did not finish; if the
+        # log cannot be written now either, the error says so.
+        try:
+            audit.run(_purged_op(before, counts, complete=False, error=str(exc)))
+        except AuditError:
+            raise PurgeInterrupted(counts, exc, recorded=False) from None
+        raise PurgeInterrupted(counts, exc, recorded=True) from None
+    audit.run(_purged_op(before, counts))
+    return counts
+
+
+def _count_purgeable(conn: sqlite3.Connection, before: str, attached: tuple[str, ...],
+                     counts: PurgeCounts) -> PurgeCounts:
+    after = 0
+    while chunk := _purgeable(conn, before, attached, after):
+        after = chunk[-1]
+        counts.messages += len(chunk)
+        for table in attached:
+            counts.add(table, _count(conn, f"{table} WHERE message_id IN ({_marks(chunk)})",
+                                     chunk))
+    counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
+                            "AND event != 'purged'", [before])
+    return counts
+
+
+def _delete_purgeable(audit: AuditLog, before: str, attached: tuple[str, ...],
+                      counts: PurgeCounts) -> None:
     # A chunk of ids at a time (never every id of a large log in memory), each checked
     # again in the transaction that deletes it: a message replayed, or an outbox message
     # of it retried, since it was read is kept.
     after = 0
-    while chunk := _purgeable(conn, before, attached, after):
+    while chunk := _purgeable(audit.conn, before, attached, after):
         after = chunk[-1]
-        if dry_run:
-            counts.messages += len(chunk)
-            for table in attached:
-                counts.add(table, _count(conn, f"{table} WHERE message_id IN "
-                                         f"({_marks(chunk)})", chunk))
-            continue
         for table, deleted in audit.run(_delete_messages(chunk, attached)).items():
             counts.add(table, deleted)
-    if dry_run:
-        counts.events += _count(conn, "events WHERE message_id IS NULL AND time < ? "
-                                "AND event != 'purged'", [before])
-        return counts
     while True:  # events of no message, a chunk at a time like the rest
         removed = audit.run(_delete_unattached_events(before))
         counts.events += removed
         if removed < PURGE_CHUNK:
             break
-    audit.run(event_op("purged", None, None, utc_now(), before=before, **counts.as_json()))
-    return counts
+
+
+def _purged_op(before: str, counts: PurgeCounts, **fields: object) -> Op[int]:
+    return event_op("purged", None, None, utc_now(), before=before, **counts.as_json(), **fields)
 
 
 def _attached(conn: sqlite3.Connection) -> tuple[str, ...]:

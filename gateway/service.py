@@ -176,6 +176,15 @@ def _on_mllp_event(metrics: Metrics, stats: ListenerStats) -> Callable[..., None
     return on_event
 
 
+def _pool_restarted(metrics: Metrics, log: Any) -> Callable[[str], None]:
+    def restarted(reason: str) -> None:
+        # Each analysis that was in the pool logs its own line (gateway.pipeline).
+        log.warning("analysis.pool_restarted", reason=reason)
+        metrics.inc("ri_gateway_analysis_pool_restarts_total", {"reason": reason})
+
+    return restarted
+
+
 def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: Any = None,
                   pool: Any = None, metrics: Metrics | None = None
                   ) -> tuple[GatewayApp, MultiService]:
@@ -193,7 +202,9 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     if pool is None:
         pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
                             engine_factory=engine_factory, executor=settings.analysis.executor,
-                            priority=settings.analysis.worker_priority)
+                            priority=settings.analysis.worker_priority,
+                            timeout=settings.analysis.timeout,
+                            on_restart=_pool_restarted(metrics, log))
     pipeline = AnalysisPipeline(pool, committer, metrics=metrics,
                                 mapping_config=settings.mapping_config,
                                 configuration=engine_configuration(

@@ -22,6 +22,10 @@ Decisions:
   byte. ``field(n)`` gives any raw MSH-n.
 * MSH-10 is required: without a control id no acknowledgement can be matched, so a header
   without one is unreadable (``err_code`` 101, location MSH-10).
+* One message per frame (:func:`check_single_message`): a text holding a second MSH segment
+  (a batch of several messages, or two messages sent in one frame) is refused as a whole
+  (``ContentError`` 100 at ``MSH[2]``). The ACK answers the first MSH-10 only, and only the
+  first message is read, so the others would be acknowledged and never processed.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import functools
 from dataclasses import dataclass
 
 from .decoding import LEADING_PADDING, MSH_AFTER_BREAK, without_trailing_padding
-from .errors import UnreadableHeader
+from .errors import ContentError, UnreadableHeader
 from .frozen import frozen_instance
 
 DEFAULT_ENCODING_CHARACTERS = "^~\\&"
@@ -207,6 +211,23 @@ def read_header(text: str) -> MessageHeader:
         raw_msh=segment,
         envelope=envelope,
     )
+
+
+def check_single_message(text: str, header: MessageHeader) -> None:
+    """Raise ContentError (100, ``MSH[2]``) when ``text`` holds another message after the
+    one ``header`` was read from: an MSH segment (MSH and the field separator at the start
+    of a line, after any indent) further on (module docstring)."""
+    marker = "MSH" + header.field_separator
+    pos = locate_msh(text)[0] + len(marker)
+    while (pos := text.find(marker, pos)) >= 0:  # nearly every message: not found at all
+        line = pos
+        while line > 0 and text[line - 1] in " \t":
+            line -= 1
+        if line > 0 and text[line - 1] in "\r\n":
+            raise ContentError("more than one message in one frame (a second MSH segment); "
+                               "send each message in a frame of its own", err_code="100",
+                               location="MSH[2]")
+        pos += len(marker)
 
 
 def _segment_end(text: str, start: int) -> int:

@@ -25,6 +25,8 @@ from .models import INFERENCE_TYPES, Inference, RadiologyInsightsData
 
 DEFAULT_CREATED_AT = "2024-01-15T00:00:00"
 NONE_CODE = "260413007"
+SIZE_CODE, PREVIOUS_SIZE_CODE = "246115007", "9130008"
+_UNIT_KEYS = {"MILLIMETER": "mm", "CENTIMETER": "cm"}
 
 
 class CorpusError(ValueError):
@@ -167,8 +169,9 @@ def evaluate(paths: Iterable[Path], engine: Engine | None = None) -> Report:
         report.cases += 1
         result = engine.analyze(case.request())
         inferences = [i for r in result.patient_results for i in r.inferences]
+        sizes = bool(case.raw.get("findingSizes"))
         for kind in case.kinds:
-            predicted = Counter(key_of(i) for i in inferences if i.kind == kind)
+            predicted = Counter(key_of(i, sizes=sizes) for i in inferences if i.kind == kind)
             expected = Counter(case.expect.get(kind, []))
             report.scores.setdefault(kind, Score()).add(expected, predicted)
             if kind == "finding":
@@ -185,8 +188,10 @@ def evaluate(paths: Iterable[Path], engine: Engine | None = None) -> Report:
     return report
 
 
-def key_of(inference: Inference) -> str:
-    """The short comparable key of an inference (the corpus format, eval/README.md)."""
+def key_of(inference: Inference, sizes: bool = False) -> str:
+    """The short comparable key of an inference (the corpus format, eval/README.md).
+
+    ``sizes`` (a case's ``"findingSizes": true``) adds a finding's SIZE components to its key."""
     j = inference.to_json()
     kind = j["kind"]
     if kind == "finding":
@@ -195,7 +200,8 @@ def key_of(inference: Inference) -> str:
                     for c in observation.get("component", [])
                     if c["code"]["coding"][0]["code"] == "131195008"), "-")
         absent = any(i["coding"][0]["code"] == NONE_CODE for i in observation.get("interpretation", []))
-        return f"{soi}|{'absent' if absent else 'present'}"
+        key = f"{soi}|{'absent' if absent else 'present'}"
+        return f"{key}|{_size_key(observation)}" if sizes else key
     if kind == "criticalResult":
         return j["result"]["description"]
     if kind == "followupRecommendation":
@@ -209,6 +215,25 @@ def key_of(inference: Inference) -> str:
     if kind == "radiologyProcedure":
         return "+".join(sorted(p["modality"]["coding"][0]["code"] for p in j["imagingProcedures"]))
     return _quality_key(kind, j)
+
+
+def _size_key(observation: dict[str, Any]) -> str:
+    """The SIZE components in order: "prev:" for PREVIOUS, the comparator, the value or
+    "low-high", the unit ("mm"/"cm"): "prev:5mm,8mm", "<=8mm", "1.2-1.5cm"."""
+    out = []
+    for component in observation.get("component", []):
+        if component["code"]["coding"][0]["code"] != SIZE_CODE:
+            continue
+        prior = any(c["code"] == PREVIOUS_SIZE_CODE
+                    for i in component.get("interpretation", []) for c in i["coding"])
+        if "valueRange" in component:
+            low, high = component["valueRange"]["low"], component["valueRange"]["high"]
+            value, unit = f"{low['value']:g}-{high['value']:g}", low["unit"]
+        else:
+            quantity = component["valueQuantity"]
+            value, unit = f"{quantity.get('comparator', '')}{quantity['value']:g}", quantity["unit"]
+        out.append(f"{'prev:' if prior else ''}{value}{_UNIT_KEYS.get(unit, unit)}")
+    return ",".join(out)
 
 
 def _first_code(concept: dict[str, Any] | None) -> str:

@@ -30,15 +30,35 @@ _NAME_AFTER = re.compile(r"\b(?:with|to)\s+(?:the\s+)?(?P<name>[A-Z][a-z]+(?:\s+
 _EXCLUDE = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communication"]), re.IGNORECASE))
 
 
+# Where a sentence turns from one act to another ("discussed with Dr. A at 3 PM and will be
+# discussed at tumor board", "Dr. A could not be reached; discussed with Dr. B", "discussed
+# with Dr. A, who will call the patient"): a planned or failed act in one clause does not
+# undo the communication in another.
+_CLAUSE = re.compile(r";|\bbut\b|\bhowever\b|,?\s+who\b|,?\s+and\s+(?=(?:will|would|to\s+be|"
+                     r"findings|results|they|it|this|these|the)\b)", re.IGNORECASE)
+
+
 def infer(ctx: AnalysisContext) -> list[Inference]:
     out: list[Inference] = []
     for sentence in ctx.sentences:
         text = ctx.text[sentence.start:sentence.end]
         folded = fold(text)
-        verb = _VERB.pattern_for(text).search(folded)
-        if verb is None or _EXCLUDE.pattern_for(text).search(folded):
+        verb_pattern = _VERB.pattern_for(text)
+        if verb_pattern.search(folded) is None:
             continue
-        recipients, spans = _recipients(text, verb.end())
+        exclude = _EXCLUDE.pattern_for(text)
+        # Clauses that plan, fail or request a communication drop out; the rest of the
+        # sentence is read as one ("paged at 06:45; Dr. Osei acknowledged receipt").
+        kept = [(lo, hi) for lo, hi in _clauses(text) if exclude.search(folded, lo, hi) is None]
+        verb = next((v for lo, hi in kept if (v := verb_pattern.search(folded, lo, hi))), None)
+        if verb is None:
+            continue
+        recipients: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for lo, hi in kept:
+            roles, found = _recipients(text[:hi], max(lo, verb.end()), lo)
+            recipients += [r for r in roles if r not in recipients]
+            spans += found
         if not recipients:
             continue
         base = sentence.start
@@ -46,18 +66,26 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         evidence += [(base + s, base + e) for s, e in spans]
         when, when_spans = _when(ctx, sentence.start, sentence.end)
         evidence += when_spans
+        verbal = _VERBAL.pattern_for(text)
         out.append(FollowupCommunicationInference(
             communicated_at=[when] if when else None,
             recipient=recipients,
-            was_acknowledged=bool(_VERBAL.pattern_for(text).search(folded)),
+            was_acknowledged=any(verbal.search(folded, lo, hi) for lo, hi in kept),
             extension=ctx.evidence(*token_spans_for(ctx, sorted(evidence))) or None))
     return out
 
 
-def _recipients(text: str, after: int) -> tuple[list[str], list[tuple[int, int]]]:
+def _clauses(text: str) -> list[tuple[int, int]]:
+    bounds = [0] + [m.start() for m in _CLAUSE.finditer(text)] + [len(text)]
+    return [(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
+def _recipients(text: str, after: int, start: int = 0) -> tuple[list[str], list[tuple[int, int]]]:
+    """The recipients named in text[start:] (a role or title anywhere, else a name after the
+    verb, which ends at ``after``)."""
     found: list[tuple[int, str, tuple[int, int]]] = []
     for role, pattern in _ROLES:
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(text, start):
             if not any(m.start() < e and s < m.end() for _, _, (s, e) in found):
                 found.append((m.start(), role, m.span()))
     if not found:

@@ -68,6 +68,11 @@ _EARLIER_STUDY = re.compile(r"\b(?:prior|previous|outside|earlier|old|comparison
 # Where a recommendation sentence turns to another procedure with its own timing
 # ("FNA if 1.5 cm or larger; otherwise ultrasound in one year").
 _CLAUSE_BREAK = re.compile(r";|\b(?:otherwise|thereafter|followed\s+by|and\s+then|then)\b", re.IGNORECASE)
+# "No further imaging is necessary unless symptoms persist, in which case MRI may be
+# obtained": the refusal covers what comes before the exception; a procedure named after
+# it is a conditional recommendation.
+_EXCEPTION = re.compile(r"\b(?:unless|except\s+(?:if|when|in\s+case)|in\s+which\s+case|"
+                        r"but\s+if|however,?\s+if)\b", re.IGNORECASE)
 _PARAGRAPH_BREAK = re.compile(r"(?:\r\n|\r|\n|\\n)[ \t]*(?:\r\n|\r|\n|\\n)")
 
 
@@ -98,9 +103,17 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             continue
         text = ctx.text[sentence.start:sentence.end]
         folded = fold(text)
-        if not _CUE.pattern_for(text).search(folded) or _REFUSAL.pattern_for(text).search(folded):
+        if not _CUE.pattern_for(text).search(folded):
             continue
-        out.extend(_from_sentence(ctx, sentence, text, options))
+        refusal = _REFUSAL.pattern_for(text).search(folded)
+        if refusal is None:
+            out.extend(_from_sentence(ctx, sentence, text, options))
+            continue
+        exception = _EXCEPTION.search(text, refusal.end())
+        # The exception recommends only in words of its own ("in which case MRI may be
+        # obtained"), not by naming a study ("unless the next scheduled CT shows a change").
+        if exception is not None and _CUE.pattern_for(text).search(folded, exception.end()):
+            out.extend(_from_sentence(ctx, sentence, text, options, after=exception.start()))
     if options.references:
         out.extend(_guideline(ctx, block, options) for block in blocks)
     return out
@@ -132,12 +145,16 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
 
 
 def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
-                   options: Options) -> list[Inference]:
-    inside = [p for p in ctx.procedures if sentence.start <= p.start < sentence.end
+                   options: Options, after: int = 0) -> list[Inference]:
+    """The recommendations of a sentence; with ``after``, only of procedures named after
+    that offset (the exception to a refusal), each conditional."""
+    inside = [p for p in ctx.procedures if sentence.start + after <= p.start < sentence.end
               and not _EARLIER_STUDY.search(ctx.text, max(sentence.start, p.start - 30), p.start)]
     named = [p for p in inside if p.modality_key != "imaging"]
+    if after and not named:
+        return []  # the exception names no procedure: the refusal stands
     flags = {
-        "is_conditional": bool(_CONDITIONAL.search(text)),
+        "is_conditional": bool(after) or bool(_CONDITIONAL.search(text)),
         "is_hedging": bool(_HEDGE.search(text)),
         "is_guideline": False,
     }

@@ -35,6 +35,9 @@ from .quality_text import (
 
 _OPPOSITE = {"left": "right", "right": "left"}
 _FOUR_WORDS = re.compile(r"(?:\s*[-A-Za-z]+){0,4}")
+# "left-sided sixth and seventh ribs": "-sided" belongs to the side word, not to the words
+# between it and the part.
+_SIDED = re.compile(r"\s*-?\s*sided\b", re.IGNORECASE)
 _CPT_MODIFIER = re.compile(r"-\s*(LT|RT)\b", re.IGNORECASE)
 # A lone L/R is a side only at the end of an order text or in parentheses ("KNEE L",
 # "HIP (R)"); elsewhere it is usually part of a name ("L SPINE").
@@ -88,13 +91,20 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     inferences: list[Inference] = []
     order_side, order_part = _order_laterality(ctx.ordered_procedures, vocab)
     if order_side in _OPPOSITE:
-        any_side, folded = ctx.folded(vocab.any_side)
-        if not any_side.search(folded):
+        if not _side_stated(ctx, vocab):
             inferences.append(LateralityDiscrepancyInference(discrepancy_type="textLateralityMissing"))
         else:
             inferences.extend(_order_mismatch(ctx, vocab, order_side, order_part))
     inferences.extend(_contradictions(ctx, vocab))
     return inferences
+
+
+def _side_stated(ctx: AnalysisContext, vocab: _Vocab) -> bool:
+    """A side word outside the comparison: a side named only for an earlier study
+    ("COMPARISON: Left wrist radiographs") is not this exam's, while the side of the
+    complaint ("INDICATION: Right wrist pain") usually is."""
+    any_side, folded = ctx.folded(vocab.any_side)
+    return any(section_name_at(ctx, m.start()) != "COMPARISON" for m in any_side.finditer(folded))
 
 
 # --- the order's side -----------------------------------------------------------------------
@@ -148,6 +158,9 @@ def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = No
 def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str | None, tuple[int, int] | None]:
     """The paired part named within a few words after a side word ("left | lower lobe")."""
     _, s_end = sentence_bounds(ctx, offset)
+    sided = _SIDED.match(ctx.text, offset, s_end)
+    if sided:
+        offset = sided.end()
     window = ctx.text[offset:min(s_end, offset + 40)]
     words = _FOUR_WORDS.match(window)
     limit = offset + (words.end() if words else 0)

@@ -40,6 +40,16 @@ from ..models import (
 from .quality_text import knowledge, phrase_pattern, section_name_at, sentence_bounds, token_evidence
 
 _NOT_EXAM = frozenset({"HISTORY", "COMPARISON", "TECHNIQUE", "EXAM"})
+# A side word that closes a label of a paired organ: "Renal: right 10.2 cm, left 10.6 cm",
+# "kidney stone on the left" (a side followed by a size, punctuation or the end), not a
+# side of another structure ("renal cysts; left adrenal nodule").
+_LABEL_SIDE = re.compile(r"\b(right|left)\b(?=\s*(?:[:=,;.)]|\d|$|side\b))", re.IGNORECASE)
+# "a 2 cm fibroid", "an 8 mm cyst": a size written before another noun measures that thing,
+# not the organ the sentence is about.
+_OTHER_THING = re.compile(r"\b(?:a|an)\s+(?:(?:approximately|small|large|tiny|new)\s+)?$", re.IGNORECASE)
+# "The uterus is anteverted. It measures 8 x 4 x 5 cm.": the next sentence's size, when it
+# opens with a pronoun and names no part, measures the part before it.
+_PRONOUN_OPENING = re.compile(r"\s*(?:it|this)\b", re.IGNORECASE)
 _SIZE = re.compile(
     r"\d+(?:\.\d+)?(?:\s*(?:x|by|×)\s*\d+(?:\.\d+)?)*\s*-?\s*(?:cm|mm|centimeters?|millimeters?)\b",
     re.IGNORECASE)
@@ -182,7 +192,18 @@ def _part_patterns() -> tuple[tuple[tuple[str, ...], re.Pattern[str]], ...]:
     pats = [((key,), phrase_pattern(p["patterns"])) for key, p in data["parts"].items()]
     pats += [(tuple(parts), phrase_pattern([phrase]))
              for phrase, parts in data["pairedPlurals"].items()]
+    # A paired organ without a side ("Renal:", "kidney"): its parts come from the sides
+    # that follow it in the sentence (``_label_sides``); the key is the label's name.
+    pats += [(("label:" + key,), phrase_pattern(entry["words"]))
+             for key, entry in data["sidedLabels"].items()]
     return tuple(pats)
+
+
+def _label_sides(ctx: AnalysisContext, label: str, end: int) -> tuple[str, ...]:
+    entry = knowledge("quality_order_exams.json")["sidedLabels"][label]
+    _, s_end = sentence_bounds(ctx, end)
+    sides = {m.group(1).lower() for m in _LABEL_SIDE.finditer(ctx.text, end, s_end)}
+    return tuple(entry[side] for side in ("left", "right") if side in sides)
 
 
 def _mentions(ctx: AnalysisContext) -> list[_Mention]:
@@ -200,6 +221,8 @@ def _mentions(ctx: AnalysisContext) -> list[_Mention]:
         last_end = end
         if section_name_at(ctx, start) in _NOT_EXAM:
             continue
+        if parts[0].startswith("label:"):
+            parts = _label_sides(ctx, parts[0][len("label:"):], end)
         found.extend(_Mention(p, start, end) for p in parts)
     return found
 
@@ -212,9 +235,28 @@ def _measured(ctx: AnalysisContext, mentions: list[_Mention]) -> set[str]:
         _, s_end = sentence_bounds(ctx, mention.start)
         later = [s for s in starts if s > mention.start]
         stop = min([s_end] + later[:1])
-        if _SIZE.search(ctx.text, mention.end, stop):
+        if _organ_size(ctx.text, mention.end, stop):
+            measured.add(mention.part)
+        elif stop == s_end and _pronoun_size(ctx, s_end, later):
             measured.add(mention.part)
     return measured
+
+
+def _organ_size(text: str, start: int, stop: int) -> bool:
+    return any(not _OTHER_THING.search(text, max(start, m.start() - 30), m.start())
+               for m in _SIZE.finditer(text, start, stop))
+
+
+def _pronoun_size(ctx: AnalysisContext, end: int, later: list[int]) -> bool:
+    next_start = end
+    while next_start < len(ctx.text) and ctx.text[next_start] in " \t.;":
+        next_start += 1
+    if not _PRONOUN_OPENING.match(ctx.text, next_start) or next_start >= len(ctx.text):
+        return False
+    _, next_end = sentence_bounds(ctx, next_start)
+    if any(next_start <= s < next_end for s in later):
+        return False
+    return _organ_size(ctx.text, next_start, next_end)
 
 
 def _has_urinary_pathology(ctx: AnalysisContext) -> bool:

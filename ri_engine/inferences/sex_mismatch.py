@@ -8,11 +8,14 @@ Three kinds of mention imply a sex (terms in ``knowledge/quality_sex_terms.json`
   names the patient first, or the pronoun sits in the history/indication section, and no
   other person (a doctor, a relative) is named before it in the sentence. Pronouns
   repeat through a report, so all of them together yield at most one inference;
-- sex-specific anatomy (prostate, testes, uterus, ovaries, cervix, ...) and conditions
-  (pregnancy, ectopic pregnancy, testicular torsion, ...).
+- sex-specific anatomy (prostate, testes, uterus, ovaries, cervix, ...), conditions
+  (pregnancy, ectopic pregnancy, testicular torsion, gynecomastia, ...) and the removal of
+  a sex-specific organ ("status post prostatectomy", "hysterectomy"): the organ is gone,
+  but it was there.
 
 A mention does not count when its clause denies it ("no gestational sac"), when it is
-documented as absent or removed ("status post hysterectomy, uterus absent"), or when it
+documented as absent or removed ("status post hysterectomy, uterus absent": the uterus
+does not count, the hysterectomy does), or when it
 belongs to someone else ("her husband", "male fetus", "family history of prostate
 cancer"). Each remaining mention whose sex differs from ``details.sex`` gives one
 inference (RI: one per triggering mention) with the SNOMED sex indication; evidence
@@ -52,6 +55,7 @@ class _Terms:
     words: dict[str, re.Pattern[str]]
     pronouns: dict[str, re.Pattern[str]]
     specific: tuple[tuple[str, re.Pattern[str]], ...]
+    procedures: tuple[tuple[str, re.Pattern[str]], ...]
     surgery: re.Pattern[str]
     others: re.Pattern[str]
     indication: dict[str, dict[str, str]]
@@ -65,7 +69,8 @@ def _terms() -> _Terms:
     pronouns = {sex: phrase_pattern(ws) for sex, ws in data["pronouns"].items()}
     specific = tuple((entry["sex"], phrase_pattern(entry["patterns"]))
                      for entry in data["anatomy"] + data["conditions"])
-    return _Terms(words, pronouns, specific, phrase_pattern(data["surgeryCues"]),
+    procedures = tuple((entry["sex"], phrase_pattern(entry["patterns"])) for entry in data["procedures"])
+    return _Terms(words, pronouns, specific, procedures, phrase_pattern(data["surgeryCues"]),
                   phrase_pattern(data["otherPersonWords"]), data["sexIndication"])
 
 
@@ -118,14 +123,17 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
         return [(s, e) for s in range(max(lo, 0), hi + 1) for e in ends_at.get(s, ())]
 
     surgery: dict[tuple[int, int], bool] = {}  # per sentence
-    for sex, pattern in terms.specific:
+    specific = [(sex, pattern, False) for sex, pattern in terms.specific]
+    specific += [(sex, pattern, True) for sex, pattern in terms.procedures]
+    for sex, pattern, procedure in specific:
         for m in pattern.finditer(text):
             key = (m.start(), m.end())
             # "ectopic pregnancy" and "pregnancy" overlap: keep the longer phrase only.
             if any(s <= m.start() and m.end() <= e and (s, e) != key
                    for s, e in starting(m.start() - longest, m.start())):
                 continue
-            if _denied_or_absent(ctx, terms, m.start(), m.end(), surgery):
+            if is_negated(ctx, m.start(), m.end()) or (
+                    not procedure and _removed(ctx, terms, m.start(), surgery)):
                 continue
             if _other_person(ctx, terms, m.start(), m.end()):
                 continue
@@ -166,10 +174,9 @@ def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> 
     return bool(terms.others.search(before))
 
 
-def _denied_or_absent(ctx: AnalysisContext, terms: _Terms, start: int, end: int,
-                      surgery: dict[tuple[int, int], bool]) -> bool:
-    if is_negated(ctx, start, end):
-        return True
+def _removed(ctx: AnalysisContext, terms: _Terms, start: int,
+             surgery: dict[tuple[int, int], bool]) -> bool:
+    """The organ is named in the sentence of its removal."""
     bounds = sentence_bounds(ctx, start)
     if bounds not in surgery:  # once per sentence, however many mentions it holds
         surgery[bounds] = bool(terms.surgery.search(ctx.text, *bounds))

@@ -11,6 +11,7 @@ overlaps inside a group removed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -24,6 +25,11 @@ from .types import Code, Term
 
 SYSTEMS = {"SCT": "http://snomed.info/sct", "RADLEX": "http://radlex.org", "LOINC": "http://loinc.org"}
 MODIFIER_GROUPS = ("change", "severity", "chronicity", "feature", "temporal", "multiplicity")
+
+
+def _word_pattern(words: list[str]) -> re.Pattern[str]:
+    return re.compile(r"\b(?:%s)\b" % "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words),
+                      re.IGNORECASE)
 
 
 def make_code(triple: list[str]) -> Code:
@@ -62,6 +68,11 @@ class FindingEntry:
     codes: tuple[Code, ...]
     tags: frozenset[str]
     anatomy: tuple[str, ...]
+    # (entry key, words): the mention is that entry's finding when its sentence holds one of
+    # the words, and no finding at all when none matches ("filling defect").
+    by_context: tuple[tuple[str, re.Pattern[str]], ...] = ()
+    # ... and no finding at all when its sentence holds one of these ("mixing artifact").
+    not_in_context: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +150,11 @@ class Lexicon:
         for key, entry in load_json("findings.json")["entries"].items():
             self.findings[key] = FindingEntry(
                 key=key, codes=tuple(make_code(c) for c in entry["codes"]),
-                tags=frozenset(entry.get("tags", ())), anatomy=tuple(entry.get("anatomy", ())))
+                tags=frozenset(entry.get("tags", ())), anatomy=tuple(entry.get("anatomy", ())),
+                by_context=tuple((rule["key"], _word_pattern(rule["text_any"]))
+                                 for rule in entry.get("by_context", ())),
+                not_in_context=(_word_pattern(entry["not_in_context"])
+                                if entry.get("not_in_context") else None))
             self._add("finding", key, entry["terms"], plurals=not entry.get("no_plural"),
                       exact=entry.get("case_sensitive_terms"))
         self._add("nonfinding", "nonfinding", load_json("findings.json")["not_findings"]["terms"])

@@ -15,6 +15,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from typing import TypeVar
 
+from ..knowledge import load_json
 from .assertion import assert_mention, denied_between
 from .dates import DateMention
 from .ellipsis import elided_findings
@@ -35,6 +36,19 @@ _GOVERNS = re.compile(r"\s+of\b", re.IGNORECASE)  # "resolution of ...": about w
 _PRENOMINAL = frozenset({"temporal", "severity", "chronicity", "feature", "multiplicity"})
 _CURRENT_SIZE = re.compile(r"(?:measur\w*|now|currently|today)\s*(?:up\s+to\s*)?(?:approximately\s*)?$",
                            re.IGNORECASE)
+
+# "A 3 cm liver cyst and a 1.1 cm right renal stone": a size followed, within a few words
+# that are no link (adjectives, anatomy), by a finding measures that finding.
+_LINK_WORD = (r"(?!(?:and|or|with|without|in|of|on|at|to|from|a|an|the|is|are|was|were|which|"
+              r"that|but|than|previously|now|series|image)\b)")
+_PRENOMINAL_GAP = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,3}$" % _LINK_WORD, re.IGNORECASE)
+_PRONOUN_MEASURES = re.compile(
+    r"\s*(?:it|this)\s+(?:now\s+|currently\s+)?(?:measures|measured|is\s+measured)\b", re.IGNORECASE)
+_SIZE_AFTER = re.compile(r"[ \t:,(-]*")
+# A size right before a device or the study's geometry ("10 mm drainage catheter", "1.25 mm
+# thin sections") measures that, not a finding (findings.json "not_finding_sizes").
+_OTHER_SIZE = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,2}?(?:%s)\b" % (_LINK_WORD, "|".join(
+    re.escape(t) for t in load_json("findings.json")["not_finding_sizes"]["terms"])), re.IGNORECASE)
 
 T = TypeVar("T")
 
@@ -110,7 +124,9 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     # Every anatomy, side, size and qualifier goes to the clause holding it, found by
     # bisection over the clause starts: one pass over each layer rather than a range query
     # per clause and layer (a report has dozens of clauses and a few items in each).
-    layers = {"anatomy": anatomy, "laterality": free_sides, "measurement": measurements,
+    finding_starts = [f.start for f in findings]
+    sizes = [m for m in measurements if not _sizes_other_thing(text, m, finding_starts)]
+    layers = {"anatomy": anatomy, "laterality": free_sides, "measurement": sizes,
               "modifier": modifiers}
     clause_items = _by_clause(clauses, layers)
     date_starts = [d.start for d in dates]  # dates come in text order
@@ -121,11 +137,67 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
         clause_dates = [d for d in dates[bisect_left(date_starts, lo):bisect_left(date_starts, hi)]
                         if _DATED.search(text[lo:d.start])]
         for index, term in enumerate(found):
+            if lexicon.findings[term.key].by_context:
+                resolved = _by_context(text, term, sentence, lexicon, findings, finding_starts)
+                if resolved is None:
+                    continue
+                term = resolved
             section = (section_index.at(term.start) if section_index is not None
                        else _section_at(sections, term.start))
             out.append(_mention(text, term, groups[index], sentence, (lo, hi), section, s_cues,
                                 term_starts, clause_dates, lexicon))
+    _sizes_in_next_sentence(text, sentences, out, sizes)
     return out
+
+
+def _sizes_in_next_sentence(text: str, sentences: Sequence[Span], mentions: list[FindingMention],
+                            sizes: list[Measurement]) -> None:
+    """"There is a cyst in the left kidney. It measures 1.8 cm.": a sentence that opens with
+    "It"/"This" and measures, and names no finding, gives its sizes to the one finding of the
+    sentence before it."""
+    by_sentence: dict[tuple[int, int], list[int]] = {}
+    for index, mention in enumerate(mentions):
+        by_sentence.setdefault(mention.sentence, []).append(index)
+    size_starts = [m.start for m in sizes]
+    for before, sentence in zip(sentences, sentences[1:]):
+        held = by_sentence.get((before.start, before.end))
+        if (held is None or len(held) != 1 or (sentence.start, sentence.end) in by_sentence
+                or not _PRONOUN_MEASURES.match(text, sentence.start, sentence.end)):
+            continue
+        lo, hi = bisect_left(size_starts, sentence.start), bisect_left(size_starts, sentence.end)
+        found = [m for m in sizes[lo:hi] if m.end <= sentence.end]
+        mention = mentions[held[0]]
+        if found and not mention.assertion.negated:
+            mentions[held[0]] = dataclasses.replace(
+                mention, measurements=mention.measurements + tuple(found))
+
+
+def _by_context(text: str, term: Term, sentence: Span, lexicon: Lexicon,
+                findings: list[Term], finding_starts: list[int]) -> Term | None:
+    """The finding a context-read term names in its sentence ("filling defect in the right
+    popliteal vein" -> dvt), or None when the sentence names none of its contexts, calls
+    it an artifact, or names that finding itself ("filling defects ..., consistent with pulmonary embolism":
+    one embolism, stated with its sign)."""
+    entry = lexicon.findings[term.key]
+    if entry.not_in_context is not None and entry.not_in_context.search(text, sentence.start, sentence.end):
+        return None  # "filling defect ..., likely mixing artifact"
+    for key, words in entry.by_context:
+        if words.search(text, sentence.start, sentence.end):
+            lo, hi = bisect_left(finding_starts, sentence.start), bisect_left(finding_starts, sentence.end)
+            if any(f.key == key for f in findings[lo:hi]):
+                return None
+            return dataclasses.replace(term, key=key)
+    return None
+
+
+def _sizes_other_thing(text: str, size: Measurement, finding_starts: list[int]) -> bool:
+    """The size is written right before a device or the study's geometry with no finding
+    between ("10 mm drainage catheter"), not before a finding ("6 mm nodule near the tube")."""
+    m = _OTHER_SIZE.match(text, size.end)
+    if m is None:
+        return False
+    index = bisect_left(finding_starts, size.end)
+    return index >= len(finding_starts) or finding_starts[index] >= m.end()
 
 
 def _outside(terms: list[Term], blocked: list[Term]) -> list[Term]:
@@ -226,6 +298,16 @@ def _assign(findings: list[Term], items: dict[str, list], text: str = "") -> lis
                 following = next((i for i, f in enumerate(findings) if f.start >= value.end), None)
                 if following is not None and len(
                         text[value.end:findings[following].start].split()) <= 3:
+                    groups[following][name].append(value)
+                    continue
+            if name == "measurement":
+                following = next((i for i, f in enumerate(findings) if f.start >= value.end), None)
+                # Not when the size is written right after a finding ("Cyst 2 cm nodule 5 mm").
+                preceding = following - 1 if following is not None else len(findings) - 1
+                after_finding = preceding >= 0 and _SIZE_AFTER.fullmatch(
+                    text, findings[preceding].end, value.start) is not None
+                if following is not None and not after_finding and _PRENOMINAL_GAP.fullmatch(
+                        text, value.end, findings[following].start):
                     groups[following][name].append(value)
                     continue
             best, best_key = 0, None

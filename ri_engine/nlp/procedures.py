@@ -20,6 +20,11 @@ _AFTER_LINK = re.compile(r"^[ \t]*(?:(?:of|through|for|to)[ \t]+)?(?:the[ \t]+)?
 _GUIDED = re.compile(r"[ \t]*-?[ \t]*guided\b", re.IGNORECASE)
 _CHAIN_LINK = re.compile(r"^[ \t]*(?:/|and|&|,)[ \t]*$", re.IGNORECASE)
 _BEFORE_LINK = re.compile(r"^[ \t]*$")
+# Exam titles run body regions together without a link ("CT ABDOMEN PELVIS W CONTRAST",
+# "CT CHEST ABDOMEN PELVIS"): a bare space joins two regions, never two structures ("CT of
+# the chest lungs ...").
+_SPACE_LINK = re.compile(r"^[ \t]+$")
+_REGIONS = frozenset({"head", "neck", "chest", "abdomen", "pelvis"})
 _SIDE_GAP = re.compile(r"^[ \t]*(?:of[ \t]+)?(?:the[ \t]+)?(?:left|right|bilateral|both)[ \t]*$", re.I)
 _CONTRAST = (
     ("without_then_with", re.compile(r"\bw(?:ith)?(?:out|/o)?\s*(?:and|&|/)\s*w(?:ith)?(?:out|/o)\b|\bwo?/w\b", re.I)),
@@ -63,7 +68,8 @@ def _anatomy_after(text: str, term: Term, anatomy: Sequence[AnatomyMention],
             continue
         gap = text[cursor:mention.start]
         link = _CHAIN_LINK if chain else _AFTER_LINK
-        if not link.match(gap) and not (not chain and _side_gap(gap)):
+        if not link.match(gap) and not (not chain and _side_gap(gap)) and not (
+                chain and _regions(chain[-1], mention) and _SPACE_LINK.match(gap)):
             break
         chain.append(mention)
         cursor = mention.end
@@ -84,6 +90,10 @@ def _anatomy_before(text: str, term: Term, anatomy: Sequence[AnatomyMention],
         chain.insert(0, mention)
         cursor = mention.start
     return chain
+
+
+def _regions(first: AnatomyMention, second: AnatomyMention) -> bool:
+    return first.key in _REGIONS and second.key in _REGIONS
 
 
 def _side_gap(gap: str) -> bool:

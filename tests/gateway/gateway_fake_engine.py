@@ -2,13 +2,16 @@
 
 It reports a critical result when the report text names "pneumothorax" (and not
 "no pneumothorax"), refuses text containing "REFUSE" (RequestError) and fails on
-"CRASH" (an engine bug).  It is importable by name so spawned worker processes can
+"CRASH" (an engine bug).  In a worker process, "DIE" ends the process at once (as the
+OOM killer would) and "HANG" never returns; "SLOW" takes three seconds anywhere.  It is importable by name so spawned worker processes can
 build it.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import time
 
 from ri_engine.errors import RequestError
 from ri_engine.models import (
@@ -27,6 +30,13 @@ class FakeEngine:
         text = patient.patient_documents[0].content.value
         if "REFUSE" in text:
             raise RequestError("refused by the fake engine", code="BadRequest", target="jobData")
+        if multiprocessing.parent_process() is not None:  # a worker process, never the tests
+            if "DIE" in text:
+                os._exit(70)
+            if "HANG" in text:
+                time.sleep(3600)
+        if "SLOW" in text:
+            time.sleep(3)
         if "CRASH" in text:
             raise ZeroDivisionError("engine bug")
         inferences = []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import queue
+import time
 
 import pytest
 
-from gateway.analysis import AnalysisPool
+from gateway.analysis import AnalysisPool, AnalysisTimedOut, WorkerDied
 from gateway.inputs import TextMetadata, text_request
 from ri_engine.errors import AnalysisFailure, RequestError
 
@@ -147,3 +148,113 @@ def test_a_mapping_bug_is_a_mapping_failure(pool):
     failed = outcome(reactor, pool.map_and_analyze(oru("B1").decode(), "not a configuration"))
     assert failed.check(MappingFailure)
     assert failed.value.message == "mapping failed: AttributeError"
+
+
+# --- workers that die or hang -----------------------------------------------------------
+
+
+class ClockedHopReactor(ThreadHopReactor):
+    """ThreadHopReactor with a manual clock for the pool's timeouts."""
+
+    def __init__(self):
+        super().__init__()
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.callLater = self.clock.callLater  # noqa: N815 - Twisted's name
+
+
+def settle(reactor, d):
+    """Run the pool's hops back to the reactor until ``d`` has fired (calls from work
+    given up earlier may come first); its result or Failure."""
+    results = []
+    d.addBoth(results.append)
+    while not results:
+        reactor.run_one()
+    return results[0]
+
+
+def _pid(result) -> int:
+    return int(result.model_version.rsplit("/", 1)[1])
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_worker_that_dies_is_replaced_and_the_pool_goes_on():
+    reactor = ClockedHopReactor()
+    restarts = []
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="process",
+                        on_restart=restarts.append)
+    try:
+        first = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        died = settle(reactor, pool.analyze(text_request("DIE", TextMetadata())))
+        assert died.check(WorkerDied) and isinstance(died.value, AnalysisFailure)
+        assert restarts == ["worker_died"] and pool.restarts == 1
+        # Before, every later analysis failed on the broken pool until a restart.
+        for _ in range(2):
+            after = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+            assert [i.kind for i in after.patient_results[0].inferences] == ["criticalResult"]
+            assert _pid(after) != _pid(first)
+        assert restarts == ["worker_died"] and pool.pending == 0
+    finally:
+        pool.close()
+
+
+def test_an_analysis_that_hangs_times_out_and_its_worker_is_killed():
+    reactor = ClockedHopReactor()
+    restarts = []
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="process",
+                        timeout=30, on_restart=restarts.append)
+    try:
+        warm = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        hung = pool.analyze(text_request("HANG", TextMetadata()))
+        reactor.clock.advance(29)
+        assert not hung.called
+        reactor.clock.advance(1)
+        failure = settle(reactor, hung)
+        assert failure.check(AnalysisTimedOut) and "30 s" in failure.value.message
+        assert restarts == ["timeout"]
+        deadline = time.monotonic() + 60
+        while not _gone(_pid(warm)):  # killed, not left sleeping for an hour
+            assert time.monotonic() < deadline, "the hung worker was not killed"
+            time.sleep(0.05)
+        after = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        assert [i.kind for i in after.patient_results[0].inferences] == ["criticalResult"]
+        assert pool.pending == 0
+    finally:
+        pool.close()
+
+
+def test_a_thread_analysis_that_times_out_is_given_up_and_its_late_result_dropped():
+    reactor = ClockedHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="thread",
+                        timeout=0.5)
+    try:
+        slow = pool.analyze(text_request("SLOW pneumothorax", TextMetadata()))
+        reactor.clock.advance(0.5)
+        assert slow.called
+        assert settle(reactor, slow).check(AnalysisTimedOut)
+        reactor.run_one()  # the thread's late result: dropped, nothing fires twice
+        assert pool.pending == 0 and pool.restarts == 0
+        ok = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        assert ok.patient_results[0].inferences
+    finally:
+        pool.close()
+
+
+def test_warming_up_is_not_timed():
+    reactor = ClockedHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="process",
+                        timeout=0.001)
+    try:
+        started = pool.start()
+        reactor.clock.advance(10)
+        assert settle(reactor, started) == "fake-1"
+    finally:
+        pool.close()

@@ -97,7 +97,8 @@ def test_invalid_values_name_the_key(tmp_path, text, env, key):
     assert str(info.value).startswith(key + ": ")
 
 
-FLOAT_KEYS = [("mllp", "idle_timeout"), ("analysis", "quiet_period"), ("analysis", "max_wait")]
+FLOAT_KEYS = [("mllp", "idle_timeout"), ("analysis", "quiet_period"), ("analysis", "max_wait"),
+              ("analysis", "timeout")]
 
 
 def test_float_keys_are_all_checked_here():

@@ -422,3 +422,91 @@ def test_priority_is_read_only_when_messages_wait_together(tmp_path, monkeypatch
     for _ in range(3):
         analyzer.release()
     assert sorted(read) == ["C4", "C5"]
+
+
+class PoolDouble:
+    """An analysis pool whose analyses the test ends: each call waits in ``calls`` as
+    (report text, Deferred)."""
+
+    workers = 1
+
+    def __init__(self):
+        self.calls = []
+        self.engine = FakeEngine()
+
+    def analyze(self, data):
+        d = defer.Deferred()
+        self.calls.append((data.patients[0].patient_documents[0].content.value, d))
+        return d
+
+    def in_flight(self):
+        return [text for text, d in self.calls if not d.called]
+
+    def end(self, text, outcome):
+        d = next(d for t, d in self.calls if t == text and not d.called)
+        if isinstance(outcome, Exception):
+            d.errback(outcome)
+        else:
+            d.callback(self.engine.analyze(text_request(text, TextMetadata())))
+
+
+def test_a_report_that_kills_its_worker_is_found_alone_and_recorded_failed(tmp_path):
+    from gateway.analysis import WorkerDied
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pool = PoolDouble()
+    pipeline = AnalysisPipeline(pool, GroupCommitter(audit, immediate_writer), max_in_flight=2)
+    results = {}
+    for cid, text in (("P1", "poison"), ("G1", "pneumothorax"), ("G2", "pneumothorax 2")):
+        message = AcceptedMessage(store(audit, cid), cid, None, "", (report(text),))
+        pipeline.submit(message).addBoth(lambda r, c=cid: results.__setitem__(c, r))
+    assert pool.in_flight() == ["poison", "pneumothorax"]
+    # The pool dies under both: neither is blamed yet, each is tried again alone.
+    pool.end("poison", WorkerDied("analysis worker died"))
+    pool.end("pneumothorax", WorkerDied("analysis worker died"))
+    assert pool.in_flight() == ["poison"] and results == {}
+    pool.end("poison", WorkerDied("analysis worker died"))  # alone: one death forgiven
+    # In turn: the other one alone, then the suspect alone again.
+    assert pool.in_flight() == ["pneumothorax"]
+    pool.end("pneumothorax", None)
+    assert results == {"G1": "analysed"} and pool.in_flight() == ["poison"]
+    pool.end("poison", WorkerDied("analysis worker died"))  # alone again: recorded
+    assert results == {"G1": "analysed", "P1": "failed"}
+    event = audit.events(control_id="P1")[-1]
+    assert (event["event"], event["fields"]["stage"]) == ("analysis_failed", "worker")
+    assert "died 2 times" in event["fields"]["error"]
+    # Then the pool is shared again.
+    assert pool.in_flight() == ["pneumothorax 2"]
+    pool.end("pneumothorax 2", None)
+    assert results == {"P1": "failed", "G1": "analysed", "G2": "analysed"}
+    assert [m["status"] for c in ("P1", "G1", "G2") for m in audit.messages_for(c)] == [
+        "failed", "analysed", "analysed"]
+
+
+def test_an_analysis_that_timed_out_is_recorded_failed_at_once(tmp_path):
+    from gateway.analysis import AnalysisTimedOut
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pool = PoolDouble()
+    pipeline = AnalysisPipeline(pool, GroupCommitter(audit, immediate_writer))
+    results = []
+    pipeline.submit(AcceptedMessage(store(audit, "T1"), "T1", None, "", (report("loops"),))
+                    ).addBoth(results.append)
+    pool.end("loops", AnalysisTimedOut("analysis took longer than 120 s"))
+    assert results == ["failed"] and pool.in_flight() == []
+    event = audit.events(control_id="T1")[-1]
+    assert (event["event"], event["fields"]) == ("analysis_failed", {
+        "stage": "timeout", "error": "analysis took longer than 120 s"})
+
+
+def test_a_worker_death_while_stopping_leaves_the_message_to_the_next_start(tmp_path):
+    from gateway.analysis import WorkerDied
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pool = PoolDouble()
+    pipeline = AnalysisPipeline(pool, GroupCommitter(audit, immediate_writer))
+    mid = store(audit, "S1")
+    pipeline.submit(AcceptedMessage(mid, "S1", None, "", (report("x"),)))
+    pipeline.stop()
+    pool.end("x", WorkerDied("analysis worker died"))
+    assert pool.in_flight() == [] and [m.id for m in audit.pending_analysis()] == [mid]

@@ -176,3 +176,54 @@ def test_a_dry_run_or_a_purge_reads_a_chunk_of_ids_at_a_time(db, monkeypatch):
     code, out = run("audit", "purge", "--before", "2024-02-01", "--json", "--db", db)
     assert code == 0 and json.loads(out)["messages"] == 2
     assert rows(db)["messages"] == ["WAIT", "AGAIN", "PAGING", "RECENT"]
+
+
+def _fail_on(db: str, sql: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(sql)
+
+
+def test_a_purge_that_fails_part_way_records_what_it_deleted(db, monkeypatch):
+    from gateway import retention
+
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 1)  # DONE, then REJ, each its own chunk
+    _fail_on(db, "CREATE TRIGGER stuck BEFORE DELETE ON messages WHEN old.control_id = 'REJ' "
+                 "BEGIN SELECT RAISE(ABORT, 'database is locked'); END")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 3
+    assert "purge stopped part-way" in out and "database is locked" in out
+    assert "recorded in a purged event: 1 message(s)" in out and "run it again" in out
+    assert "Traceback" not in out
+    assert rows(db)["messages"] == ["REJ", "WAIT", "AGAIN", "PAGING", "RECENT"]
+    code, out = run("audit", "tail", "-n", "1", "--json", "--db", db)
+    event = json.loads(out)
+    assert (event["event"], event["complete"], event["messages"]) == ("purged", False, 1)
+    assert "database is locked" in event["error"]
+    # Once the cause is gone, running it again finishes the job and says so.
+    _fail_on(db, "DROP TRIGGER stuck")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--json", "--db", db)
+    assert code == 0 and json.loads(out)["messages"] == 1
+    assert rows(db)["messages"] == ["WAIT", "AGAIN", "PAGING", "RECENT"]
+    code, out = run("audit", "tail", "-n", "1", "--json", "--db", db)
+    assert json.loads(out)["event"] == "purged" and "complete" not in json.loads(out)
+
+
+def test_a_purge_that_fails_part_way_and_cannot_record_it_says_so(db, monkeypatch):
+    from gateway import retention
+
+    monkeypatch.setattr(retention, "PURGE_CHUNK", 1)
+    _fail_on(db, "CREATE TRIGGER stuck BEFORE DELETE ON messages WHEN old.control_id = 'REJ' "
+                 "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    _fail_on(db, "CREATE TRIGGER full BEFORE INSERT ON events WHEN new.event = 'purged' "
+                 "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 3 and "NOT recorded in the log: 1 message(s)" in out
+
+
+def test_a_purge_that_fails_before_deleting_anything_reports_only_the_failure(db):
+    _fail_on(db, "CREATE TRIGGER stuck BEFORE DELETE ON messages "
+                 "BEGIN SELECT RAISE(ABORT, 'database is locked'); END")
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
+    assert code == 3 and "database is locked" in out and "part-way" not in out
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events WHERE event = 'purged'").fetchone() == (0,)

@@ -36,6 +36,15 @@ def test_scores_per_kind_and_negation(tmp_path: Path) -> None:
                               "extra": ["PNEUMOTHORAX, NO EVIDENCE OF TENSION"]}]
 
 
+def test_finding_sizes_join_the_key_only_when_the_case_asks(tmp_path: Path) -> None:
+    text = "FINDINGS: Left lower lobe nodule, previously 5 mm, now 8 mm. A 1.2-1.5 cm cyst, up to 8 mm."
+    path = write(tmp_path,
+                 {"id": "s", "text": text, "findingSizes": True,
+                  "expect": {"finding": ["27925004|present|prev:5mm,8mm", "367643001|present|1.2-1.5cm,<=8mm"]}},
+                 {"id": "t", "text": text, "expect": {"finding": ["27925004|present", "367643001|present"]}})
+    assert evaluate([path], engine()).errors == []
+
+
 def test_procedure_and_communication_keys(tmp_path: Path) -> None:
     path = write(tmp_path, {
         "id": "c", "text": "EXAM: CT abdomen and pelvis.\nFINDINGS: Normal.\n"

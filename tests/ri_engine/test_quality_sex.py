@@ -23,13 +23,20 @@ def indications(text: str, sex: str | None) -> list[str]:
     ("IMPRESSION: Findings concerning for ectopic pregnancy.", "male", [FEMALE]),
     ("IMPRESSION: Absent flow consistent with testicular torsion.", "female", [MALE]),
     ("HISTORY: The patient states she has had fever.", "male", [FEMALE]),
+    # The removal of a sex-specific organ implies the sex whose organ it was; the organ named
+    # in the same sentence is absent and does not count a second time.
+    ("HISTORY: Status post hysterectomy, uterus absent.", "male", [FEMALE]),
+    ("HISTORY: Status post radical prostatectomy.", "female", [MALE]),
+    ("FINDINGS: Subareolar gynecomastia on the left.", "female", [MALE]),
 ])
 def test_implied_sex_other_than_the_patients_fires(text: str, sex: str, expected: list[str]) -> None:
     assert indications(text, sex) == expected
 
 
 @pytest.mark.parametrize(("text", "sex"), [
-    ("HISTORY: Status post hysterectomy, uterus absent.", "male"),
+    ("HISTORY: Status post radical prostatectomy. The prostatectomy bed is clear.", "male"),
+    ("HISTORY: Her father had a prostatectomy.", "female"),
+    ("HISTORY: Inguinal hernia, further evaluation after therapy.", "male"),
     ("IMPRESSION: No evidence of ectopic pregnancy.", "male"),
     ("FINDINGS: Single live intrauterine gestation. Male fetus.", "female"),
     ("HISTORY: Family history of prostate cancer.", "female"),

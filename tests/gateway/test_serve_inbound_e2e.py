@@ -1,0 +1,157 @@
+"""What a sender is told, over a real socket to ``ri-gateway serve``, for input the
+ACK path must not take as one good message."""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+import time
+
+import pytest
+
+from gateway_process import WAIT, GatewayProcess, exchange, json_event
+from gateway_samples import frame, oru, segments
+
+SECOND_PATIENT = b"MRN99999"
+
+
+def _serve(tmp_path, **env: str):
+    return GatewayProcess(tmp_path / "var" / "audit.sqlite3", **env).start()
+
+
+def _stored(db, control_id: str) -> list[tuple]:
+    with sqlite3.connect(db) as con:
+        return con.execute("SELECT status, ack_code, error_code FROM messages "
+                           "WHERE control_id = ? ORDER BY id", (control_id,)).fetchall()
+
+
+@pytest.mark.parametrize("mode", ["check", "full", "none"])
+@pytest.mark.parametrize("envelope", [False, True])
+def test_two_messages_in_one_frame_are_refused_not_half_answered(tmp_path, mode, envelope):
+    # The ACK can answer one MSH-10; the second report (another patient's) was acknowledged
+    # with the first and never analysed.
+    gateway = _serve(tmp_path, RI_GATEWAY_MLLP_MAP_BEFORE_ACK=mode)
+    try:
+        first = oru("TWO1")
+        second = oru("TWO2").replace(b"MRN12345", SECOND_PATIENT)
+        payload = first + second
+        if envelope:
+            payload = b"BHS|^~\\&|RIS|HOSP\r" + payload + b"BTS|2\r"
+        ack = exchange(gateway.port, payload)
+        assert segments(ack)[1:] == [
+            "MSA|AE|TWO1|more than one message in one frame (a second MSH segment); "
+            "send each message in a frame of its own",
+            "ERR||MSH^2|100^Segment sequence error^HL70357|E||||more than one message in one "
+            "frame (a second MSH segment); send each message in a frame of its own"]
+        assert _stored(gateway.db, "TWO1") == [("rejected", "AE", "100")]
+        # Each message sent on its own is accepted, the first one too (it was not accepted
+        # before, so it is no duplicate).
+        for message, control_id in ((first, "TWO1"), (second, "TWO2")):
+            assert segments(exchange(gateway.port, message))[1] == f"MSA|AA|{control_id}"
+            gateway.output.wait_for(json_event("analysis", control_id=control_id))
+    finally:
+        gateway.stop()
+
+
+def test_two_messages_in_one_frame_are_no_duplicate_of_the_first(tmp_path):
+    # The first was accepted on its own before: answered with its ACK again, the frame's
+    # second message was acknowledged and lost.
+    gateway = _serve(tmp_path)
+    try:
+        first, second = oru("DB1"), oru("DB2").replace(b"MRN12345", SECOND_PATIENT)
+        accepted = exchange(gateway.port, first)
+        assert segments(accepted)[1] == "MSA|AA|DB1"
+        again = exchange(gateway.port, first + second)
+        assert segments(again)[1].startswith("MSA|AE|DB1|more than one message in one frame")
+        original, frame = _stored(gateway.db, "DB1")
+        assert (original[1:], frame) == (("AA", None), ("rejected", "AE", "100"))
+        assert segments(exchange(gateway.port, second))[1] == "MSA|AA|DB2"
+    finally:
+        gateway.stop()
+
+
+def test_a_message_whose_text_names_msh_is_one_message(tmp_path):
+    gateway = _serve(tmp_path)
+    try:
+        report = "FINDINGS: MSH|x was typed in the report. Small right pneumothorax."
+        ack = exchange(gateway.port, oru("ONE1", report=report))
+        assert segments(ack)[1] == "MSA|AA|ONE1"
+    finally:
+        gateway.stop()
+
+
+@pytest.mark.parametrize("mode", ["none", "check"])
+def test_ack_after_analysis_tells_the_sender_what_was_wrong(tmp_path, mode):
+    # The ACK waits for the engine; a report the engine refuses, or whose content the mapping
+    # finds bad after the commit, was answered AR 207 "analysis failed", as for our own failure.
+    gateway = _serve(tmp_path, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                     RI_GATEWAY_MLLP_MAP_BEFORE_ACK=mode)
+    try:
+        assert segments(exchange(gateway.port, oru("AN1")))[1] == "MSA|AA|AN1"
+        refused = segments(exchange(gateway.port, oru("AN2", report="REFUSE this report")))
+        assert refused[1:] == [
+            "MSA|AE|AN2|report not analysable: BadRequest",
+            "ERR|||207^Application internal error^HL70357|E||||report not analysable: BadRequest"]
+        crashed = segments(exchange(gateway.port, oru("AN3", report="CRASH the engine")))
+        assert crashed[1] == "MSA|AR|AN3|analysis failed; the message was not processed"
+        no_text = oru("AN4", report="", msh15="AL", msh16="NE")
+        answer = segments(exchange(gateway.port, no_text))
+        if mode == "none":  # found by the mapping after the commit
+            assert answer[1:] == [
+                "MSA|CE|AN4|no report text in any OBX-5",
+                "ERR||OBX^1^5|101^Required field missing^HL70357|E||||no report text in any OBX-5"]
+        else:  # found by the check before it, as before
+            assert answer[1] == "MSA|CE|AN4|no report text in any OBX-5"
+        assert [row[1:] for row in (_stored(gateway.db, c)[0] for c in ("AN2", "AN3", "AN4"))] \
+            == [("AE", "207"), ("AR", "207"), ("CE", "101")]
+        # Neither is an accepted message: a corrected resend is analysed.
+        assert segments(exchange(gateway.port, oru("AN2")))[1] == "MSA|AA|AN2"
+    finally:
+        gateway.stop()
+
+
+def test_every_msh15_and_msh16_gets_one_accept_ack_per_frame(tmp_path):
+    gateway = _serve(tmp_path)
+    try:
+        cases = [("", ""), ("AL", ""), ("NE", "NE"), ("ER", "AL"), ("SU", "ER"), ("", "AL")]
+        for n, (msh15, msh16) in enumerate(cases):
+            enhanced = bool(msh15 or msh16)
+            good = segments(exchange(gateway.port, oru(f"EM{n}", msh15=msh15, msh16=msh16)))
+            assert good[1] == f"MSA|{'CA' if enhanced else 'AA'}|EM{n}", (msh15, msh16)
+            bad = segments(exchange(gateway.port, oru(f"EB{n}", msh15=msh15, msh16=msh16,
+                                                      report="")))
+            assert bad[1] == f"MSA|{'CE' if enhanced else 'AE'}|EB{n}|no report text in any OBX-5"
+    finally:
+        gateway.stop()
+
+
+def test_ack_after_analysis_a_resend_of_a_message_analysed_before_a_restart_is_a_duplicate(
+        tmp_path):
+    # The gateway stopped before answering (the engine held the analysis); the next start
+    # analysed the stored message, and the sender, which never saw an ACK, sent it again:
+    # it was analysed a second time (a second alert for the same result).
+    db = tmp_path / "var" / "audit.sqlite3"
+    held = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                          FAKE_ENGINE_HOLD="1").start()
+    try:
+        with socket.create_connection(("127.0.0.1", held.port), timeout=WAIT) as sock:
+            sock.sendall(frame(oru("RS1")))
+            deadline = time.monotonic() + WAIT
+            while not _stored(db, "RS1"):  # committed; its analysis never ends
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        held.kill()
+    gateway = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis").start()
+    try:
+        gateway.output.wait_for(json_event("analysis", control_id="RS1", status="analysed"))
+        assert segments(exchange(gateway.port, oru("RS1")))[1] == "MSA|AA|RS1"
+        again = exchange(gateway.port, oru("RS1"))
+        assert segments(again)[1] == "MSA|AA|RS1"
+        assert _stored(db, "RS1") == [("analysed", "AA", None)]
+        with sqlite3.connect(db) as con:
+            events = [e for (e,) in con.execute(
+                "SELECT event FROM events WHERE control_id = 'RS1' ORDER BY id")]
+        assert events == ["received", "resumed", "analysed", "duplicate", "acked", "duplicate"]
+    finally:
+        gateway.stop()
