@@ -59,6 +59,8 @@ others.  :class:`gateway.commit.GroupCommitter` batches them off the reactor thr
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import functools
 import json
 import operator
@@ -463,16 +465,66 @@ def _event_row(time: str, event: str, control_id: str | None, message_id: int | 
 
 
 def _prepare_path(path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        os.makedirs(directory, mode=0o700)
-        os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
-    if not os.path.exists(path):
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    """Create the file (and its directory) owner-only, or check that the existing one can
+    become an audit database; an unusable path is an :class:`AuditError` naming it."""
+    _refuse_foreign(path)
+    try:
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o700)
+            os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+        # SQLite gives the -wal and -shm files the permissions of the database file.
+        if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
+            os.chmod(path, 0o600)
+    except OSError as exc:  # a directory that is a file, or not writable; a read-only disk
+        where = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
+        raise AuditError(f"cannot create audit database {path}: {exc.strerror}{where}") from None
+
+
+def _refuse_foreign(path: str) -> None:
+    """Refuse another program's database before anything is changed in it.
+
+    Its tables would otherwise get ours beside them (and its journal mode, permissions
+    and contents the gateway's). An empty file, or one without tables, is a new log.
+    """
+    if not os.path.isfile(path) or os.path.getsize(path) == 0:
+        return
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+                              ).fetchone()[0]
+        if tables and not has_table(conn, "messages"):
+            raise AuditError(f"{path} is not a ri-gateway audit database (it holds another "
+                             "program's tables); give [storage] db a new file")
+    except sqlite3.Error as exc:
+        raise AuditError(f"cannot open audit database {path}: {exc}") from None
+    finally:
+        conn.close()
+
+
+def _lock_single_writer(path: str) -> int:
+    """An exclusive ``flock`` on the database file, held while a gateway runs on it.
+
+    Two gateways on one file would both resume the same backlog, both take up the same
+    replays and both deliver the same outbox messages (pages sent twice). ``flock``
+    locks are apart from the POSIX locks SQLite takes on the file (Linux, local disks),
+    and the kernel drops them when the process ends, however it ends. Taken before this
+    process opens the file with SQLite, so that closing the descriptor of a refused lock
+    drops no lock of SQLite's.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
         os.close(fd)
-    # SQLite gives the -wal and -shm files the permissions of the database file.
-    if stat.S_IMODE(os.stat(path).st_mode) & 0o077:
-        os.chmod(path, 0o600)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+            raise AuditError(f"audit database {path} is in use by another running gateway "
+                             "(one gateway per audit database)") from None
+        raise AuditError(f"cannot lock audit database {path}: {exc.strerror}") from None
+    return fd
 
 
 def _file_identity(path: str) -> tuple[int, int] | None:
@@ -502,10 +554,12 @@ class AuditLog:
     """
 
     def __init__(self, path: str, *, synchronous: str = "FULL", readonly: bool = False,
-                 create: bool = True) -> None:
+                 create: bool = True, single_writer: bool = False) -> None:
         self.path = path
         existing = readonly or not create
         conn: sqlite3.Connection | None = None
+        # single_writer (the gateway's own writer): refused while another gateway holds it.
+        self._lock_fd: int | None = None
         try:
             if existing:
                 if not os.path.exists(path):
@@ -518,6 +572,8 @@ class AuditLog:
                                         check_same_thread=False))
             else:
                 _prepare_path(path)
+                if single_writer:  # before this process opens any SQLite connection to it
+                    self._lock_fd = _lock_single_writer(path)
                 # isolation_level=None: transactions are explicit (BEGIN/COMMIT in run_batch).
                 conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 5000")
@@ -539,6 +595,7 @@ class AuditLog:
         except BaseException as exc:
             if conn is not None:
                 conn.close()  # a refused open keeps no connection
+            self._unlock()
             if isinstance(exc, sqlite3.Error):
                 raise AuditError(f"cannot open audit database {path}: {exc}") from None
             raise
@@ -702,3 +759,12 @@ class AuditLog:
 
     def close(self) -> None:
         self.conn.close()
+        self._unlock()
+
+    def _unlock(self) -> None:
+        # Unlocked, not closed: closing any descriptor of the file would drop the POSIX
+        # locks this process's other connections to it (the outbox's, the REST jobs')
+        # may still hold while they stop. The descriptor goes with the process.
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            self._lock_fd = None

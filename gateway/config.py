@@ -153,9 +153,15 @@ class MLLPSettings:
         object.__setattr__(self, "map_before_ack", _map_before_ack_alias(self.map_before_ack))
 
 
+def _expand_home(value: Any) -> Any:
+    # No shell reads a TOML file or a service's environment: "~/audit.sqlite3" was taken
+    # literally, and the gateway made a directory named "~" wherever it was started.
+    return os.path.expanduser(value) if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class StorageSettings:
-    db: str = "./var/ri-gateway.sqlite3"
+    db: str = field(default="./var/ri-gateway.sqlite3", metadata={"before": _expand_home})
     # Most messages committed in one transaction (group commit while the previous
     # commit is still being written).
     max_batch: int = field(default=256, metadata=check(_positive))

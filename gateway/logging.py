@@ -22,7 +22,8 @@ from typing import Any, TextIO
 
 import structlog
 
-__all__ = ["REDACTED", "configure_logging", "get_logger", "redact", "twisted_observer"]
+__all__ = ["REDACTED", "configure_logging", "get_logger", "log_to_stderr", "redact",
+           "twisted_observer"]
 
 REDACTED = "[redacted]"
 
@@ -123,6 +124,26 @@ def configure_logging(level: str = "INFO", json: bool | None = None,
         globalLogBeginner.beginLoggingTo([twisted_observer], redirectStandardIO=False,
                                          discardBuffer=True)
         _twisted_started = True
+
+
+class _StandardError:
+    """``sys.stderr`` as it is at each write (a test runner may swap it after the call)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+def log_to_stderr(level: str = "INFO") -> None:
+    """For the commands whose standard output is their answer (``send``, ``sink``): the
+    MLLP layer's log lines go to stderr, redacted like the gateway's, instead of
+    structlog's unconfigured default, which printed them on stdout between the ACKs."""
+    configure_logging(level, stream=_StandardError())  # type: ignore[arg-type]
 
 
 def get_logger(name: str = "gateway", **bound: Any) -> Any:

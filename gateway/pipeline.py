@@ -576,8 +576,14 @@ class AnalysisPipeline:
         return [inferences_cleared_op(message.message_id)] if message.replay else []
 
     def _failed(self, failure: Any, message: AcceptedMessage) -> None:
-        # The results could not be committed (database error): the message keeps status
-        # 'received' and is analysed again at the next start.
+        # The results could not be committed (database error), or the gateway is stopping
+        # and its pool dropped the work: the message keeps status 'received' and is
+        # analysed again at the next start.
+        if self._stopped:
+            # A routine stop, not an error for the operator's alerting to page about.
+            self.log.info("analysis.interrupted", control_id=message.control_id,
+                          message_id=message.message_id)
+            return None
         self.log.error("analysis.not_recorded", control_id=message.control_id,
                        message_id=message.message_id, error=failure.type.__name__)
         return None

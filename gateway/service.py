@@ -194,7 +194,8 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
 
         reactor = default_reactor
     metrics = metrics or Metrics()
-    writer_audit = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
+    writer_audit = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous,
+                            single_writer=True)
     reader = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
     run_in_writer, stop_writer = thread_writer(reactor)
     committer = GroupCommitter(writer_audit, run_in_writer, max_batch=settings.storage.max_batch)

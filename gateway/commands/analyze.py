@@ -26,8 +26,10 @@ def _iso(moment: datetime) -> str:
 
 
 def job_json(result: Any = None, error: Any = None, *, job_id: str | None = None,
-             created: datetime | None = None, updated: datetime | None = None) -> dict[str, Any]:
-    """An RI job object: ``succeeded`` with ``result`` or ``failed`` with ``error``."""
+             created: datetime | None = None, updated: datetime | None = None,
+             code: str = "InternalError") -> dict[str, Any]:
+    """An RI job object: ``succeeded`` with ``result`` or ``failed`` with ``error``
+    (its own ``code``, else ``code``)."""
     from ri_engine.models import ErrorDetail, RadiologyInsightsJob
 
     created = created or datetime.now(timezone.utc)
@@ -37,7 +39,7 @@ def job_json(result: Any = None, error: Any = None, *, job_id: str | None = None
         created_at=_iso(created), updated_at=_iso(updated), expires_at=_iso(created + JOB_RETENTION),
         result=result,
         error=None if error is None else ErrorDetail(
-            code=getattr(error, "code", "InternalError") or "InternalError",
+            code=getattr(error, "code", None) or code,
             message=getattr(error, "message", None) or str(error),
             target=getattr(error, "target", None) or getattr(error, "path", None) or None))
     return job.to_json()
@@ -128,7 +130,9 @@ def analyze(obj: Any, files: tuple[str, ...], jsonl: str | None, sex: str | None
         nonlocal refused
         refused += 1
         click.echo(f"{label}: {getattr(exc, 'message', None) or exc}", err=True)
-        emit(job_json(error=exc))
+        # The REST API's code for a body it cannot use: "InternalError" read as a failure
+        # of the engine, for a line that was never valid JSON or a request.
+        emit(job_json(error=exc, code="InvalidRequestBody"))
 
     for name in files:
         try:

@@ -35,5 +35,15 @@ def parse_date(value: str) -> dt.datetime:
     try:
         when = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time") from None
+        ctx = click.get_current_context(silent=True)
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time",
+                                 ctx=ctx, param=_option_holding(ctx, value)) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _option_holding(ctx: click.Context | None, value: str) -> click.Parameter | None:
+    """The option given ``value``, so that the error names it ("Invalid value for
+    '--since'"): a command has several DATE options and parses them in its body."""
+    if ctx is None:
+        return None
+    return next((p for p in ctx.command.params if ctx.params.get(p.name) == value), None)

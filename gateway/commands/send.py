@@ -210,6 +210,7 @@ def send(host: str, port: int, timeout: float, files: tuple[str, ...]) -> None:
     without a BOM) or any charset MSH-18 names.  Exits 0 only if every message was
     answered AA or CA.
     """
+    from gateway.logging import log_to_stderr
     from mappings.ack import parse_ack
 
     batch: list[tuple[str, int, bytes]] = []
@@ -226,6 +227,7 @@ def send(host: str, port: int, timeout: float, files: tuple[str, ...]) -> None:
             raise InputError(f"{name}: no HL7 message (no MSH segment) found")
         batch += [(name, i + 1, m) for i, m in enumerate(messages)]
 
+    log_to_stderr("WARNING")  # what goes wrong on the wire (a reply timeout, stray bytes)
     results = _exchange(host, port, timeout, [m for _, _, m in batch])
     accepted = 0
     for (name, index, message), reply in zip(batch, results):

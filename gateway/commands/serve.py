@@ -1,4 +1,4 @@
-"""``ri-gateway serve``: run the gateway until interrupted (SIGINT/SIGTERM)."""
+"""``ri-gateway serve``: run the gateway until interrupted (SIGINT/SIGTERM/SIGHUP)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,14 @@ from .options import config_option, db_option, settings_from
 _FORMATS = {"auto": None, "json": True, "console": False}
 
 
+# SIGHUP too: its default action ended the process at once, without a word in the log,
+# and the configuration is read only at start, so there is nothing to reload.
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def _quiet_signal_handlers(reactor: Any) -> None:
-    """Replace Twisted's SIGTERM/SIGINT handlers with ones that only schedule the stop.
+    """Replace Twisted's SIGTERM/SIGINT handlers (and SIGHUP's default) with ones that only
+    schedule the stop.
 
     Twisted's own handlers log from inside the signal handler.  When the signal lands while
     the main thread is writing a log line, that nested write waits for the lock the
@@ -40,8 +46,11 @@ def _quiet_signal_handlers(reactor: Any) -> None:
     def handler(signum: int, frame: Any) -> None:
         reactor.callFromThread(stop, signum)
 
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
+    for signum in _STOP_SIGNALS:
+        # A SIGHUP ignored from the start stays ignored: `nohup ri-gateway serve` must
+        # outlive its terminal.
+        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, handler)
 
 
 @click.command()
@@ -71,15 +80,17 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     app, service = build_gateway(settings, reactor=reactor, engine_factory=engine_factory)
     failed: list[str] = []
 
-    def listen_failed(failure: Any) -> None:
-        failed.append(failure.getErrorMessage())
+    def listen_failed(failure: Any, key: str) -> None:
+        # The key the endpoint came from: "cannot listen" alone left the reader to guess
+        # which of the two listeners, and which setting to change.
+        failed.append(f"{key}: cannot listen: {failure.getErrorMessage()}")
         if reactor.running:
             reactor.stop()
 
     for child in service:
         listening = getattr(child, "listening", None)
         if listening is not None:
-            listening.addErrback(listen_failed)
+            listening.addErrback(listen_failed, f"{child.name}.endpoint")
     # Everything loaded so far lives as long as the process: moving it out of the
     # collector's generations keeps full collections short while messages flow.
     gc.collect()
@@ -89,5 +100,5 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
     if failed:
-        raise PeerUnavailable(f"cannot listen: {failed[0]}")
+        raise PeerUnavailable(failed[0])
     sys.stdout.flush()

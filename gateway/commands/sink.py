@@ -65,8 +65,10 @@ def sink(port: int, host: str, ack_code: str, out_path: str | None) -> None:
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
 
+    from gateway.logging import log_to_stderr
     from mllp.server import MLLPServerFactory
 
+    log_to_stderr()
     out = open(out_path, "a", encoding="utf-8") if out_path else None
     handler = SinkHandler(ack_code, out)
     factory = MLLPServerFactory(handler, idle_timeout=None, clock=reactor)

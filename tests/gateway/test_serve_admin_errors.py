@@ -1,0 +1,141 @@
+"""``ri-gateway serve`` set up wrongly by an administrator: one line on stderr, a non-zero
+exit, no traceback, nothing lost or changed (real processes on loopback)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+
+from gateway_process import WAIT, GatewayProcess, exchange, json_event, run_cli
+from gateway_samples import oru
+
+# Long enough to start on a slow machine; a gateway that should have refused to start
+# runs until then and the test fails on the timeout.
+REFUSED_WITHIN = 30.0
+
+
+def _refused(result: subprocess.CompletedProcess, code: int, starts: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert result.stderr.startswith(starts), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # no traceback
+
+
+def _serve(*args: str) -> subprocess.CompletedProcess:
+    return run_cli("serve", "--mllp", "tcp:0:interface=127.0.0.1", *args, timeout=REFUSED_WITHIN)
+
+
+def test_a_database_path_that_cannot_be_created_exits_3_naming_it(tmp_path):
+    # The directory named by [storage] db is a file: a FileExistsError traceback, exit 1.
+    (tmp_path / "var").write_text("not a directory")
+    db = tmp_path / "var" / "audit.sqlite3"
+    _refused(_serve("--db", str(db)), 3, f"ri-gateway: cannot create audit database {db}: ")
+
+
+def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path):
+    # The gateway added its tables (and WAL mode) to the file and ran on it.
+    other = tmp_path / "inventory.sqlite3"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+        con.execute("INSERT INTO items (name) VALUES ('scanner')")
+    con.close()
+    other.chmod(0o644)
+    before = other.read_bytes()
+    _refused(_serve("--db", str(other)), 3,
+             f"ri-gateway: {other} is not a ri-gateway audit database")
+    assert other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inventory.sqlite3"]
+    assert other.stat().st_mode & 0o777 == 0o644
+
+
+def test_an_empty_file_is_a_new_audit_database(tmp_path):
+    db = tmp_path / "audit.sqlite3"
+    db.write_bytes(b"")  # made in advance by the administrator (touch)
+    gateway = GatewayProcess(db).start()
+    try:
+        assert b"\rMSA|AA|E1" in exchange(gateway.port, oru("E1"))
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_a_second_gateway_on_the_same_database_is_refused(tmp_path):
+    # Both ran: each resumed the same backlog, took up the same replays and delivered the
+    # same outbox messages, so a critical result was paged twice.
+    db = tmp_path / "var" / "audit.sqlite3"
+    first = GatewayProcess(db).start()
+    try:
+        _refused(_serve("--db", str(db)), 3,
+                 f"ri-gateway: audit database {db} is in use by another running gateway")
+        assert b"\rMSA|AA|A1" in exchange(first.port, oru("A1"))  # the first goes on
+    finally:
+        assert first.stop() == 0
+    second = GatewayProcess(db).start()  # stopped, it no longer holds the file
+    try:
+        assert b"\rMSA|AA|A1" in exchange(second.port, oru("A1"))  # a duplicate: same ACK
+    finally:
+        assert second.stop() == 0
+
+
+def test_sighup_stops_the_gateway_as_sigterm_does(tmp_path):
+    # SIGHUP's default action ended the process at once: exit 129, not a line logged.
+    gateway = GatewayProcess(tmp_path / "audit.sqlite3").start()
+    assert b"\rMSA|AA|H1" in exchange(gateway.port, oru("H1"))
+    gateway.proc.send_signal(signal.SIGHUP)
+    assert gateway.proc.wait(timeout=WAIT) == 0
+    gateway.output.wait_for(json_event("shutdown", signal="SIGHUP"))
+    with sqlite3.connect(gateway.db) as con:
+        assert con.execute("SELECT ack_code FROM messages WHERE control_id = 'H1'"
+                           ).fetchall() == [("AA",)]
+    con.close()
+
+
+def test_a_port_in_use_names_the_listener_that_failed(tmp_path):
+    # "ri-gateway: cannot listen: ..." said neither which listener nor which setting.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        mllp = run_cli("serve", "--db", str(tmp_path / "a.sqlite3"),
+                       "--mllp", f"tcp:{port}:interface=127.0.0.1", timeout=REFUSED_WITHIN)
+        _refused(mllp, 3, "ri-gateway: mllp.endpoint: cannot listen: ")
+        assert "Address already in use" in mllp.stderr
+        http = run_cli("serve", "--db", str(tmp_path / "b.sqlite3"),
+                       "--mllp", "tcp:0:interface=127.0.0.1",
+                       "--http", f"tcp:{port}:interface=127.0.0.1", timeout=REFUSED_WITHIN)
+        _refused(http, 3, "ri-gateway: http.endpoint: cannot listen: ")
+
+
+def test_a_gateway_started_with_nohup_outlives_sighup(tmp_path):
+    gateway = GatewayProcess(tmp_path / "audit.sqlite3")
+    gateway.preexec = lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN)  # what nohup does
+    gateway.start()
+    gateway.proc.send_signal(signal.SIGHUP)
+    assert b"\rMSA|AA|N1" in exchange(gateway.port, oru("N1"))
+    assert gateway.stop() == 0
+    # Had SIGHUP been handled, its shutdown would come first (signals are handled in order).
+    shutdown = gateway.output.wait_for(json_event("shutdown"))
+    assert json.loads(shutdown)["signal"] == "SIGTERM"
+
+
+def test_a_stop_with_analyses_in_flight_logs_no_error_and_the_next_start_ends_them(tmp_path):
+    # Every routine stop logged `analysis.not_recorded` at level error for the analyses its
+    # pool dropped, though nothing was wrong: they stay `received` and resume at start.
+    db = tmp_path / "audit.sqlite3"
+    first = GatewayProcess(db, FAKE_ENGINE_DELAY="3").start()
+    for n in range(3):
+        assert b"\rMSA|AA|" in exchange(first.port, oru(f"R{n}"))
+    # The quiet period is 0.05 s and each analysis takes 3 s: one is being analysed and
+    # one waits in the pool's queue when the stop comes.
+    time.sleep(1.0)
+    assert first.stop() == 0
+    lines = first.output.seen + list(first.output.lines.queue)
+    assert [line for line in lines if '"level": "error"' in line] == []
+    second = GatewayProcess(db).start()
+    try:
+        for n in range(3):
+            second.output.wait_for(json_event("analysis", control_id=f"R{n}", status="analysed"))
+    finally:
+        assert second.stop() == 0
