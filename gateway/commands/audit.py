@@ -67,14 +67,19 @@ def tail(lines: int, follow: bool, as_json: bool, interval: float, config_path: 
             for event in items:
                 click.echo(json.dumps(event_line(event)) if as_json else _text_line(event))
 
-        show(events)
-        while follow:
-            time.sleep(interval)
-            log.check_same_file()
-            new = log.events(after_id=last_id)
-            if new:
-                show(new)
-                last_id = new[-1]["id"]
+        try:
+            show(events)
+            while follow:
+                time.sleep(interval)
+                log.check_same_file()
+                new = log.events(after_id=last_id)
+                if new:
+                    show(new)
+                    last_id = new[-1]["id"]
+        except KeyboardInterrupt:
+            # Ctrl-C is how one stops reading (following), not a failure: no "Aborted!",
+            # exit 0.
+            return
 
 
 @audit.command()

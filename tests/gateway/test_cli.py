@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import signal
 import subprocess
 import sys
 
@@ -308,6 +309,13 @@ def test_audit_tail_follow_ends_when_the_database_is_replaced(tmp_path):
     AuditLog(str(other)).close()
     other.replace(db)
     assert _ended(proc) == (3, f"ri-gateway: audit database {db} was replaced by another file\n")
+
+
+def test_audit_tail_follow_stopped_with_ctrl_c_exits_0_quietly(tmp_path):
+    # Ctrl-C is how an admin stops following; it printed "Aborted!" and exited 1.
+    proc = _follow(_audit_db(tmp_path))
+    proc.send_signal(signal.SIGINT)
+    assert _ended(proc) == (0, "")
 
 
 
