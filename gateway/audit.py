@@ -65,6 +65,7 @@ import functools
 import json
 import operator
 import os
+import pathlib
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -79,7 +80,7 @@ from .errors import AuditError
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
     "chunks", "duplicate_op", "event_op", "has_table", "inferences_cleared_op", "inferences_op",
-    "received_op", "status_op", "utc_now",
+    "received_op", "sqlite_uri", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -464,6 +465,14 @@ def _event_row(time: str, event: str, control_id: str | None, message_id: int | 
     return (time, event, control_id, message_id, json.dumps(clean, default=str))
 
 
+def sqlite_uri(path: str, mode: str) -> str:
+    """The SQLite URI that opens the file ``path`` in ``mode`` (``ro``: read only, ``rw``:
+    an existing file, never created).  Percent-encoded: a ``?``, ``#`` or ``%`` in the file
+    name would otherwise start the URI's query, fragment or an escape, and SQLite would
+    open (and create) another file, without the mode."""
+    return f"{pathlib.Path(os.path.abspath(path)).as_uri()}?mode={mode}"
+
+
 def _prepare_path(path: str) -> None:
     """Create the file (and its directory) owner-only, or check that the existing one can
     become an audit database; an unusable path is an :class:`AuditError` naming it."""
@@ -492,7 +501,7 @@ def _refuse_foreign(path: str) -> None:
     """
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
     try:
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                               ).fetchone()[0]
@@ -566,9 +575,9 @@ class AuditLog:
                     raise AuditError(f"no audit database at {path}")
                 # URI modes that never create the file (a plain connect would, and the
                 # schema would then be created in whatever file the path named).
-                conn = (sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                conn = (sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
                         if readonly else
-                        sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                        sqlite3.connect(sqlite_uri(path, "rw"), uri=True, isolation_level=None,
                                         check_same_thread=False))
             else:
                 _prepare_path(path)
