@@ -223,11 +223,12 @@ class _ReceivedOp:
     def __call__(self, conn: sqlite3.Connection) -> int | Duplicate:
         msg = self.msg
         if msg.control_id is not None and not self.accepted and self.duplicates:
-            original = _accepted_original(conn, msg)
-            if original is None and msg.ack_code is None and msg.status == "received":
+            if msg.ack_code is None and msg.status == "received":
                 # Its ACK waits for the analysis (ack_after = "analysis"): an original an
                 # earlier run analysed but stopped before answering was accepted all the same.
-                original = _unanswered_original(conn, msg)
+                original = _accepted_or_unanswered_original(conn, msg)
+            else:
+                original = _accepted_original(conn, msg)
             if original is not None:
                 return self._duplicate_of(conn, original)
         try:
@@ -305,15 +306,18 @@ def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> Stored
                           msg.control_id or "")
 
 
-def _unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> StoredMessage | None:
-    """The message with ``msg``'s key that was analysed (or skipped) but never answered: with
-    ``ack_after = "analysis"`` the gateway stopped between the analysis and the ACK (the
-    sender saw no ACK and sends it again), or the ACK could not be recorded."""
+def _accepted_or_unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage
+                                     ) -> StoredMessage | None:
+    """The accepted message with ``msg``'s key, else the first one that was analysed (or
+    skipped) but never answered: with ``ack_after = "analysis"`` the gateway stopped
+    between the analysis and the ACK (the sender saw no ACK and sends it again), or the
+    ACK could not be recorded.  One query: it runs for every such message."""
     row = conn.execute(
         f"{_SELECT_STORED} "
         "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
-        "AND ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay') "
-        "ORDER BY id LIMIT 1",
+        "AND (ack_code IN ('AA', 'CA') "
+        "OR ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay')) "
+        "ORDER BY ack_code IS NULL, id LIMIT 1",
         (msg.sending_application, msg.sending_facility, msg.control_id or "")).fetchone()
     return StoredMessage(*row) if row else None
 
