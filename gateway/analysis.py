@@ -361,21 +361,24 @@ class AnalysisPool:
                 pass
         self._replace(executor, "timeout")
 
+    def _hand_over(self, fn: Callable[..., Any], *args: Any
+                   ) -> tuple[concurrent.futures.Executor, concurrent.futures.Future]:
+        """Submit ``fn(*args)``; the pool it went to and its future."""
+        try:
+            return self._executor, self._executor.submit(fn, *args)
+        except concurrent.futures.BrokenExecutor:
+            # Broken before any of its analyses said so (they are still to be reported):
+            # replaced, and the submission made once more to the new pool.
+            self._replace(self._executor, "worker_died")
+        return self._executor, self._executor.submit(fn, *args)
+
     def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True) -> defer.Deferred:
         """Run ``fn(*args)`` in the pool; ``timed``: subject to :attr:`timeout` (an
         analysis; not the engine's warm-up)."""
         d: defer.Deferred = defer.Deferred()
         try:
-            executor, future = self._executor, self._executor.submit(fn, *args)
-        except concurrent.futures.BrokenExecutor:
-            # Broken before any of its analyses said so (they are still to be reported).
-            self._replace(self._executor, "worker_died")
-            try:
-                executor, future = self._executor, self._executor.submit(fn, *args)
-            except Exception as exc:  # noqa: BLE001 - the new pool is unusable too
-                return defer.fail(AnalysisFailure(
-                    f"analysis pool unavailable: {type(exc).__name__}"))
-        except Exception as exc:  # noqa: BLE001 - pool shut down
+            executor, future = self._hand_over(fn, *args)
+        except Exception as exc:  # noqa: BLE001 - pool shut down, or unusable once replaced
             return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
         self.pending += 1
 

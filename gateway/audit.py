@@ -65,6 +65,7 @@ import functools
 import json
 import operator
 import os
+import pathlib
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator, Sequence
@@ -79,7 +80,7 @@ from .errors import AuditError
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
     "chunks", "duplicate_op", "event_op", "has_table", "inferences_cleared_op", "inferences_op",
-    "received_op", "status_op", "utc_now",
+    "received_op", "sqlite_uri", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -222,11 +223,12 @@ class _ReceivedOp:
     def __call__(self, conn: sqlite3.Connection) -> int | Duplicate:
         msg = self.msg
         if msg.control_id is not None and not self.accepted and self.duplicates:
-            original = _accepted_original(conn, msg)
-            if original is None and msg.ack_code is None and msg.status == "received":
+            if msg.ack_code is None and msg.status == "received":
                 # Its ACK waits for the analysis (ack_after = "analysis"): an original an
                 # earlier run analysed but stopped before answering was accepted all the same.
-                original = _unanswered_original(conn, msg)
+                original = _accepted_or_unanswered_original(conn, msg)
+            else:
+                original = _accepted_original(conn, msg)
             if original is not None:
                 return self._duplicate_of(conn, original)
         try:
@@ -304,15 +306,18 @@ def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> Stored
                           msg.control_id or "")
 
 
-def _unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> StoredMessage | None:
-    """The message with ``msg``'s key that was analysed (or skipped) but never answered: with
-    ``ack_after = "analysis"`` the gateway stopped between the analysis and the ACK (the
-    sender saw no ACK and sends it again), or the ACK could not be recorded."""
+def _accepted_or_unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage
+                                     ) -> StoredMessage | None:
+    """The accepted message with ``msg``'s key, else the first one that was analysed (or
+    skipped) but never answered: with ``ack_after = "analysis"`` the gateway stopped
+    between the analysis and the ACK (the sender saw no ACK and sends it again), or the
+    ACK could not be recorded.  One query: it runs for every such message."""
     row = conn.execute(
         f"{_SELECT_STORED} "
         "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
-        "AND ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay') "
-        "ORDER BY id LIMIT 1",
+        "AND (ack_code IN ('AA', 'CA') "
+        "OR ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay')) "
+        "ORDER BY ack_code IS NULL, id LIMIT 1",
         (msg.sending_application, msg.sending_facility, msg.control_id or "")).fetchone()
     return StoredMessage(*row) if row else None
 
@@ -464,6 +469,14 @@ def _event_row(time: str, event: str, control_id: str | None, message_id: int | 
     return (time, event, control_id, message_id, json.dumps(clean, default=str))
 
 
+def sqlite_uri(path: str, mode: str) -> str:
+    """The SQLite URI that opens the file ``path`` in ``mode`` (``ro``: read only, ``rw``:
+    an existing file, never created).  Percent-encoded: a ``?``, ``#`` or ``%`` in the file
+    name would otherwise start the URI's query, fragment or an escape, and SQLite would
+    open (and create) another file, without the mode."""
+    return f"{pathlib.Path(os.path.abspath(path)).as_uri()}?mode={mode}"
+
+
 def _prepare_path(path: str) -> None:
     """Create the file (and its directory) owner-only, or check that the existing one can
     become an audit database; an unusable path is an :class:`AuditError` naming it."""
@@ -492,7 +505,7 @@ def _refuse_foreign(path: str) -> None:
     """
     if not os.path.isfile(path) or os.path.getsize(path) == 0:
         return
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True)
     try:
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'"
                               ).fetchone()[0]
@@ -566,9 +579,9 @@ class AuditLog:
                     raise AuditError(f"no audit database at {path}")
                 # URI modes that never create the file (a plain connect would, and the
                 # schema would then be created in whatever file the path named).
-                conn = (sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                conn = (sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
                         if readonly else
-                        sqlite3.connect(f"file:{path}?mode=rw", uri=True, isolation_level=None,
+                        sqlite3.connect(sqlite_uri(path, "rw"), uri=True, isolation_level=None,
                                         check_same_thread=False))
             else:
                 _prepare_path(path)

@@ -42,7 +42,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .audit import event_op, has_table, utc_now
+from .audit import event_op, has_table, sqlite_uri, utc_now
 from .errors import GatewayError
 
 __all__ = ["Outbox", "OutboxError", "OutboxRow", "enqueue_op", "ensure_schema"]
@@ -183,7 +183,7 @@ class Outbox:
         """Its own connection to the audit database (create it first with ``AuditLog``)."""
         try:
             if readonly:
-                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+                conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
                 conn.execute("PRAGMA busy_timeout = 5000")
                 outbox = cls.__new__(cls)
                 outbox.conn, outbox.clock = conn, clock or _WallClock()

@@ -478,10 +478,12 @@ class AnalysisPipeline:
             lambda outcomes: (outcomes, message), lambda f: f.value.subFailure)
 
     def _mapping_failed(self, failure: Any, message: AcceptedMessage) -> Any:
-        """Mapped after the ACK and the content is bad: recorded, the sender already has AA.
+        """Mapped after the commit and the content is bad: recorded; the sender has its AA
+        already, or with ``ack_after = "analysis"`` gets an AE (:class:`AnalysisStatus`).
 
         A mapping bug (``MappingFailure``) is recorded too: it would fail again at every
-        start.  Any other failure (a worker that died) leaves the message ``received``.
+        start.  Any other failure is passed on: a worker that died or an analysis that
+        timed out goes to :meth:`_worker_failed`, the rest leave the message ``received``.
         """
         from mappings.errors import HL7Error
 

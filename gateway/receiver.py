@@ -61,7 +61,7 @@ from mappings.errors import ContentError, HL7Error, UnreadableHeader
 from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
 
-from .ack_policy import decide, enhanced_mode
+from .ack_policy import AckDecision, decide, enhanced_mode
 from .audit import (
     Duplicate, ReceivedMessage, ack_op, duplicate_op, event_op, received_op, utc_now,
 )
@@ -314,36 +314,47 @@ class Receiver:
             if not ok and not isinstance(error, (HL7Error, RequestError)):
                 error = AnalysisFailure("analysis failed")
             decision = decide(error)
-            code = decision.code_for(enhanced_mode(header.accept_ack_type,
-                                                   header.application_ack_type))
-            ack_id = self.ids()
-            ack = _ack(header, code, ack_id, self.now(), decision.error, record.charset or "utf-8")
-            stored = self.committer.submit(ack_op(
-                message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
-                decision.error.message if decision.error else None))
 
-            def sent(_: Any) -> bytes:
-                self._answer_waiting(key, record, ack, message_id, code)
+            def sent(code: str) -> None:
                 self._count(record.message_type, code)
                 self.log.info("hl7.message", control_id=record.control_id,
                               conn_id=record.conn_id, peer=record.peer, message_id=message_id,
                               message_type=record.message_type, outcome=decision.outcome,
                               ack_code=code, analysis=status if isinstance(status, str) else None,
                               duration_ms=self._ms(started))
-                return ack
 
-            def not_recorded(failure: Failure) -> bytes:
-                # The message is stored but its ACK could not be: the sender is told we
-                # failed (AR 207, as for a message that could not be stored), and the
-                # duplicates waiting for this ACK get the same answer instead of waiting
-                # for ever.
-                return self._not_stored(failure, record, key, header, record.charset or "utf-8",
-                                        started, message_id=message_id,
-                                        outcome="ack_not_recorded")
-
-            return stored.addCallbacks(sent, not_recorded)
+            return self._send_recorded_ack(message_id, decision, record, key, header, started,
+                                           sent)
 
         return d.addBoth(answer)
+
+    def _send_recorded_ack(self, message_id: int, decision: AckDecision, record: ReceivedMessage,
+                           key: tuple[str, str, str], header: Any, started: float,
+                           sent: Callable[[str], None]) -> defer.Deferred:
+        """Answer a stored message once its ACK is recorded on it (``ack_op``): ``sent(code)``
+        logs it, and the duplicates waiting for it get the same ACK."""
+        code = decision.code_for(enhanced_mode(header.accept_ack_type,
+                                               header.application_ack_type))
+        ack_id = self.ids()
+        charset = record.charset or "utf-8"
+        ack = _ack(header, code, ack_id, self.now(), decision.error, charset)
+        stored = self.committer.submit(ack_op(
+            message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
+            decision.error.message if decision.error else None))
+
+        def recorded(_: Any) -> bytes:
+            self._answer_waiting(key, record, ack, message_id, code)
+            sent(code)
+            return ack
+
+        def not_recorded(failure: Failure) -> bytes:
+            # The message is stored but its ACK could not be: the sender is told we failed
+            # (AR 207, as for a message that could not be stored), and the duplicates
+            # waiting for this ACK get the same answer instead of waiting for ever.
+            return self._not_stored(failure, record, key, header, charset, started,
+                                    message_id=message_id, outcome="ack_not_recorded")
+
+        return stored.addCallbacks(recorded, not_recorded)
 
     def _not_stored(self, failure: Failure, record: ReceivedMessage, key: tuple[str, str, str],
                     header: Any, charset: str, started: float, *, message_id: int | None = None,
@@ -384,25 +395,12 @@ class Receiver:
         earlier run stopped first, or its ACK could not be recorded) and the sender sent
         it again.  The resend gets the ACK the original earned, AA (CA), recorded on the
         original so that later resends are answered with it; nothing is analysed again."""
-        code = decide(None).code_for(enhanced_mode(header.accept_ack_type,
-                                                   header.application_ack_type))
-        ack_id = self.ids()
-        charset = record.charset or "utf-8"
-        ack = _ack(header, code, ack_id, self.now(), None, charset)
-        stored = self.committer.submit(ack_op(duplicate.original_id, code, ack, ack_id))
-
-        def sent(_: Any) -> bytes:
-            self._answer_waiting(key, record, ack, duplicate.original_id, code)
+        def sent(code: str) -> None:
             self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                                 code, duplicate.same_content, started)
-            return ack
 
-        def not_recorded(failure: Failure) -> bytes:
-            return self._not_stored(failure, record, key, header, charset, started,
-                                    message_id=duplicate.original_id,
-                                    outcome="ack_not_recorded")
-
-        return stored.addCallbacks(sent, not_recorded)
+        return self._send_recorded_ack(duplicate.original_id, decide(None), record, key, header,
+                                       started, sent)
 
     def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
                         ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:

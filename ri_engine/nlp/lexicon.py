@@ -21,6 +21,7 @@ from spacy.matcher import PhraseMatcher
 from spacy.tokens import Doc
 
 from ..knowledge import load_json
+from .alternation import phrase_alternation
 from .types import Code, Term
 
 SYSTEMS = {"SCT": "http://snomed.info/sct", "RADLEX": "http://radlex.org", "LOINC": "http://loinc.org"}
@@ -28,8 +29,8 @@ MODIFIER_GROUPS = ("change", "severity", "chronicity", "feature", "temporal", "m
 
 
 def _word_pattern(words: list[str]) -> re.Pattern[str]:
-    return re.compile(r"\b(?:%s)\b" % "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in words),
-                      re.IGNORECASE)
+    """Any of ``words`` as whole words, case-insensitive; a space matches any gap."""
+    return re.compile(rf"\b{phrase_alternation(words)}\b", re.IGNORECASE)
 
 
 def make_code(triple: list[str]) -> Code:

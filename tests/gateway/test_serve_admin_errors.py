@@ -139,3 +139,26 @@ def test_a_stop_with_analyses_in_flight_logs_no_error_and_the_next_start_ends_th
             second.output.wait_for(json_event("analysis", control_id=f"R{n}", status="analysed"))
     finally:
         assert second.stop() == 0
+
+
+def test_a_database_path_with_uri_characters_is_opened_as_named(tmp_path):
+    # A '#' (or '?', '%') in the file name began the SQLite URI's fragment (query, escape):
+    # the path was cut there, and another file ("inventory") was opened and created, so
+    # another program's database was not refused and a reader did not find the audit log.
+    other = tmp_path / "inventory#2.sqlite3"
+    with sqlite3.connect(other) as con:
+        con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    con.close()
+    _refused(_serve("--db", str(other)), 3,
+             f"ri-gateway: {other} is not a ri-gateway audit database")
+    db = tmp_path / "audit?#%41.sqlite3"
+    gateway = GatewayProcess(db).start()
+    try:
+        assert b"\rMSA|AA|U1" in exchange(gateway.port, oru("U1"))
+    finally:
+        assert gateway.stop() == 0
+    tail = run_cli("audit", "tail", "--json", "--db", str(db))
+    assert tail.returncode == 0, tail.stderr
+    assert any(json.loads(line)["control_id"] == "U1" for line in tail.stdout.splitlines())
+    assert sorted(p.name for p in tmp_path.iterdir()
+                  if not p.name.endswith(("-wal", "-shm"))) == [db.name, other.name]
