@@ -348,10 +348,10 @@ class AnalysisPool:
         if self.on_restart is not None:
             self.on_restart(reason)
 
-    def _kill_workers(self, executor: concurrent.futures.Executor) -> None:
-        """Stop a process pool whose analysis hangs: its workers are killed (a running
-        task cannot be cancelled) and a new pool takes its place; the other analyses in
-        it fail with :class:`WorkerDied` and are tried again."""
+    @staticmethod
+    def _kill_workers(executor: concurrent.futures.Executor) -> None:
+        """Kill a process pool's workers (a running task cannot be cancelled); the other
+        analyses in it then fail with :class:`WorkerDied` and are tried again."""
         # ProcessPoolExecutor has no public way to stop its workers before Python 3.14
         # (terminate_workers); _processes has held them, by pid, since Python 3.2.
         for process in list((getattr(executor, "_processes", None) or {}).values()):
@@ -359,7 +359,6 @@ class AnalysisPool:
                 process.kill()
             except (OSError, ValueError, AttributeError):  # already gone
                 pass
-        self._replace(executor, "timeout")
 
     def _hand_over(self, fn: Callable[..., Any], *args: Any
                    ) -> tuple[concurrent.futures.Executor, concurrent.futures.Future]:
@@ -415,10 +414,10 @@ class AnalysisPool:
             d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
             if self.kind == "process":
                 self._kill_workers(executor)
-            else:
-                # Its thread runs on in the old pool; new threads take the analyses from
-                # now on, so the ones queued behind it are not held (nor timed out) too.
-                self._replace(executor, "timeout")
+            # A new pool takes the analyses from now on; a thread cannot be stopped and runs
+            # on in the old one, but the analyses queued behind it are not held (nor timed
+            # out) too.
+            self._replace(executor, "timeout")
 
         expiry = (self.reactor.callLater(self.timeout, expire)
                   if timed and self.timeout is not None else None)

@@ -400,8 +400,7 @@ class AnalysisPipeline:
         if failure.check(AnalysisTimedOut):
             self.log.error("analysis.timed_out", control_id=cid, message_id=mid,
                            error=str(failure.value))
-            return self._record_unmapped(message, failure.value, event_op(
-                "analysis_failed", cid, mid, stage="timeout", error=str(failure.value)))
+            return self._record_failed_at("timeout", message, failure.value)
         if not failure.check(WorkerDied) or self._stopped:
             return failure
         deaths = self._deaths.get(mid, 0) + alone
@@ -410,8 +409,7 @@ class AnalysisPipeline:
             error = f"the analysis worker died {deaths} times analysing this message alone"
             self.log.error("analysis.worker_died", control_id=cid, message_id=mid,
                            deaths=deaths)
-            return self._record_unmapped(message, failure.value, event_op(
-                "analysis_failed", cid, mid, stage="worker", error=error))
+            return self._record_failed_at("worker", message, failure.value, error)
         self._deaths[mid] = deaths
         self.log.warning("analysis.retry_alone", control_id=cid, message_id=mid,
                          deaths=deaths)
@@ -504,9 +502,16 @@ class AnalysisPipeline:
     def _mapping_bug(self, error: BaseException, message: AcceptedMessage) -> defer.Deferred:
         self.log.error("analysis.mapping_failed", control_id=message.control_id,
                        message_id=message.message_id, error=str(error))
+        return self._record_failed_at("mapping", message, error)
+
+    def _record_failed_at(self, stage: str, message: AcceptedMessage, error: BaseException,
+                          text: str | None = None) -> defer.Deferred:
+        """Analysis failed at ``stage`` (``mapping``, ``timeout``, ``worker``): an
+        ``analysis_failed`` event saying so (``text``, else the error's own), recorded as
+        an unmapped message is."""
         return self._record_unmapped(message, error, event_op(
-            "analysis_failed", message.control_id, message.message_id,
-            stage="mapping", error=str(error)))
+            "analysis_failed", message.control_id, message.message_id, stage=stage,
+            error=text if text is not None else str(error)))
 
     def _record_unmapped(self, message: AcceptedMessage, error: BaseException,
                          event: Op[Any]) -> defer.Deferred:
