@@ -4,7 +4,8 @@ The patient's true age is computed from ``details.birthDate`` at the context's r
 date (encounter start, else the document date). An inference is produced for every age
 expression that describes the patient and falls outside the tolerance:
 
-- years ("72-year-old", "72 yo", "72 y/o", "aged 72", "78 years old", "72 years of age"),
+- years ("72-year-old", "72 yo", "72 y/o", "aged 72", "78 years old", "72 years of age",
+  "45M with ..." / "72F, ..."),
   with the number also in words ("a sixty-five-year-old", "seventy two year old"):
   accepted within +/-1 year of the completed age (reports are dictated around birthdays
   and birth dates travel through time zones);
@@ -40,6 +41,11 @@ from .quality_text import (
 
 _NUM = rf"(?P<n>\d{{1,3}}(?:\.\d)?|{NUMBER_WORDS})"
 _UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
+COMPACT_AGE_SEX = re.compile(
+    r"(?<![\w.])(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
+    r"(?=\s*(?:[,;:]|$)"
+    r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b)",
+    re.MULTILINE)
 _AGE_PATTERNS = (
     # 72-year-old, 78 years old, 6-month-old, 3 wk old
     re.compile(rf"(?<![\d.]){_NUM}\s*-?\s*{_UNIT}\s*-?\s*old\b", re.IGNORECASE),
@@ -50,10 +56,14 @@ _AGE_PATTERNS = (
     # aged 72, age: 72, age 72
     re.compile(rf"\bage[d]?\s*:?\s*(?>{_NUM})(?![\d.])(?!\s*(?:months?|mos?|weeks?|wks?|days?)\b)",
                re.IGNORECASE),
+    # 45M, 72 F: the years and the sex letter run together, as a history line opens
+    # ("45M with chest pain", "72F, fall"); a catheter size ("5F pigtail") is followed by
+    # its noun, not by one of these words.
+    COMPACT_AGE_SEX,
 )
 
 # Text every match of each pattern above holds (lower case): a cheap test before the scan.
-_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",))
+_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",), ("m", "f"))
 
 # Accepted age range in years per age word, with a margin beyond the textbook range.
 AGE_WORDS: dict[str, tuple[float, float]] = {

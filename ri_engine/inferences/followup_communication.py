@@ -27,6 +27,10 @@ _VERB = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbs"]), re.IGNO
 _VERBAL = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["verbal_cues"]), re.IGNORECASE))
 _ROLES = [(role, re.compile(pattern)) for role, pattern in _VOCAB["recipient_patterns"]]
 _NAME_AFTER = re.compile(r"\b(?:with|to)\s+(?:the\s+)?(?P<name>[A-Z][a-z]+(?:\s+[A-Z][a-z]+)*)")
+# Credentials that stay in capitals when a sentence written in capitals is read in title
+# case ("DISCUSSED WITH DR. OKAFOR" -> "Discussed With Dr. Okafor"; "JONES, RN" keeps "RN").
+# "DO" is left out: in capitals it is far more often the verb ("PLEASE DO NOT").
+_CREDENTIALS = re.compile(r"\b(?:Md|Pa(?:-C)?|Rn|Np|Crnp|Aprn|Lpn|Cnm|Ed|Er)\b")
 _EXCLUDE = CaseFolded(re.compile(r"\b(?:%s)\b" % "|".join(_VOCAB["not_communication"]), re.IGNORECASE))
 
 
@@ -55,8 +59,9 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             continue
         recipients: list[str] = []
         spans: list[tuple[int, int]] = []
+        names = _mixed_case(text)
         for lo, hi in kept:
-            roles, found = _recipients(text[:hi], max(lo, verb.end()), lo)
+            roles, found = _recipients(names[:hi], max(lo, verb.end()), lo)
             recipients += [r for r in roles if r not in recipients]
             spans += found
         if not recipients:
@@ -73,6 +78,14 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             was_acknowledged=any(verbal.search(folded, lo, hi) for lo, hi in kept),
             extension=ctx.evidence(*token_spans_for(ctx, sorted(evidence))) or None))
     return out
+
+
+def _mixed_case(text: str) -> str:
+    """A sentence written in capitals, in title case (same length, so offsets hold): names
+    and titles are told by their capital first letter ("Dr. Okafor", "Smith, RN")."""
+    if any(c.islower() for c in text) or not any(c.isupper() for c in text):
+        return text
+    return _CREDENTIALS.sub(lambda m: m.group(0).upper(), text.title())
 
 
 def _clauses(text: str) -> list[tuple[int, int]]:

@@ -3,7 +3,7 @@
 Three kinds of mention imply a sex (terms in ``knowledge/quality_sex_terms.json``):
 
 - explicit words for the patient: man, woman, male, female, boy, girl, gentleman, lady,
-  and "M"/"F" written right after an age ("43 yo M");
+  and "M"/"F" written right after an age ("43 yo M", "45M with chest pain");
 - pronouns he/his/him, she/her/hers, only where they refer to the patient: the sentence
   names the patient first, or the pronoun sits in the history/indication section, and no
   other person (a doctor, a relative) is named before it in the sentence. Pronouns
@@ -17,7 +17,9 @@ A mention does not count when its clause denies it ("no gestational sac"), when 
 documented as absent or removed ("status post hysterectomy, uterus absent": the uterus
 does not count, the hysterectomy does), or when it
 belongs to someone else ("her husband", "male fetus", "family history of prostate
-cancer"). Each remaining mention whose sex differs from ``details.sex`` gives one
+cancer", "status post prostatectomy in her brother"). Procedure words joined into one
+operation ("TAH-BSO", "hysterectomy with bilateral salpingo-oophorectomy") are one
+mention. Each remaining mention whose sex differs from ``details.sex`` gives one
 inference (RI: one per triggering mention) with the SNOMED sex indication; evidence
 tokens sit on both the indication and the inference. Nothing is produced when the
 patient's sex is missing or ``unspecified``.
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 
 from ..context import AnalysisContext
 from ..models import Inference, SexMismatchInference
+from .age_mismatch import COMPACT_AGE_SEX
 from .quality_text import (
     coded, is_negated, knowledge, occurs, phrase_pattern, section_name_at, sentence_bounds,
     token_evidence,
@@ -38,6 +41,18 @@ from .quality_text import (
 
 _NEXT_WORD = re.compile(r"[\s,-]*([A-Za-z]+)")
 _PATIENT = re.compile(r"\b(?:patient|pt)\b", re.IGNORECASE)
+# "prostatectomy in her brother", "ovarian cancer of his mother": the person a mention
+# belongs to named right after it or its noun ("cancer"); a possessive and one adjective
+# may come before the person.
+_OWNER_AFTER = re.compile(
+    r"(?:[ \t]+(?!(?:in|of)\b)[A-Za-z]+){0,2}?[ \t]+(?:in|of)[ \t]+"
+    r"(?:(?:his|her|their|the|a|an)[ \t]+)?(?:(?:patient|pt)['’]s[ \t]+)?"
+    r"(?:[A-Za-z]+[ \t]+)?([A-Za-z]+)(?![A-Za-z'])", re.IGNORECASE)
+# "TAH-BSO", "hysterectomy with bilateral salpingo-oophorectomy": one operation named by
+# two procedure words is one mention (RI: one inference per triggering mention).
+_ONE_OPERATION = re.compile(
+    r"[ \t]*(?:[-/+&,]|and|with|plus)[ \t]*(?:(?:bilateral|left|right|unilateral|total|"
+    r"partial|laparoscopic)[ \t]+)*", re.IGNORECASE)
 _AGE_LETTER = re.compile(
     r"\b\d{1,3}\s*(?:yo|y/o|y\.o\.|-?\s*years?\s*-?\s*old|-?\s*yr\s*-?\s*old)\s+(?P<s>[MF])\b")
 
@@ -48,6 +63,7 @@ class _Mention:
     start: int
     end: int
     pronoun: bool = False
+    procedure: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,9 +123,10 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
                 continue
             if not _other_person(ctx, terms, m.start(), m.end()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end())
-    for m in _AGE_LETTER.finditer(text):
-        sex = "male" if m.group("s") == "M" else "female"
-        found[(m.start("s"), m.end("s"))] = _Mention(sex, m.start("s"), m.end("s"))
+    for pattern in (_AGE_LETTER, COMPACT_AGE_SEX):
+        for m in pattern.finditer(text):
+            sex = "male" if m.group("s") == "M" else "female"
+            found[(m.start("s"), m.end("s"))] = _Mention(sex, m.start("s"), m.end("s"))
     # The mentions by start offset. Mentions are short phrases, so only those starting at most
     # the longest one's length before a match can hold it, and only those starting inside it
     # can be held by it: looking at those alone, rather than at every mention for each match,
@@ -141,14 +158,29 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
                 if e <= m.end():
                     del found[(s, e)]
                     ends_at[s].remove(e)
-            found[key] = _Mention(sex, m.start(), m.end())
+            found[key] = _Mention(sex, m.start(), m.end(), procedure=procedure)
             ends_at.setdefault(key[0], []).append(key[1])
             longest = max(longest, key[1] - key[0])
     for sex, pattern in terms.pronouns.items():
         for m in pattern.finditer(text):
             if _pronoun_is_patient(ctx, terms, m.start()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end(), pronoun=True)
-    return sorted(found.values(), key=lambda x: x.start)
+    return _one_per_operation(text, sorted(found.values(), key=lambda x: x.start))
+
+
+def _one_per_operation(text: str, mentions: list[_Mention]) -> list[_Mention]:
+    """Procedure words of one sex joined only by "-", "/", "with", "and" ("TAH-BSO") name
+    one operation: they become one mention spanning them."""
+    out: list[_Mention] = []
+    for mention in mentions:
+        last = out[-1] if out else None
+        if (last is not None and mention.procedure and last.procedure and last.sex == mention.sex
+                and last.end <= mention.start
+                and _ONE_OPERATION.fullmatch(text, last.end, mention.start)):
+            out[-1] = _Mention(last.sex, last.start, mention.end, procedure=True)
+            continue
+        out.append(mention)
+    return out
 
 
 def _generic_rule(text: str, terms: _Terms, offset: int,
@@ -169,6 +201,9 @@ def _other_person(ctx: AnalysisContext, terms: _Terms, start: int, end: int) -> 
     text = ctx.text
     after = _NEXT_WORD.match(text, end, s_end)  # not a slice: the sentence can be long
     if after and terms.others.fullmatch(after.group(1)):
+        return True
+    owner = _OWNER_AFTER.match(text, end, s_end)
+    if owner and terms.others.fullmatch(owner.group(1)):
         return True
     before = text[max(s_start, start - 30):start]
     return bool(terms.others.search(before))

@@ -50,6 +50,16 @@ _SIZE_AFTER = re.compile(r"[ \t:,(-]*")
 _OTHER_SIZE = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,2}?(?:%s)\b" % (_LINK_WORD, "|".join(
     re.escape(t) for t in load_json("findings.json")["not_finding_sizes"]["terms"])), re.IGNORECASE)
 
+# "The 2 cm mass abuts the 8 mm vessel": a size after a determiner opens a noun phrase and
+# measures that phrase's head. The phrase runs over the words after the size up to a link
+# word or punctuation; when no finding is among them (nor right after "of": "a 2 cm area
+# of consolidation"), its head is something else and the size is not a finding's.
+_DETERMINER_BEFORE = re.compile(
+    r"(?<![A-Za-z])(?:the|a|an|this|that|these|those|its|their|each)[ \t]+$", re.IGNORECASE)
+_NOUN_PHRASE = re.compile(r"(?:[ \t-]+%s[A-Za-z0-9][A-Za-z0-9']*){1,8}" % _LINK_WORD, re.IGNORECASE)
+_OF_PHRASE = re.compile(r"[ \t]+of[ \t]+(?:(?:the|a|an)[ \t]+)?(?:%s[A-Za-z]+[ \t-]+){0,3}"
+                        % _LINK_WORD, re.IGNORECASE)
+
 T = TypeVar("T")
 
 
@@ -192,12 +202,20 @@ def _by_context(text: str, term: Term, sentence: Span, lexicon: Lexicon,
 
 def _sizes_other_thing(text: str, size: Measurement, finding_starts: list[int]) -> bool:
     """The size is written right before a device or the study's geometry with no finding
-    between ("10 mm drainage catheter"), not before a finding ("6 mm nodule near the tube")."""
-    m = _OTHER_SIZE.match(text, size.end)
-    if m is None:
-        return False
+    between ("10 mm drainage catheter"), not before a finding ("6 mm nodule near the tube"),
+    or it opens a noun phrase whose head is no finding ("the 8 mm vessel")."""
     index = bisect_left(finding_starts, size.end)
-    return index >= len(finding_starts) or finding_starts[index] >= m.end()
+    following = finding_starts[index] if index < len(finding_starts) else len(text)
+    m = _OTHER_SIZE.match(text, size.end)
+    if m is not None:
+        return following >= m.end()
+    if not _DETERMINER_BEFORE.search(text, max(0, size.start - 12), size.start):
+        return False
+    phrase = _NOUN_PHRASE.match(text, size.end)
+    if phrase is None or following < phrase.end():
+        return False
+    of = _OF_PHRASE.match(text, phrase.end())
+    return of is None or following > of.end()
 
 
 def _outside(terms: list[Term], blocked: list[Term]) -> list[Term]:

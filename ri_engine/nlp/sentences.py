@@ -9,6 +9,8 @@ generic splitter cuts them in the wrong places. The rules here:
   cannot end a sentence ("the", "of", "with", ...);
 - a numbered or bulleted list item ("1.", "2)", "-", "*", "•") starts a sentence, and the
   marker is not part of it (RI's sentence spans start after "2. ");
+- a sentence opener capitalised right after a lower-case word ("No pneumothorax Moderate
+  effusion") starts a sentence: the period was dropped in dictation;
 - ``.``, ``!`` and ``?`` end a sentence when followed by whitespace, except after a title
   or abbreviation ("Dr. Smith", "e.g.", "approx.", "vs."); decimals ("5.6", "2.5 x 1.2 cm")
   never split because the dot is not followed by whitespace.
@@ -38,6 +40,16 @@ _RUN_ON_WORDS = frozenset({
     "is", "are", "was", "were", "be", "been", "that", "which", "as", "than", "measuring",
     "without", "into", "onto", "within", "this", "these", "its", "their", "both", "nor",
 })
+# A dictated sentence whose period was dropped ("No pneumothorax Moderate right pleural
+# effusion"): a word that opens radiology sentences, capitalised right after a lower-case
+# word, starts a new sentence. Only such openers count, not any capital: names and terms
+# ("Dr. Smith", "per Fleischner", "Bosniak IIF") are capitalised inside sentences.
+_DROPPED_STOP = re.compile(
+    r"(?<=[a-z])[ \t]+(?=(?:No|There|The|Small|Moderate|Mild|Large|Trace|Minimal|"
+    r"Severe|Stable|Unchanged|Interval|Normal|New|Again|Otherwise|Redemonstrated|Persistent|"
+    r"Resolved|Negative|Status|Heart|Lungs|Bones)\b)")
+_PREVIOUS_TOKEN = re.compile(r"\S+$")
+_UNITS = frozenset({"mm", "cm", "m", "ml", "cc", "hu", "mg", "kg", "g", "sec", "min", "mgy", "msv"})
 _LONGEST_ABBREVIATION = max(map(len, _ABBREVIATIONS | _SOFT_ABBREVIATIONS))
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\W*$")
 _ALNUM = re.compile(r"[^\W_]")  # exactly str.isalnum (\w is alphanumerics plus "_")
@@ -51,6 +63,12 @@ def split_sentences(text: str, sections: list[Section]) -> list[Span]:
         cuts.add(start)
         cuts.add(end)
     _line_cuts(text, cuts)
+    for match in _DROPPED_STOP.finditer(text):
+        previous = _PREVIOUS_TOKEN.search(text, max(0, match.start() - 40), match.start())
+        word = previous.group(0) if previous else ""
+        # A word, not a size ("<3cm No need for follow-up" is a table row) nor a run-on word.
+        if word.isalpha() and word.lower() not in _RUN_ON_WORDS and word.lower() not in _UNITS:
+            cuts.add(match.end())
     for match in _END_PUNCT.finditer(text):
         if text[match.start()] == "." and _dot_ends_nothing(text, match.start()):
             continue

@@ -125,3 +125,26 @@ def stripped(value: Any) -> Any:
     if isinstance(value, list):
         return [stripped(v) for v in value]
     return value
+
+
+# --- reading finding observations -------------------------------------------------------------
+
+SIZE, PREVIOUS = "246115007", "9130008"
+
+
+def finding_subject(observation: dict) -> str:
+    """The first SUBJECT OF INFORMATION code of a finding, "-" without one."""
+    return next((c["valueCodeableConcept"]["coding"][0]["code"] for c in observation["component"]
+                 if c["code"]["coding"][0]["code"] == "131195008"), "-")
+
+
+def finding_sizes(observation: dict) -> list[str]:
+    """The SIZE components in order, as "8m" / "1.2c", "prev:" before a previous size."""
+    out = []
+    for c in observation["component"]:
+        if c["code"]["coding"][0]["code"] != SIZE:
+            continue
+        prior = c["interpretation"][0]["coding"][0]["code"] == PREVIOUS
+        q = c.get("valueQuantity") or c["valueRange"]["low"]
+        out.append(f"{'prev:' if prior else ''}{q['value']:g}{q['unit'][:1].lower()}")
+    return out

@@ -8,34 +8,17 @@ from __future__ import annotations
 
 import pytest
 
-from request_builder import analyse, build_request
+from request_builder import analyse, build_request, finding_sizes, finding_subject
 
 CPT = "http://www.ama-assn.org/go/cpt"
-SIZE, PREVIOUS = "246115007", "9130008"
 
 
 def _findings(text: str, **kw: object) -> list[dict]:
     return [i.to_json()["finding"] for i in analyse(build_request(text, **kw), "finding")]
 
 
-def _subject(observation: dict) -> str:
-    return next((c["valueCodeableConcept"]["coding"][0]["code"] for c in observation["component"]
-                 if c["code"]["coding"][0]["code"] == "131195008"), "-")
-
-
-def _sizes(observation: dict) -> list[str]:
-    out = []
-    for c in observation["component"]:
-        if c["code"]["coding"][0]["code"] != SIZE:
-            continue
-        prior = c["interpretation"][0]["coding"][0]["code"] == PREVIOUS
-        q = c.get("valueQuantity") or c["valueRange"]["low"]
-        out.append(f"{'prev:' if prior else ''}{q['value']:g}{q['unit'][:1].lower()}")
-    return out
-
-
 def _sizes_by_subject(text: str) -> dict[str, list[str]]:
-    return {_subject(o): _sizes(o) for o in _findings(text)}
+    return {finding_subject(o): finding_sizes(o) for o in _findings(text)}
 
 
 # --- sizes ----------------------------------------------------------------------------------
@@ -239,6 +222,6 @@ def test_a_filling_defect_is_read_by_its_vessel(text: str, subjects: list[str], 
     got = []
     for o in _findings(text):
         absent = any(i["coding"][0]["code"] == "260413007" for i in o.get("interpretation", []))
-        got.append(f"{_subject(o)}|{'absent' if absent else 'present'}")
+        got.append(f"{finding_subject(o)}|{'absent' if absent else 'present'}")
     assert got == subjects
     assert _critical(text) == critical
