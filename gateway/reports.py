@@ -31,7 +31,8 @@ completes it, but it is probably not the follow-up that was asked for).  Of seve
 later exams that qualify, the first that is not early completes it, else the first.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
+guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up,
+as is one of a report filed under several orders of a message (its text under each OBR).
 A report sent again under its accession (a correction, an addendum) replaces the earlier
 version: only the latest one is tracked.
 The patient is the identifier the inbound mapping gives the report (``[mappings]`` patient
@@ -206,7 +207,10 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     tracked: list[FollowUp] = []
     # A report often says its recommendation twice (findings and impression), and the engine
     # gives one inference per statement: one follow-up per report, modality, region and due
-    # date, firm (not conditional, not hedged) if any of its statements is.
+    # date, firm (not conditional, not hedged) if any of its statements is. A report filed
+    # under several orders of one message (CT chest, abdomen and pelvis read together, its
+    # text under each OBR) is one report too: per patient, not per order group, or each
+    # order counted the recommendation again (as its alert is sent once, gateway.outbox_service).
     same: dict[tuple[Any, ...], int] = {}
     for message_id, control_id, received_at, obr_index, accession, text in recommended:
         inference = json.loads(text)
@@ -215,9 +219,12 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             continue
         regions = _regions(inference.get("recommendedProcedure") or {})
         patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient_id
+        # A later message under any accession of this one is a version of it, not its exam.
+        own = {accession} | {r.accession for r in reports.of(message_id).values()
+                             if r.patient_id == patient}
         candidates = [exam for exam in exams.get(patient, ())
                       if exam.received_at >= received_at and exam.message_id != message_id
-                      and exam.accession != accession and _answers(codes, exam.modalities)
+                      and exam.accession not in own and _answers(codes, exam.modalities)
                       and regions_overlap(regions, exam.regions)] if patient else []
         due, opens = _due(inference), _opens(inference)
         # The first exam not early is the follow-up (a CT a week after a 6-month
@@ -236,11 +243,12 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
             (message_id, obr_index) in communicated, status, done,
             _timing(done, opens, due, tolerance_days))
-        key = (message_id, obr_index, frozenset(codes), regions, due)
+        key = (message_id, patient or obr_index, frozenset(codes), regions, due)
         if key in same:
             first = tracked[same[key]]
             tracked[same[key]] = replace(first, conditional=first.conditional and item.conditional,
-                                         hedging=first.hedging and item.hedging)
+                                         hedging=first.hedging and item.hedging,
+                                         communicated=first.communicated or item.communicated)
             continue
         same[key] = len(tracked)
         tracked.append(item)
