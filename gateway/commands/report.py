@@ -23,7 +23,7 @@ import click
 from gateway.audit import AuditLog, utc_now
 from gateway.critical_results import STATUSES as CRITICAL_STATUSES
 from gateway.critical_results import critical_results, summarise
-from gateway.reports import FollowUp, StoredReport, Window, followups, quality_summary
+from gateway.reports import FollowUp, Patient, StoredReport, Window, followups, quality_summary
 
 from .options import config_option, db_option, parse_date, settings_from
 
@@ -111,21 +111,22 @@ def _text(item: FollowUp) -> str:
 
 def _mapped_reports(settings: Any) -> tuple[Any, Any]:
     """How :func:`gateway.reports.followups` reads a stored message: per OBR group, the
-    patient id, accession, order modality and order text the inbound mapping gives; and
-    the patient ids alone, cheaply."""
+    patient's identifiers, accession, order modality and order text the inbound mapping
+    gives; and the patients' identifiers alone, cheaply."""
     from mappings.decoding import decode_message
-    from mappings.inbound import map_oru, patient_ids
+    from mappings.inbound import map_oru, patient_identities
     from mappings.procedures import MODALITY_CODES
 
     def text_of(raw: bytes, charset: str | None) -> str:
         return decode_message(raw, charset or settings.mllp.default_charset).text
 
-    def patients(raw: bytes, charset: str | None) -> dict[int, str]:
-        return patient_ids(text_of(raw, charset), settings.mapping_config)
+    def patients(raw: bytes, charset: str | None) -> dict[int, Patient]:
+        return patient_identities(text_of(raw, charset), settings.mapping_config)
 
     def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
         text = text_of(raw, charset)
-        return {r.obr_index: StoredReport(r.request.patients[0].id, r.accession,
+        identities = patient_identities(text, settings.mapping_config)
+        return {r.obr_index: StoredReport(identities.get(r.obr_index, frozenset()), r.accession,
                                           MODALITY_CODES.get(r.modality_hint or ""),
                                           _order_text(r))
                 for r in map_oru(text, settings.mapping_config)}

@@ -73,3 +73,26 @@ def test_a_report_filed_under_several_orders_is_one_follow_up(rig):  # noqa: F81
     assert items[0]["completed_by"]["control_id"] == "TWIN0003"
     assert last.startswith("2 tracked follow-up recommendation(s): 1 completed, 0 open, "
                            "1 overdue, 0 undated; completed 50%")
+
+
+def test_the_patient_is_an_identifier_with_its_assigning_authority(rig):  # noqa: F811
+    # Two hospitals feed one gateway. The follow-up CT of patient A was done at the partner
+    # hospital, which lists its own MRN first and GENHOSP's beside it: it completes A's
+    # follow-up (only the first MRN was compared, and it was counted overdue). Patient B's
+    # MRN 5555 is also a number the partner gave another patient: that patient's CT does not
+    # complete B's follow-up (the number alone was compared, and B's was counted done).
+    analysed(rig, [
+        oru("MRNA0001", "MRN-A1^^^GENHOSP^MR", "20240115",
+            order(1, "ACC-A1", CT_CHEST, "20240115", NODULE)),
+        oru("MRNB0001", "5555^^^GENHOSP^MR", "20240115",
+            order(1, "ACC-B1", CT_CHEST, "20240115", NODULE)),
+        oru("MRNA0002", "P-991^^^PARTNER^MR~MRN-A1^^^GENHOSP^MR", "20240712",
+            order(1, "ACC-A2", CT_CHEST, "20240712", STABLE)),
+        oru("MRNB0002", "5555^^^PARTNER^MR", "20240712",
+            order(1, "ACC-B2", CT_CHEST, "20240712", STABLE)),
+    ])
+    items, last = followups(rig)
+    assert {i["control_id"]: (i["status"], (i["completed_by"] or {}).get("control_id"))
+            for i in items} == {"MRNA0001": ("completed", "MRNA0002"),
+                                "MRNB0001": ("overdue", None)}
+    assert "MRN-A1" not in last and "5555" not in last
