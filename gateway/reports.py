@@ -54,8 +54,8 @@ from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_ov
 from .audit import AuditLog, chunks
 
 __all__ = [
-    "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "Patient", "StoredReport", "Window",
-    "followups", "kind_in", "quality_summary",
+    "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "Patient", "ReadPatients", "StoredReport",
+    "Window", "followups", "kind_in", "quality_summary",
 ]
 
 COMPLIANCE_TYPES = ("performanceMet", "performanceNotMet", "denominatorException",

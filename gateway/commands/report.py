@@ -187,7 +187,8 @@ def _critical_text(item: Any) -> str:
     alerts = f"{item.delivered}/{item.alerts}" + (f" ({item.dead} dead)" if item.dead else "")
     return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
             f"{item.control_id or '-':<14} {alerts:<12} {_seconds(item.seconds_to_alert):>9} "
-            f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}")
+            f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}"
+            + (f"  ({len(item.versions)} versions)" if len(item.versions) > 1 else ""))
 
 
 def _seconds(value: float | None) -> str:
@@ -203,9 +204,10 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
     """Reports with critical results: whether an alert was delivered, how long it took,
     and whether the report documents that the result was communicated."""
     window = _window(since, until)
-    audit, _ = _open(config_path, db_path)
+    audit, settings = _open(config_path, db_path)
     with audit:
-        found = critical_results(audit, window)
+        # Versions of one report are matched by accession and patient (the mapping's rules).
+        found = critical_results(audit, window, patients=_mapped_reports(settings)[1])
     shown = [item for item in found if not statuses or item.status in statuses]
     if as_json:
         for item in shown:

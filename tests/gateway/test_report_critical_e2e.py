@@ -216,3 +216,46 @@ def test_purging_a_delivered_escalation_does_not_page_the_backup_again(rig):  # 
                   for m in rig.received("backup")]
     assert accessions == ["ACC21", "ACC22"]
     assert len(rig.events("ESCP0001", "escalated")) == 1
+
+
+def test_a_report_sent_again_is_one_line_with_its_versions(rig):  # noqa: F811
+    # The final report is paged; its correction (OBR-25 C) repeats the critical result but
+    # the alert route pages final reports only. Another report reaches the gateway twice,
+    # an interface engine resending it under a new MSH-10. Each was a line of its own: the
+    # correction "not alerted" with nobody documented as told, one more to chase, and the
+    # resend a second critical result. Another patient's report under a reused accession
+    # number is not a version.
+    ok, mllp = free_port(), free_port()
+    rig.sink("ok", ok)
+    rig.serve(BASE + pager("ok", ok) + route("to-ok", "ok", "RIS")
+              + 'result_statuses = ["F"]\n', mllp)
+    final = oru("VERS0001", "RIS", "ACC31", CRITICAL)
+    corrected = oru("VERS0002", "RIS", "ACC31", CRITICAL + ["ADDENDUM: Side confirmed."]
+                    ).replace("ACC31|||||||F", "ACC31|||||||C")
+    resent = [oru(control_id, "RIS", "ACC32", CRITICAL) for control_id in ("VERS0003", "VERS0004")]
+    other = oru("VERS0005", "RIS", "ACC31", CRITICAL).replace("MRN7001", "MRN7002")
+    messages = [final, corrected, *resent, other]
+    sent = rig.send(mllp, "versions", "".join(messages))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("every alert delivered", lambda: {"VERS0001", "VERS0003", "VERS0004", "VERS0005"}
+             <= events(rig.db, "delivered"))
+    wait_for("every report analysed", lambda: len(
+        {"VERS0001", "VERS0002", "VERS0003", "VERS0004", "VERS0005"}
+        & events(rig.db, "analysed")) == 5)
+    listed = rig.run("report", "critical", "--json", "--db", rig.db)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = {row["control_id"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert {c: (r["status"], r["unconfirmed"]) for c, r in rows.items()} == {
+        "VERS0001": ("alerted", False), "VERS0003": ("alerted", False),
+        "VERS0005": ("alerted", False)}
+    assert {c: (r["status"], r["versions"], r["alerts"], r["delivered"], r["unconfirmed"])
+            for c, r in rows.items()} == {
+        "VERS0001": ("alerted", ["VERS0001", "VERS0002"], 1, 1, False),
+        "VERS0003": ("alerted", ["VERS0003", "VERS0004"], 2, 2, False),
+        "VERS0005": ("alerted", ["VERS0005"], 1, 1, False)}
+    text = rig.run("report", "critical", "--db", rig.db)
+    lines = text.stdout.splitlines()
+    assert lines[1].endswith("(2 versions)") and not lines[3].endswith("versions)")
+    assert lines[-1].startswith("3 report(s) with critical results: 3 alerted, 0 pending, "
+                                "0 failed, 0 not alerted;")
+    assert lines[-1].endswith("0 with neither a delivered alert nor documented communication")
