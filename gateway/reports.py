@@ -12,7 +12,8 @@ engine already mirrors the inverse measures (MIPS 405, 406), so higher is better
 recommendation.  A recommendation is
 
 * ``completed`` once a later report for the same patient (another accession, received at
-  or after the recommending one) is of an exam of the recommended modality and body region:
+  or after the recommending one, of an exam that was done: ``StoredReport.performed``) is
+  of an exam of the recommended modality and body region:
   the modality of its order (the procedure table or OBR-24), or one its
   ``radiologyProcedure`` inference names (CT and CT angiography count as one modality, as
   do PET and PET/CT; a recommendation that names no modality is met by any imaging exam);
@@ -173,6 +174,7 @@ class StoredReport:
     accession: str | None
     modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
     description: str | None = None  # what the order says it is ("CT CHEST WO CONTRAST")
+    performed: bool = True  # False: its result status says no exam was done (cancelled, ...)
 
 
 # read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
@@ -369,7 +371,7 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
                                     for imaging in procedure.get("imagingProcedures", [])))
                 regions = _union(regions, _regions(procedure))
             modalities = frozenset(_canonical(code) for code in codes)
-            if modalities:
+            if modalities and report.performed:
                 exam = Exam(message_id, control_id, received_at, report.accession, modalities,
                             regions)
                 for identity in report.patient:

@@ -71,8 +71,8 @@ from .structure import (
 )
 from .validation import validate_structure
 
-__all__ = ["MappedReport", "SourceMap", "SourceRef", "check_oru", "map_oru",
-           "patient_identities"]
+__all__ = ["NO_RESULT_STATUSES", "MappedReport", "SourceMap", "SourceRef", "check_oru",
+           "map_oru", "patient_identities"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,12 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     if not any(has_report_text(group, d, config, charset) for group in groups):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
     return len(groups)
+
+
+# HL7 table 0123 result statuses that say no exam result exists: O order received, I in
+# progress (specimen in lab), S scheduled but not done, X order cancelled, Y and Z no order
+# or patient on record (queries). A report with one is no evidence that the exam was done.
+NO_RESULT_STATUSES = frozenset({"O", "I", "S", "X", "Y", "Z"})
 
 
 def patient_identities(text: str, config: MappingConfig | None = None

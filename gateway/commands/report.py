@@ -114,7 +114,7 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
     patient's identifiers, accession, order modality and order text the inbound mapping
     gives; and the patients' identifiers alone, cheaply."""
     from mappings.decoding import decode_message
-    from mappings.inbound import map_oru, patient_identities
+    from mappings.inbound import NO_RESULT_STATUSES, map_oru, patient_identities
     from mappings.procedures import MODALITY_CODES
 
     def text_of(raw: bytes, charset: str | None) -> str:
@@ -128,7 +128,8 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
         identities = patient_identities(text, settings.mapping_config)
         return {r.obr_index: StoredReport(identities.get(r.obr_index, frozenset()), r.accession,
                                           MODALITY_CODES.get(r.modality_hint or ""),
-                                          _order_text(r))
+                                          _order_text(r),
+                                          r.result_status not in NO_RESULT_STATUSES)
                 for r in map_oru(text, settings.mapping_config)}
 
     return read, patients

@@ -19,11 +19,12 @@ CT_CHEST = "71250^CT CHEST WO CONTRAST"
 CT_ABDOMEN = "74176^CT ABDOMEN AND PELVIS WO CONTRAST"
 
 
-def order(n: int, accession: str, procedure: str, date: str, lines: list[str]) -> list[str]:
+def order(n: int, accession: str, procedure: str, date: str, lines: list[str],
+          status: str = "F") -> list[str]:
     segments = [f"ORC|RE|PL-{accession}|{accession}", f"OBR|{n}|PL-{accession}|{accession}|"
-                f"{procedure}^C4|||{date}0900|||||||||||{accession}|||||||F"]
-    return segments + [f"OBX|{i}|TX|18782-3^Radiology Study observation^LN||{line}||||||F"
-                       for i, line in enumerate(lines, start=1)]
+                f"{procedure}^C4|||{date}0900|||||||||||{accession}|||||||{status}"]
+    return segments + [f"OBX|{i}|TX|18782-3^Radiology Study observation^LN||{line}||||||"
+                       f"{status}" for i, line in enumerate(lines, start=1)]
 
 
 def oru(control_id: str, pid3: str, date: str, *orders: list[str]) -> str:
@@ -41,7 +42,8 @@ def analysed(rig, messages: list[str]) -> None:  # noqa: F811
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert sent.stdout.count("MSA|AA|") == len(messages), sent.stdout
     ids = {m.split("|", 10)[9] for m in messages}
-    wait_for("every report analysed", lambda: ids <= events(rig.db, "analysed"))
+    wait_for("every report analysed or skipped",
+             lambda: ids <= events(rig.db, "analysed") | events(rig.db, "skipped"))
 
 
 def followups(rig, *args: str) -> tuple[list[dict], str]:  # noqa: F811
@@ -96,3 +98,26 @@ def test_the_patient_is_an_identifier_with_its_assigning_authority(rig):  # noqa
             for i in items} == {"MRNA0001": ("completed", "MRNA0002"),
                                 "MRNB0001": ("overdue", None)}
     assert "MRN-A1" not in last and "5555" not in last
+
+
+def test_an_exam_cancelled_or_not_yet_done_does_not_complete_a_follow_up(rig):  # noqa: F811
+    # The follow-up CT was ordered and then cancelled: the RIS sends its order with result
+    # status X (HL7 table 0123: no results available, order cancelled), or S (scheduled, not
+    # done). Neither is an exam that was done, yet either completed the follow-up. A
+    # preliminary report (P) is of an exam that was done, and completes it.
+    analysed(rig, [
+        oru(f"STAT{n}001", f"MRN-S{n}^^^GENHOSP^MR", "20240115",
+            order(1, f"ACC-S{n}1", CT_CHEST, "20240115", NODULE)) for n in range(3)
+    ] + [
+        oru(f"STAT{n}002", f"MRN-S{n}^^^GENHOSP^MR", "20240712",
+            order(1, f"ACC-S{n}2", CT_CHEST, "20240712", [text], status=status))
+        for n, (status, text) in enumerate([("X", "Exam cancelled by the ordering provider."),
+                                            ("S", "Exam scheduled."),
+                                            ("P", STABLE[0])])
+    ])
+    items, last = followups(rig)
+    assert {i["control_id"]: (i["status"], (i["completed_by"] or {}).get("control_id"))
+            for i in items} == {"STAT0001": ("overdue", None), "STAT1001": ("overdue", None),
+                                "STAT2001": ("completed", "STAT2002")}
+    assert last.startswith("3 tracked follow-up recommendation(s): 1 completed, 0 open, "
+                           "2 overdue")
