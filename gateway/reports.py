@@ -4,9 +4,11 @@ Both read the inferences of each message's latest analysis (``inferences`` table
 messages received in a window, so a replayed message counts once.
 
 **Quality measures** (:func:`quality_summary`): the ``qualityMeasure`` inferences counted
-per denominator and compliance type.  The performance rate is met / (met + not met), as
-MIPS computes it (denominator exceptions and not-eligible reports are out of it); the
-engine already mirrors the inverse measures (MIPS 405, 406), so higher is better for all.
+per denominator and compliance type, those of a report sent again under its accession
+counted once (its latest version, as for follow-ups).  The performance rate is
+met / (met + not met), as MIPS computes it (denominator exceptions and not-eligible reports
+are out of it); the engine already mirrors the inverse measures (MIPS 405, 406), so higher
+is better for all.
 
 **Follow-up tracking** (:func:`followups`): closing the loop on each imaging follow-up
 recommendation.  A recommendation is
@@ -100,14 +102,20 @@ class Window:
         return (" AND ".join(where) or "1"), params
 
 
-def quality_summary(audit: AuditLog, window: Window = Window()) -> list[MeasureSummary]:
-    """Per denominator (alphabetical), how many reports had each compliance type."""
+def quality_summary(audit: AuditLog, window: Window = Window(), *,
+                    read: ReadReports | None = None) -> list[MeasureSummary]:
+    """Per denominator (alphabetical), how many reports had each compliance type.  With
+    ``read`` (see :func:`followups`), a report sent again under its accession (a
+    correction, an addendum) counts once, as its latest version, as in follow-up tracking."""
     where, params = window.sql()
     rows = audit.conn.execute(
-        "SELECT i.json FROM inferences i JOIN messages m ON m.id = i.message_id "
-        f"WHERE i.kind = 'qualityMeasure' AND {where}", params)
+        "SELECT m.id, m.control_id, m.received_at, i.obr_index, i.accession, i.json "
+        "FROM inferences i JOIN messages m ON m.id = i.message_id "
+        f"WHERE i.kind = 'qualityMeasure' AND {where} ORDER BY m.id, i.id", params).fetchall()
+    if read is not None and rows:
+        rows = _latest_versions(audit, rows, _Reports(audit, read), window.until)
     found: dict[str, MeasureSummary] = {}
-    for (text,) in rows:
+    for *_, text in rows:
         inference = json.loads(text)
         denominator = inference.get("qualityMeasureDenominator") or "(none)"
         summary = found.setdefault(denominator, MeasureSummary(denominator))

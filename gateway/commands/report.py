@@ -70,9 +70,10 @@ def quality(since: str | None, until: str | None, as_json: bool, config_path: st
     from ri_engine.inferences.quality_measures import measure_types_for
 
     window = _window(since, until)
-    audit, _ = _open(config_path, db_path)
+    audit, settings = _open(config_path, db_path)
     with audit:
-        rows = quality_summary(audit, window)
+        # A correction sent under the accession of a report replaces it, as for follow-ups.
+        rows = quality_summary(audit, window, read=_mapped_reports(settings)[0])
     if as_json:
         for row in rows:
             click.echo(json.dumps({"denominator": row.denominator,
