@@ -17,8 +17,13 @@ Only alerts that carry a critical result count (an OBX flagged ``AA``, which an 
 holds for a critical result and nothing else): an alert of a route on BI-RADS scores does
 not page a critical result, and one that pages several routes' findings at once counts,
 whatever route its outbox row names, whatever the configuration says today.  The unit is
-the message: a message with several order groups has one line, its alerts taken
-together.  ``communicated`` says whether the report itself documents that the result was
+the report: a message with several order groups has one line, its alerts taken
+together.  A report sent again (a correction, an addendum, an interface engine's resend
+under a new MSH-10) is one line with its earlier versions when ``patients`` is given: a
+later message with critical results under an accession of an earlier one, for the same
+patient (``gateway.reports.Patient``).  Its alerts are taken together, and the time to alert
+runs from the first version's arrival; ``versions`` names the control ids, oldest first.
+``communicated`` says whether the report itself documents that the result was
 communicated (a ``followupCommunication`` inference): a result that is neither alerted nor
 documented as communicated is the one somebody has to chase.
 """
@@ -36,7 +41,7 @@ from mappings.outbound import carries_critical_result
 
 from .alerts import label_key
 from .audit import AuditLog, chunks, has_table, utc_now
-from .reports import Window, kind_in
+from .reports import ReadPatients, Window, kind_in
 
 __all__ = ["STATUSES", "CriticalReport", "CriticalSummary", "critical_results", "summarise"]
 
@@ -59,6 +64,7 @@ class CriticalReport:
     dead: int
     first_delivered_at: str | None  # UTC ISO 8601, ms
     seconds_to_alert: float | None
+    versions: tuple[str | None, ...] = ()  # control ids of the messages, oldest first
 
     @property
     def unconfirmed(self) -> bool:
@@ -73,6 +79,7 @@ class CriticalReport:
             "alerts": self.alerts, "delivered": self.delivered, "dead_lettered": self.dead,
             "first_delivered_at": self.first_delivered_at,
             "seconds_to_alert": self.seconds_to_alert, "unconfirmed": self.unconfirmed,
+            "versions": list(self.versions),
         }
 
 
@@ -87,20 +94,24 @@ class CriticalSummary:
     max_seconds: float | None
 
 
-def critical_results(audit: AuditLog, window: Window = Window()) -> list[CriticalReport]:
-    """The messages received in ``window`` with critical results, oldest first."""
+def critical_results(audit: AuditLog, window: Window = Window(), *,
+                     patients: ReadPatients | None = None) -> list[CriticalReport]:
+    """The messages received in ``window`` with critical results, oldest first; with
+    ``patients`` (how a stored message's patients are read), a message sent again under
+    the accession of an earlier one for the same patient is one line with it."""
     where, params = window.sql()
     found: dict[int, dict[str, Any]] = {}
-    for message_id, control_id, received_at, accession, text in audit.conn.execute(
-            "SELECT m.id, m.control_id, m.received_at, i.accession, i.json "
+    for message_id, control_id, received_at, obr_index, accession, text in audit.conn.execute(
+            "SELECT m.id, m.control_id, m.received_at, i.obr_index, i.accession, i.json "
             "FROM inferences i JOIN messages m ON m.id = i.message_id "
             f"WHERE i.kind = 'criticalResult' AND {where} ORDER BY m.received_at, m.id, i.id",
             params):
         entry = found.setdefault(message_id, {"control_id": control_id,
-                                              "received_at": received_at,
+                                              "received_at": received_at, "orders": {},
                                               "accessions": {}, "results": {}})
         if accession:
             entry["accessions"][accession] = None
+            entry["orders"][obr_index] = accession
         description = _description(text)
         if description:
             # Findings and impression usually both state it: one result, as the alert does.
@@ -110,9 +121,16 @@ def critical_results(audit: AuditLog, window: Window = Window()) -> list[Critica
     communicated = {message_id for message_id, _
                     in kind_in(audit, "followupCommunication", found)}
     alerts = _alerts(audit, found)
+    versions = _versions(audit, found, patients) if patients is not None else {
+        message_id: [message_id] for message_id in found}
     out = []
-    for message_id, entry in found.items():
-        rows = alerts.get(message_id, [])
+    for message_id, later in versions.items():
+        entry = found[message_id]
+        for other in later[1:]:
+            entry["accessions"].update(found[other]["accessions"])
+            for key, description in found[other]["results"].items():
+                entry["results"].setdefault(key, description)
+        rows = [row for version in later for row in alerts.get(version, [])]
         delivered = sorted(at for status, at in rows if status == "delivered" and at is not None)
         dead = sum(1 for status, _ in rows if status == "dead")
         if delivered:
@@ -128,12 +146,40 @@ def critical_results(audit: AuditLog, window: Window = Window()) -> list[Critica
         out.append(CriticalReport(
             message_id, entry["control_id"], entry["received_at"],
             tuple(entry["accessions"]), tuple(entry["results"].values()),
-            message_id in communicated, status, len(rows), len(delivered), dead,
+            any(version in communicated for version in later), status, len(rows),
+            len(delivered), dead,
             utc_now(dt.datetime.fromtimestamp(first, dt.timezone.utc)) if first is not None
             else None,
             round(max(0.0, first - received), 1) if first is not None and received is not None
-            else None))
+            else None, tuple(found[version]["control_id"] for version in later)))
     return out
+
+
+def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadPatients
+              ) -> dict[int, list[int]]:
+    """{first version: every version, oldest first} of the messages ``found`` (in arrival
+    order): a message is a later version of the first earlier one that shares one of its
+    (accession, patient identifier) pairs."""
+    first_of: dict[tuple[str, tuple[str, str]], int] = {}
+    versions: dict[int, list[int]] = {}
+    for message_id, entry in found.items():
+        row = audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
+                                 (message_id,)).fetchone()
+        try:
+            identities = patients(bytes(row[0]), row[1])
+        except Exception:  # noqa: BLE001 - a message that no longer reads is its own report
+            identities = {}
+        keys = {(accession, identity) for obr_index, accession in entry["orders"].items()
+                for identity in identities.get(obr_index, ())}
+        earlier = next((first_of[key] for key in keys if key in first_of), None)
+        head = message_id if earlier is None else earlier
+        if earlier is None:
+            versions[message_id] = [message_id]
+        else:
+            versions[head].append(message_id)
+        for key in keys:
+            first_of.setdefault(key, head)
+    return versions
 
 
 def summarise(reports: list[CriticalReport]) -> CriticalSummary:

@@ -85,6 +85,9 @@ CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
 _COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
             "status, attempts, next_attempt_at, created_at, updated_at, delivered_at, ack_code, "
             "last_error, escalated_from")
+# A delivered alert that outbox purges keep: its inbound message is still in the audit log.
+_KEPT = ("(purpose = 'alerts' AND message_id IS NOT NULL AND EXISTS "
+         "(SELECT 1 FROM messages m WHERE m.id = outbox.message_id))")
 # An outbox table written before escalation, read without adding the column (read-only).
 _COLUMNS_BEFORE_ESCALATION = _COLUMNS.replace("escalated_from", "NULL")
 
@@ -330,12 +333,23 @@ class Outbox:
                     "updated_at = ? WHERE id = ?", (now, now, row.id))
                 self._event(conn, "requeued", row, previous_status=row.status)
 
-    def purge_delivered(self, before: float) -> int:
-        """Delete delivered messages delivered before ``before`` (clock seconds)."""
+    def purge_delivered(self, before: float) -> tuple[int, int]:
+        """Delete messages delivered before ``before`` (clock seconds), except the alerts
+        of inbound messages the audit log still holds; returns (deleted, alerts kept).
+
+        Those alerts are what ``report critical`` reads to tell an alerted report from one
+        never alerted, and an escalated copy is what keeps its alert from escalating again
+        (gateway.escalation): deleting them made the report say every alerted report was
+        not, and paged the backup again for an alert still pending. They go with their
+        report (``audit purge``), which keeps a report while any of its alerts is pending.
+        """
+        delivered = "status = 'delivered' AND delivered_at < ?"
         with self._transaction() as conn:
-            cur = conn.execute(
-                "DELETE FROM outbox WHERE status = 'delivered' AND delivered_at < ?", (before,))
-            return cur.rowcount
+            kept = conn.execute(f"SELECT COUNT(*) FROM outbox WHERE {delivered} AND {_KEPT}",
+                                (before,)).fetchone()[0]
+            cur = conn.execute(f"DELETE FROM outbox WHERE {delivered} AND NOT {_KEPT}",
+                               (before,))
+            return cur.rowcount, int(kept)
 
     # --- reading ------------------------------------------------------------------------
 

@@ -4,15 +4,18 @@ Both read the inferences of each message's latest analysis (``inferences`` table
 messages received in a window, so a replayed message counts once.
 
 **Quality measures** (:func:`quality_summary`): the ``qualityMeasure`` inferences counted
-per denominator and compliance type.  The performance rate is met / (met + not met), as
-MIPS computes it (denominator exceptions and not-eligible reports are out of it); the
-engine already mirrors the inverse measures (MIPS 405, 406), so higher is better for all.
+per denominator and compliance type, those of a report sent again under its accession
+counted once (its latest version, as for follow-ups).  The performance rate is
+met / (met + not met), as MIPS computes it (denominator exceptions and not-eligible reports
+are out of it); the engine already mirrors the inverse measures (MIPS 405, 406), so higher
+is better for all.
 
 **Follow-up tracking** (:func:`followups`): closing the loop on each imaging follow-up
 recommendation.  A recommendation is
 
 * ``completed`` once a later report for the same patient (another accession, received at
-  or after the recommending one) is of an exam of the recommended modality and body region:
+  or after the recommending one, of an exam that was done: ``StoredReport.performed``) is
+  of an exam of the recommended modality and body region:
   the modality of its order (the procedure table or OBR-24), or one its
   ``radiologyProcedure`` inference names (CT and CT angiography count as one modality, as
   do PET and PET/CT; a recommendation that names no modality is met by any imaging exam);
@@ -31,11 +34,13 @@ completes it, but it is probably not the follow-up that was asked for).  Of seve
 later exams that qualify, the first that is not early completes it, else the first.
 
 Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up.
+guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up,
+as is one of a report filed under several orders of a message (its text under each OBR).
 A report sent again under its accession (a correction, an addendum) replaces the earlier
 version: only the latest one is tracked.
-The patient is the identifier the inbound mapping gives the report (``[mappings]`` patient
-id rules), read from the stored message.
+Two reports are of one patient when they share an identifier with its assigning authority
+(``mappings.inbound.patient_identities``: any PID-3 repetition, read from the stored
+message): the same number issued by two hospitals is two patients.
 """
 
 from __future__ import annotations
@@ -52,8 +57,8 @@ from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_ov
 from .audit import AuditLog, chunks
 
 __all__ = [
-    "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "StoredReport", "Window", "followups",
-    "kind_in", "quality_summary",
+    "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "Patient", "ReadPatients", "StoredReport",
+    "Window", "followups", "kind_in", "quality_summary",
 ]
 
 COMPLIANCE_TYPES = ("performanceMet", "performanceNotMet", "denominatorException",
@@ -97,14 +102,20 @@ class Window:
         return (" AND ".join(where) or "1"), params
 
 
-def quality_summary(audit: AuditLog, window: Window = Window()) -> list[MeasureSummary]:
-    """Per denominator (alphabetical), how many reports had each compliance type."""
+def quality_summary(audit: AuditLog, window: Window = Window(), *,
+                    read: ReadReports | None = None) -> list[MeasureSummary]:
+    """Per denominator (alphabetical), how many reports had each compliance type.  With
+    ``read`` (see :func:`followups`), a report sent again under its accession (a
+    correction, an addendum) counts once, as its latest version, as in follow-up tracking."""
     where, params = window.sql()
     rows = audit.conn.execute(
-        "SELECT i.json FROM inferences i JOIN messages m ON m.id = i.message_id "
-        f"WHERE i.kind = 'qualityMeasure' AND {where}", params)
+        "SELECT m.id, m.control_id, m.received_at, i.obr_index, i.accession, i.json "
+        "FROM inferences i JOIN messages m ON m.id = i.message_id "
+        f"WHERE i.kind = 'qualityMeasure' AND {where} ORDER BY m.id, i.id", params).fetchall()
+    if read is not None and rows:
+        rows = _latest_versions(audit, rows, _Reports(audit, read), window.until)
     found: dict[str, MeasureSummary] = {}
-    for (text,) in rows:
+    for *_, text in rows:
         inference = json.loads(text)
         denominator = inference.get("qualityMeasureDenominator") or "(none)"
         summary = found.setdefault(denominator, MeasureSummary(denominator))
@@ -158,20 +169,26 @@ class FollowUp:
         }
 
 
+# Every (identifier, assigning authority) of a patient: two reports sharing one are of one
+# patient (mappings.inbound.patient_identities).
+Patient = frozenset[tuple[str, str]]
+
+
 @dataclass(frozen=True)
 class StoredReport:
     """What the inbound mapping reads from one OBR group of a stored message."""
 
-    patient_id: str | None
+    patient: Patient  # the patient's (identifier, assigning authority) pairs; empty: unknown
     accession: str | None
     modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
     description: str | None = None  # what the order says it is ("CT CHEST WO CONTRAST")
+    performed: bool = True  # False: its result status says no exam was done (cancelled, ...)
 
 
 # read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
 ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
-# patients(raw, charset) -> {obr_index: patient id}: the same ids, read at a fraction of the cost.
-ReadPatients = Callable[[bytes, "str | None"], dict[int, str]]
+# patients(raw, charset) -> {obr_index: Patient}: the same, read at a fraction of the cost.
+ReadPatients = Callable[[bytes, "str | None"], dict[int, Patient]]
 
 
 def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
@@ -199,14 +216,17 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     if not recommended:
         return []
     communicated = kind_in(audit, "followupCommunication", {row[0] for row in recommended})
-    wanted = {report.patient_id for row in recommended
-              for report in [reports.of(row[0]).get(row[3], _UNKNOWN)] if report.patient_id}
+    wanted = {identity for row in recommended
+              for identity in reports.of(row[0]).get(row[3], _UNKNOWN).patient}
     exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports, wanted,
                               patients)
     tracked: list[FollowUp] = []
     # A report often says its recommendation twice (findings and impression), and the engine
     # gives one inference per statement: one follow-up per report, modality, region and due
-    # date, firm (not conditional, not hedged) if any of its statements is.
+    # date, firm (not conditional, not hedged) if any of its statements is. A report filed
+    # under several orders of one message (CT chest, abdomen and pelvis read together, its
+    # text under each OBR) is one report too: per patient, not per order group, or each
+    # order counted the recommendation again (as its alert is sent once, gateway.outbox_service).
     same: dict[tuple[Any, ...], int] = {}
     for message_id, control_id, received_at, obr_index, accession, text in recommended:
         inference = json.loads(text)
@@ -214,10 +234,13 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         if codes is None or inference.get("isGuideline"):
             continue
         regions = _regions(inference.get("recommendedProcedure") or {})
-        patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient_id
-        candidates = [exam for exam in exams.get(patient, ())
+        patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient
+        # A later message under any accession of this one is a version of it, not its exam.
+        own = {accession} | {r.accession for r in reports.of(message_id).values()
+                             if r.patient & patient}
+        candidates = [exam for exam in _exams_of(exams, patient)
                       if exam.received_at >= received_at and exam.message_id != message_id
-                      and exam.accession != accession and _answers(codes, exam.modalities)
+                      and exam.accession not in own and _answers(codes, exam.modalities)
                       and regions_overlap(regions, exam.regions)] if patient else []
         due, opens = _due(inference), _opens(inference)
         # The first exam not early is the follow-up (a CT a week after a 6-month
@@ -236,18 +259,19 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             bool(inference.get("isConditional")), bool(inference.get("isHedging")),
             (message_id, obr_index) in communicated, status, done,
             _timing(done, opens, due, tolerance_days))
-        key = (message_id, obr_index, frozenset(codes), regions, due)
+        key = (message_id, patient or obr_index, frozenset(codes), regions, due)
         if key in same:
             first = tracked[same[key]]
             tracked[same[key]] = replace(first, conditional=first.conditional and item.conditional,
-                                         hedging=first.hedging and item.hedging)
+                                         hedging=first.hedging and item.hedging,
+                                         communicated=first.communicated or item.communicated)
             continue
         same[key] = len(tracked)
         tracked.append(item)
     return tracked
 
 
-_UNKNOWN = StoredReport(None, None, None)
+_UNKNOWN = StoredReport(frozenset(), None, None)
 
 
 def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
@@ -274,14 +298,14 @@ def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
                 [*chunk, *bound, *chunk, *bound]):
             later.setdefault(accession, []).append(message_id)
 
-    def patient(message_id: int, accession: str) -> str | None:
-        return next((r.patient_id for r in reports.of(message_id).values()
-                     if r.accession == accession), None)
+    def patient(message_id: int, accession: str) -> Patient:
+        return next((r.patient for r in reports.of(message_id).values()
+                     if r.accession == accession), frozenset())
 
     def superseded(row: Any) -> bool:
         message_id, accession = row[0], row[4]
         mine = patient(message_id, accession)
-        return any(other > message_id and patient(other, accession) == mine
+        return any(other > message_id and _same_patient(patient(other, accession), mine)
                    for other in later.get(accession, ()))
 
     return [row for row in recommended if not superseded(row)]
@@ -321,16 +345,28 @@ def kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
     return found
 
 
-def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports, wanted: set[str],
-                      patients: ReadPatients | None) -> dict[str, list[Exam]]:
-    """Accepted reports received at or after ``since``, with their modalities, by patient
-    (with ``patients``, only the reports of the ``wanted`` patients are mapped)."""
+def _same_patient(first: Patient, second: Patient) -> bool:
+    return bool(first & second) or first == second  # two unknown ones alike, as before
+
+
+def _exams_of(exams: dict[tuple[str, str], list[Exam]], patient: Patient) -> list[Exam]:
+    """The exams filed under any of the patient's identifiers, each once, in arrival order."""
+    found = {exam: None for identity in patient for exam in exams.get(identity, ())}
+    return sorted(found, key=lambda exam: (exam.received_at, exam.message_id))
+
+
+def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
+                      wanted: set[tuple[str, str]], patients: ReadPatients | None
+                      ) -> dict[tuple[str, str], list[Exam]]:
+    """Accepted reports received at or after ``since``, with their modalities, under each
+    identifier of their patient (with ``patients``, only the reports of a patient with an
+    identifier in ``wanted`` are mapped)."""
     rows = audit.conn.execute(
         "SELECT id, control_id, received_at, raw, charset FROM messages "
         "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
         "ORDER BY received_at, id", (since,)).fetchall()
     described = kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
-    by_patient: dict[str, list[Exam]] = {}
+    by_patient: dict[tuple[str, str], list[Exam]] = {}
     for message_id, control_id, received_at, raw, charset in rows:
         if patients is not None and not _any_of(wanted, patients, raw, charset):
             continue
@@ -343,15 +379,18 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports, wanted: se
                                     for imaging in procedure.get("imagingProcedures", [])))
                 regions = _union(regions, _regions(procedure))
             modalities = frozenset(_canonical(code) for code in codes)
-            if report.patient_id and modalities:
-                by_patient.setdefault(report.patient_id, []).append(Exam(
-                    message_id, control_id, received_at, report.accession, modalities, regions))
+            if modalities and report.performed:
+                exam = Exam(message_id, control_id, received_at, report.accession, modalities,
+                            regions)
+                for identity in report.patient:
+                    by_patient.setdefault(identity, []).append(exam)
     return by_patient
 
 
-def _any_of(wanted: set[str], patients: ReadPatients, raw: bytes, charset: str | None) -> bool:
+def _any_of(wanted: set[tuple[str, str]], patients: ReadPatients, raw: bytes,
+            charset: str | None) -> bool:
     try:
-        return not wanted.isdisjoint(patients(raw, charset).values())
+        return any(not wanted.isdisjoint(patient) for patient in patients(raw, charset).values())
     except Exception:  # noqa: BLE001 - a message that no longer reads is nobody's exam
         return False
 

@@ -8,9 +8,11 @@ it:
 
 * a message received before the date is deleted with its events, its inferences and its
   delivered or dead-lettered outbox messages, once it is finished: analysed, skipped,
-  failed or rejected, and none of its outbox messages is still waiting to be delivered.
-  An unfinished one (``received``, ``replay``) or one with a pending outbox message is
-  kept, and counted, so that purging never loses work in progress;
+  failed or rejected, none of its outbox messages is still waiting to be delivered, and
+  none of its follow-up recommendations is still to come due (today or later).
+  An unfinished one (``received``, ``replay``), one with a pending outbox message or one
+  with a recommendation not yet due is kept, and counted, so that purging never loses
+  work in progress nor a loop ``report followups`` has yet to close;
 * events of no message (a duplicate of a message that could not be stored, ...) older
   than the date go too;
 * one ``purged`` event records the date and the counts; a purge that fails part-way (a
@@ -175,6 +177,15 @@ def _marks(values: Sequence[object]) -> str:
 _STATUSES = _marks(FINISHED)
 _OUTBOX_PENDING = ("EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
                    "AND o.status = 'pending')")
+# The due date of a follow-up recommendation as ``report followups`` reads it (effectiveAt,
+# else the end of effectivePeriod; partial: "2025-06" is due until June ends).
+_DUE = ("substr(COALESCE(json_extract(i.json, '$.effectiveAt'), "
+        "json_extract(i.json, '$.effectivePeriod.end'), "
+        "json_extract(i.json, '$.effectivePeriod.start')), 1, 10)")
+# A recommendation not yet due (today, UTC, or later): the loop is still open, and once it
+# is due, report followups must still find the report that asked for it.
+_FOLLOW_UP_OPEN = ("EXISTS (SELECT 1 FROM inferences i WHERE i.kind = 'followupRecommendation' "
+                   f"AND i.message_id = m.id AND {_DUE} >= substr(date('now'), 1, length({_DUE})))")
 
 
 def _finished(attached: tuple[str, ...]) -> str:
@@ -182,7 +193,7 @@ def _finished(attached: tuple[str, ...]) -> str:
     waiting = f"AND NOT {_OUTBOX_PENDING}" if "outbox" in attached else ""
     # +status: walked by id from ``after`` (and stopping at a chunk), not by the status
     # index, which would gather and sort every finished message after ``after`` each time.
-    return f"+m.status IN ({_STATUSES}) {waiting}"
+    return f"+m.status IN ({_STATUSES}) {waiting} AND NOT {_FOLLOW_UP_OPEN}"
 
 
 def _purgeable(conn: sqlite3.Connection, before: str, attached: tuple[str, ...],
@@ -197,11 +208,15 @@ def _kept(conn: sqlite3.Connection, before: str, attached: tuple[str, ...]) -> d
     kept = {status: n for status, n in conn.execute(
         f"SELECT status, COUNT(*) FROM messages WHERE received_at < ? "
         f"AND status NOT IN ({_STATUSES}) GROUP BY status", [before, *FINISHED])}
+    finished = f"messages m WHERE m.received_at < ? AND m.status IN ({_STATUSES})"
     if "outbox" in attached:
-        waiting = _count(conn, f"messages m WHERE m.received_at < ? AND m.status IN ({_STATUSES}) "
-                         f"AND {_OUTBOX_PENDING}", [before, *FINISHED])
+        waiting = _count(conn, f"{finished} AND {_OUTBOX_PENDING}", [before, *FINISHED])
         if waiting:
             kept["outbox_pending"] = waiting
+        finished += f" AND NOT {_OUTBOX_PENDING}"
+    open_follow_ups = _count(conn, f"{finished} AND {_FOLLOW_UP_OPEN}", [before, *FINISHED])
+    if open_follow_ups:
+        kept["followup_open"] = open_follow_ups
     return kept
 
 

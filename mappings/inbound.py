@@ -71,7 +71,8 @@ from .structure import (
 )
 from .validation import validate_structure
 
-__all__ = ["MappedReport", "SourceMap", "SourceRef", "check_oru", "map_oru", "patient_ids"]
+__all__ = ["NO_RESULT_STATUSES", "MappedReport", "SourceMap", "SourceRef", "check_oru",
+           "map_oru", "patient_identities"]
 
 
 @dataclass(frozen=True)
@@ -152,22 +153,38 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
     return len(groups)
 
 
-def patient_ids(text: str, config: MappingConfig | None = None) -> dict[int, str]:
-    """The patient identifier :func:`map_oru` gives each OBR group (by ``obr_index``), read
-    without mapping the reports: a small fraction of the cost, for looking reports up by
-    patient.  A group whose PID is missing or has no identifier is left out; a message that
-    is not an ORU raises what :func:`map_oru` raises.
+# HL7 table 0123 result statuses that say no exam result exists: O order received, I in
+# progress (specimen in lab), S scheduled but not done, X order cancelled, Y and Z no order
+# or patient on record (queries). A report with one is no evidence that the exam was done.
+NO_RESULT_STATUSES = frozenset({"O", "I", "S", "X", "Y", "Z"})
+
+
+def patient_identities(text: str, config: MappingConfig | None = None
+                       ) -> dict[int, frozenset[tuple[str, str]]]:
+    """Every identifier of each OBR group's patient (by ``obr_index``) with its assigning
+    authority (PID-3.4 namespace, ``""`` when empty): each PID-3 repetition (of
+    ``patient_id_authority`` when set), else the identifier :func:`map_oru` falls back to
+    (PID-2, PID-4).  Two reports are of one patient when they share a pair: the same number
+    issued by two hospitals is two patients, and a patient listed under a second hospital's
+    MRN beside the first is still found.  Read without mapping the reports (a small
+    fraction of the cost); a group whose PID is missing or has no identifier is left out,
+    and a message that is not an ORU raises what :func:`map_oru` raises.
     """
     config = config or MappingConfig()
     header = _oru_header(text)
+    d = header.delimiters
     found = {}
     for index, group in enumerate(_groups_to_check(text, header), start=1):
         if group.pid is None:
             continue
-        try:
-            found[index] = _patient_id(group.pid, header.delimiters, config)
-        except ContentError:
-            continue
+        identities = frozenset((ident, _authority(rep, d))
+                               for rep, ident in _pid3_identifiers(group.pid, d, config))
+        if not identities:
+            try:
+                identities = frozenset({(_other_patient_id(group.pid, d), "")})
+            except ContentError:
+                continue
+        found[index] = identities
     return found
 
 
@@ -284,10 +301,14 @@ def _pid3_identifiers(pid: Segment, d: Delimiters, config: MappingConfig) -> Ite
         ident = component(rep, 1, d)
         if not ident:
             continue
-        if config.patient_id_authority and \
-                component(rep, 4, d).split(d.subcomponent or "&")[0] != config.patient_id_authority:
+        if config.patient_id_authority and _authority(rep, d) != config.patient_id_authority:
             continue
         yield rep, ident
+
+
+def _authority(rep: str, d: Delimiters) -> str:
+    """The assigning authority's namespace id (PID-3.4.1) of a PID-3 repetition."""
+    return component(rep, 4, d).split(d.subcomponent or "&")[0]
 
 
 def _id_rank(rep: str, d: Delimiters, config: MappingConfig) -> int:

@@ -134,11 +134,13 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
 @click.option("--before", "before", required=True, metavar="DATE",
               help="Only messages delivered before DATE (ISO 8601; UTC without an offset).")
 def purge(config_path: str | None, db_path: str | None, delivered: bool, before: str) -> None:
-    """Delete delivered messages older than DATE (pending and dead ones are kept)."""
+    """Delete delivered messages older than DATE (pending and dead ones are kept, and the
+    alerts of reports still in the audit log: `audit purge` removes those with them)."""
     cutoff = parse_date(before).timestamp()
     box = _open(config_path, db_path)
     try:
-        count = box.purge_delivered(cutoff)
+        count, kept = box.purge_delivered(cutoff)
     finally:
         box.conn.close()
-    click.echo(f"purged {count} delivered message(s)")
+    alerts = f"; kept {kept} delivered alert(s) of reports still in the audit log" if kept else ""
+    click.echo(f"purged {count} delivered message(s){alerts}")

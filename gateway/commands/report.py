@@ -23,7 +23,7 @@ import click
 from gateway.audit import AuditLog, utc_now
 from gateway.critical_results import STATUSES as CRITICAL_STATUSES
 from gateway.critical_results import critical_results, summarise
-from gateway.reports import FollowUp, StoredReport, Window, followups, quality_summary
+from gateway.reports import FollowUp, Patient, StoredReport, Window, followups, quality_summary
 
 from .options import config_option, db_option, parse_date, settings_from
 
@@ -70,9 +70,10 @@ def quality(since: str | None, until: str | None, as_json: bool, config_path: st
     from ri_engine.inferences.quality_measures import measure_types_for
 
     window = _window(since, until)
-    audit, _ = _open(config_path, db_path)
+    audit, settings = _open(config_path, db_path)
     with audit:
-        rows = quality_summary(audit, window)
+        # A correction sent under the accession of a report replaces it, as for follow-ups.
+        rows = quality_summary(audit, window, read=_mapped_reports(settings)[0])
     if as_json:
         for row in rows:
             click.echo(json.dumps({"denominator": row.denominator,
@@ -111,23 +112,25 @@ def _text(item: FollowUp) -> str:
 
 def _mapped_reports(settings: Any) -> tuple[Any, Any]:
     """How :func:`gateway.reports.followups` reads a stored message: per OBR group, the
-    patient id, accession, order modality and order text the inbound mapping gives; and
-    the patient ids alone, cheaply."""
+    patient's identifiers, accession, order modality and order text the inbound mapping
+    gives; and the patients' identifiers alone, cheaply."""
     from mappings.decoding import decode_message
-    from mappings.inbound import map_oru, patient_ids
+    from mappings.inbound import NO_RESULT_STATUSES, map_oru, patient_identities
     from mappings.procedures import MODALITY_CODES
 
     def text_of(raw: bytes, charset: str | None) -> str:
         return decode_message(raw, charset or settings.mllp.default_charset).text
 
-    def patients(raw: bytes, charset: str | None) -> dict[int, str]:
-        return patient_ids(text_of(raw, charset), settings.mapping_config)
+    def patients(raw: bytes, charset: str | None) -> dict[int, Patient]:
+        return patient_identities(text_of(raw, charset), settings.mapping_config)
 
     def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
         text = text_of(raw, charset)
-        return {r.obr_index: StoredReport(r.request.patients[0].id, r.accession,
+        identities = patient_identities(text, settings.mapping_config)
+        return {r.obr_index: StoredReport(identities.get(r.obr_index, frozenset()), r.accession,
                                           MODALITY_CODES.get(r.modality_hint or ""),
-                                          _order_text(r))
+                                          _order_text(r),
+                                          r.result_status not in NO_RESULT_STATUSES)
                 for r in map_oru(text, settings.mapping_config)}
 
     return read, patients
@@ -186,7 +189,8 @@ def _critical_text(item: Any) -> str:
     alerts = f"{item.delivered}/{item.alerts}" + (f" ({item.dead} dead)" if item.dead else "")
     return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
             f"{item.control_id or '-':<14} {alerts:<12} {_seconds(item.seconds_to_alert):>9} "
-            f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}")
+            f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}"
+            + (f"  ({len(item.versions)} versions)" if len(item.versions) > 1 else ""))
 
 
 def _seconds(value: float | None) -> str:
@@ -202,9 +206,10 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
     """Reports with critical results: whether an alert was delivered, how long it took,
     and whether the report documents that the result was communicated."""
     window = _window(since, until)
-    audit, _ = _open(config_path, db_path)
+    audit, settings = _open(config_path, db_path)
     with audit:
-        found = critical_results(audit, window)
+        # Versions of one report are matched by accession and patient (the mapping's rules).
+        found = critical_results(audit, window, patients=_mapped_reports(settings)[1])
     shown = [item for item in found if not statuses or item.status in statuses]
     if as_json:
         for item in shown:

@@ -329,7 +329,7 @@ def test_retry_and_purge(outbox, clock, db_path):
     down.reply(ack("M1"))
     assert [r.status for r in outbox.list()] == ["delivered", "delivered"]
     clock.advance(100)
-    assert outbox.purge_delivered(before=clock.seconds() - 50) == 2
+    assert outbox.purge_delivered(before=clock.seconds() - 50) == (2, 0)
     assert outbox.list() == []
     assert [name for name, _, _ in events(db_path)].count("requeued") == 1
     assert json.loads(json.dumps(events(db_path)[-1][2]))["outbound_control_id"] == "M1"

@@ -129,13 +129,19 @@ def test_each_critical_report_shows_how_its_alert_went(rig):  # noqa: F811
     assert lines[-1].endswith("3 with neither a delivered alert nor documented communication")
 
 
-def test_an_alert_for_a_pager_that_is_down_is_escalated_and_counts_as_alerted(rig):  # noqa: F811
+def serve_with_pager_down(rig) -> int:  # noqa: F811
+    """A gateway whose pager is down, escalating its alerts to a backup after a second."""
     down, backup, mllp = free_port(), free_port(), free_port()
     rig.sink("backup", backup)
     config = (BASE + pager("down", down) + pager("backup", backup)
               + route("to-down", "down", "RIS") + 'escalate_to = ["backup"]\n'
               'escalate_after = 1.0\n')
     rig.serve(config, mllp)
+    return mllp
+
+
+def test_an_alert_for_a_pager_that_is_down_is_escalated_and_counts_as_alerted(rig):  # noqa: F811
+    mllp = serve_with_pager_down(rig)
     sent = rig.send(mllp, "crit", oru("ESCL0001", "RIS", "ACC9", CRITICAL))
     assert sent.returncode == 0, sent.stdout + sent.stderr
     wait_for("the escalated alert delivered", lambda: rig.received("backup"))
@@ -147,3 +153,109 @@ def test_an_alert_for_a_pager_that_is_down_is_escalated_and_counts_as_alerted(ri
                      str(rig.tmp / "gateway.toml"))
     (row,) = map(json.loads, listed.stdout.splitlines())
     assert (row["status"], row["alerts"], row["delivered"]) == ("alerted", 2, 1)
+
+
+def _tomorrow() -> str:
+    import datetime as dt
+
+    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+
+
+def test_purging_delivered_messages_keeps_the_alerts_the_report_reads(rig):  # noqa: F811
+    # A nightly `outbox purge --delivered` (results are the bulk of the outbox) deleted the
+    # delivered alerts too, and the month's critical-result report then said every report
+    # alerted so far was never alerted at all, and counted it as one to chase.
+    ok, mllp = free_port(), free_port()
+    rig.sink("ok", ok)
+    config = BASE + pager("ok", ok) + route("to-ok", "ok", "RIS") + """
+[destinations.ehr]
+endpoint = "tcp:host=127.0.0.1:port={ok}"
+[routes.results]
+type = "results"
+destinations = ["ehr"]
+""".replace("{ok}", str(ok))
+    rig.serve(config, mllp)
+    sent = rig.send(mllp, "crit", oru("PURG0001", "RIS", "ACC11", CRITICAL))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("the alert and the result delivered",
+             lambda: len(rig.received("ok")) == 2
+             and "PURG0001" in events(rig.db, "delivered"))
+    wait_for("both deliveries recorded", lambda: len(
+        [e for e in rig.events("PURG0001", "delivered")]) == 2)
+    purged = rig.run("outbox", "purge", "--delivered", "--before", _tomorrow(), "--db", rig.db)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert purged.stdout == ("purged 1 delivered message(s); kept 1 delivered alert(s) of "
+                             "reports still in the audit log\n")
+    listed = rig.run("report", "critical", "--json", "--db", rig.db)
+    (row,) = map(json.loads, listed.stdout.splitlines())
+    assert (row["status"], row["alerts"], row["delivered"], row["unconfirmed"]) == (
+        "alerted", 1, 1, False)
+    # Once the report itself is purged from the log, its alert goes with it.
+    gone = rig.run("audit", "purge", "--before", _tomorrow(), "--json", "--db", rig.db)
+    assert gone.returncode == 0, gone.stdout + gone.stderr
+    assert json.loads(gone.stdout)["outbox"] == 1
+
+
+def test_purging_a_delivered_escalation_does_not_page_the_backup_again(rig):  # noqa: F811
+    # The pager is down for hours (a large max_attempts): its alert stays pending, and its
+    # copy reached the backup pager after escalate_after. Purging delivered messages took
+    # the copy away, and with it the only trace that the alert had been escalated: the
+    # next check (every 5 s) paged the backup again with the same old alert.
+    mllp = serve_with_pager_down(rig)
+    sent = rig.send(mllp, "first", oru("ESCP0001", "RIS", "ACC21", CRITICAL))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("the copy delivered to the backup", lambda: "ESCP0001" in events(rig.db, "delivered"))
+    purged = rig.run("outbox", "purge", "--delivered", "--before", _tomorrow(), "--db", rig.db)
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    # A second alert escalates at a later check than any re-escalation of the first would,
+    # and the backup receives in outbox order: once its copy is there, nothing else comes.
+    sent = rig.send(mllp, "second", oru("ESCP0002", "RIS", "ACC22", CRITICAL))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("the second copy delivered", lambda: "ESCP0002" in events(rig.db, "delivered"))
+    accessions = [[s for s in m if s.startswith("OBR|")][0].split("|")[3]
+                  for m in rig.received("backup")]
+    assert accessions == ["ACC21", "ACC22"]
+    assert len(rig.events("ESCP0001", "escalated")) == 1
+
+
+def test_a_report_sent_again_is_one_line_with_its_versions(rig):  # noqa: F811
+    # The final report is paged; its correction (OBR-25 C) repeats the critical result but
+    # the alert route pages final reports only. Another report reaches the gateway twice,
+    # an interface engine resending it under a new MSH-10. Each was a line of its own: the
+    # correction "not alerted" with nobody documented as told, one more to chase, and the
+    # resend a second critical result. Another patient's report under a reused accession
+    # number is not a version.
+    ok, mllp = free_port(), free_port()
+    rig.sink("ok", ok)
+    rig.serve(BASE + pager("ok", ok) + route("to-ok", "ok", "RIS")
+              + 'result_statuses = ["F"]\n', mllp)
+    final = oru("VERS0001", "RIS", "ACC31", CRITICAL)
+    corrected = oru("VERS0002", "RIS", "ACC31", CRITICAL + ["ADDENDUM: Side confirmed."]
+                    ).replace("ACC31|||||||F", "ACC31|||||||C")
+    resent = [oru(control_id, "RIS", "ACC32", CRITICAL) for control_id in ("VERS0003", "VERS0004")]
+    other = oru("VERS0005", "RIS", "ACC31", CRITICAL).replace("MRN7001", "MRN7002")
+    messages = [final, corrected, *resent, other]
+    sent = rig.send(mllp, "versions", "".join(messages))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("every alert delivered", lambda: {"VERS0001", "VERS0003", "VERS0004", "VERS0005"}
+             <= events(rig.db, "delivered"))
+    wait_for("every report analysed", lambda: len(
+        {"VERS0001", "VERS0002", "VERS0003", "VERS0004", "VERS0005"}
+        & events(rig.db, "analysed")) == 5)
+    listed = rig.run("report", "critical", "--json", "--db", rig.db)
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    rows = {row["control_id"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert {c: (r["status"], r["unconfirmed"]) for c, r in rows.items()} == {
+        "VERS0001": ("alerted", False), "VERS0003": ("alerted", False),
+        "VERS0005": ("alerted", False)}
+    assert {c: (r["status"], r["versions"], r["alerts"], r["delivered"], r["unconfirmed"])
+            for c, r in rows.items()} == {
+        "VERS0001": ("alerted", ["VERS0001", "VERS0002"], 1, 1, False),
+        "VERS0003": ("alerted", ["VERS0003", "VERS0004"], 2, 2, False),
+        "VERS0005": ("alerted", ["VERS0005"], 1, 1, False)}
+    text = rig.run("report", "critical", "--db", rig.db)
+    lines = text.stdout.splitlines()
+    assert lines[1].endswith("(2 versions)") and not lines[3].endswith("versions)")
+    assert lines[-1].startswith("3 report(s) with critical results: 3 alerted, 0 pending, "
+                                "0 failed, 0 not alerted;")
+    assert lines[-1].endswith("0 with neither a delivered alert nor documented communication")

@@ -220,6 +220,30 @@ def test_quality_measures_per_denominator(log):
     assert code == 0 and text.startswith("no quality measure results")  # no empty table
 
 
+def test_a_corrected_report_counts_once_for_its_quality_measures(tmp_path):
+    # A correction repeats the report, and the engine evaluates its measures again: the
+    # report counted twice in the denominator and the performance rate.
+    path = str(tmp_path / "audit.sqlite3")
+    versions = Log(path)
+    versions.add("Q1", "MRN-Q", "ACC-Q1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    versions.add("Q1C", "MRN-Q", "ACC-Q1", CT_CHEST, "20240116",
+                 NODULE_6_MONTHS + " ADDENDUM: Comparison with outside films, unchanged.")
+    versions.add("Q2", "MRN-R", "ACC-Q1", CT_CHEST, "20240117", NODULE_6_MONTHS)  # another patient
+    versions.audit.close()
+    code, out = run("quality", "--db", path, "--json")
+    assert code == 0, out
+    nodule = {row["denominator"]: row for row in map(json.loads, out.splitlines())}[
+        "INCIDENTAL PULMONARY NODULE"]
+    assert sum(nodule[k] for k in ("performanceMet", "performanceNotMet", "denominatorException",
+                                   "notEligible")) == 2
+    # A window that ended before the correction came counts the version it holds.
+    code, out = run("quality", "--db", path, "--json", "--until", "2024-01-16")
+    nodule = {row["denominator"]: row for row in map(json.loads, out.splitlines())}[
+        "INCIDENTAL PULMONARY NODULE"]
+    assert sum(nodule[k] for k in ("performanceMet", "performanceNotMet", "denominatorException",
+                                   "notEligible")) == 1
+
+
 def test_reports_need_an_existing_database(tmp_path):
     result = CliRunner().invoke(main, ["report", "quality", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 3 and "no audit database" in result.output

@@ -263,3 +263,32 @@ def test_a_purge_stopped_with_ctrl_c_records_what_it_deleted(db, monkeypatch):
     event = json.loads(out)
     assert (event["event"], event["complete"], event["messages"], event["error"]) == (
         "purged", False, 1, "interrupted")
+
+
+def test_a_report_whose_follow_up_is_not_yet_due_is_kept(tmp_path):
+    # A 90-day retention purge deleted the CT that recommended a follow-up CT in 6 months
+    # before the follow-up was even due: report followups then never showed it, neither
+    # open, nor overdue, nor completed. A report whose recommendation is past due goes.
+    import datetime as dt
+
+    from test_reports import CT_CHEST, NODULE_6_MONTHS, Log
+
+    today = dt.datetime.now(dt.timezone.utc).date()
+    recent, old = (f"{today - dt.timedelta(days=days):%Y%m%d}" for days in (100, 400))
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    log.add("OPEN1", "MRN-O", "ACC-O1", CT_CHEST, recent, NODULE_6_MONTHS)
+    log.add("PAST1", "MRN-P", "ACC-P1", CT_CHEST, old, NODULE_6_MONTHS)
+    log.add("NONE1", "MRN-N", "ACC-N1", CT_CHEST, recent, "FINDINGS: Clear lungs.")
+    log.audit.close()
+    before = (today - dt.timedelta(days=90)).isoformat()
+    code, out = run("audit", "purge", "--before", before, "--json", "--db", path)
+    assert code == 0, out
+    counts = json.loads(out)
+    assert (counts["messages"], counts["kept"]) == (2, {"followup_open": 1})
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT control_id FROM messages")] == ["OPEN1"]
+    code, out = run("report", "followups", "--db", path, "--json")
+    assert code == 0, out
+    (item,) = map(json.loads, out.splitlines())
+    assert (item["control_id"], item["status"]) == ("OPEN1", "open")

@@ -8,7 +8,7 @@ from oru_builder import obx, oru, segment
 from mappings.config import MappingConfig
 from mappings.datatypes import Person
 from mappings.errors import ContentError, UnsupportedMessage
-from mappings.inbound import map_oru, patient_ids
+from mappings.inbound import map_oru, patient_identities
 from mappings.procedures import ProcedureInfo
 
 VERSIONS = ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8"]
@@ -72,22 +72,24 @@ def test_patient_identifier_choice(pid3: str, config: MappingConfig, expected: s
 
 
 @pytest.mark.parametrize(("pid3", "config", "expected"), [
-    ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(), "MRN123"),
-    ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(patient_id_types=("PI",)), "555"),
-    ("X1^^^A^MR~X2^^^B^MR", MappingConfig(patient_id_authority="B"), "X2"),
+    ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(), {("555", "HOSP"), ("MRN123", "HOSP")}),
+    ("X1^^^A&1.2.3&ISO^MR~X2^^^B^MR", MappingConfig(), {("X1", "A"), ("X2", "B")}),
+    ("X1^^^A^MR~X2^^^B^MR", MappingConfig(patient_id_authority="B"), {("X2", "B")}),
+    ("X1~\"\"", MappingConfig(), {("X1", "")}),
 ])
-def test_patient_ids_alone_are_those_of_the_mapping(pid3: str, config: MappingConfig,
-                                                   expected: str) -> None:
+def test_patient_identities_are_every_identifier_with_its_authority(
+        pid3: str, config: MappingConfig, expected: set[tuple[str, str]]) -> None:
     second_patient = [segment("PID", {1: "2", 3: "MRN777^^^B^MR"}),
                       segment("OBR", {1: "2", 3: "FIL2", 4: "71250^CT CHEST^C4", 7: "20240301113000"}),
                       obx(1, "Normal.")]
     text = oru(pid={3: pid3}, extra_groups=[second_patient])
-    mapped = {r.obr_index: patient(r).id for r in map_oru(text, config)}
-    assert patient_ids(text, config) == mapped == {1: expected, 2: "MRN777"}
-    assert patient_ids(oru(pid={2: "EXT7", 3: ""})) == {1: "EXT7"}
-    assert patient_ids(oru(pid={3: ""})) == {}  # no identifier: left out, not an error
+    assert [r.obr_index for r in map_oru(text, config)] == [1, 2]
+    assert patient_identities(text, config) == {1: expected, 2: {("MRN777", "B")}}
+    # Without PID-3, the identifier the mapping falls back to.
+    assert patient_identities(oru(pid={2: "EXT7", 3: ""})) == {1: {("EXT7", "")}}
+    assert patient_identities(oru(pid={3: ""})) == {}  # no identifier: left out, not an error
     with pytest.raises(UnsupportedMessage):
-        patient_ids(oru().replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"))
+        patient_identities(oru().replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"))
 
 
 def test_an_indented_order_group_is_its_own_report() -> None:
