@@ -38,6 +38,13 @@ given up and its thread runs on until it returns, but a new thread pool takes it
 so the analyses that follow do not wait behind it.  An analysis that was waiting in a pool
 replaced for another's sake fails with :class:`WorkerDied`, not as timed out.
 
+**Analyses run alone.**  To find which analysis kills its worker, its users try the victims
+of a death again one at a time (``alone=KEY`` on any analysing method): the pool starts such
+an analysis only when nothing of another key is in it, and holds every later submission
+(the REST API's jobs, an MLLP report, another user's ``alone`` try) until it is over.  Its
+analyses of the same key (the reports of one message) run together.  Without this a REST
+job that killed its worker beside a report tried alone would be blamed on that report.
+
 **One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
 (``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
 call: the message text goes to the worker once and one reply comes back, instead of
@@ -54,7 +61,8 @@ import multiprocessing
 import os
 import threading
 import traceback
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,7 +72,7 @@ from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
 __all__ = [
-    "Analysis", "AnalysisPool", "AnalysisTimedOut", "MappingFailure", "ReportInfo",
+    "Analysis", "AnalysisPool", "AnalysisTimedOut", "MappingFailure", "PoolClosed", "ReportInfo",
     "WorkerDied", "default_engine_factory", "default_workers", "lower_priority",
     "with_configuration",
 ]
@@ -110,6 +118,11 @@ class WorkerDied(AnalysisFailure):
 
 class AnalysisTimedOut(AnalysisFailure):
     """The analysis did not finish within the pool's ``timeout``."""
+
+
+class PoolClosed(AnalysisFailure):
+    """The pool was closed (the gateway is stopping) before the analysis ran: the work is
+    left for the next start, not a failure of the request."""
 
 
 @dataclass(frozen=True)
@@ -324,6 +337,10 @@ class AnalysisPool:
         self.on_restart = on_restart  # called with the reason when the pool is replaced
         self.restarts = 0
         self._closed = False
+        # Analyses in the pool by their ``alone`` key (None: shared), and the submissions
+        # held until they may run with those (module docstring: analyses run alone).
+        self._running: dict[Hashable, int] = {}
+        self._held: deque[tuple[Hashable, Callable[[], None]]] = deque()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> concurrent.futures.Executor:
@@ -364,22 +381,72 @@ class AnalysisPool:
                    ) -> tuple[concurrent.futures.Executor, concurrent.futures.Future]:
         """Submit ``fn(*args)``; the pool it went to and its future."""
         try:
-            return self._executor, self._executor.submit(fn, *args)
+            future = self._executor.submit(fn, *args)
         except concurrent.futures.BrokenExecutor:
             # Broken before any of its analyses said so (they are still to be reported):
             # replaced, and the submission made once more to the new pool.
             self._replace(self._executor, "worker_died")
-        return self._executor, self._executor.submit(fn, *args)
+            future = self._executor.submit(fn, *args)
+        self._watch_new_workers(self._executor)
+        return self._executor, future
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True) -> defer.Deferred:
+    @staticmethod
+    def _watch_new_workers(executor: concurrent.futures.Executor) -> None:
+        """Make a process pool watch the worker its last submission may have started.
+
+        ``submit`` wakes the pool's management thread before it starts a worker, so the
+        thread goes back to waiting on the workers it knew: on Python 3.11 and 3.13, the
+        death of the new worker went unnoticed until another analysis finished (or, with
+        nothing else running, until ``timeout`` blamed the analysis for a hang).  One more
+        wake-up makes it look at every worker.
+        """
+        # _executor_manager_thread_wakeup: ProcessPoolExecutor's own wake-up, Python 3.9+.
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            try:
+                wakeup.wakeup()
+            except (OSError, ValueError):  # the pool is shutting down: nothing to watch
+                pass
+
+    def _may_run(self, alone: Hashable) -> bool:
+        """Whether an analysis of key ``alone`` may join those in the pool now."""
+        if alone is None:
+            return all(key is None for key in self._running)
+        return all(key == alone for key in self._running)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True,
+                alone: Hashable = None) -> defer.Deferred:
         """Run ``fn(*args)`` in the pool; ``timed``: subject to :attr:`timeout` (an
-        analysis; not the engine's warm-up)."""
+        analysis; not the engine's warm-up); ``alone``: see the module docstring.  A held
+        submission is timed from when it is handed to the workers."""
+        if self._closed or (not self._held and self._may_run(alone)):
+            return self._start(fn, args, timed, alone)
+        d: defer.Deferred = defer.Deferred()
+        self._held.append((alone, lambda: self._start(fn, args, timed, alone).chainDeferred(d)))
+        return d
+
+    def _release(self) -> None:
+        """Start the held submissions that may run now, in the order they came."""
+        while self._held and not self._closed and self._may_run(self._held[0][0]):
+            self._held.popleft()[1]()
+
+    def _left(self, alone: Hashable) -> None:
+        """An analysis of key ``alone`` is over (or given up)."""
+        self.pending -= 1
+        self._running[alone] -= 1
+        if not self._running[alone]:
+            del self._running[alone]
+            self._release()
+
+    def _start(self, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool,
+               alone: Hashable) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         try:
             executor, future = self._hand_over(fn, *args)
         except Exception as exc:  # noqa: BLE001 - pool shut down, or unusable once replaced
             return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
         self.pending += 1
+        self._running[alone] = self._running.get(alone, 0) + 1
 
         def done(future: concurrent.futures.Future) -> None:
             # Called on the worker-management thread: hop back to the reactor.
@@ -388,36 +455,44 @@ class AnalysisPool:
         def fire(future: concurrent.futures.Future) -> None:
             if d.called:  # timed out earlier
                 return
-            self.pending -= 1
             if expiry is not None and expiry.active():
                 expiry.cancel()
             try:
                 value = future.result()
             except concurrent.futures.BrokenExecutor as exc:
+                # Replaced before the held submissions are released: not into a broken pool.
                 self._replace(executor, "worker_died")
+                self._left(alone)
                 d.errback(WorkerDied(f"analysis worker died: {type(exc).__name__}"))
                 return
-            except Exception as exc:  # noqa: BLE001 - cancelled at shutdown, ...
+            except concurrent.futures.CancelledError:
+                self._left(alone)
+                d.errback(PoolClosed("analysis pool closed"))
+                return
+            except Exception as exc:  # noqa: BLE001 - the pool failed otherwise
+                self._left(alone)
                 d.errback(AnalysisFailure(f"analysis worker failed: {type(exc).__name__}"))
                 return
+            self._left(alone)
             d.callback(value)
 
         def expire() -> None:
             if d.called or future.done():  # done: its outcome is on its way to fire()
                 return
-            self.pending -= 1
             if executor is not self._executor:
                 # Its pool was killed for another analysis that hung (or a worker died)
                 # while this one waited behind it: a victim, tried again like the others.
+                self._left(alone)
                 d.errback(WorkerDied("analysis worker died: its pool was replaced"))
                 return
-            d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
             if self.kind == "process":
                 self._kill_workers(executor)
             # A new pool takes the analyses from now on; a thread cannot be stopped and runs
             # on in the old one, but the analyses queued behind it are not held (nor timed
             # out) too.
             self._replace(executor, "timeout")
+            self._left(alone)
+            d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
 
         expiry = (self.reactor.callLater(self.timeout, expire)
                   if timed and self.timeout is not None else None)
@@ -438,21 +513,26 @@ class AnalysisPool:
 
         return d.addCallback(started)
 
-    def analyze(self, data: RadiologyInsightsData) -> defer.Deferred:
-        """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure."""
-        return self.analyze_report(data, with_result=True).addCallback(lambda a: a.result)
+    def analyze(self, data: RadiologyInsightsData, *, alone: Hashable = None
+                ) -> defer.Deferred:
+        """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure.
+        ``alone``: run with nothing else in the pool (module docstring)."""
+        return self.analyze_report(data, with_result=True, alone=alone).addCallback(
+            lambda a: a.result)
 
-    def analyze_report(self, data: RadiologyInsightsData, *, with_result: bool = True
-                       ) -> defer.Deferred:
+    def analyze_report(self, data: RadiologyInsightsData, *, with_result: bool = True,
+                       alone: Hashable = None) -> defer.Deferred:
         """Deferred[Analysis]: the inferences as RI JSON text (and the models if asked)."""
         if self.kind == "process":
-            d = self._submit(_analyze_in_process, data, with_result)
+            d = self._submit(_analyze_in_process, data, with_result, alone=alone)
         else:
-            d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result)
+            d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result,
+                             alone=alone)
         return d.addCallback(_outcome)
 
     def map_and_analyze(self, text: str, mapping_config: Any = None, configuration: Any = None,
-                        *, with_result: bool = True) -> defer.Deferred:
+                        *, with_result: bool = True, alone: Hashable = None
+                        ) -> defer.Deferred:
         """Map a decoded ORU and analyse its reports in one worker call (module docstring).
 
         Deferred[list[(report, outcome)]], one per OBR group: ``report`` is the
@@ -464,15 +544,16 @@ class AnalysisPool:
         """
         if self.kind == "process":
             d = self._submit(_map_and_analyze_in_process, text, mapping_config, configuration,
-                             with_result)
+                             with_result, alone=alone)
         else:
             d = self._submit(_map_and_analyze_in_thread, self.engine_factory, text,
-                             mapping_config, configuration, with_result)
+                             mapping_config, configuration, with_result, alone=alone)
         return d.addCallback(_outcome).addCallback(_report_outcomes)
 
-    def map_message(self, text: str, mapping_config: Any = None) -> defer.Deferred:
+    def map_message(self, text: str, mapping_config: Any = None, *, alone: Hashable = None
+                    ) -> defer.Deferred:
         """Deferred[list[MappedReport]]: ``map_oru`` run by a worker (fails with HL7Error)."""
-        return self._submit(_map, text, mapping_config).addCallback(_outcome)
+        return self._submit(_map, text, mapping_config, alone=alone).addCallback(_outcome)
 
     def close(self) -> None:
         self.ready = False

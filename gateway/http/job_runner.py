@@ -7,6 +7,11 @@ The flow of one job::
                       (which works off the reactor thread)
          -> succeeded with the result, or failed with an RI error object
 
+A job whose worker process died (under it, or under another analysis beside it) is tried
+once more alone, with nothing else in the analysis pool; a second death fails it.  A job
+cut short because the pool closed (the gateway is stopping) stays ``running`` and is
+resumed at the next start.
+
 :meth:`JobRunner.resume` starts again every job that was accepted but not
 finished, e.g. because the process stopped; :meth:`JobRunner.start_purging`
 deletes expired jobs periodically.
@@ -24,6 +29,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from gateway.analysis import PoolClosed, WorkerDied
 from gateway.logging import get_logger
 from ri_engine.models import (
     INFERENCE_TYPES, InferenceResult, ModelConfiguration, RadiologyInsightsData,
@@ -44,6 +50,9 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
 }
 
 PURGE_INTERVAL = 300.0
+# A failed job's error when its analysis killed the worker process while running alone.
+WORKER_DIED_MESSAGE = ("The analysis of this job stopped the analysis worker process, also "
+                       "when run alone; the job was not analysed.")
 
 
 class Analyzer(Protocol):
@@ -118,9 +127,26 @@ class JobRunner:
         if not self.store.mark_running(record.id, record.revision, self.now()):
             return Deferred.fromResult(None)  # replaced meanwhile; the newer run owns the id
         d = maybeDeferred(self.analysis.analyze, data)
+        d.addErrback(self._worker_died, data, record)
         d.addCallbacks(self._record_success, self._record_failure,
                        callbackArgs=(record,), errbackArgs=(record,))
         return d
+
+    def _worker_died(self, failure: Failure, data: RadiologyInsightsData, record: JobRecord
+                     ) -> Any:
+        """Its worker died (it, or another analysis beside it, killed the worker): tried once
+        more alone, with nothing else in the pool, so that a second death is its own."""
+        if not failure.check(WorkerDied):
+            return failure
+        log.warning("REST job tried again alone", job_id=record.id)
+        d = maybeDeferred(self.analysis.analyze, data, alone=("job", record.id, record.revision))
+
+        def died_alone(again: Failure) -> Any:
+            if not again.check(WorkerDied):
+                return again
+            return Failure(ApiError(500, "InternalError", WORKER_DIED_MESSAGE))
+
+        return d.addErrback(died_alone)
 
     def resume(self) -> list[Deferred[None]]:
         """Start again every job accepted but not finished (after a restart)."""
@@ -160,6 +186,10 @@ class JobRunner:
         log.info("REST job succeeded", job_id=record.id, recorded=stored)
 
     def _record_failure(self, failure: Failure, record: JobRecord) -> None:
+        if failure.check(PoolClosed):
+            # The gateway is stopping: the job stays running and is resumed at the next start.
+            log.info("REST job left for the next start", job_id=record.id)
+            return
         error = job_error_from(failure.value)
         stored = self.store.fail(record.id, record.revision, self.now(), error.to_json())
         # The exception text can quote the report, so only its type and code are logged.

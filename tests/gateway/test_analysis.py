@@ -308,3 +308,58 @@ def test_an_engine_that_cannot_be_built_fails_each_analysis_without_breaking_the
         assert restarts == [] and pool.pending == 0
     finally:
         pool.close()
+
+
+def test_the_death_of_a_worker_started_beside_a_long_analysis_is_noticed_at_once(tmp_path):
+    # The pool's second worker is started by the submission that needs it, and the pool's
+    # management thread, woken by that submission first, often went back to watching the
+    # first worker only: the new one's death went unnoticed until the long analysis beside
+    # it finished (with nothing beside it, until the timeout).  Several rounds, as the
+    # thread does not always lose that race.
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(2, reactor=reactor, engine_factory=FakeEngine, executor="process")
+    releases = [tmp_path / f"release{n}" for n in range(8)]
+    try:
+        for release in releases:
+            held = pool.analyze(text_request(f"WAITFOR:{release};", TextMetadata()))
+            died = pool.analyze(text_request("DIE", TextMetadata()))
+            fn, args = reactor.calls.get(timeout=30)  # the death, while the other is held
+            fn(*args)
+            assert settle(reactor, died).check(WorkerDied)
+            assert settle(reactor, held).check(WorkerDied)  # a victim, as the pipeline expects
+    finally:
+        for release in releases:
+            release.touch()
+        pool.close()
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_an_analysis_run_alone_holds_every_other_until_it_is_over(tmp_path, executor):
+    # Alone: nothing of another key shares the pool with it, so a death while it runs is its
+    # own; what comes meanwhile (a REST job, another report) waits, in the order it came.
+    first, alone_release = tmp_path / "first", tmp_path / "alone"
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(2, reactor=reactor, engine_factory=FakeEngine, executor=executor)
+    try:
+        shared = pool.analyze(text_request(f"WAITFOR:{first}; one", TextMetadata()))
+        alone = pool.analyze(text_request(f"WAITFOR:{alone_release}; two", TextMetadata()),
+                             alone=("message", 1))
+        same_key = pool.analyze(text_request("three", TextMetadata()), alone=("message", 1))
+        later = pool.analyze(text_request("four", TextMetadata()))
+        other_key = pool.analyze(text_request("five", TextMetadata()), alone=("job", "j"))
+        assert pool.pending == 1  # the alone one waits for the shared one to end
+        first.touch()
+        settle(reactor, shared)
+        assert pool.pending == 2  # it runs, with the other of its key; the rest wait
+        assert not later.called and not other_key.called
+        settle(reactor, same_key)
+        assert pool.pending == 1 and not later.called
+        alone_release.touch()
+        settle(reactor, alone)
+        assert not settle(reactor, later).patient_results[0].inferences
+        settle(reactor, other_key)
+        assert pool.pending == 0
+    finally:
+        first.touch()
+        alone_release.touch()
+        pool.close()
