@@ -38,6 +38,9 @@ given up and its thread runs on until it returns, but a new thread pool takes it
 so the analyses that follow do not wait behind it.  An analysis that was waiting in a pool
 replaced for another's sake fails with :class:`WorkerDied`, not as timed out.
 
+**At most two analyses per worker are handed over** (``capacity``); the others wait in
+the pool, in the order they came, and their ``timeout`` counts from the hand-over.
+
 **Analyses run alone.**  To find which analysis kills its worker, its users try the victims
 of a death again one at a time (``alone=KEY`` on any analysing method): the pool starts such
 an analysis only when nothing of another key is in it, and holds every later submission
@@ -60,6 +63,7 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Hashable
@@ -335,12 +339,20 @@ class AnalysisPool:
         # Seconds an analysis may take (None: no limit); see the module docstring.
         self.timeout = timeout or None
         self.on_restart = on_restart  # called with the reason when the pool is replaced
+        # Analyses handed to the workers at once (two per worker: a worker never waits for
+        # its next one); the rest are held here, so that an analysis's timeout counts at
+        # most the one other analysis its worker holds.  Every caller shares it: REST jobs
+        # were all handed over on arrival, and in a burst of them those at the back of the
+        # executor's queue timed out without having run, their workers killed as if hung.
+        self.capacity = 2 * self.workers
         self.restarts = 0
         self._closed = False
         # Analyses in the pool by their ``alone`` key (None: shared), and the submissions
         # held until they may run with those (module docstring: analyses run alone).
         self._running: dict[Hashable, int] = {}
         self._held: deque[tuple[Hashable, Callable[[], None]]] = deque()
+        # Every analysis thread started, in this pool or one it replaced (see stragglers).
+        self._threads: set[threading.Thread] = set()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> concurrent.futures.Executor:
@@ -349,7 +361,8 @@ class AnalysisPool:
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_process, initargs=(self.engine_factory, self.priority))
         return concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="analysis")
+            max_workers=self.workers, thread_name_prefix="analysis",
+            initializer=lambda: self._threads.add(threading.current_thread()))
 
     def _replace(self, broken: concurrent.futures.Executor, reason: str) -> None:
         """Put a new pool in place of ``broken`` (once, however many of its analyses
@@ -410,6 +423,8 @@ class AnalysisPool:
 
     def _may_run(self, alone: Hashable) -> bool:
         """Whether an analysis of key ``alone`` may join those in the pool now."""
+        if self.pending >= self.capacity:
+            return False
         if alone is None:
             return all(key is None for key in self._running)
         return all(key == alone for key in self._running)
@@ -444,6 +459,8 @@ class AnalysisPool:
         try:
             executor, future = self._hand_over(fn, *args)
         except Exception as exc:  # noqa: BLE001 - pool shut down, or unusable once replaced
+            if self._closed:
+                return defer.fail(PoolClosed("analysis pool closed"))
             return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
         self.pending += 1
         self._running[alone] = self._running.get(alone, 0) + 1
@@ -459,19 +476,10 @@ class AnalysisPool:
                 expiry.cancel()
             try:
                 value = future.result()
-            except concurrent.futures.BrokenExecutor as exc:
-                # Replaced before the held submissions are released: not into a broken pool.
-                self._replace(executor, "worker_died")
-                self._left(alone)
-                d.errback(WorkerDied(f"analysis worker died: {type(exc).__name__}"))
-                return
-            except concurrent.futures.CancelledError:
-                self._left(alone)
-                d.errback(PoolClosed("analysis pool closed"))
-                return
-            except Exception as exc:  # noqa: BLE001 - the pool failed otherwise
-                self._left(alone)
-                d.errback(AnalysisFailure(f"analysis worker failed: {type(exc).__name__}"))
+            except Exception as exc:  # noqa: BLE001 - told apart by _failure
+                error = self._failure(exc, executor)
+                self._left(alone)  # after a replacement: held work goes to the new pool
+                d.errback(error)
                 return
             self._left(alone)
             d.callback(value)
@@ -498,6 +506,16 @@ class AnalysisPool:
                   if timed and self.timeout is not None else None)
         future.add_done_callback(done)
         return d
+
+    def _failure(self, exc: Exception, executor: concurrent.futures.Executor) -> Exception:
+        """What an analysis whose future failed with ``exc`` fails with."""
+        if self._closed:
+            # Cancelled or killed by close(): left for the next start, not a failure.
+            return PoolClosed("analysis pool closed")
+        if isinstance(exc, concurrent.futures.BrokenExecutor):
+            self._replace(executor, "worker_died")
+            return WorkerDied(f"analysis worker died: {type(exc).__name__}")
+        return AnalysisFailure(f"analysis worker failed: {type(exc).__name__}")
 
     def start(self) -> defer.Deferred:
         """Build the engines now (instead of on the first report); fires when one is ready."""
@@ -556,6 +574,24 @@ class AnalysisPool:
         return self._submit(_map, text, mapping_config, alone=alone).addCallback(_outcome)
 
     def close(self) -> None:
+        """Stop analysing: what is queued is cancelled (:class:`PoolClosed`), and process
+        workers still analysing are killed, since Python waits for them at exit and an
+        analysis that hangs would hold the process for ever; their work was not recorded
+        and is taken up again at the next start.  Threads cannot be killed (see
+        :meth:`stragglers`)."""
         self.ready = False
         self._closed = True
+        self._held.clear()
+        if self.kind == "process":  # before shutdown(), which forgets the workers
+            self._kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def stragglers(self, grace: float) -> int:
+        """After :meth:`close`: wait up to ``grace`` seconds in all for the analysis threads
+        still running (one given up at its timeout, or one that was analysing at the stop);
+        how many are still running then.  Python waits for every one of them at exit, so
+        a caller that must stop in bounded time ends the process without that wait."""
+        deadline = time.monotonic() + grace
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in self._threads)

@@ -72,7 +72,9 @@ from twisted.python.failure import Failure
 
 from mappings.priority import OTHER, urgency
 
-from .analysis import AnalysisTimedOut, MappingFailure, WorkerDied, with_configuration
+from .analysis import (
+    AnalysisTimedOut, MappingFailure, PoolClosed, WorkerDied, with_configuration,
+)
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysisStatus", "AnalysedHook",
@@ -282,6 +284,13 @@ class AnalysisPipeline:
         self._retry: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
         self._alone: int | None = None
         self._deaths: dict[int, int] = {}
+        # message_id -> control id of each message in the pool or being recorded.
+        self._analysing: dict[int, str] = {}
+
+    @property
+    def analysing(self) -> list[str]:
+        """The control ids of the messages in the analysis pool or being recorded."""
+        return list(self._analysing.values())
 
     @property
     def backlog(self) -> int:
@@ -354,6 +363,7 @@ class AnalysisPipeline:
 
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
+        self._analysing[message.message_id] = message.control_id
         started = self.clock()
         alone = self._alone == message.message_id
         if not message.is_report:
@@ -378,6 +388,7 @@ class AnalysisPipeline:
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
+            self._analysing.pop(message.message_id, None)
             if alone:
                 self._alone = None
             if isinstance(result, Failure):
@@ -478,9 +489,10 @@ class AnalysisPipeline:
                 d = self.analyzer.analyze(request, **self._alone_args(message, alone))
                 d.addCallback(lambda result, r=report: ReportOutcome(
                     r, result=result, model_version=result.model_version))
-            # A worker that died or timed out fails the whole message (_worker_failed).
+            # A worker that died or timed out fails the whole message (_worker_failed); a
+            # pool closed at the stop leaves it to the next start (_failed).
             d.addErrback(lambda failure, r=report: failure
-                         if failure.check(WorkerDied, AnalysisTimedOut)
+                         if failure.check(WorkerDied, AnalysisTimedOut, PoolClosed)
                          else ReportOutcome(r, error=failure.value))
             work.append(d)
         return defer.gatherResults(work, consumeErrors=True).addCallbacks(

@@ -281,7 +281,10 @@ def test_the_analyses_waiting_behind_one_that_hangs_are_tried_again_not_timed_ou
                     for n in range(5)]
         reactor.clock.advance(20)
         assert settle(reactor, hung).check(AnalysisTimedOut)
-        assert [settle(reactor, d).type for d in waiting] == [WorkerDied] * 6
+        # The one handed over with it is a victim of the kill; those held in the pool
+        # (beyond two per worker) go to the new workers.
+        assert settle(reactor, waiting[0]).type is WorkerDied
+        assert all(settle(reactor, d).patient_results[0].inferences for d in waiting[1:])
         assert pool.pending == 0 and pool.restarts == 1
         after = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
         assert after.patient_results[0].inferences
@@ -362,4 +365,32 @@ def test_an_analysis_run_alone_holds_every_other_until_it_is_over(tmp_path, exec
     finally:
         first.touch()
         alone_release.touch()
+        pool.close()
+
+
+def test_analyses_beyond_two_per_worker_wait_and_are_timed_from_their_hand_over(tmp_path):
+    # All were handed to the executor at once (a burst of REST jobs): the timeout of one at
+    # the back of its queue ran while it waited, and it was recorded as a hang (its workers
+    # killed) without ever having run that long.
+    files = [tmp_path / name for name in ("a", "b", "c")]
+    reactor = ClockedHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="thread",
+                        timeout=30)
+    try:
+        first, second, third = (pool.analyze(text_request(f"WAITFOR:{f};", TextMetadata()))
+                                for f in files)
+        assert pool.pending == 2
+        reactor.clock.advance(20)
+        files[0].touch()
+        files[1].touch()
+        settle(reactor, first)
+        settle(reactor, second)
+        reactor.clock.advance(15)  # 35 s after it was submitted, 15 s after its hand-over
+        assert not third.called
+        files[2].touch()
+        assert settle(reactor, third).patient_results[0].inferences == []
+        assert pool.restarts == 0 and pool.pending == 0
+    finally:
+        for f in files:
+            f.touch()
         pool.close()
