@@ -270,7 +270,9 @@ def build_http_service(settings: Settings, app: GatewayApp,
         analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor,
-        max_unfinished_jobs=settings.http.max_unfinished_jobs)
+        max_unfinished_jobs=settings.http.max_unfinished_jobs,
+        # One per worker: an MLLP report waits behind no more REST jobs than that.
+        max_running_jobs=int(getattr(app.pool, "workers", 0) or 0) or None)
     return ListenerService(app.reactor, settings.http.endpoint,
                            ConnectionLimit(site, settings.http.max_connections,
                                            clock=app.reactor), "http")

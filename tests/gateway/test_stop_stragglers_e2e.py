@@ -72,21 +72,24 @@ def test_a_stop_with_analyses_that_never_return_ends_in_bounded_time(tmp_path, e
 
 
 def test_rest_jobs_cut_short_by_a_stop_are_resumed_not_failed(tmp_path):
-    # A job waiting behind another in the pool was cancelled at the stop and recorded
+    # A job waiting in the pool behind a report was cancelled at the stop and recorded
     # failed (InternalError) instead of being left for the next start.
     from test_worker_blame_e2e import KEY, call, finished, job
 
     db, held = tmp_path / "audit.sqlite3", tmp_path / "held"
     env = {"RI_GATEWAY_HTTP_ENABLED": "true", "RI_GATEWAY_API_KEYS": KEY,
-           "RI_GATEWAY_HTTP_ENDPOINT": "tcp:0:interface=127.0.0.1"}
+           "RI_GATEWAY_HTTP_ENDPOINT": "tcp:0:interface=127.0.0.1",
+           "RI_GATEWAY_ANALYSIS_QUIET_PERIOD": "0"}
     gateway = GatewayProcess(db, **env).start()
     try:
         http = json.loads(gateway.output.wait_for(json_event("listening", service="http")))["port"]
         gateway.output.wait_for(json_event("analysis.ready"))
-        assert call(http, "PUT", "held-1", job(f"WAITFOR:{held};"))[0] == 201
-        wait("the first job running", (tmp_path / "held.started").exists)
-        for n in range(2, 5):  # behind it: one worker thread holds two at once
-            assert call(http, "PUT", f"queued-{n}", job("No acute finding."))[0] == 201
+        assert b"MSA|AA" in exchange(gateway.port, oru("HELD1", report=f"WAITFOR:{held};"))
+        wait("the report's analysis running", (tmp_path / "held.started").exists)
+        # One worker thread: the first job waits in the pool behind the report, the second
+        # (one job per worker in the pool) in the REST API.
+        for job_id in ("queued-1", "queued-2"):
+            assert call(http, "PUT", job_id, job("No acute finding."))[0] == 201
         gateway.proc.terminate()
         assert gateway.proc.wait(timeout=STOPPED_WITHIN) == 0
     finally:
@@ -94,13 +97,13 @@ def test_rest_jobs_cut_short_by_a_stop_are_resumed_not_failed(tmp_path):
             gateway.proc.kill()
         held.touch()
     stored = dict(query(db, "SELECT id, status FROM http_jobs"))
-    assert stored == {"held-1": "running", "queued-2": "running", "queued-3": "running",
-                      "queued-4": "running"}
+    assert stored == {"queued-1": "running", "queued-2": "notStarted"}
     restarted = GatewayProcess(db, **env).start()
     try:
         http = json.loads(restarted.output.wait_for(json_event("listening", service="http")))["port"]
         for job_id in stored:
             wait(f"{job_id} resumed", lambda j=job_id: finished(http, j))
             assert finished(http, job_id)["status"] == "succeeded"
+        wait("the report resumed", lambda: outcome(db, "HELD1") == ["analysed"])
     finally:
         assert restarted.stop() == 0
