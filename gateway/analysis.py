@@ -106,6 +106,7 @@ _local = threading.local()
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
 WORKER_NICENESS = 10
 PRIORITIES = ("idle", "low", "normal")
+PARENT_CHECK_INTERVAL = 1.0  # seconds between a worker's looks for its gateway
 
 
 class MappingFailure(AnalysisFailure):
@@ -177,8 +178,29 @@ def lower_priority(priority: str) -> str:
     return "normal"
 
 
+def _exit_with_parent() -> None:
+    """End this worker process when the gateway that started it is gone.
+
+    A worker waits for its next analysis on a queue whose writing end it holds too, so
+    it never sees the gateway go: after a SIGKILL or an OOM kill of the gateway, its
+    idle workers (an engine in memory each) lived on, one more set at every restart.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return
+    pid = parent.pid
+
+    def watch() -> None:
+        while os.getppid() == pid:  # re-parented (to init or a subreaper) once it is gone
+            time.sleep(PARENT_CHECK_INTERVAL)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _init_process(factory: EngineFactory, priority: str = "low") -> None:
     global _engine, _factory
+    _exit_with_parent()
     lower_priority(priority)
     _factory = factory
     try:
