@@ -38,6 +38,16 @@ given up and its thread runs on until it returns, but a new thread pool takes it
 so the analyses that follow do not wait behind it.  An analysis that was waiting in a pool
 replaced for another's sake fails with :class:`WorkerDied`, not as timed out.
 
+**At most two analyses per worker are handed over** (``capacity``); the others wait in
+the pool, in the order they came, and their ``timeout`` counts from the hand-over.
+
+**Analyses run alone.**  To find which analysis kills its worker, its users try the victims
+of a death again one at a time (``alone=KEY`` on any analysing method): the pool starts such
+an analysis only when nothing of another key is in it, and holds every later submission
+(the REST API's jobs, an MLLP report, another user's ``alone`` try) until it is over.  Its
+analyses of the same key (the reports of one message) run together.  Without this a REST
+job that killed its worker beside a report tried alone would be blamed on that report.
+
 **One worker call per message.**  ``map_and_analyze(text, ...)`` maps the decoded ORU
 (``mappings.inbound.map_oru``) and analyses every report marked ``analyse`` in the same
 call: the message text goes to the worker once and one reply comes back, instead of
@@ -53,8 +63,10 @@ import json
 import multiprocessing
 import os
 import threading
+import time
 import traceback
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,7 +76,7 @@ from ri_engine.errors import AnalysisFailure, EngineError, RequestError
 from ri_engine.models import InferenceResult, RadiologyInsightsData
 
 __all__ = [
-    "Analysis", "AnalysisPool", "AnalysisTimedOut", "MappingFailure", "ReportInfo",
+    "Analysis", "AnalysisPool", "AnalysisTimedOut", "MappingFailure", "PoolClosed", "ReportInfo",
     "WorkerDied", "default_engine_factory", "default_workers", "lower_priority",
     "with_configuration",
 ]
@@ -94,6 +106,7 @@ _local = threading.local()
 # the reactor (framing, commits, ACKs) keeps its CPU share and analysis catches up later.
 WORKER_NICENESS = 10
 PRIORITIES = ("idle", "low", "normal")
+PARENT_CHECK_INTERVAL = 1.0  # seconds between a worker's looks for its gateway
 
 
 class MappingFailure(AnalysisFailure):
@@ -110,6 +123,11 @@ class WorkerDied(AnalysisFailure):
 
 class AnalysisTimedOut(AnalysisFailure):
     """The analysis did not finish within the pool's ``timeout``."""
+
+
+class PoolClosed(AnalysisFailure):
+    """The pool was closed (the gateway is stopping) before the analysis ran: the work is
+    left for the next start, not a failure of the request."""
 
 
 @dataclass(frozen=True)
@@ -160,8 +178,29 @@ def lower_priority(priority: str) -> str:
     return "normal"
 
 
+def _exit_with_parent() -> None:
+    """End this worker process when the gateway that started it is gone.
+
+    A worker waits for its next analysis on a queue whose writing end it holds too, so
+    it never sees the gateway go: after a SIGKILL or an OOM kill of the gateway, its
+    idle workers (an engine in memory each) lived on, one more set at every restart.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return
+    pid = parent.pid
+
+    def watch() -> None:
+        while os.getppid() == pid:  # re-parented (to init or a subreaper) once it is gone
+            time.sleep(PARENT_CHECK_INTERVAL)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _init_process(factory: EngineFactory, priority: str = "low") -> None:
     global _engine, _factory
+    _exit_with_parent()
     lower_priority(priority)
     _factory = factory
     try:
@@ -322,8 +361,20 @@ class AnalysisPool:
         # Seconds an analysis may take (None: no limit); see the module docstring.
         self.timeout = timeout or None
         self.on_restart = on_restart  # called with the reason when the pool is replaced
+        # Analyses handed to the workers at once (two per worker: a worker never waits for
+        # its next one); the rest are held here, so that an analysis's timeout counts at
+        # most the one other analysis its worker holds.  Every caller shares it: REST jobs
+        # were all handed over on arrival, and in a burst of them those at the back of the
+        # executor's queue timed out without having run, their workers killed as if hung.
+        self.capacity = 2 * self.workers
         self.restarts = 0
         self._closed = False
+        # Analyses in the pool by their ``alone`` key (None: shared), and the submissions
+        # held until they may run with those (module docstring: analyses run alone).
+        self._running: dict[Hashable, int] = {}
+        self._held: deque[tuple[Hashable, Callable[[], None]]] = deque()
+        # Every analysis thread started, in this pool or one it replaced (see stragglers).
+        self._threads: set[threading.Thread] = set()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> concurrent.futures.Executor:
@@ -332,7 +383,8 @@ class AnalysisPool:
                 max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_process, initargs=(self.engine_factory, self.priority))
         return concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.workers, thread_name_prefix="analysis")
+            max_workers=self.workers, thread_name_prefix="analysis",
+            initializer=lambda: self._threads.add(threading.current_thread()))
 
     def _replace(self, broken: concurrent.futures.Executor, reason: str) -> None:
         """Put a new pool in place of ``broken`` (once, however many of its analyses
@@ -364,22 +416,76 @@ class AnalysisPool:
                    ) -> tuple[concurrent.futures.Executor, concurrent.futures.Future]:
         """Submit ``fn(*args)``; the pool it went to and its future."""
         try:
-            return self._executor, self._executor.submit(fn, *args)
+            future = self._executor.submit(fn, *args)
         except concurrent.futures.BrokenExecutor:
             # Broken before any of its analyses said so (they are still to be reported):
             # replaced, and the submission made once more to the new pool.
             self._replace(self._executor, "worker_died")
-        return self._executor, self._executor.submit(fn, *args)
+            future = self._executor.submit(fn, *args)
+        self._watch_new_workers(self._executor)
+        return self._executor, future
 
-    def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True) -> defer.Deferred:
+    @staticmethod
+    def _watch_new_workers(executor: concurrent.futures.Executor) -> None:
+        """Make a process pool watch the worker its last submission may have started.
+
+        ``submit`` wakes the pool's management thread before it starts a worker, so the
+        thread goes back to waiting on the workers it knew: on Python 3.11 and 3.13, the
+        death of the new worker went unnoticed until another analysis finished (or, with
+        nothing else running, until ``timeout`` blamed the analysis for a hang).  One more
+        wake-up makes it look at every worker.
+        """
+        # _executor_manager_thread_wakeup: ProcessPoolExecutor's own wake-up, Python 3.9+.
+        wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
+        if wakeup is not None:
+            try:
+                wakeup.wakeup()
+            except (OSError, ValueError):  # the pool is shutting down: nothing to watch
+                pass
+
+    def _may_run(self, alone: Hashable) -> bool:
+        """Whether an analysis of key ``alone`` may join those in the pool now."""
+        if self.pending >= self.capacity:
+            return False
+        if alone is None:
+            return all(key is None for key in self._running)
+        return all(key == alone for key in self._running)
+
+    def _submit(self, fn: Callable[..., Any], *args: Any, timed: bool = True,
+                alone: Hashable = None) -> defer.Deferred:
         """Run ``fn(*args)`` in the pool; ``timed``: subject to :attr:`timeout` (an
-        analysis; not the engine's warm-up)."""
+        analysis; not the engine's warm-up); ``alone``: see the module docstring.  A held
+        submission is timed from when it is handed to the workers."""
+        if self._closed or (not self._held and self._may_run(alone)):
+            return self._start(fn, args, timed, alone)
+        d: defer.Deferred = defer.Deferred()
+        self._held.append((alone, lambda: self._start(fn, args, timed, alone).chainDeferred(d)))
+        return d
+
+    def _release(self) -> None:
+        """Start the held submissions that may run now, in the order they came."""
+        while self._held and not self._closed and self._may_run(self._held[0][0]):
+            self._held.popleft()[1]()
+
+    def _left(self, alone: Hashable) -> None:
+        """An analysis of key ``alone`` is over (or given up)."""
+        self.pending -= 1
+        self._running[alone] -= 1
+        if not self._running[alone]:
+            del self._running[alone]
+            self._release()
+
+    def _start(self, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool,
+               alone: Hashable) -> defer.Deferred:
         d: defer.Deferred = defer.Deferred()
         try:
             executor, future = self._hand_over(fn, *args)
         except Exception as exc:  # noqa: BLE001 - pool shut down, or unusable once replaced
+            if self._closed:
+                return defer.fail(PoolClosed("analysis pool closed"))
             return defer.fail(AnalysisFailure(f"analysis pool unavailable: {type(exc).__name__}"))
         self.pending += 1
+        self._running[alone] = self._running.get(alone, 0) + 1
 
         def done(future: concurrent.futures.Future) -> None:
             # Called on the worker-management thread: hop back to the reactor.
@@ -388,41 +494,50 @@ class AnalysisPool:
         def fire(future: concurrent.futures.Future) -> None:
             if d.called:  # timed out earlier
                 return
-            self.pending -= 1
             if expiry is not None and expiry.active():
                 expiry.cancel()
             try:
                 value = future.result()
-            except concurrent.futures.BrokenExecutor as exc:
-                self._replace(executor, "worker_died")
-                d.errback(WorkerDied(f"analysis worker died: {type(exc).__name__}"))
+            except Exception as exc:  # noqa: BLE001 - told apart by _failure
+                error = self._failure(exc, executor)
+                self._left(alone)  # after a replacement: held work goes to the new pool
+                d.errback(error)
                 return
-            except Exception as exc:  # noqa: BLE001 - cancelled at shutdown, ...
-                d.errback(AnalysisFailure(f"analysis worker failed: {type(exc).__name__}"))
-                return
+            self._left(alone)
             d.callback(value)
 
         def expire() -> None:
             if d.called or future.done():  # done: its outcome is on its way to fire()
                 return
-            self.pending -= 1
             if executor is not self._executor:
                 # Its pool was killed for another analysis that hung (or a worker died)
                 # while this one waited behind it: a victim, tried again like the others.
+                self._left(alone)
                 d.errback(WorkerDied("analysis worker died: its pool was replaced"))
                 return
-            d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
             if self.kind == "process":
                 self._kill_workers(executor)
             # A new pool takes the analyses from now on; a thread cannot be stopped and runs
             # on in the old one, but the analyses queued behind it are not held (nor timed
             # out) too.
             self._replace(executor, "timeout")
+            self._left(alone)
+            d.errback(AnalysisTimedOut(f"analysis took longer than {self.timeout:g} s"))
 
         expiry = (self.reactor.callLater(self.timeout, expire)
                   if timed and self.timeout is not None else None)
         future.add_done_callback(done)
         return d
+
+    def _failure(self, exc: Exception, executor: concurrent.futures.Executor) -> Exception:
+        """What an analysis whose future failed with ``exc`` fails with."""
+        if self._closed:
+            # Cancelled or killed by close(): left for the next start, not a failure.
+            return PoolClosed("analysis pool closed")
+        if isinstance(exc, concurrent.futures.BrokenExecutor):
+            self._replace(executor, "worker_died")
+            return WorkerDied(f"analysis worker died: {type(exc).__name__}")
+        return AnalysisFailure(f"analysis worker failed: {type(exc).__name__}")
 
     def start(self) -> defer.Deferred:
         """Build the engines now (instead of on the first report); fires when one is ready."""
@@ -438,21 +553,26 @@ class AnalysisPool:
 
         return d.addCallback(started)
 
-    def analyze(self, data: RadiologyInsightsData) -> defer.Deferred:
-        """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure."""
-        return self.analyze_report(data, with_result=True).addCallback(lambda a: a.result)
+    def analyze(self, data: RadiologyInsightsData, *, alone: Hashable = None
+                ) -> defer.Deferred:
+        """Deferred[InferenceResult]; fails with RequestError or AnalysisFailure.
+        ``alone``: run with nothing else in the pool (module docstring)."""
+        return self.analyze_report(data, with_result=True, alone=alone).addCallback(
+            lambda a: a.result)
 
-    def analyze_report(self, data: RadiologyInsightsData, *, with_result: bool = True
-                       ) -> defer.Deferred:
+    def analyze_report(self, data: RadiologyInsightsData, *, with_result: bool = True,
+                       alone: Hashable = None) -> defer.Deferred:
         """Deferred[Analysis]: the inferences as RI JSON text (and the models if asked)."""
         if self.kind == "process":
-            d = self._submit(_analyze_in_process, data, with_result)
+            d = self._submit(_analyze_in_process, data, with_result, alone=alone)
         else:
-            d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result)
+            d = self._submit(_analyze_in_thread, self.engine_factory, data, with_result,
+                             alone=alone)
         return d.addCallback(_outcome)
 
     def map_and_analyze(self, text: str, mapping_config: Any = None, configuration: Any = None,
-                        *, with_result: bool = True) -> defer.Deferred:
+                        *, with_result: bool = True, alone: Hashable = None
+                        ) -> defer.Deferred:
         """Map a decoded ORU and analyse its reports in one worker call (module docstring).
 
         Deferred[list[(report, outcome)]], one per OBR group: ``report`` is the
@@ -464,17 +584,36 @@ class AnalysisPool:
         """
         if self.kind == "process":
             d = self._submit(_map_and_analyze_in_process, text, mapping_config, configuration,
-                             with_result)
+                             with_result, alone=alone)
         else:
             d = self._submit(_map_and_analyze_in_thread, self.engine_factory, text,
-                             mapping_config, configuration, with_result)
+                             mapping_config, configuration, with_result, alone=alone)
         return d.addCallback(_outcome).addCallback(_report_outcomes)
 
-    def map_message(self, text: str, mapping_config: Any = None) -> defer.Deferred:
+    def map_message(self, text: str, mapping_config: Any = None, *, alone: Hashable = None
+                    ) -> defer.Deferred:
         """Deferred[list[MappedReport]]: ``map_oru`` run by a worker (fails with HL7Error)."""
-        return self._submit(_map, text, mapping_config).addCallback(_outcome)
+        return self._submit(_map, text, mapping_config, alone=alone).addCallback(_outcome)
 
     def close(self) -> None:
+        """Stop analysing: what is queued is cancelled (:class:`PoolClosed`), and process
+        workers still analysing are killed, since Python waits for them at exit and an
+        analysis that hangs would hold the process for ever; their work was not recorded
+        and is taken up again at the next start.  Threads cannot be killed (see
+        :meth:`stragglers`)."""
         self.ready = False
         self._closed = True
+        self._held.clear()
+        if self.kind == "process":  # before shutdown(), which forgets the workers
+            self._kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def stragglers(self, grace: float) -> int:
+        """After :meth:`close`: wait up to ``grace`` seconds in all for the analysis threads
+        still running (one given up at its timeout, or one that was analysing at the stop);
+        how many are still running then.  Python waits for every one of them at exit, so
+        a caller that must stop in bounded time ends the process without that wait."""
+        deadline = time.monotonic() + grace
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return sum(thread.is_alive() for thread in self._threads)

@@ -11,7 +11,9 @@ every report arriving meanwhile would wait behind all of them: with ``ack_after 
 
 :class:`StoredFeed` keeps at most ``batch`` of them in the pipeline (its ``max_in_flight``),
 oldest first, and takes up the next on a later reactor turn as soon as one is recorded, so
-a live report waits behind no more than ``batch`` stored messages of each feed.  A message
+a live report waits behind no more than ``batch`` stored messages.  The feeds of one
+gateway share those places (:class:`FeedRoom`): a resume and a replay running together
+used to keep ``batch`` each in the pipeline, twice what a live report was to wait behind.  A message
 is handed over once per process: one whose result could not be recorded (a database error)
 keeps its status and is left to the next start rather than retried against a broken
 database.  Stopping the feed takes nothing more up; what was not taken up keeps its status,
@@ -31,9 +33,28 @@ from .audit import AuditLog, StoredMessage, event_op
 from .logging import get_logger
 from .pipeline import AcceptedMessage
 
-__all__ = ["Resume", "StoredFeed"]
+__all__ = ["FeedRoom", "Resume", "StoredFeed"]
 
 Reread = Callable[[bytes, str | None], tuple[Any, str, Any]]
+
+
+class FeedRoom:
+    """The places in the pipeline that the stored-message feeds of one gateway share:
+    at most ``size`` of their messages are in it at once, whichever feed took them up."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.feeds: list[StoredFeed] = []
+
+    def free(self) -> int:
+        return self.size - sum(len(feed._active) for feed in self.feeds)
+
+    def freed(self, by: StoredFeed, *, recorded: bool) -> None:
+        """A message of ``by`` left the pipeline: each feed that was short of room looks
+        again (``by`` only when it was recorded: a database error is not hammered)."""
+        for feed in self.feeds:
+            if feed is not by or recorded:
+                feed._next()
 
 
 class StoredFeed(Service):
@@ -50,7 +71,8 @@ class StoredFeed(Service):
     event: str  # the audit event recorded as each one is taken up
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
-                 clock: Any = None, log: Any = None, batch: int | None = None) -> None:
+                 clock: Any = None, log: Any = None, batch: int | None = None,
+                 room: FeedRoom | None = None) -> None:
         self.audit = audit
         self.committer = committer
         self.pipeline = pipeline
@@ -58,8 +80,13 @@ class StoredFeed(Service):
         # None: take the next message up at once (tests); a reactor: on a later turn.
         self.clock = clock
         self.log = log if log is not None else get_logger(f"gateway.{self.stage}")
-        # Stored messages in the pipeline at once: live reports wait behind no more than these.
-        self.batch = batch or int(getattr(pipeline, "max_in_flight", 1) or 1)
+        # Stored messages in the pipeline at once, with the other feeds sharing ``room``:
+        # live reports wait behind no more than these.
+        if room is None:
+            room = FeedRoom(batch or int(getattr(pipeline, "max_in_flight", 1) or 1))
+        self.room = room
+        room.feeds.append(self)
+        self.batch = room.size
         self._active: set[int] = set()  # handed to the pipeline, not yet recorded
         self._held: set[int] = set()  # not recorded (database error): left to the next start
         self._polling = False
@@ -112,8 +139,11 @@ class StoredFeed(Service):
         return AcceptedMessage.from_stored(stored, read, **fields)
 
     def _take(self) -> list[defer.Deferred]:
-        room = self.batch - len(self._active)
-        if room <= 0 or self._stopped:
+        if self._stopped:
+            return []
+        room = self.room.free()
+        if room <= 0:
+            self._more = True  # looked at again when a place is freed (FeedRoom.freed)
             return []
         skip = self._active | self._held
         try:
@@ -157,10 +187,10 @@ class StoredFeed(Service):
 
         def finished(status: Any) -> Any:
             self._active.discard(stored.id)
-            if isinstance(status, str):  # recorded
-                self._next()
-            else:
+            recorded = isinstance(status, str)
+            if not recorded:
                 self._held.add(stored.id)
+            self.room.freed(self, recorded=recorded)
             return status
 
         return d.addBoth(finished)

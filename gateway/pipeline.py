@@ -46,8 +46,8 @@ bug: ``MappingFailure``) is recorded the same way as an ``analysis_failed`` even
 
 **Workers that die or hang** (:mod:`gateway.analysis`).  When a worker process dies, every
 analysis in the pool fails with ``WorkerDied``, the guilty one and the others alike.  Each
-is tried again, one at a time, with nothing else in the pool, so that a death can be
-blamed: a message whose analysis kills its worker twice while running alone is recorded
+is tried again, one at a time, with nothing else in the pool (the pool holds the REST
+API's jobs meanwhile: ``alone``), so that a death can be blamed: a message whose analysis kills its worker twice while running alone is recorded
 ``failed`` (``analysis_failed`` with ``stage = "worker"``) instead of killing a worker at
 every start; one death alone is forgiven (the OOM killer may have picked the worker for
 another process's sake).  An analysis that times out (``[analysis] timeout``) is recorded
@@ -72,7 +72,9 @@ from twisted.python.failure import Failure
 
 from mappings.priority import OTHER, urgency
 
-from .analysis import AnalysisTimedOut, MappingFailure, WorkerDied, with_configuration
+from .analysis import (
+    AnalysisTimedOut, MappingFailure, PoolClosed, WorkerDied, with_configuration,
+)
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysisStatus", "AnalysedHook",
@@ -282,6 +284,13 @@ class AnalysisPipeline:
         self._retry: deque[tuple[AcceptedMessage, defer.Deferred]] = deque()
         self._alone: int | None = None
         self._deaths: dict[int, int] = {}
+        # message_id -> control id of each message in the pool or being recorded.
+        self._analysing: dict[int, str] = {}
+
+    @property
+    def analysing(self) -> list[str]:
+        """The control ids of the messages in the analysis pool or being recorded."""
+        return list(self._analysing.values())
 
     @property
     def backlog(self) -> int:
@@ -354,6 +363,7 @@ class AnalysisPipeline:
 
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
         self.in_progress += 1
+        self._analysing[message.message_id] = message.control_id
         started = self.clock()
         alone = self._alone == message.message_id
         if not message.is_report:
@@ -365,19 +375,20 @@ class AnalysisPipeline:
                 message = replace(message, text=normalise_segments(message.text),
                                   normalised=True)
             if hasattr(self.analyzer, "map_and_analyze"):
-                d = self._map_and_analyse(message)
+                d = self._map_and_analyse(message, alone)
             else:
-                d = self._map(message)
-                d.addCallback(lambda reports: self._analyse(replace(message,
-                                                                    reports=tuple(reports))))
+                d = self._map(message, alone)
+                d.addCallback(lambda reports: self._analyse(
+                    replace(message, reports=tuple(reports)), alone))
             d.addErrback(self._mapping_failed, message)
         else:
-            d = self._analyse(message)
+            d = self._analyse(message, alone)
         d.addCallback(lambda done: self._record(done[0], done[1], started)
                       if isinstance(done, tuple) else done)
 
         def finished(result: Any) -> Any:
             self.in_progress -= 1
+            self._analysing.pop(message.message_id, None)
             if alone:
                 self._alone = None
             if isinstance(result, Failure):
@@ -417,22 +428,32 @@ class AnalysisPipeline:
         self._retry.append((message, again))
         return again
 
-    def _map(self, message: AcceptedMessage) -> defer.Deferred:
+    @staticmethod
+    def _alone_args(message: AcceptedMessage, alone: bool) -> dict[str, Any]:
+        """The pool's ``alone`` argument for a message tried alone: the pool then holds
+        everything else, the REST API's jobs too, until its analysis is over, so that a
+        death while it runs is its own (``gateway.analysis``)."""
+        return {"alone": ("message", message.message_id)} if alone else {}
+
+    def _map(self, message: AcceptedMessage, alone: bool = False) -> defer.Deferred:
         map_message = getattr(self.analyzer, "map_message", None)
         if map_message is not None:
-            return map_message(message.text, self.mapping_config)
+            return map_message(message.text, self.mapping_config,
+                               **self._alone_args(message, alone))
         from mappings.inbound import map_oru
 
         return defer.maybeDeferred(map_oru, message.text, self.mapping_config)
 
-    def _map_and_analyse(self, message: AcceptedMessage) -> defer.Deferred:
+    def _map_and_analyse(self, message: AcceptedMessage, alone: bool = False
+                         ) -> defer.Deferred:
         """Deferred[(outcomes, message)] from one worker call that maps and analyses.
 
         The mapped reports come back whole only when a hook will read them; otherwise
         their ``ReportInfo`` is what the audit needs.
         """
         d = self.analyzer.map_and_analyze(message.text, self.mapping_config, self.configuration,
-                                          with_result=bool(self._hooks_for(message)))
+                                          with_result=bool(self._hooks_for(message)),
+                                          **self._alone_args(message, alone))
 
         def outcomes(items: list[tuple[Any, Any]]) -> tuple[list[ReportOutcome], AcceptedMessage]:
             found = []
@@ -449,7 +470,7 @@ class AnalysisPipeline:
 
         return d.addCallback(outcomes)
 
-    def _analyse(self, message: AcceptedMessage) -> defer.Deferred:
+    def _analyse(self, message: AcceptedMessage, alone: bool = False) -> defer.Deferred:
         """Deferred[(outcomes, message)] once every OBR group has been analysed."""
         analyze_report = getattr(self.analyzer, "analyze_report", None)
         work = []
@@ -460,16 +481,18 @@ class AnalysisPipeline:
             request = with_configuration(report.request, self.configuration)
             if analyze_report is not None:
                 # The models cross the process boundary only when a hook will read them.
-                d = analyze_report(request, with_result=bool(self._hooks_for(message)))
+                d = analyze_report(request, with_result=bool(self._hooks_for(message)),
+                                   **self._alone_args(message, alone))
                 d.addCallback(lambda a, r=report: ReportOutcome(
                     r, result=a.result, rendered=a.inferences, model_version=a.model_version))
             else:
-                d = self.analyzer.analyze(request)
+                d = self.analyzer.analyze(request, **self._alone_args(message, alone))
                 d.addCallback(lambda result, r=report: ReportOutcome(
                     r, result=result, model_version=result.model_version))
-            # A worker that died or timed out fails the whole message (_worker_failed).
+            # A worker that died or timed out fails the whole message (_worker_failed); a
+            # pool closed at the stop leaves it to the next start (_failed).
             d.addErrback(lambda failure, r=report: failure
-                         if failure.check(WorkerDied, AnalysisTimedOut)
+                         if failure.check(WorkerDied, AnalysisTimedOut, PoolClosed)
                          else ReportOutcome(r, error=failure.value))
             work.append(d)
         return defer.gatherResults(work, consumeErrors=True).addCallbacks(

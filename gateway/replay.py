@@ -11,9 +11,9 @@ so that the command never needs the gateway to be running:
 2. :class:`ReplayPoller` (inside the running gateway) finds messages marked ``replay``,
    at start and then every ``interval`` seconds, and hands them to the analysis
    pipeline as :class:`~gateway.pipeline.AcceptedMessage` with ``replay=True``, a few at
-   a time (:mod:`gateway.feed`: at most the pipeline's ``max_in_flight`` at once, the next
-   as soon as one is recorded, so reports arriving meanwhile do not wait behind the whole
-   replay).  The pipeline replaces the message's inferences (so aggregates count each
+   a time (:mod:`gateway.feed`: at most the pipeline's ``max_in_flight`` at once, shared
+   with a resume, the next as soon as one is recorded, so reports arriving meanwhile do not
+   wait behind the whole replay).  The pipeline replaces the message's inferences (so aggregates count each
    message once; the events keep the history), sets its final status, and routes what
    ``deliver`` names again under the current ``[routes.*]``.  The sender is not told
    anything again: its ACK (and application ACK) went long ago.
@@ -182,8 +182,9 @@ class ReplayPoller(StoredFeed):
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
                  clock: Any = None, interval: float = POLL_INTERVAL, log: Any = None,
-                 metrics: Any = None, batch: int | None = None) -> None:
-        super().__init__(audit, committer, pipeline, reread, clock=clock, log=log, batch=batch)
+                 metrics: Any = None, batch: int | None = None, room: Any = None) -> None:
+        super().__init__(audit, committer, pipeline, reread, clock=clock, log=log, batch=batch,
+                         room=room)
         self.setName("replay")
         self.interval = interval
         self.metrics = metrics

@@ -33,7 +33,7 @@ from .analysis import AnalysisPool
 from .audit import AuditLog
 from .commit import GroupCommitter, thread_writer
 from .config import Settings
-from .feed import Resume
+from .feed import FeedRoom, Resume
 from .logging import get_logger
 from .metrics import Metrics
 from .pipeline import AnalysisPipeline, engine_configuration
@@ -228,9 +228,11 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     stored = reread(settings, _reactor_mapper(receiver, settings))
     # Before the listener, so that the backlog it takes up is what was stored before this
     # start: a message received from now on goes to the pipeline from the receiver.
-    Resume(reader, committer, pipeline, stored, clock=reactor).setServiceParent(top)
+    # One room for both: a live report waits behind max_in_flight stored messages in all.
+    room = FeedRoom(pipeline.max_in_flight)
+    Resume(reader, committer, pipeline, stored, clock=reactor, room=room).setServiceParent(top)
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
-                 metrics=metrics).setServiceParent(top)
+                 metrics=metrics, room=room).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
     from .outbox_service import build_outbound_service
 
@@ -268,7 +270,9 @@ def build_http_service(settings: Settings, app: GatewayApp,
         analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor,
-        max_unfinished_jobs=settings.http.max_unfinished_jobs)
+        max_unfinished_jobs=settings.http.max_unfinished_jobs,
+        # One per worker: an MLLP report waits behind no more REST jobs than that.
+        max_running_jobs=int(getattr(app.pool, "workers", 0) or 0) or None)
     return ListenerService(app.reactor, settings.http.endpoint,
                            ConnectionLimit(site, settings.http.max_connections,
                                            clock=app.reactor), "http")

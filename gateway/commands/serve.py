@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import signal
 import sys
 from typing import Any
@@ -19,6 +20,9 @@ _FORMATS = {"auto": None, "json": True, "console": False}
 # SIGHUP too: its default action ended the process at once, without a word in the log,
 # and the configuration is read only at start, so there is nothing to reload.
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# Seconds the analysis threads still running after the stop get to finish before the
+# process ends without them (``[analysis] executor = "thread"``; see _end_despite_stragglers).
+STOP_GRACE = 5.0
 
 
 def _quiet_signal_handlers(reactor: Any) -> None:
@@ -99,6 +103,35 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    _end_despite_stragglers(app, failed)
     if failed:
         raise PeerUnavailable(failed[0])
     sys.stdout.flush()
+
+
+def _end_despite_stragglers(app: Any, failed: list[str]) -> None:
+    """End the process now if analysis threads are still running after the stop.
+
+    A thread cannot be stopped, and Python waits for every analysis thread at exit: one
+    given up at ``[analysis] timeout`` (or analysing a report that hangs when the stop
+    came) held the process for ever after SIGTERM.  Nothing is lost by not waiting: the
+    queued writes are committed by now, a report whose analysis had not finished is still
+    ``received`` (a REST job still ``running``) and is taken up at the next start, and one
+    given up at its timeout was recorded ``failed`` then.
+    """
+    stragglers = getattr(app.pool, "stragglers", None)
+    left = stragglers(STOP_GRACE) if stragglers is not None else 0
+    if not left:
+        return
+    from gateway.logging import get_logger
+
+    get_logger("gateway.serve").error(
+        "analysis.abandoned", threads=left, messages=app.pipeline.analysing,
+        grace_seconds=STOP_GRACE)
+    if failed:
+        click.echo(f"ri-gateway: {failed[0]}", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skips Python's wait for the threads at exit (and nothing else of use: the audit
+    # database is closed and the log flushed).
+    os._exit(3 if failed else 0)

@@ -47,6 +47,7 @@ def make_site(
     retry_after: int | None = 1,
     purge_interval: float = PURGE_INTERVAL,
     max_unfinished_jobs: int | None = None,
+    max_running_jobs: int | None = None,
 ) -> GatewaySite:
     """The REST site.
 
@@ -60,7 +61,8 @@ def make_site(
     ``base_url``: the public base of ``Operation-Location`` when behind a proxy
     (default: from the request's Host).  ``retry_after``: seconds clients are
     told to wait between polls.  ``max_unfinished_jobs``: a new job beyond that many
-    unfinished ones is refused with 429 (None: no bound).
+    unfinished ones is refused with 429 (None: no bound).  ``max_running_jobs``: jobs
+    in the analysis pool at once, the others wait ``notStarted`` (None: no bound).
     """
     if clock is None:
         from twisted.internet import reactor as default_reactor
@@ -76,7 +78,8 @@ def make_site(
                     + HOW_TO_SET)
 
     runner = JobRunner(store, analysis, parse=parse, clock=clock,
-                       max_unfinished=max_unfinished_jobs, retry_after=retry_after)
+                       max_unfinished=max_unfinished_jobs, retry_after=retry_after,
+                       max_running=max_running_jobs)
     checks: dict[str, HealthCheck] = {"database": lambda: store.writable(clock.seconds())}
     checks.update(health_checks)
 

@@ -3,9 +3,15 @@
 The flow of one job::
 
     PUT  -> accept(): validate (400 on a bad request), store as notStarted
-         -> start():  mark running, hand the request to the analysis runner
-                      (which works off the reactor thread)
+         -> start():  wait (notStarted) while ``max_running`` jobs are in the analysis
+                      pool, then mark running and hand the request to the analysis
+                      runner (which works off the reactor thread)
          -> succeeded with the result, or failed with an RI error object
+
+A job whose worker process died (under it, or under another analysis beside it) is tried
+once more alone, with nothing else in the analysis pool; a second death fails it.  A job
+cut short because the pool closed (the gateway is stopping) stays ``running`` and is
+resumed at the next start.
 
 :meth:`JobRunner.resume` starts again every job that was accepted but not
 finished, e.g. because the process stopped; :meth:`JobRunner.start_purging`
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -24,6 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 
+from gateway.analysis import PoolClosed, WorkerDied
 from gateway.logging import get_logger
 from ri_engine.models import (
     INFERENCE_TYPES, InferenceResult, ModelConfiguration, RadiologyInsightsData,
@@ -44,6 +52,9 @@ API_VERSIONS: dict[str, tuple[str, ...]] = {
 }
 
 PURGE_INTERVAL = 300.0
+# A failed job's error when its analysis killed the worker process while running alone.
+WORKER_DIED_MESSAGE = ("The analysis of this job stopped the analysis worker process, also "
+                       "when run alone; the job was not analysed.")
 
 
 class Analyzer(Protocol):
@@ -65,6 +76,7 @@ class JobRunner:
         clock: IReactorTime,
         max_unfinished: int | None = None,
         retry_after: int | None = 1,
+        max_running: int | None = None,
     ) -> None:
         self.store = store
         self.analysis = analysis
@@ -74,6 +86,15 @@ class JobRunner:
         # the reports arriving over MLLP: without a bound, one client queueing jobs in a
         # loop would hold back every report behind them (and all restart after a restart).
         self.max_unfinished = max_unfinished
+        # Jobs in the analysis pool at once (None: no bound); the others wait here,
+        # notStarted, in the order they came.  Handed over as they arrived, a thousand jobs
+        # queued in the pool held every MLLP report arriving behind them, and a client
+        # replacing one job again and again queued an analysis per PUT (a replacement takes
+        # no room under max_unfinished); a job replaced while it waits here is skipped.
+        self.max_running = max_running
+        self._waiting: deque[tuple[JobRecord, RadiologyInsightsData, Deferred[None]]] = deque()
+        self._running = 0
+        self._pool_closed = False  # the gateway is stopping: nothing more is handed over
         self._retry_after = retry_after
         self._purging: LoopingCall | None = None
 
@@ -115,12 +136,47 @@ class JobRunner:
         except Exception as exc:  # noqa: BLE001 - stored request no longer valid: fail the job
             self._record_failure(record, Failure(exc))
             return Deferred.fromResult(None)
-        if not self.store.mark_running(record.id, record.revision, self.now()):
-            return Deferred.fromResult(None)  # replaced meanwhile; the newer run owns the id
-        d = maybeDeferred(self.analysis.analyze, data)
-        d.addCallbacks(self._record_success, self._record_failure,
-                       callbackArgs=(record,), errbackArgs=(record,))
-        return d
+        done: Deferred[None] = Deferred()
+        self._waiting.append((record, data, done))
+        self._hand_over()
+        return done
+
+    def _hand_over(self) -> None:
+        """Start the waiting jobs while fewer than ``max_running`` are in the pool."""
+        while self._waiting and not self._pool_closed and (
+                self.max_running is None or self._running < self.max_running):
+            record, data, done = self._waiting.popleft()
+            if not self.store.mark_running(record.id, record.revision, self.now()):
+                done.callback(None)  # replaced meanwhile; the newer run owns the id
+                continue
+            self._running += 1
+            d = maybeDeferred(self.analysis.analyze, data)
+            d.addErrback(self._worker_died, data, record)
+            d.addCallbacks(self._record_success, self._record_failure,
+                           callbackArgs=(record,), errbackArgs=(record,))
+            d.addBoth(self._left_pool)
+            d.chainDeferred(done)
+
+    def _left_pool(self, result: Any) -> Any:
+        self._running -= 1
+        self._hand_over()
+        return result
+
+    def _worker_died(self, failure: Failure, data: RadiologyInsightsData, record: JobRecord
+                     ) -> Any:
+        """Its worker died (it, or another analysis beside it, killed the worker): tried once
+        more alone, with nothing else in the pool, so that a second death is its own."""
+        if not failure.check(WorkerDied):
+            return failure
+        log.warning("REST job tried again alone", job_id=record.id)
+        d = maybeDeferred(self.analysis.analyze, data, alone=("job", record.id, record.revision))
+
+        def died_alone(again: Failure) -> Any:
+            if not again.check(WorkerDied):
+                return again
+            return Failure(ApiError(500, "InternalError", WORKER_DIED_MESSAGE))
+
+        return d.addErrback(died_alone)
 
     def resume(self) -> list[Deferred[None]]:
         """Start again every job accepted but not finished (after a restart)."""
@@ -160,6 +216,12 @@ class JobRunner:
         log.info("REST job succeeded", job_id=record.id, recorded=stored)
 
     def _record_failure(self, failure: Failure, record: JobRecord) -> None:
+        if failure.check(PoolClosed):
+            # The gateway is stopping: the job stays running and is resumed at the next
+            # start, as do those still waiting (notStarted).
+            self._pool_closed = True
+            log.info("REST job left for the next start", job_id=record.id)
+            return
         error = job_error_from(failure.value)
         stored = self.store.fail(record.id, record.revision, self.now(), error.to_json())
         # The exception text can quote the report, so only its type and code are logged.

@@ -3,7 +3,9 @@
 It reports a critical result when the report text names "pneumothorax" (and not
 "no pneumothorax"), refuses text containing "REFUSE" (RequestError) and fails on
 "CRASH" (an engine bug).  In a worker process, "DIE" ends the process at once (as the
-OOM killer would) and "HANG" never returns; "SLOW" takes three seconds anywhere.  It is importable by name so spawned worker processes can
+OOM killer would) and "HANG" never returns.  Anywhere, "SLOW" takes three seconds and
+"WAITFOR:<path>;" creates ``<path>.started`` and returns once the file ``path`` exists
+(so a test decides when).  It is importable by name so spawned worker processes can
 build it.
 """
 
@@ -35,6 +37,12 @@ class FakeEngine:
                 os._exit(70)
             if "HANG" in text:
                 time.sleep(3600)
+        if "WAITFOR:" in text:
+            path = text.split("WAITFOR:", 1)[1].split(";", 1)[0]
+            open(f"{path}.started", "w").close()
+            deadline = time.monotonic() + 300
+            while not os.path.exists(path) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if "SLOW" in text:
             time.sleep(3)
         if "CRASH" in text:

@@ -281,7 +281,10 @@ def test_the_analyses_waiting_behind_one_that_hangs_are_tried_again_not_timed_ou
                     for n in range(5)]
         reactor.clock.advance(20)
         assert settle(reactor, hung).check(AnalysisTimedOut)
-        assert [settle(reactor, d).type for d in waiting] == [WorkerDied] * 6
+        # The one handed over with it is a victim of the kill; those held in the pool
+        # (beyond two per worker) go to the new workers.
+        assert settle(reactor, waiting[0]).type is WorkerDied
+        assert all(settle(reactor, d).patient_results[0].inferences for d in waiting[1:])
         assert pool.pending == 0 and pool.restarts == 1
         after = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
         assert after.patient_results[0].inferences
@@ -307,4 +310,87 @@ def test_an_engine_that_cannot_be_built_fails_each_analysis_without_breaking_the
             assert failed.type is AnalysisFailure and "RuntimeError" in failed.value.message
         assert restarts == [] and pool.pending == 0
     finally:
+        pool.close()
+
+
+def test_the_death_of_a_worker_started_beside_a_long_analysis_is_noticed_at_once(tmp_path):
+    # The pool's second worker is started by the submission that needs it, and the pool's
+    # management thread, woken by that submission first, often went back to watching the
+    # first worker only: the new one's death went unnoticed until the long analysis beside
+    # it finished (with nothing beside it, until the timeout).  Several rounds, as the
+    # thread does not always lose that race.
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(2, reactor=reactor, engine_factory=FakeEngine, executor="process")
+    releases = [tmp_path / f"release{n}" for n in range(8)]
+    try:
+        for release in releases:
+            held = pool.analyze(text_request(f"WAITFOR:{release};", TextMetadata()))
+            died = pool.analyze(text_request("DIE", TextMetadata()))
+            fn, args = reactor.calls.get(timeout=30)  # the death, while the other is held
+            fn(*args)
+            assert settle(reactor, died).check(WorkerDied)
+            assert settle(reactor, held).check(WorkerDied)  # a victim, as the pipeline expects
+    finally:
+        for release in releases:
+            release.touch()
+        pool.close()
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+def test_an_analysis_run_alone_holds_every_other_until_it_is_over(tmp_path, executor):
+    # Alone: nothing of another key shares the pool with it, so a death while it runs is its
+    # own; what comes meanwhile (a REST job, another report) waits, in the order it came.
+    first, alone_release = tmp_path / "first", tmp_path / "alone"
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(2, reactor=reactor, engine_factory=FakeEngine, executor=executor)
+    try:
+        shared = pool.analyze(text_request(f"WAITFOR:{first}; one", TextMetadata()))
+        alone = pool.analyze(text_request(f"WAITFOR:{alone_release}; two", TextMetadata()),
+                             alone=("message", 1))
+        same_key = pool.analyze(text_request("three", TextMetadata()), alone=("message", 1))
+        later = pool.analyze(text_request("four", TextMetadata()))
+        other_key = pool.analyze(text_request("five", TextMetadata()), alone=("job", "j"))
+        assert pool.pending == 1  # the alone one waits for the shared one to end
+        first.touch()
+        settle(reactor, shared)
+        assert pool.pending == 2  # it runs, with the other of its key; the rest wait
+        assert not later.called and not other_key.called
+        settle(reactor, same_key)
+        assert pool.pending == 1 and not later.called
+        alone_release.touch()
+        settle(reactor, alone)
+        assert not settle(reactor, later).patient_results[0].inferences
+        settle(reactor, other_key)
+        assert pool.pending == 0
+    finally:
+        first.touch()
+        alone_release.touch()
+        pool.close()
+
+
+def test_analyses_beyond_two_per_worker_wait_and_are_timed_from_their_hand_over(tmp_path):
+    # All were handed to the executor at once (a burst of REST jobs): the timeout of one at
+    # the back of its queue ran while it waited, and it was recorded as a hang (its workers
+    # killed) without ever having run that long.
+    files = [tmp_path / name for name in ("a", "b", "c")]
+    reactor = ClockedHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="thread",
+                        timeout=30)
+    try:
+        first, second, third = (pool.analyze(text_request(f"WAITFOR:{f};", TextMetadata()))
+                                for f in files)
+        assert pool.pending == 2
+        reactor.clock.advance(20)
+        files[0].touch()
+        files[1].touch()
+        settle(reactor, first)
+        settle(reactor, second)
+        reactor.clock.advance(15)  # 35 s after it was submitted, 15 s after its hand-over
+        assert not third.called
+        files[2].touch()
+        assert settle(reactor, third).patient_results[0].inferences == []
+        assert pool.restarts == 0 and pool.pending == 0
+    finally:
+        for f in files:
+            f.touch()
         pool.close()

@@ -434,7 +434,7 @@ class PoolDouble:
         self.calls = []
         self.engine = FakeEngine()
 
-    def analyze(self, data):
+    def analyze(self, data, alone=None):
         d = defer.Deferred()
         self.calls.append((data.patients[0].patient_documents[0].content.value, d))
         return d

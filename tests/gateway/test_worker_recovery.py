@@ -65,3 +65,34 @@ def test_a_worker_killed_from_outside_is_replaced_and_analysis_goes_on(rig):  # 
     log = (rig.tmp / "serve.log").read_text()
     assert log.count("analysis.pool_restarted") == 1 and "worker_died" in log
     assert "MRN910" not in log and "pneumothorax" not in log.lower()
+
+
+def test_the_workers_of_a_gateway_killed_outright_end_with_it(tmp_path):
+    # An idle worker waits on a queue whose writing end it holds too: after a SIGKILL (or
+    # the OOM killer) took the gateway, its workers lived on, one more set at each restart.
+    import time
+
+    from gateway_process import GatewayProcess, json_event
+
+    gateway = GatewayProcess(tmp_path / "audit.sqlite3", RI_GATEWAY_ANALYSIS_EXECUTOR="process",
+                             RI_GATEWAY_ANALYSIS_WORKERS="1").start()
+    workers: list[int] = []
+    try:
+        gateway.output.wait_for(json_event("analysis.ready"))
+        workers = wait_for("the worker process", lambda: _workers(gateway.proc.pid))
+        gateway.kill()
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() and _alive(pid) for pid in workers):
+            assert time.monotonic() < deadline, "the worker outlived its gateway"
+            time.sleep(0.1)
+    finally:
+        for pid in workers:
+            if Path(f"/proc/{pid}").exists() and _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False

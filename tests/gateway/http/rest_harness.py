@@ -111,7 +111,8 @@ class Harness:
 
 def make_harness(db: Path | str = ":memory:", *, keys: tuple[str, ...] = (KEY,),
                  max_body_bytes: int = 200_000, checks: dict[str, Any] | None = None,
-                 clock: Clock | None = None, max_unfinished_jobs: int | None = None) -> Harness:
+                 clock: Clock | None = None, max_unfinished_jobs: int | None = None,
+                 max_running_jobs: int | None = None) -> Harness:
     if clock is None:
         clock = Clock()
         clock.advance(START)
@@ -119,7 +120,7 @@ def make_harness(db: Path | str = ":memory:", *, keys: tuple[str, ...] = (KEY,),
     metrics = Metrics()
     site = make_site(analysis=analysis, job_store=db, api_keys=keys, metrics=metrics,
                      health_checks=checks or {}, max_body_bytes=max_body_bytes, clock=clock,
-                     max_unfinished_jobs=max_unfinished_jobs)
+                     max_unfinished_jobs=max_unfinished_jobs, max_running_jobs=max_running_jobs)
     return Harness(site, analysis, clock, metrics, keys[0] if keys else None, checks or {})
 
 

@@ -225,3 +225,25 @@ def test_a_job_beyond_the_unfinished_limit_is_refused_with_429() -> None:
     harness.analysis.finish(0)  # job-1 is done: room for one more
     assert harness.put_job("job-3", job_body()).status == 201
     assert harness.put_job("job-4", job_body()).status == 429
+
+
+def test_jobs_beyond_max_running_wait_not_started_and_a_replaced_one_is_analysed_once() -> None:
+    # Every job went to the analysis pool on arrival: a client's burst held every MLLP
+    # report behind it, and replacing a waiting job queued one more analysis per PUT.
+    harness = make_harness(max_running_jobs=1)
+    assert harness.put_job("job-1", job_body("first")).status == 201
+    assert harness.put_job("job-2", job_body("second")).status == 201
+    for n in range(3):
+        assert harness.put_job("job-3", job_body(f"third, version {n}")).status in (200, 201)
+    assert len(harness.analysis.calls) == 1
+    assert [harness.get_job(j).json()["status"] for j in ("job-1", "job-2", "job-3")] == [
+        "running", "notStarted", "notStarted"]
+    harness.analysis.finish()
+    assert len(harness.analysis.calls) == 2
+    assert harness.get_job("job-2").json()["status"] == "running"
+    harness.analysis.finish()
+    texts = [d.patients[0].patient_documents[0].content.value for d, _ in harness.analysis.calls]
+    assert texts == ["first", "second", "third, version 2"]  # the replaced versions skipped
+    harness.analysis.finish()
+    assert [harness.get_job(j).json()["status"] for j in ("job-1", "job-2", "job-3")] == [
+        "succeeded"] * 3
