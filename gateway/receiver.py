@@ -56,7 +56,7 @@ from twisted.python.failure import Failure
 from mappings.ack import (
     build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
-from mappings.decoding import decode_message, normalise_segments
+from mappings.decoding import DecodedMessage, decode_message, normalise_segments
 from mappings.errors import ContentError, HL7Error, UnreadableHeader
 from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
@@ -69,7 +69,10 @@ from .config import MLLPSettings
 from .errors import GatewayError
 from .pipeline import AcceptedMessage
 
-__all__ = ["ControlIds", "Receiver", "UnanswerableMessage"]
+__all__ = ["DECODE_OFF_REACTOR", "ControlIds", "Receiver", "UnanswerableMessage"]
+
+# Frames of at least this many bytes are decoded on a thread (Receiver.handle).
+DECODE_OFF_REACTOR = 1 << 20
 
 
 class UnanswerableMessage(GatewayError):
@@ -148,8 +151,12 @@ class Receiver:
                  ids: Callable[[], str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  clock: Callable[[], float] = time.monotonic, metrics: Any = None,
-                 log: Any = None, ack_after: str = "persistence") -> None:
+                 log: Any = None, ack_after: str = "persistence",
+                 run_off_reactor: Callable[[Callable[[], Any]], defer.Deferred] | None = None
+                 ) -> None:
         self.committer = committer
+        # Runs a large frame's decoding (DECODE_OFF_REACTOR); the reactor's thread pool.
+        self.run_off_reactor = run_off_reactor or _in_thread
         # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
         # must then return a Deferred firing with the pipeline's final status).
         self.ack_after = ack_after
@@ -181,8 +188,20 @@ class Receiver:
         mode = self.settings.map_before_ack
         # Segments are normalised only for the parse; MSH reads the same either way
         # (read_header ignores the padding normalising strips: NULs, whitespace).
-        decoded = decode_message(payload, self.settings.default_charset,
-                                 normalise=mode != "none")
+        decode = functools.partial(decode_message, payload, self.settings.default_charset,
+                                   normalise=mode != "none")
+        if len(payload) < DECODE_OFF_REACTOR:
+            return self._decoded(decode(), payload, conn, received, started)
+        # A frame of megabytes takes tens to hundreds of milliseconds to decode (more in a
+        # double-byte charset full of invalid bytes): on a thread, so that the reactor
+        # serves the other connections meanwhile. This connection's next frame waits for
+        # this one's ACK (the listener hands over one frame at a time), so ACKs keep order.
+        return self.run_off_reactor(decode).addCallback(
+            self._decoded, payload, conn, received, started)
+
+    def _decoded(self, decoded: DecodedMessage, payload: bytes, conn: Any, received: datetime,
+                 started: float) -> defer.Deferred | bytes | None:
+        mode = self.settings.map_before_ack
         try:
             header = read_header(decoded.text)
         except UnreadableHeader as exc:
@@ -505,6 +524,12 @@ class Receiver:
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)
+
+
+def _in_thread(fn: Callable[[], Any]) -> defer.Deferred:
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(fn)
 
 
 def _ack(header: Any, code: str, control_id: str, now: datetime, error: HL7Error | None,

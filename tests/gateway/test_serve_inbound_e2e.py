@@ -3,8 +3,10 @@ ACK path must not take as one good message."""
 
 from __future__ import annotations
 
+import itertools
 import socket
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -154,4 +156,54 @@ def test_ack_after_analysis_a_resend_of_a_message_analysed_before_a_restart_is_a
                 "SELECT event FROM events WHERE control_id = 'RS1' ORDER BY id")]
         assert events == ["received", "resumed", "analysed", "duplicate", "acked", "duplicate"]
     finally:
+        gateway.stop()
+
+
+def _reply(sock: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\x1c\x0d"):
+        chunk = sock.recv(65536)
+        assert chunk, "connection closed without a reply"
+        data += chunk
+    return data[1:-2]
+
+
+def test_a_huge_frame_of_invalid_bytes_does_not_hold_other_connections(tmp_path):
+    # 15 MB of bytes invalid in UTF-8 (the charset MSH-18 names) took seconds to decode on
+    # the reactor thread, and no other connection was served meanwhile. Another connection
+    # sends message after message until the huge one is answered: one it sent after the
+    # huge frame was handed over (received_at, stamped as a frame is handed over) must be
+    # stored (row id) before the huge one, so served while that one was decoded.
+    huge = oru("BIG1", report="@").replace(b"|2.5.1\r", b"|2.5.1||||||UNICODE UTF-8\r")
+    huge = huge.replace(b"||@||", b"||" + b"\xff" * 15_000_000 + b"||")
+    gateway = _serve(tmp_path)
+    answered = threading.Event()
+    small_acks: list[str] = []
+
+    def other_connection() -> None:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=WAIT) as sock:
+            for n in itertools.count():
+                if answered.is_set():
+                    return
+                sock.sendall(frame(oru(f"SMALL{n}")))
+                small_acks.append(segments(_reply(sock))[1])
+
+    other = threading.Thread(target=other_connection)
+    try:
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=WAIT) as big:
+            other.start()
+            big.sendall(frame(huge))
+            assert segments(_reply(big))[1] == "MSA|AA|BIG1"
+            answered.set()
+            other.join(WAIT)
+        assert small_acks and all(ack.startswith("MSA|AA|SMALL") for ack in small_acks)
+        with sqlite3.connect(gateway.db) as con:
+            (big_id, big_at), = con.execute(
+                "SELECT id, received_at FROM messages WHERE control_id = 'BIG1'").fetchall()
+            served_meanwhile = con.execute(
+                "SELECT count(*) FROM messages WHERE received_at > ? AND id < ?",
+                (big_at, big_id)).fetchone()[0]
+        assert served_meanwhile > 0
+    finally:
+        answered.set()
         gateway.stop()
