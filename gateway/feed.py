@@ -50,8 +50,13 @@ class StoredFeed(Service):
     event: str  # the audit event recorded as each one is taken up
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
-                 clock: Any = None, log: Any = None, batch: int | None = None) -> None:
+                 clock: Any = None, log: Any = None, batch: int | None = None,
+                 on_taken: Callable[[AcceptedMessage, StoredMessage, defer.Deferred], Any]
+                 | None = None) -> None:
         self.audit = audit
+        # Told of each message handed to the pipeline, with its final-status Deferred:
+        # the receiver makes a resend of it wait for that analysis (Receiver.analysing_stored).
+        self.on_taken = on_taken
         self.committer = committer
         self.pipeline = pipeline
         self.reread = reread
@@ -153,7 +158,10 @@ class StoredFeed(Service):
         else:
             self.committer.submit(event_op(self.event, stored.control_id, stored.id, **fields))
             # Not an arrival: the quiet period waits out senders, not the gateway's own work.
-            d = self.pipeline.submit(self._message(stored, read, fields), arrival=False)
+            message = self._message(stored, read, fields)
+            d = self.pipeline.submit(message, arrival=False)
+            if self.on_taken is not None:
+                self.on_taken(message, stored, d)
 
         def finished(status: Any) -> Any:
             self._active.discard(stored.id)

@@ -323,16 +323,7 @@ class Receiver:
         d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
 
         def answer(status: Any) -> defer.Deferred:
-            from ri_engine.errors import AnalysisFailure, RequestError
-
-            ok = status in ("analysed", "skipped")
-            # What made it fail (pipeline.AnalysisStatus): the report's content found by the
-            # mapping after the commit, or the engine refusing it, is the sender's to fix
-            # (AE); anything else is ours (AR).
-            error = None if ok else getattr(status, "error", None)
-            if not ok and not isinstance(error, (HL7Error, RequestError)):
-                error = AnalysisFailure("analysis failed")
-            decision = decide(error)
+            decision = _analysis_decision(status)
 
             def sent(code: str) -> None:
                 self._count(record.message_type, code)
@@ -421,6 +412,44 @@ class Receiver:
         return self._send_recorded_ack(duplicate.original_id, decide(None), record, key, header,
                                        started, sent)
 
+    def analysing_stored(self, message: AcceptedMessage, stored: Any,
+                         analysed: defer.Deferred) -> None:
+        """A stored message is analysed again without a sender waiting (resumed at start:
+        ``gateway.feed``); ``analysed`` fires with its final status.
+
+        With ``ack_after = "analysis"`` its sender was never answered, and resends it: a
+        resend arriving meanwhile was not a duplicate (the stored message was neither
+        answered nor analysed yet), so it was stored and analysed a second time. It now
+        waits for this analysis as for a live original's, and gets the ACK the analysis
+        earns, recorded on the stored message as for a resend arriving later
+        (``_answer_unanswered``). Without a resend nothing is recorded: the next one is
+        answered from the stored status.
+        """
+        header = message.header
+        if self.ack_after != "analysis" or header is None:
+            return
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        if key in self._inflight:
+            return
+        record = ReceivedMessage(raw=stored.raw, received_at="", status=stored.status,
+                                 ack_code=None, ack_payload=None, control_id=header.control_id,
+                                 message_type=header.message_code, charset=stored.charset)
+        inflight = self._inflight[key] = _InFlight(record)
+        started = self.clock()
+
+        def finished(status: Any) -> Any:
+            if self._inflight.get(key) is not inflight:
+                return status
+            if not inflight.waiting:
+                del self._inflight[key]
+                return status
+            # Each waiting resend logs its own line once answered (_inflight_duplicate).
+            self._send_recorded_ack(message.message_id, _analysis_decision(status), record, key,
+                                    header, started, lambda code: None)
+            return status
+
+        analysed.addBoth(finished)
+
     def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
                         ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:
         """``record`` has been answered: release the duplicates that waited for it.
@@ -445,6 +474,9 @@ class Receiver:
         answered: defer.Deferred = defer.Deferred()
         inflight.waiting.append(answered)
         received_at = utc_now(received)
+        # The ACK may take as long as the original's analysis: say why it has not left.
+        self.log.info("hl7.duplicate_waiting", control_id=header.control_id,
+                      conn_id=conn.conn_id, peer=conn.peer)
 
         def audit(answer: _Answer) -> defer.Deferred:
             same: bool | None = None
@@ -524,6 +556,22 @@ class Receiver:
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)
+
+
+def _analysis_decision(status: Any) -> AckDecision:
+    """The ACK a message earns with ``ack_after = "analysis"``, from the pipeline's final
+    status: AA once analysed (or skipped); AE when the mapping found bad content or the
+    engine refused the report, AR when analysis failed."""
+    from ri_engine.errors import AnalysisFailure, RequestError
+
+    ok = status in ("analysed", "skipped")
+    # What made it fail (pipeline.AnalysisStatus): the report's content found by the
+    # mapping after the commit, or the engine refusing it, is the sender's to fix (AE);
+    # anything else is ours (AR).
+    error = None if ok else getattr(status, "error", None)
+    if not ok and not isinstance(error, (HL7Error, RequestError)):
+        error = AnalysisFailure("analysis failed")
+    return decide(error)
 
 
 def _in_thread(fn: Callable[[], Any]) -> defer.Deferred:

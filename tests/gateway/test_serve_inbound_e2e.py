@@ -133,17 +133,7 @@ def test_ack_after_analysis_a_resend_of_a_message_analysed_before_a_restart_is_a
     # analysed the stored message, and the sender, which never saw an ACK, sent it again:
     # it was analysed a second time (a second alert for the same result).
     db = tmp_path / "var" / "audit.sqlite3"
-    held = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
-                          FAKE_ENGINE_HOLD="1").start()
-    try:
-        with socket.create_connection(("127.0.0.1", held.port), timeout=WAIT) as sock:
-            sock.sendall(frame(oru("RS1")))
-            deadline = time.monotonic() + WAIT
-            while not _stored(db, "RS1"):  # committed; its analysis never ends
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-    finally:
-        held.kill()
+    _stored_then_killed(db, "RS1")
     gateway = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis").start()
     try:
         gateway.output.wait_for(json_event("analysis", control_id="RS1", status="analysed"))
@@ -157,6 +147,67 @@ def test_ack_after_analysis_a_resend_of_a_message_analysed_before_a_restart_is_a
         assert events == ["received", "resumed", "analysed", "duplicate", "acked", "duplicate"]
     finally:
         gateway.stop()
+
+
+def test_ack_after_analysis_a_resend_while_the_restart_analyses_the_message_waits_for_it(
+        tmp_path):
+    # Stored, the gateway killed before its ACK, restarted: the resume analyses the stored
+    # message, and the sender's resend arriving meanwhile was no duplicate (the message was
+    # neither answered nor analysed yet): stored again and analysed a second time.
+    db = tmp_path / "var" / "audit.sqlite3"
+    gate = tmp_path / "gate"
+    _stored_then_killed(db, "RW1")
+    gateway = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                             FAKE_ENGINE_GATE=str(gate)).start()
+    try:
+        with sqlite3.connect(db) as con:
+            _until(lambda: con.execute("SELECT 1 FROM events WHERE event = 'resumed'").fetchall())
+        with socket.create_connection(("127.0.0.1", gateway.port), timeout=WAIT) as sock:
+            sock.sendall(frame(oru("RW1")))  # while the resumed analysis waits at the gate
+            # The gateway has taken the resend up: it waits for the analysis (now), or
+            # stored it as a message of its own (before).
+            waiting = json_event("hl7.duplicate_waiting", control_id="RW1")
+            _until(lambda: _drain(gateway) or len(_stored(db, "RW1")) > 1 or any(
+                waiting(line) for line in gateway.output.seen))
+            gate.touch()
+            assert segments(_reply(sock))[1] == "MSA|AA|RW1"
+        assert _stored(db, "RW1") == [("analysed", "AA", None)]
+        with sqlite3.connect(db) as con:
+            events = [e for (e,) in con.execute(
+                "SELECT event FROM events WHERE control_id = 'RW1' ORDER BY id")]
+        assert events == ["received", "resumed", "analysed", "acked", "duplicate"]
+        again = exchange(gateway.port, oru("RW1"))  # a later resend: the same ACK
+        assert segments(again)[1] == "MSA|AA|RW1"
+    finally:
+        gate.touch()
+        gateway.stop()
+
+
+def _stored_then_killed(db, control_id: str) -> None:
+    """``ack_after = "analysis"``: a message committed, its analysis held, the gateway
+    killed before its ACK."""
+    held = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                          FAKE_ENGINE_HOLD="1").start()
+    try:
+        with socket.create_connection(("127.0.0.1", held.port), timeout=WAIT) as sock:
+            sock.sendall(frame(oru(control_id)))
+            _until(lambda: _stored(db, control_id))  # committed; its analysis never ends
+    finally:
+        held.kill()
+
+
+def _until(condition) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _drain(gateway: GatewayProcess) -> None:
+    """Move the lines the gateway has printed so far into ``gateway.output.seen``."""
+    lines = gateway.output.lines
+    while not lines.empty():
+        gateway.output.seen.append(lines.get_nowait())
 
 
 def _reply(sock: socket.socket) -> bytes:
