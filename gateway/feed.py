@@ -205,6 +205,21 @@ class Resume(StoredFeed):
             self.log.info("analysis.resuming", messages=count, batch=self.batch)
         self.poll()
 
+    def take_up(self, message_id: int) -> None:
+        """Hand one waiting message to the pipeline now, out of turn: its sender resent it
+        and the resend waits for its analysis (``ack_after = "analysis"``: the receiver's
+        ``take_up``). Not one already handed over, nor one whose result could not be
+        recorded (left to the next start), nor once stopped."""
+        if self._stopped or message_id in self._active or message_id in self._held:
+            return
+        try:
+            stored = self.audit.stored(message_id)
+        except sqlite3.Error as exc:
+            self.log.warning(f"{self.stage}.take_up_failed", error=type(exc).__name__)
+            return
+        if stored is not None and stored.status == self.status:
+            self._start(stored, self._fields(stored))
+
     def _waiting(self, limit: int) -> list[StoredMessage]:
         # Oldest first, so the messages stored since the start come after every older one:
         # at most ``limit`` rows are read either way.

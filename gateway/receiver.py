@@ -29,7 +29,9 @@ part of the commit (``gateway.audit.received_op``: the unique index finds them o
 writer thread, no query per message on the reactor).  A duplicate of a message whose
 commit (or, with ``ack_after = "analysis"``, analysis) is still running waits until the
 original is answered, is then audited exactly as a later duplicate would be
-(``gateway.audit.duplicate_op``) and gets the original's ACK.  Stored bytes holding a VT or FS
+(``gateway.audit.duplicate_op``) and gets the original's ACK; with ``ack_after =
+"analysis"`` so does one of a stored message a restart analyses again, or has yet to
+(``analysing_stored``, ``_wait_for_analysis``).  Stored bytes holding a VT or FS
 (written before ACKs were made frameable, ``mappings.ack.frameable_ack``) are escaped
 before they are sent again.  With ``ack_after = "analysis"`` an original that was analysed
 but never answered (the gateway stopped in between) is accepted all the same: its resend
@@ -155,6 +157,9 @@ class Receiver:
                  run_off_reactor: Callable[[Callable[[], Any]], defer.Deferred] | None = None
                  ) -> None:
         self.committer = committer
+        # Hands a stored message to the analysis now, out of turn (gateway.feed.Resume):
+        # its resend waits for that analysis (_wait_for_analysis). Set by build_gateway.
+        self.take_up: Callable[[int], None] | None = None
         # Runs a large frame's decoding (DECODE_OFF_REACTOR); the reactor's thread pool.
         self.run_off_reactor = run_off_reactor or _in_thread
         # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
@@ -385,6 +390,8 @@ class Receiver:
                           key: tuple[str, str, str], header: Any, started: float
                           ) -> defer.Deferred | bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
+        if duplicate.ack_code is None and duplicate.status == "received":
+            return self._wait_for_analysis(duplicate, record, key, header, started)
         if duplicate.ack_code is None:
             return self._answer_unanswered(duplicate, record, key, header, started)
         ack = duplicate.ack_payload
@@ -397,6 +404,49 @@ class Receiver:
         self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                             duplicate.ack_code, duplicate.same_content, started)
         return ack
+
+    def _wait_for_analysis(self, duplicate: Duplicate, record: ReceivedMessage,
+                           key: tuple[str, str, str], header: Any, started: float
+                           ) -> defer.Deferred | bytes:
+        """``ack_after = "analysis"``: the original was stored by an earlier run and is
+        neither analysed nor answered: the restart has not taken it up yet (a backlog
+        larger than the analysis pool). Stored again, the resend was analysed as well as
+        the original later. The original is taken up now and the resend waits for its
+        analysis, as one arriving during it does (``analysing_stored``); its
+        ``duplicate`` event is committed already."""
+        # This resend was in flight itself until its commit found the original: resends
+        # that came meanwhile wait for it, and now for the original's analysis with it.
+        own = self._inflight.get(key)
+        if own is not None and own.record is record:
+            del self._inflight[key]
+        if key not in self._inflight and self.take_up is not None:
+            self.take_up(duplicate.original_id)  # in flight from here (analysing_stored)
+        inflight = self._inflight.get(key)
+        if own is not None and inflight is not None:
+            inflight.waiting.extend(own.waiting)
+        if inflight is None:
+            # Not taken up (stopping; or its analysis could not be recorded this run): AR,
+            # so that the sender sends it again, and nothing recorded on the original.
+            from ri_engine.errors import AnalysisFailure
+
+            decision = decide(AnalysisFailure("analysis not started"))
+            code = decision.code_for(enhanced_mode(header.accept_ack_type,
+                                                   header.application_ack_type))
+            self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
+                                code, duplicate.same_content, started)
+            ack = _ack(header, code, self.ids(), self.now(), decision.error,
+                       record.charset or "utf-8")
+            for waiting in own.waiting if own is not None else ():
+                waiting.callback(_Answer(ack, duplicate.original_id, code))
+            return ack
+        answered = self._wait_on(inflight, header, record.conn_id, record.peer)
+
+        def answer(result: _Answer) -> bytes | None:
+            self._log_duplicate(header, record.conn_id, record.peer, result.message_id,
+                                result.ack_code, duplicate.same_content, started, pending=True)
+            return result.ack
+
+        return answered.addCallback(answer)
 
     def _answer_unanswered(self, duplicate: Duplicate, record: ReceivedMessage,
                            key: tuple[str, str, str], header: Any, started: float
@@ -471,12 +521,8 @@ class Receiver:
         as if it had arrived later (the event points at the stored original, so the audit
         views show its sender, type and ACK) and answer with the original's ACK."""
         inflight = self._inflight[key]
-        answered: defer.Deferred = defer.Deferred()
-        inflight.waiting.append(answered)
+        answered = self._wait_on(inflight, header, conn.conn_id, conn.peer)
         received_at = utc_now(received)
-        # The ACK may take as long as the original's analysis: say why it has not left.
-        self.log.info("hl7.duplicate_waiting", control_id=header.control_id,
-                      conn_id=conn.conn_id, peer=conn.peer)
 
         def audit(answer: _Answer) -> defer.Deferred:
             same: bool | None = None
@@ -505,6 +551,16 @@ class Receiver:
             return answer.ack
 
         return answered.addCallback(audit)
+
+    def _wait_on(self, inflight: _InFlight, header: Any, conn_id: Any, peer: Any
+                 ) -> defer.Deferred:
+        """A Deferred fired with the :class:`_Answer` of ``inflight``'s original."""
+        answered: defer.Deferred = defer.Deferred()
+        inflight.waiting.append(answered)
+        # The ACK may take as long as the original's analysis: say why it has not left.
+        self.log.info("hl7.duplicate_waiting", control_id=header.control_id, conn_id=conn_id,
+                      peer=peer)
+        return answered
 
     def _log_duplicate(self, header: Any, conn_id: Any, peer: Any, message_id: int | None,
                        ack_code: str | None, same: bool | None, started: float,

@@ -228,8 +228,10 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     stored = reread(settings, _reactor_mapper(receiver, settings))
     # Before the listener, so that the backlog it takes up is what was stored before this
     # start: a message received from now on goes to the pipeline from the receiver.
-    Resume(reader, committer, pipeline, stored, clock=reactor,
-           on_taken=receiver.analysing_stored).setServiceParent(top)
+    resume = Resume(reader, committer, pipeline, stored, clock=reactor,
+                    on_taken=receiver.analysing_stored)
+    resume.setServiceParent(top)
+    receiver.take_up = resume.take_up
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
                  metrics=metrics).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.

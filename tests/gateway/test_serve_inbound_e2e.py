@@ -183,15 +183,49 @@ def test_ack_after_analysis_a_resend_while_the_restart_analyses_the_message_wait
         gateway.stop()
 
 
-def _stored_then_killed(db, control_id: str) -> None:
-    """``ack_after = "analysis"``: a message committed, its analysis held, the gateway
-    killed before its ACK."""
+def test_ack_after_analysis_a_resend_of_a_message_the_restart_has_not_taken_up_waits_for_it(
+        tmp_path):
+    # The restart takes its backlog up a few at a time (two here: one worker): a resend of
+    # a message further back was no duplicate, stored and analysed, and the original was
+    # analysed again when its turn came.
+    db = tmp_path / "var" / "audit.sqlite3"
+    gate = tmp_path / "gate"
+    _stored_then_killed(db, "RB1", "RB2", "RB3")
+    gateway = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
+                             FAKE_ENGINE_GATE=str(gate)).start()
+    try:
+        with sqlite3.connect(db) as con:
+            def resumed() -> list[str]:
+                return [c for (c,) in con.execute(
+                    "SELECT control_id FROM events WHERE event = 'resumed' ORDER BY id")]
+
+            _until(lambda: resumed() == ["RB1", "RB2"])
+            with socket.create_connection(("127.0.0.1", gateway.port), timeout=WAIT) as sock:
+                sock.sendall(frame(oru("RB3")))
+                _until(lambda: resumed() == ["RB1", "RB2", "RB3"] or len(_stored(db, "RB3")) > 1)
+                gate.touch()
+                assert segments(_reply(sock))[1] == "MSA|AA|RB3"
+            assert _stored(db, "RB3") == [("analysed", "AA", None)]
+            events = [e for (e,) in con.execute(
+                "SELECT event FROM events WHERE control_id = 'RB3' ORDER BY id")]
+            assert events == ["received", "duplicate", "resumed", "analysed", "acked"]
+        gateway.output.wait_for(json_event("analysis", control_id="RB2", status="analysed"))
+    finally:
+        gate.touch()
+        gateway.stop()
+
+
+def _stored_then_killed(db, *control_ids: str) -> None:
+    """``ack_after = "analysis"``: messages committed, their analysis held, the gateway
+    killed before their ACKs."""
     held = GatewayProcess(db, RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis",
                           FAKE_ENGINE_HOLD="1").start()
     try:
-        with socket.create_connection(("127.0.0.1", held.port), timeout=WAIT) as sock:
+        for control_id in control_ids:  # a connection each: each waits for its ACK
+            sock = socket.create_connection(("127.0.0.1", held.port), timeout=WAIT)
             sock.sendall(frame(oru(control_id)))
             _until(lambda: _stored(db, control_id))  # committed; its analysis never ends
+            sock.close()
     finally:
         held.kill()
 
