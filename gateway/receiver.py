@@ -160,7 +160,8 @@ class Receiver:
         # Hands a stored message to the analysis now, out of turn (gateway.feed.Resume):
         # its resend waits for that analysis (_wait_for_analysis). Set by build_gateway.
         self.take_up: Callable[[int], None] | None = None
-        # Runs a large frame's decoding (DECODE_OFF_REACTOR); the reactor's thread pool.
+        # Runs a large frame's decoding (DECODE_OFF_REACTOR): the gateway's one decoder
+        # thread (build_gateway); by default the reactor's thread pool.
         self.run_off_reactor = run_off_reactor or _in_thread
         # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
         # must then return a Deferred firing with the pipeline's final status).
