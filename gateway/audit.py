@@ -69,7 +69,7 @@ import pathlib
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
@@ -177,6 +177,8 @@ class Duplicate:
     ack_code: str | None
     ack_payload: bytes | None
     same_content: bool
+    # The original's messages.status when found (not part of what makes two answers equal).
+    status: str | None = field(default=None, compare=False)
 
 
 def received_op(msg: ReceivedMessage, *, duplicates: bool = True,
@@ -308,15 +310,16 @@ def _accepted_original(conn: sqlite3.Connection, msg: ReceivedMessage) -> Stored
 
 def _accepted_or_unanswered_original(conn: sqlite3.Connection, msg: ReceivedMessage
                                      ) -> StoredMessage | None:
-    """The accepted message with ``msg``'s key, else the first one that was analysed (or
-    skipped) but never answered: with ``ack_after = "analysis"`` the gateway stopped
-    between the analysis and the ACK (the sender saw no ACK and sends it again), or the
-    ACK could not be recorded.  One query: it runs for every such message."""
+    """The accepted message with ``msg``'s key, else the first one that was never answered:
+    with ``ack_after = "analysis"`` the gateway stopped before the ACK (the sender saw none
+    and sends it again), or the ACK could not be recorded.  Analysed (or skipped) or not
+    yet (``received``: the receiver has the resend wait for its analysis).  One query: it
+    runs for every such message."""
     row = conn.execute(
         f"{_SELECT_STORED} "
         "WHERE sending_application IS ? AND sending_facility IS ? AND control_id = ? "
         "AND (ack_code IN ('AA', 'CA') "
-        "OR ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay')) "
+        "OR ack_code IS NULL AND status IN ('analysed', 'skipped', 'replay', 'received')) "
         "ORDER BY ack_code IS NULL, id LIMIT 1",
         (msg.sending_application, msg.sending_facility, msg.control_id or "")).fetchone()
     return StoredMessage(*row) if row else None
@@ -330,7 +333,7 @@ def _duplicate(conn: sqlite3.Connection, original: StoredMessage, raw: bytes, re
     _insert_event(conn, received_at, "duplicate", control_id, original.id,
                   {"conn_id": conn_id, "peer": peer, "size": len(raw),
                    "same_content": same, "ack_code": original.ack_code})
-    return Duplicate(original.id, original.ack_code, original.ack_payload, same)
+    return Duplicate(original.id, original.ack_code, original.ack_payload, same, original.status)
 
 
 def duplicate_op(original_id: int, raw: bytes, received_at: str, control_id: str | None,
@@ -727,6 +730,11 @@ class AuditLog:
     def pending_analysis(self) -> list[StoredMessage]:
         """Accepted messages whose analysis never finished (oldest first)."""
         return self.with_status("received")
+
+    def stored(self, message_id: int) -> StoredMessage | None:
+        """The stored message ``message_id``, or None."""
+        row = self.conn.execute(f"{_SELECT_STORED} WHERE id = ?", (message_id,)).fetchone()
+        return StoredMessage(*row) if row else None
 
     def with_status(self, status: str, *, limit: int | None = None) -> list[StoredMessage]:
         """Stored messages with this status, oldest first (the first ``limit``)."""

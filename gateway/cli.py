@@ -22,9 +22,17 @@ import importlib
 import sys
 from typing import Any
 
-import click
+from . import stop_signals
 
-from .errors import (
+# Before the imports below (about a second): a stop signal then must stop `serve` as it
+# does later, not end it at once (gateway.stop_signals). Only `serve` is a service; the
+# group's own options (--help, --version) come before a command, so it is argv[1].
+if sys.argv[1:2] == ["serve"]:
+    stop_signals.catch()
+
+import click  # noqa: E402 - after the stop signals are caught
+
+from .errors import (  # noqa: E402
     AuditError, ConfigError, GatewayError, InputError, NegativeOutcome, PeerUnavailable,
 )
 

@@ -30,8 +30,10 @@ __all__ = ["GroupCommitter", "thread_writer"]
 RunInWriter = Callable[[Callable[[], Any]], defer.Deferred]
 
 
-def thread_writer(reactor: Any) -> tuple[RunInWriter, Callable[[], None]]:
-    """A one-thread pool for database writes: ``(run_in_writer, stop)``.
+def thread_writer(reactor: Any, name: str = "audit-writer"
+                  ) -> tuple[RunInWriter, Callable[[], None]]:
+    """A one-thread pool for database writes (or other work done one piece at a time off
+    the reactor: ``name`` names its thread): ``(run_in_writer, stop)``.
 
     The thread starts with the first write, not here: the gateway is built before the
     reactor runs, and a build that fails after this call (a bad setting, a file that
@@ -42,7 +44,7 @@ def thread_writer(reactor: Any) -> tuple[RunInWriter, Callable[[], None]]:
     from twisted.internet.threads import deferToThreadPool
     from twisted.python.threadpool import ThreadPool
 
-    pool = ThreadPool(minthreads=1, maxthreads=1, name="audit-writer")
+    pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
 
     def run(fn: Callable[[], Any]) -> defer.Deferred:
         if not pool.started and not pool.joined:

@@ -72,8 +72,13 @@ class StoredFeed(Service):
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
                  clock: Any = None, log: Any = None, batch: int | None = None,
-                 room: FeedRoom | None = None) -> None:
+                 room: FeedRoom | None = None,
+                 on_taken: Callable[[AcceptedMessage, StoredMessage, defer.Deferred], Any]
+                 | None = None) -> None:
         self.audit = audit
+        # Told of each message handed to the pipeline, with its final-status Deferred:
+        # the receiver makes a resend of it wait for that analysis (Receiver.analysing_stored).
+        self.on_taken = on_taken
         self.committer = committer
         self.pipeline = pipeline
         self.reread = reread
@@ -183,7 +188,10 @@ class StoredFeed(Service):
         else:
             self.committer.submit(event_op(self.event, stored.control_id, stored.id, **fields))
             # Not an arrival: the quiet period waits out senders, not the gateway's own work.
-            d = self.pipeline.submit(self._message(stored, read, fields), arrival=False)
+            message = self._message(stored, read, fields)
+            d = self.pipeline.submit(message, arrival=False)
+            if self.on_taken is not None:
+                self.on_taken(message, stored, d)
 
         def finished(status: Any) -> Any:
             self._active.discard(stored.id)
@@ -226,6 +234,21 @@ class Resume(StoredFeed):
         if count:
             self.log.info("analysis.resuming", messages=count, batch=self.batch)
         self.poll()
+
+    def take_up(self, message_id: int) -> None:
+        """Hand one waiting message to the pipeline now, out of turn: its sender resent it
+        and the resend waits for its analysis (``ack_after = "analysis"``: the receiver's
+        ``take_up``). Not one already handed over, nor one whose result could not be
+        recorded (left to the next start), nor once stopped."""
+        if self._stopped or message_id in self._active or message_id in self._held:
+            return
+        try:
+            stored = self.audit.stored(message_id)
+        except sqlite3.Error as exc:
+            self.log.warning(f"{self.stage}.take_up_failed", error=type(exc).__name__)
+            return
+        if stored is not None and stored.status == self.status:
+            self._start(stored, self._fields(stored))
 
     def _waiting(self, limit: int) -> list[StoredMessage]:
         # Oldest first, so the messages stored since the start come after every older one:

@@ -29,7 +29,9 @@ part of the commit (``gateway.audit.received_op``: the unique index finds them o
 writer thread, no query per message on the reactor).  A duplicate of a message whose
 commit (or, with ``ack_after = "analysis"``, analysis) is still running waits until the
 original is answered, is then audited exactly as a later duplicate would be
-(``gateway.audit.duplicate_op``) and gets the original's ACK.  Stored bytes holding a VT or FS
+(``gateway.audit.duplicate_op``) and gets the original's ACK; with ``ack_after =
+"analysis"`` so does one of a stored message a restart analyses again, or has yet to
+(``analysing_stored``, ``_wait_for_analysis``).  Stored bytes holding a VT or FS
 (written before ACKs were made frameable, ``mappings.ack.frameable_ack``) are escaped
 before they are sent again.  With ``ack_after = "analysis"`` an original that was analysed
 but never answered (the gateway stopped in between) is accepted all the same: its resend
@@ -56,7 +58,7 @@ from twisted.python.failure import Failure
 from mappings.ack import (
     build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
-from mappings.decoding import decode_message, normalise_segments
+from mappings.decoding import DecodedMessage, decode_message, normalise_segments
 from mappings.errors import ContentError, HL7Error, UnreadableHeader
 from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
@@ -69,7 +71,10 @@ from .config import MLLPSettings
 from .errors import GatewayError
 from .pipeline import AcceptedMessage
 
-__all__ = ["ControlIds", "Receiver", "UnanswerableMessage"]
+__all__ = ["DECODE_OFF_REACTOR", "ControlIds", "Receiver", "UnanswerableMessage"]
+
+# Frames of at least this many bytes are decoded on a thread (Receiver.handle).
+DECODE_OFF_REACTOR = 1 << 20
 
 
 class UnanswerableMessage(GatewayError):
@@ -148,8 +153,16 @@ class Receiver:
                  ids: Callable[[], str] | None = None,
                  now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                  clock: Callable[[], float] = time.monotonic, metrics: Any = None,
-                 log: Any = None, ack_after: str = "persistence") -> None:
+                 log: Any = None, ack_after: str = "persistence",
+                 run_off_reactor: Callable[[Callable[[], Any]], defer.Deferred] | None = None
+                 ) -> None:
         self.committer = committer
+        # Hands a stored message to the analysis now, out of turn (gateway.feed.Resume):
+        # its resend waits for that analysis (_wait_for_analysis). Set by build_gateway.
+        self.take_up: Callable[[int], None] | None = None
+        # Runs a large frame's decoding (DECODE_OFF_REACTOR): the gateway's one decoder
+        # thread (build_gateway); by default the reactor's thread pool.
+        self.run_off_reactor = run_off_reactor or _in_thread
         # "persistence": ACK once committed; "analysis": ACK once analysed (on_accepted
         # must then return a Deferred firing with the pipeline's final status).
         self.ack_after = ack_after
@@ -181,8 +194,20 @@ class Receiver:
         mode = self.settings.map_before_ack
         # Segments are normalised only for the parse; MSH reads the same either way
         # (read_header ignores the padding normalising strips: NULs, whitespace).
-        decoded = decode_message(payload, self.settings.default_charset,
-                                 normalise=mode != "none")
+        decode = functools.partial(decode_message, payload, self.settings.default_charset,
+                                   normalise=mode != "none")
+        if len(payload) < DECODE_OFF_REACTOR:
+            return self._decoded(decode(), payload, conn, received, started)
+        # A frame of megabytes takes tens to hundreds of milliseconds to decode (more in a
+        # double-byte charset full of invalid bytes): on a thread, so that the reactor
+        # serves the other connections meanwhile. This connection's next frame waits for
+        # this one's ACK (the listener hands over one frame at a time), so ACKs keep order.
+        return self.run_off_reactor(decode).addCallback(
+            self._decoded, payload, conn, received, started)
+
+    def _decoded(self, decoded: DecodedMessage, payload: bytes, conn: Any, received: datetime,
+                 started: float) -> defer.Deferred | bytes | None:
+        mode = self.settings.map_before_ack
         try:
             header = read_header(decoded.text)
         except UnreadableHeader as exc:
@@ -304,16 +329,7 @@ class Receiver:
         d = defer.maybeDeferred(self.on_accepted or (lambda m: None), message)
 
         def answer(status: Any) -> defer.Deferred:
-            from ri_engine.errors import AnalysisFailure, RequestError
-
-            ok = status in ("analysed", "skipped")
-            # What made it fail (pipeline.AnalysisStatus): the report's content found by the
-            # mapping after the commit, or the engine refusing it, is the sender's to fix
-            # (AE); anything else is ours (AR).
-            error = None if ok else getattr(status, "error", None)
-            if not ok and not isinstance(error, (HL7Error, RequestError)):
-                error = AnalysisFailure("analysis failed")
-            decision = decide(error)
+            decision = _analysis_decision(status)
 
             def sent(code: str) -> None:
                 self._count(record.message_type, code)
@@ -375,6 +391,8 @@ class Receiver:
                           key: tuple[str, str, str], header: Any, started: float
                           ) -> defer.Deferred | bytes | None:
         """The commit found an accepted original (its ``duplicate`` event is committed)."""
+        if duplicate.ack_code is None and duplicate.status == "received":
+            return self._wait_for_analysis(duplicate, record, key, header, started)
         if duplicate.ack_code is None:
             return self._answer_unanswered(duplicate, record, key, header, started)
         ack = duplicate.ack_payload
@@ -387,6 +405,49 @@ class Receiver:
         self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                             duplicate.ack_code, duplicate.same_content, started)
         return ack
+
+    def _wait_for_analysis(self, duplicate: Duplicate, record: ReceivedMessage,
+                           key: tuple[str, str, str], header: Any, started: float
+                           ) -> defer.Deferred | bytes:
+        """``ack_after = "analysis"``: the original was stored by an earlier run and is
+        neither analysed nor answered: the restart has not taken it up yet (a backlog
+        larger than the analysis pool). Stored again, the resend was analysed as well as
+        the original later. The original is taken up now and the resend waits for its
+        analysis, as one arriving during it does (``analysing_stored``); its
+        ``duplicate`` event is committed already."""
+        # This resend was in flight itself until its commit found the original: resends
+        # that came meanwhile wait for it, and now for the original's analysis with it.
+        own = self._inflight.get(key)
+        if own is not None and own.record is record:
+            del self._inflight[key]
+        if key not in self._inflight and self.take_up is not None:
+            self.take_up(duplicate.original_id)  # in flight from here (analysing_stored)
+        inflight = self._inflight.get(key)
+        if own is not None and inflight is not None:
+            inflight.waiting.extend(own.waiting)
+        if inflight is None:
+            # Not taken up (stopping; or its analysis could not be recorded this run): AR,
+            # so that the sender sends it again, and nothing recorded on the original.
+            from ri_engine.errors import AnalysisFailure
+
+            decision = decide(AnalysisFailure("analysis not started"))
+            code = decision.code_for(enhanced_mode(header.accept_ack_type,
+                                                   header.application_ack_type))
+            self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
+                                code, duplicate.same_content, started)
+            ack = _ack(header, code, self.ids(), self.now(), decision.error,
+                       record.charset or "utf-8")
+            for waiting in own.waiting if own is not None else ():
+                waiting.callback(_Answer(ack, duplicate.original_id, code))
+            return ack
+        answered = self._wait_on(inflight, header, record.conn_id, record.peer)
+
+        def answer(result: _Answer) -> bytes | None:
+            self._log_duplicate(header, record.conn_id, record.peer, result.message_id,
+                                result.ack_code, duplicate.same_content, started, pending=True)
+            return result.ack
+
+        return answered.addCallback(answer)
 
     def _answer_unanswered(self, duplicate: Duplicate, record: ReceivedMessage,
                            key: tuple[str, str, str], header: Any, started: float
@@ -401,6 +462,44 @@ class Receiver:
 
         return self._send_recorded_ack(duplicate.original_id, decide(None), record, key, header,
                                        started, sent)
+
+    def analysing_stored(self, message: AcceptedMessage, stored: Any,
+                         analysed: defer.Deferred) -> None:
+        """A stored message is analysed again without a sender waiting (resumed at start:
+        ``gateway.feed``); ``analysed`` fires with its final status.
+
+        With ``ack_after = "analysis"`` its sender was never answered, and resends it: a
+        resend arriving meanwhile was not a duplicate (the stored message was neither
+        answered nor analysed yet), so it was stored and analysed a second time. It now
+        waits for this analysis as for a live original's, and gets the ACK the analysis
+        earns, recorded on the stored message as for a resend arriving later
+        (``_answer_unanswered``). Without a resend nothing is recorded: the next one is
+        answered from the stored status.
+        """
+        header = message.header
+        if self.ack_after != "analysis" or header is None:
+            return
+        key = (header.sending_application, header.sending_facility, header.control_id)
+        if key in self._inflight:
+            return
+        record = ReceivedMessage(raw=stored.raw, received_at="", status=stored.status,
+                                 ack_code=None, ack_payload=None, control_id=header.control_id,
+                                 message_type=header.message_code, charset=stored.charset)
+        inflight = self._inflight[key] = _InFlight(record)
+        started = self.clock()
+
+        def finished(status: Any) -> Any:
+            if self._inflight.get(key) is not inflight:
+                return status
+            if not inflight.waiting:
+                del self._inflight[key]
+                return status
+            # Each waiting resend logs its own line once answered (_inflight_duplicate).
+            self._send_recorded_ack(message.message_id, _analysis_decision(status), record, key,
+                                    header, started, lambda code: None)
+            return status
+
+        analysed.addBoth(finished)
 
     def _answer_waiting(self, key: tuple[str, str, str], record: ReceivedMessage,
                         ack: bytes | None, message_id: int | None, ack_code: str | None) -> None:
@@ -423,8 +522,7 @@ class Receiver:
         as if it had arrived later (the event points at the stored original, so the audit
         views show its sender, type and ACK) and answer with the original's ACK."""
         inflight = self._inflight[key]
-        answered: defer.Deferred = defer.Deferred()
-        inflight.waiting.append(answered)
+        answered = self._wait_on(inflight, header, conn.conn_id, conn.peer)
         received_at = utc_now(received)
 
         def audit(answer: _Answer) -> defer.Deferred:
@@ -454,6 +552,16 @@ class Receiver:
             return answer.ack
 
         return answered.addCallback(audit)
+
+    def _wait_on(self, inflight: _InFlight, header: Any, conn_id: Any, peer: Any
+                 ) -> defer.Deferred:
+        """A Deferred fired with the :class:`_Answer` of ``inflight``'s original."""
+        answered: defer.Deferred = defer.Deferred()
+        inflight.waiting.append(answered)
+        # The ACK may take as long as the original's analysis: say why it has not left.
+        self.log.info("hl7.duplicate_waiting", control_id=header.control_id, conn_id=conn_id,
+                      peer=peer)
+        return answered
 
     def _log_duplicate(self, header: Any, conn_id: Any, peer: Any, message_id: int | None,
                        ack_code: str | None, same: bool | None, started: float,
@@ -505,6 +613,28 @@ class Receiver:
 
     def _ms(self, started: float) -> float:
         return round((self.clock() - started) * 1000, 3)
+
+
+def _analysis_decision(status: Any) -> AckDecision:
+    """The ACK a message earns with ``ack_after = "analysis"``, from the pipeline's final
+    status: AA once analysed (or skipped); AE when the mapping found bad content or the
+    engine refused the report, AR when analysis failed."""
+    from ri_engine.errors import AnalysisFailure, RequestError
+
+    ok = status in ("analysed", "skipped")
+    # What made it fail (pipeline.AnalysisStatus): the report's content found by the
+    # mapping after the commit, or the engine refusing it, is the sender's to fix (AE);
+    # anything else is ours (AR).
+    error = None if ok else getattr(status, "error", None)
+    if not ok and not isinstance(error, (HL7Error, RequestError)):
+        error = AnalysisFailure("analysis failed")
+    return decide(error)
+
+
+def _in_thread(fn: Callable[[], Any]) -> defer.Deferred:
+    from twisted.internet.threads import deferToThread
+
+    return deferToThread(fn)
 
 
 def _ack(header: Any, code: str, control_id: str, now: datetime, error: HL7Error | None,

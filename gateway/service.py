@@ -64,7 +64,7 @@ class GatewayApp:
     receiver: Receiver
     metrics: Metrics
     stats: ListenerStats = field(default_factory=ListenerStats)
-    stop_writer: Callable[[], None] = lambda: None
+    stop_threads: Callable[[], None] = lambda: None  # the writer's and the frame decoder's
 
 
 class ListenerService(Service):
@@ -155,7 +155,7 @@ class _CoreService(Service):
 
         def close(_: Any) -> None:
             app.pool.close()
-            app.stop_writer()
+            app.stop_threads()
             app.audit.close()
             app.writer_audit.close()
 
@@ -198,6 +198,15 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                             single_writer=True)
     reader = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)
     run_in_writer, stop_writer = thread_writer(reactor)
+    # Large frames are decoded off the reactor (Receiver.handle), one at a time as the
+    # reactor did: a pool of threads would hold several decodes of up to 16 MiB (and
+    # their text, several times that) in memory at once.
+    run_decoder, stop_decoder = thread_writer(reactor, name="frame-decoder")
+
+    def stop_threads() -> None:
+        stop_decoder()
+        stop_writer()
+
     committer = GroupCommitter(writer_audit, run_in_writer, max_batch=settings.storage.max_batch)
     if pool is None:
         pool = AnalysisPool(settings.analysis.workers or None, reactor=reactor,
@@ -219,10 +228,10 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                         mapper=default_mapper(settings.mapping_config),
                         checker=default_checker(settings.mapping_config),
                         on_accepted=pipeline.submit, metrics=metrics,
-                        ack_after=settings.analysis.ack_after)
+                        ack_after=settings.analysis.ack_after, run_off_reactor=run_decoder)
     stats = ListenerStats()
     app = GatewayApp(settings, reactor, reader, writer_audit, committer, pool, pipeline, receiver,
-                     metrics, stats, stop_writer)
+                     metrics, stats, stop_threads)
     top = MultiService()
     _CoreService(app).setServiceParent(top)
     stored = reread(settings, _reactor_mapper(receiver, settings))
@@ -230,7 +239,10 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     # start: a message received from now on goes to the pipeline from the receiver.
     # One room for both: a live report waits behind max_in_flight stored messages in all.
     room = FeedRoom(pipeline.max_in_flight)
-    Resume(reader, committer, pipeline, stored, clock=reactor, room=room).setServiceParent(top)
+    resume = Resume(reader, committer, pipeline, stored, clock=reactor, room=room,
+                    on_taken=receiver.analysing_stored)
+    resume.setServiceParent(top)
+    receiver.take_up = resume.take_up
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
                  metrics=metrics, room=room).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.

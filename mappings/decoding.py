@@ -68,6 +68,7 @@ from __future__ import annotations
 import codecs
 import functools
 import re
+import threading
 from dataclasses import dataclass
 
 from .frozen import frozen_instance
@@ -270,13 +271,16 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
             continue
         return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(candidate),
                                declared=declared, replaced=0)
+    # Where every charset reads MSH alike the marks are only counted, so U+FFFD goes in at
+    # once (one pass less over the text); elsewhere MSH is read again with them.
+    mark = "\ufffd" if alike else _MARK
     try:
-        text = body.decode(codec, errors="ri-gateway-mark")
+        text, replaced = _marked(body, codec, mark)
     except (UnicodeError, LookupError):
         # Decoding never raises (a message without an ACK and an audit row is lost):
         # should a codec fail even with replacements, UTF-8 with them cannot.
         codec = "utf-8"
-        text = body.decode(codec, errors="ri-gateway-mark")
+        text, replaced = _marked(body, codec, mark)
     else:
         if not alike and _named_at_msh18(text) != named:
             # Even read with replacements, the charset takes a stray lead byte and the
@@ -286,12 +290,127 @@ def decode_message(raw: bytes, default_charset: str = "utf-8", *,
             # second byte of a double-byte character, so MSH ends at the first one.
             end = min((i for i in (body.find(b"\r"), body.find(b"\n")) if i >= 0),
                       default=len(body))
-            text = (body[:end].decode("utf-8", errors="ri-gateway-mark")
-                    + body[end:].decode(codec, errors="ri-gateway-mark"))
-    replaced = text.count(_MARK)
-    text = text.replace(_MARK, "\ufffd")
+            (head, head_replaced), (rest, rest_replaced) = (
+                _marked(body[:end], "utf-8", mark), _marked(body[end:], codec, mark))
+            text, replaced = head + rest, head_replaced + rest_replaced
+    if mark != "\ufffd":
+        text = text.replace(_MARK, "\ufffd")
     return frozen_instance(DecodedMessage, text=finish(text), charset=_codec_name(codec),
                            declared=declared, replaced=replaced)
+
+
+# Undecodable bytes marked by the Python error handler one at a time: beyond this many,
+# and beyond one per _BAD_BYTES_SPREAD bytes of the frame, a frame is read again by
+# _marked_in_bulk, whose cost does not grow with their number (bench/mapping.py). The
+# handler costs about 0.2 us a call; what it marked before giving up costs at most a
+# few milliseconds more.
+_FEW_BAD_BYTES = 64
+_BAD_BYTES_SPREAD = 1024
+
+
+class _ManyBadBytes(Exception):
+    """Raised out of a decode by the marking handler past its limit of errors."""
+
+
+# How many errors the running _marked call has marked, and how many it marks one by one.
+_marking = threading.local()
+
+
+def _count_marks(exc: UnicodeError) -> tuple[str, int]:
+    if not isinstance(exc, UnicodeDecodeError):
+        raise exc
+    _marking.errors += 1
+    if _marking.errors > _marking.limit:
+        raise _ManyBadBytes
+    _marking.marked += exc.end - exc.start
+    return _marking.mark * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("ri-gateway-mark-few", _count_marks)
+
+
+def _marked(data: bytes, codec: str, mark: str = _MARK) -> tuple[str, int]:
+    """``data`` decoded in ``codec`` with one ``mark`` per undecodable byte, and how many
+    bytes were undecodable.
+
+    The error handler is Python code called once per undecodable byte (a byte invalid
+    in UTF-8 is one error of its own): 15 MB of them took 3 s on the listener's thread.
+    So the handler marks the first few (most frames with bad bytes have a handful, and
+    then cost one plain decode), and a frame with many more is decoded again in bulk.
+    """
+    _marking.errors = _marking.marked = 0
+    _marking.mark = mark
+    _marking.limit = max(_FEW_BAD_BYTES, len(data) // _BAD_BYTES_SPREAD)
+    try:
+        text = data.decode(codec, errors="ri-gateway-mark-few")
+    except _ManyBadBytes:
+        return _marked_in_bulk(data, codec, mark)
+    return text, _marking.marked
+
+
+def _marked_in_bulk(data: bytes, codec: str, mark: str) -> tuple[str, int]:
+    """What :func:`_marked` gives, in passes that each run in C over a piece of
+    _BULK_PIECE bytes.
+
+    ``surrogateescape`` turns each undecodable byte into one surrogate (U+DC80-U+DCFF;
+    strict decoders never produce one) without Python code where CPython decodes the
+    codec itself (UTF-8, ASCII); the incremental decoder reads a character split between
+    two pieces as a whole decoder would. Pieces keep each C call short: decode_message
+    runs on a thread for large frames (gateway.receiver), and a thread in one long C call
+    keeps the reactor from running. Other codecs, and an error holding a byte below 0x80
+    (which ``surrogateescape`` refuses: possible in UTF-16 and double-byte codecs, never in
+    UTF-8 or ASCII), are marked by the handler one error at a time.
+    """
+    if _codec_name(codec) not in _DECODED_IN_C:
+        # Elsewhere surrogateescape is called per error from C as well: hardly faster, and
+        # one long C call, where the Python handler lets other threads run in between.
+        return _marked_one_by_one(data, codec, mark)
+    decoder = codecs.getincrementaldecoder(codec)(errors="surrogateescape")
+    pieces = []
+    count = 0
+    for start in range(0, len(data), _BULK_PIECE):
+        end = start + _BULK_PIECE
+        piece = _escapes_marked(decoder.decode(data[start:end], final=end >= len(data)), mark)
+        if piece is None:
+            return _marked_one_by_one(data, codec, mark)
+        pieces.append(piece[0])
+        count += piece[1]
+    return "".join(pieces), count
+
+
+def _marked_one_by_one(data: bytes, codec: str, mark: str) -> tuple[str, int]:
+    text = data.decode(codec, errors="ri-gateway-mark")
+    return (text if mark == _MARK else text.replace(_MARK, mark)), text.count(_MARK)
+
+
+def _escapes_marked(text: str, mark: str) -> tuple[str, int] | None:
+    """``text`` with each surrogate of surrogateescape turned into ``mark``, and how many;
+    None when the text holds every parking character (hardly ever: then the caller marks
+    another way).
+
+    Encoding the text as UTF-8 with ``replace`` turns each of those surrogates into
+    ``?``; a ``?`` of the text itself is parked meanwhile on a character the text does not
+    hold, so that each ``?`` left marks a bad byte.
+    """
+    if "?" not in text:
+        encoded = text.encode("utf-8", "replace")
+        return encoded.decode("utf-8").replace("?", mark), encoded.count(b"?")
+    park = next((c for c in _PARKING if c not in text), None)
+    if park is None:
+        return None
+    encoded = text.replace("?", park).encode("utf-8", "replace")
+    return encoded.decode("utf-8").replace("?", mark).replace(park, "?"), encoded.count(b"?")
+
+
+_BULK_PIECE = 1 << 20
+
+# The codecs CPython decodes with surrogateescape in its own loop, without an error
+# handler call per bad byte (Latin-1 has no bad byte).
+_DECODED_IN_C = frozenset({"utf-8", "ascii"})
+
+# Characters to park a text's own "?" on while the bad bytes are "?": private-use
+# characters, which HL7 text hardly ever holds.
+_PARKING = tuple(map(chr, range(0xE000, 0xE010)))
 
 
 @functools.lru_cache(maxsize=64)  # a handful of codecs, named for every message

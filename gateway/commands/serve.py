@@ -11,28 +11,25 @@ from typing import Any
 import click
 
 from gateway.errors import PeerUnavailable
+from gateway.stop_signals import StopSignals, catch
 
 from .options import config_option, db_option, settings_from
 
 _FORMATS = {"auto": None, "json": True, "console": False}
-
-
-# SIGHUP too: its default action ended the process at once, without a word in the log,
-# and the configuration is read only at start, so there is nothing to reload.
-_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 # Seconds the analysis threads still running after the stop get to finish before the
 # process ends without them (``[analysis] executor = "thread"``; see _end_despite_stragglers).
 STOP_GRACE = 5.0
 
 
-def _quiet_signal_handlers(reactor: Any) -> None:
-    """Replace Twisted's SIGTERM/SIGINT handlers (and SIGHUP's default) with ones that only
-    schedule the stop.
+def _stop_on_signal(reactor: Any) -> Any:
+    """``stop(signum)`` for :meth:`gateway.stop_signals.StopSignals.deliver_to`: schedules
+    the stop on the reactor thread, where ``shutdown`` is logged.
 
     Twisted's own handlers log from inside the signal handler.  When the signal lands while
     the main thread is writing a log line, that nested write waits for the lock the
     interrupted write holds, and the process never exits.  Logging from the reactor thread,
-    after the handler has returned, cannot deadlock.
+    after the handler has returned, cannot deadlock.  Scheduled before the reactor runs,
+    the stop comes once it runs, after the services started.
     """
     from gateway.logging import get_logger
 
@@ -47,14 +44,7 @@ def _quiet_signal_handlers(reactor: Any) -> None:
         except ReactorNotRunning:  # a second signal while already stopping
             pass
 
-    def handler(signum: int, frame: Any) -> None:
-        reactor.callFromThread(stop, signum)
-
-    for signum in _STOP_SIGNALS:
-        # A SIGHUP ignored from the start stays ignored: `nohup ri-gateway serve` must
-        # outlive its terminal.
-        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
-            signal.signal(signum, handler)
+    return lambda signum: reactor.callFromThread(stop, signum)
 
 
 @click.command()
@@ -69,6 +59,15 @@ def _quiet_signal_handlers(reactor: Any) -> None:
 def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
           http_endpoint: str | None, db_path: str | None) -> None:
     """Receive HL7 v2 over MLLP, persist, ACK, analyse; serve the REST API."""
+    signals = catch()  # already caught by gateway.cli when run from the command line
+    try:
+        _serve(obj, config_path, mllp_endpoint, http_endpoint, db_path, signals)
+    finally:
+        signals.restore()
+
+
+def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
+           http_endpoint: str | None, db_path: str | None, signals: StopSignals) -> None:
     from gateway.logging import configure_logging
 
     settings = settings_from(config_path, {
@@ -99,7 +98,10 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     # collector's generations keeps full collections short while messages flow.
     gc.collect()
     gc.freeze()
-    reactor.callWhenRunning(_quiet_signal_handlers, reactor)
+    signals.deliver_to(_stop_on_signal(reactor))
+    # Twisted installs its SIGTERM handler as the reactor starts: this one, so that no
+    # SIGTERM meets Twisted's (SIGINT's it leaves alone, being handled already).
+    reactor.sigTerm = signals.handler
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()

@@ -79,13 +79,18 @@ class GatewayProcess:
         self.port = 0
         self.preexec = None  # run in the child before it starts (signal dispositions)
 
-    def start(self) -> "GatewayProcess":
+    def launch(self) -> "GatewayProcess":
+        """Start the process without waiting for it to listen."""
         self.proc = subprocess.Popen(
             [sys.executable, str(FAKE_SERVE), "serve", "--db", str(self.db),
              "--mllp", "tcp:0:interface=127.0.0.1"],
             cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             preexec_fn=self.preexec)
         self.output = LineReader(self.proc.stdout)
+        return self
+
+    def start(self) -> "GatewayProcess":
+        self.launch()
         line = self.output.wait_for(json_event("listening", service="mllp"))
         self.port = json.loads(line)["port"]
         return self

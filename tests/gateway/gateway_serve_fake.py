@@ -2,7 +2,8 @@
 
 ``FAKE_ENGINE_HOLD=1`` makes every analysis wait forever, so a test can kill the
 gateway while analyses are unfinished; ``FAKE_ENGINE_DELAY=S`` makes each take S seconds,
-so a test can watch a backlog drain.
+so a test can watch a backlog drain; ``FAKE_ENGINE_GATE=PATH`` makes each wait until PATH
+exists, so a test can act while an analysis runs.
 """
 
 from __future__ import annotations
@@ -22,6 +23,14 @@ class HoldingEngine(FakeEngine):
         threading.Event().wait()
 
 
+class GatedEngine(FakeEngine):
+    def analyze(self, data):  # type: ignore[no-untyped-def]
+        gate = os.environ["FAKE_ENGINE_GATE"]
+        while not os.path.exists(gate):
+            time.sleep(0.01)
+        return super().analyze(data)
+
+
 class SlowEngine(FakeEngine):
     def analyze(self, data):  # type: ignore[no-untyped-def]
         time.sleep(float(os.environ["FAKE_ENGINE_DELAY"]))
@@ -32,5 +41,6 @@ if __name__ == "__main__":
     from gateway.cli import main
 
     factory = (HoldingEngine if os.environ.get("FAKE_ENGINE_HOLD") == "1"
+               else GatedEngine if os.environ.get("FAKE_ENGINE_GATE")
                else SlowEngine if os.environ.get("FAKE_ENGINE_DELAY") else FakeEngine)
     main(obj={"engine_factory": factory})

@@ -293,6 +293,27 @@ def test_ack_after_analysis_waits_for_the_engine(tmp_path):
     assert [e["event"] for e in h.audit.events(control_id="AN2")] == ["received", "acked"]
 
 
+def test_ack_after_analysis_a_resend_of_a_stored_message_nothing_takes_up_is_ar(tmp_path):
+    # An earlier run stored RN1 and stopped before analysing it; here nothing can take it
+    # up for analysis (no resume: stopping). Its resend must not be AA (the report was
+    # not analysed) nor be stored to be analysed besides the original: AR, sent again later.
+    from twisted.internet import defer
+
+    first = Harness(tmp_path)
+    first.receiver.ack_after = "analysis"
+    first.receiver.on_accepted = lambda message: defer.Deferred()  # never analysed
+    first.connect()[0].dataReceived(frame(oru("RN1")))
+    h = Harness(tmp_path)
+    h.receiver.ack_after = "analysis"
+    proto, transport = h.connect()
+    proto.dataReceived(frame(oru("RN1")))
+    assert segments(unframe_all(transport.value())[0])[1].startswith("MSA|AR|RN1|")
+    assert [(m["status"], m["ack_code"]) for m in h.audit.messages_for("RN1")] == [
+        ("received", None)]
+    assert [e["event"] for e in h.audit.events(control_id="RN1")] == ["received", "duplicate"]
+    assert h.accepted == []
+
+
 def test_check_before_ack_answers_ae_with_the_mapping_rules(tmp_path):
     h = Harness(tmp_path)  # the default: the real check_oru, mapping after the ACK
     proto, transport = h.connect()

@@ -10,6 +10,8 @@ import sqlite3
 import subprocess
 import time
 
+import pytest
+
 from gateway_process import WAIT, GatewayProcess, exchange, json_event, run_cli
 from gateway_samples import oru
 
@@ -90,6 +92,47 @@ def test_sighup_stops_the_gateway_as_sigterm_does(tmp_path):
         assert con.execute("SELECT ack_code FROM messages WHERE control_id = 'H1'"
                            ).fetchall() == [("AA",)]
     con.close()
+
+
+def _catches(pid: int, signum: int) -> bool:
+    """Whether process ``pid`` has a handler for ``signum`` (SigCgt in /proc)."""
+    with open(f"/proc/{pid}/status") as status:
+        caught = next(line for line in status if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signum - 1) & 1)
+
+
+def _signalled_while_starting(tmp_path, signum: int, ready) -> GatewayProcess:
+    gateway = GatewayProcess(tmp_path / "var" / "audit.sqlite3").launch()
+    deadline = time.monotonic() + WAIT
+    while not ready(gateway):
+        assert gateway.proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.001)
+    gateway.proc.send_signal(signum)
+    return gateway
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+def test_a_stop_signal_while_the_gateway_builds_stops_it_cleanly(tmp_path, signum):
+    # The handlers were installed once the reactor ran: a signal while the gateway was
+    # being built (its database created, the analysis pool and listeners not yet) ended
+    # it at once (SIGHUP: exit 129, SIGTERM: 143), with no `shutdown` logged.
+    gateway = _signalled_while_starting(tmp_path, signum, lambda g: g.db.exists())
+    assert gateway.proc.wait(timeout=WAIT) == 0
+    gateway.output.wait_for(json_event("shutdown", signal=signum.name))
+    again = GatewayProcess(gateway.db).start()  # the database is left fit for the next start
+    try:
+        assert b"\rMSA|AA|S1" in exchange(again.port, oru("S1"))
+    finally:
+        assert again.stop() == 0
+
+
+def test_a_sighup_as_soon_as_the_process_handles_it_stops_it_cleanly(tmp_path):
+    # As early as the process catches SIGHUP (the command line read as `serve`, before
+    # the rest of the gateway is imported): a stop as clean as any later one.
+    gateway = _signalled_while_starting(
+        tmp_path, signal.SIGHUP, lambda g: _catches(g.proc.pid, signal.SIGHUP))
+    assert gateway.proc.wait(timeout=WAIT) == 0
+    gateway.output.wait_for(json_event("shutdown", signal="SIGHUP"))
 
 
 def test_a_port_in_use_names_the_listener_that_failed(tmp_path):

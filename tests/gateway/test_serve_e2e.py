@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import hl7
@@ -315,3 +316,41 @@ def test_an_accepted_adt_is_stored_acked_and_skipped_not_failed(tmp_path):
     assert [(e["event"], e["message_type"], e["ack_code"]) for e in events] == [
         ("received", "ADT^A01", "AA"), ("skipped", "ADT^A01", "AA")]
     assert events[1]["reasons"] == ["ADT^A01 is not a report message"]
+
+
+def test_large_frames_are_decoded_off_the_reactor_one_at_a_time(tmp_path):
+    # On the reactor's thread pool, up to ten frames of up to 16 MiB were decoded at once,
+    # each with its text (several times the frame) in memory; on the reactor itself they
+    # were decoded one at a time. The gateway's decoder runs one at a time, off the reactor.
+    from gateway.config import load_settings
+    from gateway.service import build_gateway
+
+    settings = load_settings(None, {"storage.db": str(tmp_path / "a.sqlite3"),
+                                    "analysis.executor": "thread"}, {})
+    app, _ = build_gateway(settings)
+    started: list[int] = []
+    others = threading.Event()
+
+    def decode(n: int) -> None:
+        started.append(n)
+        if len(started) == 3:
+            others.set()
+        if n == 0:
+            # Waits for the other two for a while: they start only if decodes overlap.
+            others.wait(1.0)
+            seen.extend(started)
+
+    seen: list[int] = []
+    try:
+        for n in range(3):
+            app.receiver.run_off_reactor(lambda n=n: decode(n))
+        deadline = time.monotonic() + WAIT
+        while len(started) < 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert seen == [0]
+        assert started == [0, 1, 2]
+    finally:
+        app.stop_threads()
+        app.audit.close()
+        app.writer_audit.close()

@@ -423,3 +423,54 @@ def test_a_stray_lead_byte_before_a_separator_does_not_move_the_msh_fields(
     assert (header.control_id, header.message_code, header.version) == ("CTRL1", "ORU^R01", "2.5")
     assert (decoded.charset, decoded.replaced) == (codec, 1)
     assert decoded.text.endswith("OBX|1|TX|x||倒 report")
+
+
+def _one_replacement_per_byte(exc: UnicodeError) -> tuple[str, int]:
+    assert isinstance(exc, UnicodeDecodeError)
+    return "\ufffd" * (exc.end - exc.start), exc.end
+
+
+codecs.register_error("test-one-replacement-per-byte", _one_replacement_per_byte)
+
+_BAD_UTF8 = [b"\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xed\xa0\x80", b"\xc0\xaf"]
+
+
+@pytest.mark.parametrize("bad_every", [1, 2, 7, 1000])
+@pytest.mark.parametrize("tail", ["", "? who?", "".join(map(chr, range(0xE000, 0xE010))) + "?"])
+def test_many_undecodable_bytes_are_replaced_one_per_byte_as_few_are(bad_every: int,
+                                                                      tail: str) -> None:
+    # Beyond a few bad bytes the text is marked in bulk, in pieces of a megabyte: the
+    # result must be the documented one (one U+FFFD per undecodable byte, counted), with
+    # the sender's own "?" and U+FFFD kept, and characters split across pieces read whole.
+    good = "é€😀?\ufffd a".encode()
+    body = bytearray()
+    n = 0
+    while len(body) < (1 << 20) + 5000:
+        body += good
+        if n % bad_every == 0:
+            body += _BAD_UTF8[n % len(_BAD_UTF8)]
+        n += 1
+    raw = (msh("UNICODE UTF-8") + "\rOBX|1|TX|||").encode() + bytes(body) + tail.encode()
+    expected = raw.decode("utf-8", "test-one-replacement-per-byte")
+    bad = len(raw) - len(raw.decode("utf-8", "ignore").encode())
+    decoded = decode_message(raw)
+    assert (decoded.text, decoded.charset, decoded.replaced) == (expected, "utf-8", bad)
+    assert bad > 64
+
+
+@pytest.mark.parametrize(("codec", "declared", "bad"), [
+    ("ascii", "ASCII", b"\x80\xff"), ("shift_jis", "SHIFT_JIS", b"\xff\x85\x40\x81"),
+    ("cp1252", "WINDOWS-1252", b"\x81\x8d"), ("utf-16-le", None, b"\x00\xdc\x41"),
+])
+def test_many_undecodable_bytes_in_other_codecs(codec: str, declared: str | None,
+                                                bad: bytes) -> None:
+    text = msh(declared or "") + "\rOBX|1|TX|||"
+    if declared is None:  # UTF-16 from its BOM
+        raw = codecs.BOM_UTF16_LE + text.encode(codec) + bad * 200 + "end".encode(codec)
+        body = raw[2:]
+    else:
+        raw = body = text.encode(codec) + bad * 200 + b"end"
+    decoded = decode_message(raw)
+    expected = body.decode(codec, "test-one-replacement-per-byte")
+    assert (decoded.text, decoded.charset) == (expected, codecs.lookup(codec).name)
+    assert decoded.replaced == expected.count("\ufffd") > 64

@@ -1,0 +1,81 @@
+"""The signals that stop ``ri-gateway serve`` (SIGTERM, SIGINT, SIGHUP), caught from the
+start of the process.
+
+The handlers used to be installed once the reactor ran, a second or more after start
+(imports, the configuration, the database, the analysis pool): a SIGHUP in that time ended
+the process at once (its default action; exit 129, nothing logged), a SIGTERM too, and a
+SIGINT gave a traceback. :func:`catch` is called as soon as the command line is known to
+be ``serve`` (``gateway.cli``, before the commands are imported) and again by ``serve``
+itself: a signal that arrives before the reactor can stop is kept, and
+:meth:`StopSignals.deliver_to` hands it over once it can, so that ``serve`` stops as it
+does later (``shutdown`` logged, queued writes committed, exit 0). Nothing is logged
+inside a handler: a log line interrupted by the signal holds the lock a nested one needs.
+
+stdlib only: it is imported before anything else of the gateway.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["STOP_SIGNALS", "StopSignals", "catch"]
+
+# SIGHUP too: its default action ended the process at once, without a word in the log,
+# and the configuration is read only at start, so there is nothing to reload.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class StopSignals:
+    """The stop signals' handler: keeps what arrives until :meth:`deliver_to`."""
+
+    def __init__(self) -> None:
+        self._stop: Callable[[int], None] | None = None
+        self._pending: list[int] = []
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        """Handle the stop signals here (once; again after :meth:`restore`)."""
+        if self._previous:
+            return
+        for signum in STOP_SIGNALS:
+            previous = signal.getsignal(signum)
+            # A SIGHUP ignored from the start stays ignored: `nohup ri-gateway serve` must
+            # outlive its terminal.
+            if signum == signal.SIGHUP and previous == signal.SIG_IGN:
+                continue
+            self._previous[signum] = previous
+            signal.signal(signum, self.handler)
+
+    def handler(self, signum: int, frame: Any = None) -> None:
+        """The signal handler (also Twisted's SIGTERM handler: see ``serve``)."""
+        if self._stop is None:
+            self._pending.append(signum)
+        else:
+            self._stop(signum)
+
+    def deliver_to(self, stop: Callable[[int], None]) -> None:
+        """From now on a stop signal calls ``stop(signum)``; one that arrived before is
+        delivered now. ``stop`` runs inside the signal handler: it must only schedule."""
+        self._stop = stop
+        if self._pending:
+            stop(self._pending[0])  # the first: the others asked for the same stop
+
+    def restore(self) -> None:
+        """Put back the handlers found at :meth:`install` (``serve`` run in a process that
+        goes on: tests)."""
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous.clear()
+        self._stop = None
+        self._pending.clear()
+
+
+_SIGNALS = StopSignals()
+
+
+def catch() -> StopSignals:
+    """Install the process's stop-signal handlers (idempotent) and return them."""
+    _SIGNALS.install()
+    return _SIGNALS
