@@ -372,7 +372,7 @@ class AnalysisPool:
         # Analyses in the pool by their ``alone`` key (None: shared), and the submissions
         # held until they may run with those (module docstring: analyses run alone).
         self._running: dict[Hashable, int] = {}
-        self._held: deque[tuple[Hashable, Callable[[], None]]] = deque()
+        self._held: deque[tuple[Hashable, defer.Deferred, Callable[[], None]]] = deque()
         # Every analysis thread started, in this pool or one it replaced (see stragglers).
         self._threads: set[threading.Thread] = set()
         self._executor = self._new_executor()
@@ -459,13 +459,13 @@ class AnalysisPool:
         if self._closed or (not self._held and self._may_run(alone)):
             return self._start(fn, args, timed, alone)
         d: defer.Deferred = defer.Deferred()
-        self._held.append((alone, lambda: self._start(fn, args, timed, alone).chainDeferred(d)))
+        self._held.append((alone, d, lambda: self._start(fn, args, timed, alone).chainDeferred(d)))
         return d
 
     def _release(self) -> None:
         """Start the held submissions that may run now, in the order they came."""
         while self._held and not self._closed and self._may_run(self._held[0][0]):
-            self._held.popleft()[1]()
+            self._held.popleft()[2]()
 
     def _left(self, alone: Hashable) -> None:
         """An analysis of key ``alone`` is over (or given up)."""
@@ -473,7 +473,9 @@ class AnalysisPool:
         self._running[alone] -= 1
         if not self._running[alone]:
             del self._running[alone]
-            self._release()
+        # Whatever its key: the place it freed goes to the next held one (released only when
+        # the last of a key left, one long analysis held them all, a worker idle).
+        self._release()
 
     def _start(self, fn: Callable[..., Any], args: tuple[Any, ...], timed: bool,
                alone: Hashable) -> defer.Deferred:
@@ -596,14 +598,18 @@ class AnalysisPool:
         return self._submit(_map, text, mapping_config, alone=alone).addCallback(_outcome)
 
     def close(self) -> None:
-        """Stop analysing: what is queued is cancelled (:class:`PoolClosed`), and process
-        workers still analysing are killed, since Python waits for them at exit and an
-        analysis that hangs would hold the process for ever; their work was not recorded
+        """Stop analysing: what is queued or held is cancelled (:class:`PoolClosed`), and
+        process workers still analysing are killed, since Python waits for them at exit and
+        an analysis that hangs would hold the process for ever; their work was not recorded
         and is taken up again at the next start.  Threads cannot be killed (see
         :meth:`stragglers`)."""
         self.ready = False
         self._closed = True
-        self._held.clear()
+        # Held ones never reached a worker: they fail as the cancelled ones do, so that
+        # whoever waits on one knows it is left for the next start.
+        held, self._held = self._held, deque()
+        for _key, d, _run in held:
+            d.errback(PoolClosed("analysis pool closed"))
         if self.kind == "process":  # before shutdown(), which forgets the workers
             self._kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)

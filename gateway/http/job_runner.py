@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
@@ -134,8 +134,8 @@ class JobRunner:
         try:
             data = self._prepare({"jobData": json.loads(record.request)}, record.api_version)
         except Exception as exc:  # noqa: BLE001 - stored request no longer valid: fail the job
-            self._record_failure(record, Failure(exc))
-            return Deferred.fromResult(None)
+            self._record_failure(Failure(exc), record)
+            return succeed(None)
         done: Deferred[None] = Deferred()
         self._waiting.append((record, data, done))
         self._hand_over()

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from gateway.analysis import AnalysisPool, AnalysisTimedOut, WorkerDied
+from gateway.analysis import AnalysisPool, AnalysisTimedOut, PoolClosed, WorkerDied
 from gateway.inputs import TextMetadata, text_request
 from ri_engine.errors import AnalysisFailure, RequestError
 
@@ -390,6 +390,49 @@ def test_analyses_beyond_two_per_worker_wait_and_are_timed_from_their_hand_over(
         files[2].touch()
         assert settle(reactor, third).patient_results[0].inferences == []
         assert pool.restarts == 0 and pool.pending == 0
+    finally:
+        for f in files:
+            f.touch()
+        pool.close()
+
+
+def test_a_place_freed_beside_a_long_analysis_goes_to_the_next_held_one(tmp_path):
+    # Held analyses were only handed over once every shared analysis in the pool was over:
+    # one long (or hung) analysis held all of them, a worker idle, until it ended or timed
+    # out.
+    release = tmp_path / "release"
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(2, reactor=reactor, engine_factory=FakeEngine, executor="thread")
+    try:
+        long = pool.analyze(text_request(f"WAITFOR:{release};", TextMetadata()))
+        quick = [pool.analyze(text_request(f"quick {n}", TextMetadata())) for n in range(3)]
+        held = pool.analyze(text_request("held", TextMetadata()))
+        assert pool.pending == pool.capacity == 4 and not held.called
+        for d in quick:
+            settle(reactor, d)
+        assert pool.pending == 2  # the long one and the held one, handed over at once
+        assert settle(reactor, held).patient_results[0].inferences == []
+        assert not long.called
+    finally:
+        release.touch()
+        pool.close()
+
+
+def test_analyses_held_in_a_pool_that_closes_fail_with_pool_closed(tmp_path):
+    # close() dropped the held analyses without a word: their Deferreds never fired, so the
+    # report or REST job waiting on one never learnt that it was left for the next start.
+    files = [tmp_path / name for name in ("a", "b")]
+    reactor = ThreadHopReactor()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=FakeEngine, executor="thread")
+    try:
+        for f in files:
+            pool.analyze(text_request(f"WAITFOR:{f};", TextMetadata()))
+        held = [pool.analyze(text_request("held", TextMetadata())),
+                pool.analyze(text_request("alone", TextMetadata()), alone=("message", 1))]
+        assert pool.pending == 2 and not any(d.called for d in held)
+        pool.close()
+        assert all(d.called for d in held)
+        assert all(settle(reactor, d).check(PoolClosed) for d in held)
     finally:
         for f in files:
             f.touch()

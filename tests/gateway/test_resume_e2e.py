@@ -47,12 +47,14 @@ def statuses(db) -> Counter:
     return Counter(dict(query(db, "SELECT status, count(*) FROM messages GROUP BY status")))
 
 
-def wait_until(what: str, check) -> None:
+def wait_until(what: str, check):
+    """``check()`` once it is true (polled), or AssertionError after WAIT seconds."""
     deadline = time.monotonic() + WAIT
-    while not check():
+    while not (value := check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {WAIT}s: {what}")
         time.sleep(0.05)
+    return value
 
 
 def steps(db) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ import urllib.request
 
 from gateway_process import WAIT, GatewayProcess, exchange, json_event
 from gateway_samples import oru
-from test_resume_e2e import query
+from test_resume_e2e import query, wait_until
 
 KEY = "blame-test-key"
 JOBS = "/health-insights/radiology-insights/jobs/{}?api-version=2024-10-01"
@@ -70,17 +70,6 @@ def finished(port: int, job_id: str) -> dict | None:
     return body if body["status"] in ("succeeded", "failed") else None
 
 
-def until(what: str, check):
-    deadline = time.monotonic() + WAIT
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {WAIT}s: {what}")
-        time.sleep(0.05)
-
-
 def blamed(gateway: GatewayProcess) -> bool:
     """Whether the report was blamed for a death while it ran alone."""
     return any(e.get("event") == "analysis.retry_alone" and e.get("control_id") == "HELD1"
@@ -102,7 +91,7 @@ def test_a_rest_job_that_kills_its_worker_is_not_blamed_on_a_report_tried_alone(
         # A job that kills its worker while the report is analysed beside it: both are
         # victims of the death, and the report is tried again alone.
         assert call(http, "PUT", "die-1", job("DIE"))[0] == 201
-        until("the report tried again alone", lambda: any(
+        wait_until("the report tried again alone", lambda: any(
             e.get("event") == "analysis.retry_alone" and e.get("control_id") == "HELD1"
             for e in lines(gateway)))
         # A job that kills its worker while the report runs alone.  It used to run beside
@@ -117,12 +106,12 @@ def test_a_rest_job_that_kills_its_worker_is_not_blamed_on_a_report_tried_alone(
             # Blamed once alone (forgiven); a third job gets the report recorded failed.
             assert call(http, "PUT", "die-3", job("DIE"))[0] == 201
             sent.append("die-3")
-            until("the report blamed twice", lambda: outcome(db, "HELD1"))
+            wait_until("the report blamed twice", lambda: outcome(db, "HELD1"))
         release.touch()
-        assert until("the report's outcome", lambda: outcome(db, "HELD1")) == "analysed"
+        assert wait_until("the report's outcome", lambda: outcome(db, "HELD1")) == "analysed"
         assert not blamed(gateway) and sent == ["die-1", "die-2"]
         for job_id in sent:
-            body = until(f"job {job_id} finished", lambda j=job_id: finished(http, j))
+            body = wait_until(f"job {job_id} finished", lambda j=job_id: finished(http, j))
             assert body["status"] == "failed"
             assert body["error"]["code"] == "InternalError"
             assert "analysis worker process" in body["error"]["message"]
@@ -132,7 +121,7 @@ def test_a_rest_job_that_kills_its_worker_is_not_blamed_on_a_report_tried_alone(
         assert sorted(retried) == ["die-1", "die-2"]
         # A job that does not kill its worker is analysed as before.
         assert call(http, "PUT", "fine-1", job("No acute finding."))[0] == 201
-        assert until("job fine-1", lambda: finished(http, "fine-1"))["status"] == "succeeded"
+        assert wait_until("job fine-1", lambda: finished(http, "fine-1"))["status"] == "succeeded"
     finally:
         release.touch()
         assert gateway.stop() == 0

@@ -247,3 +247,27 @@ def test_jobs_beyond_max_running_wait_not_started_and_a_replaced_one_is_analysed
     harness.analysis.finish()
     assert [harness.get_job(j).json()["status"] for j in ("job-1", "job-2", "job-3")] == [
         "succeeded"] * 3
+
+
+def test_a_stored_job_that_no_longer_reads_fails_and_the_others_resume(tmp_path) -> None:
+    # A job stored by an earlier version whose request the parser now refuses: resume()
+    # raised (the failure was recorded with its arguments swapped), so the REST API did
+    # not start and no later unfinished job was resumed.
+    db = tmp_path / "gateway.db"
+    first = make_harness(db)
+    first.put_job("stale", job_body("stored long ago"))
+    first.put_job("kept", job_body("kept across restarts"))
+    first.site.runner.store._db.execute(
+        "UPDATE http_jobs SET request = '{}' WHERE id = 'stale'")
+
+    second = make_harness(db, clock=first.clock)
+    second.site.startFactory()
+    try:
+        stale = second.get_job("stale").json()
+        assert stale["status"] == "failed" and stale["error"]["code"] == "InvalidRequestBody"
+        (data, _), = second.analysis.calls
+        assert data.patients[0].patient_documents[0].content.value == "kept across restarts"
+        second.analysis.finish()
+        assert second.get_job("kept").json()["status"] == "succeeded"
+    finally:
+        second.site.stopFactory()
