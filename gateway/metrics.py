@@ -55,6 +55,8 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "ri_gateway_frames_total": (COUNTER, "MLLP frames received."),
     "ri_gateway_bytes_outside_frames_total": (
         COUNTER, "Bytes received outside any MLLP frame and discarded."),
+    "ri_gateway_empty_frames_total": (
+        COUNTER, "MLLP frames holding no message (empty or blank), left unanswered."),
     "ri_gateway_messages_total": (
         COUNTER, "HL7 messages received, by message type and ACK code sent."),
     "ri_gateway_duplicates_total": (

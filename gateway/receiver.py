@@ -62,6 +62,7 @@ from mappings.decoding import DecodedMessage, decode_message, normalise_segments
 from mappings.errors import ContentError, HL7Error, UnreadableHeader
 from mappings.header import check_single_message, read_header
 from mappings.policy import AcceptancePolicy
+from mllp.errors import CloseWithoutReply
 
 from .ack_policy import AckDecision, decide, enhanced_mode
 from .audit import (
@@ -77,8 +78,12 @@ __all__ = ["DECODE_OFF_REACTOR", "ControlIds", "Receiver", "UnanswerableMessage"
 DECODE_OFF_REACTOR = 1 << 20
 
 
-class UnanswerableMessage(GatewayError):
+class UnanswerableMessage(GatewayError, CloseWithoutReply):
     """No ACK can be addressed (MSH-10 unreadable): the listener closes the connection."""
+
+
+# What a frame holding no message is made of: an empty frame, or padding alone.
+_BLANK = b" \t\r\n\x00"
 
 
 class ControlIds:
@@ -189,6 +194,15 @@ class Receiver:
     # --- the MessageHandler interface --------------------------------------------------
 
     def handle(self, payload: bytes, conn: Any) -> defer.Deferred | bytes | None:
+        if not payload.strip(_BLANK):
+            # No message, so nothing to store or to address an ACK to; a frame some
+            # senders use to keep an idle connection open. Not answered, and the
+            # connection stays open (closing it made such a sender reconnect each time).
+            if self.metrics is not None:
+                self.metrics.inc("ri_gateway_empty_frames_total")
+            self.log.info("hl7.empty_frame", conn_id=conn.conn_id, peer=conn.peer,
+                          size=len(payload))
+            return None
         started = self.clock()
         received = self.now()
         mode = self.settings.map_before_ack

@@ -14,6 +14,7 @@ from mllp.client import MLLPClientProtocol, connect_client, send_messages
 from mllp.errors import (
     AckTimeout,
     ClientBusy,
+    CloseWithoutReply,
     ConnectionClosed,
     InvalidPayload,
     MLLPError,
@@ -40,6 +41,7 @@ from mllp.server import (
 __all__ = [
     "AckTimeout",
     "ClientBusy",
+    "CloseWithoutReply",
     "ConnectionClosed",
     "ConnectionInfo",
     "DEFAULT_MAX_FRAME_SIZE",

@@ -8,7 +8,9 @@ family in one place::
     ├── AckTimeout         no reply frame arrived in time; the connection was aborted
     ├── ConnectionClosed   the connection ended before the reply arrived, or was closed
     ├── ReplyTooLarge      the reply frame exceeded the client's frame size limit
-    └── ClientBusy         send() was called while an earlier reply was still awaited
+    ├── ClientBusy         send() was called while an earlier reply was still awaited
+    └── CloseWithoutReply  raised by a server's handler: leave this frame unanswered and
+                           end the connection (a decision, not a failure)
 
 Framing problems on the *receiving* side are not errors: the decoder reports them
 as events (see :mod:`mllp.framing`) and the protocols decide what to do.
@@ -58,4 +60,13 @@ class ClientBusy(MLLPError):
 
     MLLP carries no correlation id, so the client keeps one message in flight
     per connection: the next reply frame always belongs to the last message sent.
+    """
+
+
+class CloseWithoutReply(MLLPError):
+    """Raised by a listener's handler (or its Deferred fails with it) when a frame must
+    not be answered and the connection should end: the handler's decision about a frame it
+    can make no reply to, not a bug.  The listener closes the connection after the replies
+    already written and logs ``mllp.closed_without_reply`` (a warning naming the exception
+    class), where any other exception is logged as ``mllp.handler_failed``, an error.
     """

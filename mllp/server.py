@@ -13,10 +13,13 @@ Behaviour on each connection:
   handler answered ``None``).  Replies therefore leave in arrival order even
   when the handler returns slow Deferreds.
 * **Replies.**  The handler returns the reply payload (unframed bytes), a
-  Deferred firing with it, or ``None`` for no reply.  A handler that fails (or
-  returns something that cannot be framed) is a bug in the application: the
-  failure is logged by exception type only and the connection is closed; the
-  frames queued behind it are not handed over.
+  Deferred firing with it, or ``None`` for no reply.  A handler that raises
+  :class:`mllp.errors.CloseWithoutReply` (or fails with it) leaves the frame
+  unanswered and has the connection closed: logged as a warning
+  (``mllp.closed_without_reply``).  A handler that fails otherwise (or returns
+  something that cannot be framed) is a bug in the application: the failure is
+  logged by exception type only, as an error, and the connection is closed.
+  Either way the frames queued behind it are not handed over.
 * **Back-pressure.**  Reading pauses while ``MAX_QUEUED_FRAMES`` frames wait
   for the handler and resumes when the queue shrinks.
 * **Framing problems.**  Bytes outside frames are counted and logged, never
@@ -59,6 +62,7 @@ Every call carries ``conn_id``; the names and their other fields are:
 ``partial_frame_discarded``  ``size`` (payload bytes pending at the input's end)
 ``idle_timeout``             ``timeout``
 ``handler_failed``           ``error`` (exception type name)
+``closed_without_reply``     ``reason`` (the :class:`CloseWithoutReply` subclass's name)
 ``reply_dropped``            ``size`` (the connection was gone or closing)
 ===========================  ===================================================
 
@@ -80,7 +84,7 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mllp.errors import InvalidPayload
+from mllp.errors import CloseWithoutReply, InvalidPayload
 from mllp.framing import (
     DEFAULT_MAX_FRAME_SIZE,
     Frame,
@@ -331,6 +335,15 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
 
     def _handler_failed(self, failure: Failure) -> None:
         self._busy = False
+        if failure.check(CloseWithoutReply):
+            # The handler's decision (a frame it can make no reply to): said once, as a
+            # warning, and not counted as a failure of the application.
+            reason = failure.type.__name__
+            self._log.warning("mllp.closed_without_reply", reason=reason)
+            self.factory._emit("closed_without_reply", conn_id=self.conn_id, reason=reason)
+            if not self._stopped:
+                self._close_now()
+            return
         if self._stopped:
             # The connection is gone already; the failure still deserves a log line.
             self._log.error("mllp.handler_failed", error=failure.type.__name__)
@@ -360,6 +373,10 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
         # Only the exception type is logged: messages may quote the payload.
         self._log.error("mllp.handler_failed", error=error)
         self.factory._emit("handler_failed", conn_id=self.conn_id, error=error)
+        self._close_now()
+
+    def _close_now(self) -> None:
+        """Hand nothing more over and close after what was written."""
         self._stopped = True
         self._queue.clear()
         self.setTimeout(None)

@@ -239,6 +239,42 @@ def test_no_msh_at_all_is_stored_and_the_connection_closed(tmp_path):
     assert row == ("rejected", None, None)
 
 
+def test_no_msh_at_all_closes_with_a_warning_not_a_handler_failure(tmp_path):
+    # Unanswerable is a documented outcome: the log must not call it a failure of ours.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    with capture_logs() as logs:
+        proto.dataReceived(frame(b"BHS|^~\\&|X\rPID|1\r") + frame(oru("BEHIND")))
+    assert transport.disconnecting
+    assert transport.value() == b""  # nor is the message behind it answered
+    events = [(entry["event"], entry["log_level"]) for entry in logs
+              if entry["event"].startswith("mllp.")]
+    assert events == [("mllp.closed_without_reply", "warning")]
+    (closed,) = [entry for entry in logs if entry["event"] == "mllp.closed_without_reply"]
+    assert closed["reason"] == "UnanswerableMessage"
+
+
+@pytest.mark.parametrize("blank", [b"", b"\r", b"\r\n", b" \x00\t"],
+                         ids=["empty", "cr", "crlf", "padding"])
+def test_a_frame_holding_no_message_is_left_unanswered_on_an_open_connection(tmp_path, blank):
+    # Some senders keep an idle connection alive with an empty frame: it used to close the
+    # connection (as unanswerable), so each one cost a reconnect.
+    h = Harness(tmp_path)
+    proto, transport = h.connect()
+    with capture_logs() as logs:
+        proto.dataReceived(frame(blank))
+        assert transport.value() == b""
+        assert not transport.disconnecting
+        proto.dataReceived(frame(oru("AFTER")))
+    (ack,) = unframe_all(transport.value())
+    assert segments(ack)[1].startswith("MSA|AA|AFTER")
+    assert not transport.disconnecting
+    rows = h.audit.conn.execute("SELECT control_id FROM messages").fetchall()
+    assert rows == [("AFTER",)]  # nothing stored for the blank frame
+    (empty,) = [entry for entry in logs if entry["event"] == "hl7.empty_frame"]
+    assert empty["log_level"] == "info" and empty["size"] == len(blank)
+
+
 def test_storage_failure_is_ar_and_says_so(tmp_path):
     from twisted.internet import defer
 

@@ -17,10 +17,12 @@ from mllp_doubles import (
 )
 from structlog.testing import capture_logs
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 
-from mllp import ConnectionInfo, MLLPServerFactory, MLLPServerProtocol, encode_frame
+from mllp import (
+    CloseWithoutReply, ConnectionInfo, MLLPServerFactory, MLLPServerProtocol, encode_frame,
+)
 from mllp.server import describe_peer
 
 
@@ -175,6 +177,37 @@ def test_handler_failure_drops_the_connection(reply: Callable[[bytes], Any], err
         {"event": "mllp.handler_failed", "log_level": "error", "error": error,
          "conn_id": 1, "peer": "10.1.2.3:40001"}
     ]
+
+
+class _NoAddress(CloseWithoutReply):
+    pass
+
+
+def _raise_no_address() -> Any:
+    raise _NoAddress()
+
+
+@pytest.mark.parametrize("close", [_raise_no_address, lambda: fail(_NoAddress())],
+                         ids=["raises", "deferred-fails"])
+def test_a_handler_closing_without_reply_is_a_warning_not_a_failure(
+        close: Callable[[], Any]) -> None:
+    def reply(payload: bytes) -> Any:
+        return close() if payload == SECRET else b"ok"
+
+    handler = RecordingHandler(reply=reply)
+    events = EventLog()
+    proto, transport = connect(make_factory(handler, on_event=events))
+    with capture_logs() as logs:
+        proto.dataReceived(encode_frame(MSG_A) + encode_frame(SECRET) + encode_frame(MSG_B))
+    assert handler.payloads == [MSG_A, SECRET]  # nothing behind it is handed over
+    assert transport.value() == encode_frame(b"ok")  # what was answered before stays
+    assert transport.disconnecting
+    assert events.named("handler_failed") == []
+    assert events.named("closed_without_reply") == [{"conn_id": 1, "reason": "_NoAddress"}]
+    assert [entry for entry in logs if entry["event"].startswith("mllp.handler")] == []
+    assert [(entry["event"], entry["log_level"], entry["reason"]) for entry in logs
+            if entry["event"] == "mllp.closed_without_reply"] == [
+        ("mllp.closed_without_reply", "warning", "_NoAddress")]
 
 
 async def _fail_async() -> bytes:
