@@ -59,6 +59,7 @@ carries, per OBR group, the mapped report itself when a hook will read it
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import multiprocessing
 import os
@@ -437,7 +438,13 @@ class AnalysisPool:
         """
         # _executor_manager_thread_wakeup: ProcessPoolExecutor's own wake-up, Python 3.9+.
         wakeup = getattr(executor, "_executor_manager_thread_wakeup", None)
-        if wakeup is not None:
+        if wakeup is None:
+            return
+        # Under the executor's _shutdown_lock, as submit() wakes it: the management thread
+        # closes the wake-up under that lock when a worker dies, and Python 3.11's wake-up
+        # has no lock of its own, so a call racing the close could write to a closed pipe.
+        lock = getattr(executor, "_shutdown_lock", None) or contextlib.nullcontext()
+        with lock:
             try:
                 wakeup.wakeup()
             except (OSError, ValueError):  # the pool is shutting down: nothing to watch
