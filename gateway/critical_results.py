@@ -158,25 +158,34 @@ def critical_results(audit: AuditLog, window: Window = Window(), *,
 def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadPatients
               ) -> dict[int, list[int]]:
     """{first version: every version, oldest first} of the messages ``found`` (in arrival
-    order): a message is a later version of the first earlier one that shares one of its
-    (accession, patient identifier) pairs."""
+    order): a message is a later version of the earliest one that shares one of its
+    (accession, patient identifier) pairs.  Only the messages under an accession another
+    one of them has too are read for their patients: most have no other version."""
+    seen: dict[str, int] = {}
+    for entry in found.values():
+        for accession in set(entry["orders"].values()):
+            seen[accession] = seen.get(accession, 0) + 1
+    shared = [message_id for message_id, entry in found.items()
+              if any(seen[accession] > 1 for accession in entry["orders"].values())]
+    identities: dict[int, dict[int, Any]] = {}
+    for chunk in chunks(shared):
+        for message_id, raw, charset in audit.conn.execute(
+                "SELECT id, raw, charset FROM messages "
+                f"WHERE id IN ({', '.join('?' * len(chunk))})", chunk):
+            try:
+                identities[message_id] = patients(bytes(raw), charset)
+            except Exception:  # noqa: BLE001 - a message that no longer reads is its own report
+                identities[message_id] = {}
+    order = {message_id: n for n, message_id in enumerate(found)}
     first_of: dict[tuple[str, tuple[str, str]], int] = {}
     versions: dict[int, list[int]] = {}
     for message_id, entry in found.items():
-        row = audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
-                                 (message_id,)).fetchone()
-        try:
-            identities = patients(bytes(row[0]), row[1])
-        except Exception:  # noqa: BLE001 - a message that no longer reads is its own report
-            identities = {}
+        mine = identities.get(message_id, {})
         keys = {(accession, identity) for obr_index, accession in entry["orders"].items()
-                for identity in identities.get(obr_index, ())}
-        earlier = next((first_of[key] for key in keys if key in first_of), None)
-        head = message_id if earlier is None else earlier
-        if earlier is None:
-            versions[message_id] = [message_id]
-        else:
-            versions[head].append(message_id)
+                for identity in mine.get(obr_index, ())}
+        head = min((first_of[key] for key in keys if key in first_of), key=order.__getitem__,
+                   default=message_id)
+        versions.setdefault(head, []).append(message_id)
         for key in keys:
             first_of.setdefault(key, head)
     return versions

@@ -36,8 +36,9 @@ later exams that qualify, the first that is not early completes it, else the fir
 Recommendations of a consultation or a management procedure, and those quoted from a
 guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up,
 as is one of a report filed under several orders of a message (its text under each OBR).
-A report sent again under its accession (a correction, an addendum) replaces the earlier
-version: only the latest one is tracked.
+A report sent again under its accession (a correction, an addendum; under any one of the
+accessions of a report filed under several orders) replaces the earlier version: only the
+latest one is tracked.
 Two reports are of one patient when they share an identifier with its assigning authority
 (``mappings.inbound.patient_identities``: any PID-3 repetition, read from the stored
 message): the same number issued by two hospitals is two patients.
@@ -235,9 +236,10 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
             continue
         regions = _regions(inference.get("recommendedProcedure") or {})
         patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient
-        # A later message under any accession of this one is a version of it, not its exam.
-        own = {accession} | {r.accession for r in reports.of(message_id).values()
-                             if r.patient & patient}
+        # A later message under any accession of this one is a version of it, not its exam;
+        # without an accession nothing names a version (the exam without one is an exam).
+        own = {a for a in (accession, *(r.accession for r in reports.of(message_id).values()
+                                        if r.patient & patient)) if a}
         candidates = [exam for exam in _exams_of(exams, patient)
                       if exam.received_at >= received_at and exam.message_id != message_id
                       and exam.accession not in own and _answers(codes, exam.modalities)
@@ -280,14 +282,20 @@ def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
 
     A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
     accession, and usually repeats the recommendation: only the latest analysed version of an
-    accession (same patient) is tracked, or one follow-up would count two or more times.  A
+    accession (same patient) is tracked, or one follow-up would count two or more times; a
+    report filed under several orders is replaced by a version under any of them.  A
     later version is a message received before ``until`` whose analysis recorded that
     accession (an ``analysed`` event, or inferences): a window that ended before the
     correction came keeps the version it holds, rather than losing the recommendation.
     """
     before, bound = Window(until=until).sql()
+    # Every accession of the recommending messages: a report filed under several orders is
+    # replaced by a version sent under any one of them (an addendum under the first order).
+    accessions = {row[4] for row in recommended if row[4]} | {
+        r.accession for message_id in {row[0] for row in recommended}
+        for r in reports.of(message_id).values() if r.accession}
     later: dict[str, list[int]] = {}
-    for chunk in chunks(sorted({row[4] for row in recommended if row[4]})):
+    for chunk in chunks(sorted(accessions)):
         marks = ", ".join("?" * len(chunk))
         for message_id, accession in audit.conn.execute(
                 "SELECT i.message_id, i.accession FROM inferences i "
@@ -305,8 +313,10 @@ def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
     def superseded(row: Any) -> bool:
         message_id, accession = row[0], row[4]
         mine = patient(message_id, accession)
-        return any(other > message_id and _same_patient(patient(other, accession), mine)
-                   for other in later.get(accession, ()))
+        own = {accession} | {r.accession for r in reports.of(message_id).values()
+                             if r.accession and _same_patient(r.patient, mine)}
+        return any(other > message_id and _same_patient(patient(other, each), mine)
+                   for each in own if each for other in later.get(each, ()))
 
     return [row for row in recommended if not superseded(row)]
 

@@ -41,8 +41,11 @@ from .quality_text import (
 
 _NUM = rf"(?P<n>\d{{1,3}}(?:\.\d)?|{NUMBER_WORDS})"
 _UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
+# The compact form opens a line, a sentence or a labelled field ("HISTORY: 45M with ..."):
+# elsewhere a number and an F are a temperature ("fever to 102 F, cough") or a French size
+# ("exchanged for a 10 F, which ...").
 COMPACT_AGE_SEX = re.compile(
-    r"(?<![\w.])(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
+    r"(?:^|(?<=[.:;])|(?<=[.:;][ \t]))(?<![\w.])(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
     r"(?=\s*(?:[,;:]|$)"
     r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b)",
     re.MULTILINE)

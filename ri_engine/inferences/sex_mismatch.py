@@ -19,7 +19,9 @@ does not count, the hysterectomy does), or when it
 belongs to someone else ("her husband", "male fetus", "family history of prostate
 cancer", "status post prostatectomy in her brother"). Procedure words joined into one
 operation ("TAH-BSO", "hysterectomy with bilateral salpingo-oophorectomy") are one
-mention. Each remaining mention whose sex differs from ``details.sex`` gives one
+mention. A term in its other sense is none ("status post TAH placement": a total artificial
+heart; "gestational age by LMP": the dating of a pregnancy, the mother's in a newborn's
+report; ``otherSenses``). Each remaining mention whose sex differs from ``details.sex`` gives one
 inference (RI: one per triggering mention) with the SNOMED sex indication; evidence
 tokens sit on both the indication and the inference. Nothing is produced when the
 patient's sex is missing or ``unspecified``.
@@ -75,6 +77,9 @@ class _Terms:
     surgery: re.Pattern[str]
     others: re.Pattern[str]
     indication: dict[str, dict[str, str]]
+    # matched text (lower case) -> (report, after, before): its other sense (otherSenses)
+    other_senses: dict[str, tuple[re.Pattern[str] | None, re.Pattern[str] | None,
+                                  re.Pattern[str] | None]]
 
 
 @functools.cache
@@ -86,8 +91,27 @@ def _terms() -> _Terms:
     specific = tuple((entry["sex"], phrase_pattern(entry["patterns"]))
                      for entry in data["anatomy"] + data["conditions"])
     procedures = tuple((entry["sex"], phrase_pattern(entry["patterns"])) for entry in data["procedures"])
+    other_senses = {
+        text: (phrase_pattern(sense["report"]) if "report" in sense else None,
+               re.compile(r"[ \t]+(?:%s)\b" % "|".join(map(re.escape, sense["after"])),
+                          re.IGNORECASE) if "after" in sense else None,
+               re.compile(r"\b(?:%s)[ \t]+$" % "|".join(map(re.escape, sense["before"])),
+                          re.IGNORECASE) if "before" in sense else None)
+        for text, sense in data["otherSenses"].items() if text != "note"}
     return _Terms(words, pronouns, specific, procedures, phrase_pattern(data["surgeryCues"]),
-                  phrase_pattern(data["otherPersonWords"]), data["sexIndication"])
+                  phrase_pattern(data["otherPersonWords"]), data["sexIndication"], other_senses)
+
+
+def _other_sense(text: str, terms: _Terms, start: int, end: int) -> bool:
+    """The match is a term in its other sense: "TAH" of a total artificial heart, "by LMP"
+    dating a pregnancy (``otherSenses``)."""
+    sense = terms.other_senses.get(" ".join(text[start:end].lower().split()))
+    if sense is None:
+        return False
+    report, after, before = sense
+    return bool((report is not None and report.search(text))
+                or (after is not None and after.match(text, end))
+                or (before is not None and before.search(text, max(0, start - 20), start)))
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
@@ -151,6 +175,8 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
                 continue
             if is_negated(ctx, m.start(), m.end()) or (
                     not procedure and _removed(ctx, terms, m.start(), surgery)):
+                continue
+            if _other_sense(text, terms, m.start(), m.end()):
                 continue
             if _other_person(ctx, terms, m.start(), m.end()):
                 continue

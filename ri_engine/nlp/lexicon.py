@@ -93,6 +93,10 @@ class ModalityEntry:
 
 
 _START = attrgetter("start")
+# Hedges that end a denial only where they open a clause (context.json clause_terminators):
+# right after a comma, semicolon, dash or parenthesis.
+_CLAUSE_TERMINATOR = "clause"
+_OPENS_CLAUSE = re.compile(r"[,;(\u2014\u2013-][ \t]*$")
 
 
 class Lexicon:
@@ -201,6 +205,7 @@ class Lexicon:
         # "Pneumothorax: none": its own group, so that "none" still matches as a cue.
         self._add("label", "negated:backward", data["label_values"]["terms"])
         self._add("terminator", "terminator", data["terminators"])
+        self._add("terminator", _CLAUSE_TERMINATOR, data["clause_terminators"])
 
     def _load_modalities(self) -> None:
         for key, entry in load_json("modalities.json")["entries"].items():
@@ -253,6 +258,9 @@ class Lexicon:
                 kept.append(Term(group, key, first, last, text[first:last], plural))
             kept.sort(key=_START)
             out[group] = kept
+        if "terminator" in out:
+            out["terminator"] = [t for t in out["terminator"] if t.key != _CLAUSE_TERMINATOR
+                                 or _OPENS_CLAUSE.search(text, max(0, t.start - 8), t.start)]
         return out
 
     def finding_term(self, words: str) -> tuple[str, bool] | None:

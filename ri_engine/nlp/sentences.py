@@ -50,6 +50,9 @@ _DROPPED_STOP = re.compile(
     r"Resolved|Negative|Status|Heart|Lungs|Bones)\b)")
 _PREVIOUS_TOKEN = re.compile(r"\S+$")
 _UNITS = frozenset({"mm", "cm", "m", "ml", "cc", "hu", "mg", "kg", "g", "sec", "min", "mgy", "msv"})
+# Words after which no sentence ends, though a line may end on them ("Pneumothorax: no"):
+# "No New Fracture", "No Large Bowel Obstruction" are title case, not a dropped period.
+_NO_STOP_AFTER = _RUN_ON_WORDS | {"no", "not", "any", "some", "very"}
 _LONGEST_ABBREVIATION = max(map(len, _ABBREVIATIONS | _SOFT_ABBREVIATIONS))
 _LAST_WORD = re.compile(r"([A-Za-z][A-Za-z.]*)\W*$")
 _ALNUM = re.compile(r"[^\W_]")  # exactly str.isalnum (\w is alphanumerics plus "_")
@@ -67,7 +70,7 @@ def split_sentences(text: str, sections: list[Section]) -> list[Span]:
         previous = _PREVIOUS_TOKEN.search(text, max(0, match.start() - 40), match.start())
         word = previous.group(0) if previous else ""
         # A word, not a size ("<3cm No need for follow-up" is a table row) nor a run-on word.
-        if word.isalpha() and word.lower() not in _RUN_ON_WORDS and word.lower() not in _UNITS:
+        if word.isalpha() and word.lower() not in _NO_STOP_AFTER and word.lower() not in _UNITS:
             cuts.add(match.end())
     for match in _END_PUNCT.finditer(text):
         if text[match.start()] == "." and _dot_ends_nothing(text, match.start()):

@@ -61,7 +61,10 @@ class Log:
         self.configuration = engine_configuration(quality_measures=MEASURES)
 
     def add(self, control_id, mrn, accession, procedure, date, text):
-        message = oru(control_id, mrn, accession, procedure, date, text)
+        return self.add_message(control_id, date,
+                                oru(control_id, mrn, accession, procedure, date, text))
+
+    def add_message(self, control_id, date, message):
         iso = f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z"
         mid = self.audit.record_received(ReceivedMessage(
             raw=message.encode(), received_at=iso, status="received", ack_code="AA",
@@ -482,3 +485,90 @@ def test_reports_read_one_kind_of_inference_without_scanning_them_all(tmp_path):
         assert "SCAN i" not in plan.replace("SCAN i USING", "") and "SCAN inferences" not in plan, (
             statement, plan)
     audit.close()
+
+
+def test_two_hospitals_naming_their_authority_by_its_oid_alone_are_two_patients(tmp_path):
+    """IHE PIX-style feeds name the assigning authority by its OID (PID-3.4 ``&OID&ISO``,
+    no namespace id): the same number from two hospitals read as one patient (both
+    authorities empty), and the other hospital's patient's CT completed the follow-up."""
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    for control_id, authority, date, text in (
+            ("K1", "1.2.3.4.5", "20240115", NODULE_6_MONTHS),
+            ("K2", "1.9.8.7.6", "20240712", NODULE_STABLE),  # another hospital's patient 5555
+            ("L1", "1.2.3.4.5", "20240115", NODULE_6_MONTHS),
+            ("L2", "1.2.3.4.5", "20240712", NODULE_STABLE)):  # the same hospital's patient
+        message = oru(control_id, "X", "ACC-" + control_id, CT_CHEST, date, text).replace(
+            "X^^^HOSP^MR", f"{5555 if control_id[0] == 'K' else 6666}^^^&{authority}&ISO^MR")
+        log.add_message(control_id, date, message)
+    log.audit.close()
+    items = followups(path, "--as-of", "2024-12-01")
+    assert items["K1"]["status"] == "overdue" and items["K1"]["completed_by"] is None
+    assert items["L1"]["status"] == "completed"
+    assert items["L1"]["completed_by"]["control_id"] == "L2"
+
+
+def test_a_report_without_an_accession_is_completed_by_a_later_exam_without_one(tmp_path):
+    """A feed that fills none of the accession fields (OBR-18, OBR-3, ORC-3): the later CT
+    of the patient has no accession either, and was taken for a version of the
+    recommending report (the same accession: none), so no follow-up was ever completed."""
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    for control_id, date, text in (("M1", "20240115", NODULE_6_MONTHS),
+                                   ("M2", "20240712", NODULE_STABLE)):
+        message = oru(control_id, "MRN-M", "NOACC", CT_CHEST, date, text).replace(
+            "PNOACC", "").replace("NOACC", "")
+        log.add_message(control_id, date, message)
+    log.audit.close()
+    items = followups(path, "--as-of", "2024-12-01")
+    assert set(items) == {"M1"} and items["M1"]["accession"] is None
+    assert items["M1"]["status"] == "completed"
+    assert items["M1"]["completed_by"]["control_id"] == "M2"
+
+
+def test_report_critical_reads_the_patients_only_of_reports_that_share_an_accession(tmp_path):
+    """Versions are matched by accession and patient: a report under an accession no other
+    one has is not read again (a year of critical results is thousands of messages, each
+    read and decoded one query at a time)."""
+    from gateway.critical_results import critical_results
+    from gateway.reports import Window
+    from mappings.inbound import patient_identities
+
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    for n in range(6):
+        log.add(f"P{n}", f"MRN{n}", f"ACC{n}", CT_CHEST, f"2024011{n}", PNEUMOTHORAX)
+    log.add("P0C", "MRN0", "ACC0", CT_CHEST, "20240119", PNEUMOTHORAX + " Addendum: no change.")
+    log.audit.close()
+    audit = AuditLog(log.path, readonly=True)
+    statements: list[str] = []
+    audit.conn.set_trace_callback(statements.append)
+    found = critical_results(audit, Window(), patients=lambda raw, charset: patient_identities(
+        raw.decode(charset or "ascii")))
+    audit.conn.set_trace_callback(None)
+    audit.close()
+    assert [(r.control_id, r.versions) for r in found] == [
+        ("P0", ("P0", "P0C")), ("P1", ("P1",)), ("P2", ("P2",)), ("P3", ("P3",)),
+        ("P4", ("P4",)), ("P5", ("P5",))]
+    raw_reads = [s for s in statements if "raw" in s and "FROM messages" in s]
+    assert len(raw_reads) == 1, raw_reads  # the two versions of ACC0, in one query
+
+
+def test_an_addendum_under_one_order_of_a_report_filed_under_two_replaces_it(tmp_path):
+    """CT chest and abdomen read together: one report filed under both orders, then an
+    addendum sent under the first order's accession only. The addendum replaced the report
+    under that accession, and the report's text under the second order was tracked as well:
+    two follow-ups where one was asked for (report critical takes them as one report)."""
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    both = oru("Q1", "MRN-Q", "ACC-Q1", CT_CHEST, "20240115", NODULE_6_MONTHS)
+    second = [line.replace("ACC-Q1", "ACC-Q2").replace("OBR|1|", "OBR|2|")
+              .replace("71250^CT CHEST WO CONTRAST", "74176^CT ABDOMEN AND PELVIS WO CONTRAST")
+              for line in both.split("\r") if line.startswith(("OBR", "OBX"))]
+    log.add_message("Q1", "20240115", both + "\r".join(second) + "\r")
+    log.add("Q1A", "MRN-Q", "ACC-Q1", CT_CHEST, "20240116",
+            NODULE_6_MONTHS + " ADDENDUM: Comparison with outside films, unchanged.")
+    log.audit.close()
+    items = followups(path, "--as-of", "2024-12-01")
+    assert set(items) == {"Q1A"} and items["Q1A"]["status"] == "overdue"
+    code, out = run("followups", "--db", path, "--as-of", "2024-12-01")
+    assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")

@@ -73,7 +73,10 @@ def test_patient_identifier_choice(pid3: str, config: MappingConfig, expected: s
 
 @pytest.mark.parametrize(("pid3", "config", "expected"), [
     ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(), {("555", "HOSP"), ("MRN123", "HOSP")}),
-    ("X1^^^A&1.2.3&ISO^MR~X2^^^B^MR", MappingConfig(), {("X1", "A"), ("X2", "B")}),
+    # An authority with a universal id (an OID) is that id: PIX-style feeds give no namespace.
+    ("X1^^^A&1.2.3&ISO^MR~X2^^^B^MR", MappingConfig(), {("X1", "1.2.3"), ("X2", "B")}),
+    ("X1^^^&1.2.3&ISO^MR~X1^^^&9.8.7&ISO^MR", MappingConfig(),
+     {("X1", "1.2.3"), ("X1", "9.8.7")}),
     ("X1^^^A^MR~X2^^^B^MR", MappingConfig(patient_id_authority="B"), {("X2", "B")}),
     ("X1~\"\"", MappingConfig(), {("X1", "")}),
 ])
