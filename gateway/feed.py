@@ -239,7 +239,10 @@ class Resume(StoredFeed):
         """Hand one waiting message to the pipeline now, out of turn: its sender resent it
         and the resend waits for its analysis (``ack_after = "analysis"``: the receiver's
         ``take_up``). Not one already handed over, nor one whose result could not be
-        recorded (left to the next start), nor once stopped."""
+        recorded (left to the next start), nor once stopped. It goes in even when the
+        feeds' shared room is full (its sender waits, as for a live report, which takes no
+        place there either); counted in ``_active``, it holds a place until it is recorded,
+        and the feeds take nothing more up until their total is below the room again."""
         if self._stopped or message_id in self._active or message_id in self._held:
             return
         try:
