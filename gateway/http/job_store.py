@@ -25,9 +25,11 @@ import json
 import os
 import sqlite3
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["ACTIVE_STATUSES", "JobRecord", "JobStore", "format_time"]
 
@@ -98,10 +100,13 @@ class JobStore:
         self.retention = retention.total_seconds()
         _create_private(self.path)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        # No busy timeout of SQLite's: its handler sleeps in steps of up to 100 ms while the
+        # audit writer holds the lock for a millisecond or two, and these writes run on the
+        # reactor's thread. _when_unlocked looks again every fraction of a millisecond.
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
+                                   timeout=0)
+        _when_unlocked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
+        _when_unlocked(lambda: self._db.executescript(_SCHEMA))
 
     def close(self) -> None:
         with self._lock:
@@ -113,7 +118,7 @@ class JobStore:
             ) -> tuple[JobRecord, bool]:
         """Create or replace a job as ``notStarted``; returns it and whether it is new."""
         with self._lock, self._transaction():
-            row = self._db.execute(
+            row = self._run(
                 "SELECT revision, expires FROM http_jobs WHERE id = ?", (job_id,)).fetchone()
             # An expired job that was not purged yet counts as gone.
             created = row is None or row[1] <= now
@@ -121,7 +126,7 @@ class JobStore:
             record = JobRecord(
                 id=job_id, revision=revision, status="notStarted", api_version=api_version,
                 created=now, updated=now, expires=now + self.retention, request=request_json)
-            self._db.execute(
+            self._run(
                 f"INSERT OR REPLACE INTO http_jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 _row(record))
         return record, created
@@ -139,15 +144,15 @@ class JobStore:
     def purge(self, now: float) -> int:
         """Delete every expired job; returns how many."""
         with self._lock:
-            cursor = self._db.execute("DELETE FROM http_jobs WHERE expires <= ?", (now,))
+            cursor = self._run("DELETE FROM http_jobs WHERE expires <= ?", (now,))
         return cursor.rowcount
 
     def writable(self, now: float) -> bool:
         """Health check: a real write to the database succeeds."""
         try:
             with self._lock:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO http_health (id, checked) VALUES (1, ?)", (now,))
+                self._run("INSERT OR REPLACE INTO http_health (id, checked) VALUES (1, ?)",
+                          (now,))
         except sqlite3.Error:
             return False
         return True
@@ -156,7 +161,7 @@ class JobStore:
 
     def get(self, job_id: str, now: float) -> JobRecord | None:
         with self._lock:
-            row = self._db.execute(
+            row = self._run(
                 f"SELECT {_COLUMNS} FROM http_jobs WHERE id = ? AND expires > ?",
                 (job_id, now)).fetchone()
         return JobRecord(*row) if row else None
@@ -164,7 +169,7 @@ class JobStore:
     def unfinished_count(self, now: float, *, besides: str | None = None) -> int:
         """How many jobs are accepted but not finished (leaving out the job ``besides``)."""
         with self._lock:
-            (count,) = self._db.execute(
+            (count,) = self._run(
                 "SELECT COUNT(*) FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
                 "AND id IS NOT ?", (*ACTIVE_STATUSES, now, besides)).fetchone()
         return int(count)
@@ -172,7 +177,7 @@ class JobStore:
     def unfinished(self, now: float) -> list[JobRecord]:
         """Jobs accepted but not finished (oldest first), e.g. cut short by a restart."""
         with self._lock:
-            rows = self._db.execute(
+            rows = self._run(
                 f"SELECT {_COLUMNS} FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
                 "ORDER BY created, id", (*ACTIVE_STATUSES, now)).fetchall()
         return [JobRecord(*row) for row in rows]
@@ -182,25 +187,53 @@ class JobStore:
     def _update(self, job_id: str, revision: int, now: float, *, status: str,
                 result: str | None = None, error: str | None = None) -> bool:
         with self._lock:
-            cursor = self._db.execute(
+            cursor = self._run(
                 "UPDATE http_jobs SET status = ?, updated = ?, result = ?, error = ? "
                 "WHERE id = ? AND revision = ?",
                 (status, now, result, error, job_id, revision))
         return cursor.rowcount == 1
 
+    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        return _when_unlocked(lambda: self._db.execute(sql, params))
+
     def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+        return _Transaction(self)
 
 
 class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
+    def __init__(self, store: JobStore) -> None:
+        self._store = store
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._store._run("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        self._store._run("ROLLBACK" if exc_type else "COMMIT")
+
+
+T = TypeVar("T")
+
+# How long a statement waits for another connection's lock (the audit writer's, in the audit
+# database) before it fails, and how often it tries again meanwhile.
+LOCK_WAIT = 5.0
+_LOCK_POLL = 0.0002
+
+
+def _when_unlocked(statement: Callable[[], T], wait: float | None = None) -> T:
+    """``statement()``, tried again while the database is locked, for up to ``wait`` seconds
+    (default LOCK_WAIT); then the error is raised. A locked statement has done nothing, so
+    running it again is safe (a COMMIT that found the database busy leaves the transaction
+    open for the next try)."""
+    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
+    while True:
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            if time.monotonic() >= deadline:
+                raise
+        time.sleep(_LOCK_POLL)
 
 
 def _row(record: JobRecord) -> tuple[Any, ...]:

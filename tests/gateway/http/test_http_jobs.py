@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 
 from twisted.internet.address import IPv6Address
 from twisted.internet.testing import StringTransport
@@ -271,3 +276,48 @@ def test_a_stored_job_that_no_longer_reads_fails_and_the_others_resume(tmp_path)
         assert second.get_job("kept").json()["status"] == "succeeded"
     finally:
         second.site.stopFactory()
+
+
+@contextlib.contextmanager
+def _write_lock_held(db, seconds: float) -> Iterator[None]:
+    """Another connection (the audit writer, in the gateway) holding the write lock for
+    ``seconds`` from now, on a thread; the block runs meanwhile."""
+    holder = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+
+    def release() -> None:
+        time.sleep(seconds)
+        holder.execute("COMMIT")
+        holder.close()
+
+    thread = threading.Thread(target=release)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def test_a_put_waits_out_another_connections_write_lock(tmp_path) -> None:
+    # The jobs live in the audit database, whose writer holds the lock a millisecond or two
+    # at a time: a job write waits for it (looking again every fraction of a millisecond,
+    # instead of SQLite's busy handler, which sleeps up to 100 ms at a time).
+    db = tmp_path / "gateway.db"
+    harness = make_harness(db)
+    with _write_lock_held(db, 0.05):
+        response = harness.put_job("while-locked", job_body())
+    assert response.status == 201
+    assert harness.get_job("while-locked").json()["status"] in ("notStarted", "running")
+
+
+def test_a_put_against_a_lock_held_past_the_wait_fails_with_a_500(tmp_path, monkeypatch) -> None:
+    from gateway.http import job_store
+
+    db = tmp_path / "gateway.db"
+    harness = make_harness(db)
+    monkeypatch.setattr(job_store, "LOCK_WAIT", 0.02)
+    with _write_lock_held(db, 0.5):
+        response = harness.put_job("never-stored", job_body())
+    assert response.status == 500
+    assert response.json()["error"]["code"] == "InternalError"
+    assert harness.get_job("never-stored").status == 404
