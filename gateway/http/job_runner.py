@@ -183,6 +183,11 @@ class JobRunner:
         records = self.store.unfinished(self.now())
         if records:
             log.info("resuming REST jobs", count=len(records))
+        for record in records:
+            if record.status == "running":
+                # Cut short by the stop: it waits its turn like the others (beyond
+                # max_running it would otherwise show as running while it waits).
+                self.store.mark_waiting(record.id, record.revision, self.now())
         return [self.start(record) for record in records]
 
     # -- retention ---------------------------------------------------------------

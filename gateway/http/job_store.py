@@ -135,6 +135,11 @@ class JobStore:
         """``notStarted`` -> ``running``; False when the job was replaced or is gone."""
         return self._update(job_id, revision, now, status="running")
 
+    def mark_waiting(self, job_id: str, revision: int, now: float) -> bool:
+        """``running`` -> ``notStarted`` (a job cut short by a stop, waiting its turn again);
+        False when the job was replaced or is gone."""
+        return self._update(job_id, revision, now, status="notStarted")
+
     def succeed(self, job_id: str, revision: int, now: float, result: dict[str, Any]) -> bool:
         return self._update(job_id, revision, now, status="succeeded", result=json.dumps(result))
 

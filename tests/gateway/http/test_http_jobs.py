@@ -321,3 +321,24 @@ def test_a_put_against_a_lock_held_past_the_wait_fails_with_a_500(tmp_path, monk
     assert response.status == 500
     assert response.json()["error"]["code"] == "InternalError"
     assert harness.get_job("never-stored").status == 404
+
+
+def test_jobs_cut_short_by_a_restart_wait_not_started_until_their_turn(tmp_path) -> None:
+    # Jobs running when the gateway stopped were still "running" after the restart while
+    # they waited behind max_running_jobs for their turn: a client polling saw them run.
+    db = tmp_path / "gateway.db"
+    first = make_harness(db)
+    for n in range(3):
+        first.put_job(f"job-{n}", job_body(f"report {n}"))
+    assert len(first.analysis.calls) == 3  # all three running when it stops
+
+    second = make_harness(db, clock=first.clock, max_running_jobs=1)
+    second.site.startFactory()
+    try:
+        assert [second.get_job(f"job-{n}").json()["status"] for n in range(3)] == [
+            "running", "notStarted", "notStarted"]
+        second.analysis.finish()
+        assert [second.get_job(f"job-{n}").json()["status"] for n in range(3)] == [
+            "succeeded", "running", "notStarted"]
+    finally:
+        second.site.stopFactory()
