@@ -265,10 +265,10 @@ class Receiver:
                 self.log.error("hl7.mapping_failed", control_id=header.control_id,
                                conn_id=conn.conn_id, error=type(exc).__name__)
         decision = decide(error)
-        code: str | None = decision.code_for(
-            enhanced_mode(header.accept_ack_type, header.application_ack_type))
-        ack_id: str | None = self.ids()
-        ack: bytes | None = _ack(header, code, ack_id, received, decision.error, decoded.charset)
+        code: str | None
+        ack_id: str | None
+        ack: bytes | None
+        code, ack_id, ack = self._built_ack(decision, header, decoded.charset, received)
         if decision.accepted and self.ack_after == "analysis":
             code = ack_id = ack = None  # decided once the engine has run
         record = ReceivedMessage(
@@ -363,11 +363,8 @@ class Receiver:
                            sent: Callable[[str], None]) -> defer.Deferred:
         """Answer a stored message once its ACK is recorded on it (``ack_op``): ``sent(code)``
         logs it, and the duplicates waiting for it get the same ACK."""
-        code = decision.code_for(enhanced_mode(header.accept_ack_type,
-                                               header.application_ack_type))
-        ack_id = self.ids()
         charset = record.charset or "utf-8"
-        ack = _ack(header, code, ack_id, self.now(), decision.error, charset)
+        code, ack_id, ack = self._built_ack(decision, header, charset)
         stored = self.committer.submit(ack_op(
             message_id, code, ack, ack_id, decision.error.err_code if decision.error else None,
             decision.error.message if decision.error else None))
@@ -391,8 +388,7 @@ class Receiver:
                     outcome: str = "not_stored") -> defer.Deferred | bytes:
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
-        code = decision.code_for(enhanced_mode(header.accept_ack_type, header.application_ack_type))
-        ack = _ack(header, code, self.ids(), self.now(), decision.error, charset)
+        code, _, ack = self._built_ack(decision, header, charset)
         self._answer_waiting(key, record, ack, message_id, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
@@ -445,12 +441,9 @@ class Receiver:
             from ri_engine.errors import AnalysisFailure
 
             decision = decide(AnalysisFailure("analysis not started"))
-            code = decision.code_for(enhanced_mode(header.accept_ack_type,
-                                                   header.application_ack_type))
+            code, _, ack = self._built_ack(decision, header, record.charset or "utf-8")
             self._log_duplicate(header, record.conn_id, record.peer, duplicate.original_id,
                                 code, duplicate.same_content, started)
-            ack = _ack(header, code, self.ids(), self.now(), decision.error,
-                       record.charset or "utf-8")
             for waiting in own.waiting if own is not None else ():
                 waiting.callback(_Answer(ack, duplicate.original_id, code))
             return ack
@@ -618,6 +611,17 @@ class Receiver:
         return d.addBoth(answer)
 
     # --- small things --------------------------------------------------------------------
+
+    def _built_ack(self, decision: AckDecision, header: Any, charset: str,
+                   now: datetime | None = None) -> tuple[str, str, bytes]:
+        """The ACK ``decision`` gives the message of ``header``, for the mode its MSH-15/16
+        ask: (code, our new control id, the ACK encoded in ``charset``)."""
+        code = decision.code_for(enhanced_mode(header.accept_ack_type,
+                                               header.application_ack_type))
+        ack_id = self.ids()
+        ack = _ack(header, code, ack_id, self.now() if now is None else now, decision.error,
+                   charset)
+        return code, ack_id, ack
 
     def _count(self, message_type: str | None, ack_code: str | None) -> None:
         if self.metrics is not None:
