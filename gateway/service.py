@@ -267,19 +267,22 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
 def build_http_service(settings: Settings, app: GatewayApp,
                        listener: ListenerService | None = None) -> Service:
     """The REST API service: the RI job endpoints on the gateway's analysis pool (jobs kept
-    in the audit database file), ``/health`` and ``/metrics`` of this gateway.
+    in the audit database file, written by its writer), ``/health`` and ``/metrics`` of
+    this gateway.
 
     Readiness checks: the database (added by the site), ``engine`` (the analysis pool is
     up) and, when ``listener`` is given, ``mllp_listener`` (it is listening).
     """
-    from gateway.http import ConnectionLimit, make_site
+    from gateway.http import ConnectionLimit, JobStore, make_site
 
     checks = {"engine": lambda: bool(getattr(app.pool, "ready", True))}
     if listener is not None:
         checks["mllp_listener"] = lambda: listener.running and listener.port is not None
 
     site = make_site(
-        analysis=app.pool, job_store=settings.storage.db, api_keys=settings.http.api_keys,
+        # Job writes commit with the MLLP messages, on the audit writer's thread.
+        analysis=app.pool, job_store=JobStore(settings.storage.db, write=app.committer.submit),
+        api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor,
         max_unfinished_jobs=settings.http.max_unfinished_jobs,

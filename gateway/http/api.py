@@ -7,6 +7,10 @@
         200 with the job: notStarted | running | succeeded (``result``) |
         failed (``error``); ``Retry-After`` while it is not finished
 
+A PUT is answered once the job is committed (the audit writer's commit, off the
+listener's thread: :mod:`gateway.http.job_store`), so a job a client was told about
+survives a crash; a GET reads the stored job at once.
+
 Every response carries ``x-ms-request-id``; every error is RI's error body with
 ``x-ms-error-code`` (see :mod:`gateway.http.errors`).  Request bodies larger
 than ``max_body_bytes`` are refused with 413 as soon as the declared length (or
@@ -23,6 +27,7 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.interfaces import IReactorTime
+from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
@@ -36,6 +41,7 @@ from .errors import JSON_CONTENT_TYPE, ApiError, error_body, render_error
 from .job_runner import API_VERSIONS, JobRunner
 from .job_store import ACTIVE_STATUSES, JobRecord
 from .request_body import read_json
+from .responses import answer_later
 
 __all__ = ["GatewaySite", "JOBS_PATH", "JobsResource", "RootResource"]
 
@@ -72,22 +78,33 @@ class JobsResource(Resource):
             if request.method == b"PUT":
                 return self._put(request, job_id, api_version)
             return self._get(request, job_id)
-        except (ApiError, EngineError, ModelError) as exc:
-            return render_error(request, exc)
         except Exception as exc:  # noqa: BLE001 - answered as 500, never as a dropped request
-            log.error("REST request failed", error_type=type(exc).__name__,
-                      method=request.method.decode("ascii", "replace"))
-            return render_error(request, exc)
+            return _error_response(request, exc)
 
-    def _put(self, request: Any, job_id: str, api_version: str) -> bytes:
+    def _put(self, request: Any, job_id: str, api_version: str) -> Any:
         _check_content_encoding(request)
         body = _read_json(request)
-        record, created = self._runner.accept(job_id, body, api_version)
-        request.setResponseCode(201 if created else 200)
-        request.setHeader("Operation-Location", self._job_url(request, job_id, api_version))
-        response = self._job_response(request, record)
-        self._runner.start(record)
-        return response
+        stored = self._runner.accept(job_id, body, api_version)
+        answer = answer_later(request)
+
+        def accepted(outcome: tuple[JobRecord, bool]) -> None:
+            record, created = outcome
+            request.setResponseCode(201 if created else 200)
+            request.setHeader("Operation-Location", self._job_url(request, job_id, api_version))
+            answer(self._job_response(request, record))
+            self._runner.start(record)  # stored: it runs whether or not the client stayed
+
+        def refused(failure: Failure) -> None:
+            error = failure.value
+            if not isinstance(error, (ApiError, EngineError, ModelError)):
+                log.error("REST job not stored", error_type=failure.type.__name__)
+                error = ApiError(500, "InternalError", "The job could not be stored; the "
+                                 "error has been logged. Send the job again later.")
+            answer(render_error(request, error))
+
+        stored.addCallbacks(accepted, refused).addErrback(
+            lambda f: log.error("REST job not started", error_type=f.type.__name__))
+        return server.NOT_DONE_YET
 
     def _get(self, request: Any, job_id: str) -> bytes:
         record = self._runner.store.get(job_id, self._runner.now())
@@ -107,6 +124,14 @@ class JobsResource(Resource):
     def _job_url(self, request: Any, job_id: str, api_version: str) -> str:
         base = self._base_url or _request_base(request)
         return f"{base}{JOBS_PATH}/{quote(job_id)}?api-version={api_version}"
+
+
+def _error_response(request: Any, exc: BaseException) -> bytes:
+    """The error answer for ``exc``; an unexpected one (a 500) is logged, by type only."""
+    if not isinstance(exc, (ApiError, EngineError, ModelError)):
+        log.error("REST request failed", error_type=type(exc).__name__,
+                  method=request.method.decode("ascii", "replace"))
+    return render_error(request, exc)
 
 
 class RootResource(Resource):

@@ -5,8 +5,9 @@
     GET /health/live   200 whenever the process answers at all
 
 Checks are plain callables returning True when healthy (the database is
-writable, the engine is loaded, the MLLP listener is up); one that raises
-counts as failing.  The body follows the shape of the IETF health-check draft::
+writable, the engine is loaded, the MLLP listener is up), or a Deferred that fires
+with it (the database check is a write through the audit writer, answered once it
+commits); one that raises counts as failing.  The body follows the shape of the IETF health-check draft::
 
     {"status": "pass", "checks": {"database": "pass", "engine": "pass"}}
 """
@@ -17,15 +18,20 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.python.failure import Failure
+from twisted.web.server import NOT_DONE_YET
+
 from gateway.logging import get_logger
 
 from .read_only import ReadOnlyResource
+from .responses import answer_later
 
 __all__ = ["HealthCheck", "HealthResource"]
 
 log = get_logger("gateway.http")
 
-HealthCheck = Callable[[], bool]
+HealthCheck = Callable[[], "bool | Deferred[bool]"]
 
 
 class HealthResource(ReadOnlyResource):
@@ -42,20 +48,30 @@ class HealthResource(ReadOnlyResource):
         if where not in ([], [b"ready"]):
             request.setResponseCode(404)
             return _body({"status": "fail", "reason": "unknown health endpoint"})
-        results = {name: "pass" if self._run(name, check) else "fail"
-                   for name, check in self._checks.items()}
-        healthy = all(r == "pass" for r in results.values())
-        if not healthy:
-            request.setResponseCode(503)
-        return _body({"status": "pass" if healthy else "fail", "checks": results})
+        names = list(self._checks)
+        outcomes = gatherResults([self._run(name, check) for name, check in self._checks.items()])
+        answer: list[bytes] = []
+        outcomes.addCallback(lambda passed: answer.append(_answer(request, names, passed)))
+        if answer:  # every check answered at once
+            return answer[0]
+        outcomes.addCallback(lambda _, later=answer_later(request): later(answer[0]))
+        return NOT_DONE_YET
 
     @staticmethod
-    def _run(name: str, check: HealthCheck) -> bool:
-        try:
-            return bool(check())
-        except Exception as exc:  # noqa: BLE001 - a broken check is a failing check
-            log.warning("health check raised", check=name, error_type=type(exc).__name__)
+    def _run(name: str, check: HealthCheck) -> Deferred[bool]:
+        def failed(failure: Failure) -> bool:  # a broken check is a failing check
+            log.warning("health check raised", check=name, error_type=failure.type.__name__)
             return False
+
+        return maybeDeferred(check).addCallbacks(bool, failed)
+
+
+def _answer(request: Any, names: list[str], passed: list[bool]) -> bytes:
+    results = {name: "pass" if ok else "fail" for name, ok in zip(names, passed)}
+    healthy = all(passed)
+    if not healthy:
+        request.setResponseCode(503)
+    return _body({"status": "pass" if healthy else "fail", "checks": results})
 
 
 def _body(payload: dict[str, Any]) -> bytes:

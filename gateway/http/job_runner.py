@@ -2,16 +2,20 @@
 
 The flow of one job::
 
-    PUT  -> accept(): validate (400 on a bad request), store as notStarted
+    PUT  -> accept(): validate (400 on a bad request), store as notStarted; the
+                      Deferred fires once that is committed (429 when full)
          -> start():  wait (notStarted) while ``max_running`` jobs are in the analysis
                       pool, then mark running and hand the request to the analysis
                       runner (which works off the reactor thread)
          -> succeeded with the result, or failed with an RI error object
 
+Every store write returns a Deferred (it commits on the audit writer's thread), so
+nothing here waits for the database.
+
 A job whose worker process died (under it, or under another analysis beside it) is tried
-once more alone, with nothing else in the analysis pool; a second death fails it.  A job
-cut short because the pool closed (the gateway is stopping) stays ``running`` and is
-resumed at the next start.
+once more alone, with nothing else in the analysis pool, unless it was replaced meanwhile;
+a second death fails it.  A job cut short because the pool closed (the gateway is
+stopping) stays ``running`` and is resumed at the next start.
 
 :meth:`JobRunner.resume` starts again every job that was accepted but not
 finished, e.g. because the process stopped; :meth:`JobRunner.start_purging`
@@ -38,7 +42,7 @@ from ri_engine.models import (
 )
 
 from .errors import ApiError, job_error_from
-from .job_store import JobRecord, JobStore
+from .job_store import JobRecord, JobStore, NoRoom
 
 __all__ = ["API_VERSIONS", "Analyzer", "JobRunner", "RequestParser"]
 
@@ -94,6 +98,7 @@ class JobRunner:
         self.max_running = max_running
         self._waiting: deque[tuple[JobRecord, RadiologyInsightsData, Deferred[None]]] = deque()
         self._running = 0
+        self._handing_over = False  # _hand_over's loop is on the stack
         self._pool_closed = False  # the gateway is stopping: nothing more is handed over
         self._retry_after = retry_after
         self._purging: LoopingCall | None = None
@@ -103,10 +108,12 @@ class JobRunner:
 
     # -- jobs --------------------------------------------------------------------
 
-    def accept(self, job_id: str, body: Any, api_version: str) -> tuple[JobRecord, bool]:
+    def accept(self, job_id: str, body: Any, api_version: str
+               ) -> Deferred[tuple[JobRecord, bool]]:
         """Validate a PUT body and store the job; raises on a request RI would refuse.
 
-        Returns the stored job (``notStarted``) and whether it is new; call
+        The Deferred fires with the stored job (``notStarted``) and whether it is new once
+        it is committed (fails with ApiError 429 beyond ``max_unfinished``); call
         :meth:`start` with it once the response is on its way.
         """
         if not isinstance(body, dict):
@@ -115,47 +122,66 @@ class JobRunner:
             raise ApiError(400, "InvalidRequestBody", "The request body has no 'jobData'.",
                            target="jobData")
         self._prepare(body, api_version)
-        self._check_room(job_id)
-        return self.store.put(job_id, json.dumps(body["jobData"]), api_version, self.now())
+        stored = self.store.put(job_id, json.dumps(body["jobData"]), api_version, self.now(),
+                                room=self.max_unfinished)
+        return stored.addErrback(self._no_room)
 
-    def _check_room(self, job_id: str) -> None:
+    def _no_room(self, failure: Failure) -> Failure:
         """429 when ``max_unfinished`` other jobs are unfinished (replacing one takes no room)."""
-        if self.max_unfinished is None:
-            return
-        waiting = self.store.unfinished_count(self.now(), besides=job_id)
-        if waiting >= self.max_unfinished:
-            headers = {"Retry-After": str(self._retry_after)} if self._retry_after else {}
-            raise ApiError(429, "TooManyRequests",
-                           f"{waiting} jobs are waiting for analysis, the most this server "
-                           "accepts at once; send the job again later.", headers=headers)
+        if not failure.check(NoRoom):
+            return failure
+        waiting = failure.value.waiting
+        headers = {"Retry-After": str(self._retry_after)} if self._retry_after else {}
+        return Failure(ApiError(
+            429, "TooManyRequests", f"{waiting} jobs are waiting for analysis, the most this "
+            "server accepts at once; send the job again later.", headers=headers))
 
     def start(self, record: JobRecord) -> Deferred[None]:
         """Run the analysis of a stored job; the Deferred fires once the outcome is stored."""
         try:
             data = self._prepare({"jobData": json.loads(record.request)}, record.api_version)
         except Exception as exc:  # noqa: BLE001 - stored request no longer valid: fail the job
-            self._record_failure(Failure(exc), record)
-            return succeed(None)
+            return self._record_failure(Failure(exc), record).addErrback(
+                self._not_recorded, record)
         done: Deferred[None] = Deferred()
         self._waiting.append((record, data, done))
         self._hand_over()
         return done
 
     def _hand_over(self) -> None:
-        """Start the waiting jobs while fewer than ``max_running`` are in the pool."""
-        while self._waiting and not self._pool_closed and (
-                self.max_running is None or self._running < self.max_running):
-            record, data, done = self._waiting.popleft()
-            if not self.store.mark_running(record.id, record.revision, self.now()):
-                done.callback(None)  # replaced meanwhile; the newer run owns the id
-                continue
-            self._running += 1
-            d = maybeDeferred(self.analysis.analyze, data)
-            d.addErrback(self._worker_died, data, record)
-            d.addCallbacks(self._record_success, self._record_failure,
-                           callbackArgs=(record,), errbackArgs=(record,))
-            d.addBoth(self._left_pool)
-            d.chainDeferred(done)
+        """Start the waiting jobs while fewer than ``max_running`` are in the pool.
+
+        A loop, never a recursion: when a job's whole course runs within this call (an
+        analysis that fails at once, a store that commits at once), the ``_left_pool`` it
+        ends with comes back here while the loop is still running, and returns at once;
+        the loop then takes the next job.  Nested instead, thousands of waiting jobs
+        reached Python's recursion limit."""
+        if self._handing_over:
+            return
+        self._handing_over = True
+        try:
+            while self._waiting and not self._pool_closed and (
+                    self.max_running is None or self._running < self.max_running):
+                record, data, done = self._waiting.popleft()
+                # Its place is taken from here, while it is being marked running.
+                self._running += 1
+                d = self.store.mark_running(record.id, record.revision, self.now())
+                d.addCallback(self._analyse_if_current, data, record)
+                d.addErrback(self._not_recorded, record)
+                d.addBoth(self._left_pool)
+                d.chainDeferred(done)
+        finally:
+            self._handing_over = False
+
+    def _analyse_if_current(self, current: bool, data: RadiologyInsightsData,
+                            record: JobRecord) -> Deferred[None] | None:
+        if not current:
+            return None  # replaced meanwhile; the newer run owns the id
+        d = maybeDeferred(self.analysis.analyze, data)
+        d.addErrback(self._worker_died, data, record)
+        d.addCallbacks(self._record_success, self._record_failure,
+                       callbackArgs=(record,), errbackArgs=(record,))
+        return d
 
     def _left_pool(self, result: Any) -> Any:
         self._running -= 1
@@ -165,8 +191,14 @@ class JobRunner:
     def _worker_died(self, failure: Failure, data: RadiologyInsightsData, record: JobRecord
                      ) -> Any:
         """Its worker died (it, or another analysis beside it, killed the worker): tried once
-        more alone, with nothing else in the pool, so that a second death is its own."""
+        more alone, with nothing else in the pool, so that a second death is its own.
+
+        Not a job replaced meanwhile: nobody waits for its outcome (it would not be
+        recorded), and while it ran alone every other analysis would wait."""
         if not failure.check(WorkerDied):
+            return failure
+        if not self.store.is_current(record.id, record.revision):
+            log.info("REST job replaced, not tried again alone", job_id=record.id)
             return failure
         log.warning("REST job tried again alone", job_id=record.id)
         d = maybeDeferred(self.analysis.analyze, data, alone=("job", record.id, record.revision))
@@ -186,17 +218,26 @@ class JobRunner:
         for record in records:
             if record.status == "running":
                 # Cut short by the stop: it waits its turn like the others (beyond
-                # max_running it would otherwise show as running while it waits).
-                self.store.mark_waiting(record.id, record.revision, self.now())
+                # max_running it would otherwise show as running while it waits). Written
+                # before its mark_running below: the writer commits in order.
+                self.store.mark_waiting(record.id, record.revision, self.now()).addErrback(
+                    self._not_recorded, record)
         return [self.start(record) for record in records]
 
     # -- retention ---------------------------------------------------------------
 
-    def purge(self) -> int:
-        removed = self.store.purge(self.now())
+    def purge(self) -> Deferred[None]:
+        return self.store.purge(self.now()).addCallbacks(self._purged, self._purge_failed)
+
+    @staticmethod
+    def _purged(removed: int) -> None:
         if removed:
             log.info("purged expired REST jobs", count=removed)
-        return removed
+
+    @staticmethod
+    def _purge_failed(failure: Failure) -> None:
+        # Tried again at the next interval.
+        log.error("purging REST jobs failed", error_type=failure.type.__name__)
 
     def start_purging(self, interval: float = PURGE_INTERVAL) -> None:
         if self._purging is None:
@@ -216,22 +257,31 @@ class JobRunner:
         data = self._parse(body)
         return _restrict_to_version(data, api_version)
 
-    def _record_success(self, result: InferenceResult, record: JobRecord) -> None:
+    def _record_success(self, result: InferenceResult, record: JobRecord) -> Deferred[None]:
         stored = self.store.succeed(record.id, record.revision, self.now(), result.to_json())
-        log.info("REST job succeeded", job_id=record.id, recorded=stored)
+        return stored.addCallback(
+            lambda recorded: log.info("REST job succeeded", job_id=record.id, recorded=recorded))
 
-    def _record_failure(self, failure: Failure, record: JobRecord) -> None:
+    def _record_failure(self, failure: Failure, record: JobRecord) -> Deferred[None]:
         if failure.check(PoolClosed):
             # The gateway is stopping: the job stays running and is resumed at the next
             # start, as do those still waiting (notStarted).
             self._pool_closed = True
             log.info("REST job left for the next start", job_id=record.id)
-            return
+            return succeed(None)
         error = job_error_from(failure.value)
         stored = self.store.fail(record.id, record.revision, self.now(), error.to_json())
         # The exception text can quote the report, so only its type and code are logged.
-        log.warning("REST job failed", job_id=record.id, error_code=error.code,
-                    error_type=failure.type.__name__, recorded=stored)
+        return stored.addCallback(lambda recorded: log.warning(
+            "REST job failed", job_id=record.id, error_code=error.code,
+            error_type=failure.type.__name__, recorded=recorded))
+
+    @staticmethod
+    def _not_recorded(failure: Failure, record: JobRecord) -> None:
+        """A job write that could not be committed: the job keeps its stored status (an
+        unfinished one is resumed at the next start)."""
+        log.error("REST job status not stored", job_id=record.id,
+                  error_type=failure.type.__name__)
 
 
 def _restrict_to_version(data: RadiologyInsightsData, api_version: str) -> RadiologyInsightsData:

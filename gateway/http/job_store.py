@@ -14,8 +14,13 @@ replaced request can never overwrite the newer job.
 Results are kept for ``retention`` (RI: 24 hours after creation); expired jobs
 are invisible at once and deleted by :meth:`JobStore.purge`.
 
-All methods are meant to be called from one thread (the reactor); the
-connection is guarded by a lock anyway so a health check from elsewhere is safe.
+Writes are operations (``op(conn) -> result``) handed to ``write``, which returns a
+Deferred that fires once the op is committed.  In the gateway that is the audit
+writer's :meth:`gateway.commit.GroupCommitter.submit`: job writes join the MLLP commits
+on the writer thread, and the listener's thread never waits for the database's write
+lock.  Without one, the store commits each op on its own connection at once (a file of
+its own, tests).  Reads run on the store's own connection, on the caller's thread: in
+WAL mode they do not wait for the writer.
 """
 
 from __future__ import annotations
@@ -25,13 +30,14 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-__all__ = ["ACTIVE_STATUSES", "JobRecord", "JobStore", "format_time"]
+from twisted.internet.defer import Deferred, maybeDeferred
+
+__all__ = ["ACTIVE_STATUSES", "JobRecord", "JobStore", "NoRoom", "Write", "format_time"]
 
 RETENTION = dt.timedelta(hours=24)
 ACTIVE_STATUSES = ("notStarted", "running")
@@ -92,97 +98,119 @@ class JobRecord:
         return job
 
 
+JobOp = Callable[[sqlite3.Connection], Any]
+# Commits an op; the Deferred fires with its result once committed (or fails).
+Write = Callable[[JobOp], Deferred]
+
+# How long a statement on the store's own connection waits for another connection's lock.
+LOCK_WAIT = 5.0
+
+
+class NoRoom(Exception):
+    """A new job refused: ``waiting`` other jobs are unfinished, the most allowed."""
+
+    def __init__(self, waiting: int) -> None:
+        super().__init__(f"{waiting} unfinished jobs")
+        self.waiting = waiting
+
+
 class JobStore:
     """The ``http_jobs`` table of one SQLite file."""
 
-    def __init__(self, path: str | Path, *, retention: dt.timedelta = RETENTION) -> None:
+    def __init__(self, path: str | Path, *, retention: dt.timedelta = RETENTION,
+                 write: Write | None = None) -> None:
         self.path = Path(path)
         self.retention = retention.total_seconds()
         _create_private(self.path)
         self._lock = threading.Lock()
-        # No busy timeout of SQLite's: its handler sleeps in steps of up to 100 ms while the
-        # audit writer holds the lock for a millisecond or two, and these writes run on the
-        # reactor's thread. _when_unlocked looks again every fraction of a millisecond.
         self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None,
-                                   timeout=0)
-        _when_unlocked(lambda: self._db.execute("PRAGMA journal_mode=WAL"))
-        _when_unlocked(lambda: self._db.executescript(_SCHEMA))
+                                   timeout=LOCK_WAIT)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._write = write or self._commit_here
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
-    # -- writes ------------------------------------------------------------------
+    # -- writes: each returns a Deferred that fires once committed ----------------
 
-    def put(self, job_id: str, request_json: str, api_version: str, now: float
-            ) -> tuple[JobRecord, bool]:
-        """Create or replace a job as ``notStarted``; returns it and whether it is new."""
-        with self._lock, self._transaction():
-            row = self._run(
+    def put(self, job_id: str, request_json: str, api_version: str, now: float, *,
+            room: int | None = None) -> Deferred[tuple[JobRecord, bool]]:
+        """Create or replace a job as ``notStarted``: the job and whether it is new.
+
+        With ``room``, fails with :class:`NoRoom` when that many other jobs are unfinished
+        (counted in the same transaction; replacing one takes no room)."""
+        retention = self.retention
+
+        def op(conn: sqlite3.Connection) -> tuple[JobRecord, bool]:
+            if room is not None:
+                waiting = _unfinished_count(conn, now, besides=job_id)
+                if waiting >= room:
+                    raise NoRoom(waiting)
+            row = conn.execute(
                 "SELECT revision, expires FROM http_jobs WHERE id = ?", (job_id,)).fetchone()
             # An expired job that was not purged yet counts as gone.
             created = row is None or row[1] <= now
             revision = 1 if row is None else row[0] + 1
             record = JobRecord(
                 id=job_id, revision=revision, status="notStarted", api_version=api_version,
-                created=now, updated=now, expires=now + self.retention, request=request_json)
-            self._run(
+                created=now, updated=now, expires=now + retention, request=request_json)
+            conn.execute(
                 f"INSERT OR REPLACE INTO http_jobs ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 _row(record))
-        return record, created
+            return record, created
 
-    def mark_running(self, job_id: str, revision: int, now: float) -> bool:
+        return self._write(op)
+
+    def mark_running(self, job_id: str, revision: int, now: float) -> Deferred[bool]:
         """``notStarted`` -> ``running``; False when the job was replaced or is gone."""
         return self._update(job_id, revision, now, status="running")
 
-    def mark_waiting(self, job_id: str, revision: int, now: float) -> bool:
+    def mark_waiting(self, job_id: str, revision: int, now: float) -> Deferred[bool]:
         """``running`` -> ``notStarted`` (a job cut short by a stop, waiting its turn again);
         False when the job was replaced or is gone."""
         return self._update(job_id, revision, now, status="notStarted")
 
-    def succeed(self, job_id: str, revision: int, now: float, result: dict[str, Any]) -> bool:
+    def succeed(self, job_id: str, revision: int, now: float, result: dict[str, Any]
+                ) -> Deferred[bool]:
         return self._update(job_id, revision, now, status="succeeded", result=json.dumps(result))
 
-    def fail(self, job_id: str, revision: int, now: float, error: dict[str, Any]) -> bool:
+    def fail(self, job_id: str, revision: int, now: float, error: dict[str, Any]
+             ) -> Deferred[bool]:
         return self._update(job_id, revision, now, status="failed", error=json.dumps(error))
 
-    def purge(self, now: float) -> int:
-        """Delete every expired job; returns how many."""
-        with self._lock:
-            cursor = self._run("DELETE FROM http_jobs WHERE expires <= ?", (now,))
-        return cursor.rowcount
+    def purge(self, now: float) -> Deferred[int]:
+        """Delete every expired job; fires with how many."""
+        return self._write(lambda conn: conn.execute(
+            "DELETE FROM http_jobs WHERE expires <= ?", (now,)).rowcount)
 
-    def writable(self, now: float) -> bool:
-        """Health check: a real write to the database succeeds."""
-        try:
-            with self._lock:
-                self._run("INSERT OR REPLACE INTO http_health (id, checked) VALUES (1, ?)",
-                          (now,))
-        except sqlite3.Error:
-            return False
-        return True
+    def writable(self, now: float) -> Deferred[bool]:
+        """Health check: a real write to the database commits (fires False if not)."""
+        d = self._write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO http_health (id, checked) VALUES (1, ?)", (now,)).rowcount)
+        return d.addCallbacks(lambda _: True, lambda _: False)
 
     # -- reads -------------------------------------------------------------------
 
     def get(self, job_id: str, now: float) -> JobRecord | None:
         with self._lock:
-            row = self._run(
+            row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM http_jobs WHERE id = ? AND expires > ?",
                 (job_id, now)).fetchone()
         return JobRecord(*row) if row else None
 
-    def unfinished_count(self, now: float, *, besides: str | None = None) -> int:
-        """How many jobs are accepted but not finished (leaving out the job ``besides``)."""
+    def is_current(self, job_id: str, revision: int) -> bool:
+        """Whether ``revision`` is still the job's (it was neither replaced nor purged)."""
         with self._lock:
-            (count,) = self._run(
-                "SELECT COUNT(*) FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
-                "AND id IS NOT ?", (*ACTIVE_STATUSES, now, besides)).fetchone()
-        return int(count)
+            row = self._db.execute(
+                "SELECT revision FROM http_jobs WHERE id = ?", (job_id,)).fetchone()
+        return row is not None and row[0] == revision
 
     def unfinished(self, now: float) -> list[JobRecord]:
         """Jobs accepted but not finished (oldest first), e.g. cut short by a restart."""
         with self._lock:
-            rows = self._run(
+            rows = self._db.execute(
                 f"SELECT {_COLUMNS} FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
                 "ORDER BY created, id", (*ACTIVE_STATUSES, now)).fetchall()
         return [JobRecord(*row) for row in rows]
@@ -190,55 +218,35 @@ class JobStore:
     # -- internals ---------------------------------------------------------------
 
     def _update(self, job_id: str, revision: int, now: float, *, status: str,
-                result: str | None = None, error: str | None = None) -> bool:
+                result: str | None = None, error: str | None = None) -> Deferred[bool]:
+        return self._write(lambda conn: conn.execute(
+            "UPDATE http_jobs SET status = ?, updated = ?, result = ?, error = ? "
+            "WHERE id = ? AND revision = ?",
+            (status, now, result, error, job_id, revision)).rowcount == 1)
+
+    def _commit_here(self, op: JobOp) -> Deferred:
+        """``op`` committed on the store's own connection, now (no writer given)."""
+        return maybeDeferred(self._transaction, op)
+
+    def _transaction(self, op: JobOp) -> Any:
         with self._lock:
-            cursor = self._run(
-                "UPDATE http_jobs SET status = ?, updated = ?, result = ?, error = ? "
-                "WHERE id = ? AND revision = ?",
-                (status, now, result, error, job_id, revision))
-        return cursor.rowcount == 1
-
-    def _run(self, sql: str, params: tuple[Any, ...] = ()) -> sqlite3.Cursor:
-        return _when_unlocked(lambda: self._db.execute(sql, params))
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
-
-
-class _Transaction:
-    def __init__(self, store: JobStore) -> None:
-        self._store = store
-
-    def __enter__(self) -> None:
-        self._store._run("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        self._store._run("ROLLBACK" if exc_type else "COMMIT")
-
-
-T = TypeVar("T")
-
-# How long a statement waits for another connection's lock (the audit writer's, in the audit
-# database) before it fails, and how often it tries again meanwhile.
-LOCK_WAIT = 5.0
-_LOCK_POLL = 0.0002
-
-
-def _when_unlocked(statement: Callable[[], T], wait: float | None = None) -> T:
-    """``statement()``, tried again while the database is locked, for up to ``wait`` seconds
-    (default LOCK_WAIT); then the error is raised. A locked statement has done nothing, so
-    running it again is safe (a COMMIT that found the database busy leaves the transaction
-    open for the next try)."""
-    deadline = time.monotonic() + (LOCK_WAIT if wait is None else wait)
-    while True:
-        try:
-            return statement()
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorcode", 0) & 0xFF != sqlite3.SQLITE_BUSY:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                result = op(db)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            if time.monotonic() >= deadline:
-                raise
-        time.sleep(_LOCK_POLL)
+        return result
+
+
+def _unfinished_count(conn: sqlite3.Connection, now: float, *, besides: str | None) -> int:
+    (count,) = conn.execute(
+        "SELECT COUNT(*) FROM http_jobs WHERE status IN (?, ?) AND expires > ? "
+        "AND id IS NOT ?", (*ACTIVE_STATUSES, now, besides)).fetchone()
+    return int(count)
 
 
 def _row(record: JobRecord) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
-from gateway.http import make_site
+from gateway.http import JobStore, make_site
 from gateway.metrics import Metrics
 from ri_engine.models import InferenceResult, PatientResult, RadiologyInsightsData
 
@@ -109,14 +109,15 @@ class Harness:
         return self.request("GET", JOB_URL.format(job_id, api_version), **kwargs)
 
 
-def make_harness(db: Path | str = ":memory:", *, keys: tuple[str, ...] = (KEY,),
+def make_harness(db: Path | str | JobStore = ":memory:", *, keys: tuple[str, ...] = (KEY,),
                  max_body_bytes: int = 200_000, checks: dict[str, Any] | None = None,
                  clock: Clock | None = None, max_unfinished_jobs: int | None = None,
-                 max_running_jobs: int | None = None) -> Harness:
+                 max_running_jobs: int | None = None,
+                 analysis: FakeAnalysis | None = None) -> Harness:
     if clock is None:
         clock = Clock()
         clock.advance(START)
-    analysis = FakeAnalysis()
+    analysis = analysis or FakeAnalysis()
     metrics = Metrics()
     site = make_site(analysis=analysis, job_store=db, api_keys=keys, metrics=metrics,
                      health_checks=checks or {}, max_body_bytes=max_body_bytes, clock=clock,

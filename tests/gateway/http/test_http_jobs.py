@@ -11,12 +11,19 @@ import time
 from collections.abc import Iterator
 
 from twisted.internet.address import IPv6Address
+from twisted.internet.defer import fail, maybeDeferred
 from twisted.internet.testing import StringTransport
 
+from gateway.analysis import WorkerDied
+from gateway.audit import AuditLog
+from gateway.commit import GroupCommitter
+from gateway.http import JobStore
 from ri_engine.errors import AnalysisFailure, RequestError
 from ri_engine.models import INFERENCE_TYPES, AgeMismatchInference
 
-from rest_harness import JOB_URL, START, Harness, job_body, make_harness, parse_response
+from rest_harness import (
+    JOB_URL, START, FakeAnalysis, Harness, job_body, make_harness, parse_response,
+)
 
 
 def _iso(seconds: float) -> str:
@@ -299,9 +306,8 @@ def _write_lock_held(db, seconds: float) -> Iterator[None]:
 
 
 def test_a_put_waits_out_another_connections_write_lock(tmp_path) -> None:
-    # The jobs live in the audit database, whose writer holds the lock a millisecond or two
-    # at a time: a job write waits for it (looking again every fraction of a millisecond,
-    # instead of SQLite's busy handler, which sleeps up to 100 ms at a time).
+    # A store of its own (no audit writer) commits on its connection, which waits for a
+    # lock another connection holds (up to LOCK_WAIT).
     db = tmp_path / "gateway.db"
     harness = make_harness(db)
     with _write_lock_held(db, 0.05):
@@ -314,13 +320,51 @@ def test_a_put_against_a_lock_held_past_the_wait_fails_with_a_500(tmp_path, monk
     from gateway.http import job_store
 
     db = tmp_path / "gateway.db"
-    harness = make_harness(db)
     monkeypatch.setattr(job_store, "LOCK_WAIT", 0.02)
+    harness = make_harness(db)
     with _write_lock_held(db, 0.5):
         response = harness.put_job("never-stored", job_body())
     assert response.status == 500
-    assert response.json()["error"]["code"] == "InternalError"
+    assert response.json()["error"] == {
+        "code": "InternalError",
+        "message": "The job could not be stored; the error has been logged. Send the job "
+                   "again later."}
     assert harness.get_job("never-stored").status == 404
+
+
+def _through_the_audit_writer(db) -> tuple[JobStore, AuditLog]:
+    """A job store writing through the gateway's group committer on an audit database
+    (the writer run at once here, on the test's thread)."""
+    writer = AuditLog(str(db))
+    committer = GroupCommitter(writer, lambda fn: maybeDeferred(fn))
+    return JobStore(db, write=committer.submit), writer
+
+
+def test_jobs_written_through_the_audit_writer_follow_their_course(tmp_path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    store, writer = _through_the_audit_writer(db)
+    harness = make_harness(store)
+    assert harness.put_job("job-1", job_body()).status == 201
+    assert harness.get_job("job-1").json()["status"] == "running"
+    harness.analysis.finish()
+    assert harness.get_job("job-1").json()["status"] == "succeeded"
+    assert harness.put_job("job-1", job_body()).status == 200
+    # The rows are the audit writer's, in the audit database.
+    assert writer.conn.execute("SELECT revision, status FROM http_jobs").fetchall() == [
+        (2, "running")]
+
+
+def test_a_put_the_audit_writer_cannot_commit_fails_with_a_500(tmp_path) -> None:
+    db = tmp_path / "audit.sqlite3"
+    store, writer = _through_the_audit_writer(db)
+    writer.conn.execute("PRAGMA busy_timeout = 20")
+    harness = make_harness(store)
+    with _write_lock_held(db, 0.5):
+        response = harness.put_job("never-stored", job_body())
+    assert (response.status, response.json()["error"]["code"]) == (500, "InternalError")
+    assert response.header("x-ms-error-code") == "InternalError"
+    assert harness.get_job("never-stored").status == 404
+    assert harness.analysis.calls == []
 
 
 def test_jobs_cut_short_by_a_restart_wait_not_started_until_their_turn(tmp_path) -> None:
@@ -342,3 +386,68 @@ def test_jobs_cut_short_by_a_restart_wait_not_started_until_their_turn(tmp_path)
             "succeeded", "running", "notStarted"]
     finally:
         second.site.stopFactory()
+
+
+class _FailingAtOnce(FakeAnalysis):
+    """The first analysis waits for the test; every later one fails before it returns."""
+
+    def analyze(self, data):  # type: ignore[no-untyped-def]
+        if not self.calls:
+            return super().analyze(data)
+        d = fail(AnalysisFailure("engine down"))
+        self.calls.append((data, d))
+        return d
+
+
+def test_thousands_of_waiting_jobs_failing_at_once_are_each_recorded_failed() -> None:
+    # Each failure recorded handed the next job over from inside the previous one's
+    # callbacks: with an engine failing at once, one nested call per waiting job, until
+    # Python's recursion limit ended the chain and the rest stayed notStarted for ever.
+    harness = make_harness(max_running_jobs=1, analysis=_FailingAtOnce())
+    waiting = 1500
+    for n in range(waiting + 1):
+        assert harness.put_job(f"job-{n}", job_body()).status == 201
+    harness.analysis.calls[0][1].errback(AnalysisFailure("engine down"))
+    assert len(harness.analysis.calls) == waiting + 1
+    assert harness.site.runner.store.unfinished(harness.clock.seconds()) == []
+    for n in (0, 1, waiting // 2, waiting):
+        job = harness.get_job(f"job-{n}").json()
+        assert (job["status"], job["error"]["code"]) == ("failed", "InternalError")
+
+
+class _DyingAnalysis(FakeAnalysis):
+    """Records the ``alone`` key of every analysis, as the analysis pool takes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.alone: list[object] = []
+
+    def analyze(self, data, alone=None):  # type: ignore[no-untyped-def]
+        self.alone.append(alone)
+        return super().analyze(data)
+
+
+def test_a_replaced_job_whose_worker_died_is_not_tried_again_alone() -> None:
+    # A job replaced while it ran, whose worker then died, was still tried again alone: an
+    # analysis of a request nobody waits for, holding every other analysis meanwhile.
+    harness = make_harness(analysis=_DyingAnalysis())
+    harness.put_job("job-1", job_body("first version"))
+    assert harness.put_job("job-1", job_body("second version")).status == 200
+    harness.analysis.calls[0][1].errback(WorkerDied("analysis worker died"))
+    texts = [d.patients[0].patient_documents[0].content.value for d, _ in harness.analysis.calls]
+    assert texts == ["first version", "second version"]
+    assert harness.analysis.alone == [None, None]
+    harness.analysis.finish(1)
+    assert harness.get_job("job-1").json()["status"] == "succeeded"
+
+
+def test_a_job_whose_worker_died_is_tried_again_alone_then_failed() -> None:
+    harness = make_harness(analysis=_DyingAnalysis())
+    harness.put_job("job-1", job_body("kills its worker"))
+    harness.analysis.calls[0][1].errback(WorkerDied("analysis worker died"))
+    assert harness.analysis.alone == [None, ("job", "job-1", 1)]
+    assert harness.get_job("job-1").json()["status"] == "running"
+    harness.analysis.calls[1][1].errback(WorkerDied("analysis worker died"))
+    job = harness.get_job("job-1").json()
+    assert job["status"] == "failed"
+    assert "analysis worker process" in job["error"]["message"]
