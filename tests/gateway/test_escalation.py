@@ -205,6 +205,44 @@ def test_the_check_every_poll_reads_the_pending_alerts_only(db_path, clock):  # 
         assert "SCAN" not in plan, (statement, plan)
 
 
+def test_retry_dead_keeps_dead_an_alert_its_escalation_delivered(db_path, clock):  # noqa: F811
+    """An on-call admin re-queues the dead letters after the pager is fixed: the alert
+    whose copy reached the backup desk must not page again (it did), nor the copy of an
+    alert the first pager got in the end; an alert that reached no one goes again."""
+    rig = Rig(db_path, clock, after=60.0)
+    for control_id in ("A1", "A2", "A3"):
+        rig.enqueue(control_id)
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))  # dead: escalated, and the desk takes it
+    rig.downs["backup"].reply(ack("ESC1"))
+    rig.downs["pager"].reply(ack("A2", "AR"))  # dead: escalated, the desk refuses it too
+    rig.downs["backup"].reply(ack("ESC2", "AR"))
+    rig.downs["pager"].up = False
+    clock.advance(65)  # A3 undelivered past escalate_after: copied to the desk, which refuses
+    rig.downs["backup"].reply(ack("ESC3", "AR"))
+    rig.downs["pager"].up = True
+    clock.advance(20)
+    rig.downs["pager"].reply(ack("A3"))  # the first pager got A3 in the end
+    rig.service.stopService()
+    assert rig.rows() == [
+        ("pager", "A1", "dead", None), ("pager", "A2", "dead", None),
+        ("pager", "A3", "delivered", None), ("backup", "ESC1", "delivered", 1),
+        ("backup", "ESC2", "dead", 2), ("backup", "ESC3", "dead", 3)]
+    retried = CliRunner().invoke(main, ["outbox", "retry", "--dead", "--db", db_path])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.splitlines() == [
+        "re-queued 2 dead-lettered message(s)",
+        "kept dead 1 for pager: the same alert was delivered as 4 "
+        "(name it to send it again: outbox retry 1)",
+        "kept dead 6 for backup: the same alert was delivered as 3 "
+        "(name it to send it again: outbox retry 6)"]
+    assert [r[2] for r in rig.rows()] == [
+        "dead", "pending", "delivered", "delivered", "pending", "dead"]
+    # Named, it goes again: the operator asked for that page.
+    named = CliRunner().invoke(main, ["outbox", "retry", "1", "--db", db_path])
+    assert (named.exit_code, named.output) == (0, "re-queued 1 (dead -> pending) for pager\n")
+
+
 def test_an_escalated_copy_is_not_escalated_again(rig):
     rig.enqueue("A1")
     rig.service.startService()
