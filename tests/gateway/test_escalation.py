@@ -182,8 +182,39 @@ def test_escalation_in_time_survives_a_restart(db_path, clock):  # noqa: F811
     clock.advance(10)
     first.service.stopService()
     clock.advance(100)  # stopped past the deadline
-    second = pager_down(db_path, clock, 30.0)  # checked at start
+    second = pager_down(db_path, clock, 30.0)  # the pager is still down after the restart
+    assert second.downs["backup"].connections == []  # its turn first: one ack_timeout
+    clock.advance(10)  # PAGER's ack_timeout (10 s, under escalate_after): the next poll
     assert second.downs["backup"].control_ids() == ["ESC1"]
+    second.service.stopService()
+
+
+def test_alerts_pending_through_an_outage_go_to_their_pager_before_the_backup(
+        db_path, clock):  # noqa: F811
+    """After an outage every pending alert was past escalate_after at the start, and all of
+    them paged the backup at once, while the pager (up again) took them a moment later:
+    two people paged for each. Queued before the start, an alert first gets its pager's
+    turn; one queued while running escalates on time as before."""
+    first = pager_down(db_path, clock, 60.0, "A1", "A2")
+    first.service.stopService()
+    clock.advance(3600)  # an hour down: both long past escalate_after
+    second = Rig(db_path, clock, after=60.0)
+    second.service.startService()
+    assert second.downs["pager"].control_ids() == ["A1"]
+    second.downs["pager"].reply(ack("A1"))
+    second.downs["pager"].reply(ack("A2"))
+    for _ in range(4):
+        clock.advance(5)
+    assert second.downs["backup"].connections == []
+    second.enqueue("A3")  # analysed after the start; the pager stops answering
+    for _ in range(13):
+        clock.advance(5)
+    assert second.downs["backup"].control_ids() == ["ESC1"]  # A3 only, 60 s after it came
+    assert [r[1:] for r in second.rows()] == [
+        ("A1", "delivered", None), ("A2", "delivered", None), ("A3", "pending", None),
+        ("ESC1", "pending", 3)]
+    assert [f["reason"] for name, _, f in events(db_path) if name == "escalated"] == [
+        "undelivered"]
     second.service.stopService()
 
 
