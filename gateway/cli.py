@@ -9,7 +9,8 @@ code  meaning
 ====  ==================================================================
 0     success
 1     the command ran but the outcome is negative (an ACK other than
-      AA/CA, an analysis that failed, a control id not in the audit log)
+      AA/CA, an analysis that failed, a control id not in the audit log,
+      an outbox id that cannot be re-queued)
 2     bad usage or input: invalid configuration value (names the key),
       unreadable file, a message or request that cannot be used
 3     the gateway or a peer cannot be reached, or the audit database fails

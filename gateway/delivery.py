@@ -363,6 +363,7 @@ class DeliveryService(Service):
         self._on_stop = on_stop
         self.escalation = escalation
         self._escalating = False
+        self._started_at: float | None = None
         connect = connect or mllp_connect(reactor)
         self.workers = {
             name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
@@ -375,6 +376,7 @@ class DeliveryService(Service):
 
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         super().startService()
+        self._started_at = self.reactor.seconds()
         for worker in self.workers.values():
             worker.start()
         self._poll = task.LoopingCall(self._tick)
@@ -412,17 +414,20 @@ class DeliveryService(Service):
 
     def escalate_overdue(self) -> defer.Deferred:
         """Escalate the alerts still undelivered ``escalate_after`` seconds after they were
-        queued (run at start and every ``poll_interval``); fires with how many were."""
+        queued (run at start and every ``poll_interval``; one queued before the start gets
+        its destination's turn first, ``Escalation.due``); fires with how many were."""
         escalation = self.escalation
         if escalation is None or not escalation.by_delay or self._escalating:
             return defer.succeed(0)
         self._escalating = True
         now = self.reactor.seconds()
+        started = self._started_at if self._started_at is not None else float("-inf")
 
         def escalate() -> tuple[int, list[Any]]:
             pairs = [(row, escalation.plan(row))
                      for after, routes in escalation.by_delay.items()
-                     for row in self.outbox.unescalated_alerts(routes, now - after)]
+                     for row in self.outbox.unescalated_alerts(routes, now - after)
+                     if escalation.due(row, after, now=now, started=started)]
             if not pairs:
                 return 0, []
             return (self.outbox.escalate(pairs, "undelivered"),

@@ -16,7 +16,9 @@ to it (MSH-5/MSH-6 of that destination, a new MSH-10, every other byte as sent),
 * it is dead-lettered at its destination (AR/CR, or ``max_attempts`` failed attempts); or
 * with ``escalate_after``, it is still not delivered that many seconds after it was queued
   (checked every few seconds; the original keeps being tried as well, so the first pager
-  may still get it).
+  may still get it).  That time runs on while the gateway is stopped, but an alert queued
+  before a start escalates no sooner than ``min(escalate_after, ack_timeout)`` seconds
+  after it, so that its own destination is tried first (:meth:`Escalation.due`).
 
 Each alert is escalated at most once, and an escalated copy is not escalated again.  The
 copies are outbox messages like any other (delivered, retried, dead-lettered, audited) whose
@@ -58,6 +60,23 @@ class Escalation:
 
     def __bool__(self) -> bool:
         return bool(self.routes)
+
+    def due(self, row: OutboxRow, after: float, *, now: float, started: float) -> bool:
+        """Whether ``row``, undelivered ``after`` seconds since it was queued, escalates now
+        in a gateway started at ``started``.
+
+        The time counts from the queueing, through a stop: a critical result that waited out
+        an outage has waited, and should not wait ``escalate_after`` more.  But an alert
+        queued before the start first gets its own destination's turn: it escalates once it
+        is still undelivered ``min(escalate_after, ack_timeout)`` seconds after the start
+        (time for one attempt).  Escalated at once, every alert pending through the outage
+        paged the backup too, while the first pager took them a moment later.
+        """
+        if row.created_at >= started:
+            return True
+        destination = self.destinations.get(row.destination)
+        turn = min(after, destination.ack_timeout) if destination is not None else 0.0
+        return now >= started + turn
 
     def plan(self, row: OutboxRow) -> list[PlannedMessage]:
         """The copies of ``row`` for its route's ``escalate_to``; none when it does not

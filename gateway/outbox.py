@@ -30,7 +30,8 @@ Schema::
 Every state change writes its audit event (``enqueued``, ``delivered``,
 ``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
 
-Errors: ``OutboxError`` (an unknown id, a database failure).
+Errors: ``OutboxError`` (a database failure), and its ``NotRequeued`` (a message named for a
+retry that is unknown or already delivered).
 """
 
 from __future__ import annotations
@@ -45,7 +46,10 @@ from typing import Any, Protocol
 from .audit import event_op, has_table, sqlite_uri, utc_now
 from .errors import GatewayError
 
-__all__ = ["Outbox", "OutboxError", "OutboxRow", "enqueue_op", "ensure_schema"]
+__all__ = [
+    "DeadRetry", "NotRequeued", "Outbox", "OutboxError", "OutboxRow", "enqueue_op",
+    "ensure_schema",
+]
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
@@ -93,7 +97,12 @@ _COLUMNS_BEFORE_ESCALATION = _COLUMNS.replace("escalated_from", "NULL")
 
 
 class OutboxError(GatewayError):
-    """An outbox operation failed (unknown id, database error)."""
+    """An outbox operation failed (a database error; see also NotRequeued)."""
+
+
+class NotRequeued(OutboxError):
+    """A message named for :meth:`Outbox.retry` cannot be re-queued (no such id, or
+    already delivered): nothing was re-queued."""
 
 
 class Planned(Protocol):
@@ -134,6 +143,15 @@ class OutboxRow:
     ack_code: str | None
     last_error: str | None
     escalated_from: int | None = None
+
+
+@dataclass(frozen=True)
+class DeadRetry:
+    """What :meth:`Outbox.retry_dead` did: the rows re-queued, and the dead alerts kept
+    dead with the id of the delivered alert that carried them."""
+
+    requeued: list[OutboxRow]
+    skipped: list[tuple[OutboxRow, int]]
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -305,33 +323,72 @@ class Outbox:
         """Put dead (or pending) messages back at the head of the retry schedule.
 
         All or none: an unknown or delivered id re-queues nothing, so a mistyped id in a
-        list never leaves the operator guessing which of the others went back.
+        list never leaves the operator guessing which of the others went back.  Checked in
+        the transaction that re-queues: a pending message delivered between a check and
+        the update was set pending again, and sent a second time.
         """
-        rows = []
-        for outbox_id in outbox_ids:
-            row = self.get(outbox_id)
-            if row is None:
-                raise OutboxError(f"no outbox message with id {outbox_id} (nothing re-queued)")
-            if row.status == DELIVERED:
-                raise OutboxError(f"outbox message {outbox_id} was already delivered "
-                                  "(nothing re-queued)")
-            rows.append(row)
-        self._requeue(rows)
+        with self._transaction() as conn:
+            rows = []
+            for outbox_id in dict.fromkeys(outbox_ids):  # an id given twice is one message
+                found = conn.execute(f"SELECT {self._columns} FROM outbox WHERE id = ?",
+                                     (outbox_id,)).fetchone()
+                if found is None:
+                    raise NotRequeued(f"no outbox message with id {outbox_id} "
+                                      "(nothing re-queued)")
+                row = OutboxRow(*found)
+                if row.status == DELIVERED:
+                    raise NotRequeued(f"outbox message {outbox_id} was already delivered "
+                                      "(nothing re-queued)")
+                rows.append(row)
+            self._requeue_in(conn, rows)
         return rows
 
-    def retry_dead(self, destination: str | None = None) -> int:
-        rows = self.list(status=DEAD, destination=destination, limit=None)
-        self._requeue(rows)
-        return len(rows)
+    def retry_dead(self, destination: str | None = None) -> DeadRetry:
+        """Re-queue the dead-lettered messages (of ``destination``), except the alerts
+        whose escalation, or whose original, was delivered.
 
-    def _requeue(self, rows: Sequence[OutboxRow]) -> None:
-        now = self.clock.seconds()
+        Such an alert reached someone already: its escalated copy paged the backup (or the
+        first pager got the original after the copy was queued), and sending it again
+        paged the on-call person a second time for a result already handled.  They are
+        kept dead and returned as ``skipped`` with the delivered row's id; naming one in
+        :meth:`retry` sends it again, as the operator asked.
+        """
         with self._transaction() as conn:
-            for row in rows:
-                conn.execute(
-                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
-                    "updated_at = ? WHERE id = ?", (now, now, row.id))
-                self._event(conn, "requeued", row, previous_status=row.status)
+            where, params = "status = 'dead'", []
+            if destination is not None:
+                where, params = where + " AND destination = ?", [destination]
+            dead = [OutboxRow(*r) for r in conn.execute(
+                f"SELECT {self._columns} FROM outbox WHERE {where} ORDER BY id", params)]
+            requeued, skipped = [], []
+            for row in dead:
+                reached = self._delivered_in_family(conn, row)
+                if reached is None:
+                    requeued.append(row)
+                else:
+                    skipped.append((row, reached))
+            self._requeue_in(conn, requeued)
+        return DeadRetry(requeued, skipped)
+
+    @staticmethod
+    def _delivered_in_family(conn: sqlite3.Connection, row: OutboxRow) -> int | None:
+        """The id of a delivered alert carrying what ``row`` carries: the original it
+        escalates, or a copy of it or of that original (escalation is one level deep)."""
+        if row.purpose != "alerts":
+            return None
+        root = row.escalated_from if row.escalated_from is not None else row.id
+        found = conn.execute(
+            "SELECT id FROM outbox WHERE status = 'delivered' AND id != ? "
+            "AND (id = ? OR escalated_from = ?) ORDER BY id LIMIT 1",
+            (row.id, root, root)).fetchone()
+        return None if found is None else int(found[0])
+
+    def _requeue_in(self, conn: sqlite3.Connection, rows: Sequence[OutboxRow]) -> None:
+        now = self.clock.seconds()
+        for row in rows:
+            conn.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ?", (now, now, row.id))
+            self._event(conn, "requeued", row, previous_status=row.status)
 
     def purge_delivered(self, before: float) -> tuple[int, int]:
         """Delete messages delivered before ``before`` (clock seconds), except the alerts

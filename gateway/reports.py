@@ -1,14 +1,18 @@
 """Reports over the audit log for quality teams: quality measures and follow-up tracking.
 
 Both read the inferences of each message's latest analysis (``inferences`` table) for the
-messages received in a window, so a replayed message counts once.
+messages received in a window, so a replayed message counts once; which stored reports
+still count (versions, cancelled orders, one report under several orders) is
+:mod:`gateway.report_versions`.
 
 **Quality measures** (:func:`quality_summary`): the ``qualityMeasure`` inferences counted
 per denominator and compliance type, those of a report sent again under its accession
-counted once (its latest version, as for follow-ups).  The performance rate is
-met / (met + not met), as MIPS computes it (denominator exceptions and not-eligible reports
-are out of it); the engine already mirrors the inverse measures (MIPS 405, 406), so higher
-is better for all.
+counted once (its latest version, as for follow-ups), and a report filed under several
+orders of a message (its text under each OBR, evaluated once per order) counted once,
+and those of an order cancelled after its report not at all.
+The performance rate is met / (met + not met), as MIPS computes it (denominator exceptions
+and not-eligible reports are out of it); the engine already mirrors the inverse measures
+(MIPS 405, 406), so higher is better for all.
 
 **Follow-up tracking** (:func:`followups`): closing the loop on each imaging follow-up
 recommendation.  A recommendation is
@@ -33,8 +37,10 @@ date), ``early`` or ``late`` otherwise (an exam a week after a 12-month recommen
 completes it, but it is probably not the follow-up that was asked for).  Of several
 later exams that qualify, the first that is not early completes it, else the first.
 
-Recommendations of a consultation or a management procedure, and those quoted from a
-guideline (``isGuideline``), are not tracked; one a report states twice is one follow-up,
+Recommendations of a consultation or a management procedure, those quoted from a
+guideline (``isGuideline``), and those of an order cancelled after the report (a later
+message for the same patient whose group under that accession has result status X,
+``StoredReport.cancelled``) are not tracked; one a report states twice is one follow-up,
 as is one of a report filed under several orders of a message (its text under each OBR).
 A report sent again under its accession (a correction, an addendum; under any one of the
 accessions of a report filed under several orders) replaces the earlier version: only the
@@ -56,6 +62,10 @@ from typing import Any
 from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
 
 from .audit import AuditLog, chunks
+from .report_versions import (
+    UNKNOWN, Cancelled, Patient, ReadPatients, ReadReports, StoredReport, StoredReports,
+    add_cancellation, cancelled_orders, latest_versions, withdrawn,
+)
 
 __all__ = [
     "COMPLIANCE_TYPES", "FollowUp", "MeasureSummary", "Patient", "ReadPatients", "StoredReport",
@@ -107,23 +117,49 @@ def quality_summary(audit: AuditLog, window: Window = Window(), *,
                     read: ReadReports | None = None) -> list[MeasureSummary]:
     """Per denominator (alphabetical), how many reports had each compliance type.  With
     ``read`` (see :func:`followups`), a report sent again under its accession (a
-    correction, an addendum) counts once, as its latest version, as in follow-up tracking."""
+    correction, an addendum) counts once, as its latest version, as in follow-up tracking,
+    a report filed under several orders of a message (the same text under each OBR, for
+    one patient) counts once: eligible if any order is, and of differing eligible
+    outcomes the first of not met, met, exception; and the measures of an order cancelled
+    after its report (result status X, as in follow-up tracking) do not count."""
     where, params = window.sql()
     rows = audit.conn.execute(
         "SELECT m.id, m.control_id, m.received_at, i.obr_index, i.accession, i.json "
         "FROM inferences i JOIN messages m ON m.id = i.message_id "
         f"WHERE i.kind = 'qualityMeasure' AND {where} ORDER BY m.id, i.id", params).fetchall()
+    # (message, report, denominator) -> compliance: a report filed under several orders
+    # (its text under each OBR) is one report, evaluated once per order, and was counted
+    # once per order. Without ``read``, each order group is its own report.
+    outcomes: dict[tuple[int, Any, str], str | None] = {}
+    unit: Callable[[int, int], Any] = lambda message_id, obr_index: obr_index
     if read is not None and rows:
-        rows = _latest_versions(audit, rows, _Reports(audit, read), window.until)
-    found: dict[str, MeasureSummary] = {}
-    for *_, text in rows:
+        reports = StoredReports(audit, read)
+        rows = latest_versions(audit, rows, reports, window.until)
+        if rows:
+            cancelled = cancelled_orders(audit, min(row[2] for row in rows), reports)
+            rows = [row for row in rows if not withdrawn(row, reports, cancelled)]
+        unit = reports.report_of
+    for message_id, _, _, obr_index, _, text in rows:
         inference = json.loads(text)
-        denominator = inference.get("qualityMeasureDenominator") or "(none)"
+        key = (message_id, unit(message_id, obr_index),
+               inference.get("qualityMeasureDenominator") or "(none)")
+        compliance, known = inference.get("complianceType"), outcomes.setdefault(key, None)
+        if compliance in _PRECEDENCE and (
+                known is None or _PRECEDENCE[compliance] < _PRECEDENCE[known]):
+            outcomes[key] = compliance
+    found: dict[str, MeasureSummary] = {}
+    for (_, _, denominator), compliance in outcomes.items():
         summary = found.setdefault(denominator, MeasureSummary(denominator))
-        compliance = inference.get("complianceType")
-        if compliance in summary.counts:
+        if compliance is not None:
             summary.counts[compliance] += 1
     return [found[name] for name in sorted(found)]
+
+
+# One report evaluated under several orders can be eligible under one order and not under
+# another (a chest CT's nodule measure under the abdomen's order): the report is eligible,
+# and of two eligible outcomes the one that shows a gap is kept rather than hidden.
+_PRECEDENCE = {"performanceNotMet": 0, "performanceMet": 1, "denominatorException": 2,
+               "notEligible": 3}
 
 
 @dataclass(frozen=True)
@@ -170,28 +206,6 @@ class FollowUp:
         }
 
 
-# Every (identifier, assigning authority) of a patient: two reports sharing one are of one
-# patient (mappings.inbound.patient_identities).
-Patient = frozenset[tuple[str, str]]
-
-
-@dataclass(frozen=True)
-class StoredReport:
-    """What the inbound mapping reads from one OBR group of a stored message."""
-
-    patient: Patient  # the patient's (identifier, assigning authority) pairs; empty: unknown
-    accession: str | None
-    modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
-    description: str | None = None  # what the order says it is ("CT CHEST WO CONTRAST")
-    performed: bool = True  # False: its result status says no exam was done (cancelled, ...)
-
-
-# read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
-ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
-# patients(raw, charset) -> {obr_index: Patient}: the same, read at a fraction of the cost.
-ReadPatients = Callable[[bytes, "str | None"], dict[int, Patient]]
-
-
 def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
               read: ReadReports, patients: ReadPatients | None = None,
               tolerance_days: int = 30) -> list[FollowUp]:
@@ -212,15 +226,15 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         params).fetchall()
     if not recommended:
         return []
-    reports = _Reports(audit, read)
-    recommended = _latest_versions(audit, recommended, reports, window.until)
+    reports = StoredReports(audit, read)
+    recommended = latest_versions(audit, recommended, reports, window.until)
     if not recommended:
         return []
     communicated = kind_in(audit, "followupCommunication", {row[0] for row in recommended})
     wanted = {identity for row in recommended
-              for identity in reports.of(row[0]).get(row[3], _UNKNOWN).patient}
-    exams = _exams_by_patient(audit, min(row[2] for row in recommended), reports, wanted,
-                              patients)
+              for identity in reports.of(row[0]).get(row[3], UNKNOWN).patient}
+    exams, cancelled = _exams_by_patient(audit, min(row[2] for row in recommended), reports,
+                                         wanted, patients)
     tracked: list[FollowUp] = []
     # A report often says its recommendation twice (findings and impression), and the engine
     # gives one inference per statement: one follow-up per report, modality, region and due
@@ -235,7 +249,12 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         if codes is None or inference.get("isGuideline"):
             continue
         regions = _regions(inference.get("recommendedProcedure") or {})
-        patient = reports.of(message_id).get(obr_index, _UNKNOWN).patient
+        patient = reports.of(message_id).get(obr_index, UNKNOWN).patient
+        if withdrawn((message_id, control_id, received_at, obr_index, accession), reports,
+                      cancelled):
+            # The recommendation went with its cancelled order, and stayed open, then
+            # overdue, with nobody to act on it.
+            continue
         # A later message under any accession of this one is a version of it, not its exam;
         # without an accession nothing names a version (the exam without one is an exam).
         own = {a for a in (accession, *(r.accession for r in reports.of(message_id).values()
@@ -273,76 +292,6 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     return tracked
 
 
-_UNKNOWN = StoredReport(frozenset(), None, None)
-
-
-def _latest_versions(audit: AuditLog, recommended: list[Any], reports: _Reports,
-                     until: str | None) -> list[Any]:
-    """The recommendation rows without those of a report sent again later.
-
-    A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
-    accession, and usually repeats the recommendation: only the latest analysed version of an
-    accession (same patient) is tracked, or one follow-up would count two or more times; a
-    report filed under several orders is replaced by a version under any of them.  A
-    later version is a message received before ``until`` whose analysis recorded that
-    accession (an ``analysed`` event, or inferences): a window that ended before the
-    correction came keeps the version it holds, rather than losing the recommendation.
-    """
-    before, bound = Window(until=until).sql()
-    # Every accession of the recommending messages: a report filed under several orders is
-    # replaced by a version sent under any one of them (an addendum under the first order).
-    accessions = {row[4] for row in recommended if row[4]} | {
-        r.accession for message_id in {row[0] for row in recommended}
-        for r in reports.of(message_id).values() if r.accession}
-    later: dict[str, list[int]] = {}
-    for chunk in chunks(sorted(accessions)):
-        marks = ", ".join("?" * len(chunk))
-        for message_id, accession in audit.conn.execute(
-                "SELECT i.message_id, i.accession FROM inferences i "
-                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
-                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.accession') "
-                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
-                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
-                [*chunk, *bound, *chunk, *bound]):
-            later.setdefault(accession, []).append(message_id)
-
-    def patient(message_id: int, accession: str) -> Patient:
-        return next((r.patient for r in reports.of(message_id).values()
-                     if r.accession == accession), frozenset())
-
-    def superseded(row: Any) -> bool:
-        message_id, accession = row[0], row[4]
-        mine = patient(message_id, accession)
-        own = {accession} | {r.accession for r in reports.of(message_id).values()
-                             if r.accession and _same_patient(r.patient, mine)}
-        return any(other > message_id and _same_patient(patient(other, each), mine)
-                   for each in own if each for other in later.get(each, ()))
-
-    return [row for row in recommended if not superseded(row)]
-
-
-class _Reports:
-    """The mapped OBR groups of stored messages, read once each."""
-
-    def __init__(self, audit: AuditLog, read: ReadReports) -> None:
-        self.audit = audit
-        self.read = read
-        self._cache: dict[int, dict[int, StoredReport]] = {}
-
-    def of(self, message_id: int, raw: bytes | None = None, charset: str | None = None
-           ) -> dict[int, StoredReport]:
-        if message_id not in self._cache:
-            if raw is None:
-                row = self.audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
-                                              (message_id,)).fetchone()
-                raw, charset = row if row else (b"", None)
-            try:
-                self._cache[message_id] = self.read(raw, charset)
-            except Exception:  # noqa: BLE001 - a message that no longer maps: no patient
-                self._cache[message_id] = {}
-        return self._cache[message_id]
-
-
 def kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
              ) -> dict[tuple[int, int], list[str]]:
     """The inferences of ``kind`` of these messages, by (message id, OBR index)."""
@@ -355,32 +304,31 @@ def kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
     return found
 
 
-def _same_patient(first: Patient, second: Patient) -> bool:
-    return bool(first & second) or first == second  # two unknown ones alike, as before
-
-
 def _exams_of(exams: dict[tuple[str, str], list[Exam]], patient: Patient) -> list[Exam]:
     """The exams filed under any of the patient's identifiers, each once, in arrival order."""
     found = {exam: None for identity in patient for exam in exams.get(identity, ())}
     return sorted(found, key=lambda exam: (exam.received_at, exam.message_id))
 
 
-def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
+def _exams_by_patient(audit: AuditLog, since: str, reports: StoredReports,
                       wanted: set[tuple[str, str]], patients: ReadPatients | None
-                      ) -> dict[tuple[str, str], list[Exam]]:
+                      ) -> tuple[dict[tuple[str, str], list[Exam]], Cancelled]:
     """Accepted reports received at or after ``since``, with their modalities, under each
     identifier of their patient (with ``patients``, only the reports of a patient with an
-    identifier in ``wanted`` are mapped)."""
+    identifier in ``wanted`` are mapped); and the messages cancelling an order, under each
+    (accession, identifier) of the order."""
     rows = audit.conn.execute(
         "SELECT id, control_id, received_at, raw, charset FROM messages "
         "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
         "ORDER BY received_at, id", (since,)).fetchall()
     described = kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
     by_patient: dict[tuple[str, str], list[Exam]] = {}
+    cancelled: Cancelled = {}
     for message_id, control_id, received_at, raw, charset in rows:
         if patients is not None and not _any_of(wanted, patients, raw, charset):
             continue
         for obr_index, report in reports.of(message_id, raw, charset).items():
+            add_cancellation(cancelled, message_id, report)
             codes = {report.modality} if report.modality else set()
             regions = regions_of_text(report.description)
             for text in described.get((message_id, obr_index), []):
@@ -394,7 +342,7 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: _Reports,
                             regions)
                 for identity in report.patient:
                     by_patient.setdefault(identity, []).append(exam)
-    return by_patient
+    return by_patient, cancelled
 
 
 def _any_of(wanted: set[tuple[str, str]], patients: ReadPatients, raw: bytes,

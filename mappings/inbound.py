@@ -71,8 +71,8 @@ from .structure import (
 )
 from .validation import validate_structure
 
-__all__ = ["NO_RESULT_STATUSES", "MappedReport", "SourceMap", "SourceRef", "check_oru",
-           "map_oru", "patient_identities"]
+__all__ = ["NO_RESULT_STATUSES", "ORDER_CANCELLED", "MappedReport", "SourceMap", "SourceRef",
+           "check_oru", "map_oru", "patient_identities"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +157,8 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
 # progress (specimen in lab), S scheduled but not done, X order cancelled, Y and Z no order
 # or patient on record (queries). A report with one is no evidence that the exam was done.
 NO_RESULT_STATUSES = frozenset({"O", "I", "S", "X", "Y", "Z"})
+# Table 0123 X, "No results available; Order canceled": sent after a report, it withdraws it.
+ORDER_CANCELLED = "X"
 
 
 def patient_identities(text: str, config: MappingConfig | None = None

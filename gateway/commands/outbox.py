@@ -2,7 +2,8 @@
 
     ri-gateway outbox list [--status pending|delivered|dead] [--destination NAME] [-n N] [--json]
     ri-gateway outbox retry ID...        put dead (or waiting) messages back in the queue now
-    ri-gateway outbox retry --dead       every dead-lettered message (optionally --destination)
+    ri-gateway outbox retry --dead       every dead-lettered message (optionally --destination),
+                                         but an alert already delivered by escalation
     ri-gateway outbox purge --delivered --before DATE
 
 A running gateway picks re-queued messages up within its poll interval (5 s).
@@ -19,8 +20,10 @@ from typing import Any
 import click
 
 from gateway.audit import AuditLog
-from gateway.errors import AuditError, InputError
-from gateway.outbox import DEAD, DELIVERED, PENDING, Outbox, OutboxError, OutboxRow
+from gateway.errors import AuditError, NegativeOutcome
+from gateway.outbox import (
+    DEAD, DELIVERED, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
+)
 
 from .options import config_option, db_option, parse_date, settings_from
 
@@ -104,7 +107,12 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
 @click.option("--destination", help="With --dead: only this destination.")
 def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], dead: bool,
           destination: str | None) -> None:
-    """Re-queue messages by ID, or all dead-lettered ones with --dead."""
+    """Re-queue messages by ID, or all dead-lettered ones with --dead.
+
+    --dead keeps dead an alert whose escalated copy (or whose original) was delivered,
+    and says so: the result reached someone already. Name its ID to send it again.
+    An unknown or delivered ID re-queues nothing and exits 1.
+    """
     if bool(ids) == dead:
         raise click.UsageError("give message IDs or --dead (not both)")
     if destination is not None and not dead:
@@ -113,17 +121,25 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     box = _open(config_path, db_path)
     try:
         if dead:
-            count = box.retry_dead(destination)
-            click.echo(f"re-queued {count} dead-lettered message(s)")
-            return
-        try:
+            done = box.retry_dead(destination)
+        else:
             rows = box.retry(*ids)
-        except OutboxError as exc:
-            raise InputError(str(exc)) from None
-        for row in rows:
-            click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
+    except NotRequeued as exc:
+        # The command ran and the answer is no, as for a control id replay does not find.
+        raise NegativeOutcome(str(exc)) from None
+    except OutboxError as exc:  # the database failed: exit 3, as when it cannot be opened
+        raise AuditError(str(exc)) from None
     finally:
         box.conn.close()
+    if not dead:
+        for row in rows:
+            click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
+        return
+    click.echo(f"re-queued {len(done.requeued)} dead-lettered message(s)")
+    for row, reached in done.skipped:
+        # Its escalated copy (or its original) was delivered: someone was paged already.
+        click.echo(f"kept dead {row.id} for {row.destination}: the same alert was delivered "
+                   f"as {reached} (name it to send it again: outbox retry {row.id})")
 
 
 @outbox.command()
@@ -140,6 +156,8 @@ def purge(config_path: str | None, db_path: str | None, delivered: bool, before:
     box = _open(config_path, db_path)
     try:
         count, kept = box.purge_delivered(cutoff)
+    except OutboxError as exc:  # a lock held too long, a full disk: exit 3, as audit purge
+        raise AuditError(str(exc)) from None
     finally:
         box.conn.close()
     alerts = f"; kept {kept} delivered alert(s) of reports still in the audit log" if kept else ""

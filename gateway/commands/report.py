@@ -14,6 +14,7 @@ how a critical result counts as alerted: :mod:`gateway.critical_results`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from collections import Counter
 from typing import Any
@@ -115,7 +116,9 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
     patient's identifiers, accession, order modality and order text the inbound mapping
     gives; and the patients' identifiers alone, cheaply."""
     from mappings.decoding import decode_message
-    from mappings.inbound import NO_RESULT_STATUSES, map_oru, patient_identities
+    from mappings.inbound import (
+        NO_RESULT_STATUSES, ORDER_CANCELLED, map_oru, patient_identities,
+    )
     from mappings.procedures import MODALITY_CODES
 
     def text_of(raw: bytes, charset: str | None) -> str:
@@ -130,10 +133,19 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
         return {r.obr_index: StoredReport(identities.get(r.obr_index, frozenset()), r.accession,
                                           MODALITY_CODES.get(r.modality_hint or ""),
                                           _order_text(r),
-                                          r.result_status not in NO_RESULT_STATUSES)
+                                          r.result_status not in NO_RESULT_STATUSES,
+                                          _text_key(r.document_text),
+                                          r.result_status == ORDER_CANCELLED)
                 for r in map_oru(text, settings.mapping_config)}
 
     return read, patients
+
+
+def _text_key(text: str) -> str | None:
+    """A digest of a report text, to tell one report filed under several orders (the same
+    text under each OBR) without keeping every text read in memory."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest() \
+        if text.strip() else None
 
 
 def _order_text(report: Any) -> str:

@@ -324,7 +324,7 @@ def test_retry_and_purge(outbox, clock, db_path):
     worker.start()
     down.reply(ack("M1", "AR"))
     down.reply(ack("M2"))
-    assert outbox.retry_dead() == 1
+    assert [row.control_id for row in outbox.retry_dead().requeued] == ["M1"]
     worker.wake()
     down.reply(ack("M1"))
     assert [r.status for r in outbox.list()] == ["delivered", "delivered"]

@@ -182,8 +182,39 @@ def test_escalation_in_time_survives_a_restart(db_path, clock):  # noqa: F811
     clock.advance(10)
     first.service.stopService()
     clock.advance(100)  # stopped past the deadline
-    second = pager_down(db_path, clock, 30.0)  # checked at start
+    second = pager_down(db_path, clock, 30.0)  # the pager is still down after the restart
+    assert second.downs["backup"].connections == []  # its turn first: one ack_timeout
+    clock.advance(10)  # PAGER's ack_timeout (10 s, under escalate_after): the next poll
     assert second.downs["backup"].control_ids() == ["ESC1"]
+    second.service.stopService()
+
+
+def test_alerts_pending_through_an_outage_go_to_their_pager_before_the_backup(
+        db_path, clock):  # noqa: F811
+    """After an outage every pending alert was past escalate_after at the start, and all of
+    them paged the backup at once, while the pager (up again) took them a moment later:
+    two people paged for each. Queued before the start, an alert first gets its pager's
+    turn; one queued while running escalates on time as before."""
+    first = pager_down(db_path, clock, 60.0, "A1", "A2")
+    first.service.stopService()
+    clock.advance(3600)  # an hour down: both long past escalate_after
+    second = Rig(db_path, clock, after=60.0)
+    second.service.startService()
+    assert second.downs["pager"].control_ids() == ["A1"]
+    second.downs["pager"].reply(ack("A1"))
+    second.downs["pager"].reply(ack("A2"))
+    for _ in range(4):
+        clock.advance(5)
+    assert second.downs["backup"].connections == []
+    second.enqueue("A3")  # analysed after the start; the pager stops answering
+    for _ in range(13):
+        clock.advance(5)
+    assert second.downs["backup"].control_ids() == ["ESC1"]  # A3 only, 60 s after it came
+    assert [r[1:] for r in second.rows()] == [
+        ("A1", "delivered", None), ("A2", "delivered", None), ("A3", "pending", None),
+        ("ESC1", "pending", 3)]
+    assert [f["reason"] for name, _, f in events(db_path) if name == "escalated"] == [
+        "undelivered"]
     second.service.stopService()
 
 
@@ -203,6 +234,44 @@ def test_the_check_every_poll_reads_the_pending_alerts_only(db_path, clock):  # 
         plan = " ".join(row[3] for row in rig.outbox.conn.execute(
             "EXPLAIN QUERY PLAN " + statement))
         assert "SCAN" not in plan, (statement, plan)
+
+
+def test_retry_dead_keeps_dead_an_alert_its_escalation_delivered(db_path, clock):  # noqa: F811
+    """An on-call admin re-queues the dead letters after the pager is fixed: the alert
+    whose copy reached the backup desk must not page again (it did), nor the copy of an
+    alert the first pager got in the end; an alert that reached no one goes again."""
+    rig = Rig(db_path, clock, after=60.0)
+    for control_id in ("A1", "A2", "A3"):
+        rig.enqueue(control_id)
+    rig.service.startService()
+    rig.downs["pager"].reply(ack("A1", "AR"))  # dead: escalated, and the desk takes it
+    rig.downs["backup"].reply(ack("ESC1"))
+    rig.downs["pager"].reply(ack("A2", "AR"))  # dead: escalated, the desk refuses it too
+    rig.downs["backup"].reply(ack("ESC2", "AR"))
+    rig.downs["pager"].up = False
+    clock.advance(65)  # A3 undelivered past escalate_after: copied to the desk, which refuses
+    rig.downs["backup"].reply(ack("ESC3", "AR"))
+    rig.downs["pager"].up = True
+    clock.advance(20)
+    rig.downs["pager"].reply(ack("A3"))  # the first pager got A3 in the end
+    rig.service.stopService()
+    assert rig.rows() == [
+        ("pager", "A1", "dead", None), ("pager", "A2", "dead", None),
+        ("pager", "A3", "delivered", None), ("backup", "ESC1", "delivered", 1),
+        ("backup", "ESC2", "dead", 2), ("backup", "ESC3", "dead", 3)]
+    retried = CliRunner().invoke(main, ["outbox", "retry", "--dead", "--db", db_path])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.splitlines() == [
+        "re-queued 2 dead-lettered message(s)",
+        "kept dead 1 for pager: the same alert was delivered as 4 "
+        "(name it to send it again: outbox retry 1)",
+        "kept dead 6 for backup: the same alert was delivered as 3 "
+        "(name it to send it again: outbox retry 6)"]
+    assert [r[2] for r in rig.rows()] == [
+        "dead", "pending", "delivered", "delivered", "pending", "dead"]
+    # Named, it goes again: the operator asked for that page.
+    named = CliRunner().invoke(main, ["outbox", "retry", "1", "--db", db_path])
+    assert (named.exit_code, named.output) == (0, "re-queued 1 (dead -> pending) for pager\n")
 
 
 def test_an_escalated_copy_is_not_escalated_again(rig):

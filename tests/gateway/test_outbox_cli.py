@@ -10,7 +10,7 @@ from twisted.internet import task
 
 from gateway.audit import AuditLog
 from gateway.cli import main
-from gateway.outbox import Outbox
+from gateway.outbox import NotRequeued, Outbox
 from gateway.routing import PlannedMessage
 
 DAY = 86400.0
@@ -58,11 +58,14 @@ def test_list_json(db):
 def test_retry_by_id_and_dead(db):
     assert run("outbox", "retry", "--db", db, "2") == (0, "re-queued 2 (dead -> pending) for ehr\n")
     assert run("outbox", "retry", "--db", db, "--dead") == (0, "re-queued 0 dead-lettered message(s)\n")
+    # An id not found is a negative outcome (exit 1), as a control id replay or audit show
+    # does not find; it exited 2, the code for unusable input, and scripts told the two
+    # commands' "not found" apart by number.
     code, out = run("outbox", "retry", "--db", db, "99")
-    assert code == 2
+    assert code == 1 and "no outbox message with id 99" in out
     code, out = run("outbox", "retry", "--db", db, "1")  # already delivered
-    assert code == 2
-    code, _ = run("outbox", "retry", "--db", db)
+    assert code == 1 and "already delivered" in out
+    code, _ = run("outbox", "retry", "--db", db)  # usage: no ids and no --dead
     assert code == 2
 
 
@@ -87,10 +90,11 @@ def test_missing_database_is_exit_3(tmp_path):
 def test_retry_with_an_unknown_id_re_queues_none_of_the_others(db):
     # "retry 2 99" re-queued 2, then failed on 99: an error exit after a change was made.
     code, out = run("outbox", "retry", "--db", db, "2", "99")
-    assert code == 2 and "no outbox message with id 99 (nothing re-queued)" in out
+    assert code == 1 and "no outbox message with id 99 (nothing re-queued)" in out
     code, out = run("outbox", "list", "--db", db, "--json")
     assert [json.loads(line)["status"] for line in out.splitlines()] == ["delivered", "dead", "pending"]
-    assert run("outbox", "retry", "--db", db, "2", "3") == (
+    # An id given twice is one message: re-queued (and audited) once.
+    assert run("outbox", "retry", "--db", db, "2", "3", "2") == (
         0, "re-queued 2 (dead -> pending) for ehr\nre-queued 3 (pending -> pending) for ehr\n")
 
 
@@ -129,3 +133,32 @@ def test_a_dead_message_is_listed_with_when_it_was_dead_lettered(tmp_path):
     code, out = run("outbox", "list", "--db", path, "--json")
     row = json.loads(out)
     assert (row["created_at"], row["updated_at"]) == ("2024-01-15T00:00:00Z", "2024-01-16T00:00:00Z")
+
+
+def test_a_retry_sees_a_delivery_committed_before_it_re_queues(tmp_path):
+    """`outbox retry ID` of a pending message that the running gateway delivers meanwhile:
+    the check (not delivered) was read before the re-queue took the write lock, so a
+    delivery committed in between was overwritten with `pending` and the message was sent
+    a second time. The delivery here commits just as the retry asks for the lock."""
+    import sqlite3
+
+    path, clock, gateway = new_outbox(tmp_path)
+    gateway.enqueue([PlannedMessage("pager", "crit", "alerts", "OUT1", b"MSH|x")],
+                    source_control_id="IN1")
+    (row,) = gateway.list()
+    delivered: list[bool] = []
+
+    class DeliveredMeanwhile(sqlite3.Connection):
+        def execute(self, sql, *args):  # type: ignore[no-untyped-def]
+            if sql == "BEGIN IMMEDIATE" and not delivered:
+                delivered.append(True)
+                gateway.record_delivered(row, "AA")
+            return super().execute(sql, *args)
+
+    operator = Outbox(sqlite3.connect(path, isolation_level=None, factory=DeliveredMeanwhile),
+                      clock=clock)
+    with pytest.raises(NotRequeued, match="already delivered"):
+        operator.retry(row.id)
+    assert [(r.status, r.attempts) for r in gateway.list()] == [("delivered", 1)]
+    operator.conn.close()
+    gateway.conn.close()

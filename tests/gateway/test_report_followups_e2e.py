@@ -35,9 +35,9 @@ def oru(control_id: str, pid3: str, date: str, *orders: list[str]) -> str:
     return "\r".join(segments) + "\r"
 
 
-def analysed(rig, messages: list[str]) -> None:  # noqa: F811
+def analysed(rig, messages: list[str], config: str = BASE) -> None:  # noqa: F811
     mllp = free_port()
-    rig.serve(BASE, mllp)
+    rig.serve(config, mllp)
     sent = rig.send(mllp, "reports", "".join(messages))
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert sent.stdout.count("MSA|AA|") == len(messages), sent.stdout
@@ -121,3 +121,33 @@ def test_an_exam_cancelled_or_not_yet_done_does_not_complete_a_follow_up(rig):  
                                 "STAT2001": ("completed", "STAT2002")}
     assert last.startswith("3 tracked follow-up recommendation(s): 1 completed, 0 open, "
                            "2 overdue")
+
+
+def test_an_order_cancelled_after_its_report_withdraws_its_follow_up(rig):  # noqa: F811
+    # The RIS cancels an order after its final report went out (wrong patient, exam
+    # ordered twice): it sends the order again with result status X (HL7 table 0123: no
+    # results available, order canceled). The report's recommendation went with it, but it
+    # stayed tracked, and overdue for good. A cancellation under the same accession number
+    # for another patient (another hospital's numbering) withdraws nothing. The quality
+    # measures of the cancelled order's report go with it too.
+    analysed(rig, [
+        oru("CANC0001", "MRN-C1^^^GENHOSP^MR", "20240115",
+            order(1, "ACC-C1", CT_CHEST, "20240115", NODULE)),
+        oru("CANC0002", "MRN-C2^^^GENHOSP^MR", "20240115",
+            order(1, "ACC-C2", CT_CHEST, "20240115", NODULE)),
+        oru("CANC0003", "MRN-C1^^^GENHOSP^MR", "20240117",
+            order(1, "ACC-C1", CT_CHEST, "20240115", ["Order cancelled: entered in error."],
+                  status="X")),
+        oru("CANC0004", "MRN-OTHER^^^GENHOSP^MR", "20240117",
+            order(1, "ACC-C2", CT_CHEST, "20240115", ["Order cancelled: entered in error."],
+                  status="X")),
+    ], BASE.replace("[analysis]\n", '[analysis]\nquality_measures = ["mips364"]\n'))
+    items, last = followups(rig)
+    assert [(i["control_id"], i["status"]) for i in items] == [("CANC0002", "overdue")]
+    assert last.startswith("1 tracked follow-up recommendation(s): 0 completed, 0 open, "
+                           "1 overdue")
+    quality = rig.run("report", "quality", "--db", rig.db, "--json")
+    assert quality.returncode == 0, quality.stdout + quality.stderr
+    assert [(row["denominator"], row["performanceMet"], row["performanceNotMet"],
+             row["notEligible"]) for row in map(json.loads, quality.stdout.splitlines())] == [
+        ("INCIDENTAL PULMONARY NODULE", 1, 0, 0)]

@@ -572,3 +572,40 @@ def test_an_addendum_under_one_order_of_a_report_filed_under_two_replaces_it(tmp
     assert set(items) == {"Q1A"} and items["Q1A"]["status"] == "overdue"
     code, out = run("followups", "--db", path, "--as-of", "2024-12-01")
     assert code == 0 and out.splitlines()[-1].startswith("1 tracked follow-up")
+
+
+def two_orders(control_id: str, mrn: str, date: str, text: str) -> str:
+    """CT chest and CT abdomen/pelvis read together: one report, its text under each OBR."""
+    first = oru(control_id, mrn, f"ACC-{control_id}1", CT_CHEST, date, text)
+    second = [line.replace(f"ACC-{control_id}1", f"ACC-{control_id}2").replace("OBR|1|", "OBR|2|")
+              .replace(CT_CHEST, CT_ABDOMEN)
+              for line in first.split("\r") if line.startswith(("OBR", "OBX"))]
+    return first + "\r".join(second) + "\r"
+
+
+def quality(path: str) -> dict[str, dict]:
+    code, out = run("quality", "--db", path, "--json")
+    assert code == 0, out
+    return {row["denominator"]: {k: row[k] for k in ("performanceMet", "performanceNotMet",
+                                                     "denominatorException", "notEligible")}
+            for row in map(json.loads, out.splitlines())}
+
+
+def test_a_report_filed_under_several_orders_counts_once_for_its_quality_measures(tmp_path):
+    # One report under a CT chest and a CT abdomen order is evaluated once per order: the
+    # nodule measure met under the chest order and not eligible under the abdomen's, the
+    # abdominal lesion measure not eligible twice. It counted as two reports in every
+    # denominator; as followups and critical do, it is one report, eligible where any order
+    # is. Two orders of one message with different reports stay two reports.
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    log.add_message("M1", "20240115", two_orders("M1", "MRN-M", "20240115", NODULE_6_MONTHS))
+    different = two_orders("M2", "MRN-N", "20240116", NODULE_6_MONTHS).split("\r")
+    different[-2] = different[-2].replace("7 mm", "8 mm")  # the second order's own report
+    log.add_message("M2", "20240116", "\r".join(different))
+    log.audit.close()
+    assert quality(path) == {
+        "INCIDENTAL PULMONARY NODULE": {"performanceMet": 2, "performanceNotMet": 0,
+                                        "denominatorException": 0, "notEligible": 1},
+        "INCIDENTAL ABDOMINAL LESION": {"performanceMet": 0, "performanceNotMet": 0,
+                                        "denominatorException": 0, "notEligible": 3}}

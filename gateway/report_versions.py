@@ -1,0 +1,176 @@
+"""Which stored reports count, for the quality team's reports (:mod:`gateway.reports`).
+
+A stored message holds one report per OBR group, as the inbound mapping reads it
+(:class:`StoredReport`, through an injected ``read`` so that this module holds no HL7 field
+logic).  Three things decide whether an analysed group still counts:
+
+* **versions**: a report sent again under its accession for the same patient (a
+  correction, an addendum; under any one of the accessions of a report filed under
+  several orders) replaces the earlier version (:func:`latest_versions`);
+* **cancellations**: an order cancelled after its report (a later message for the same
+  patient whose group under that accession has result status X, HL7 table 0123 "No
+  results available; Order canceled") takes the report with it (:func:`withdrawn`);
+* **one report under several orders**: the same text under each OBR of a message, for one
+  patient, is one report (:meth:`StoredReports.report_of`).
+
+Two reports are of one patient when they share an identifier with its assigning authority
+(``mappings.inbound.patient_identities``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import AuditLog, chunks
+
+__all__ = [
+    "Cancelled", "Patient", "ReadPatients", "ReadReports", "StoredReport", "StoredReports",
+    "UNKNOWN", "add_cancellation", "cancelled_orders", "latest_versions", "same_patient",
+    "withdrawn",
+]
+
+
+# Every (identifier, assigning authority) of a patient: two reports sharing one are of one
+# patient (mappings.inbound.patient_identities).
+Patient = frozenset[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class StoredReport:
+    """What the inbound mapping reads from one OBR group of a stored message."""
+
+    patient: Patient  # the patient's (identifier, assigning authority) pairs; empty: unknown
+    accession: str | None
+    modality: str | None  # SNOMED CT code of the ordered exam's modality, when known
+    description: str | None = None  # what the order says it is ("CT CHEST WO CONTRAST")
+    performed: bool = True  # False: its result status says no exam was done (cancelled, ...)
+    text_key: str | None = None  # digest of the report text (one report under several orders)
+    cancelled: bool = False  # its result status is X: the order was cancelled
+
+
+# read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
+ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
+# patients(raw, charset) -> {obr_index: Patient}: the same, read at a fraction of the cost.
+ReadPatients = Callable[[bytes, "str | None"], dict[int, Patient]]
+# (accession, patient identifier) -> the messages cancelling that order, in arrival order.
+Cancelled = dict[tuple[str, tuple[str, str]], list[int]]
+
+UNKNOWN = StoredReport(frozenset(), None, None)
+
+
+def latest_versions(audit: AuditLog, recommended: list[Any], reports: StoredReports,
+                     until: str | None) -> list[Any]:
+    """The inference rows (message id, control id, received at, OBR index, accession, ...)
+    without those of a report sent again later.
+
+    A corrected report (OBR-25 ``C``) or an addendum comes as another message with the same
+    accession, and usually repeats the recommendation: only the latest analysed version of an
+    accession (same patient) is tracked, or one follow-up would count two or more times; a
+    report filed under several orders is replaced by a version under any of them.  A
+    later version is a message received before ``until`` whose analysis recorded that
+    accession (an ``analysed`` event, or inferences): a window that ended before the
+    correction came keeps the version it holds, rather than losing the recommendation.
+    """
+    before, bound = ("m.received_at < ?", [until]) if until is not None else ("1", [])
+    # Every accession of the recommending messages: a report filed under several orders is
+    # replaced by a version sent under any one of them (an addendum under the first order).
+    accessions = {row[4] for row in recommended if row[4]} | {
+        r.accession for message_id in {row[0] for row in recommended}
+        for r in reports.of(message_id).values() if r.accession}
+    later: dict[str, list[int]] = {}
+    for chunk in chunks(sorted(accessions)):
+        marks = ", ".join("?" * len(chunk))
+        for message_id, accession in audit.conn.execute(
+                "SELECT i.message_id, i.accession FROM inferences i "
+                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
+                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.accession') "
+                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
+                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
+                [*chunk, *bound, *chunk, *bound]):
+            later.setdefault(accession, []).append(message_id)
+
+    def patient(message_id: int, accession: str) -> Patient:
+        return next((r.patient for r in reports.of(message_id).values()
+                     if r.accession == accession), frozenset())
+
+    def superseded(row: Any) -> bool:
+        message_id, accession = row[0], row[4]
+        mine = patient(message_id, accession)
+        own = {accession} | {r.accession for r in reports.of(message_id).values()
+                             if r.accession and same_patient(r.patient, mine)}
+        return any(other > message_id and same_patient(patient(other, each), mine)
+                   for each in own if each for other in later.get(each, ()))
+
+    return [row for row in recommended if not superseded(row)]
+
+
+class StoredReports:
+    """The mapped OBR groups of stored messages, read once each."""
+
+    def __init__(self, audit: AuditLog, read: ReadReports) -> None:
+        self.audit = audit
+        self.read = read
+        self._cache: dict[int, dict[int, StoredReport]] = {}
+
+    def of(self, message_id: int, raw: bytes | None = None, charset: str | None = None
+           ) -> dict[int, StoredReport]:
+        if message_id not in self._cache:
+            if raw is None:
+                row = self.audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
+                                              (message_id,)).fetchone()
+                raw, charset = row if row else (b"", None)
+            try:
+                self._cache[message_id] = self.read(raw, charset)
+            except Exception:  # noqa: BLE001 - a message that no longer maps: no patient
+                self._cache[message_id] = {}
+        return self._cache[message_id]
+
+    def report_of(self, message_id: int, obr_index: int) -> Any:
+        """Which report of the message an OBR group holds: the first group with the same
+        patient and the same report text (one report filed under several orders)."""
+        groups = self.of(message_id)
+        mine = groups.get(obr_index)
+        if mine is None or mine.text_key is None:
+            return obr_index
+        return min((index for index, other in groups.items()
+                    if other.text_key == mine.text_key and other.patient == mine.patient),
+                   default=obr_index)
+
+
+def same_patient(first: Patient, second: Patient) -> bool:
+    return bool(first & second) or first == second  # two unknown ones alike, as before
+
+
+def add_cancellation(cancelled: Cancelled, message_id: int, report: StoredReport) -> None:
+    if report.cancelled and report.accession:
+        for identity in report.patient:
+            cancelled.setdefault((report.accession, identity), []).append(message_id)
+
+
+def withdrawn(row: Sequence[Any], reports: StoredReports, cancelled: Cancelled) -> bool:
+    """Whether the order of an inference row (message id, control id, received at, OBR
+    index, accession, ...) was cancelled by a later message for the same patient (HL7 table
+    0123 X: "No results available; Order canceled"): its report went with it."""
+    message_id, obr_index, accession = row[0], row[3], row[4]
+    patient = reports.of(message_id).get(obr_index, UNKNOWN).patient
+    return bool(accession) and any(other > message_id for identity in patient
+                                   for other in cancelled.get((accession, identity), ()))
+
+
+def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports) -> Cancelled:
+    """The orders cancelled by accepted reports received at or after ``since``.  A group
+    with result status X is not analysed, so only the messages with a group that left no
+    inference are read (``reports`` is how many groups a message has); the rest, nearly
+    every message, are not mapped."""
+    cancelled: Cancelled = {}
+    for message_id, raw, charset in audit.conn.execute(
+            "SELECT id, raw, charset FROM messages m WHERE received_at >= ? "
+            "AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
+            "AND (status != 'analysed' OR reports IS NULL OR reports > "
+            "(SELECT COUNT(DISTINCT i.obr_index) FROM inferences i WHERE i.message_id = m.id)) "
+            "ORDER BY id", (since,)):
+        for report in reports.of(message_id, raw, charset).values():
+            add_cancellation(cancelled, message_id, report)
+    return cancelled
