@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
 import time
+from pathlib import Path
 
-from gateway_process import GatewayProcess, exchange
+from gateway_process import GatewayProcess, exchange, run_cli
 from test_pipeline_e2e import LoopbackPager
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "mllp"))
+from test_mllp_loopback import make_self_signed_certificate  # noqa: E402
 
 WAIT = 60.0
 
@@ -65,3 +77,112 @@ def test_a_correction_reaches_the_ehr_after_the_report_it_corrects(tmp_path):
         ehr.close()
     assert [b"PID|1||MRN2" in p for p in early] == [True]
     assert [obr_25(p) for p in delivered if b"PID|1||MRN1" in p] == ["F", "C"]
+
+
+def tls_receiver(directory: Path) -> tuple[int, socket.socket]:
+    """An EHR behind TLS on loopback (a certificate for 127.0.0.1 made here) that answers
+    every message AA; its port and listening socket."""
+    key, cert = make_self_signed_certificate(directory)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def connection(raw: socket.socket) -> None:
+        try:
+            with context.wrap_socket(raw, server_side=True) as conn:
+                buffer = b""
+                while chunk := conn.recv(65536):
+                    buffer += chunk
+                    while b"\x1c\r" in buffer:
+                        frame, buffer = buffer.split(b"\x1c\r", 1)
+                        control_id = frame.split(b"\r")[0].split(b"|")[9].decode()
+                        conn.sendall(b"\x0bMSH|^~\\&|EHR|H|RIGW|RIGW|20240115||ACK|E1|P|2.5.1"
+                                     b"\rMSA|AA|" + control_id.encode() + b"\r\x1c\r")
+        except (OSError, ssl.SSLError):
+            pass  # the gateway refused our certificate, or reset a connection
+
+    def serve() -> None:
+        while True:
+            try:
+                raw, _ = server.accept()
+            except OSError:
+                return
+            threading.Thread(target=connection, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], server
+
+
+def test_a_tls_peer_whose_certificate_is_not_trusted_is_named_in_the_outbox(tmp_path):
+    # The outbox said "connection lost before the reply arrived (Error)" for every TLS
+    # failure: the interface analyst could not tell a certificate problem from a peer
+    # that hung up.
+    port, server = tls_receiver(tmp_path)
+    trusted, other, foreign = tmp_path / "trusted", tmp_path / "other", tmp_path / "foreign"
+    for directory in (trusted, other, foreign):
+        directory.mkdir()
+    shutil.copy(tmp_path / "server-cert.pem", trusted / "ca.pem")
+    shutil.copy(make_self_signed_certificate(foreign)[1], other / "ca.pem")
+    db = tmp_path / "audit.sqlite3"
+    endpoint = f"tls:host=127.0.0.1:port={port}:trustRoots="
+    gateway = GatewayProcess(
+        db, RI_GATEWAY_DESTINATIONS_EHR_ENDPOINT=endpoint + str(trusted),
+        RI_GATEWAY_DESTINATIONS_WRONG_ENDPOINT=endpoint + str(other),
+        RI_GATEWAY_DESTINATIONS_WRONG_MAX_ATTEMPTS="1",
+        # A certificate for 127.0.0.1, reached as localhost.
+        RI_GATEWAY_DESTINATIONS_BYNAME_ENDPOINT=endpoint.replace("127.0.0.1", "localhost")
+        + str(trusted),
+        RI_GATEWAY_DESTINATIONS_BYNAME_MAX_ATTEMPTS="1",
+        RI_GATEWAY_ROUTES_RESULTS_DESTINATIONS="ehr,wrong,byname").start()
+    try:
+        assert b"MSA|AA|TLS1" in exchange(gateway.port, oru("TLS1", "Large pneumothorax."))
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline:
+            rows = [json.loads(line) for line in run_cli(
+                "outbox", "list", "--json", "--db", str(db)).stdout.splitlines()]
+            if len(rows) == 3 and all(r["status"] != "pending" for r in rows):
+                break
+            time.sleep(0.2)
+    finally:
+        gateway.stop()
+        server.close()
+    status = {r["destination"]: (r["status"], r["last_error"]) for r in rows}
+    assert status["ehr"] == ("delivered", None)
+    assert status["wrong"][0] == "dead"
+    assert "certificate verify failed" in status["wrong"][1]
+    assert status["byname"][0] == "dead"
+    assert "DNSMismatch" in status["byname"][1] and "localhost" in status["byname"][1]
+
+
+def test_a_stop_does_not_wait_for_a_tls_peer_that_never_answers_the_handshake(tmp_path):
+    # The worker closed its connection cleanly at the stop, and TLS keeps a clean close
+    # open until the handshake is over: the gateway exited only at the ACK timeout.
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    gateway = GatewayProcess(
+        tmp_path / "audit.sqlite3",
+        RI_GATEWAY_DESTINATIONS_EHR_ENDPOINT=f"tls:host=127.0.0.1:port={server.getsockname()[1]}",
+        RI_GATEWAY_DESTINATIONS_EHR_ACK_TIMEOUT="120",
+        RI_GATEWAY_ROUTES_RESULTS_DESTINATIONS="ehr").start()
+    try:
+        assert b"MSA|AA|HUSH1" in exchange(gateway.port, oru("HUSH1", "Large pneumothorax."))
+        server.settimeout(WAIT)
+        conn, _ = server.accept()
+        accepted.append(conn)
+        conn.settimeout(WAIT)
+        # The TLS client hello: the message is written (into TLS) by then.
+        assert conn.recv(1)
+        started = time.monotonic()
+        gateway.proc.send_signal(signal.SIGTERM)
+        try:
+            code = gateway.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            code = None
+        waited = time.monotonic() - started
+    finally:
+        if gateway.proc.poll() is None:
+            gateway.kill()
+        for conn in accepted:
+            conn.close()
+        server.close()
+    assert code == 0 and waited < 20
