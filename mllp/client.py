@@ -189,9 +189,17 @@ class MLLPClientProtocol(Protocol):
 
     def _timed_out(self, timeout: float) -> None:
         self._timer = None
-        self._log.warning("mllp.reply_timeout", timeout=timeout)
+        hint = ""
+        if self._decoder.ended_by_lone_fs:
+            # The peer answered, but ends its frames with FS alone: without this the
+            # operator saw only "no ACK" from a peer that plainly sends them.
+            hint = (f"a reply of {self._decoder.buffered} bytes ended with FS and no CR: "
+                    "the peer may need lenient_end")
+        self._log.warning("mllp.reply_timeout", timeout=timeout,
+                          unfinished_reply_bytes=self._decoder.buffered,
+                          fs_without_cr=self._decoder.ended_by_lone_fs)
         self._abort()
-        self._finish(failure=AckTimeout(timeout))
+        self._finish(failure=AckTimeout(timeout, hint))
 
     def _cancelled(self, waiting: Deferred[bytes]) -> None:
         # The Deferred fails with CancelledError by itself; the reply that may

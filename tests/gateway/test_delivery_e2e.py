@@ -136,13 +136,7 @@ def test_a_tls_peer_whose_certificate_is_not_trusted_is_named_in_the_outbox(tmp_
         RI_GATEWAY_ROUTES_RESULTS_DESTINATIONS="ehr,wrong,byname").start()
     try:
         assert b"MSA|AA|TLS1" in exchange(gateway.port, oru("TLS1", "Large pneumothorax."))
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            rows = [json.loads(line) for line in run_cli(
-                "outbox", "list", "--json", "--db", str(db)).stdout.splitlines()]
-            if len(rows) == 3 and all(r["status"] != "pending" for r in rows):
-                break
-            time.sleep(0.2)
+        rows = outbox_rows(db, 3)
     finally:
         gateway.stop()
         server.close()
@@ -186,3 +180,34 @@ def test_a_stop_does_not_wait_for_a_tls_peer_that_never_answers_the_handshake(tm
             conn.close()
         server.close()
     assert code == 0 and waited < 20
+
+
+def outbox_rows(db: Path, count: int) -> list[dict]:
+    """The outbox rows once there are ``count``, none of them pending (or ``WAIT`` is over)."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        rows = [json.loads(line) for line in run_cli(
+            "outbox", "list", "--json", "--db", str(db)).stdout.splitlines()]
+        done = len(rows) == count and all(r["status"] != "pending" for r in rows)
+        if done or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
+
+
+def test_an_ack_ending_with_fs_alone_is_named_when_it_times_out(tmp_path):
+    # The EHR answered every message, with frames ending in FS and no CR: the outbox said
+    # only "no ACK within 1 s", as if the peer had sent nothing.
+    ehr = LoopbackPager(trailer=b"\x1c")
+    db = tmp_path / "audit.sqlite3"
+    gateway = GatewayProcess(
+        db, RI_GATEWAY_DESTINATIONS_EHR_ENDPOINT=f"tcp:host=127.0.0.1:port={ehr.port}",
+        RI_GATEWAY_DESTINATIONS_EHR_ACK_TIMEOUT="1", RI_GATEWAY_DESTINATIONS_EHR_MAX_ATTEMPTS="1",
+        RI_GATEWAY_ROUTES_RESULTS_DESTINATIONS="ehr").start()
+    try:
+        assert b"MSA|AA|FS1" in exchange(gateway.port, oru("FS1", "Large pneumothorax."))
+        (row,) = outbox_rows(db, 1)
+    finally:
+        gateway.stop()
+        ehr.close()
+    assert row["status"] == "dead" and row["last_error"].startswith("no ACK within 1 s (")
+    assert "ended with FS and no CR" in row["last_error"] and "lenient_end" in row["last_error"]
