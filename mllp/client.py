@@ -236,9 +236,9 @@ def describe_loss(reason: Failure) -> str:
     args = getattr(error, "args", ())
     if args and isinstance(args[0], list):
         # OpenSSL: [(library, function, reason), ...]; service_identity: [DNSMismatch(...)]
-        detail = "; ".join(str(entry[-1]) if isinstance(entry, tuple) else repr(entry)
-                           for entry in args[0] if entry and (not isinstance(entry, tuple)
-                                                              or entry[-1]))
+        reasons = [str(entry[-1]) if isinstance(entry, tuple) else repr(entry)
+                   for entry in args[0] if entry]
+        detail = "; ".join(reason for reason in reasons if reason)
     else:
         detail = str(error)
     detail = " ".join(detail.split())[:200]
