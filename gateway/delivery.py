@@ -239,7 +239,9 @@ class DestinationWorker:
             outcome: _Outcome = failure.value
         elif failure.check(AckTimeout):
             self._sender = None  # the client has aborted the connection
-            outcome = _Outcome(f"no ACK within {self.dest.ack_timeout:g} s")
+            hint = getattr(failure.value, "hint", "")
+            outcome = _Outcome(f"no ACK within {self.dest.ack_timeout:g} s"
+                               + (f" ({hint})" if hint else ""))
         else:
             self._drop_connection()
             outcome = _Outcome(_describe(failure))

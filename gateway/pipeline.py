@@ -23,7 +23,9 @@ the alerts out).
 
 **Scheduling behind the ACK path.**  Accepted messages wait in a backlog (STAT orders
 first, then ASAP, then the rest, then replays; oldest first within each:
-``mappings.priority``) and at most ``max_in_flight`` of them are in the analysis pool at once (two per
+``mappings.priority``; the reports of one patient one at a time, in arrival order, so
+that their results are recorded and sent in that order: ``mappings.patient_key``) and at
+most ``max_in_flight`` of them are in the analysis pool at once (two per
 worker: a worker never waits for the next report, and the pool's queues never hold
 thousands of submissions whose bookkeeping the gateway process pays for).  With a
 ``reactor``, a message enters the pool on a later reactor turn, so the ACKs committed in
@@ -70,6 +72,7 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
+from mappings.patient_key import patient_keys
 from mappings.priority import OTHER, urgency
 
 from .analysis import (
@@ -233,13 +236,20 @@ class _Backlog:
     def append(self, item: tuple[AcceptedMessage, defer.Deferred, float]) -> None:
         self._arrived.append(item)
 
-    def popleft(self) -> tuple[AcceptedMessage, defer.Deferred, float]:
+    def pop_ready(self, ready: Callable[[AcceptedMessage], bool]
+                  ) -> tuple[AcceptedMessage, defer.Deferred, float] | None:
+        """The most urgent, then oldest message that may start (``ready``), or None."""
         if len(self._arrived) == 1 and not any(self._queues):
-            return self._arrived.popleft()
+            return self._arrived.popleft() if ready(self._arrived[0][0]) else None
         while self._arrived:  # arrival order, so each queue stays oldest first
             item = self._arrived.popleft()
             self._queues[self._rank(item[0])].append(item)
-        return next(queue for queue in self._queues if queue).popleft()
+        for queue in self._queues:
+            for index, item in enumerate(queue):
+                if ready(item[0]):
+                    del queue[index]
+                    return item
+        return None
 
     def oldest_arrival(self) -> float:
         return min(queue[0][2] for queue in (self._arrived, *self._queues) if queue)
@@ -286,6 +296,10 @@ class AnalysisPipeline:
         self._deaths: dict[int, int] = {}
         # message_id -> control id of each message in the pool or being recorded.
         self._analysing: dict[int, str] = {}
+        # Per patient (mappings.patient_key), the ids of its messages not yet recorded, in
+        # arrival order: only the first of them may be analysed (_ready).
+        self._per_patient: dict[tuple[str, str, str], deque[int]] = {}
+        self._keys: dict[int, tuple[tuple[str, str, str], ...]] = {}
 
     @property
     def analysing(self) -> list[str]:
@@ -323,6 +337,7 @@ class AnalysisPipeline:
         now = self.clock()
         if arrival and not message.replay:
             self._last_arrival = now
+        self._queue_per_patient(message)
         self._backlog.append((message, done, now))
         self._schedule()
         return done
@@ -351,8 +366,47 @@ class AnalysisPipeline:
                 self._schedule(wait)
                 return
         while self._backlog and self.in_progress < self.max_in_flight:
-            message, done, _ = self._backlog.popleft()
+            item = self._backlog.pop_ready(self._ready)
+            if item is None:
+                return  # each waits for an earlier report of its patient (_ready)
+            message, done, _ = item
             self._process(message).chainDeferred(done)
+
+    def _queue_per_patient(self, message: AcceptedMessage) -> None:
+        if message.message_id in self._keys:
+            return  # submitted again (tried alone after its worker died): keeps its place
+        keys = patient_keys(message.text) if message.is_report else ()
+        self._keys[message.message_id] = keys
+        for key in keys:
+            self._per_patient.setdefault(key, deque()).append(message.message_id)
+
+    def _ready(self, message: AcceptedMessage) -> bool:
+        """Whether no earlier report of the message's patients is waiting or analysed.
+
+        Several workers finish in any order, and the outbox sends in the order results
+        are recorded: a correction analysed beside the report it corrects was delivered
+        first when the report took longer, and the EHR kept the report it had corrected.
+        So the reports of one patient are analysed one at a time, oldest first, whatever
+        their urgency (a STAT correction takes its routine original along).
+        """
+        return all(self._per_patient[key][0] == message.message_id
+                   for key in self._keys.get(message.message_id, ()))
+
+    def _recorded(self, message: AcceptedMessage) -> None:
+        """The message is off the pipeline (recorded, or left for the next start): the
+        next report of its patient may start."""
+        for key in self._keys.pop(message.message_id, ()):
+            waiting = self._per_patient[key]
+            waiting.remove(message.message_id)
+            if not waiting:
+                del self._per_patient[key]
+
+    def _recorded_later(self, result: Any, message: AcceptedMessage) -> Any:
+        """:meth:`_recorded` once a failure is recorded, after finished() scheduled."""
+        self._recorded(message)
+        if self._backlog:
+            self._schedule()
+        return result
 
     def _yield_to_listener(self) -> float:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
@@ -396,6 +450,12 @@ class AnalysisPipeline:
                 result = self._worker_failed(result, message, alone)
             else:
                 self._deaths.pop(message.message_id, None)
+            if any(m.message_id == message.message_id for m, _ in self._retry):
+                pass  # to be tried alone: its patient's later reports wait for it still
+            elif isinstance(result, defer.Deferred):  # its failure being recorded
+                result.addBoth(self._recorded_later, message)
+            else:
+                self._recorded(message)
             if self._backlog or self._retry:
                 self._schedule()
             return result

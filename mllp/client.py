@@ -9,6 +9,10 @@ could break that pairing ends the connection instead:
 * the caller cancels the Deferred: same, with ``CancelledError``;
 * the reply frame is larger than ``max_frame_size``: :class:`ReplyTooLarge`, aborted.
 
+``close()`` closes cleanly (what was written is sent first), and aborts the connection
+when that has not happened within :data:`CLOSE_GRACE` seconds: a peer that never answers
+the TLS handshake, or never reads what was written, holds a clean close open for ever.
+
 Frames that arrive while nothing is awaited (and any further frames in the
 read that carried the reply) are logged by size and dropped.  A duplicate
 reply arriving in a *later* read cannot be told apart here; callers that must
@@ -43,6 +47,10 @@ from mllp.framing import (
 from mllp.server import describe_peer
 
 
+# Seconds a clean close may take before the connection is aborted.
+CLOSE_GRACE = 2.0
+
+
 class MLLPClientProtocol(Protocol):
     """One client connection; see the module docstring for the pairing rules."""
 
@@ -65,6 +73,7 @@ class MLLPClientProtocol(Protocol):
         self._closed = False  # lost, or we asked to close/abort: no more sends
         self._lost = False
         self._close_waiters: list[Deferred[None]] = []
+        self._close_timer: IDelayedCall | None = None
         self._log: Any = structlog.get_logger()
 
     # -- public API --------------------------------------------------------------
@@ -105,6 +114,10 @@ class MLLPClientProtocol(Protocol):
         self._closed = True
         if not self.transport.disconnecting:
             self.transport.loseConnection()
+        if self._close_timer is None:
+            # A gateway stopping during such a delivery waited for the ACK timeout (30 s by
+            # default, as long as configured) before it could exit.
+            self._close_timer = self._clock.callLater(CLOSE_GRACE, self._close_overdue)
         return done
 
     # -- Twisted callbacks -------------------------------------------------------
@@ -150,9 +163,12 @@ class MLLPClientProtocol(Protocol):
         if self._waiting is not None:
             self._finish(
                 failure=ConnectionClosed(
-                    f"connection lost before the reply arrived ({reason.type.__name__})"
+                    f"connection lost before the reply arrived ({describe_loss(reason)})"
                 )
             )
+        if self._close_timer is not None and self._close_timer.active():
+            self._close_timer.cancel()
+        self._close_timer = None
         waiters, self._close_waiters = self._close_waiters, []
         for done in waiters:
             done.callback(None)
@@ -173,9 +189,17 @@ class MLLPClientProtocol(Protocol):
 
     def _timed_out(self, timeout: float) -> None:
         self._timer = None
-        self._log.warning("mllp.reply_timeout", timeout=timeout)
+        hint = ""
+        if self._decoder.ended_by_lone_fs:
+            # The peer answered, but ends its frames with FS alone: without this the
+            # operator saw only "no ACK" from a peer that plainly sends them.
+            hint = (f"a reply of {self._decoder.buffered} bytes ended with FS and no CR: "
+                    "the peer may need lenient_end")
+        self._log.warning("mllp.reply_timeout", timeout=timeout,
+                          unfinished_reply_bytes=self._decoder.buffered,
+                          fs_without_cr=self._decoder.ended_by_lone_fs)
         self._abort()
-        self._finish(failure=AckTimeout(timeout))
+        self._finish(failure=AckTimeout(timeout, hint))
 
     def _cancelled(self, waiting: Deferred[bytes]) -> None:
         # The Deferred fails with CancelledError by itself; the reply that may
@@ -186,9 +210,39 @@ class MLLPClientProtocol(Protocol):
         self._timer = None
         self._abort()
 
+    def _close_overdue(self) -> None:
+        self._close_timer = None
+        if not self._lost:
+            self._log.warning("mllp.close_aborted", after=CLOSE_GRACE)
+            self.transport.abortConnection()
+
     def _abort(self) -> None:
         self._closed = True
         self.transport.abortConnection()
+
+
+def describe_loss(reason: Failure) -> str:
+    """Why a connection ended, for a log line or an operator: the error's type, and what
+    TLS said (a certificate not trusted, a host name that does not match it).
+
+    The type alone of a failed handshake is ``Error``, the same for every TLS failure, and
+    an undelivered message said no more than that. Twisted's own connection errors keep
+    their name alone: their text repeats it.
+    """
+    name = reason.type.__name__
+    error = reason.value
+    if type(error).__module__.startswith("twisted."):
+        return name
+    args = getattr(error, "args", ())
+    if args and isinstance(args[0], list):
+        # OpenSSL: [(library, function, reason), ...]; service_identity: [DNSMismatch(...)]
+        reasons = [str(entry[-1]) if isinstance(entry, tuple) else repr(entry)
+                   for entry in args[0] if entry]
+        detail = "; ".join(reason for reason in reasons if reason)
+    else:
+        detail = str(error)
+    detail = " ".join(detail.split())[:200]
+    return f"{name}: {detail}" if detail else name
 
 
 def connect_client(

@@ -38,9 +38,11 @@ class AckTimeout(MLLPError):
     arrives late can never be taken as the answer to a later message.
     """
 
-    def __init__(self, timeout: float) -> None:
-        super().__init__(f"no reply within {timeout:g} s; connection aborted")
+    def __init__(self, timeout: float, hint: str = "") -> None:
+        super().__init__(f"no reply within {timeout:g} s; connection aborted"
+                         + (f" ({hint})" if hint else ""))
         self.timeout = timeout
+        self.hint = hint  # what was received meanwhile, when it explains the timeout
 
 
 class ConnectionClosed(MLLPError):

@@ -142,6 +142,12 @@ class FrameDecoder:
         """Payload bytes of an unfinished frame received so far (0 between frames)."""
         return self._size if self._state in (_IN_FRAME, _AFTER_FS) else 0
 
+    @property
+    def ended_by_lone_fs(self) -> bool:
+        """The unfinished frame's last byte is an FS not yet followed by CR: what a peer
+        that ends its frames with FS alone leaves behind (see ``lenient_end``)."""
+        return self._state == _AFTER_FS
+
     def feed(self, data: bytes) -> list[Event]:
         """Consume ``data`` and return the events it completes, in stream order."""
         events: list[Event] = []

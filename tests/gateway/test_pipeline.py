@@ -540,3 +540,50 @@ def test_stopping_with_messages_to_try_again_alone_says_they_are_left(tmp_path):
     assert ("analysis.stopped", {"backlog": 0, "retry_alone": 1}) in log.lines
     pool.end("R1", None)
     assert pool.in_flight() == [] and [m.control_id for m in audit.pending_analysis()] == ["R2"]
+
+
+def _patient_text(cid: str, mrn: str, priority: str = "R") -> str:
+    return (f"MSH|^~\\&|RIS|HOSP|RIGW|HOSP|20240115||ORU^R01|{cid}|P|2.5.1\r"
+            f"PID|1||{mrn}^^^HOSP^MR\rTQ1|1||||||||{priority}\rOBR|1|P|F|X\r")
+
+
+def test_a_patients_reports_are_analysed_in_arrival_order_whatever_their_priority(tmp_path):
+    # The outbox sends in the order results are recorded: a STAT correction analysed
+    # before its routine original reached the EHR first, and the original was filed last.
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                max_in_flight=1)
+    started = []
+    for cid, mrn, priority in (("R1", "MRN9", "R"), ("ORIG", "MRN1", "R"),
+                               ("R2", "MRN2", "R"), ("CORR", "MRN1", "S")):
+        message = AcceptedMessage(store(audit, cid), cid, None, _patient_text(cid, mrn, priority),
+                                  (report(cid),))
+        pipeline.submit(message).addCallback(lambda status, c=cid: started.append(c))
+    for _ in range(4):
+        analyzer.release()
+    # The STAT correction takes its original along, ahead of the other routine report.
+    assert started == ["R1", "ORIG", "CORR", "R2"]
+
+
+def test_a_later_report_of_the_patient_starts_once_the_earlier_one_timed_out(tmp_path):
+    from gateway.analysis import AnalysisTimedOut, WorkerDied
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    pool = PoolDouble()
+    pipeline = AnalysisPipeline(pool, GroupCommitter(audit, immediate_writer), max_in_flight=2)
+    results = {}
+    for cid, text in (("T1", "loops"), ("T2", "corrected"), ("T3", "addendum")):
+        message = AcceptedMessage(store(audit, cid), cid, None, _patient_text(cid, "MRN1"),
+                                  (report(text),))
+        pipeline.submit(message).addBoth(lambda r, c=cid: results.__setitem__(c, r))
+    assert pool.in_flight() == ["loops"]
+    pool.end("loops", AnalysisTimedOut("analysis took longer than 120 s"))
+    assert results == {"T1": "failed"} and pool.in_flight() == ["corrected"]
+    # A worker death: tried again alone, and the addendum still waits for it.
+    pool.end("corrected", WorkerDied("analysis worker died"))
+    assert pool.in_flight() == ["corrected"]
+    pool.end("corrected", None)
+    assert pool.in_flight() == ["addendum"]
+    pool.end("addendum", None)
+    assert results == {"T1": "failed", "T2": "analysed", "T3": "analysed"}

@@ -360,6 +360,7 @@ class LoopbackPager:
         self.trailer = trailer
         self.silent = silent
         self.received: list[str] = []
+        self.payloads: list[bytes] = []  # each message as read, in order
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         threading.Thread(target=self._serve, daemon=True).start()
@@ -381,6 +382,7 @@ class LoopbackPager:
                     frame, buffer = buffer.split(b"\x1c\r", 1)
                     msh = frame.lstrip(b"\x0b").split(b"\r")[0].split(b"|")
                     control_id = msh[9].decode()
+                    self.payloads.append(frame.lstrip(b"\x0b"))
                     self.received.append(control_id)
                     if len(self.received) == self.hang_up_on:
                         return
