@@ -112,7 +112,8 @@ def map_oru(text: str, config: MappingConfig | None = None) -> list[MappedReport
         raise ContentError("OBR segment is missing", err_code="100", location="OBR")
     charset = _charset(header, config)
     reports = [_map_group(parsed, group, config, charset, warnings) for group in parsed.groups]
-    if not any(r.document_text.strip() for r in reports):
+    if not any(r.document_text.strip() for r in reports) and \
+            not all(r.result_status in NO_RESULT_STATUSES for r in reports):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
     return reports
 
@@ -148,9 +149,23 @@ def check_oru(text: str, config: MappingConfig | None = None, header: MessageHea
         _created_at_value(config, group, header, d)
         _check_patient_id(group.pid, d, config)
     charset = _charset(header, config)
-    if not any(has_report_text(group, d, config, charset) for group in groups):
+    if not any(has_report_text(group, d, config, charset) for group in groups) and \
+            not _status_only(groups, d, config):
         raise ContentError("no report text in any OBX-5", err_code="101", location="OBX-5")
     return len(groups)
+
+
+def _status_only(groups: Iterable[OrderGroup | LocatedGroup], d: Delimiters,
+                 config: MappingConfig) -> bool:
+    """Whether every group states that no result exists (NO_RESULT_STATUSES).
+
+    Such a message needs no report text: an order cancelled (X) or only scheduled (S)
+    is often sent as OBR-25 alone. Answered AE, the sender's queue stopped on it (or it
+    was never seen: a cancellation after a report withdraws that report's follow-up).
+    A final (or unstated) result without text is still an error.
+    """
+    return all(_result_status(group.obr, group, d, config) in NO_RESULT_STATUSES
+               for group in groups)
 
 
 # HL7 table 0123 result statuses that say no exam result exists: O order received, I in
@@ -350,7 +365,7 @@ def _first_field(sources: tuple[str, ...], segments: dict[str, Segment | None], 
     return None
 
 
-def _result_status(obr: Segment, group: OrderGroup, d: Delimiters, config: MappingConfig) -> str | None:
+def _result_status(obr: Segment, group: OrderGroup | LocatedGroup, d: Delimiters, config: MappingConfig) -> str | None:
     status = component(obr[25], 1, d).upper()
     if status:
         return status

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from test_pipeline_e2e import BASE, free_port, rig, wait_for  # noqa: F401
 from test_report_critical_e2e import events
 
@@ -123,7 +125,10 @@ def test_an_exam_cancelled_or_not_yet_done_does_not_complete_a_follow_up(rig):  
                            "2 overdue")
 
 
-def test_an_order_cancelled_after_its_report_withdraws_its_follow_up(rig):  # noqa: F811
+@pytest.mark.parametrize("cancellation", [["Order cancelled: entered in error."], []],
+                         ids=["with a note", "OBR-25 alone"])
+def test_an_order_cancelled_after_its_report_withdraws_its_follow_up(
+        rig, cancellation: list[str]):  # noqa: F811
     # The RIS cancels an order after its final report went out (wrong patient, exam
     # ordered twice): it sends the order again with result status X (HL7 table 0123: no
     # results available, order canceled). The report's recommendation went with it, but it
@@ -136,11 +141,9 @@ def test_an_order_cancelled_after_its_report_withdraws_its_follow_up(rig):  # no
         oru("CANC0002", "MRN-C2^^^GENHOSP^MR", "20240115",
             order(1, "ACC-C2", CT_CHEST, "20240115", NODULE)),
         oru("CANC0003", "MRN-C1^^^GENHOSP^MR", "20240117",
-            order(1, "ACC-C1", CT_CHEST, "20240115", ["Order cancelled: entered in error."],
-                  status="X")),
+            order(1, "ACC-C1", CT_CHEST, "20240115", cancellation, status="X")),
         oru("CANC0004", "MRN-OTHER^^^GENHOSP^MR", "20240117",
-            order(1, "ACC-C2", CT_CHEST, "20240115", ["Order cancelled: entered in error."],
-                  status="X")),
+            order(1, "ACC-C2", CT_CHEST, "20240115", cancellation, status="X")),
     ], BASE.replace("[analysis]\n", '[analysis]\nquality_measures = ["mips364"]\n'))
     items, last = followups(rig)
     assert [(i["control_id"], i["status"]) for i in items] == [("CANC0002", "overdue")]

@@ -232,3 +232,27 @@ def test_fuzzing_reproducers_get_the_answer_without_the_offending_part(obx_tail:
     if expected[0] == "ok":
         (report,) = map_oru(text)
         assert report.document_text == "A" + "\n" * 21 + ("B" if text.endswith("B") else "")
+
+
+@pytest.mark.parametrize(("obr25", "body", "expected"), [
+    ("X", [], ("ok", 1)),  # order cancelled, sent as OBR-25 alone
+    ("S", [], ("ok", 1)),  # scheduled, no result yet
+    ("X", [obx(1, "", status="X")], ("ok", 1)),
+    ("", [obx(1, "", status="X")], ("ok", 1)),  # the status read from OBX-11
+    ("F", [], ("ContentError", "101", "OBX-5")),  # a final result needs its text
+    ("", [], ("ContentError", "101", "OBX-5")),  # no status: the configured default (F)
+    ("C", [obx(1, "  ")], ("ContentError", "101", "OBX-5")),
+])
+def test_a_message_stating_that_no_result_exists_needs_no_report_text(
+        obr25: str, body: list[str], expected: tuple) -> None:
+    text = oru(obr={25: obr25}, body=body)
+    for config in CONFIGS.values():
+        assert outcome(check_oru, text, config) == outcome(map_oru, text, config) == expected
+
+
+def test_one_group_stating_no_result_does_not_excuse_a_final_group_without_text() -> None:
+    final = [segment("OBR", {1: "2", 3: "FIL2", 4: "74177^CT ABD^C4", 7: "20240301113000",
+                             25: "F"})]
+    text = oru(obr={25: "X"}, body=[], extra_groups=[final])
+    assert outcome(check_oru, text, MappingConfig()) == outcome(map_oru, text, MappingConfig()) \
+        == ("ContentError", "101", "OBX-5")
