@@ -66,6 +66,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -374,8 +375,10 @@ class AnalysisPool:
         # held until they may run with those (module docstring: analyses run alone).
         self._running: dict[Hashable, int] = {}
         self._held: deque[tuple[Hashable, defer.Deferred, Callable[[], None]]] = deque()
-        # Every analysis thread started, in this pool or one it replaced (see stragglers).
-        self._threads: set[threading.Thread] = set()
+        # The analysis threads running, in this pool or one it replaced (see stragglers):
+        # weakly, so that each thread is forgotten once it has ended (a thread pool replaced
+        # after every timeout would otherwise add its threads for good).
+        self._threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> concurrent.futures.Executor:
