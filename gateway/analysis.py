@@ -66,6 +66,7 @@ import os
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -370,12 +371,15 @@ class AnalysisPool:
         self.capacity = 2 * self.workers
         self.restarts = 0
         self._closed = False
+        self._warming: defer.Deferred | None = None  # start()'s, until it fires
         # Analyses in the pool by their ``alone`` key (None: shared), and the submissions
         # held until they may run with those (module docstring: analyses run alone).
         self._running: dict[Hashable, int] = {}
         self._held: deque[tuple[Hashable, defer.Deferred, Callable[[], None]]] = deque()
-        # Every analysis thread started, in this pool or one it replaced (see stragglers).
-        self._threads: set[threading.Thread] = set()
+        # The analysis threads running, in this pool or one it replaced (see stragglers):
+        # weakly, so that each thread is forgotten once it has ended (a thread pool replaced
+        # after every timeout would otherwise add its threads for good).
+        self._threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._executor = self._new_executor()
 
     def _new_executor(self) -> concurrent.futures.Executor:
@@ -554,6 +558,7 @@ class AnalysisPool:
             d = self._submit(_model_version_in_process, timed=False)
         else:
             d = self._submit(_warm_thread, self.engine_factory, timed=False)
+        self._warming = d
 
         def started(version: str) -> str:
             self.ready = True
@@ -617,6 +622,11 @@ class AnalysisPool:
         held, self._held = self._held, deque()
         for _key, d, _run in held:
             d.errback(PoolClosed("analysis pool closed"))
+        # A warm-up under way will never make the pool ready: said now, not when the
+        # workers' end is heard (on the reactor thread, which may have stopped by then).
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.called:
+            warming.errback(PoolClosed("analysis pool closed"))
         if self.kind == "process":  # before shutdown(), which forgets the workers
             self._kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)

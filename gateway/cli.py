@@ -14,6 +14,8 @@ code  meaning
 2     bad usage or input: invalid configuration value (names the key),
       unreadable file, a message or request that cannot be used
 3     the gateway or a peer cannot be reached, or the audit database fails
+128+N ``serve`` forced to stop by a second stop signal N (130: SIGINT;
+      gateway.process_exit)
 ====  ==================================================================
 """
 

@@ -188,6 +188,10 @@ class AnalysisSettings:
     # (the message recorded failed; process workers killed and replaced); 0: no limit.
     # Reports take milliseconds; the margin covers a worker's start after a restart.
     timeout: float = field(default=120.0, metadata=check(_not_negative))
+    # Seconds a stop waits, once the rest has stopped, for analyses still running (threads
+    # that cannot be stopped) and worker processes to end before the process ends without
+    # them (gateway.process_exit); 0: no wait.
+    stop_grace: float = field(default=5.0, metadata=check(_not_negative))
     # What the engine is asked for on every report the gateway receives (the REST API takes
     # these from each request instead).  Empty inference_types: every kind.
     inference_types: tuple[str, ...] = field(default=(), metadata=check(_inference_types))

@@ -238,12 +238,17 @@ class Resume(StoredFeed):
     def take_up(self, message_id: int) -> None:
         """Hand one waiting message to the pipeline now, out of turn: its sender resent it
         and the resend waits for its analysis (``ack_after = "analysis"``: the receiver's
-        ``take_up``). Not one already handed over, nor one whose result could not be
-        recorded (left to the next start), nor once stopped. It goes in even when the
-        feeds' shared room is full (its sender waits, as for a live report, which takes no
-        place there either); counted in ``_active``, it holds a place until it is recorded,
-        and the feeds take nothing more up until their total is below the room again."""
-        if self._stopped or message_id in self._active or message_id in self._held:
+        ``take_up``). Only one of the backlog stored before the start (a message received
+        since is the receiver's), not one already handed over, nor one whose result could
+        not be recorded (left to the next start), nor once stopped.
+
+        It goes in even when the feeds' shared room is full, since its sender waits as for
+        a live report: the stored messages in the pipeline then exceed the room by one for
+        each such resend.  Counted in ``_active``, it holds a place until it is recorded,
+        and the feeds take nothing more up until their total is below the room again; it
+        is counted among the messages ``analysis.resumed`` reports."""
+        if (self._stopped or message_id > self._last_id or message_id in self._active
+                or message_id in self._held):
             return
         try:
             stored = self.audit.stored(message_id)
@@ -251,6 +256,7 @@ class Resume(StoredFeed):
             self.log.warning(f"{self.stage}.take_up_failed", error=type(exc).__name__)
             return
         if stored is not None and stored.status == self.status:
+            self._handed += 1
             self._start(stored, self._fields(stored))
 
     def _waiting(self, limit: int) -> list[StoredMessage]:

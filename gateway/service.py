@@ -29,7 +29,7 @@ from twisted.internet.endpoints import serverFromString
 
 from mllp.server import ListenerStats, MLLPServerFactory
 
-from .analysis import AnalysisPool
+from .analysis import AnalysisPool, PoolClosed
 from .audit import AuditLog
 from .commit import GroupCommitter, thread_writer
 from .config import Settings
@@ -131,6 +131,15 @@ def _reactor_mapper(receiver: Receiver, settings: Settings
     return receiver.mapper if settings.mllp.map_before_ack == "full" else None
 
 
+def _not_started(failure: Any) -> None:
+    # Stopped while the workers were still building their engines (a stop soon after the
+    # start): no fault of the engine, and no error to page anyone about.
+    if failure.check(PoolClosed):
+        log.info("analysis.start_cancelled")
+        return
+    log.error("analysis.unavailable", error=failure.type.__name__)
+
+
 class _CoreService(Service):
     """Starts the analysis pool; at stop drains writes and closes things."""
 
@@ -146,7 +155,7 @@ class _CoreService(Service):
             lambda version: log.info("analysis.ready", workers=getattr(app.pool, "workers", None),
                                      executor=getattr(app.pool, "kind", None),
                                      model_version=version or None),
-            lambda failure: log.error("analysis.unavailable", error=failure.type.__name__))
+            _not_started)
 
     def stopService(self) -> defer.Deferred:  # noqa: N802 - Twisted's name
         super().stopService()

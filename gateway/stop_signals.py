@@ -11,6 +11,12 @@ itself: a signal that arrives before the reactor can stop is kept, and
 does later (``shutdown`` logged, queued writes committed, exit 0). Nothing is logged
 inside a handler: a log line interrupted by the signal holds the lock a nested one needs.
 
+A second stop signal (Ctrl-C pressed again, or the signal sent twice: ``timeout`` sends it
+to the process and to its process group) forces the stop: it calls the ``force`` given to
+:meth:`StopSignals.deliver_to`.  The handlers stay installed until the process ends, so
+that one arriving while Python waits for threads and processes at exit is handled too:
+restoring Python's own SIGINT handler there printed a ``KeyboardInterrupt`` traceback.
+
 stdlib only: it is imported before anything else of the gateway.
 """
 
@@ -32,7 +38,9 @@ class StopSignals:
 
     def __init__(self) -> None:
         self._stop: Callable[[int], None] | None = None
-        self._pending: list[int] = []
+        self._force: Callable[[int], None] | None = None
+        self.stopping: int | None = None  # the signal that asked for the stop
+        self.forced: int | None = None  # the later one that forced it
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -50,17 +58,25 @@ class StopSignals:
 
     def handler(self, signum: int, frame: Any = None) -> None:
         """The signal handler (also Twisted's SIGTERM handler: see ``serve``)."""
-        if self._stop is None:
-            self._pending.append(signum)
-        else:
-            self._stop(signum)
+        if self.stopping is None:
+            self.stopping = signum
+            if self._stop is not None:
+                self._stop(signum)
+        elif self.forced is None:
+            self.forced = signum
+            if self._force is not None:
+                self._force(signum)
 
-    def deliver_to(self, stop: Callable[[int], None]) -> None:
-        """From now on a stop signal calls ``stop(signum)``; one that arrived before is
-        delivered now. ``stop`` runs inside the signal handler: it must only schedule."""
-        self._stop = stop
-        if self._pending:
-            stop(self._pending[0])  # the first: the others asked for the same stop
+    def deliver_to(self, stop: Callable[[int], None],
+                   force: Callable[[int], None] | None = None) -> None:
+        """From now on the first stop signal calls ``stop(signum)`` and the next one
+        ``force(signum)`` (later ones nothing more); those that arrived before are
+        delivered now.  Both run inside the signal handler: they must not log, nor wait."""
+        self._stop, self._force = stop, force
+        if self.stopping is not None:
+            stop(self.stopping)
+        if self.forced is not None and force is not None:
+            force(self.forced)
 
     def restore(self) -> None:
         """Put back the handlers found at :meth:`install` (``serve`` run in a process that
@@ -68,8 +84,8 @@ class StopSignals:
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous.clear()
-        self._stop = None
-        self._pending.clear()
+        self._stop = self._force = None
+        self.stopping = self.forced = None
 
 
 _SIGNALS = StopSignals()

@@ -16,9 +16,6 @@ from gateway.stop_signals import StopSignals, catch
 from .options import config_option, db_option, settings_from
 
 _FORMATS = {"auto": None, "json": True, "console": False}
-# Seconds the analysis threads still running after the stop get to finish before the
-# process ends without them (``[analysis] executor = "thread"``; see _end_despite_stragglers).
-STOP_GRACE = 5.0
 
 
 def _stop_on_signal(reactor: Any) -> Any:
@@ -41,7 +38,7 @@ def _stop_on_signal(reactor: Any) -> Any:
         log.info("shutdown", signal=signal.Signals(signum).name)
         try:
             reactor.stop()
-        except ReactorNotRunning:  # a second signal while already stopping
+        except ReactorNotRunning:  # stopping already (a listener could not listen)
             pass
 
     return lambda signum: reactor.callFromThread(stop, signum)
@@ -60,10 +57,8 @@ def serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
           http_endpoint: str | None, db_path: str | None) -> None:
     """Receive HL7 v2 over MLLP, persist, ACK, analyse; serve the REST API."""
     signals = catch()  # already caught by gateway.cli when run from the command line
-    try:
-        _serve(obj, config_path, mllp_endpoint, http_endpoint, db_path, signals)
-    finally:
-        signals.restore()
+    # Not restored afterwards: they stay caught until the process ends (gateway.stop_signals).
+    _serve(obj, config_path, mllp_endpoint, http_endpoint, db_path, signals)
 
 
 def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
@@ -98,38 +93,52 @@ def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     # collector's generations keeps full collections short while messages flow.
     gc.collect()
     gc.freeze()
-    signals.deliver_to(_stop_on_signal(reactor))
+    from gateway.logging import get_logger
+    from gateway.process_exit import ForcedStop
+
+    forced = ForcedStop(get_logger("gateway.serve"))
+    signals.deliver_to(_stop_on_signal(reactor), forced)
     # Twisted installs its SIGTERM handler as the reactor starts: this one, so that no
     # SIGTERM meets Twisted's (SIGINT's it leaves alone, being handled already).
     reactor.sigTerm = signals.handler
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
-    _end_despite_stragglers(app, failed)
+    forced.reactor_stopped()  # a forced stop ends the process here
+    _end_despite_stragglers(app, failed, settings.analysis.stop_grace)
     if failed:
         raise PeerUnavailable(failed[0])
     sys.stdout.flush()
 
 
-def _end_despite_stragglers(app: Any, failed: list[str]) -> None:
-    """End the process now if analysis threads are still running after the stop.
+def _end_despite_stragglers(app: Any, failed: list[str], grace: float) -> None:
+    """Wait up to ``grace`` seconds for what Python waits for at exit (threads, worker
+    processes); end the process now if some are still running then.
 
-    A thread cannot be stopped, and Python waits for every analysis thread at exit: one
-    given up at ``[analysis] timeout`` (or analysing a report that hangs when the stop
-    came) held the process for ever after SIGTERM.  Nothing is lost by not waiting: the
-    queued writes are committed by now, a report whose analysis had not finished is still
-    ``received`` (a REST job still ``running``) and is taken up at the next start, and one
-    given up at its timeout was recorded ``failed`` then.
+    A thread cannot be stopped: one given up at ``[analysis] timeout`` (or analysing a
+    report that hangs when the stop came) held the process for ever after SIGTERM.  Nothing
+    is lost by not waiting: the queued writes are committed by now, a report whose analysis
+    had not finished is still ``received`` (a REST job still ``running``) and is taken up at
+    the next start, and one given up at its timeout was recorded ``failed`` then.  Waited for
+    here rather than by Python's exit, so that a second stop signal meanwhile forces the stop
+    (gateway.process_exit).
     """
-    stragglers = getattr(app.pool, "stragglers", None)
-    left = stragglers(STOP_GRACE) if stragglers is not None else 0
+    from gateway.process_exit import wait_for_exit_waits
+
+    left = wait_for_exit_waits(grace)
     if not left:
         return
     from gateway.logging import get_logger
 
-    get_logger("gateway.serve").error(
-        "analysis.abandoned", threads=left, messages=app.pipeline.analysing,
-        grace_seconds=STOP_GRACE)
+    log = get_logger("gateway.serve")
+    stragglers = getattr(app.pool, "stragglers", None)
+    threads = stragglers(0) if stragglers is not None else 0
+    if threads:
+        log.error("analysis.abandoned", threads=threads, messages=app.pipeline.analysing,
+                  grace_seconds=grace)
+    else:  # not the analysis: named so that it can be found
+        log.error("shutdown.abandoned", grace_seconds=grace,
+                  waits=sorted(getattr(wait, "name", "") for wait in left))
     if failed:
         click.echo(f"ri-gateway: {failed[0]}", err=True)
     sys.stdout.flush()

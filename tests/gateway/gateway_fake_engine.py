@@ -61,3 +61,12 @@ class UnbuildableEngine:
 
     def __init__(self) -> None:
         raise RuntimeError("engine data missing")
+
+
+class SlowStartEngine(FakeEngine):
+    """An engine that takes ``FAKE_ENGINE_START_DELAY`` seconds to build (the real one
+    loads its data for a second or more)."""
+
+    def __init__(self) -> None:
+        time.sleep(float(os.environ["FAKE_ENGINE_START_DELAY"]))
+        super().__init__()

@@ -44,6 +44,15 @@ class LineReader:
         for line in stream:
             self.lines.put(line)
 
+    def drain(self, quiet: float = 1.0) -> list[str]:
+        """Every line so far, once none has come for ``quiet`` seconds (all of an exited
+        process's output)."""
+        while True:
+            try:
+                self.seen.append(self.lines.get(timeout=quiet))
+            except queue.Empty:
+                return self.seen
+
     def wait_for(self, predicate, timeout: float = WAIT):
         """The first line (seen before or arriving now) that matches ``predicate``."""
         for line in self.seen:

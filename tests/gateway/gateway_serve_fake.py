@@ -3,7 +3,8 @@
 ``FAKE_ENGINE_HOLD=1`` makes every analysis wait forever, so a test can kill the
 gateway while analyses are unfinished; ``FAKE_ENGINE_DELAY=S`` makes each take S seconds,
 so a test can watch a backlog drain; ``FAKE_ENGINE_GATE=PATH`` makes each wait until PATH
-exists, so a test can act while an analysis runs.
+exists, so a test can act while an analysis runs; ``FAKE_ENGINE_START_DELAY=S`` makes each engine
+take S seconds to build, so a test can stop the gateway before its workers are ready.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gateway_fake_engine import FakeEngine  # noqa: E402
+from gateway_fake_engine import FakeEngine, SlowStartEngine  # noqa: E402
 
 
 class HoldingEngine(FakeEngine):
@@ -42,5 +43,6 @@ if __name__ == "__main__":
 
     factory = (HoldingEngine if os.environ.get("FAKE_ENGINE_HOLD") == "1"
                else GatedEngine if os.environ.get("FAKE_ENGINE_GATE")
-               else SlowEngine if os.environ.get("FAKE_ENGINE_DELAY") else FakeEngine)
+               else SlowEngine if os.environ.get("FAKE_ENGINE_DELAY")
+               else SlowStartEngine if os.environ.get("FAKE_ENGINE_START_DELAY") else FakeEngine)
     main(obj={"engine_factory": factory})

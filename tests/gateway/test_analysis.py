@@ -182,7 +182,7 @@ def _gone(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
             return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read
         return True
 
 
@@ -248,6 +248,48 @@ def test_a_thread_analysis_that_times_out_is_given_up_and_its_late_result_droppe
         assert ok.patient_results[0].inferences
         reactor.run_one()  # the thread's late result: dropped, nothing fires twice
         assert pool.pending == 0 and pool.restarts == 1
+    finally:
+        pool.close()
+
+
+class ThreadNoting(FakeEngine):
+    """Notes (weakly) each thread it analyses on."""
+
+    threads: list = []
+
+    def analyze(self, data):
+        import threading
+        import weakref
+
+        ThreadNoting.threads.append(weakref.ref(threading.current_thread()))
+        return super().analyze(data)
+
+
+def test_threads_given_up_are_not_kept_by_the_pool_once_they_end():
+    # The pool kept every analysis thread it ever started (for the wait at the stop): each
+    # thread pool replaced after a timeout added its threads for good.
+    import gc
+
+    reactor = ClockedHopReactor()
+    ThreadNoting.threads.clear()
+    pool = AnalysisPool(1, reactor=reactor, engine_factory=ThreadNoting, executor="thread",
+                        timeout=0.5)
+    try:
+        for _ in range(3):
+            slow = pool.analyze(text_request("SLOW pneumothorax", TextMetadata()))  # 3 s
+            reactor.clock.advance(0.5)
+            assert settle(reactor, slow).check(AnalysisTimedOut)
+        assert pool.restarts == 3 and pool.stragglers(0) == 3  # given up, running on
+        given_up = ThreadNoting.threads[:3]
+        assert len({ref() for ref in given_up}) == 3
+        assert pool.stragglers(10) == 0  # they return, and their thread pools end them
+        for _ in range(3):
+            reactor.run_one()  # their late results, dropped
+        ok = settle(reactor, pool.analyze(text_request("Pneumothorax.", TextMetadata())))
+        assert ok.patient_results[0].inferences
+        gc.collect()
+        assert all(ref() is None for ref in given_up), "ended threads still held"
+        assert ThreadNoting.threads[3]() is not None and pool.stragglers(0) == 1
     finally:
         pool.close()
 

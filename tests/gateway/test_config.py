@@ -71,6 +71,9 @@ def test_file_then_environment_then_cli(tmp_path):
     ("[mllp]\nno_such_key = 1\n", {}, "mllp.no_such_key"),
     ("[nonsense]\nx = 1\n", {}, "nonsense"),
     ("[analysis]\nack_after = \"never\"\n", {}, "analysis.ack_after"),
+    ("[analysis]\nstop_grace = -1\n", {}, "analysis.stop_grace"),
+    ("[analysis]\nstop_grace = \"long\"\n", {}, "analysis.stop_grace"),
+    ("", {"RI_GATEWAY_ANALYSIS_STOP_GRACE": "5s"}, "analysis.stop_grace"),
     ("", {"RI_GATEWAY_ANALYSIS_WORKERS": "many"}, "analysis.workers"),
     ("", {"RI_GATEWAY_STORAGE_SYNCHRONOUS": "off"}, "storage.synchronous"),
     ("", {"RI_GATEWAY_NOPE_X": "1"}, "RI_GATEWAY_NOPE_X"),
@@ -98,7 +101,7 @@ def test_invalid_values_name_the_key(tmp_path, text, env, key):
 
 
 FLOAT_KEYS = [("mllp", "idle_timeout"), ("analysis", "quiet_period"), ("analysis", "max_wait"),
-              ("analysis", "timeout")]
+              ("analysis", "timeout"), ("analysis", "stop_grace")]
 
 
 def test_float_keys_are_all_checked_here():

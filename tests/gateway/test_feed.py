@@ -14,7 +14,7 @@ from gateway.feed import Resume
 from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 
 from gateway_samples import immediate_writer
-from test_pipeline import HeldAnalyzer, make, report, run, store
+from test_pipeline import HeldAnalyzer, Log, make, report, run, store
 
 
 def reread(raw, charset):
@@ -104,3 +104,35 @@ def test_a_stopped_resume_takes_nothing_more_up(tmp_path):
     release_all(analyzer, clock)
     assert [m.control_id for m in audit.pending_analysis()] == ["B2", "B3"]
     assert [e["control_id"] for e in audit.events() if e["event"] == "resumed"] == ["B0", "B1"]
+
+
+
+def test_a_message_taken_up_for_a_resend_is_counted_among_those_resumed(tmp_path):
+    # Taken up out of turn (its sender resent it and waits), it was analysed but left out
+    # of analysis.resumed's count.
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    ids = [store(audit, f"B{i}") for i in range(3)]
+    analyzer = HeldAnalyzer()
+    clock = Clock()
+    clock.advance(10)
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                reactor=clock, clock=clock.seconds)
+    log = Log()
+    resume = Resume(audit, pipeline.committer, pipeline, reread, clock=clock, log=log)
+    resume.startService()
+    clock.advance(0)
+    later = store(audit, "LATER")  # received since the start: the receiver's, not resumed
+    assert analyzer.calls == 2  # the room: two per worker
+    resume.take_up(ids[2])
+    resume.take_up(later)
+    resume.take_up(ids[2])  # handed over already
+    clock.advance(0)
+    # The room exceeded by the one its sender waits for, and nothing more taken up.
+    assert analyzer.calls == 2 and pipeline.backlog == 1
+    release_all(analyzer, clock)
+    assert analyzer.calls == 3
+    assert [audit.messages_for(f"B{i}")[0]["status"] for i in range(3)] == ["analysed"] * 3
+    assert audit.messages_for("LATER")[0]["status"] == "received"
+    assert [e["control_id"] for e in audit.events() if e["event"] == "resumed"] == [
+        "B0", "B1", "B2"]
+    assert ("analysis.resumed", {"messages": 3}) in log.lines

@@ -210,6 +210,8 @@ def test_ack_after_analysis_a_resend_of_a_message_the_restart_has_not_taken_up_w
                 "SELECT event FROM events WHERE control_id = 'RB3' ORDER BY id")]
             assert events == ["received", "duplicate", "resumed", "analysed", "acked"]
         gateway.output.wait_for(json_event("analysis", control_id="RB2", status="analysed"))
+        # RB3, taken up for its resend, is one of the three resumed.
+        gateway.output.wait_for(json_event("analysis.resumed", messages=3))
     finally:
         gate.touch()
         gateway.stop()
