@@ -41,11 +41,17 @@ from .quality_text import (
 
 _NUM = rf"(?P<n>\d{{1,3}}(?:\.\d)?|{NUMBER_WORDS})"
 _UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
-# The compact form opens a line, a sentence or a labelled field ("HISTORY: 45M with ..."):
-# elsewhere a number and an F are a temperature ("fever to 102 F, cough") or a French size
-# ("exchanged for a 10 F, which ...").
+# The compact form opens a line, a sentence or a labelled field ("HISTORY: 45M with ..."),
+# or follows the words that introduce the patient ("Patient is a 45M with ..."): elsewhere a
+# number and an F are a temperature ("fever to 102 F, cough") or a French size ("exchanged
+# for a 10 F, which ...").
+_PATIENT_INTRO = "|".join(
+    rf"(?<=(?i:\b{lead} {article} ))" for lead in ("patient is", "pt is", "this is", "patient,")
+    for article in ("a", "an"))
+# The digit test comes first: most positions fail it at once, before the openers are tried.
 COMPACT_AGE_SEX = re.compile(
-    r"(?:^|(?<=[.:;])|(?<=[.:;][ \t]))(?<![\w.])(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
+    rf"(?=\d)(?<![\w.])(?:^|(?<=[.:;])|(?<=[.:;][ \t])|{_PATIENT_INTRO})"
+    r"(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
     r"(?=\s*(?:[,;:]|$)"
     r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b)",
     re.MULTILINE)

@@ -42,6 +42,11 @@ _CLAUSE = re.compile(r";|\bbut\b|\bhowever\b|,?\s+who\b|,?\s+and\s+(?=(?:will|wo
                      r"findings|results|they|it|this|these|the)\b)", re.IGNORECASE)
 
 
+# The comparison describes an earlier study: a communication written there ("CT 1/3/2024,
+# whose findings were discussed with Dr. Lee at that time") was of that study, not this one.
+_EARLIER_STUDY_SECTIONS = frozenset({"COMPARISON"})
+
+
 def infer(ctx: AnalysisContext) -> list[Inference]:
     out: list[Inference] = []
     for sentence in ctx.sentences:
@@ -49,6 +54,9 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         folded = fold(text)
         verb_pattern = _VERB.pattern_for(text)
         if verb_pattern.search(folded) is None:
+            continue
+        section = ctx.section_at(sentence.start)
+        if section is not None and section.name in _EARLIER_STUDY_SECTIONS:
             continue
         exclude = _EXCLUDE.pattern_for(text)
         # Clauses that plan, fail or request a communication drop out; the rest of the

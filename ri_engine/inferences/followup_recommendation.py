@@ -59,6 +59,12 @@ _GUIDELINE = CaseFolded(_words(_VOCAB["guideline_words"]))  # searched in every 
 # Citations are rare: a sentence without one of the words every citation holds is not
 # searched further (prefilter.literal_finder).
 _GUIDELINE_WORDS = literal_finder(_GUIDELINE.pattern)
+# "protocol" naming how an exam is done ("renal protocol MRI", "CT with pancreas protocol",
+# "PE protocol CTA") cites no guideline: only the exam's name.
+_EXAM_PROTOCOL = re.compile(
+    r"\bprotocol\s+(?:CTA?|MRI|MRA|MRCP|MR|US|ultrasound|sonograph\w*|imaging|exam\w*|study|scan)\b"
+    r"|\b(?:CTA?|MRI|MRA|MR|US|ultrasound|imaging|exam\w*|study|scan)\s+(?:with|using|per)\s+(?:an?\s+|the\s+)?"
+    r"[a-z-]+\s+protocol\b", re.IGNORECASE)
 _ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
@@ -133,7 +139,7 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
             current.append(sentence)
             continue
         text = ctx.text[sentence.start:sentence.end]
-        if (_GUIDELINE_WORDS.search(fold_case(text)) and _GUIDELINE.pattern_for(text).search(fold(text))
+        if (_GUIDELINE_WORDS.search(fold_case(text)) and _cites_guideline(text)
                 and not _ADVICE_START.search(text)):
             section = ctx.section_at(sentence.start)
             end = min(b for b in breaks if b >= sentence.end)
@@ -142,6 +148,17 @@ def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
     if current:
         blocks.append(current)
     return blocks
+
+
+def _cites_guideline(text: str) -> bool:
+    """A guideline word outside an exam's name ("per protocol", not "renal protocol MRI")."""
+    folded = fold(text)
+    if _GUIDELINE.pattern_for(text).search(folded) is None:
+        return False
+    if "protocol" not in folded.lower() or not _EXAM_PROTOCOL.search(text):
+        return True
+    text = _EXAM_PROTOCOL.sub(lambda m: " " * len(m.group(0)), text)
+    return _GUIDELINE.pattern_for(text).search(fold(text)) is not None
 
 
 def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,

@@ -51,6 +51,9 @@ class _Side:
     end: int
     part: str | None  # paired-part group the side word qualifies, if any
     part_span: tuple[int, int] | None = None
+    # Every group the part belongs to: a bone or joint shared by two exams ("talus": ankle
+    # and foot) is part of each.
+    parts: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ class _Vocab:
     excluded_sections: frozenset[str]
     excluded_cues: re.Pattern[str]
     order_table: dict[str, str]
+    # Part word (lower case, single spaces) -> its groups, for words listed in several.
+    shared_parts: dict[str, frozenset[str]]
 
 
 @functools.cache
@@ -81,9 +86,14 @@ def _vocab() -> _Vocab:
     any_part = re.compile("|".join(f"(?P<p{i}>{pattern.pattern})" for i, (_, pattern) in enumerate(parts)),
                           re.IGNORECASE)
     table = {c["code"]: c["laterality"] for c in exams["codes"] if c.get("laterality")}
+    groups_of: dict[str, set[str]] = {}
+    for group, words in data["pairedParts"].items():
+        for word in words:
+            groups_of.setdefault(" ".join(word.lower().split()), set()).add(group)
+    shared = {word: frozenset(groups) for word, groups in groups_of.items() if len(groups) > 1}
     return _Vocab(data["codes"], order_words, text_words, phrase_pattern(all_text), parts, any_part,
                   phrase_pattern(data["findingWords"]), frozenset(data["excludedSections"]),
-                  phrase_pattern(data["excludedCues"]), table)
+                  phrase_pattern(data["excludedCues"]), table, shared)
 
 
 def infer(ctx: AnalysisContext) -> list[Inference]:
@@ -150,13 +160,15 @@ def _sides(ctx: AnalysisContext, vocab: _Vocab, lo: int = 0, hi: int | None = No
             continue
         words, folded = ctx.folded(pattern)
         for m in words.finditer(folded, lo, hi):
-            part, span = _part_after(ctx, vocab, m.end())
-            found.append(_Side(side, m.start(), m.end(), part, span))
+            part, span, parts = _part_after(ctx, vocab, m.end())
+            found.append(_Side(side, m.start(), m.end(), part, span, parts))
     return sorted(found, key=lambda s: s.start)
 
 
-def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str | None, tuple[int, int] | None]:
-    """The paired part named within a few words after a side word ("left | lower lobe")."""
+def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[
+        str | None, tuple[int, int] | None, frozenset[str]]:
+    """The paired part named within a few words after a side word ("left | lower lobe"):
+    its first group, its span and every group that lists it."""
     _, s_end = sentence_bounds(ctx, offset)
     sided = _SIDED.match(ctx.text, offset, s_end)
     if sided:
@@ -167,8 +179,10 @@ def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[str |
     any_part, folded = ctx.folded(vocab.any_part)
     m = any_part.search(folded, offset, limit)
     if m is None or m.lastgroup is None:
-        return None, None
-    return vocab.parts[int(m.lastgroup[1:])][0], m.span()
+        return None, None, frozenset()
+    group = vocab.parts[int(m.lastgroup[1:])][0]
+    shared = vocab.shared_parts.get(" ".join(m.group().lower().split()))
+    return group, m.span(), shared or frozenset((group,))
 
 
 def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side) -> bool:
@@ -185,7 +199,7 @@ def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str,
         return []
     opposite = _OPPOSITE[order_side]
     wrong = [s for s in _sides(ctx, vocab)
-             if s.side == opposite and s.part == order_part and _counts_for_exam(ctx, vocab, s)]
+             if s.side == opposite and order_part in s.parts and _counts_for_exam(ctx, vocab, s)]
     if not wrong:
         return []
     spans = tuple((s.start, s.end) for s in wrong)

@@ -123,8 +123,16 @@ def _normalise(raw: str, entry: dict[str, Any]) -> str:
     return value
 
 
+# A score the sentence denies right before its name ("No PI-RADS 4 or 5 lesion", "without
+# a LI-RADS 5 observation") assesses nothing: the report says no lesion has it.
+_DENIED_BEFORE = re.compile(
+    r"\b(?:no|without|negative\s+for|absence\s+of|no\s+evidence\s+of)\s+"
+    r"(?:(?:an?|any|other|new|definite|additional|suspicious)\s+)?$", re.IGNORECASE)
+
+
 def find_scores(text: str) -> list[ScoreMention]:
-    """Every score mention in ``text``, in text order, overlaps resolved."""
+    """Every score mention in ``text``, in text order, overlaps resolved; denied ones
+    ("No PI-RADS 4 or 5 lesion") left out."""
     candidates: list[tuple[ScoreMention, ...]] = []
     # Most reports name none of the ~50 systems: rule patterns out on their literal text
     # instead of letting each one scan the whole report.
@@ -143,7 +151,9 @@ def find_scores(text: str) -> list[ScoreMention]:
         start, end = mentions[0].start, mentions[-1].end
         if all(end <= k[0].start or start >= k[-1].end for k in kept):
             kept.append(mentions)
-    return sorted((m for ms in kept for m in ms), key=lambda m: m.start)
+    return sorted((m for ms in kept for m in ms
+                   if not _DENIED_BEFORE.search(text, max(0, ms[0].start - 40), ms[0].start)),
+                  key=lambda m: m.start)
 
 
 def _mentions(text: str, match: re.Match[str], entry: dict[str, Any]) -> tuple[ScoreMention, ...]:

@@ -12,6 +12,7 @@ overlaps inside a group removed.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any
@@ -97,6 +98,20 @@ _START = attrgetter("start")
 # right after a comma, semicolon, dash or parenthesis.
 _CLAUSE_TERMINATOR = "clause"
 _OPENS_CLAUSE = re.compile(r"[,;(\u2014\u2013-][ \t]*$")
+# Connectors of what a finding is taken for (context.json qualifier_terminators): they end a
+# denial where they open a clause, an adverb allowed between ("absent flow, highly suspicious
+# for torsion"), or follow what is no finding ("absent flow consistent with torsion"); right
+# after a finding of the same clause ("no mass consistent with malignancy") the denial goes on.
+_QUALIFIER_TERMINATOR = "qualifier"
+_OPENS_CLAUSE_ADVERB = re.compile(
+    r"[,;(\u2014\u2013-][ \t]*(?:(?:\w+ly|most|more|also|again)[ \t]+){0,2}$", re.IGNORECASE)
+_AFTER_FINDING = re.compile(r"[^,;:.()\n]{0,40}")
+# A size or severity word right after a finding, with no comma or conjunction between, opens
+# the next finding of a run-on sentence whose period was dropped, which capitals hide from the
+# sentence splitter ("NO FOCAL CONSOLIDATION SMALL RIGHT PLEURAL EFFUSION"): it ends a denial.
+_RUN_ON = "run-on"
+_RUN_ON_WORD = re.compile(r"[ \t]+(small|large|moderate|mild|trace|tiny|minimal|severe)\b",
+                          re.IGNORECASE)
 
 
 class Lexicon:
@@ -206,6 +221,7 @@ class Lexicon:
         self._add("label", "negated:backward", data["label_values"]["terms"])
         self._add("terminator", "terminator", data["terminators"])
         self._add("terminator", _CLAUSE_TERMINATOR, data["clause_terminators"])
+        self._add("terminator", _QUALIFIER_TERMINATOR, data["qualifier_terminators"])
 
     def _load_modalities(self) -> None:
         for key, entry in load_json("modalities.json")["entries"].items():
@@ -259,9 +275,30 @@ class Lexicon:
             kept.sort(key=_START)
             out[group] = kept
         if "terminator" in out:
-            out["terminator"] = [t for t in out["terminator"] if t.key != _CLAUSE_TERMINATOR
-                                 or _OPENS_CLAUSE.search(text, max(0, t.start - 8), t.start)]
+            out["terminator"] = [t for t in out["terminator"] if self._ends_denial(
+                t, text, out.get("finding"))]
+        run_on = [Term("terminator", _RUN_ON, m.start(1), m.end(1), m.group(1))
+                  for f in out.get("finding", ()) if (m := _RUN_ON_WORD.match(text, f.end))]
+        if run_on:
+            out["terminator"] = sorted([*out.get("terminator", []), *run_on], key=_START)
         return out
+
+    @staticmethod
+    def _ends_denial(term: Term, text: str, findings: list[Term] | None) -> bool:
+        """Whether a matched terminator ends a denial where it stands (see the constants)."""
+        if term.key == _CLAUSE_TERMINATOR:
+            return _OPENS_CLAUSE.search(text, max(0, term.start - 8), term.start) is not None
+        if term.key != _QUALIFIER_TERMINATOR:
+            return True
+        if _OPENS_CLAUSE_ADVERB.search(text, max(0, term.start - 40), term.start):
+            return True
+        if not findings:
+            return True
+        index = bisect_right([f.end for f in findings], term.start) - 1
+        if index < 0:
+            return True
+        # The finding of the same clause nearest before it: the connector qualifies it.
+        return _AFTER_FINDING.fullmatch(text, findings[index].end, term.start) is None
 
     def finding_term(self, words: str) -> tuple[str, bool] | None:
         """(entry key, plural) when ``words`` (lower case, single spaces) is a finding term."""

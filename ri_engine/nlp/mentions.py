@@ -56,6 +56,21 @@ _OTHER_SIZE = re.compile(r"[ \t-]*(?:%s[A-Za-z]+[ \t-]+){0,2}?(?:%s)\b" % (_LINK
 # of consolidation"), its head is something else and the size is not a finding's.
 _DETERMINER_BEFORE = re.compile(
     r"(?<![A-Za-z])(?:the|a|an|this|that|these|those|its|their|each)[ \t]+$", re.IGNORECASE)
+# Without a determiner, a size opens a noun phrase after a word that does not measure
+# ("encases 5 mm segmental bronchus", "abuts 8 mm vessel"), unlike a size a measuring word
+# or a comparison leads to ("measures 8 mm transverse", "up to 4 mm", "previously 5 mm").
+_WORD_BEFORE = re.compile(r"(?<![A-Za-z])([A-Za-z]+)[ \t]+$")
+_MEASURING_WORDS = frozenset((
+    "measure", "measures", "measured", "measuring", "measurement", "measurements", "up", "upto",
+    "to", "approximately", "approx", "about", "roughly", "nearly", "almost", "least", "most",
+    "than", "of", "from", "by", "now", "previously", "currently", "initially", "is", "are",
+    "was", "were", "be", "been", "diameter", "size", "sized", "and", "or", "between", "span",
+    "spans", "spanning", "thickness", "thick", "length", "width", "height", "caliber",
+    "calibre", "x", "at", "in", "within", "under", "over", "below", "above", "max", "maximum",
+    "maximal", "minimum", "mean", "with", "without", "image", "images", "series", "sections",
+    "slice", "slices", "cm", "mm", "largest", "biggest", "dominant", "each", "total",
+    "combined", "aggregate", "averaging", "diameters", "sizes", "axis", "dimension",
+    "dimensions"))
 _NOUN_PHRASE = re.compile(r"(?:[ \t-]+%s[A-Za-z0-9][A-Za-z0-9']*){1,8}" % _LINK_WORD, re.IGNORECASE)
 _OF_PHRASE = re.compile(r"[ \t]+of[ \t]+(?:(?:the|a|an)[ \t]+)?(?:%s[A-Za-z]+[ \t-]+){0,3}"
                         % _LINK_WORD, re.IGNORECASE)
@@ -135,7 +150,9 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     # bisection over the clause starts: one pass over each layer rather than a range query
     # per clause and layer (a report has dozens of clauses and a few items in each).
     finding_starts = [f.start for f in findings]
-    sizes = [m for m in measurements if not _sizes_other_thing(text, m, finding_starts)]
+    finding_ends = {f.end for f in findings}
+    sizes = [m for m in measurements
+             if not _sizes_other_thing(text, m, finding_starts, finding_ends)]
     layers = {"anatomy": anatomy, "laterality": free_sides, "measurement": sizes,
               "modifier": modifiers}
     clause_items = _by_clause(clauses, layers)
@@ -200,17 +217,22 @@ def _by_context(text: str, term: Term, sentence: Span, lexicon: Lexicon,
     return None
 
 
-def _sizes_other_thing(text: str, size: Measurement, finding_starts: list[int]) -> bool:
+def _sizes_other_thing(text: str, size: Measurement, finding_starts: list[int],
+                       finding_ends: set[int]) -> bool:
     """The size is written right before a device or the study's geometry with no finding
     between ("10 mm drainage catheter"), not before a finding ("6 mm nodule near the tube"),
-    or it opens a noun phrase whose head is no finding ("the 8 mm vessel")."""
+    or it opens a noun phrase whose head is no finding ("the 8 mm vessel", "abuts 8 mm vessel")."""
     index = bisect_left(finding_starts, size.end)
     following = finding_starts[index] if index < len(finding_starts) else len(text)
     m = _OTHER_SIZE.match(text, size.end)
     if m is not None:
         return following >= m.end()
     if not _DETERMINER_BEFORE.search(text, max(0, size.start - 12), size.start):
-        return False
+        word = _WORD_BEFORE.search(text, max(0, size.start - 24), size.start)
+        if word is None or word.group(1).lower() in _MEASURING_WORDS:
+            return False
+        if word.end(1) in finding_ends:
+            return False  # "nodule 8 mm right upper lobe": the size follows its finding
     phrase = _NOUN_PHRASE.match(text, size.end)
     if phrase is None or following < phrase.end():
         return False

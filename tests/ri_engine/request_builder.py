@@ -148,3 +148,31 @@ def finding_sizes(observation: dict) -> list[str]:
         q = c.get("valueQuantity") or c["valueRange"]["low"]
         out.append(f"{'prev:' if prior else ''}{q['value']:g}{q['unit'][:1].lower()}")
     return out
+
+
+NONE = "260413007"
+
+
+def findings_of(text: str) -> list[dict]:
+    """The finding observations the engine produces for ``text`` alone."""
+    return [i.to_json()["finding"] for i in analyse(build_request(text), "finding")]
+
+
+def is_absent(observation: dict) -> bool:
+    """The finding is denied (interpretation NONE)."""
+    return any(coding["code"] == NONE for i in observation.get("interpretation", [])
+               for coding in i["coding"])
+
+
+def critical_descriptions(text: str) -> list[str]:
+    """The criticalResult descriptions the engine produces for ``text`` alone."""
+    return [i.to_json()["result"]["description"] for i in analyse(build_request(text), "criticalResult")]
+
+
+def laterality_keys(request: RadiologyInsightsData) -> list[str]:
+    """Each lateralityDiscrepancy as "<discrepancyType>|<laterality code or ->"."""
+    got = []
+    for i in analyse(request, "lateralityDiscrepancy"):
+        side = i.laterality_indication.coding[0].code if i.laterality_indication else "-"
+        got.append(f"{i.discrepancy_type}|{side}")
+    return got

@@ -8,20 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from request_builder import analyse, build_request, finding_sizes, finding_subject
+from request_builder import (
+    analyse, build_request, finding_sizes, finding_subject, findings_of as _findings,
+    is_absent as _absent,
+)
 
 CPT = "http://www.ama-assn.org/go/cpt"
 MALE, FEMALE = "248153007", "248152002"
-NONE = "260413007"
-
-
-def _findings(text: str) -> list[dict]:
-    return [i.to_json()["finding"] for i in analyse(build_request(text), "finding")]
-
-
-def _absent(observation: dict) -> bool:
-    return any(coding["code"] == NONE for i in observation.get("interpretation", [])
-               for coding in i["coding"])
 
 
 # --- a size belongs to the head of its noun phrase -------------------------------------------
