@@ -34,14 +34,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from .config_origins import ENV_PREFIX, Origins
 from .errors import ConfigError
 
 __all__ = [
     "AnalysisSettings", "ConfigError", "HTTPSettings", "LoggingSettings", "MLLPSettings",
-    "SECTION_PROVIDERS", "Settings", "StorageSettings", "load_settings", "register_section",
+    "SECTION_PROVIDERS", "Settings", "StorageSettings", "load_settings", "register_cross_check",
+    "register_section",
 ]
 
-ENV_PREFIX = "RI_GATEWAY_"
 
 HL7_VERSIONS = (
     "2.1", "2.2", "2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1",
@@ -269,6 +270,18 @@ def register_section(name: str, parser: SectionParser,
         _SECTION_KEYS[name] = keys
 
 
+# Checks across the parsed registered sections (``settings.sections``), run by
+# load_settings(cross_checks=True): serve runs them before it creates anything.
+_CROSS_CHECKS: list[Callable[[Mapping[str, Any]], Any]] = []
+
+
+def register_cross_check(check: Callable[[Mapping[str, Any]], Any]) -> None:
+    """Register ``check(sections)``, which raises ConfigError for settings that are valid
+    one by one but not together."""
+    if check not in _CROSS_CHECKS:
+        _CROSS_CHECKS.append(check)
+
+
 @dataclass(frozen=True)
 class Settings:
     mllp: MLLPSettings = field(default_factory=MLLPSettings)
@@ -384,6 +397,26 @@ def _typed_env_value(key: str, tp: Any, raw: str) -> Any:
     return _env_value(raw)
 
 
+def _mapping_key_types() -> dict[str, Any]:
+    """The type each ``[mappings]`` key's environment value is read as, from the mapping's
+    own defaults: lists comma-separated and text kept as text, as in the other sections
+    (``RI_GATEWAY_MAPPINGS_PATIENT_ID_AUTHORITY=1234`` is the text "1234").  Tables
+    (``sex_map``) are not declared: their value is read as a TOML inline table."""
+    from mappings.config import MappingConfig
+
+    defaults = MappingConfig()
+    types_: dict[str, Any] = {}
+    for f in fields(MappingConfig):
+        default = getattr(defaults, f.name)
+        if isinstance(default, bool):
+            types_[f.name] = bool
+        elif isinstance(default, tuple):
+            types_[f.name] = tuple[str, ...]
+        elif isinstance(default, str) or default is None:
+            types_[f.name] = str
+    return types_
+
+
 def _env_overrides(environ: Mapping[str, str],
                    section_names: list[str]) -> list[tuple[str, str, str, str]]:
     """``(variable, section, key, value)`` for each ``RI_GATEWAY_*`` variable; the key is
@@ -411,13 +444,14 @@ def _env_overrides(environ: Mapping[str, str],
 
 
 def _set_in_named_table(var: str, section_name: str, section: dict[str, Any], rest: str,
-                        raw: str) -> None:
+                        raw: str, origins: Origins) -> None:
     """Set ``RI_GATEWAY_<SECTION>_<NAME>_<KEY>`` (``rest`` is ``<name>_<key>``) in
     ``section``, the named tables read from the file.
 
     Names may hold underscores and so may keys: the key is the longest known one that
     ends ``rest``.  Variable names are case-insensitive, so a name is lower case unless
-    the file already has a table of that name in another case.
+    the file already has a table of that name in another case, or with "-" where the
+    variable has "_".
     """
     keys = _TABLE_KEYS[section_name]
     for key in sorted(keys, key=len, reverse=True):
@@ -428,11 +462,33 @@ def _set_in_named_table(var: str, section_name: str, section: dict[str, Any], re
         raise ConfigError(var, f"names no key of a [{section_name}.NAME] table "
                                f"({ENV_PREFIX}{section_name.upper()}_<NAME>_<KEY>, KEY one of: "
                                f"{', '.join(sorted(keys))})")
-    name = next((n for n in section if n.lower() == name), name)
+    # A variable's name cannot hold "-": its "_" also stands for the "-" of a table the
+    # file names so ([routes.critical-to-pager]); an exact name is preferred.
+    name = (next((n for n in section if n.lower() == name), None)
+            or next((n for n in section if n.lower().replace("-", "_") == name), name))
+    origins.set_table(f"{section_name}.{name}", var)
+    origins.set(f"{section_name}.{name}.{key}", var)
     table = section.setdefault(name, {})
     if not isinstance(table, dict):
         raise ConfigError(f"{section_name}.{name}", f"must be a table ([{section_name}.NAME])")
     table[key] = _typed_env_value(f"{section_name}.{name}.{key}", keys[key], raw)
+
+
+def _set_in_sub_table(var: str, section_name: str, section: dict[str, Any], sub: str,
+                      keys: Mapping[str, Any], rest: str, raw: str, origins: Origins) -> None:
+    """Set ``RI_GATEWAY_<SECTION>_<SUB>_<KEY>`` in the table ``[section.sub]``
+    (``RI_GATEWAY_OUTBOUND_IDENTIFIERS_CRITICALRESULT``).  Variable names are
+    case-insensitive, so the key is the one of ``keys`` that matches whatever its case."""
+    key = next((k for k in keys if k.lower() == rest), None)
+    if key is None:
+        raise ConfigError(var, f"names no key of [{section_name}.{sub}] "
+                               f"(KEY one of: {', '.join(sorted(keys))})")
+    origins.set_table(f"{section_name}.{sub}", var)
+    origins.set(f"{section_name}.{sub}.{key}", var)
+    table = section.setdefault(sub, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{section_name}.{sub}", "must be a table")
+    table[key] = _typed_env_value(f"{section_name}.{sub}.{key}", keys[key], raw)
 
 
 def _import_providers() -> None:
@@ -459,11 +515,15 @@ def _parse_mappings(table: Mapping[str, Any]) -> Any:
 
 
 def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None = None,
-                  environ: Mapping[str, str] | None = None) -> Settings:
+                  environ: Mapping[str, str] | None = None, cross_checks: bool = False
+                  ) -> Settings:
     """Build the settings from defaults, ``path`` (TOML), ``environ`` and ``overrides``.
 
     ``overrides`` maps dotted keys to values (``{"mllp.endpoint": "tcp:2600"}``); None
     values are ignored so CLI options left unset do not override anything.
+    ``cross_checks`` also runs the checks registered with :func:`register_cross_check`
+    (a route naming a destination that does not exist).  A ConfigError names where the
+    bad value was given: the file and its line, or the environment variable.
     """
     _import_providers()
     environ = os.environ if environ is None else environ
@@ -477,6 +537,20 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("", f"{path} is not valid TOML: {exc}") from None
 
+    origins = Origins(path)
+    origins.add_file(data)
+    try:
+        settings = _build_settings(path, data, environ, overrides, origins)
+        if cross_checks:
+            for check_sections in _CROSS_CHECKS:
+                check_sections(settings.sections)
+    except ConfigError as exc:
+        raise origins.located(exc) from None
+    return settings
+
+
+def _build_settings(path: str | None, data: Mapping[str, Any], environ: Mapping[str, str],
+                    overrides: Mapping[str, Any] | None, origins: Origins) -> Settings:
     all_sections = [*BUILTIN_SECTIONS, "mappings", *_REGISTERED]
     tables: dict[str, dict[str, Any]] = {}
     for name, table in data.items():
@@ -489,12 +563,20 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
     for var, name, key, raw in _env_overrides(environ, all_sections):
         section = tables.setdefault(name, {})
         if name in _TABLE_KEYS:
-            _set_in_named_table(var, name, section, key, raw)
-        elif name in BUILTIN_SECTIONS:
+            _set_in_named_table(var, name, section, key, raw, origins)
+            continue
+        keys = _mapping_key_types() if name == "mappings" else _SECTION_KEYS.get(name, {})
+        sub = next((k for k, tp in keys.items()
+                    if isinstance(tp, Mapping) and key.startswith(k + "_")), None)
+        if sub is not None:
+            _set_in_sub_table(var, name, section, sub, keys[sub], key[len(sub) + 1:], raw,
+                              origins)
+            continue
+        origins.set(f"{name}.{key}", var)
+        if name in BUILTIN_SECTIONS:
             section[key] = raw
         else:
-            section[key] = _typed_env_value(f"{name}.{key}", _SECTION_KEYS.get(name, {}).get(key),
-                                            raw)
+            section[key] = _typed_env_value(f"{name}.{key}", keys.get(key), raw)
 
     for dotted, value in (overrides or {}).items():
         if value is None:
@@ -502,6 +584,7 @@ def load_settings(path: str | None = None, overrides: Mapping[str, Any] | None =
         name, _, key = dotted.partition(".")
         if name not in all_sections or not key:
             raise ConfigError(dotted, "unknown setting")
+        origins.set(dotted, "the command line")
         tables.setdefault(name, {})[key] = value
 
     built = {name: _build_section(name, cls, tables.get(name, {}))

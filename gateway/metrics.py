@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "COUNTERS_FROM_START",
     "DEFAULT_BUCKETS",
     "KNOWN_METRICS",
     "Metrics",
@@ -78,6 +79,24 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "ri_gateway_analysis_pool_restarts_total": (
         COUNTER, "Analysis pools replaced after a worker died or an analysis timed "
                  "out, by reason."),
+}
+
+# Counters shown from the start, at 0, with every label value they can take: Prometheus'
+# increase() and rate() count a series from its first sample, so the first content error,
+# empty frame or worker death of a counter created by it went unseen by every alert rule
+# on it, and a rule on a missing series (a typo, a scrape of the wrong port) cannot be
+# told from a quiet one.  Counters labelled by destination, kind or status are created
+# as those appear.
+COUNTERS_FROM_START: dict[str, tuple[Mapping[str, str] | None, ...]] = {
+    "ri_gateway_connections_total": (None,),
+    "ri_gateway_frames_total": (None,),
+    "ri_gateway_bytes_outside_frames_total": (None,),
+    "ri_gateway_empty_frames_total": (None,),
+    "ri_gateway_duplicates_total": (None,),
+    "ri_gateway_content_errors_total": (None,),
+    "ri_gateway_replays_total": (None,),
+    "ri_gateway_escalations_total": ({"reason": "dead_lettered"}, {"reason": "undelivered"}),
+    "ri_gateway_analysis_pool_restarts_total": ({"reason": "worker_died"}, {"reason": "timeout"}),
 }
 
 _NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -159,6 +178,13 @@ class Metrics:
                     hist.counts[i] += 1
             hist.total += float(value)
             hist.count += 1
+
+    def start_counters(self, counters: Mapping[str, Iterable[Mapping[str, str] | None]]
+                       = COUNTERS_FROM_START) -> None:
+        """Show each of ``counters`` (name -> label sets) at 0 until it counts something."""
+        for name, label_sets in counters.items():
+            for labels in label_sets:
+                self.inc(name, labels, value=0)
 
     def add_collector(self, collector: Callable[[Metrics], None]) -> None:
         """Call ``collector(self)`` at the start of every :meth:`render`.

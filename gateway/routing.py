@@ -36,12 +36,13 @@ from typing import Any
 
 from mappings.ack import encode_message
 from mappings.outbound import (
-    Addressing, OutboundConfigError, OutboundFormat, Report, build_alert_oru, build_result_oru,
+    DEFAULT_IDENTIFIERS, Addressing, OutboundConfigError, OutboundFormat, Report, build_alert_oru,
+    build_result_oru,
 )
 from ri_engine.models import Inference, InferenceResult
 
 from .alerts import AlertConfigError, AlertPolicy, communication_of
-from .config import register_section
+from .config import register_cross_check, register_section
 from .errors import ConfigError
 
 __all__ = [
@@ -239,7 +240,8 @@ def _check_client_endpoint(key: str, value: Any) -> str:
     try:
         endpoint = clientFromString(None, value)  # parsed only, never connected
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad value
-        raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: {exc}") from None
+        raise ConfigError(key, f"invalid Twisted client endpoint {value!r}: "
+                               f"{_endpoint_problem(exc)}") from None
     # Twisted reads the port with int() alone: one out of range failed only at connect(),
     # so every message to the destination was retried and dead-lettered, the gateway up.
     # tcp:/ssl: keep the parsed port on the endpoint, tls: on the endpoint it wraps.
@@ -257,6 +259,18 @@ def _check_client_endpoint(key: str, value: Any) -> str:
                                "tls:host=H:port=P (trustRoots=DIR for a private CA), or add "
                                "hostname=H to the ssl: endpoint")
     return value
+
+
+def _endpoint_problem(exc: BaseException) -> str:
+    """What is wrong with an endpoint string, from the exception Twisted raised."""
+    from twisted.python.filepath import UnlistableError
+
+    if isinstance(exc, UnlistableError):
+        # tls: lists trustRoots=DIR; the error it raises has no text of its own, only the
+        # OSError behind it (a directory that is missing, a file, unreadable).
+        cause = exc.originalException
+        return f"trustRoots {getattr(cause, 'filename', '')}: {getattr(cause, 'strerror', cause)}"
+    return str(exc) or type(exc).__name__
 
 
 def parse_destinations(table: Mapping[str, Any]) -> dict[str, Destination]:
@@ -384,11 +398,12 @@ def _escalation(where: str, kind: str, spec: Mapping[str, Any], dests: list[str]
     return found
 
 
-# The [outbound] keys the environment can set, and their types ([outbound.identifiers] is
-# a table of its own).
+# The [outbound] keys the environment can set, and their types; [outbound.identifiers] is
+# a table of its own, set as RI_GATEWAY_OUTBOUND_IDENTIFIERS_<KEY>.
 OUTBOUND_KEYS: dict[str, Any] = {
     "sending_application": str, "sending_facility": str, "version": str, "charset": str,
-    "local_system": str, "evidence": bool, "application_ack_destination": str}
+    "local_system": str, "evidence": bool, "application_ack_destination": str,
+    "identifiers": {key: str for key in DEFAULT_IDENTIFIERS}}
 
 
 def parse_outbound(table: Mapping[str, Any]) -> tuple[OutboundFormat, str | None]:
@@ -432,3 +447,4 @@ def parse_outbound_config(data: Mapping[str, Any]) -> OutboundConfig:
 register_section("destinations", parse_destinations, table_keys=DESTINATION_KEYS)
 register_section("routes", parse_routes, table_keys=ROUTE_KEYS)
 register_section("outbound", parse_outbound, keys=OUTBOUND_KEYS)
+register_cross_check(outbound_config)

@@ -203,6 +203,7 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
 
         reactor = default_reactor
     metrics = metrics or Metrics()
+    metrics.start_counters()
     writer_audit = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous,
                             single_writer=True)
     reader = AuditLog(settings.storage.db, synchronous=settings.storage.synchronous)

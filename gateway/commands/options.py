@@ -22,8 +22,9 @@ db_option = click.option(
     help="Audit database file (overrides [storage] db).")
 
 
-def settings_from(config_path: str | None, overrides: dict[str, Any]) -> Settings:
-    return load_settings(config_path, overrides, os.environ)
+def settings_from(config_path: str | None, overrides: dict[str, Any],
+                  cross_checks: bool = False) -> Settings:
+    return load_settings(config_path, overrides, os.environ, cross_checks=cross_checks)
 
 
 def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:

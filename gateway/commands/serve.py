@@ -67,7 +67,10 @@ def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
 
     settings = settings_from(config_path, {
         "mllp.endpoint": mllp_endpoint, "http.endpoint": http_endpoint,
-        "http.enabled": True if http_endpoint else None, "storage.db": db_path})
+        "http.enabled": True if http_endpoint else None, "storage.db": db_path},
+        # Checked here, before the audit database is created: a route naming a missing
+        # destination left a new database behind a gateway that never started.
+        cross_checks=True)
     configure_logging(settings.logging.level, _FORMATS[settings.logging.format])
 
     from twisted.internet import reactor

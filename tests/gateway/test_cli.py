@@ -202,7 +202,7 @@ def test_config_errors_exit_2_naming_the_key(tmp_path):
     bad.write_text("[storage]\nmax_batch = 0\n")
     result = CliRunner().invoke(main, ["audit", "tail", "--config", str(bad)])
     assert (result.exit_code, result.output) == (
-        2, "ri-gateway: storage.max_batch: must be greater than 0, got 0\n")
+        2, f"ri-gateway: storage.max_batch: must be greater than 0, got 0 (in {bad}, line 2)\n")
 
 
 @pytest.mark.parametrize("args", [["send"], ["sink"], ["analyze"]])
@@ -349,14 +349,17 @@ def test_analyze_refuses_an_unpaired_surrogate_naming_the_field(tmp_path):
      "backoff_max, backoff_multiplier, endpoint, jitter, lenient_end, max_attempts, "
      "receiving_application, receiving_facility)\n"),
     ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "lots"},
-     "ri-gateway: destinations.pager.max_attempts: expected an integer, got 'lots'\n"),
+     "ri-gateway: destinations.pager.max_attempts: expected an integer, got 'lots' "
+     "(set by RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS)\n"),
     ({"RI_GATEWAY_ROUTES_ALL_RESULTS_SEND_EMPTY": "maybe"},
-     "ri-gateway: routes.all_results.send_empty: expected true or false, got 'maybe'\n"),
+     "ri-gateway: routes.all_results.send_empty: expected true or false, got 'maybe' "
+     "(set by RI_GATEWAY_ROUTES_ALL_RESULTS_SEND_EMPTY)\n"),
     ({"RI_GATEWAY_ROUTES_DESTINATIONS": "pager"},
      "ri-gateway: RI_GATEWAY_ROUTES_DESTINATIONS: names no key of a [routes.NAME] table "),
     # An env-only destination is a whole table: its endpoint is still required.
     ({"RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS": "3"},
-     "ri-gateway: destinations.pager.endpoint: is required\n"),
+     "ri-gateway: destinations.pager.endpoint: is required ([destinations.pager] made by "
+     "RI_GATEWAY_DESTINATIONS_PAGER_MAX_ATTEMPTS)\n"),
 ])
 def test_named_table_environment_errors_exit_2(tmp_path, env, expected):
     result = CliRunner().invoke(main, ["audit", "tail", "--db", str(_audit_db(tmp_path))],

@@ -227,11 +227,12 @@ def test_bad_configuration_fails_at_start_naming_the_key(tmp_path):
     # messages needs v2.5 or later.
     ([], {}, '[outbound]\nversion = "2.3"\n',
      "ri-gateway: outbound.version: must be an HL7 version outbound messages can be written "
-     "in, one of 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2; got '2.3'\n"),
+     "in, one of 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2; got '2.3' (in "),
     ([], {}, '[outbound]\nversion = "2.5.1 final"\n', "ri-gateway: outbound.version: "),
     ([], {"RI_GATEWAY_OUTBOUND_VERSION": "3.0"}, None,
      "ri-gateway: outbound.version: must be an HL7 version outbound messages can be written "
-     "in, one of 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2; got '3.0'\n"),
+     "in, one of 2.5, 2.5.1, 2.6, 2.7, 2.7.1, 2.8, 2.8.1, 2.8.2; got '3.0' "
+     "(set by RI_GATEWAY_OUTBOUND_VERSION)\n"),
     # An alert route alerting on nothing started and never sent an alert.
     ([], {}, '[destinations.pager]\nendpoint = "tcp:host=127.0.0.1:port=2576"\n'
              '[routes.critical]\ntype = "alerts"\ndestinations = ["pager"]\nalert_on = []\n',

@@ -159,7 +159,7 @@ def test_strict_validation_is_checked_too() -> None:
     config = MappingConfig(validation_by_facility={"STRICT": "strict"})
     broken = oru(facility="STRICT").replace("OBX|1|TX|", "OBX|A1|TX|")  # OBX-1 is SI
     assert outcome(check_oru, broken, config) == outcome(map_oru, broken, config) == (
-        "ContentError", "102", "MSH-9")
+        "ContentError", "102", "OBX-1")
 
 
 def test_non_oru_is_unsupported_in_both() -> None:

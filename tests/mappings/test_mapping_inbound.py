@@ -329,8 +329,8 @@ def test_validation_levels() -> None:
     assert one(broken, MappingConfig(validation="lenient")).warnings == ()
     with pytest.raises(ContentError) as info:
         map_oru(broken, MappingConfig(validation_by_facility={"GENERAL HOSPITAL": "strict"}))
-    assert (info.value.err_code, info.value.message) == (
-        "102", "message does not validate against its HL7 structure (ValueError)")
+    assert (info.value.err_code, info.value.location, info.value.message) == (
+        "102", "OBX-1", "OBX-1 does not validate against HL7 v2.5.1 (ValueError)")
     assert one(broken, MappingConfig(validation_by_facility={"OTHER": "strict"})).warnings == ()
 
 
