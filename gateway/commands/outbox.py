@@ -113,8 +113,10 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     and says so: the result reached someone already. Name its ID to send it again.
     An unknown or delivered ID re-queues nothing and exits 1.
     """
-    if bool(ids) == dead:
-        raise click.UsageError("give message IDs or --dead (not both)")
+    if not ids and not dead:
+        raise click.UsageError("give the IDs of the messages to re-queue, or --dead")
+    if ids and dead:
+        raise click.UsageError("give message IDs or --dead, not both")
     if destination is not None and not dead:
         # Ignored here, it would re-queue IDs of other destinations than the one named.
         raise click.UsageError("--destination applies only with --dead")

@@ -107,6 +107,15 @@ def test_retry_refuses_destination_without_dead(db):
     assert code == 0 and "OUT2" in out
 
 
+def test_retry_says_what_is_missing_or_too_much(db):
+    # Neither IDs nor --dead was answered "(not both)", as if the operator had given both.
+    code, out = run("outbox", "retry", "--db", db)
+    assert code == 2 and "give the IDs of the messages to re-queue, or --dead" in out
+    assert "not both" not in out
+    code, out = run("outbox", "retry", "--db", db, "2", "--dead")
+    assert code == 2 and "give message IDs or --dead, not both" in out
+
+
 def test_list_on_a_file_that_is_not_a_database_is_exit_3(tmp_path):
     # It ended in a traceback (sqlite3.DatabaseError), where retry and purge said why.
     path = tmp_path / "audit.sqlite3"
