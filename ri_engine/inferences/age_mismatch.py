@@ -42,18 +42,22 @@ from .quality_text import (
 _NUM = rf"(?P<n>\d{{1,3}}(?:\.\d)?|{NUMBER_WORDS})"
 _UNIT = r"(?P<u>years?|yrs?|months?|mos?|weeks?|wks?|days?)"
 # The compact form opens a line, a sentence or a labelled field ("HISTORY: 45M with ..."),
-# or follows the words that introduce the patient ("Patient is a 45M with ..."): elsewhere a
-# number and an F are a temperature ("fever to 102 F, cough") or a French size ("exchanged
-# for a 10 F, which ...").
+# or follows the words that introduce the patient ("Patient is a 45M with ...", "Pt is 80M
+# with ..."): elsewhere a number and an F are a temperature ("fever to 102 F, cough") or a
+# French size ("exchanged for a 10 F, which ...").  After "patient is" or "pt is" it may also
+# end the sentence ("Patient is a 67F."): those words say whose the number is, where "This is
+# a 10 F." or "The drain is a 10 F." may be a catheter's size.
 _PATIENT_INTRO = "|".join(
-    rf"(?<=(?i:\b{lead} {article} ))" for lead in ("patient is", "pt is", "this is", "patient,")
-    for article in ("a", "an"))
+    rf"(?<=(?i:\b{lead} {article}))" for lead in ("patient is", "pt is", "patient,")
+    for article in ("a ", "an ", "") if article or lead != "patient,")
+_OTHER_INTRO = "|".join(rf"(?<=(?i:\bthis is {article} ))" for article in ("a", "an"))
 # The digit test comes first: most positions fail it at once, before the openers are tried.
 COMPACT_AGE_SEX = re.compile(
-    rf"(?=\d)(?<![\w.])(?:^|(?<=[.:;])|(?<=[.:;][ \t])|{_PATIENT_INTRO})"
+    rf"(?=\d)(?<![\w.])(?:^|(?<=[.:;])|(?<=[.:;][ \t])|(?P<patient>{_PATIENT_INTRO})|{_OTHER_INTRO})"
     r"(?P<n>\d{1,3})\s?(?P<s>[MF])(?![\w-])"
     r"(?=\s*(?:[,;:]|$)"
-    r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b)",
+    r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b"
+    r"|(?(patient)\.(?!\d)|(?!)))",
     re.MULTILINE)
 _AGE_PATTERNS = (
     # 72-year-old, 78 years old, 6-month-old, 3 wk old

@@ -124,9 +124,11 @@ def _normalise(raw: str, entry: dict[str, Any]) -> str:
 
 
 # A score the sentence denies right before its name ("No PI-RADS 4 or 5 lesion", "without
-# a LI-RADS 5 observation") assesses nothing: the report says no lesion has it.
+# a LI-RADS 5 observation", "no sonographic evidence of a TI-RADS 5 nodule") assesses
+# nothing: the report says no lesion has it.
 _DENIED_BEFORE = re.compile(
-    r"\b(?:no|without|negative\s+for|absence\s+of|no\s+evidence\s+of)\s+"
+    r"\b(?:no|without|negative\s+for|absence\s+of"
+    r"|(?:no|without)\s+(?:any\s+)?(?:[a-z]+\s+)?evidence\s+(?:of|for))\s+"
     r"(?:(?:an?|any|other|new|definite|additional|suspicious)\s+)?$", re.IGNORECASE)
 
 

@@ -106,6 +106,15 @@ _QUALIFIER_TERMINATOR = "qualifier"
 _OPENS_CLAUSE_ADVERB = re.compile(
     r"[,;(\u2014\u2013-][ \t]*(?:(?:\w+ly|most|more|also|again)[ \t]+){0,2}$", re.IGNORECASE)
 _AFTER_FINDING = re.compile(r"[^,;:.()\n]{0,40}")
+# Or a chain of prepositional phrases of any length that place the finding ("no mass in the
+# upper outer quadrant of the left breast consistent with ..."): its location, not a clause.
+# Each phrase is a preposition and words that are no preposition, so the parse is unique.
+_PREPOSITION = r"(?:in|of|at|on|within|along|involving|near|from|to|throughout|about|around|into)"
+_CLAUSE_WORD = r"(?:is|are|was|were|there|but|and|or|which|that|where|with|without|seen)"
+_LOCATION_AFTER_FINDING = re.compile(
+    rf"(?:[ \t]+{_PREPOSITION}(?:[ \t]+(?!(?:{_PREPOSITION}|{_CLAUSE_WORD})\b)[\w'/-]+)+)+[ \t]*",
+    re.IGNORECASE)
+_LOCATION_MAX = 120
 # A size or severity word right after a finding, with no comma or conjunction between, opens
 # the next finding of a run-on sentence whose period was dropped, which capitals hide from the
 # sentence splitter ("NO FOCAL CONSOLIDATION SMALL RIGHT PLEURAL EFFUSION"): it ends a denial.
@@ -298,7 +307,11 @@ class Lexicon:
         if index < 0:
             return True
         # The finding of the same clause nearest before it: the connector qualifies it.
-        return _AFTER_FINDING.fullmatch(text, findings[index].end, term.start) is None
+        end = findings[index].end
+        if _AFTER_FINDING.fullmatch(text, end, term.start) is not None:
+            return False
+        return term.start - end > _LOCATION_MAX or \
+            _LOCATION_AFTER_FINDING.fullmatch(text, end, term.start) is None
 
     def finding_term(self, words: str) -> tuple[str, bool] | None:
         """(entry key, plural) when ``words`` (lower case, single spaces) is a finding term."""

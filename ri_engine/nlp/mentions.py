@@ -70,7 +70,15 @@ _MEASURING_WORDS = frozenset((
     "maximal", "minimum", "mean", "with", "without", "image", "images", "series", "sections",
     "slice", "slices", "cm", "mm", "largest", "biggest", "dominant", "each", "total",
     "combined", "aggregate", "averaging", "diameters", "sizes", "axis", "dimension",
-    "dimensions"))
+    "dimensions", "estimated", "estimating", "approximating"))
+# The dimension a size gives, right after it and ending its phrase ("estimated 3 cm across",
+# "unchanged 3 cm craniocaudal"): the size measures what came before, whatever the word
+# before it; "8 mm long segment" goes on to a noun and stays a noun phrase.
+_DIMENSION_AFTER = re.compile(
+    r"[ \t]+(?:across|long|wide|deep|tall|thick|transverse(?:ly)?|craniocaudal(?:ly)?|"
+    r"anteroposterior(?:ly)?|AP|CC|TRV|axial(?:ly)?|sagittal(?:ly)?|coronal(?:ly)?|"
+    r"in\s+(?:diameter|size|length|width|greatest\s+dimension))\b"
+    r"(?![ \t-]+%s[A-Za-z])" % _LINK_WORD, re.IGNORECASE)
 _NOUN_PHRASE = re.compile(r"(?:[ \t-]+%s[A-Za-z0-9][A-Za-z0-9']*){1,8}" % _LINK_WORD, re.IGNORECASE)
 _OF_PHRASE = re.compile(r"[ \t]+of[ \t]+(?:(?:the|a|an)[ \t]+)?(?:%s[A-Za-z]+[ \t-]+){0,3}"
                         % _LINK_WORD, re.IGNORECASE)
@@ -230,6 +238,8 @@ def _sizes_other_thing(text: str, size: Measurement, finding_starts: list[int],
     if not _DETERMINER_BEFORE.search(text, max(0, size.start - 12), size.start):
         word = _WORD_BEFORE.search(text, max(0, size.start - 24), size.start)
         if word is None or word.group(1).lower() in _MEASURING_WORDS:
+            return False
+        if _DIMENSION_AFTER.match(text, size.end):
             return False
         if word.end(1) in finding_ends:
             return False  # "nodule 8 mm right upper lobe": the size follows its finding

@@ -176,3 +176,13 @@ def laterality_keys(request: RadiologyInsightsData) -> list[str]:
         side = i.laterality_indication.coding[0].code if i.laterality_indication else "-"
         got.append(f"{i.discrepancy_type}|{side}")
     return got
+
+
+def score_keys(text: str) -> list[str]:
+    """The scoringAndAssessment inferences of ``text`` as "<category>|<value or min-max>"."""
+    out = []
+    for i in analyse(build_request(text), "scoringAndAssessment"):
+        j = i.to_json()
+        value = j.get("singleValue") or "{minimum}-{maximum}".format(**j["rangeValue"])
+        out.append(f"{j['category']}|{value}")
+    return out

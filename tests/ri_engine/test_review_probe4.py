@@ -10,7 +10,7 @@ import pytest
 
 from request_builder import (
     analyse, build_request, critical_descriptions, finding_sizes, finding_subject, findings_of,
-    is_absent, laterality_keys,
+    is_absent, laterality_keys, score_keys,
 )
 
 CPT = "http://www.ama-assn.org/go/cpt"
@@ -108,15 +108,6 @@ def test_a_part_shared_by_two_exams_counts_for_either(
 
 # --- a denied score ---------------------------------------------------------------------------------
 
-def _scores(text: str) -> list[str]:
-    out = []
-    for i in analyse(build_request(text), "scoringAndAssessment"):
-        j = i.to_json()
-        value = j.get("singleValue") or "{minimum}-{maximum}".format(**j["rangeValue"])
-        out.append(f"{j['category']}|{value}")
-    return out
-
-
 @pytest.mark.parametrize(("text", "expected"), [
     ("IMPRESSION: No PI-RADS 4 or 5 lesion. Overall PI-RADS assessment category 2.", ["PI-RADS|2"]),
     ("IMPRESSION: No evidence of a LI-RADS 5 observation. LR-3 observation in segment 6.",
@@ -127,7 +118,7 @@ def _scores(text: str) -> list[str]:
      ["PI-RADS|4"]),
 ])
 def test_a_denied_score_is_no_assessment(text: str, expected: list[str]) -> None:
-    assert _scores(text) == expected
+    assert score_keys(text) == expected
 
 
 # --- "protocol" in an exam's name -------------------------------------------------------------------
