@@ -161,9 +161,13 @@ class MLLPClientProtocol(Protocol):
         self._closed = True
         self._lost = True
         if self._waiting is not None:
+            # A peer that ends its reply with FS alone and then closes (one reply per
+            # connection) is as plainly answering as one that keeps it open: say so here too.
+            hint = self._lone_fs_hint()
             self._finish(
                 failure=ConnectionClosed(
                     f"connection lost before the reply arrived ({describe_loss(reason)})"
+                    + (f"; {hint}" if hint else "")
                 )
             )
         if self._close_timer is not None and self._close_timer.active():
@@ -189,17 +193,21 @@ class MLLPClientProtocol(Protocol):
 
     def _timed_out(self, timeout: float) -> None:
         self._timer = None
-        hint = ""
-        if self._decoder.ended_by_lone_fs:
-            # The peer answered, but ends its frames with FS alone: without this the
-            # operator saw only "no ACK" from a peer that plainly sends them.
-            hint = (f"a reply of {self._decoder.buffered} bytes ended with FS and no CR: "
-                    "the peer may need lenient_end")
+        hint = self._lone_fs_hint()
         self._log.warning("mllp.reply_timeout", timeout=timeout,
                           unfinished_reply_bytes=self._decoder.buffered,
                           fs_without_cr=self._decoder.ended_by_lone_fs)
         self._abort()
         self._finish(failure=AckTimeout(timeout, hint))
+
+    def _lone_fs_hint(self) -> str:
+        """What to tell the operator when the unfinished reply ends with FS and no CR."""
+        if not self._decoder.ended_by_lone_fs:
+            return ""
+        # The peer answered, but ends its frames with FS alone: without this the operator
+        # saw only "no ACK" from a peer that plainly sends them.
+        return (f"a reply of {self._decoder.buffered} bytes ended with FS and no CR: "
+                "the peer may need lenient_end")
 
     def _cancelled(self, waiting: Deferred[bytes]) -> None:
         # The Deferred fails with CancelledError by itself; the reply that may

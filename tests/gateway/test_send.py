@@ -16,6 +16,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 
 import pytest
 from click.testing import CliRunner, Result
@@ -317,3 +318,34 @@ def test_send_to_an_ipv6_address(tmp_path):
     closed = send(sink.port, path, host="::1")  # nothing listens there any more
     assert closed.returncode == 3
     assert closed.stderr.startswith(f"ri-gateway: cannot connect to [::1]:{sink.port}: ")
+
+
+def test_a_reply_ended_by_fs_alone_then_a_close_is_named(tmp_path):
+    # A receiver that ends its ACK with FS and no CR and then closes the connection: send
+    # said only "connection lost before the reply arrived", as if the peer had sent nothing,
+    # where a timeout on the same reply names the missing CR and lenient_end.
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_and_close() -> None:
+        conn, _ = server.accept()
+        with conn:
+            data = b""
+            while b"\x1c\r" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"\x0bMSH|^~\\&|EHR|H|RIGW|H|20240115||ACK^R01^ACK|A1|P|2.5.1\r"
+                         b"MSA|AA|FSCLOSE1\r\x1c")
+
+    thread = threading.Thread(target=answer_and_close, daemon=True)
+    thread.start()
+    path = tmp_path / "one.hl7"
+    path.write_bytes(oru("FSCLOSE1"))
+    try:
+        result = run_cli("send", "--host", "127.0.0.1", "--port", str(port), "--timeout", "10",
+                         str(path))
+    finally:
+        server.close()
+        thread.join(5)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "connection lost before the reply arrived" in result.stdout
+    assert "ended with FS and no CR" in result.stdout and "lenient_end" in result.stdout
