@@ -227,11 +227,16 @@ class _Backlog:
     with another's (then once), so the usual case pays nothing for it on the reactor.
     """
 
-    def __init__(self, rank: Callable[[AcceptedMessage], int]) -> None:
+    def __init__(self, rank: Callable[[AcceptedMessage], int],
+                 earlier: Callable[[AcceptedMessage], Sequence[int]] = lambda m: ()) -> None:
         self._rank = rank
+        # The ids of the reports of the message's patients just before it (not recorded
+        # when it arrived): they must be analysed first, so they queue as urgently as it.
+        self._earlier = earlier
         self._arrived: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
         self._queues: list[deque[tuple[AcceptedMessage, defer.Deferred, float]]] = [
             deque() for _ in range(OTHER + 2)]
+        self._ranks: dict[int, int] = {}  # message_id -> the queue it is in
 
     def append(self, item: tuple[AcceptedMessage, defer.Deferred, float]) -> None:
         self._arrived.append(item)
@@ -243,13 +248,40 @@ class _Backlog:
             return self._arrived.popleft() if ready(self._arrived[0][0]) else None
         while self._arrived:  # arrival order, so each queue stays oldest first
             item = self._arrived.popleft()
-            self._queues[self._rank(item[0])].append(item)
+            rank = self._rank(item[0])
+            self._bring_forward(item[0], rank)
+            self._queues[rank].append(item)
+            self._ranks[item[0].message_id] = rank
         for queue in self._queues:
             for index, item in enumerate(queue):
                 if ready(item[0]):
                     del queue[index]
+                    self._ranks.pop(item[0].message_id, None)
                     return item
         return None
+
+    def _bring_forward(self, message: AcceptedMessage, rank: int) -> None:
+        """Move the earlier reports of ``message``'s patients still waiting in a less
+        urgent queue into queue ``rank``, in arrival order: a STAT report waits for its
+        patient's earlier routine report (pipeline ``_ready``), and that one then waits
+        for nothing else routine.  Each report queues at least as urgently as those of
+        its patient after it, so the walk back ends at the first one urgent enough."""
+        moved: list[tuple[AcceptedMessage, defer.Deferred, float]] = []
+        todo = list(self._earlier(message))
+        while todo:
+            mid = todo.pop()
+            held = self._ranks.get(mid)
+            if held is None or held <= rank:
+                continue  # analysed already, being analysed, or urgent enough
+            queue = self._queues[held]
+            index = next(i for i, item in enumerate(queue) if item[0].message_id == mid)
+            item = queue[index]
+            del queue[index]
+            self._ranks[mid] = rank
+            moved.append(item)
+            todo.extend(self._earlier(item[0]))
+        moved.sort(key=lambda item: (item[2], item[0].message_id))
+        self._queues[rank].extend(moved)
 
     def oldest_arrival(self) -> float:
         return min(queue[0][2] for queue in (self._arrived, *self._queues) if queue)
@@ -286,7 +318,7 @@ class AnalysisPipeline:
         self.in_progress = 0  # in the analysis pool or being recorded
         # (message, its final-status Deferred, when it arrived): most urgent first, then
         # oldest first (see _Backlog)
-        self._backlog = _Backlog(_urgency)
+        self._backlog = _Backlog(_urgency, self._earlier)
         self._start_pending = False
         self._stopped = False
         # Messages whose worker died, each to be tried again alone (module docstring), the
@@ -300,6 +332,8 @@ class AnalysisPipeline:
         # arrival order: only the first of them may be analysed (_ready).
         self._per_patient: dict[tuple[str, str, str], deque[int]] = {}
         self._keys: dict[int, tuple[tuple[str, str, str], ...]] = {}
+        # Per message, those just before it in each of its patients' queues then.
+        self._previous: dict[int, tuple[int, ...]] = {}
 
     @property
     def analysing(self) -> list[str]:
@@ -377,8 +411,17 @@ class AnalysisPipeline:
             return  # submitted again (tried alone after its worker died): keeps its place
         keys = patient_keys(message.text) if message.is_report else ()
         self._keys[message.message_id] = keys
+        previous = []
         for key in keys:
-            self._per_patient.setdefault(key, deque()).append(message.message_id)
+            waiting = self._per_patient.setdefault(key, deque())
+            if waiting:
+                previous.append(waiting[-1])
+            waiting.append(message.message_id)
+        if previous:
+            self._previous[message.message_id] = tuple(previous)
+
+    def _earlier(self, message: AcceptedMessage) -> tuple[int, ...]:
+        return self._previous.get(message.message_id, ())
 
     def _ready(self, message: AcceptedMessage) -> bool:
         """Whether no earlier report of the message's patients is waiting or analysed.
@@ -395,6 +438,7 @@ class AnalysisPipeline:
     def _recorded(self, message: AcceptedMessage) -> None:
         """The message is off the pipeline (recorded, or left for the next start): the
         next report of its patient may start."""
+        self._previous.pop(message.message_id, None)
         for key in self._keys.pop(message.message_id, ()):
             waiting = self._per_patient[key]
             waiting.remove(message.message_id)
