@@ -61,6 +61,7 @@ the next start.
 
 from __future__ import annotations
 
+import bisect
 import json
 import sqlite3
 import time
@@ -225,13 +226,25 @@ class _Backlog:
     emergency department waits behind the other STAT and ASAP orders only, not behind a
     day of routine reports. A message's urgency is read only when it has to be compared
     with another's (then once), so the usual case pays nothing for it on the reactor.
+
+    A message found waiting for an earlier report of its patient (not ``ready``) is set
+    aside until :meth:`unpark` puts it back in its place, so that a long backlog of one
+    patient is not looked through again each time a place in the pool is free.
     """
 
-    def __init__(self, rank: Callable[[AcceptedMessage], int]) -> None:
+    def __init__(self, rank: Callable[[AcceptedMessage], int],
+                 earlier: Callable[[AcceptedMessage], Sequence[int]] = lambda m: ()) -> None:
         self._rank = rank
+        # The ids of the reports of the message's patients just before it (not recorded
+        # when it arrived): they must be analysed first, so they queue as urgently as it.
+        self._earlier = earlier
         self._arrived: deque[tuple[AcceptedMessage, defer.Deferred, float]] = deque()
         self._queues: list[deque[tuple[AcceptedMessage, defer.Deferred, float]]] = [
             deque() for _ in range(OTHER + 2)]
+        self._ranks: dict[int, int] = {}  # message_id -> the queue it is (or goes back) in
+        # message_id -> the message (a list: one may be submitted twice) set aside
+        self._parked: dict[int, list[tuple[AcceptedMessage, defer.Deferred, float]]] = {}
+        self._parked_count = 0
 
     def append(self, item: tuple[AcceptedMessage, defer.Deferred, float]) -> None:
         self._arrived.append(item)
@@ -243,19 +256,67 @@ class _Backlog:
             return self._arrived.popleft() if ready(self._arrived[0][0]) else None
         while self._arrived:  # arrival order, so each queue stays oldest first
             item = self._arrived.popleft()
-            self._queues[self._rank(item[0])].append(item)
+            rank = self._rank(item[0])
+            self._bring_forward(item[0], rank)
+            self._queues[rank].append(item)
+            self._ranks[item[0].message_id] = rank
         for queue in self._queues:
-            for index, item in enumerate(queue):
+            while queue:
+                item = queue.popleft()
                 if ready(item[0]):
-                    del queue[index]
+                    self._ranks.pop(item[0].message_id, None)
                     return item
+                self._parked.setdefault(item[0].message_id, []).append(item)
+                self._parked_count += 1
         return None
 
-    def oldest_arrival(self) -> float:
-        return min(queue[0][2] for queue in (self._arrived, *self._queues) if queue)
+    def unpark(self, message_id: int) -> None:
+        """Put a message set aside back in its queue, in its place by arrival: an earlier
+        report of its patient has been recorded."""
+        items = self._parked.pop(message_id, ())
+        for item in items:
+            self._parked_count -= 1
+            _insert(self._queues[self._ranks[message_id]], item)
+
+    def _bring_forward(self, message: AcceptedMessage, rank: int) -> None:
+        """Move the earlier reports of ``message``'s patients still waiting in a less
+        urgent queue into queue ``rank``, in arrival order: a STAT report waits for its
+        patient's earlier routine report (pipeline ``_ready``), and that one then waits
+        for nothing else routine.  Each report queues at least as urgently as those of
+        its patient after it, so the walk back ends at the first one urgent enough."""
+        todo = list(self._earlier(message))
+        while todo:
+            mid = todo.pop()
+            held = self._ranks.get(mid)
+            if held is None or held <= rank:
+                continue  # analysed already, being analysed, or urgent enough
+            self._ranks[mid] = rank
+            parked = self._parked.get(mid)
+            if parked:  # goes back into queue ``rank`` when unparked
+                todo.extend(self._earlier(parked[0][0]))
+                continue
+            queue = self._queues[held]
+            index = next(i for i, item in enumerate(queue) if item[0].message_id == mid)
+            item = queue[index]
+            del queue[index]
+            _insert(self._queues[rank], item)
+            todo.extend(self._earlier(item[0]))
+
+    def oldest_arrival(self) -> float | None:
+        """When the oldest message that may start arrived (None: every one waits for an
+        earlier report of its patient)."""
+        return min((queue[0][2] for queue in (self._arrived, *self._queues) if queue),
+                   default=None)
 
     def __len__(self) -> int:
-        return len(self._arrived) + sum(len(queue) for queue in self._queues)
+        return (len(self._arrived) + sum(len(queue) for queue in self._queues)
+                + self._parked_count)
+
+
+def _insert(queue: deque[tuple[AcceptedMessage, defer.Deferred, float]],
+            item: tuple[AcceptedMessage, defer.Deferred, float]) -> None:
+    """``item`` into ``queue`` (oldest first) after those that arrived no later."""
+    queue.insert(bisect.bisect_right(queue, item[2], key=lambda queued: queued[2]), item)
 
 
 class AnalysisPipeline:
@@ -286,7 +347,7 @@ class AnalysisPipeline:
         self.in_progress = 0  # in the analysis pool or being recorded
         # (message, its final-status Deferred, when it arrived): most urgent first, then
         # oldest first (see _Backlog)
-        self._backlog = _Backlog(_urgency)
+        self._backlog = _Backlog(_urgency, self._earlier)
         self._start_pending = False
         self._stopped = False
         # Messages whose worker died, each to be tried again alone (module docstring), the
@@ -300,6 +361,8 @@ class AnalysisPipeline:
         # arrival order: only the first of them may be analysed (_ready).
         self._per_patient: dict[tuple[str, str, str], deque[int]] = {}
         self._keys: dict[int, tuple[tuple[str, str, str], ...]] = {}
+        # Per message, those just before it in each of its patients' queues then.
+        self._previous: dict[int, tuple[int, ...]] = {}
 
     @property
     def analysing(self) -> list[str]:
@@ -377,8 +440,17 @@ class AnalysisPipeline:
             return  # submitted again (tried alone after its worker died): keeps its place
         keys = patient_keys(message.text) if message.is_report else ()
         self._keys[message.message_id] = keys
+        previous = []
         for key in keys:
-            self._per_patient.setdefault(key, deque()).append(message.message_id)
+            waiting = self._per_patient.setdefault(key, deque())
+            if waiting:
+                previous.append(waiting[-1])
+            waiting.append(message.message_id)
+        if previous:
+            self._previous[message.message_id] = tuple(previous)
+
+    def _earlier(self, message: AcceptedMessage) -> tuple[int, ...]:
+        return self._previous.get(message.message_id, ())
 
     def _ready(self, message: AcceptedMessage) -> bool:
         """Whether no earlier report of the message's patients is waiting or analysed.
@@ -395,10 +467,13 @@ class AnalysisPipeline:
     def _recorded(self, message: AcceptedMessage) -> None:
         """The message is off the pipeline (recorded, or left for the next start): the
         next report of its patient may start."""
+        self._previous.pop(message.message_id, None)
         for key in self._keys.pop(message.message_id, ()):
             waiting = self._per_patient[key]
             waiting.remove(message.message_id)
-            if not waiting:
+            if waiting:
+                self._backlog.unpark(waiting[0])
+            else:
                 del self._per_patient[key]
 
     def _recorded_later(self, result: Any, message: AcceptedMessage) -> Any:
@@ -411,8 +486,11 @@ class AnalysisPipeline:
     def _yield_to_listener(self) -> float:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
         now = self.clock()
+        oldest = self._backlog.oldest_arrival()
+        if oldest is None:
+            return 0.0  # none may start: nothing to hold back
         quiet_in = self.quiet_period - (now - self._last_arrival)
-        overdue_in = self.max_wait - (now - self._backlog.oldest_arrival())
+        overdue_in = self.max_wait - (now - oldest)
         return max(0.0, min(quiet_in, overdue_in))
 
     def _process(self, message: AcceptedMessage) -> defer.Deferred:
