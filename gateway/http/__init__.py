@@ -85,7 +85,7 @@ def make_site(
     checks.update(health_checks)
 
     root = RootResource()
-    root.putChild(b"health", HealthResource(checks))
+    root.putChild(b"health", HealthResource(checks, clock=clock))
     root.putChild(b"metrics", MetricsResource(metrics))
     insights = RootResource()
     radiology = RootResource()

@@ -7,7 +7,9 @@
 Checks are plain callables returning True when healthy (the database is
 writable, the engine is loaded, the MLLP listener is up), or a Deferred that fires
 with it (the database check is a write through the audit writer, answered once it
-commits); one that raises counts as failing.  The body follows the shape of the IETF health-check draft::
+commits); one that raises, or has not answered within ``timeout`` seconds, counts as
+failing (a writer stuck behind a hung disk must turn the probe red, not leave it
+without an answer until the probe's own timeout).  The body follows the shape of the IETF health-check draft::
 
     {"status": "pass", "checks": {"database": "pass", "engine": "pass"}}
 """
@@ -33,11 +35,18 @@ log = get_logger("gateway.http")
 
 HealthCheck = Callable[[], "bool | Deferred[bool]"]
 
+# Seconds a check may take before it counts as failing: a database write that takes
+# longer is as good as down, and a probe allowed longer gets a 503 rather than nothing.
+CHECK_TIMEOUT = 5.0
+
 
 class HealthResource(ReadOnlyResource):
-    def __init__(self, checks: Mapping[str, HealthCheck]) -> None:
+    def __init__(self, checks: Mapping[str, HealthCheck], *, clock: Any = None,
+                 timeout: float = CHECK_TIMEOUT) -> None:
         super().__init__()
         self._checks = dict(checks)
+        self._clock = clock
+        self._timeout = timeout
 
     def render_GET(self, request: Any) -> bytes:  # noqa: N802 - twisted.web's method naming
         request.setHeader("Content-Type", "application/json; charset=utf-8")
@@ -57,13 +66,17 @@ class HealthResource(ReadOnlyResource):
         outcomes.addCallback(lambda _, later=answer_later(request): later(answer[0]))
         return NOT_DONE_YET
 
-    @staticmethod
-    def _run(name: str, check: HealthCheck) -> Deferred[bool]:
+    def _run(self, name: str, check: HealthCheck) -> Deferred[bool]:
         def failed(failure: Failure) -> bool:  # a broken check is a failing check
             log.warning("health check raised", check=name, error_type=failure.type.__name__)
             return False
 
-        return maybeDeferred(check).addCallbacks(bool, failed)
+        d = maybeDeferred(check)
+        if self._clock is not None and not d.called:
+            # Cancelling a write queued in the audit writer only drops our interest in
+            # it: the write itself still commits (its Deferred ignores the late result).
+            d.addTimeout(self._timeout, self._clock)
+        return d.addCallbacks(bool, failed)
 
 
 def _answer(request: Any, names: list[str], passed: list[bool]) -> bytes:

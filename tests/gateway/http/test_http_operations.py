@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from rest_harness import KEY, Harness, job_body, make_harness
@@ -100,6 +102,31 @@ def test_health_fails_when_the_database_is_not_writable(harness: Harness) -> Non
     harness.site.runner.store.close()
     response = harness.request("GET", "/health", key=None)
     assert (response.status, response.json()["checks"]["database"]) == (503, "fail")
+
+
+def test_a_check_that_never_answers_fails_after_its_timeout() -> None:
+    # The database check is a write through the audit writer: behind a hung disk it never
+    # fired, and /health gave no answer at all (a probe saw its own timeout, not a 503).
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.defer import Deferred
+    from twisted.internet.testing import StringTransport
+
+    from gateway.http.health import CHECK_TIMEOUT
+
+    harness = make_harness(checks={"engine": lambda: True, "stuck": Deferred})
+    protocol = harness.site.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.dataReceived(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n")
+    assert transport.value() == b""  # still waiting for the stuck check
+    with capture_logs() as logs:
+        harness.clock.advance(CHECK_TIMEOUT + 0.1)
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503")
+    assert json.loads(body) == {"status": "fail", "checks": {
+        "database": "pass", "engine": "pass", "stuck": "fail"}}
+    assert [(e["check"], e["error_type"]) for e in logs
+            if e["event"] == "health check raised"] == [("stuck", "TimeoutError")]
 
 
 # -- /metrics ----------------------------------------------------------------------
