@@ -39,7 +39,7 @@ class StopSignals:
     def __init__(self) -> None:
         self._stop: Callable[[int], None] | None = None
         self._force: Callable[[int], None] | None = None
-        self.stopping: int | None = None  # the signal that asked for the stop
+        self.stopping: int | None = None  # the signal that asked for the stop (0: none did)
         self.forced: int | None = None  # the later one that forced it
         self._previous: dict[int, Any] = {}
 
@@ -73,10 +73,17 @@ class StopSignals:
         ``force(signum)`` (later ones nothing more); those that arrived before are
         delivered now.  Both run inside the signal handler: they must not log, nor wait."""
         self._stop, self._force = stop, force
-        if self.stopping is not None:
+        if self.stopping:  # a signal (0: a stop of the process's own, nothing to deliver)
             stop(self.stopping)
         if self.forced is not None and force is not None:
             force(self.forced)
+
+    def stop_under_way(self) -> None:
+        """The process is stopping for a reason of its own (a listener that failed, a
+        stop by the reactor): a stop signal from now on forces the stop. As a first
+        signal it would only have asked the stopped reactor to stop, and been lost."""
+        if self.stopping is None:
+            self.stopping = 0
 
     def restore(self) -> None:
         """Put back the handlers found at :meth:`install` (``serve`` run in a process that

@@ -107,6 +107,7 @@ def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     reactor.callWhenRunning(service.startService)
     reactor.addSystemEventTrigger("before", "shutdown", service.stopService)
     reactor.run()
+    signals.stop_under_way()  # a signal from now on forces the stop, whatever stopped it
     forced.reactor_stopped()  # a forced stop ends the process here
     _end_despite_stragglers(app, failed, settings.analysis.stop_grace)
     if failed:
