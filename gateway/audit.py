@@ -79,8 +79,8 @@ from .errors import AuditError
 
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
-    "chunks", "duplicate_op", "event_op", "has_table", "inferences_cleared_op", "inferences_op",
-    "received_op", "sqlite_uri", "status_op", "utc_now",
+    "chunks", "duplicate_op", "event_op", "has_table", "in_transaction", "inferences_cleared_op",
+    "inferences_op", "received_op", "sqlite_uri", "status_op", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -559,6 +559,20 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 """
 
 
+def in_transaction(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], T]) -> T:
+    """``write(conn)`` in one write transaction (``BEGIN IMMEDIATE``), committed, or rolled
+    back if anything escapes it (the error is raised as it came)."""
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = write(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
 class AuditLog:
     """The audit database.
 
@@ -690,20 +704,12 @@ class AuditLog:
         return self._transaction(lambda conn: [_in_savepoint(conn, op) for op in ops])
 
     def _transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
-        """``write(conn)`` in one write transaction, rolled back if anything escapes it;
-        a database error is raised as :class:`AuditError`."""
-        conn = self.conn
+        """``write(conn)`` in one write transaction (:func:`in_transaction`); a database
+        error is raised as :class:`AuditError`."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            result = write(conn)
-            conn.execute("COMMIT")
-        except BaseException as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise AuditError(f"audit database {self.path} write failed: {exc}") from None
-            raise
-        return result
+            return in_transaction(self.conn, write)
+        except sqlite3.Error as exc:
+            raise AuditError(f"audit database {self.path} write failed: {exc}") from None
 
     def run(self, op: Op[T]) -> T:
         """Run one op in its own transaction and return its result (or raise its error)."""

@@ -365,7 +365,8 @@ def _first_field(sources: tuple[str, ...], segments: dict[str, Segment | None], 
     return None
 
 
-def _result_status(obr: Segment, group: OrderGroup | LocatedGroup, d: Delimiters, config: MappingConfig) -> str | None:
+def _result_status(obr: Segment, group: OrderGroup | LocatedGroup, d: Delimiters,
+                   config: MappingConfig) -> str | None:
     status = component(obr[25], 1, d).upper()
     if status:
         return status

@@ -54,9 +54,10 @@ def make_site(
     ``analysis``: runs the engine off the reactor thread (``AnalysisPool``).
     ``job_store``: a :class:`JobStore` or the SQLite file to keep jobs in (the
     audit database file is fine; give a JobStore with ``write`` there, so that job writes
-    go through the audit writer rather than waiting for its lock on the reactor).  ``api_keys``: the accepted keys (an empty set
-    refuses every job request).  ``health_checks``: name -> callable returning
-    True when healthy; a ``database`` check on the job store is added.
+    go through the audit writer rather than waiting for its lock on the reactor).
+    ``api_keys``: the accepted keys (an empty set refuses every job request).
+    ``health_checks``: name -> callable returning True when healthy (or a Deferred
+    firing with it); a ``database`` check on the job store is added.
     ``clock``: timestamps and purging (default: the reactor).  ``parse``: the
     request validation shared with the CLI (default ``gateway.jobs.validate_and_parse``).
     ``base_url``: the public base of ``Operation-Location`` when behind a proxy

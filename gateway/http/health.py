@@ -9,7 +9,8 @@ writable, the engine is loaded, the MLLP listener is up), or a Deferred that fir
 with it (the database check is a write through the audit writer, answered once it
 commits); one that raises, or has not answered within ``timeout`` seconds, counts as
 failing (a writer stuck behind a hung disk must turn the probe red, not leave it
-without an answer until the probe's own timeout).  The body follows the shape of the IETF health-check draft::
+without an answer until the probe's own timeout).  The body follows the shape of the
+IETF health-check draft::
 
     {"status": "pass", "checks": {"database": "pass", "engine": "pass"}}
 """

@@ -37,6 +37,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, maybeDeferred
 
+from gateway.audit import in_transaction
+
 __all__ = ["ACTIVE_STATUSES", "JobRecord", "JobStore", "NoRoom", "Write", "format_time"]
 
 RETENTION = dt.timedelta(hours=24)
@@ -230,16 +232,7 @@ class JobStore:
 
     def _transaction(self, op: JobOp) -> Any:
         with self._lock:
-            db = self._db
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                result = op(db)
-                db.execute("COMMIT")
-            except BaseException:
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-                raise
-        return result
+            return in_transaction(self._db, op)
 
 
 def _unfinished_count(conn: sqlite3.Connection, now: float, *, besides: str | None) -> int:
