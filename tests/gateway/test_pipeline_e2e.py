@@ -49,10 +49,20 @@ def oru(control_id: str, accession: str, mrn: str, lines: list[str]) -> str:
     return "\r".join(segments) + "\r"
 
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and not handed out before in this run: the kernel may give the
+    same free port twice, and a gateway told to listen where a sink of its own test already
+    listens cannot start (while the test, talking to the sink, took it for the gateway)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _given_ports:
+            _given_ports.add(port)
+            return port
 
 
 def wait_for(what: str, check: Callable[[], object]) -> object:
@@ -72,6 +82,21 @@ def port_open(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _listening(log: Path, start: int, port: int) -> bool:
+    """Whether ``serve`` logged, after byte ``start`` of its log, its MLLP listener
+    listening on ``port``."""
+    with open(log, "rb") as f:
+        f.seek(start)
+        lines = f.read().decode("utf-8", "replace").splitlines()
+    for line in lines:
+        if '"listening"' in line:
+            event = json.loads(line)
+            if (event.get("event"), event.get("service"), event.get("port")) == (
+                    "listening", "mllp", port):
+                return True
+    return False
 
 
 class Rig:
@@ -111,10 +136,14 @@ class Rig:
     def serve(self, config: str, mllp_port: int) -> subprocess.Popen:
         path = self.tmp / "gateway.toml"
         path.write_text(config)
+        log = self.tmp / "serve.log"
+        start = log.stat().st_size if log.exists() else 0  # a restart appends to the log
         proc = self.cli("serve", "--config", str(path), "--db", self.db,
                         "--mllp", f"tcp:{mllp_port}:interface=127.0.0.1", log="serve.log")
-        wait_for("the gateway listening", lambda: port_open(mllp_port) or proc.poll() is not None)
-        assert proc.poll() is None, (self.tmp / "serve.log").read_text()
+        # Its own word that it listens, not an open port: another process may hold it.
+        wait_for("the gateway listening",
+                 lambda: _listening(log, start, mllp_port) or proc.poll() is not None)
+        assert proc.poll() is None, log.read_text()
         return proc
 
     def send(self, mllp_port: int, name: str, message: str) -> subprocess.CompletedProcess:
