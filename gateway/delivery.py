@@ -351,6 +351,11 @@ class DeliveryService(Service):
 
     The poll (``poll_interval`` seconds) also picks up messages re-queued by
     ``ri-gateway outbox retry`` from another process.
+
+    ``read_backlog`` gives the outbox metrics, read on the reactor thread at each scrape
+    (``outbox.backlog`` by default). The gateway gives it a read-only connection of its
+    own: on the delivery writer's connection a scrape waited for the statement the writer
+    thread was in, a write waiting up to its busy timeout for the audit writer's lock.
     """
 
     def __init__(self, outbox: Outbox, destinations: Mapping[str, Destination], *,
@@ -358,7 +363,9 @@ class DeliveryService(Service):
                  random: Callable[[], float] = _random.random, run_db: RunDb = direct_db,
                  metrics: Any = None, poll_interval: float = 5.0,
                  on_stop: Callable[[], Any] | None = None,
-                 escalation: Escalation | None = None) -> None:
+                 escalation: Escalation | None = None,
+                 read_backlog: Callable[[], Mapping[str, tuple[int, float]]] | None = None,
+                 ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -369,6 +376,7 @@ class DeliveryService(Service):
         self.poll_interval = poll_interval
         self._on_stop = on_stop
         self.escalation = escalation
+        self._read_backlog = read_backlog or outbox.backlog
         self._escalating = False
         self._started_at: float | None = None
         connect = connect or mllp_connect(reactor)
@@ -459,7 +467,7 @@ class DeliveryService(Service):
     def _collect(self, metrics: Any) -> None:
         # Read on the scrape; a failed read leaves the previous values.
         try:
-            backlog = self.outbox.backlog()
+            backlog = self._read_backlog()
         except Exception:  # noqa: BLE001
             return
         now = self.reactor.seconds()
