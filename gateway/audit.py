@@ -69,6 +69,7 @@ import pathlib
 import sqlite3
 import stat
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, TypeVar
@@ -80,7 +81,7 @@ from .errors import AuditError
 __all__ = [
     "AuditLog", "Duplicate", "Op", "ReceivedMessage", "StoredMessage", "ack_op", "all_of",
     "chunks", "duplicate_op", "event_op", "has_table", "in_transaction", "inferences_cleared_op",
-    "inferences_op", "received_op", "sqlite_uri", "status_op", "utc_now",
+    "inferences_op", "received_op", "sqlite_uri", "status_op", "transaction", "utc_now",
 ]
 
 SCHEMA_VERSION = 1
@@ -559,18 +560,28 @@ FROM events e LEFT JOIN messages m ON m.id = e.message_id
 """
 
 
-def in_transaction(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], T]) -> T:
-    """``write(conn)`` in one write transaction (``BEGIN IMMEDIATE``), committed, or rolled
-    back if anything escapes it (the error is raised as it came)."""
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction (``BEGIN IMMEDIATE``) around the ``with`` body: committed at
+    its end, or rolled back if anything escapes it (the error is raised as it came).
+
+    Rolled back only while one is open: SQLite ends the transaction itself on some errors
+    (a full disk), and a ROLLBACK then fails with "no transaction is active", an error that
+    took the place of the one saying what went wrong."""
+    conn.execute("BEGIN IMMEDIATE")
     try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = write(conn)
+        yield conn
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
-    return result
+
+
+def in_transaction(conn: sqlite3.Connection, write: Callable[[sqlite3.Connection], T]) -> T:
+    """``write(conn)`` in one :func:`transaction`."""
+    with transaction(conn):
+        return write(conn)
 
 
 class AuditLog:

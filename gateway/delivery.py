@@ -4,16 +4,22 @@ A worker takes the oldest pending message of its destination, sends it on its
 connection and waits for the ACK (``ack_timeout``). Then:
 
     AA / CA with MSA-2 = the sent MSH-10   delivered
-    AE / CE                                retried with backoff
-    AR / CR                                dead-lettered at once
+    AE / AR / CE / CR with a final         dead-lettered at once: a content error (100-104,
+      error code (table 0357)              198, 199), an unsupported type, event,
+                                           processing id or version (200-203), a duplicate
+                                           key (205)
+    AE / AR / CE / CR otherwise            retried with backoff (204, 206, 207, no code)
     MSA-2 naming another message           connection closed, retried with backoff
     unreadable reply                       connection closed, retried with backoff
     no ACK in time (AckTimeout)            the client aborts the connection; retried
     connection refused / lost              retried with backoff
 
-A message that has failed ``max_attempts`` times is dead-lettered; a dead-lettered alert
-of a route with ``escalate_to`` goes on to those destinations (:mod:`gateway.escalation`),
-as does, with ``escalate_after``, one still undelivered after that long. Waits grow
+The error code, not MSA-1, decides between the last two (:mod:`gateway.downstream_acks`
+says why for each code); the outbox's last error and the audit event record the codes,
+their meaning and location, never the destination's text. A message that has failed
+``max_attempts`` times is dead-lettered; a dead-lettered alert of a route with
+``escalate_to`` goes on to those destinations (:mod:`gateway.escalation`), as does, with
+``escalate_after``, one still undelivered after that long. Waits grow
 exponentially (``backoff_initial * backoff_multiplier ** (attempt - 1)``, at most
 ``backoff_max``) with +/- ``jitter`` randomness so many gateways do not retry in step.
 The worker never sends a later message while an earlier one is pending: the order of
@@ -42,6 +48,7 @@ from twisted.python.failure import Failure
 from mappings.ack import parse_ack
 from mllp.errors import AckTimeout, ConnectionClosed
 
+from .downstream_acks import refusal
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
 
@@ -51,8 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["DeliveryService", "DestinationWorker", "backoff_delay", "warn_unrouted"]
 
 _log = structlog.get_logger("ri_gateway.delivery")
-ACCEPTED = ("AA", "CA")
-REJECTED = ("AR", "CR")
 
 
 class Sender(Protocol):
@@ -209,10 +214,10 @@ class DestinationWorker:
             self._drop_connection()
             raise _Outcome(f"ACK names another message (MSA-2 {info.acked_control_id!r})",
                            ack_code=info.code)
-        if info.code in ACCEPTED:
+        refused = refusal(info)
+        if refused is None:
             return info.code
-        detail = f" (ERR {info.error_code})" if info.error_code else ""
-        raise _Outcome(f"{info.code}{detail}", ack_code=info.code, final=info.code in REJECTED)
+        raise _Outcome(refused.error, ack_code=info.code, final=refused.final)
 
     def _succeeded(self, ack_code: str, row: OutboxRow) -> defer.Deferred:
         self._count("delivered")
@@ -346,6 +351,11 @@ class DeliveryService(Service):
 
     The poll (``poll_interval`` seconds) also picks up messages re-queued by
     ``ri-gateway outbox retry`` from another process.
+
+    ``read_backlog`` gives the outbox metrics, read on the reactor thread at each scrape
+    (``outbox.backlog`` by default). The gateway gives it a read-only connection of its
+    own: on the delivery writer's connection a scrape waited for the statement the writer
+    thread was in, a write waiting up to its busy timeout for the audit writer's lock.
     """
 
     def __init__(self, outbox: Outbox, destinations: Mapping[str, Destination], *,
@@ -353,7 +363,9 @@ class DeliveryService(Service):
                  random: Callable[[], float] = _random.random, run_db: RunDb = direct_db,
                  metrics: Any = None, poll_interval: float = 5.0,
                  on_stop: Callable[[], Any] | None = None,
-                 escalation: Escalation | None = None) -> None:
+                 escalation: Escalation | None = None,
+                 read_backlog: Callable[[], Mapping[str, tuple[int, float]]] | None = None,
+                 ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
             reactor = default_reactor
@@ -364,6 +376,7 @@ class DeliveryService(Service):
         self.poll_interval = poll_interval
         self._on_stop = on_stop
         self.escalation = escalation
+        self._read_backlog = read_backlog or outbox.backlog
         self._escalating = False
         self._started_at: float | None = None
         connect = connect or mllp_connect(reactor)
@@ -454,7 +467,7 @@ class DeliveryService(Service):
     def _collect(self, metrics: Any) -> None:
         # Read on the scrape; a failed read leaves the previous values.
         try:
-            backlog = self.outbox.backlog()
+            backlog = self._read_backlog()
         except Exception:  # noqa: BLE001
             return
         now = self.reactor.seconds()

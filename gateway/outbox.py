@@ -5,27 +5,7 @@ The ``outbox`` table lives in the audit database. A message is inserted by
 exists in the outbox exactly when its analysis is recorded: a crash either loses
 both (the analysis is resumed at restart) or neither (delivery resumes at restart).
 
-Schema::
-
-    outbox
-      id                INTEGER PRIMARY KEY AUTOINCREMENT   delivery order per destination
-      destination       TEXT     [destinations.NAME]
-      route             TEXT     [routes.NAME] (or "application_ack")
-      purpose           TEXT     results | alerts | application_ack
-      control_id        TEXT     MSH-10 of the outbound message (MSA-2 must echo it)
-      source_control_id TEXT     MSH-10 of the inbound message (audit events are keyed by it)
-      message_id        INTEGER  messages.id of the inbound message, when known
-      payload           BLOB     the message exactly as sent
-      status            TEXT     pending | delivered | dead
-      attempts          INTEGER  delivery attempts made
-      next_attempt_at   REAL     clock seconds before which no attempt is made (backoff)
-      created_at        REAL     clock seconds
-      updated_at        REAL
-      delivered_at      REAL
-      ack_code          TEXT     MSA-1 of the last ACK received
-      last_error        TEXT     why the last attempt failed (never message content)
-      escalated_from    INTEGER  the outbox id of the alert this one escalates
-                                 ([routes.NAME] escalate_to; gateway.escalation)
+The table and its upgrades are in :mod:`gateway.outbox_schema`.
 
 Every state change writes its audit event (``enqueued``, ``delivered``,
 ``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
@@ -43,8 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .audit import event_op, has_table, sqlite_uri, utc_now
+from .audit import event_op, sqlite_uri, transaction, utc_now
 from .errors import GatewayError
+from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
+    has_escalation
 
 __all__ = [
     "DeadRetry", "NotRequeued", "Outbox", "OutboxError", "OutboxRow", "enqueue_op",
@@ -53,47 +35,9 @@ __all__ = [
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    destination TEXT NOT NULL,
-    route TEXT NOT NULL,
-    purpose TEXT NOT NULL,
-    control_id TEXT NOT NULL,
-    source_control_id TEXT,
-    message_id INTEGER,
-    payload BLOB NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    next_attempt_at REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL,
-    delivered_at REAL,
-    ack_code TEXT,
-    last_error TEXT,
-    escalated_from INTEGER
-);
-CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
-"""
-# After the table exists (a table from before escalation gets the column first).
-# outbox_message: the alerts of a report (gateway.critical_results) without reading every
-# result kept until purged, and a purge (gateway.retention) deleting a message's outbox rows
-# and checking that none is pending without reading the whole outbox under the write lock.
-_ESCALATION_INDEXES = """
-CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
-    WHERE escalated_from IS NOT NULL;
-CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
-"""
-
-_COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
-            "status, attempts, next_attempt_at, created_at, updated_at, delivered_at, ack_code, "
-            "last_error, escalated_from")
 # A delivered alert that outbox purges keep: its inbound message is still in the audit log.
 _KEPT = ("(purpose = 'alerts' AND message_id IS NOT NULL AND EXISTS "
          "(SELECT 1 FROM messages m WHERE m.id = outbox.message_id))")
-# An outbox table written before escalation, read without adding the column (read-only).
-_COLUMNS_BEFORE_ESCALATION = _COLUMNS.replace("escalated_from", "NULL")
 
 
 class OutboxError(GatewayError):
@@ -154,26 +98,6 @@ class DeadRetry:
     skipped: list[tuple[OutboxRow, int]]
 
 
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    conn.executescript(_SCHEMA)
-    _upgrade(conn)
-    conn.executescript(_ESCALATION_INDEXES)
-
-
-def _statements(script: str) -> list[str]:
-    return [statement for statement in script.strip().split(";") if statement.strip()]
-
-
-def _has_escalation(conn: sqlite3.Connection) -> bool:
-    return any(row[1] == "escalated_from" for row in conn.execute("PRAGMA table_info(outbox)"))
-
-
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Add what later versions added to an existing outbox table."""
-    if not _has_escalation(conn):
-        conn.execute("ALTER TABLE outbox ADD COLUMN escalated_from INTEGER")
-
-
 def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
                message_id: int | None = None,
                now: float | None = None) -> Callable[[sqlite3.Connection], list[int]]:
@@ -192,7 +116,7 @@ def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
 class Outbox:
     """The outbox table over one SQLite connection (synchronous; see gateway.delivery)."""
 
-    _columns = _COLUMNS
+    _columns = COLUMNS
 
     def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
         self.conn = conn
@@ -200,22 +124,25 @@ class Outbox:
         ensure_schema(conn)
 
     @classmethod
-    def open(cls, path: str, *, clock: Clock | None = None, readonly: bool = False) -> Outbox:
-        """Its own connection to the audit database (create it first with ``AuditLog``)."""
+    def open(cls, path: str, *, clock: Clock | None = None, readonly: bool = False,
+             busy_timeout: float = 5.0) -> Outbox:
+        """Its own connection to the audit database (create it first with ``AuditLog``);
+        ``busy_timeout`` is how long a statement waits for a lock (seconds)."""
+        wait = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         try:
             if readonly:
                 conn = sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
-                conn.execute("PRAGMA busy_timeout = 5000")
+                conn.execute(wait)
                 outbox = cls.__new__(cls)
                 outbox.conn, outbox.clock = conn, clock or _WallClock()
                 try:
-                    if not _has_escalation(conn):
-                        outbox._columns = _COLUMNS_BEFORE_ESCALATION
+                    if not has_escalation(conn):
+                        outbox._columns = COLUMNS_BEFORE_ESCALATION
                 except sqlite3.DatabaseError:
                     pass  # not a database: every read says so (_rows)
                 return outbox
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute(wait)
             conn.execute("PRAGMA journal_mode = WAL")
             return cls(conn, clock=clock)
         except sqlite3.Error as exc:
@@ -229,9 +156,7 @@ class Outbox:
                    now: float | None = None, escalated_from: int | None = None) -> list[int]:
         """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
         now = time.time() if now is None else now
-        if not has_table(conn, "outbox"):
-            for statement in _statements(_SCHEMA) + _statements(_ESCALATION_INDEXES):
-                conn.execute(statement)
+        create_in(conn)
         ids = []
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
         for p in planned:
@@ -465,18 +390,12 @@ class Outbox:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        conn = self.conn
+        """:func:`gateway.audit.transaction` on the outbox's connection; a database error
+        is raised as OutboxError, any other error as it came (NotRequeued)."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with transaction(self.conn) as conn:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
         except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
             raise OutboxError(f"outbox database write failed: {exc}") from None
 
     @staticmethod

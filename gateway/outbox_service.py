@@ -178,12 +178,22 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
     from .commit import thread_writer
 
     outbox = Outbox.open(app.settings.storage.db, clock=app.reactor)
+    # The metrics' reads, on the reactor thread: a connection of their own (WAL: a reader
+    # never waits for a writer) that waits for no lock either (a failed read keeps the
+    # previous values), never the writer thread's, which a scrape waited for.
+    metrics_reader = Outbox.open(app.settings.storage.db, readonly=True, busy_timeout=0)
     run_db, stop_db = thread_writer(app.reactor)
+
+    def stopped() -> None:
+        stop_db()
+        outbox.conn.close()
+        metrics_reader.conn.close()
+
     service = DeliveryService(outbox, config.destinations, reactor=app.reactor,
                               run_db=lambda fn, *a, **kw: run_db(lambda: fn(*a, **kw)),
-                              metrics=app.metrics,
-                              on_stop=lambda: (stop_db(), outbox.conn.close()),
-                              escalation=Escalation(config))
+                              metrics=app.metrics, on_stop=stopped,
+                              escalation=Escalation(config),
+                              read_backlog=metrics_reader.backlog)
     service.setName("outbox")
     hook = OutboundHook(Router(config))
     app.pipeline.add_hook(hook)

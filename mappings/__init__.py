@@ -10,7 +10,7 @@ analysis: ``map_oru(text, config)`` -> one ``MappedReport`` per OBR group.
 from __future__ import annotations
 
 from .ack import (
-    AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
+    AckError, AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
 from .config import MappingConfig
 from .decoding import DecodedMessage, charset_codec, decode_message
@@ -24,7 +24,7 @@ from .policy import SUPPORTED_VERSIONS, check_acceptable
 from .report_text import Attachment, SourceMap, SourceRef
 
 __all__ = sorted([
-    "AckInfo", "Attachment", "ContentError", "DecodedMessage", "Delimiters", "HL7Error",
+    "AckError", "AckInfo", "Attachment", "ContentError", "DecodedMessage", "Delimiters", "HL7Error",
     "MappedReport", "MappingConfig", "MappingConfigError", "MessageHeader", "SUPPORTED_VERSIONS",
     "SourceMap", "SourceRef", "UnreadableHeader", "UnsupportedMessage", "build_ack",
     "build_unreadable_ack", "charset_codec", "check_acceptable", "decode_message",

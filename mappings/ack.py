@@ -54,6 +54,7 @@ import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+from .datatypes import components, repetitions, subcomponents
 from .decoding import charset_codec, charset_name, declares, decode_message
 from .errors import ERROR_TEXTS, ContentError, HL7Error, UnreadableHeader
 from .escapes import escape, escape_controls, render_text
@@ -256,13 +257,28 @@ def frameable_ack(payload: bytes, default_charset: str = "utf-8") -> bytes:
 
 
 @dataclass(frozen=True)
+class AckError:
+    """One error a downstream ACK reports: its table 0357 code as sent, where it is
+    (``PID-5``, ``OBX[2]-5``, ``PID``; ``""`` when not given or not a segment and field
+    reference) and its severity (ERR-4, table 0516: ``E``, ``F``, ``W``, ``I``; ``""`` when
+    not sent, as before v2.5). Never the destination's text, which may quote a value."""
+
+    code: str
+    location: str = ""
+    severity: str = ""
+
+
+@dataclass(frozen=True)
 class AckInfo:
-    """What a downstream ACK says: MSA-1, MSA-2, its text and the first ERR code."""
+    """What a downstream ACK says: MSA-1, MSA-2, its text, the first error code and every
+    error (``errors``: each ERR segment, each ERR-1 repetition before v2.5, and MSA-6 when
+    it names a code no ERR does)."""
 
     code: str
     acked_control_id: str
     text: str | None
     error_code: str | None
+    errors: tuple[AckError, ...] = ()
 
 
 def parse_ack(payload: bytes) -> AckInfo:
@@ -280,23 +296,57 @@ def parse_ack(payload: bytes) -> AckInfo:
         raise ContentError("MSA-1 is not an acknowledgement code", err_code="103", location="MSA-1")
     acked = fields[2].strip() if len(fields) > 2 else ""
     text = render_text(fields[3], d, decoded.charset).strip() if len(fields) > 3 else ""
-    error_code, err_text = _read_err(segments, d, decoded.charset)
-    return AckInfo(code, acked, text or err_text or None, error_code)
+    errors, err_text = _read_errors(segments, d, decoded.charset)
+    # MSA-6 (error condition, a CE of table 0357, in older versions; ERR carries the code
+    # since): a sender may put its code there only, or there as well as in ERR.
+    condition = _first(components(fields[6], d)) if len(fields) > 6 else ""
+    if condition and condition not in {e.code for e in errors}:
+        errors.append(AckError(condition))
+    return AckInfo(code, acked, text or err_text or None, errors[0].code if errors else None,
+                   tuple(errors))
 
 
-def _read_err(segments: list[str], d: Delimiters, charset: str) -> tuple[str | None, str | None]:
-    err = next((s for s in segments if s.startswith("ERR" + d.field)), None)
-    if err is None:
-        return None, None
-    fields = err.split(d.field)
-    comps = lambda f: f.split(d.component) if d.component else [f]  # noqa: E731
-    if len(fields) > 3 and fields[3]:  # v2.5+: ERR-3 CWE, ERR-8 user message
-        cwe = comps(fields[3])
-        message = fields[8] if len(fields) > 8 and fields[8] else (cwe[1] if len(cwe) > 1 else "")
-        return cwe[0] or None, render_text(message, d, charset) or None
-    if len(fields) > 1 and fields[1]:  # v2.1-2.4: ERR-1 ELD, 4th component CE
-        eld = comps(fields[1].split(d.repetition)[0] if d.repetition else fields[1])
-        if len(eld) > 3:
-            ce = eld[3].split(d.subcomponent) if d.subcomponent else [eld[3]]
-            return ce[0] or None, render_text(ce[1], d, charset) if len(ce) > 1 else None
-    return None, None
+def _first(parts: list[str]) -> str:
+    return parts[0].strip() if parts else ""
+
+
+def _err_location(segment: str, sequence: str, field_no: str) -> str:
+    """``PID-5``, ``OBX[2]-5`` or ``PID`` (the form ``HL7Error.location`` takes); ``""``
+    for anything that is not a segment id with numbers, so no value can pass as one."""
+    segment, sequence, field_no = segment.strip(), sequence.strip(), field_no.strip()
+    if not re.fullmatch(r"[A-Z][A-Z0-9]{2}", segment) or not re.fullmatch(r"\d*", sequence) \
+            or not re.fullmatch(r"\d*", field_no):
+        return ""
+    return (segment + (f"[{sequence}]" if sequence not in ("", "1") else "")
+            + (f"-{field_no}" if field_no else ""))
+
+
+def _read_errors(segments: list[str], d: Delimiters,
+                 charset: str) -> tuple[list[AckError], str | None]:
+    """Every error of the ERR segments, and the first one's text (ERR-8, else the code's
+    text; before v2.5 the text of ERR-1's CE)."""
+    errors: list[AckError] = []
+    text: str | None = None
+    for err in (s for s in segments if s.startswith("ERR" + d.field)):
+        fields = err.split(d.field) + [""] * 8
+        if fields[3]:  # v2.5+: ERR-2 ERL (repeating), ERR-3 CWE, ERR-4 severity, ERR-8 text
+            cwe = components(fields[3], d)
+            erl = components(repetitions(fields[2], d)[0], d) + ["", "", ""]
+            code = _first(cwe)
+            if code:
+                errors.append(AckError(code, _err_location(*erl[:3]),
+                                       _first(components(fields[4], d)).upper()))
+            message = fields[8] or (cwe[1] if len(cwe) > 1 else "")
+            if text is None and message:
+                text = render_text(message, d, charset) or None
+            continue
+        for eld in repetitions(fields[1], d) if fields[1] else []:  # v2.1-2.4: ERR-1 ELD
+            parts = components(eld, d)
+            if len(parts) < 4:
+                continue
+            ce = subcomponents(parts[3], d)
+            if ce[0].strip():
+                errors.append(AckError(ce[0].strip(), _err_location(*parts[:3])))
+                if text is None and len(ce) > 1 and ce[1]:
+                    text = render_text(ce[1], d, charset) or None
+    return errors, text

@@ -15,7 +15,10 @@ it is safe to log and to send back in ERR)::
 ``MappingConfigError`` is separate: it is a configuration mistake found at start-up,
 never a property of a message, and it names the offending key.
 
-Table 0357 codes used here:
+Table 0357 codes used here (``ERROR_TEXTS`` holds every code of the table as HL7
+Terminology publishes it, code system ``v2-0357``, where 104, 198 and 199 are later
+additions and 204-206 are kept for backward compatibility; ``gateway.downstream_acks``
+judges the codes a destination sends back):
 
 =====  ==============================  =======================================
 code   meaning                         raised when
@@ -40,6 +43,9 @@ ERROR_TEXTS: dict[str, str] = {
     "101": "Required field missing",
     "102": "Data type error",
     "103": "Table value not found",
+    "104": "Value too long",
+    "198": "Non-conformant cardinality",
+    "199": "Other HL7 error",
     "200": "Unsupported message type",
     "201": "Unsupported event code",
     "202": "Unsupported processing id",

@@ -1,7 +1,10 @@
 """``ri-gateway sink``: a downstream stand-in that records what it receives and ACKs it.
 
 Each received message is appended to ``--out`` as one block: its segments one per
-line, then an empty line.  The ACK code is fixed by ``--ack``.
+line, then an empty line.  The ACK code is fixed by ``--ack``; an AE or AR carries an ERR
+segment with the table 0357 code ``--err`` (207, application internal error, by default),
+so a test or a rehearsal can play a destination that refuses for good (101, 200) or for now
+(207, 206).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any, TextIO
 import click
 
 from gateway.errors import PeerUnavailable
+from mappings.errors import ERROR_TEXTS
 
 __all__ = ["SinkHandler", "sink"]
 
@@ -20,10 +24,12 @@ __all__ = ["SinkHandler", "sink"]
 class SinkHandler:
     """An ``mllp`` MessageHandler: record the message, answer with a fixed ACK code."""
 
-    def __init__(self, code: str, out: TextIO | None, ids: Any = None) -> None:
+    def __init__(self, code: str, out: TextIO | None, ids: Any = None,
+                 err_code: str = "207") -> None:
         from gateway.receiver import ControlIds
 
         self.code = code
+        self.err_code = err_code
         self.out = out
         self.ids = ids or ControlIds(prefix="SNK")
         self.received = 0
@@ -47,7 +53,7 @@ class SinkHandler:
             return encode_message(text, decoded.charset) if text is not None else None
         error = None
         if self.code != "AA":
-            error = HL7Error(f"{self.code} configured by the sink", err_code="207")
+            error = HL7Error(f"{self.code} configured by the sink", err_code=self.err_code)
         return encode_message(build_ack(header, self.code, control_id=self.ids(), now=now,
                                         error=error), decoded.charset)
 
@@ -58,9 +64,12 @@ class SinkHandler:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--ack", "ack_code", default="AA", show_default=True,
               type=click.Choice(["AA", "AE", "AR"]), help="ACK code to answer every message with.")
+@click.option("--err", "err_code", default="207", show_default=True,
+              type=click.Choice(sorted(ERROR_TEXTS.keys() - {"0"}, key=int)),
+              help="HL7 table 0357 code of the ERR segment of an AE or AR.")
 @click.option("--out", "out_path", type=click.Path(dir_okay=False),
               help="Append every received message here (one block per message).")
-def sink(port: int, host: str, ack_code: str, out_path: str | None) -> None:
+def sink(port: int, host: str, ack_code: str, err_code: str, out_path: str | None) -> None:
     """Listen for MLLP messages, record them and ACK each one."""
     from twisted.internet import reactor
     from twisted.internet.endpoints import TCP4ServerEndpoint
@@ -70,13 +79,14 @@ def sink(port: int, host: str, ack_code: str, out_path: str | None) -> None:
 
     log_to_stderr()
     out = open(out_path, "a", encoding="utf-8") if out_path else None
-    handler = SinkHandler(ack_code, out)
+    handler = SinkHandler(ack_code, out, err_code=err_code)
     factory = MLLPServerFactory(handler, idle_timeout=None, clock=reactor)
     failed: list[str] = []
 
     def listening(port_obj: Any) -> None:
         address = port_obj.getHost()
-        click.echo(f"sink listening on {address.host}:{address.port} (ACK {ack_code})")
+        answer = ack_code if ack_code == "AA" else f"{ack_code}, ERR {err_code}"
+        click.echo(f"sink listening on {address.host}:{address.port} (ACK {answer})")
         sys.stdout.flush()
 
     def cannot(failure: Any) -> None:

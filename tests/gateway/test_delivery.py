@@ -25,9 +25,19 @@ def message(control_id: str) -> bytes:
             f"PID|1||MRN1\r").encode()
 
 
-def ack(control_id: str, code: str = "AA") -> bytes:
-    return (f"MSH|^~\\&|PAGER|HOSP|RI-GATEWAY|RIGW|20240115101501||ACK^R01^ACK|A-{control_id}|P|2.5.1\r"
-            f"MSA|{code}|{control_id}\r").encode()
+def ack(control_id: str, code: str = "AA", *errors: str, version: str = "2.5.1") -> bytes:
+    """An ACK with an ERR segment for each of ``errors``: a table 0357 code, or
+    ``"code^SEG^seq^field^severity"`` (v2.5+ layout; ERR-1 before v2.5)."""
+    segments = [f"MSH|^~\\&|PAGER|HOSP|RI-GATEWAY|RIGW|20240115101501||ACK^R01^ACK|A-{control_id}"
+                f"|P|{version}", f"MSA|{code}|{control_id}"]
+    for error in errors:
+        err, seg, seq, field = (error.split("^") + ["", "", ""])[:4]
+        severity = error.split("^")[4] if error.count("^") >= 4 else "E"
+        if version >= "2.5":
+            segments.append(f"ERR||{seg}^{seq}^{field}|{err}^^HL70357|{severity}")
+        else:
+            segments.append(f"ERR|{seg}^{seq}^{field}^{err}&&HL70357")
+    return ("\r".join(segments) + "\r").encode()
 
 
 class Downstream:
@@ -153,17 +163,117 @@ def test_ae_is_retried_after_backoff_then_delivered(outbox, clock, db_path):
         ("M1", 2, "delivered"), ("M2", 1, "delivered")]
 
 
-def test_ar_dead_letters_at_once_and_the_queue_moves_on(outbox, clock, db_path):
+def first_answered(outbox: Outbox, clock: task.Clock, reply: bytes) -> Downstream:
+    """M1 and M2 queued, a worker started, and M1 answered with ``reply``."""
     down = Downstream(clock)
     enqueue(outbox, "M1", "M2")
     worker_for(outbox, clock, down).start()
-    down.reply(ack("M1", "AR"))
+    down.reply(reply)
+    return down
+
+
+@pytest.mark.parametrize(("code", "errors", "reason"), [
+    # Content errors: every resend gets the same answer, and held the alerts behind it.
+    ("AE", ["101^PID^1^5"], "AE (ERR 101 Required field missing at PID-5)"),
+    ("AE", ["100"], "AE (ERR 100 Segment sequence error)"),
+    ("AE", ["102^OBX^2^5"], "AE (ERR 102 Data type error at OBX[2]-5)"),
+    ("CE", ["103^OBR^1^4"], "CE (ERR 103 Table value not found at OBR-4)"),
+    ("AE", ["104^OBX^1^5"], "AE (ERR 104 Value too long at OBX-5)"),
+    ("AE", ["199"], "AE (ERR 199 Other HL7 error)"),
+    # What the destination supports.
+    ("AR", ["200"], "AR (ERR 200 Unsupported message type)"),
+    ("AR", ["201"], "AR (ERR 201 Unsupported event code)"),
+    ("CR", ["202"], "CR (ERR 202 Unsupported processing id)"),
+    ("AR", ["203^MSH^1^12"], "AR (ERR 203 Unsupported version id at MSH-12)"),
+    ("AE", ["205"], "AE (ERR 205 Duplicate key identifier)"),
+    # A final error among others is final; warnings are not counted.
+    ("AE", ["207", "101^PID^1^3", "103^PV1^1^2^W"], "AE (ERR 101 Required field missing at PID-3)"),
+])
+def test_an_error_code_that_no_resend_can_change_dead_letters_at_once(
+        outbox, clock, db_path, code, errors, reason):
+    down = first_answered(outbox, clock, ack("M1", code, *errors))
+    # The next message goes at once: before, an AE waited out every attempt in front of it.
     assert down.control_ids() == ["M1", "M2"]
     down.reply(ack("M2"))
-    assert [(r.control_id, r.status, r.ack_code) for r in outbox.list()] == [
-        ("M1", "dead", "AR"), ("M2", "delivered", "AA")]
+    final = f"{reason}: final, a resend gets the same answer"
+    assert [(r.control_id, r.status, r.attempts, r.ack_code, r.last_error)
+            for r in outbox.list()] == [("M1", "dead", 1, code, final),
+                                        ("M2", "delivered", 1, "AA", None)]
     assert outcome_events(db_path) == [
         ("delivery_failed", "M1"), ("dead_lettered", "M1"), ("delivered", "M2")]
+    failed = next(f for name, _, f in events(db_path) if name == "delivery_failed")
+    assert (failed["error"], failed["ack_code"]) == (final, code)
+
+
+@pytest.mark.parametrize(("code", "errors", "reason"), [
+    # AR is also what a receiver that is stopping or failing answers (ours: AR 207).
+    ("AR", [], "AR (no error code)"),
+    ("CR", [], "CR (no error code)"),
+    ("AR", ["207"], "AR (ERR 207 Application internal error)"),
+    ("AE", ["206^PID^1^3"], "AE (ERR 206 Application record locked at PID-3)"),
+    ("AE", ["204^PID^1^3"], "AE (ERR 204 Unknown key identifier at PID-3)"),
+    ("AR", ["0"], "AR (ERR 0 Message accepted)"),
+    ("AR", ["Z42"], "AR (ERR Z42)"),
+    ("AE", ["101^PID^1^5^W", "103^OBR^1^4^I"], "AE (only warnings)"),
+    ("AE", ["207", "207^OBX^2^5"], "AE (ERR 207 Application internal error; "
+                                   "ERR 207 Application internal error at OBX[2]-5)"),
+])
+def test_an_error_a_resend_may_not_meet_again_is_retried(
+        outbox, clock, db_path, code, errors, reason):
+    down = first_answered(outbox, clock, ack("M1", code, *errors))
+    assert down.control_ids() == ["M1"]
+    assert [(r.status, r.attempts, r.ack_code, r.last_error) for r in outbox.list()] == [
+        ("pending", 1, code, reason), ("pending", 0, None, None)]
+    clock.advance(DEST.backoff_initial)
+    assert down.control_ids() == ["M1", "M1"]
+    down.reply(ack("M1"))
+    down.reply(ack("M2"))
+    assert outcome_events(db_path) == [
+        ("delivery_failed", "M1"), ("delivered", "M1"), ("delivered", "M2")]
+
+
+def test_the_error_code_is_read_from_err_1_and_msa_6_before_v2_5(outbox, clock, db_path):
+    down = Downstream(clock)
+    enqueue(outbox, "M1", "M2", "M3")
+    worker_for(outbox, clock, down).start()
+    down.reply(ack("M1", "AE", "101^PID^1^5", version="2.3"))
+    down.reply(ack("M2", "AR", version="2.4").replace(b"MSA|AR|M2", b"MSA|AR|M2||||200"))
+    down.reply(ack("M3", "AR", "207", version="2.4"))
+    assert [(r.control_id, r.status, r.last_error) for r in outbox.list()] == [
+        ("M1", "dead", "AE (ERR 101 Required field missing at PID-5): final, a resend gets "
+                       "the same answer"),
+        ("M2", "dead", "AR (ERR 200 Unsupported message type): final, a resend gets the same "
+                       "answer"),
+        ("M3", "pending", "AR (ERR 207 Application internal error)")]
+
+
+def test_the_destinations_error_text_is_not_recorded(outbox, clock, db_path, tmp_path):
+    # Receivers quote the value they refused: the outbox, the audit events and the log keep
+    # the code and the place, never the text (ERR-8, MSA-3, CWE-2, a code that is text).
+    from structlog.testing import capture_logs
+
+    down = Downstream(clock)
+    enqueue(outbox, "M1")
+    reply = (b"MSH|^~\\&|PAGER|HOSP|RI-GATEWAY|RIGW|20240115101501||ACK|A1|P|2.5.1\r"
+             b"MSA|AE|M1|DOE^JANE not found\r"
+             b"ERR||PID^1^5|101^DOE JANE^L|E||||Patient DOE, JANE 19700101 unknown\r"
+             b"ERR||PID^1^7|DOE JANE^^L|E")
+    with capture_logs() as logs:
+        worker_for(outbox, clock, down).start()
+        down.reply(reply)
+    (row,) = outbox.list()
+    assert row.last_error == ("AE (ERR 101 Required field missing at PID-5): final, a resend "
+                              "gets the same answer")
+    recorded = json.dumps([f for _, _, f in events(db_path)]) + json.dumps(logs, default=str)
+    assert "DOE" not in recorded and "1970" not in recorded
+    retried = Downstream(clock)
+    enqueue(outbox, "M2")
+    with capture_logs() as logs:
+        worker_for(outbox, clock, retried).start()
+        retried.reply(reply.replace(b"|M1|", b"|M2|").replace(b"101^", b"207^"))
+    assert outbox.get(2).last_error == ("AE (ERR 207 Application internal error at PID-5; "
+                                        "ERR with an unreadable code at PID-7)")
+    assert "DOE" not in json.dumps(logs, default=str)
 
 
 def test_dead_lettered_after_max_attempts(outbox, clock, db_path):
@@ -322,7 +432,7 @@ def test_retry_and_purge(outbox, clock, db_path):
     enqueue(outbox, "M1", "M2")
     worker = worker_for(outbox, clock, down)
     worker.start()
-    down.reply(ack("M1", "AR"))
+    down.reply(ack("M1", "AR", "200"))
     down.reply(ack("M2"))
     assert [row.control_id for row in outbox.retry_dead().requeued] == ["M1"]
     worker.wake()

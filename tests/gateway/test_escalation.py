@@ -80,7 +80,7 @@ def rig(db_path, clock):  # noqa: F811
 def test_a_dead_lettered_alert_goes_to_the_escalation_destination(rig, db_path):  # noqa: F811
     rig.enqueue("A1")
     rig.service.startService()
-    rig.downs["pager"].reply(ack("A1", "AR"))
+    rig.downs["pager"].reply(ack("A1", "AR", "200"))
     (copy,) = rig.downs["backup"].received()
     original = alert("A1")
     msh, rest = copy.split(b"\r", 1)
@@ -114,7 +114,7 @@ def test_an_8859_1_alert_is_readdressed_in_8859_1(db_path, clock):  # noqa: F811
                 f"2.5.1||||||8859/1\r{BODY}").encode("latin-1")
     rig.enqueue("A1", payload=original)
     rig.service.startService()
-    rig.downs["pager"].reply(ack("A1", "AR"))
+    rig.downs["pager"].reply(ack("A1", "AR", "200"))
     (copy,) = rig.downs["backup"].received()
     msh, rest = copy.split(b"\r", 1)
     assert msh.decode("latin-1").split("|")[4:6] == ["DESK", "KLINIKUM SÜD"]
@@ -146,7 +146,7 @@ def test_an_alert_two_routes_page_at_once_escalates_as_the_route_that_escalates(
                               connect=lambda dest: downs[dest.name].connect(dest),
                               escalation=Escalation(config))
     service.startService()
-    downs["pager"].reply(ack(page.control_id, "AR"))
+    downs["pager"].reply(ack(page.control_id, "AR", "200"))
     assert len(downs["backup"].received()) == 1
     service.stopService()
 
@@ -244,13 +244,13 @@ def test_retry_dead_keeps_dead_an_alert_its_escalation_delivered(db_path, clock)
     for control_id in ("A1", "A2", "A3"):
         rig.enqueue(control_id)
     rig.service.startService()
-    rig.downs["pager"].reply(ack("A1", "AR"))  # dead: escalated, and the desk takes it
+    rig.downs["pager"].reply(ack("A1", "AR", "200"))  # dead: escalated, and the desk takes it
     rig.downs["backup"].reply(ack("ESC1"))
-    rig.downs["pager"].reply(ack("A2", "AR"))  # dead: escalated, the desk refuses it too
-    rig.downs["backup"].reply(ack("ESC2", "AR"))
+    rig.downs["pager"].reply(ack("A2", "AR", "200"))  # dead: escalated, the desk refuses it too
+    rig.downs["backup"].reply(ack("ESC2", "AR", "200"))
     rig.downs["pager"].up = False
     clock.advance(65)  # A3 undelivered past escalate_after: copied to the desk, which refuses
-    rig.downs["backup"].reply(ack("ESC3", "AR"))
+    rig.downs["backup"].reply(ack("ESC3", "AR", "200"))
     rig.downs["pager"].up = True
     clock.advance(20)
     rig.downs["pager"].reply(ack("A3"))  # the first pager got A3 in the end
@@ -277,8 +277,8 @@ def test_retry_dead_keeps_dead_an_alert_its_escalation_delivered(db_path, clock)
 def test_an_escalated_copy_is_not_escalated_again(rig):
     rig.enqueue("A1")
     rig.service.startService()
-    rig.downs["pager"].reply(ack("A1", "AR"))
-    rig.downs["backup"].reply(ack("ESC1", "AR"))
+    rig.downs["pager"].reply(ack("A1", "AR", "200"))
+    rig.downs["backup"].reply(ack("ESC1", "AR", "200"))
     assert rig.rows() == [("pager", "A1", "dead", None), ("backup", "ESC1", "dead", 1)]
     assert rig.escalations() == 1
 
@@ -289,8 +289,8 @@ def test_results_and_other_routes_do_not_escalate(db_path, clock):  # noqa: F811
     rig.route = "critical"
     rig.enqueue("R1", purpose="results")
     rig.service.startService()
-    rig.downs["pager"].reply(ack("A1", "AR"))
-    rig.downs["pager"].reply(ack("R1", "AR"))
+    rig.downs["pager"].reply(ack("A1", "AR", "200"))
+    rig.downs["pager"].reply(ack("R1", "AR", "200"))
     assert rig.downs["backup"].connections == []
     assert [r[2] for r in rig.rows()] == ["dead", "dead"]
     rig.service.stopService()

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from mappings.ack import (
-    AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
+    AckError, AckInfo, build_ack, build_unreadable_ack, encode_message, frameable_ack, parse_ack,
 )
 from mappings.decoding import charset_codec, decode_message
 from mappings.errors import ContentError, UnreadableHeader, UnsupportedMessage
@@ -163,7 +163,35 @@ def test_encode_message() -> None:
 def test_parse_ack_round_trip(version: str, layout: str) -> None:
     error = ContentError("no PID", err_code="100", location="PID")
     ack = build_ack(read_header(inbound(version)), "AE", control_id="A", now=NOW, error=error)
-    assert parse_ack(ack.encode()) == AckInfo("AE", "MSG1", "no PID", "100")
+    severity = "E" if layout == "new" else ""
+    assert parse_ack(ack.encode()) == AckInfo("AE", "MSG1", "no PID", "100",
+                                              (AckError("100", "PID", severity),))
+
+
+def test_parse_ack_reads_every_error_with_its_location_and_severity() -> None:
+    # v2.5+: one ERR segment per error, the code in ERR-3, the place in ERR-2, ERR-4 E/W.
+    ack = ("MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.5.1\rMSA|AE|C1\r"
+           "ERR||PID^1^5|101^Required field missing^HL70357|E||||Name DOE^JANE is missing\r"
+           "ERR||OBX^2^3~OBX^3^3|103^Table value not found^HL70357|W\r"
+           "ERR||ZZZ^^x5|207^^HL70357|F")
+    assert parse_ack(ack.encode()) == AckInfo(
+        "AE", "C1", "Name DOE^JANE is missing", "101",
+        (AckError("101", "PID-5", "E"), AckError("103", "OBX[2]-3", "W"),
+         AckError("207", "", "F")))
+
+
+def test_parse_ack_reads_each_repetition_of_err_1_and_msa_6_before_v2_5() -> None:
+    # v2.3/2.4: ERR-1 ELD repeats, the code in its 4th component (CE, subcomponents).
+    ack = ("MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.3\rMSA|AR|C2||||207^Application internal error\r"
+           "ERR|PID^1^3^101&Required field missing&HL70357~OBR^^4^103&Table value not found")
+    assert parse_ack(ack.encode()) == AckInfo(
+        "AR", "C2", "Required field missing", "101",
+        (AckError("101", "PID-3"), AckError("103", "OBR-4"), AckError("207")))
+    # MSA-6 alone, as a v2.2 receiver may answer; the same code in ERR is not counted twice.
+    assert parse_ack(b"MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.2\rMSA|AR|C3|no|||200") == AckInfo(
+        "AR", "C3", "no", "200", (AckError("200"),))
+    assert parse_ack(b"MSH|^~\\&|A|B|C|D|1||ACK|9|P|2.4\rMSA|AE|C4||||102\r"
+                     b"ERR|PV1^1^2^102").errors == (AckError("102", "PV1-2"),)
 
 
 def test_parse_ack_simple_and_errors() -> None:
