@@ -26,6 +26,9 @@ Schema::
       last_error        TEXT     why the last attempt failed (never message content)
       escalated_from    INTEGER  the outbox id of the alert this one escalates
                                  ([routes.NAME] escalate_to; gateway.escalation)
+      accession         TEXT     alerts: the study's accession      (one page per result
+      pages             TEXT     alerts: JSON, what it pages and     per study:
+                                 digests of the patient's ids        gateway.repeat_alerts)
 
 Every state change writes its audit event (``enqueued``, ``delivered``,
 ``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
@@ -36,6 +39,7 @@ retry that is unknown or already delivered).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -71,7 +75,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL,
     ack_code TEXT,
     last_error TEXT,
-    escalated_from INTEGER
+    escalated_from INTEGER,
+    accession TEXT,
+    pages TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 """
@@ -84,6 +90,8 @@ CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
     WHERE escalated_from IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
+CREATE INDEX IF NOT EXISTS outbox_accession ON outbox (accession, destination)
+    WHERE accession IS NOT NULL;
 """
 
 _COLUMNS = ("id, destination, route, purpose, control_id, source_control_id, message_id, payload, "
@@ -170,8 +178,11 @@ def _has_escalation(conn: sqlite3.Connection) -> bool:
 
 def _upgrade(conn: sqlite3.Connection) -> None:
     """Add what later versions added to an existing outbox table."""
-    if not _has_escalation(conn):
-        conn.execute("ALTER TABLE outbox ADD COLUMN escalated_from INTEGER")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    for column, kind in (("escalated_from", "INTEGER"), ("accession", "TEXT"),
+                         ("pages", "TEXT")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
 
 
 def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
@@ -235,12 +246,17 @@ class Outbox:
         ids = []
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
         for p in planned:
+            pages = getattr(p, "pages", ())
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
                 "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
-                "escalated_from) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                "escalated_from, accession, pages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
-                 p.payload, now, now, now, escalated_from))
+                 p.payload, now, now, now, escalated_from,
+                 getattr(p, "accession", None) if pages else None,
+                 json.dumps({"pages": list(pages), "patients": list(getattr(p, "patients", ()))})
+                 if pages else None))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
             event_op("enqueued", source_control_id, message_id, destination=p.destination,
                      route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,
