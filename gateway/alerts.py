@@ -11,6 +11,8 @@ An alert route names the classes of inference it alerts on (``alert_on``):
     age          ageMismatch
 
 The same critical result mentioned twice (findings and impression) alerts once.
+:func:`paged_keys` names what an alert pages, so that a later version of the report (a
+correction, a resend) that pages nothing new is not sent again (:mod:`gateway.repeat_alerts`).
 A report whose text already documents the communication of its result (a
 ``followupCommunication`` inference) still alerts; the alert says so.
 
@@ -19,6 +21,8 @@ Errors: ``AlertConfigError(key, message)`` for an invalid alert setting.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -138,6 +142,31 @@ class AlertPolicy:
                 parsed.append(ScoreRule(item["category"], frozenset(values)))
             rules = tuple(parsed)
         return cls(on=frozenset(on), score_rules=rules)
+
+
+def paged_keys(alerting: Iterable[Inference]) -> tuple[str, ...]:
+    """What an alert with these alerting inferences pages, one key each, as two versions of
+    a report (a correction, a resend) state it alike: a critical result by its description
+    (``label_key``, as alerts and ``report critical`` tell one result), anything else by
+    its content without the parts that move with the text (ids, evidence offsets)."""
+    keys = []
+    for inf in alerting:
+        if isinstance(inf, CriticalResultInference):
+            keys.append("criticalResult:" + label_key(inf.result.description))
+            continue
+        content = json.dumps(_without_positions(inf.to_json()), sort_keys=True)
+        keys.append(f"{inf.kind}:" + hashlib.blake2b(content.encode(), digest_size=12).hexdigest())
+    return tuple(dict.fromkeys(keys))
+
+
+def _without_positions(value: Any) -> Any:
+    """An inference's JSON without ``id`` and ``extension`` (evidence offsets, sections),
+    which an addendum or a reworded sentence changes while the finding stays the same."""
+    if isinstance(value, dict):
+        return {k: _without_positions(v) for k, v in value.items() if k not in ("id", "extension")}
+    if isinstance(value, list):
+        return [_without_positions(v) for v in value]
+    return value
 
 
 def communication_of(inferences: Sequence[Inference]) -> FollowupCommunicationInference | None:

@@ -26,6 +26,19 @@ runs from the first version's arrival; ``versions`` names the control ids, oldes
 ``communicated`` says whether the report itself documents that the result was
 communicated (a ``followupCommunication`` inference): a result that is neither alerted nor
 documented as communicated is the one somebody has to chase.
+
+An escalated copy of an alert (``escalated_from``) is that alert, not another one: an
+alert counts as delivered when it or a copy was, and as dead-lettered when it and every
+copy were.
+
+A report's critical results can be **withdrawn** (``withdrawn``): ``corrected`` when a
+later version of it (a message received before the window's end, analysed under one of
+its accessions for the same patient) states none, ``cancelled`` when its order was
+cancelled after it (result status X, as in follow-up tracking, with ``read``).  A withdrawn
+report is nobody's to chase (it is not ``unconfirmed``); a report that was alerted and
+then withdrawn is the one whose clinician may need telling.  A later version that keeps
+some of the critical results withdraws the others (``withdrawn_results``).  A window
+that ended before the correction or the cancellation came keeps what it held.
 """
 
 from __future__ import annotations
@@ -41,6 +54,9 @@ from mappings.outbound import carries_critical_result
 
 from .alerts import label_key
 from .audit import AuditLog, chunks, has_table, utc_now
+from .report_versions import (
+    UNKNOWN, ReadReports, StoredReports, analysed_under, cancelled_orders, same_patient,
+)
 from .reports import ReadPatients, Window, kind_in
 
 __all__ = ["STATUSES", "CriticalReport", "CriticalSummary", "critical_results", "summarise"]
@@ -65,11 +81,15 @@ class CriticalReport:
     first_delivered_at: str | None  # UTC ISO 8601, ms
     seconds_to_alert: float | None
     versions: tuple[str | None, ...] = ()  # control ids of the messages, oldest first
+    withdrawn: str | None = None  # "corrected" | "cancelled": no critical result stands
+    withdrawn_by: str | None = None  # control id of the correction or the cancellation
+    withdrawn_results: tuple[str, ...] = ()  # results a later version no longer states
 
     @property
     def unconfirmed(self) -> bool:
-        """Neither a delivered alert nor a documented communication."""
-        return self.status != "alerted" and not self.communicated
+        """Neither a delivered alert nor a documented communication, for a critical result
+        that still stands."""
+        return self.status != "alerted" and not self.communicated and self.withdrawn is None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -79,7 +99,8 @@ class CriticalReport:
             "alerts": self.alerts, "delivered": self.delivered, "dead_lettered": self.dead,
             "first_delivered_at": self.first_delivered_at,
             "seconds_to_alert": self.seconds_to_alert, "unconfirmed": self.unconfirmed,
-            "versions": list(self.versions),
+            "versions": list(self.versions), "withdrawn": self.withdrawn,
+            "withdrawn_by": self.withdrawn_by, "withdrawn_results": list(self.withdrawn_results),
         }
 
 
@@ -92,13 +113,17 @@ class CriticalSummary:
     median_seconds: float | None
     p90_seconds: float | None
     max_seconds: float | None
+    withdrawn: int = 0
 
 
 def critical_results(audit: AuditLog, window: Window = Window(), *,
-                     patients: ReadPatients | None = None) -> list[CriticalReport]:
+                     patients: ReadPatients | None = None,
+                     read: ReadReports | None = None) -> list[CriticalReport]:
     """The messages received in ``window`` with critical results, oldest first; with
     ``patients`` (how a stored message's patients are read), a message sent again under
-    the accession of an earlier one for the same patient is one line with it."""
+    the accession of an earlier one for the same patient is one line with it, and one
+    whose later version states no critical result is withdrawn; with ``read`` (how a
+    stored message is mapped), one whose order was cancelled after it is withdrawn."""
     where, params = window.sql()
     found: dict[int, dict[str, Any]] = {}
     for message_id, control_id, received_at, obr_index, accession, text in audit.conn.execute(
@@ -123,9 +148,11 @@ def critical_results(audit: AuditLog, window: Window = Window(), *,
     alerts = _alerts(audit, found)
     versions = _versions(audit, found, patients) if patients is not None else {
         message_id: [message_id] for message_id in found}
+    withdrawals = _withdrawals(audit, found, versions, window, patients, read)
     out = []
     for message_id, later in versions.items():
         entry = found[message_id]
+        latest = set(found[later[-1]]["results"])
         for other in later[1:]:
             entry["accessions"].update(found[other]["accessions"])
             for key, description in found[other]["results"].items():
@@ -151,8 +178,79 @@ def critical_results(audit: AuditLog, window: Window = Window(), *,
             utc_now(dt.datetime.fromtimestamp(first, dt.timezone.utc)) if first is not None
             else None,
             round(max(0.0, first - received), 1) if first is not None and received is not None
-            else None, tuple(found[version]["control_id"] for version in later)))
+            else None, tuple(found[version]["control_id"] for version in later),
+            *withdrawals.get(message_id, (None, None)),
+            tuple(description for key, description in entry["results"].items()
+                  if message_id in withdrawals or key not in latest)))
     return out
+
+
+def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
+                 versions: dict[int, list[int]], window: Window,
+                 patients: ReadPatients | None, read: ReadReports | None
+                 ) -> dict[int, tuple[str, str | None]]:
+    """{first version: (how, control id of the message)} of the reports whose critical
+    results were withdrawn, before the window's end, by a later version that states none
+    (with ``patients``) or by the cancellation of their order (with ``read``): whichever
+    came first after the latest version with critical results."""
+    by: dict[int, tuple[int, str]] = {}
+    if patients is not None:
+        latest = {head: later[-1] for head, later in versions.items()}
+        accessions = {a for last in latest.values() for a in found[last]["orders"].values()}
+        under = analysed_under(audit, accessions, window.until)
+        read_patients = _PatientsOf(audit, patients)
+        for head, last in latest.items():
+            # Only a report with a later message under its accession is read again.
+            for other, other_index, obr_index in sorted(
+                    (other, other_index, obr_index)
+                    for obr_index, accession in found[last]["orders"].items()
+                    for other, other_index in under.get(accession, ())
+                    # A version with critical results is one of the report's own lines.
+                    if other > last and other not in found and other_index is not None):
+                if same_patient(read_patients.of(other).get(other_index, frozenset()),
+                                read_patients.of(last).get(obr_index, frozenset())):
+                    by[head] = (other, "corrected")
+                    break
+    if read is not None and found:
+        reports = StoredReports(audit, read)
+        cancelled = cancelled_orders(audit, min(e["received_at"] for e in found.values()),
+                                     reports, window.until)
+        for head, later in versions.items():
+            last = later[-1]
+            orders = found[last]["orders"]
+            # A report filed under several orders stands while one of them does.
+            firsts = [min((other for identity in reports.of(last).get(obr_index, UNKNOWN).patient
+                           for other in cancelled.get((accession, identity), ())
+                           if other > last), default=None)
+                      for obr_index, accession in orders.items()]
+            if firsts and None not in firsts:
+                when = max(f for f in firsts if f is not None)
+                if head not in by or when < by[head][0]:
+                    by[head] = (when, "cancelled")
+    if not by:
+        return {}
+    control_ids = dict(audit.conn.execute(
+        f"SELECT id, control_id FROM messages WHERE id IN ({', '.join('?' * len(by))})",
+        [other for other, _ in by.values()]).fetchall())
+    return {head: (how, control_ids.get(other)) for head, (other, how) in by.items()}
+
+
+class _PatientsOf:
+    """The patients of stored messages by OBR group, read once each."""
+
+    def __init__(self, audit: AuditLog, patients: ReadPatients) -> None:
+        self.audit, self.patients = audit, patients
+        self._cache: dict[int, dict[int, Any]] = {}
+
+    def of(self, message_id: int) -> dict[int, Any]:
+        if message_id not in self._cache:
+            row = self.audit.conn.execute("SELECT raw, charset FROM messages WHERE id = ?",
+                                          (message_id,)).fetchone()
+            try:
+                self._cache[message_id] = self.patients(bytes(row[0]), row[1]) if row else {}
+            except Exception:  # noqa: BLE001 - a message that no longer reads: no patient
+                self._cache[message_id] = {}
+        return self._cache[message_id]
 
 
 def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadPatients
@@ -200,7 +298,8 @@ def summarise(reports: list[CriticalReport]) -> CriticalSummary:
         len(reports), counts, sum(r.communicated for r in reports),
         sum(r.unconfirmed for r in reports),
         round(statistics.median(delays), 1) if delays else None,
-        _percentile(delays, 0.9), delays[-1] if delays else None)
+        _percentile(delays, 0.9), delays[-1] if delays else None,
+        sum(r.withdrawn is not None for r in reports))
 
 
 def _percentile(ordered: list[float], p: float) -> float | None:
@@ -223,19 +322,37 @@ def _description(text: str) -> str | None:
 
 def _alerts(audit: AuditLog, messages: Collection[int]
             ) -> dict[int, list[tuple[str, float | None]]]:
-    """(status, delivered_at) of each alert queued for these messages that carries a
-    critical result."""
-    found: dict[int, list[tuple[str, float | None]]] = {}
+    """(status, first delivered_at) of each alert queued for these messages that carries
+    a critical result, its escalated copies taken with it: delivered when it or a copy
+    was, dead when it and every copy were, pending otherwise."""
+    chains: dict[int, dict[int, list[tuple[str, float | None]]]] = {}
     if not has_table(audit.conn, "outbox"):
-        return found  # outbound never configured: nothing was ever queued
+        return {}  # outbound never configured: nothing was ever queued
+    # An outbox from before escalation (read-only here: nothing adds the column) has none.
+    escalation = "escalated_from" if any(
+        row[1] == "escalated_from" for row in audit.conn.execute("PRAGMA table_info(outbox)")
+    ) else "NULL"
     for chunk in chunks(sorted(messages)):
-        for message_id, payload, status, delivered_at in audit.conn.execute(
-                "SELECT message_id, payload, status, delivered_at FROM outbox "
-                f"WHERE purpose = 'alerts' AND message_id IN ({', '.join('?' * len(chunk))})",
-                chunk):
+        for outbox_id, escalated_from, message_id, payload, status, delivered_at in (
+                audit.conn.execute(
+                    f"SELECT id, {escalation}, message_id, payload, status, delivered_at "
+                    "FROM outbox WHERE purpose = 'alerts' "
+                    f"AND message_id IN ({', '.join('?' * len(chunk))})", chunk)):
             if not carries_critical_result(bytes(payload)):
                 continue  # an alert on other things (scores, laterality) for this report
-            found.setdefault(message_id, []).append((status, delivered_at))
+            alert = escalated_from if escalated_from is not None else outbox_id
+            chains.setdefault(message_id, {}).setdefault(alert, []).append(
+                (status, delivered_at))
+    found: dict[int, list[tuple[str, float | None]]] = {}
+    for message_id, alerts in chains.items():
+        for members in alerts.values():
+            delivered = [at for status, at in members if status == "delivered"]
+            if delivered:
+                found.setdefault(message_id, []).append(
+                    ("delivered", min((at for at in delivered if at is not None), default=None)))
+            else:
+                dead = all(status == "dead" for status, _ in members)
+                found.setdefault(message_id, []).append(("dead" if dead else "pending", None))
     return found
 
 

@@ -16,6 +16,7 @@ retry that is unknown or already delivered).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -160,12 +161,17 @@ class Outbox:
         ids = []
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
         for p in planned:
+            pages = getattr(p, "pages", ())
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
                 "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
-                "escalated_from) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)",
+                "escalated_from, accession, pages) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
-                 p.payload, now, now, now, escalated_from))
+                 p.payload, now, now, now, escalated_from,
+                 getattr(p, "accession", None) if pages else None,
+                 json.dumps({"pages": list(pages), "patients": list(getattr(p, "patients", ()))})
+                 if pages else None))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
             event_op("enqueued", source_control_id, message_id, destination=p.destination,
                      route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,

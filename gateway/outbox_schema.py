@@ -21,6 +21,9 @@ It lives in the audit database. Schema::
       last_error        TEXT     why the last attempt failed (never message content)
       escalated_from    INTEGER  the outbox id of the alert this one escalates
                                  ([routes.NAME] escalate_to; gateway.escalation)
+      accession         TEXT     alerts: the study's accession      (one page per result
+      pages             TEXT     alerts: JSON, what it pages and     per study:
+                                 digests of the patient's ids        gateway.repeat_alerts)
 """
 
 from __future__ import annotations
@@ -50,7 +53,9 @@ CREATE TABLE IF NOT EXISTS outbox (
     delivered_at REAL,
     ack_code TEXT,
     last_error TEXT,
-    escalated_from INTEGER
+    escalated_from INTEGER,
+    accession TEXT,
+    pages TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 """
@@ -63,6 +68,8 @@ CREATE INDEX IF NOT EXISTS outbox_escalated ON outbox (escalated_from)
     WHERE escalated_from IS NOT NULL;
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
+CREATE INDEX IF NOT EXISTS outbox_accession ON outbox (accession, destination)
+    WHERE accession IS NOT NULL;
 """
 
 # In the order of gateway.outbox.OutboxRow's fields.
@@ -97,5 +104,8 @@ def _statements(script: str) -> list[str]:
 
 def _upgrade(conn: sqlite3.Connection) -> None:
     """Add what later versions added to an existing outbox table."""
-    if not has_escalation(conn):
-        conn.execute("ALTER TABLE outbox ADD COLUMN escalated_from INTEGER")
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    for column, kind in (("escalated_from", "INTEGER"), ("accession", "TEXT"),
+                         ("pages", "TEXT")):
+        if column not in columns:
+            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")

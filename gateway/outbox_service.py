@@ -16,6 +16,9 @@
   for the ORC/OBR; an alert of the same route equal to an earlier one of the message in
   every other segment (the same patient, the same OBX groups) is not queued (the results
   still go per group);
+* queues no alert that pages nothing new for its study: a correction or a resend of a
+  report whose critical result was paged already (:mod:`gateway.repeat_alerts`, checked in
+  the transaction that would queue it);
 * routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
   ``[outbound]`` sending_application/sending_facility) that an interface engine routed
   back: audit event ``outbound_skipped``, so a result can never come back as a new page;
@@ -27,6 +30,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Sequence
@@ -40,6 +44,7 @@ from .delivery import DeliveryService, warn_unrouted
 from .escalation import Escalation
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
+from .repeat_alerts import patient_digests, unsent_repeats
 from .routing import (
     ALERTS, PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
 )
@@ -52,8 +57,9 @@ __all__ = ["OutboundHook", "build_outbound_service"]
 class OutboundHook:
     """``AnalysedHook`` for ``gateway.pipeline.AnalysisPipeline``: outbox rows per message."""
 
-    def __init__(self, router: Router, *, now: Any = None) -> None:
+    def __init__(self, router: Router, *, now: Any = None, mapping_config: Any = None) -> None:
         self.router = router
+        self.mapping_config = mapping_config  # how the patient's identifiers are read
         self._now = now or (lambda: dt.datetime.now(dt.timezone.utc).astimezone())
         self._lock = threading.Lock()
         self._written: set[str] = set()  # destinations with rows committed but not yet woken
@@ -74,6 +80,7 @@ class OutboundHook:
         # (destination, route, what an alert says): the route too, as escalation follows
         # the route named on the outbox row (an alike alert of an escalating route stays).
         paged: set[tuple[str, str, bytes]] = set()
+        identities: dict[str, Any] = {}  # the message's patients, read once when needed
         for outcome in outcomes:
             if outcome.result is None:
                 continue
@@ -92,6 +99,7 @@ class OutboundHook:
                                       obr_index=getattr(outcome.report, "obr_index", None))
                             continue
                         paged.add(said)
+                        p = self._with_patient(message, outcome.report, p, identities)
                     planned.append(p)
             except Exception as exc:  # noqa: BLE001 - recorded; the analysis still commits
                 # A message that cannot be built must not block recording the analysis
@@ -107,17 +115,35 @@ class OutboundHook:
             planned.append(app_ack)
         if not planned:
             return failures
-        enqueue = enqueue_op(planned, source_control_id=message.control_id,
-                             message_id=message.message_id)
         destinations = {p.destination for p in planned}
 
         def op(conn: Any) -> list[int]:
-            ids = enqueue(conn)
+            # In the transaction: a version committed in the same batch counts too.
+            kept = unsent_repeats(conn, planned, control_id=message.control_id,
+                                  message_id=message.message_id)
+            ids = enqueue_op(kept, source_control_id=message.control_id,
+                             message_id=message.message_id)(conn) if kept else []
             with self._lock:
                 self._written |= destinations
             return ids
 
         return [*failures, op]
+
+    def _with_patient(self, message: Any, report: Any, p: PlannedMessage,
+                      identities: dict[str, Any]) -> PlannedMessage:
+        """An alert with the digests of its patient's identifiers, which tell whether an
+        earlier alert under its accession was of the same study (gateway.repeat_alerts)."""
+        if not p.pages or not p.accession:
+            return p
+        if "groups" not in identities:
+            from mappings.inbound import patient_identities
+
+            try:
+                identities["groups"] = patient_identities(message.text, self.mapping_config)
+            except Exception:  # noqa: BLE001 - mapped before; without them the alert is sent
+                identities["groups"] = {}
+        group = identities["groups"].get(getattr(report, "obr_index", 0), ())
+        return dataclasses.replace(p, patients=patient_digests(group))
 
     def _is_own(self, header: Any) -> bool:
         """Whether MSH-3/MSH-4 are this gateway's own ([outbound] sending_application and
@@ -195,7 +221,7 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
                               escalation=Escalation(config),
                               read_backlog=metrics_reader.backlog)
     service.setName("outbox")
-    hook = OutboundHook(Router(config))
+    hook = OutboundHook(Router(config), mapping_config=app.settings.mapping_config)
     app.pipeline.add_hook(hook)
     previous = app.committer.on_commit
 

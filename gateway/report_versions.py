@@ -27,7 +27,8 @@ from .audit import AuditLog, chunks
 
 __all__ = [
     "Cancelled", "Patient", "ReadPatients", "ReadReports", "StoredReport", "StoredReports",
-    "UNKNOWN", "add_cancellation", "cancelled_orders", "latest_versions", "same_patient",
+    "UNKNOWN", "add_cancellation", "analysed_under", "cancelled_orders", "latest_versions",
+    "same_patient",
     "withdrawn",
 ]
 
@@ -73,23 +74,14 @@ def latest_versions(audit: AuditLog, recommended: list[Any], reports: StoredRepo
     accession (an ``analysed`` event, or inferences): a window that ended before the
     correction came keeps the version it holds, rather than losing the recommendation.
     """
-    before, bound = ("m.received_at < ?", [until]) if until is not None else ("1", [])
     # Every accession of the recommending messages: a report filed under several orders is
     # replaced by a version sent under any one of them (an addendum under the first order).
     accessions = {row[4] for row in recommended if row[4]} | {
         r.accession for message_id in {row[0] for row in recommended}
         for r in reports.of(message_id).values() if r.accession}
-    later: dict[str, list[int]] = {}
-    for chunk in chunks(sorted(accessions)):
-        marks = ", ".join("?" * len(chunk))
-        for message_id, accession in audit.conn.execute(
-                "SELECT i.message_id, i.accession FROM inferences i "
-                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
-                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.accession') "
-                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
-                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
-                [*chunk, *bound, *chunk, *bound]):
-            later.setdefault(accession, []).append(message_id)
+    later: dict[str, list[int]] = {
+        accession: [message_id for message_id, _ in found]
+        for accession, found in analysed_under(audit, accessions, until).items()}
 
     def patient(message_id: int, accession: str) -> Patient:
         return next((r.patient for r in reports.of(message_id).values()
@@ -104,6 +96,27 @@ def latest_versions(audit: AuditLog, recommended: list[Any], reports: StoredRepo
                    for each in own if each for other in later.get(each, ()))
 
     return [row for row in recommended if not superseded(row)]
+
+
+def analysed_under(audit: AuditLog, accessions: set[str], until: str | None
+                   ) -> dict[str, list[tuple[int, int | None]]]:
+    """{accession: [(message id, OBR index), ...]} of the messages received before
+    ``until`` whose analysis recorded one of ``accessions`` (an ``analysed`` event, or
+    inferences): the versions of a report, in no particular order."""
+    before, bound = ("m.received_at < ?", [until]) if until is not None else ("1", [])
+    found: dict[str, dict[tuple[int, int | None], None]] = {}
+    for chunk in chunks(sorted(accessions)):
+        marks = ", ".join("?" * len(chunk))
+        for message_id, obr_index, accession in audit.conn.execute(
+                "SELECT i.message_id, i.obr_index, i.accession FROM inferences i "
+                f"JOIN messages m ON m.id = i.message_id WHERE i.accession IN ({marks}) "
+                f"AND {before} UNION SELECT e.message_id, json_extract(e.fields, '$.obr_index'), "
+                "json_extract(e.fields, '$.accession') "
+                "FROM events e JOIN messages m ON m.id = e.message_id WHERE e.event = 'analysed' "
+                f"AND json_extract(e.fields, '$.accession') IN ({marks}) AND {before}",
+                [*chunk, *bound, *chunk, *bound]):
+            found.setdefault(accession, {})[(message_id, obr_index)] = None
+    return {accession: list(pairs) for accession, pairs in found.items()}
 
 
 class StoredReports:
@@ -159,18 +172,22 @@ def withdrawn(row: Sequence[Any], reports: StoredReports, cancelled: Cancelled) 
                                    for other in cancelled.get((accession, identity), ()))
 
 
-def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports) -> Cancelled:
-    """The orders cancelled by accepted reports received at or after ``since``.  A group
+def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports,
+                     until: str | None = None) -> Cancelled:
+    """The orders cancelled by accepted reports received at or after ``since`` (and before
+    ``until``: a window that ended before the cancellation keeps what it held, as it keeps
+    the version it holds; see :func:`latest_versions`).  A group
     with result status X is not analysed, so only the messages with a group that left no
     inference are read (``reports`` is how many groups a message has); the rest, nearly
     every message, are not mapped."""
     cancelled: Cancelled = {}
+    before, bound = ("AND received_at < ? ", [until]) if until is not None else ("", [])
     for message_id, raw, charset in audit.conn.execute(
-            "SELECT id, raw, charset FROM messages m WHERE received_at >= ? "
+            f"SELECT id, raw, charset FROM messages m WHERE received_at >= ? {before}"
             "AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
             "AND (status != 'analysed' OR reports IS NULL OR reports > "
             "(SELECT COUNT(DISTINCT i.obr_index) FROM inferences i WHERE i.message_id = m.id)) "
-            "ORDER BY id", (since,)):
+            "ORDER BY id", (since, *bound)):
         for report in reports.of(message_id, raw, charset).values():
             add_cancellation(cancelled, message_id, report)
     return cancelled

@@ -136,7 +136,8 @@ def quality_summary(audit: AuditLog, window: Window = Window(), *,
         reports = StoredReports(audit, read)
         rows = latest_versions(audit, rows, reports, window.until)
         if rows:
-            cancelled = cancelled_orders(audit, min(row[2] for row in rows), reports)
+            cancelled = cancelled_orders(audit, min(row[2] for row in rows), reports,
+                                         window.until)
             rows = [row for row in rows if not withdrawn(row, reports, cancelled)]
         unit = reports.report_of
     for message_id, _, _, obr_index, _, text in rows:

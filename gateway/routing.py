@@ -41,7 +41,7 @@ from mappings.outbound import (
 )
 from ri_engine.models import Inference, InferenceResult
 
-from .alerts import AlertConfigError, AlertPolicy, communication_of
+from .alerts import AlertConfigError, AlertPolicy, communication_of, paged_keys
 from .config import register_cross_check, register_section
 from .errors import ConfigError
 
@@ -124,6 +124,12 @@ class PlannedMessage:
     purpose: str          # results | alerts | application_ack
     control_id: str       # MSH-10 of the outbound message
     payload: bytes
+    # Alerts only, for one page per result per study (gateway.repeat_alerts): the study's
+    # accession, what the alert pages (gateway.alerts.paged_keys), and digests of the
+    # patient's identifiers (set by the outbox hook, which reads them from the message).
+    accession: str | None = None
+    pages: tuple[str, ...] = ()
+    patients: tuple[str, ...] = ()
 
 
 def new_control_id() -> str:
@@ -185,9 +191,12 @@ class Router:
                                       now=now, addressing=dest.addressing,
                                       communicated=communication_of(inferences),
                                       fmt=self.config.format)
-            else:
-                msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
-                                       now=now, addressing=dest.addressing, fmt=self.config.format)
+                planned.append(PlannedMessage(
+                    name, route_name, kind, control_id, msg.payload(),
+                    accession=getattr(report, "accession", None), pages=paged_keys(selected)))
+                continue
+            msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
+                                   now=now, addressing=dest.addressing, fmt=self.config.format)
             planned.append(PlannedMessage(name, route_name, kind, control_id, msg.payload()))
         return planned
 

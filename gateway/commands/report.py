@@ -202,7 +202,9 @@ def _critical_text(item: Any) -> str:
     return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
             f"{item.control_id or '-':<14} {alerts:<12} {_seconds(item.seconds_to_alert):>9} "
             f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}"
-            + (f"  ({len(item.versions)} versions)" if len(item.versions) > 1 else ""))
+            + (f"  ({len(item.versions)} versions)" if len(item.versions) > 1 else "")
+            + (f"  withdrawn: {item.withdrawn} by {item.withdrawn_by or '-'}" if item.withdrawn
+               else ""))
 
 
 def _seconds(value: float | None) -> str:
@@ -220,8 +222,10 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
     window = _window(since, until)
     audit, settings = _open(config_path, db_path)
     with audit:
-        # Versions of one report are matched by accession and patient (the mapping's rules).
-        found = critical_results(audit, window, patients=_mapped_reports(settings)[1])
+        # Versions of one report are matched by accession and patient (the mapping's rules),
+        # and a cancelled order is read from its stored message.
+        read, patients = _mapped_reports(settings)
+        found = critical_results(audit, window, patients=patients, read=read)
     shown = [item for item in found if not statuses or item.status in statuses]
     if as_json:
         for item in shown:
@@ -239,4 +243,5 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
         + f"; time to alert median {_seconds(total.median_seconds)}, 90th percentile "
         f"{_seconds(total.p90_seconds)}, longest {_seconds(total.max_seconds)}; "
         f"communication documented in {total.communicated}; "
-        f"{total.unconfirmed} with neither a delivered alert nor documented communication")
+        f"{total.unconfirmed} with neither a delivered alert nor documented communication; "
+        f"{total.withdrawn} withdrawn by a correction or cancellation")

@@ -314,6 +314,9 @@ def test_an_outbox_from_before_escalation_is_upgraded_and_still_readable(tmp_pat
     reader.conn.close()
     writer = Outbox.open(path)
     assert [(r.control_id, r.escalated_from) for r in writer.list()] == [("OLD1", None)]
+    # The study an alert pages (one page per result per study) has its columns there too.
+    assert {"escalated_from", "accession", "pages"} <= {
+        row[1] for row in writer.conn.execute("PRAGMA table_info(outbox)")}
     writer.conn.close()
 
 

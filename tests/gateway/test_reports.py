@@ -341,7 +341,8 @@ def test_critical_results_without_outbound_were_never_alerted(tmp_path):
                                   "0 failed, 0 not alerted; time to alert median -, 90th "
                                   "percentile -, longest -; communication documented in 0; 0 "
                                   "with neither a delivered alert nor documented "
-                                  "communication\n")
+                                  "communication; 0 withdrawn by a correction or "
+                                  "cancellation\n")
     missing = CliRunner().invoke(main, ["report", "critical", "--db", str(tmp_path / "x.db")])
     assert missing.exit_code == 3 and "no audit database" in missing.output
 

@@ -1,0 +1,130 @@
+"""``ri-gateway report critical``: critical results withdrawn by a correction or a
+cancellation, escalated copies, and the window's end, over an audit log filled as the
+gateway fills it (:class:`test_reports.Log`)."""
+
+from __future__ import annotations
+
+import json
+
+from gateway.audit import ReceivedMessage, status_op
+from test_reports import CT_CHEST, NODULE_STABLE, PNEUMOTHORAX, Log, oru, run
+
+
+def corrected(log: Log, control_id: str, mrn: str, accession: str, date: str, text: str) -> int:
+    message = oru(control_id, mrn, accession, CT_CHEST, date, text)
+    return log.add_message(control_id, date, message.replace(
+        f"{accession}|||||||F", f"{accession}|||||||C"))
+
+
+def cancelled(log: Log, control_id: str, mrn: str, accession: str, date: str) -> int:
+    """The RIS sends the order again with result status X (HL7 0123: order canceled); the
+    gateway stores it and analyses nothing of it, as it does any group without a result."""
+    message = "\r".join(line for line in oru(control_id, mrn, accession, CT_CHEST, date,
+                                             "x").split("\r") if not line.startswith("OBX"))
+    message = message.replace(f"{accession}|||||||F", f"{accession}|||||||X")
+    mid = log.audit.record_received(ReceivedMessage(
+        raw=message.encode(), received_at=f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z",
+        status="received", ack_code="AA", ack_payload=b"ack", control_id=control_id,
+        sending_application="RIS", sending_facility="HOSP", message_type="ORU^R01",
+        charset="ascii"))
+    log.audit.run(status_op(mid, "skipped", reports=1))
+    return mid
+
+
+def critical(path: str, *args: str) -> dict[str, dict]:
+    code, out = run("critical", "--db", path, "--json", *args)
+    assert code == 0, out
+    return {row["control_id"]: row for row in map(json.loads, out.splitlines())}
+
+
+def test_a_critical_result_withdrawn_by_a_correction_or_a_cancellation_is_not_chased(tmp_path):
+    # W1's pneumothorax was never paged (no alert route); its correction W2 says the lungs
+    # are fine. K1's order was cancelled after its report (K2, result status X). Both were
+    # listed as critical, unconfirmed, one to chase for ever. A cancellation of another
+    # patient's order under the same accession number (O2) withdraws nothing; neither does
+    # a correction of another patient's report.
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("W1", "MRN-W", "ACC-W", CT_CHEST, "20240110", PNEUMOTHORAX)
+    corrected(log, "W2", "MRN-W", "ACC-W", "20240112", NODULE_STABLE)
+    log.add("K1", "MRN-K", "ACC-K", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "K2", "MRN-K", "ACC-K", "20240113")
+    log.add("O1", "MRN-O", "ACC-O", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "O2", "MRN-OTHER", "ACC-O", "20240113")
+    corrected(log, "O3", "MRN-OTHER", "ACC-O", "20240113", NODULE_STABLE)
+    log.audit.close()
+    rows = critical(log.path)
+    assert {c: (r["status"], r["withdrawn"], r["withdrawn_by"], r["unconfirmed"])
+            for c, r in rows.items()} == {
+        "W1": ("not_alerted", "corrected", "W2", False),
+        "K1": ("not_alerted", "cancelled", "K2", False),
+        "O1": ("not_alerted", None, None, True)}
+    assert rows["W1"]["results"] == ["TENSION PNEUMOTHORAX"]
+    code, text = run("critical", "--db", log.path)
+    lines = text.splitlines()
+    assert [line.split()[0] for line in lines[1:-1]] == ["not_alerted"] * 3
+    assert lines[1].endswith("withdrawn: corrected by W2")
+    assert lines[2].endswith("withdrawn: cancelled by K2")
+    assert lines[-1].endswith("1 with neither a delivered alert nor documented "
+                              "communication; 2 withdrawn by a correction or cancellation")
+    # A window that ended before the correction and the cancellation came keeps the critical
+    # results it held, as it keeps the version it holds.
+    before = critical(log.path, "--until", "2024-01-11")
+    assert {c: (r["withdrawn"], r["unconfirmed"]) for c, r in before.items()} == {
+        "W1": (None, True), "K1": (None, True), "O1": (None, True)}
+    between = critical(log.path, "--until", "2024-01-12T12:00:00")
+    assert {c: r["withdrawn"] for c, r in between.items()} == {
+        "W1": "corrected", "K1": None, "O1": None}
+
+
+def test_a_correction_that_keeps_one_of_two_critical_results_withdraws_the_other(tmp_path):
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("P1", "MRN-P", "ACC-P", CT_CHEST, "20240110",
+            PNEUMOTHORAX + " Acute pulmonary embolism in the right lower lobe artery.")
+    corrected(log, "P2", "MRN-P", "ACC-P", "20240111", PNEUMOTHORAX)
+    log.audit.close()
+    (row,) = critical(log.path).values()
+    assert (row["withdrawn"], row["versions"], row["withdrawn_results"]) == (
+        None, ["P1", "P2"], ["PULMONARY EMBOLISM"])
+    assert row["results"] == ["TENSION PNEUMOTHORAX", "PULMONARY EMBOLISM"]
+
+
+def test_the_measures_of_an_order_cancelled_after_the_window_still_count_in_it(tmp_path):
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("Q1", "MRN-Q", "ACC-Q", CT_CHEST, "20240110",
+            "FINDINGS: Incidental 4 mm solid nodule in the left lower lobe. IMPRESSION: 4 mm "
+            "nodule. No follow-up needed per Fleischner guidelines.")
+    cancelled(log, "Q2", "MRN-Q", "ACC-Q", "20240301")
+    log.audit.close()
+
+    def counted(*args: str) -> int:
+        code, out = run("quality", "--db", log.path, "--json", *args)
+        assert code == 0, out
+        return sum(row["performanceMet"] + row["performanceNotMet"] + row["notEligible"]
+                   + row["denominatorException"] for row in map(json.loads, out.splitlines()))
+
+    assert counted() == 0
+    assert counted("--until", "2024-02-01") > 0
+
+
+def test_an_escalated_copy_is_the_same_alert(tmp_path):
+    # The pager refused the alert; its copy reached the backup pager. One alert, delivered.
+    from gateway.outbox import Outbox
+    from gateway.routing import PlannedMessage
+
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    mid = log.add("E1", "MRN-E", "ACC-E", CT_CHEST, "20240110", PNEUMOTHORAX)
+    log.audit.close()
+    payload = ("MSH|^~\\&|RI-GATEWAY|RIGW|PAGER||20240110100500||ORU^R01|A1|P|2.5.1\r"
+               "OBX|1|CWE|RI-CRIT^Critical result^RIGW|1|x^PNEUMOTHORAX|||AA|||F\r").encode()
+    outbox = Outbox.open(log.path)
+    outbox.enqueue([PlannedMessage("pager", "crit", "alerts", "A1", payload)],
+                   source_control_id="E1", message_id=mid)
+    (row,) = outbox.list()
+    copy = PlannedMessage("backup", "crit", "alerts", "A2", payload.replace(b"|A1|", b"|A2|"))
+    assert outbox.record_failed(row, "AR", retry_at=None, ack_code="AR", escalate=[copy])
+    (sent,) = [r for r in outbox.list() if r.escalated_from == row.id]
+    outbox.record_delivered(sent, "AA")
+    outbox.conn.close()
+    (report,) = critical(log.path).values()
+    assert (report["status"], report["alerts"], report["delivered"], report["dead_lettered"]
+            ) == ("alerted", 1, 1, 0)
