@@ -55,7 +55,8 @@ from mappings.outbound import carries_critical_result
 from .alerts import label_key
 from .audit import AuditLog, chunks, has_table, utc_now
 from .report_versions import (
-    UNKNOWN, ReadReports, StoredReports, analysed_under, cancelled_orders, same_patient,
+    UNKNOWN, ByIdentity, ReadReports, StoredReports, analysed_under, cancelled_orders,
+    same_patient,
 )
 from .reports import ReadPatients, Window, kind_in
 
@@ -219,8 +220,8 @@ def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
             last = later[-1]
             orders = found[last]["orders"]
             # A report filed under several orders stands while one of them does.
-            firsts = [min((other for identity in reports.of(last).get(obr_index, UNKNOWN).patient
-                           for other in cancelled.get((accession, identity), ())
+            firsts = [min((other for other in cancelled.find(
+                               accession, reports.of(last).get(obr_index, UNKNOWN).patient)
                            if other > last), default=None)
                       for obr_index, accession in orders.items()]
             if firsts and None not in firsts:
@@ -275,17 +276,19 @@ def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadP
             except Exception:  # noqa: BLE001 - a message that no longer reads is its own report
                 identities[message_id] = {}
     order = {message_id: n for n, message_id in enumerate(found)}
-    first_of: dict[tuple[str, tuple[str, str]], int] = {}
+    first_of: ByIdentity[int] = ByIdentity()  # under (accession, identity): its first version
     versions: dict[int, list[int]] = {}
     for message_id, entry in found.items():
         mine = identities.get(message_id, {})
-        keys = {(accession, identity) for obr_index, accession in entry["orders"].items()
-                for identity in mine.get(obr_index, ())}
-        head = min((first_of[key] for key in keys if key in first_of), key=order.__getitem__,
-                   default=message_id)
+        keys = [(accession, identity) for obr_index, accession in entry["orders"].items()
+                for identity in mine.get(obr_index, ())]
+        head = min((first for accession, identity in keys
+                    for first in first_of.find(accession, (identity,))),
+                   key=order.__getitem__, default=message_id)
         versions.setdefault(head, []).append(message_id)
-        for key in keys:
-            first_of.setdefault(key, head)
+        for accession, identity in keys:
+            if not first_of.find(accession, (identity,)):
+                first_of.add(accession, identity, head)
     return versions
 
 

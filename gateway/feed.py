@@ -23,7 +23,7 @@ and the next start takes it up.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application.service import Service
@@ -33,7 +33,7 @@ from .audit import AuditLog, StoredMessage, event_op
 from .logging import get_logger
 from .pipeline import AcceptedMessage
 
-__all__ = ["FeedRoom", "Resume", "StoredFeed"]
+__all__ = ["FeedRoom", "Resume", "StoredFeed", "stored_patient_keys"]
 
 Reread = Callable[[bytes, str | None], tuple[Any, str, Any]]
 
@@ -159,9 +159,13 @@ class StoredFeed(Service):
         # message recorded, or leaves the rest to the next start.
         except sqlite3.Error as exc:
             self.log.warning(f"{self.stage}.poll_failed", error=type(exc).__name__)
+            self._poll_failed()
             return []
         self._more = len(waiting) == room
         return [self._start(stored, fields) for stored, fields in waiting]
+
+    def _poll_failed(self) -> None:
+        """The database could not be read for the next messages."""
 
     def _next(self) -> None:
         """One was recorded: take up the next (on a later reactor turn, so that what
@@ -185,6 +189,8 @@ class StoredFeed(Service):
             read = self.reread(stored.raw, stored.charset)
         except Exception as exc:  # noqa: BLE001 - recorded; the others go on
             d = self.pipeline.record_unreadable(stored, exc, stage=self.stage)
+            # Recorded failed, with nothing to send: its patient's next report need not wait.
+            self.pipeline.unexpected(stored.id)
         else:
             self.committer.submit(event_op(self.event, stored.control_id, stored.id, **fields))
             # Not an arrival: the quiet period waits out senders, not the gateway's own work.
@@ -204,19 +210,46 @@ class StoredFeed(Service):
         return d.addBoth(finished)
 
 
+def stored_patient_keys(default_charset: str = "utf-8") -> Callable[[bytes, str | None],
+                                                                   tuple[str, ...]]:
+    """``keys_of(raw, charset)``: the patients (``mappings.patient_key``) of a stored
+    message, read without mapping it."""
+    from mappings.decoding import decode_message
+    from mappings.patient_key import patient_keys
+
+    def keys_of(raw: bytes, charset: str | None) -> tuple[str, ...]:
+        return patient_keys(decode_message(raw, charset or default_charset,
+                                           normalise=False).text)
+
+    return keys_of
+
+
 class Resume(StoredFeed):
     """At start, takes up the messages whose analysis never finished (``received``).
 
     Only those stored before the start: a report received while the backlog drains is
     ``received`` too, but the receiver has already handed it to the pipeline.  The backlog
     is taken up once; a message that was not recorded waits for the next start.
+
+    A live report must not overtake a stored report of its patient that the resume has
+    not reached yet (a correction sent before the report it corrects).  So at start the
+    patients of every stored report are read (``keys_of``: its PID-3s, not the whole
+    message), ``scan_chunk`` messages per reactor turn so that the listener is not held
+    up by thousands of them, and each keeps its place in its patients' queues
+    (``AnalysisPipeline.expect``); the pipeline starts no message submitted before they
+    are all read.  Places not taken when the resume is over are given up.
     """
 
     status, stage, event = "received", "resume", "resumed"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any,
+                 keys_of: Callable[[bytes, str | None], Sequence[str]] | None = None,
+                 scan_chunk: int = 500, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.setName("resume")
+        self.keys_of = keys_of if keys_of is not None else stored_patient_keys()
+        self.scan_chunk = scan_chunk
+        self._scanned = 0  # the newest stored message whose patients were read
         self._last_id = 0  # the newest message stored before the start
         self._handed = 0
         self._done = False
@@ -233,7 +266,42 @@ class Resume(StoredFeed):
         self._last_id = last or 0
         if count:
             self.log.info("analysis.resuming", messages=count, batch=self.batch)
+            self.pipeline.keys_pending()
+            self._scan()
         self.poll()
+
+    def _scan(self) -> None:
+        """Read the patients of the next ``scan_chunk`` stored reports; on a later reactor
+        turn, the next chunk, until all are read."""
+        while not self._stopped:
+            try:
+                rows = self.audit.conn.execute(
+                    "SELECT id, raw, charset FROM messages WHERE id > ? AND id <= ? "
+                    "AND status = ? AND message_type LIKE 'ORU%' ORDER BY id LIMIT ?",
+                    (self._scanned, self._last_id, self.status, self.scan_chunk)).fetchall()
+            except sqlite3.Error as exc:
+                # The rest are not ordered before live reports of their patients.
+                self.log.warning("resume.scan_failed", error=type(exc).__name__)
+                break
+            for message_id, raw, charset in rows:
+                try:
+                    keys = self.keys_of(bytes(raw), charset)
+                except Exception:  # noqa: BLE001 - no longer decodes: recorded failed when taken up
+                    keys = ()
+                self.pipeline.expect(message_id, keys)
+                self._scanned = message_id
+            if len(rows) < self.scan_chunk:
+                break
+            if self.clock is not None:
+                self.clock.callLater(0, self._scan)
+                return
+        self.pipeline.keys_known()
+        if self._done:  # over before its last chunk was read: those it did not take up
+            self.pipeline.no_more_expected()
+
+    def _poll_failed(self) -> None:
+        if not self._active:
+            self._more = False  # no message recorded will look again: the next start will
 
     def take_up(self, message_id: int) -> None:
         """Hand one waiting message to the pipeline now, out of turn: its sender resent it
@@ -268,5 +336,8 @@ class Resume(StoredFeed):
         self._handed += count
         if not self._more and not self._done:
             self._done = True
+            # Stored reports no longer waiting (their status changed meanwhile) or left to
+            # the next start: their patients' later reports wait for them no more.
+            self.pipeline.no_more_expected()
             if self._handed:
                 self.log.info("analysis.resumed", messages=self._handed)

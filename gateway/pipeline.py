@@ -359,10 +359,17 @@ class AnalysisPipeline:
         self._analysing: dict[int, str] = {}
         # Per patient (mappings.patient_key), the ids of its messages not yet recorded, in
         # arrival order: only the first of them may be analysed (_ready).
-        self._per_patient: dict[tuple[str, str, str], deque[int]] = {}
-        self._keys: dict[int, tuple[tuple[str, str, str], ...]] = {}
+        self._per_patient: dict[str, deque[int]] = {}
+        self._keys: dict[int, tuple[str, ...]] = {}
         # Per message, those just before it in each of its patients' queues then.
         self._previous: dict[int, tuple[int, ...]] = {}
+        # Stored messages whose place in their patients' queues is kept before they are
+        # submitted (expect: the backlog resumed at start), and, while the patients of
+        # that backlog are still being read (keys_pending), the messages submitted
+        # meanwhile, in order: they take their places once it is read.
+        self._expected: set[int] = set()
+        self._keys_pending = False
+        self._unkeyed: dict[int, AcceptedMessage] = {}
 
     @property
     def analysing(self) -> list[str]:
@@ -435,19 +442,72 @@ class AnalysisPipeline:
             message, done, _ = item
             self._process(message).chainDeferred(done)
 
+    def keys_pending(self) -> None:
+        """The patients of messages stored before the start are being read (:meth:`expect`):
+        a message submitted meanwhile waits until :meth:`keys_known`, since a stored
+        report of its patient not read yet goes before it."""
+        self._keys_pending = True
+
+    def expect(self, message_id: int, keys: Sequence[str]) -> None:
+        """Keep a place, in its patients' queues (``mappings.patient_key``), for a stored
+        report that will be submitted later (the backlog resumed at start, oldest first):
+        the later reports of its patients, a live correction among them, wait for it as
+        if it had been submitted now.  Released when it is submitted and recorded, by
+        :meth:`unexpected`, or by :meth:`no_more_expected`."""
+        if message_id not in self._keys:
+            self._expected.add(message_id)
+            self._key(message_id, tuple(keys))
+
+    def keys_known(self) -> None:
+        """The stored messages' patients are read: those submitted meanwhile take their
+        places, in the order they were submitted."""
+        self._keys_pending = False
+        unkeyed, self._unkeyed = self._unkeyed, {}
+        for message in unkeyed.values():
+            self._queue_per_patient(message)
+        for message_id in unkeyed:
+            self._backlog.unpark(message_id)
+        if unkeyed:
+            self._schedule()
+
+    def unexpected(self, message_id: int) -> None:
+        """A stored message :meth:`expect` kept a place for will not be submitted (it no
+        longer reads, or the feed gave it up): the next report of its patients may start."""
+        if message_id in self._expected:
+            self._expected.discard(message_id)
+            self._release(message_id)
+            if self._backlog:
+                self._schedule()
+
+    def no_more_expected(self) -> None:
+        """Every stored message :meth:`expect` kept a place for and that was not submitted
+        will not be (the resume is over: its status changed meanwhile, or the rest is
+        left to the next start)."""
+        for message_id in list(self._expected):
+            self.unexpected(message_id)
+
     def _queue_per_patient(self, message: AcceptedMessage) -> None:
-        if message.message_id in self._keys:
-            return  # submitted again (tried alone after its worker died): keeps its place
-        keys = patient_keys(message.text) if message.is_report else ()
-        self._keys[message.message_id] = keys
+        mid = message.message_id
+        self._expected.discard(mid)
+        if mid in self._keys:
+            # Submitted again (tried alone after its worker died), or expected: keeps its place.
+            return
+        if self._keys_pending:
+            self._unkeyed[mid] = message
+            return
+        self._key(mid, patient_keys(message.text) if message.is_report else ())
+
+    def _key(self, message_id: int, keys: tuple[str, ...]) -> None:
+        """Queue ``message_id`` last in each of its patients' queues."""
+        self._keys[message_id] = keys
         previous = []
         for key in keys:
             waiting = self._per_patient.setdefault(key, deque())
             if waiting:
                 previous.append(waiting[-1])
-            waiting.append(message.message_id)
+            waiting.append(message_id)
         if previous:
-            self._previous[message.message_id] = tuple(previous)
+            self._previous[message_id] = tuple(previous)
 
     def _earlier(self, message: AcceptedMessage) -> tuple[int, ...]:
         return self._previous.get(message.message_id, ())
@@ -461,16 +521,21 @@ class AnalysisPipeline:
         So the reports of one patient are analysed one at a time, oldest first, whatever
         their urgency (a STAT correction takes its routine original along).
         """
+        if message.message_id in self._unkeyed:
+            return False  # its patients' stored reports are still being read
         return all(self._per_patient[key][0] == message.message_id
                    for key in self._keys.get(message.message_id, ()))
 
     def _recorded(self, message: AcceptedMessage) -> None:
         """The message is off the pipeline (recorded, or left for the next start): the
         next report of its patient may start."""
-        self._previous.pop(message.message_id, None)
-        for key in self._keys.pop(message.message_id, ()):
+        self._release(message.message_id)
+
+    def _release(self, message_id: int) -> None:
+        self._previous.pop(message_id, None)
+        for key in self._keys.pop(message_id, ()):
             waiting = self._per_patient[key]
-            waiting.remove(message.message_id)
+            waiting.remove(message_id)
             if waiting:
                 self._backlog.unpark(waiting[0])
             else:

@@ -13,29 +13,55 @@ logic).  Three things decide whether an analysed group still counts:
 * **one report under several orders**: the same text under each OBR of a message, for one
   patient, is one report (:meth:`StoredReports.report_of`).
 
-Two reports are of one patient when they share an identifier with its assigning authority
-(``mappings.inbound.patient_identities``).
+Two reports are of one patient when they share an identifier of one assigning authority
+(``mappings.inbound.patient_identities``; ``mappings.authority.same_identity``: an
+identifier sent without its authority is the sending facility's).  That match is not an
+equality, so reports are filed by identifier in a :class:`ByIdentity` and their
+authorities compared.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+from mappings.authority import Authority, same_authority, same_identity
 
 from .audit import AuditLog, chunks
 
 __all__ = [
-    "Cancelled", "Patient", "ReadPatients", "ReadReports", "StoredReport", "StoredReports",
-    "UNKNOWN", "add_cancellation", "analysed_under", "cancelled_orders", "latest_versions",
-    "same_patient",
+    "ByIdentity", "Cancelled", "Patient", "ReadPatients", "ReadReports", "StoredReport",
+    "StoredReports", "UNKNOWN", "add_cancellation", "analysed_under", "cancelled_orders",
+    "latest_versions", "same_patient",
     "withdrawn",
 ]
 
 
 # Every (identifier, assigning authority) of a patient: two reports sharing one are of one
-# patient (mappings.inbound.patient_identities).
-Patient = frozenset[tuple[str, str]]
+# patient (mappings.inbound.patient_identities, mappings.authority.same_identity).
+Patient = frozenset[tuple[str, Authority]]
+
+T = TypeVar("T")
+
+
+class ByIdentity(Generic[T]):
+    """Values filed under a key and a patient identity, found again by any identity of a
+    patient that names the same person (``same_identity``): the identifier is looked up,
+    the authorities compared."""
+
+    def __init__(self) -> None:
+        self._filed: dict[tuple[Any, str], list[tuple[Authority, T]]] = {}
+
+    def add(self, key: Any, identity: tuple[str, Authority], value: T) -> None:
+        self._filed.setdefault((key, identity[0]), []).append((identity[1], value))
+
+    def find(self, key: Any, patient: Iterable[tuple[str, Authority]]) -> list[T]:
+        """The values filed under ``key`` and an identity of ``patient``, in filing order
+        for each identity (a value filed under two of them comes twice)."""
+        return [value for identifier, authority in patient
+                for filed, value in self._filed.get((key, identifier), ())
+                if same_authority(filed, authority)]
 
 
 @dataclass(frozen=True)
@@ -55,8 +81,9 @@ class StoredReport:
 ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
 # patients(raw, charset) -> {obr_index: Patient}: the same, read at a fraction of the cost.
 ReadPatients = Callable[[bytes, "str | None"], dict[int, Patient]]
-# (accession, patient identifier) -> the messages cancelling that order, in arrival order.
-Cancelled = dict[tuple[str, tuple[str, str]], list[int]]
+# Under each (accession, patient identity): the messages cancelling that order, in arrival
+# order.
+Cancelled = ByIdentity[int]
 
 UNKNOWN = StoredReport(frozenset(), None, None)
 
@@ -153,13 +180,15 @@ class StoredReports:
 
 
 def same_patient(first: Patient, second: Patient) -> bool:
-    return bool(first & second) or first == second  # two unknown ones alike, as before
+    """Whether two reports' patients share an identity; two unknown ones are alike."""
+    return first == second or any(same_identity(mine, theirs)
+                                  for mine in first for theirs in second)
 
 
 def add_cancellation(cancelled: Cancelled, message_id: int, report: StoredReport) -> None:
     if report.cancelled and report.accession:
         for identity in report.patient:
-            cancelled.setdefault((report.accession, identity), []).append(message_id)
+            cancelled.add(report.accession, identity, message_id)
 
 
 def withdrawn(row: Sequence[Any], reports: StoredReports, cancelled: Cancelled) -> bool:
@@ -168,8 +197,8 @@ def withdrawn(row: Sequence[Any], reports: StoredReports, cancelled: Cancelled) 
     0123 X: "No results available; Order canceled"): its report went with it."""
     message_id, obr_index, accession = row[0], row[3], row[4]
     patient = reports.of(message_id).get(obr_index, UNKNOWN).patient
-    return bool(accession) and any(other > message_id for identity in patient
-                                   for other in cancelled.get((accession, identity), ()))
+    return bool(accession) and any(other > message_id
+                                   for other in cancelled.find(accession, patient))
 
 
 def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports,
@@ -180,7 +209,7 @@ def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports,
     with result status X is not analysed, so only the messages with a group that left no
     inference are read (``reports`` is how many groups a message has); the rest, nearly
     every message, are not mapped."""
-    cancelled: Cancelled = {}
+    cancelled: Cancelled = ByIdentity()
     before, bound = ("AND received_at < ? ", [until]) if until is not None else ("", [])
     for message_id, raw, charset in audit.conn.execute(
             f"SELECT id, raw, charset FROM messages m WHERE received_at >= ? {before}"

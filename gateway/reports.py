@@ -45,9 +45,10 @@ as is one of a report filed under several orders of a message (its text under ea
 A report sent again under its accession (a correction, an addendum; under any one of the
 accessions of a report filed under several orders) replaces the earlier version: only the
 latest one is tracked.
-Two reports are of one patient when they share an identifier with its assigning authority
+Two reports are of one patient when they share an identifier of one assigning authority
 (``mappings.inbound.patient_identities``: any PID-3 repetition, read from the stored
-message): the same number issued by two hospitals is two patients.
+message; ``mappings.authority``): the same number issued by two hospitals is two patients,
+and so is a number sent without its authority by two facilities (MSH-4).
 """
 
 from __future__ import annotations
@@ -63,8 +64,8 @@ from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_ov
 
 from .audit import AuditLog, chunks
 from .report_versions import (
-    UNKNOWN, Cancelled, Patient, ReadPatients, ReadReports, StoredReport, StoredReports,
-    add_cancellation, cancelled_orders, latest_versions, withdrawn,
+    UNKNOWN, ByIdentity, Cancelled, Patient, ReadPatients, ReadReports, StoredReport,
+    StoredReports, add_cancellation, cancelled_orders, latest_versions, same_patient, withdrawn,
 )
 
 __all__ = [
@@ -232,8 +233,10 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
     if not recommended:
         return []
     communicated = kind_in(audit, "followupCommunication", {row[0] for row in recommended})
-    wanted = {identity for row in recommended
-              for identity in reports.of(row[0]).get(row[3], UNKNOWN).patient}
+    wanted: ByIdentity[bool] = ByIdentity()
+    for row in recommended:
+        for identity in reports.of(row[0]).get(row[3], UNKNOWN).patient:
+            wanted.add(None, identity, True)
     exams, cancelled = _exams_by_patient(audit, min(row[2] for row in recommended), reports,
                                          wanted, patients)
     tracked: list[FollowUp] = []
@@ -259,7 +262,7 @@ def followups(audit: AuditLog, window: Window = Window(), *, as_of: dt.date,
         # A later message under any accession of this one is a version of it, not its exam;
         # without an accession nothing names a version (the exam without one is an exam).
         own = {a for a in (accession, *(r.accession for r in reports.of(message_id).values()
-                                        if r.patient & patient)) if a}
+                                        if same_patient(r.patient, patient))) if a}
         candidates = [exam for exam in _exams_of(exams, patient)
                       if exam.received_at >= received_at and exam.message_id != message_id
                       and exam.accession not in own and _answers(codes, exam.modalities)
@@ -305,26 +308,26 @@ def kind_in(audit: AuditLog, kind: str, message_ids: Iterable[int]
     return found
 
 
-def _exams_of(exams: dict[tuple[str, str], list[Exam]], patient: Patient) -> list[Exam]:
+def _exams_of(exams: ByIdentity[Exam], patient: Patient) -> list[Exam]:
     """The exams filed under any of the patient's identifiers, each once, in arrival order."""
-    found = {exam: None for identity in patient for exam in exams.get(identity, ())}
+    found = dict.fromkeys(exams.find(None, patient))
     return sorted(found, key=lambda exam: (exam.received_at, exam.message_id))
 
 
 def _exams_by_patient(audit: AuditLog, since: str, reports: StoredReports,
-                      wanted: set[tuple[str, str]], patients: ReadPatients | None
-                      ) -> tuple[dict[tuple[str, str], list[Exam]], Cancelled]:
+                      wanted: ByIdentity[bool], patients: ReadPatients | None
+                      ) -> tuple[ByIdentity[Exam], Cancelled]:
     """Accepted reports received at or after ``since``, with their modalities, under each
     identifier of their patient (with ``patients``, only the reports of a patient with an
-    identifier in ``wanted`` are mapped); and the messages cancelling an order, under each
+    identity in ``wanted`` are mapped); and the messages cancelling an order, under each
     (accession, identifier) of the order."""
     rows = audit.conn.execute(
         "SELECT id, control_id, received_at, raw, charset FROM messages "
         "WHERE received_at >= ? AND ack_code IN ('AA', 'CA') AND message_type LIKE 'ORU%' "
         "ORDER BY received_at, id", (since,)).fetchall()
     described = kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
-    by_patient: dict[tuple[str, str], list[Exam]] = {}
-    cancelled: Cancelled = {}
+    by_patient: ByIdentity[Exam] = ByIdentity()
+    cancelled: Cancelled = ByIdentity()
     for message_id, control_id, received_at, raw, charset in rows:
         if patients is not None and not _any_of(wanted, patients, raw, charset):
             continue
@@ -342,14 +345,14 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: StoredReports,
                 exam = Exam(message_id, control_id, received_at, report.accession, modalities,
                             regions)
                 for identity in report.patient:
-                    by_patient.setdefault(identity, []).append(exam)
+                    by_patient.add(None, identity, exam)
     return by_patient, cancelled
 
 
-def _any_of(wanted: set[tuple[str, str]], patients: ReadPatients, raw: bytes,
+def _any_of(wanted: ByIdentity[bool], patients: ReadPatients, raw: bytes,
             charset: str | None) -> bool:
     try:
-        return any(not wanted.isdisjoint(patient) for patient in patients(raw, charset).values())
+        return any(wanted.find(None, patient) for patient in patients(raw, charset).values())
     except Exception:  # noqa: BLE001 - a message that no longer reads is nobody's exam
         return False
 

@@ -33,7 +33,7 @@ from .analysis import AnalysisPool, PoolClosed
 from .audit import AuditLog
 from .commit import GroupCommitter, thread_writer
 from .config import Settings
-from .feed import FeedRoom, Resume
+from .feed import FeedRoom, Resume, stored_patient_keys
 from .logging import get_logger
 from .metrics import Metrics
 from .pipeline import AnalysisPipeline, engine_configuration
@@ -250,7 +250,8 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
     # One room for both: a live report waits behind max_in_flight stored messages in all.
     room = FeedRoom(pipeline.max_in_flight)
     resume = Resume(reader, committer, pipeline, stored, clock=reactor, room=room,
-                    on_taken=receiver.analysing_stored)
+                    on_taken=receiver.analysing_stored,
+                    keys_of=stored_patient_keys(settings.mllp.default_charset))
     resume.setServiceParent(top)
     receiver.take_up = resume.take_up
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,

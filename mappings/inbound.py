@@ -56,6 +56,7 @@ from ri_engine.models import (
     RadiologyInsightsData,
 )
 
+from .authority import Authority, authority_of, identifier_authority
 from .config import MappingConfig
 from .decoding import charset_codec
 from .datatypes import (
@@ -177,29 +178,33 @@ ORDER_CANCELLED = "X"
 
 
 def patient_identities(text: str, config: MappingConfig | None = None
-                       ) -> dict[int, frozenset[tuple[str, str]]]:
-    """Every identifier of each OBR group's patient (by ``obr_index``) with its assigning
-    authority (PID-3.4: its universal id, else its namespace id; ``""`` when both are
-    empty): each PID-3 repetition (of
-    ``patient_id_authority`` when set), else the identifier :func:`map_oru` falls back to
-    (PID-2, PID-4).  Two reports are of one patient when they share a pair: the same number
-    issued by two hospitals is two patients, and a patient listed under a second hospital's
-    MRN beside the first is still found.  Read without mapping the reports (a small
-    fraction of the cost); a group whose PID is missing or has no identifier is left out,
-    and a message that is not an ORU raises what :func:`map_oru` raises.
+                       ) -> dict[int, frozenset[tuple[str, Authority]]]:
+    """Every identifier of each OBR group's patient (by ``obr_index``) with the assigning
+    authority that issued it (PID-3.4; without one, the sending facility MSH-4:
+    :mod:`mappings.authority`): each PID-3 repetition (of ``patient_id_authority`` when
+    set), else the identifier :func:`map_oru` falls back to (PID-2, PID-4).  Two reports
+    are of one patient when they share an identifier of one authority
+    (:func:`mappings.authority.same_identity`): the same number issued by two hospitals is
+    two patients, and a patient listed under a second hospital's MRN beside the first is
+    still found.  Read without mapping the reports (a small fraction of the cost); a group
+    whose PID is missing or has no identifier is left out, and a message that is not an
+    ORU raises what :func:`map_oru` raises.
     """
     config = config or MappingConfig()
     header = _oru_header(text)
     d = header.delimiters
+    facility = authority_of(header.sending_facility, d.component or "^")
     found = {}
     for index, group in enumerate(_groups_to_check(text, header), start=1):
         if group.pid is None:
             continue
-        identities = frozenset((ident, _authority_key(rep, d))
-                               for rep, ident in _pid3_identifiers(group.pid, d, config))
+        identities = frozenset(
+            (ident, identifier_authority(authority_of(component(rep, 4, d),
+                                                      d.subcomponent or "&"), facility))
+            for rep, ident in _pid3_identifiers(group.pid, d, config))
         if not identities:
             try:
-                identities = frozenset({(_other_patient_id(group.pid, d), "")})
+                identities = frozenset({(_other_patient_id(group.pid, d), facility)})
             except ContentError:
                 continue
         found[index] = identities
@@ -327,15 +332,6 @@ def _pid3_identifiers(pid: Segment, d: Delimiters, config: MappingConfig) -> Ite
 def _authority(rep: str, d: Delimiters) -> str:
     """The assigning authority's namespace id (PID-3.4.1) of a PID-3 repetition."""
     return component(rep, 4, d).split(d.subcomponent or "&")[0]
-
-
-def _authority_key(rep: str, d: Delimiters) -> str:
-    """Which assigning authority issued a PID-3 repetition: its universal id (PID-3.4.2,
-    an OID) when given, else its namespace id.  Profiles such as IHE PIX name an authority
-    by its OID alone (``&1.2.3&ISO``): the namespace id is then empty for every hospital,
-    and two hospitals' same number read as one patient."""
-    parts = component(rep, 4, d).split(d.subcomponent or "&")
-    return (parts[1] if len(parts) > 1 else "") or parts[0]
 
 
 def _id_rank(rep: str, d: Delimiters, config: MappingConfig) -> int:

@@ -136,3 +136,149 @@ def test_a_message_taken_up_for_a_resend_is_counted_among_those_resumed(tmp_path
     assert [e["control_id"] for e in audit.events() if e["event"] == "resumed"] == [
         "B0", "B1", "B2"]
     assert ("analysis.resumed", {"messages": 3}) in log.lines
+
+
+class TurnClock(Clock):
+    """A reactor clock whose turns are run one at a time: a call scheduled during a turn
+    runs on the next one, as on the reactor."""
+
+    def turn(self) -> None:
+        due = [call for call in self.calls if call.getTime() <= self.seconds()]
+        for call in due:
+            self.calls.remove(call)
+            call.called = 1
+            call.func(*call.args, **call.kw)
+
+
+class OrderAnalyzer(HeldAnalyzer):
+    """Held analyses that remember which report each one was (its text)."""
+
+    def __init__(self):
+        super().__init__()
+        self.order = []
+
+    def analyze(self, data):
+        self.order.append(data.patients[0].patient_documents[0].content.value)
+        return super().analyze(data)
+
+
+def store_report(audit, control_id, mrn):
+    from gateway.audit import ReceivedMessage
+
+    return audit.record_received(ReceivedMessage(
+        raw=(f"MSH|^~\\&|RIS|HOSP|RIGW|HOSP|20240115||ORU^R01|{control_id}|P|2.5.1\r"
+             f"PID|1||{mrn}^^^HOSP^MR\rOBR|1|P|F|X\r").encode(),
+        received_at="2024-01-15T10:00:00.000Z", status="received", ack_code="AA",
+        ack_payload=b"ack", control_id=control_id, sending_application="RIS",
+        sending_facility="HOSP", message_type="ORU^R01"))
+
+
+def reread_control_id(raw, charset):
+    """The stored message with its control id as its report's text."""
+    text = raw.decode()
+    return None, text, [report(text.split("|")[9])]
+
+
+def live_report(audit, control_id, mrn):
+    mid = store_report(audit, control_id, mrn)
+    return AcceptedMessage(mid, control_id, None, audit.stored(mid).raw.decode(),
+                           (report(control_id),))
+
+
+def resume_with_patients(tmp_path, stored, clock, **options):
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    for control_id, mrn in stored:
+        store_report(audit, control_id, mrn)
+    analyzer = OrderAnalyzer()
+    clock.advance(10)
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                reactor=clock, clock=clock.seconds)
+    resume = Resume(audit, pipeline.committer, pipeline, reread_control_id, clock=clock,
+                    **options)
+    resume.startService()
+    return audit, analyzer, pipeline, resume
+
+
+def test_a_live_report_waits_for_a_stored_report_of_its_patient_not_taken_up_yet(tmp_path):
+    # After a restart the resume takes the stored backlog up a few at a time; a live
+    # correction of a patient whose report is further back in it was analysed (and sent)
+    # before that report, and the EHR kept the report it corrected.
+    clock = Clock()
+    stored = [(f"B{i}", f"OTHER{i}") for i in range(4)] + [("REPORT", "MRN1")]
+    audit, analyzer, pipeline, resume = resume_with_patients(tmp_path, stored, clock)
+    clock.advance(0)
+    pipeline.submit(live_report(audit, "CORRECTION", "MRN1"))
+    pipeline.submit(live_report(audit, "OTHER", "MRN2"))
+    release_all(analyzer, clock)
+    assert analyzer.order.index("REPORT") < analyzer.order.index("CORRECTION")
+    # Another patient's live report does not wait for the backlog.
+    assert analyzer.order.index("OTHER") < analyzer.order.index("REPORT")
+    assert audit.pending_analysis() == []
+
+
+def test_the_stored_backlogs_patients_are_read_a_chunk_per_reactor_turn(tmp_path):
+    # Thousands of stored reports read at once would hold the listener up; a live report
+    # submitted meanwhile waits until all are read, then goes in its place.
+    from gateway.feed import stored_patient_keys
+
+    read = []
+    keys_of = stored_patient_keys()
+
+    def counting(raw, charset):
+        read.append(raw)
+        return keys_of(raw, charset)
+
+    clock = TurnClock()
+    stored = [(f"B{i}", f"MRN{i}") for i in range(25)]
+    audit, analyzer, pipeline, resume = resume_with_patients(
+        tmp_path, stored, clock, keys_of=counting, scan_chunk=10)
+    assert len(read) == 10
+    live = pipeline.submit(live_report(audit, "LIVE", "MRN24"))
+    clock.turn()
+    assert len(read) == 20
+    clock.turn()
+    assert len(read) == 25 and "LIVE" not in analyzer.order
+    release_all(analyzer, clock)
+    assert analyzer.order == [f"B{i}" for i in range(25)] + ["LIVE"]
+    assert live.called and len(read) == 25
+
+
+def test_a_stored_report_that_no_longer_reads_holds_no_live_report_up(tmp_path):
+    clock = Clock()
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    store_report(audit, "BROKEN", "MRN1")
+    analyzer = OrderAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                reactor=clock, clock=clock.seconds)
+
+    def unreadable(raw, charset):
+        raise ValueError("cannot decode")
+
+    Resume(audit, pipeline.committer, pipeline, unreadable, clock=clock).startService()
+    pipeline.submit(live_report(audit, "LIVE", "MRN1"))
+    release_all(analyzer, clock)
+    clock.advance(0)
+    assert analyzer.order == ["LIVE"]
+    assert audit.messages_for("BROKEN")[0]["status"] == "failed"
+
+
+def test_a_stored_report_no_longer_waiting_when_reached_holds_no_live_report_up(tmp_path):
+    # Its status changed after its patients were read: the resume never takes it up, and
+    # gives its place up when it is over.
+    from gateway.audit import status_op
+
+    clock = Clock()
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    store_report(audit, "B1", "MRN2")
+    gone = store_report(audit, "GONE", "MRN1")
+    analyzer = OrderAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                reactor=clock, clock=clock.seconds, max_in_flight=1)
+    Resume(audit, pipeline.committer, pipeline, reread_control_id, clock=clock,
+           batch=1).startService()
+    audit.run(status_op(gone, "analysed"))
+    pipeline.submit(live_report(audit, "LIVE", "MRN1"))
+    release_all(analyzer, clock)
+    clock.advance(0)
+    release_all(analyzer, clock)
+    assert analyzer.order == ["B1", "LIVE"]

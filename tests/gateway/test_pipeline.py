@@ -637,3 +637,19 @@ def test_a_long_backlog_of_one_patient_costs_no_more_than_one_of_many_patients()
     many = _seconds_to_analyse([f"MRN{n}" for n in range(count)])
     one = _seconds_to_analyse(["MRN1"] * count)
     assert one < 3 * many + 0.2, (one, many)
+
+
+def test_one_patients_identifier_with_and_without_its_authority_is_analysed_in_order(tmp_path):
+    # The report names PID-3 without its assigning authority (or without its OID), the
+    # correction with it: two keys let the correction be analysed, and sent, first.
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                max_in_flight=4)
+    for cid, pid3 in (("R1", "123"), ("C1", "123^^^HOSP^MR"),
+                      ("R2", "MRN1^^^GENHOSP^MR"), ("C2", "MRN1^^^GENHOSP&1.2.3.4&ISO^MR")):
+        text = (f"MSH|^~\\&|RIS|HOSP|RIGW|HOSP|20240115||ORU^R01|{cid}|P|2.5.1\r"
+                f"PID|1||{pid3}\rOBR|1|P|F|X\r")
+        pipeline.submit(AcceptedMessage(store(audit, cid), cid, None, text, (report(cid),)))
+    assert [data.patients[0].patient_documents[0].content.value for _, data in analyzer.held] \
+        == ["R1", "R2"]

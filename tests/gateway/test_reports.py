@@ -610,3 +610,30 @@ def test_a_report_filed_under_several_orders_counts_once_for_its_quality_measure
                                         "denominatorException": 0, "notEligible": 1},
         "INCIDENTAL ABDOMINAL LESION": {"performanceMet": 0, "performanceNotMet": 0,
                                         "denominatorException": 0, "notEligible": 3}}
+
+
+@pytest.mark.parametrize(("first", "second", "same"), [
+    # One authority written with and without its OID: one patient.
+    (("MRN1^^^GENHOSP^MR", "HOSP"), ("MRN1^^^GENHOSP&1.2.3.4&ISO^MR", "HOSP"), True),
+    (("MRN1^^^&1.2.3.4&ISO^MR", "HOSP"), ("MRN1^^^GENHOSP&1.2.3.4&ISO^MR", "HOSP"), True),
+    # Both give a universal id: it decides, whatever the namespace says.
+    (("MRN1^^^GENHOSP&1.2.3.4&ISO^MR", "HOSP"), ("MRN1^^^GENHOSP&5.6.7.8&ISO^MR", "HOSP"), False),
+    # A bare number is the sending facility's (MSH-4): the same facility's MRN, one patient;
+    (("123", "HOSP"), ("123^^^HOSP^MR", "EAST"), True),
+    (("123", "HOSP^2.16.840.1^ISO"), ("123^^^&2.16.840.1&ISO", "EAST"), True),
+    # another facility's bare number, or another authority's, is another patient.
+    (("123", "HOSP"), ("123", "EAST"), False),
+    (("123", "HOSP"), ("123^^^EAST^MR", "HOSP"), False),
+])
+def test_a_patient_is_an_identifier_of_one_assigning_authority(tmp_path, first, second, same):
+    path = str(tmp_path / "audit.sqlite3")
+    log = Log(path)
+    for (pid3, facility), control_id, date, text in (
+            (first, "F1", "20240115", NODULE_6_MONTHS), (second, "F2", "20240712", NODULE_STABLE)):
+        message = oru(control_id, "X", "ACC-" + control_id, CT_CHEST, date, text).replace(
+            "X^^^HOSP^MR", pid3).replace("|RIS|HOSP|", f"|RIS|{facility}|", 1)
+        log.add_message(control_id, date, message)
+    log.audit.close()
+    item = followups(path, "--as-of", "2024-12-01")["F1"]
+    assert (item["status"], (item["completed_by"] or {}).get("control_id")) == (
+        ("completed", "F2") if same else ("overdue", None))

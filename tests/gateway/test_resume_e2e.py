@@ -20,16 +20,18 @@ from gateway_samples import oru, segments
 IN_FLIGHT = 2  # the pipeline's max_in_flight with one worker (two per worker)
 
 
-def backlog(db, count: int) -> list[str]:
-    """``count`` accepted messages whose analysis never finished, oldest first."""
+def backlog(db, count: int, patient=lambda i: b"MRN12345") -> list[str]:
+    """``count`` accepted messages whose analysis never finished, oldest first; message
+    ``i`` of patient (PID-3.1) ``patient(i)``."""
     control_ids = [f"B{i:05d}" for i in range(count)]
     audit = AuditLog(str(db))
     try:
         audit.run_batch([received_op(ReceivedMessage(
-            raw=oru(cid), received_at="2024-01-15T10:00:00.000Z", status="received",
+            raw=oru(cid).replace(b"MRN12345", patient(i)),
+            received_at="2024-01-15T10:00:00.000Z", status="received",
             ack_code="AA", ack_payload=b"ACK", control_id=cid, sending_application="RIS",
             sending_facility="HOSP", message_type="ORU^R01", version="2.5.1",
-            processing_id="P")) for cid in control_ids])
+            processing_id="P")) for i, cid in enumerate(control_ids)])
     finally:
         audit.close()
     return control_ids
@@ -102,7 +104,8 @@ def test_a_report_arriving_meanwhile_waits_behind_a_few_not_the_whole_backlog(tm
     gateway = GatewayProcess(db, FAKE_ENGINE_DELAY="0.02",
                              RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis").start()
     try:
-        ack = exchange(gateway.port, oru("LIVE0001"))
+        # Another patient's: a report of a patient in the backlog waits for its reports.
+        ack = exchange(gateway.port, oru("LIVE0001").replace(b"MRN12345", b"MRN99999"))
         assert segments(ack)[1].startswith("MSA|AA|LIVE0001"), ack
         assert statuses(db)["received"] > 0  # answered while the backlog still drains
         wait_until("the backlog analysed", lambda: statuses(db)["analysed"] == 401)
@@ -117,6 +120,23 @@ def test_a_report_arriving_meanwhile_waits_behind_a_few_not_the_whole_backlog(tm
     # Those in the pipeline when it arrived, and at most as many taken up while its commit
     # was being answered: a few, where it waited behind every one of the 400.
     assert len(ahead) <= 2 * IN_FLIGHT, ahead
+
+
+def test_a_live_report_of_a_patient_in_the_backlog_is_analysed_after_its_stored_one(tmp_path):
+    # The resume takes the backlog up a few at a time: a live correction of the patient of
+    # the last stored report was analysed, and its result sent, before that report.
+    db = tmp_path / "audit.sqlite3"
+    backlog(db, 60, lambda i: b"MRN-LAST" if i == 59 else f"MRN{i}".encode())
+    gateway = GatewayProcess(db, FAKE_ENGINE_DELAY="0.01",
+                             RI_GATEWAY_ANALYSIS_ACK_AFTER="analysis").start()
+    try:
+        ack = exchange(gateway.port, oru("LIVE0001").replace(b"MRN12345", b"MRN-LAST"))
+        assert segments(ack)[1].startswith("MSA|AA|LIVE0001"), ack
+        wait_until("the backlog analysed", lambda: statuses(db)["analysed"] == 61)
+    finally:
+        assert gateway.stop() == 0
+    analysed = [c for e, c in steps(db) if e == "analysed"]
+    assert analysed.index("B00059") < analysed.index("LIVE0001"), analysed
 
 
 def test_a_stop_while_resuming_leaves_the_rest_to_the_next_start(tmp_path):

@@ -8,6 +8,7 @@ from oru_builder import obx, oru, segment
 from mappings.config import MappingConfig
 from mappings.datatypes import Person
 from mappings.errors import ContentError, UnsupportedMessage
+from mappings.authority import Authority
 from mappings.inbound import map_oru, patient_identities
 from mappings.procedures import ProcedureInfo
 
@@ -71,28 +72,43 @@ def test_patient_identifier_choice(pid3: str, config: MappingConfig, expected: s
     assert patient(one(oru(pid={3: pid3}), config)).id == expected
 
 
+def _hd(namespace: str, universal_id: str = "", universal_id_type: str = "") -> Authority:
+    return Authority(namespace, universal_id, universal_id_type)
+
+
+FACILITY = _hd("GENERAL HOSPITAL")  # MSH-4 of oru(): the authority of a bare identifier
+
+
 @pytest.mark.parametrize(("pid3", "config", "expected"), [
-    ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(), {("555", "HOSP"), ("MRN123", "HOSP")}),
-    # An authority with a universal id (an OID) is that id: PIX-style feeds give no namespace.
-    ("X1^^^A&1.2.3&ISO^MR~X2^^^B^MR", MappingConfig(), {("X1", "1.2.3"), ("X2", "B")}),
-    ("X1^^^&1.2.3&ISO^MR~X1^^^&9.8.7&ISO^MR", MappingConfig(),
-     {("X1", "1.2.3"), ("X1", "9.8.7")}),
-    ("X1^^^A^MR~X2^^^B^MR", MappingConfig(patient_id_authority="B"), {("X2", "B")}),
-    ("X1~\"\"", MappingConfig(), {("X1", "")}),
+    ("555^^^HOSP^PI~MRN123^^^HOSP^MR", MappingConfig(),
+     {("555", _hd("HOSP")), ("MRN123", _hd("HOSP"))}),
+    # An authority's universal id (an OID) is kept: PIX-style feeds give no namespace.
+    ("X1^^^A&1.2.3&ISO^MR~X2^^^B^MR", MappingConfig(),
+     {("X1", _hd("A", "1.2.3", "ISO")), ("X2", _hd("B"))}),
+    ("X1^^^&1.2.3&ISO^MR~X1^^^&9.8.7&iso^MR", MappingConfig(),
+     {("X1", _hd("", "1.2.3", "ISO")), ("X1", _hd("", "9.8.7", "ISO"))}),
+    ("X1^^^A^MR~X2^^^B^MR", MappingConfig(patient_id_authority="B"), {("X2", _hd("B"))}),
+    # Without an assigning authority, the sending facility issued the number.
+    ("X1~\"\"", MappingConfig(), {("X1", FACILITY)}),
 ])
 def test_patient_identities_are_every_identifier_with_its_authority(
-        pid3: str, config: MappingConfig, expected: set[tuple[str, str]]) -> None:
+        pid3: str, config: MappingConfig, expected: set[tuple[str, Authority]]) -> None:
     second_patient = [segment("PID", {1: "2", 3: "MRN777^^^B^MR"}),
                       segment("OBR", {1: "2", 3: "FIL2", 4: "71250^CT CHEST^C4", 7: "20240301113000"}),
                       obx(1, "Normal.")]
     text = oru(pid={3: pid3}, extra_groups=[second_patient])
     assert [r.obr_index for r in map_oru(text, config)] == [1, 2]
-    assert patient_identities(text, config) == {1: expected, 2: {("MRN777", "B")}}
+    assert patient_identities(text, config) == {1: expected, 2: {("MRN777", _hd("B"))}}
     # Without PID-3, the identifier the mapping falls back to.
-    assert patient_identities(oru(pid={2: "EXT7", 3: ""})) == {1: {("EXT7", "")}}
+    assert patient_identities(oru(pid={2: "EXT7", 3: ""})) == {1: {("EXT7", FACILITY)}}
     assert patient_identities(oru(pid={3: ""})) == {}  # no identifier: left out, not an error
     with pytest.raises(UnsupportedMessage):
         patient_identities(oru().replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"))
+    # MSH-4 as an HD with its universal id; no MSH-4 at all: an unknown authority.
+    hd_facility = oru(pid={3: "X1"}).replace("|GENERAL HOSPITAL|", "|GH^2.16.840.1^ISO|", 1)
+    assert patient_identities(hd_facility) == {1: {("X1", _hd("GH", "2.16.840.1", "ISO"))}}
+    no_facility = oru(pid={3: "X1"}).replace("|GENERAL HOSPITAL|", "||", 1)
+    assert patient_identities(no_facility) == {1: {("X1", _hd(""))}}
 
 
 def test_an_indented_order_group_is_its_own_report() -> None:
