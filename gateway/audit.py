@@ -552,6 +552,19 @@ def _file_identity(path: str) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
+def _moved(path: str, fd: int) -> str | None:
+    """How the file open as ``fd`` stopped being the one at ``path`` (None if it is)."""
+    # The descriptor keeps the inode alive, so no new file can take its number: a file
+    # at ``path`` with the same identity is the one held.
+    held = os.fstat(fd)
+    now = _file_identity(path)
+    if now is None:
+        return f"{path} was deleted"
+    if now != (held.st_dev, held.st_ino):
+        return f"{path} was replaced by another file"
+    return None
+
+
 _EVENT_VIEW = """
 SELECT e.id AS id, e.time AS time, e.event AS event, e.control_id AS control_id,
        m.message_type AS message_type, m.sender AS sender, m.ack_code AS ack_code,
@@ -641,6 +654,11 @@ class AuditLog:
                 raise AuditError(f"cannot open audit database {path}: {exc}") from None
             raise
         self.conn = conn
+        # The gateway's writer (single_writer) checks after each commit that the files it
+        # wrote still are the database at ``path`` (_check_in_place); once they are not,
+        # every later write fails with this text.
+        self._wal_fd: int | None = None
+        self._lost: str | None = None
         # What the path named when opened: a follower (``audit tail -f``) keeps reading
         # the file it opened, so without this a database deleted or replaced under it
         # would be followed forever in silence.
@@ -716,11 +734,44 @@ class AuditLog:
 
     def _transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
         """``write(conn)`` in one write transaction (:func:`in_transaction`); a database
-        error is raised as :class:`AuditError`."""
+        error is raised as :class:`AuditError`, and so is a commit into files that are no
+        longer the database at :attr:`path` (the gateway's writer only)."""
+        if self._lost is not None:
+            raise AuditError(self._lost)
         try:
-            return in_transaction(self.conn, write)
+            result = in_transaction(self.conn, write)
         except sqlite3.Error as exc:
             raise AuditError(f"audit database {self.path} write failed: {exc}") from None
+        if self._lock_fd is not None:
+            self._check_in_place()
+        return result
+
+    def _check_in_place(self) -> None:
+        """Raise :class:`AuditError` when the database file or its WAL that this connection
+        writes was deleted or replaced (an admin's ``rm``, a backup restored over it).
+
+        SQLite goes on writing to the files it has open, so such a commit succeeds, but
+        into files that no restart will open: a message ACKed from it would be lost.  The
+        check runs after the commit, so a commit it lets through was in place when it was
+        done; the descriptors held on both files keep their inodes from being reused for
+        another file meanwhile.  Once failed, it fails every later write (:attr:`_lost`):
+        only a restart opens the database at the path again.
+        """
+        assert self._lock_fd is not None
+        wal = f"{self.path}-wal"
+        problem = _moved(self.path, self._lock_fd)
+        if problem is None and self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(wal, os.O_RDONLY)
+            except OSError:
+                problem = None  # not in WAL mode (yet): nothing more to compare
+        if problem is None and self._wal_fd is not None:
+            problem = _moved(wal, self._wal_fd)
+        if problem is not None:
+            self._lost = (f"audit database {problem} while the gateway was writing it; "
+                          "nothing written since reaches the database at that path: "
+                          "restart the gateway")
+            raise AuditError(self._lost)
 
     def run(self, op: Op[T]) -> T:
         """Run one op in its own transaction and return its result (or raise its error)."""
@@ -797,6 +848,11 @@ class AuditLog:
 
     def close(self) -> None:
         self.conn.close()
+        if self._wal_fd is not None:
+            # SQLite locks the database file and the -shm file, never the -wal, so
+            # closing this descriptor drops no lock of another connection's.
+            os.close(self._wal_fd)
+            self._wal_fd = None
         self._unlock()
 
     def _unlock(self) -> None:

@@ -16,6 +16,7 @@ pool; tests pass their own to control when a commit "finishes".
 
 from __future__ import annotations
 
+import sqlite3
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +25,9 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from .audit import AuditLog, Op
+from .errors import AuditError
 
-__all__ = ["GroupCommitter", "thread_writer"]
+__all__ = ["GroupCommitter", "RetryingCommitter", "thread_writer"]
 
 RunInWriter = Callable[[Callable[[], Any]], defer.Deferred]
 
@@ -109,3 +111,63 @@ class GroupCommitter:
         d: defer.Deferred = defer.Deferred()
         self._idle.append(d)
         return d
+
+
+class RetryingCommitter:
+    """Submits ops to a committer again after a database failure, until they commit.
+
+    For writes that must not be dropped although nobody waits for them: the record of
+    an analysis (its inferences, its status and its outbound messages).  Such a write
+    that failed once (a lock an admin's ``sqlite3`` session held longer than the busy
+    timeout, a full disk) used to leave its message ``received`` until the next start,
+    however soon the database took writes again: the report, ACKed long before, went
+    unanalysed and its results and alerts unsent, for days if the gateway ran that long.
+
+    A failed attempt is tried again after ``first`` seconds, then twice as long each
+    time up to ``longest``; ``on_retry(failure, delay)`` is called before each wait (to
+    log it).  Only database errors are retried (:class:`AuditError`, SQLite's
+    ``OperationalError``): any other error would fail the same way again.  :meth:`stop`
+    fails every op still waiting, with its last error, at once.
+    """
+
+    def __init__(self, committer: Any, clock: Any, *, first: float = 1.0,
+                 longest: float = 30.0) -> None:
+        self.committer = committer
+        self.clock = clock
+        self.first = first
+        self.longest = longest
+        self._waiting: dict[int, tuple[Any, defer.Deferred, Failure]] = {}
+        self._stopped = False
+
+    def submit(self, op: Op[Any], on_retry: Callable[[Failure, float], None]
+               ) -> defer.Deferred:
+        """Fires with ``op``'s result once committed, or fails with an error not worth
+        retrying, or with the last error once :meth:`stop` is called."""
+        result: defer.Deferred = defer.Deferred()
+
+        def attempt(delay: float) -> None:
+            self.committer.submit(op).addCallbacks(
+                result.callback, failed, errbackArgs=(delay,))
+
+        def failed(failure: Failure, delay: float) -> None:
+            if self._stopped or not failure.check(AuditError, sqlite3.OperationalError):
+                result.errback(failure)
+                return
+            on_retry(failure, delay)
+            key = id(result)
+
+            def again() -> None:
+                del self._waiting[key]
+                attempt(min(2 * delay, self.longest))
+
+            self._waiting[key] = (self.clock.callLater(delay, again), result, failure)
+
+        attempt(self.first)
+        return result
+
+    def stop(self) -> None:
+        self._stopped = True
+        waiting, self._waiting = self._waiting, {}
+        for call, result, failure in waiting.values():
+            call.cancel()
+            result.errback(failure)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuditError", "ConfigError", "GatewayError", "InputError", "NegativeOutcome",
-    "PeerUnavailable",
+    "PeerUnavailable", "audit_reason",
 ]
 
 
@@ -38,6 +38,13 @@ class ConfigError(GatewayError):
 
 class AuditError(GatewayError):
     """The audit database cannot be opened, created or written."""
+
+
+def audit_reason(error: BaseException | None) -> str | None:
+    """What a log line says of a failed audit write: the text of an :class:`AuditError`
+    (the file and SQLite's own error, such as "database is locked"; never message
+    content), None for any other error, whose text may quote what it failed on."""
+    return str(error) if isinstance(error, AuditError) else None
 
 
 class InputError(GatewayError):

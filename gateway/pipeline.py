@@ -55,8 +55,10 @@ every start; one death alone is forgiven (the OOM killer may have picked the wor
 another process's sake).  An analysis that times out (``[analysis] timeout``) is recorded
 ``failed`` at once (``stage = "timeout"``): it would hang again.  Both get an application
 AR where the sender asked for one; ``ri-gateway replay`` takes them up again after a fix.
-Any other failure to analyse or record (the database) leaves the message ``received`` for
-the next start.
+A record that fails for the database (locked longer than its busy timeout, full) is
+committed again, after 1 s and then twice as long each time up to 30 s, until it commits
+(:class:`~gateway.commit.RetryingCommitter`); one still waiting at a stop, and any other
+failure to analyse or record, leaves the message ``received`` for the next start.
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ from .analysis import (
     AnalysisTimedOut, MappingFailure, PoolClosed, WorkerDied, with_configuration,
 )
 from .audit import Op, all_of, event_op, inferences_cleared_op, inferences_op, status_op
+from .commit import RetryingCommitter
+from .errors import audit_reason
 
 __all__ = ["AcceptedMessage", "AnalysisPipeline", "AnalysisStatus", "AnalysedHook",
            "ReportOutcome", "WORKER_DEATHS"]
@@ -337,6 +341,10 @@ class AnalysisPipeline:
         self._last_arrival = float("-inf")
         self.mapping_config = mapping_config
         self.committer = committer
+        # An analysis whose record fails (the database locked or full for a while) is
+        # recorded again until it commits (RetryingCommitter); without a reactor (tests
+        # that start analyses at once) it is left for the next start.
+        self._recorder = RetryingCommitter(committer, reactor) if reactor is not None else None
         self.hooks = list(hooks)
         self.metrics = metrics
         self.clock = clock
@@ -389,6 +397,8 @@ class AnalysisPipeline:
         the closed pool.
         """
         self._stopped = True
+        if self._recorder is not None:
+            self._recorder.stop()  # what waits to be recorded again: the next start
         if self._backlog or self._retry:
             self.log.info("analysis.stopped", backlog=len(self._backlog),
                           retry_alone=len(self._retry))
@@ -747,7 +757,7 @@ class AnalysisPipeline:
                status_op(message.message_id, "failed", reports=0)]
         for hook in self._hooks_for(message):
             ops.extend(hook(message, [ReportOutcome(None, error=error)]))
-        return self.committer.submit(all_of(ops)).addCallback(
+        return self._commit(all_of(ops), message).addCallback(
             lambda _: AnalysisStatus("failed", error))
 
     def _record(self, outcomes: list[ReportOutcome], message: AcceptedMessage,
@@ -785,7 +795,7 @@ class AnalysisPipeline:
         ops.append(status_op(mid, status, reports=len(outcomes)))
         for hook in self._hooks_for(message):
             ops.extend(hook(message, outcomes))
-        d = self.committer.submit(all_of(ops))
+        d = self._commit(all_of(ops), message)
 
         def done(_: Any) -> AnalysisStatus:
             if self.metrics is not None:
@@ -798,6 +808,22 @@ class AnalysisPipeline:
             return AnalysisStatus(status, _deciding_error(failed) if status == "failed" else None)
 
         return d.addCallback(done)
+
+    def _commit(self, op: Op[Any], message: AcceptedMessage) -> defer.Deferred:
+        """Commit a message's record; after a database error, again until it commits.
+
+        Meanwhile the message keeps its place in the pool and its patient's later reports
+        wait for it, so results still reach every destination in the order sent.
+        """
+        if self._recorder is None:
+            return self.committer.submit(op)
+
+        def retrying(failure: Failure, delay: float) -> None:
+            self.log.error("analysis.not_recorded", control_id=message.control_id,
+                           message_id=message.message_id, error=failure.type.__name__,
+                           reason=audit_reason(failure.value), retry_in=delay)
+
+        return self._recorder.submit(op, retrying)
 
     def _hooks_for(self, message: AcceptedMessage) -> list[AnalysedHook]:
         return self.hooks if message.deliver != "none" else []
@@ -818,7 +844,8 @@ class AnalysisPipeline:
                           message_id=message.message_id)
             return None
         self.log.error("analysis.not_recorded", control_id=message.control_id,
-                       message_id=message.message_id, error=failure.type.__name__)
+                       message_id=message.message_id, error=failure.type.__name__,
+                       reason=audit_reason(failure.value))
         return None
 
     def record_unreadable(self, stored: Any, error: BaseException, *, stage: str

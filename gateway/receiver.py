@@ -69,7 +69,7 @@ from .audit import (
     Duplicate, ReceivedMessage, ack_op, duplicate_op, event_op, received_op, utc_now,
 )
 from .config import MLLPSettings
-from .errors import GatewayError
+from .errors import GatewayError, audit_reason
 from .pipeline import AcceptedMessage
 
 __all__ = ["DECODE_OFF_REACTOR", "ControlIds", "Receiver", "UnanswerableMessage"]
@@ -394,7 +394,8 @@ class Receiver:
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,
                        peer=record.peer, message_id=message_id,
                        message_type=record.message_type, outcome=outcome,
-                       ack_code=code, error=failure.type.__name__, duration_ms=self._ms(started))
+                       ack_code=code, error=failure.type.__name__,
+                       reason=audit_reason(failure.value), duration_ms=self._ms(started))
         return ack
 
     def _stored_duplicate(self, duplicate: Duplicate, record: ReceivedMessage,
@@ -553,7 +554,7 @@ class Receiver:
             elif isinstance(result, Failure):
                 # Not processed either way; the sender still gets the original's ACK.
                 self.log.error("audit.write_failed", audit_event="duplicate",
-                               error=result.type.__name__)
+                               error=result.type.__name__, reason=audit_reason(result.value))
             self._log_duplicate(header, conn.conn_id, conn.peer, answer.message_id, ack_code,
                                 same, started, pending=True)
             return answer.ack

@@ -67,6 +67,11 @@ class GatewayApp:
     stop_threads: Callable[[], None] = lambda: None  # the writer's and the frame decoder's
 
 
+# Seconds a stop waits for the ACKs of the messages being stored before it aborts the MLLP
+# connections still open (a reply that never comes, a peer that does not read).
+CLOSE_GRACE = 2.0
+
+
 class ListenerService(Service):
     """Listens on a Twisted endpoint string; ``port`` is the listening port once started."""
 
@@ -99,9 +104,17 @@ class ListenerService(Service):
 
     def stopService(self) -> defer.Deferred | None:  # noqa: N802 - Twisted's name
         super().stopService()
-        if self.port is not None:
-            return defer.maybeDeferred(self.port.stopListening)
-        return None
+        if self.port is None:
+            return None
+        stopped = defer.maybeDeferred(self.port.stopListening)
+        close = getattr(self.factory, "close_connections", None)
+        if close is not None:
+            # The MLLP connections: the ACK of a message being stored when the stop came
+            # goes out before its connection closes. Left to the reactor's shutdown, a
+            # connection was dropped with that ACK still unsent, though the message was
+            # stored: the sender had no answer for a message it then sent twice.
+            stopped.addCallback(lambda _: close(CLOSE_GRACE))
+        return stopped
 
 
 def reread(settings: Settings, mapper: Callable[[str], list[Any]] | None

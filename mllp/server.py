@@ -38,6 +38,10 @@ Behaviour on each connection:
   works, so a slow handler never costs the peer its reply.
 * **Connection limit.**  Connections beyond ``max_connections`` are aborted as
   soon as they are made.
+* **Stop.**  ``factory.close_connections(grace)`` (once the port no longer
+  listens) stops reading every connection, lets the frame each handler holds be
+  answered, closes politely, and aborts what is still open after ``grace``
+  seconds; frames not yet handed over go unanswered (the sender sends them again).
 * Nothing is handed to the handler and nothing is written once the connection
   is closing.  A handler still working when the connection is lost is left to
   finish (its Deferred is not cancelled); its reply is dropped and logged
@@ -77,7 +81,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol as TypingProtocol
 
 import structlog
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IAddress, IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.policies import TimeoutMixin
@@ -276,6 +280,25 @@ class MLLPServerProtocol(Protocol, TimeoutMixin):
             reason=reason.type.__name__,
         )
 
+    def finish(self) -> None:
+        """Close at a stop: read no more, let the frame the handler holds be answered
+        (its reply goes out before the close), and close politely once it is.
+
+        Frames received but not handed over yet are not answered: the sender gets no
+        reply for them and sends them again.  Closing at once (or leaving the connection
+        to the reactor's shutdown, which discards what is still buffered) lost the reply
+        to a message the handler had already taken, stored and answered.
+        """
+        if self._stopped or self.transport.disconnecting:
+            return
+        self._queue.clear()
+        self._draining = True
+        if not self._paused:
+            self._paused = True
+            self.transport.pauseProducing()
+        self._pump()  # closes at once when no frame is being answered
+        self._update_idle_timer()
+
     def timeoutConnection(self) -> None:
         if self._stopped:
             return
@@ -456,6 +479,7 @@ class MLLPServerFactory(ServerFactory):
         # also keeps half-closed connections alive: the reactor drops its reference
         # once it stops reading one (see readConnectionLost).
         self._open: set[MLLPServerProtocol] = set()
+        self._all_closed: list[Deferred] = []  # close_connections() waiting
         self._last_conn_id = 0
         self._log: Any = structlog.get_logger()
 
@@ -482,6 +506,36 @@ class MLLPServerFactory(ServerFactory):
         self._open.discard(proto)
         self.stats.connections_open -= 1
         self._emit("connection_lost", conn_id=proto.conn_id, peer=proto.info.peer)
+        if not self._open:
+            waiting, self._all_closed = self._all_closed, []
+            for d in waiting:
+                d.callback(None)
+
+    def close_connections(self, grace: float) -> Deferred:
+        """At a stop (the port no longer listening): :meth:`MLLPServerProtocol.finish`
+        every open connection, and abort those still open ``grace`` seconds later (a
+        handler that never answers, a peer that does not read).  Fires once all are
+        closed."""
+        if not self._open:
+            return succeed(None)
+        closed: Deferred = Deferred()
+        self._all_closed.append(closed)
+        for proto in list(self._open):
+            proto.finish()
+        if not self._open:
+            return closed  # fired by the last _release
+        late = self.clock.callLater(grace, self._abort_open)
+
+        def done(result: object) -> object:
+            if late.active():
+                late.cancel()
+            return result
+
+        return closed.addBoth(done)
+
+    def _abort_open(self) -> None:
+        for proto in list(self._open):
+            proto.transport.abortConnection()
 
     def _emit(self, name: str, **fields: Any) -> None:
         if self.on_event is None:

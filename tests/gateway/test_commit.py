@@ -71,3 +71,61 @@ def test_whole_transaction_failure_errbacks_batch(tmp_path):
     drained = []
     committer.drained().addCallback(drained.append)
     assert drained == [None]
+
+
+class FailingCommitter:
+    """Fails the first ``failures`` submits with ``error``, then commits (returns the op)."""
+
+    def __init__(self, failures, error):
+        self.failures = failures
+        self.error = error
+        self.submitted = 0
+
+    def submit(self, op):
+        self.submitted += 1
+        if self.submitted <= self.failures:
+            return defer.fail(self.error)
+        return defer.succeed(op)
+
+
+def _retrying(committer):
+    from twisted.internet.task import Clock
+
+    from gateway.commit import RetryingCommitter
+
+    clock = Clock()
+    return RetryingCommitter(committer, clock, first=1.0, longest=4.0), clock
+
+
+def test_a_write_that_found_the_database_locked_is_committed_again_with_backoff():
+    from gateway.errors import AuditError
+
+    committer = FailingCommitter(4, AuditError("audit database x write failed: database is locked"))
+    retrying, clock = _retrying(committer)
+    waits, fired = [], []
+    retrying.submit("the op", lambda failure, delay: waits.append(delay)).addCallback(fired.append)
+    for _ in range(4):
+        clock.advance(waits[-1])
+    assert (waits, fired, committer.submitted) == ([1.0, 2.0, 4.0, 4.0], ["the op"], 5)
+
+
+def test_an_error_other_than_the_database_is_not_retried():
+    committer = FailingCommitter(1, ValueError("a bug"))
+    retrying, clock = _retrying(committer)
+    waits, failed = [], []
+    retrying.submit("op", lambda failure, delay: waits.append(delay)).addErrback(
+        lambda f: failed.append(f.type))
+    assert (waits, failed, committer.submitted) == ([], [ValueError], 1)
+
+
+def test_stop_fails_the_writes_waiting_to_be_retried_at_once():
+    import sqlite3
+
+    committer = FailingCommitter(10, sqlite3.OperationalError("database or disk is full"))
+    retrying, clock = _retrying(committer)
+    failed = []
+    retrying.submit("op", lambda failure, delay: None).addErrback(lambda f: failed.append(f.type))
+    retrying.stop()
+    assert (failed, clock.getDelayedCalls()) == ([sqlite3.OperationalError], [])
+    clock.advance(60)
+    assert committer.submitted == 1

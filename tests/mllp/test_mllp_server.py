@@ -442,3 +442,45 @@ def test_invalid_factory_options(options: dict[str, Any], message: str) -> None:
 def test_handler_without_handle_method_is_refused() -> None:
     with pytest.raises(TypeError, match="handle"):
         MLLPServerFactory(lambda payload, conn: None, clock=Clock())  # type: ignore[arg-type]
+
+
+def test_close_connections_answers_the_frame_being_handled_then_closes() -> None:
+    pending: Deferred[bytes | None] = Deferred()
+    handler = RecordingHandler(reply=lambda payload: pending if payload == MSG_A else b"x")
+    factory = make_factory(handler)
+    proto, transport = connect(factory)
+    idle, idle_transport = connect(factory)
+    proto.dataReceived(encode_frame(MSG_A) + encode_frame(MSG_B))
+    closed = factory.close_connections(2.0)
+    fired: list[object] = []
+    closed.addCallback(fired.append)
+    # Nothing was being answered on the idle connection: it closes at once.
+    assert (idle_transport.disconnecting, transport.disconnecting) == (True, False)
+    pending.callback(b"reply A")
+    # The reply leaves before the close; MSG_B, never handed over, gets none.
+    assert (handler.payloads, transport.value(), transport.disconnecting, transport.disconnected
+            ) == ([MSG_A], encode_frame(b"reply A"), True, False)
+    lose(idle)
+    assert fired == []
+    lose(proto)
+    assert fired == [None]
+    factory.clock.advance(2.0)  # the grace timer was cancelled: nothing to abort
+    assert transport.disconnected is False
+
+
+def test_close_connections_aborts_what_is_still_open_after_the_grace() -> None:
+    handler = RecordingHandler(reply=lambda payload: Deferred())  # never answers
+    factory = make_factory(handler)
+    proto, transport = connect(factory)
+    proto.dataReceived(encode_frame(MSG_A))
+    factory.close_connections(2.0)
+    factory.clock.advance(1.9)
+    assert (transport.disconnecting, transport.disconnected) == (False, False)
+    factory.clock.advance(0.1)
+    assert transport.disconnected is True  # aborted
+
+
+def test_close_connections_without_connections_fires_at_once() -> None:
+    fired: list[object] = []
+    make_factory().close_connections(2.0).addCallback(fired.append)
+    assert fired == [None]
