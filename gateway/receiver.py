@@ -162,6 +162,11 @@ class Receiver:
                  run_off_reactor: Callable[[Callable[[], Any]], defer.Deferred] | None = None
                  ) -> None:
         self.committer = committer
+        # Why the last inbound message could not be stored (None: it was): the /health
+        # check ``message_store``.  The health probe's own small write can still fit where
+        # a message's cannot (a full disk), so the probe alone said "pass" while every
+        # sender was answered AR.
+        self.store_failure: str | None = None
         # Hands a stored message to the analysis now, out of turn (gateway.feed.Resume):
         # its resend waits for that analysis (_wait_for_analysis). Set by build_gateway.
         self.take_up: Callable[[int], None] | None = None
@@ -316,6 +321,7 @@ class Receiver:
                 key: tuple[str, str, str], header: Any, text: str,
                 reports: tuple[Any, ...] | None, decision: Any, started: float,
                 normalised: bool) -> defer.Deferred | bytes:
+        self.store_failure = None
         if isinstance(message_id, Duplicate):
             return self._stored_duplicate(message_id, record, key, header, started)
         message = AcceptedMessage(message_id, record.control_id or "", header, text, reports,
@@ -389,6 +395,7 @@ class Receiver:
         decision = decide(failure.value if failure.check(GatewayError) else
                           _storage_error(failure))
         code, _, ack = self._built_ack(decision, header, charset)
+        self.store_failure = audit_reason(failure.value) or failure.type.__name__
         self._answer_waiting(key, record, ack, message_id, code)
         self._count(record.message_type, code)
         self.log.error("hl7.message", control_id=record.control_id, conn_id=record.conn_id,

@@ -299,7 +299,8 @@ def build_http_service(settings: Settings, app: GatewayApp,
     """
     from gateway.http import ConnectionLimit, JobStore, make_site
 
-    checks = {"engine": lambda: bool(getattr(app.pool, "ready", True))}
+    checks = {"engine": lambda: bool(getattr(app.pool, "ready", True)),
+              "message_store": lambda: app.receiver.store_failure is None}
     if listener is not None:
         checks["mllp_listener"] = lambda: listener.running and listener.port is not None
 

@@ -72,3 +72,44 @@ def test_no_aa_once_the_wal_is_deleted_under_the_gateway(tmp_path):
         _refused(gateway, "NOWAL1", str(wal))
     finally:
         gateway.stop()
+
+
+def _health(port: int) -> tuple[int, dict]:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        return response.status, json.loads(response.read())
+    finally:
+        conn.close()
+
+
+def test_health_fails_while_messages_cannot_be_stored(tmp_path):
+    # The health probe's own write is small: on a full disk it still fit where a message did
+    # not, and /health said "pass" while every sender was answered AR. Here a lock makes
+    # the message's write fail; the probe's write, after the lock, succeeds.
+    gateway = GatewayProcess(tmp_path / "audit.sqlite3", RI_GATEWAY_HTTP_ENABLED="true",
+                             RI_GATEWAY_HTTP_ENDPOINT="tcp:0:interface=127.0.0.1").start()
+    try:
+        line = gateway.output.wait_for(json_event("listening", service="http"))
+        http_port = json.loads(line)["port"]
+        gateway.output.wait_for(json_event("analysis.ready"))
+        assert _health(http_port)[0] == 200
+        admin = sqlite3.connect(gateway.db, isolation_level=None)
+        admin.execute("BEGIN IMMEDIATE")
+        try:
+            ack = segments(exchange(gateway.port, oru("LOCKED1")))
+            assert ack[1].startswith("MSA|AR|LOCKED1")
+        finally:
+            admin.execute("COMMIT")
+            admin.close()
+        status, body = _health(http_port)
+        assert (status, body["checks"]["database"], body["checks"]["message_store"]) == (
+            503, "pass", "fail")
+        # The next message stored clears it.
+        assert "MSA|AA|AFTER1" in segments(exchange(gateway.port, oru("AFTER1")))
+        assert _health(http_port)[0] == 200
+    finally:
+        gateway.stop()

@@ -139,7 +139,7 @@ def test_health_reports_database_engine_and_listener(serve: Serve) -> None:
     status, body = _until(lambda: (lambda r: r if r[0] == 200 else None)(serve.get("/health")),
                           "/health passes once the engine is loaded")
     assert json.loads(body) == {"status": "pass", "checks": {
-        "database": "pass", "engine": "pass", "mllp_listener": "pass"}}
+        "database": "pass", "engine": "pass", "message_store": "pass", "mllp_listener": "pass"}}
 
 
 def test_an_mllp_message_moves_the_metrics(serve: Serve) -> None:
