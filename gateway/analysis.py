@@ -376,7 +376,7 @@ class AnalysisPool:
         # held until they may run with those (module docstring: analyses run alone).
         self._running: dict[Hashable, int] = {}
         self._held: deque[tuple[Hashable, defer.Deferred, Callable[[], None]]] = deque()
-        # The analysis threads running, in this pool or one it replaced (see stragglers):
+        # The analysis threads running, in this pool or one it replaced (see analysis_threads):
         # weakly, so that each thread is forgotten once it has ended (a thread pool replaced
         # after every timeout would otherwise add its threads for good).
         self._threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
@@ -614,7 +614,7 @@ class AnalysisPool:
         process workers still analysing are killed, since Python waits for them at exit and
         an analysis that hangs would hold the process for ever; their work was not recorded
         and is taken up again at the next start.  Threads cannot be killed (see
-        :meth:`stragglers`)."""
+        :meth:`analysis_threads`)."""
         self.ready = False
         self._closed = True
         # Held ones never reached a worker: they fail as the cancelled ones do, so that
@@ -631,12 +631,9 @@ class AnalysisPool:
             self._kill_workers(self._executor)
         self._executor.shutdown(wait=False, cancel_futures=True)
 
-    def stragglers(self, grace: float) -> int:
-        """After :meth:`close`: wait up to ``grace`` seconds in all for the analysis threads
-        still running (one given up at its timeout, or one that was analysing at the stop);
-        how many are still running then.  Python waits for every one of them at exit, so
-        a caller that must stop in bounded time ends the process without that wait."""
-        deadline = time.monotonic() + grace
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        return sum(thread.is_alive() for thread in self._threads)
+    def analysis_threads(self) -> list[threading.Thread]:
+        """The analysis threads still running, in this pool or one it replaced (one given
+        up at its timeout, or one analysing at the stop).  Python waits for every one of
+        them at exit and none can be stopped, so a caller that must stop in bounded time
+        ends the process without that wait (gateway.process_exit)."""
+        return [thread for thread in self._threads if thread.is_alive()]

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 __all__ = ["FORCE_WAIT", "ForcedStop", "exit_waits", "forced_status", "wait_for_exit_waits"]
@@ -36,6 +36,9 @@ __all__ = ["FORCE_WAIT", "ForcedStop", "exit_waits", "forced_status", "wait_for_
 # past that (a write that cannot finish: a database locked, stdout a full pipe) the
 # process ends without them.
 FORCE_WAIT = 2.0
+# Seconds the end of a stop waits for what is not an analysis (worker processes killed by
+# then, threads ending) to be gone, whatever [analysis] stop_grace (for analyses) says.
+REAP_WAIT = 2.0
 
 
 def exit_waits() -> list[Any]:
@@ -47,15 +50,26 @@ def exit_waits() -> list[Any]:
     return [*threads, *multiprocessing.active_children()]
 
 
-def wait_for_exit_waits(grace: float) -> list[Any]:
-    """Wait up to ``grace`` seconds in all for :func:`exit_waits`; those still running."""
-    deadline = time.monotonic() + grace
+def wait_for_exit_waits(grace: float, analyses: Collection[Any] = ()) -> list[Any]:
+    """Wait up to ``grace`` seconds in all for the ``analyses`` threads among
+    :func:`exit_waits`, and at least :data:`REAP_WAIT` for the rest; those still running.
+
+    The rest are the analysis pool's worker processes, killed as it closed, and the threads
+    that watched them or served the reactor: they end at once, but a worker with the
+    engine's models loaded takes a moment to, and its pool's thread waits for that.
+    Without this wait a ``stop_grace`` of 0 found them at every stop."""
+    started = time.monotonic()
+    slow = set(analyses)
+    deadlines = (started + max(grace, REAP_WAIT), started + grace)  # the rest, analyses
     while True:
         waits = exit_waits()
-        left = deadline - time.monotonic()
-        if not waits or left <= 0:
+        now = time.monotonic()
+        pending = [(wait, deadlines[wait in slow]) for wait in waits]
+        pending = [(wait, deadline) for wait, deadline in pending if deadline > now]
+        if not pending:
             return waits
-        waits[0].join(left)  # a thread or a process: join(timeout) either way
+        wait, deadline = pending[0]
+        wait.join(deadline - now)  # a thread or a process: join(timeout) either way
 
 
 def forced_status(signum: int) -> int:

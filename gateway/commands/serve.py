@@ -131,14 +131,14 @@ def _end_despite_stragglers(app: Any, failed: list[str], grace: float) -> None:
     """
     from gateway.process_exit import wait_for_exit_waits
 
-    left = wait_for_exit_waits(grace)
+    running = getattr(app.pool, "analysis_threads", list)()
+    left = wait_for_exit_waits(grace, running)
     if not left:
         return
     from gateway.logging import get_logger
 
     log = get_logger("gateway.serve")
-    stragglers = getattr(app.pool, "stragglers", None)
-    threads = stragglers(0) if stragglers is not None else 0
+    threads = sum(thread.is_alive() for thread in running)
     if threads:
         log.error("analysis.abandoned", threads=threads, messages=app.pipeline.analysing,
                   grace_seconds=grace)
