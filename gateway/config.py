@@ -295,6 +295,9 @@ class Settings:
     mapping_config: Any = None
     sections: Mapping[str, Any] = field(default_factory=lambda: types.MappingProxyType({}))
     source: str | None = None
+    # Where each setting was given (gateway.config_origins), for errors found after loading
+    # (a listener that cannot listen); None when built without load_settings.
+    origins: Origins | None = field(default=None, compare=False, repr=False)
 
     def section(self, name: str) -> Any:
         """The parsed value of a registered section (KeyError when none is registered)."""
@@ -597,6 +600,7 @@ def _build_settings(path: str | None, data: Mapping[str, Any], environ: Mapping[
         mapping_config=_parse_mappings(mappings_table),
         sections=types.MappingProxyType(registered),
         source=path,
+        origins=origins,
     )
     # Port 0 asks the system for a free port, so two listeners on "tcp:0" do not collide.
     if (settings.http.enabled and settings.http.endpoint == settings.mllp.endpoint

@@ -52,21 +52,26 @@ class Origins:
 
     def located(self, exc: ConfigError) -> ConfigError:
         """``exc`` with where its key's value came from appended."""
-        parts = exc.key.split(".") if exc.key else []
+        where = self.where(exc.key)
+        return exc if where is None else ConfigError(exc.key, f"{exc.message} ({where})")
+
+    def where(self, dotted: str) -> str | None:
+        """Where the value of ``dotted`` (a key, or a key of a table) was given, in words:
+        ``in FILE, line N``, ``set by RI_GATEWAY_...``, ``set on the command line``; None for
+        a default."""
+        parts = dotted.split(".") if dotted else []
         for n in range(len(parts), 0, -1):
             origin = self.by_key.get(".".join(parts[:n]))
             if origin is not None:
                 break
         else:
-            return exc
+            return None
         if origin == self._FILE:
             line = self._line_of(parts[:n])
-            where = f"in {self.path}" + (f", line {line}" if line else "")
-        elif n < len(parts):  # a key missing from a table the environment made
-            where = f"[{'.'.join(parts[:n])}] made by {origin}"
-        else:
-            where = f"set by {origin}" if origin.startswith(ENV_PREFIX) else f"set on {origin}"
-        return ConfigError(exc.key, f"{exc.message} ({where})")
+            return f"in {self.path}" + (f", line {line}" if line else "")
+        if n < len(parts):  # a key missing from a table the environment made
+            return f"[{'.'.join(parts[:n])}] made by {origin}"
+        return f"set by {origin}" if origin.startswith(ENV_PREFIX) else f"set on {origin}"
 
     def _line_of(self, parts: list[str]) -> int | None:
         """The line of the file that sets ``parts`` (a key or a table header), if found."""

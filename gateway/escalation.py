@@ -18,7 +18,8 @@ to it (MSH-5/MSH-6 of that destination, a new MSH-10, every other byte as sent),
   (checked every few seconds; the original keeps being tried as well, so the first pager
   may still get it).  That time runs on while the gateway is stopped, but an alert queued
   before a start escalates no sooner than ``min(escalate_after, ack_timeout)`` seconds
-  after it, so that its own destination is tried first (:meth:`Escalation.due`).
+  after it, so that its own destination is tried first, unless that destination has failed
+  it since it became overdue (:meth:`Escalation.due`).
 
 Each alert is escalated at most once, and an escalated copy is not escalated again.  The
 copies are outbox messages like any other (delivered, retried, dead-lettered, audited) whose
@@ -70,9 +71,14 @@ class Escalation:
         queued before the start first gets its own destination's turn: it escalates once it
         is still undelivered ``min(escalate_after, ack_timeout)`` seconds after the start
         (time for one attempt).  Escalated at once, every alert pending through the outage
-        paged the backup too, while the first pager took them a moment later.
+        paged the backup too, while the first pager took them a moment later.  That turn is
+        owed only to an alert its destination has not failed since it became overdue: one
+        it has (in this run or an earlier one) escalates now, or a gateway restarting faster
+        than the turn (a crash loop) never escalated anything queued before.
         """
         if row.created_at >= started:
+            return True
+        if row.attempts and row.updated_at is not None and row.updated_at >= row.created_at + after:
             return True
         destination = self.destinations.get(row.destination)
         turn = min(after, destination.ack_timeout) if destination is not None else 0.0

@@ -84,7 +84,9 @@ def _serve(obj: Any, config_path: str | None, mllp_endpoint: str | None,
     def listen_failed(failure: Any, key: str) -> None:
         # The key the endpoint came from: "cannot listen" alone left the reader to guess
         # which of the two listeners, and which setting to change.
-        failed.append(f"{key}: cannot listen: {failure.getErrorMessage()}")
+        where = settings.origins.where(key) if settings.origins is not None else None
+        failed.append(f"{key}: cannot listen: {failure.getErrorMessage()}"
+                      f" ({where or 'the default'})")
         if reactor.running:
             reactor.stop()
 

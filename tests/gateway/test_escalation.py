@@ -3,6 +3,7 @@ service: fake downstreams on StringTransports, task.Clock, a real audit database
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 
@@ -183,10 +184,53 @@ def test_escalation_in_time_survives_a_restart(db_path, clock):  # noqa: F811
     first.service.stopService()
     clock.advance(100)  # stopped past the deadline
     second = pager_down(db_path, clock, 30.0)  # the pager is still down after the restart
-    assert second.downs["backup"].connections == []  # its turn first: one ack_timeout
-    clock.advance(10)  # PAGER's ack_timeout (10 s, under escalate_after): the next poll
+    # Its turn first: it refused the connection at once, and that was its turn (not one
+    # whole ack_timeout more: a pager that failed an overdue alert has had its turn).
+    assert second.downs["backup"].control_ids() == ["ESC1"]
+    (row, _copy) = second.outbox.list()
+    assert row.attempts == 2  # one before the stop, one after the start
+    second.service.stopService()
+
+
+def test_a_pager_silent_after_a_restart_gets_one_ack_timeout(db_path, clock):  # noqa: F811
+    first = pager_down(db_path, clock, 30.0, "A1")
+    clock.advance(10)
+    first.service.stopService()
+    clock.advance(100)  # stopped past the deadline
+    second = Rig(db_path, clock, after=30.0)  # the pager takes the alert, answers nothing
+    second.service.startService()
+    assert second.downs["pager"].control_ids() == ["A1"]
+    clock.advance(5)
+    assert second.downs["backup"].connections == []  # its turn: one ack_timeout (10 s)
+    clock.advance(5)
     assert second.downs["backup"].control_ids() == ["ESC1"]
     second.service.stopService()
+
+
+def test_a_gateway_restarting_faster_than_the_pagers_turn_still_escalates(
+        db_path, clock):  # noqa: F811
+    # A crash loop: restarted every 8 s with the pager down. Each start gave the alerts
+    # queued before it min(escalate_after, ack_timeout) = 10 s more for the pager, so the
+    # alert never escalated, however often the pager failed it once it was overdue.
+    pager = dataclasses.replace(PAGER, max_attempts=1000, backoff_initial=2.0,
+                                backoff_max=2.0)
+    destinations = {"pager": pager, "backup": BACKUP}
+    rig = None
+    for run in range(12):  # 96 s in all: far past escalate_after (30 s)
+        rig = Rig(db_path, clock, after=30.0, destinations=destinations)
+        rig.downs["pager"].up = False
+        if run == 0:
+            rig.enqueue("A1")
+        rig.service.startService()
+        clock.advance(4)
+        clock.advance(4)
+        if rig.downs["backup"].connections:
+            break
+        rig.service.stopService()
+    assert rig.downs["backup"].control_ids() == ["ESC1"]
+    # Once it had been overdue when the pager failed it: the restart after that one.
+    assert run <= 5, run
+    rig.service.stopService()
 
 
 def test_alerts_pending_through_an_outage_go_to_their_pager_before_the_backup(

@@ -145,10 +145,18 @@ def test_a_port_in_use_names_the_listener_that_failed(tmp_path):
                        "--mllp", f"tcp:{port}:interface=127.0.0.1", timeout=REFUSED_WITHIN)
         _refused(mllp, 3, "ri-gateway: mllp.endpoint: cannot listen: ")
         assert "Address already in use" in mllp.stderr
+        # And where the endpoint was set, as for any other setting in error.
+        assert "(set on the command line)" in mllp.stderr
         http = run_cli("serve", "--db", str(tmp_path / "b.sqlite3"),
                        "--mllp", "tcp:0:interface=127.0.0.1",
                        "--http", f"tcp:{port}:interface=127.0.0.1", timeout=REFUSED_WITHIN)
         _refused(http, 3, "ri-gateway: http.endpoint: cannot listen: ")
+        config = tmp_path / "gateway.toml"
+        config.write_text(f'[mllp]\nendpoint = "tcp:{port}:interface=127.0.0.1"\n')
+        from_file = run_cli("serve", "--db", str(tmp_path / "c.sqlite3"), "--config", str(config),
+                            timeout=REFUSED_WITHIN)
+        _refused(from_file, 3, "ri-gateway: mllp.endpoint: cannot listen: ")
+        assert f"(in {config}, line 2)" in from_file.stderr
 
 
 def test_a_gateway_started_with_nohup_outlives_sighup(tmp_path):
