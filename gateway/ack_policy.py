@@ -5,7 +5,7 @@ outcome                                         code  ERR (0357)  stored status
 ==============================================  ====  ==========  ===============
 accepted and committed                          AA    -           received
 ``mappings.errors.ContentError`` (bad content)  AE    100-103     rejected
-``ri_engine.errors.RequestError`` (ack_after =  AE    207         rejected
+``ri_engine.errors.RequestError`` (ack_after =  AE    199         rejected
 analysis: the engine refused the report)
 ``mappings.errors.UnsupportedMessage``          AR    200-203     rejected
 ``mappings.errors.UnreadableHeader``            AR    102/101     rejected
@@ -70,7 +70,10 @@ def decide(exc: BaseException | None) -> AckDecision:
     if isinstance(exc, HL7Error):
         return AckDecision("AR", exc, "rejected")
     if isinstance(exc, RequestError):
-        return AckDecision("AE", HL7Error(f"report not analysable: {exc.code}", err_code="207"),
+        # 199 (other HL7 error), not 207 (our own failure): the content is what the engine
+        # refuses, so a resend gets the same answer; a gateway sending to us judges the ACK
+        # by this code and stops resending (gateway.downstream_acks).
+        return AckDecision("AE", HL7Error(f"report not analysable: {exc.code}", err_code="199"),
                            "error")
     if isinstance(exc, AnalysisFailure):
         return AckDecision("AR", internal_error("analysis failed; the message was not processed"),

@@ -27,6 +27,8 @@ code   meaning                         raised when
 101    Required field missing          e.g. no report text in any OBX-5
 102    Data type error                 a field cannot be parsed as its type
 103    Table value not found           a coded value is not in the table
+199    Other HL7 error                 the engine refuses the mapped report
+                                       (``ack_after = "analysis"``)
 200    Unsupported message type        MSH-9.1 not accepted
 201    Unsupported event code          MSH-9.2 not accepted
 202    Unsupported processing id       MSH-11 not accepted

@@ -93,7 +93,7 @@ def test_ack_after_analysis_tells_the_sender_what_was_wrong(tmp_path, mode):
         refused = segments(exchange(gateway.port, oru("AN2", report="REFUSE this report")))
         assert refused[1:] == [
             "MSA|AE|AN2|report not analysable: BadRequest",
-            "ERR|||207^Application internal error^HL70357|E||||report not analysable: BadRequest"]
+            "ERR|||199^Other HL7 error^HL70357|E||||report not analysable: BadRequest"]
         crashed = segments(exchange(gateway.port, oru("AN3", report="CRASH the engine")))
         assert crashed[1] == "MSA|AR|AN3|analysis failed; the message was not processed"
         no_text = oru("AN4", report="", msh15="AL", msh16="NE")
@@ -105,7 +105,7 @@ def test_ack_after_analysis_tells_the_sender_what_was_wrong(tmp_path, mode):
         else:  # found by the check before it, as before
             assert answer[1] == "MSA|CE|AN4|no report text in any OBX-5"
         assert [row[1:] for row in (_stored(gateway.db, c)[0] for c in ("AN2", "AN3", "AN4"))] \
-            == [("AE", "207"), ("AR", "207"), ("CE", "101")]
+            == [("AE", "199"), ("AR", "207"), ("CE", "101")]
         # Neither is an accepted message: a corrected resend is analysed.
         assert segments(exchange(gateway.port, oru("AN2")))[1] == "MSA|AA|AN2"
     finally:
