@@ -18,7 +18,7 @@ advice for this patient: its sentences give no recommendations of their own, and
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from ..context import AnalysisContext
@@ -135,9 +135,12 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
 def _timed_study(ctx: AnalysisContext, sentence: Span, text: str, after: int = 0) -> bool:
     """A study named with a time ahead and no recommending word ("If symptoms persist,
     pelvic ultrasound in 6-8 weeks.", "Chest CT in 3 months."): advice all the same."""
-    named = any(sentence.start + after <= p.start < sentence.end and p.modality_key != "imaging"
-                for p in ctx.procedures)
-    return named and names_time_ahead(text[after:])
+    starts = ctx.layers.get("followup_recommendation.named_starts")
+    if starts is None:
+        starts = ctx.layers["followup_recommendation.named_starts"] = sorted(
+            p.start for p in ctx.procedures if p.modality_key != "imaging")
+    index = bisect_left(starts, sentence.start + after)
+    return index < len(starts) and starts[index] < sentence.end and names_time_ahead(text[after:])
 
 
 def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:

@@ -118,10 +118,12 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         if title_side is not None and title_part is not None:
             order_side, order_part, compared = title_side, order_part or title_part, []
     if order_side in _OPPOSITE:
-        mismatch = _order_mismatch(ctx, vocab, order_side, order_part, compared, titles)
+        # The body's sides are read only when it states one (most reports state none).
+        stated = _side_stated(ctx, vocab, titles)
+        mismatch = _order_mismatch(ctx, vocab, order_side, order_part, compared, titles, stated)
         if mismatch:
             inferences.extend(mismatch)
-        elif not _side_stated(ctx, vocab, titles):
+        elif not stated:
             inferences.append(LateralityDiscrepancyInference(discrepancy_type="textLateralityMissing"))
     inferences.extend(_contradictions(ctx, vocab))
     return inferences
@@ -244,15 +246,17 @@ def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side,
 
 
 def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str, order_part: str | None,
-                    compared: list[tuple[int, int]], titles: list[tuple[int, int]]) -> list[Inference]:
-    """Sides opposite to the order's on its part: in the titles ``compared`` with it, and in
-    the body (outside every title)."""
+                    compared: list[tuple[int, int]], titles: list[tuple[int, int]],
+                    body: bool) -> list[Inference]:
+    """Sides opposite to the order's on its part: in the titles ``compared`` with it, and,
+    when ``body`` (the body states a side), in the body (outside every title)."""
     if order_part is None:
         return []
     opposite = _OPPOSITE[order_side]
     wrong = _title_sides(ctx, vocab, compared, opposite, order_part)
-    wrong += [s for s in _sides(ctx, vocab) if s.side == opposite and order_part in s.parts
-              and _counts_for_exam(ctx, vocab, s, titles)]
+    if body:
+        wrong += [s for s in _sides(ctx, vocab) if s.side == opposite and order_part in s.parts
+                  and _counts_for_exam(ctx, vocab, s, titles)]
     if not wrong:
         return []
     spans = tuple((s.start, s.end) for s in wrong)
