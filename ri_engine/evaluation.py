@@ -24,7 +24,7 @@ from .engine import Engine
 from .models import INFERENCE_TYPES, Inference, RadiologyInsightsData
 
 DEFAULT_CREATED_AT = "2024-01-15T00:00:00"
-NONE_CODE = "260413007"
+NONE_CODE, RESOLVED_CODE = "260413007", "723506003"
 SIZE_CODE, PREVIOUS_SIZE_CODE = "246115007", "9130008"
 _UNIT_KEYS = {"MILLIMETER": "mm", "CENTIMETER": "cm"}
 
@@ -199,8 +199,10 @@ def key_of(inference: Inference, sizes: bool = False) -> str:
         soi = next((c["valueCodeableConcept"]["coding"][0]["code"]
                     for c in observation.get("component", [])
                     if c["code"]["coding"][0]["code"] == "131195008"), "-")
-        absent = any(i["coding"][0]["code"] == NONE_CODE for i in observation.get("interpretation", []))
-        key = f"{soi}|{'absent' if absent else 'present'}"
+        interpretations = {i["coding"][0]["code"] for i in observation.get("interpretation", [])}
+        status = ("absent" if NONE_CODE in interpretations
+                  else "resolved" if RESOLVED_CODE in interpretations else "present")
+        key = f"{soi}|{status}"
         return f"{key}|{_size_key(observation)}" if sizes else key
     if kind == "criticalResult":
         return j["result"]["description"]

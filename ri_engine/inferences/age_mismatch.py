@@ -59,6 +59,13 @@ COMPACT_AGE_SEX = re.compile(
     r"|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b"
     r"|(?(patient)\.(?!\d)|(?!)))",
     re.MULTILINE)
+# "F/64, shortness of breath", "64/M with ...": sex and years joined by a slash, in the
+# same openings as the compact form ("HISTORY: F/64," but not a ratio "M/F 2/1" or a date).
+SLASH_AGE_SEX = re.compile(
+    r"(?<![\w./])(?:^|(?<=[.:;])|(?<=[.:;][ \t]))"
+    r"(?:(?P<s>[MF])[ \t]*/[ \t]*(?P<n>\d{1,3})|(?P<n2>\d{1,3})[ \t]*/[ \t]*(?P<s2>[MF]))(?![\w/.-])"
+    r"(?=\s*(?:[,;:]|$)|\s+(?:with|w/|who|presenting|presents|s/p|status|c/o|complaining|here|for|after)\b)",
+    re.MULTILINE)
 _AGE_PATTERNS = (
     # 72-year-old, 78 years old, 6-month-old, 3 wk old
     re.compile(rf"(?<![\d.]){_NUM}\s*-?\s*{_UNIT}\s*-?\s*old\b", re.IGNORECASE),
@@ -73,10 +80,11 @@ _AGE_PATTERNS = (
     # ("45M with chest pain", "72F, fall"); a catheter size ("5F pigtail") is followed by
     # its noun, not by one of these words.
     COMPACT_AGE_SEX,
+    SLASH_AGE_SEX,
 )
 
 # Text every match of each pattern above holds (lower case): a cheap test before the scan.
-_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",), ("m", "f"))
+_AGE_PATTERN_NEEDS = (("old",), ("age",), ("yo", "y/o", "y.o"), ("age",), ("m", "f"), ("/",))
 
 # Accepted age range in years per age word, with a margin beyond the textbook range.
 AGE_WORDS: dict[str, tuple[float, float]] = {
@@ -272,7 +280,8 @@ def _read_stated_ages(ctx: AnalysisContext) -> list[StatedAge]:
             if not _describes_patient_now(ctx, m.start(), m.end()):
                 continue
             unit = m.group("u") if "u" in m.groupdict() and m.group("u") else "years"
-            found.append(StatedAge(m.start(), m.end(), value=_number(m.group("n")), unit=unit))
+            found.append(StatedAge(m.start(), m.end(), value=_number(m.group("n") or m.groupdict()["n2"]),
+                                   unit=unit))
     words = _AGE_WORD.finditer(ctx.text) if any(w in lower for w in _AGE_WORD_NEEDS) else ()
     for m in words:
         if any(s <= m.start() < e for s, e in taken):

@@ -148,7 +148,7 @@ def is_current(mention: FindingMention) -> bool:
     a = mention.assertion
     if not a.asserted or a.historical or a.uncertainty in EXCLUDED_UNCERTAINTY:
         return False
-    if any(m.kind == "temporal" and m.key == "resolved" for m in mention.modifiers):
+    if mention.resolved:
         return False
     return mention.section_name not in EXCLUDED_SECTIONS
 

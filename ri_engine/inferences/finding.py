@@ -4,8 +4,9 @@
 critical results, recommendation findings and guidance reuse it.
 
 Interpretations: negated -> NONE (and nothing else); otherwise NEW ("new"), KNOWN ("known",
-"dating back to"), CONTINUAL ("history of"), RESOLVED, and the uncertainty level (POSSIBLE,
-PROBABLE, IMPROBABLE, CANNOT BE EXCLUDED). Components follow RI's order: SUBJECT OF
+"dating back to"), CONTINUAL ("history of"), RESOLVED ("has resolved", "resolution of", "no
+longer seen": RI reports a resolved finding with RESOLVED, not NONE, ri_contract 5.6), and the
+uncertainty level (POSSIBLE, PROBABLE, IMPROBABLE, CANNOT BE EXCLUDED). Components follow RI's order: SUBJECT OF
 INFORMATION, ANATOMY, LATERALITY, CHANGE, SEVERITY, CHRONICITY, QUALIFIER (features),
 MULTIPLE (always exactly one), DATE, SIZE (one per dimension, CURRENT or PREVIOUS).
 Findings inside a RECOMMENDATION section are advice, not observations, and are skipped.
@@ -92,7 +93,7 @@ def interpretation_keys(mention: FindingMention) -> list[str]:
     keys: list[str] = []
     if mention.modifier("temporal") and mention.modifier("temporal").key == "new":  # type: ignore[union-attr]
         keys.append("new")
-    if any(m.kind == "temporal" and m.key == "resolved" for m in mention.modifiers):
+    if mention.resolved:
         keys.append("resolved")
     if a.known and "new" not in keys:
         keys.append("known")

@@ -18,7 +18,7 @@ advice for this patient: its sentences give no recommendations of their own, and
 from __future__ import annotations
 
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from ..context import AnalysisContext
@@ -35,7 +35,7 @@ from ..nlp.lexicon import make_code
 from ..nlp.types import Laterality, ProcedureMention, Span
 from . import critical_result, finding
 from .evidence import coded, sentences_extension, token_spans_for
-from .intervals import Timing, timing
+from .intervals import Timing, names_time_ahead, timing
 from .procedure_codes import imaging_procedures, loinc_for
 
 _VOCAB = load_json("recommendations.json")
@@ -65,7 +65,11 @@ _EXAM_PROTOCOL = re.compile(
     r"\bprotocol\s+(?:CTA?|MRI|MRA|MRCP|MR|US|ultrasound|sonograph\w*|imaging|exam\w*|study|scan)\b"
     r"|\b(?:CTA?|MRI|MRA|MR|US|ultrasound|imaging|exam\w*|study|scan)\s+(?:with|using|per)\s+(?:an?\s+|the\s+)?"
     r"[a-z-]+\s+protocol\b", re.IGNORECASE)
-_ADVICE_START = re.compile(r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)", re.I)
+_ADVICE_START = re.compile(
+    r"^\s*(?:i\s+|we\s+)?(?:would\s+)?(?:recommend|suggest|advise|consider)"
+    # "Per Fleischner Society 2017 guidelines, CT at 12 months is recommended": a citation
+    # that opens the sentence as its authority, followed by advice for this patient.
+    r"|^\s*(?:as\s+)?(?:per|according\s+to|based\s+(?:up)?on|in\s+accordance\s+with)\b[^,;:.]{0,80},", re.I)
 _GENERIC = {key: (make_code(entry["code"]), _words(entry["terms"]))
             for key, entry in _VOCAB["generic"].items()}
 # "correlation with the prior outside CT": a study already done, not one to do.
@@ -77,8 +81,10 @@ _CLAUSE_BREAK = re.compile(r";|\b(?:otherwise|thereafter|followed\s+by|and\s+the
 # "No further imaging is necessary unless symptoms persist, in which case MRI may be
 # obtained": the refusal covers what comes before the exception; a procedure named after
 # it is a conditional recommendation.
+# Likewise a clause of its own after a semicolon or "otherwise" ("No routine follow-up is
+# needed if the patient is low risk; if high risk, CT at 12 months is recommended").
 _EXCEPTION = re.compile(r"\b(?:unless|except\s+(?:if|when|in\s+case)|in\s+which\s+case|"
-                        r"but\s+if|however,?\s+if)\b", re.IGNORECASE)
+                        r"but\s+if|however,?\s+if|otherwise)\b|;", re.IGNORECASE)
 _PARAGRAPH_BREAK = re.compile(r"(?:\r\n|\r|\n|\\n)[ \t]*(?:\r\n|\r|\n|\\n)")
 
 
@@ -109,7 +115,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
             continue
         text = ctx.text[sentence.start:sentence.end]
         folded = fold(text)
-        if not _CUE.pattern_for(text).search(folded):
+        if not _CUE.pattern_for(text).search(folded) and not _timed_study(ctx, sentence, text):
             continue
         refusal = _REFUSAL.pattern_for(text).search(folded)
         if refusal is None:
@@ -118,11 +124,23 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         exception = _EXCEPTION.search(text, refusal.end())
         # The exception recommends only in words of its own ("in which case MRI may be
         # obtained"), not by naming a study ("unless the next scheduled CT shows a change").
-        if exception is not None and _CUE.pattern_for(text).search(folded, exception.end()):
+        if exception is not None and (_CUE.pattern_for(text).search(folded, exception.end())
+                                      or _timed_study(ctx, sentence, text, exception.end())):
             out.extend(_from_sentence(ctx, sentence, text, options, after=exception.start()))
     if options.references:
         out.extend(_guideline(ctx, block, options) for block in blocks)
     return out
+
+
+def _timed_study(ctx: AnalysisContext, sentence: Span, text: str, after: int = 0) -> bool:
+    """A study named with a time ahead and no recommending word ("If symptoms persist,
+    pelvic ultrasound in 6-8 weeks.", "Chest CT in 3 months."): advice all the same."""
+    starts = ctx.layers.get("followup_recommendation.named_starts")
+    if starts is None:
+        starts = ctx.layers["followup_recommendation.named_starts"] = sorted(
+            p.start for p in ctx.procedures if p.modality_key != "imaging")
+    index = bisect_left(starts, sentence.start + after)
+    return index < len(starts) and starts[index] < sentence.end and names_time_ahead(text[after:])
 
 
 def guideline_blocks(ctx: AnalysisContext) -> list[list[Span]]:
@@ -271,6 +289,8 @@ def _findings(ctx: AnalysisContext, sentence: Span, conditional: bool) -> list[R
     for mention in finding.reported(ctx):
         if not sentence.start <= mention.start < sentence.end:
             continue
+        if mention.resolved:
+            continue  # gone since the earlier study: nothing to follow up
         a = mention.assertion
         if a.negated:
             status = "ruleOut"

@@ -24,6 +24,11 @@ _POINT = re.compile(rf"\b(?:in|after|at|for)\s+(?:approximately\s+|about\s+|anot
 _ADJ = re.compile(rf"(?<![\w.])(?P<b>{_NUM})[\s-]*{_UNIT}\s+(?:interval\s+)?(?:follow|repeat|re-?evaluation|surveillance|check)", re.I)
 _EVERY = re.compile(rf"\bevery\s+(?:(?P<b>{_NUM})\s*)?{_UNIT}", re.I)
 _ADVERB = re.compile(r"\b(?P<word>%s)\b" % "|".join(_VOCAB["every"]), re.I)
+# "in 6-8 weeks", "within the next six months": a time ahead of the report, not one before it
+# ("in 3 months ago" is no phrasing; "3 months ago", "in the prior 6 months" are not matched).
+_AHEAD = re.compile(rf"\b(?:in|within|at)\s+(?:the\s+next\s+|approximately\s+|about\s+|another\s+)?"
+                    rf"(?:{_NUM}\s*(?:-|to)\s*)?{_NUM}[\s-]*{_UNIT}"
+                    rf"(?!\s+(?:ago|prior|earlier|before|of\s+age|old)\b)", re.I)
 _MONTH_YEAR = re.compile(r"\bin\s+(?P<month>january|february|march|april|may|june|july|august|september|october|november|december)\s+(?P<year>\d{4})\b", re.I)
 
 
@@ -32,6 +37,11 @@ class Timing:
     effective_at: str | None = None
     period: tuple[str, str] | None = None
     span: tuple[int, int] | None = None   # offsets inside the sentence text
+
+
+def names_time_ahead(sentence: str) -> bool:
+    """The sentence sets a time ahead of the report ("pelvic ultrasound in 6-8 weeks")."""
+    return _AHEAD.search(sentence) is not None
 
 
 def timing(sentence: str, base: dt.date | None) -> Timing:

@@ -6,17 +6,22 @@ Three discrepancy types (ri_contract 5.3), vocabulary in ``knowledge/quality_lat
   procedure table in ``quality_order_exams.json``; a CPT "-LT"/"-RT" modifier) or its
   display/description ("LEFT", "LT", "Left", a trailing "L"), and the text puts the other
   side on the ordered body part ("right breast" for a LEFT breast order). Abbreviated
-  sides count in the text too, so an exam title "US LT BREAST" agrees with a LEFT order.
-  Mentions in history, indication and comparison sections, and sentences about priors,
-  the contralateral side or surgery ("status post right mastectomy"), are not the exam
-  being reported and are skipped. Bilateral orders have no side and never mismatch.
-  One inference per opposite side, indicating that side, with every such mention as
-  evidence.
+  sides count in the text too ("LT"). Mentions in history, indication and comparison
+  sections, and sentences about priors, the contralateral side or surgery ("status post
+  right mastectomy"), are not the exam being reported and are skipped. Bilateral orders
+  have no side and never mismatch. One inference per opposite side, indicating that side,
+  with every such mention as evidence.
+- The exam title written in the text (the EXAM / PROCEDURE section: "EXAM: XR KNEE LEFT 2
+  VIEWS") names the exam as the order does, the body part often before the side: it is
+  read like an order text and compared with the body of the report. A title on the other
+  side from the order is a mismatch; a request without a sided order takes the title's
+  side as the order's; and the title is never the body's side, so a title alone leaves the
+  text without a side (qa-lat-14: "US LT BREAST TARGETED" over findings with no side).
 - ``textLateralityContradiction``: the impression puts a finding on one side of a paired
   structure and the findings section puts the same finding of the same structure only
   on the other side. The indication is the impression's side.
-- ``textLateralityMissing``: a lateralised order whose text states no side anywhere (an
-  exam title with a side counts as stated). No indication and no evidence, as RI does.
+- ``textLateralityMissing``: a lateralised order (or title) whose report body states no
+  side and whose title does not contradict it. No indication and no evidence, as RI does.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ from .quality_text import (
 )
 
 _OPPOSITE = {"left": "right", "right": "left"}
+_TITLE_SECTIONS = frozenset({"EXAM"})
+# The title is the header's line, or the line after a header standing alone ("EXAM:\nXR
+# KNEE LEFT"); text after it in the same section, without a header of its own, is body.
+_TITLE_LINE = re.compile(r"[^:\r\n]*:[ \t]*(?:\r\n|\r|\n)?[ \t]*[^\r\n]*")
 _FOUR_WORDS = re.compile(r"(?:\s*[-A-Za-z]+){0,4}")
 # "left-sided sixth and seventh ribs": "-sided" belongs to the side word, not to the words
 # between it and the part.
@@ -99,31 +108,60 @@ def _vocab() -> _Vocab:
 def infer(ctx: AnalysisContext) -> list[Inference]:
     vocab = _vocab()
     inferences: list[Inference] = []
-    order_side, order_part = _order_laterality(ctx.ordered_procedures, vocab)
+    order_side, order_part, sided = _order_laterality(ctx.ordered_procedures, vocab)
+    titles = _titles(ctx)
+    compared = titles
+    if not sided and titles:
+        # The request's order names no side (or there is none): the title names the exam.
+        title_side, title_part, _ = _side_of_texts([ctx.text[lo:hi] for lo, hi in titles], vocab)
+        # Only a title naming a paired part is a sided exam ("XR CHEST PA/L" is a view).
+        if title_side is not None and title_part is not None:
+            order_side, order_part, compared = title_side, order_part or title_part, []
     if order_side in _OPPOSITE:
-        if not _side_stated(ctx, vocab):
+        # The body's sides are read only when it states one (most reports state none).
+        stated = _side_stated(ctx, vocab, titles)
+        mismatch = _order_mismatch(ctx, vocab, order_side, order_part, compared, titles, stated)
+        if mismatch:
+            inferences.extend(mismatch)
+        elif not stated:
             inferences.append(LateralityDiscrepancyInference(discrepancy_type="textLateralityMissing"))
-        else:
-            inferences.extend(_order_mismatch(ctx, vocab, order_side, order_part))
     inferences.extend(_contradictions(ctx, vocab))
     return inferences
 
 
-def _side_stated(ctx: AnalysisContext, vocab: _Vocab) -> bool:
-    """A side word outside the comparison: a side named only for an earlier study
+def _side_stated(ctx: AnalysisContext, vocab: _Vocab, titles: list[tuple[int, int]]) -> bool:
+    """A side word in the body of the report: a side named only for an earlier study
     ("COMPARISON: Left wrist radiographs") is not this exam's, while the side of the
-    complaint ("INDICATION: Right wrist pain") usually is."""
+    complaint ("INDICATION: Right wrist pain") usually is; the exam title restates the
+    order and says nothing of what the report describes."""
     any_side, folded = ctx.folded(vocab.any_side)
-    return any(section_name_at(ctx, m.start()) != "COMPARISON" for m in any_side.finditer(folded))
+    return any(section_name_at(ctx, m.start()) != "COMPARISON" and not _inside(m.start(), titles)
+               for m in any_side.finditer(folded))
+
+
+def _titles(ctx: AnalysisContext) -> list[tuple[int, int]]:
+    """The spans of the exam titles ("EXAM: CT RT WRIST WO"), header included."""
+    out = []
+    for block in section_blocks(ctx):
+        if block.name in _TITLE_SECTIONS:
+            line = _TITLE_LINE.match(ctx.text, block.start, block.end)
+            if line is not None:
+                out.append((block.start, line.end()))
+    return out
+
+
+def _inside(offset: int, spans: list[tuple[int, int]]) -> bool:
+    return any(lo <= offset < hi for lo, hi in spans)
 
 
 # --- the order's side -----------------------------------------------------------------------
 
-def _order_laterality(procedures: list[OrderedProcedure], vocab: _Vocab) -> tuple[str | None, str | None]:
+def _order_laterality(procedures: list[OrderedProcedure], vocab: _Vocab) -> tuple[
+        str | None, str | None, bool]:
     sides: set[str] = set()
-    part: str | None = None
+    texts: list[str] = []
     for procedure in procedures:
-        texts = [procedure.description or ""]
+        texts.append(procedure.description or "")
         for coding in (procedure.code.coding if procedure.code and procedure.code.coding else []):
             texts.append(coding.display or "")
             if coding.code in vocab.order_table:
@@ -131,19 +169,32 @@ def _order_laterality(procedures: list[OrderedProcedure], vocab: _Vocab) -> tupl
             m = _CPT_MODIFIER.search(coding.code or "")
             if m:
                 sides.add("left" if m.group(1).upper() == "LT" else "right")
-        for text in texts:
-            for side, pattern in vocab.order_words.items():
-                if pattern.search(text):
-                    sides.add(side)
-            m = _LONE_LETTER.search(text.strip())
-            if m:
-                sides.add("left" if (m.group(1) or m.group(2)) == "L" else "right")
-            for group, pattern in vocab.parts:
-                if part is None and pattern.search(text):
-                    part = group
+    return _side_of_texts(texts, vocab, sides)
+
+
+def _side_of_texts(texts: list[str], vocab: _Vocab, sides: set[str] | None = None) -> tuple[
+        str | None, str | None, bool]:
+    """The one side and the first paired part that order texts (or exam titles) name (no
+    side when they name none, both or bilateral), and whether they name any side at all."""
+    sides = set() if sides is None else sides
+    part: str | None = None
+    for text in texts:
+        sides.update(_text_sides(text, vocab))
+        for group, pattern in vocab.parts:
+            if part is None and pattern.search(text):
+                part = group
     if "bilateral" in sides or sides >= {"left", "right"} or len(sides) != 1:
-        return None, part
-    return sides.pop(), part
+        return None, part, bool(sides)
+    return sides.pop(), part, True
+
+
+def _text_sides(text: str, vocab: _Vocab) -> set[str]:
+    """The sides an order text or exam title names ("XR KNEE LT", "HIP (R)")."""
+    sides = {side for side, pattern in vocab.order_words.items() if pattern.search(text)}
+    m = _LONE_LETTER.search(text.strip())
+    if m:
+        sides.add("left" if (m.group(1) or m.group(2)) == "L" else "right")
+    return sides
 
 
 # --- sides in the text ----------------------------------------------------------------------
@@ -185,21 +236,27 @@ def _part_after(ctx: AnalysisContext, vocab: _Vocab, offset: int) -> tuple[
     return group, m.span(), shared or frozenset((group,))
 
 
-def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side) -> bool:
-    if section_name_at(ctx, side.start) in vocab.excluded_sections:
+def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side,
+                     titles: list[tuple[int, int]]) -> bool:
+    if section_name_at(ctx, side.start) in vocab.excluded_sections or _inside(side.start, titles):
         return False
     s_start, s_end = sentence_bounds(ctx, side.start)
     cues, folded = ctx.folded(vocab.excluded_cues)
     return not cues.search(folded, s_start, s_end)
 
 
-def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str,
-                    order_part: str | None) -> list[Inference]:
+def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str, order_part: str | None,
+                    compared: list[tuple[int, int]], titles: list[tuple[int, int]],
+                    body: bool) -> list[Inference]:
+    """Sides opposite to the order's on its part: in the titles ``compared`` with it, and,
+    when ``body`` (the body states a side), in the body (outside every title)."""
     if order_part is None:
         return []
     opposite = _OPPOSITE[order_side]
-    wrong = [s for s in _sides(ctx, vocab)
-             if s.side == opposite and order_part in s.parts and _counts_for_exam(ctx, vocab, s)]
+    wrong = _title_sides(ctx, vocab, compared, opposite, order_part)
+    if body:
+        wrong += [s for s in _sides(ctx, vocab) if s.side == opposite and order_part in s.parts
+                  and _counts_for_exam(ctx, vocab, s, titles)]
     if not wrong:
         return []
     spans = tuple((s.start, s.end) for s in wrong)
@@ -209,6 +266,26 @@ def _order_mismatch(ctx: AnalysisContext, vocab: _Vocab, order_side: str,
         laterality_indication=coded(vocab.codes[opposite], ctx, spans),
         extension=token_evidence(ctx, *evidence_spans) or None,
     )]
+
+
+def _title_sides(ctx: AnalysisContext, vocab: _Vocab, titles: list[tuple[int, int]],
+                 side: str, order_part: str) -> list[_Side]:
+    """Side words for ``side`` in exam titles that name the ordered part anywhere in the
+    title ("XR KNEE LEFT 2 VIEWS": the part before the side)."""
+    out: list[_Side] = []
+    for lo, hi in titles:
+        title = ctx.text[lo:hi]
+        if side not in _text_sides(title, vocab):
+            continue
+        parts = {group for group, pattern in vocab.parts if pattern.search(title)}
+        if order_part not in parts:
+            continue
+        words, folded = ctx.folded(vocab.text_words[side])
+        found = [_Side(side, m.start(), m.end(), order_part, None, frozenset(parts))
+                 for m in words.finditer(folded, lo, hi)]
+        # A lone letter ("XR KNEE L") is no text side word: the title is the evidence.
+        out.extend(found or [_Side(side, lo, hi, order_part, None, frozenset(parts))])
+    return out
 
 
 # --- findings versus impression -------------------------------------------------------------

@@ -124,12 +124,20 @@ def _normalise(raw: str, entry: dict[str, Any]) -> str:
 
 
 # A score the sentence denies right before its name ("No PI-RADS 4 or 5 lesion", "without
-# a LI-RADS 5 observation", "no sonographic evidence of a TI-RADS 5 nodule") assesses
+# a LI-RADS 5 observation", "no sonographic evidence of a TI-RADS 5 nodule", "no findings to
+# suggest a Lung-RADS 4 category", "does not meet criteria for PI-RADS 4") assesses
 # nothing: the report says no lesion has it.
 _DENIED_BEFORE = re.compile(
-    r"\b(?:no|without|negative\s+for|absence\s+of"
-    r"|(?:no|without)\s+(?:any\s+)?(?:[a-z]+\s+)?evidence\s+(?:of|for))\s+"
-    r"(?:(?:an?|any|other|new|definite|additional|suspicious)\s+)?$", re.IGNORECASE)
+    r"\b(?:no|not|without|negative\s+for|absence\s+of|rather\s+than"
+    r"|(?:no|without)\s+(?:any\s+)?(?:[a-z]+\s+)?(?:evidence|findings?|features?|signs?)"
+    r"\s+(?:of|for|to\s+suggest|suggesting|suggestive\s+of|consistent\s+with)"
+    r"|(?:does|do|did|would)\s+not\s+(?:meet|fulfil|fulfill|satisfy|reach|qualify\s+for)"
+    r"(?:\s+(?:the\s+)?(?:criteria|threshold)\s+(?:for|of))?"
+    r"|not\s+(?:meeting|reaching)(?:\s+(?:the\s+)?(?:criteria|threshold)\s+(?:for|of))?)\s+"
+    r"(?:(?:an?|any|the|other|new|definite|additional|suspicious)\s+)?$", re.IGNORECASE)
+# "LR-3 versus LR-4", "BI-RADS 3 or BI-RADS 4": two mentions of one system given as
+# alternatives are one score with a range, as "PI-RADS 3 or 4" is.
+_ALTERNATIVE_BETWEEN = re.compile(r"\s*(?:or|versus|vs\.?|to)\s*", re.IGNORECASE)
 
 
 def find_scores(text: str) -> list[ScoreMention]:
@@ -153,9 +161,26 @@ def find_scores(text: str) -> list[ScoreMention]:
         start, end = mentions[0].start, mentions[-1].end
         if all(end <= k[0].start or start >= k[-1].end for k in kept):
             kept.append(mentions)
-    return sorted((m for ms in kept for m in ms
-                   if not _DENIED_BEFORE.search(text, max(0, ms[0].start - 40), ms[0].start)),
-                  key=lambda m: m.start)
+    return _merge_alternatives(text, sorted(
+        (m for ms in kept for m in ms
+         if not _DENIED_BEFORE.search(text, max(0, ms[0].start - 60), ms[0].start)),
+        key=lambda m: m.start))
+
+
+def _merge_alternatives(text: str, mentions: list[ScoreMention]) -> list[ScoreMention]:
+    out: list[ScoreMention] = []
+    for mention in mentions:
+        before = out[-1] if out else None
+        if (before is not None and before.category == mention.category
+                and before.maximum is None and mention.maximum is None
+                and _ALTERNATIVE_BETWEEN.fullmatch(text, before.end, mention.start)):
+            out[-1] = ScoreMention(
+                category=before.category, description=before.description, start=before.start,
+                end=mention.end, value=before.value, maximum=mention.value,
+                spans=before.spans + mention.spans, priority=before.priority)
+            continue
+        out.append(mention)
+    return out
 
 
 def _mentions(text: str, match: re.Match[str], entry: dict[str, Any]) -> tuple[ScoreMention, ...]:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from ..context import AnalysisContext
 from ..models import Inference, SexMismatchInference
-from .age_mismatch import COMPACT_AGE_SEX
+from .age_mismatch import COMPACT_AGE_SEX, SLASH_AGE_SEX
 from .quality_text import (
     coded, is_negated, knowledge, occurs, phrase_pattern, section_name_at, sentence_bounds,
     token_evidence,
@@ -147,10 +147,11 @@ def _mentions(ctx: AnalysisContext, terms: _Terms) -> list[_Mention]:
                 continue
             if not _other_person(ctx, terms, m.start(), m.end()):
                 found[(m.start(), m.end())] = _Mention(sex, m.start(), m.end())
-    for pattern in (_AGE_LETTER, COMPACT_AGE_SEX):
+    for pattern in (_AGE_LETTER, COMPACT_AGE_SEX, SLASH_AGE_SEX):
         for m in pattern.finditer(text):
-            sex = "male" if m.group("s") == "M" else "female"
-            found[(m.start("s"), m.end("s"))] = _Mention(sex, m.start("s"), m.end("s"))
+            group = "s" if m.group("s") else "s2"
+            sex = "male" if m.group(group) == "M" else "female"
+            found[m.span(group)] = _Mention(sex, *m.span(group))
     # The mentions by start offset. Mentions are short phrases, so only those starting at most
     # the longest one's length before a match can hold it, and only those starting inside it
     # can be held by it: looking at those alone, rather than at every mention for each match,

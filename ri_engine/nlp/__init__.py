@@ -37,7 +37,8 @@ Layers (all offsets are character offsets into the exact document text, end excl
     Every finding term of knowledge/findings.json with: ``key``, ``codes`` (SUBJECT OF
     INFORMATION), ``sentence``, ``section_name``, ``assertion: Assertion`` (``negated``,
     ``uncertainty`` possible/probable/improbable/cannotBeExcluded, ``historical``, ``known``,
-    ``hypothetical``, ``other_experiencer``, ``asserted``), ``anatomy``, ``laterality``,
+    ``hypothetical``, ``other_experiencer``, ``resolved``, ``asserted``), ``resolved`` (a
+    resolution cue or "resolved" qualifier, not denied), ``anatomy``, ``laterality``,
     ``measurements``, ``modifiers`` (``kind`` change/severity/chronicity/feature/temporal/
     multiplicity; ``modifier(kind)``), ``multiple``, ``date``, ``tags``, ``spans``.
 ``ctx.procedures: list[ProcedureMention]`` / ``ctx.order_procedures``

@@ -10,6 +10,8 @@ drops those cues before they get here (``mentions.outside_pseudo``).
 So in "No pneumothorax, but there is a small effusion" the negation stops at "but", and in
 "No pneumothorax, pleural effusion or pulmonary edema" it covers all three findings.
 When several uncertainty cues reach a mention, the nearest one decides its level.
+Resolution cues ("has resolved", "resolution of", "no longer seen") are a category of their
+own, not a denial: RI reports a resolved finding with RESOLVED rather than NONE.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from bisect import bisect_left
 from .types import Assertion, Term
 
 UNCERTAINTY = ("possible", "probable", "improbable", "cannotBeExcluded")
+_DENIALS = frozenset({"negated", "resolved"})
 
 
 def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int]) -> Assertion:
@@ -27,7 +30,7 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
     ``cues`` are the cue terms of the sentence (key ``"<category>:<direction>"``),
     ``terminators`` the sorted start offsets of terminator terms in the sentence.
     """
-    negated = historical = hypothetical = other = known = False
+    negated = historical = hypothetical = other = known = resolved = False
     uncertainty: str | None = None
     uncertainty_distance = 1 << 30
     used: list[tuple[int, int]] = []
@@ -54,6 +57,8 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
         elif category in UNCERTAINTY:
             if distance < uncertainty_distance:
                 uncertainty, uncertainty_distance = category, distance
+        elif category == "resolved":
+            resolved = True
         elif category == "historical":
             historical = True
         elif category == "known":
@@ -64,19 +69,20 @@ def assert_mention(start: int, end: int, cues: list[Term], terminators: list[int
             other = True
     return Assertion(negated=negated, uncertainty=uncertainty, historical=historical,
                      hypothetical=hypothetical, other_experiencer=other, known=known,
-                     cues=tuple(sorted(used)))
+                     resolved=resolved and not negated, cues=tuple(sorted(used)))
 
 
 def denied_between(lo: int, hi: int, cues: list[Term], terminators: list[int]) -> bool:
-    """True when a forward negation cue lies inside [lo, hi) and reaches ``hi`` (no terminator
-    between its end and ``hi``): what follows a finding and a denial is denied, not the
-    finding ("pneumothorax without mediastinal shift", "aneurysm, no evidence of rupture").
+    """True when a forward negation or resolution cue lies inside [lo, hi) and reaches ``hi``
+    (no terminator between its end and ``hi``): what follows a finding and a denial is denied,
+    not the finding ("pneumothorax without mediastinal shift", "aneurysm, no evidence of
+    rupture"); what has resolved is no sign now ("pneumothorax, with resolution of the shift").
     ``cues`` are sorted by start, pseudo-cues already removed."""
     for cue in cues:
         if cue.start < lo or cue.end > hi:
             continue
         category, direction = cue.key.split(":")
-        if category == "negated" and direction != "backward" and not _blocked(
+        if category in _DENIALS and direction != "backward" and not _blocked(
                 terminators, cue.end, hi):
             return True
     return False

@@ -115,12 +115,32 @@ _LOCATION_AFTER_FINDING = re.compile(
     rf"(?:[ \t]+{_PREPOSITION}(?:[ \t]+(?!(?:{_PREPOSITION}|{_CLAUSE_WORD})\b)[\w'/-]+)+)+[ \t]*",
     re.IGNORECASE)
 _LOCATION_MAX = 120
+# After what is no finding, a connector ends a denial only when the denied thing is a sign
+# whose absence is the finding ("no flow ... consistent with torsion"), not when the text
+# qualifies that sign ("no abnormal flow ... consistent with torsion"): context.json
+# absence_signs, sign_qualifiers. The sign is looked for in the connector's clause.
+_CONTEXT = load_json("context.json")
+_ABSENCE_SIGN = re.compile(r"\b(?:(%s)[ \t]+(?:[A-Za-z-]+[ \t]+)?)?(?:%s)\b" % (
+    "|".join(map(re.escape, _CONTEXT["sign_qualifiers"])),
+    "|".join(re.escape(w).replace(r"\ ", r"[ \t]+") for w in _CONTEXT["absence_signs"])),
+    re.IGNORECASE)
+_CLAUSE_BEFORE = re.compile(r"[^,;:.()\n]{0,%d}$" % _LOCATION_MAX)
 # A size or severity word right after a finding, with no comma or conjunction between, opens
 # the next finding of a run-on sentence whose period was dropped, which capitals hide from the
 # sentence splitter ("NO FOCAL CONSOLIDATION SMALL RIGHT PLEURAL EFFUSION"): it ends a denial.
 _RUN_ON = "run-on"
 _RUN_ON_WORD = re.compile(r"[ \t]+(small|large|moderate|mild|trace|tiny|minimal|severe)\b",
                           re.IGNORECASE)
+
+
+def _absence_is_the_sign(text: str, connector: int) -> bool:
+    """The clause before a connector names a sign whose absence is a finding ("no flow in
+    the left testis"), not qualified as abnormal ("no asymmetric flow")."""
+    clause = _CLAUSE_BEFORE.search(text, max(0, connector - _LOCATION_MAX), connector)
+    if clause is None:
+        return False
+    signs = list(_ABSENCE_SIGN.finditer(text, clause.start(), connector))
+    return bool(signs) and signs[-1].group(1) is None
 
 
 class Lexicon:
@@ -301,17 +321,16 @@ class Lexicon:
             return True
         if _OPENS_CLAUSE_ADVERB.search(text, max(0, term.start - 40), term.start):
             return True
-        if not findings:
-            return True
-        index = bisect_right([f.end for f in findings], term.start) - 1
-        if index < 0:
-            return True
-        # The finding of the same clause nearest before it: the connector qualifies it.
-        end = findings[index].end
-        if _AFTER_FINDING.fullmatch(text, end, term.start) is not None:
-            return False
-        return term.start - end > _LOCATION_MAX or \
-            _LOCATION_AFTER_FINDING.fullmatch(text, end, term.start) is None
+        index = bisect_right([f.end for f in findings], term.start) - 1 if findings else -1
+        if index >= 0:
+            # The finding of the same clause nearest before it: the connector qualifies it.
+            end = findings[index].end  # type: ignore[index]
+            if _AFTER_FINDING.fullmatch(text, end, term.start) is not None:
+                return False
+            if term.start - end <= _LOCATION_MAX and \
+                    _LOCATION_AFTER_FINDING.fullmatch(text, end, term.start) is not None:
+                return False
+        return _absence_is_the_sign(text, term.start)
 
     def finding_term(self, words: str) -> tuple[str, bool] | None:
         """(entry key, plural) when ``words`` (lower case, single spaces) is a finding term."""

@@ -42,6 +42,10 @@ _PRIOR_BEFORE = re.compile(
     r"\s*(?:measur\w+|seen\s+at|at)?\s*(?:approximately|about|roughly)?\s*\(?\s*$",
     re.IGNORECASE,
 )
+# "ranging from 4 to 6 mm", "varying in size from 2 to 5 mm": the "from" opens the range
+# itself, not an earlier size.
+_RANGE_FROM = re.compile(r"\b(?:rang\w*|var(?:y|ies|ying)|span\w*)\s+(?:in\s+size\s+)?from\s*$",
+                         re.IGNORECASE)
 _PRIOR_AFTER = re.compile(
     r"\s*\)?\s*(?:previously|(?:on|in|at)\s+(?:the\s+)?(?:prior|previous|earlier|last|comparison)\b)",
     re.IGNORECASE,
@@ -84,7 +88,8 @@ def find_measurements(text: str) -> list[Measurement]:
         value_start = match.start(first)
         lead_end = start if first == "b1" else value_start  # "previously between 5 and 7 mm"
         lead = text[max(0, lead_end - 40):lead_end]
-        prior = bool(_PRIOR_BEFORE.search(lead)) or bool(_PRIOR_AFTER.match(text, end))
+        prior = (bool(_PRIOR_BEFORE.search(lead)) and not _RANGE_FROM.search(lead)) or bool(
+            _PRIOR_AFTER.match(text, end))
         if match.group(second):
             low, high = float(match.group(first)), float(match.group(second))
             found.append(Measurement(

@@ -31,6 +31,10 @@ _GAP_ONE_WORD = re.compile(r"[\s-]*(?:[A-Za-z]+[\s-]+)?$")
 _DATED = re.compile(r"(?:dating\s+back\s+to|dated|since|from|on)\s*$", re.IGNORECASE)
 # "without tension", "non-displaced": a qualifier the text denies is no qualifier.
 _NEGATED_MODIFIER = re.compile(r"\b(?:without|no|not|non)[\s-]*$", re.IGNORECASE)
+# "to document resolution", "confirm complete resolution": a resolution still to come.
+_RESOLUTION_TO_COME = re.compile(
+    r"\b(?:document|confirm|ensure|assess|evaluate|check|verify)(?:\s+for)?(?:\s+complete)?\s*$",
+    re.IGNORECASE)
 _GOVERNS = re.compile(r"\s+of\b", re.IGNORECASE)  # "resolution of ...": about what follows
 # Qualifiers written before their noun ("new mass", "small effusion") attach forward.
 _PRENOMINAL = frozenset({"temporal", "severity", "chronicity", "feature", "multiplicity"})
@@ -127,7 +131,8 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     elided = elided_findings(text, findings, taken, lexicon.finding_term)
     if elided:
         findings = sorted([*findings, *elided], key=lambda t: t.start)
-    cues = outside_pseudo(terms.get("cue", []), terms.get("pseudo", []))
+    pseudo = terms.get("pseudo", [])
+    cues = outside_pseudo(terms.get("cue", []), pseudo)
     labels = terms.get("label")
     if labels:  # rare: structured "Label: none" lines
         cues = sorted([*cues, *labels], key=lambda t: t.start)
@@ -136,6 +141,10 @@ def build_findings(text: str, sentences: Sequence[Span], sections: Sequence[Sect
     modifiers = sorted((t for g in MODIFIER_GROUPS for t in terms.get(g, [])
                         if not _NEGATED_MODIFIER.search(text, max(0, t.start - 12), t.start)),
                        key=lambda t: t.start)
+    # "partially resolved" (a pseudo-cue), "to document resolution": no resolution.
+    modifiers = [m for m in modifiers if m.lexicon != "temporal" or m.key != "resolved"
+                 or not (_overlaps_any(m, pseudo)
+                         or _RESOLUTION_TO_COME.search(text, max(0, m.start - 30), m.start))]
     all_terminators, all_cues = _Sorted(terminators), _Sorted(cues)
     section_index = OffsetIndex.of(sections)
     # The clauses holding findings, in text order, with their findings and sentence context.
@@ -279,6 +288,10 @@ def outside_pseudo(cues: list[Term], pseudo: list[Term]) -> list[Term]:
             continue
         out.append(cue)
     return out
+
+
+def _overlaps_any(term: Term, others: list[Term]) -> bool:
+    return any(o.start < term.end and term.start < o.end for o in others)
 
 
 def _mention(text: str, term: Term, attached: dict[str, list], sentence: Span,

@@ -83,12 +83,15 @@ class Assertion:
     hypothetical: bool = False      # "if", "rule out", "evaluate for", "assess for"
     other_experiencer: bool = False  # "family history of", "mother's"
     known: bool = False             # "known", "again seen", "dating back to" (RI: KNOWN)
+    # "has resolved", "resolution of", "no longer seen": there before, gone now (RI: RESOLVED).
+    # Not a denial: RI reports the finding with RESOLVED, not NONE (ri_contract 5.6).
+    resolved: bool = False
     cues: tuple[Offsets, ...] = ()  # the trigger words that set the flags above
 
     @property
     def asserted(self) -> bool:
         """Stated as present for this patient now (may still be uncertain or historical)."""
-        return not (self.negated or self.hypothetical or self.other_experiencer)
+        return not (self.negated or self.resolved or self.hypothetical or self.other_experiencer)
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,16 @@ class FindingMention:
 
     def modifiers_of(self, kind: str) -> tuple[Modifier, ...]:
         return tuple(m for m in self.modifiers if m.kind == kind)
+
+    @property
+    def resolved(self) -> bool:
+        """Gone since an earlier study: a resolution cue reaches it ("the effusion has
+        resolved") or "resolved" qualifies it ("resolved right pneumothorax"); never when
+        it is denied."""
+        if self.assertion.negated:
+            return False
+        return self.assertion.resolved or any(
+            m.kind == "temporal" and m.key == "resolved" for m in self.modifiers)
 
     @property
     def spans(self) -> tuple[Offsets, ...]:

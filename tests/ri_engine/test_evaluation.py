@@ -45,6 +45,16 @@ def test_finding_sizes_join_the_key_only_when_the_case_asks(tmp_path: Path) -> N
     assert evaluate([path], engine()).errors == []
 
 
+def test_a_resolved_finding_is_keyed_resolved_and_is_no_negation(tmp_path: Path) -> None:
+    path = write(tmp_path, {
+        "id": "r", "text": "FINDINGS: The left pleural effusion has resolved. No pneumothorax.",
+        "expect": {"finding": ["60046008|resolved", "36118008|absent"]}})
+    report = evaluate([path], engine())
+    scores = report.to_json()["kinds"]
+    assert report.errors == []
+    assert (scores["negation"]["tp"], scores["negation"]["fp"], scores["negation"]["fn"]) == (1, 0, 0)
+
+
 def test_procedure_and_communication_keys(tmp_path: Path) -> None:
     path = write(tmp_path, {
         "id": "c", "text": "EXAM: CT abdomen and pelvis.\nFINDINGS: Normal.\n"

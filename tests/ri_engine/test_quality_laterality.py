@@ -35,8 +35,9 @@ def test_text_side_opposite_to_the_order_fires(text: str, procedure: dict[str, s
 
 
 @pytest.mark.parametrize(("text", "procedure"), [
-    ("Exam: US LT BREAST TARGETED\n\nFindings: 4 mm cyst at 6:00.", LEFT_BREAST),
-    ("EXAM: XR RIGHT WRIST\n\nFINDINGS: No fracture.", order("XR WRIST RT", "73110")),
+    ("Exam: US LT BREAST TARGETED\n\nFindings: 4 mm cyst in the left breast at 6:00.", LEFT_BREAST),
+    ("EXAM: XR RIGHT WRIST\n\nFINDINGS: No fracture of the right distal radius.",
+     order("XR WRIST RT", "73110")),
     ("FINDINGS: Right breast: no mass. Left breast: cyst.", order("MG SCREENING BILATERAL", "77067")),
     ("FINDINGS: Both knees show narrowing, right worse than left.", order("XR KNEES BILATERAL", "73565")),
     ("HISTORY: Prior right mastectomy.\n\nFINDINGS: The left breast is dense.", order("US BREAST LEFT", "76641")),
