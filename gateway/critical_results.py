@@ -216,9 +216,14 @@ def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
         reports = StoredReports(audit, read)
         cancelled = cancelled_orders(audit, min(e["received_at"] for e in found.values()),
                                      reports, window.until)
+        accessions = cancelled.keys()
         for head, later in versions.items():
             last = later[-1]
             orders = found[last]["orders"]
+            # Read (mapped whole) only when each of its orders has a cancellation: a
+            # report stands while one of them does, and nearly every report has none.
+            if not orders or not accessions.issuperset(orders.values()):
+                continue
             # A report filed under several orders stands while one of them does.
             firsts = [min((other for other in cancelled.find(
                                accession, reports.of(last).get(obr_index, UNKNOWN).patient)
