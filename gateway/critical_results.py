@@ -291,9 +291,11 @@ def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadP
                     for first in first_of.find(accession, (identity,))),
                    key=order.__getitem__, default=message_id)
         versions.setdefault(head, []).append(message_id)
+        # Every identity is filed, also one that found its head: the match is not
+        # transitive, and a later version may match only this one (GENHOSP, then
+        # GENHOSP&1.2.3&ISO, then &1.2.3&ISO).
         for accession, identity in keys:
-            if not first_of.find(accession, (identity,)):
-                first_of.add(accession, identity, head)
+            first_of.add(accession, identity, head)
     return versions
 
 

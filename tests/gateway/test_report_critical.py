@@ -164,3 +164,21 @@ def test_only_the_reports_whose_order_was_cancelled_are_mapped_again(tmp_path):
         ("P0", "cancelled", "P0X"), ("P1", None, None), ("P2", None, None),
         ("P3", None, None), ("P4", None, None)]
     assert sorted(mapped) == ["P0", "P0X"]  # the cancellation, and the report it cancels
+
+
+def test_versions_linked_through_a_version_that_names_the_authority_both_ways_are_one_report(
+        tmp_path):
+    # T1 names the hospital by namespace, T2 by namespace and OID, T3 by OID alone (as a
+    # PIX-fed interface does): T2 is a version of T1 and T3 of T2, though T1 and T3 share
+    # nothing to compare. T2 was not filed under its own authority, so T3 was a second
+    # report with a second critical result to chase.
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    for control_id, pid3, date in (("T1", "123^^^GENHOSP^MR", "20240110"),
+                                   ("T2", "123^^^GENHOSP&1.2.3&ISO^MR", "20240111"),
+                                   ("T3", "123^^^&1.2.3&ISO^MR", "20240112")):
+        log.add_message(control_id, date, oru(control_id, "123", "ACC-T", CT_CHEST, date,
+                                              PNEUMOTHORAX).replace("|123^^^HOSP^MR|",
+                                                                    f"|{pid3}|"))
+    log.audit.close()
+    rows = critical(log.path)
+    assert {c: r["versions"] for c, r in rows.items()} == {"T1": ["T1", "T2", "T3"]}
