@@ -216,9 +216,14 @@ def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
         reports = StoredReports(audit, read)
         cancelled = cancelled_orders(audit, min(e["received_at"] for e in found.values()),
                                      reports, window.until)
+        accessions = cancelled.keys()
         for head, later in versions.items():
             last = later[-1]
             orders = found[last]["orders"]
+            # Read (mapped whole) only when each of its orders has a cancellation: a
+            # report stands while one of them does, and nearly every report has none.
+            if not orders or not accessions.issuperset(orders.values()):
+                continue
             # A report filed under several orders stands while one of them does.
             firsts = [min((other for other in cancelled.find(
                                accession, reports.of(last).get(obr_index, UNKNOWN).patient)
@@ -286,9 +291,11 @@ def _versions(audit: AuditLog, found: dict[int, dict[str, Any]], patients: ReadP
                     for first in first_of.find(accession, (identity,))),
                    key=order.__getitem__, default=message_id)
         versions.setdefault(head, []).append(message_id)
+        # Every identity is filed, also one that found its head: the match is not
+        # transitive, and a later version may match only this one (GENHOSP, then
+        # GENHOSP&1.2.3&ISO, then &1.2.3&ISO).
         for accession, identity in keys:
-            if not first_of.find(accession, (identity,)):
-                first_of.add(accession, identity, head)
+            first_of.add(accession, identity, head)
     return versions
 
 

@@ -56,6 +56,10 @@ class ByIdentity(Generic[T]):
     def add(self, key: Any, identity: tuple[str, Authority], value: T) -> None:
         self._filed.setdefault((key, identity[0]), []).append((identity[1], value))
 
+    def keys(self) -> set[Any]:
+        """Every key something is filed under."""
+        return {key for key, _ in self._filed}
+
     def find(self, key: Any, patient: Iterable[tuple[str, Authority]]) -> list[T]:
         """The values filed under ``key`` and an identity of ``patient``, in filing order
         for each identity (a value filed under two of them comes twice)."""

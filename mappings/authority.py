@@ -22,6 +22,7 @@ other), so identities are compared with :func:`same_identity`, never used alone 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 __all__ = ["Authority", "UNKNOWN_AUTHORITY", "authority_of", "identifier_authority",
@@ -39,10 +40,13 @@ class Authority(NamedTuple):
 UNKNOWN_AUTHORITY = Authority("", "", "")
 
 
-def authority_of(hd: str, separator: str) -> Authority:
+def authority_of(hd: str, separator: str,
+                 unescape: Callable[[str], str] | None = None) -> Authority:
     """The HD ``hd`` whose parts are split by ``separator`` (the subcomponent separator
-    in CX-4, the component separator in MSH-4)."""
-    parts = [part.strip() for part in hd.split(separator)[:3]] + ["", ""]
+    in CX-4, the component separator in MSH-4).  ``unescape``: each part is read from the
+    HL7 text as sent, after the split (an escaped ``&`` is part of a name, not a separator)."""
+    parts = [(unescape(part) if unescape else part).strip()
+             for part in hd.split(separator)[:3]] + ["", ""]
     return Authority(parts[0], parts[1], parts[2].upper() if parts[1] else "")
 
 

@@ -62,6 +62,7 @@ from .decoding import charset_codec
 from .datatypes import (
     Coded, Person, cnn, coded, component, components, hl7_date, hl7_datetime, is_hl7_datetime, repetitions, xcn,
 )
+from .datatypes import text as field_text
 from .errors import ContentError, UnsupportedMessage
 from .header import Delimiters, MessageHeader, read_header
 from .procedures import ProcedureInfo, describe_procedure
@@ -193,14 +194,13 @@ def patient_identities(text: str, config: MappingConfig | None = None
     config = config or MappingConfig()
     header = _oru_header(text)
     d = header.delimiters
-    facility = authority_of(header.sending_facility, d.component or "^")
+    facility = _sending_facility(header.sending_facility, d)
     found = {}
     for index, group in enumerate(_groups_to_check(text, header), start=1):
         if group.pid is None:
             continue
         identities = frozenset(
-            (ident, identifier_authority(authority_of(component(rep, 4, d),
-                                                      d.subcomponent or "&"), facility))
+            (ident, identifier_authority(_assigning_authority(rep, d), facility))
             for rep, ident in _pid3_identifiers(group.pid, d, config))
         if not identities:
             try:
@@ -331,7 +331,25 @@ def _pid3_identifiers(pid: Segment, d: Delimiters, config: MappingConfig) -> Ite
 
 def _authority(rep: str, d: Delimiters) -> str:
     """The assigning authority's namespace id (PID-3.4.1) of a PID-3 repetition."""
-    return component(rep, 4, d).split(d.subcomponent or "&")[0]
+    return _assigning_authority(rep, d).namespace
+
+
+def _assigning_authority(rep: str, d: Delimiters) -> Authority:
+    """PID-3.4 of a PID-3 repetition, split into its subcomponents before it is unescaped:
+    ``BARNES\\T\\JEWISH`` is one name, not a namespace and a universal id."""
+    comps = rep.split(d.component) if d.component else [rep]
+    return authority_of(comps[3] if len(comps) > 3 else "", d.subcomponent or "&",
+                        lambda part: field_text(part, d))
+
+
+def _sending_facility(msh4: str, d: Delimiters) -> Authority:
+    """MSH-4 as an HD (its parts are components), unescaped part by part.  Some senders
+    write it as CX-4 is written (``GENHOSP&1.2.3&ISO``): read that way when it has no
+    component, or a bare identifier of that hospital would match none of its own."""
+    separator = d.component or "^"
+    if separator not in msh4 and d.subcomponent and d.subcomponent in msh4:
+        separator = d.subcomponent
+    return authority_of(msh4, separator, lambda part: field_text(part, d))
 
 
 def _id_rank(rep: str, d: Delimiters, config: MappingConfig) -> int:

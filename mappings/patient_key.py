@@ -45,7 +45,10 @@ def patient_keys(text: str) -> tuple[str, ...]:
         for number in (3, 2, 4):  # PID-3; PID-2 or PID-4 name the patient without one
             found = [rep.split(cs, 1)[0].strip()
                      for rep in (fields[number] if len(fields) > number else "").split(rs)]
-            keys.update((ident, None) for ident in found if ident)
+            # HL7's explicit null ("") is no identifier, as the mapping reads it: PID-2
+            # or PID-4 name the patient then, and a "" shared by strangers is no key.
+            found = [ident for ident in found if ident and ident != '""']
+            keys.update((ident, None) for ident in found)
             if any(found):
                 break
         start = text.find("\rPID" + fs, start + 1)

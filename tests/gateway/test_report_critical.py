@@ -128,3 +128,57 @@ def test_an_escalated_copy_is_the_same_alert(tmp_path):
     (report,) = critical(log.path).values()
     assert (report["status"], report["alerts"], report["delivered"], report["dead_lettered"]
             ) == ("alerted", 1, 1, 0)
+
+
+def test_only_the_reports_whose_order_was_cancelled_are_mapped_again(tmp_path):
+    """Whether a critical report's order was cancelled was asked of every report, each
+    stored message read and mapped whole, one query at a time (a year of critical results
+    is thousands of them), though only those under the accession of a cancellation can be."""
+    from gateway.audit import AuditLog
+    from gateway.critical_results import critical_results
+    from gateway.report_versions import StoredReport
+    from gateway.reports import Window
+    from mappings.inbound import map_oru, patient_identities
+
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    for n in range(5):
+        mid = log.add(f"P{n}", f"MRN{n}", f"ACC{n}", CT_CHEST, f"2024011{n}", PNEUMOTHORAX)
+        log.audit.run(status_op(mid, "analysed", reports=1))  # as the gateway records it
+    cancelled(log, "P0X", "MRN0", "ACC0", "20240120")
+    log.audit.close()
+    mapped: list[str] = []
+
+    def read(raw: bytes, charset: str | None) -> dict[int, StoredReport]:
+        text = raw.decode(charset or "ascii")
+        mapped.append(text.split("|", 10)[9])  # MSH-10
+        identities = patient_identities(text)
+        return {r.obr_index: StoredReport(identities.get(r.obr_index, frozenset()),
+                                          r.accession, None, cancelled=r.result_status == "X")
+                for r in map_oru(text)}
+
+    audit = AuditLog(log.path, readonly=True)
+    found = critical_results(audit, Window(), read=read, patients=lambda raw, charset:
+                             patient_identities(raw.decode(charset or "ascii")))
+    audit.close()
+    assert [(r.control_id, r.withdrawn, r.withdrawn_by) for r in found] == [
+        ("P0", "cancelled", "P0X"), ("P1", None, None), ("P2", None, None),
+        ("P3", None, None), ("P4", None, None)]
+    assert sorted(mapped) == ["P0", "P0X"]  # the cancellation, and the report it cancels
+
+
+def test_versions_linked_through_a_version_that_names_the_authority_both_ways_are_one_report(
+        tmp_path):
+    # T1 names the hospital by namespace, T2 by namespace and OID, T3 by OID alone (as a
+    # PIX-fed interface does): T2 is a version of T1 and T3 of T2, though T1 and T3 share
+    # nothing to compare. T2 was not filed under its own authority, so T3 was a second
+    # report with a second critical result to chase.
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    for control_id, pid3, date in (("T1", "123^^^GENHOSP^MR", "20240110"),
+                                   ("T2", "123^^^GENHOSP&1.2.3&ISO^MR", "20240111"),
+                                   ("T3", "123^^^&1.2.3&ISO^MR", "20240112")):
+        log.add_message(control_id, date, oru(control_id, "123", "ACC-T", CT_CHEST, date,
+                                              PNEUMOTHORAX).replace("|123^^^HOSP^MR|",
+                                                                    f"|{pid3}|"))
+    log.audit.close()
+    rows = critical(log.path)
+    assert {c: r["versions"] for c, r in rows.items()} == {"T1": ["T1", "T2", "T3"]}

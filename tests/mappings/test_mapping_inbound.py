@@ -111,6 +111,37 @@ def test_patient_identities_are_every_identifier_with_its_authority(
     assert patient_identities(no_facility) == {1: {("X1", _hd(""))}}
 
 
+def test_an_ampersand_in_an_authority_name_is_part_of_the_name_not_a_separator() -> None:
+    # "BARNES&JEWISH" is sent escaped (\\T\\): it was split into a namespace and a
+    # universal id, and so no longer matched the same hospital named by its OID alone,
+    # nor MSH-4 (which was not unescaped at all) for an identifier sent without one.
+    from mappings.authority import same_identity
+
+    def identities(pid3: str, facility: str = "GENERAL HOSPITAL") -> set:
+        text = oru(pid={3: pid3}).replace("|GENERAL HOSPITAL|", f"|{facility}|", 1)
+        return set(patient_identities(text)[1])
+
+    named = identities("X1^^^BARNES\\T\\JEWISH&1.2.3&ISO^MR")
+    assert named == {("X1", _hd("BARNES&JEWISH", "1.2.3", "ISO"))}
+    by_oid = identities("X1^^^&1.2.3&ISO^MR")
+    bare = identities("X1", facility="BARNES\\T\\JEWISH")
+    assert bare == {("X1", _hd("BARNES&JEWISH"))}
+    for one_way, other_way in ((named, by_oid), (named, bare)):
+        assert same_identity(next(iter(one_way)), next(iter(other_way)))
+    # An identifier choice by authority reads the name the same way.
+    config = MappingConfig(patient_id_authority="BARNES&JEWISH")
+    text = oru(pid={3: "X1^^^EAST^MR~X2^^^BARNES\\T\\JEWISH^MR"})
+    assert patient(one(text, config)).id == "X2"
+    assert set(patient_identities(text, config)[1]) == {("X2", _hd("BARNES&JEWISH"))}
+
+
+def test_an_msh4_written_with_subcomponents_is_read_as_its_hd() -> None:
+    # Some senders write MSH-4 as CX-4 is written (GENHOSP&1.2.3&ISO): read as one name,
+    # the same hospital's identifiers sent without an authority matched nothing.
+    text = oru(pid={3: "X1"}).replace("|GENERAL HOSPITAL|", "|GENHOSP&1.2.3&ISO|", 1)
+    assert patient_identities(text) == {1: {("X1", _hd("GENHOSP", "1.2.3", "ISO"))}}
+
+
 def test_an_indented_order_group_is_its_own_report() -> None:
     from mappings.decoding import decode_message
     from mappings.inbound import check_oru

@@ -37,3 +37,12 @@ def test_no_patient_identifier_or_no_message_names_no_patient():
     assert patient_keys("MSH|^~\\&|RIS|HOSP\rPID|1||\rOBR|1\r") == ()
     assert patient_keys("MSH|^~\\&|RIS|HOSP\rOBR|1\r") == ()
     assert patient_keys("") == () and patient_keys("not hl7") == ()
+
+
+def test_an_explicit_null_pid3_names_the_patient_by_pid2_as_an_empty_one_does():
+    # PID-3 sent as "" (HL7's explicit null) has no identifier: the report keyed by "" and
+    # its correction keyed by PID-2 were two patients, and the correction could overtake it.
+    empty = patient_keys('MSH|^~\\&|RIS|HOSP\rPID|1|EXT7|\rOBR|1\r')
+    null = patient_keys('MSH|^~\\&|RIS|HOSP\rPID|1|EXT7|""\rOBR|1\r')
+    assert null == empty == ("EXT7",)
+    assert patient_keys('MSH|^~\\&|RIS|HOSP\rPID|1||M1~""\rOBR|1\r') == ("M1",)
