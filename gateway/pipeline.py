@@ -378,6 +378,11 @@ class AnalysisPipeline:
         self._expected: set[int] = set()
         self._keys_pending = False
         self._unkeyed: dict[int, AcceptedMessage] = {}
+        # Hands a stored message the resume has not reached yet to the pipeline now, out of
+        # turn (gateway.feed.Resume.take_up; set by build_gateway): a live report waits for
+        # the stored reports of its patient, which otherwise waited for their turn in the
+        # whole backlog (hours after a long outage, a STAT report included).
+        self.take_up: Callable[[int], None] | None = None
 
     @property
     def analysing(self) -> list[str]:
@@ -418,9 +423,22 @@ class AnalysisPipeline:
         if arrival and not message.replay:
             self._last_arrival = now
         self._queue_per_patient(message)
+        if arrival and not message.replay:
+            self._pull_forward(message.message_id)
         self._backlog.append((message, done, now))
         self._schedule()
         return done
+
+    def _pull_forward(self, message_id: int) -> None:
+        """Have the stored reports not submitted yet that ``message_id`` waits for (those
+        before it in its patients' queues, :meth:`expect`) taken up now."""
+        if self.take_up is None:
+            return
+        waited_for = [other for key in self._keys.get(message_id, ())
+                      for other in self._per_patient.get(key, ())
+                      if other != message_id and other in self._expected]
+        for other in sorted(set(waited_for)):  # oldest first, as they were stored
+            self.take_up(other)
 
     def _schedule(self, delay: float = 0.0) -> None:
         if self.reactor is None:
@@ -475,6 +493,8 @@ class AnalysisPipeline:
         unkeyed, self._unkeyed = self._unkeyed, {}
         for message in unkeyed.values():
             self._queue_per_patient(message)
+        for message_id in unkeyed:
+            self._pull_forward(message_id)
         for message_id in unkeyed:
             self._backlog.unpark(message_id)
         if unkeyed:

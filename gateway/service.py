@@ -267,6 +267,7 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                     keys_of=stored_patient_keys(settings.mllp.default_charset))
     resume.setServiceParent(top)
     receiver.take_up = resume.take_up
+    pipeline.take_up = resume.take_up
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
                  metrics=metrics, room=room).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.

@@ -216,6 +216,22 @@ def test_a_live_report_waits_for_a_stored_report_of_its_patient_not_taken_up_yet
     assert audit.pending_analysis() == []
 
 
+def test_the_stored_report_a_live_report_waits_for_is_taken_up_out_of_turn(tmp_path):
+    # The live correction waited for its patient's stored report, and that one for its turn
+    # in the whole backlog: after a long outage, hours for a STAT report.
+    clock = Clock()
+    stored = [(f"B{i}", f"OTHER{i}") for i in range(30)] + [("REPORT", "MRN1")]
+    audit, analyzer, pipeline, resume = resume_with_patients(tmp_path, stored, clock)
+    pipeline.take_up = resume.take_up  # as build_gateway wires it
+    clock.advance(0)
+    pipeline.submit(live_report(audit, "CORRECTION", "MRN1"))
+    release_all(analyzer, clock)
+    order = analyzer.order
+    assert order.index("REPORT") < order.index("CORRECTION") < order.index("B29")
+    assert sorted(order) == sorted([c for c, _ in stored] + ["CORRECTION"])  # each once
+    assert audit.pending_analysis() == []
+
+
 def test_the_stored_backlogs_patients_are_read_a_chunk_per_reactor_turn(tmp_path):
     # Thousands of stored reports read at once would hold the listener up; a live report
     # submitted meanwhile waits until all are read, then goes in its place.
