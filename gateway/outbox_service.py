@@ -44,9 +44,10 @@ from .delivery import DeliveryService, warn_unrouted
 from .escalation import Escalation
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
-from .repeat_alerts import patient_digests, unsent_repeats
-from .routing import (
-    ALERTS, PlannedMessage, Router, first_component, outbound_config, wants_application_ack,
+from .repeat_alerts import patient_digests, unsent_repeats, withdrawals_op
+from .routing import (  # _inferences: the inferences of a result, as the router reads them
+    ALERTS, PlannedMessage, Router, _inferences, first_component, outbound_config,
+    wants_application_ack,
 )
 
 _log = structlog.get_logger("ri_gateway.outbox")
@@ -108,13 +109,18 @@ class OutboundHook:
                     "outbound_failed", message.control_id, message.message_id,
                     obr_index=getattr(outcome.report, "obr_index", None),
                     error=type(exc).__name__))
+        # What this version states under each accession: a result an earlier version paged
+        # and this one no longer states is withdrawn from that page (gateway.repeat_alerts).
+        analysed = [(outcome.report.accession, _inferences(outcome.result)) for outcome in outcomes
+                    if outcome.result is not None and getattr(outcome.report, "accession", None)]
+        withdrawals = [withdrawals_op(analysed, message.message_id)] if analysed else []
         if getattr(message, "deliver", "all") == "results":
             planned = [p for p in planned if p.purpose != ALERTS]  # a replay that pages no one
         app_ack = self._application_ack(message, outcomes, now)
         if app_ack is not None:
             planned.append(app_ack)
         if not planned:
-            return failures
+            return [*failures, *withdrawals]
         destinations = {p.destination for p in planned}
 
         def op(conn: Any) -> list[int]:
@@ -127,7 +133,7 @@ class OutboundHook:
                 self._written |= destinations
             return ids
 
-        return [*failures, op]
+        return [*failures, *withdrawals, op]
 
     def _with_patient(self, message: Any, report: Any, p: PlannedMessage,
                       identities: dict[str, Any]) -> PlannedMessage:

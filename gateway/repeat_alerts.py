@@ -15,12 +15,20 @@ queued when the alerts already queued for other messages
   (an alert that was dead-lettered, copies and all, reached nobody and does not count),
 
 page between them everything it pages (``gateway.alerts.paged_keys``: a critical result
-by its description).  A version that adds a critical result is paged, with everything it
+by its description), less what a later version withdrew (below).  A version that adds a critical result is paged, with everything it
 alerts on.  A message's own earlier alerts never count: ``replay --deliver all`` asks to
 page again.  The alert not sent is an ``alert_suppressed`` event of its message
 (``destination``, ``route``, ``reason`` ``already_alerted``, ``results``: how many things
 it would have paged, ``alerted_by``: the control ids of the messages whose alerts paged
 them), which ``audit show`` prints; it holds no patient data.
+
+A result is **withdrawn** from the earlier alerts under an accession by a later message
+analysed under it that does not state it (a correction that found no pneumothorax after
+all: :func:`withdrawals_op`, recorded in each alert's ``pages`` JSON as ``withdrawn``).  A
+version that states it again pages it again: the page before no longer stood for what the
+study says, and whoever was told that it was withdrawn must hear it is back.  Any later
+message under the accession counts, whatever its patient: a withdrawal wrongly taken costs
+one page more, one missed costs a page.
 
 :func:`unsent_repeats` runs in the transaction that queues the alerts (the outbox hook's
 operation), so two versions committed together see each other.
@@ -36,10 +44,11 @@ from typing import Any
 
 import structlog
 
-from .audit import event_op, has_table
+from .alerts import paged_keys
+from .audit import Op, event_op, has_table
 from .routing import ALERTS, PlannedMessage
 
-__all__ = ["patient_digests", "unsent_repeats"]
+__all__ = ["patient_digests", "unsent_repeats", "withdrawals_op"]
 
 _log = structlog.get_logger("ri_gateway.outbox")
 
@@ -96,11 +105,50 @@ def _already_paged(conn: sqlite3.Connection, p: PlannedMessage, message_id: int 
         record = _pages(text)
         if not set(record.get("patients", ())) & set(p.patients):
             continue  # another patient's study under the same accession number
-        mine = wanted & set(record.get("pages", ()))
+        mine = wanted & (set(record.get("pages", ())) - set(record.get("withdrawn", ())))
         if mine:
             paged |= mine
             earlier.append((int(outbox_id), source))
     return earlier if paged >= wanted else None
+
+
+# The alerts of earlier messages under an accession (outbox_accession index), any destination.
+_UNDER_ACCESSION = (
+    "SELECT id, pages FROM outbox WHERE accession = ? AND purpose = 'alerts' "
+    "AND escalated_from IS NULL AND pages IS NOT NULL AND message_id < ?")
+
+
+def withdrawals_op(analysed: Sequence[tuple[str, Any]], message_id: int) -> Op[int]:
+    """Record, on the alerts of earlier messages under each accession of ``analysed``
+    (``(accession, inferences)`` per analysed OBR group of message ``message_id``), the
+    results that this version no longer states; returns how many alerts changed."""
+    def op(conn: sqlite3.Connection) -> int:
+        if not analysed or not has_table(conn, "outbox"):
+            return 0
+        changed = 0
+        for accession in dict.fromkeys(accession for accession, _ in analysed):
+            rows = conn.execute(_UNDER_ACCESSION, (accession, message_id)).fetchall()
+            if not rows:
+                continue  # the usual case: nothing paged under it, nothing to compare
+            try:
+                keys = set().union(*(paged_keys(infs) for a, infs in analysed if a == accession))
+            except Exception as exc:  # noqa: BLE001 - the analysis must still be recorded
+                _log.error("outbox.withdrawals_not_read", message_id=message_id,
+                           error=type(exc).__name__)
+                continue
+            for outbox_id, text in rows:
+                record = _pages(text)
+                withdrawn = set(record.get("withdrawn", ()))
+                gone = set(record.get("pages", ())) - keys - withdrawn
+                if not gone:
+                    continue
+                record["withdrawn"] = sorted(withdrawn | gone)
+                conn.execute("UPDATE outbox SET pages = ? WHERE id = ?",
+                             (json.dumps(record), outbox_id))
+                changed += 1
+        return changed
+
+    return op
 
 
 def _pages(text: str | None) -> dict[str, Any]:

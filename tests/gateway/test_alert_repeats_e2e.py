@@ -100,3 +100,30 @@ def test_a_version_pages_again_when_the_earlier_page_never_reached_anyone(rig): 
         assert sent.returncode == 0, sent.stdout + sent.stderr
     wait_for("both analysed", lambda: {"DEAD0003", "DEAD0004"} <= events(rig.db, "analysed"))
     assert [len(alerts_enqueued(rig, c)) for c in ("DEAD0003", "DEAD0004")] == [1, 0]
+
+
+def test_a_result_withdrawn_by_a_correction_and_restated_later_pages_again(rig):  # noqa: F811
+    # v1 pages the pneumothorax; v2 corrects it away (no critical result: `report critical`
+    # says withdrawn, and a clinician may have been told it no longer stands); v3 states it
+    # again. v1's page is no longer what the study says, so v3 pages; v4, the same as v3,
+    # does not.
+    from test_report_critical_e2e import NORMAL
+
+    ok, mllp = free_port(), free_port()
+    rig.sink("ok", ok)
+    rig.serve(BASE + pager("ok", ok) + route("to-ok", "ok", "RIS"), mllp)
+    messages = [
+        oru("BACK0001", "RIS", "ACC81", CRITICAL),
+        corrected(oru("BACK0002", "RIS", "ACC81", NORMAL), "ACC81"),
+        corrected(oru("BACK0003", "RIS", "ACC81", CRITICAL), "ACC81"),
+        corrected(oru("BACK0004", "RIS", "ACC81", CRITICAL), "ACC81"),
+    ]
+    sent = rig.send(mllp, "versions", "".join(messages))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    controls = [f"BACK000{n}" for n in range(1, 5)]
+    wait_for("every report analysed", lambda: set(controls) <= events(rig.db, "analysed"))
+    assert {c: len(alerts_enqueued(rig, c)) for c in controls} == {
+        "BACK0001": 1, "BACK0002": 0, "BACK0003": 1, "BACK0004": 0}
+    (event,) = rig.events("BACK0004", "alert_suppressed")
+    assert event["alerted_by"] == ["BACK0003"], event
+    wait_for("two pages", lambda: len(rig.received("ok")) == 2)
