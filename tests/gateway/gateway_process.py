@@ -104,6 +104,12 @@ class GatewayProcess:
         self.port = json.loads(line)["port"]
         return self
 
+    def http_port(self) -> int:
+        """The REST listener's port (started with ``RI_GATEWAY_HTTP_ENABLED=true`` and an
+        endpoint on port 0), from its ``listening`` line."""
+        line = self.output.wait_for(json_event("listening", service="http"))
+        return json.loads(line)["port"]
+
     def kill(self) -> None:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)

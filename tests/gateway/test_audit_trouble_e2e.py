@@ -93,8 +93,7 @@ def test_health_fails_while_messages_cannot_be_stored(tmp_path):
     gateway = GatewayProcess(tmp_path / "audit.sqlite3", RI_GATEWAY_HTTP_ENABLED="true",
                              RI_GATEWAY_HTTP_ENDPOINT="tcp:0:interface=127.0.0.1").start()
     try:
-        line = gateway.output.wait_for(json_event("listening", service="http"))
-        http_port = json.loads(line)["port"]
+        http_port = gateway.http_port()
         gateway.output.wait_for(json_event("analysis.ready"))
         assert _health(http_port)[0] == 200
         admin = sqlite3.connect(gateway.db, isolation_level=None)

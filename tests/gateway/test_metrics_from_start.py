@@ -3,20 +3,18 @@ on are there at 0, so that the first event they count is an increase."""
 
 from __future__ import annotations
 
-import json
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_process import WAIT, GatewayProcess, json_event
+from gateway_process import WAIT, GatewayProcess
 
 
 def test_counters_an_alert_rule_watches_are_exported_at_zero_from_the_start(tmp_path):
     gateway = GatewayProcess(tmp_path / "audit.sqlite3", RI_GATEWAY_HTTP_ENABLED="true",
                              RI_GATEWAY_HTTP_ENDPOINT="tcp:0:interface=127.0.0.1").start()
     try:
-        line = gateway.output.wait_for(json_event("listening", service="http"))
-        port = json.loads(line)["port"]
+        port = gateway.http_port()
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=WAIT) as reply:
             text = reply.read().decode()
     finally:
