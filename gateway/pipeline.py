@@ -376,6 +376,10 @@ class AnalysisPipeline:
         # that backlog are still being read (keys_pending), the messages submitted
         # meanwhile, in order: they take their places once it is read.
         self._expected: set[int] = set()
+        # The same by patient: a live report looks up its own patients' stored reports
+        # (_pull_forward) instead of walking its patients' whole queues, which is quadratic
+        # when one patient's reports pile up (a long backlog, or a feed of one test patient).
+        self._expected_by_key: dict[str, set[int]] = {}
         self._keys_pending = False
         self._unkeyed: dict[int, AcceptedMessage] = {}
         # Hands a stored message the resume has not reached yet to the pipeline now, out of
@@ -434,10 +438,13 @@ class AnalysisPipeline:
         before it in its patients' queues, :meth:`expect`) taken up now."""
         if self.take_up is None:
             return
-        waited_for = [other for key in self._keys.get(message_id, ())
-                      for other in self._per_patient.get(key, ())
-                      if other != message_id and other in self._expected]
-        for other in sorted(set(waited_for)):  # oldest first, as they were stored
+        if not self._expected:
+            return
+        waited_for: set[int] = set()
+        for key in self._keys.get(message_id, ()):
+            waited_for.update(self._expected_by_key.get(key, ()))
+        waited_for.discard(message_id)
+        for other in sorted(waited_for):  # oldest first, as they were stored
             self.take_up(other)
 
     def _schedule(self, delay: float = 0.0) -> None:
@@ -485,6 +492,8 @@ class AnalysisPipeline:
         if message_id not in self._keys:
             self._expected.add(message_id)
             self._key(message_id, tuple(keys))
+            for key in self._keys[message_id]:
+                self._expected_by_key.setdefault(key, set()).add(message_id)
 
     def keys_known(self) -> None:
         """The stored messages' patients are read: those submitted meanwhile take their
@@ -504,7 +513,7 @@ class AnalysisPipeline:
         """A stored message :meth:`expect` kept a place for will not be submitted (it no
         longer reads, or the feed gave it up): the next report of its patients may start."""
         if message_id in self._expected:
-            self._expected.discard(message_id)
+            self._not_expected(message_id)
             self._release(message_id)
             if self._backlog:
                 self._schedule()
@@ -518,7 +527,7 @@ class AnalysisPipeline:
 
     def _queue_per_patient(self, message: AcceptedMessage) -> None:
         mid = message.message_id
-        self._expected.discard(mid)
+        self._not_expected(mid)
         if mid in self._keys:
             # Submitted again (tried alone after its worker died), or expected: keeps its place.
             return
@@ -526,6 +535,17 @@ class AnalysisPipeline:
             self._unkeyed[mid] = message
             return
         self._key(mid, patient_keys(message.text) if message.is_report else ())
+
+    def _not_expected(self, message_id: int) -> None:
+        if message_id not in self._expected:
+            return
+        self._expected.discard(message_id)
+        for key in self._keys.get(message_id, ()):
+            waiting = self._expected_by_key.get(key)
+            if waiting is not None:
+                waiting.discard(message_id)
+                if not waiting:
+                    del self._expected_by_key[key]
 
     def _key(self, message_id: int, keys: tuple[str, ...]) -> None:
         """Queue ``message_id`` last in each of its patients' queues."""
