@@ -185,6 +185,9 @@ class AnalysisSettings:
     # at most max_wait seconds per message (gateway.pipeline); 0 disables either.
     quiet_period: float = field(default=0.05, metadata=check(_not_negative))
     max_wait: float = field(default=5.0, metadata=check(_not_negative))
+    # Reports held in memory waiting for analysis; beyond them routine reports wait in the
+    # database only (gateway.overflow), about 8 KB of memory each otherwise; 0: no bound.
+    max_backlog: int = field(default=10000, metadata=check(_not_negative))
     # Seconds an analysis may take from its submission to the pool before it is given up
     # (the message recorded failed; process workers killed and replaced); 0: no limit.
     # Reports take milliseconds; the margin covers a worker's start after a restart.

@@ -68,7 +68,8 @@ class StoredFeed(Service):
 
     status: str  # messages.status of the messages this feed takes up
     stage: str  # "resume", "replay": the failed stage of an unreadable one, and the log name
-    event: str  # the audit event recorded as each one is taken up
+    # The audit event recorded as each one is taken up (None: none, gateway.overflow).
+    event: str | None
 
     def __init__(self, audit: AuditLog, committer: Any, pipeline: Any, reread: Reread, *,
                  clock: Any = None, log: Any = None, batch: int | None = None,
@@ -192,7 +193,9 @@ class StoredFeed(Service):
             # Recorded failed, with nothing to send: its patient's next report need not wait.
             self.pipeline.unexpected(stored.id)
         else:
-            self.committer.submit(event_op(self.event, stored.control_id, stored.id, **fields))
+            if self.event is not None:
+                self.committer.submit(event_op(self.event, stored.control_id, stored.id,
+                                               **fields))
             # Not an arrival: the quiet period waits out senders, not the gateway's own work.
             message = self._message(stored, read, fields)
             d = self.pipeline.submit(message, arrival=False)

@@ -65,6 +65,9 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "ri_gateway_content_errors_total": (
         COUNTER, "Messages ACKed before mapping whose content then failed to map."),
     "ri_gateway_analysis_seconds": (HISTOGRAM, "Time spent analysing one report, in seconds."),
+    "ri_gateway_analysis_waiting_in_database": (
+        GAUGE, "Reports waiting for analysis in the database only, the backlog in memory "
+               "being full ([analysis] max_backlog)."),
     "ri_gateway_inferences_total": (COUNTER, "Inferences produced, by kind."),
     "ri_gateway_replays_total": (
         COUNTER, "Stored messages handed to analysis again on request (ri-gateway replay)."),

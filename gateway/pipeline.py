@@ -328,8 +328,8 @@ class AnalysisPipeline:
                  hooks: Sequence[AnalysedHook] = (), metrics: Any = None, log: Any = None,
                  clock: Callable[[], float] = time.monotonic, mapping_config: Any = None,
                  configuration: Any = None, max_in_flight: int | None = None,
-                 reactor: Any = None, quiet_period: float = 0.0, max_wait: float = 0.0
-                 ) -> None:
+                 reactor: Any = None, quiet_period: float = 0.0, max_wait: float = 0.0,
+                 max_backlog: int = 0) -> None:
         self.analyzer = analyzer
         # The RI model configuration given to every mapped report (see engine_configuration).
         self.configuration = configuration
@@ -339,6 +339,10 @@ class AnalysisPipeline:
         self.quiet_period = quiet_period
         self.max_wait = max_wait
         self._last_arrival = float("-inf")
+        # Live routine reports beyond max_backlog in the backlog wait in the database only
+        # (gateway.overflow.Overflow, set by build_gateway; 0 or no overflow: no bound).
+        self.max_backlog = max_backlog
+        self.overflow: Any = None
         self.mapping_config = mapping_config
         self.committer = committer
         # An analysis whose record fails (the database locked or full for a while) is
@@ -426,12 +430,28 @@ class AnalysisPipeline:
         now = self.clock()
         if arrival and not message.replay:
             self._last_arrival = now
+            if self._overflows(message):
+                self._queue_per_patient(message)  # its place, kept while it waits on disk
+                self._expect_queued(message.message_id)
+                self.overflow.hold(message.message_id, done)
+                return done
         self._queue_per_patient(message)
         if arrival and not message.replay:
             self._pull_forward(message.message_id)
         self._backlog.append((message, done, now))
         self._schedule()
         return done
+
+    def _overflows(self, message: AcceptedMessage) -> bool:
+        """Whether a live message waits in the database only (gateway.overflow): the
+        backlog holds ``max_backlog`` messages, or others wait there already (they keep
+        their order); STAT and ASAP reports always join the backlog."""
+        overflow = self.overflow
+        if overflow is None or not self.max_backlog or self._keys_pending:
+            return False
+        if not overflow.waiting and len(self._backlog) < self.max_backlog:
+            return False
+        return _urgency(message) >= OTHER
 
     def _pull_forward(self, message_id: int) -> None:
         """Have the stored reports not submitted yet that ``message_id`` waits for (those
@@ -490,10 +510,14 @@ class AnalysisPipeline:
         if it had been submitted now.  Released when it is submitted and recorded, by
         :meth:`unexpected`, or by :meth:`no_more_expected`."""
         if message_id not in self._keys:
-            self._expected.add(message_id)
             self._key(message_id, tuple(keys))
-            for key in self._keys[message_id]:
-                self._expected_by_key.setdefault(key, set()).add(message_id)
+            self._expect_queued(message_id)
+
+    def _expect_queued(self, message_id: int) -> None:
+        """A message queued in its patients' queues (``_key``) will be submitted later."""
+        self._expected.add(message_id)
+        for key in self._keys.get(message_id, ()):
+            self._expected_by_key.setdefault(key, set()).add(message_id)
 
     def keys_known(self) -> None:
         """The stored messages' patients are read: those submitted meanwhile take their

@@ -36,6 +36,7 @@ from .config import Settings
 from .feed import FeedRoom, Resume, stored_patient_keys
 from .logging import get_logger
 from .metrics import Metrics
+from .overflow import Overflow
 from .pipeline import AnalysisPipeline, engine_configuration
 from .receiver import Receiver, default_checker, default_mapper
 from .replay import ReplayPoller
@@ -246,7 +247,11 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                                 # With ack_after = "analysis" the analysis is the ACK path.
                                 quiet_period=settings.analysis.quiet_period
                                 if settings.analysis.ack_after == "persistence" else 0.0,
-                                max_wait=settings.analysis.max_wait)
+                                max_wait=settings.analysis.max_wait,
+                                # With ack_after = "analysis" each sender waits for its
+                                # ACK: the backlog is bounded by the connections.
+                                max_backlog=settings.analysis.max_backlog
+                                if settings.analysis.ack_after == "persistence" else 0)
     receiver = Receiver(committer, settings=settings.mllp,
                         mapper=default_mapper(settings.mapping_config),
                         checker=default_checker(settings.mapping_config),
@@ -266,8 +271,17 @@ def build_gateway(settings: Settings, *, reactor: Any = None, engine_factory: An
                     on_taken=receiver.analysing_stored,
                     keys_of=stored_patient_keys(settings.mllp.default_charset))
     resume.setServiceParent(top)
+    overflow = Overflow(reader, committer, pipeline, stored, clock=reactor, room=room,
+                        metrics=metrics)
+    overflow.setServiceParent(top)
+    pipeline.overflow = overflow
     receiver.take_up = resume.take_up
-    pipeline.take_up = resume.take_up
+
+    def take_up(message_id: int) -> None:  # each ignores the ids that are not its own
+        resume.take_up(message_id)
+        overflow.take_up(message_id)
+
+    pipeline.take_up = take_up
     ReplayPoller(reader, committer, pipeline, stored, clock=reactor,
                  metrics=metrics, room=room).setServiceParent(top)
     # Outbound results and alerts ([destinations.*], [routes.*]): see gateway.outbox_service.
