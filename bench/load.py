@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -48,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,7 +116,8 @@ def _cpu_seconds(pid: int | None) -> float | None:
 
 
 async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_until: float,
-                      latencies: list[float], errors: list[int], answered: list[int]) -> int:
+                      latencies: list[float], errors: list[int], answered: list[int],
+                      patients: int = 1) -> int:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sent = 0  # in the measured window
     number = 0  # every message, warm-up included: each has its own control id
@@ -124,7 +127,10 @@ async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_un
             if now >= stop_at:
                 break
             # A repeated control id would be answered as a duplicate (a lookup, no insert).
-            payload = b"\x0b" + oru(f"{prefix}{number}", size) + b"\x1c\x0d"
+            message = oru(f"{prefix}{number}", size)
+            if patients > 1:  # one patient (the default) is one queue in the pipeline
+                message = message.replace(b"MRN12345", b"MRN%05d" % (number % patients))
+            payload = b"\x0b" + message + b"\x1c\x0d"
             number += 1
             start = time.perf_counter()
             writer.write(payload)
@@ -142,7 +148,7 @@ async def _connection(port: int, size: int, prefix: str, stop_at: float, warm_un
 
 
 async def _load(port: int, connections: int, seconds: float, size: int, name: str,
-                warmup: float, pid: int | None = None) -> Result:
+                warmup: float, pid: int | None = None, patients: int = 1) -> Result:
     cpu_before = _cpu_seconds(pid)
     load_before = time.process_time()
     answered = [0]
@@ -154,7 +160,7 @@ async def _load(port: int, connections: int, seconds: float, size: int, name: st
     run_id = f"{int(time.time() * 1000) % 100000:05d}"
     counts = await asyncio.gather(*[
         _connection(port, size, f"B{run_id}C{c}N", stop_at, warm_until, latencies, errors,
-                    answered)
+                    answered, patients)
         for c in range(connections)])
     cpu_after = _cpu_seconds(pid)
     load_cpu = (time.process_time() - load_before) / answered[0] if answered[0] else None
@@ -234,7 +240,7 @@ def _start(kind: str, port: int, tmp: str, window: float = 0.0) -> subprocess.Po
             env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "full"
         if kind.startswith("gateway-fast"):
             env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "none"
-        if kind == "gateway-fast-busy":
+        if kind.endswith("-busy"):  # gateway-fast-busy here, gateway-busy in bench/soak.py
             env["RI_GATEWAY_ANALYSIS_QUIET_PERIOD"] = "0"
         else:
             # Analysis held back for the whole run: these rows measure the ACK path alone.
@@ -248,23 +254,31 @@ def _start(kind: str, port: int, tmp: str, window: float = 0.0) -> subprocess.Po
 SERVERS = ("floor", "gateway", "gateway-full", "gateway-fast", "gateway-fast-busy", "python-hl7")
 
 
+@contextlib.contextmanager
+def serving(kind: str, tmp: str, window: float = 0.0) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Server ``kind`` started (files in ``tmp``) and listening: (its port, its process);
+    stopped (SIGTERM, then SIGKILL after 30 s) on leaving."""
+    port = _free_port()
+    proc = _start(kind, port, tmp, window)
+    try:
+        _wait_port(port, proc)
+        yield port, proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def run(connections: int, seconds: float, size: int, warmup: float,
         servers: tuple[str, ...] = SERVERS) -> list[Result]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for kind in [k for k in SERVERS if k == "floor" or k in servers]:
-            port = _free_port()
-            proc = _start(kind, port, tmp, warmup + seconds)
-            try:
-                _wait_port(port, proc)
+            with serving(kind, tmp, warmup + seconds) as (port, proc):
                 results.append(asyncio.run(_load(port, connections, seconds, size, kind, warmup,
                                                  proc.pid)))
-            finally:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
     return results
 
 

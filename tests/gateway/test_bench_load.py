@@ -1,4 +1,4 @@
-"""The load benchmark as a slow test: it runs and reports every server (no timing asserts)."""
+"""The load and soak benchmarks as slow tests: they run and report (no timing asserts)."""
 
 from __future__ import annotations
 
@@ -57,3 +57,14 @@ def test_every_message_has_its_own_control_id_warm_up_included():
     assert result.messages > 0 and len(seen) > result.messages  # warm-up messages too
     assert len(set(seen)) == len(seen)
     assert result.load_cpu_per_message > 0  # the generator's own CPU, beside the server's
+
+
+@pytest.mark.slow
+def test_soak_benchmark_runs_both_feeds_interval_by_interval():
+    import soak
+
+    results = soak.run(intervals=2, seconds=1.0, patients=5, max_backlog=50)
+    assert [r.name for r in results] == ["one patient", "5 patients"]
+    assert all(len(r.intervals) == 2 for r in results)
+    assert all(i.messages > 0 and i.errors == 0 for r in results for i in r.intervals)
+    print(soak.report(results))
