@@ -92,8 +92,11 @@ class Overflow(StoredFeed):
             self._start(stored, self._fields(stored))
 
     def _waiting(self, limit: int) -> list[StoredMessage]:
+        # ``limit`` counts those in the pipeline already (StoredFeed._take skips them), which
+        # are no longer among the waiting ids here: read no more than there is room for.
+        wanted = max(0, limit - len(self._active) - len(self._held))
         found, gone = [], []
-        for message_id in itertools.islice(self._waiting_ids, limit):
+        for message_id in itertools.islice(self._waiting_ids, wanted):
             stored = self.audit.stored(message_id)
             if stored is None or stored.status != self.status:
                 gone.append((message_id, stored))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import socket
 from collections import Counter
 
+import pytest
+
 from gateway_process import WAIT, GatewayProcess, json_event
 from gateway_samples import frame, oru, segments
 from test_resume_e2e import query, statuses, wait_until
@@ -44,12 +46,14 @@ def assert_analysed_once_in_patient_order(db, sent: list[str], patients: int) ->
         assert [cid for cid in order if cid in theirs] == theirs
 
 
-def flooded(db, count: int, patients: int, *, delay: str, max_backlog: int):
+def flooded(db, count: int, patients: int, *, delay: str, max_backlog: int,
+            map_before_ack: str = "check"):
     """A gateway (each analysis taking ``delay`` seconds) sent a :func:`flood` of ``count``
     reports, once it has said that some wait in the database; (gateway, sent)."""
     gateway = GatewayProcess(db, FAKE_ENGINE_DELAY=delay,
                              RI_GATEWAY_ANALYSIS_MAX_BACKLOG=str(max_backlog),
-                             RI_GATEWAY_ANALYSIS_QUIET_PERIOD="0").start()
+                             RI_GATEWAY_ANALYSIS_QUIET_PERIOD="0",
+                             RI_GATEWAY_MLLP_MAP_BEFORE_ACK=map_before_ack).start()
     try:
         sent = flood(gateway.port, count, patients)
         gateway.output.wait_for(json_event("analysis.overflow", max_backlog=max_backlog))
@@ -59,10 +63,13 @@ def flooded(db, count: int, patients: int, *, delay: str, max_backlog: int):
     return gateway, sent
 
 
+@pytest.mark.parametrize("map_before_ack", ["check", "none", "full"])
 def test_a_flood_beyond_the_backlog_is_analysed_each_report_once_in_its_patients_order(
-        tmp_path):
+        tmp_path, map_before_ack):
+    # Read back from the database, a report is decoded (and mapped) as the receiver would.
     db = tmp_path / "audit.sqlite3"
-    gateway, sent = flooded(db, 150, 4, delay="0.01", max_backlog=10)
+    gateway, sent = flooded(db, 150, 4, delay="0.01", max_backlog=10,
+                            map_before_ack=map_before_ack)
     try:
         wait_until("the flood analysed", lambda: statuses(db)["analysed"] == 150)
         gateway.output.wait_for(json_event("analysis.overflow_cleared"))
