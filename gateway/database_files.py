@@ -21,12 +21,14 @@ import errno
 import os
 import threading
 
+import structlog
+
 from .errors import DatabaseLost
-from .logging import get_logger
 
 __all__ = ["DatabaseFiles", "file_identity"]
 
-log = get_logger("gateway.audit")
+# Not bound at import: gateway.audit is imported before the CLI configures logging.
+log = structlog.get_logger("ri_gateway.audit")
 
 _GONE = (errno.ENOENT, errno.ENOTDIR)
 
@@ -100,6 +102,9 @@ class DatabaseFiles:
                 self.lost = (f"audit database {problem} while the gateway was writing it; "
                              "nothing written since reaches the database at that path: "
                              "restart the gateway")
+                # Once, whichever part found it (a message's commit, a delivery, a REST
+                # request): each of them also says what it refused.
+                log.error("audit.database_lost", reason=self.lost)
                 raise DatabaseLost(self.lost)
 
     def close(self) -> None:
