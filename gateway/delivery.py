@@ -14,6 +14,10 @@ connection and waits for the ACK (``ack_timeout``). Then:
     no ACK in time (AckTimeout)            the client aborts the connection; retried
     connection refused / lost              retried with backoff
 
+A worker whose outbox finds the database file or its WAL deleted or replaced under the
+gateway (``DatabaseLost``) stops: it sends nothing more and marks nothing more, until a
+restart opens the database at its path again.
+
 The error code, not MSA-1, decides between the last two (:mod:`gateway.downstream_acks`
 says why for each code); the outbox's last error and the audit event record the codes,
 their meaning and location, never the destination's text. A message that has failed
@@ -49,6 +53,7 @@ from mappings.ack import parse_ack
 from mllp.errors import AckTimeout, ConnectionClosed
 
 from .downstream_acks import refusal
+from .errors import DatabaseLost
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
 
@@ -116,6 +121,7 @@ class DestinationWorker:
         self._again = False
         self._timer: IDelayedCall | None = None
         self._stopped = True
+        self._lost = False  # the database was deleted or replaced: nothing more is taken
         self._idle_waiters: list[defer.Deferred] = []
 
     # --- control --------------------------------------------------------------------------
@@ -126,7 +132,7 @@ class DestinationWorker:
 
     def wake(self) -> None:
         """Look at the queue now (a message was enqueued, or a retry is due)."""
-        if self._stopped:
+        if self._stopped or self._lost:
             return
         if self._busy:
             self._again = True
@@ -285,6 +291,17 @@ class DestinationWorker:
             d.callback(None)
 
     def _db_failed(self, failure: Failure) -> None:
+        if failure.check(DatabaseLost):
+            # Only a restart opens the database at its path again: trying every second
+            # would only repeat this line.
+            _log.error("outbox.delivery_stopped", destination=self.dest.name,
+                       reason=str(failure.value))
+            self._lost = True
+            self._cancel_timer()
+            self._drop_connection()
+            self._busy = False
+            self._done()
+            return
         # The database is the source of truth: try again later rather than guess.
         _log.error("outbox.database_error", destination=self.dest.name, error=_describe(failure))
         self._busy = False
@@ -424,6 +441,8 @@ class DeliveryService(Service):
         return defer.DeferredList([w.when_idle() for w in self.workers.values()])
 
     def _tick(self) -> None:
+        if getattr(self.outbox, "lost", None) is not None:
+            return  # the workers have stopped (DestinationWorker._db_failed)
         self.notify()
         self.escalate_overdue()
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .audit import event_op, sqlite_uri, transaction, utc_now
+from .database_files import DatabaseFiles
 from .errors import GatewayError
 from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
     has_escalation
@@ -119,16 +120,25 @@ class Outbox:
 
     _columns = COLUMNS
 
-    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
+    # The running gateway's database files (its audit writer's): a read or a write after
+    # they were deleted or replaced raises DatabaseLost (gateway.database_files). The
+    # delivery would otherwise send what the deleted file holds and mark it delivered
+    # there, and a restart on a restored database sent it again. None: not checked.
+    files: DatabaseFiles | None = None
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None,
+                 files: DatabaseFiles | None = None) -> None:
         self.conn = conn
         self.clock = clock or _WallClock()
+        self.files = files
         ensure_schema(conn)
 
     @classmethod
     def open(cls, path: str, *, clock: Clock | None = None, readonly: bool = False,
-             busy_timeout: float = 5.0) -> Outbox:
+             busy_timeout: float = 5.0, files: DatabaseFiles | None = None) -> Outbox:
         """Its own connection to the audit database (create it first with ``AuditLog``);
-        ``busy_timeout`` is how long a statement waits for a lock (seconds)."""
+        ``busy_timeout`` is how long a statement waits for a lock (seconds); ``files``:
+        the database files to check before each read and around each write."""
         wait = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         try:
             if readonly:
@@ -145,7 +155,7 @@ class Outbox:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute(wait)
             conn.execute("PRAGMA journal_mode = WAL")
-            return cls(conn, clock=clock)
+            return cls(conn, clock=clock, files=files)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox database {path}: {exc}") from None
 
@@ -385,6 +395,8 @@ class Outbox:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read; a database that has no outbox table yet (opened read-only, where the
         table is not created) has nothing queued, any other failure is an OutboxError."""
+        if self.files is not None:
+            self.files.check()
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -397,12 +409,22 @@ class Outbox:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """:func:`gateway.audit.transaction` on the outbox's connection; a database error
-        is raised as OutboxError, any other error as it came (NotRequeued)."""
+        is raised as OutboxError, any other error as it came (NotRequeued, DatabaseLost:
+        checked before the transaction and after its commit)."""
+        if self.files is not None:
+            self.files.check()
         try:
             with transaction(self.conn) as conn:
                 yield conn
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox database write failed: {exc}") from None
+        if self.files is not None:
+            self.files.check()
+
+    @property
+    def lost(self) -> str | None:
+        """Why the database files can no longer be written (None while they can)."""
+        return self.files.lost if self.files is not None else None
 
     @staticmethod
     def _event(conn: sqlite3.Connection, event: str, row: OutboxRow, **fields: Any) -> None:

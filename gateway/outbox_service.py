@@ -209,7 +209,10 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
         return None
     from .commit import thread_writer
 
-    outbox = Outbox.open(app.settings.storage.db, clock=app.reactor)
+    # Checks the audit writer's files: the first of the two to find the database deleted or
+    # replaced stops both (gateway.database_files).
+    outbox = Outbox.open(app.settings.storage.db, clock=app.reactor,
+                         files=app.writer_audit.files)
     # The metrics' reads, on the reactor thread: a connection of their own (WAL: a reader
     # never waits for a writer) that waits for no lock either (a failed read keeps the
     # previous values), never the writer thread's, which a scrape waited for.
