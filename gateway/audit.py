@@ -502,6 +502,18 @@ def _prepare_path(path: str) -> None:
         raise AuditError(f"cannot create audit database {path}: {exc.strerror}{where}") from None
 
 
+def _require_file(path: str) -> None:
+    """An existing database file, or an :class:`AuditError` that says why not: a file
+    the user may not reach (another user's 0700 directory: an admin running the CLI as
+    the wrong user) is not "no audit database"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise AuditError(f"no audit database at {path}") from None
+    except OSError as exc:
+        raise AuditError(f"cannot open audit database {path}: {exc.strerror}") from None
+
+
 def _refuse_foreign(path: str) -> None:
     """Refuse another program's database before anything is changed in it.
 
@@ -596,8 +608,7 @@ class AuditLog:
         self._lock_fd: int | None = None
         try:
             if existing:
-                if not os.path.exists(path):
-                    raise AuditError(f"no audit database at {path}")
+                _require_file(path)
                 # URI modes that never create the file (a plain connect would, and the
                 # schema would then be created in whatever file the path named).
                 conn = (sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
