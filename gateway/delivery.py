@@ -106,10 +106,12 @@ class DestinationWorker:
                  clock: IReactorTime, random: Callable[[], float] = _random.random,
                  run_db: RunDb = direct_db, metrics: Any = None,
                  escalation: Escalation | None = None,
-                 on_escalated: Callable[[set[str]], Any] | None = None) -> None:
+                 on_escalated: Callable[[set[str]], Any] | None = None,
+                 on_released: Callable[[set[str]], Any] | None = None) -> None:
         self.dest = dest
         self.escalation = escalation
         self._on_escalated = on_escalated
+        self._on_released = on_released
         self.outbox = outbox
         self._connect = connect
         self._clock = clock
@@ -278,6 +280,11 @@ class DestinationWorker:
                        control_id=row.source_control_id)
 
     def _next(self) -> None:
+        # A delivery or a dead-letter may have released alerts held behind it: at this
+        # destination (woken below) or, for an escalated copy, at its alert's.
+        released = self.outbox.take_released() - {self.dest.name}
+        if released and self._on_released is not None:
+            self._on_released(released)
         self._busy = False
         self.wake()
 
@@ -369,8 +376,8 @@ class DeliveryService(Service):
     The poll (``poll_interval`` seconds) also picks up messages re-queued by
     ``ri-gateway outbox retry`` from another process.
 
-    ``read_backlog`` gives the outbox metrics, read on the reactor thread at each scrape
-    (``outbox.backlog`` by default). The gateway gives it a read-only connection of its
+    ``read_backlog`` and ``read_held`` give the outbox metrics, read on the reactor thread
+    at each scrape (``outbox.backlog`` and ``outbox.held`` by default). The gateway gives it a read-only connection of its
     own: on the delivery writer's connection a scrape waited for the statement the writer
     thread was in, a write waiting up to its busy timeout for the audit writer's lock.
     """
@@ -382,6 +389,7 @@ class DeliveryService(Service):
                  on_stop: Callable[[], Any] | None = None,
                  escalation: Escalation | None = None,
                  read_backlog: Callable[[], Mapping[str, tuple[int, float]]] | None = None,
+                 read_held: Callable[[], Mapping[str, int]] | None = None,
                  ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -394,13 +402,14 @@ class DeliveryService(Service):
         self._on_stop = on_stop
         self.escalation = escalation
         self._read_backlog = read_backlog or outbox.backlog
+        self._read_held = read_held or outbox.held
         self._escalating = False
         self._started_at: float | None = None
         connect = connect or mllp_connect(reactor)
         self.workers = {
             name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
                                     run_db=run_db, metrics=metrics, escalation=escalation,
-                                    on_escalated=self.notify)
+                                    on_escalated=self.notify, on_released=self.notify)
             for name, dest in destinations.items()}
         self._poll: task.LoopingCall | None = None
         if metrics is not None and hasattr(metrics, "add_collector"):
@@ -486,7 +495,7 @@ class DeliveryService(Service):
     def _collect(self, metrics: Any) -> None:
         # Read on the scrape; a failed read leaves the previous values.
         try:
-            backlog = self._read_backlog()
+            backlog, held = self._read_backlog(), self._read_held()
         except Exception:  # noqa: BLE001
             return
         now = self.reactor.seconds()
@@ -495,3 +504,4 @@ class DeliveryService(Service):
             metrics.set("ri_gateway_outbox_depth", count, {"destination": name})
             metrics.set("ri_gateway_outbox_oldest_pending_seconds",
                         max(0.0, now - oldest) if oldest is not None else 0.0, {"destination": name})
+            metrics.set("ri_gateway_outbox_held", held.get(name, 0), {"destination": name})

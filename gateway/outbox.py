@@ -8,7 +8,12 @@ both (the analysis is resumed at restart) or neither (delivery resumes at restar
 The table and its upgrades are in :mod:`gateway.outbox_schema`.
 
 Every state change writes its audit event (``enqueued``, ``delivered``,
-``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
+``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``; ``alert_held``,
+``alert_released`` and ``alert_suppressed`` for an alert held behind an earlier version's,
+:mod:`gateway.held_alerts`) in the same transaction.
+
+States: ``pending`` (to be sent), ``held`` (an alert waiting for an earlier alert of its
+study: never sent while held), ``delivered``, ``dead``.
 
 Errors: ``OutboxError`` (a database failure), and its ``NotRequeued`` (a message named for a
 retry that is unknown or already delivered).
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,12 +33,13 @@ from typing import Any, Protocol
 from .audit import event_op, sqlite_uri, transaction, utc_now
 from .database_files import DatabaseFiles
 from .errors import GatewayError
+from .held_alerts import HELD, settle_in
 from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
     has_escalation
 
 __all__ = [
-    "DeadRetry", "NotRequeued", "Outbox", "OutboxError", "OutboxRow", "enqueue_op",
-    "ensure_schema",
+    "DEAD", "DELIVERED", "DeadRetry", "HELD", "NotRequeued", "Outbox", "OutboxError",
+    "OutboxRow", "PENDING", "enqueue_op", "ensure_schema",
 ]
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -131,6 +138,8 @@ class Outbox:
         self.conn = conn
         self.clock = clock or _WallClock()
         self.files = files
+        self._released: set[str] = set()  # destinations of held alerts released, not yet woken
+        self._lock = threading.Lock()
         ensure_schema(conn)
 
     @classmethod
@@ -146,6 +155,7 @@ class Outbox:
                 conn.execute(wait)
                 outbox = cls.__new__(cls)
                 outbox.conn, outbox.clock = conn, clock or _WallClock()
+                outbox._released, outbox._lock = set(), threading.Lock()
                 try:
                     if not has_escalation(conn):
                         outbox._columns = COLUMNS_BEFORE_ESCALATION
@@ -164,28 +174,36 @@ class Outbox:
     @staticmethod
     def enqueue_in(conn: sqlite3.Connection, planned: Sequence[Planned], *,
                    source_control_id: str | None, message_id: int | None = None,
-                   now: float | None = None, escalated_from: int | None = None) -> list[int]:
-        """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
+                   now: float | None = None, escalated_from: int | None = None,
+                   held: Sequence[dict[str, Any]] | None = None) -> list[int]:
+        """Insert ``planned`` using ``conn``'s open transaction (no commit here).
+
+        With ``held`` (the ``alert_held`` event's fields for each of ``planned``: why, and
+        the earlier alerts it waits for), they are alerts held behind an earlier version's
+        (:mod:`gateway.held_alerts`): status ``held`` and event ``alert_held``, not
+        ``enqueued``, as they are not sent unless released.
+        """
         now = time.time() if now is None else now
         create_in(conn)
         ids = []
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
-        for p in planned:
+        for n, p in enumerate(planned):
             pages = getattr(p, "pages", ())
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
                 "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
                 "escalated_from, accession, pages) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
-                 p.payload, now, now, now, escalated_from,
+                 p.payload, PENDING if held is None else HELD, now, now, now, escalated_from,
                  getattr(p, "accession", None) if pages else None,
                  json.dumps({"pages": list(pages), "patients": list(getattr(p, "patients", ()))})
                  if pages else None))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
-            event_op("enqueued", source_control_id, message_id, destination=p.destination,
-                     route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,
-                     outbox_id=ids[-1], **escalation)(conn)
+            event_op("enqueued" if held is None else "alert_held", source_control_id,
+                     message_id, destination=p.destination, route=p.route, purpose=p.purpose,
+                     outbound_control_id=p.control_id, outbox_id=ids[-1], **escalation,
+                     **({} if held is None else held[n]))(conn)
         return ids
 
     def enqueue(self, planned: Sequence[Planned], *, source_control_id: str | None,
@@ -202,6 +220,8 @@ class Outbox:
                 "delivered_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
                 (ack_code, now, now, row.id))
             self._event(conn, "delivered", row, attempt=row.attempts + 1, ack_code=ack_code)
+            released = self._settle(conn, row, now)
+        self._woken(released)
 
     def record_failed(self, row: OutboxRow, error: str, *, retry_at: float | None,
                       ack_code: str | None = None, escalate: Sequence[Planned] = ()) -> bool:
@@ -210,6 +230,7 @@ class Outbox:
         before. Returns whether the escalation was queued."""
         now = self.clock.seconds()
         attempt = row.attempts + 1
+        released: set[str] = set()
         with self._transaction() as conn:
             if retry_at is None:
                 conn.execute(
@@ -217,15 +238,36 @@ class Outbox:
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error, ack_code=ack_code)
                 self._event(conn, "dead_lettered", row, attempts=attempt, error=error)
-                return bool(escalate) and self._escalate_in(conn, row, escalate, "dead_lettered",
-                                                            now)
+                escalated = bool(escalate) and self._escalate_in(conn, row, escalate,
+                                                                 "dead_lettered", now)
+                released = self._settle(conn, row, now)  # after it: a copy pending stands
             else:
                 conn.execute(
                     "UPDATE outbox SET attempts = ?, ack_code = ?, last_error = ?, next_attempt_at = ?, "
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, retry_at, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
                             ack_code=ack_code, retry_in=round(retry_at - now, 3))
-        return False
+                escalated = False
+        self._woken(released)
+        return escalated
+
+    @staticmethod
+    def _settle(conn: sqlite3.Connection, row: OutboxRow, now: float) -> set[str]:
+        """Settle the alerts held behind ``row``, an alert just delivered or dead-lettered."""
+        return settle_in(conn, row.id, now) if row.purpose == "alerts" else set()
+
+    def _woken(self, released: set[str]) -> None:
+        """Remember, once committed, the destinations whose held alerts were released."""
+        if released:
+            with self._lock:
+                self._released |= released
+
+    def take_released(self) -> set[str]:
+        """The destinations of held alerts released since the last call (to be woken: a
+        copy's dead-letter at one destination releases an alert queued for another)."""
+        with self._lock:
+            released, self._released = self._released, set()
+        return released
 
     def escalate(self, pairs: Sequence[tuple[OutboxRow, Sequence[Planned]]], reason: str) -> int:
         """Queue each row's escalation (unless it was escalated before); how many were."""
@@ -382,6 +424,11 @@ class Outbox:
     def pending_destinations(self) -> list[str]:
         return [r[0] for r in self._rows(
             "SELECT DISTINCT destination FROM outbox WHERE status = 'pending' ORDER BY destination")]
+
+    def held(self) -> dict[str, int]:
+        """Per destination: alerts held behind an earlier version's (outbox_held index)."""
+        return dict(self._rows("SELECT destination, COUNT(*) FROM outbox WHERE status = 'held' "
+                               "GROUP BY destination"))
 
     def backlog(self) -> dict[str, tuple[int, float]]:
         """Per destination: (pending messages, created_at of the oldest)."""

@@ -18,7 +18,8 @@
   still go per group);
 * queues no alert that pages nothing new for its study: a correction or a resend of a
   report whose critical result was paged already (:mod:`gateway.repeat_alerts`, checked in
-  the transaction that would queue it);
+  the transaction that would queue it); one whose earlier page is still pending is queued
+  held, and sent only if that page is dead-lettered (:mod:`gateway.held_alerts`);
 * routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
   ``[outbound]`` sending_application/sending_facility) that an interface engine routed
   back: audit event ``outbound_skipped``, so a result can never come back as a new page;
@@ -44,7 +45,7 @@ from .delivery import DeliveryService, warn_unrouted
 from .escalation import Escalation
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
-from .repeat_alerts import patient_digests, unsent_repeats, withdrawals_op
+from .repeat_alerts import patient_digests, sort_repeats, withdrawals_op
 from .routing import (  # _inferences: the inferences of a result, as the router reads them
     ALERTS, PlannedMessage, Router, _inferences, first_component, outbound_config,
     wants_application_ack,
@@ -125,10 +126,16 @@ class OutboundHook:
 
         def op(conn: Any) -> list[int]:
             # In the transaction: a version committed in the same batch counts too.
-            kept = unsent_repeats(conn, planned, control_id=message.control_id,
-                                  message_id=message.message_id)
-            ids = enqueue_op(kept, source_control_id=message.control_id,
-                             message_id=message.message_id)(conn) if kept else []
+            repeats = sort_repeats(conn, planned, control_id=message.control_id,
+                                   message_id=message.message_id)
+            ids = enqueue_op(repeats.send, source_control_id=message.control_id,
+                             message_id=message.message_id)(conn) if repeats.send else []
+            if repeats.hold:
+                Outbox.enqueue_in(
+                    conn, [p for p, _ in repeats.hold], source_control_id=message.control_id,
+                    message_id=message.message_id,
+                    held=[{"reason": "earlier_alert_pending", "results": len(p.pages),
+                           **cover.fields()} for p, cover in repeats.hold])
             with self._lock:
                 self._written |= destinations
             return ids
@@ -228,7 +235,8 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
                               run_db=lambda fn, *a, **kw: run_db(lambda: fn(*a, **kw)),
                               metrics=app.metrics, on_stop=stopped,
                               escalation=Escalation(config),
-                              read_backlog=metrics_reader.backlog)
+                              read_backlog=metrics_reader.backlog,
+                              read_held=metrics_reader.held)
     service.setName("outbox")
     hook = OutboundHook(Router(config), mapping_config=app.settings.mapping_config)
     app.pipeline.add_hook(hook)

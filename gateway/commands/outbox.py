@@ -1,6 +1,7 @@
 """``ri-gateway outbox``: look at and act on the outbound queue.
 
-    ri-gateway outbox list [--status pending|delivered|dead] [--destination NAME] [-n N] [--json]
+    ri-gateway outbox list [--status pending|held|delivered|dead] [--destination NAME] [-n N]
+                           [--json]
     ri-gateway outbox retry ID...        put dead (or waiting) messages back in the queue now
     ri-gateway outbox retry --dead       every dead-lettered message (optionally --destination),
                                          but an alert already delivered by escalation
@@ -22,7 +23,7 @@ import click
 from gateway.audit import AuditLog
 from gateway.errors import AuditError, NegativeOutcome
 from gateway.outbox import (
-    DEAD, DELIVERED, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
+    DEAD, DELIVERED, HELD, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
 )
 
 from .options import config_option, db_option, parse_date, settings_from
@@ -69,7 +70,9 @@ def outbox() -> None:
 @outbox.command("list")
 @config_option
 @db_option
-@click.option("--status", type=click.Choice([PENDING, DELIVERED, DEAD]), help="Only this status.")
+@click.option("--status", type=click.Choice([PENDING, HELD, DELIVERED, DEAD]),
+              help="Only this status (held: an alert waiting for an earlier alert of its "
+                   "study, sent only if that one is dead-lettered).")
 @click.option("--destination", help="Only this destination.")
 @click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(min=1),
               help="Most rows shown (oldest first).")
