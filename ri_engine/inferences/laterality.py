@@ -47,6 +47,11 @@ _FOUR_WORDS = re.compile(r"(?:\s*[-A-Za-z]+){0,4}")
 # "left-sided sixth and seventh ribs": "-sided" belongs to the side word, not to the words
 # between it and the part.
 _SIDED = re.compile(r"\s*-?\s*sided\b", re.IGNORECASE)
+# A part said to be left out of the exam ("the right hip is not included", "left knee not
+# imaged"): its side is not the exam's.
+_NOT_IMAGED = re.compile(
+    r"\s+(?:(?:was|were|is|are|has|have)\s+(?:been\s+)?)?not\s+(?:been\s+)?"
+    r"(?:imaged|included|examined|evaluated|scanned|studied)\b", re.IGNORECASE)
 _CPT_MODIFIER = re.compile(r"-\s*(LT|RT)\b", re.IGNORECASE)
 # A lone L/R is a side only at the end of an order text or in parentheses ("KNEE L",
 # "HIP (R)"), or right after the paired part it qualifies ("WRIST L PA/LAT", "FOOT L 3V");
@@ -257,6 +262,8 @@ def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side,
                      titles: list[tuple[int, int]]) -> bool:
     if section_name_at(ctx, side.start) in vocab.excluded_sections or _inside(side.start, titles):
         return False
+    if side.part_span and _NOT_IMAGED.match(ctx.text, side.part_span[1]):
+        return False  # "The left knee was not imaged": no part of this exam
     s_start, s_end = sentence_bounds(ctx, side.start)
     cues, folded = ctx.folded(vocab.excluded_cues)
     return not cues.search(folded, s_start, s_end)

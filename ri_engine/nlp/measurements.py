@@ -56,6 +56,8 @@ _CHANGE_FROM = re.compile(
     r"\bfrom\s*$",
     re.IGNORECASE,
 )
+# "No significant change in the nodules, measuring from 4 to 6 mm": a denied change is none.
+_NO_CHANGE = re.compile(r"\b(?:no|not|without)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
 _FROM = re.compile(r"\bfrom\s*$", re.IGNORECASE)
 _PRIOR_AFTER = re.compile(
     r"\s*\)?\s*(?:previously|(?:on|in|at)\s+(?:the\s+)?(?:prior|previous|earlier|last|comparison)\b)",
@@ -102,7 +104,9 @@ def find_measurements(text: str) -> list[Measurement]:
         prior = (bool(_PRIOR_BEFORE.search(lead)) and not _RANGE_FROM.search(lead)) or bool(
             _PRIOR_AFTER.match(text, end))
         if match.group(second) and first == "n1" and _FROM.search(lead):
-            if _CHANGE_FROM.search(text[max(0, value_start - 80):value_start]):
+            window_start = max(0, value_start - 80)
+            change = _CHANGE_FROM.search(text, window_start, value_start)
+            if change and not _NO_CHANGE.search(text, max(0, change.start() - 30), change.start()):
                 found.extend(_change(match, unit))
                 continue
             prior = False  # "measuring from 4 to 6 mm": a range of sizes now

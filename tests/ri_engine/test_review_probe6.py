@@ -1,12 +1,17 @@
 """The sixth review (eval/corpus/review_probe6.jsonl, review_probe6_near.jsonl,
 size_changes_order_views.jsonl): a change between two sizes ("increased from 4 to 6 mm")
-against a range, and the lateral view of an order ("XR CHEST PA/L") against a side."""
+against a range, the lateral view of an order ("XR CHEST PA/L") against a side, a hedge
+stated as an opinion ("is considered unlikely"), a part that was not imaged, and a refusal
+or earlier advice that covers its own clause only."""
 
 from __future__ import annotations
 
 import pytest
 
-from request_builder import build_request, finding_sizes, finding_subject, findings_of, laterality_keys
+from request_builder import (
+    analyse, build_request, critical_descriptions, finding_sizes, finding_subject, findings_of,
+    laterality_keys,
+)
 
 LEFT, RIGHT = "7771000", "24028007"
 
@@ -39,6 +44,11 @@ def sized(text: str) -> list[tuple[str, list[str], bool]]:
      [("27925004", ["4m"], True)]),
     ("FINDINGS: The cyst has increased. Other cysts range from 4 to 6 mm.",
      [("367643001", [], False), ("367643001", ["4m"], True)]),
+    # A denied change is none.
+    ("FINDINGS: No significant change in the pulmonary nodules, measuring from 4 to 6 mm.",
+     [("27925004", ["4m"], True)]),
+    ("FINDINGS: The right upper lobe nodule has grown. Other nodules measure from 3 to 5 mm.",
+     [("27925004", [], False), ("27925004", ["3m"], True)]),
 ])
 def test_a_change_between_two_sizes_is_the_earlier_size_and_the_size_now(
         text: str, expected: list) -> None:
@@ -75,3 +85,67 @@ def test_the_lateral_view_of_an_order_is_no_side(display: str, text: str, expect
 def test_an_exam_title_with_a_lateral_view_names_no_side() -> None:
     request = build_request("EXAM: XR CHEST PA/L\n\nFINDINGS: Right upper lobe opacity.")
     assert laterality_keys(request) == []
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("IMPRESSION: Small pericardial effusion. Pneumonia is considered unlikely.", []),
+    ("IMPRESSION: Pulmonary embolism is deemed unlikely on this non-contrast study.", []),
+    ("IMPRESSION: Appendicitis is felt to be doubtful.", []),
+    # Near misses: the opinion is of another finding, or it favours the finding.
+    ("IMPRESSION: Right lower lobe pneumonia. Malignancy is considered unlikely.", ["PNEUMONIA"]),
+    ("IMPRESSION: Right lower lobe consolidation; pneumonia is thought likely.", ["PNEUMONIA"]),
+])
+def test_a_hedge_stated_as_an_opinion_qualifies_the_finding_before_it(
+        text: str, expected: list[str]) -> None:
+    assert critical_descriptions(text) == expected
+
+
+def cpt(display: str) -> list[dict[str, str]]:
+    return [{"system": "http://www.ama-assn.org/go/cpt", "code": "x", "display": display}]
+
+
+@pytest.mark.parametrize(("display", "text", "expected"), [
+    ("XR KNEE RIGHT 3 VIEWS", "FINDINGS: Right knee: small joint effusion. The left knee was not imaged.",
+     []),
+    ("XR HIP LEFT 2 VIEWS", "FINDINGS: No fracture of the left hip. The right hip is not included.", []),
+    # Near misses: "not ..." of something else, or in another sentence.
+    ("US BREAST RIGHT LIMITED",
+     "FINDINGS: Simple cyst in the left breast at 2 o'clock, not evaluated with elastography.",
+     [f"orderLateralityMismatch|{LEFT}"]),
+    ("XR KNEE RIGHT 3 VIEWS",
+     "FINDINGS: Small left knee joint effusion. The patella is not included on the lateral view.",
+     [f"orderLateralityMismatch|{LEFT}"]),
+    ("MG DIAG MAMMO L", "FINDINGS: Irregular mass in the right breast at 10 o'clock.",
+     [f"orderLateralityMismatch|{RIGHT}"]),
+])
+def test_a_part_that_was_not_imaged_is_no_side_of_the_exam(
+        display: str, text: str, expected: list[str]) -> None:
+    assert laterality_keys(build_request(text, procedures=cpt(display))) == expected
+
+
+def recommended(text: str) -> list[str]:
+    out = []
+    for i in analyse(build_request(text), "followupRecommendation"):
+        procedure = i.to_json()["recommendedProcedure"]
+        out.append(procedure["imagingProcedures"][0]["modality"]["coding"][0]["code"])
+    return out
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("IMPRESSION: Incidental 6 mm solid nodule. If the patient is at high risk, recommend CT chest "
+     "in 12 months; otherwise no follow-up is needed.", ["77477000"]),
+    ("IMPRESSION: 4 mm solid nodule. CT at 12 months if high risk; otherwise no follow-up is needed.",
+     ["77477000"]),
+    ("IMPRESSION: Recommend MRI of the pelvis, but no further imaging is needed if the MRI is normal.",
+     ["113091000"]),
+    ("IMPRESSION: No CT follow-up is needed, but pelvic ultrasound in 6 weeks is recommended.",
+     ["16310003"]),
+    # Near misses: both clauses refuse, the advice was an earlier report's.
+    ("IMPRESSION: Follow-up CT is not needed; no further imaging is required.", []),
+    ("IMPRESSION: No further imaging is needed; however, clinical follow-up is advised.", []),
+    ("IMPRESSION: Ultrasound in 6 months was previously recommended; no further imaging is needed now.",
+     []),
+    ("IMPRESSION: MRI was recommended on the prior report.", []),
+])
+def test_a_refusal_covers_its_own_clause(text: str, expected: list[str]) -> None:
+    assert recommended(text) == expected
