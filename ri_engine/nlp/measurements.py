@@ -50,12 +50,12 @@ _RANGE_FROM = re.compile(r"\b(?:rang\w*|var(?:y|ies|ying)|span\w*)\s+(?:in\s+siz
 # "increased from 4 to 6 mm", "has decreased in size from 9 to 7 mm": after a word of change,
 # "from A to B" is the earlier size and the size now, not a range. Without one ("measuring
 # from 4 to 6 mm") it stays a range, and neither end is an earlier size.
-_CHANGE_FROM = re.compile(
+_CHANGE_WORD = re.compile(
     r"\b(?:increas\w*|decreas\w*|gr[eo]w\w*|enlarg\w*|expand\w*|shr[aiu]nk\w*|reduc\w*"
-    r"|diminish\w*|progress\w*|regress\w*|chang\w*|improv\w*|worsen\w*|evolv\w*)\b[^.;:\n]*?"
-    r"\bfrom\s*$",
+    r"|diminish\w*|progress\w*|regress\w*|chang\w*|improv\w*|worsen\w*|evolv\w*)\b",
     re.IGNORECASE,
 )
+_CLAUSE_END = re.compile(r"[.;:\n]")
 # "No significant change in the nodules, measuring from 4 to 6 mm": a denied change is none.
 _NO_CHANGE = re.compile(r"\b(?:no|not|without)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
 _FROM = re.compile(r"\bfrom\s*$", re.IGNORECASE)
@@ -104,9 +104,7 @@ def find_measurements(text: str) -> list[Measurement]:
         prior = (bool(_PRIOR_BEFORE.search(lead)) and not _RANGE_FROM.search(lead)) or bool(
             _PRIOR_AFTER.match(text, end))
         if match.group(second) and first == "n1" and _FROM.search(lead):
-            window_start = max(0, value_start - 80)
-            change = _CHANGE_FROM.search(text, window_start, value_start)
-            if change and not _NO_CHANGE.search(text, max(0, change.start() - 30), change.start()):
+            if _changed(text, value_start):
                 found.extend(_change(match, unit))
                 continue
             prior = False  # "measuring from 4 to 6 mm": a range of sizes now
@@ -123,6 +121,17 @@ def find_measurements(text: str) -> list[Measurement]:
             start=start, end=end, unit=unit, values=values, comparator=comparator,
             prior=prior, value_spans=spans))
     return found
+
+
+def _changed(text: str, value_start: int) -> bool:
+    """Whether the "from" before ``value_start`` follows a word of change in its clause (the
+    last such word, and not a denied one)."""
+    words = list(_CHANGE_WORD.finditer(text, max(0, value_start - 80), value_start))
+    if not words:
+        return False
+    word = words[-1]
+    return (not _CLAUSE_END.search(text, word.end(), value_start)
+            and not _NO_CHANGE.search(text, max(0, word.start() - 30), word.start()))
 
 
 def _change(match: re.Match[str], unit: str) -> list[Measurement]:

@@ -49,6 +49,9 @@ def sized(text: str) -> list[tuple[str, list[str], bool]]:
      [("27925004", ["4m"], True)]),
     ("FINDINGS: The right upper lobe nodule has grown. Other nodules measure from 3 to 5 mm.",
      [("27925004", [], False), ("27925004", ["3m"], True)]),
+    # The change word nearest the sizes decides.
+    ("FINDINGS: The nodule did not change for two years, then increased from 4 to 6 mm.",
+     [("27925004", ["prev:4m", "6m"], False)]),
 ])
 def test_a_change_between_two_sizes_is_the_earlier_size_and_the_size_now(
         text: str, expected: list) -> None:
