@@ -51,6 +51,8 @@ def _words(terms: list[str]) -> re.Pattern[str]:
 _CUE = CaseFolded(_words(_VOCAB["cues"]))
 # A refusal, or advice an earlier report gave ("was previously recommended"): no advice now.
 _REFUSAL = CaseFolded(_words(_VOCAB["negations"] + _VOCAB["past_advice"]))
+_PAST_ADVICE = _words(_VOCAB["past_advice"])
+_RESTATED = re.compile(r"\bas\s+$", re.IGNORECASE)
 _HEDGE = _words(_VOCAB["hedges"])
 _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
@@ -122,7 +124,7 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         folded = fold(text)
         if not _CUE.pattern_for(text).search(folded) and not _timed_study(ctx, sentence, text):
             continue
-        refusal = _REFUSAL.pattern_for(text).search(folded)
+        refusal = _refusal(text, folded)
         if refusal is None:
             out.extend(_from_sentence(ctx, sentence, text, options))
             continue
@@ -141,6 +143,16 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     if options.references:
         out.extend(_guideline(ctx, block, options) for block in blocks)
     return out
+
+
+def _refusal(text: str, folded: str) -> re.Match[str] | None:
+    """The first refusal of a sentence; advice given before and restated ("CT is recommended,
+    as was recommended on the prior study") is none."""
+    for m in _REFUSAL.pattern_for(text).finditer(folded):
+        if not (_PAST_ADVICE.fullmatch(text, m.start(), m.end())
+                and _RESTATED.search(text, max(0, m.start() - 12), m.start())):
+            return m
+    return None
 
 
 def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:

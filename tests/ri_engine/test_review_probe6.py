@@ -149,6 +149,10 @@ def recommended(text: str) -> list[str]:
     ("IMPRESSION: Ultrasound in 6 months was previously recommended; no further imaging is needed now.",
      []),
     ("IMPRESSION: MRI was recommended on the prior report.", []),
+    # Advice restated ("as was recommended") is advice now; "as" before a refusal is not.
+    ("IMPRESSION: Follow-up CT in 3 months is recommended, as was recommended on the prior study.",
+     ["77477000"]),
+    ("IMPRESSION: The cyst is benign on this CT, as no further imaging is recommended.", []),
 ])
 def test_a_refusal_covers_its_own_clause(text: str, expected: list[str]) -> None:
     assert recommended(text) == expected
