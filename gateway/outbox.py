@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .audit import event_op, sqlite_uri, transaction, utc_now
@@ -36,6 +36,7 @@ from .errors import GatewayError
 from .held_alerts import HELD, settle_in
 from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
     has_escalation
+from .superseded_results import LaterVersion, later_version
 
 __all__ = [
     "DEAD", "DELIVERED", "DeadRetry", "HELD", "NotRequeued", "Outbox", "OutboxError",
@@ -100,11 +101,13 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class DeadRetry:
-    """What :meth:`Outbox.retry_dead` did: the rows re-queued, and the dead alerts kept
-    dead with the id of the delivered alert that carried them."""
+    """What :meth:`Outbox.retry_dead` did: the rows re-queued, the dead alerts kept
+    dead with the id of the delivered alert that carried them, and the dead results kept
+    dead with the result of a later version of their report (its id and status)."""
 
     requeued: list[OutboxRow]
     skipped: list[tuple[OutboxRow, int]]
+    superseded: list[tuple[OutboxRow, int, str]] = field(default_factory=list)
 
 
 def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
@@ -189,6 +192,8 @@ class Outbox:
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
         for n, p in enumerate(planned):
             pages = getattr(p, "pages", ())
+            # The study of an alert, and of a result (its versions: gateway.superseded_results).
+            study = bool(pages) or (p.purpose == "results" and getattr(p, "accession", None))
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
                 "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
@@ -196,9 +201,9 @@ class Outbox:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
                  p.payload, PENDING if held is None else HELD, now, now, now, escalated_from,
-                 getattr(p, "accession", None) if pages else None,
+                 getattr(p, "accession", None) if study else None,
                  json.dumps({"pages": list(pages), "patients": list(getattr(p, "patients", ()))})
-                 if pages else None))
+                 if study else None))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
             event_op("enqueued" if held is None else "alert_held", source_control_id,
                      message_id, destination=p.destination, route=p.route, purpose=p.purpose,
@@ -328,13 +333,16 @@ class Outbox:
 
     def retry_dead(self, destination: str | None = None) -> DeadRetry:
         """Re-queue the dead-lettered messages (of ``destination``), except the alerts
-        whose escalation, or whose original, was delivered.
+        whose escalation, or whose original, was delivered, and the results of a report
+        whose later version's result was delivered or is pending there.
 
         Such an alert reached someone already: its escalated copy paged the backup (or the
         first pager got the original after the copy was queued), and sending it again
         paged the on-call person a second time for a result already handled.  They are
-        kept dead and returned as ``skipped`` with the delivered row's id; naming one in
-        :meth:`retry` sends it again, as the operator asked.
+        kept dead and returned as ``skipped`` with the delivered row's id.  Such a result
+        would reach the EHR after the correction that replaced it, and be filed as the
+        current result (:mod:`gateway.superseded_results`): kept dead and returned as
+        ``superseded``.  Naming one in :meth:`retry` sends it again, as the operator asked.
         """
         with self._transaction() as conn:
             where, params = "status = 'dead'", []
@@ -342,15 +350,31 @@ class Outbox:
                 where, params = where + " AND destination = ?", [destination]
             dead = [OutboxRow(*r) for r in conn.execute(
                 f"SELECT {self._columns} FROM outbox WHERE {where} ORDER BY id", params)]
-            requeued, skipped = [], []
+            requeued, skipped, superseded = [], [], []
             for row in dead:
                 reached = self._delivered_in_family(conn, row)
-                if reached is None:
-                    requeued.append(row)
-                else:
+                later = later_version(conn, row.id) if reached is None else None
+                if reached is not None:
                     skipped.append((row, reached))
+                elif later is not None:
+                    superseded.append((row, later[0], later[2]))
+                else:
+                    requeued.append(row)
             self._requeue_in(conn, requeued)
-        return DeadRetry(requeued, skipped)
+        return DeadRetry(requeued, skipped, superseded)
+
+    def later_versions(self, rows: Sequence[OutboxRow]) -> dict[int, LaterVersion]:
+        """For each result of ``rows`` that a later version of its report superseded at
+        its destination: that version's result (id, source control id, status)."""
+        found = {}
+        for row in rows:
+            try:
+                later = later_version(self.conn, row.id)
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox database read failed: {exc}") from None
+            if later is not None:
+                found[row.id] = later
+        return found
 
     @staticmethod
     def _delivered_in_family(conn: sqlite3.Connection, row: OutboxRow) -> int | None:

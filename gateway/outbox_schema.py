@@ -22,9 +22,11 @@ It lives in the audit database. Schema::
       last_error        TEXT     why the last attempt failed (never message content)
       escalated_from    INTEGER  the outbox id of the alert this one escalates
                                  ([routes.NAME] escalate_to; gateway.escalation)
-      accession         TEXT     alerts: the study's accession      (one page per result
-      pages             TEXT     alerts: JSON, what it pages and     per study:
-                                 digests of the patient's ids        gateway.repeat_alerts)
+      accession         TEXT     alerts, results: the study's accession  (one page per
+      pages             TEXT     JSON: digests of the patient's ids;      result per study:
+                                 alerts: what it pages                    gateway.repeat_alerts;
+                                                                          versions of results:
+                                                                          gateway.superseded_results)
 """
 
 from __future__ import annotations
