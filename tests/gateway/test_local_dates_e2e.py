@@ -24,6 +24,10 @@ from test_reports import CT_CHEST, NODULE_6_MONTHS, NODULE_STABLE, PNEUMOTHORAX,
 ROOT = Path(__file__).resolve().parents[2]
 ZONES = ["America/New_York", "Asia/Kolkata", "UTC"]
 
+# The commands read TZ through the C library, which needs the system's zone files.
+pytestmark = pytest.mark.skipif(not Path("/usr/share/zoneinfo/America/New_York").exists(),
+                                reason="no system time zone database (tzdata)")
+
 
 def cli(zone: str, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RI_GATEWAY_")}
