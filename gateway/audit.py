@@ -76,6 +76,7 @@ from typing import Any, TypeVar
 
 import sqlite_utils
 
+from .database_files import DatabaseFiles, file_identity
 from .errors import AuditError
 
 __all__ = [
@@ -501,6 +502,18 @@ def _prepare_path(path: str) -> None:
         raise AuditError(f"cannot create audit database {path}: {exc.strerror}{where}") from None
 
 
+def _require_file(path: str) -> None:
+    """An existing database file, or an :class:`AuditError` that says why not: a file
+    the user may not reach (another user's 0700 directory: an admin running the CLI as
+    the wrong user) is not "no audit database"."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        raise AuditError(f"no audit database at {path}") from None
+    except OSError as exc:
+        raise AuditError(f"cannot open audit database {path}: {exc.strerror}") from None
+
+
 def _refuse_foreign(path: str) -> None:
     """Refuse another program's database before anything is changed in it.
 
@@ -542,27 +555,6 @@ def _lock_single_writer(path: str) -> int:
                              "(one gateway per audit database)") from None
         raise AuditError(f"cannot lock audit database {path}: {exc.strerror}") from None
     return fd
-
-
-def _file_identity(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return info.st_dev, info.st_ino
-
-
-def _moved(path: str, fd: int) -> str | None:
-    """How the file open as ``fd`` stopped being the one at ``path`` (None if it is)."""
-    # The descriptor keeps the inode alive, so no new file can take its number: a file
-    # at ``path`` with the same identity is the one held.
-    held = os.fstat(fd)
-    now = _file_identity(path)
-    if now is None:
-        return f"{path} was deleted"
-    if now != (held.st_dev, held.st_ino):
-        return f"{path} was replaced by another file"
-    return None
 
 
 _EVENT_VIEW = """
@@ -616,8 +608,7 @@ class AuditLog:
         self._lock_fd: int | None = None
         try:
             if existing:
-                if not os.path.exists(path):
-                    raise AuditError(f"no audit database at {path}")
+                _require_file(path)
                 # URI modes that never create the file (a plain connect would, and the
                 # schema would then be created in whatever file the path named).
                 conn = (sqlite3.connect(sqlite_uri(path, "ro"), uri=True, check_same_thread=False)
@@ -646,23 +637,23 @@ class AuditLog:
                 conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             if not existing:
                 self._create_schema()
+            # What the path named when opened: a follower (``audit tail -f``) keeps reading
+            # the file it opened, so without this a database deleted or replaced under it
+            # would be followed forever in silence.
+            self._identity = file_identity(path)
         except BaseException as exc:
             if conn is not None:
                 conn.close()  # a refused open keeps no connection
             self._unlock()
-            if isinstance(exc, sqlite3.Error):
+            if isinstance(exc, (sqlite3.Error, OSError)):
                 raise AuditError(f"cannot open audit database {path}: {exc}") from None
             raise
         self.conn = conn
         # The gateway's writer (single_writer) checks after each commit that the files it
-        # wrote still are the database at ``path`` (_check_in_place); once they are not,
-        # every later write fails with this text.
-        self._wal_fd: int | None = None
-        self._lost: str | None = None
-        # What the path named when opened: a follower (``audit tail -f``) keeps reading
-        # the file it opened, so without this a database deleted or replaced under it
-        # would be followed forever in silence.
-        self._identity = _file_identity(path)
+        # wrote still are the database at ``path``; the outbox and the REST job store of
+        # the same gateway check the same files (gateway.database_files).
+        self.files: DatabaseFiles | None = (
+            DatabaseFiles(path, self._lock_fd) if self._lock_fd is not None else None)
 
     def __enter__(self) -> AuditLog:
         return self
@@ -676,8 +667,13 @@ class AuditLog:
             raise AuditError(f"audit database {self.path} failed: {exc}") from None
 
     def check_same_file(self) -> None:
-        """Raise :class:`AuditError` if :attr:`path` no longer names the opened file."""
-        now = _file_identity(self.path)
+        """Raise :class:`AuditError` if :attr:`path` no longer names the opened file; a
+        ``stat`` that cannot tell (an error other than "no such file") raises nothing,
+        the next check tries again."""
+        try:
+            now = file_identity(self.path)
+        except OSError:
+            return
         if now is None:
             raise AuditError(f"audit database {self.path} was deleted")
         if now != self._identity:
@@ -734,44 +730,19 @@ class AuditLog:
 
     def _transaction(self, write: Callable[[sqlite3.Connection], T]) -> T:
         """``write(conn)`` in one write transaction (:func:`in_transaction`); a database
-        error is raised as :class:`AuditError`, and so is a commit into files that are no
-        longer the database at :attr:`path` (the gateway's writer only)."""
-        if self._lost is not None:
-            raise AuditError(self._lost)
+        error is raised as :class:`AuditError`, and a commit into files that are no longer
+        the database at :attr:`path` as :class:`DatabaseLost` (the gateway's writer only:
+        checked after the commit, so a commit it lets through was in place when it was
+        done; once failed, it fails every later write)."""
+        if self.files is not None:
+            self.files.raise_if_lost()
         try:
             result = in_transaction(self.conn, write)
         except sqlite3.Error as exc:
             raise AuditError(f"audit database {self.path} write failed: {exc}") from None
-        if self._lock_fd is not None:
-            self._check_in_place()
+        if self.files is not None:
+            self.files.check()
         return result
-
-    def _check_in_place(self) -> None:
-        """Raise :class:`AuditError` when the database file or its WAL that this connection
-        writes was deleted or replaced (an admin's ``rm``, a backup restored over it).
-
-        SQLite goes on writing to the files it has open, so such a commit succeeds, but
-        into files that no restart will open: a message ACKed from it would be lost.  The
-        check runs after the commit, so a commit it lets through was in place when it was
-        done; the descriptors held on both files keep their inodes from being reused for
-        another file meanwhile.  Once failed, it fails every later write (:attr:`_lost`):
-        only a restart opens the database at the path again.
-        """
-        assert self._lock_fd is not None
-        wal = f"{self.path}-wal"
-        problem = _moved(self.path, self._lock_fd)
-        if problem is None and self._wal_fd is None:
-            try:
-                self._wal_fd = os.open(wal, os.O_RDONLY)
-            except OSError:
-                problem = None  # not in WAL mode (yet): nothing more to compare
-        if problem is None and self._wal_fd is not None:
-            problem = _moved(wal, self._wal_fd)
-        if problem is not None:
-            self._lost = (f"audit database {problem} while the gateway was writing it; "
-                          "nothing written since reaches the database at that path: "
-                          "restart the gateway")
-            raise AuditError(self._lost)
 
     def run(self, op: Op[T]) -> T:
         """Run one op in its own transaction and return its result (or raise its error)."""
@@ -848,11 +819,8 @@ class AuditLog:
 
     def close(self) -> None:
         self.conn.close()
-        if self._wal_fd is not None:
-            # SQLite locks the database file and the -shm file, never the -wal, so
-            # closing this descriptor drops no lock of another connection's.
-            os.close(self._wal_fd)
-            self._wal_fd = None
+        if self.files is not None:
+            self.files.close()
         self._unlock()
 
     def _unlock(self) -> None:

@@ -34,7 +34,8 @@ copy were.
 A report's critical results can be **withdrawn** (``withdrawn``): ``corrected`` when a
 later version of it (a message received before the window's end, analysed under one of
 its accessions for the same patient) states none, ``cancelled`` when its order was
-cancelled after it (result status X, as in follow-up tracking, with ``read``).  A withdrawn
+cancelled after it (result status X, as in follow-up tracking, with ``read``) and not
+reinstated since (a later message showing the order standing: the latest decides).  A withdrawn
 report is nobody's to chase (it is not ``unconfirmed``); a report that was alerted and
 then withdrawn is the one whose clinician may need telling.  A later version that keeps
 some of the critical results withdraws the others (``withdrawn_results``).  A window
@@ -192,8 +193,10 @@ def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
                  ) -> dict[int, tuple[str, str | None]]:
     """{first version: (how, control id of the message)} of the reports whose critical
     results were withdrawn, before the window's end, by a later version that states none
-    (with ``patients``) or by the cancellation of their order (with ``read``): whichever
-    came first after the latest version with critical results."""
+    (with ``patients``) or by the cancellation of their order (with ``read``) that no
+    later message reinstated: when both, the later of the two, as the latest message of the
+    study decides (a correction after a cancellation reports on an order that stands
+    again; a cancellation after a correction withdraws what was left)."""
     by: dict[int, tuple[int, str]] = {}
     if patients is not None:
         latest = {head: later[-1] for head, later in versions.items()}
@@ -231,7 +234,7 @@ def _withdrawals(audit: AuditLog, found: dict[int, dict[str, Any]],
                       for obr_index, accession in orders.items()]
             if firsts and None not in firsts:
                 when = max(f for f in firsts if f is not None)
-                if head not in by or when < by[head][0]:
+                if head not in by or when > by[head][0]:
                     by[head] = (when, "cancelled")
     if not by:
         return {}

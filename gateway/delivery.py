@@ -14,6 +14,10 @@ connection and waits for the ACK (``ack_timeout``). Then:
     no ACK in time (AckTimeout)            the client aborts the connection; retried
     connection refused / lost              retried with backoff
 
+A worker whose outbox finds the database file or its WAL deleted or replaced under the
+gateway (``DatabaseLost``) stops: it sends nothing more and marks nothing more, until a
+restart opens the database at its path again.
+
 The error code, not MSA-1, decides between the last two (:mod:`gateway.downstream_acks`
 says why for each code); the outbox's last error and the audit event record the codes,
 their meaning and location, never the destination's text. A message that has failed
@@ -49,6 +53,7 @@ from mappings.ack import parse_ack
 from mllp.errors import AckTimeout, ConnectionClosed
 
 from .downstream_acks import refusal
+from .errors import DatabaseLost
 from .outbox import Outbox, OutboxRow
 from .routing import Destination
 
@@ -101,10 +106,12 @@ class DestinationWorker:
                  clock: IReactorTime, random: Callable[[], float] = _random.random,
                  run_db: RunDb = direct_db, metrics: Any = None,
                  escalation: Escalation | None = None,
-                 on_escalated: Callable[[set[str]], Any] | None = None) -> None:
+                 on_escalated: Callable[[set[str]], Any] | None = None,
+                 on_released: Callable[[set[str]], Any] | None = None) -> None:
         self.dest = dest
         self.escalation = escalation
         self._on_escalated = on_escalated
+        self._on_released = on_released
         self.outbox = outbox
         self._connect = connect
         self._clock = clock
@@ -116,6 +123,7 @@ class DestinationWorker:
         self._again = False
         self._timer: IDelayedCall | None = None
         self._stopped = True
+        self._lost = False  # the database was deleted or replaced: nothing more is taken
         self._idle_waiters: list[defer.Deferred] = []
 
     # --- control --------------------------------------------------------------------------
@@ -126,7 +134,7 @@ class DestinationWorker:
 
     def wake(self) -> None:
         """Look at the queue now (a message was enqueued, or a retry is due)."""
-        if self._stopped:
+        if self._stopped or self._lost:
             return
         if self._busy:
             self._again = True
@@ -272,6 +280,11 @@ class DestinationWorker:
                        control_id=row.source_control_id)
 
     def _next(self) -> None:
+        # A delivery or a dead-letter may have released alerts held behind it: at this
+        # destination (woken below) or, for an escalated copy, at its alert's.
+        released = self.outbox.take_released() - {self.dest.name}
+        if released and self._on_released is not None:
+            self._on_released(released)
         self._busy = False
         self.wake()
 
@@ -285,6 +298,17 @@ class DestinationWorker:
             d.callback(None)
 
     def _db_failed(self, failure: Failure) -> None:
+        if failure.check(DatabaseLost):
+            # Only a restart opens the database at its path again: trying every second
+            # would only repeat this line.
+            _log.error("outbox.delivery_stopped", destination=self.dest.name,
+                       reason=str(failure.value))
+            self._lost = True
+            self._cancel_timer()
+            self._drop_connection()
+            self._busy = False
+            self._done()
+            return
         # The database is the source of truth: try again later rather than guess.
         _log.error("outbox.database_error", destination=self.dest.name, error=_describe(failure))
         self._busy = False
@@ -352,8 +376,8 @@ class DeliveryService(Service):
     The poll (``poll_interval`` seconds) also picks up messages re-queued by
     ``ri-gateway outbox retry`` from another process.
 
-    ``read_backlog`` gives the outbox metrics, read on the reactor thread at each scrape
-    (``outbox.backlog`` by default). The gateway gives it a read-only connection of its
+    ``read_backlog`` and ``read_held`` give the outbox metrics, read on the reactor thread
+    at each scrape (``outbox.backlog`` and ``outbox.held`` by default). The gateway gives it a read-only connection of its
     own: on the delivery writer's connection a scrape waited for the statement the writer
     thread was in, a write waiting up to its busy timeout for the audit writer's lock.
     """
@@ -365,6 +389,7 @@ class DeliveryService(Service):
                  on_stop: Callable[[], Any] | None = None,
                  escalation: Escalation | None = None,
                  read_backlog: Callable[[], Mapping[str, tuple[int, float]]] | None = None,
+                 read_held: Callable[[], Mapping[str, int]] | None = None,
                  ) -> None:
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -377,13 +402,14 @@ class DeliveryService(Service):
         self._on_stop = on_stop
         self.escalation = escalation
         self._read_backlog = read_backlog or outbox.backlog
+        self._read_held = read_held or outbox.held
         self._escalating = False
         self._started_at: float | None = None
         connect = connect or mllp_connect(reactor)
         self.workers = {
             name: DestinationWorker(dest, outbox, connect=connect, clock=reactor, random=random,
                                     run_db=run_db, metrics=metrics, escalation=escalation,
-                                    on_escalated=self.notify)
+                                    on_escalated=self.notify, on_released=self.notify)
             for name, dest in destinations.items()}
         self._poll: task.LoopingCall | None = None
         if metrics is not None and hasattr(metrics, "add_collector"):
@@ -424,6 +450,8 @@ class DeliveryService(Service):
         return defer.DeferredList([w.when_idle() for w in self.workers.values()])
 
     def _tick(self) -> None:
+        if getattr(self.outbox, "lost", None) is not None:
+            return  # the workers have stopped (DestinationWorker._db_failed)
         self.notify()
         self.escalate_overdue()
 
@@ -467,7 +495,7 @@ class DeliveryService(Service):
     def _collect(self, metrics: Any) -> None:
         # Read on the scrape; a failed read leaves the previous values.
         try:
-            backlog = self._read_backlog()
+            backlog, held = self._read_backlog(), self._read_held()
         except Exception:  # noqa: BLE001
             return
         now = self.reactor.seconds()
@@ -476,3 +504,4 @@ class DeliveryService(Service):
             metrics.set("ri_gateway_outbox_depth", count, {"destination": name})
             metrics.set("ri_gateway_outbox_oldest_pending_seconds",
                         max(0.0, now - oldest) if oldest is not None else 0.0, {"destination": name})
+            metrics.set("ri_gateway_outbox_held", held.get(name, 0), {"destination": name})

@@ -6,7 +6,11 @@ stopping or failing (our own listener answers AR 207 while it stops, and expects
 again); AE covers a field the receiver will never accept as much as an error inside it. The
 error code says which (HL7 table 0357, read by ``mappings.ack.parse_ack`` from ERR-3 since
 v2.5, ERR-1's fourth component before, and MSA-6 in older versions), so it decides,
-whatever MSA-1 is:
+whatever MSA-1 is. Each of those is a CE/CWE that may carry two codes, the identifier and an
+alternate identifier, each with its coding system: the one coded ``HL70357`` (or ``HL7357``,
+``0357``) is the table's, whichever place it takes; with no coding system named, the first
+identifier; a code of the receiver's own alone (``L``, ``99xxx``) is no table 0357 code
+(``mappings.ack.table_0357_code``):
 
 Final: dead-lettered at once (then ``escalate_to``, as any dead-lettered alert):
 
@@ -27,7 +31,8 @@ Retried with backoff, up to ``max_attempts``:
   yet (a result racing its order).
 * 206 application record locked: the record is busy now.
 * 207 application internal error: the receiver's own failure (or it is stopping).
-* no code, 0, or a code not in the table: nothing says a resend cannot succeed.
+* no code, 0, a code not in the table, or a local code only: nothing says a resend cannot
+  succeed.
 
 Errors of severity W (warning) or I (information) in ERR-4 do not count. When several
 errors count and one of them is final, the answer is final: the content error comes back
@@ -85,7 +90,11 @@ def refusal(info: AckInfo) -> Refusal | None:
 
 
 def _describe(error: AckError) -> str:
-    if not _CODE.fullmatch(error.code):
+    if not error.code:
+        # Only a code of the receiver's own (its coding system L or 99xxx): what it means
+        # is the receiver's, and it is not repeated either.
+        text = "ERR without a table 0357 code"
+    elif not _CODE.fullmatch(error.code):
         # Not a code at all (a receiver that wrote text there): it could be anything, a
         # quoted value included, so it is not repeated.
         text = "ERR with an unreadable code"

@@ -4,6 +4,8 @@
     ├── ConfigError        a configuration value is invalid; ``key`` names it
     │                      (``mllp.max_frame_size``); the CLI exits 2 with the message
     ├── AuditError         the audit database cannot be opened or written
+    │   └── DatabaseLost   its file or WAL was deleted or replaced under the running
+    │                      gateway: nothing can be stored until a restart
     ├── InputError         a file given to a CLI command cannot be used (not HL7, not
     │                      JSON, unreadable); the CLI exits 2 with the message
     ├── NegativeOutcome    a command did its work and the answer is "no" (an ACK other
@@ -18,7 +20,7 @@ place (:mod:`gateway.ack_policy`) and to CLI exit codes at the CLI boundary.
 from __future__ import annotations
 
 __all__ = [
-    "AuditError", "ConfigError", "GatewayError", "InputError", "NegativeOutcome",
+    "AuditError", "ConfigError", "DatabaseLost", "GatewayError", "InputError", "NegativeOutcome",
     "PeerUnavailable", "audit_reason",
 ]
 
@@ -38,6 +40,11 @@ class ConfigError(GatewayError):
 
 class AuditError(GatewayError):
     """The audit database cannot be opened, created or written."""
+
+
+class DatabaseLost(AuditError):
+    """The database file or its WAL a running gateway writes was deleted or replaced
+    (``gateway.database_files``): every later write fails with this, until a restart."""
 
 
 def audit_reason(error: BaseException | None) -> str | None:

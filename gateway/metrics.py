@@ -74,6 +74,9 @@ KNOWN_METRICS: dict[str, tuple[str, str]] = {
     "ri_gateway_outbox_depth": (GAUGE, "Messages waiting in the outbox, by destination."),
     "ri_gateway_outbox_oldest_pending_seconds": (
         GAUGE, "Age of the oldest message waiting in the outbox, by destination, in seconds."),
+    "ri_gateway_outbox_held": (
+        GAUGE, "Alerts held in the outbox behind an earlier alert of their study that is "
+               "still pending, by destination."),
     "ri_gateway_deliveries_total": (
         COUNTER, "Outbound delivery attempts, by destination and outcome."),
     "ri_gateway_escalations_total": (

@@ -8,7 +8,12 @@ both (the analysis is resumed at restart) or neither (delivery resumes at restar
 The table and its upgrades are in :mod:`gateway.outbox_schema`.
 
 Every state change writes its audit event (``enqueued``, ``delivered``,
-``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``) in the same transaction.
+``delivery_failed``, ``dead_lettered``, ``requeued``, ``escalated``; ``alert_held``,
+``alert_released`` and ``alert_suppressed`` for an alert held behind an earlier version's,
+:mod:`gateway.held_alerts`) in the same transaction.
+
+States: ``pending`` (to be sent), ``held`` (an alert waiting for an earlier alert of its
+study: never sent while held), ``delivered``, ``dead``.
 
 Errors: ``OutboxError`` (a database failure), and its ``NotRequeued`` (a message named for a
 retry that is unknown or already delivered).
@@ -18,20 +23,24 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .audit import event_op, sqlite_uri, transaction, utc_now
+from .database_files import DatabaseFiles
 from .errors import GatewayError
+from .held_alerts import HELD, settle_in
 from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
     has_escalation
+from .superseded_results import LaterVersion, later_version
 
 __all__ = [
-    "DeadRetry", "NotRequeued", "Outbox", "OutboxError", "OutboxRow", "enqueue_op",
-    "ensure_schema",
+    "DEAD", "DELIVERED", "DeadRetry", "HELD", "NotRequeued", "Outbox", "OutboxError",
+    "OutboxRow", "PENDING", "enqueue_op", "ensure_schema",
 ]
 
 PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
@@ -92,11 +101,13 @@ class OutboxRow:
 
 @dataclass(frozen=True)
 class DeadRetry:
-    """What :meth:`Outbox.retry_dead` did: the rows re-queued, and the dead alerts kept
-    dead with the id of the delivered alert that carried them."""
+    """What :meth:`Outbox.retry_dead` did: the rows re-queued, the dead alerts kept
+    dead with the id of the delivered alert that carried them, and the dead results kept
+    dead with the result of a later version of their report (its id and status)."""
 
     requeued: list[OutboxRow]
     skipped: list[tuple[OutboxRow, int]]
+    superseded: list[tuple[OutboxRow, int, str]] = field(default_factory=list)
 
 
 def enqueue_op(planned: Sequence[Planned], *, source_control_id: str | None,
@@ -119,16 +130,27 @@ class Outbox:
 
     _columns = COLUMNS
 
-    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None) -> None:
+    # The running gateway's database files (its audit writer's): a read or a write after
+    # they were deleted or replaced raises DatabaseLost (gateway.database_files). The
+    # delivery would otherwise send what the deleted file holds and mark it delivered
+    # there, and a restart on a restored database sent it again. None: not checked.
+    files: DatabaseFiles | None = None
+
+    def __init__(self, conn: sqlite3.Connection, *, clock: Clock | None = None,
+                 files: DatabaseFiles | None = None) -> None:
         self.conn = conn
         self.clock = clock or _WallClock()
+        self.files = files
+        self._released: set[str] = set()  # destinations of held alerts released, not yet woken
+        self._lock = threading.Lock()
         ensure_schema(conn)
 
     @classmethod
     def open(cls, path: str, *, clock: Clock | None = None, readonly: bool = False,
-             busy_timeout: float = 5.0) -> Outbox:
+             busy_timeout: float = 5.0, files: DatabaseFiles | None = None) -> Outbox:
         """Its own connection to the audit database (create it first with ``AuditLog``);
-        ``busy_timeout`` is how long a statement waits for a lock (seconds)."""
+        ``busy_timeout`` is how long a statement waits for a lock (seconds); ``files``:
+        the database files to check before each read and around each write."""
         wait = f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}"
         try:
             if readonly:
@@ -136,6 +158,7 @@ class Outbox:
                 conn.execute(wait)
                 outbox = cls.__new__(cls)
                 outbox.conn, outbox.clock = conn, clock or _WallClock()
+                outbox._released, outbox._lock = set(), threading.Lock()
                 try:
                     if not has_escalation(conn):
                         outbox._columns = COLUMNS_BEFORE_ESCALATION
@@ -145,7 +168,7 @@ class Outbox:
             conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             conn.execute(wait)
             conn.execute("PRAGMA journal_mode = WAL")
-            return cls(conn, clock=clock)
+            return cls(conn, clock=clock, files=files)
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open outbox database {path}: {exc}") from None
 
@@ -154,28 +177,38 @@ class Outbox:
     @staticmethod
     def enqueue_in(conn: sqlite3.Connection, planned: Sequence[Planned], *,
                    source_control_id: str | None, message_id: int | None = None,
-                   now: float | None = None, escalated_from: int | None = None) -> list[int]:
-        """Insert ``planned`` using ``conn``'s open transaction (no commit here)."""
+                   now: float | None = None, escalated_from: int | None = None,
+                   held: Sequence[dict[str, Any]] | None = None) -> list[int]:
+        """Insert ``planned`` using ``conn``'s open transaction (no commit here).
+
+        With ``held`` (the ``alert_held`` event's fields for each of ``planned``: why, and
+        the earlier alerts it waits for), they are alerts held behind an earlier version's
+        (:mod:`gateway.held_alerts`): status ``held`` and event ``alert_held``, not
+        ``enqueued``, as they are not sent unless released.
+        """
         now = time.time() if now is None else now
         create_in(conn)
         ids = []
         escalation = {} if escalated_from is None else {"escalated_from": escalated_from}
-        for p in planned:
+        for n, p in enumerate(planned):
             pages = getattr(p, "pages", ())
+            # The study of an alert, and of a result (its versions: gateway.superseded_results).
+            study = bool(pages) or (p.purpose == "results" and getattr(p, "accession", None))
             cur = conn.execute(
                 "INSERT INTO outbox (destination, route, purpose, control_id, source_control_id, "
                 "message_id, payload, status, attempts, next_attempt_at, created_at, updated_at, "
                 "escalated_from, accession, pages) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?)",
                 (p.destination, p.route, p.purpose, p.control_id, source_control_id, message_id,
-                 p.payload, now, now, now, escalated_from,
-                 getattr(p, "accession", None) if pages else None,
+                 p.payload, PENDING if held is None else HELD, now, now, now, escalated_from,
+                 getattr(p, "accession", None) if study else None,
                  json.dumps({"pages": list(pages), "patients": list(getattr(p, "patients", ()))})
-                 if pages else None))
+                 if study else None))
             ids.append(int(cur.lastrowid))  # type: ignore[arg-type]
-            event_op("enqueued", source_control_id, message_id, destination=p.destination,
-                     route=p.route, purpose=p.purpose, outbound_control_id=p.control_id,
-                     outbox_id=ids[-1], **escalation)(conn)
+            event_op("enqueued" if held is None else "alert_held", source_control_id,
+                     message_id, destination=p.destination, route=p.route, purpose=p.purpose,
+                     outbound_control_id=p.control_id, outbox_id=ids[-1], **escalation,
+                     **({} if held is None else held[n]))(conn)
         return ids
 
     def enqueue(self, planned: Sequence[Planned], *, source_control_id: str | None,
@@ -192,6 +225,8 @@ class Outbox:
                 "delivered_at = ?, updated_at = ?, last_error = NULL WHERE id = ?",
                 (ack_code, now, now, row.id))
             self._event(conn, "delivered", row, attempt=row.attempts + 1, ack_code=ack_code)
+            released = self._settle(conn, row, now)
+        self._woken(released)
 
     def record_failed(self, row: OutboxRow, error: str, *, retry_at: float | None,
                       ack_code: str | None = None, escalate: Sequence[Planned] = ()) -> bool:
@@ -200,6 +235,7 @@ class Outbox:
         before. Returns whether the escalation was queued."""
         now = self.clock.seconds()
         attempt = row.attempts + 1
+        released: set[str] = set()
         with self._transaction() as conn:
             if retry_at is None:
                 conn.execute(
@@ -207,15 +243,36 @@ class Outbox:
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error, ack_code=ack_code)
                 self._event(conn, "dead_lettered", row, attempts=attempt, error=error)
-                return bool(escalate) and self._escalate_in(conn, row, escalate, "dead_lettered",
-                                                            now)
+                escalated = bool(escalate) and self._escalate_in(conn, row, escalate,
+                                                                 "dead_lettered", now)
+                released = self._settle(conn, row, now)  # after it: a copy pending stands
             else:
                 conn.execute(
                     "UPDATE outbox SET attempts = ?, ack_code = ?, last_error = ?, next_attempt_at = ?, "
                     "updated_at = ? WHERE id = ?", (attempt, ack_code, error, retry_at, now, row.id))
                 self._event(conn, "delivery_failed", row, attempt=attempt, error=error,
                             ack_code=ack_code, retry_in=round(retry_at - now, 3))
-        return False
+                escalated = False
+        self._woken(released)
+        return escalated
+
+    @staticmethod
+    def _settle(conn: sqlite3.Connection, row: OutboxRow, now: float) -> set[str]:
+        """Settle the alerts held behind ``row``, an alert just delivered or dead-lettered."""
+        return settle_in(conn, row.id, now) if row.purpose == "alerts" else set()
+
+    def _woken(self, released: set[str]) -> None:
+        """Remember, once committed, the destinations whose held alerts were released."""
+        if released:
+            with self._lock:
+                self._released |= released
+
+    def take_released(self) -> set[str]:
+        """The destinations of held alerts released since the last call (to be woken: a
+        copy's dead-letter at one destination releases an alert queued for another)."""
+        with self._lock:
+            released, self._released = self._released, set()
+        return released
 
     def escalate(self, pairs: Sequence[tuple[OutboxRow, Sequence[Planned]]], reason: str) -> int:
         """Queue each row's escalation (unless it was escalated before); how many were."""
@@ -276,13 +333,16 @@ class Outbox:
 
     def retry_dead(self, destination: str | None = None) -> DeadRetry:
         """Re-queue the dead-lettered messages (of ``destination``), except the alerts
-        whose escalation, or whose original, was delivered.
+        whose escalation, or whose original, was delivered, and the results of a report
+        whose later version's result was delivered or is pending there.
 
         Such an alert reached someone already: its escalated copy paged the backup (or the
         first pager got the original after the copy was queued), and sending it again
         paged the on-call person a second time for a result already handled.  They are
-        kept dead and returned as ``skipped`` with the delivered row's id; naming one in
-        :meth:`retry` sends it again, as the operator asked.
+        kept dead and returned as ``skipped`` with the delivered row's id.  Such a result
+        would reach the EHR after the correction that replaced it, and be filed as the
+        current result (:mod:`gateway.superseded_results`): kept dead and returned as
+        ``superseded``.  Naming one in :meth:`retry` sends it again, as the operator asked.
         """
         with self._transaction() as conn:
             where, params = "status = 'dead'", []
@@ -290,15 +350,31 @@ class Outbox:
                 where, params = where + " AND destination = ?", [destination]
             dead = [OutboxRow(*r) for r in conn.execute(
                 f"SELECT {self._columns} FROM outbox WHERE {where} ORDER BY id", params)]
-            requeued, skipped = [], []
+            requeued, skipped, superseded = [], [], []
             for row in dead:
                 reached = self._delivered_in_family(conn, row)
-                if reached is None:
-                    requeued.append(row)
-                else:
+                later = later_version(conn, row.id) if reached is None else None
+                if reached is not None:
                     skipped.append((row, reached))
+                elif later is not None:
+                    superseded.append((row, later[0], later[2]))
+                else:
+                    requeued.append(row)
             self._requeue_in(conn, requeued)
-        return DeadRetry(requeued, skipped)
+        return DeadRetry(requeued, skipped, superseded)
+
+    def later_versions(self, rows: Sequence[OutboxRow]) -> dict[int, LaterVersion]:
+        """For each result of ``rows`` that a later version of its report superseded at
+        its destination: that version's result (id, source control id, status)."""
+        found = {}
+        for row in rows:
+            try:
+                later = later_version(self.conn, row.id)
+            except sqlite3.Error as exc:
+                raise OutboxError(f"outbox database read failed: {exc}") from None
+            if later is not None:
+                found[row.id] = later
+        return found
 
     @staticmethod
     def _delivered_in_family(conn: sqlite3.Connection, row: OutboxRow) -> int | None:
@@ -373,6 +449,11 @@ class Outbox:
         return [r[0] for r in self._rows(
             "SELECT DISTINCT destination FROM outbox WHERE status = 'pending' ORDER BY destination")]
 
+    def held(self) -> dict[str, int]:
+        """Per destination: alerts held behind an earlier version's (outbox_held index)."""
+        return dict(self._rows("SELECT destination, COUNT(*) FROM outbox WHERE status = 'held' "
+                               "GROUP BY destination"))
+
     def backlog(self) -> dict[str, tuple[int, float]]:
         """Per destination: (pending messages, created_at of the oldest)."""
         rows = self._rows(
@@ -385,6 +466,8 @@ class Outbox:
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read; a database that has no outbox table yet (opened read-only, where the
         table is not created) has nothing queued, any other failure is an OutboxError."""
+        if self.files is not None:
+            self.files.check()
         try:
             return self.conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError as exc:
@@ -397,12 +480,22 @@ class Outbox:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """:func:`gateway.audit.transaction` on the outbox's connection; a database error
-        is raised as OutboxError, any other error as it came (NotRequeued)."""
+        is raised as OutboxError, any other error as it came (NotRequeued, DatabaseLost:
+        checked before the transaction and after its commit)."""
+        if self.files is not None:
+            self.files.check()
         try:
             with transaction(self.conn) as conn:
                 yield conn
         except sqlite3.Error as exc:
             raise OutboxError(f"outbox database write failed: {exc}") from None
+        if self.files is not None:
+            self.files.check()
+
+    @property
+    def lost(self) -> str | None:
+        """Why the database files can no longer be written (None while they can)."""
+        return self.files.lost if self.files is not None else None
 
     @staticmethod
     def _event(conn: sqlite3.Connection, event: str, row: OutboxRow, **fields: Any) -> None:

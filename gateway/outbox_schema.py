@@ -11,7 +11,8 @@ It lives in the audit database. Schema::
       source_control_id TEXT     MSH-10 of the inbound message (audit events are keyed by it)
       message_id        INTEGER  messages.id of the inbound message, when known
       payload           BLOB     the message exactly as sent
-      status            TEXT     pending | delivered | dead
+      status            TEXT     pending | held | delivered | dead  (held: an alert waiting
+                                 for an earlier alert of its study; gateway.held_alerts)
       attempts          INTEGER  delivery attempts made
       next_attempt_at   REAL     clock seconds before which no attempt is made (backoff)
       created_at        REAL     clock seconds
@@ -21,9 +22,11 @@ It lives in the audit database. Schema::
       last_error        TEXT     why the last attempt failed (never message content)
       escalated_from    INTEGER  the outbox id of the alert this one escalates
                                  ([routes.NAME] escalate_to; gateway.escalation)
-      accession         TEXT     alerts: the study's accession      (one page per result
-      pages             TEXT     alerts: JSON, what it pages and     per study:
-                                 digests of the patient's ids        gateway.repeat_alerts)
+      accession         TEXT     alerts, results: the study's accession  (one page per
+      pages             TEXT     JSON: digests of the patient's ids;      result per study:
+                                 alerts: what it pages                    gateway.repeat_alerts;
+                                                                          versions of results:
+                                                                          gateway.superseded_results)
 """
 
 from __future__ import annotations
@@ -59,7 +62,11 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_queue ON outbox (destination, status, id);
 """
-# After the table exists (a table from before escalation gets the column first).
+# After the table exists (a table from before escalation gets the column first); also run
+# on an existing table, so each index added here reaches the databases of earlier versions.
+# outbox_held: the held alerts counted per destination at each metrics scrape, which
+# without it read the whole outbox queue index (there are seldom any held; status leads,
+# or the planner preferred outbox_queue).
 # outbox_message: the alerts of a report (gateway.critical_results) without reading every
 # result kept until purged, and a purge (gateway.retention) deleting a message's outbox rows
 # and checking that none is pending without reading the whole outbox under the write lock.
@@ -70,6 +77,7 @@ CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (created_at) WHERE status = 
 CREATE INDEX IF NOT EXISTS outbox_message ON outbox (message_id);
 CREATE INDEX IF NOT EXISTS outbox_accession ON outbox (accession, destination)
     WHERE accession IS NOT NULL;
+CREATE INDEX IF NOT EXISTS outbox_held ON outbox (status, destination) WHERE status = 'held';
 """
 
 # In the order of gateway.outbox.OutboxRow's fields.

@@ -18,7 +18,11 @@
   still go per group);
 * queues no alert that pages nothing new for its study: a correction or a resend of a
   report whose critical result was paged already (:mod:`gateway.repeat_alerts`, checked in
-  the transaction that would queue it);
+  the transaction that would queue it); one whose earlier page is still pending is queued
+  held, and sent only if that page is dead-lettered (:mod:`gateway.held_alerts`);
+* queues no result of a version that a later version of its report superseded at the
+  destination, its result delivered or pending (a replay of an older version:
+  :mod:`gateway.superseded_results`), so the EHR never files the older one over it;
 * routes nothing for a message this gateway sent itself (MSH-3/MSH-4 equal to
   ``[outbound]`` sending_application/sending_facility) that an interface engine routed
   back: audit event ``outbound_skipped``, so a result can never come back as a new page;
@@ -44,7 +48,8 @@ from .delivery import DeliveryService, warn_unrouted
 from .escalation import Escalation
 from .audit import event_op
 from .outbox import Outbox, OutboxError, enqueue_op
-from .repeat_alerts import patient_digests, unsent_repeats, withdrawals_op
+from .repeat_alerts import patient_digests, sort_repeats, withdrawals_op
+from .superseded_results import unsent_superseded
 from .routing import (  # _inferences: the inferences of a result, as the router reads them
     ALERTS, PlannedMessage, Router, _inferences, first_component, outbound_config,
     wants_application_ack,
@@ -100,8 +105,7 @@ class OutboundHook:
                                       obr_index=getattr(outcome.report, "obr_index", None))
                             continue
                         paged.add(said)
-                        p = self._with_patient(message, outcome.report, p, identities)
-                    planned.append(p)
+                    planned.append(self._with_patient(message, outcome.report, p, identities))
             except Exception as exc:  # noqa: BLE001 - recorded; the analysis still commits
                 # A message that cannot be built must not block recording the analysis
                 # (it would be re-analysed at every start); the audit trail says why.
@@ -125,10 +129,20 @@ class OutboundHook:
 
         def op(conn: Any) -> list[int]:
             # In the transaction: a version committed in the same batch counts too.
-            kept = unsent_repeats(conn, planned, control_id=message.control_id,
-                                  message_id=message.message_id)
-            ids = enqueue_op(kept, source_control_id=message.control_id,
-                             message_id=message.message_id)(conn) if kept else []
+            # A replay of an older version, or one analysed after a later version's result
+            # was queued: the destination would file it over the later one.
+            current = unsent_superseded(conn, planned, control_id=message.control_id,
+                                        message_id=message.message_id)
+            repeats = sort_repeats(conn, current, control_id=message.control_id,
+                                   message_id=message.message_id)
+            ids = enqueue_op(repeats.send, source_control_id=message.control_id,
+                             message_id=message.message_id)(conn) if repeats.send else []
+            if repeats.hold:
+                Outbox.enqueue_in(
+                    conn, [p for p, _ in repeats.hold], source_control_id=message.control_id,
+                    message_id=message.message_id,
+                    held=[{"reason": "earlier_alert_pending", "results": len(p.pages),
+                           **cover.fields()} for p, cover in repeats.hold])
             with self._lock:
                 self._written |= destinations
             return ids
@@ -137,9 +151,10 @@ class OutboundHook:
 
     def _with_patient(self, message: Any, report: Any, p: PlannedMessage,
                       identities: dict[str, Any]) -> PlannedMessage:
-        """An alert with the digests of its patient's identifiers, which tell whether an
-        earlier alert under its accession was of the same study (gateway.repeat_alerts)."""
-        if not p.pages or not p.accession:
+        """A result or an alert with the digests of its patient's identifiers, which tell
+        whether an earlier message under its accession was of the same study
+        (gateway.repeat_alerts, gateway.superseded_results)."""
+        if not p.accession or (p.purpose == ALERTS and not p.pages):
             return p
         if "groups" not in identities:
             from mappings.inbound import patient_identities
@@ -209,7 +224,10 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
         return None
     from .commit import thread_writer
 
-    outbox = Outbox.open(app.settings.storage.db, clock=app.reactor)
+    # Checks the audit writer's files: the first of the two to find the database deleted or
+    # replaced stops both (gateway.database_files).
+    outbox = Outbox.open(app.settings.storage.db, clock=app.reactor,
+                         files=app.writer_audit.files)
     # The metrics' reads, on the reactor thread: a connection of their own (WAL: a reader
     # never waits for a writer) that waits for no lock either (a failed read keeps the
     # previous values), never the writer thread's, which a scrape waited for.
@@ -225,7 +243,8 @@ def build_outbound_service(app: Any) -> DeliveryService | None:
                               run_db=lambda fn, *a, **kw: run_db(lambda: fn(*a, **kw)),
                               metrics=app.metrics, on_stop=stopped,
                               escalation=Escalation(config),
-                              read_backlog=metrics_reader.backlog)
+                              read_backlog=metrics_reader.backlog,
+                              read_held=metrics_reader.held)
     service.setName("outbox")
     hook = OutboundHook(Router(config), mapping_config=app.settings.mapping_config)
     app.pipeline.add_hook(hook)

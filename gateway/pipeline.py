@@ -412,9 +412,12 @@ class AnalysisPipeline:
         self._stopped = True
         if self._recorder is not None:
             self._recorder.stop()  # what waits to be recorded again: the next start
-        if self._backlog or self._retry:
+        # Reports waiting in the database only (gateway.overflow) are "received" too.
+        waiting = {"waiting_in_database": self.overflow.waiting} \
+            if self.overflow is not None and self.overflow.waiting else {}
+        if self._backlog or self._retry or waiting:
             self.log.info("analysis.stopped", backlog=len(self._backlog),
-                          retry_alone=len(self._retry))
+                          retry_alone=len(self._retry), **waiting)
 
     def add_hook(self, hook: AnalysedHook) -> None:
         self.hooks.append(hook)

@@ -15,12 +15,15 @@ queued when the alerts already queued for other messages
   (an alert that was dead-lettered, copies and all, reached nobody and does not count),
 
 page between them everything it pages (``gateway.alerts.paged_keys``: a critical result
-by its description), less what a later version withdrew (below).  A version that adds a critical result is paged, with everything it
-alerts on.  A message's own earlier alerts never count: ``replay --deliver all`` asks to
-page again.  The alert not sent is an ``alert_suppressed`` event of its message
+by its description), less what a later version withdrew (below).  A version that adds a
+critical result is paged, with everything it alerts on.  A message's own earlier alerts
+never count: ``replay --deliver all`` asks to page again.  When those earlier alerts were
+delivered, the alert not sent is an ``alert_suppressed`` event of its message
 (``destination``, ``route``, ``reason`` ``already_alerted``, ``results``: how many things
 it would have paged, ``alerted_by``: the control ids of the messages whose alerts paged
-them), which ``audit show`` prints; it holds no patient data.
+them, ``outbox_ids``: those alerts), which ``audit show`` prints; it holds no patient
+data.  When one of them is still pending, it may yet be dead-lettered: the alert is held
+instead, and sent if that happens (:mod:`gateway.held_alerts`).
 
 A result is **withdrawn** from the earlier alerts under an accession by a later message
 analysed under it that does not state it (a correction that found no pneumothorax after
@@ -30,7 +33,7 @@ study says, and whoever was told that it was withdrawn must hear it is back.  An
 message under the accession counts, whatever its patient: a withdrawal wrongly taken costs
 one page more, one missed costs a page.
 
-:func:`unsent_repeats` runs in the transaction that queues the alerts (the outbox hook's
+:func:`sort_repeats` runs in the transaction that queues the alerts (the outbox hook's
 operation), so two versions committed together see each other.
 """
 
@@ -40,26 +43,29 @@ import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from .alerts import paged_keys
 from .audit import Op, event_op, has_table
+from .held_alerts import Cover, cover_of, pages_record
 from .routing import ALERTS, PlannedMessage
 
-__all__ = ["patient_digests", "unsent_repeats", "withdrawals_op"]
+__all__ = ["Repeats", "patient_digests", "sort_repeats", "withdrawals_op"]
 
 _log = structlog.get_logger("ri_gateway.outbox")
 
-# The alerts of other messages under the study's accession to the destination that still
-# stand (outbox_accession index).
-_STANDING = (
-    "SELECT o.id, o.source_control_id, o.pages FROM outbox o "
-    "WHERE o.accession = ? AND o.destination = ? AND o.purpose = 'alerts' "
-    "AND o.escalated_from IS NULL AND o.message_id IS NOT ? AND o.pages IS NOT NULL "
-    "AND (o.status IN ('pending', 'delivered') OR EXISTS (SELECT 1 FROM outbox c "
-    "WHERE c.escalated_from = o.id AND c.status IN ('pending', 'delivered'))) ORDER BY o.id")
+
+@dataclass(frozen=True)
+class Repeats:
+    """What :func:`sort_repeats` made of a message's planned messages: those to ``send``,
+    and the alerts to ``hold`` behind an earlier one still pending, each with the
+    alerts it waits for (``gateway.held_alerts``)."""
+
+    send: list[PlannedMessage]
+    hold: list[tuple[PlannedMessage, Cover]]
 
 
 def patient_digests(identities: Iterable[tuple[str, str]]) -> tuple[str, ...]:
@@ -70,46 +76,40 @@ def patient_digests(identities: Iterable[tuple[str, str]]) -> tuple[str, ...]:
                          for ident, authority in identities}))
 
 
-def unsent_repeats(conn: sqlite3.Connection, planned: Sequence[PlannedMessage], *,
-                   control_id: str | None, message_id: int | None) -> list[PlannedMessage]:
-    """``planned`` without the alerts that page nothing new for their study, each of those
-    recorded as an ``alert_suppressed`` event of the message."""
+def sort_repeats(conn: sqlite3.Connection, planned: Sequence[PlannedMessage], *,
+                 control_id: str | None, message_id: int | None) -> Repeats:
+    """``planned`` without the alerts that page nothing new for their study: each of those
+    whose earlier alerts were delivered recorded as an ``alert_suppressed`` event of the
+    message, the others (an earlier alert still pending) to be held."""
     if not any(p.pages for p in planned) or not has_table(conn, "outbox"):
-        return list(planned)  # no alert, or none ever queued: nothing paged before
-    kept = []
+        return Repeats(list(planned), [])  # no alert, or none ever queued: nothing paged before
+    send, hold = [], []
     for p in planned:
-        earlier = _already_paged(conn, p, message_id)
-        if earlier is None:
-            kept.append(p)
-            continue
-        alerted_by = list(dict.fromkeys(source for _, source in earlier))
-        event_op("alert_suppressed", control_id, message_id, destination=p.destination,
-                 route=p.route, reason="already_alerted", results=len(p.pages),
-                 alerted_by=alerted_by, outbox_ids=[outbox_id for outbox_id, _ in earlier]
-                 )(conn)
-        _log.info("outbox.alert_suppressed", control_id=control_id, message_id=message_id,
-                  destination=p.destination, alerted_by=alerted_by)
-    return kept
+        cover = _already_paged(conn, p, message_id)
+        if cover is None:
+            send.append(p)
+        elif not cover.delivered:
+            hold.append((p, cover))
+            _log.info("outbox.alert_held", control_id=control_id, message_id=message_id,
+                      destination=p.destination, outbox_ids=cover.fields()["outbox_ids"])
+        else:
+            fields = cover.fields()
+            event_op("alert_suppressed", control_id, message_id, destination=p.destination,
+                     route=p.route, reason="already_alerted", results=len(p.pages),
+                     **fields)(conn)
+            _log.info("outbox.alert_suppressed", control_id=control_id, message_id=message_id,
+                      destination=p.destination, alerted_by=fields["alerted_by"])
+    return Repeats(send, hold)
 
 
 def _already_paged(conn: sqlite3.Connection, p: PlannedMessage, message_id: int | None
-                   ) -> list[tuple[int, str | None]] | None:
-    """The (outbox id, source control id) of the standing alerts that paged what ``p``
-    pages; None when ``p`` pages something they did not (or cannot be told apart)."""
+                   ) -> Cover | None:
+    """The standing alerts that paged what ``p`` pages; None when ``p`` pages something
+    they did not (or cannot be told apart)."""
     if p.purpose != ALERTS or not p.pages or not p.accession or not p.patients:
         return None
-    wanted, paged = set(p.pages), set()
-    earlier = []
-    for outbox_id, source, text in conn.execute(_STANDING,
-                                                (p.accession, p.destination, message_id)):
-        record = _pages(text)
-        if not set(record.get("patients", ())) & set(p.patients):
-            continue  # another patient's study under the same accession number
-        mine = wanted & (set(record.get("pages", ())) - set(record.get("withdrawn", ())))
-        if mine:
-            paged |= mine
-            earlier.append((int(outbox_id), source))
-    return earlier if paged >= wanted else None
+    return cover_of(conn, accession=p.accession, destination=p.destination,
+                    patients=p.patients, wanted=p.pages, message_id=message_id)
 
 
 # The alerts of earlier messages under an accession (outbox_accession index), any destination.
@@ -137,7 +137,7 @@ def withdrawals_op(analysed: Sequence[tuple[str, Any]], message_id: int) -> Op[i
                            error=type(exc).__name__)
                 continue
             for outbox_id, text in rows:
-                record = _pages(text)
+                record = pages_record(text)
                 withdrawn = set(record.get("withdrawn", ()))
                 gone = set(record.get("pages", ())) - keys - withdrawn
                 if not gone:
@@ -149,11 +149,3 @@ def withdrawals_op(analysed: Sequence[tuple[str, Any]], message_id: int) -> Op[i
         return changed
 
     return op
-
-
-def _pages(text: str | None) -> dict[str, Any]:
-    try:
-        record = json.loads(text or "")
-    except ValueError:
-        return {}
-    return record if isinstance(record, dict) else {}

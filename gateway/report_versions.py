@@ -9,7 +9,10 @@ logic).  Three things decide whether an analysed group still counts:
   several orders) replaces the earlier version (:func:`latest_versions`);
 * **cancellations**: an order cancelled after its report (a later message for the same
   patient whose group under that accession has result status X, HL7 table 0123 "No
-  results available; Order canceled") takes the report with it (:func:`withdrawn`);
+  results available; Order canceled") takes the report with it (:func:`withdrawn`),
+  unless a message after the cancellation shows the order standing again (reinstated: any
+  other status but Y and Z, ``StoredReport.live``): the latest message decides
+  (:class:`Cancelled`);
 * **one report under several orders**: the same text under each OBR of a message, for one
   patient, is one report (:meth:`StoredReports.report_of`).
 
@@ -79,15 +82,46 @@ class StoredReport:
     performed: bool = True  # False: its result status says no exam was done (cancelled, ...)
     text_key: str | None = None  # digest of the report text (one report under several orders)
     cancelled: bool = False  # its result status is X: the order was cancelled
+    live: bool = False  # its result status says the order stands (not X, Y or Z, nor none)
 
 
 # read(raw, charset) -> {obr_index: StoredReport}; see the CLI for the mapping behind it.
 ReadReports = Callable[[bytes, "str | None"], dict[int, StoredReport]]
 # patients(raw, charset) -> {obr_index: Patient}: the same, read at a fraction of the cost.
 ReadPatients = Callable[[bytes, "str | None"], dict[int, Patient]]
-# Under each (accession, patient identity): the messages cancelling that order, in arrival
-# order.
-Cancelled = ByIdentity[int]
+
+
+class Cancelled:
+    """Under each (accession, patient identity): the messages cancelling that order, and
+    those showing it standing (``StoredReport.live``), filed in arrival order.
+
+    The latest decides: a cancellation followed by a message that shows the order standing
+    (the RIS reinstated it: sent it again in progress, scheduled, or with a result) no
+    longer counts.  Before, a reinstated order stayed cancelled, and its report withdrawn,
+    for good.
+    """
+
+    def __init__(self) -> None:
+        self._cancelled: ByIdentity[int] = ByIdentity()
+        self._live: ByIdentity[int] = ByIdentity()
+
+    def add(self, message_id: int, report: StoredReport) -> None:
+        filed = self._cancelled if report.cancelled else self._live if report.live else None
+        if filed is not None and report.accession:
+            for identity in report.patient:
+                filed.add(report.accession, identity, message_id)
+
+    def keys(self) -> set[Any]:
+        """The accessions with a cancellation (reinstated or not)."""
+        return self._cancelled.keys()
+
+    def find(self, accession: str, patient: Iterable[tuple[str, Authority]]) -> list[int]:
+        """The messages cancelling the order of ``accession`` for ``patient`` after the
+        last message that showed it standing, in arrival order."""
+        patient = tuple(patient)
+        standing = max(self._live.find(accession, patient), default=None)
+        return [other for other in self._cancelled.find(accession, patient)
+                if standing is None or other > standing]
 
 UNKNOWN = StoredReport(frozenset(), None, None)
 
@@ -190,15 +224,16 @@ def same_patient(first: Patient, second: Patient) -> bool:
 
 
 def add_cancellation(cancelled: Cancelled, message_id: int, report: StoredReport) -> None:
-    if report.cancelled and report.accession:
-        for identity in report.patient:
-            cancelled.add(report.accession, identity, message_id)
+    """File ``report`` of message ``message_id`` if it cancels its order or shows it
+    standing (messages are to be added in arrival order, or at least all of them)."""
+    cancelled.add(message_id, report)
 
 
 def withdrawn(row: Sequence[Any], reports: StoredReports, cancelled: Cancelled) -> bool:
     """Whether the order of an inference row (message id, control id, received at, OBR
     index, accession, ...) was cancelled by a later message for the same patient (HL7 table
-    0123 X: "No results available; Order canceled"): its report went with it."""
+    0123 X: "No results available; Order canceled") that no later message reinstated: its
+    report went with it."""
     message_id, obr_index, accession = row[0], row[3], row[4]
     patient = reports.of(message_id).get(obr_index, UNKNOWN).patient
     return bool(accession) and any(other > message_id
@@ -209,11 +244,13 @@ def cancelled_orders(audit: AuditLog, since: str, reports: StoredReports,
                      until: str | None = None) -> Cancelled:
     """The orders cancelled by accepted reports received at or after ``since`` (and before
     ``until``: a window that ended before the cancellation keeps what it held, as it keeps
-    the version it holds; see :func:`latest_versions`).  A group
-    with result status X is not analysed, so only the messages with a group that left no
-    inference are read (``reports`` is how many groups a message has); the rest, nearly
-    every message, are not mapped."""
-    cancelled: Cancelled = ByIdentity()
+    the version it holds; see :func:`latest_versions`), and the messages that reinstated
+    one after (a status without a result, such as I or S).  A group with result status X
+    is not analysed, nor is one without a result, so only the messages with a group that
+    left no inference are read (``reports`` is how many groups a message has); the rest,
+    nearly every message, are not mapped (a report analysed after a cancellation is a
+    later version, which the callers take as such)."""
+    cancelled = Cancelled()
     before, bound = ("AND received_at < ? ", [until]) if until is not None else ("", [])
     for message_id, raw, charset in audit.conn.execute(
             f"SELECT id, raw, charset FROM messages m WHERE received_at >= ? {before}"

@@ -328,7 +328,7 @@ def _exams_by_patient(audit: AuditLog, since: str, reports: StoredReports,
         "ORDER BY received_at, id", (since,)).fetchall()
     described = kind_in(audit, "radiologyProcedure", [row[0] for row in rows])
     by_patient: ByIdentity[Exam] = ByIdentity()
-    cancelled: Cancelled = ByIdentity()
+    cancelled = Cancelled()
     for message_id, control_id, received_at, raw, charset in rows:
         if patients is not None and not _any_of(wanted, patients, raw, charset):
             continue

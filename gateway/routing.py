@@ -124,9 +124,10 @@ class PlannedMessage:
     purpose: str          # results | alerts | application_ack
     control_id: str       # MSH-10 of the outbound message
     payload: bytes
-    # Alerts only, for one page per result per study (gateway.repeat_alerts): the study's
-    # accession, what the alert pages (gateway.alerts.paged_keys), and digests of the
-    # patient's identifiers (set by the outbox hook, which reads them from the message).
+    # The study: its accession and digests of the patient's identifiers (set by the outbox
+    # hook, which reads them from the message), which tell the versions of a report apart
+    # (gateway.superseded_results); alerts only, what the alert pages
+    # (gateway.alerts.paged_keys), for one page per result per study (gateway.repeat_alerts).
     accession: str | None = None
     pages: tuple[str, ...] = ()
     patients: tuple[str, ...] = ()
@@ -197,7 +198,8 @@ class Router:
                 continue
             msg = build_result_oru(inbound_text, report, selected, control_id=control_id,
                                    now=now, addressing=dest.addressing, fmt=self.config.format)
-            planned.append(PlannedMessage(name, route_name, kind, control_id, msg.payload()))
+            planned.append(PlannedMessage(name, route_name, kind, control_id, msg.payload(),
+                                          accession=getattr(report, "accession", None)))
         return planned
 
     def plan_application_ack(self, ack_text: str, control_id: str) -> PlannedMessage | None:

@@ -321,7 +321,8 @@ def build_http_service(settings: Settings, app: GatewayApp,
 
     site = make_site(
         # Job writes commit with the MLLP messages, on the audit writer's thread.
-        analysis=app.pool, job_store=JobStore(settings.storage.db, write=app.committer.submit),
+        analysis=app.pool, job_store=JobStore(settings.storage.db, write=app.committer.submit,
+                                              files=app.writer_audit.files),
         api_keys=settings.http.api_keys,
         metrics=app.metrics, health_checks=checks,
         max_body_bytes=settings.http.max_body_bytes, clock=app.reactor,

@@ -256,9 +256,36 @@ def frameable_ack(payload: bytes, default_charset: str = "utf-8") -> bytes:
     return encode_message(escape_controls(decoded.text, esc), decoded.charset)
 
 
+# Table 0357 as the coding system of a CE/CWE (component 3 or 6): ``HL70357`` as HL7 writes
+# it, and the spellings receivers send (``HL7357``, ``0357``), in any case.
+TABLE_0357_SYSTEMS = frozenset({"HL70357", "HL7357", "0357"})
+
+
+def table_0357_code(parts: list[str]) -> str | None:
+    """The table 0357 code of an error CE/CWE split into its (sub)components.
+
+    Components 1-3 are identifier, text and coding system, 4-6 the alternate ones; a
+    receiver with codes of its own sends its local code in one triplet and HL7's in the
+    other. The identifier whose coding system names table 0357 wins; else the first
+    identifier that names no system (a receiver that leaves the system out means HL7's);
+    ``""`` when every identifier names another system (a local code alone: ``L``,
+    ``99xxx``), None when there is no identifier at all.
+    """
+    parts = [p.strip() for p in parts] + [""] * 6
+    triplets = ((parts[0], parts[2]), (parts[3], parts[5]))
+    for identifier, system in triplets:
+        if identifier and system.upper() in TABLE_0357_SYSTEMS:
+            return identifier
+    for identifier, system in triplets:
+        if identifier and not system:
+            return identifier
+    return "" if any(identifier for identifier, _ in triplets) else None
+
+
 @dataclass(frozen=True)
 class AckError:
-    """One error a downstream ACK reports: its table 0357 code as sent, where it is
+    """One error a downstream ACK reports: its table 0357 code as sent (``""`` when it
+    gives only a code of another system, :func:`table_0357_code`), where it is
     (``PID-5``, ``OBX[2]-5``, ``PID``; ``""`` when not given or not a segment and field
     reference) and its severity (ERR-4, table 0516: ``E``, ``F``, ``W``, ``I``; ``""`` when
     not sent, as before v2.5). Never the destination's text, which may quote a value."""
@@ -270,9 +297,9 @@ class AckError:
 
 @dataclass(frozen=True)
 class AckInfo:
-    """What a downstream ACK says: MSA-1, MSA-2, its text, the first error code and every
-    error (``errors``: each ERR segment, each ERR-1 repetition before v2.5, and MSA-6 when
-    it names a code no ERR does)."""
+    """What a downstream ACK says: MSA-1, MSA-2, its text, the first table 0357 error code
+    and every error (``errors``: each ERR segment, each ERR-1 repetition before v2.5, and
+    MSA-6 when it names a code no ERR does)."""
 
     code: str
     acked_control_id: str
@@ -299,11 +326,11 @@ def parse_ack(payload: bytes) -> AckInfo:
     errors, err_text = _read_errors(segments, d, decoded.charset)
     # MSA-6 (error condition, a CE of table 0357, in older versions; ERR carries the code
     # since): a sender may put its code there only, or there as well as in ERR.
-    condition = _first(components(fields[6], d)) if len(fields) > 6 else ""
+    condition = (table_0357_code(components(fields[6], d)) if len(fields) > 6 else None) or ""
     if condition and condition not in {e.code for e in errors}:
         errors.append(AckError(condition))
-    return AckInfo(code, acked, text or err_text or None, errors[0].code if errors else None,
-                   tuple(errors))
+    return AckInfo(code, acked, text or err_text or None,
+                   next((e.code for e in errors if e.code), None), tuple(errors))
 
 
 def _first(parts: list[str]) -> str:
@@ -332,8 +359,8 @@ def _read_errors(segments: list[str], d: Delimiters,
         if fields[3]:  # v2.5+: ERR-2 ERL (repeating), ERR-3 CWE, ERR-4 severity, ERR-8 text
             cwe = components(fields[3], d)
             erl = components(repetitions(fields[2], d)[0], d) + ["", "", ""]
-            code = _first(cwe)
-            if code:
+            code = table_0357_code(cwe)
+            if code is not None:
                 errors.append(AckError(code, _err_location(*erl[:3]),
                                        _first(components(fields[4], d)).upper()))
             message = fields[8] or (cwe[1] if len(cwe) > 1 else "")
@@ -345,8 +372,9 @@ def _read_errors(segments: list[str], d: Delimiters,
             if len(parts) < 4:
                 continue
             ce = subcomponents(parts[3], d)
-            if ce[0].strip():
-                errors.append(AckError(ce[0].strip(), _err_location(*parts[:3])))
+            code = table_0357_code(ce)
+            if code is not None:
+                errors.append(AckError(code, _err_location(*parts[:3])))
                 if text is None and len(ce) > 1 and ce[1]:
                     text = render_text(ce[1], d, charset) or None
     return errors, text

@@ -176,6 +176,10 @@ def _status_only(groups: Iterable[OrderGroup | LocatedGroup], d: Delimiters,
 NO_RESULT_STATUSES = frozenset({"O", "I", "S", "X", "Y", "Z"})
 # Table 0123 X, "No results available; Order canceled": sent after a report, it withdraws it.
 ORDER_CANCELLED = "X"
+# Table 0123 statuses that leave no order standing: X order cancelled, Y no order on record
+# for this test, Z no record of this patient. Any other status sent after a cancellation
+# says the order stands again (reinstated): the later message decides.
+NO_ORDER_STATUSES = frozenset({ORDER_CANCELLED, "Y", "Z"})
 
 
 def patient_identities(text: str, config: MappingConfig | None = None

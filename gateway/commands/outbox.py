@@ -1,9 +1,11 @@
 """``ri-gateway outbox``: look at and act on the outbound queue.
 
-    ri-gateway outbox list [--status pending|delivered|dead] [--destination NAME] [-n N] [--json]
+    ri-gateway outbox list [--status pending|held|delivered|dead] [--destination NAME] [-n N]
+                           [--json]
     ri-gateway outbox retry ID...        put dead (or waiting) messages back in the queue now
     ri-gateway outbox retry --dead       every dead-lettered message (optionally --destination),
-                                         but an alert already delivered by escalation
+                                         but an alert already delivered by escalation and a
+                                         result a later version of its report replaced
     ri-gateway outbox purge --delivered --before DATE
 
 A running gateway picks re-queued messages up within its poll interval (5 s).
@@ -23,7 +25,7 @@ from gateway.audit import AuditLog
 from gateway.errors import AuditError, NegativeOutcome
 from gateway.local_time import local_text
 from gateway.outbox import (
-    DEAD, DELIVERED, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
+    DEAD, DELIVERED, HELD, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
 )
 
 from .options import DATE_HELP, config_option, db_option, parse_date, settings_from
@@ -41,6 +43,10 @@ def _open(config_path: str | None, db_path: str | None, *, readonly: bool = Fals
         return Outbox.open(path, readonly=readonly)
     except OutboxError as exc:
         raise AuditError(str(exc)) from None
+
+
+# How a later version's result stands, by its status.
+_WAS = {DELIVERED: "was delivered", PENDING: "is queued"}
 
 
 def _iso(seconds: float | None) -> str | None:
@@ -70,7 +76,9 @@ def outbox() -> None:
 @outbox.command("list")
 @config_option
 @db_option
-@click.option("--status", type=click.Choice([PENDING, DELIVERED, DEAD]), help="Only this status.")
+@click.option("--status", type=click.Choice([PENDING, HELD, DELIVERED, DEAD]),
+              help="Only this status (held: an alert waiting for an earlier alert of its "
+                   "study, sent only if that one is dead-lettered).")
 @click.option("--destination", help="Only this destination.")
 @click.option("-n", "--limit", default=100, show_default=True, type=click.IntRange(min=1),
               help="Most rows shown (oldest first).")
@@ -113,8 +121,11 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     """Re-queue messages by ID, or all dead-lettered ones with --dead.
 
     --dead keeps dead an alert whose escalated copy (or whose original) was delivered,
-    and says so: the result reached someone already. Name its ID to send it again.
-    An unknown or delivered ID re-queues nothing and exits 1.
+    and says so: the result reached someone already. It keeps dead a result whose report's
+    later version (a correction, a resend) was delivered or is queued to that destination:
+    sent after it, the older version would be filed as the current result. Name its ID to
+    send it again (a warning says so). An unknown or delivered ID re-queues nothing and
+    exits 1.
     """
     if not ids and not dead:
         raise click.UsageError("give the IDs of the messages to re-queue, or --dead")
@@ -129,6 +140,7 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
             done = box.retry_dead(destination)
         else:
             rows = box.retry(*ids)
+            later = box.later_versions(rows)
     except NotRequeued as exc:
         # The command ran and the answer is no, as for a control id replay does not find.
         raise NegativeOutcome(str(exc)) from None
@@ -139,12 +151,23 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     if not dead:
         for row in rows:
             click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
+        for row in rows:
+            if row.id in later:
+                # Sent as asked; the destination will take it for the current result.
+                outbox_id, _, status = later[row.id]
+                click.echo(f"warning: {row.id} is an older version of a report whose later "
+                           f"version {_WAS[status]} to {row.destination} as {outbox_id}: "
+                           f"{row.destination} may file it as the current result", err=True)
         return
     click.echo(f"re-queued {len(done.requeued)} dead-lettered message(s)")
     for row, reached in done.skipped:
         # Its escalated copy (or its original) was delivered: someone was paged already.
         click.echo(f"kept dead {row.id} for {row.destination}: the same alert was delivered "
                    f"as {reached} (name it to send it again: outbox retry {row.id})")
+    for row, later, status in done.superseded:
+        # Sent after its correction, the older version would be filed as the current one.
+        click.echo(f"kept dead {row.id} for {row.destination}: a later version of the report "
+                   f"{_WAS[status]} as {later} (name it to send it again: outbox retry {row.id})")
 
 
 @outbox.command()

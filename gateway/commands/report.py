@@ -119,7 +119,7 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
     gives; and the patients' identifiers alone, cheaply."""
     from mappings.decoding import decode_message
     from mappings.inbound import (
-        NO_RESULT_STATUSES, ORDER_CANCELLED, map_oru, patient_identities,
+        NO_ORDER_STATUSES, NO_RESULT_STATUSES, ORDER_CANCELLED, map_oru, patient_identities,
     )
     from mappings.procedures import MODALITY_CODES
 
@@ -137,7 +137,9 @@ def _mapped_reports(settings: Any) -> tuple[Any, Any]:
                                           _order_text(r),
                                           r.result_status not in NO_RESULT_STATUSES,
                                           _text_key(r.document_text),
-                                          r.result_status == ORDER_CANCELLED)
+                                          r.result_status == ORDER_CANCELLED,
+                                          r.result_status is not None
+                                          and r.result_status not in NO_ORDER_STATUSES)
                 for r in map_oru(text, settings.mapping_config)}
 
     return read, patients

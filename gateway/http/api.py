@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from twisted.web import server
 from twisted.web.resource import Resource
 
+from gateway.errors import DatabaseLost
 from gateway.logging import get_logger
 from gateway.metrics import Metrics
 from ri_engine.errors import EngineError
@@ -96,7 +97,7 @@ class JobsResource(Resource):
 
         def refused(failure: Failure) -> None:
             error = failure.value
-            if not isinstance(error, (ApiError, EngineError, ModelError)):
+            if not isinstance(error, (ApiError, EngineError, ModelError, DatabaseLost)):
                 log.error("REST job not stored", error_type=failure.type.__name__)
                 error = ApiError(500, "InternalError", "The job could not be stored; the "
                                  "error has been logged. Send the job again later.")
@@ -128,7 +129,8 @@ class JobsResource(Resource):
 
 def _error_response(request: Any, exc: BaseException) -> bytes:
     """The error answer for ``exc``; an unexpected one (a 500) is logged, by type only."""
-    if not isinstance(exc, (ApiError, EngineError, ModelError)):
+    # DatabaseLost is logged once where it was found (audit.database_lost).
+    if not isinstance(exc, (ApiError, EngineError, ModelError, DatabaseLost)):
         log.error("REST request failed", error_type=type(exc).__name__,
                   method=request.method.decode("ascii", "replace"))
     return render_error(request, exc)

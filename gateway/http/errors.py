@@ -20,6 +20,9 @@ Everything else that can reach the REST layer is translated by
     ri_engine.errors.RequestError   -> 400, the engine's code and target
     ri_engine.models.ModelError     -> 400 InvalidRequestBody, target = JSON path
     ri_engine.errors.AnalysisFailure-> 500 InternalError
+    gateway.errors.DatabaseLost     -> 503 ServiceUnavailable (the database file was
+                                       deleted or replaced: nothing is stored until a
+                                       restart)
     anything else                   -> 500 InternalError (message never leaks
                                        internals or report text)
 """
@@ -29,12 +32,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.errors import DatabaseLost
 from ri_engine.errors import AnalysisFailure, RequestError
 from ri_engine.models import ErrorDetail, ModelError
 
 __all__ = ["ApiError", "api_error_from", "error_body", "job_error_from", "render_error"]
 
 _INTERNAL_MESSAGE = "The server failed to analyse the request; the error has been logged."
+# No path: the logs name the file (audit.database_lost), a client needs only to know.
+_LOST_MESSAGE = ("The gateway's database was deleted or replaced while it ran; no job can be "
+                 "stored or read until the gateway is restarted.")
 
 
 class ApiError(Exception):
@@ -70,6 +77,8 @@ def api_error_from(exc: BaseException) -> ApiError:
         return ApiError(400, "InvalidRequestBody", exc.message, target=exc.path or None)
     if isinstance(exc, AnalysisFailure):
         return ApiError(500, exc.code or "InternalError", _INTERNAL_MESSAGE)
+    if isinstance(exc, DatabaseLost):
+        return ApiError(503, "ServiceUnavailable", _LOST_MESSAGE)
     return ApiError(500, "InternalError", _INTERNAL_MESSAGE)
 
 

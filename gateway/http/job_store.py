@@ -38,6 +38,7 @@ from typing import Any
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from gateway.audit import in_transaction
+from gateway.database_files import DatabaseFiles
 
 __all__ = ["ACTIVE_STATUSES", "JobRecord", "JobStore", "NoRoom", "Write", "format_time"]
 
@@ -120,8 +121,12 @@ class JobStore:
     """The ``http_jobs`` table of one SQLite file."""
 
     def __init__(self, path: str | Path, *, retention: dt.timedelta = RETENTION,
-                 write: Write | None = None) -> None:
+                 write: Write | None = None, files: DatabaseFiles | None = None) -> None:
         self.path = Path(path)
+        # The running gateway's database files: a job read after they were deleted or
+        # replaced raises DatabaseLost (its writes fail so in the audit writer), rather than
+        # answering from a file no restart opens (gateway.database_files).
+        self._files = files
         self.retention = retention.total_seconds()
         _create_private(self.path)
         self._lock = threading.Lock()
@@ -196,6 +201,8 @@ class JobStore:
     # -- reads -------------------------------------------------------------------
 
     def get(self, job_id: str, now: float) -> JobRecord | None:
+        if self._files is not None:
+            self._files.check()
         with self._lock:
             row = self._db.execute(
                 f"SELECT {_COLUMNS} FROM http_jobs WHERE id = ? AND expires > ?",

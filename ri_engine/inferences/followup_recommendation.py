@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ..context import AnalysisContext
@@ -48,7 +49,10 @@ def _words(terms: list[str]) -> re.Pattern[str]:
 
 # Searched in every sentence, case-folded (nlp/casefold.py).
 _CUE = CaseFolded(_words(_VOCAB["cues"]))
-_REFUSAL = CaseFolded(_words(_VOCAB["negations"]))
+# A refusal, or advice an earlier report gave ("was previously recommended"): no advice now.
+_REFUSAL = CaseFolded(_words(_VOCAB["negations"] + _VOCAB["past_advice"]))
+_PAST_ADVICE = _words(_VOCAB["past_advice"])
+_RESTATED = re.compile(r"\bas\s+$", re.IGNORECASE)
 _HEDGE = _words(_VOCAB["hedges"])
 _CONDITIONAL = re.compile(r"(?<![\w-])(?:%s)(?![\w-])(?!\s+clinically)" % "|".join(
     re.escape(t).replace(r"\ ", r"\s+") for t in _VOCAB["conditionals"]), re.IGNORECASE)
@@ -81,10 +85,13 @@ _CLAUSE_BREAK = re.compile(r";|\b(?:otherwise|thereafter|followed\s+by|and\s+the
 # "No further imaging is necessary unless symptoms persist, in which case MRI may be
 # obtained": the refusal covers what comes before the exception; a procedure named after
 # it is a conditional recommendation.
-# Likewise a clause of its own after a semicolon or "otherwise" ("No routine follow-up is
-# needed if the patient is low risk; if high risk, CT at 12 months is recommended").
+# Likewise a clause of its own after a semicolon, "but" or "otherwise" ("No routine follow-up
+# is needed if the patient is low risk; if high risk, CT at 12 months is recommended", "No CT
+# follow-up is needed, but pelvic ultrasound in 6 weeks is recommended").
 _EXCEPTION = re.compile(r"\b(?:unless|except\s+(?:if|when|in\s+case)|in\s+which\s+case|"
-                        r"but\s+if|however,?\s+if|otherwise)\b|;", re.IGNORECASE)
+                        r"but|however|otherwise)\b|;", re.IGNORECASE)
+# Where a refusal opens a clause of its own, after the advice of the clause before it.
+_TURN_BEFORE = re.compile(r";|\b(?:otherwise|but|however|whereas)\b", re.IGNORECASE)
 _PARAGRAPH_BREAK = re.compile(r"(?:\r\n|\r|\n|\\n)[ \t]*(?:\r\n|\r|\n|\\n)")
 
 
@@ -117,10 +124,16 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
         folded = fold(text)
         if not _CUE.pattern_for(text).search(folded) and not _timed_study(ctx, sentence, text):
             continue
-        refusal = _REFUSAL.pattern_for(text).search(folded)
+        refusal = _refusal(text, folded)
         if refusal is None:
             out.extend(_from_sentence(ctx, sentence, text, options))
             continue
+        # "If high risk, CT in 12 months is recommended; otherwise no follow-up is needed": the
+        # refusal covers its own clause, not the advice of a clause before it.
+        turn = _last(_TURN_BEFORE.finditer(text, 0, refusal.start()))
+        if turn is not None and (_CUE.pattern_for(text).search(folded, 0, turn.start())
+                                 or _timed_study(ctx, sentence, text[:turn.start()])):
+            out.extend(_from_sentence(ctx, sentence, text, options, before=turn.start()))
         exception = _EXCEPTION.search(text, refusal.end())
         # The exception recommends only in words of its own ("in which case MRI may be
         # obtained"), not by naming a study ("unless the next scheduled CT shows a change").
@@ -130,6 +143,23 @@ def infer(ctx: AnalysisContext) -> list[Inference]:
     if options.references:
         out.extend(_guideline(ctx, block, options) for block in blocks)
     return out
+
+
+def _refusal(text: str, folded: str) -> re.Match[str] | None:
+    """The first refusal of a sentence; advice given before and restated ("CT is recommended,
+    as was recommended on the prior study") is none."""
+    for m in _REFUSAL.pattern_for(text).finditer(folded):
+        if not (_PAST_ADVICE.fullmatch(text, m.start(), m.end())
+                and _RESTATED.search(text, max(0, m.start() - 12), m.start())):
+            return m
+    return None
+
+
+def _last(matches: Iterator[re.Match[str]]) -> re.Match[str] | None:
+    found = None
+    for found in matches:
+        pass
+    return found
 
 
 def _timed_study(ctx: AnalysisContext, sentence: Span, text: str, after: int = 0) -> bool:
@@ -180,10 +210,14 @@ def _cites_guideline(text: str) -> bool:
 
 
 def _from_sentence(ctx: AnalysisContext, sentence: Span, text: str,
-                   options: Options, after: int = 0) -> list[Inference]:
+                   options: Options, after: int = 0, before: int | None = None) -> list[Inference]:
     """The recommendations of a sentence; with ``after``, only of procedures named after
-    that offset (the exception to a refusal), each conditional."""
-    inside = [p for p in ctx.procedures if sentence.start + after <= p.start < sentence.end
+    that offset (the exception to a refusal), each conditional; with ``before``, only of
+    the clause before that offset (the advice before a refusal), read alone."""
+    if before is not None:
+        text = text[:before]
+    end = sentence.start + len(text)
+    inside = [p for p in ctx.procedures if sentence.start + after <= p.start < end
               and not _EARLIER_STUDY.search(ctx.text, max(sentence.start, p.start - 30), p.start)]
     named = [p for p in inside if p.modality_key != "imaging"]
     if after and not named:

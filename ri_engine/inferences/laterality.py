@@ -47,10 +47,19 @@ _FOUR_WORDS = re.compile(r"(?:\s*[-A-Za-z]+){0,4}")
 # "left-sided sixth and seventh ribs": "-sided" belongs to the side word, not to the words
 # between it and the part.
 _SIDED = re.compile(r"\s*-?\s*sided\b", re.IGNORECASE)
+# A part said to be left out of the exam ("the right hip is not included", "left knee not
+# imaged"): its side is not the exam's.
+_NOT_IMAGED = re.compile(
+    r"\s+(?:(?:was|were|is|are|has|have)\s+(?:been\s+)?)?not\s+(?:been\s+)?"
+    r"(?:imaged|included|examined|evaluated|scanned|studied)\b", re.IGNORECASE)
 _CPT_MODIFIER = re.compile(r"-\s*(LT|RT)\b", re.IGNORECASE)
 # A lone L/R is a side only at the end of an order text or in parentheses ("KNEE L",
-# "HIP (R)"); elsewhere it is usually part of a name ("L SPINE").
+# "HIP (R)"), or right after the paired part it qualifies ("WRIST L PA/LAT", "FOOT L 3V");
+# elsewhere it is usually part of a name ("L SPINE").
 _LONE_LETTER = re.compile(r"(?:\(\s*([LR])\s*\)|\b([LR])\s*$)")
+# After a view ("PA/L", "AP & L", "PA and L") a lone L is the lateral view, not the left side:
+# "XR CHEST PA/L" is a two-view chest radiograph.
+_VIEW_BEFORE = re.compile(r"\b(?:PA|AP|OBL|OBLIQUE|FRONTAL)\s*(?:/|&|\+|,|\band\b)?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -191,10 +200,23 @@ def _side_of_texts(texts: list[str], vocab: _Vocab, sides: set[str] | None = Non
 def _text_sides(text: str, vocab: _Vocab) -> set[str]:
     """The sides an order text or exam title names ("XR KNEE LT", "HIP (R)")."""
     sides = {side for side, pattern in vocab.order_words.items() if pattern.search(text)}
-    m = _LONE_LETTER.search(text.strip())
-    if m:
-        sides.add("left" if (m.group(1) or m.group(2)) == "L" else "right")
+    text = text.strip()
+    letters = [m for m in (_LONE_LETTER.search(text), _part_letter().search(text)) if m]
+    for m in letters:
+        letter = next(g for g in m.groups() if g)
+        at = next(m.start(i) for i in range(len(m.groups()), 0, -1) if m.group(i))
+        if letter == "L" and _VIEW_BEFORE.search(text, 0, at):
+            continue
+        sides.add("left" if letter == "L" else "right")
     return sides
+
+
+@functools.cache
+def _part_letter() -> re.Pattern[str]:
+    """A lone L/R right after a paired part ("WRIST L PA/LAT"): the part's side."""
+    words = [w for ws in knowledge("quality_laterality.json")["pairedParts"].values() for w in ws]
+    parts = "|".join(sorted((re.escape(w) for w in words), key=len, reverse=True))
+    return re.compile(rf"\b(?:{parts})\s+((?-i:[LR]))(?=\s|$|[,;)/])", re.IGNORECASE)
 
 
 # --- sides in the text ----------------------------------------------------------------------
@@ -240,6 +262,8 @@ def _counts_for_exam(ctx: AnalysisContext, vocab: _Vocab, side: _Side,
                      titles: list[tuple[int, int]]) -> bool:
     if section_name_at(ctx, side.start) in vocab.excluded_sections or _inside(side.start, titles):
         return False
+    if side.part_span and _NOT_IMAGED.match(ctx.text, side.part_span[1]):
+        return False  # "The left knee was not imaged": no part of this exam
     s_start, s_end = sentence_bounds(ctx, side.start)
     cues, folded = ctx.folded(vocab.excluded_cues)
     return not cues.search(folded, s_start, s_end)

@@ -1,6 +1,7 @@
 """Sizes in the text: ``5 mm``, ``7-mm``, ``5.6 x 4.5 x 3.4 cm``, ``2.5 cm x 1.2 cm``, ``6-8 mm``,
 ``2 to 3 mm``, ``between 5 and 7 mm``, ``< 3 cm``, ``up to 7 mm``, ``sub-5 mm``; current versus prior
-("previously 6 mm", "increased from 4 mm to 6 mm", "6 mm on the prior study").
+("previously 6 mm", "increased from 4 mm to 6 mm", "increased from 4 to 6 mm", "6 mm on the prior
+study").
 
 Matching runs on the raw text (a regular expression is much cheaper than a token walk) and
 returns character offsets, so the result lines up with every other layer.
@@ -46,6 +47,18 @@ _PRIOR_BEFORE = re.compile(
 # itself, not an earlier size.
 _RANGE_FROM = re.compile(r"\b(?:rang\w*|var(?:y|ies|ying)|span\w*)\s+(?:in\s+size\s+)?from\s*$",
                          re.IGNORECASE)
+# "increased from 4 to 6 mm", "has decreased in size from 9 to 7 mm": after a word of change,
+# "from A to B" is the earlier size and the size now, not a range. Without one ("measuring
+# from 4 to 6 mm") it stays a range, and neither end is an earlier size.
+_CHANGE_WORD = re.compile(
+    r"\b(?:increas\w*|decreas\w*|gr[eo]w\w*|enlarg\w*|expand\w*|shr[aiu]nk\w*|reduc\w*"
+    r"|diminish\w*|progress\w*|regress\w*|chang\w*|improv\w*|worsen\w*|evolv\w*)\b",
+    re.IGNORECASE,
+)
+_CLAUSE_END = re.compile(r"[.;:\n]")
+# "No significant change in the nodules, measuring from 4 to 6 mm": a denied change is none.
+_NO_CHANGE = re.compile(r"\b(?:no|not|without)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+_FROM = re.compile(r"\bfrom\s*$", re.IGNORECASE)
 _PRIOR_AFTER = re.compile(
     r"\s*\)?\s*(?:previously|(?:on|in|at)\s+(?:the\s+)?(?:prior|previous|earlier|last|comparison)\b)",
     re.IGNORECASE,
@@ -90,6 +103,11 @@ def find_measurements(text: str) -> list[Measurement]:
         lead = text[max(0, lead_end - 40):lead_end]
         prior = (bool(_PRIOR_BEFORE.search(lead)) and not _RANGE_FROM.search(lead)) or bool(
             _PRIOR_AFTER.match(text, end))
+        if match.group(second) and first == "n1" and _FROM.search(lead):
+            if _changed(text, value_start):
+                found.extend(_change(match, unit))
+                continue
+            prior = False  # "measuring from 4 to 6 mm": a range of sizes now
         if match.group(second):
             low, high = float(match.group(first)), float(match.group(second))
             found.append(Measurement(
@@ -103,3 +121,26 @@ def find_measurements(text: str) -> list[Measurement]:
             start=start, end=end, unit=unit, values=values, comparator=comparator,
             prior=prior, value_spans=spans))
     return found
+
+
+def _changed(text: str, value_start: int) -> bool:
+    """Whether the "from" before ``value_start`` follows a word of change in its clause (the
+    last such word, and not a denied one)."""
+    words = list(_CHANGE_WORD.finditer(text, max(0, value_start - 80), value_start))
+    if not words:
+        return False
+    word = words[-1]
+    return (not _CLAUSE_END.search(text, word.end(), value_start)
+            and not _NO_CHANGE.search(text, max(0, word.start() - 30), word.start()))
+
+
+def _change(match: re.Match[str], unit: str) -> list[Measurement]:
+    """"from 4 to 6 mm" after a word of change: the earlier size, then the size now, each in
+    the unit written after the second (a unit after the first makes two sizes of its own)."""
+    sizes = []
+    for group, prior in (("n1", True), ("r2", False)):
+        start, end = match.span(group)
+        sizes.append(Measurement(
+            start=match.start() if prior else start, end=end if prior else match.end(), unit=unit,
+            values=(float(match.group(group)),), prior=prior, value_spans=((start, end),)))
+    return sizes

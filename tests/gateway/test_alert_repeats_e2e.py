@@ -127,3 +127,52 @@ def test_a_result_withdrawn_by_a_correction_and_restated_later_pages_again(rig):
     (event,) = rig.events("BACK0004", "alert_suppressed")
     assert event["alerted_by"] == ["BACK0003"], event
     wait_for("two pages", lambda: len(rig.received("ok")) == 2)
+
+
+def test_a_version_held_behind_an_alert_that_is_dead_lettered_pages_in_its_place(rig):  # noqa: F811
+    # The pager is down. v1's alert is pending (being retried) when its correction v2 is
+    # analysed: v2 pages nothing new, and was dropped. Then v1's alert ran out of attempts
+    # and was dead-lettered, and the pneumothorax reached nobody, though the pager came back
+    # while v2's page would still have been tried. v2's alert is held instead, and goes out
+    # once v1's is dead-lettered.
+    pager_port, mllp = free_port(), free_port()
+    rig.serve(BASE + f"""
+[destinations.pager]
+endpoint = "tcp:host=127.0.0.1:port={pager_port}"
+ack_timeout = 10.0
+backoff_initial = 3.0
+backoff_multiplier = 2.0
+backoff_max = 6.0
+jitter = 0.0
+max_attempts = 3
+""" + route("to-pager", "pager", "RIS"), mllp)
+    messages = [oru("HOLD0001", "RIS", "ACC91", CRITICAL),
+                corrected(oru("HOLD0002", "RIS", "ACC91", CRITICAL + ["ADDENDUM: Side confirmed."]),
+                          "ACC91")]
+    sent = rig.send(mllp, "versions", "".join(messages))
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    wait_for("both analysed", lambda: {"HOLD0001", "HOLD0002"} <= events(rig.db, "analysed"))
+    assert rig.events("HOLD0002", "alert_suppressed") == []
+    (held,) = rig.events("HOLD0002", "alert_held")
+    assert {k: held[k] for k in ("destination", "route", "reason", "results", "alerted_by",
+                                 "outbox_ids")} == {
+        "destination": "pager", "route": "to-pager", "reason": "earlier_alert_pending",
+        "results": 1, "alerted_by": ["HOLD0001"], "outbox_ids": [1]}
+    listed = rig.run("outbox", "list", "--status", "held", "--json", "--db", rig.db)
+    assert [(row["id"], row["source_control_id"], row["status"])
+            for row in map(json.loads, listed.stdout.splitlines())] == [
+        (held["outbox_id"], "HOLD0002", "held")]
+    wait_for("v1's alert dead-lettered", lambda: "HOLD0001" in events(rig.db, "dead_lettered"))
+    (released,) = rig.events("HOLD0002", "alert_released")
+    assert (released["outbox_id"], released["reason"], released["dead_lettered"]) == (
+        held["outbox_id"], "earlier_alert_dead_lettered", [1])
+    rig.sink("pager", pager_port)  # the pager is back, within v2's attempts
+    wait_for("v2's page delivered", lambda: "HOLD0002" in events(rig.db, "delivered"))
+    (page,) = rig.received("pager")
+    assert [s for s in page if s.startswith("OBR|")][0].split("|")[3] == "ACC91"
+    assert rig.events("HOLD0002", "alert_suppressed") == []
+    # One report, two versions: one alert dead-lettered, the held one delivered.
+    report = rig.run("report", "critical", "--json", "--db", rig.db)
+    (row,) = map(json.loads, report.stdout.splitlines())
+    assert (row["status"], row["versions"], row["alerts"], row["delivered"],
+            row["dead_lettered"]) == ("alerted", ["HOLD0001", "HOLD0002"], 2, 1, 1)

@@ -256,8 +256,9 @@ def test_the_destinations_error_text_is_not_recorded(outbox, clock, db_path, tmp
     enqueue(outbox, "M1")
     reply = (b"MSH|^~\\&|PAGER|HOSP|RI-GATEWAY|RIGW|20240115101501||ACK|A1|P|2.5.1\r"
              b"MSA|AE|M1|DOE^JANE not found\r"
-             b"ERR||PID^1^5|101^DOE JANE^L|E||||Patient DOE, JANE 19700101 unknown\r"
-             b"ERR||PID^1^7|DOE JANE^^L|E")
+             b"ERR||PID^1^5|101^DOE JANE^HL70357|E||||Patient DOE, JANE 19700101 unknown\r"
+             b"ERR||PID^1^7|DOE JANE|E\r"
+             b"ERR||PID^1^8|DOE JANE^^L|E")
     with capture_logs() as logs:
         worker_for(outbox, clock, down).start()
         down.reply(reply)
@@ -272,7 +273,8 @@ def test_the_destinations_error_text_is_not_recorded(outbox, clock, db_path, tmp
         worker_for(outbox, clock, retried).start()
         retried.reply(reply.replace(b"|M1|", b"|M2|").replace(b"101^", b"207^"))
     assert outbox.get(2).last_error == ("AE (ERR 207 Application internal error at PID-5; "
-                                        "ERR with an unreadable code at PID-7)")
+                                        "ERR with an unreadable code at PID-7; "
+                                        "ERR without a table 0357 code at PID-8)")
     assert "DOE" not in json.dumps(logs, default=str)
 
 

@@ -361,6 +361,9 @@ def test_an_outbox_from_before_escalation_is_upgraded_and_still_readable(tmp_pat
     # The study an alert pages (one page per result per study) has its columns there too.
     assert {"escalated_from", "accession", "pages"} <= {
         row[1] for row in writer.conn.execute("PRAGMA table_info(outbox)")}
+    # And the index that counts the alerts held behind an earlier one (gateway.held_alerts).
+    assert "outbox_held" in {row[1] for row in writer.conn.execute("PRAGMA index_list(outbox)")}
+    assert writer.held() == {}
     writer.conn.close()
 
 

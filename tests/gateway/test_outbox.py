@@ -72,7 +72,7 @@ def test_a_metrics_scrape_does_not_wait_for_the_delivery_writer(db, tmp_path):
     app = SimpleNamespace(
         settings=settings,
         reactor=task.Clock(), metrics=Metrics(), pipeline=SimpleNamespace(add_hook=lambda h: None),
-        committer=SimpleNamespace(on_commit=None))
+        committer=SimpleNamespace(on_commit=None), writer_audit=SimpleNamespace(files=None))
     service = build_outbound_service(app)
     outbox = service.outbox
     (row,) = [outbox.get(i) for i in outbox.enqueue(planned("M1"), source_control_id="IN1")]

@@ -175,3 +175,35 @@ def test_a_retry_sees_a_delivery_committed_before_it_re_queues(tmp_path):
     assert [(r.status, r.attempts) for r in gateway.list()] == [("delivered", 1)]
     operator.conn.close()
     gateway.conn.close()
+
+
+def result(control_id: str, accession: str | None, patients: tuple[str, ...],
+           destination: str = "ehr") -> PlannedMessage:
+    return PlannedMessage(destination, "to-ehr", "results", control_id, b"MSH|x",
+                          accession=accession, patients=patients)
+
+
+def test_retry_dead_keeps_a_result_whose_later_version_is_queued(tmp_path):
+    # Version 1 dead-lettered, version 2 (a correction) pending: version 2 replaces it, and
+    # re-queued while version 2 was in flight, version 1 reached the EHR after it. Another
+    # patient's report under the accession, a result naming no study and one to another
+    # destination go back.
+    path, _, box = new_outbox(tmp_path)
+    for message_id, planned in enumerate([
+            result("V1", "ACC1", ("p1",)), result("OTHER", "ACC1", ("p2",)),
+            result("NOSTUDY", None, ()), result("ELSEWHERE", "ACC1", ("p1",), "archive"),
+            result("V2", "ACC1", ("p1", "p3"))], start=1):
+        box.enqueue([planned], source_control_id=f"IN{message_id}", message_id=message_id)
+    for row in box.list()[:4]:
+        box.record_failed(row, "AE", retry_at=None, ack_code="AE")
+    box.conn.close()
+    assert run("outbox", "retry", "--db", path, "--dead") == (0, (
+        "re-queued 3 dead-lettered message(s)\n"
+        "kept dead 1 for ehr: a later version of the report is queued as 5 "
+        "(name it to send it again: outbox retry 1)\n"))
+    result_ = CliRunner().invoke(main, ["outbox", "retry", "--db", path, "1"],
+                                 catch_exceptions=False)
+    assert (result_.exit_code, result_.stdout, result_.stderr) == (
+        0, "re-queued 1 (dead -> pending) for ehr\n",
+        "warning: 1 is an older version of a report whose later version is queued to ehr "
+        "as 5: ehr may file it as the current result\n")

@@ -8,6 +8,7 @@ read back from the audit events, in the order they were committed.
 
 from __future__ import annotations
 
+import json
 import socket
 from collections import Counter
 
@@ -82,6 +83,9 @@ def test_reports_waiting_in_the_database_at_a_stop_are_analysed_at_the_next_star
     db = tmp_path / "audit.sqlite3"
     first, sent = flooded(db, 40, 3, delay="0.2", max_backlog=5)
     assert first.stop() == 0
+    # The stop says how many it leaves waiting in the database for the next start.
+    stopped = json.loads(first.output.wait_for(json_event("analysis.stopped")))
+    assert stopped["waiting_in_database"] > 0
     assert statuses(db)["received"] > 5  # more than the backlog held: some waited on disk
     second = GatewayProcess(db).start()
     try:

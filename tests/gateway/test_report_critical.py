@@ -21,12 +21,14 @@ def corrected(log: Log, control_id: str, mrn: str, accession: str, date: str, te
         f"{accession}|||||||F", f"{accession}|||||||C"))
 
 
-def cancelled(log: Log, control_id: str, mrn: str, accession: str, date: str) -> int:
-    """The RIS sends the order again with result status X (HL7 0123: order canceled); the
-    gateway stores it and analyses nothing of it, as it does any group without a result."""
+def cancelled(log: Log, control_id: str, mrn: str, accession: str, date: str,
+              status: str = "X") -> int:
+    """The RIS sends the order again with result status X (HL7 0123: order canceled), or
+    another status without a result (``status``: I in progress, S scheduled); the gateway
+    stores it and analyses nothing of it, as it does any group without a result."""
     message = "\r".join(line for line in oru(control_id, mrn, accession, CT_CHEST, date,
                                              "x").split("\r") if not line.startswith("OBX"))
-    message = message.replace(f"{accession}|||||||F", f"{accession}|||||||X")
+    message = message.replace(f"{accession}|||||||F", f"{accession}|||||||{status}")
     mid = log.audit.record_received(ReceivedMessage(
         raw=message.encode(), received_at=f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z",
         status="received", ack_code="AA", ack_payload=b"ack", control_id=control_id,
@@ -187,3 +189,46 @@ def test_versions_linked_through_a_version_that_names_the_authority_both_ways_ar
     log.audit.close()
     rows = critical(log.path)
     assert {c: r["versions"] for c, r in rows.items()} == {"T1": ["T1", "T2", "T3"]}
+
+
+def test_a_cancelled_order_reinstated_later_no_longer_withdraws_its_critical_result(tmp_path):
+    # R1's order was cancelled (R2, result status X) and then reinstated: the RIS sent it
+    # again in progress (R3, I). Its critical result stood withdrawn for ever, nobody's to
+    # chase. The latest message of the order decides: S1's order was reinstated (S3,
+    # scheduled) and cancelled again (S4), and stays withdrawn, by S4. Another patient's
+    # order under the same accession number reinstates nothing (T3).
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("R1", "MRN-R", "ACC-R", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "R2", "MRN-R", "ACC-R", "20240111")
+    cancelled(log, "R3", "MRN-R", "ACC-R", "20240112", status="I")
+    log.add("S1", "MRN-S", "ACC-S", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "S2", "MRN-S", "ACC-S", "20240111")
+    cancelled(log, "S3", "MRN-S", "ACC-S", "20240112", status="S")
+    cancelled(log, "S4", "MRN-S", "ACC-S", "20240113")
+    log.add("T1", "MRN-T", "ACC-T", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "T2", "MRN-T", "ACC-T", "20240111")
+    cancelled(log, "T3", "MRN-OTHER", "ACC-T", "20240112", status="I")
+    log.audit.close()
+    rows = critical(log.path)
+    assert {c: (r["withdrawn"], r["withdrawn_by"], r["unconfirmed"]) for c, r in rows.items()} == {
+        "R1": (None, None, True), "S1": ("cancelled", "S4", False),
+        "T1": ("cancelled", "T2", False)}
+    # A window that ended before the reinstatement keeps the cancellation it held.
+    before = critical(log.path, "--until", "2024-01-11T12:00:00")
+    assert {c: r["withdrawn_by"] for c, r in before.items()} == {"R1": "R2", "S1": "S2",
+                                                                  "T1": "T2"}
+    between = critical(log.path, "--until", "2024-01-12T12:00:00")
+    assert {c: r["withdrawn_by"] for c, r in between.items()} == {"R1": None, "S1": None,
+                                                                   "T1": "T2"}
+
+
+def test_the_latest_of_a_correction_and_a_cancellation_names_the_withdrawal(tmp_path):
+    # The order was cancelled (U2), reinstated and reported again without the critical
+    # result (U3): the correction is what withdraws it now, not the cancellation before.
+    log = Log(str(tmp_path / "audit.sqlite3"))
+    log.add("U1", "MRN-U", "ACC-U", CT_CHEST, "20240110", PNEUMOTHORAX)
+    cancelled(log, "U2", "MRN-U", "ACC-U", "20240111")
+    corrected(log, "U3", "MRN-U", "ACC-U", "20240112", NODULE_STABLE)
+    log.audit.close()
+    (row,) = critical(log.path).values()
+    assert (row["withdrawn"], row["withdrawn_by"]) == ("corrected", "U3")

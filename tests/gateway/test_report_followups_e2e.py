@@ -154,3 +154,28 @@ def test_an_order_cancelled_after_its_report_withdraws_its_follow_up(
     assert [(row["denominator"], row["performanceMet"], row["performanceNotMet"],
              row["notEligible"]) for row in map(json.loads, quality.stdout.splitlines())] == [
         ("INCIDENTAL PULMONARY NODULE", 1, 0, 0)]
+
+
+def test_an_order_cancelled_and_then_reinstated_withdraws_nothing(rig):  # noqa: F811
+    # The RIS cancels the order after its report (X), then reinstates it: it sends the order
+    # again in progress (I) or scheduled (S), OBR-25 alone. The cancellation stayed final:
+    # the recommendation was no longer tracked, and the critical result was withdrawn and
+    # nobody's to chase. The latest message of the order decides.
+    from test_report_critical_e2e import CRITICAL
+
+    messages = []
+    for n, (report, reinstated) in enumerate([(NODULE, "I"), (CRITICAL, "S")]):
+        # Report, cancellation, reinstatement: REIN0001-3 for one patient, REIN0004-6.
+        for m, (date, lines, status) in enumerate([("20240115", report, "F"),
+                                                   ("20240116", [], "X"),
+                                                   ("20240117", [], reinstated)]):
+            messages.append(oru(f"REIN000{3 * n + m + 1}", f"MRN-R{n}^^^GENHOSP^MR", date,
+                                order(1, f"ACC-R{n}", CT_CHEST, "20240115", lines, status)))
+    analysed(rig, messages)
+    items, _ = followups(rig)
+    assert [(i["control_id"], i["status"]) for i in items] == [("REIN0001", "overdue")]
+    listed = rig.run("report", "critical", "--db", rig.db, "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert [(row["control_id"], row["withdrawn"], row["unconfirmed"])
+            for row in map(json.loads, listed.stdout.splitlines())] == [
+        ("REIN0004", None, True)]

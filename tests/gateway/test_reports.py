@@ -254,6 +254,26 @@ def test_a_corrected_report_counts_once_for_its_quality_measures(tmp_path):
                                    "notEligible")) == 1
 
 
+def test_a_database_the_user_may_not_reach_is_not_called_missing(tmp_path, monkeypatch):
+    # An admin running the CLI as another user than the gateway's (the database directory
+    # is owner-only) was told there was no audit database at the path the gateway uses.
+    import os
+
+    path = str(tmp_path / "audit.sqlite3")
+    AuditLog(path).close()
+    real_stat = os.stat
+
+    def stat(target, *args, **kwargs):
+        if os.fspath(target) == path:
+            raise PermissionError(13, "Permission denied", path)
+        return real_stat(target, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    result = CliRunner().invoke(main, ["report", "critical", "--db", path])
+    assert result.exit_code == 3, result.output
+    assert "Permission denied" in result.output and "no audit database" not in result.output
+
+
 def test_reports_need_an_existing_database(tmp_path):
     result = CliRunner().invoke(main, ["report", "quality", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 3 and "no audit database" in result.output

@@ -103,6 +103,26 @@ def test_finished_messages_before_the_date_go_with_everything_about_them(db):
     assert code == 1
 
 
+def test_a_message_whose_alert_is_held_behind_an_earlier_one_is_kept(tmp_path):
+    # A held alert (gateway.held_alerts) is sent if the earlier alert of its study is
+    # dead-lettered: purged with its message, that page was lost.
+    from gateway.audit import transaction
+
+    path = str(tmp_path / "audit.sqlite3")
+    with AuditLog(path) as audit:
+        held = store(audit, "HELD", OLD, "analysed")
+    box = Outbox.open(path)
+    with transaction(box.conn) as conn:
+        Outbox.enqueue_in(conn, [PlannedMessage("pager", "crit", "alerts", "OUT9", b"MSH|9")],
+                          source_control_id="HELD", message_id=held,
+                          held=[{"reason": "earlier_alert_pending"}])
+    box.conn.close()
+    code, out = run("audit", "purge", "--before", "2024-02-01", "--json", "--db", path)
+    assert code == 0, out
+    assert json.loads(out)["kept"] == {"outbox_pending": 1}
+    assert rows(path)["messages"] == ["HELD"] and rows(path)["outbox"] == ["OUT9"]
+
+
 def test_text_output_and_refusals(db, tmp_path):
     code, out = run("audit", "purge", "--before", "2024-02-01", "--db", db)
     assert code == 0 and out.startswith(
