@@ -31,11 +31,11 @@ recommendation.  A recommendation is
   ``open`` when it is not, and ``undated`` when the report gives no time.
 
 A completed recommendation with a due date also has a ``timing``: ``on_time`` when the
-exam that completed it was received within ``tolerance_days`` of the recommended time
-(from the first day of ``effectivePeriod`` or of a partial ``effectiveAt`` to the due
-date), ``early`` or ``late`` otherwise (an exam a week after a 12-month recommendation
-completes it, but it is probably not the follow-up that was asked for).  Of several
-later exams that qualify, the first that is not early completes it, else the first.
+exam that completed it was received (its local day, :mod:`gateway.local_time`) within
+``tolerance_days`` of the recommended time (from the first day of ``effectivePeriod`` or
+of a partial ``effectiveAt`` to the due date), ``early`` or ``late`` otherwise (an exam a
+week after a 12-month recommendation completes it, but it is probably not the follow-up
+that was asked for).  Of several later exams that qualify, the first that is not early completes it, else the first.
 
 Recommendations of a consultation or a management procedure, those quoted from a
 guideline (``isGuideline``), and those of an order cancelled after the report (a later
@@ -63,6 +63,7 @@ from typing import Any
 from ri_engine.body_regions import regions_of_codes, regions_of_text, regions_overlap
 
 from .audit import AuditLog, chunks
+from .local_time import local_date
 from .report_versions import (
     UNKNOWN, ByIdentity, Cancelled, Patient, ReadPatients, ReadReports, StoredReport,
     StoredReports, add_cancellation, cancelled_orders, latest_versions, same_patient, withdrawn,
@@ -410,7 +411,9 @@ def _timing(done: Exam | None, opens: dt.date | None, due: dt.date | None,
     if done is None or due is None:
         return None
     try:
-        received = dt.date.fromisoformat(done.received_at[:10])
+        # The local day of the exam, as the due date is a day of the hospital's calendar:
+        # an evening exam west of Greenwich is on its UTC date's eve.
+        received = local_date(done.received_at)
     except ValueError:
         return None
     if (received - (opens or due)).days < -tolerance_days:

@@ -183,10 +183,12 @@ _OUTBOX_PENDING = ("EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id "
 _DUE = ("substr(COALESCE(json_extract(i.json, '$.effectiveAt'), "
         "json_extract(i.json, '$.effectivePeriod.end'), "
         "json_extract(i.json, '$.effectivePeriod.start')), 1, 10)")
-# A recommendation not yet due (today, UTC, or later): the loop is still open, and once it
-# is due, report followups must still find the report that asked for it.
+# A recommendation not yet due (today, local, as report followups' --as-of, or later): the
+# loop is still open, and once it is due, report followups must still find the report
+# that asked for it.
 _FOLLOW_UP_OPEN = ("EXISTS (SELECT 1 FROM inferences i WHERE i.kind = 'followupRecommendation' "
-                   f"AND i.message_id = m.id AND {_DUE} >= substr(date('now'), 1, length({_DUE})))")
+                   f"AND i.message_id = m.id "
+                   f"AND {_DUE} >= substr(date('now', 'localtime'), 1, length({_DUE})))")
 
 
 def _finished(attached: tuple[str, ...]) -> str:

@@ -11,8 +11,9 @@ import click
 
 from gateway.audit import AuditLog
 from gateway.errors import NegativeOutcome
+from gateway.local_time import local_text
 
-from .options import config_option, db_option, settings_from
+from .options import DATE_HELP, config_option, db_option, settings_from
 
 __all__ = ["audit", "event_line"]
 
@@ -31,7 +32,9 @@ def event_line(event: dict[str, Any]) -> dict[str, Any]:
 def _text_line(event: dict[str, Any]) -> str:
     fields = " ".join(f"{k}={v}" for k, v in event.get("fields", {}).items()
                       if k not in _KEYS)
-    parts = [event["time"], f"{event['event']:<15}", event.get("control_id") or "-",
+    # Local, with its offset, as a log one tails; --json keeps the stored UTC time.
+    parts = [local_text(event["time"], milliseconds=True), f"{event['event']:<15}",
+             event.get("control_id") or "-",
              event.get("message_type") or "-", event.get("sender") or "-",
              event.get("ack_code") or "-", fields]
     return " ".join(p for p in parts if p)
@@ -106,7 +109,7 @@ def show(control_id: str, config_path: str | None, db_path: str | None) -> None:
 
 @audit.command()
 @click.option("--before", required=True, metavar="DATE",
-              help="Purge messages received before DATE (ISO 8601; UTC without an offset).")
+              help=f"Purge messages received before DATE ({DATE_HELP}).")
 @click.option("--dry-run", is_flag=True, help="Count what would be purged; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="The counts as one JSON object.")
 @config_option
@@ -129,6 +132,6 @@ def purge(before: str, dry_run: bool, as_json: bool, config_path: str | None,
         return
     verb = "would purge" if dry_run else "purged"
     kept = ", ".join(f"{n} {why}" for why, n in sorted(counts.kept.items())) or "none"
-    click.echo(f"{verb} {counts.messages} message(s) received before {cutoff}, "
+    click.echo(f"{verb} {counts.messages} message(s) received before {local_text(cutoff)}, "
                f"{counts.events} event(s), {counts.inferences} inference(s), "
                f"{counts.outbox} outbox message(s); kept as unfinished: {kept}")

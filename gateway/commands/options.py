@@ -10,8 +10,12 @@ from typing import Any
 import click
 
 from gateway.config import Settings, load_settings
+from gateway.local_time import parse_local
 
-__all__ = ["config_option", "db_option", "parse_date", "settings_from"]
+__all__ = ["DATE_HELP", "config_option", "db_option", "parse_date", "settings_from"]
+
+# How every DATE option reads its value, for its help.
+DATE_HELP = "ISO 8601; local time without an offset"
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), envvar="RI_GATEWAY_CONFIG",
@@ -32,14 +36,14 @@ def with_settings(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def parse_date(value: str) -> dt.datetime:
-    """A DATE option (ISO 8601 date or date-time; UTC when it has no offset)."""
+    """A DATE option (ISO 8601 date or date-time; local time when it has no offset:
+    :mod:`gateway.local_time`)."""
     try:
-        when = dt.datetime.fromisoformat(value)
+        return parse_local(value)
     except ValueError:
         ctx = click.get_current_context(silent=True)
         raise click.BadParameter(f"{value!r} is not an ISO 8601 date or date-time",
                                  ctx=ctx, param=_option_holding(ctx, value)) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=dt.timezone.utc)
 
 
 def _option_holding(ctx: click.Context | None, value: str) -> click.Parameter | None:

@@ -23,11 +23,12 @@ import click
 
 from gateway.audit import AuditLog
 from gateway.errors import AuditError, NegativeOutcome
+from gateway.local_time import local_text
 from gateway.outbox import (
     DEAD, DELIVERED, HELD, PENDING, NotRequeued, Outbox, OutboxError, OutboxRow,
 )
 
-from .options import config_option, db_option, parse_date, settings_from
+from .options import DATE_HELP, config_option, db_option, parse_date, settings_from
 
 __all__ = ["outbox"]
 
@@ -99,7 +100,9 @@ def list_(config_path: str | None, db_path: str | None, status: str | None,
         else:
             # When it was delivered, is due next, or was dead-lettered (its last change);
             # a dead message showed when it was created, hiding how long it has been dead.
-            when = item["delivered_at"] or item["next_attempt_at"] or item["updated_at"]
+            # Local, with its offset, as the other tables; --json keeps UTC.
+            when = local_text(item["delivered_at"] or item["next_attempt_at"]
+                              or item["updated_at"])
             error = f"  {row.last_error}" if row.last_error and row.status != DELIVERED else ""
             escalates = f"  escalates {row.escalated_from}" if row.escalated_from else ""
             click.echo(f"{row.id:>6}  {row.status:<9} {row.destination:<12} {row.purpose:<15} "
@@ -173,7 +176,7 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
 @click.option("--delivered", is_flag=True, required=True,
               help="Purge delivered messages (the only kind that may be purged).")
 @click.option("--before", "before", required=True, metavar="DATE",
-              help="Only messages delivered before DATE (ISO 8601; UTC without an offset).")
+              help=f"Only messages delivered before DATE ({DATE_HELP}).")
 def purge(config_path: str | None, db_path: str | None, delivered: bool, before: str) -> None:
     """Delete delivered messages older than DATE (pending and dead ones are kept, and the
     alerts of reports still in the audit log: `audit purge` removes those with them)."""

@@ -20,7 +20,7 @@ from gateway.replay import (
     ALL, DELIVERY, NONE, POLL_INTERVAL, REPLAYABLE, RESULTS_ONLY, ReplayRequest, request_replay,
 )
 
-from .options import config_option, db_option, parse_date, settings_from
+from .options import DATE_HELP, config_option, db_option, parse_date, settings_from
 
 __all__ = ["replay"]
 
@@ -55,7 +55,7 @@ def _line(request: ReplayRequest) -> str:
 @click.option("--status", "statuses", multiple=True, type=click.Choice(REPLAYABLE),
               help="Every message with this status (repeatable), instead of control ids.")
 @click.option("--since", metavar="DATE",
-              help="Only messages received at or after DATE (ISO 8601; UTC without an offset).")
+              help=f"Only messages received at or after DATE ({DATE_HELP}).")
 @click.option("--sender", metavar="APP[^FAC]",
               help="Only messages from this MSH-3 (and MSH-4).")
 @click.option("--deliver", type=click.Choice(DELIVERY), default=RESULTS_ONLY, show_default=True,

@@ -24,9 +24,10 @@ import click
 from gateway.audit import AuditLog, utc_now
 from gateway.critical_results import STATUSES as CRITICAL_STATUSES
 from gateway.critical_results import critical_results, summarise
+from gateway.local_time import WIDTH, local_text
 from gateway.reports import FollowUp, Patient, StoredReport, Window, followups, quality_summary
 
-from .options import config_option, db_option, parse_date, settings_from
+from .options import DATE_HELP, config_option, db_option, parse_date, settings_from
 
 __all__ = ["report"]
 
@@ -34,8 +35,8 @@ _STATUSES = ("completed", "open", "overdue", "undated")
 
 window_options = [
     click.option("--since", metavar="DATE",
-                 help="Reports received at or after DATE (ISO 8601; UTC without an offset)."),
-    click.option("--until", metavar="DATE", help="Reports received before DATE."),
+                 help=f"Reports received at or after DATE ({DATE_HELP})."),
+    click.option("--until", metavar="DATE", help=f"Reports received before DATE ({DATE_HELP})."),
     click.option("--json", "as_json", is_flag=True, help="One JSON object per line."),
     config_option, db_option,
 ]
@@ -99,13 +100,14 @@ def _text(item: FollowUp) -> str:
     flags = [name for name, on in (("conditional", item.conditional), ("hedged", item.hedging),
                                    ("communicated", item.communicated)) if on]
     line = (f"{item.status:<10} {item.due.isoformat() if item.due else '-':<10} "
-            f"{item.received_at[:10]:<10} {item.accession or '-':<14} {item.control_id or '-':<14} "
+            f"{local_text(item.received_at):<{WIDTH}} {item.accession or '-':<14} "
+            f"{item.control_id or '-':<14} "
             f"{'/'.join(m.removesuffix(' (PROCEDURE)') for m in item.modalities):<30} "
             f"{','.join(flags) or '-'}")
     done = item.completed_by
     if done is not None:
         line += (f"  by {done.accession or '-'} ({done.control_id or '-'}) "
-                 f"{done.received_at[:10]}")
+                 f"{local_text(done.received_at)}")
         if item.timing is not None:
             line += f", {item.timing.replace('_', ' ')}"
     return line
@@ -162,7 +164,8 @@ def _order_text(report: Any) -> str:
 @report.command("followups")
 @_with_window_options
 @click.option("--as-of", "as_of", metavar="DATE",
-              help="Recommendations due before DATE are overdue (default: today, UTC).")
+              help="Recommendations due before DATE (a local calendar day) are overdue "
+                   "(default: today).")
 @click.option("--status", "statuses", multiple=True, type=click.Choice(_STATUSES),
               help="Only recommendations with this status (repeatable).")
 @click.option("--tolerance", "tolerance_days", default=30, show_default=True,
@@ -174,7 +177,8 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
                tolerance_days: int) -> None:
     """Imaging follow-up recommendations and whether a later exam completed them."""
     window = _window(since, until)
-    today = parse_date(as_of).date() if as_of else dt.datetime.now(dt.timezone.utc).date()
+    # A local day, as the due dates and the exams' days it is compared with.
+    today = parse_date(as_of).astimezone().date() if as_of else dt.date.today()
     audit, settings = _open(config_path, db_path)
     with audit:
         read, patients = _mapped_reports(settings)
@@ -182,8 +186,8 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
                             tolerance_days=tolerance_days)
     shown = [item for item in tracked if not statuses or item.status in statuses]
     if shown and not as_json:
-        click.echo(f"{'status':<10} {'due':<10} {'received':<10} {'accession':<14} "
-                   f"{'control id':<14} {'modality':<30} flags")
+        click.echo(f"{'status':<10} {'due':<10} {'received (local)':<{WIDTH}} "
+                   f"{'accession':<14} {'control id':<14} {'modality':<30} flags")
     for item in shown:
         click.echo(json.dumps(item.as_json()) if as_json else _text(item))
     if as_json:
@@ -201,7 +205,8 @@ def followups_(since: str | None, until: str | None, as_json: bool, config_path:
 
 def _critical_text(item: Any) -> str:
     alerts = f"{item.delivered}/{item.alerts}" + (f" ({item.dead} dead)" if item.dead else "")
-    return (f"{item.status:<11} {item.received_at[:19]:<19} {','.join(item.accessions) or '-':<14} "
+    return (f"{item.status:<11} {local_text(item.received_at):<{WIDTH}} "
+            f"{','.join(item.accessions) or '-':<14} "
             f"{item.control_id or '-':<14} {alerts:<12} {_seconds(item.seconds_to_alert):>9} "
             f"{'yes' if item.communicated else 'no':<12} {'; '.join(item.results)}"
             + (f"  ({len(item.versions)} versions)" if len(item.versions) > 1 else "")
@@ -234,7 +239,8 @@ def critical_(since: str | None, until: str | None, as_json: bool, config_path: 
             click.echo(json.dumps(item.as_json()))
         return
     if shown:
-        click.echo(f"{'status':<11} {'received':<19} {'accession':<14} {'control id':<14} "
+        click.echo(f"{'status':<11} {'received (local)':<{WIDTH}} {'accession':<14} "
+                   f"{'control id':<14} "
                    f"{'delivered':<12} {'to alert':>9} {'communicated':<12} critical results")
     for item in shown:
         click.echo(_critical_text(item))

@@ -161,7 +161,8 @@ def _audit_db(tmp_path):
     return path
 
 
-def test_audit_tail_and_show(tmp_path):
+def test_audit_tail_and_show(tmp_path, local_zone):
+    local_zone("Asia/Kolkata")
     db = _audit_db(tmp_path)
     result = invoke("audit", "tail", "-n", "2", "--json", "--db", str(db))
     lines = [json.loads(l) for l in result.output.splitlines()]
@@ -169,7 +170,9 @@ def test_audit_tail_and_show(tmp_path):
             for l in lines] == [("received", "T3", "ORU^R01", "RIS^HOSP", "AA"),
                                 ("analysed", "T3", "ORU^R01", "RIS^HOSP", "AA")]
     text = invoke("audit", "tail", "--db", str(db)).output.splitlines()
-    assert len(text) == 4 and text[0].startswith("2024-01-15T10:00:01.000Z received")
+    # Text in local time with its offset, as one reads a log; JSON keeps UTC.
+    assert len(text) == 4 and text[0].startswith("2024-01-15T15:30:01.000+05:30 received")
+    assert lines[0]["time"].endswith("Z")
 
     shown = invoke("audit", "show", "T3", "--db", str(db))
     assert [json.loads(l)["event"] for l in shown.output.splitlines()] == ["received", "analysed"]

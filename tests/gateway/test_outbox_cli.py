@@ -13,6 +13,9 @@ from gateway.cli import main
 from gateway.outbox import NotRequeued, Outbox
 from gateway.routing import PlannedMessage
 
+# Dates in options and in the text output are local time: these read them as UTC.
+pytestmark = pytest.mark.usefixtures("utc_zone")
+
 DAY = 86400.0
 T0 = 1_705_276_800.0  # 2024-01-15T00:00:00Z
 
@@ -131,14 +134,15 @@ def test_list_on_an_audit_database_without_an_outbox_lists_nothing(tmp_path):
     assert run("outbox", "list", "--db", path) == (0, "")
 
 
-def test_a_dead_message_is_listed_with_when_it_was_dead_lettered(tmp_path):
+def test_a_dead_message_is_listed_with_when_it_was_dead_lettered(tmp_path, local_zone):
+    local_zone("Asia/Kolkata")  # the text in local time, with its offset; JSON in UTC
     path, clock, box = new_outbox(tmp_path)
     box.enqueue([PlannedMessage("pager", "crit", "alerts", "OUT1", b"MSH|x")], source_control_id="IN1")
     clock.advance(DAY)
     box.record_failed(box.list()[0], "AR", retry_at=None, ack_code="AR")
     box.conn.close()
     code, out = run("outbox", "list", "--db", path)
-    assert code == 0 and "attempts=1 2024-01-16T00:00:00Z  AR" in out, out
+    assert code == 0 and "attempts=1 2024-01-16T05:30:00+05:30  AR" in out, out
     code, out = run("outbox", "list", "--db", path, "--json")
     row = json.loads(out)
     assert (row["created_at"], row["updated_at"]) == ("2024-01-15T00:00:00Z", "2024-01-16T00:00:00Z")

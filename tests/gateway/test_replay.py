@@ -19,6 +19,9 @@ from gateway.replay import ReplayPoller, request_replay
 from gateway_samples import FakeReport, immediate_writer
 from test_pipeline import HeldAnalyzer, SyncAnalyzer
 
+# Dates in options and in the text output are local time: these read them as UTC.
+pytestmark = pytest.mark.usefixtures("utc_zone")
+
 
 def store(audit, control_id, *, status="received", ack_code="AA", app="RIS", facility="HOSP",
           received_at="2024-01-15T10:00:00.000Z"):

@@ -4,10 +4,15 @@ gateway fills it (:class:`test_reports.Log`)."""
 
 from __future__ import annotations
 
+import pytest
+
 import json
 
 from gateway.audit import ReceivedMessage, status_op
 from test_reports import CT_CHEST, NODULE_STABLE, PNEUMOTHORAX, Log, oru, run
+
+# Dates in options and in the text output are local time: these read them as UTC.
+pytestmark = pytest.mark.usefixtures("utc_zone")
 
 
 def corrected(log: Log, control_id: str, mrn: str, accession: str, date: str, text: str) -> int:

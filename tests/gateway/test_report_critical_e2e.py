@@ -160,7 +160,8 @@ def test_an_alert_for_a_pager_that_is_down_is_escalated_and_counts_as_alerted(ri
 def _tomorrow() -> str:
     import datetime as dt
 
-    return (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).date().isoformat()
+    # A local date, as the commands read it (they run under this process's TZ).
+    return (dt.date.today() + dt.timedelta(days=1)).isoformat()
 
 
 def test_purging_delivered_messages_keeps_the_alerts_the_report_reads(rig):  # noqa: F811

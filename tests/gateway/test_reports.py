@@ -19,6 +19,9 @@ from gateway.analysis import with_configuration
 from mappings.inbound import map_oru
 from ri_engine import Engine
 
+# Dates in options and in the text output are local time: these read them as UTC.
+pytestmark = pytest.mark.usefixtures("utc_zone")
+
 MEASURES = ("mips364", "mips405")
 
 
@@ -60,12 +63,15 @@ class Log:
             Log.engine = Engine()
         self.configuration = engine_configuration(quality_measures=MEASURES)
 
-    def add(self, control_id, mrn, accession, procedure, date, text):
+    def add(self, control_id, mrn, accession, procedure, date, text, received_at=None):
         return self.add_message(control_id, date,
-                                oru(control_id, mrn, accession, procedure, date, text))
+                                oru(control_id, mrn, accession, procedure, date, text),
+                                received_at)
 
-    def add_message(self, control_id, date, message):
-        iso = f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z"
+    def add_message(self, control_id, date, message, received_at=None):
+        """``received_at``: when the gateway took it (UTC, ``...Z``); 10:00 on ``date``
+        without it."""
+        iso = received_at or f"{date[:4]}-{date[4:6]}-{date[6:8]}T10:00:00.000Z"
         mid = self.audit.record_received(ReceivedMessage(
             raw=message.encode(), received_at=iso, status="received", ack_code="AA",
             ack_payload=b"ack", control_id=control_id, sending_application="RIS",
@@ -203,7 +209,8 @@ def test_text_output_ends_with_the_completion_rate(log):
                          "; of the completed with a due date, 1 on time (within 30 days), "
                          "0 early, 0 late")
     completed = next(line for line in lines if line.startswith("completed"))
-    assert "ACC-A1" in completed and completed.endswith("by ACC-A2 (A2) 2024-06-20, on time")
+    assert "ACC-A1" in completed
+    assert completed.endswith("by ACC-A2 (A2) 2024-06-20T10:00:00+00:00, on time")
     assert "MRN" not in out  # no patient identifiers in the report
 
 
