@@ -171,6 +171,26 @@ def test_a_held_version_pages_through_escalation_once_the_page_and_its_copy_are_
     study.close()
 
 
+def test_retrying_the_dead_keeps_dead_a_page_a_released_version_delivered(
+        study, clock):  # noqa: F811
+    study.version(1, CRIT)
+    study.version(2, CRIT)
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    clock.advance(10)
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    study.downs["pager"].reply(ack("OUT2"))  # released, and it reached the pager
+    assert study.rows() == [(1, "pager", "IN1", "dead"), (2, "pager", "IN2", "delivered")]
+    # After the outage the operator re-queues what was dead-lettered: the pneumothorax was
+    # paged already, by the second version.
+    retried = CliRunner().invoke(main, ["outbox", "retry", "--dead", "--db", study.path])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.splitlines() == [
+        "re-queued 0 dead-lettered message(s)",
+        "kept dead 1 for pager: the same alert was delivered as 2 "
+        "(name it to send it again: outbox retry 1)"]
+    assert study.rows() == [(1, "pager", "IN1", "dead"), (2, "pager", "IN2", "delivered")]
+
+
 def test_versions_held_behind_one_page_go_out_one_at_a_time(study, clock):  # noqa: F811
     study.version(1, CRIT)
     study.version(2, CRIT)
