@@ -333,7 +333,8 @@ class Outbox:
 
     def retry_dead(self, destination: str | None = None) -> DeadRetry:
         """Re-queue the dead-lettered messages (of ``destination``), except the alerts
-        whose escalation, or whose original, was delivered, and the results of a report
+        whose escalation, or whose original, was delivered (or whose results another
+        version's delivered alert paged there), and the results of a report
         whose later version's result was delivered or is pending there.
 
         Such an alert reached someone already: its escalated copy paged the backup (or the
