@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from .audit import event_op, sqlite_uri, transaction, utc_now
 from .database_files import DatabaseFiles
 from .errors import GatewayError
-from .held_alerts import HELD, settle_in
+from .held_alerts import HELD, cover_of, pages_record, settle_in
 from .outbox_schema import COLUMNS, COLUMNS_BEFORE_ESCALATION, create_in, ensure_schema, \
     has_escalation
 from .superseded_results import LaterVersion, later_version
@@ -333,7 +333,8 @@ class Outbox:
 
     def retry_dead(self, destination: str | None = None) -> DeadRetry:
         """Re-queue the dead-lettered messages (of ``destination``), except the alerts
-        whose escalation, or whose original, was delivered, and the results of a report
+        whose escalation, or whose original, was delivered (or whose results another
+        version's delivered alert paged there), and the results of a report
         whose later version's result was delivered or is pending there.
 
         Such an alert reached someone already: its escalated copy paged the backup (or the
@@ -353,6 +354,8 @@ class Outbox:
             requeued, skipped, superseded = [], [], []
             for row in dead:
                 reached = self._delivered_in_family(conn, row)
+                if reached is None:
+                    reached = _paged_by_another_version(conn, row)
                 later = later_version(conn, row.id) if reached is None else None
                 if reached is not None:
                     skipped.append((row, reached))
@@ -502,3 +505,24 @@ class Outbox:
         event_op(event, row.source_control_id, row.message_id, utc_now(),
                  destination=row.destination, route=row.route, purpose=row.purpose,
                  outbound_control_id=row.control_id, outbox_id=row.id, **fields)(conn)
+
+
+def _paged_by_another_version(conn: sqlite3.Connection, row: OutboxRow) -> int | None:
+    """The id of a delivered alert of another version of ``row``'s study (an alert) at its
+    destination that paged everything ``row`` pages, or None.
+
+    A version held behind ``row`` is released when ``row`` is dead-lettered, and its page
+    carries the same results (gateway.held_alerts): re-queueing ``row`` after that page was
+    delivered paged the on-call person a second time for them."""
+    if row.purpose != "alerts" or row.escalated_from is not None:
+        return None
+    found = conn.execute("SELECT accession, pages FROM outbox WHERE id = ?",
+                         (row.id,)).fetchone()
+    if found is None or not found[0]:
+        return None
+    record = pages_record(found[1])
+    wanted = set(record.get("pages", ())) - set(record.get("withdrawn", ()))
+    cover = cover_of(conn, accession=found[0], destination=row.destination,
+                     patients=record.get("patients", ()), wanted=wanted,
+                     message_id=row.message_id)
+    return cover.earlier[0][0] if cover is not None and cover.delivered else None

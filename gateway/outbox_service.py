@@ -117,7 +117,9 @@ class OutboundHook:
         # and this one no longer states is withdrawn from that page (gateway.repeat_alerts).
         analysed = [(outcome.report.accession, _inferences(outcome.result)) for outcome in outcomes
                     if outcome.result is not None and getattr(outcome.report, "accession", None)]
-        withdrawals = [withdrawals_op(analysed, message.message_id)] if analysed else []
+        withdrawals = [withdrawals_op(analysed, message.message_id,
+                                      self._patients(message, outcomes, identities))
+                       ] if analysed else []
         if getattr(message, "deliver", "all") == "results":
             planned = [p for p in planned if p.purpose != ALERTS]  # a replay that pages no one
         app_ack = self._application_ack(message, outcomes, now)
@@ -156,6 +158,21 @@ class OutboundHook:
         (gateway.repeat_alerts, gateway.superseded_results)."""
         if not p.accession or (p.purpose == ALERTS and not p.pages):
             return p
+        return dataclasses.replace(p, patients=self._digests(message, report, identities))
+
+    def _patients(self, message: Any, outcomes: Sequence[Any],
+                  identities: dict[str, Any]) -> dict[str, set[str]]:
+        """The digests of the message's patient under each accession of its analysed
+        reports (whose withdrawals may reach a held alert: gateway.repeat_alerts)."""
+        found: dict[str, set[str]] = {}
+        for outcome in outcomes:
+            accession = getattr(outcome.report, "accession", None)
+            if outcome.result is not None and accession:
+                found.setdefault(accession, set()).update(
+                    self._digests(message, outcome.report, identities))
+        return found
+
+    def _digests(self, message: Any, report: Any, identities: dict[str, Any]) -> tuple[str, ...]:
         if "groups" not in identities:
             from mappings.inbound import patient_identities
 
@@ -163,8 +180,7 @@ class OutboundHook:
                 identities["groups"] = patient_identities(message.text, self.mapping_config)
             except Exception:  # noqa: BLE001 - mapped before; without them the alert is sent
                 identities["groups"] = {}
-        group = identities["groups"].get(getattr(report, "obr_index", 0), ())
-        return dataclasses.replace(p, patients=patient_digests(group))
+        return patient_digests(identities["groups"].get(getattr(report, "obr_index", 0), ()))
 
     def _is_own(self, header: Any) -> bool:
         """Whether MSH-3/MSH-4 are this gateway's own ([outbound] sending_application and

@@ -42,7 +42,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,7 +50,7 @@ import structlog
 
 from .alerts import paged_keys
 from .audit import Op, event_op, has_table
-from .held_alerts import Cover, cover_of, pages_record
+from .held_alerts import HELD, Cover, cover_of, pages_record
 from .routing import ALERTS, PlannedMessage
 
 __all__ = ["Repeats", "patient_digests", "sort_repeats", "withdrawals_op"]
@@ -114,20 +114,29 @@ def _already_paged(conn: sqlite3.Connection, p: PlannedMessage, message_id: int 
 
 # The alerts of earlier messages under an accession (outbox_accession index), any destination.
 _UNDER_ACCESSION = (
-    "SELECT id, pages FROM outbox WHERE accession = ? AND purpose = 'alerts' "
+    "SELECT id, pages, status FROM outbox WHERE accession = ? AND purpose = 'alerts' "
     "AND escalated_from IS NULL AND pages IS NOT NULL AND message_id < ?")
 
 
-def withdrawals_op(analysed: Sequence[tuple[str, Any]], message_id: int) -> Op[int]:
+def withdrawals_op(analysed: Sequence[tuple[str, Any]], message_id: int,
+                   patients: Mapping[str, Iterable[str]] | None = None) -> Op[int]:
     """Record, on the alerts of earlier messages under each accession of ``analysed``
     (``(accession, inferences)`` per analysed OBR group of message ``message_id``), the
-    results that this version no longer states; returns how many alerts changed."""
+    results that this version no longer states; returns how many alerts changed.
+
+    ``patients``: the digests of the message's patient under each accession.  A held alert
+    is withdrawn from only by a version of its own patient's study: a withdrawal drops a
+    held alert (gateway.held_alerts), and another patient's report under the same
+    accession number says nothing of this patient's result."""
     def op(conn: sqlite3.Connection) -> int:
         if not analysed or not has_table(conn, "outbox"):
             return 0
         changed = 0
         for accession in dict.fromkeys(accession for accession, _ in analysed):
-            rows = conn.execute(_UNDER_ACCESSION, (accession, message_id)).fetchall()
+            mine = set((patients or {}).get(accession, ()))
+            rows = [(outbox_id, text) for outbox_id, text, status in
+                    conn.execute(_UNDER_ACCESSION, (accession, message_id))
+                    if status != HELD or set(pages_record(text).get("patients", ())) & mine]
             if not rows:
                 continue  # the usual case: nothing paged under it, nothing to compare
             try:

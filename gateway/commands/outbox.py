@@ -151,8 +151,10 @@ def retry(config_path: str | None, db_path: str | None, ids: tuple[int, ...], de
     if not dead:
         for row in rows:
             click.echo(f"re-queued {row.id} ({row.status} -> pending) for {row.destination}")
+        retried = {row.id for row in rows}
         for row in rows:
-            if row.id in later:
+            # A later version named with it goes out after it (first in, first out).
+            if row.id in later and later[row.id][0] not in retried:
                 # Sent as asked; the destination will take it for the current result.
                 outbox_id, _, status = later[row.id]
                 click.echo(f"warning: {row.id} is an older version of a report whose later "

@@ -65,9 +65,10 @@ class Study:
             escalation=Escalation(config, control_ids=lambda: next(copies)))
         self.service.startService()
 
-    def version(self, message_id: int, *inferences) -> None:
+    def version(self, message_id: int, *inferences, patient: str = "MRN1") -> None:
         control_id = f"IN{message_id}"
-        text = TEXT.format(accept="", app="").replace("|IN1|", f"|{control_id}|")
+        text = (TEXT.format(accept="", app="").replace("|IN1|", f"|{control_id}|")
+                .replace("PID|1||MRN1", f"PID|1||{patient}"))
         message = Message(message_id, control_id, read_header(text), text, (report(),))
         done = self.audit.run_batch(self.hook(message, [Outcome(report(), result(*inferences))]))
         assert not [r for r in done if isinstance(r, BaseException)]
@@ -170,6 +171,26 @@ def test_a_held_version_pages_through_escalation_once_the_page_and_its_copy_are_
     study.close()
 
 
+def test_retrying_the_dead_keeps_dead_a_page_a_released_version_delivered(
+        study, clock):  # noqa: F811
+    study.version(1, CRIT)
+    study.version(2, CRIT)
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    clock.advance(10)
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    study.downs["pager"].reply(ack("OUT2"))  # released, and it reached the pager
+    assert study.rows() == [(1, "pager", "IN1", "dead"), (2, "pager", "IN2", "delivered")]
+    # After the outage the operator re-queues what was dead-lettered: the pneumothorax was
+    # paged already, by the second version.
+    retried = CliRunner().invoke(main, ["outbox", "retry", "--dead", "--db", study.path])
+    assert retried.exit_code == 0, retried.output
+    assert retried.output.splitlines() == [
+        "re-queued 0 dead-lettered message(s)",
+        "kept dead 1 for pager: the same alert was delivered as 2 "
+        "(name it to send it again: outbox retry 1)"]
+    assert study.rows() == [(1, "pager", "IN1", "dead"), (2, "pager", "IN2", "delivered")]
+
+
 def test_versions_held_behind_one_page_go_out_one_at_a_time(study, clock):  # noqa: F811
     study.version(1, CRIT)
     study.version(2, CRIT)
@@ -199,6 +220,21 @@ def test_a_held_version_whose_result_a_later_version_withdrew_is_not_sent(
         "destination": "pager", "route": "critical", "reason": "withdrawn", "results": 1,
         "alerted_by": [], "outbox_ids": []})]
     assert study.sent("pager") == ["OUT1", "OUT1"]
+
+
+def test_another_patients_report_under_the_accession_does_not_drop_a_held_page(
+        study, clock):  # noqa: F811
+    study.version(1, CRIT)
+    study.version(2, CRIT)
+    # Another patient's study filed under the same accession number, with no critical
+    # result: it says nothing of this patient's pneumothorax.
+    study.version(3, patient="MRN2")
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    clock.advance(10)
+    study.downs["pager"].reply(ack("OUT1", "AR", "207"))
+    assert study.rows() == [(1, "pager", "IN1", "dead"), (2, "pager", "IN2", "pending")]
+    assert study.events("alert_suppressed") == []
+    assert study.sent("pager")[-1] == "OUT2"
 
 
 def test_a_version_that_adds_a_result_is_sent_not_held(study):

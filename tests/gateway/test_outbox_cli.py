@@ -207,3 +207,20 @@ def test_retry_dead_keeps_a_result_whose_later_version_is_queued(tmp_path):
         0, "re-queued 1 (dead -> pending) for ehr\n",
         "warning: 1 is an older version of a report whose later version is queued to ehr "
         "as 5: ehr may file it as the current result\n")
+
+
+def test_retry_of_both_versions_together_warns_of_none(tmp_path):
+    # Both versions dead-lettered (an EHR refusing until the patient was registered), both
+    # named: they go back in the order they came, the older one first, so the EHR files the
+    # later one last. Nothing can be filed out of order, and no warning says otherwise.
+    path, _, box = new_outbox(tmp_path)
+    for message_id, planned in enumerate([result("V1", "ACC1", ("p1",)),
+                                          result("V2", "ACC1", ("p1",))], start=1):
+        box.enqueue([planned], source_control_id=f"IN{message_id}", message_id=message_id)
+    for row in box.list():
+        box.record_failed(row, "AE", retry_at=None, ack_code="AE")
+    box.conn.close()
+    result_ = CliRunner().invoke(main, ["outbox", "retry", "--db", path, "1", "2"],
+                                 catch_exceptions=False)
+    assert (result_.exit_code, result_.stdout, result_.stderr) == (
+        0, "re-queued 1 (dead -> pending) for ehr\nre-queued 2 (dead -> pending) for ehr\n", "")
