@@ -300,7 +300,7 @@ class Resume(StoredFeed):
                 return
         self.pipeline.keys_known()
         if self._done:  # over before its last chunk was read: those it did not take up
-            self.pipeline.no_more_expected()
+            self.pipeline.no_more_expected(self._last_id)
 
     def _poll_failed(self) -> None:
         if not self._active:
@@ -341,6 +341,6 @@ class Resume(StoredFeed):
             self._done = True
             # Stored reports no longer waiting (their status changed meanwhile) or left to
             # the next start: their patients' later reports wait for them no more.
-            self.pipeline.no_more_expected()
+            self.pipeline.no_more_expected(self._last_id)
             if self._handed:
                 self.log.info("analysis.resumed", messages=self._handed)

@@ -545,11 +545,13 @@ class AnalysisPipeline:
             if self._backlog:
                 self._schedule()
 
-    def no_more_expected(self) -> None:
-        """Every stored message :meth:`expect` kept a place for and that was not submitted
-        will not be (the resume is over: its status changed meanwhile, or the rest is
-        left to the next start)."""
-        for message_id in list(self._expected):
+    def no_more_expected(self, up_to: int) -> None:
+        """Every stored message up to id ``up_to`` that :meth:`expect` kept a place for and
+        that was not submitted will not be (the resume is over: its status changed
+        meanwhile, or the rest is left to the next start).  The places of later ones are
+        kept: the live reports waiting in the database (gateway.overflow) are submitted
+        after the resume is over, and a STAT report of their patient takes them along."""
+        for message_id in [m for m in self._expected if m <= up_to]:
             self.unexpected(message_id)
 
     def _queue_per_patient(self, message: AcceptedMessage) -> None:

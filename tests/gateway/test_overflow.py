@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from gateway.audit import AuditLog, ReceivedMessage
 from gateway.commit import GroupCommitter
+from gateway.feed import FeedRoom, Resume
 from gateway.overflow import Overflow
 from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 
@@ -36,26 +37,45 @@ class StartOrder(HeldAnalyzer):
 
 class Gateway:
     """A pipeline holding at most ``max_backlog`` reports in memory, two in the analysis
-    pool (one worker), and its overflow."""
+    pool (one worker), and its overflow; with ``resume``, the resume of the reports
+    stored before :meth:`start`, sharing the overflow's room as in ``build_gateway``."""
 
-    def __init__(self, tmp_path, max_backlog):
+    def __init__(self, tmp_path, max_backlog, resume=False):
         self.audit = AuditLog(str(tmp_path / "a.sqlite3"))
         self.analyzer = StartOrder()
         self.pipeline = AnalysisPipeline(self.analyzer,
                                          GroupCommitter(self.audit, immediate_writer),
                                          max_backlog=max_backlog)
-        self.overflow = Overflow(self.audit, self.pipeline.committer, self.pipeline, reread)
+        room = FeedRoom(self.pipeline.max_in_flight)
+        self.resume = Resume(self.audit, self.pipeline.committer, self.pipeline, reread,
+                             room=room) if resume else None
+        self.overflow = Overflow(self.audit, self.pipeline.committer, self.pipeline, reread,
+                                 room=room)
         self.pipeline.overflow = self.overflow
-        self.pipeline.take_up = self.overflow.take_up
+
+        def take_up(message_id):
+            if self.resume is not None:
+                self.resume.take_up(message_id)
+            self.overflow.take_up(message_id)
+
+        self.pipeline.take_up = take_up
         self.statuses = {}
+
+    def store(self, cid, mrn, priority="R"):
+        """A report stored and ACKed, its analysis not finished; its id."""
+        return self.audit.record_received(ReceivedMessage(
+            raw=_patient_text(cid, mrn, priority).encode(),
+            received_at="2024-01-15T10:00:00.000Z", status="received", ack_code="AA",
+            ack_payload=b"ACK", control_id=cid, sending_application="RIS",
+            sending_facility="HOSP", message_type="ORU^R01"))
+
+    def start(self):
+        self.resume.startService()
 
     def receive(self, cid, mrn, priority="R"):
         """A live report, stored then handed over as the receiver does after its ACK."""
         text = _patient_text(cid, mrn, priority)
-        message_id = self.audit.record_received(ReceivedMessage(
-            raw=text.encode(), received_at="2024-01-15T10:00:00.000Z", status="received",
-            ack_code="AA", ack_payload=b"ACK", control_id=cid, sending_application="RIS",
-            sending_facility="HOSP", message_type="ORU^R01"))
+        message_id = self.store(cid, mrn, priority)
         message = AcceptedMessage(message_id, cid, None, text, (report(cid),))
         self.pipeline.submit(message).addBoth(
             lambda status: self.statuses.__setitem__(cid, status))
@@ -119,3 +139,24 @@ def test_without_a_bound_every_report_waits_in_memory(tmp_path):
     assert (gw.pipeline.backlog, gw.overflow.waiting) == (6, 0)
     gw.drain()
     assert gw.started == [f"R{i}" for i in range(8)]
+
+
+def test_the_end_of_a_resume_keeps_the_places_of_the_reports_waiting_in_the_database(
+        tmp_path):
+    gw = Gateway(tmp_path, max_backlog=1, resume=True)
+    for i in range(3):  # stored by the run before, not analysed
+        gw.store(f"S{i}", f"MRN-S{i}")
+    gw.start()
+    gw.receive("L0", "MRN-D")  # in the backlog
+    gw.receive("L1", "MRN-E")  # the backlog is full: these wait in the database
+    gw.receive("L2", "MRN-F")
+    assert gw.overflow.waiting == 2
+    gw.analyzer.release()
+    gw.analyzer.release()  # the resume has taken up all it had: it is over
+    # A STAT report of L2's patient: L2, still waiting in the database, goes first.
+    gw.receive("STAT", "MRN-F", priority="S")
+    gw.drain()
+    started = gw.started
+    assert sorted(started) == sorted(["S0", "S1", "S2", "L0", "L1", "L2", "STAT"])
+    assert started.index("L2") < started.index("STAT"), started
+    assert gw.statuses == {cid: "analysed" for cid in ("L0", "L1", "L2", "STAT")}
