@@ -64,9 +64,11 @@ class Overflow(StoredFeed):
     def hold(self, message_id: int, done: defer.Deferred) -> None:
         """Keep ``message_id`` (committed, ``received``) here until a place is free;
         ``done`` fires with its final status once it is analysed and recorded."""
-        if not self._waiting_ids and not self._warned:
+        if not self._warned:
             now = self._now()
             # Once a minute at most: a feed just at the bound fills and empties this often.
+            # Looked at again at each report held meanwhile: an overflow that starts within
+            # the minute and lasts is warned about once the minute is over.
             if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
                 self.log.warning("analysis.overflow", max_backlog=self.pipeline.max_backlog)
                 self._warned, self._warned_at = True, now

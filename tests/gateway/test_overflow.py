@@ -7,6 +7,8 @@ test_overflow_e2e.
 
 from __future__ import annotations
 
+from twisted.internet.task import Clock
+
 from gateway.audit import AuditLog, ReceivedMessage
 from gateway.commit import GroupCommitter
 from gateway.feed import FeedRoom, Resume
@@ -14,7 +16,7 @@ from gateway.overflow import Overflow
 from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 
 from gateway_samples import immediate_writer
-from test_pipeline import HeldAnalyzer, _patient_text, report
+from test_pipeline import HeldAnalyzer, Log, _patient_text, report
 
 
 def reread(raw, charset):
@@ -40,7 +42,7 @@ class Gateway:
     pool (one worker), and its overflow; with ``resume``, the resume of the reports
     stored before :meth:`start`, sharing the overflow's room as in ``build_gateway``."""
 
-    def __init__(self, tmp_path, max_backlog, resume=False):
+    def __init__(self, tmp_path, max_backlog, resume=False, clock=None, log=None):
         self.audit = AuditLog(str(tmp_path / "a.sqlite3"))
         self.analyzer = StartOrder()
         self.pipeline = AnalysisPipeline(self.analyzer,
@@ -50,7 +52,8 @@ class Gateway:
         self.resume = Resume(self.audit, self.pipeline.committer, self.pipeline, reread,
                              room=room) if resume else None
         self.overflow = Overflow(self.audit, self.pipeline.committer, self.pipeline, reread,
-                                 room=room)
+                                 room=room, clock=clock, log=log)
+        self.clock = clock
         self.pipeline.overflow = self.overflow
 
         def take_up(message_id):
@@ -87,6 +90,8 @@ class Gateway:
     def drain(self):
         while self.analyzer.held:
             self.analyzer.release()
+            if self.clock is not None:
+                self.clock.advance(0)  # the overflow takes up the next on a later turn
 
 
 def test_reports_beyond_the_backlog_wait_in_the_database_and_keep_their_order(tmp_path):
@@ -160,3 +165,32 @@ def test_the_end_of_a_resume_keeps_the_places_of_the_reports_waiting_in_the_data
     assert sorted(started) == sorted(["S0", "S1", "S2", "L0", "L1", "L2", "STAT"])
     assert started.index("L2") < started.index("STAT"), started
     assert gw.statuses == {cid: "analysed" for cid in ("L0", "L1", "L2", "STAT")}
+
+
+def test_an_overflow_that_starts_soon_after_another_is_still_warned_about(tmp_path):
+    # The warning comes at most once a minute: an overflow starting sooner after the last
+    # one's went unannounced however long it lasted (and without analysis.overflow_cleared).
+    clock, log = Clock(), Log()
+    gw = Gateway(tmp_path, max_backlog=1, clock=clock, log=log)
+
+    def lines(event):
+        return [fields for name, fields in log.lines if name == event]
+
+    for i in range(4):  # two in the pool, one in the backlog, one in the database
+        gw.receive(f"A{i}", f"MRN-A{i}")
+    assert len(lines("analysis.overflow")) == 1
+    gw.drain()
+    assert [c["reports"] for c in lines("analysis.overflow_cleared")] == [1]
+    clock.advance(30)
+    for i in range(8):
+        gw.receive(f"B{i}", f"MRN-B{i}")
+    clock.advance(0)  # two of the five in the database taken up, the rest wait
+    assert gw.overflow.waiting == 3
+    assert len(lines("analysis.overflow")) == 1  # 30 s after the last: not yet
+    clock.advance(120)  # reports still wait in the database two minutes on
+    gw.receive("B8", "MRN-B8")
+    assert len(lines("analysis.overflow")) == 2
+    gw.drain()
+    assert [c["reports"] for c in lines("analysis.overflow_cleared")] == [1, 6]
+    assert gw.statuses == {cid: "analysed" for cid in
+                           [f"A{i}" for i in range(4)] + [f"B{i}" for i in range(9)]}
