@@ -629,6 +629,12 @@ class AnalysisPipeline:
 
     def _yield_to_listener(self) -> float:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
+        if self.overflow is not None and self.overflow.waiting:
+            # A sustained overload: the backlog holds the few reports just read back from
+            # the database (gateway.overflow), each waiting since it arrived, not since it
+            # was read. Held for max_wait from then, analysis fell to a few reports per
+            # max_wait for as long as the flood lasted.
+            return 0.0
         now = self.clock()
         oldest = self._backlog.oldest_arrival()
         if oldest is None:

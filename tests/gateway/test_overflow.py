@@ -7,6 +7,7 @@ test_overflow_e2e.
 
 from __future__ import annotations
 
+from twisted.internet import defer
 from twisted.internet.task import Clock
 
 from gateway.audit import AuditLog, ReceivedMessage
@@ -15,6 +16,7 @@ from gateway.feed import FeedRoom, Resume
 from gateway.overflow import Overflow
 from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 
+from gateway_fake_engine import FakeEngine
 from gateway_samples import immediate_writer
 from test_pipeline import HeldAnalyzer, Log, _patient_text, report
 
@@ -194,3 +196,53 @@ def test_an_overflow_that_starts_soon_after_another_is_still_warned_about(tmp_pa
     assert [c["reports"] for c in lines("analysis.overflow_cleared")] == [1, 6]
     assert gw.statuses == {cid: "analysed" for cid in
                            [f"A{i}" for i in range(4)] + [f"B{i}" for i in range(9)]}
+
+
+class TimedAnalyzer:
+    """Two workers, each analysis taking ``delay`` seconds of ``clock``."""
+
+    workers = 2
+
+    def __init__(self, clock, delay):
+        self.clock, self.delay = clock, delay
+        self.engine = FakeEngine()
+        self.finished = 0
+
+    def analyze(self, data):
+        d = defer.Deferred()
+
+        def done():
+            self.finished += 1
+            d.callback(self.engine.analyze(data))
+
+        self.clock.callLater(self.delay, done)
+        return d
+
+
+def test_under_a_sustained_flood_reports_waiting_in_the_database_are_analysed_at_full_speed(
+        tmp_path):
+    # The quiet period holds analysis back while reports arrive, until the oldest in the
+    # backlog has waited max_wait. Read back from the database a few at a time, the
+    # backlog held only reports handed over just now: each few waited max_wait, and
+    # analysis fell to four reports per 5 s for as long as the flood lasted.
+    clock = Clock()
+    clock.advance(1000)
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = TimedAnalyzer(clock, 0.01)  # 400 reports a second, the flood sends 100
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer),
+                                reactor=clock, clock=clock.seconds, quiet_period=0.05,
+                                max_wait=5.0, max_backlog=20)
+    pipeline.overflow = Overflow(audit, pipeline.committer, pipeline, reread, clock=clock)
+    pipeline.take_up = pipeline.overflow.take_up
+    for i in range(1000):
+        cid = f"R{i}"
+        text = _patient_text(cid, f"MRN{i % 50}")
+        message_id = audit.record_received(ReceivedMessage(
+            raw=text.encode(), received_at="2024-01-15T10:00:00.000Z", status="received",
+            ack_code="AA", ack_payload=b"ACK", control_id=cid, sending_application="RIS",
+            sending_facility="HOSP", message_type="ORU^R01"))
+        pipeline.submit(AcceptedMessage(message_id, cid, None, text, (report(cid),)))
+        for _ in range(10):
+            clock.advance(0.001)
+    assert pipeline.overflow.waiting < 100, pipeline.overflow.waiting
+    assert analyzer.finished > 900
