@@ -156,8 +156,9 @@ class StoredFeed(Service):
             chosen = [stored for stored in self._waiting(room + len(skip))
                       if stored.id not in skip][:room]
             waiting = [(stored, self._fields(stored)) for stored in chosen]
-        # Locked or unreadable now: the replay timer looks again; a resume does at the next
-        # message recorded, or leaves the rest to the next start.
+        # Locked or unreadable now: the replay timer looks again, the overflow a second
+        # later; a resume does at the next message recorded, or leaves the rest to the
+        # next start.
         except sqlite3.Error as exc:
             self.log.warning(f"{self.stage}.poll_failed", error=type(exc).__name__)
             self._poll_failed()

@@ -35,6 +35,7 @@ __all__ = ["Overflow"]
 
 WAITING_METRIC = "ri_gateway_analysis_waiting_in_database"
 WARN_EVERY = 60.0  # seconds between two analysis.overflow warnings
+RETRY_AFTER = 1.0  # seconds before a failed read of the waiting reports is tried again
 
 
 class Overflow(StoredFeed):
@@ -54,6 +55,7 @@ class Overflow(StoredFeed):
         self._episode = 0
         self._warned = False
         self._warned_at: float | None = None
+        self._retry_pending = False
         self._gauge()  # at 0 from the start: an alert rule on it sees a series at once
 
     @property
@@ -127,6 +129,18 @@ class Overflow(StoredFeed):
 
             d.addBoth(passed_on)
         return d
+
+    def _poll_failed(self) -> None:
+        # Otherwise looked at again only when a stored report is recorded or a live one is
+        # held here: with neither (the flood over) the reports waiting here waited for the
+        # next arrival, or a restart.
+        if self.clock is not None and not self._retry_pending:
+            self._retry_pending = True
+            self.clock.callLater(RETRY_AFTER, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_pending = False
+        self._next()
 
     def _taken(self, count: int, refill: bool) -> None:
         self._more = bool(self._waiting_ids)  # looked at again as places come free

@@ -7,6 +7,8 @@ test_overflow_e2e.
 
 from __future__ import annotations
 
+import sqlite3
+
 from twisted.internet import defer
 from twisted.internet.task import Clock
 
@@ -246,3 +248,35 @@ def test_under_a_sustained_flood_reports_waiting_in_the_database_are_analysed_at
             clock.advance(0.001)
     assert pipeline.overflow.waiting < 100, pipeline.overflow.waiting
     assert analyzer.finished > 900
+
+
+class FailingReads:
+    """An audit log whose next ``failures`` reads of a stored message fail."""
+
+    def __init__(self, audit, failures):
+        self.audit, self.failures = audit, failures
+
+    def stored(self, message_id):
+        if self.failures:
+            self.failures -= 1
+            raise sqlite3.OperationalError("disk I/O error")
+        return self.audit.stored(message_id)
+
+    def __getattr__(self, name):
+        return getattr(self.audit, name)
+
+
+def test_a_failed_read_of_the_reports_waiting_in_the_database_is_tried_again(tmp_path):
+    # Looked at again only when a stored report was recorded or a live one held: with
+    # neither (the flood over), the reports waited for the next arrival, or a restart.
+    clock = Clock()
+    gw = Gateway(tmp_path, max_backlog=1, clock=clock)
+    gw.overflow.audit = FailingReads(gw.audit, 1)
+    for i in range(4):  # two in the pool, one in the backlog, one in the database
+        gw.receive(f"R{i}", f"MRN{i}")
+    clock.advance(0)  # its read fails
+    assert gw.overflow.waiting == 1
+    gw.drain()
+    clock.advance(5)
+    gw.drain()
+    assert gw.statuses == {f"R{i}": "analysed" for i in range(4)}
