@@ -25,7 +25,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from .audit import AuditLog, Op
-from .errors import AuditError
+from .errors import AuditError, DatabaseLost
 
 __all__ = ["GroupCommitter", "RetryingCommitter", "thread_writer"]
 
@@ -126,7 +126,8 @@ class RetryingCommitter:
     A failed attempt is tried again after ``first`` seconds, then twice as long each
     time up to ``longest``; ``on_retry(failure, delay)`` is called before each wait (to
     log it).  Only database errors are retried (:class:`AuditError`, SQLite's
-    ``OperationalError``): any other error would fail the same way again.  :meth:`stop`
+    ``OperationalError``): any other error would fail the same way again, and so would a
+    :class:`DatabaseLost`.  :meth:`stop`
     fails every op still waiting, with its last error, at once.
     """
 
@@ -150,7 +151,10 @@ class RetryingCommitter:
                 result.callback, failed, errbackArgs=(delay,))
 
         def failed(failure: Failure, delay: float) -> None:
-            if self._stopped or not failure.check(AuditError, sqlite3.OperationalError):
+            # A database deleted or replaced under the gateway fails every write until a
+            # restart: retried, it would only log the same error every 30 s.
+            if (self._stopped or failure.check(DatabaseLost)
+                    or not failure.check(AuditError, sqlite3.OperationalError)):
                 result.errback(failure)
                 return
             on_retry(failure, delay)

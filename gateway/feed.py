@@ -156,8 +156,9 @@ class StoredFeed(Service):
             chosen = [stored for stored in self._waiting(room + len(skip))
                       if stored.id not in skip][:room]
             waiting = [(stored, self._fields(stored)) for stored in chosen]
-        # Locked or unreadable now: the replay timer looks again; a resume does at the next
-        # message recorded, or leaves the rest to the next start.
+        # Locked or unreadable now: the replay timer looks again, the overflow a second
+        # later; a resume does at the next message recorded, or leaves the rest to the
+        # next start.
         except sqlite3.Error as exc:
             self.log.warning(f"{self.stage}.poll_failed", error=type(exc).__name__)
             self._poll_failed()
@@ -300,7 +301,7 @@ class Resume(StoredFeed):
                 return
         self.pipeline.keys_known()
         if self._done:  # over before its last chunk was read: those it did not take up
-            self.pipeline.no_more_expected()
+            self.pipeline.no_more_expected(self._last_id)
 
     def _poll_failed(self) -> None:
         if not self._active:
@@ -341,6 +342,6 @@ class Resume(StoredFeed):
             self._done = True
             # Stored reports no longer waiting (their status changed meanwhile) or left to
             # the next start: their patients' later reports wait for them no more.
-            self.pipeline.no_more_expected()
+            self.pipeline.no_more_expected(self._last_id)
             if self._handed:
                 self.log.info("analysis.resumed", messages=self._handed)

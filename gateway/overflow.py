@@ -35,6 +35,7 @@ __all__ = ["Overflow"]
 
 WAITING_METRIC = "ri_gateway_analysis_waiting_in_database"
 WARN_EVERY = 60.0  # seconds between two analysis.overflow warnings
+RETRY_AFTER = 1.0  # seconds before a failed read of the waiting reports is tried again
 
 
 class Overflow(StoredFeed):
@@ -54,6 +55,7 @@ class Overflow(StoredFeed):
         self._episode = 0
         self._warned = False
         self._warned_at: float | None = None
+        self._retry_pending = False
         self._gauge()  # at 0 from the start: an alert rule on it sees a series at once
 
     @property
@@ -64,9 +66,11 @@ class Overflow(StoredFeed):
     def hold(self, message_id: int, done: defer.Deferred) -> None:
         """Keep ``message_id`` (committed, ``received``) here until a place is free;
         ``done`` fires with its final status once it is analysed and recorded."""
-        if not self._waiting_ids and not self._warned:
+        if not self._warned:
             now = self._now()
             # Once a minute at most: a feed just at the bound fills and empties this often.
+            # Looked at again at each report held meanwhile: an overflow that starts within
+            # the minute and lasts is warned about once the minute is over.
             if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
                 self.log.warning("analysis.overflow", max_backlog=self.pipeline.max_backlog)
                 self._warned, self._warned_at = True, now
@@ -125,6 +129,18 @@ class Overflow(StoredFeed):
 
             d.addBoth(passed_on)
         return d
+
+    def _poll_failed(self) -> None:
+        # Otherwise looked at again only when a stored report is recorded or a live one is
+        # held here: with neither (the flood over) the reports waiting here waited for the
+        # next arrival, or a restart.
+        if self.clock is not None and not self._retry_pending:
+            self._retry_pending = True
+            self.clock.callLater(RETRY_AFTER, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_pending = False
+        self._next()
 
     def _taken(self, count: int, refill: bool) -> None:
         self._more = bool(self._waiting_ids)  # looked at again as places come free

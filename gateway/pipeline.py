@@ -545,11 +545,13 @@ class AnalysisPipeline:
             if self._backlog:
                 self._schedule()
 
-    def no_more_expected(self) -> None:
-        """Every stored message :meth:`expect` kept a place for and that was not submitted
-        will not be (the resume is over: its status changed meanwhile, or the rest is
-        left to the next start)."""
-        for message_id in list(self._expected):
+    def no_more_expected(self, up_to: int) -> None:
+        """Every stored message up to id ``up_to`` that :meth:`expect` kept a place for and
+        that was not submitted will not be (the resume is over: its status changed
+        meanwhile, or the rest is left to the next start).  The places of later ones are
+        kept: the live reports waiting in the database (gateway.overflow) are submitted
+        after the resume is over, and a STAT report of their patient takes them along."""
+        for message_id in [m for m in self._expected if m <= up_to]:
             self.unexpected(message_id)
 
     def _queue_per_patient(self, message: AcceptedMessage) -> None:
@@ -627,6 +629,12 @@ class AnalysisPipeline:
 
     def _yield_to_listener(self) -> float:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
+        if self.overflow is not None and self.overflow.waiting:
+            # A sustained overload: the backlog holds the few reports just read back from
+            # the database (gateway.overflow), each waiting since it arrived, not since it
+            # was read. Held for max_wait from then, analysis fell to a few reports per
+            # max_wait for as long as the flood lasted.
+            return 0.0
         now = self.clock()
         oldest = self._backlog.oldest_arrival()
         if oldest is None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import pytest
 from twisted.internet import defer
 
 from gateway.audit import AuditLog, ReceivedMessage, received_op
 from gateway.commit import GroupCommitter
+from gateway.errors import DatabaseLost
 
 
 class ManualWriter:
@@ -109,13 +111,19 @@ def test_a_write_that_found_the_database_locked_is_committed_again_with_backoff(
     assert (waits, fired, committer.submitted) == ([1.0, 2.0, 4.0, 4.0], ["the op"], 5)
 
 
-def test_an_error_other_than_the_database_is_not_retried():
-    committer = FailingCommitter(1, ValueError("a bug"))
+@pytest.mark.parametrize("error", [
+    ValueError("a bug"),
+    # Every later write fails the same way until a restart (gateway.database_files):
+    # retried, each analysis in the pool logged analysis.not_recorded "retry_in 30" for ever.
+    DatabaseLost("audit database x was deleted while the gateway was writing it"),
+])
+def test_an_error_that_a_retry_cannot_mend_is_not_retried(error):
+    committer = FailingCommitter(1, error)
     retrying, clock = _retrying(committer)
     waits, failed = [], []
     retrying.submit("op", lambda failure, delay: waits.append(delay)).addErrback(
         lambda f: failed.append(f.type))
-    assert (waits, failed, committer.submitted) == ([], [ValueError], 1)
+    assert (waits, failed, committer.submitted) == ([], [type(error)], 1)
 
 
 def test_stop_fails_the_writes_waiting_to_be_retried_at_once():

@@ -123,6 +123,7 @@ def _run(seed: int, stop: bool) -> None:
                                 max_in_flight=rng.choice((1, 2, 4)))
     # The stored backlog: its patients read at start, some of it never handed over.
     stored = [(*_message(mid, rng), rng.random() < 0.15) for mid in range(1, rng.randrange(12))]
+    last_stored = len(stored)  # the newest id stored before the start
     pipeline.keys_pending()
     for message, patients, _ in stored:
         keys = sorted({key for key in patients})
@@ -149,7 +150,7 @@ def _run(seed: int, stop: bool) -> None:
                 pipeline.submit(message, arrival=False).addBoth(
                     sent[message.message_id].done.append)
             if not stored:
-                pipeline.no_more_expected()
+                pipeline.no_more_expected(last_stored)
         elif action < 0.4 and not keys_known:
             keys_known = True
             pipeline.keys_known()
@@ -168,7 +169,7 @@ def _run(seed: int, stop: bool) -> None:
         if not gone:
             sent[message.message_id] = Sent(message, patients)
             pipeline.submit(message, arrival=False).addBoth(sent[message.message_id].done.append)
-    pipeline.no_more_expected()
+    pipeline.no_more_expected(last_stored)
     clock.advance(0)
     while analyzer.held or committer.held or clock.getDelayedCalls():
         if analyzer.held and (not committer.held or rng.random() < 0.5):
