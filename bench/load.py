@@ -240,9 +240,9 @@ def _start(kind: str, port: int, tmp: str, window: float = 0.0) -> subprocess.Po
             env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "full"
         if kind.startswith("gateway-fast"):
             env["RI_GATEWAY_MLLP_MAP_BEFORE_ACK"] = "none"
-        if kind.endswith("-busy"):  # gateway-fast-busy here, gateway-busy in bench/soak.py
+        if kind.endswith("-busy"):
             env["RI_GATEWAY_ANALYSIS_QUIET_PERIOD"] = "0"
-        else:
+        elif kind != "gateway-defaults":  # bench/soak.py: the analysis settings as shipped
             # Analysis held back for the whole run: these rows measure the ACK path alone.
             env["RI_GATEWAY_ANALYSIS_MAX_WAIT"] = str(window + 10)
     else:

@@ -3,17 +3,18 @@
 The load benchmark (``bench/load.py``) measures a few seconds of a fresh gateway. What grows
 with what the gateway has taken in shows only over time: a queue walked for each message
 (the ACK rate falls as the queue grows), memory held for each report waiting for analysis
-(the process grows until the out-of-memory killer stops it). Here one gateway, on its
-defaults with analysis running beside the listener (``quiet_period = 0``; analysis, at a
-lower CPU priority, falls behind, so the reports waiting for it pile up as under a flood),
-takes the load of ``bench/load.py`` (8 persistent connections, 3 KB ORU^R01, each awaiting
-its ACK) for ``--intervals`` intervals of ``--seconds``, once with every report of one
-patient and once spread over ``--patients`` patients. Per interval it prints messages/s,
-the server's CPU per message and its resident memory; at the end, the CPU per message of
+(the process grows until the out-of-memory killer stops it), analysis that stops keeping up.
+Here one gateway on its shipped defaults (analysis held back while messages keep arriving,
+at most ``max_wait``, then running beside the listener at a lower CPU priority, so that
+reports waiting for it pile up as under a flood) takes the load of ``bench/load.py`` (8
+persistent connections, 3 KB ORU^R01, each awaiting its ACK) for ``--intervals`` intervals
+of ``--seconds``, once with every report of one patient and once spread over ``--patients``
+patients. Per interval it prints messages/s, the server's CPU per message, its resident
+memory and how many reports had been analysed by then; at the end, the CPU per message of
 the last interval against the first (flat: about 1.0) and the memory added per thousand
 messages in the first and the second half of the run (once ``[analysis] max_backlog``
-reports wait in memory, the rest wait in the database: the second half adds far less). Ratios, not absolute numbers, are what compare between runs on a shared
-machine.
+reports wait in memory, the rest wait in the database: the second half adds far less).
+Ratios, not absolute numbers, are what compare between runs on a shared machine.
 
     python bench/soak.py [--intervals 6] [--seconds 3] [--patients 200] [--max-backlog N]
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -40,6 +42,7 @@ class Interval:
     rss_mb: float
     messages: int
     errors: int
+    analysed: int  # reports analysed since the start, at the end of the interval
 
 
 @dataclass
@@ -67,6 +70,16 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _analysed(db: str) -> int:
+    """Reports whose analysis is recorded (read-only: the gateway writes on)."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return con.execute("SELECT count(*) FROM messages WHERE status = 'analysed'"
+                           ).fetchone()[0]
+    finally:
+        con.close()
+
+
 def soak(name: str, patients: int, intervals: int, seconds: float,
          max_backlog: int | None) -> Soak:
     result = Soak(name)
@@ -75,13 +88,13 @@ def soak(name: str, patients: int, intervals: int, seconds: float,
         os.environ["RI_GATEWAY_ANALYSIS_MAX_BACKLOG"] = str(max_backlog)
     try:
         with tempfile.TemporaryDirectory() as tmp, \
-                load.serving("gateway-busy", tmp) as (port, proc):
+                load.serving("gateway-defaults", tmp) as (port, proc):
             for _ in range(intervals):
                 r = asyncio.run(load._load(port, 8, seconds, 3072, name, 0, proc.pid,
                                            patients=patients))
                 result.intervals.append(Interval(
                     r.rate, (r.cpu_per_message or 0.0) * 1e6, _rss_mb(proc.pid),
-                    r.messages, r.errors))
+                    r.messages, r.errors, _analysed(f"{tmp}/gateway-defaults.sqlite3")))
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -92,10 +105,11 @@ def report(results: list[Soak]) -> str:
     lines = []
     for r in results:
         lines.append(f"{r.name}")
-        lines.append(f"  {'interval':>8} {'msg/s':>7} {'cpu us':>7} {'rss MB':>7} {'errors':>7}")
+        lines.append(f"  {'interval':>8} {'msg/s':>7} {'cpu us':>7} {'rss MB':>7} {'errors':>7}"
+                     f" {'analysed':>9}")
         for n, i in enumerate(r.intervals, 1):
             lines.append(f"  {n:>8} {i.rate:>7.0f} {i.cpu_us:>7.0f} {i.rss_mb:>7.1f}"
-                         f" {i.errors:>7}")
+                         f" {i.errors:>7} {i.analysed:>9}")
         half = len(r.intervals) // 2
         lines.append(f"  cpu per message, last interval vs first: {r.cpu_ratio:.2f}")
         lines.append(f"  memory added per 1000 messages: first half "
