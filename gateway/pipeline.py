@@ -360,7 +360,7 @@ class AnalysisPipeline:
         # (message, its final-status Deferred, when it arrived): most urgent first, then
         # oldest first (see _Backlog)
         self._backlog = _Backlog(_urgency, self._earlier)
-        self._start_pending = False
+        self._start_call: Any = None  # the reactor's DelayedCall of the next _start
         self._stopped = False
         # Messages whose worker died, each to be tried again alone (module docstring), the
         # one running alone, and the deaths each has caused running alone.
@@ -386,6 +386,9 @@ class AnalysisPipeline:
         self._expected_by_key: dict[str, set[int]] = {}
         self._keys_pending = False
         self._unkeyed: dict[int, AcceptedMessage] = {}
+        # The stored messages (submitted not as arrivals) in the backlog: the quiet period
+        # does not hold them back (_yield_to_listener).
+        self._stored_waiting: set[int] = set()
         # Hands a stored message the resume has not reached yet to the pipeline now, out of
         # turn (gateway.feed.Resume.take_up; set by build_gateway): a live report waits for
         # the stored reports of its patient, which otherwise waited for their turn in the
@@ -441,8 +444,12 @@ class AnalysisPipeline:
         self._queue_per_patient(message)
         if arrival and not message.replay:
             self._pull_forward(message.message_id)
+        else:
+            self._stored_waiting.add(message.message_id)
         self._backlog.append((message, done, now))
-        self._schedule()
+        # A stored report is not held back by the quiet period (_yield_to_listener): the look
+        # scheduled for when it is over comes now. Arrivals leave it be (cheaper per message).
+        self._schedule(sooner=message.message_id in self._stored_waiting)
         return done
 
     def _overflows(self, message: AcceptedMessage) -> bool:
@@ -470,15 +477,18 @@ class AnalysisPipeline:
         for other in sorted(waited_for):  # oldest first, as they were stored
             self.take_up(other)
 
-    def _schedule(self, delay: float = 0.0) -> None:
+    def _schedule(self, delay: float = 0.0, *, sooner: bool = False) -> None:
+        """Look for analyses to start after ``delay``; ``sooner``: also bring forward a look
+        already scheduled later (one held back by the quiet period)."""
         if self.reactor is None:
             self._start()
-        elif not self._start_pending:
-            self._start_pending = True
-            self.reactor.callLater(delay, self._start)
+        elif self._start_call is None or not self._start_call.active():
+            self._start_call = self.reactor.callLater(delay, self._start)
+        elif sooner and self._start_call.getTime() > self.reactor.seconds() + delay:
+            self._start_call.reset(delay)
 
     def _start(self) -> None:
-        self._start_pending = False
+        self._start_call = None
         if self._stopped:
             return
         if self._retry or self._alone is not None:
@@ -495,6 +505,8 @@ class AnalysisPipeline:
                 return
         while self._backlog and self.in_progress < self.max_in_flight:
             item = self._backlog.pop_ready(self._ready)
+            if item is not None:
+                self._stored_waiting.discard(item[0].message_id)
             if item is None:
                 return  # each waits for an earlier report of its patient (_ready)
             message, done, _ = item
@@ -629,6 +641,12 @@ class AnalysisPipeline:
 
     def _yield_to_listener(self) -> float:
         """Seconds to hold analysis back while messages keep arriving (0: start now)."""
+        if self._stored_waiting:
+            # A stored report (resumed at start, replayed, read back from the database) has
+            # waited already: held for max_wait from when it was read, each few the feeds
+            # take up at a time waited that long while senders kept sending, and a resume
+            # beside a busy feed went at a few reports per max_wait.
+            return 0.0
         if self.overflow is not None and self.overflow.waiting:
             # A sustained overload: the backlog holds the few reports just read back from
             # the database (gateway.overflow), each waiting since it arrived, not since it

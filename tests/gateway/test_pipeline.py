@@ -383,6 +383,32 @@ def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
     assert analyzer.calls == 2
 
 
+def test_a_stored_report_is_not_held_back_while_senders_keep_sending(tmp_path):
+    """A report the resume takes up at a restart has waited already: held max_wait from when
+    it was read, the few the resume takes up at a time each waited that long while a busy
+    feed kept the quiet period from ever passing."""
+    from twisted.internet.task import Clock
+
+    audit = AuditLog(str(tmp_path / "a.sqlite3"))
+    analyzer = HeldAnalyzer()
+    clock = Clock()
+    clock.advance(10)
+    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock,
+                                clock=clock.seconds, quiet_period=1.0, max_wait=5.0)
+    pipeline.submit(AcceptedMessage(store(audit, "L1"), "L1", None, "text", (report("L1"),)))
+    clock.advance(0.2)
+    assert analyzer.calls == 0  # a sender is busy: held back
+    pipeline.submit(AcceptedMessage(store(audit, "S1"), "S1", None, "text", (report("S1"),)),
+                    arrival=False)
+    clock.advance(0)
+    assert analyzer.calls == 2  # the stored one, and the live one beside it
+    analyzer.release()
+    analyzer.release()
+    pipeline.submit(AcceptedMessage(store(audit, "L2"), "L2", None, "text", (report("L2"),)))
+    clock.advance(0.2)
+    assert analyzer.calls == 2  # live reports alone are waited out as before
+
+
 def test_a_stat_order_is_analysed_before_the_routine_ones_waiting(tmp_path):
     audit = AuditLog(str(tmp_path / "a.sqlite3"))
     analyzer = HeldAnalyzer()
