@@ -361,9 +361,8 @@ def test_stopped_pipeline_starts_nothing_more_and_leaves_the_backlog_received(tm
         "analysed", "received", "received"]
 
 
-def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
-    """The quiet period holds analysis back while senders are busy; a replay taken up by the
-    gateway is not a sender, and each one held back quiet_period slowed a replay down."""
+def _quiet_pipeline(tmp_path):
+    """A pipeline on a reactor clock with a quiet period of 1 s (max_wait 5 s)."""
     from twisted.internet.task import Clock
 
     audit = AuditLog(str(tmp_path / "a.sqlite3"))
@@ -372,6 +371,13 @@ def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
     clock.advance(10)
     pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock,
                                 clock=clock.seconds, quiet_period=1.0, max_wait=5.0)
+    return audit, analyzer, clock, pipeline
+
+
+def test_a_replay_is_not_an_arrival_the_quiet_period_waits_out(tmp_path):
+    """The quiet period holds analysis back while senders are busy; a replay taken up by the
+    gateway is not a sender, and each one held back quiet_period slowed a replay down."""
+    audit, analyzer, clock, pipeline = _quiet_pipeline(tmp_path)
     pipeline.submit(AcceptedMessage(store(audit, "R1"), "R1", None, "text", (report("R1"),),
                                     replay=True))
     clock.advance(0)
@@ -387,14 +393,7 @@ def test_a_stored_report_is_not_held_back_while_senders_keep_sending(tmp_path):
     """A report the resume takes up at a restart has waited already: held max_wait from when
     it was read, the few the resume takes up at a time each waited that long while a busy
     feed kept the quiet period from ever passing."""
-    from twisted.internet.task import Clock
-
-    audit = AuditLog(str(tmp_path / "a.sqlite3"))
-    analyzer = HeldAnalyzer()
-    clock = Clock()
-    clock.advance(10)
-    pipeline = AnalysisPipeline(analyzer, GroupCommitter(audit, immediate_writer), reactor=clock,
-                                clock=clock.seconds, quiet_period=1.0, max_wait=5.0)
+    audit, analyzer, clock, pipeline = _quiet_pipeline(tmp_path)
     pipeline.submit(AcceptedMessage(store(audit, "L1"), "L1", None, "text", (report("L1"),)))
     clock.advance(0.2)
     assert analyzer.calls == 0  # a sender is busy: held back
