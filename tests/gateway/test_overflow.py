@@ -20,25 +20,13 @@ from gateway.pipeline import AcceptedMessage, AnalysisPipeline
 
 from gateway_fake_engine import FakeEngine
 from gateway_samples import immediate_writer
-from test_pipeline import HeldAnalyzer, Log, _patient_text, report
+from test_feed import OrderAnalyzer
+from test_pipeline import Log, _patient_text, report
 
 
 def reread(raw, charset):
     text = raw.decode()
     return None, text, [report(text.split("|")[9])]
-
-
-class StartOrder(HeldAnalyzer):
-    """Analyses finish when released; ``started`` lists the control ids in the order their
-    analyses started."""
-
-    def __init__(self):
-        super().__init__()
-        self.started = []
-
-    def analyze(self, data):
-        self.started.append(data.patients[0].patient_documents[0].content.value)
-        return super().analyze(data)
 
 
 class Gateway:
@@ -48,7 +36,7 @@ class Gateway:
 
     def __init__(self, tmp_path, max_backlog, resume=False, clock=None, log=None):
         self.audit = AuditLog(str(tmp_path / "a.sqlite3"))
-        self.analyzer = StartOrder()
+        self.analyzer = OrderAnalyzer()
         self.pipeline = AnalysisPipeline(self.analyzer,
                                          GroupCommitter(self.audit, immediate_writer),
                                          max_backlog=max_backlog)
@@ -89,7 +77,8 @@ class Gateway:
 
     @property
     def started(self):
-        return self.analyzer.started
+        """The control ids in the order their analyses started."""
+        return self.analyzer.order
 
     def drain(self):
         while self.analyzer.held:
